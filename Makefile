@@ -1,0 +1,64 @@
+# cdnpurge: every install step lives here, so a fresh clone needs only `make demo` or `make test`.
+# Targets are stamp-based: nothing is reinstalled unless its input file changed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SAM_VENV := .tools/sam
+SAM := $(SAM_VENV)/bin/sam
+NODE_DEPS := local/node_modules/.installed
+AWS_REGION ?= us-east-1
+export AWS_DEFAULT_REGION ?= $(AWS_REGION)
+# sam and boto3 must never reach a real account from a developer machine or CI.
+export AWS_ACCESS_KEY_ID ?= testing
+export AWS_SECRET_ACCESS_KEY ?= testing
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help install demo test lint typecheck unit sam-validate sam-build bench clean
+.DEFAULT_GOAL := help
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(NODE_DEPS): local/package.json local/package-lock.json
+	cd local && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(SAM_VENV)/.installed: requirements-sam.txt
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet -r requirements-sam.txt
+	touch $@
+
+install: $(BIN)/.installed $(NODE_DEPS) ## create .venv (with the cdnpurge CLI) and the local stack's deps
+
+demo: install ## run an upload and a publish event through queue, handler, table and fake CDNs
+	$(BIN)/python -m cdnpurge_local.demo
+
+lint: $(BIN)/.installed ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/.installed ## mypy (strict)
+	$(BIN)/mypy layers/core local/cdnpurge_local functions tests bench
+
+sam-validate: $(SAM_VENV)/.installed ## sam validate --lint (offline)
+	$(SAM) validate --lint --region $(AWS_REGION)
+
+sam-build: $(SAM_VENV)/.installed ## sam build: cross-builds the arm64/python3.13 layer offline
+	$(SAM) build --region $(AWS_REGION)
+	@du -sh .aws-sam/build/CoreLayer | awk '{print "layer size: " $$1}'
+
+test: install lint typecheck sam-validate sam-build ## everything: lint, types, SAM, unit, contract, integration, reliability
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+bench: install ## storm benchmarks vs a naive purger; prints ratios, writes bench/results/
+	$(BIN)/python -m bench.storm
+
+clean: ## remove build outputs (keeps the venvs)
+	rm -rf .aws-sam build .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,36 @@
+"""PurgeFunction: SQS batch (or a raw S3/SNS/EventBridge event) in, partial batch failures out.
+
+Thin on purpose: Powertools decorators, the service built once per cold start (not at import), one call
+into the pipeline, logs and metrics from its report, and the `batchItemFailures` response that makes
+SQS redeliver only the records that did not complete.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from cdnpurge.observability import record
+from cdnpurge.service import PurgeService
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+
+
+@cache
+def service() -> PurgeService:
+    """Configuration, credentials and clients, built on first use and reused while warm."""
+    return PurgeService.from_environment()
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    report = service().handle(event, remaining_ms=context.get_remaining_time_in_millis)
+    record(report, logger, metrics)
+    return report.response()

@@ -1,0 +1,242 @@
+"""`cdnpurge`: inspect plans and purge by hand through the same planner and adapters as the Lambda.
+
+cdnpurge validate --config purge.yaml
+cdnpurge plan --config purge.yaml --event events/sqs-s3-put.json --format json
+cdnpurge purge --config purge.yaml --provider fastly --key article-42 --soft
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from cdnpurge.config import Config, ConfigError, load_config
+from cdnpurge.credentials import CredentialError, resolve
+from cdnpurge.execute import Executor
+from cdnpurge.models import Plan, PurgeRequest, Target, TargetKind
+from cdnpurge.pipeline import preview, request_token
+from cdnpurge.plan import plan
+from cdnpurge.providers import REGISTRY, specs
+from cdnpurge.providers.base import ProviderError, PurgeResult
+from cdnpurge.rules import RoutedTarget
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+PURGE_EXAMPLES = """\
+examples (one per provider kind; the provider NAME is the `name` in your config):
+  fastly:      cdnpurge purge -c purge.yaml -p fastly --key article-42 --key home --soft
+  fastly url:  cdnpurge purge -c purge.yaml -p fastly --url https://www.example.com/articles/42
+  everything:  cdnpurge purge -c purge.yaml -p fastly --all --dry-run
+
+Paths become URLs for providers that purge by URL (one per configured host).
+Credentials come from the references in the config (env vars locally); they are never printed.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cdnpurge",
+        description="Event-driven CDN purge: plan and run purges the way the PurgeFunction Lambda does.",
+        epilog="Configuration schema and examples: see README.md, section 'Configuration'.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser(
+        "validate",
+        help="check a configuration file",
+        description="Validate a configuration file and list providers.",
+    )
+    validate.add_argument("-c", "--config", required=True, type=Path, help="YAML configuration file")
+
+    plan_cmd = commands.add_parser(
+        "plan",
+        help="show the purge plan for an event file, calling nothing",
+        description="Decode an event file (any shape the Lambda accepts), translate it with the config's "
+        "rules and print the purge plan. No provider, AWS service or credential is touched.",
+    )
+    plan_cmd.add_argument("-c", "--config", required=True, type=Path, help="YAML configuration file")
+    plan_cmd.add_argument("-e", "--event", required=True, type=Path, help="event JSON file (see events/)")
+    plan_cmd.add_argument("-f", "--format", choices=("text", "json"), default="text", help="output format")
+
+    purge = commands.add_parser(
+        "purge",
+        help="purge targets at one provider now",
+        description="Send a manual purge through the same planner, adapters, retries and redaction as the "
+        "Lambda, printing each call and its result.",
+        epilog=PURGE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    purge.add_argument("-c", "--config", required=True, type=Path, help="YAML configuration file")
+    purge.add_argument("-p", "--provider", required=True, help="provider name from the config")
+    for option, kind, text in (
+        ("--url", TargetKind.URL, "absolute URL"),
+        ("--path", TargetKind.PATH, "host-relative path, starting with /"),
+        ("--key", TargetKind.KEY, "surrogate key / cache tag"),
+        ("--prefix", TargetKind.PREFIX, "path prefix (wildcard or pattern where supported)"),
+        ("--host", TargetKind.HOST, "every object of a hostname"),
+    ):
+        purge.add_argument(
+            option, dest=kind.value, action="append", default=[], metavar="VALUE", help=f"{text} (repeatable)"
+        )
+    purge.add_argument(
+        "--all", action="store_true", help="purge everything the provider caches for this service"
+    )
+    mode = purge.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--soft", dest="soft", action="store_true", default=None, help="mark stale (where supported)"
+    )
+    mode.add_argument(
+        "--hard", dest="soft", action="store_false", help="evict (default unless the config says soft)"
+    )
+    purge.add_argument("--dry-run", action="store_true", help="print the requests, send nothing")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(str(args.config))
+        if args.command == "validate":
+            return _validate(config, out)
+        if args.command == "plan":
+            return _plan(config, args.event, args.format, out)
+        return _purge(config, args, out)
+    except (ConfigError, CredentialError) as exc:
+        print(f"cdnpurge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _validate(config: Config, out: TextIO) -> int:
+    print(f"configuration OK: {len(config.providers)} provider(s), {len(config.rules)} rule(s)", file=out)
+    for name, spec in specs(config).items():
+        kinds = ", ".join(f"{kind.value}<={limit}" for kind, limit in spec.capabilities.max_targets.items())
+        print(f"  {name}: {kinds}; soft={'yes' if spec.capabilities.soft_purge else 'no'}", file=out)
+    return EXIT_OK
+
+
+def _plan(config: Config, event_path: Path, output_format: str, out: TextIO) -> int:
+    try:
+        event = json.loads(event_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"cdnpurge: {event_path}: cannot read event JSON: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    decoded, translation, the_plan = preview(event, config, specs(config))
+    document = {
+        "changes": [_change_json(change) for change in decoded.changes],
+        "requests": [_request_json(request) for request in the_plan.requests],
+        "errors": [{"source_id": e.source_id, "message": e.message} for e in decoded.errors]
+        + [
+            {"source_id": e.source_id, "change_id": e.change_id, "message": e.message}
+            for e in translation.errors
+        ]
+        + [
+            {"provider": e.provider, "change_ids": sorted(e.change_ids), "message": e.message}
+            for e in the_plan.errors
+        ],
+        "ignored": [{"source_id": source, "reason": reason} for source, reason in decoded.ignored],
+        "unmatched": list(translation.unmatched),
+    }
+    if output_format == "json":
+        json.dump(document, out, indent=2)
+        out.write("\n")
+    else:
+        _print_plan_text(document, the_plan, out)
+    return EXIT_OK if not document["errors"] else EXIT_FAILED
+
+
+def _change_json(change: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": change.id, "action": change.action.value, "source_id": change.source_id}
+    if change.bucket is not None:
+        item.update(bucket=change.bucket, key=change.key)
+    for name in ("keys", "paths", "urls", "hosts"):
+        if getattr(change, name):
+            item[name] = list(getattr(change, name))
+    return item
+
+
+def _request_json(request: PurgeRequest) -> dict[str, Any]:
+    return {
+        "provider": request.provider,
+        "kind": request.kind.value,
+        "targets": list(request.targets),
+        "soft": request.soft,
+        "change_ids": sorted(request.change_ids),
+    }
+
+
+def _print_plan_text(document: dict[str, Any], the_plan: Plan, out: TextIO) -> None:
+    print(f"{len(document['changes'])} change(s):", file=out)
+    for change in document["changes"]:
+        where = f"s3://{change['bucket']}/{change['key']}" if "bucket" in change else change["id"]
+        print(f"  {change['action']:<9} {where}", file=out)
+    print(f"{len(the_plan.requests)} request(s):", file=out)
+    for request in the_plan.requests:
+        print(f"  {request.describe()}: {', '.join(request.targets)}", file=out)
+    for error in document["errors"]:
+        print(f"error: {error['message']}", file=out)
+
+
+def _purge(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    settings = next((p for p in config.providers if p.name == args.provider), None)
+    if settings is None:
+        known = ", ".join(p.name for p in config.providers)
+        print(
+            f"cdnpurge: --provider {args.provider!r} is not in the config (known: {known})", file=sys.stderr
+        )
+        return EXIT_USAGE
+    targets = [
+        Target(kind, value)
+        for kind in TargetKind
+        if kind is not TargetKind.ALL
+        for value in getattr(args, kind.value)
+    ]
+    if args.all:
+        targets.append(Target(TargetKind.ALL, "*"))
+    if not targets:
+        print(
+            "cdnpurge: name at least one target (--url, --path, --key, --prefix, --host or --all)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    change_id = f"cli:{int(time.time())}"
+    routed = [RoutedTarget(change_id, target, frozenset({settings.name}), args.soft) for target in targets]
+    spec = REGISTRY[settings.kind].spec_for(settings)
+    the_plan = plan(routed, {settings.name: spec})
+    for error in the_plan.errors:
+        print(f"error: {error.message}", file=out)
+    for request in the_plan.requests:
+        print(
+            f"{'would send' if args.dry_run else 'sending'}: {request.describe()}: {', '.join(request.targets)}",
+            file=out,
+        )
+    if args.dry_run or not the_plan.requests:
+        return EXIT_FAILED if the_plan.errors else EXIT_OK
+    credentials = resolve(settings.credentials, owner=f"providers.{settings.name}")
+    provider = REGISTRY[settings.kind](settings, credentials)
+
+    def show(request: PurgeRequest, attempt: int, what: PurgeResult | ProviderError) -> None:
+        status = (
+            f"ok (id {what.provider_id})"
+            if isinstance(what, PurgeResult)
+            else f"{type(what).__name__}: {what}"
+        )
+        print(f"  attempt {attempt}: {request.describe()} -> {status}", file=out)
+
+    executor = Executor({settings.name: provider}, on_attempt=show)
+    deadline = time.monotonic() + 300
+    outcomes = [
+        executor.run(r, deadline=deadline, idempotency_token=request_token(r)) for r in the_plan.requests
+    ]
+    failed = [o for o in outcomes if not o.ok]
+    print(f"done: {len(outcomes) - len(failed)} request(s) accepted, {len(failed)} failed", file=out)
+    return EXIT_FAILED if failed or the_plan.errors else EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

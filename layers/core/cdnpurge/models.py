@@ -1,0 +1,119 @@
+"""The value types every stage of the pipeline speaks: decode -> translate -> plan -> execute.
+
+They are frozen so that a plan can be hashed, compared and replayed: the planner is a pure function of
+these values, and the executor's idempotency keys are derived from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    """What happened to the content a change describes."""
+
+    CREATED = "created"
+    REMOVED = "removed"
+    PUBLISHED = "published"
+
+
+class TargetKind(StrEnum):
+    """What a purge target names at the CDN.
+
+    `url` is absolute, `path` host-relative (starts with `/`), `prefix` a host-relative path prefix
+    (rendered as a wildcard or pattern by providers that support one), `key` a surrogate key or cache tag,
+    `host` every object of one hostname, `all` everything the provider account/service caches.
+    """
+
+    URL = "url"
+    PATH = "path"
+    PREFIX = "prefix"
+    KEY = "key"
+    HOST = "host"
+    ALL = "all"
+
+
+@dataclass(frozen=True, order=True)
+class Target:
+    """One thing to purge; ordered so plans are deterministic."""
+
+    kind: TargetKind
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}:{self.value}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One content change decoded from an event.
+
+    `id` is the idempotency identity of the change itself: S3 bucket/key plus sequencer (or version),
+    the SNS MessageId or the EventBridge event id. A later upload of the same object has a new sequencer,
+    so it gets a new id and is purged again; a redelivery of the same event keeps its id.
+    `source_id` names the SQS message (or raw record) the change came from, so failures map back to it.
+    """
+
+    id: str
+    action: Action
+    source_id: str
+    bucket: str | None = None
+    key: str | None = None
+    event_time: str | None = None
+    # Targets a publisher named explicitly (SNS/EventBridge "content published").
+    keys: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
+    soft: bool | None = None
+
+    def describe(self) -> str:
+        if self.bucket is not None:
+            return f"{self.action.value} s3://{self.bucket}/{self.key}"
+        parts = [f"{name}={list(values)}" for name, values in self._published() if values]
+        return f"{self.action.value} " + " ".join(parts)
+
+    def _published(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        return (("keys", self.keys), ("paths", self.paths), ("urls", self.urls), ("hosts", self.hosts))
+
+
+@dataclass(frozen=True)
+class DecodeError:
+    """A record that could not be turned into changes; only its own source fails."""
+
+    source_id: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PurgeRequest:
+    """One call to one provider: a single target kind, within every declared limit of that provider.
+
+    `change_ids` are the changes this call serves, so the outcome can be mapped back to the records.
+    """
+
+    provider: str
+    kind: TargetKind
+    targets: tuple[str, ...]
+    soft: bool
+    change_ids: frozenset[str] = field(default_factory=frozenset)
+
+    def describe(self) -> str:
+        mode = "soft" if self.soft else "hard"
+        return f"{self.provider} {self.kind.value} x{len(self.targets)} ({mode})"
+
+
+@dataclass(frozen=True)
+class PlanError:
+    """A change whose targets a provider cannot express: reported, never silently dropped."""
+
+    provider: str
+    change_ids: frozenset[str]
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    requests: tuple[PurgeRequest, ...]
+    errors: tuple[PlanError, ...] = ()

@@ -1,0 +1,62 @@
+"""The provider registry: configuration `kind` -> adapter class.
+
+Adding a CDN means adding one module here (plus its fake-server behaviour and contract tests);
+the planner, executor, CLI and configuration pick it up from this table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
+
+import httpx
+from pydantic import SecretStr
+
+from cdnpurge.providers.base import Provider, ProviderSettings, ProviderSpec
+from cdnpurge.providers.fastly import FastlyProvider
+
+if TYPE_CHECKING:
+    from cdnpurge.config import Config
+
+
+class ProviderFactory(Protocol):
+    """What the registry needs of an adapter class."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def settings_model(self) -> type[ProviderSettings]: ...
+
+    def spec_for(self, settings: ProviderSettings) -> ProviderSpec: ...
+
+    def __call__(
+        self,
+        settings: ProviderSettings,
+        credentials: Mapping[str, SecretStr],
+        client: httpx.Client | None = None,
+    ) -> Provider: ...
+
+
+REGISTRY: Mapping[str, ProviderFactory] = {factory.kind: factory for factory in (FastlyProvider,)}
+
+
+def specs(config: Config) -> dict[str, ProviderSpec]:
+    """The planner's view of every configured provider: no credentials or network needed."""
+    return {settings.name: REGISTRY[settings.kind].spec_for(settings) for settings in config.providers}
+
+
+def build_providers(
+    config: Config, credentials_for: CredentialSource, clients: Mapping[str, httpx.Client] | None = None
+) -> dict[str, Provider]:
+    """Instantiate every configured provider, resolving its credentials through `credentials_for`."""
+    clients = clients or {}
+    built: dict[str, Provider] = {}
+    for settings in config.providers:
+        factory = REGISTRY[settings.kind]
+        built[settings.name] = factory(settings, credentials_for(settings), clients.get(settings.name))
+    return built
+
+
+class CredentialSource(Protocol):
+    def __call__(self, settings: ProviderSettings) -> Mapping[str, SecretStr]: ...

@@ -1,0 +1,156 @@
+"""translate: a decoded `Change` -> purge targets, by the configuration's declarative rules.
+
+S3 changes go through the first rule whose bucket and key pattern match; published changes name their
+targets explicitly and only need their hosts checked against the allow-list. Values captured from
+keys are percent-encoded (RFC 3986, `/` kept) where they land in a path or URL, and left as they are in
+surrogate keys, because that is how a browser asks for `docs/a b.pdf` and how a template tags it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from urllib.parse import quote, urlsplit
+
+from cdnpurge.config import PLACEHOLDER, Config, Rule
+from cdnpurge.models import Change, Target, TargetKind
+
+
+@dataclass(frozen=True)
+class RoutedTarget:
+    """A target owed to some providers because of one change."""
+
+    change_id: str
+    target: Target
+    providers: frozenset[str] | None  # None: every configured provider
+    soft: bool | None
+
+
+@dataclass(frozen=True)
+class TranslateError:
+    change_id: str
+    source_id: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Translation:
+    routed: tuple[RoutedTarget, ...]
+    errors: tuple[TranslateError, ...]
+    unmatched: tuple[str, ...]  # change ids no rule matched: acknowledged, logged
+
+
+@cache
+def compile_match(pattern: str) -> re.Pattern[str]:
+    """`articles/{slug}.html` -> a full-match regex with named groups; `{x*}` spans segments."""
+    regex, position = [], 0
+    for placeholder in PLACEHOLDER.finditer(pattern):
+        regex.append(re.escape(pattern[position : placeholder.start()]))
+        name, greedy = placeholder.groups()
+        regex.append(f"(?P<{name}>.+)" if greedy else f"(?P<{name}>[^/]+)")
+        position = placeholder.end()
+    regex.append(re.escape(pattern[position:]))
+    return re.compile("".join(regex))
+
+
+def _fill(template: str, values: dict[str, str], *, encode: bool) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        value = values[match.group(1)]
+        return quote(value, safe="/") if encode else value
+
+    return PLACEHOLDER.sub(substitute, template)
+
+
+def _with_index_directories(path: str) -> list[str]:
+    """`/docs/index.html` is also served as `/docs/` and `/docs`; the root index as `/`."""
+    if not path.endswith("/index.html"):
+        return [path]
+    directory = path.removesuffix("index.html")
+    variants = [path, directory]
+    if directory != "/":
+        variants.append(directory.rstrip("/"))
+    return variants
+
+
+def _unsafe_key_reason(key: str) -> str | None:
+    segments = key.split("/")
+    if any(segment in {".", ".."} for segment in segments):
+        return "contains a '.' or '..' path segment, which a CDN would normalise to another object"
+    return None
+
+
+def _s3_targets(change: Change, rule: Rule, captures: dict[str, str], config: Config) -> list[Target]:
+    values = {**captures, "key": change.key or "", "bucket": change.bucket or ""}
+    targets: list[Target] = []
+    for template in rule.paths:
+        path = _fill(template, values, encode=True)
+        expanded = _with_index_directories(path) if config.purge_index_directories else [path]
+        targets.extend(Target(TargetKind.PATH, variant) for variant in expanded)
+    for template in rule.urls:
+        url = _fill(template, values, encode=True)
+        parts = urlsplit(url)
+        paths = _with_index_directories(parts.path) if config.purge_index_directories else [parts.path]
+        targets.extend(Target(TargetKind.URL, parts._replace(path=p).geturl()) for p in paths)
+    targets.extend(Target(TargetKind.PREFIX, _fill(t, values, encode=True)) for t in rule.prefixes)
+    targets.extend(Target(TargetKind.KEY, _fill(t, values, encode=False)) for t in rule.keys)
+    return targets
+
+
+def _published_targets(change: Change, config: Config) -> tuple[list[Target], str | None]:
+    targets = [Target(TargetKind.KEY, key) for key in change.keys]
+    for path in change.paths:
+        if not path.startswith("/"):
+            return [], f"paths: {path!r} must start with '/'"
+        targets.append(Target(TargetKind.PATH, path))
+    for url in change.urls:
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            return [], f"urls: {url!r} is not an absolute http(s) URL"
+        if not config.host_allowed(parts.hostname):
+            return [], f"urls: host {parts.hostname!r} is not in allowed_hosts"
+        targets.append(Target(TargetKind.URL, url))
+    for host in change.hosts:
+        if not config.host_allowed(host):
+            return [], f"hosts: {host!r} is not in allowed_hosts"
+        targets.append(Target(TargetKind.HOST, host.lower()))
+    return targets, None
+
+
+def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Translation:
+    routed: list[RoutedTarget] = []
+    errors: list[TranslateError] = []
+    unmatched: list[str] = []
+    for change in changes:
+        providers: frozenset[str] | None = None
+        if change.bucket is None:
+            targets, problem = _published_targets(change, config)
+        else:
+            reason = _unsafe_key_reason(change.key or "")
+            problem = f"key {change.key!r} {reason}" if reason else None
+            targets = []
+            if problem is None:
+                matched = _first_match(change, config)
+                if matched is None:
+                    unmatched.append(change.id)
+                    continue
+                rule, captures = matched
+                targets = _s3_targets(change, rule, captures, config)
+                providers = frozenset(rule.providers) if rule.providers is not None else None
+        if problem is not None:
+            errors.append(TranslateError(change.id, change.source_id, problem))
+            continue
+        routed.extend(
+            RoutedTarget(change.id, target, providers, change.soft) for target in dict.fromkeys(targets)
+        )
+    return Translation(tuple(routed), tuple(errors), tuple(unmatched))
+
+
+def _first_match(change: Change, config: Config) -> tuple[Rule, dict[str, str]] | None:
+    for rule in config.rules:
+        if rule.bucket is not None and rule.bucket != change.bucket:
+            continue
+        found = compile_match(rule.match).fullmatch(change.key or "")
+        if found:
+            return rule, found.groupdict()
+    return None

@@ -1,0 +1,28 @@
+"""Suite-wide fixtures: the fake CDN on loopback and credential environment for the tests."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from helpers import FASTLY_SERVICE, FASTLY_TOKEN  # noqa: E402
+
+from cdnpurge_local.fakecdn.fastly import FastlyBehaviour  # noqa: E402
+from cdnpurge_local.fakecdn.server import FakeCDN  # noqa: E402
+
+
+@pytest.fixture
+def fake_cdn() -> Iterator[FakeCDN]:
+    """A fresh fake CDN server with every provider behaviour, on a free loopback port."""
+    with FakeCDN([FastlyBehaviour(token=FASTLY_TOKEN, service_id=FASTLY_SERVICE)]) as cdn:
+        yield cdn
+
+
+@pytest.fixture
+def credentials_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FASTLY_API_TOKEN", FASTLY_TOKEN)

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from functools import partial
+
+from helpers import config_from
+
+from cdnpurge.models import Target, TargetKind
+from cdnpurge.plan import plan
+from cdnpurge.providers import specs
+from cdnpurge.providers.base import Capabilities, HttpProvider, ProviderSpec
+from cdnpurge.rules import RoutedTarget
+
+
+def fastly_spec(hosts: tuple[str, ...] = ("www.example.com",), soft: bool = False) -> dict[str, ProviderSpec]:
+    host_list = json.dumps(list(hosts))
+    config = config_from(
+        f"providers: [{{name: fastly, kind: fastly, service_id: S1, hosts: {host_list}, soft: {str(soft).lower()}}}]"
+    )
+    return specs(config)
+
+
+def routed(kind: TargetKind, values: list[str], change: str = "c1", soft: bool | None = None) -> list[RoutedTarget]:
+    return [RoutedTarget(change, Target(kind, value), None, soft) for value in values]
+
+
+def test_keys_are_deduped_sorted_and_chunked_at_256() -> None:
+    # Given: 600 distinct keys, each routed twice by two changes
+    keys = [f"k{i:04d}" for i in range(600)]
+    items = routed(TargetKind.KEY, keys, "c1") + routed(TargetKind.KEY, list(reversed(keys)), "c2")
+    # When
+    result = plan(items, fastly_spec())
+    # Then
+    assert [len(r.targets) for r in result.requests] == [256, 256, 88]
+    assert [t for r in result.requests for t in r.targets] == keys
+    assert all(r.change_ids == {"c1", "c2"} for r in result.requests)
+
+
+def test_paths_become_one_url_per_host_for_url_only_providers() -> None:
+    result = plan(routed(TargetKind.PATH, ["/a"]), fastly_spec(hosts=("www.example.com", "example.com")))
+    assert [r.targets for r in result.requests] == [("https://example.com/a",), ("https://www.example.com/a",)]
+    assert all(r.kind is TargetKind.URL for r in result.requests)
+
+
+def test_untranslatable_targets_are_plan_errors_not_drops() -> None:
+    # Given: Fastly cannot purge by host or prefix, nor paths without hosts
+    items = routed(TargetKind.HOST, ["www.example.com"]) + routed(TargetKind.PATH, ["/x"], "c2")
+    # When
+    result = plan(items, fastly_spec(hosts=()))
+    # Then
+    assert not result.requests
+    messages = sorted(e.message for e in result.errors)
+    assert messages == [
+        "host:www.example.com: fastly cannot purge by host",
+        "path:/x: fastly purges URLs only and has no `hosts` configured",
+    ]
+
+
+def test_soft_follows_the_change_then_the_provider_and_purge_all_is_never_soft() -> None:
+    spec = fastly_spec(soft=True)
+    soft_default = plan(routed(TargetKind.KEY, ["a"]), spec).requests
+    hard_wish = plan(routed(TargetKind.KEY, ["a"], soft=False), spec).requests
+    purge_all = plan(routed(TargetKind.ALL, ["*"]), spec).requests
+    assert [r.soft for r in soft_default + hard_wish + purge_all] == [True, False, False]
+
+
+def test_body_byte_limit_splits_requests_and_none_exceeds_it() -> None:
+    # Given: a provider allowing 1000 URLs a call but only 1,000 bytes of body
+    spec = ProviderSpec(
+        name="bytes",
+        capabilities=Capabilities(
+            max_targets={TargetKind.URL: 1000}, max_body_bytes=1000, body_overhead_bytes=len('{"objects":[]}')
+        ),
+        hosts=(),
+        default_soft=False,
+        render=partial(HttpProvider.render, None),  # type: ignore[arg-type]
+    )
+    urls = [f"https://www.example.com/{i:05d}/{'x' * 40}" for i in range(100)]
+    # When
+    result = plan(routed(TargetKind.URL, urls), {"bytes": spec})
+    # Then
+    bodies = [json.dumps({"objects": list(r.targets)}, separators=(",", ":")) for r in result.requests]
+    assert all(len(body) <= 1000 for body in bodies)
+    assert sum(len(r.targets) for r in result.requests) == 100
+    # Each URL costs 73 bytes (70 + quotes + comma): 13 fit in the 986 bytes left, so ceil(100 / 13) calls.
+    assert len(result.requests) == 8
+
+
+def test_plan_is_deterministic_whatever_the_input_order() -> None:
+    items = routed(TargetKind.KEY, ["b", "a", "c"]) + routed(TargetKind.URL, ["https://www.example.com/z"])
+    spec = fastly_spec()
+    assert plan(items, spec) == plan(list(reversed(items)), spec)
+    assert plan([replace(i) for i in items], spec).requests[0].kind is TargetKind.KEY
