@@ -23,6 +23,10 @@ from cdnpurge.rules import RoutedTarget
 def convert(target: Target, spec: ProviderSpec) -> tuple[list[Target], str | None]:
     """Express `target` in kinds `spec` supports, or explain why it cannot be."""
     caps = spec.capabilities
+    if caps.supports(target.kind) and target.kind in caps.host_qualified and target.value.startswith("/"):
+        if not spec.hosts:
+            return [], f"{target}: {spec.name} needs a host for {target.kind.value} and has no `hosts` configured"
+        return [Target(target.kind, f"{host}{target.value}") for host in spec.hosts], None
     if caps.supports(target.kind):
         return [target], None
     if target.kind is TargetKind.PATH and caps.supports(TargetKind.URL):

@@ -14,7 +14,7 @@ import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -131,6 +131,8 @@ class Capabilities:
     - `hard_only`: kinds that are always hard even when soft is asked for (Fastly purge_all).
     - `asynchronous`: the provider returns a job that completes later (no effect on planning).
     - `rate_per_second` / `burst`: the documented or configured sustained request rate, for pacing.
+    - `host_qualified`: kinds whose wire form names the host (Cloudflare prefixes: `host/path`); the
+      planner expands a host-relative target into one per configured host.
     """
 
     max_targets: Mapping[TargetKind, int]
@@ -141,6 +143,7 @@ class Capabilities:
     asynchronous: bool = False
     rate_per_second: float | None = None
     burst: int = 1
+    host_qualified: frozenset[TargetKind] = frozenset()
 
     def supports(self, kind: TargetKind) -> bool:
         return kind in self.max_targets
@@ -353,14 +356,4 @@ def narrow_capabilities(declared: Capabilities, settings: ProviderSettings) -> C
                 f"must be between 1 and the provider's limit {limits[kind]}"
             )
         limits[kind] = limit
-    rate = settings.rate_per_second or declared.rate_per_second
-    return Capabilities(
-        max_targets=limits,
-        max_body_bytes=declared.max_body_bytes,
-        body_overhead_bytes=declared.body_overhead_bytes,
-        soft_purge=declared.soft_purge,
-        hard_only=declared.hard_only,
-        asynchronous=declared.asynchronous,
-        rate_per_second=rate,
-        burst=declared.burst,
-    )
+    return replace(declared, max_targets=limits, rate_per_second=settings.rate_per_second or declared.rate_per_second)

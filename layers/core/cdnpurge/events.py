@@ -1,0 +1,601 @@
+"""The decode stage: whatever Lambda receives -> `Change` records, one `DecodeError` per bad record.
+
+Why a stage of its own: every trigger shape (S3 notification, S3 -> SNS, S3 -> EventBridge, SNS and
+EventBridge "content published", each direct or as an SQS body) must end up as the same `Change`, with an
+identity that survives redelivery, and a malformed record must fail *only itself* so the handler can
+report it in `batchItemFailures` while the rest of the batch is purged. `decode_event` never raises.
+
+Shapes (an SQS body, an SNS `Message` and a direct invocation are all decoded by the same dispatcher):
+
+- SQS batch (`Records[].eventSource == "aws:sqs"`): each `body` is one of the documents below;
+  `source_id` is the SQS `messageId`.
+- S3 notification (`Records[].eventSource == "aws:s3"`): one change per record.
+- `s3:TestEvent` (sent when a notification configuration is saved): acknowledged, listed in `ignored`.
+- SNS envelope (`Type: Notification`; also the direct SNS event's `Records[].Sns`): `Message` holds an
+  S3 notification, a TestEvent, or a publish message. `SubscriptionConfirmation` is ignored.
+- EventBridge (`detail-type` + `source` + `detail`): `aws.s3` "Object Created"/"Object Deleted", or
+  "Content Published" from any source.
+- A bare publish message as the SQS body: what an SNS -> SQS subscription with raw message delivery
+  (the deployed wiring) sends.
+
+S3 event names: `ObjectCreated:*` -> CREATED; `ObjectRemoved:*` (incl. `DeleteMarkerCreated`) and
+`LifecycleExpiration:*` -> REMOVED, since the origin now answers 404. Restore, tagging, ACL, lifecycle
+transition, Intelligent-Tiering, replication and RRS-lost events leave the bytes a GET returns unchanged,
+so they are ignored (not errors: retrying them could never succeed). Unknown event names are errors so a
+new AWS event type is seen rather than silently dropped. EventBridge detail-types map the same way.
+
+Change ids (idempotency identity): `s3:{bucket}/{key}@{sequencer}` with the *decoded* key, falling back to
+`version:{versionId}`, `etag:{eTag}`, then `time:{eventTime}` when a record has no sequencer; the same S3
+operation seen through a notification and through EventBridge carries the same sequencer, so it gets the
+same id. Publish messages: `pub:{id}` when the publisher set `id`, else `sns:{MessageId}`,
+`events:{event id}`, or `sqs:{messageId}` for raw delivery. Direct (non-SQS) invocations use the change id
+as `source_id`, and the event id (or `"event"`) for errors.
+
+Key encoding: S3 notification keys are form-URL-encoded (`+` is a space, `%2B` a plus) and are decoded
+exactly once with `unquote_plus`. EventBridge keys are decoded the same way: the AWS EventBridge event
+reference does not say either way (its examples use plain keys), and Powertools' own
+`S3EventBridgeNotificationObject.key` applies `unquote_plus`. Note moto 5.x sends EventBridge keys *raw*,
+so local tests through that path must avoid `+` and `%` in keys.
+
+Powertools data classes are the typed views of each envelope; required fields are checked first by the
+small `_at`/`_text` helpers so a missing field yields a message naming its path rather than a `KeyError`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, Final
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools.utilities.data_classes import (
+    EventBridgeEvent,
+    S3EventBridgeNotificationEvent,
+    SNSEvent,
+    SQSEvent,
+)
+from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
+from aws_lambda_powertools.utilities.data_classes.sns_event import SNSMessage
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from cdnpurge.models import Action, Change, DecodeError
+
+__all__ = ["MAX_BODY_BYTES", "MAX_KEY_BYTES", "MAX_TARGETS", "Decoded", "decode_event"]
+
+MAX_BODY_BYTES: Final = 256 * 1024  # SQS's (and SNS's) maximum message size
+MAX_TARGETS: Final = 10_000  # per target list of a publish message
+MAX_KEY_BYTES: Final = 1024  # S3's maximum key length (UTF-8)
+MAX_ID_CHARS: Final = 512  # publisher-chosen ids end up in idempotency keys and logs
+DIRECT: Final = "event"  # source id of errors that belong to the invocation as a whole
+
+PUBLISH_FIELDS: Final = ("keys", "paths", "urls", "hosts")
+
+_S3_ACTIONS: Final = (
+    ("ObjectCreated:", Action.CREATED),
+    ("ObjectRemoved:", Action.REMOVED),
+    ("LifecycleExpiration:", Action.REMOVED),
+)
+_S3_NO_CONTENT_CHANGE: Final = (
+    "ObjectRestore:",
+    "ObjectTagging:",
+    "ObjectAcl:",
+    "LifecycleTransition",
+    "IntelligentTiering",
+    "Replication:",
+    "ReducedRedundancyLostObject",
+)
+_EVENTBRIDGE_S3_ACTIONS: Final = {"Object Created": Action.CREATED, "Object Deleted": Action.REMOVED}
+_EVENTBRIDGE_S3_NO_CONTENT_CHANGE: Final = frozenset(
+    {
+        "Object Restore Initiated",
+        "Object Restore Completed",
+        "Object Restore Expired",
+        "Object Tags Added",
+        "Object Tags Deleted",
+        "Object ACL Updated",
+        "Object Storage Class Changed",
+        "Object Access Tier Changed",
+    }
+)
+_SNS_CONFIRMATIONS: Final = frozenset({"SubscriptionConfirmation", "UnsubscribeConfirmation"})
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_SHOWN_CHARS: Final = 120
+_SHOWN_KEYS: Final = 20
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Everything one invocation carried: changes to purge, records that failed, records acknowledged."""
+
+    changes: tuple[Change, ...]
+    errors: tuple[DecodeError, ...]
+    ignored: tuple[str, ...]  # "<source id>: <reason>" for records acknowledged without a change
+
+
+def decode_event(event: Mapping[str, Any]) -> Decoded:
+    """Decode any supported Lambda event; every problem becomes a `DecodeError`, nothing is raised."""
+    sink = _Sink()
+    _guarded(sink, _DIRECT_ORIGIN, partial(_decode_invocation, event, sink))
+    return sink.result()
+
+
+# --- plumbing -------------------------------------------------------------------------------------
+
+
+class _Invalid(Exception):
+    """A record is malformed; `message` says precisely what is wrong with it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """Where a document came from, so its changes and errors map back to what the handler acknowledges."""
+
+    label: str  # message prefix: "record <messageId>" or "event"
+    error_id: str  # source id of this document's errors and ignored entries
+    message_id: str | None = None  # SQS messageId when the document is an SQS body
+    sent_time: str | None = None
+
+    def source_for(self, change_id: str) -> str:
+        return self.message_id if self.message_id is not None else change_id
+
+    def direct_as(self, event_id: str) -> _Origin:
+        """A direct invocation reports its errors under its own event id once that is known."""
+        if self.message_id is not None:
+            return self
+        return _Origin(label=f"event {_show(event_id)}", error_id=event_id)
+
+
+_DIRECT_ORIGIN: Final = _Origin(label="event", error_id=DIRECT)
+
+
+@dataclass
+class _Sink:
+    changes: list[Change] = field(default_factory=list)
+    errors: list[DecodeError] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+    def error(self, origin: _Origin, message: str) -> None:
+        self.errors.append(DecodeError(source_id=origin.error_id, message=f"{origin.label}: {message}"))
+
+    def ignore(self, origin: _Origin, reason: str) -> None:
+        self.ignored.append(f"{origin.error_id}: {reason}")
+
+    def result(self) -> Decoded:
+        return Decoded(changes=tuple(self.changes), errors=tuple(self.errors), ignored=tuple(self.ignored))
+
+
+def _guarded(sink: _Sink, origin: _Origin, decode: Callable[[], None]) -> None:
+    """Run one unit of decoding so that whatever goes wrong fails that unit only."""
+    try:
+        decode()
+    except _Invalid as exc:
+        sink.error(origin, exc.message)
+    except Exception as exc:  # the contract is "never raise": a bug must fail one record, not the batch
+        sink.error(origin, f"unexpected {type(exc).__name__} while decoding: {_show(str(exc))}")
+
+
+def _kind(value: object) -> str:
+    """JSON's name for a value's type, for error messages written for people who read JSON."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string" if value else "empty string"
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, list | tuple):
+        return "array"
+    return type(value).__name__
+
+
+def _show(text: str) -> str:
+    """Quote untrusted text for a message, bounded so a huge field cannot flood the logs."""
+    if len(text) <= _SHOWN_CHARS:
+        return repr(text)
+    return repr(text[:_SHOWN_CHARS]) + f"... ({len(text)} chars)"
+
+
+def _keys_of(doc: Mapping[Any, Any]) -> str:
+    names = sorted(str(name) for name in doc)
+    shown = repr(names[:_SHOWN_KEYS])
+    return shown if len(names) <= _SHOWN_KEYS else f"{shown[:-1]}, ...] ({len(names)} keys)"
+
+
+def _at(doc: Mapping[str, Any], path: str, what: str) -> Any:
+    """The value at a dotted path, or `_Invalid` naming the path that is missing or not an object."""
+    current: Any = doc
+    walked: list[str] = []
+    for part in path.split("."):
+        if not isinstance(current, Mapping):
+            raise _Invalid(f"{what} field {'.'.join(walked)} must be an object, got {_kind(current)}")
+        if part not in current:
+            raise _Invalid(f"{what} missing {path}")
+        current = current[part]
+        walked.append(part)
+    return current
+
+
+def _text(doc: Mapping[str, Any], path: str, what: str) -> str:
+    value = _at(doc, path, what)
+    if not isinstance(value, str) or not value:
+        raise _Invalid(f"{what} field {path} must be a non-empty string, got {_kind(value)}")
+    return value
+
+
+def _optional_text(doc: Mapping[str, Any], path: str) -> str | None:
+    try:
+        value = _at(doc, path, "")
+    except _Invalid:
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def _first_text(doc: Mapping[str, Any], *candidates: tuple[str, str]) -> str | None:
+    """The first present `(path, prefix)` candidate, prefixed: the fallback chain of an S3 identity."""
+    for path, prefix in candidates:
+        value = _optional_text(doc, path)
+        if value is not None:
+            return f"{prefix}{value}"
+    return None
+
+
+def _parse_json(text: object, what: str) -> Any:
+    if not isinstance(text, str):
+        raise _Invalid(f"{what} must be a string, got {_kind(text)}")
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_BODY_BYTES:
+        raise _Invalid(f"{what} is {size} bytes, over the {MAX_BODY_BYTES}-byte (256 KiB) SQS message limit")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _Invalid(f"{what} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:
+        raise _Invalid(f"{what} is not usable JSON: {type(exc).__name__}: {_show(str(exc))}") from None
+
+
+def _check_text(value: str, what: str) -> None:
+    """Reject control characters: they have no business in keys or targets and break logs and URLs."""
+    control = _CONTROL.search(value)
+    if control is not None:
+        raise _Invalid(f"{what} {_show(value)} contains control character U+{ord(control.group()):04X}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Invalid(f"{what} {_show(value)} is not valid Unicode (lone surrogate)") from None
+
+
+def _decode_key(raw: str, what: str) -> str:
+    """URL-decode an S3 key exactly once (`+` is a space, `%2B` a plus) and validate the result."""
+    try:
+        key = unquote_plus(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise _Invalid(f"{what} key {_show(raw)} does not percent-decode to UTF-8") from None
+    if not key:
+        raise _Invalid(f"{what} key {_show(raw)} is empty after URL-decoding")
+    _check_text(key, f"{what} key")
+    size = len(key.encode("utf-8"))
+    if size > MAX_KEY_BYTES:
+        raise _Invalid(f"{what} key is {size} bytes after URL-decoding, over S3's {MAX_KEY_BYTES}-byte limit")
+    return key
+
+
+def _millis_to_iso(millis: str | None) -> str | None:
+    if millis is None:
+        return None
+    try:
+        moment = datetime.fromtimestamp(int(millis) / 1000, tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# --- invocation level -----------------------------------------------------------------------------
+
+
+def _decode_invocation(event: object, sink: _Sink) -> None:
+    if not isinstance(event, Mapping):
+        raise _Invalid(f"event is not a JSON object: got {_kind(event)}")
+    records = event.get("Records")
+    first = records[0] if isinstance(records, list) and records else None
+    if isinstance(first, Mapping) and first.get("eventSource") == "aws:sqs":
+        _decode_sqs_batch(SQSEvent(dict(event)), sink)
+    elif isinstance(first, Mapping) and first.get("EventSource") == "aws:sns":
+        _decode_sns_event(SNSEvent(dict(event)), sink)
+    else:
+        _decode_document(event, _DIRECT_ORIGIN, sink)
+
+
+def _decode_sqs_batch(event: SQSEvent, sink: _Sink) -> None:
+    for index, raw in enumerate(event["Records"]):
+        if not isinstance(raw, Mapping):
+            sink.error(_DIRECT_ORIGIN, f"SQS record [{index}] must be an object, got {_kind(raw)}")
+            continue
+        message_id = raw.get("messageId")
+        if not isinstance(message_id, str) or not message_id:
+            # Without a messageId the failure cannot be reported per item: "event" fails the whole batch.
+            sink.error(_DIRECT_ORIGIN, f"SQS record [{index}] missing messageId")
+            continue
+        record = SQSRecord(dict(raw))
+        attributes = record.get("attributes")
+        sent = attributes.get("SentTimestamp") if isinstance(attributes, Mapping) else None
+        origin = _Origin(
+            label=f"record {message_id}",
+            error_id=message_id,
+            message_id=message_id,
+            sent_time=_millis_to_iso(sent if isinstance(sent, str) else None),
+        )
+        _guarded(sink, origin, partial(_decode_sqs_record, record, origin, sink))
+
+
+def _decode_sqs_record(record: SQSRecord, origin: _Origin, sink: _Sink) -> None:
+    source = record.get("eventSource")
+    if source != "aws:sqs":
+        raise _Invalid(f"SQS record has eventSource {source!r}, expected 'aws:sqs'")
+    if "body" not in record:
+        raise _Invalid("SQS record missing body")
+    _decode_document(_parse_json(record.body, "body"), origin, sink)
+
+
+def _decode_sns_event(event: SNSEvent, sink: _Sink) -> None:
+    for index, raw in enumerate(event["Records"]):
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("Sns"), Mapping):
+            sink.error(_DIRECT_ORIGIN, f"SNS record [{index}] missing Sns object")
+            continue
+        message = SNSMessage(dict(raw["Sns"]))
+        _guarded(sink, _DIRECT_ORIGIN, partial(_decode_sns, message, _DIRECT_ORIGIN, sink))
+
+
+# --- document level -------------------------------------------------------------------------------
+
+
+def _decode_document(doc: object, origin: _Origin, sink: _Sink) -> None:
+    """Dispatch one JSON document (SQS body, SNS Message or direct event) on its shape."""
+    if not isinstance(doc, Mapping):
+        raise _Invalid(f"unknown envelope: JSON {_kind(doc)}, expected an object")
+    if "Records" in doc:
+        _decode_s3_notification(doc, origin, sink)
+    elif doc.get("Event") == "s3:TestEvent":
+        bucket = doc.get("Bucket")
+        sink.ignore(origin, f"s3:TestEvent for bucket {bucket!r} (sent when notifications are configured)")
+    elif "Type" in doc and "MessageId" in doc:
+        _decode_sns(SNSMessage(dict(doc)), origin, sink)
+    elif "detail-type" in doc:
+        _decode_eventbridge(EventBridgeEvent(dict(doc)), origin, sink)
+    elif any(name in doc for name in PUBLISH_FIELDS):
+        # A bare publish message is an SQS body from a raw-delivery SNS subscription: the SQS messageId
+        # is the only identity it has unless the publisher set `id`.
+        if origin.message_id is None and not doc.get("id"):
+            raise _Invalid("publish message outside any envelope needs an id to be idempotent")
+        _decode_publish(
+            doc,
+            default_id=f"sqs:{origin.message_id}",
+            what="publish message",
+            event_time=origin.sent_time,
+            origin=origin,
+            sink=sink,
+        )
+    else:
+        raise _Invalid(f"unknown envelope: JSON object with keys {_keys_of(doc)}")
+
+
+def _decode_s3_notification(doc: Mapping[str, Any], origin: _Origin, sink: _Sink) -> None:
+    records = doc["Records"]
+    if not isinstance(records, list) or not records:
+        raise _Invalid(f"S3 notification field Records must be a non-empty array, got {_kind(records)}")
+    for index, raw in enumerate(records):
+        what = "S3 record" if len(records) == 1 else f"S3 record [{index}]"
+        _guarded(sink, origin, partial(_decode_s3_record, raw, what, origin, sink))
+
+
+def _s3_action(event_name: str, what: str) -> Action | None:
+    """Map an S3 event name to an action; None means "no content change, acknowledge and ignore"."""
+    name = event_name.removeprefix("s3:")
+    for prefix, action in _S3_ACTIONS:
+        if name.startswith(prefix):
+            return action
+    if name.startswith(_S3_NO_CONTENT_CHANGE):
+        return None
+    raise _Invalid(f"{what} has unsupported eventName {_show(event_name)}")
+
+
+def _decode_s3_record(raw: object, what: str, origin: _Origin, sink: _Sink) -> None:
+    if not isinstance(raw, Mapping):
+        raise _Invalid(f"{what} must be an object, got {_kind(raw)}")
+    record = S3EventRecord(dict(raw))
+    source = record.get("eventSource")
+    if source != "aws:s3":
+        raise _Invalid(f"{what} has eventSource {source!r}, expected 'aws:s3'")
+    event_name = _text(record, "eventName", what)
+    action = _s3_action(event_name, what)
+    if action is None:
+        target = f"s3://{_optional_text(record, 's3.bucket.name')}/{_optional_text(record, 's3.object.key')}"
+        sink.ignore(origin, f"{event_name} on {_show(target)} does not change content")
+        return
+    bucket = _text(record, "s3.bucket.name", what)
+    key = _decode_key(_text(record, "s3.object.key", what), what)
+    version = _first_text(
+        record,
+        ("s3.object.sequencer", ""),
+        ("s3.object.versionId", "version:"),
+        ("s3.object.eTag", "etag:"),
+        ("eventTime", "time:"),
+    )
+    if version is None:
+        raise _Invalid(f"{what} has no s3.object.sequencer, versionId, eTag or eventTime to identify it")
+    change_id = f"s3:{bucket}/{key}@{version}"
+    sink.changes.append(
+        Change(
+            id=change_id,
+            action=action,
+            source_id=origin.source_for(change_id),
+            bucket=bucket,
+            key=key,
+            event_time=_optional_text(record, "eventTime"),
+        )
+    )
+
+
+def _decode_sns(message: SNSMessage, origin: _Origin, sink: _Sink) -> None:
+    message_id = _text(message, "MessageId", "SNS message")
+    origin = origin.direct_as(message_id)
+    _guarded(sink, origin, partial(_decode_sns_body, message, message_id, origin, sink))
+
+
+def _decode_sns_body(message: SNSMessage, message_id: str, origin: _Origin, sink: _Sink) -> None:
+    kind = _text(message, "Type", "SNS message")
+    if kind in _SNS_CONFIRMATIONS:
+        topic = message.get("TopicArn")
+        sink.ignore(origin, f"SNS {kind} for topic {topic!r}: confirm subscriptions out of band")
+        return
+    if kind != "Notification":
+        raise _Invalid(f"SNS message has Type {_show(kind)}, expected 'Notification'")
+    if "Message" not in message:
+        raise _Invalid("SNS message missing Message")
+    inner = _parse_json(message.message, "SNS Message")
+    if isinstance(inner, Mapping) and any(name in inner for name in PUBLISH_FIELDS):
+        _decode_publish(
+            inner,
+            default_id=f"sns:{message_id}",
+            what="SNS publish message",
+            event_time=_optional_text(message, "Timestamp"),
+            origin=origin,
+            sink=sink,
+        )
+    else:
+        _decode_document(inner, origin, sink)
+
+
+def _decode_eventbridge(event: EventBridgeEvent, origin: _Origin, sink: _Sink) -> None:
+    event_id = _text(event, "id", "EventBridge event")
+    origin = origin.direct_as(event_id)
+    _guarded(sink, origin, partial(_decode_eventbridge_body, event, event_id, origin, sink))
+
+
+def _decode_eventbridge_body(event: EventBridgeEvent, event_id: str, origin: _Origin, sink: _Sink) -> None:
+    what = "EventBridge event"
+    detail_type = _text(event, "detail-type", what)
+    source = _text(event, "source", what)
+    detail = _at(event, "detail", what)
+    if not isinstance(detail, Mapping):
+        raise _Invalid(f"{what} field detail must be an object, got {_kind(detail)}")
+    event_time = _optional_text(event, "time")
+    if detail_type == "Content Published":
+        _decode_publish(
+            detail,
+            default_id=f"events:{event_id}",
+            what="EventBridge Content Published detail",
+            event_time=event_time,
+            origin=origin,
+            sink=sink,
+        )
+        return
+    if source != "aws.s3":
+        raise _Invalid(
+            f"unsupported EventBridge event: source {_show(source)}, detail-type {_show(detail_type)}"
+        )
+    if detail_type in _EVENTBRIDGE_S3_NO_CONTENT_CHANGE:
+        sink.ignore(origin, f"EventBridge S3 {detail_type!r} does not change content")
+        return
+    action = _EVENTBRIDGE_S3_ACTIONS.get(detail_type)
+    if action is None:
+        raise _Invalid(f"unsupported EventBridge S3 detail-type {_show(detail_type)}")
+    _decode_eventbridge_s3(S3EventBridgeNotificationEvent(event.raw_event), action, origin, sink)
+
+
+def _decode_eventbridge_s3(
+    event: S3EventBridgeNotificationEvent, action: Action, origin: _Origin, sink: _Sink
+) -> None:
+    what = "EventBridge S3 event"
+    bucket = _text(event, "detail.bucket.name", what)
+    # Read raw and decode here rather than through `detail.object.key`, which already unquotes: one
+    # place decodes keys, exactly once, for every shape.
+    key = _decode_key(_text(event, "detail.object.key", what), what)
+    version = _first_text(
+        event,
+        ("detail.object.sequencer", ""),
+        ("detail.object.version-id", "version:"),
+        ("detail.object.etag", "etag:"),
+        ("time", "time:"),
+    )
+    if version is None:
+        raise _Invalid(f"{what} has no detail.object.sequencer, version-id, etag or time to identify it")
+    change_id = f"s3:{bucket}/{key}@{version}"
+    sink.changes.append(
+        Change(
+            id=change_id,
+            action=action,
+            source_id=origin.source_for(change_id),
+            bucket=bucket,
+            key=key,
+            event_time=_optional_text(event, "time"),
+        )
+    )
+
+
+def _publish_targets(doc: Mapping[str, Any], name: str, what: str) -> tuple[str, ...]:
+    value = doc.get(name)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _Invalid(f"{what} field {name} must be an array of strings, got {_kind(value)}")
+    if len(value) > MAX_TARGETS:
+        raise _Invalid(f"{what} field {name} has {len(value)} entries, over the limit of {MAX_TARGETS}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item:
+            raise _Invalid(f"{what} field {name}[{index}] must be a non-empty string, got {_kind(item)}")
+        _check_text(item, f"{what} field {name}[{index}]")
+    return tuple(value)
+
+
+def _decode_publish(
+    doc: Mapping[str, Any],
+    *,
+    default_id: str,
+    what: str,
+    event_time: str | None,
+    origin: _Origin,
+    sink: _Sink,
+) -> None:
+    """A "content published" message: explicit targets, validated field by field."""
+    keys, paths, urls, hosts = (_publish_targets(doc, name, what) for name in PUBLISH_FIELDS)
+    if not (keys or paths or urls or hosts):
+        raise _Invalid(
+            f"{what} names no targets: one of keys, paths, urls, hosts must be a non-empty array "
+            f"of strings (got keys {_keys_of(doc)})"
+        )
+    soft = doc.get("soft")
+    if soft is not None and not isinstance(soft, bool):
+        raise _Invalid(f"{what} field soft must be true or false, got {_kind(soft)}")
+    change_id = default_id
+    if "id" in doc:
+        own_id = doc["id"]
+        if not isinstance(own_id, str) or not own_id:
+            raise _Invalid(f"{what} field id must be a non-empty string, got {_kind(own_id)}")
+        if len(own_id) > MAX_ID_CHARS:
+            raise _Invalid(f"{what} field id has {len(own_id)} characters, over the limit of {MAX_ID_CHARS}")
+        _check_text(own_id, f"{what} field id")
+        change_id = f"pub:{own_id}"
+    sink.changes.append(
+        Change(
+            id=change_id,
+            action=Action.PUBLISHED,
+            source_id=origin.source_for(change_id),
+            event_time=event_time,
+            keys=keys,
+            paths=paths,
+            urls=urls,
+            hosts=hosts,
+            soft=soft,
+        )
+    )
