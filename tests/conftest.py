@@ -10,10 +10,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import FASTLY_SERVICE, FASTLY_TOKEN  # noqa: E402
+from helpers import FASTLY_SERVICE, FASTLY_TOKEN
 
-from cdnpurge_local.fakecdn.fastly import FastlyBehaviour  # noqa: E402
-from cdnpurge_local.fakecdn.server import FakeCDN  # noqa: E402
+from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
+from cdnpurge_local.fakecdn.server import FakeCDN
 
 
 @pytest.fixture

@@ -37,3 +37,51 @@ def fastly_config(endpoint: str = "https://api.fastly.com", *, extra_rules: str 
         allowed_hosts: [cdn.example.com]
         """
     )
+
+
+class SimulatedClock:
+    """Monotonic time that only moves when the code under test sleeps: exact, instant timing tests."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class MemoryLedger:
+    """An in-memory `Ledger` for unit tests; production code is tested on DynamoDB Local."""
+
+    def __init__(self) -> None:
+        self.done: set[tuple[str, str]] = set()
+        self.busy: set[tuple[str, str]] = set()
+        self.released: list[tuple[str, str]] = []
+
+    def claim(self, pairs, remaining_ms):  # type: ignore[no-untyped-def]
+        from cdnpurge.ledger import Claim
+
+        claims = {}
+        for pair in pairs:
+            if pair in self.done:
+                claims[pair] = Claim.DONE
+            elif pair in self.busy:
+                claims[pair] = Claim.BUSY
+            else:
+                self.busy.add(pair)
+                claims[pair] = Claim.CLAIMED
+        return claims
+
+    def complete(self, pairs, result):  # type: ignore[no-untyped-def]
+        for pair in pairs:
+            self.busy.discard(pair)
+            self.done.add(pair)
+
+    def release(self, pairs, error):  # type: ignore[no-untyped-def]
+        for pair in pairs:
+            self.busy.discard(pair)
+            self.released.append(pair)

@@ -118,7 +118,11 @@ def test_dropped_connection_and_timeout_are_unavailable(fake_cdn: FakeCDN) -> No
     fake_cdn.inject("fastly", Fault(delay=0.5))
     slow = FastlyProvider(
         FastlySettings(
-            name="fastly", kind="fastly", service_id=FASTLY_SERVICE, endpoint=fake_cdn.endpoint("fastly"), timeout_seconds=0.1
+            name="fastly",
+            kind="fastly",
+            service_id=FASTLY_SERVICE,
+            endpoint=fake_cdn.endpoint("fastly"),
+            timeout_seconds=0.1,
         ),
         {"token": SecretStr(FASTLY_TOKEN)},
     )

@@ -39,7 +39,10 @@ def test_keys_are_deduped_sorted_and_chunked_at_256() -> None:
 
 def test_paths_become_one_url_per_host_for_url_only_providers() -> None:
     result = plan(routed(TargetKind.PATH, ["/a"]), fastly_spec(hosts=("www.example.com", "example.com")))
-    assert [r.targets for r in result.requests] == [("https://example.com/a",), ("https://www.example.com/a",)]
+    assert [r.targets for r in result.requests] == [
+        ("https://example.com/a",),
+        ("https://www.example.com/a",),
+    ]
     assert all(r.kind is TargetKind.URL for r in result.requests)
 
 

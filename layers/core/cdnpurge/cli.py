@@ -83,16 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         purge.add_argument(
             option, dest=kind.value, action="append", default=[], metavar="VALUE", help=f"{text} (repeatable)"
         )
-    purge.add_argument(
-        "--all", action="store_true", help="purge everything the provider caches for this service"
-    )
+    purge.add_argument("--all", action="store_true", help="purge everything the provider caches for this service")
     mode = purge.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--soft", dest="soft", action="store_true", default=None, help="mark stale (where supported)"
-    )
-    mode.add_argument(
-        "--hard", dest="soft", action="store_false", help="evict (default unless the config says soft)"
-    )
+    mode.add_argument("--soft", dest="soft", action="store_true", default=None, help="mark stale (where supported)")
+    mode.add_argument("--hard", dest="soft", action="store_false", help="evict (default unless the config says soft)")
     purge.add_argument("--dry-run", action="store_true", help="print the requests, send nothing")
     return parser
 
@@ -131,15 +125,9 @@ def _plan(config: Config, event_path: Path, output_format: str, out: TextIO) -> 
         "changes": [_change_json(change) for change in decoded.changes],
         "requests": [_request_json(request) for request in the_plan.requests],
         "errors": [{"source_id": e.source_id, "message": e.message} for e in decoded.errors]
-        + [
-            {"source_id": e.source_id, "change_id": e.change_id, "message": e.message}
-            for e in translation.errors
-        ]
-        + [
-            {"provider": e.provider, "change_ids": sorted(e.change_ids), "message": e.message}
-            for e in the_plan.errors
-        ],
-        "ignored": [{"source_id": source, "reason": reason} for source, reason in decoded.ignored],
+        + [{"source_id": e.source_id, "change_id": e.change_id, "message": e.message} for e in translation.errors]
+        + [{"provider": e.provider, "change_ids": sorted(e.change_ids), "message": e.message} for e in the_plan.errors],
+        "ignored": list(decoded.ignored),
         "unmatched": list(translation.unmatched),
     }
     if output_format == "json":
@@ -186,15 +174,10 @@ def _purge(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     settings = next((p for p in config.providers if p.name == args.provider), None)
     if settings is None:
         known = ", ".join(p.name for p in config.providers)
-        print(
-            f"cdnpurge: --provider {args.provider!r} is not in the config (known: {known})", file=sys.stderr
-        )
+        print(f"cdnpurge: --provider {args.provider!r} is not in the config (known: {known})", file=sys.stderr)
         return EXIT_USAGE
     targets = [
-        Target(kind, value)
-        for kind in TargetKind
-        if kind is not TargetKind.ALL
-        for value in getattr(args, kind.value)
+        Target(kind, value) for kind in TargetKind if kind is not TargetKind.ALL for value in getattr(args, kind.value)
     ]
     if args.all:
         targets.append(Target(TargetKind.ALL, "*"))
@@ -221,18 +204,12 @@ def _purge(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     provider = REGISTRY[settings.kind](settings, credentials)
 
     def show(request: PurgeRequest, attempt: int, what: PurgeResult | ProviderError) -> None:
-        status = (
-            f"ok (id {what.provider_id})"
-            if isinstance(what, PurgeResult)
-            else f"{type(what).__name__}: {what}"
-        )
+        status = f"ok (id {what.provider_id})" if isinstance(what, PurgeResult) else f"{type(what).__name__}: {what}"
         print(f"  attempt {attempt}: {request.describe()} -> {status}", file=out)
 
     executor = Executor({settings.name: provider}, on_attempt=show)
     deadline = time.monotonic() + 300
-    outcomes = [
-        executor.run(r, deadline=deadline, idempotency_token=request_token(r)) for r in the_plan.requests
-    ]
+    outcomes = [executor.run(r, deadline=deadline, idempotency_token=request_token(r)) for r in the_plan.requests]
     failed = [o for o in outcomes if not o.ok]
     print(f"done: {len(outcomes) - len(failed)} request(s) accepted, {len(failed)} failed", file=out)
     return EXIT_FAILED if failed or the_plan.errors else EXIT_OK

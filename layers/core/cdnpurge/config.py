@@ -83,9 +83,7 @@ class Config(BaseModel):
         description="Hosts a published event may name in urls/hosts (plus every provider's hosts).",
     )
     allow_inline_secrets: bool = Field(default=False, description="Permit `value:` credentials (local only).")
-    purge_index_directories: bool = Field(
-        default=True, description="index.html also purges '/dir/' and '/dir'."
-    )
+    purge_index_directories: bool = Field(default=True, description="index.html also purges '/dir/' and '/dir'.")
 
     @field_validator("providers", mode="before")
     @classmethod

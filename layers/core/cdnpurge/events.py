@@ -501,9 +501,7 @@ def _decode_eventbridge_body(event: EventBridgeEvent, event_id: str, origin: _Or
         )
         return
     if source != "aws.s3":
-        raise _Invalid(
-            f"unsupported EventBridge event: source {_show(source)}, detail-type {_show(detail_type)}"
-        )
+        raise _Invalid(f"unsupported EventBridge event: source {_show(source)}, detail-type {_show(detail_type)}")
     if detail_type in _EVENTBRIDGE_S3_NO_CONTENT_CHANGE:
         sink.ignore(origin, f"EventBridge S3 {detail_type!r} does not change content")
         return
@@ -513,9 +511,7 @@ def _decode_eventbridge_body(event: EventBridgeEvent, event_id: str, origin: _Or
     _decode_eventbridge_s3(S3EventBridgeNotificationEvent(event.raw_event), action, origin, sink)
 
 
-def _decode_eventbridge_s3(
-    event: S3EventBridgeNotificationEvent, action: Action, origin: _Origin, sink: _Sink
-) -> None:
+def _decode_eventbridge_s3(event: S3EventBridgeNotificationEvent, action: Action, origin: _Origin, sink: _Sink) -> None:
     what = "EventBridge S3 event"
     bucket = _text(event, "detail.bucket.name", what)
     # Read raw and decode here rather than through `detail.object.key`, which already unquotes: one

@@ -52,11 +52,7 @@ class TokenBucket:
         wait = max(0.0, self.pause_until - now)
         if self.rate is None:
             return wait
-        tokens = (
-            min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
-            if self.updated
-            else self.tokens
-        )
+        tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate) if self.updated else self.tokens
         return max(wait, 0.0 if tokens >= 1 else (1 - tokens) / self.rate)
 
     def take(self, now: float) -> None:
@@ -110,9 +106,7 @@ class Executor:
         while attempts < self.max_attempts:
             wait = bucket.delay(self.clock())
             if self.clock() + wait > deadline:
-                return Outcome(
-                    request, error=last_error, attempts=attempts, throttled=throttled, deferred=True
-                )
+                return Outcome(request, error=last_error, attempts=attempts, throttled=throttled, deferred=True)
             if wait:
                 self.sleep(wait)
             bucket.take(self.clock())
@@ -130,9 +124,7 @@ class Executor:
                     backoff = max(backoff, error.retry_after or 0.0)
                     bucket.pause(self.clock(), backoff)
                 elif isinstance(error, UnavailableError) and self.clock() + backoff > deadline:
-                    return Outcome(
-                        request, error=error, attempts=attempts, deferred=True, throttled=throttled
-                    )
+                    return Outcome(request, error=error, attempts=attempts, deferred=True, throttled=throttled)
                 else:
                     self.sleep(backoff)
                 continue

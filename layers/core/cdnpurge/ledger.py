@@ -39,9 +39,7 @@ class Claim(StrEnum):
 
 
 class Ledger(Protocol):
-    def claim(
-        self, pairs: Iterable[tuple[str, str]], remaining_ms: int | None
-    ) -> dict[tuple[str, str], Claim]: ...
+    def claim(self, pairs: Iterable[tuple[str, str]], remaining_ms: int | None) -> dict[tuple[str, str], Claim]: ...
 
     def complete(self, pairs: Iterable[tuple[str, str]], result: dict[str, Any]) -> None: ...
 
@@ -60,9 +58,7 @@ class PowertoolsLedger:
         persistence.configure(config, key_prefix="cdnpurge#provider-change")
         self._persistence = persistence
 
-    def claim(
-        self, pairs: Iterable[tuple[str, str]], remaining_ms: int | None
-    ) -> dict[tuple[str, str], Claim]:
+    def claim(self, pairs: Iterable[tuple[str, str]], remaining_ms: int | None) -> dict[tuple[str, str], Claim]:
         ordered = list(dict.fromkeys(pairs))
         with ThreadPoolExecutor(PARALLEL_CALLS) as pool:
             claims = list(pool.map(lambda pair: self._claim(pair, remaining_ms), ordered))

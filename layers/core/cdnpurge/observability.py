@@ -2,7 +2,7 @@
 
 One structured log line per provider request (correlation: the request token; the change ids it
 serves), one per failed record with its reasons, and EMF metrics: batch totals on the handler's
-`Metrics` object, per-provider counts as single metrics with a `provider` dimension.
+`Metrics` object, per-provider counts under a `provider` dimension.
 Nothing here sees a credential: reports only carry targets, ids and provider messages.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from cdnpurge.pipeline import BatchReport, request_token
 
@@ -46,8 +46,8 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
             )
     for source, reasons in report.reasons.items():
         logger.warning("record not completed", extra={"source_id": source, "reasons": list(reasons)})
-    for source, reason in report.decoded.ignored:
-        logger.info("record ignored", extra={"source_id": source, "reason": reason})
+    for ignored in report.decoded.ignored:
+        logger.info("record ignored", extra={"ignored": ignored})
     logger.info("batch done", extra=summary)
 
     metrics.add_metric(name="Changes", unit=MetricUnit.Count, value=summary["changes"])
@@ -56,15 +56,13 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
     # The alarm in template.yaml watches this total (dimension: service only).
     metrics.add_metric(name="ProviderFailed", unit=MetricUnit.Count, value=summary["failed_requests"])
     for provider, counts in _per_provider(report).items():
+        # One EMF document per provider: its counts under a `provider` dimension (Metrics allows one
+        # dimension set per flush, so each provider gets its own ephemeral instance).
+        per_provider = EphemeralMetrics(namespace=metrics.namespace, service=metrics.service)
+        per_provider.add_dimension(name="provider", value=provider)
         for name, value in counts.items():
-            with single_metric(
-                name=name,
-                unit=MetricUnit.Count,
-                value=value,
-                namespace=metrics.namespace,
-                default_dimensions=metrics.default_dimensions,
-            ) as metric:
-                metric.add_dimension(name="provider", value=provider)
+            per_provider.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        per_provider.flush_metrics()
 
 
 def _per_provider(report: BatchReport) -> dict[str, Counter[str]]:

@@ -189,11 +189,7 @@ def _failure_reasons(report: BatchReport, changes: tuple[Change, ...]) -> dict[s
         if outcome.ok:
             continue
         why = "deferred: out of time" if outcome.deferred else "failed"
-        detail = (
-            f"{outcome.request.provider}: {why}: {outcome.error.message if outcome.error else ''}".rstrip(
-                ": "
-            )
-        )
+        detail = f"{outcome.request.provider}: {why}: {outcome.error.message if outcome.error else ''}".rstrip(": ")
         for change_id in outcome.request.change_ids:
             reasons[source_of[change_id]].append(detail)
     for provider, change_id in report.busy:

@@ -25,7 +25,10 @@ def convert(target: Target, spec: ProviderSpec) -> tuple[list[Target], str | Non
     caps = spec.capabilities
     if caps.supports(target.kind) and target.kind in caps.host_qualified and target.value.startswith("/"):
         if not spec.hosts:
-            return [], f"{target}: {spec.name} needs a host for {target.kind.value} and has no `hosts` configured"
+            return (
+                [],
+                f"{target}: {spec.name} needs a host for {target.kind.value} and has no `hosts` configured",
+            )
         return [Target(target.kind, f"{host}{target.value}") for host in spec.hosts], None
     if caps.supports(target.kind):
         return [target], None
@@ -76,11 +79,7 @@ def plan(routed: Iterable[RoutedTarget], providers: Mapping[str, ProviderSpec]) 
                 continue
             for target in converted:
                 soft_wish = spec.default_soft if item.soft is None else item.soft
-                soft = (
-                    soft_wish
-                    and spec.capabilities.soft_purge
-                    and target.kind not in spec.capabilities.hard_only
-                )
+                soft = soft_wish and spec.capabilities.soft_purge and target.kind not in spec.capabilities.hard_only
                 wanted[(name, target.kind, soft)][target.value].add(item.change_id)
     requests: list[PurgeRequest] = []
     for name, kind, soft in sorted(wanted, key=lambda k: (k[0], k[1].value, k[2])):

@@ -140,9 +140,7 @@ def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Tra
         if problem is not None:
             errors.append(TranslateError(change.id, change.source_id, problem))
             continue
-        routed.extend(
-            RoutedTarget(change.id, target, providers, change.soft) for target in dict.fromkeys(targets)
-        )
+        routed.extend(RoutedTarget(change.id, target, providers, change.soft) for target in dict.fromkeys(targets))
     return Translation(tuple(routed), tuple(errors), tuple(unmatched))
 
 

@@ -90,9 +90,7 @@ class Behaviour:
         return FakeResponse(401, {"msg": "Provided credentials are missing or invalid"})
 
     def throttled(self, retry_after: float) -> FakeResponse:
-        return FakeResponse(
-            429, {"msg": "Too many requests"}, {"Retry-After": str(max(1, round(retry_after)))}
-        )
+        return FakeResponse(429, {"msg": "Too many requests"}, {"Retry-After": str(max(1, round(retry_after)))})
 
     def error(self, status: int) -> FakeResponse:
         return FakeResponse(status, {"msg": f"injected {status}"})
@@ -156,7 +154,9 @@ class FakeCDN:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-cdn", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-cdn", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -210,8 +210,7 @@ class FakeCDN:
         self, provider: str, request: FakeRequest, status: int, behaviour: Behaviour, purged: list[str]
     ) -> None:
         headers = {
-            name: (REDACTED if name in behaviour.auth_headers else value)
-            for name, value in request.headers.items()
+            name: (REDACTED if name in behaviour.auth_headers else value) for name, value in request.headers.items()
         }
         try:
             body: Any = request.json()
@@ -219,9 +218,7 @@ class FakeCDN:
             body = request.body.decode("utf-8", "replace")
         target = request.path + (f"?{request.raw_query}" if request.raw_query else "")
         with self._lock:
-            self.received.append(
-                Received(provider, request.method, target, headers, body, status, tuple(purged))
-            )
+            self.received.append(Received(provider, request.method, target, headers, body, status, tuple(purged)))
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -176,8 +176,11 @@ class ProviderSpec:
 class Provider(Protocol):
     """The one interface the executor sees."""
 
-    name: str
-    spec: ProviderSpec
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def spec(self) -> ProviderSpec: ...
 
     def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
         """Send one planned request; raise a `ProviderError` subclass on failure."""
@@ -308,16 +311,12 @@ class HttpProvider(ABC):
         url = f"{self.base_url}/{call.path.lstrip('/')}"
         headers = {"Accept": "application/json", **call.headers, **self.auth_headers()}
         try:
-            response = self.client.request(
-                call.method, url, headers=headers, json=call.body, params=call.params
-            )
+            response = self.client.request(call.method, url, headers=headers, json=call.body, params=call.params)
         except httpx.TimeoutException:
             raise UnavailableError(self.name, f"timed out calling {call.method} {call.path}") from None
         except httpx.TransportError as exc:
             # The exception text can include the URL but never headers; keep only its class name.
-            raise UnavailableError(
-                self.name, f"{type(exc).__name__} calling {call.method} {call.path}"
-            ) from None
+            raise UnavailableError(self.name, f"{type(exc).__name__} calling {call.method} {call.path}") from None
         if response.is_success:
             return self.read_response(request, response)
         error_class = error_class_for_status(response.status_code)

@@ -68,12 +68,8 @@ class FastlyProvider(HttpProvider):
             return ApiCall("POST", f"purge/{quote(cached, safe='/?=&:@!$,;~%+')}", headers=headers)
         if request.kind is TargetKind.KEY:
             if len(request.targets) == 1:
-                return ApiCall(
-                    "POST", f"{service}/purge/{quote(request.targets[0], safe='')}", headers=headers
-                )
-            return ApiCall(
-                "POST", f"{service}/purge", body={"surrogate_keys": list(request.targets)}, headers=headers
-            )
+                return ApiCall("POST", f"{service}/purge/{quote(request.targets[0], safe='')}", headers=headers)
+            return ApiCall("POST", f"{service}/purge", body={"surrogate_keys": list(request.targets)}, headers=headers)
         if request.kind is TargetKind.ALL:
             return ApiCall("POST", f"{service}/purge_all")
         raise RejectedError(self.name, f"target kind {request.kind.value!r} is not supported by Fastly")
@@ -81,23 +77,17 @@ class FastlyProvider(HttpProvider):
     def read_response(self, request: PurgeRequest, response: httpx.Response) -> PurgeResult:
         body: Any = response.json() if response.content else {}
         if not isinstance(body, dict):
-            raise RejectedError(
-                self.name, f"unexpected response body {str(body)[:200]}", status=response.status_code
-            )
+            raise RejectedError(self.name, f"unexpected response body {str(body)[:200]}", status=response.status_code)
         if "status" in body:
             if body["status"] != "ok":
-                raise RejectedError(
-                    self.name, f"purge status {body['status']!r}", status=response.status_code
-                )
+                raise RejectedError(self.name, f"purge status {body['status']!r}", status=response.status_code)
             return PurgeResult(provider_id=body.get("id"))
         # Bulk key purge: the official clients return a flat map key -> purge id; the OpenAPI
         # description wraps the same map in `purge_statuses`. Accept both.
         statuses = body.get("purge_statuses", body)
         missing = [key for key in request.targets if key not in statuses]
         if missing:
-            raise RejectedError(
-                self.name, f"bulk purge response lacks keys {missing[:5]}", status=response.status_code
-            )
+            raise RejectedError(self.name, f"bulk purge response lacks keys {missing[:5]}", status=response.status_code)
         return PurgeResult(provider_id=",".join(sorted({str(statuses[key]) for key in request.targets})))
 
     def retry_after(self, response: httpx.Response) -> float | None:

@@ -1,0 +1,222 @@
+"""`make demo`: content changes flow through queue, handler, idempotency table and fake CDNs, locally.
+
+Starts DynamoDB Local, moto server and the fake CDN on 127.0.0.1, provisions what `template.yaml`
+defines, stores the configuration in SSM and the CDN token in Secrets Manager (as in AWS), then:
+round 1 uploads and deletes objects and publishes two "content published" events (SNS, EventBridge),
+and drains the queue through the real Lambda handler; round 2 delivers the same messages again, as SQS
+may, and shows every purge skipped by the idempotency table. Every process started is stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import textwrap
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from cdnpurge.config import parse_config
+from cdnpurge.pipeline import preview
+from cdnpurge.providers import specs
+from cdnpurge_local.event_source import LocalLambdaContext
+from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
+from cdnpurge_local.fakecdn.server import Received
+from cdnpurge_local.harness import deployed
+from cdnpurge_local.stack import LocalStack
+
+DEMO_TOKEN = "demo-fastly-token-not-a-real-secret"  # noqa: S105 - the fake CDN's token
+SERVICE_ID = "DemoService0123"
+BUCKET = "example-site-content"
+
+CONFIG_TEMPLATE = """\
+# The demo's configuration, stored in SSM Parameter Store as the deployed function reads it.
+providers:
+  - name: fastly
+    kind: fastly
+    service_id: {service_id}
+    endpoint: {fastly_endpoint}      # the fake Fastly API on loopback (omit in production)
+    hosts: [www.example.com]
+    credentials:
+      token: {{secret: cdnpurge/fastly, field: token}}
+rules:
+  - bucket: {bucket}
+    match: "articles/{{slug}}.html"
+    paths: ["/articles/{{slug}}", "/articles/{{slug}}.html"]
+    keys: ["article-{{slug}}", "articles"]
+  - bucket: {bucket}
+    match: "{{key*}}"
+    paths: ["/{{key}}"]
+allowed_hosts: [www.example.com]
+"""
+
+
+def banner(text: str) -> None:
+    print(f"\n\033[1m== {text} ==\033[0m" if sys.stdout.isatty() else f"\n== {text} ==")
+
+
+class HandlerLogPrinter(logging.Handler):
+    """Shows the handler's structured log lines (what CloudWatch would hold) as readable lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = record.__dict__
+        message = record.getMessage()
+        if message == "purge accepted":
+            print(
+                f"    handler: {fields['provider']} {fields['kind']} x{fields['targets']} "
+                f"{'soft' if fields['soft'] else 'hard'} -> accepted (id {fields['provider_id']}, "
+                f"attempts {fields['attempts']})"
+            )
+        elif message == "purge failed":
+            print(
+                f"    handler: {fields['provider']} {fields['kind']} -> "
+                f"FAILED {fields['error']}: {fields['provider_message']}"
+            )
+        elif message == "record not completed":
+            print(f"    handler: record {fields['source_id']} returned to the queue: {'; '.join(fields['reasons'])}")
+        elif message == "batch done":
+            print(
+                f"    summary: {fields['changes']} change(s), {fields['requests']} request(s), "
+                f"{fields['targets']} target(s), {fields['duplicates_skipped']} duplicate(s) skipped, "
+                f"{fields['failed_records']} record(s) failed"
+            )
+
+
+def show_preview(event: Mapping[str, Any], config_text: str) -> None:
+    config = parse_config(config_text)
+    decoded, _translation, plan = preview(event, config, specs(config))
+    print(f"  batch of {len(event['Records'])} SQS message(s) -> {len(decoded.changes)} change(s) decoded:")
+    for change in decoded.changes:
+        print(f"    {change.describe():<60} id={change.id[:70]}")
+    for error in decoded.errors:
+        print(f"    ERROR {error.source_id}: {error.message}")
+    print(f"  purge plan ({len(plan.requests)} request(s)):")
+    for request in plan.requests:
+        print(f"    {request.describe()}: {', '.join(request.targets)}")
+
+
+def show_received(received: list[Received]) -> None:
+    for call in received:
+        purged = ", ".join(call.purged) or "-"
+        print(f"    fake {call.provider}: {call.method} {call.path} -> HTTP {call.status}; purged {purged}")
+
+
+def produce_changes(stack: LocalStack) -> None:
+    s3, resources = stack.client("s3"), stack.resources
+    uploads = {
+        "index.html": b"<h1>home</h1>",
+        "articles/hello-world.html": b"<h1>hello</h1>",
+        "docs/annual report+2026.pdf": b"%PDF-1.7",
+        "img/old-banner.png": b"\x89PNG",
+    }
+    for key, body in uploads.items():
+        s3.put_object(Bucket=resources.bucket_name, Key=key, Body=body)
+        print(f"  s3 put    s3://{resources.bucket_name}/{key}")
+    s3.delete_object(Bucket=resources.bucket_name, Key="img/old-banner.png")
+    print(f"  s3 delete s3://{resources.bucket_name}/img/old-banner.png")
+    message = {"keys": ["home", "news"], "paths": ["/news/"]}
+    stack.client("sns").publish(TopicArn=resources.topic_arn, Message=json.dumps(message))
+    print(f"  sns publish to ContentPublishedTopic: {json.dumps(message)}")
+    detail = {"urls": ["https://www.example.com/feed.xml"], "keys": ["feed"]}
+    stack.client("events").put_events(
+        Entries=[
+            {
+                "Source": resources.published_event_source,
+                "DetailType": "Content Published",
+                "Detail": json.dumps(detail),
+            }
+        ]
+    )
+    print(f"  eventbridge put_events 'Content Published': {json.dumps(detail)}")
+
+
+def snapshot_bodies(stack: LocalStack) -> list[str]:
+    """Read every queued message body without consuming it (visibility reset to 0 right away)."""
+    sqs, url = stack.client("sqs"), stack.resources.queue_url
+    bodies: list[str] = []
+    receipts: list[str] = []
+    for _ in range(20):
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not messages:
+            break
+        bodies.extend(m["Body"] for m in messages)
+        receipts.extend(m["ReceiptHandle"] for m in messages)
+    for receipt in receipts:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=0)
+    return bodies
+
+
+def run() -> int:
+    started = time.monotonic()
+    banner("starting the local stack (DynamoDB Local, moto server, fake Fastly) on 127.0.0.1")
+    fastly = FastlyBehaviour(token=DEMO_TOKEN, service_id=SERVICE_ID, rate_per_second=50, burst=20)
+    with deployed(
+        CONFIG_TEMPLATE.replace("{service_id}", SERVICE_ID),
+        [fastly],
+        secrets={"cdnpurge/fastly": {"token": DEMO_TOKEN}},
+        bucket_name=BUCKET,
+        environment={"POWERTOOLS_METRICS_DISABLED": "true"},  # EMF blobs would drown the demo's output
+    ) as deployment:
+        stack, cdn, config_text = deployment.stack, deployment.cdn, deployment.config_text
+        resources = stack.resources
+        print(
+            f"  DynamoDB Local {stack.dynamodb.endpoint}, moto {stack.moto.endpoint}, fake CDN {cdn.endpoint('fastly')}"
+        )
+        print(
+            f"  provisioned from template.yaml: queue {resources.queue_url.rsplit('/', 1)[-1]} (+DLQ), "
+            f"table {resources.table_name}, topic, 2 EventBridge rules, bucket {resources.bucket_name}"
+        )
+        print(f"  configuration in SSM {os.environ['PURGE_CONFIG']}; Fastly token in Secrets Manager cdnpurge/fastly")
+        print(textwrap.indent(config_text, "    | "), end="")
+
+        service_logger = logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "cdnpurge"))
+        service_logger.handlers = [HandlerLogPrinter()]
+        service_logger.propagate = False
+
+        def traced(event: dict[str, Any], context: LocalLambdaContext) -> Mapping[str, Any]:
+            show_preview(event, config_text)
+            before = len(cdn.received)
+            response: Mapping[str, Any] = deployment.app.lambda_handler(event, context)
+            print("  provider calls received by the fake CDN:")
+            show_received(cdn.received[before:])
+            print(f"  response to SQS: {json.dumps(response)}")
+            return response
+
+        source = deployment.event_source(traced, batch_size=100, batching_window_seconds=1.0)
+
+        banner("round 1: uploads, a delete and two publish events")
+        produce_changes(stack)
+        bodies = snapshot_bodies(stack)
+        banner(f"draining the queue through the Lambda handler ({len(bodies)} message(s) waiting)")
+        first = source.drain()
+        calls_after_first = len(cdn.received)
+
+        banner("round 2: the same messages delivered again (SQS is at-least-once)")
+        for body in bodies:
+            stack.client("sqs").send_message(QueueUrl=resources.queue_url, MessageBody=body)
+        second = source.drain()
+        duplicate_calls = len(cdn.received) - calls_after_first
+
+        banner("summary")
+        dlq = deployment.queue_depth(dead_letter=True)
+        print(
+            f"  round 1: {len(first)} invocation(s), {calls_after_first} CDN call(s), "
+            f"{len(fastly_purged := cdn.purged('fastly'))} target(s) purged"
+        )
+        print(
+            f"  round 2: {len(second)} invocation(s), {duplicate_calls} CDN call(s) (duplicates skipped by the table)"
+        )
+        print(f"  dead-letter queue: {dlq} message(s); fake CDN 429s: {cdn.throttled}")
+        print(f"  done in {time.monotonic() - started:.1f}s; stopping every process started")
+        ok = calls_after_first > 0 and duplicate_calls == 0 and dlq == 0 and bool(fastly_purged)
+    return 0 if ok else 1
+
+
+def main() -> None:
+    raise SystemExit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Run moto server with its S3 -> EventBridge events made to follow AWS's documented shape.
+
+moto 5.x sends every S3 EventBridge event with one fixed `id` and one fixed `sequencer`, and the object
+key unencoded. AWS documents `id` as "a UUID generated for every event", and the sequencer as the value
+that orders events for the same key; cdnpurge keys idempotency on both, so with moto's constants two
+different uploads would look like one redelivered event. We also encode the key as S3 notifications are
+(`quote_plus`, the form Powertools' `S3EventBridgeNotificationObject.key` decodes), so the one decoding
+rule in `cdnpurge.events` is exercised end to end. Everything else is moto's own code, unchanged.
+
+    python -m cdnpurge_local.moto_launcher -H 127.0.0.1 -p 5000
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import uuid
+from typing import Any
+from urllib.parse import quote_plus
+
+_sequencers = itertools.count(0x617F08299329D189)
+
+
+def send_event_bridge_message(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
+    """moto's `_send_event_bridge_message` with a fresh id and sequencer per event and an encoded key."""
+    from moto.core.utils import unix_time
+    from moto.events.models import events_backends
+    from moto.s3.notifications import _detail_type
+
+    event: Any = {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": _detail_type(event_name),
+        "source": "aws.s3",
+        "account": account_id,
+        "time": unix_time(),
+        "region": bucket.region_name,
+        "resources": [bucket.arn],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket.name},
+            "object": {
+                "key": quote_plus(key.name, safe="/"),
+                "size": key.size,
+                "eTag": key.etag.replace('"', ""),
+                "version-id": key.version_id,
+                "sequencer": format(next(_sequencers), "X"),
+            },
+            "request-id": uuid.uuid4().hex[:16].upper(),
+            "requester": account_id,
+            "source-ip-address": "127.0.0.1",
+            "reason": event_name.split(":")[1],
+        },
+    }
+    backend = events_backends[account_id][bucket.region_name]
+    for event_bus in backend.event_buses.values():
+        for rule in event_bus.rules.values():
+            try:
+                rule.send_to_targets(event, transform_input=False)
+            except Exception as error:  # delivery is asynchronous in AWS: never fail the S3 call
+                print(f"moto_launcher: delivering S3 event failed: {error!r}", file=sys.stderr)
+
+
+def main() -> None:
+    from moto.s3 import notifications
+    from moto.server import main as moto_main
+
+    notifications._send_event_bridge_message = send_event_bridge_message
+    moto_main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,807 @@
+"""The decode stage: every trigger shape becomes the same `Change`, and a bad record fails only itself."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import quote_plus
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cdnpurge.events import MAX_BODY_BYTES, MAX_TARGETS, Decoded, decode_event
+from cdnpurge.models import Action, Change, DecodeError
+
+EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
+BUCKET = "example-site-content"
+
+
+# --- builders: the smallest real shapes, so each test states only what it is about ------------------
+
+
+def s3_record(
+    key: str = "index.html",
+    *,
+    event_name: str = "ObjectCreated:Put",
+    sequencer: str | None = "0055AED6DCD90281E5",
+    version_id: str | None = None,
+    etag: str | None = None,
+    event_time: str | None = "2026-11-23T10:00:00.000Z",
+) -> dict[str, Any]:
+    obj: dict[str, Any] = {"key": key, "size": 1024}
+    for name, value in (("sequencer", sequencer), ("versionId", version_id), ("eTag", etag)):
+        if value is not None:
+            obj[name] = value
+    record: dict[str, Any] = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventName": event_name,
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": BUCKET}, "object": obj},
+    }
+    if event_time is not None:
+        record["eventTime"] = event_time
+    return record
+
+
+def s3_notification(*records: dict[str, Any]) -> dict[str, Any]:
+    return {"Records": list(records) or [s3_record()]}
+
+
+def eventbridge_s3(
+    key: str = "index.html",
+    *,
+    detail_type: str = "Object Created",
+    sequencer: str = "0055AED6DCD90281E5",
+    event_id: str = "17793124-05d4-b198-2fde-7ededc63b103",
+) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": event_id,
+        "detail-type": detail_type,
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2026-11-23T10:00:00Z",
+        "region": "us-east-1",
+        "resources": [f"arn:aws:s3:::{BUCKET}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": BUCKET},
+            "object": {
+                "key": key,
+                "size": 5,
+                "etag": "b1946ac92492d2347c6235b4d2611184",
+                "sequencer": sequencer,
+            },
+            "reason": "PutObject",
+        },
+    }
+
+
+def sns_envelope(message: Any, message_id: str = "95df01b4-ee98-5cb9-9903-4c221d41eb5e") -> dict[str, Any]:
+    return {
+        "Type": "Notification",
+        "MessageId": message_id,
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:content-published",
+        "Message": message if isinstance(message, str) else json.dumps(message),
+        "Timestamp": "2026-11-23T10:00:01.000Z",
+    }
+
+
+def sqs_event(*bodies: Any, ids: list[str] | None = None) -> dict[str, Any]:
+    message_ids = ids or [f"msg-{index}" for index in range(len(bodies))]
+    return {
+        "Records": [
+            {
+                "messageId": message_id,
+                "receiptHandle": "AQEB",
+                "body": body if isinstance(body, str) else json.dumps(body),
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795435860000"},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:purge",
+                "awsRegion": "us-east-1",
+            }
+            for message_id, body in zip(message_ids, bodies, strict=True)
+        ]
+    }
+
+
+def only_error(decoded: Decoded) -> DecodeError:
+    assert decoded.changes == ()
+    assert len(decoded.errors) == 1, decoded.errors
+    return decoded.errors[0]
+
+
+def only_change(decoded: Decoded) -> Change:
+    assert decoded.errors == (), decoded.errors
+    assert len(decoded.changes) == 1, decoded.changes
+    return decoded.changes[0]
+
+
+# --- every sample file --------------------------------------------------------------------------------
+
+
+def s3_change(
+    key: str, sequencer: str, source_id: str | None, event_time: str, action: Action = Action.CREATED
+) -> Change:
+    change_id = f"s3:{BUCKET}/{key}@{sequencer}"
+    return Change(
+        id=change_id,
+        action=action,
+        source_id=source_id or change_id,
+        bucket=BUCKET,
+        key=key,
+        event_time=event_time,
+    )
+
+
+MIXED = "11111111-2222-4333-8444-5555555555"
+SAMPLES: dict[str, tuple[tuple[Change, ...], tuple[str, ...], tuple[str, ...]]] = {
+    # file: (changes, error source ids, ignored source ids)
+    "s3-put.json": (
+        (s3_change("articles/2026/cdn-purge.html", "0067A1B2C3D4E5F601", None, "2026-11-23T12:00:00.123Z"),),
+        (),
+        (),
+    ),
+    "s3-delete.json": (
+        (
+            s3_change(
+                "articles/2025/old-news.html",
+                "0067A1B2C3D4E5F702",
+                None,
+                "2026-11-23T12:01:30.456Z",
+                Action.REMOVED,
+            ),
+        ),
+        (),
+        (),
+    ),
+    "s3-test-event.json": ((), (), ("event",)),
+    "sqs-s3-put.json": (
+        (
+            s3_change(
+                "docs/annual report+2026.pdf",
+                "0067A1B2C3D4E5F803",
+                "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+                "2026-11-23T12:02:10.789Z",
+            ),
+        ),
+        (),
+        (),
+    ),
+    "sqs-sns-s3-put.json": (
+        (
+            s3_change(
+                "images/café/hero banner.jpg",
+                "0067A1B2C3D4E5F904",
+                "b7e4a2c1-9d3f-4e8a-a6b5-1c2d3e4f5a6b",
+                "2026-11-23T12:03:00.000Z",
+            ),
+        ),
+        (),
+        (),
+    ),
+    "eventbridge-s3-object-created.json": (
+        (s3_change("products/widget-42.html", "0067A1B2C3D4E5FA05", None, "2026-11-23T12:04:00Z"),),
+        (),
+        (),
+    ),
+    "eventbridge-s3-object-deleted.json": (
+        (s3_change("products/widget-41.html", "0067A1B2C3D4E5FB06", None, "2026-11-23T12:05:00Z", Action.REMOVED),),
+        (),
+        (),
+    ),
+    "sqs-eventbridge-s3-object-created.json": (
+        (
+            s3_change(
+                "index.html",
+                "0067A1B2C3D4E5FC07",
+                "8a39d5ec-3a82-4ffb-9c2b-8c1506983f98",
+                "2026-11-23T12:06:00Z",
+            ),
+        ),
+        (),
+        (),
+    ),
+    "sns-content-published.json": (
+        (
+            Change(
+                id="sns:95df01b4-ee98-5cb9-9903-4c221d41eb5e",
+                action=Action.PUBLISHED,
+                source_id="sns:95df01b4-ee98-5cb9-9903-4c221d41eb5e",
+                event_time="2026-11-23T12:07:00.000Z",
+                keys=("article-cdn-purge",),
+                paths=("/articles/cdn-purge", "/articles/cdn-purge.html"),
+                soft=True,
+            ),
+        ),
+        (),
+        (),
+    ),
+    "sqs-sns-content-published.json": (
+        (
+            Change(
+                id="pub:cms-publish-2026-11-23-0042",
+                action=Action.PUBLISHED,
+                source_id="c2d3e4f5-a6b7-4c8d-9e0f-1a2b3c4d5e6f",
+                event_time="2026-11-23T12:08:00.000Z",
+                urls=("https://www.example.com/", "https://www.example.com/news/"),
+            ),
+        ),
+        (),
+        (),
+    ),
+    "eventbridge-content-published.json": (
+        (
+            Change(
+                id="events:a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
+                action=Action.PUBLISHED,
+                source_id="events:a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
+                event_time="2026-11-23T12:09:00Z",
+                keys=("section-news",),
+                paths=("/news/",),
+            ),
+        ),
+        (),
+        (),
+    ),
+    "sqs-eventbridge-content-published.json": (
+        (
+            Change(
+                id="pub:cms-publish-2026-11-23-0043",
+                action=Action.PUBLISHED,
+                source_id="d4e5f6a7-b8c9-4d0e-8f1a-2b3c4d5e6f70",
+                event_time="2026-11-23T12:10:00Z",
+                hosts=("static.example.com",),
+                soft=False,
+            ),
+        ),
+        (),
+        (),
+    ),
+    "sqs-mixed-batch.json": (
+        (
+            s3_change("css/site.css", "0067A1B2C3D4E5FD08", f"{MIXED}01", "2026-11-23T12:11:00.000Z"),
+            s3_change("css/legacy.css", "0067A1B2C3D4E5FE09", f"{MIXED}04", "2026-11-23T12:11:05Z", Action.REMOVED),
+            Change(
+                id=f"sqs:{MIXED}05",
+                action=Action.PUBLISHED,
+                source_id=f"{MIXED}05",
+                event_time="2026-11-23T12:11:00.400Z",
+                paths=("/css/",),
+                soft=True,
+            ),
+        ),
+        (f"{MIXED}02",),
+        (f"{MIXED}03",),
+    ),
+}
+
+
+def test_every_sample_file_has_an_expectation() -> None:
+    # Given the sample directory
+    files = {path.name for path in EVENTS_DIR.glob("*.json")}
+
+    # When / Then: no sample is left untested, no expectation names a missing sample
+    assert files == set(SAMPLES)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_sample_decodes_to_expected_changes(name: str) -> None:
+    # Given a sample event with real AWS field names
+    event = json.loads((EVENTS_DIR / name).read_text())
+    changes, error_ids, ignored_ids = SAMPLES[name]
+
+    # When
+    decoded = decode_event(event)
+
+    # Then
+    assert decoded.changes == changes
+    assert tuple(error.source_id for error in decoded.errors) == error_ids
+    assert tuple(entry.split(": ", 1)[0] for entry in decoded.ignored) == ignored_ids
+
+
+def test_sqs_sample_md5_matches_body() -> None:
+    # Given every SQS sample
+    for path in EVENTS_DIR.glob("sqs-*.json"):
+        # When / Then: md5OfBody is what SQS would compute, so the samples are byte-faithful
+        for record in json.loads(path.read_text())["Records"]:
+            assert hashlib.md5(record["body"].encode()).hexdigest() == record["md5OfBody"], path.name  # noqa: S324
+
+
+# --- key decoding -------------------------------------------------------------------------------------
+
+KEY_CASES = [
+    ("annual+report.pdf", "annual report.pdf"),
+    ("a%2Bb.txt", "a+b.txt"),
+    ("a%20b.txt", "a b.txt"),
+    ("caf%C3%A9.html", "café.html"),
+    ("100%25.html", "100%.html"),
+    ("100%2525.html", "100%25.html"),  # decoded exactly once
+    ("docs/annual+report%2B2026.pdf", "docs/annual report+2026.pdf"),
+    ("a%2Fb/c%3Ad.txt", "a/b/c:d.txt"),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), KEY_CASES)
+def test_s3_notification_key_is_url_decoded_once(raw: str, expected: str) -> None:
+    # Given an SQS message holding an S3 notification with an encoded key
+    event = sqs_event(s3_notification(s3_record(raw)))
+
+    # When
+    change = only_change(decode_event(event))
+
+    # Then
+    assert change.key == expected
+    assert change.id == f"s3:{BUCKET}/{expected}@0055AED6DCD90281E5"
+
+
+@pytest.mark.parametrize(("raw", "expected"), KEY_CASES)
+def test_eventbridge_key_is_url_decoded_once(raw: str, expected: str) -> None:
+    # Given an EventBridge S3 event: keys are form-encoded as in notifications (see events.py docstring)
+    event = sqs_event(eventbridge_s3(raw))
+
+    # When
+    change = only_change(decode_event(event))
+
+    # Then
+    assert change.key == expected
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=200))
+def test_any_key_survives_encode_then_decode(key: str) -> None:
+    # Given any printable key, encoded the way S3 encodes it (form encoding)
+    encoded = quote_plus(key, safe="/")
+
+    # When it arrives through a notification and through EventBridge
+    via_notification = only_change(decode_event(sqs_event(s3_notification(s3_record(encoded)))))
+    via_eventbridge = only_change(decode_event(sqs_event(eventbridge_s3(encoded))))
+
+    # Then both give back exactly the original key
+    assert via_notification.key == key
+    assert via_eventbridge.key == key
+
+
+# --- errors: one bad record fails only itself, and says precisely why ----------------------------------
+
+
+def test_one_bad_record_does_not_sink_the_others() -> None:
+    # Given a batch whose middle message is not JSON
+    event = sqs_event(
+        s3_notification(s3_record("a.html")),
+        "{not json",
+        s3_notification(s3_record("b.html")),
+        ids=["good-1", "bad", "good-2"],
+    )
+
+    # When
+    decoded = decode_event(event)
+
+    # Then the good ones decode and only the bad one is an error
+    assert [(change.key, change.source_id) for change in decoded.changes] == [
+        ("a.html", "good-1"),
+        ("b.html", "good-2"),
+    ]
+    assert [error.source_id for error in decoded.errors] == ["bad"]
+
+
+def test_one_bad_s3_record_keeps_the_other_records_of_the_notification() -> None:
+    # Given one notification with three records, the second missing its key
+    broken = s3_record("b.html")
+    del broken["s3"]["object"]["key"]
+    event = sqs_event(s3_notification(s3_record("a.html"), broken, s3_record("c.html")), ids=["m"])
+
+    # When
+    decoded = decode_event(event)
+
+    # Then each record is its own unit; the message as a whole still fails (and is retried)
+    assert [change.key for change in decoded.changes] == ["a.html", "c.html"]
+    assert decoded.errors == (DecodeError("m", "record m: S3 record [1] missing s3.object.key"),)
+
+
+def _record_without_key() -> dict[str, Any]:
+    record = s3_record()
+    del record["s3"]["object"]["key"]
+    return record
+
+
+def _publish(**fields: Any) -> dict[str, Any]:
+    return sns_envelope(fields)
+
+
+ERROR_CASES: list[tuple[str, Any, str]] = [
+    ("empty body", "", "body is not JSON: Expecting value at line 1 column 1"),
+    ("truncated JSON", '{"Records": [', "body is not JSON: Expecting value at line 1 column 14"),
+    ("unknown object", {"foo": 1}, "unknown envelope: JSON object with keys ['foo']"),
+    ("JSON array", [1, 2], "unknown envelope: JSON array, expected an object"),
+    ("JSON string", '"hello"', "unknown envelope: JSON string, expected an object"),
+    ("S3 record without key", s3_notification(_record_without_key()), "S3 record missing s3.object.key"),
+    (
+        "S3 object not an object",
+        s3_notification({**s3_record(), "s3": {"bucket": {"name": BUCKET}, "object": "x"}}),
+        "S3 record field s3.object must be an object, got string",
+    ),
+    ("empty key", s3_notification(s3_record("")), "S3 record field s3.object.key must be a non-empty string"),
+    ("NUL in key", s3_notification(s3_record("a%00b")), "contains control character U+0000"),
+    ("newline in key", s3_notification(s3_record("a%0Ab")), "contains control character U+000A"),
+    ("DEL in key", s3_notification(s3_record("a%7Fb")), "contains control character U+007F"),
+    ("invalid UTF-8 key", s3_notification(s3_record("a%FFb")), "does not percent-decode to UTF-8"),
+    ("key too long", s3_notification(s3_record("k" * 1025)), "1025 bytes after URL-decoding, over S3's 1024"),
+    (
+        "unknown event name",
+        s3_notification(s3_record(event_name="ObjectMangled:Put")),
+        "unsupported eventName",
+    ),
+    (
+        "no identity",
+        s3_notification(s3_record(sequencer=None, event_time=None)),
+        "has no s3.object.sequencer, versionId, eTag or eventTime",
+    ),
+    ("Records empty", {"Records": []}, "S3 notification field Records must be a non-empty array, got array"),
+    (
+        "EventBridge S3 without key",
+        {**eventbridge_s3(), "detail": {"bucket": {"name": BUCKET}, "object": {}}},
+        "EventBridge S3 event missing detail.object.key",
+    ),
+    (
+        "EventBridge unknown source",
+        {**eventbridge_s3(), "source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification"},
+        "unsupported EventBridge event: source 'aws.ec2'",
+    ),
+    (
+        "EventBridge detail not an object",
+        {**eventbridge_s3(), "detail": "x"},
+        "EventBridge event field detail must be an object, got string",
+    ),
+    ("SNS Message not JSON", sns_envelope("oops"), "SNS Message is not JSON: Expecting value"),
+    ("SNS unknown Type", {**sns_envelope({}), "Type": "Weird"}, "SNS message has Type 'Weird'"),
+    (
+        "publish without targets",
+        _publish(keys=[], paths=[]),
+        "names no targets: one of keys, paths, urls, hosts",
+    ),
+    ("publish paths not a list", _publish(paths="/a"), "field paths must be an array of strings, got string"),
+    (
+        "publish item not a string",
+        _publish(paths=["/a", 7]),
+        "field paths[1] must be a non-empty string, got number",
+    ),
+    (
+        "publish control char",
+        _publish(urls=["https://x/\n"]),
+        "field urls[0] 'https://x/\\n' contains control",
+    ),
+    (
+        "publish soft not bool",
+        _publish(paths=["/a"], soft="yes"),
+        "field soft must be true or false, got string",
+    ),
+    (
+        "publish id not a string",
+        _publish(paths=["/a"], id=5),
+        "field id must be a non-empty string, got number",
+    ),
+    (
+        "publish too many targets",
+        _publish(keys=[f"k{index}" for index in range(MAX_TARGETS + 1)]),
+        f"field keys has {MAX_TARGETS + 1} entries, over the limit of {MAX_TARGETS}",
+    ),
+    (
+        "EventBridge publish without targets",
+        {
+            **eventbridge_s3(),
+            "source": "com.example.cms",
+            "detail-type": "Content Published",
+            "detail": {"x": 1},
+        },
+        "EventBridge Content Published detail names no targets",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), [case[1:] for case in ERROR_CASES], ids=[c[0] for c in ERROR_CASES])
+def test_error_names_the_problem(body: Any, expected: str) -> None:
+    # Given one malformed SQS message
+    event = sqs_event(body, ids=["3fa85f64"])
+
+    # When
+    error = only_error(decode_event(event))
+
+    # Then it is attributed to that message and says what is wrong
+    assert error.source_id == "3fa85f64"
+    assert error.message.startswith("record 3fa85f64: ")
+    assert expected in error.message
+
+
+def test_oversized_body_is_rejected_naming_its_size() -> None:
+    # Given a body one byte over SQS's maximum message size
+    body = json.dumps({"paths": ["/a"], "pad": "x" * MAX_BODY_BYTES})
+
+    # When
+    error = only_error(decode_event(sqs_event(body, ids=["big"])))
+
+    # Then
+    assert f"body is {len(body)} bytes, over the {MAX_BODY_BYTES}-byte (256 KiB) SQS message limit" in error.message
+
+
+@pytest.mark.parametrize("event", [None, "x", 42, [1, 2], {"foo": "bar"}])
+def test_unknown_top_level_event_is_one_error_for_the_event(event: Any) -> None:
+    # Given something that is not a supported Lambda event
+    # When
+    error = only_error(decode_event(cast(Any, event)))
+
+    # Then the invocation as a whole fails
+    assert error.source_id == "event"
+
+
+def test_sqs_record_without_message_id_fails_the_whole_batch() -> None:
+    # Given an SQS record without messageId: its failure cannot be reported per item
+    event = sqs_event(s3_notification())
+    del event["Records"][0]["messageId"]
+
+    # When
+    error = only_error(decode_event(event))
+
+    # Then the error belongs to "event", which makes the handler fail the batch rather than ack it
+    assert error == DecodeError("event", "event: SQS record [0] missing messageId")
+
+
+def test_direct_eventbridge_error_uses_the_event_id() -> None:
+    # Given a direct EventBridge invocation with a broken detail
+    event = {**eventbridge_s3(event_id="evt-1"), "detail": {"bucket": {"name": BUCKET}}}
+
+    # When
+    error = only_error(decode_event(event))
+
+    # Then
+    assert error == DecodeError("evt-1", "event 'evt-1': EventBridge S3 event missing detail.object.key")
+
+
+# --- ignored records ----------------------------------------------------------------------------------
+
+TEST_EVENT = {
+    "Service": "Amazon S3",
+    "Event": "s3:TestEvent",
+    "Time": "2026-11-23T11:58:04.000Z",
+    "Bucket": BUCKET,
+    "RequestId": "5582815E1AEA5ADF",
+    "HostId": "8cLeGAmw098X5cv4Zkwcmo8vvZa3eH3eKxsPzbB9wrR",
+}
+
+
+@pytest.mark.parametrize(
+    ("event", "source_id"),
+    [
+        (TEST_EVENT, "event"),
+        (sqs_event(TEST_EVENT, ids=["t1"]), "t1"),
+        (sqs_event(sns_envelope(TEST_EVENT), ids=["t2"]), "t2"),
+    ],
+    ids=["direct", "sqs", "sqs-sns"],
+)
+def test_s3_test_event_is_acknowledged_and_ignored(event: dict[str, Any], source_id: str) -> None:
+    # Given an s3:TestEvent, however it arrives
+    # When
+    decoded = decode_event(event)
+
+    # Then it is neither a change nor an error
+    assert decoded.changes == ()
+    assert decoded.errors == ()
+    assert decoded.ignored == (
+        f"{source_id}: s3:TestEvent for bucket {BUCKET!r} (sent when notifications are configured)",
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        s3_notification(s3_record(event_name="ObjectTagging:Put")),
+        s3_notification(s3_record(event_name="ObjectRestore:Completed")),
+        s3_notification(s3_record(event_name="LifecycleTransition")),
+        eventbridge_s3(detail_type="Object Tags Added"),
+        {**sns_envelope({}), "Type": "SubscriptionConfirmation"},
+    ],
+    ids=["tagging", "restore", "transition", "eventbridge-tags", "sns-confirmation"],
+)
+def test_events_that_do_not_change_content_are_ignored(body: dict[str, Any]) -> None:
+    # Given an event that leaves the object's bytes as they were
+    # When
+    decoded = decode_event(sqs_event(body, ids=["m"]))
+
+    # Then it is acknowledged without a purge
+    assert (decoded.changes, decoded.errors) == ((), ())
+    assert len(decoded.ignored) == 1
+    assert decoded.ignored[0].startswith("m: ")
+
+
+@pytest.mark.parametrize(
+    ("event_name", "action"),
+    [
+        ("ObjectCreated:Copy", Action.CREATED),
+        ("ObjectCreated:CompleteMultipartUpload", Action.CREATED),
+        ("ObjectRemoved:DeleteMarkerCreated", Action.REMOVED),
+        ("LifecycleExpiration:Delete", Action.REMOVED),
+        ("LifecycleExpiration:DeleteMarkerCreated", Action.REMOVED),
+        ("s3:ObjectCreated:Put", Action.CREATED),  # tolerated "s3:" prefix (moto, configuration syntax)
+    ],
+)
+def test_s3_event_names_map_to_actions(event_name: str, action: Action) -> None:
+    # Given
+    event = s3_notification(s3_record(event_name=event_name))
+
+    # When
+    change = only_change(decode_event(event))
+
+    # Then
+    assert change.action is action
+
+
+# --- identities ---------------------------------------------------------------------------------------
+
+
+def test_change_id_is_stable_across_redelivery() -> None:
+    # Given the same body delivered twice under different SQS message ids
+    body = s3_notification(s3_record("a.html"))
+
+    # When
+    first = only_change(decode_event(sqs_event(body, ids=["delivery-1"])))
+    second = only_change(decode_event(sqs_event(body, ids=["delivery-2"])))
+
+    # Then the change keeps its identity, while each maps back to its own message
+    assert first.id == second.id
+    assert (first.source_id, second.source_id) == ("delivery-1", "delivery-2")
+
+
+def test_new_upload_gets_a_new_id() -> None:
+    # Given two uploads of the same key (S3 gives each a new sequencer)
+    first = only_change(decode_event(s3_notification(s3_record("a.html", sequencer="0055AED6DCD90281E5"))))
+    second = only_change(decode_event(s3_notification(s3_record("a.html", sequencer="0055AED6DCD90281F9"))))
+
+    # When / Then
+    assert first.id != second.id
+
+
+@pytest.mark.parametrize(
+    ("record", "suffix"),
+    [
+        (s3_record(sequencer=None, version_id="v1", etag="e1"), "@version:v1"),
+        (s3_record(sequencer=None, etag="e1"), "@etag:e1"),
+        (s3_record(sequencer=None, event_time="2026-11-23T10:00:00.000Z"), "@time:2026-11-23T10:00:00.000Z"),
+    ],
+    ids=["version", "etag", "time"],
+)
+def test_identity_falls_back_when_sequencer_is_missing(record: dict[str, Any], suffix: str) -> None:
+    # Given a record without a sequencer
+    # When
+    change = only_change(decode_event(s3_notification(record)))
+
+    # Then
+    assert change.id == f"s3:{BUCKET}/index.html{suffix}"
+
+
+def test_same_s3_operation_via_notification_and_eventbridge_has_one_identity() -> None:
+    # Given one upload seen through both delivery paths
+    via_notification = only_change(decode_event(sqs_event(s3_notification(s3_record("a+b.html")))))
+    via_eventbridge = only_change(decode_event(sqs_event(eventbridge_s3("a+b.html"))))
+
+    # When / Then the executor's idempotency sees one change, not two
+    assert via_notification.id == via_eventbridge.id == f"s3:{BUCKET}/a b.html@0055AED6DCD90281E5"
+
+
+def test_notification_with_n_records_gives_n_changes() -> None:
+    # Given one notification with three records
+    event = s3_notification(*(s3_record(f"p/{index}.html", sequencer=f"00{index}") for index in range(3)))
+
+    # When
+    decoded = decode_event(event)
+
+    # Then, invoked directly, each change is its own source
+    assert [change.key for change in decoded.changes] == ["p/0.html", "p/1.html", "p/2.html"]
+    assert all(change.source_id == change.id for change in decoded.changes)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected_id"),
+    [
+        (sns_envelope({"paths": ["/a"]}, message_id="sns-1"), "sns:sns-1"),
+        (sns_envelope({"paths": ["/a"], "id": "release-7"}, message_id="sns-1"), "pub:release-7"),
+        ({"paths": ["/a"]}, "sqs:m"),  # raw message delivery: the SQS message is the only identity
+        ({"paths": ["/a"], "id": "release-7"}, "pub:release-7"),
+    ],
+    ids=["sns", "sns-own-id", "raw", "raw-own-id"],
+)
+def test_publish_ids(body: dict[str, Any], expected_id: str) -> None:
+    # Given a "content published" message
+    # When
+    change = only_change(decode_event(sqs_event(body, ids=["m"])))
+
+    # Then
+    assert change.id == expected_id
+    assert change.action is Action.PUBLISHED
+    assert change.paths == ("/a",)
+
+
+def test_bare_publish_invoked_directly_needs_its_own_id() -> None:
+    # Given a publish message with no envelope and no id: nothing would make a retry idempotent
+    # When
+    error = only_error(decode_event({"paths": ["/a"]}))
+
+    # Then
+    assert error.source_id == "event"
+    assert "needs an id" in error.message
+
+
+# --- robustness ---------------------------------------------------------------------------------------
+
+FIELD_NAMES = st.sampled_from(
+    [
+        "Records", "eventSource", "EventSource", "Sns", "body", "messageId", "s3", "object", "key",
+        "bucket", "name", "eventName", "eventTime", "sequencer", "Type", "Message", "MessageId",
+        "detail-type", "detail", "source", "id", "time", "keys", "paths", "urls", "hosts", "soft",
+        "Event", "Bucket",
+    ]
+)  # fmt: skip
+INTERESTING = st.sampled_from(
+    [
+        "aws:sqs", "aws:s3", "aws:sns", "Notification", "SubscriptionConfirmation", "aws.s3",
+        "Object Created", "Object Deleted", "Content Published", "ObjectCreated:Put",
+        "ObjectRemoved:Delete", "s3:TestEvent", "a+b%2B%C3%A9", "%00", "%FF", "",
+    ]
+)  # fmt: skip
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20) | INTERESTING
+JSONISH = st.recursive(
+    SCALARS,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(FIELD_NAMES | st.text(max_size=6), children, max_size=5)
+        | children.map(json.dumps)  # JSON inside strings, as in SQS bodies and SNS messages
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSONISH)
+def test_random_events_never_raise(event: Any) -> None:
+    # Given anything at all as the Lambda event
+    # When
+    decoded = decode_event(event)
+
+    # Then it decodes to a result, never an exception
+    assert isinstance(decoded, Decoded)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(JSONISH | st.text(max_size=30), min_size=1, max_size=5))
+def test_every_sqs_message_is_accounted_for(bodies: list[Any]) -> None:
+    # Given a batch of arbitrary bodies (JSON documents and plain text)
+    ids = [f"m{index}" for index in range(len(bodies))]
+    event = sqs_event(*(body if isinstance(body, str) else json.dumps(body) for body in bodies), ids=ids)
+
+    # When
+    decoded = decode_event(event)
+
+    # Then no message is silently dropped: each has a change, an error, or an ignore reason
+    for message_id in ids:
+        assert (
+            any(change.source_id == message_id for change in decoded.changes)
+            or any(error.source_id == message_id for error in decoded.errors)
+            or any(entry.startswith(f"{message_id}: ") for entry in decoded.ignored)
+        ), (message_id, decoded)
+
+
+@settings(max_examples=200, deadline=None)
+@given(JSONISH)
+def test_random_sns_messages_never_raise(message: Any) -> None:
+    # Given arbitrary content as an SNS Message (S3 -> SNS -> SQS or a publish)
+    event = sqs_event(sns_envelope(message if isinstance(message, str) else json.dumps(message)), ids=["m"])
+
+    # When
+    decoded = decode_event(event)
+
+    # Then
+    assert isinstance(decoded, Decoded)
+    assert all(error.source_id == "m" for error in decoded.errors)

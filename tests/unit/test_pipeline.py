@@ -1,0 +1,125 @@
+"""The pipeline against the fake Fastly server, with an in-memory ledger (DynamoDB Local: integration)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import FASTLY_TOKEN, MemoryLedger, fastly_config
+from pydantic import SecretStr
+
+from cdnpurge.execute import Executor
+from cdnpurge.pipeline import BatchReport, run_batch
+from cdnpurge.providers import build_providers
+from cdnpurge_local.fakecdn.server import FakeCDN, Fault
+
+EVENTS = Path(__file__).parents[2] / "events"
+
+
+def sqs_event(*bodies: dict[str, Any] | str) -> dict[str, Any]:
+    records = []
+    for number, body in enumerate(bodies):
+        records.append(
+            {
+                "messageId": f"m{number}",
+                "receiptHandle": "rh",
+                "body": body if isinstance(body, str) else json.dumps(body),
+                "attributes": {},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:PurgeQueue",
+                "awsRegion": "us-east-1",
+            }
+        )
+    return {"Records": records}
+
+
+def s3_body(key: str, sequencer: str, event_name: str = "ObjectCreated:Put") -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventTime": "2026-11-23T10:00:00.000Z",
+                "eventName": event_name,
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "bucket": {"name": "example-site-content", "arn": "arn:aws:s3:::example-site-content"},
+                    "object": {"key": key, "size": 1, "eTag": "e", "sequencer": sequencer},
+                },
+            }
+        ]
+    }
+
+
+def run(cdn: FakeCDN, event: dict[str, Any], ledger: MemoryLedger) -> BatchReport:
+    config = fastly_config(cdn.endpoint("fastly"))
+    providers = build_providers(config, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
+    executor = Executor(providers, base_backoff=0.01)
+    specs = {name: p.spec for name, p in providers.items()}
+    return run_batch(event, config=config, specs=specs, ledger=ledger, executor=executor, deadline=1e12)
+
+
+def test_batch_coalesces_dedupes_and_acknowledges(fake_cdn: FakeCDN) -> None:
+    # Given: two changes to one article (removed then re-created) and a second article
+    event = sqs_event(
+        s3_body("articles/a.html", "01", "ObjectRemoved:Delete"),
+        s3_body("articles/a.html", "02"),
+        s3_body("articles/b.html", "03"),
+    )
+    # When
+    report = run(fake_cdn, event, MemoryLedger())
+    # Then: one bulk key call + one call per URL, each target once
+    assert report.response() == {"batchItemFailures": []}
+    purged = fake_cdn.purged("fastly")
+    assert sorted(purged) == sorted(set(purged))
+    assert "key:article-a (hard)" in purged and "key:article-b (hard)" in purged
+    assert "url:www.example.com/articles/a.html (hard)" in purged
+    assert report.summary()["requests"] == len(fake_cdn.received_by("fastly")) == 5
+
+
+def test_one_malformed_record_fails_alone(fake_cdn: FakeCDN) -> None:
+    # Given
+    event = sqs_event(s3_body("articles/a.html", "01"), "{not json", s3_body("docs/../x", "02"))
+    # When
+    report = run(fake_cdn, event, MemoryLedger())
+    # Then
+    assert report.response() == {"batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]}
+    assert "not JSON" in " ".join(report.reasons["m1"])
+    assert "'..' path segment" in " ".join(report.reasons["m2"])
+    assert "key:article-a (hard)" in fake_cdn.purged("fastly")
+
+
+def test_redelivery_is_skipped_by_the_ledger_and_a_new_upload_is_not(fake_cdn: FakeCDN) -> None:
+    # Given
+    ledger = MemoryLedger()
+    run(fake_cdn, sqs_event(s3_body("articles/a.html", "01")), ledger)
+    calls = len(fake_cdn.received)
+    # When: the same S3 event redelivered in another SQS message, then a new upload of the object
+    again = run(fake_cdn, sqs_event(s3_body("articles/a.html", "01")), ledger)
+    # Then
+    assert len(fake_cdn.received) == calls and again.summary()["duplicates_skipped"] == 1
+    newer = run(fake_cdn, sqs_event(s3_body("articles/a.html", "02")), ledger)
+    assert newer.summary()["requests"] == 3 and len(fake_cdn.received) == calls + 3
+
+
+def test_provider_failure_fails_the_record_and_releases_the_claim(fake_cdn: FakeCDN) -> None:
+    # Given: Fastly refuses every call
+    fake_cdn.inject("fastly", Fault(status=400, count=10))
+    ledger = MemoryLedger()
+    # When
+    report = run(fake_cdn, sqs_event(s3_body("articles/a.html", "01")), ledger)
+    # Then
+    assert report.response() == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert ledger.released and not ledger.done and not ledger.busy
+
+
+@pytest.mark.parametrize("sample", sorted(p.name for p in EVENTS.glob("*.json")))
+def test_every_sample_event_runs_without_crashing(fake_cdn: FakeCDN, sample: str) -> None:
+    event = json.loads((EVENTS / sample).read_text())
+    report = run(fake_cdn, event, MemoryLedger())
+    assert report.summary()["changes"] + report.summary()["decode_errors"] + report.summary()["ignored"] >= 1
