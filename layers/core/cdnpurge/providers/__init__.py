@@ -13,7 +13,10 @@ import httpx
 from pydantic import SecretStr
 
 from cdnpurge.providers.base import Provider, ProviderSettings, ProviderSpec
+from cdnpurge.providers.f5xc import F5xcProvider
 from cdnpurge.providers.fastly import FastlyProvider
+from cdnpurge.providers.gotipath import GotipathProvider
+from cdnpurge.providers.medianova import MedianovaProvider
 
 if TYPE_CHECKING:
     from cdnpurge.config import Config
@@ -38,7 +41,15 @@ class ProviderFactory(Protocol):
     ) -> Provider: ...
 
 
-REGISTRY: Mapping[str, ProviderFactory] = {factory.kind: factory for factory in (FastlyProvider,)}
+REGISTRY: Mapping[str, ProviderFactory] = {
+    factory.kind: factory
+    for factory in (
+        FastlyProvider,
+        F5xcProvider,
+        MedianovaProvider,
+        GotipathProvider,
+    )
+}
 
 
 def specs(config: Config) -> dict[str, ProviderSpec]:

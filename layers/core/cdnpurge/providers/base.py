@@ -307,7 +307,10 @@ class HttpProvider(ABC):
         return self._client
 
     def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
-        call = self.build_request(request)
+        return self.read_response(request, self.send(self.build_request(request)))
+
+    def send(self, call: ApiCall) -> httpx.Response:
+        """Make one call under the base URL with auth; map failures to the shared error vocabulary."""
         url = f"{self.base_url}/{call.path.lstrip('/')}"
         headers = {"Accept": "application/json", **call.headers, **self.auth_headers()}
         try:
@@ -318,7 +321,7 @@ class HttpProvider(ABC):
             # The exception text can include the URL but never headers; keep only its class name.
             raise UnavailableError(self.name, f"{type(exc).__name__} calling {call.method} {call.path}") from None
         if response.is_success:
-            return self.read_response(request, response)
+            return response
         error_class = error_class_for_status(response.status_code)
         message = self.error_message(response)
         if issubclass(error_class, ThrottledError):

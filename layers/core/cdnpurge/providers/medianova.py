@@ -1,0 +1,140 @@
+"""Medianova CDN purge adapter.
+
+Docs: https://docs.medianova.com (API reference > CDN > Purge; the page is kept as the seed
+`medianova-purge.txt`).
+
+- Base `https://cloud.medianova.com/api/v1`, `Authorization: Bearer <token>`.
+- Create a job: `POST /cdn/{organization_uuid}/job/{resource_uuid}/purge` with
+  `{"resource_uuid": "<same as in the path>", "file_path": ["/abs/path", ...]}`: 1 to 100 absolute paths;
+  `*` is a wildcard (`/images/*`, `/images/*.jpg`). Jobs are asynchronous.
+- List jobs: `GET` on the same path with `page` (>= 1), `limit` (1..100) and an optional `opID`
+  (`job_status()`; the bounds are checked here before calling).
+- Kinds: `path` and `prefix` (rendered `/dir/*`), 100 per call. `url` is not native: the planner turns
+  URLs of the configured hosts into paths. No soft purge.
+
+*Unverified* (the seed documents "200" without a body; see `UNVERIFIED`):
+- the shape of the create and list responses: the job id is read from `data.id`, `id`, `opID` or
+  `data.opID`, whichever is present, and a body saying `"status": false` / `"success": false` is taken
+  as a refusal;
+- the error body shape (we read `message` / `error`) and any rate limit;
+- a literal `*` inside a path cannot be escaped: it is always a wildcard.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+from pydantic import Field
+
+from cdnpurge.models import PurgeRequest, Target, TargetKind
+from cdnpurge.providers.base import (
+    ApiCall,
+    Capabilities,
+    HttpProvider,
+    ProviderSettings,
+    PurgeResult,
+    RejectedError,
+)
+
+BASE_URL = "https://cloud.medianova.com/api/v1"
+MAX_PATHS_PER_CALL = 100
+MAX_PAGE_LIMIT = 100
+UNVERIFIED = (
+    "medianova: response bodies are undocumented; the job id is read from data.id / id / opID",
+    "medianova: no documented rate limit; 429 is handled when it comes",
+)
+
+_UUID = r"^[A-Za-z0-9][A-Za-z0-9-]*$"
+
+
+class MedianovaSettings(ProviderSettings):
+    kind: Literal["medianova"] = "medianova"
+    organization_uuid: str = Field(min_length=1, max_length=64, pattern=_UUID)
+    resource_uuid: str = Field(min_length=1, max_length=64, pattern=_UUID)
+
+
+def wildcard(prefix: str) -> str:
+    """`/img/` and `/img` -> `/img/*`; `/` -> `/*`; a prefix already ending in `*` is kept."""
+    if prefix.endswith("*"):
+        return prefix
+    return prefix.rstrip("/") + "/*"
+
+
+def _job_id(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return None
+    data = body.get("data")
+    candidates = [data.get("id"), data.get("opID")] if isinstance(data, dict) else []
+    for value in (*candidates, body.get("id"), body.get("opID")):
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+            return str(value)
+    return None
+
+
+class MedianovaProvider(HttpProvider):
+    kind = "medianova"
+    settings_model = MedianovaSettings
+    default_base_url = BASE_URL
+    required_credentials = ("token",)
+    declared = Capabilities(
+        max_targets={TargetKind.PATH: MAX_PATHS_PER_CALL, TargetKind.PREFIX: MAX_PATHS_PER_CALL},
+        asynchronous=True,
+    )
+
+    settings: MedianovaSettings
+
+    @classmethod
+    def render(cls, settings: ProviderSettings, target: Target) -> str:
+        return wildcard(target.value) if target.kind is TargetKind.PREFIX else target.value
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.credentials['token'].get_secret_value()}"}
+
+    @property
+    def _jobs_path(self) -> str:
+        org = quote(self.settings.organization_uuid, safe="")
+        resource = quote(self.settings.resource_uuid, safe="")
+        return f"cdn/{org}/job/{resource}/purge"
+
+    def build_request(self, request: PurgeRequest) -> ApiCall:
+        if request.kind not in self.declared.max_targets:
+            raise RejectedError(self.name, f"target kind {request.kind.value!r} is not supported by Medianova")
+        paths = [self.render(self.settings, Target(request.kind, value)) for value in request.targets]
+        body = {"resource_uuid": self.settings.resource_uuid, "file_path": paths}
+        return ApiCall("POST", self._jobs_path, body=body, headers={"Content-Type": "application/json"})
+
+    def read_response(self, request: PurgeRequest, response: httpx.Response) -> PurgeResult:
+        body = self._json_object(response)
+        return PurgeResult(provider_id=_job_id(body), detail="job created")
+
+    # -- job listing ---------------------------------------------------------------------------------
+
+    def job_status(self, page: int = 1, limit: int = 10, op_id: str | None = None) -> dict[str, Any]:
+        """List purge jobs (newest first, as Medianova pages them); `op_id` filters one job."""
+        if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+            raise ValueError(f"page must be an integer >= 1, got {page!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
+            raise ValueError(f"limit must be an integer between 1 and {MAX_PAGE_LIMIT}, got {limit!r}")
+        if op_id is not None and not op_id:
+            raise ValueError("op_id must not be empty")
+        params = {"page": str(page), "limit": str(limit)} | ({"opID": op_id} if op_id else {})
+        response = self.send(ApiCall("GET", self._jobs_path, params=params))
+        return self._json_object(response)
+
+    def _json_object(self, response: httpx.Response) -> dict[str, Any]:
+        """The response body as an object; a body that says the call failed is a refusal."""
+        try:
+            body: Any = response.json() if response.content else {}
+        except ValueError:
+            raise RejectedError(
+                self.name, f"response is not JSON: {response.text[:200]!r}", status=response.status_code
+            ) from None
+        if not isinstance(body, dict):
+            return {"data": body}
+        if body.get("status") is False or body.get("success") is False:
+            message = body.get("message") or body.get("error") or json.dumps(body)[:200]
+            raise RejectedError(self.name, str(message), status=response.status_code)
+        return body
