@@ -87,7 +87,7 @@ def test_purge_needs_a_target_and_a_known_provider(config_file: Path, capsys: py
 def test_help_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["purge", "--help"])
-    assert "examples (one per provider kind" in capsys.readouterr().out
+    assert "cloudfront  cdnpurge purge" in capsys.readouterr().out
 
 
 def test_readme_configuration_example_is_valid() -> None:

@@ -28,13 +28,20 @@ from cdnpurge.rules import RoutedTarget
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 PURGE_EXAMPLES = """\
-examples (one per provider kind; the provider NAME is the `name` in your config):
-  fastly:      cdnpurge purge -c purge.yaml -p fastly --key article-42 --key home --soft
-  fastly url:  cdnpurge purge -c purge.yaml -p fastly --url https://www.example.com/articles/42
-  everything:  cdnpurge purge -c purge.yaml -p fastly --all --dry-run
+examples (the -p NAME is the provider's `name` in your config; its `kind` decides what it can purge):
+  fastly      cdnpurge purge -c purge.yaml -p fastly --key article-42 --key home --soft
+              cdnpurge purge -c purge.yaml -p fastly --url https://www.example.com/articles/42
+  f5xc        cdnpurge purge -c purge.yaml -p f5 --prefix /img/ --soft      (one call per target)
+  medianova   cdnpurge purge -c purge.yaml -p medianova --path /index.html --prefix /assets/
+  gotipath    cdnpurge purge -c purge.yaml -p gotipath --path '/a.css?v=2'
+  cloudfront  cdnpurge purge -c purge.yaml -p cloudfront --path /index.html --prefix /img/
+  cloudflare  cdnpurge purge -c purge.yaml -p cloudflare --key product-7 --host www.example.com
+  akamai      cdnpurge purge -c purge.yaml -p akamai --url https://www.example.com/ --soft
+  everything  cdnpurge purge -c purge.yaml -p fastly --all --dry-run
 
-Paths become URLs for providers that purge by URL (one per configured host).
-Credentials come from the references in the config (env vars locally); they are never printed.
+Paths become URLs for providers that purge by URL (one per configured host), URLs become paths for
+providers that purge by path. Credentials come from the references in the config (env vars locally,
+Secrets Manager in AWS); they are never printed. Exit status: 0 all accepted, 1 some failed, 2 usage.
 """
 
 
