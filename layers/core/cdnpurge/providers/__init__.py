@@ -7,12 +7,12 @@ the planner, executor, CLI and configuration pick it up from this table.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 from pydantic import SecretStr
 
 from cdnpurge.providers.base import Provider, ProviderSettings, ProviderSpec
+from cdnpurge.providers.cloudfront import CloudFrontProvider
 from cdnpurge.providers.f5xc import F5xcProvider
 from cdnpurge.providers.fastly import FastlyProvider
 from cdnpurge.providers.gotipath import GotipathProvider
@@ -37,7 +37,7 @@ class ProviderFactory(Protocol):
         self,
         settings: ProviderSettings,
         credentials: Mapping[str, SecretStr],
-        client: httpx.Client | None = None,
+        client: Any = None,  # an httpx.Client, or a boto3 client for CloudFront,
     ) -> Provider: ...
 
 
@@ -48,6 +48,7 @@ REGISTRY: Mapping[str, ProviderFactory] = {
         F5xcProvider,
         MedianovaProvider,
         GotipathProvider,
+        CloudFrontProvider,
     )
 }
 
@@ -58,7 +59,7 @@ def specs(config: Config) -> dict[str, ProviderSpec]:
 
 
 def build_providers(
-    config: Config, credentials_for: CredentialSource, clients: Mapping[str, httpx.Client] | None = None
+    config: Config, credentials_for: CredentialSource, clients: Mapping[str, Any] | None = None
 ) -> dict[str, Provider]:
     """Instantiate every configured provider, resolving its credentials through `credentials_for`."""
     clients = clients or {}

@@ -219,7 +219,28 @@ class ProviderSettings(BaseModel):
 Credentials = Mapping[str, SecretStr]
 
 
-class HttpProvider(ABC):
+class DeclaredProvider:
+    """What every adapter shares, HTTP or not: its declared capabilities turned into a `ProviderSpec`."""
+
+    declared: ClassVar[Capabilities]
+
+    @classmethod
+    def spec_for(cls, settings: ProviderSettings) -> ProviderSpec:
+        return ProviderSpec(
+            name=settings.name,
+            capabilities=narrow_capabilities(cls.declared, settings),
+            hosts=settings.hosts,
+            default_soft=settings.soft,
+            render=partial(cls.render, settings),
+        )
+
+    @classmethod
+    def render(cls, settings: ProviderSettings, target: Target) -> str:
+        """A target's wire form; adapters override (e.g. prefix -> `/dir/*` or a PCRE pattern)."""
+        return target.value
+
+
+class HttpProvider(DeclaredProvider, ABC):
     """Shared HTTP flow for every httpx-based adapter (template method).
 
     Subclasses set `kind`, `settings_model`, `default_base_url` and `declared`, and implement
@@ -230,7 +251,6 @@ class HttpProvider(ABC):
     kind: ClassVar[str]
     settings_model: ClassVar[type[ProviderSettings]]
     default_base_url: ClassVar[str]
-    declared: ClassVar[Capabilities]
     required_credentials: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
@@ -246,22 +266,7 @@ class HttpProvider(ABC):
         self.spec = self.spec_for(settings)
         self._client = client
 
-    @classmethod
-    def spec_for(cls, settings: ProviderSettings) -> ProviderSpec:
-        return ProviderSpec(
-            name=settings.name,
-            capabilities=narrow_capabilities(cls.declared, settings),
-            hosts=settings.hosts,
-            default_soft=settings.soft,
-            render=partial(cls.render, settings),
-        )
-
     # -- hooks ------------------------------------------------------------------------------------
-
-    @classmethod
-    def render(cls, settings: ProviderSettings, target: Target) -> str:
-        """A target's wire form; adapters override (e.g. prefix -> `/dir/*` or a PCRE pattern)."""
-        return target.value
 
     def base_url_for(self, settings: ProviderSettings) -> str:
         """The provider's fixed API base; adapters whose host depends on the account override this."""

@@ -1,0 +1,273 @@
+"""Amazon CloudFront invalidation adapter (boto3, not httpx).
+
+- `create_invalidation(DistributionId, InvalidationBatch={Paths: {Quantity, Items}, CallerReference})`.
+  `CallerReference` is our request token: the same reference with the same batch returns the existing
+  invalidation, so a retried request never creates (or pays for) a second one.
+- Paths start with `/`, at most 4,000 characters; `*` is a wildcard and only allowed as the last character.
+  CloudFront matches on the encoded path: non-ASCII and RFC 1738 "unsafe" characters are percent-encoded,
+  nothing else is (our paths arrive percent-encoded from the rules; existing escapes are kept).
+- Up to 3,000 individual paths in progress per distribution, and independently up to 15 wildcard paths;
+  over either, `TooManyInvalidationsInProgress` (HTTP 400, no `Retry-After`).
+- AWS documents no request rate for CreateInvalidation; the in-progress limits are the real constraint,
+  so pacing defaults to a conservative 1 call a second, burst 5 (override with `rate_per_second`).
+- Status: `get_invalidation` -> `InProgress` / `Completed`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+import boto3
+from botocore.config import Config as BotocoreConfig
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    ParamValidationError,
+)
+from pydantic import Field, SecretStr, field_validator
+
+from cdnpurge.models import PurgeRequest, Target, TargetKind
+from cdnpurge.providers.base import (
+    AuthError,
+    Capabilities,
+    DeclaredProvider,
+    NotFoundError,
+    ProviderError,
+    ProviderSettings,
+    PurgeResult,
+    RejectedError,
+    ThrottledError,
+    UnavailableError,
+    error_class_for_status,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudfront import CloudFrontClient
+
+MAX_PATHS_IN_PROGRESS = 3000
+MAX_WILDCARDS_IN_PROGRESS = 15
+MAX_PATH_LENGTH = 4000
+# Not documented by AWS: a conservative default for CreateInvalidation calls.
+CALLS_PER_SECOND = 1.0
+BURST = 5
+# Invalidations usually finish within a minute or two; a full in-progress quota frees up on that scale.
+IN_PROGRESS_BACKOFF_SECONDS = 60.0
+# Total attempts, first included (botocore's `max_attempts` would count retries only: 3 -> 4 calls).
+MAX_ATTEMPTS = 3
+SIGNING_REGION = "us-east-1"
+
+# RFC 1738 section 2.2 "unsafe" characters (plus `%` when it does not start an escape) are encoded;
+# everything else printable is sent as is, because CloudFront compares the encoded form.
+_UNSAFE = frozenset(' <>"#{}|\\^~[]`')
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class InvalidationStatus(StrEnum):
+    """An invalidation's progress as `get_invalidation` reports it."""
+
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+
+    @classmethod
+    def _missing_(cls, value: object) -> InvalidationStatus | None:
+        # moto reports "COMPLETED"; compare case-insensitively.
+        for member in cls:
+            if isinstance(value, str) and member.value.lower() == value.lower():
+                return member
+        return None
+
+
+class CloudFrontSettings(ProviderSettings):
+    kind: Literal["cloudfront"] = "cloudfront"
+    distribution_id: str = Field(min_length=1, max_length=32, pattern=r"^[A-Z0-9]+$")
+
+    @field_validator("credentials")
+    @classmethod
+    def _no_credentials(cls, value: dict[str, object]) -> dict[str, object]:
+        if value:
+            raise ValueError("CloudFront uses the function's IAM role; configure no credentials")
+        return value
+
+
+def _escape(char: str) -> str:
+    # Not `urllib.parse.quote`: it never escapes `~`, which RFC 1738 lists as unsafe.
+    return "".join(f"%{byte:02X}" for byte in char.encode())
+
+
+def encode_path(path: str) -> str:
+    """A host-relative path in the form CloudFront matches; raises ValueError if it cannot be expressed."""
+    if not path.startswith("/"):
+        raise ValueError(f"{path[:80]!r}: CloudFront paths start with '/'")
+    if _CONTROL.search(path):
+        raise ValueError(f"{path[:80]!r}: control characters cannot be invalidated")
+    if "*" in path:
+        raise ValueError(f"{path[:80]!r}: a literal '*' would be read as a CloudFront wildcard")
+    encoded = _STRAY_PERCENT.sub("%25", path)
+    encoded = "".join(_escape(char) if char in _UNSAFE or not char.isascii() else char for char in encoded)
+    if len(encoded) > MAX_PATH_LENGTH:
+        raise ValueError(f"{path[:80]!r}: longer than CloudFront's {MAX_PATH_LENGTH} characters once encoded")
+    return encoded
+
+
+_ERRORS: Mapping[str, type[ProviderError]] = {
+    "TooManyInvalidationsInProgress": ThrottledError,
+    "Throttling": ThrottledError,
+    "RequestLimitExceeded": ThrottledError,
+    "NoSuchDistribution": NotFoundError,
+    "NoSuchInvalidation": NotFoundError,
+    "AccessDenied": AuthError,
+    "InvalidSignature": AuthError,
+    "UnrecognizedClient": AuthError,
+    "InvalidClientTokenId": AuthError,
+    "SignatureDoesNotMatch": AuthError,
+    "ExpiredToken": AuthError,
+    "InvalidArgument": RejectedError,
+    "BatchTooLarge": RejectedError,
+    "InconsistentQuantities": RejectedError,
+    "InvalidationBatchAlreadyExists": RejectedError,
+    "MissingBody": RejectedError,
+    "ServiceUnavailable": UnavailableError,
+    "InternalError": UnavailableError,
+}
+
+
+class CloudFrontProvider(DeclaredProvider):
+    """Invalidations on one distribution. Credentials come from the IAM role (boto3's default chain)."""
+
+    kind: ClassVar[str] = "cloudfront"
+    settings_model: ClassVar[type[ProviderSettings]] = CloudFrontSettings
+    declared: ClassVar[Capabilities] = Capabilities(
+        max_targets={
+            TargetKind.PATH: MAX_PATHS_IN_PROGRESS,
+            TargetKind.PREFIX: MAX_WILDCARDS_IN_PROGRESS,
+            TargetKind.ALL: 1,
+        },
+        asynchronous=True,
+        rate_per_second=CALLS_PER_SECOND,
+        burst=BURST,
+    )
+
+    settings: CloudFrontSettings
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        credentials: Mapping[str, SecretStr],
+        client: CloudFrontClient | None = None,
+    ) -> None:
+        if not isinstance(settings, CloudFrontSettings):
+            raise TypeError(f"provider {settings.name!r}: expected CloudFrontSettings")
+        self.settings = settings
+        self.name = settings.name
+        self.spec = self.spec_for(settings)
+        self._client = client
+
+    @classmethod
+    def render(cls, settings: ProviderSettings, target: Target) -> str:
+        """path -> encoded path; prefix -> `{prefix}*` (one wildcard path); all -> `/*`."""
+        if target.kind is TargetKind.PATH:
+            return encode_path(target.value)
+        if target.kind is TargetKind.PREFIX:
+            wildcard = encode_path(target.value) + "*"
+            if len(wildcard) > MAX_PATH_LENGTH:
+                raise ValueError(f"{target.value[:80]!r}: longer than CloudFront's {MAX_PATH_LENGTH} characters")
+            return wildcard
+        if target.kind is TargetKind.ALL:
+            return "/*"
+        raise ValueError(f"{target}: CloudFront cannot invalidate by {target.kind.value}")
+
+    @property
+    def client(self) -> CloudFrontClient:
+        if self._client is None:
+            timeout = self.settings.timeout_seconds
+            config = BotocoreConfig(
+                retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+                connect_timeout=timeout,
+                read_timeout=timeout,
+            )
+            session = boto3.session.Session()
+            # CloudFront is global, but a custom endpoint still needs a signing region: its home, us-east-1.
+            region = session.region_name or SIGNING_REGION
+            # Without an `endpoint`, boto3 honours AWS_ENDPOINT_URL_CLOUDFRONT / AWS_ENDPOINT_URL itself.
+            self._client = session.client(
+                "cloudfront", endpoint_url=self.settings.endpoint, region_name=region, config=config
+            )
+        return self._client
+
+    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+        try:
+            paths = [self.render(self.settings, Target(request.kind, value)) for value in request.targets]
+        except ValueError as exc:
+            raise RejectedError(self.name, str(exc)) from None
+        limit = self.spec.capabilities.max_targets.get(request.kind, 0)
+        if not paths or len(paths) > limit:
+            raise RejectedError(self.name, f"{len(paths)} {request.kind.value} targets: allowed 1..{limit}")
+        with self._translated_errors("CreateInvalidation"):
+            response = self.client.create_invalidation(
+                DistributionId=self.settings.distribution_id,
+                InvalidationBatch={
+                    "Paths": {"Quantity": len(paths), "Items": paths},
+                    "CallerReference": idempotency_token,
+                },
+            )
+        invalidation = response["Invalidation"]
+        return PurgeResult(
+            provider_id=invalidation["Id"],
+            detail=self._status(invalidation["Status"]).value,
+            extra={"location": response.get("Location", "")},
+        )
+
+    def status(self, invalidation_id: str) -> InvalidationStatus:
+        """The invalidation's progress: `InProgress` until every edge has dropped the paths."""
+        with self._translated_errors("GetInvalidation"):
+            response = self.client.get_invalidation(DistributionId=self.settings.distribution_id, Id=invalidation_id)
+        return self._status(response["Invalidation"]["Status"])
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def _status(self, value: str) -> InvalidationStatus:
+        try:
+            return InvalidationStatus(value)
+        except ValueError:
+            raise ProviderError(self.name, f"unknown invalidation status {value[:40]!r}") from None
+
+    @contextmanager
+    def _translated_errors(self, operation: str) -> Iterator[None]:
+        """boto3/botocore exceptions -> the provider error vocabulary, in one place, most specific first."""
+        try:
+            yield
+        except ClientError as exc:
+            raise client_error(self.name, exc) from None
+        except NoCredentialsError:
+            raise AuthError(self.name, f"{operation}: no AWS credentials found (IAM role?)") from None
+        except ParamValidationError as exc:
+            raise RejectedError(self.name, f"{operation}: {exc}") from None
+        except (ConnectionError, HTTPClientError, BotoCoreError) as exc:
+            # EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError, ...
+            raise UnavailableError(self.name, f"{type(exc).__name__} calling {operation}") from None
+
+
+def client_error(provider: str, exc: ClientError) -> ProviderError:
+    """Map a `ClientError` by its AWS error code (with or without an `Exception` suffix), else by status."""
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    message = str(error.get("Message") or code or "unknown error")[:300]
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    message = f"{code}: {message}" if code and not message.startswith(code) else message
+    error_class = _ERRORS.get(code) or _ERRORS.get(code.removesuffix("Exception"))
+    if error_class is None:
+        error_class = error_class_for_status(status) if status else UnavailableError
+    if error_class is ThrottledError:
+        retry_after = IN_PROGRESS_BACKOFF_SECONDS if code.startswith("TooManyInvalidationsInProgress") else None
+        return ThrottledError(provider, message, status=status, retry_after=retry_after)
+    return error_class(provider, message, status=status)

@@ -1,0 +1,492 @@
+"""CloudFront adapter against a real moto server process on loopback: invalidations, limits and errors.
+
+What moto (5.x) does not do, and how it is covered here:
+- it ignores `CallerReference`: a repeated reference creates a second invalidation (AWS returns the
+  existing one). We assert the token is sent unchanged on a retry, and keep AWS's behaviour as a strict
+  xfail that starts failing the day moto implements it;
+- it never throttles nor returns TooManyInvalidationsInProgress, and reports `COMPLETED` at once:
+  the error-mapping table is checked with botocore's `Stubber` (a unit-level check of our mapping).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config as BotocoreConfig
+from botocore.stub import Stubber
+from pydantic import ValidationError
+
+from cdnpurge.models import PurgeRequest, Target, TargetKind
+from cdnpurge.pipeline import request_token
+from cdnpurge.plan import plan
+from cdnpurge.providers.base import (
+    AuthError,
+    NotFoundError,
+    ProviderError,
+    ProviderSpec,
+    RejectedError,
+    ThrottledError,
+    UnavailableError,
+)
+from cdnpurge.providers.cloudfront import (
+    IN_PROGRESS_BACKOFF_SECONDS,
+    CloudFrontProvider,
+    CloudFrontSettings,
+    InvalidationStatus,
+    encode_path,
+)
+from cdnpurge.rules import RoutedTarget
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudfront import CloudFrontClient
+
+HOST = "www.example.com"
+MOTO = pytest.mark.xdist_group("moto-cloudfront")
+
+
+# ---------------------------------------------------------------------------------------------------
+# moto server: one process for the module, always terminated
+# ---------------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _moto_command(port: int) -> list[str]:
+    script = Path(sys.executable).with_name("moto_server")
+    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "moto.server"]
+    return [*launcher, "-H", "127.0.0.1", "-p", str(port)]
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    log = tmp_path_factory.mktemp("moto-cloudfront") / "moto.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(_moto_command(port), stdout=output, stderr=subprocess.STDOUT)
+        endpoint = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                if process.poll() is not None:
+                    pytest.fail(f"moto server exited with {process.returncode}: {log.read_text()[-2000:]}")
+                try:
+                    httpx.get(f"{endpoint}/moto-api/", timeout=1)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        pytest.fail(f"moto server not ready after 30 s: {log.read_text()[-2000:]}")
+                    time.sleep(0.1)
+            yield endpoint
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def aws_client(endpoint: str, **config: Any) -> CloudFrontClient:
+    return boto3.client(
+        "cloudfront",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=BotocoreConfig(**config) if config else None,
+    )
+
+
+@pytest.fixture(scope="module")
+def cloudfront(moto_endpoint: str) -> CloudFrontClient:
+    return aws_client(moto_endpoint)
+
+
+@pytest.fixture
+def distribution_id(cloudfront: CloudFrontClient) -> str:
+    """A fresh distribution per test, so invalidation lists never mix."""
+    created = cloudfront.create_distribution(
+        DistributionConfig={
+            "CallerReference": uuid.uuid4().hex,
+            "Comment": "cdnpurge contract test",
+            "Enabled": True,
+            "Origins": {
+                "Quantity": 1,
+                "Items": [
+                    {
+                        "Id": "origin",
+                        "DomainName": "example-site-content.s3.amazonaws.com",
+                        "S3OriginConfig": {"OriginAccessIdentity": ""},
+                    }
+                ],
+            },
+            "DefaultCacheBehavior": {
+                "TargetOriginId": "origin",
+                "ViewerProtocolPolicy": "redirect-to-https",
+                "CachePolicyId": "658327ea-f89d-4fab-a63d-7e88639e58f6",
+            },
+        }
+    )
+    return created["Distribution"]["Id"]
+
+
+def settings_for(distribution_id: str, **overrides: Any) -> CloudFrontSettings:
+    fields: dict[str, Any] = {"name": "cloudfront", "kind": "cloudfront", "distribution_id": distribution_id}
+    fields["hosts"] = (HOST,)
+    fields.update(overrides)
+    return CloudFrontSettings(**fields)
+
+
+def provider(client: CloudFrontClient, distribution_id: str) -> CloudFrontProvider:
+    return CloudFrontProvider(settings_for(distribution_id), {}, client)
+
+
+def request(kind: TargetKind, *targets: str) -> PurgeRequest:
+    return PurgeRequest("cloudfront", kind, targets, False, frozenset({"c1"}))
+
+
+def paths_of(client: CloudFrontClient, distribution_id: str, invalidation_id: str) -> list[str]:
+    invalidation = client.get_invalidation(DistributionId=distribution_id, Id=invalidation_id)["Invalidation"]
+    return invalidation["InvalidationBatch"]["Paths"].get("Items", [])
+
+
+def routed(kind: TargetKind, values: list[str], change: str = "c1") -> list[RoutedTarget]:
+    return [RoutedTarget(change, Target(kind, value), None, None) for value in values]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Invalidations on moto
+# ---------------------------------------------------------------------------------------------------
+
+
+@MOTO
+def test_path_invalidation_lands_with_encoded_paths(cloudfront: CloudFrontClient, distribution_id: str) -> None:
+    # Given paths as the rules produce them (already percent-encoded), plus characters CloudFront wants encoded
+    req = request(TargetKind.PATH, "/articles/a%20b.html", "/caf\u00e9/menu", "/100%", "/docs/")
+    # When
+    result = provider(cloudfront, distribution_id).purge(req, idempotency_token=request_token(req))
+    # Then
+    assert result.provider_id
+    assert result.detail in {status.value for status in InvalidationStatus}
+    assert paths_of(cloudfront, distribution_id, result.provider_id) == [
+        "/articles/a%20b.html",
+        "/caf%C3%A9/menu",
+        "/100%25",
+        "/docs/",
+    ]
+    listed = cloudfront.list_invalidations(DistributionId=distribution_id)["InvalidationList"]
+    assert [item["Id"] for item in listed.get("Items", [])] == [result.provider_id]
+
+
+@MOTO
+def test_prefix_renders_as_a_trailing_wildcard(cloudfront: CloudFrontClient, distribution_id: str) -> None:
+    result = provider(cloudfront, distribution_id).purge(
+        request(TargetKind.PREFIX, "/dir/", "/img/a%20b"), idempotency_token="t-prefix"
+    )
+    assert result.provider_id
+    assert paths_of(cloudfront, distribution_id, result.provider_id) == ["/dir/*", "/img/a%20b*"]
+
+
+@MOTO
+def test_all_renders_as_slash_star(cloudfront: CloudFrontClient, distribution_id: str) -> None:
+    result = provider(cloudfront, distribution_id).purge(request(TargetKind.ALL, "*"), idempotency_token="t-all")
+    assert result.provider_id
+    assert paths_of(cloudfront, distribution_id, result.provider_id) == ["/*"]
+
+
+@MOTO
+def test_a_retry_sends_the_same_caller_reference(cloudfront: CloudFrontClient, distribution_id: str) -> None:
+    # Given one planned request and its token
+    req = request(TargetKind.PATH, "/a.html")
+    token = request_token(req)
+    adapter = provider(cloudfront, distribution_id)
+    # When it is sent twice (a retry after a lost response)
+    first = adapter.purge(req, idempotency_token=token)
+    second = adapter.purge(req, idempotency_token=token)
+    # Then both carry the same CallerReference, the key CloudFront deduplicates on
+    for result in (first, second):
+        assert result.provider_id
+        got = cloudfront.get_invalidation(DistributionId=distribution_id, Id=result.provider_id)
+        assert got["Invalidation"]["InvalidationBatch"]["CallerReference"] == token
+
+
+@MOTO
+@pytest.mark.xfail(strict=True, reason="moto ignores CallerReference; AWS returns the existing invalidation")
+def test_a_retry_returns_the_existing_invalidation(cloudfront: CloudFrontClient, distribution_id: str) -> None:
+    req = request(TargetKind.PATH, "/a.html")
+    adapter = provider(cloudfront, distribution_id)
+    first = adapter.purge(req, idempotency_token=request_token(req))
+    second = adapter.purge(req, idempotency_token=request_token(req))
+    assert second.provider_id == first.provider_id
+    assert cloudfront.list_invalidations(DistributionId=distribution_id)["InvalidationList"]["Quantity"] == 1
+
+
+@MOTO
+def test_unknown_distribution_is_not_found(cloudfront: CloudFrontClient) -> None:
+    with pytest.raises(NotFoundError, match="NoSuchDistribution") as raised:
+        provider(cloudfront, "E000000NOSUCH").purge(request(TargetKind.PATH, "/a"), idempotency_token="t")
+    assert raised.value.status == 404
+    assert not raised.value.retryable
+
+
+@MOTO
+def test_status_reads_the_invalidation(cloudfront: CloudFrontClient, distribution_id: str) -> None:
+    adapter = provider(cloudfront, distribution_id)
+    result = adapter.purge(request(TargetKind.PATH, "/a"), idempotency_token="t-status")
+    assert result.provider_id
+    # moto completes at once and says "COMPLETED"; AWS says "InProgress" then "Completed"
+    assert adapter.status(result.provider_id) is InvalidationStatus.COMPLETED
+    with pytest.raises(NotFoundError, match="NoSuchInvalidation"):
+        adapter.status("INOSUCHINVALIDATION")
+
+
+@MOTO
+def test_a_planned_3000_path_request_is_accepted(cloudfront: CloudFrontClient, distribution_id: str) -> None:
+    # Given the planner's largest path request
+    settings = settings_for(distribution_id)
+    (req,) = plan(
+        routed(TargetKind.PATH, [f"/p/{i}" for i in range(3000)]), {"cloudfront": provider_spec(settings)}
+    ).requests
+    # When
+    result = CloudFrontProvider(settings, {}, cloudfront).purge(req, idempotency_token=request_token(req))
+    # Then
+    assert result.provider_id
+    assert len(paths_of(cloudfront, distribution_id, result.provider_id)) == 3000
+
+
+@MOTO
+def test_client_is_built_lazily_from_the_endpoint_setting(
+    moto_endpoint: str, distribution_id: str, cloudfront: CloudFrontClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given only the IAM-role style environment (no client injected)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    adapter = CloudFrontProvider(settings_for(distribution_id, endpoint=moto_endpoint), {})
+    # When
+    result = adapter.purge(request(TargetKind.PATH, "/lazy"), idempotency_token="t-lazy")
+    # Then
+    assert result.provider_id
+    assert paths_of(cloudfront, distribution_id, result.provider_id) == ["/lazy"]
+    config = adapter.client.meta.config
+    assert config.retries == {"mode": "standard", "total_max_attempts": 3}  # type: ignore[attr-defined]
+    assert (config.connect_timeout, config.read_timeout) == (10.0, 10.0)  # type: ignore[attr-defined]
+    adapter.close()
+
+
+@MOTO
+def test_boto3_honours_the_cloudfront_endpoint_variable(
+    moto_endpoint: str, distribution_id: str, cloudfront: CloudFrontClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDFRONT", moto_endpoint)
+    adapter = CloudFrontProvider(settings_for(distribution_id), {})
+    result = adapter.purge(request(TargetKind.PATH, "/env"), idempotency_token="t-env")
+    assert result.provider_id
+    assert paths_of(cloudfront, distribution_id, result.provider_id) == ["/env"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Planning against the declared limits (pure)
+# ---------------------------------------------------------------------------------------------------
+
+
+def provider_spec(settings: CloudFrontSettings) -> ProviderSpec:
+    return CloudFrontProvider.spec_for(settings)
+
+
+@pytest.mark.parametrize(
+    ("kind", "limit"), [(TargetKind.PATH, 3000), (TargetKind.PREFIX, 15)], ids=["paths", "wildcards"]
+)
+@pytest.mark.parametrize("extra", [0, 1], ids=["N", "N+1"])
+def test_planner_never_exceeds_the_in_progress_limits(kind: TargetKind, limit: int, extra: int) -> None:
+    # Given N or N+1 targets of one kind
+    values = [f"/d{i}/" for i in range(limit + extra)]
+    # When
+    result = plan(routed(kind, values), {"cloudfront": provider_spec(settings_for("E2QWRUHEXAMPLE"))})
+    # Then every request stays within the limit and nothing is lost
+    assert not result.errors
+    assert [len(req.targets) for req in result.requests] == ([limit] if not extra else [limit, 1])
+    assert sorted(v for req in result.requests for v in req.targets) == sorted(values)
+
+
+def test_all_is_one_wildcard_request_apart_from_prefixes() -> None:
+    items = routed(TargetKind.ALL, ["*"]) + routed(TargetKind.PREFIX, [f"/d{i}/" for i in range(15)])
+    result = plan(items, {"cloudfront": provider_spec(settings_for("E2QWRUHEXAMPLE"))})
+    assert [(req.kind, len(req.targets)) for req in result.requests] == [(TargetKind.ALL, 1), (TargetKind.PREFIX, 15)]
+
+
+def test_a_lowered_limit_is_honoured_and_a_raised_one_refused() -> None:
+    spec = provider_spec(settings_for("E2QWRUHEXAMPLE", max_targets={"path": 1000}))
+    result = plan(routed(TargetKind.PATH, [f"/p{i}" for i in range(1001)]), {"cloudfront": spec})
+    assert [len(req.targets) for req in result.requests] == [1000, 1]
+    with pytest.raises(ValueError, match="between 1 and the provider's limit 3000"):
+        provider_spec(settings_for("E2QWRUHEXAMPLE", max_targets={"path": 3001}))
+
+
+def test_url_targets_become_paths_and_foreign_hosts_are_plan_errors() -> None:
+    spec = provider_spec(settings_for("E2QWRUHEXAMPLE"))
+    items = routed(TargetKind.URL, [f"https://{HOST}/a%20b.html?v=2"], "c1") + routed(
+        TargetKind.URL, ["https://other.example.net/x"], "c2"
+    )
+    result = plan(items, {"cloudfront": spec})
+    assert [(req.kind, req.targets) for req in result.requests] == [(TargetKind.PATH, ("/a%20b.html?v=2",))]
+    (error,) = result.errors
+    assert error.change_ids == frozenset({"c2"})
+    assert "host is not one of" in error.message
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "problem"),
+    [
+        (TargetKind.PATH, "/a\nb", "control characters"),
+        (TargetKind.PATH, "/a*", "wildcard"),
+        (TargetKind.PATH, "a.html", "start with '/'"),
+        (TargetKind.PATH, "/" + "x" * 4000, "4000"),
+        (TargetKind.PREFIX, "/d*/", "wildcard"),
+    ],
+)
+def test_unexpressible_targets_are_plan_errors_and_rejected_by_purge(
+    kind: TargetKind, value: str, problem: str
+) -> None:
+    spec = provider_spec(settings_for("E2QWRUHEXAMPLE"))
+    (error,) = plan(routed(kind, [value]), {"cloudfront": spec}).errors
+    assert problem in error.message
+    adapter = CloudFrontProvider(settings_for("E2QWRUHEXAMPLE"), {}, client=unused_client())
+    with pytest.raises(RejectedError, match=problem):
+        adapter.purge(request(kind, value), idempotency_token="t")
+
+
+def test_unsupported_kinds_and_oversized_requests_are_rejected_before_any_call() -> None:
+    adapter = CloudFrontProvider(settings_for("E2QWRUHEXAMPLE"), {}, client=unused_client())
+    with pytest.raises(RejectedError, match="cannot invalidate by key"):
+        adapter.purge(request(TargetKind.KEY, "k"), idempotency_token="t")
+    with pytest.raises(RejectedError, match="3001 path targets"):
+        adapter.purge(request(TargetKind.PATH, *(f"/{i}" for i in range(3001))), idempotency_token="t")
+    with pytest.raises(RejectedError, match="16 prefix targets"):
+        adapter.purge(request(TargetKind.PREFIX, *(f"/{i}/" for i in range(16))), idempotency_token="t")
+
+
+def test_encoding_keeps_escapes_and_encodes_only_unsafe_characters() -> None:
+    assert encode_path("/a%20b/%E2%82%AC") == "/a%20b/%E2%82%AC"
+    assert encode_path("/a b~[1]/\u20ac?x=1&y=%zz") == "/a%20b%7E%5B1%5D/%E2%82%AC?x=1&y=%25zz"
+    assert encode_path("/keep/(these)!$&'+,;=:@") == "/keep/(these)!$&'+,;=:@"
+
+
+def test_settings_validate_the_distribution_and_refuse_credentials() -> None:
+    with pytest.raises(ValidationError, match="distribution_id"):
+        settings_for("e2qwruhexample")
+    with pytest.raises(ValidationError, match="IAM role"):
+        settings_for("E2QWRUHEXAMPLE", credentials={"token": {"env": "X"}})
+    assert CloudFrontProvider.declared.asynchronous
+    assert not CloudFrontProvider.declared.soft_purge
+
+
+# ---------------------------------------------------------------------------------------------------
+# Error mapping (moto emits none of these: botocore's Stubber feeds them to a real client)
+# ---------------------------------------------------------------------------------------------------
+
+
+def unused_client() -> CloudFrontClient:
+    """A client whose endpoint refuses connections: tests using it must not reach the network."""
+    return aws_client(f"http://127.0.0.1:{_free_port()}", retries={"max_attempts": 1}, connect_timeout=1)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error_class", "retry_after"),
+    [
+        ("TooManyInvalidationsInProgress", 400, ThrottledError, IN_PROGRESS_BACKOFF_SECONDS),
+        ("Throttling", 400, ThrottledError, None),
+        ("ThrottlingException", 400, ThrottledError, None),
+        ("RequestLimitExceeded", 400, ThrottledError, None),
+        ("NoSuchDistribution", 404, NotFoundError, None),
+        ("AccessDenied", 403, AuthError, None),
+        ("InvalidSignatureException", 403, AuthError, None),
+        ("UnrecognizedClientException", 403, AuthError, None),
+        ("InvalidArgument", 400, RejectedError, None),
+        ("BatchTooLarge", 413, RejectedError, None),
+        ("InconsistentQuantities", 400, RejectedError, None),
+        ("InvalidationBatchAlreadyExists", 400, RejectedError, None),
+        ("ServiceUnavailable", 503, UnavailableError, None),
+        ("SomethingNew", 500, UnavailableError, None),
+        ("SomethingElse", 400, RejectedError, None),
+    ],
+)
+def test_error_codes_map_to_the_shared_vocabulary(
+    code: str, status: int, error_class: type[ProviderError], retry_after: float | None
+) -> None:
+    # Given a real client whose next CreateInvalidation answers with this AWS error
+    client = aws_client("https://cloudfront.amazonaws.com")
+    with Stubber(client) as stubber:
+        stubber.add_client_error(
+            "create_invalidation", service_error_code=code, service_message=f"{code} says no", http_status_code=status
+        )
+        # When
+        with pytest.raises(ProviderError) as raised:
+            CloudFrontProvider(settings_for("E2QWRUHEXAMPLE"), {}, client).purge(
+                request(TargetKind.PATH, "/a"), idempotency_token="t"
+            )
+    # Then the class, status and AWS message are kept
+    assert type(raised.value) is error_class
+    assert raised.value.status == status
+    assert f"{code} says no" in raised.value.message
+    if isinstance(raised.value, ThrottledError):
+        assert raised.value.retry_after == retry_after
+    assert "testing" not in str(raised.value)
+
+
+def test_stubbed_success_reads_id_and_status() -> None:
+    client = aws_client("https://cloudfront.amazonaws.com")
+    req = request(TargetKind.PATH, "/a")
+    with Stubber(client) as stubber:
+        stubber.add_response(
+            "create_invalidation",
+            {
+                "Location": "https://cloudfront.amazonaws.com/2020-05-31/distribution/E2QWRUHEXAMPLE/invalidation/I1",
+                "Invalidation": {
+                    "Id": "I1",
+                    "Status": "InProgress",
+                    "CreateTime": "2024-01-01T00:00:00Z",
+                    "InvalidationBatch": {"Paths": {"Quantity": 1, "Items": ["/a"]}, "CallerReference": "tok"},
+                },
+            },
+            {
+                "DistributionId": "E2QWRUHEXAMPLE",
+                "InvalidationBatch": {"Paths": {"Quantity": 1, "Items": ["/a"]}, "CallerReference": "tok"},
+            },
+        )
+        result = CloudFrontProvider(settings_for("E2QWRUHEXAMPLE"), {}, client).purge(req, idempotency_token="tok")
+    assert (result.provider_id, result.detail) == ("I1", "InProgress")
+
+
+def test_unreachable_endpoint_is_unavailable() -> None:
+    adapter = CloudFrontProvider(settings_for("E2QWRUHEXAMPLE"), {}, client=unused_client())
+    with pytest.raises(UnavailableError, match="EndpointConnectionError calling CreateInvalidation") as raised:
+        adapter.purge(request(TargetKind.PATH, "/a"), idempotency_token="t")
+    assert raised.value.retryable
+
+
+def test_missing_credentials_are_an_auth_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    adapter = CloudFrontProvider(settings_for("E2QWRUHEXAMPLE", endpoint=f"http://127.0.0.1:{_free_port()}"), {})
+    with pytest.raises(AuthError, match="no AWS credentials"):
+        adapter.purge(request(TargetKind.PATH, "/a"), idempotency_token="t")
