@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import SecretStr
 
+from cdnpurge.providers.akamai import AkamaiProvider
 from cdnpurge.providers.base import Provider, ProviderSettings, ProviderSpec
+from cdnpurge.providers.cloudflare import CloudflareProvider
 from cdnpurge.providers.cloudfront import CloudFrontProvider
 from cdnpurge.providers.f5xc import F5xcProvider
 from cdnpurge.providers.fastly import FastlyProvider
@@ -49,6 +51,8 @@ REGISTRY: Mapping[str, ProviderFactory] = {
         MedianovaProvider,
         GotipathProvider,
         CloudFrontProvider,
+        CloudflareProvider,
+        AkamaiProvider,
     )
 }
 

@@ -225,10 +225,15 @@ class DeclaredProvider:
     declared: ClassVar[Capabilities]
 
     @classmethod
+    def capabilities_for(cls, settings: ProviderSettings) -> Capabilities:
+        """The declared capabilities; adapters whose limits depend on settings (a plan tier) override."""
+        return cls.declared
+
+    @classmethod
     def spec_for(cls, settings: ProviderSettings) -> ProviderSpec:
         return ProviderSpec(
             name=settings.name,
-            capabilities=narrow_capabilities(cls.declared, settings),
+            capabilities=narrow_capabilities(cls.capabilities_for(settings), settings),
             hosts=settings.hosts,
             default_soft=settings.soft,
             render=partial(cls.render, settings),
@@ -284,6 +289,14 @@ class HttpProvider(DeclaredProvider, ABC):
     def auth_headers(self) -> dict[str, str]:
         """Headers carrying the credentials; the only place a secret leaves this object."""
 
+    def request_auth(self) -> httpx.Auth | None:
+        """An httpx `Auth` that signs the final request (Akamai EdgeGrid); None for header tokens."""
+        return None
+
+    def error_class(self, response: httpx.Response) -> type[ProviderError]:
+        """The error for a non-2xx response; adapters with their own error codes override."""
+        return error_class_for_status(response.status_code)
+
     def retry_after(self, response: httpx.Response) -> float | None:
         return parse_retry_after(response.headers.get("Retry-After"))
 
@@ -319,7 +332,14 @@ class HttpProvider(DeclaredProvider, ABC):
         url = f"{self.base_url}/{call.path.lstrip('/')}"
         headers = {"Accept": "application/json", **call.headers, **self.auth_headers()}
         try:
-            response = self.client.request(call.method, url, headers=headers, json=call.body, params=call.params)
+            response = self.client.request(
+                call.method,
+                url,
+                headers=headers,
+                json=call.body,
+                params=call.params,
+                auth=self.request_auth() or httpx.USE_CLIENT_DEFAULT,
+            )
         except httpx.TimeoutException:
             raise UnavailableError(self.name, f"timed out calling {call.method} {call.path}") from None
         except httpx.TransportError as exc:
@@ -327,7 +347,7 @@ class HttpProvider(DeclaredProvider, ABC):
             raise UnavailableError(self.name, f"{type(exc).__name__} calling {call.method} {call.path}") from None
         if response.is_success:
             return response
-        error_class = error_class_for_status(response.status_code)
+        error_class = self.error_class(response)
         message = self.error_message(response)
         if issubclass(error_class, ThrottledError):
             raise ThrottledError(
