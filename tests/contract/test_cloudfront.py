@@ -325,10 +325,14 @@ def test_planner_never_exceeds_the_in_progress_limits(kind: TargetKind, limit: i
     assert sorted(v for req in result.requests for v in req.targets) == sorted(values)
 
 
-def test_all_is_one_wildcard_request_apart_from_prefixes() -> None:
+def test_all_is_one_wildcard_request_that_covers_the_prefixes() -> None:
+    # Given: an invalidation of everything next to 15 prefixes
     items = routed(TargetKind.ALL, ["*"]) + routed(TargetKind.PREFIX, [f"/d{i}/" for i in range(15)])
+    # When
     result = plan(items, {"cloudfront": provider_spec(settings_for("E2QWRUHEXAMPLE"))})
-    assert [(req.kind, len(req.targets)) for req in result.requests] == [(TargetKind.ALL, 1), (TargetKind.PREFIX, 15)]
+    # Then: `/*` already covers every prefix, so it is the only request, serving every change
+    assert [(req.kind, len(req.targets)) for req in result.requests] == [(TargetKind.ALL, 1)]
+    assert result.requests[0].change_ids == {"c1"}
 
 
 def test_a_lowered_limit_is_honoured_and_a_raised_one_refused() -> None:

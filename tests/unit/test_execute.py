@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from random import Random
 
-from helpers import SimulatedClock
+import httpx
+import pytest
+from helpers import FASTLY_TOKEN, SimulatedClock, fastly_config
+from pydantic import SecretStr
 
 from cdnpurge.execute import Executor, TokenBucket
 from cdnpurge.models import PurgeRequest, TargetKind
+from cdnpurge.providers import build_providers
 from cdnpurge.providers.base import (
     Capabilities,
     ProviderError,
@@ -17,6 +23,7 @@ from cdnpurge.providers.base import (
     RejectedError,
     ThrottledError,
     UnavailableError,
+    rate_signal_from_headers,
 )
 
 
@@ -108,3 +115,156 @@ def test_token_bucket_pause_holds_every_caller() -> None:
     bucket = TokenBucket(rate=None, burst=1)
     bucket.pause(now=10.0, seconds=5.0)
     assert bucket.delay(12.0) == 3.0 and bucket.delay(16.0) == 0.0
+
+
+# -- pacing from live signals and shared budgets ------------------------------------------------------
+
+
+@dataclass
+class PacedProvider:
+    """Succeeds (after a script of errors), with an optional rate-limit hint on every response."""
+
+    clock: SimulatedClock
+    rate: float | None = None
+    burst: int = 1
+    hint: float | None = None
+    script: list[ProviderError] = field(default_factory=list)
+    calls: list[float] = field(default_factory=list)
+    name: str = "scripted"
+
+    @property
+    def spec(self) -> ProviderSpec:
+        caps = Capabilities(max_targets={TargetKind.KEY: 10}, rate_per_second=self.rate, burst=self.burst)
+        return ProviderSpec(self.name, caps, (), False, lambda target: target.value)
+
+    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+        self.calls.append(self.clock())
+        if self.script:
+            raise self.script.pop(0)
+        return PurgeResult(provider_id="ok", rate_wait=self.hint)
+
+
+def gaps(calls: list[float]) -> list[float]:
+    return [round(b - a, 9) for a, b in pairwise(calls)]
+
+
+def test_a_share_of_the_rate_per_concurrent_invocation() -> None:
+    # Given: 4 calls a second declared, burst 2, and two invocations sharing it
+    clock = SimulatedClock()
+    provider = PacedProvider(clock, rate=4.0, burst=2)
+    executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep, rate_share=0.5)
+    # When
+    for _ in range(4):
+        assert executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t").ok
+    # Then: burst 1 and 2 calls a second for this invocation
+    assert gaps(provider.calls) == [0.5, 0.5, 0.5]
+    with pytest.raises(ValueError, match="rate_share"):
+        Executor({provider.name: provider}, rate_share=0)
+
+
+def test_rate_limit_headers_slow_the_next_call_before_any_429() -> None:
+    # Given: no declared rate, but every response says "0.25 s per call left in this window"
+    clock = SimulatedClock()
+    provider = PacedProvider(clock, hint=0.25)
+    executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep, rate_share=0.5)
+    # When
+    for _ in range(3):
+        executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t")
+    # Then: spread by the hint, doubled because this invocation has half the budget
+    assert gaps(provider.calls) == [0.5, 0.5]
+
+
+def test_a_throttle_halves_the_rate_which_recovers_on_successes() -> None:
+    # Given
+    clock = SimulatedClock()
+    provider = PacedProvider(clock, rate=10.0, script=[ThrottledError("scripted", "slow", status=429, retry_after=0)])
+    executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep, rng=Random(1))
+    bucket = executor.buckets[provider.name]
+    # When
+    outcome = executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t")
+    # Then: cut to 5/s, plus one recovery step (2% of 10/s) for the success
+    assert outcome.ok and outcome.throttled == 1
+    assert bucket.rate == pytest.approx(5.2)
+    for _ in range(40):
+        executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t")
+    assert bucket.rate == 10.0  # back at the declared rate, never above it
+
+
+def test_without_a_declared_rate_a_throttle_teaches_one() -> None:
+    # Given: calls 10 ms apart, then a 429
+    clock = SimulatedClock()
+    bucket = TokenBucket(rate=None, burst=1)
+    for _ in range(11):
+        bucket.take(clock())
+        clock.sleep(0.01)
+    # When
+    bucket.throttled(clock(), 1.0)
+    # Then: half the pace that was throttled (100/s observed)
+    assert bucket.rate == pytest.approx(50.0)
+    assert bucket.delay(clock()) == pytest.approx(1.0)
+
+
+def test_throttles_do_not_use_up_the_retry_budget_but_are_bounded() -> None:
+    # Given: 8 throttles (more than max_attempts=6) then success
+    clock = SimulatedClock()
+    script: list[ProviderError] = [ThrottledError("scripted", "slow", status=429, retry_after=0.1) for _ in range(8)]
+    provider = PacedProvider(clock, script=script)
+    executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep, rng=Random(3))
+    # When
+    outcome = executor.run(REQUEST, deadline=clock() + 600, idempotency_token="t")
+    # Then
+    assert outcome.ok and outcome.attempts == 9 and outcome.throttled == 8
+    # Given: a provider that never stops throttling
+    endless = PacedProvider(clock, script=[ThrottledError("scripted", "slow", status=429, retry_after=0.1)] * 50)
+    executor = Executor({endless.name: endless}, clock=clock, sleep=clock.sleep, max_throttles=5)
+    # When
+    outcome = executor.run(REQUEST, deadline=clock() + 600, idempotency_token="t")
+    # Then: a transient failure (its record is redelivered), not an endless loop
+    assert not outcome.ok and outcome.throttled == 5 and isinstance(outcome.error, ThrottledError)
+
+
+def test_retry_after_gets_jitter_so_paused_callers_do_not_return_together() -> None:
+    clock = SimulatedClock()
+    provider = PacedProvider(clock, script=[ThrottledError("scripted", "slow", status=429, retry_after=2.0)])
+    executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep, rng=Random(11))
+    executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t")
+    assert 2.0 <= provider.calls[1] - provider.calls[0] <= 2.2
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Fastly-RateLimit-Remaining": "10", "Fastly-RateLimit-Reset": "1010"}, 1.0),
+        ({"Fastly-RateLimit-Remaining": "0", "Fastly-RateLimit-Reset": "1030"}, 30.0),
+        ({"Fastly-RateLimit-Remaining": "99000", "Fastly-RateLimit-Reset": "1001"}, None),  # negligible
+        ({"Ratelimit": '"default";r=50;t=30'}, 0.6),
+        ({"Ratelimit": '"default";t=30;r=0'}, 30.0),
+        ({"RateLimit-Remaining": "4", "RateLimit-Reset": "2"}, 0.5),
+        ({"X-RateLimit-Remaining": "0", "X-RateLimit-Limit-Per-Second": "50"}, 0.02),
+        ({"X-RateLimit-Remaining": "80", "X-RateLimit-Limit-Per-Second": "50"}, None),
+        ({"Fastly-RateLimit-Remaining": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_rate_signals_are_read_from_each_providers_headers(headers: dict[str, str], expected: float | None) -> None:
+    wait = rate_signal_from_headers(headers, now=1000.0)
+    assert wait == (None if expected is None else pytest.approx(expected))
+
+
+def test_http_providers_surface_the_rate_signal_on_their_result() -> None:
+    # Given: a Fastly response carrying its rate-limit headers
+    def answer(request: httpx.Request) -> httpx.Response:
+        reset = str(int(time.time()) + 100)
+        headers = {"Fastly-RateLimit-Remaining": "50", "Fastly-RateLimit-Reset": reset}
+        return httpx.Response(200, json={"status": "ok", "id": "p1"}, headers=headers)
+
+    config = fastly_config()
+    provider = build_providers(
+        config,
+        lambda settings: {"token": SecretStr(FASTLY_TOKEN)},
+        {"fastly": httpx.Client(transport=httpx.MockTransport(answer))},
+    )["fastly"]
+    # When
+    result = provider.purge(PurgeRequest("fastly", TargetKind.KEY, ("k",), False), idempotency_token="t")
+    # Then: about 100 s / 50 calls
+    assert result.rate_wait is not None and 1.9 < result.rate_wait <= 2.0

@@ -95,3 +95,74 @@ def test_plan_is_deterministic_whatever_the_input_order() -> None:
     spec = fastly_spec()
     assert plan(items, spec) == plan(list(reversed(items)), spec)
     assert plan([replace(i) for i in items], spec).requests[0].kind is TargetKind.KEY
+
+
+def test_a_target_the_provider_cannot_render_fails_only_its_own_change() -> None:
+    # Given: a provider whose renderer refuses '*' in paths, and two changes sharing one request's worth
+    def render(target: Target) -> str:
+        if "*" in target.value:
+            raise ValueError(f"{target.value!r}: a literal '*' would be read as a wildcard")
+        return target.value
+
+    spec = ProviderSpec("strict", Capabilities(max_targets={TargetKind.PATH: 100}), (), False, render)
+    items = routed(TargetKind.PATH, ["/a", "/b"], "good") + routed(TargetKind.PATH, ["/c*"], "bad")
+    # When
+    result = plan(items, {"strict": spec})
+    # Then: the good change's paths still go out; the error names only the bad change
+    assert [(r.targets, r.change_ids) for r in result.requests] == [(("/a", "/b"), frozenset({"good"}))]
+    assert [(e.change_ids, e.message) for e in result.errors] == [
+        (frozenset({"bad"}), "'/c*': a literal '*' would be read as a wildcard")
+    ]
+
+
+def test_byte_limited_chunks_are_packed_first_fit_decreasing_to_the_lower_bound() -> None:
+    # Given: keys costing 40, 60, 50 and 30 bytes (value + quotes + comma) against a 91-byte budget
+    # (100 - 10 overhead + 1 for the comma the last item does not need)
+    spec = ProviderSpec(
+        name="bytes",
+        capabilities=Capabilities(max_targets={TargetKind.KEY: 10}, max_body_bytes=100, body_overhead_bytes=10),
+        hosts=(),
+        default_soft=False,
+        render=partial(HttpProvider.render, None),  # type: ignore[arg-type]
+    )
+    keys = ["a" + "x" * 36, "b" + "x" * 56, "c" + "x" * 46, "d" + "x" * 26]
+    # When
+    result = plan(routed(TargetKind.KEY, keys), {"bytes": spec})
+    # Then: next-fit in sorted order would need 3 requests (40 | 60 | 50+30); 60+30 and 50+40 make 2
+    assert sorted(sorted(len(k) + 3 for k in r.targets) for r in result.requests) == [[30, 60], [40, 50]]
+    assert all(10 + len(",".join(json.dumps(k) for k in r.targets)) <= 100 for r in result.requests)
+
+
+def test_targets_without_named_providers_go_to_the_providers_that_can_express_them() -> None:
+    # Given: Fastly (keys, URLs) next to Medianova (paths only), and a rule/event naming no provider
+    config = config_from(
+        """
+        providers:
+          - {name: fastly, kind: fastly, service_id: S1, hosts: [www.example.com]}
+          - {name: medianova, kind: medianova, organization_uuid: 550e8400-e29b-41d4-a716-446655440000,
+             resource_uuid: 660f9511-f30c-52e5-b827-557766551111}
+        """
+    )
+    items = routed(TargetKind.KEY, ["home"]) + routed(TargetKind.PATH, ["/a"]) + routed(TargetKind.HOST, ["x.com"])
+    # When
+    result = plan(items, specs(config))
+    # Then: the key only to Fastly, the path to both; a host nobody can purge is an error at each
+    assert sorted((r.provider, r.kind.value, r.targets) for r in result.requests) == [
+        ("fastly", "key", ("home",)),
+        ("fastly", "url", ("https://www.example.com/a",)),
+        ("medianova", "path", ("/a",)),
+    ]
+    assert sorted(e.provider for e in result.errors) == ["fastly", "medianova"]
+
+
+def test_a_provider_named_explicitly_that_cannot_express_a_target_is_a_plan_error() -> None:
+    config = config_from(
+        """
+        providers:
+          - {name: medianova, kind: medianova, organization_uuid: 550e8400-e29b-41d4-a716-446655440000,
+             resource_uuid: 660f9511-f30c-52e5-b827-557766551111}
+        """
+    )
+    items = [RoutedTarget("c1", Target(TargetKind.KEY, "home"), frozenset({"medianova"}), None)]
+    (error,) = plan(items, specs(config)).errors
+    assert error.message == "key:home: medianova cannot purge by key"

@@ -1,21 +1,43 @@
 """execute: send planned requests, paced to each provider's rate, retried within the time left.
 
-Pacing is a token bucket per provider built from its declared (or configured) rate, paused when the
-provider says so (`Retry-After`, rate-limit reset headers). Retryable failures back off with full
-jitter (AWS Architecture Blog, "Exponential Backoff and Jitter"), never past the deadline: work that
-cannot finish in time is reported as deferred so its SQS records are redelivered, never dropped.
-The clock and sleep are injected so tests and benchmarks can drive time.
+Pacing is a token bucket per provider (`TokenBucket`), fed by three signals:
+
+- the declared (or configured) rate and burst, times `rate_share`: with `MaximumConcurrency` invocations
+  running at once, each takes `1 / MaximumConcurrency` of the budget, so parallel invocations never
+  multiply the rate a provider sees;
+- the provider's live rate-limit headers on successful responses (`PurgeResult.rate_wait`): the budget left
+  is spread over the time until it resets, so the executor slows down *before* a 429;
+- throttling (429, Retry-After, reset headers, CloudFront's in-progress limit): every caller pauses for the
+  time asked (plus jitter), and the bucket's rate is cut multiplicatively, then recovers additively on
+  successes (AIMD). A provider without a declared rate gets one learned from the pace that was throttled.
+
+Throttles do not use up the retry budget for errors (`max_attempts`); they are bounded by the deadline and
+`max_throttles`. Other retryable failures back off with full jitter (AWS Architecture Blog, "Exponential
+Backoff and Jitter"). Nothing waits past the deadline: work that cannot finish in time is reported as
+deferred, so its SQS records are returned in `batchItemFailures` and redelivered, never dropped.
+The clock, sleep and random source are injected so tests and benchmarks can drive time.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from cdnpurge.models import PurgeRequest
 from cdnpurge.providers.base import Provider, ProviderError, PurgeResult, ThrottledError, UnavailableError
+
+# AIMD: a throttle multiplies the rate by DECREASE (never below FLOOR x the declared rate); each success
+# adds RECOVERY x the declared (or learned) rate back, up to the declared rate.
+DECREASE = 0.5
+FLOOR = 0.1
+RECOVERY = 0.02
+# With no declared rate, the first throttle sets one from the pace of the last calls (at least this).
+MIN_LEARNED_RATE = 0.2
+_RECENT_CALLS = 16
 
 
 @dataclass(frozen=True)
@@ -36,16 +58,25 @@ class Outcome:
 
 @dataclass
 class TokenBucket:
-    """`rate` tokens a second up to `burst`; `pause_until` honours a provider's explicit back-off."""
+    """`rate` tokens a second up to `burst`; `pause_until` honours a provider's explicit back-off.
+
+    `rate` moves between `FLOOR x ceiling` and `ceiling` (the declared rate) by AIMD on throttles and
+    successes; `None` means no pacing until a throttle teaches one.
+    """
 
     rate: float | None
     burst: int
     tokens: float = field(init=False)
     updated: float = field(init=False, default=0.0)
     pause_until: float = field(init=False, default=0.0)
+    ceiling: float | None = field(init=False)  # the declared rate: never exceeded
+    base: float | None = field(init=False)  # the declared or learned rate: the unit of recovery steps
+    recent: deque[float] = field(init=False)
 
     def __post_init__(self) -> None:
         self.tokens = float(self.burst)
+        self.ceiling = self.base = self.rate
+        self.recent = deque(maxlen=_RECENT_CALLS)
 
     def delay(self, now: float) -> float:
         """Seconds to wait before the next call may go out (does not take a token)."""
@@ -56,6 +87,7 @@ class TokenBucket:
         return max(wait, 0.0 if tokens >= 1 else (1 - tokens) / self.rate)
 
     def take(self, now: float) -> None:
+        self.recent.append(now)
         if self.rate is None:
             return
         if self.updated:
@@ -66,12 +98,36 @@ class TokenBucket:
     def pause(self, now: float, seconds: float) -> None:
         self.pause_until = max(self.pause_until, now + seconds)
 
+    def throttled(self, now: float, seconds: float) -> None:
+        """The provider said slow down: pause every caller, and cut the rate (or learn one)."""
+        self.pause(now, seconds)
+        if self.rate is None:
+            span = self.recent[-1] - self.recent[0] if len(self.recent) > 1 else 0.0
+            observed = (len(self.recent) - 1) / span if span > 0 else 1.0
+            self.rate = self.base = max(MIN_LEARNED_RATE, observed * DECREASE)
+            self.tokens = min(self.tokens, 1.0)
+            return
+        assert self.base is not None
+        floor = FLOOR * self.base if self.ceiling is not None else MIN_LEARNED_RATE
+        self.rate = max(floor, self.rate * DECREASE)
+        self.tokens = min(self.tokens, 1.0)  # no burst right after a throttle
+
+    def succeeded(self, now: float, rate_wait: float | None) -> None:
+        """A call went through: recover the rate a little; honour the provider's own pacing hint."""
+        if rate_wait:
+            self.pause(now, rate_wait)
+        if self.rate is None or self.base is None:
+            return
+        step = RECOVERY * self.base
+        self.rate = self.rate + step if self.ceiling is None else min(self.ceiling, self.rate + step)
+
 
 AttemptListener = Callable[[PurgeRequest, int, PurgeResult | ProviderError], None]
 
 
 class Executor:
-    """Runs requests against providers with pacing and retries; one instance per invocation or CLI run."""
+    """Runs requests against providers with pacing and retries; one instance per invocation or CLI run
+    (or kept across warm invocations: pacing state is per provider, not per batch)."""
 
     def __init__(
         self,
@@ -81,35 +137,46 @@ class Executor:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         max_attempts: int = 6,
+        max_throttles: int = 20,
         base_backoff: float = 0.2,
         max_backoff: float = 20.0,
+        rate_share: float = 1.0,
         on_attempt: AttemptListener | None = None,
     ) -> None:
+        if not 0 < rate_share <= 1:
+            raise ValueError(f"rate_share must be in (0, 1], got {rate_share}")
         self.providers = providers
         self.clock = clock
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.max_attempts = max_attempts
+        self.max_throttles = max_throttles
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
+        self.rate_share = rate_share
         self.on_attempt = on_attempt
-        self.buckets = {
-            name: TokenBucket(provider.spec.capabilities.rate_per_second, provider.spec.capabilities.burst)
-            for name, provider in providers.items()
-        }
+        self.buckets = {name: self._bucket(provider) for name, provider in providers.items()}
+        self._locks = {name: threading.Lock() for name in providers}
+
+    def _bucket(self, provider: Provider) -> TokenBucket:
+        caps = provider.spec.capabilities
+        rate = None if caps.rate_per_second is None else caps.rate_per_second * self.rate_share
+        return TokenBucket(rate, max(1, int(caps.burst * self.rate_share)))
 
     def run(self, request: PurgeRequest, *, deadline: float, idempotency_token: str) -> Outcome:
         provider = self.providers[request.provider]
         bucket = self.buckets[request.provider]
-        attempts = throttled = 0
+        lock = self._locks[request.provider]
+        attempts = throttled = failures = 0
         last_error: ProviderError | None = None
-        while attempts < self.max_attempts:
-            wait = bucket.delay(self.clock())
-            if self.clock() + wait > deadline:
-                return Outcome(request, error=last_error, attempts=attempts, throttled=throttled, deferred=True)
-            if wait:
-                self.sleep(wait)
-            bucket.take(self.clock())
+        while True:
+            with lock:  # callers of one provider share its bucket: wait, then take a token, atomically
+                wait = bucket.delay(self.clock())
+                if self.clock() + wait > deadline:
+                    return Outcome(request, error=last_error, attempts=attempts, throttled=throttled, deferred=True)
+                if wait:
+                    self.sleep(wait)
+                bucket.take(self.clock())
             attempts += 1
             try:
                 result = provider.purge(request, idempotency_token=idempotency_token)
@@ -118,22 +185,36 @@ class Executor:
                 last_error = error
                 if not error.retryable:
                     return Outcome(request, error=error, attempts=attempts, throttled=throttled)
-                backoff = self._backoff(attempts)
                 if isinstance(error, ThrottledError):
                     throttled += 1
-                    backoff = max(backoff, error.retry_after or 0.0)
-                    bucket.pause(self.clock(), backoff)
-                elif isinstance(error, UnavailableError) and self.clock() + backoff > deadline:
+                    if throttled >= self.max_throttles:
+                        return Outcome(request, error=error, attempts=attempts, throttled=throttled)
+                    with lock:
+                        bucket.throttled(self.clock(), self._throttle_wait(throttled, error.retry_after))
+                    continue
+                failures += 1
+                if failures >= self.max_attempts:
+                    return Outcome(request, error=error, attempts=attempts, throttled=throttled)
+                backoff = self._backoff(failures)
+                if isinstance(error, UnavailableError) and self.clock() + backoff > deadline:
                     return Outcome(request, error=error, attempts=attempts, deferred=True, throttled=throttled)
-                else:
-                    self.sleep(backoff)
+                self.sleep(backoff)
                 continue
+            with lock:
+                rate_wait = result.rate_wait / self.rate_share if result.rate_wait else None
+                bucket.succeeded(self.clock(), rate_wait)
             self._notify(request, attempts, result)
             return Outcome(request, result=result, attempts=attempts, throttled=throttled)
-        return Outcome(request, error=last_error, attempts=attempts, throttled=throttled)
 
     def _backoff(self, attempt: int) -> float:
         return self.rng.uniform(0, min(self.max_backoff, self.base_backoff * 2 ** (attempt - 1)))
+
+    def _throttle_wait(self, throttled: int, retry_after: float | None) -> float:
+        """What the provider asked for plus up to 10% jitter (so paused callers do not all return at once),
+        or an exponential full-jitter back-off when it named no time."""
+        if retry_after is None:
+            return self._backoff(throttled)
+        return retry_after + self.rng.uniform(0, min(1.0, 0.1 * retry_after))
 
     def _notify(self, request: PurgeRequest, attempt: int, what: PurgeResult | ProviderError) -> None:
         if self.on_attempt is not None:

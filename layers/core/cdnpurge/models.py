@@ -114,6 +114,31 @@ class PlanError:
 
 
 @dataclass(frozen=True)
+class Escalation:
+    """The planner purged more than was asked for, to need fewer requests (configured per provider).
+
+    `kind` is what the targets became (`prefix`: paths/URLs sharing a directory, `all`: everything);
+    `targets` the new targets, `replaced` how many planned targets they stand for, and `requests_before` /
+    `requests_after` the provider's request count without and with it. Logged and counted, never silent.
+    """
+
+    provider: str
+    kind: TargetKind
+    targets: tuple[str, ...]
+    replaced: int
+    requests_before: int
+    requests_after: int
+    soft: bool = False
+
+    def describe(self) -> str:
+        return (
+            f"{self.provider}: {self.replaced} targets -> {len(self.targets)} {self.kind.value} "
+            f"({self.requests_before} -> {self.requests_after} requests)"
+        )
+
+
+@dataclass(frozen=True)
 class Plan:
     requests: tuple[PurgeRequest, ...]
     errors: tuple[PlanError, ...] = ()
+    escalations: tuple[Escalation, ...] = ()

@@ -39,7 +39,7 @@ class FakeRequest:
 @dataclass
 class FakeResponse:
     status: int
-    body: Any = None
+    body: Any = None  # JSON-serialised, except `bytes`, sent as they are (XML APIs such as CloudFront's)
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
 
@@ -55,6 +55,8 @@ class Received:
     body: Any
     status: int
     purged: tuple[str, ...]  # what the behaviour purged, e.g. ("key:article-1", "url:https://...")
+    at: float = 0.0  # time.monotonic() when it was answered
+    throttled: bool = False  # answered by the rate limit (whatever status the provider uses for it)
 
 
 @dataclass
@@ -107,6 +109,12 @@ class Behaviour:
                 self._tokens -= 1
                 return 0.0
             return (1 - self._tokens) / self.rate_per_second
+
+    def refill(self) -> None:
+        """Start the rate limit afresh (a full burst), e.g. between benchmark runs."""
+        with self._lock:
+            self._tokens = float(self.burst)
+            self._updated = time.monotonic()
 
 
 class FakeCDN:
@@ -186,6 +194,7 @@ class FakeCDN:
         if behaviour is None:
             return FakeResponse(404, {"msg": f"no fake provider {provider!r}"})
         purged: list[str] = []
+        limited = False
         fault = self._next_fault(provider)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
@@ -194,20 +203,29 @@ class FakeCDN:
             return None
         if fault is not None and fault.status is not None:
             response = behaviour.throttled(1.0) if fault.status == 429 else behaviour.error(fault.status)
+            limited = fault.status == 429
         elif not behaviour.authorized(request):
             response = behaviour.unauthorized()
         elif (wait := behaviour.take_token()) > 0:
             response = behaviour.throttled(wait)
+            limited = True
         else:
             response, purged = behaviour.route(request)
-        if response.status == 429:
+        if response.status == 429 or limited:
             with self._lock:
                 self.throttled += 1
-        self._record(provider, request, response.status, behaviour, purged)
+        self._record(provider, request, response.status, behaviour, purged, throttled=response.status == 429 or limited)
         return response
 
     def _record(
-        self, provider: str, request: FakeRequest, status: int, behaviour: Behaviour, purged: list[str]
+        self,
+        provider: str,
+        request: FakeRequest,
+        status: int,
+        behaviour: Behaviour,
+        purged: list[str],
+        *,
+        throttled: bool = False,
     ) -> None:
         headers = {
             name: (REDACTED if name in behaviour.auth_headers else value) for name, value in request.headers.items()
@@ -218,12 +236,18 @@ class FakeCDN:
             body = request.body.decode("utf-8", "replace")
         target = request.path + (f"?{request.raw_query}" if request.raw_query else "")
         with self._lock:
-            self.received.append(Received(provider, request.method, target, headers, body, status, tuple(purged)))
+            received = Received(
+                provider, request.method, target, headers, body, status, tuple(purged), time.monotonic(), throttled
+            )
+            self.received.append(received)
 
 
 class _Handler(BaseHTTPRequestHandler):
     cdn: FakeCDN
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, a keep-alive client waits for the delayed ACK
+    # (~40 ms) before the body arrives, capping any client at ~25 calls a second per connection.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the default stderr access log; `FakeCDN.received` is the record."""
@@ -248,7 +272,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
-        payload = b"" if response.body is None else json.dumps(response.body).encode()
+        if isinstance(response.body, bytes):
+            payload = response.body
+        else:
+            payload = b"" if response.body is None else json.dumps(response.body).encode()
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(payload)))

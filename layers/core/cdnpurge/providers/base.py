@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -156,6 +158,23 @@ class PurgeResult:
     provider_id: str | None
     detail: str = "ok"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Seconds the provider's rate-limit headers ask before the next call (see `HttpProvider.rate_signal`):
+    # the executor slows down on it *before* a 429. None: the response said nothing.
+    rate_wait: float | None = None
+
+
+@dataclass(frozen=True)
+class EscalationPolicy:
+    """When the planner may purge more than asked to save requests (configured per provider, off by default).
+
+    - `prefix_at`: at least this many paths/URLs sharing a directory become one prefix (wildcard, pattern)
+      target, where the provider supports prefixes and the plan needs no more requests that way.
+    - `purge_all_over`: a plan needing more than this many requests for the provider becomes one purge-all,
+      where the provider supports it.
+    """
+
+    prefix_at: int | None = None
+    purge_all_over: int | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +190,7 @@ class ProviderSpec:
     hosts: tuple[str, ...]
     default_soft: bool
     render: Callable[[Target], str]
+    escalation: EscalationPolicy = EscalationPolicy()
 
 
 class Provider(Protocol):
@@ -211,6 +231,18 @@ class ProviderSettings(BaseModel):
         default_factory=dict, description="Lower a declared per-call limit (never raise it)."
     )
     rate_per_second: float | None = Field(default=None, gt=0, description="Override the pacing rate.")
+    prefix_escalation_at: int | None = Field(
+        default=None,
+        ge=2,
+        description="Purge at least this many paths/URLs sharing a directory as one prefix (wildcard), where "
+        "the provider supports prefixes and it needs no more requests. Off when unset.",
+    )
+    purge_all_over: int | None = Field(
+        default=None,
+        ge=1,
+        description="When a batch would need more than this many requests at this provider, send one purge-all "
+        "instead (providers supporting `all` only). Off when unset.",
+    )
     credentials: dict[str, CredentialRef] = Field(
         default_factory=dict, description="Credential name -> reference ({env: VAR} or {secret: NAME})."
     )
@@ -237,6 +269,7 @@ class DeclaredProvider:
             hosts=settings.hosts,
             default_soft=settings.soft,
             render=partial(cls.render, settings),
+            escalation=escalation_policy(cls.capabilities_for(settings), settings),
         )
 
     @classmethod
@@ -300,6 +333,14 @@ class HttpProvider(DeclaredProvider, ABC):
     def retry_after(self, response: httpx.Response) -> float | None:
         return parse_retry_after(response.headers.get("Retry-After"))
 
+    def rate_signal(self, response: httpx.Response) -> float | None:
+        """Seconds to wait before the next call, read from a successful response's rate-limit headers.
+
+        The remaining budget is spread evenly over the time until it resets, so pacing slows down as the
+        budget runs low instead of running into a 429. Adapters with other headers override.
+        """
+        return rate_signal_from_headers(response.headers)
+
     def error_message(self, response: httpx.Response) -> str:
         """The provider's own error text, trimmed; adapters override to dig into their error shape."""
         try:
@@ -325,7 +366,10 @@ class HttpProvider(DeclaredProvider, ABC):
         return self._client
 
     def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
-        return self.read_response(request, self.send(self.build_request(request)))
+        response = self.send(self.build_request(request))
+        result = self.read_response(request, response)
+        wait = self.rate_signal(response)
+        return result if wait is None or result.rate_wait is not None else replace(result, rate_wait=wait)
 
     def send(self, call: ApiCall) -> httpx.Response:
         """Make one call under the base URL with auth; map failures to the shared error vocabulary."""
@@ -384,3 +428,70 @@ def narrow_capabilities(declared: Capabilities, settings: ProviderSettings) -> C
             )
         limits[kind] = limit
     return replace(declared, max_targets=limits, rate_per_second=settings.rate_per_second or declared.rate_per_second)
+
+
+def escalation_policy(declared: Capabilities, settings: ProviderSettings) -> EscalationPolicy:
+    """The configured escalations, refused where the provider cannot express them."""
+    prefix_at = getattr(settings, "prefix_escalation_at", None)
+    purge_all_over = getattr(settings, "purge_all_over", None)
+    if prefix_at is not None and not declared.supports(TargetKind.PREFIX):
+        raise ValueError(f"provider {settings.name!r}: prefix_escalation_at: this provider cannot purge by prefix")
+    if purge_all_over is not None and not declared.supports(TargetKind.ALL):
+        raise ValueError(f"provider {settings.name!r}: purge_all_over: this provider cannot purge everything")
+    return EscalationPolicy(prefix_at=prefix_at, purge_all_over=purge_all_over)
+
+
+# Cloudflare (IETF draft structured form): `Ratelimit: "default";r=50;t=30`.
+_STRUCTURED_LIMIT = re.compile(r";\s*r\s*=\s*(\d+).*?;\s*t\s*=\s*(\d+)|;\s*t\s*=\s*(\d+).*?;\s*r\s*=\s*(\d+)")
+# Above this much remaining budget the headers cannot slow anything down worth a look.
+_SIGNAL_FLOOR_SECONDS = 0.001
+
+
+def rate_signal_from_headers(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds per remaining call until the provider's budget resets, from the rate-limit headers in use:
+
+    - Fastly: `Fastly-RateLimit-Remaining` + `Fastly-RateLimit-Reset` (epoch seconds);
+    - Cloudflare / IETF draft: `Ratelimit: "name";r=<remaining>;t=<seconds to reset>`, or the older
+      `RateLimit-Remaining` + `RateLimit-Reset` (seconds);
+    - Akamai: `X-RateLimit-Remaining` (requests) + `X-RateLimit-Limit-Per-Second` (refill rate), which only
+      says "wait" once the bucket is empty.
+
+    None when the response carries none of them, or when the budget left makes any wait negligible.
+    """
+    lowered = {name.lower(): value for name, value in headers.items()}
+    remaining, reset = _float(lowered.get("fastly-ratelimit-remaining")), _float(lowered.get("fastly-ratelimit-reset"))
+    if remaining is not None and reset is not None:
+        return _spread(remaining, max(0.0, reset - (time.time() if now is None else now)))
+    structured = lowered.get("ratelimit")
+    if structured:
+        waits = []
+        for item in structured.split(","):
+            found = _STRUCTURED_LIMIT.search(item)
+            if found:
+                r, t = (found.group(1), found.group(2)) if found.group(1) else (found.group(4), found.group(3))
+                waits.append(_spread(float(r), float(t)))
+        known = [wait for wait in waits if wait is not None]
+        return max(known) if known else None
+    remaining, reset = _float(lowered.get("ratelimit-remaining")), _float(lowered.get("ratelimit-reset"))
+    if remaining is not None and reset is not None:
+        return _spread(remaining, reset)
+    remaining = _float(lowered.get("x-ratelimit-remaining"))
+    refill = _float(lowered.get("x-ratelimit-limit-per-second"))
+    if remaining is not None and refill:
+        return (1 - remaining) / refill if remaining < 1 else None
+    return None
+
+
+def _spread(remaining: float, reset_seconds: float) -> float | None:
+    wait = reset_seconds if remaining < 1 else reset_seconds / remaining
+    return wait if wait >= _SIGNAL_FLOOR_SECONDS else None
+
+
+def _float(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
