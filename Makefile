@@ -45,7 +45,7 @@ lint: $(BIN)/.installed ## ruff
 	$(BIN)/ruff format --check .
 
 typecheck: $(BIN)/.installed ## mypy (strict)
-	$(BIN)/mypy layers/core local/cdnpurge_local functions tests
+	$(BIN)/mypy layers/core local/cdnpurge_local functions tests bench
 
 sam-validate: $(SAM_VENV)/.installed ## sam validate --lint (offline)
 	$(SAM) validate --lint --region $(AWS_REGION)
