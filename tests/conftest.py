@@ -11,9 +11,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN
+from reliability.tally import pytest_configure, pytest_terminal_summary
 
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN
+
+# The reliability suite's end-of-run summary (faults injected, bad inputs, changes lost, duplicate calls).
+__all__ = ["pytest_configure", "pytest_terminal_summary"]
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """PurgeFunction: SQS batch (or a raw S3/SNS/EventBridge event) in, partial batch failures out.
 
 Thin on purpose: Powertools decorators, the service built once per cold start (not at import), one call
-into the pipeline, logs and metrics from its report, and the `batchItemFailures` response that makes
-SQS redeliver only the records that did not complete.
+into the pipeline (which also dead-letters records that cannot succeed, with their reasons), logs and
+metrics from its report, and the `batchItemFailures` response that makes SQS redeliver only the records
+that did not complete.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from cdnpurge.observability import record
+from cdnpurge.observability import attempt_logger, record
 from cdnpurge.service import PurgeService
 
 logger = Logger()
@@ -25,7 +26,7 @@ tracer = Tracer()
 @cache
 def service() -> PurgeService:
     """Configuration, credentials and clients, built on first use and reused while warm."""
-    return PurgeService.from_environment()
+    return PurgeService.from_environment(on_attempt=attempt_logger(logger))
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -23,6 +23,7 @@ from cdnpurge.pipeline import preview
 from cdnpurge.providers import specs
 from cdnpurge_local.event_source import LocalLambdaContext
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
+from cdnpurge_local.fakecdn.medianova import MedianovaBehaviour
 from cdnpurge_local.fakecdn.server import Received
 from cdnpurge_local.harness import deployed
 from cdnpurge_local.stack import LocalStack
@@ -31,6 +32,12 @@ DEMO_TOKEN = "demo-fastly-token-not-a-real-secret"  # noqa: S105 - the fake CDN'
 SERVICE_ID = "DemoService0123"
 BUCKET = "example-site-content"
 
+MEDIANOVA_TOKEN = "demo-medianova-token-not-a-real-secret"  # noqa: S105 - the fake CDN's token
+MEDIANOVA_ORG = "550e8400-e29b-41d4-a716-446655440000"
+MEDIANOVA_RESOURCE = "660f9511-f30c-52e5-b827-557766551111"
+
+# Multi-CDN: Fastly serves the site (surrogate keys + URLs), CloudFront fronts the same bucket during a
+# migration (paths and wildcards, through moto's CloudFront API), Medianova serves /docs and /img only.
 CONFIG_TEMPLATE = """\
 # The demo's configuration, stored in SSM Parameter Store as the deployed function reads it.
 providers:
@@ -41,14 +48,30 @@ providers:
     hosts: [www.example.com]
     credentials:
       token: {{secret: cdnpurge/fastly, field: token}}
+  - name: cloudfront
+    kind: cloudfront
+    distribution_id: {distribution_id}   # invalidations through moto's CloudFront API
+    hosts: [www.example.com]
+  - name: medianova
+    kind: medianova
+    organization_uuid: {medianova_org}
+    resource_uuid: {medianova_resource}
+    endpoint: {medianova_endpoint}
+    credentials:
+      token: {{secret: cdnpurge/medianova, field: token}}
 rules:
   - bucket: {bucket}
     match: "articles/{{slug}}.html"
     paths: ["/articles/{{slug}}", "/articles/{{slug}}.html"]
     keys: ["article-{{slug}}", "articles"]
+    providers: [fastly, cloudfront]
+  - bucket: {bucket}
+    match: "{{section}}/{{rest*}}"
+    paths: ["/{{key}}"]
   - bucket: {bucket}
     match: "{{key*}}"
     paths: ["/{{key}}"]
+    providers: [fastly, cloudfront]
 allowed_hosts: [www.example.com]
 """
 
@@ -82,6 +105,35 @@ class HandlerLogPrinter(logging.Handler):
                 f"{fields['targets']} target(s), {fields['duplicates_skipped']} duplicate(s) skipped, "
                 f"{fields['failed_records']} record(s) failed"
             )
+
+
+def create_distribution(stack: LocalStack) -> dict[str, str]:
+    """A CloudFront distribution in moto for the demo bucket (what the user already has in AWS)."""
+    distribution = stack.client("cloudfront").create_distribution(
+        DistributionConfig={
+            "CallerReference": "cdnpurge-demo",
+            "Comment": "cdnpurge demo",
+            "Enabled": True,
+            "Origins": {
+                "Quantity": 1,
+                "Items": [
+                    {
+                        "Id": "content",
+                        "DomainName": f"{BUCKET}.s3.amazonaws.com",
+                        "S3OriginConfig": {"OriginAccessIdentity": ""},
+                    }
+                ],
+            },
+            "DefaultCacheBehavior": {"TargetOriginId": "content", "ViewerProtocolPolicy": "allow-all"},
+        }
+    )
+    return {"distribution_id": distribution["Distribution"]["Id"]}
+
+
+def invalidations(stack: LocalStack, created: Mapping[str, Mapping[str, str]]) -> int:
+    distribution = created["cloudfront"]["distribution_id"]
+    listing = stack.client("cloudfront").list_invalidations(DistributionId=distribution)
+    return int(listing["InvalidationList"]["Quantity"])
 
 
 def show_preview(event: Mapping[str, Any], config_text: str) -> None:
@@ -152,23 +204,38 @@ def run() -> int:
     started = time.monotonic()
     banner("starting the local stack (DynamoDB Local, moto server, fake Fastly) on 127.0.0.1")
     fastly = FastlyBehaviour(token=DEMO_TOKEN, service_id=SERVICE_ID, rate_per_second=50, burst=20)
+    medianova = MedianovaBehaviour(
+        token=MEDIANOVA_TOKEN,
+        organization_uuid=MEDIANOVA_ORG,
+        resource_uuid=MEDIANOVA_RESOURCE,
+        rate_per_second=20,
+        burst=5,
+    )
+    config = (
+        CONFIG_TEMPLATE.replace("{service_id}", SERVICE_ID)
+        .replace("{medianova_org}", MEDIANOVA_ORG)
+        .replace("{medianova_resource}", MEDIANOVA_RESOURCE)
+    )
+    created: dict[str, dict[str, str]] = {}
     with deployed(
-        CONFIG_TEMPLATE.replace("{service_id}", SERVICE_ID),
-        [fastly],
-        secrets={"cdnpurge/fastly": {"token": DEMO_TOKEN}},
+        config,
+        [fastly, medianova],
+        secrets={"cdnpurge/fastly": {"token": DEMO_TOKEN}, "cdnpurge/medianova": {"token": MEDIANOVA_TOKEN}},
         bucket_name=BUCKET,
         environment={"POWERTOOLS_METRICS_DISABLED": "true"},  # EMF blobs would drown the demo's output
+        template_values=lambda stack: created.setdefault("cloudfront", create_distribution(stack)),
     ) as deployment:
         stack, cdn, config_text = deployment.stack, deployment.cdn, deployment.config_text
         resources = stack.resources
         print(
-            f"  DynamoDB Local {stack.dynamodb.endpoint}, moto {stack.moto.endpoint}, fake CDN {cdn.endpoint('fastly')}"
+            f"  DynamoDB Local {stack.dynamodb.endpoint}, moto {stack.moto.endpoint} (S3, SQS, SNS, EventBridge, "
+            f"SSM, Secrets Manager, CloudFront), fake CDN {cdn.endpoint('fastly').rsplit('/', 1)[0]}"
         )
         print(
             f"  provisioned from template.yaml: queue {resources.queue_url.rsplit('/', 1)[-1]} (+DLQ), "
             f"table {resources.table_name}, topic, 2 EventBridge rules, bucket {resources.bucket_name}"
         )
-        print(f"  configuration in SSM {os.environ['PURGE_CONFIG']}; Fastly token in Secrets Manager cdnpurge/fastly")
+        print(f"  configuration in SSM {os.environ['PURGE_CONFIG']}; CDN tokens in Secrets Manager cdnpurge/*")
         print(textwrap.indent(config_text, "    | "), end="")
 
         service_logger = logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "cdnpurge"))
@@ -191,26 +258,25 @@ def run() -> int:
         bodies = snapshot_bodies(stack)
         banner(f"draining the queue through the Lambda handler ({len(bodies)} message(s) waiting)")
         first = source.drain()
-        calls_after_first = len(cdn.received)
+        calls_after_first = len(cdn.received) + invalidations(stack, created)
 
         banner("round 2: the same messages delivered again (SQS is at-least-once)")
         for body in bodies:
             stack.client("sqs").send_message(QueueUrl=resources.queue_url, MessageBody=body)
         second = source.drain()
-        duplicate_calls = len(cdn.received) - calls_after_first
+        duplicate_calls = len(cdn.received) + invalidations(stack, created) - calls_after_first
 
         banner("summary")
         dlq = deployment.queue_depth(dead_letter=True)
+        purged = {name: len(cdn.purged(name)) for name in cdn.behaviours}
         print(
-            f"  round 1: {len(first)} invocation(s), {calls_after_first} CDN call(s), "
-            f"{len(fastly_purged := cdn.purged('fastly'))} target(s) purged"
+            f"  round 1: {len(first)} invocation(s), {calls_after_first} CDN call(s) "
+            f"(incl. {invalidations(stack, created)} CloudFront invalidation(s)); fake CDN targets purged: {purged}"
         )
-        print(
-            f"  round 2: {len(second)} invocation(s), {duplicate_calls} CDN call(s) (duplicates skipped by the table)"
-        )
+        print(f"  round 2: {len(second)} invocation(s), {duplicate_calls} CDN call(s): duplicates skipped by the table")
         print(f"  dead-letter queue: {dlq} message(s); fake CDN 429s: {cdn.throttled}")
         print(f"  done in {time.monotonic() - started:.1f}s; stopping every process started")
-        ok = calls_after_first > 0 and duplicate_calls == 0 and dlq == 0 and bool(fastly_purged)
+        ok = calls_after_first > 0 and duplicate_calls == 0 and dlq == 0 and all(purged.values())
     return 0 if ok else 1
 
 

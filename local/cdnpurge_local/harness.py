@@ -11,11 +11,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
+
+from aws_lambda_powertools.utilities import parameters
 
 from cdnpurge_local.event_source import Handler, SqsEventSource
 from cdnpurge_local.fakecdn.server import Behaviour, FakeCDN
@@ -60,6 +62,32 @@ class Deployment:
         )["Attributes"]
         return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
+    def dead_letters(self, *, remove: bool = True) -> list[dict[str, Any]]:
+        """Every message in the dead-letter queue (body, attributes and message attributes).
+
+        Taken out of the queue, or with `remove=False` left there (visible again once listed).
+        """
+        sqs, url = self.stack.client("sqs"), self.stack.resources.dead_letter_queue_url
+        taken: list[dict[str, Any]] = []
+        while True:
+            messages: list[Any] = sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+                VisibilityTimeout=30,
+                WaitTimeSeconds=0,
+            ).get("Messages", [])
+            if not messages:
+                break
+            taken.extend(messages)
+        for message in taken:
+            if remove:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            else:
+                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+        return taken
+
 
 @contextmanager
 def deployed(
@@ -69,13 +97,16 @@ def deployed(
     secrets: Mapping[str, Mapping[str, str]],
     bucket_name: str = "example-site-content",
     environment: Mapping[str, str] | None = None,
+    template_values: Callable[[LocalStack], Mapping[str, str]] | None = None,
 ) -> Iterator[Deployment]:
-    """Start everything; `config_template` may use `{<provider>_endpoint}` for each fake behaviour."""
+    """Start everything; `config_template` may use `{<provider>_endpoint}` for each fake behaviour,
+    `{bucket}`, and whatever `template_values` returns once the stack runs (e.g. a distribution id)."""
     saved = dict(os.environ)
     try:
         with FakeCDN(behaviours) as cdn, LocalStack(bucket_name=bucket_name) as stack:
             endpoints = {f"{name}_endpoint": cdn.endpoint(name) for name in cdn.behaviours}
-            config_text = config_template.format(**endpoints, bucket=bucket_name)
+            extra = template_values(stack) if template_values else {}
+            config_text = config_template.format(**endpoints, **extra, bucket=bucket_name)
             os.environ.pop("AWS_PROFILE", None)
             os.environ.update(stack.lambda_environment())
             os.environ.update(environment or {})
@@ -83,6 +114,9 @@ def deployed(
             stack.client("ssm").put_parameter(Name=parameter, Value=config_text, Type="String", Overwrite=True)
             for name, value in secrets.items():
                 stack.client("secretsmanager").create_secret(Name=name, SecretString=json.dumps(dict(value)))
+            # A fresh Lambda container: Powertools Parameters caches SSM and Secrets Manager values per
+            # process, and an earlier deployment in this process used the same names.
+            parameters.clear_caches()  # type: ignore[no-untyped-call]
             yield Deployment(stack=stack, cdn=cdn, config_text=config_text, app=load_handler())
     finally:
         os.environ.clear()

@@ -110,22 +110,21 @@ def test_key_with_space_and_plus_is_decoded_exactly_once(deployment: Deployment)
     assert deployment.cdn.purged("fastly") == ["url:www.example.com/docs/a%20b%2Bc%25.pdf (hard)"]
 
 
-def test_malformed_message_fails_alone_and_reaches_the_dlq(deployment: Deployment) -> None:
+def test_malformed_message_fails_alone_and_goes_to_the_dlq_with_its_reason(deployment: Deployment) -> None:
     # Given: one poison message next to a good one
     sqs, resources = deployment.stack.client("sqs"), deployment.stack.resources
     sqs.send_message(QueueUrl=resources.queue_url, MessageBody="{this is not json")
     deployment.stack.client("sns").publish(TopicArn=resources.topic_arn, Message=json.dumps({"keys": ["good"]}))
-    dlq_before = deployment.queue_depth(dead_letter=True)
-    # When: drained until the redrive policy (maxReceiveCount 5) moves the poison message
+    # When: one poll (retrying a record that cannot be decoded could never help)
     source = deployment.event_source(batching_window_seconds=0.2)
     first = source.poll_once()
-    for _ in range(6):
-        source.drain()
-    # Then
-    assert first is not None and len(first.failed) == 1 and first.deleted == 1
+    # Then: both acknowledged, the good one purged, the poison one dead-lettered with the reason
+    assert first is not None and first.failed == () and first.deleted == 2
     assert deployment.cdn.purged("fastly") == ["key:good (hard)"]
     assert deployment.queue_depth() == 0
-    assert deployment.queue_depth(dead_letter=True) == dlq_before + 1
+    (dead,) = deployment.dead_letters()
+    assert dead["Body"] == "{this is not json"
+    assert "body is not JSON" in dead["MessageAttributes"]["cdnpurge-error"]["StringValue"]
 
 
 def test_provider_outage_returns_the_record_and_a_retry_purges_it(deployment: Deployment) -> None:

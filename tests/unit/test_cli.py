@@ -96,3 +96,78 @@ def test_readme_configuration_example_is_valid() -> None:
     assert block is not None
     config = parse_config(block.group(1))
     assert [p.name for p in config.providers]
+
+
+class StubSqs:
+    """Just enough SQS for `cdnpurge redrive`: a DLQ whose received messages stay hidden until released."""
+
+    def __init__(self, messages: list[dict[str, object]], *, refuse: str | None = None) -> None:
+        self.dlq = messages
+        self.hidden: set[object] = set()
+        self.sent: list[dict[str, object]] = []
+        self.refuse = refuse
+
+    def receive_message(self, *, QueueUrl: str, MaxNumberOfMessages: int, **options: object) -> dict[str, object]:
+        batch = [m for m in self.dlq if m["ReceiptHandle"] not in self.hidden][:MaxNumberOfMessages]
+        self.hidden.update(m["ReceiptHandle"] for m in batch)
+        return {"Messages": batch}
+
+    def send_message(self, **request: object) -> None:
+        if request["MessageBody"] == self.refuse:
+            raise RuntimeError("AccessDenied")
+        self.sent.append(request)
+
+    def delete_message(self, *, QueueUrl: str, ReceiptHandle: str) -> None:
+        self.dlq = [m for m in self.dlq if m["ReceiptHandle"] != ReceiptHandle]
+
+    def change_message_visibility(self, *, QueueUrl: str, ReceiptHandle: str, VisibilityTimeout: int) -> None:
+        self.hidden.discard(ReceiptHandle)
+
+
+def dead_letter(number: int, reason: str | None) -> dict[str, object]:
+    attributes: dict[str, object] = {"trace": {"DataType": "String", "StringValue": f"t{number}"}}
+    if reason is not None:
+        attributes["cdnpurge-error"] = {"DataType": "String", "StringValue": reason}
+        attributes["cdnpurge-failure"] = {"DataType": "String", "StringValue": "permanent"}
+    return {
+        "MessageId": f"id-{number}",
+        "ReceiptHandle": f"rh-{number}",
+        "Body": f"body-{number}",
+        "MessageAttributes": attributes,
+    }
+
+
+REDRIVE = ["redrive", "--dlq-url", "https://sqs/dlq", "--queue-url", "https://sqs/queue", "--wait-seconds", "0"]
+
+
+def test_redrive_dry_run_lists_each_message_with_its_reason_and_moves_nothing() -> None:
+    sqs = StubSqs([dead_letter(1, "fastly: failed: injected 401"), dead_letter(2, None)])
+    out = io.StringIO()
+    assert main([*REDRIVE, "--dry-run"], out=out, sqs=sqs) == 0
+    assert "would move id-1 [permanent]: fastly: failed: injected 401" in out.getvalue()
+    assert "would move id-2: no reason attached (moved by the queue's redrive policy)" in out.getvalue()
+    assert "dry run: 2 message(s) would move; nothing was sent" in out.getvalue()
+    assert sqs.sent == [] and len(sqs.dlq) == 2 and sqs.hidden == set()
+
+
+def test_redrive_moves_messages_back_without_our_attributes_up_to_max() -> None:
+    sqs = StubSqs([dead_letter(n, f"reason {n}") for n in range(3)])
+    out = io.StringIO()
+    assert main([*REDRIVE, "--max", "2"], out=out, sqs=sqs) == 0
+    assert [s["MessageBody"] for s in sqs.sent] == ["body-0", "body-1"]
+    assert sqs.sent[0]["MessageAttributes"] == {"trace": {"DataType": "String", "StringValue": "t0"}}
+    assert [m["MessageId"] for m in sqs.dlq] == ["id-2"]
+    assert "done: 2 message(s) moved back to the queue, 0 failed" in out.getvalue()
+
+
+def test_redrive_keeps_what_it_could_not_send_and_exits_non_zero() -> None:
+    sqs = StubSqs([dead_letter(1, "r"), dead_letter(2, "r")], refuse="body-1")
+    out = io.StringIO()
+    assert main(REDRIVE, out=out, sqs=sqs) == 1
+    assert [m["MessageId"] for m in sqs.dlq] == ["id-1"]
+    assert "not moved: RuntimeError: AccessDenied" in out.getvalue()
+
+
+def test_redrive_refuses_to_move_a_queue_into_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["redrive", "--dlq-url", "https://sqs/q", "--queue-url", "https://sqs/q"], sqs=StubSqs([]))
+    assert code == 2 and "must be different queues" in capsys.readouterr().err

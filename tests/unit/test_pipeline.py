@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import FASTLY_TOKEN, MemoryLedger, fastly_config
+from helpers import FASTLY_TOKEN, MemoryLedger, SimulatedClock, fastly_config
 from pydantic import SecretStr
 
+from cdnpurge.events import repurge_messages
 from cdnpurge.execute import Executor
+from cdnpurge.ledger import LedgerUnavailableError
 from cdnpurge.pipeline import BatchReport, run_batch
 from cdnpurge.providers import build_providers
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
@@ -123,3 +125,85 @@ def test_every_sample_event_runs_without_crashing(fake_cdn: FakeCDN, sample: str
     event = json.loads((EVENTS / sample).read_text())
     report = run(fake_cdn, event, MemoryLedger())
     assert report.summary()["changes"] + report.summary()["decode_errors"] + report.summary()["ignored"] >= 1
+
+
+class UnreachableLedger(MemoryLedger):
+    """The idempotency store is down: claims (or completions) fail like botocore's connection errors."""
+
+    def __init__(self, *, fail: str) -> None:
+        super().__init__()
+        self.fail = fail
+
+    def claim(self, pairs, remaining_ms):  # type: ignore[no-untyped-def]
+        pairs = list(pairs)
+        if self.fail == "claim":
+            raise LedgerUnavailableError("claim", pairs, "EndpointConnectionError: down")
+        return super().claim(pairs, remaining_ms)  # type: ignore[no-untyped-call]
+
+    def complete(self, pairs, result):  # type: ignore[no-untyped-def]
+        if self.fail == "complete":
+            raise LedgerUnavailableError("complete", pairs, "EndpointConnectionError: down")
+        super().complete(pairs, result)  # type: ignore[no-untyped-call]
+
+
+def test_no_claim_no_purge_every_record_returned_for_redelivery(fake_cdn: FakeCDN) -> None:
+    # Given: the idempotency store is unreachable
+    event = sqs_event(s3_body("articles/a.html", "01"), s3_body("articles/b.html", "02"), "{bad")
+    # When
+    report = run(fake_cdn, event, UnreachableLedger(fail="claim"))
+    # Then: nothing purged blindly; the good records are retried (transient), the bad one is permanent
+    assert fake_cdn.received == []
+    assert report.failed_sources == ("m0", "m1", "m2")
+    assert report.permanent == frozenset({"m2"})
+    assert "idempotency store unavailable (EndpointConnectionError: down)" in " ".join(report.reasons["m0"])
+    assert [(f.operation, len(f.pairs)) for f in report.store_failures] == [("claim", 2)]
+
+
+def test_a_purge_that_could_not_be_recorded_is_acknowledged_and_reported(fake_cdn: FakeCDN) -> None:
+    report = run(fake_cdn, sqs_event(s3_body("articles/a.html", "01")), UnreachableLedger(fail="complete"))
+    assert report.response() == {"batchItemFailures": []}
+    assert [f.operation for f in report.store_failures] == ["complete"]
+    assert len(report.completed) == 1
+
+
+@pytest.mark.parametrize(("status", "permanent"), [(400, True), (401, True), (404, True), (503, False)])
+def test_failures_are_classified_permanent_only_when_no_retry_can_help(
+    fake_cdn: FakeCDN, status: int, permanent: bool
+) -> None:
+    fake_cdn.inject("fastly", Fault(status=status, count=100))
+    config = fastly_config(fake_cdn.endpoint("fastly"))
+    providers = build_providers(config, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
+    clock = SimulatedClock()
+    executor = Executor(providers, clock=clock, sleep=clock.sleep, max_attempts=2)
+    specs = {name: p.spec for name, p in providers.items()}
+    event = sqs_event(s3_body("articles/a.html", "01"))
+    report = run_batch(event, config=config, specs=specs, ledger=MemoryLedger(), executor=executor, deadline=1e12)
+    assert report.failed_sources == ("m0",)
+    assert (report.permanent == frozenset({"m0"})) is permanent
+
+
+def test_repurge_candidates_are_s3_changes_purged_everywhere_by_this_batch(fake_cdn: FakeCDN) -> None:
+    # Given: an S3 change, a published change, and an S3 change already purged earlier
+    ledger = MemoryLedger()
+    run(fake_cdn, sqs_event(s3_body("docs/old.html", "01")), ledger)
+    published = {"Type": "Notification", "MessageId": "sns-1", "Message": json.dumps({"keys": ["home"]})}
+    event = sqs_event(s3_body("docs/new.html", "02"), published, s3_body("docs/old.html", "01"))
+    # When
+    report = run(fake_cdn, event, ledger)
+    # Then
+    assert [change.key for change in report.repurge_candidates()] == ["docs/new.html"]
+
+
+def test_a_repurge_message_purges_again_under_its_own_ids(fake_cdn: FakeCDN) -> None:
+    # Given: a change purged, then its re-purge message
+    ledger = MemoryLedger()
+    first = run(fake_cdn, sqs_event(s3_body("docs/a b.html", "01")), ledger)
+    ((body, ids),) = repurge_messages(first.repurge_candidates())
+    # When
+    second = run(fake_cdn, sqs_event(body), ledger)
+    again = run(fake_cdn, sqs_event(body), ledger)
+    # Then: purged twice in all (same target), the redelivered re-purge skipped, never re-re-purged
+    assert [c.id for c in second.decoded.changes] == [f"{ids[0]}#repurge"]
+    assert fake_cdn.purged("fastly") == ["url:www.example.com/docs/a%20b.html (hard)"] * 2
+    assert again.summary()["duplicates_skipped"] == 1
+    assert second.repurge_candidates() == ()

@@ -3,6 +3,7 @@
 cdnpurge validate --config purge.yaml
 cdnpurge plan --config purge.yaml --event events/sqs-s3-put.json --format json
 cdnpurge purge --config purge.yaml --provider fastly --key article-42 --soft
+cdnpurge redrive --dlq-url URL --queue-url URL --dry-run
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cdnpurge.plan import plan
 from cdnpurge.providers import REGISTRY, specs
 from cdnpurge.providers.base import ProviderError, PurgeResult
 from cdnpurge.rules import RoutedTarget
+from cdnpurge.service import ATTRIBUTE_PREFIX, ERROR_ATTRIBUTE, FAILURE_ATTRIBUTE, RedactingProvider, secret_forms
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -43,6 +45,21 @@ Paths become URLs for providers that purge by URL (one per configured host), URL
 providers that purge by path. Credentials come from the references in the config (env vars locally,
 Secrets Manager in AWS); they are never printed. Exit status: 0 all accepted, 1 some failed, 2 usage.
 """
+
+
+REDRIVE_EXAMPLES = """\
+examples (the URLs are the stack outputs DeadLetterQueueUrl and PurgeQueueUrl):
+  cdnpurge redrive --dlq-url "$DLQ" --queue-url "$QUEUE" --dry-run     list what would move, and why
+  cdnpurge redrive --dlq-url "$DLQ" --queue-url "$QUEUE" --max 10      move the first ten back
+
+Each message is printed with the reason the purge function attached (its cdnpurge-error attribute);
+messages SQS moved by itself have none. Moved messages keep their body and their own attributes; the
+cdnpurge-* ones are dropped. A message is sent to the queue before it is deleted from the DLQ, so a
+crash can only duplicate it, and the idempotency table absorbs the duplicate. Fix the cause first
+(configuration, credentials, allow-list), or the same messages come straight back.
+"""
+# Seconds a message listed by --dry-run stays hidden while the listing pages through the DLQ.
+DRY_RUN_HOLD_SECONDS = 60
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,12 +112,37 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--soft", dest="soft", action="store_true", default=None, help="mark stale (where supported)")
     mode.add_argument("--hard", dest="soft", action="store_false", help="evict (default unless the config says soft)")
     purge.add_argument("--dry-run", action="store_true", help="print the requests, send nothing")
+
+    redrive = commands.add_parser(
+        "redrive",
+        help="move dead-lettered messages back to the purge queue",
+        description="Move messages from the dead-letter queue back to the purge queue, printing each one "
+        "with the reason it was dead-lettered.",
+        epilog=REDRIVE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    redrive.add_argument("--dlq-url", required=True, help="dead-letter queue URL (stack output DeadLetterQueueUrl)")
+    redrive.add_argument("--queue-url", required=True, help="purge queue URL (stack output PurgeQueueUrl)")
+    redrive.add_argument("--dry-run", action="store_true", help="list what would move, move nothing")
+    redrive.add_argument("--max", type=_positive, default=None, metavar="N", help="move at most N messages")
+    redrive.add_argument(
+        "--wait-seconds", type=int, default=1, choices=range(21), metavar="S", help="long-poll wait (0-20, default 1)"
+    )
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, sqs: Any = None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
+    if args.command == "redrive":
+        return _redrive(args, out, sqs)
     try:
         config = load_config(str(args.config))
         if args.command == "validate":
@@ -208,7 +250,8 @@ def _purge(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     if args.dry_run or not the_plan.requests:
         return EXIT_FAILED if the_plan.errors else EXIT_OK
     credentials = resolve(settings.credentials, owner=f"providers.{settings.name}")
-    provider = REGISTRY[settings.kind](settings, credentials)
+    secrets = secret_forms([value.get_secret_value() for value in credentials.values()])
+    provider = RedactingProvider(REGISTRY[settings.kind](settings, credentials), secrets)
 
     def show(request: PurgeRequest, attempt: int, what: PurgeResult | ProviderError) -> None:
         status = f"ok (id {what.provider_id})" if isinstance(what, PurgeResult) else f"{type(what).__name__}: {what}"
@@ -220,6 +263,73 @@ def _purge(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     failed = [o for o in outcomes if not o.ok]
     print(f"done: {len(outcomes) - len(failed)} request(s) accepted, {len(failed)} failed", file=out)
     return EXIT_FAILED if failed or the_plan.errors else EXIT_OK
+
+
+def _redrive(args: argparse.Namespace, out: TextIO, sqs: Any) -> int:
+    if args.dlq_url == args.queue_url:
+        print("cdnpurge: --dlq-url and --queue-url must be different queues", file=sys.stderr)
+        return EXIT_USAGE
+    if sqs is None:
+        import boto3
+
+        sqs = boto3.client("sqs")
+    mode = "dry run: " if args.dry_run else ""
+    print(f"{mode}redrive {args.dlq_url} -> {args.queue_url}", file=out)
+    listed = moved = failed = 0
+    held: list[str] = []
+    try:
+        while args.max is None or listed < args.max:
+            wanted = 10 if args.max is None else min(10, args.max - listed)
+            messages = sqs.receive_message(
+                QueueUrl=args.dlq_url,
+                MaxNumberOfMessages=wanted,
+                MessageAttributeNames=["All"],
+                VisibilityTimeout=DRY_RUN_HOLD_SECONDS if args.dry_run else 30,
+                WaitTimeSeconds=args.wait_seconds,
+            ).get("Messages", [])
+            if not messages:
+                break
+            for message in messages:
+                listed += 1
+                print(f"  {'would move' if args.dry_run else 'moving'} {_describe_dead_letter(message)}", file=out)
+                if args.dry_run:
+                    held.append(message["ReceiptHandle"])
+                    continue
+                try:
+                    sqs.send_message(QueueUrl=args.queue_url, MessageBody=message["Body"], **_kept_attributes(message))
+                    sqs.delete_message(QueueUrl=args.dlq_url, ReceiptHandle=message["ReceiptHandle"])
+                except Exception as exc:  # report and carry on: the message stays in the DLQ
+                    failed += 1
+                    print(f"    not moved: {type(exc).__name__}: {exc}", file=out)
+                    continue
+                moved += 1
+    finally:
+        for receipt in held:  # listed by a dry run: visible again at once
+            sqs.change_message_visibility(QueueUrl=args.dlq_url, ReceiptHandle=receipt, VisibilityTimeout=0)
+    if args.dry_run:
+        print(f"dry run: {listed} message(s) would move; nothing was sent", file=out)
+        return EXIT_OK
+    print(f"done: {moved} message(s) moved back to the queue, {failed} failed", file=out)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _describe_dead_letter(message: dict[str, Any]) -> str:
+    attributes = message.get("MessageAttributes", {})
+    reason = attributes.get(ERROR_ATTRIBUTE, {}).get("StringValue")
+    failure = attributes.get(FAILURE_ATTRIBUTE, {}).get("StringValue")
+    if reason is None:
+        return f"{message['MessageId']}: no reason attached (moved by the queue's redrive policy)"
+    return f"{message['MessageId']} [{failure or 'failed'}]: {reason}"
+
+
+def _kept_attributes(message: dict[str, Any]) -> dict[str, Any]:
+    """The message's own attributes, without the cdnpurge-* ones the function added when dead-lettering."""
+    kept = {
+        name: {key: value for key, value in attribute.items() if key in ("DataType", "StringValue", "BinaryValue")}
+        for name, attribute in message.get("MessageAttributes", {}).items()
+        if not name.startswith(ATTRIBUTE_PREFIX)
+    }
+    return {"MessageAttributes": kept} if kept else {}
 
 
 if __name__ == "__main__":

@@ -84,6 +84,13 @@ class Config(BaseModel):
     )
     allow_inline_secrets: bool = Field(default=False, description="Permit `value:` credentials (local only).")
     purge_index_directories: bool = Field(default=True, description="index.html also purges '/dir/' and '/dir'.")
+    repurge_delay_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=900,
+        description="Purge S3 changes a second time this many seconds later (SQS delay, at most 900) to cover "
+        "origin replication lag; 0 (the default) turns it off.",
+    )
 
     @field_validator("providers", mode="before")
     @classmethod

@@ -17,6 +17,11 @@ Shapes (an SQS body, an SNS `Message` and a direct invocation are all decoded by
   "Content Published" from any source.
 - A bare publish message as the SQS body: what an SNS -> SQS subscription with raw message delivery
   (the deployed wiring) sends.
+- A re-purge message (`{"cdnpurge": "repurge", "changes": [...]}`): what the handler itself enqueues, with
+  an SQS delay, after purging S3 changes when `repurge_delay_seconds` is set (origin replication lag).
+  Each change keeps its bucket, key and action; its id gets the `#repurge` suffix, so the ledger treats
+  the second purge as a change of its own (not a redelivery of the first) and a redelivered re-purge
+  message is still skipped.
 
 S3 event names: `ObjectCreated:*` -> CREATED; `ObjectRemoved:*` (incl. `DeleteMarkerCreated`) and
 `LifecycleExpiration:*` -> REMOVED, since the origin now answers 404. Restore, tagging, ACL, lifecycle
@@ -64,7 +69,15 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from cdnpurge.models import Action, Change, DecodeError
 
-__all__ = ["MAX_BODY_BYTES", "MAX_KEY_BYTES", "MAX_TARGETS", "Decoded", "decode_event"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_KEY_BYTES",
+    "MAX_TARGETS",
+    "REPURGE_SUFFIX",
+    "Decoded",
+    "decode_event",
+    "repurge_messages",
+]
 
 MAX_BODY_BYTES: Final = 256 * 1024  # SQS's (and SNS's) maximum message size
 MAX_TARGETS: Final = 10_000  # per target list of a publish message
@@ -73,6 +86,11 @@ MAX_ID_CHARS: Final = 512  # publisher-chosen ids end up in idempotency keys and
 DIRECT: Final = "event"  # source id of errors that belong to the invocation as a whole
 
 PUBLISH_FIELDS: Final = ("keys", "paths", "urls", "hosts")
+
+REPURGE_MARKER: Final = "repurge"  # value of the "cdnpurge" field of a re-purge message
+REPURGE_SUFFIX: Final = "#repurge"  # appended to the change ids a re-purge message carries
+MAX_CHANGE_ID_CHARS: Final = 4096  # an S3 change id: bucket, a key of up to 1024 bytes, a sequencer
+_REPURGE_BODY_BYTES: Final = 200 * 1024  # well under the SQS limit, leaving room for attributes
 
 _S3_ACTIONS: Final = (
     ("ObjectCreated:", Action.CREATED),
@@ -363,7 +381,9 @@ def _decode_document(doc: object, origin: _Origin, sink: _Sink) -> None:
     """Dispatch one JSON document (SQS body, SNS Message or direct event) on its shape."""
     if not isinstance(doc, Mapping):
         raise _Invalid(f"unknown envelope: JSON {_kind(doc)}, expected an object")
-    if "Records" in doc:
+    if "cdnpurge" in doc:
+        _decode_repurge(doc, origin, sink)
+    elif "Records" in doc:
         _decode_s3_notification(doc, origin, sink)
     elif doc.get("Event") == "s3:TestEvent":
         bucket = doc.get("Bucket")
@@ -593,5 +613,78 @@ def _decode_publish(
             urls=urls,
             hosts=hosts,
             soft=soft,
+        )
+    )
+
+
+# --- re-purge messages (written by the handler itself) ----------------------------------------------
+
+
+def repurge_messages(changes: list[Change] | tuple[Change, ...]) -> list[tuple[str, tuple[str, ...]]]:
+    """SQS bodies asking for a second purge of these S3 changes, each under `_REPURGE_BODY_BYTES`,
+    with the ids of the changes each one carries."""
+    messages: list[tuple[str, tuple[str, ...]]] = []
+    chunk: list[dict[str, str]] = []
+    used = 0
+
+    def flush() -> None:
+        body = json.dumps({"cdnpurge": REPURGE_MARKER, "changes": chunk}, separators=(",", ":"))
+        messages.append((body, tuple(item["id"] for item in chunk)))
+
+    for change in changes:
+        if change.bucket is None or change.key is None:
+            continue
+        item = {"id": change.id, "action": change.action.value, "bucket": change.bucket, "key": change.key}
+        if change.event_time:
+            item["event_time"] = change.event_time
+        size = len(json.dumps(item).encode()) + 1
+        if chunk and used + size > _REPURGE_BODY_BYTES:
+            flush()
+            chunk, used = [], 0
+        chunk.append(item)
+        used += size
+    if chunk:
+        flush()
+    return messages
+
+
+def _decode_repurge(doc: Mapping[str, Any], origin: _Origin, sink: _Sink) -> None:
+    what = "re-purge message"
+    if doc["cdnpurge"] != REPURGE_MARKER:
+        raise _Invalid(f"unknown envelope: cdnpurge message type {_show(str(doc['cdnpurge']))}")
+    changes = doc.get("changes")
+    if not isinstance(changes, list) or not changes:
+        raise _Invalid(f"{what} field changes must be a non-empty array, got {_kind(changes)}")
+    if len(changes) > MAX_TARGETS:
+        raise _Invalid(f"{what} field changes has {len(changes)} entries, over the limit of {MAX_TARGETS}")
+    for index, raw in enumerate(changes):
+        _guarded(sink, origin, partial(_decode_repurge_change, raw, f"{what} changes[{index}]", origin, sink))
+
+
+def _decode_repurge_change(raw: object, what: str, origin: _Origin, sink: _Sink) -> None:
+    if not isinstance(raw, Mapping):
+        raise _Invalid(f"{what} must be an object, got {_kind(raw)}")
+    first_id = _text(raw, "id", what)
+    if len(first_id) > MAX_CHANGE_ID_CHARS:
+        raise _Invalid(f"{what} field id has {len(first_id)} characters, over the limit of {MAX_CHANGE_ID_CHARS}")
+    _check_text(first_id, f"{what} field id")
+    action = _text(raw, "action", what)
+    if action not in (Action.CREATED.value, Action.REMOVED.value):
+        raise _Invalid(f"{what} field action must be 'created' or 'removed', got {_show(action)}")
+    bucket = _text(raw, "bucket", what)
+    _check_text(bucket, f"{what} field bucket")
+    key = _text(raw, "key", what)  # stored decoded: never URL-decoded again
+    _check_text(key, f"{what} key")
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise _Invalid(f"{what} key is over S3's {MAX_KEY_BYTES}-byte limit")
+    change_id = first_id if first_id.endswith(REPURGE_SUFFIX) else first_id + REPURGE_SUFFIX
+    sink.changes.append(
+        Change(
+            id=change_id,
+            action=Action(action),
+            source_id=origin.source_for(change_id),
+            bucket=bucket,
+            key=key,
+            event_time=_optional_text(raw, "event_time"),
         )
     )

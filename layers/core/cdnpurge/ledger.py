@@ -11,10 +11,17 @@ So the ledger drives the Powertools persistence layer's public API (`save_inprog
 - one already INPROGRESS elsewhere is left to that invocation and its record retried later by SQS;
 - provider A succeeded, provider B failed: only B's record is released, so a retry calls only B;
 - a new upload of the same object has a new change id (new sequencer), so it is purged again.
+
+When the store itself fails (DynamoDB unreachable, throttled, erroring), every operation still runs for
+all its pairs and then raises `LedgerUnavailableError` naming the pairs it could not record; `claim`
+attaches what it did learn, so the pipeline purges only what it really claimed and returns the rest to
+SQS. A pair claimed by an invocation that died mid-batch is not stuck: its INPROGRESS record expires at
+that invocation's deadline (`remaining_ms`), after which a redelivery may claim it again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,10 +30,9 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemAlreadyExistsError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 
+Pair = tuple[str, str]  # (provider, change id)
 COMPLETED = "COMPLETED"
 # Enough parallel DynamoDB calls to hide round trips for large batches without throttling a table.
 PARALLEL_CALLS = 16
@@ -36,14 +42,32 @@ class Claim(StrEnum):
     CLAIMED = "claimed"  # ours to purge now
     DONE = "done"  # purged by an earlier delivery within the idempotency window: skip
     BUSY = "busy"  # another invocation holds it right now: leave it, let SQS redeliver
+    UNAVAILABLE = "unavailable"  # the store could not be asked: never purge blindly, let SQS redeliver
+
+
+class LedgerUnavailableError(Exception):
+    """The idempotency store failed for some pairs of one operation (`claim`, `complete` or `release`).
+
+    `cause` names the first underlying error (type and message; the store's errors carry no secrets).
+    `claims` holds, for `claim`, the state of every pair that was answered; the others are UNAVAILABLE.
+    """
+
+    def __init__(
+        self, operation: str, pairs: Iterable[Pair], cause: str, claims: Mapping[Pair, Claim] | None = None
+    ) -> None:
+        self.operation = operation
+        self.pairs = tuple(pairs)
+        self.cause = cause
+        self.claims = dict(claims or {})
+        super().__init__(f"idempotency store: {operation} failed for {len(self.pairs)} pair(s): {cause}")
 
 
 class Ledger(Protocol):
-    def claim(self, pairs: Iterable[tuple[str, str]], remaining_ms: int | None) -> dict[tuple[str, str], Claim]: ...
+    def claim(self, pairs: Iterable[Pair], remaining_ms: int | None) -> dict[Pair, Claim]: ...
 
-    def complete(self, pairs: Iterable[tuple[str, str]], result: dict[str, Any]) -> None: ...
+    def complete(self, pairs: Iterable[Pair], result: dict[str, Any]) -> None: ...
 
-    def release(self, pairs: Iterable[tuple[str, str]], error: Exception) -> None: ...
+    def release(self, pairs: Iterable[Pair], error: Exception) -> None: ...
 
 
 class PowertoolsLedger:
@@ -58,13 +82,13 @@ class PowertoolsLedger:
         persistence.configure(config, key_prefix="cdnpurge#provider-change")
         self._persistence = persistence
 
-    def claim(self, pairs: Iterable[tuple[str, str]], remaining_ms: int | None) -> dict[tuple[str, str], Claim]:
-        ordered = list(dict.fromkeys(pairs))
-        with ThreadPoolExecutor(PARALLEL_CALLS) as pool:
-            claims = list(pool.map(lambda pair: self._claim(pair, remaining_ms), ordered))
-        return dict(zip(ordered, claims, strict=True))
+    def claim(self, pairs: Iterable[Pair], remaining_ms: int | None) -> dict[Pair, Claim]:
+        results = _each(pairs, lambda pair: self._claim(pair, remaining_ms))
+        claims = {pair: state for pair, state in results.items() if isinstance(state, Claim)}
+        _raise_failures("claim", results, claims)
+        return claims
 
-    def _claim(self, pair: tuple[str, str], remaining_ms: int | None) -> Claim:
+    def _claim(self, pair: Pair, remaining_ms: int | None) -> Claim:
         try:
             self._persistence.save_inprogress(_data(pair), remaining_time_in_millis=remaining_ms)
         except IdempotencyItemAlreadyExistsError as exists:
@@ -72,15 +96,37 @@ class PowertoolsLedger:
             return Claim.DONE if record is not None and record.status == COMPLETED else Claim.BUSY
         return Claim.CLAIMED
 
-    def complete(self, pairs: Iterable[tuple[str, str]], result: dict[str, Any]) -> None:
-        with ThreadPoolExecutor(PARALLEL_CALLS) as pool:
-            list(pool.map(lambda pair: self._persistence.save_success(_data(pair), result), set(pairs)))
+    def complete(self, pairs: Iterable[Pair], result: dict[str, Any]) -> None:
+        _raise_failures("complete", _each(pairs, lambda pair: self._persistence.save_success(_data(pair), result)))
 
-    def release(self, pairs: Iterable[tuple[str, str]], error: Exception) -> None:
-        with ThreadPoolExecutor(PARALLEL_CALLS) as pool:
-            list(pool.map(lambda pair: self._persistence.delete_record(_data(pair), error), set(pairs)))
+    def release(self, pairs: Iterable[Pair], error: Exception) -> None:
+        _raise_failures("release", _each(pairs, lambda pair: self._persistence.delete_record(_data(pair), error)))
 
 
-def _data(pair: tuple[str, str]) -> dict[str, str]:
+def _each(pairs: Iterable[Pair], call: Callable[[Pair], Any]) -> dict[Pair, Any]:
+    """`call` for every pair in parallel; an exception becomes that pair's result instead of stopping the rest."""
+
+    def guarded(pair: Pair) -> Any:
+        try:
+            return call(pair)
+        except Exception as exc:  # the store's failures vary (botocore, Powertools): each is reported
+            return exc
+
+    ordered = list(dict.fromkeys(pairs))
+    if not ordered:
+        return {}
+    with ThreadPoolExecutor(min(PARALLEL_CALLS, len(ordered))) as pool:
+        return dict(zip(ordered, pool.map(guarded, ordered), strict=True))
+
+
+def _raise_failures(operation: str, results: Mapping[Pair, Any], claims: Mapping[Pair, Claim] | None = None) -> None:
+    failed = {pair: result for pair, result in results.items() if isinstance(result, Exception)}
+    if failed:
+        first = next(iter(failed.values()))
+        cause = f"{type(first).__name__}: {str(first)[:200]}"
+        raise LedgerUnavailableError(operation, failed, cause, claims)
+
+
+def _data(pair: Pair) -> dict[str, str]:
     provider, change = pair
     return {"provider": provider, "change": change}

@@ -1,19 +1,55 @@
 """Logs and metrics for one batch, in one place, from the pipeline's `BatchReport`.
 
 One structured log line per provider request (correlation: the request token; the change ids it
-serves), one per failed record with its reasons, and EMF metrics: batch totals on the handler's
-`Metrics` object, per-provider counts under a `provider` dimension.
-Nothing here sees a credential: reports only carry targets, ids and provider messages.
+serves), one per failed provider attempt (`attempt_logger`), one per failed or dead-lettered record with
+its reasons, one per idempotency-store failure naming the policy applied, and EMF metrics: batch totals
+on the handler's `Metrics` object, per-provider counts under a `provider` dimension.
+Nothing here sees a credential: reports only carry targets, ids and provider messages, and provider
+messages are redacted by the service before they get here.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Final
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+from cdnpurge.execute import AttemptListener
+from cdnpurge.models import PurgeRequest
 from cdnpurge.pipeline import BatchReport, request_token
+from cdnpurge.providers.base import ProviderError, PurgeResult
+
+# What each idempotency-store failure means for the records, in the log line that reports it.
+STORE_POLICY: Final = {
+    "claim": "not purged (never purge without a claim); records returned to SQS for redelivery",
+    "complete": "purged but not recorded as done; records acknowledged (a duplicate delivery may purge again)",
+    "release": "claims left in progress; they expire at this invocation's deadline, then retries proceed",
+}
+
+
+def attempt_logger(logger: Logger) -> AttemptListener:
+    """An executor listener logging every failed provider attempt (429, 5xx, timeout, reset, refusal)."""
+
+    def log(request: PurgeRequest, attempt: int, what: PurgeResult | ProviderError) -> None:
+        if isinstance(what, ProviderError):
+            logger.warning(
+                "provider attempt failed",
+                extra={
+                    "provider": request.provider,
+                    "kind": request.kind.value,
+                    "targets": len(request.targets),
+                    "attempt": attempt,
+                    "error": type(what).__name__,
+                    "status": what.status,
+                    "retryable": what.retryable,
+                    "provider_message": what.message,
+                    "request_token": request_token(request),
+                },
+            )
+
+    return log
 
 
 def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
@@ -44,24 +80,60 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
                     "provider_message": error.message if error else None,
                 },
             )
+    for failure in report.store_failures:
+        logger.error(
+            f"idempotency store unavailable during {failure.operation}",
+            extra={
+                "operation": failure.operation,
+                "pairs": len(failure.pairs),
+                "cause": failure.cause,
+                "policy": STORE_POLICY.get(failure.operation, ""),
+            },
+        )
     for source, reasons in report.reasons.items():
-        logger.warning("record not completed", extra={"source_id": source, "reasons": list(reasons)})
+        if source in report.dead_lettered:
+            logger.error(
+                "record dead-lettered",
+                extra={"source_id": source, "failure": report.dead_lettered[source], "reasons": list(reasons)},
+            )
+        else:
+            permanent = source in report.permanent
+            logger.warning(
+                "record not completed",
+                extra={"source_id": source, "reasons": list(reasons), "permanent": permanent},
+            )
+    for problem in report.dead_letter_errors:
+        logger.error("dead-letter send failed; record left to SQS redrive", extra={"error": problem})
+    if report.repurge_scheduled:
+        logger.info("re-purge scheduled", extra={"changes": len(report.repurge_scheduled)})
+    for problem in report.repurge_errors:
+        logger.error("re-purge not scheduled (the first purge stands)", extra={"error": problem})
     for ignored in report.decoded.ignored:
         logger.info("record ignored", extra={"ignored": ignored})
     logger.info("batch done", extra=summary)
 
-    metrics.add_metric(name="Changes", unit=MetricUnit.Count, value=summary["changes"])
-    metrics.add_metric(name="DecodeErrors", unit=MetricUnit.Count, value=summary["decode_errors"])
-    metrics.add_metric(name="FailedRecords", unit=MetricUnit.Count, value=summary["failed_records"])
+    count = MetricUnit.Count
+    metrics.add_metric(name="Changes", unit=count, value=summary["changes"])
+    metrics.add_metric(name="DecodeErrors", unit=count, value=summary["decode_errors"])
+    metrics.add_metric(name="FailedRecords", unit=count, value=summary["failed_records"])
     # The alarm in template.yaml watches this total (dimension: service only).
-    metrics.add_metric(name="ProviderFailed", unit=MetricUnit.Count, value=summary["failed_requests"])
+    metrics.add_metric(name="ProviderFailed", unit=count, value=summary["failed_requests"])
+    metrics.add_metric(name="DeadLettered", unit=count, value=summary["dead_lettered"])
+    metrics.add_metric(name="LedgerUnavailable", unit=count, value=summary["ledger_unavailable"])
+    store_writes_failed = sum(len(f.pairs) for f in report.store_failures if f.operation != "claim")
+    metrics.add_metric(name="LedgerWriteFailed", unit=count, value=store_writes_failed)
+    if report.dead_letter_errors:
+        metrics.add_metric(name="DeadLetterSendFailed", unit=count, value=len(report.dead_letter_errors))
+    if report.repurge_scheduled or report.repurge_errors:
+        metrics.add_metric(name="RepurgeScheduled", unit=count, value=summary["repurge_scheduled"])
+        metrics.add_metric(name="RepurgeFailed", unit=count, value=len(report.repurge_errors))
     for provider, counts in _per_provider(report).items():
         # One EMF document per provider: its counts under a `provider` dimension (Metrics allows one
         # dimension set per flush, so each provider gets its own ephemeral instance).
         per_provider = EphemeralMetrics(namespace=metrics.namespace, service=metrics.service)
         per_provider.add_dimension(name="provider", value=provider)
         for name, value in counts.items():
-            per_provider.add_metric(name=name, unit=MetricUnit.Count, value=value)
+            per_provider.add_metric(name=name, unit=count, value=value)
         per_provider.flush_metrics()
 
 
@@ -73,10 +145,14 @@ def _per_provider(report: BatchReport) -> dict[str, Counter[str]]:
         counter["Targets"] += len(outcome.request.targets)
         counter["Throttles"] += outcome.throttled
         counter["Retries"] += max(0, outcome.attempts - 1)
+        if outcome.deferred:
+            counter["Deferred"] += 1
         if not outcome.ok:
             counter["RequestsFailed"] += 1
             if outcome.error is not None:
                 counter[outcome.error.metric_name] += 1
     for provider, _change in report.duplicates:
         counts.setdefault(provider, Counter())["DuplicatesSkipped"] += 1
+    for provider, _change in report.unavailable:
+        counts.setdefault(provider, Counter())["LedgerUnavailable"] += 1
     return counts

@@ -1,0 +1,42 @@
+"""The witness: every reliability test runs with all of its output captured and scanned for credentials.
+
+Captured: every log record of the `cdnpurge` logger (the handler's Powertools logger) and the root logger
+(libraries), formatted as they would be printed, exceptions included; stdout and stderr (EMF metrics,
+`print`, CLI output); and whatever a test hands over with `witness.see(...)` (dead-letter messages,
+fake-CDN records, plan output, exceptions). At teardown each credential value is searched for in all
+of it; the test errors if one is found.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from aws_lambda_powertools import Metrics
+from reliability import tally
+from reliability.support import LogCapture, Witness
+
+
+@pytest.fixture(autouse=True)
+def witness(capsys: pytest.CaptureFixture[str]) -> Iterator[Witness]:
+    handler_logger = logging.getLogger("cdnpurge")
+    formatter = next((h.formatter for h in handler_logger.handlers if h.formatter is not None), None)
+    capture = LogCapture(formatter)
+    root_capture = LogCapture(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    root_capture.setLevel(logging.WARNING)
+    handler_logger.addHandler(capture)
+    logging.getLogger().addHandler(root_capture)
+    # Powertools keeps one metric set per process and does not clear it while metrics are disabled (as
+    # the integration tests run them): start each test from an empty set so its EMF output is its own.
+    Metrics().clear_metrics()
+    seen = Witness(capsys=capsys, logs=capture)
+    try:
+        yield seen
+    finally:
+        handler_logger.removeHandler(capture)
+        logging.getLogger().removeHandler(root_capture)
+    seen.logs.lines.extend(root_capture.lines)
+    scanned, leaks = seen.scan()
+    tally.add(scanned_lines=scanned)
+    assert leaks == [], f"credential found in captured output: {leaks[:5]}"

@@ -1,0 +1,152 @@
+"""The idempotency table goes away mid-run (DynamoDB Local stopped) and comes back.
+
+Policy under test: without a claim nothing is purged (no blind purge) and nothing is dropped: every
+record whose changes could not be claimed is returned for redelivery. A purge that happened but could
+not be recorded is acknowledged (it happened), logged and counted. A claim left behind by a dead
+invocation expires with that invocation's deadline. This module has a stack of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+from reliability import tally
+from reliability.support import (
+    Witness,
+    assert_exactly,
+    reliability_deployment,
+    reset,
+    s3_notification,
+    send,
+    sns_envelope,
+    source,
+    unique,
+)
+
+import cdnpurge_local.stack
+from cdnpurge.ledger import Claim, PowertoolsLedger
+from cdnpurge.models import PurgeRequest
+from cdnpurge.providers.base import Provider, ProviderSpec, PurgeResult
+from cdnpurge.service import PurgeService
+from cdnpurge_local.harness import Deployment
+from cdnpurge_local.provision import load_template
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("reliability-ledger")]
+BUCKET = "cdnpurge-rel-ledger"
+
+
+@pytest.fixture(scope="module")
+def deployment() -> Iterator[Deployment]:
+    with reliability_deployment(BUCKET) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def clean(deployment: Deployment) -> None:
+    reset(deployment)
+
+
+def restart_dynamodb(deployment: Deployment, port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start DynamoDB Local again on the port the handler's client knows, with an empty table."""
+    monkeypatch.setattr(cdnpurge_local.stack, "free_port", lambda: port)
+    deployment.stack.dynamodb.start()
+    table = load_template(cdnpurge_local.stack.TEMPLATE_PATH)["Resources"]["IdempotencyTable"]["Properties"]
+    deployment.stack.client("dynamodb").create_table(
+        TableName=deployment.stack.resources.table_name,
+        AttributeDefinitions=table["AttributeDefinitions"],
+        KeySchema=table["KeySchema"],
+        BillingMode=table["BillingMode"],
+    )
+
+
+def test_table_unreachable_returns_every_record_and_purges_nothing_blindly(
+    deployment: Deployment, witness: Witness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given: one change purged while the table is up, then DynamoDB Local stops
+    before, during = f"/{unique('up')}.html", [f"/{unique('down')}.html" for _ in range(2)]
+    send(deployment, s3_notification(BUCKET, before.lstrip("/")))
+    source(deployment).drain()
+    port = deployment.stack.dynamodb.port
+    deployment.stack.dynamodb.stop()
+    tally.add(faults=1)
+    send(deployment, sns_envelope({"paths": [during[0]]}), s3_notification(BUCKET, during[1].lstrip("/")))
+    # When
+    outage = source(deployment).poll_once()
+    # Then: both records returned for redelivery; no provider was called for them
+    assert outage is not None and len(outage.failed) == 2 and outage.deleted == 0
+    assert deployment.cdn.purged("fastly") == [f"url:www.example.com{before} (hard)"]
+    (logged,) = witness.logs.messages("idempotency store unavailable during claim")
+    assert logged.__dict__["pairs"] == 4 and "returned to SQS" in logged.__dict__["policy"]
+    assert "EndpointConnectionError" in logged.__dict__["cause"]
+    assert witness.metrics()[("LedgerUnavailable", None)] == 4
+    # When: the table is back (empty: DynamoDB Local keeps it in memory) and SQS redelivers
+    restart_dynamodb(deployment, port, monkeypatch)
+    source(deployment).drain()
+    # Then: each change purged exactly once at each provider
+    assert_exactly(deployment, [before, *during])
+
+
+class StopsTheTable:
+    """Wraps a provider: before its first call, DynamoDB Local is stopped (claims are already made)."""
+
+    def __init__(self, inner: Provider, deployment: Deployment) -> None:
+        self.inner, self.deployment = inner, deployment
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def spec(self) -> ProviderSpec:
+        return self.inner.spec
+
+    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+        self.deployment.stack.dynamodb.stop()
+        return self.inner.purge(request, idempotency_token=idempotency_token)
+
+
+def test_table_lost_after_the_purge_acknowledges_the_record_and_says_so(
+    deployment: Deployment, witness: Witness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given: the table disappears while the purge is in flight
+    path = f"/{unique('after')}.html"
+    send(deployment, sns_envelope({"paths": [path]}))
+    providers = cast(dict[str, Any], cast(PurgeService, deployment.app.service()).providers)
+    original, port = providers["medianova"], deployment.stack.dynamodb.port
+    providers["medianova"] = StopsTheTable(original, deployment)
+    tally.add(faults=1)
+    try:
+        # When
+        invocation = source(deployment).poll_once()
+    finally:
+        providers["medianova"] = original
+    # Then: the purge happened, so the record is acknowledged, not redelivered to purge again
+    assert invocation is not None and invocation.failed == () and invocation.deleted == 1
+    assert_exactly(deployment, [path])
+    (logged,) = witness.logs.messages("idempotency store unavailable during complete")
+    assert "acknowledged" in logged.__dict__["policy"]
+    assert witness.metrics()[("LedgerWriteFailed", None)] >= 1
+    restart_dynamodb(deployment, port, monkeypatch)
+
+
+def test_a_claim_left_by_a_dead_invocation_expires_with_its_deadline(deployment: Deployment) -> None:
+    # Given: a claim made with 0.8 s left and never settled (the runtime killed the function)
+    persistence = DynamoDBPersistenceLayer(
+        table_name=deployment.stack.resources.table_name, boto3_client=deployment.stack.client("dynamodb")
+    )
+    ledger = PowertoolsLedger(persistence, expires_after_seconds=1)
+    pair = ("fastly", unique("orphan"))
+    assert ledger.claim([pair], 800) == {pair: Claim.CLAIMED}
+    # Then: a concurrent redelivery leaves it alone; once the deadline passed, the retry may claim it
+    assert ledger.claim([pair], 800) == {pair: Claim.BUSY}
+    time.sleep(1.0)
+    assert ledger.claim([pair], 800) == {pair: Claim.CLAIMED}
+    # And: once purged it is skipped, until the idempotency window (here 1 s, whole seconds) is over
+    ledger.complete([pair], {"purged": True})
+    assert ledger.claim([pair], 800) == {pair: Claim.DONE}
+    time.sleep(2.05)
+    assert ledger.claim([pair], 800) == {pair: Claim.CLAIMED}
