@@ -37,7 +37,8 @@ MEDIANOVA_ORG = "550e8400-e29b-41d4-a716-446655440000"
 MEDIANOVA_RESOURCE = "660f9511-f30c-52e5-b827-557766551111"
 
 # Multi-CDN: Fastly serves the site (surrogate keys + URLs), CloudFront fronts the same bucket during a
-# migration (paths and wildcards, through moto's CloudFront API), Medianova serves /docs and /img only.
+# migration (paths and wildcards, through moto's CloudFront API), Medianova serves /docs, /img and what
+# publish events name. Surrogate keys go only to Fastly, the one of the three that tags objects.
 CONFIG_TEMPLATE = """\
 # The demo's configuration, stored in SSM Parameter Store as the deployed function reads it.
 providers:
@@ -97,6 +98,11 @@ class HandlerLogPrinter(logging.Handler):
                 f"    handler: {fields['provider']} {fields['kind']} -> "
                 f"FAILED {fields['error']}: {fields['provider_message']}"
             )
+        elif message == "record dead-lettered":
+            print(
+                f"    handler: record {fields['source_id']} sent to the dead-letter queue "
+                f"({fields['failure']}): {'; '.join(fields['reasons'])}"
+            )
         elif message == "record not completed":
             print(f"    handler: record {fields['source_id']} returned to the queue: {'; '.join(fields['reasons'])}")
         elif message == "batch done":
@@ -144,7 +150,7 @@ def show_preview(event: Mapping[str, Any], config_text: str) -> None:
         print(f"    {change.describe():<60} id={change.id[:70]}")
     for error in decoded.errors:
         print(f"    ERROR {error.source_id}: {error.message}")
-    print(f"  purge plan ({len(plan.requests)} request(s)):")
+    print(f"  purge plan ({len(plan.requests)} request(s), before the idempotency table skips what is done):")
     for request in plan.requests:
         print(f"    {request.describe()}: {', '.join(request.targets)}")
 
@@ -202,7 +208,7 @@ def snapshot_bodies(stack: LocalStack) -> list[str]:
 
 def run() -> int:
     started = time.monotonic()
-    banner("starting the local stack (DynamoDB Local, moto server, fake Fastly) on 127.0.0.1")
+    banner("starting the local stack (DynamoDB Local, moto server, fake CDNs) on 127.0.0.1")
     fastly = FastlyBehaviour(token=DEMO_TOKEN, service_id=SERVICE_ID, rate_per_second=50, burst=20)
     medianova = MedianovaBehaviour(
         token=MEDIANOVA_TOKEN,

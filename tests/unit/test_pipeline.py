@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import FASTLY_TOKEN, MemoryLedger, SimulatedClock, fastly_config
+from helpers import FASTLY_SERVICE, FASTLY_TOKEN, MemoryLedger, SimulatedClock, config_from, fastly_config
 from pydantic import SecretStr
 
 from cdnpurge.events import repurge_messages
@@ -15,6 +15,7 @@ from cdnpurge.execute import Executor
 from cdnpurge.ledger import LedgerUnavailableError
 from cdnpurge.pipeline import BatchReport, run_batch
 from cdnpurge.providers import build_providers
+from cdnpurge.providers import specs as provider_specs
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
 
 EVENTS = Path(__file__).parents[2] / "events"
@@ -207,3 +208,28 @@ def test_a_repurge_message_purges_again_under_its_own_ids(fake_cdn: FakeCDN) -> 
     assert fake_cdn.purged("fastly") == ["url:www.example.com/docs/a%20b.html (hard)"] * 2
     assert again.summary()["duplicates_skipped"] == 1
     assert second.repurge_candidates() == ()
+
+
+def test_a_multi_cdn_batch_claims_only_what_each_provider_is_sent(fake_cdn: FakeCDN) -> None:
+    # Given: Fastly (keys, URLs) beside CloudFront (paths only)
+    config = config_from(
+        f"""
+        providers:
+          - {{name: fastly, kind: fastly, service_id: {FASTLY_SERVICE}, endpoint: {fake_cdn.endpoint("fastly")},
+             hosts: [www.example.com], credentials: {{token: {{env: FASTLY_API_TOKEN}}}}}}
+          - {{name: cloudfront, kind: cloudfront, distribution_id: E2QWRUHAPOMQZL, hosts: [www.example.com]}}
+        """
+    )
+    published = {"Type": "Notification", "MessageId": "sns-1", "Message": json.dumps({"keys": ["home"]})}
+    specs = provider_specs(config)
+    ledger = MemoryLedger()
+    providers = build_providers(config, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
+    executor = Executor(providers, base_backoff=0.01)
+    # When: a CMS publishes a surrogate key, which CloudFront cannot purge
+    report = run_batch(
+        sqs_event(published), config=config, specs=specs, ledger=ledger, executor=executor, deadline=1e12
+    )
+    # Then: purged at Fastly, acknowledged, and no CloudFront claim left owed or failed
+    assert report.response() == {"batchItemFailures": []} and not report.plan.errors
+    assert fake_cdn.purged("fastly") == ["key:home (hard)"]
+    assert ledger.done == {("fastly", "sns:sns-1")}

@@ -166,3 +166,31 @@ def test_a_provider_named_explicitly_that_cannot_express_a_target_is_a_plan_erro
     items = [RoutedTarget("c1", Target(TargetKind.KEY, "home"), frozenset({"medianova"}), None)]
     (error,) = plan(items, specs(config)).errors
     assert error.message == "key:home: medianova cannot purge by key"
+
+
+def test_a_rule_naming_providers_sends_each_target_to_those_of_them_that_can_express_it() -> None:
+    # Given: a rule naming Fastly and Medianova for an article's surrogate key and path
+    config = config_from(
+        """
+        providers:
+          - {name: fastly, kind: fastly, service_id: S1, hosts: [www.example.com]}
+          - {name: medianova, kind: medianova, organization_uuid: 550e8400-e29b-41d4-a716-446655440000,
+             resource_uuid: 660f9511-f30c-52e5-b827-557766551111}
+          - {name: other, kind: medianova, organization_uuid: 550e8400-e29b-41d4-a716-446655440000,
+             resource_uuid: 660f9511-f30c-52e5-b827-557766551111}
+        """
+    )
+    named = frozenset({"fastly", "medianova"})
+    items = [
+        RoutedTarget("c1", Target(TargetKind.KEY, "article-a"), named, None),
+        RoutedTarget("c1", Target(TargetKind.PATH, "/articles/a"), named, None),
+    ]
+    # When
+    result = plan(items, specs(config))
+    # Then: the key to Fastly only, the path to both named providers, nothing to the unnamed one
+    assert not result.errors
+    assert sorted((r.provider, r.kind.value, r.targets) for r in result.requests) == [
+        ("fastly", "key", ("article-a",)),
+        ("fastly", "url", ("https://www.example.com/articles/a",)),
+        ("medianova", "path", ("/articles/a",)),
+    ]

@@ -163,8 +163,8 @@ def check_every_target_is_covered_by_a_request_for_its_change_or_named_by_an_err
         for name, spec in specs.items():
             if (name, item.change_id) in errors or name not in names:
                 continue
-            if item.providers is None and able and name not in able:
-                continue  # routed to the providers that can express its kind instead
+            if able and name not in able:
+                continue  # routed to the providers (of those named) that can express its kind instead
             converted, problem = convert(item.target, spec)
             assert problem is None, f"{item} has no plan error at {name} but cannot be converted: {problem}"
             for target in converted:

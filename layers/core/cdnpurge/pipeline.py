@@ -35,7 +35,7 @@ from cdnpurge.events import REPURGE_SUFFIX, Decoded, decode_event
 from cdnpurge.execute import Executor, Outcome
 from cdnpurge.ledger import Claim, Ledger, LedgerUnavailableError, Pair
 from cdnpurge.models import Change, Plan, PurgeRequest
-from cdnpurge.plan import plan
+from cdnpurge.plan import plan, router
 from cdnpurge.providers.base import ProviderSpec
 from cdnpurge.rules import RoutedTarget, Translation, translate
 
@@ -217,10 +217,10 @@ def _claim(
 
 
 def _owed_pairs(routed: tuple[RoutedTarget, ...], specs: Mapping[str, ProviderSpec]) -> set[Pair]:
+    """(provider, change) pairs the batch owes: each target at the providers the planner will send it to."""
+    destinations = router(specs)
     return {
-        (provider, item.change_id)
-        for item in routed
-        for provider in (item.providers if item.providers is not None else specs)
+        (provider, item.change_id) for item in routed for provider in destinations(item.providers, item.target.kind)
     }
 
 
@@ -228,9 +228,10 @@ def _restrict(
     routed: tuple[RoutedTarget, ...], claimed: set[Pair], specs: Mapping[str, ProviderSpec]
 ) -> list[RoutedTarget]:
     """Keep, for each routed target, only the providers whose (provider, change) we claimed."""
+    destinations = router(specs)
     kept = []
     for item in routed:
-        wanted = item.providers if item.providers is not None else frozenset(specs)
+        wanted = destinations(item.providers, item.target.kind)
         mine = frozenset(p for p in wanted if (p, item.change_id) in claimed)
         if mine:
             kept.append(replace(item, providers=mine))

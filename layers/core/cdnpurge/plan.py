@@ -42,7 +42,7 @@ from cdnpurge.models import Escalation, Plan, PlanError, PurgeRequest, Target, T
 from cdnpurge.providers.base import DeclaredProvider, ProviderSpec
 from cdnpurge.rules import RoutedTarget
 
-__all__ = ["EXACT_SEARCH_MAX_ITEMS", "convert", "lower_bound", "pack", "plan"]
+__all__ = ["EXACT_SEARCH_MAX_ITEMS", "can_express", "convert", "lower_bound", "pack", "plan", "router"]
 
 # Groups this small get an exhaustive search when first-fit-decreasing is above the lower bound.
 EXACT_SEARCH_MAX_ITEMS = 10
@@ -601,13 +601,14 @@ def _bisect_contains(ordered: list[str], value: str) -> bool:
 
 def plan(routed: Iterable[RoutedTarget], providers: Mapping[str, ProviderSpec]) -> Plan:
     lanes = {name: _Lane(spec) for name, spec in sorted(providers.items())}
+    destinations = router(providers)
     # One pass to bucket the input by where it goes and how, then a tight loop per bucket and provider.
     buckets: dict[tuple[frozenset[str] | None, TargetKind, bool | None], list[tuple[str, str]]] = defaultdict(list)
     for item in routed:
         target = item.target
         buckets[(item.providers, target.kind, item.soft)].append((target.value, item.change_id))
     for (names, kind, soft_wish), pairs in buckets.items():
-        for name in sorted(names) if names is not None else _able(lanes, kind):
+        for name in destinations(names, kind):
             lanes[name].add(kind, soft_wish, pairs)
 
     requests: list[PurgeRequest] = []
@@ -625,15 +626,27 @@ def plan(routed: Iterable[RoutedTarget], providers: Mapping[str, ProviderSpec]) 
     return Plan(tuple(requests), tuple(_merge_errors(errors)), tuple(escalations))
 
 
-def _able(lanes: Mapping[str, _Lane], kind: TargetKind) -> list[str]:
-    """Providers a target of `kind` goes to when its rule or event names none: those that can express it.
+def router(providers: Mapping[str, ProviderSpec]) -> Callable[[frozenset[str] | None, TargetKind], tuple[str, ...]]:
+    """`destinations(names, kind)`: the providers a target of `kind` goes to, memoised for one batch.
 
-    In a multi-CDN setup a surrogate key is for the CDNs that tag objects, a path for those that purge
-    paths: sending a key to CloudFront would be a permanent failure that no retry can fix. Only a kind
-    that no configured provider can express goes to all of them, so each reports a plan error.
+    Of the providers its rule names (default: all), those able to express the kind. In a multi-CDN setup
+    a surrogate key is for the CDNs that tag objects, a path for those that purge paths: sending a key to
+    CloudFront would be a permanent failure that no retry can fix, while the same change's paths still
+    reach it. Only a kind that no candidate can express goes to all of them, so each reports a plan
+    error: a target is never dropped silently. The pipeline claims its idempotency records through this
+    same function, so what is claimed is exactly what is planned.
     """
-    able = [name for name, lane in lanes.items() if can_express(lane.spec, kind)]
-    return able or list(lanes)
+    memo: dict[tuple[frozenset[str] | None, TargetKind], tuple[str, ...]] = {}
+
+    def destinations(names: frozenset[str] | None, kind: TargetKind) -> tuple[str, ...]:
+        found = memo.get((names, kind))
+        if found is None:
+            candidates = sorted(providers if names is None else names)
+            able = tuple(name for name in candidates if name in providers and can_express(providers[name], kind))
+            found = memo[(names, kind)] = able or tuple(candidates)
+        return found
+
+    return destinations
 
 
 def can_express(spec: ProviderSpec, kind: TargetKind) -> bool:
