@@ -171,3 +171,42 @@ def test_redrive_keeps_what_it_could_not_send_and_exits_non_zero() -> None:
 def test_redrive_refuses_to_move_a_queue_into_itself(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["redrive", "--dlq-url", "https://sqs/q", "--queue-url", "https://sqs/q"], sqs=StubSqs([]))
     assert code == 2 and "must be different queues" in capsys.readouterr().err
+
+
+def test_plan_lists_escalations_in_json_and_text(tmp_path: Path) -> None:
+    # Given: Medianova allowed to turn 3+ paths under one directory into a wildcard, and 3 uploads there
+    config = tmp_path / "purge.yaml"
+    config.write_text(
+        """
+providers:
+  - {name: medianova, kind: medianova, organization_uuid: 550e8400-e29b-41d4-a716-446655440000,
+     resource_uuid: 660f9511-f30c-52e5-b827-557766551111, prefix_escalation_at: 3, credentials: {token: {env: T}}}
+"""
+    )
+    template = json.loads((ROOT / "events/s3-put.json").read_text())
+    records = []
+    for number in range(3):
+        record = json.loads(json.dumps(template["Records"][0]))
+        record["s3"]["object"]["key"] = f"img/{number}.png"
+        record["s3"]["object"]["sequencer"] = f"0A{number}"
+        records.append(record)
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"Records": records}))
+    # When
+    code, output = run("plan", "-c", str(config), "-e", str(event), "-f", "json")
+    text_code, text = run("plan", "-c", str(config), "-e", str(event))
+    # Then
+    document = json.loads(output)
+    assert code == text_code == 0
+    assert [request["targets"] for request in document["requests"]] == [["/img/"]]
+    assert document["escalations"] == [
+        {
+            "provider": "medianova",
+            "kind": "prefix",
+            "targets": ["/img/"],
+            "replaced": 3,
+            "requests_before": 1,
+            "requests_after": 1,
+        }
+    ]
+    assert "escalated: medianova: 3 targets -> 1 prefix (1 -> 1 requests)" in text

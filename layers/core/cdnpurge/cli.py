@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from cdnpurge.config import Config, ConfigError, load_config
 from cdnpurge.credentials import CredentialError, resolve
 from cdnpurge.execute import Executor
-from cdnpurge.models import Plan, PurgeRequest, Target, TargetKind
+from cdnpurge.models import Escalation, Plan, PurgeRequest, Target, TargetKind
 from cdnpurge.pipeline import preview, request_token
 from cdnpurge.plan import plan
 from cdnpurge.providers import REGISTRY, specs
@@ -176,6 +176,7 @@ def _plan(config: Config, event_path: Path, output_format: str, out: TextIO) -> 
         "errors": [{"source_id": e.source_id, "message": e.message} for e in decoded.errors]
         + [{"source_id": e.source_id, "change_id": e.change_id, "message": e.message} for e in translation.errors]
         + [{"provider": e.provider, "change_ids": sorted(e.change_ids), "message": e.message} for e in the_plan.errors],
+        "escalations": [_escalation_json(escalation) for escalation in the_plan.escalations],
         "ignored": list(decoded.ignored),
         "unmatched": list(translation.unmatched),
     }
@@ -207,6 +208,17 @@ def _request_json(request: PurgeRequest) -> dict[str, Any]:
     }
 
 
+def _escalation_json(escalation: Escalation) -> dict[str, Any]:
+    return {
+        "provider": escalation.provider,
+        "kind": escalation.kind.value,
+        "targets": list(escalation.targets),
+        "replaced": escalation.replaced,
+        "requests_before": escalation.requests_before,
+        "requests_after": escalation.requests_after,
+    }
+
+
 def _print_plan_text(document: dict[str, Any], the_plan: Plan, out: TextIO) -> None:
     print(f"{len(document['changes'])} change(s):", file=out)
     for change in document["changes"]:
@@ -215,6 +227,8 @@ def _print_plan_text(document: dict[str, Any], the_plan: Plan, out: TextIO) -> N
     print(f"{len(the_plan.requests)} request(s):", file=out)
     for request in the_plan.requests:
         print(f"  {request.describe()}: {', '.join(request.targets)}", file=out)
+    for escalation in the_plan.escalations:
+        print(f"escalated: {escalation.describe()}", file=out)
     for error in document["errors"]:
         print(f"error: {error['message']}", file=out)
 

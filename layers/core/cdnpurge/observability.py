@@ -1,7 +1,8 @@
 """Logs and metrics for one batch, in one place, from the pipeline's `BatchReport`.
 
 One structured log line per provider request (correlation: the request token; the change ids it
-serves), one per failed provider attempt (`attempt_logger`), one per failed or dead-lettered record with
+serves), one per escalation (the planner purged more than asked, to need fewer calls), one per failed
+provider attempt (`attempt_logger`), one per failed or dead-lettered record with
 its reasons, one per idempotency-store failure naming the policy applied, and EMF metrics: batch totals
 on the handler's `Metrics` object, per-provider counts under a `provider` dimension.
 Nothing here sees a credential: reports only carry targets, ids and provider messages, and provider
@@ -80,6 +81,19 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
                     "provider_message": error.message if error else None,
                 },
             )
+    for escalation in report.plan.escalations:
+        logger.warning(
+            "purge escalated",
+            extra={
+                "provider": escalation.provider,
+                "kind": escalation.kind.value,
+                "targets": list(escalation.targets)[:20],
+                "replaced": escalation.replaced,
+                "requests_before": escalation.requests_before,
+                "requests_after": escalation.requests_after,
+                "soft": escalation.soft,
+            },
+        )
     for failure in report.store_failures:
         logger.error(
             f"idempotency store unavailable during {failure.operation}",
@@ -151,6 +165,10 @@ def _per_provider(report: BatchReport) -> dict[str, Counter[str]]:
             counter["RequestsFailed"] += 1
             if outcome.error is not None:
                 counter[outcome.error.metric_name] += 1
+    for escalation in report.plan.escalations:
+        counter = counts.setdefault(escalation.provider, Counter())
+        counter["Escalations"] += 1
+        counter["EscalatedTargets"] += escalation.replaced
     for provider, _change in report.duplicates:
         counts.setdefault(provider, Counter())["DuplicatesSkipped"] += 1
     for provider, _change in report.unavailable:

@@ -1,0 +1,39 @@
+"""What one batch leaves in the logs and metrics: escalations are logged and counted, never silent."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_lambda_powertools import Logger, Metrics
+
+from cdnpurge.events import Decoded
+from cdnpurge.models import Escalation, Plan, TargetKind
+from cdnpurge.observability import record
+from cdnpurge.pipeline import BatchReport
+from cdnpurge.rules import Translation
+
+
+def test_an_escalation_is_logged_and_counted_per_provider(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given: a batch whose plan turned 250 image paths into one prefix at Medianova
+    escalation = Escalation(
+        "medianova", TargetKind.PREFIX, ("/img/",), replaced=250, requests_before=3, requests_after=1
+    )
+    report = BatchReport(
+        decoded=Decoded((), (), ()), translation=Translation((), (), ()), plan=Plan((), (), (escalation,))
+    )
+    # When
+    record(report, Logger(service="cdnpurge-test"), Metrics(namespace="cdnpurge-test", service="cdnpurge-test"))
+    # Then: one structured warning naming it, and EMF counts under the provider dimension
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    (logged,) = [d for d in documents if d.get("message") == "purge escalated"]
+    assert logged["level"] == "WARNING"
+    assert (logged["provider"], logged["kind"], logged["targets"], logged["replaced"]) == (
+        "medianova",
+        "prefix",
+        ["/img/"],
+        250,
+    )
+    assert (logged["requests_before"], logged["requests_after"]) == (3, 1)
+    (emf,) = [d for d in documents if "_aws" in d and d.get("provider") == "medianova"]
+    assert (emf["Escalations"], emf["EscalatedTargets"]) == ([1.0], [250.0])
