@@ -12,6 +12,7 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -33,6 +34,13 @@ def service() -> PurgeService:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    report = service().handle(event, remaining_ms=context.get_remaining_time_in_millis)
+    try:
+        report = service().handle(event, remaining_ms=context.get_remaining_time_in_millis)
+    except Exception:
+        # SQS redelivers the whole batch (what completed is in the idempotency table and is skipped then);
+        # say so, with the cause, instead of leaving only Lambda's bare error line.
+        logger.exception("batch aborted; SQS will redeliver every record")
+        metrics.add_metric(name="BatchAborted", unit=MetricUnit.Count, value=1)
+        raise
     record(report, logger, metrics)
     return report.response()

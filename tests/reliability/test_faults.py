@@ -264,6 +264,10 @@ def test_a_batch_that_dies_mid_way_repeats_only_what_was_not_done(deployment: De
     assert died is not None and isinstance(died.error, LambdaKilled) and died.deleted == 0
     witness.see(repr(died.error))
     assert_exactly(deployment, paths)
+    # An exception that ends the invocation is logged with its cause and counted before Lambda sees it
+    (aborted,) = witness.logs.messages("batch aborted")
+    assert aborted.exc_info is not None and aborted.exc_info[0] is LambdaKilled
+    assert witness.metrics()[("BatchAborted", None)] == 1
 
 
 def test_an_unreachable_dlq_leaves_the_record_to_sqs_never_dropped(deployment: Deployment, witness: Witness) -> None:

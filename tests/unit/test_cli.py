@@ -210,3 +210,26 @@ providers:
         }
     ]
     assert "escalated: medianova: 3 targets -> 1 prefix (1 -> 1 requests)" in text
+
+
+@pytest.mark.parametrize("option", ["--path", "--prefix", "--url"])
+def test_purge_refuses_dot_segments_before_anything_is_sent(
+    config_file: Path, option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    value = "https://www.example.com/a/../../purge_all" if option == "--url" else "/a/%2e%2e/purge_all"
+    code, output = run("purge", "-c", str(config_file), "-p", "fastly", option, value)
+    assert code == 2 and output == ""
+    assert f"cdnpurge: {option} {value!r} contains a '.' or '..' path segment" in capsys.readouterr().err
+
+
+def test_redrive_leaves_what_was_dead_lettered_again_during_the_run() -> None:
+    # Given: one old dead letter, and one that entered the DLQ after the run began (its cause not fixed)
+    again = {**dead_letter(2, "fastly: refused"), "Attributes": {"SentTimestamp": str(2**62)}}
+    sqs = StubSqs([{**dead_letter(1, "r"), "Attributes": {"SentTimestamp": "1"}}, again])
+    out = io.StringIO()
+    # When
+    assert main(REDRIVE, out=out, sqs=sqs) == 0
+    # Then: only the old one moved; the new one is visible in the DLQ again, and the run ended
+    assert [s["MessageBody"] for s in sqs.sent] == ["body-1"]
+    assert [m["MessageId"] for m in sqs.dlq] == ["id-2"] and "rh-2" not in sqs.hidden
+    assert "left 1 message(s) dead-lettered after this run began" in out.getvalue()

@@ -96,3 +96,15 @@ def test_limit_overrides_may_only_lower_declared_limits() -> None:
     assert specs(config)["x"].capabilities.max_targets[TargetKind.KEY] == 100
     with pytest.raises(ConfigError, match=r"max_targets.key=300: must be between 1 and the provider's limit 256"):
         config_from("providers: [{name: x, kind: fastly, service_id: S1, max_targets: {key: 300}}]")
+
+
+def test_a_yaml_syntax_error_names_the_place_but_never_quotes_the_line() -> None:
+    # Given: a broken line that holds a credential
+    text = "providers:\n  - token: tok-0123456789abcdef: [x\n"
+    # When
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text, source="purge.yaml")
+    # Then
+    message = str(raised.value)
+    assert message == "purge.yaml: not valid YAML: mapping values are not allowed here at line 2, column 32"
+    assert "tok-0123456789abcdef" not in message

@@ -37,3 +37,21 @@ def test_an_escalation_is_logged_and_counted_per_provider(capsys: pytest.Capture
     assert (logged["requests_before"], logged["requests_after"]) == (3, 1)
     (emf,) = [d for d in documents if "_aws" in d and d.get("provider") == "medianova"]
     assert (emf["Escalations"], emf["EscalatedTargets"]) == ([1.0], [250.0])
+
+
+def test_changes_no_rule_matched_are_logged_and_counted(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given: a batch whose two changes matched no rule (acknowledged: nothing asks for a purge)
+    report = BatchReport(
+        decoded=Decoded((), (), ()), translation=Translation((), (), ("s3:b/x@1", "s3:b/y@2")), plan=Plan(())
+    )
+    metrics = Metrics(namespace="cdnpurge-test", service="cdnpurge-test")
+    metrics.clear_metrics()  # Powertools keeps one metric set per process; start from an empty one
+    # When
+    record(report, Logger(service="cdnpurge-test-unmatched", level="INFO"), metrics)
+    metrics.flush_metrics()
+    # Then
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    (logged,) = [d for d in documents if d.get("message") == "changes matched no rule"]
+    assert (logged["changes"], logged["change_ids"]) == (2, ["s3:b/x@1", "s3:b/y@2"])
+    (emf,) = [d for d in documents if "_aws" in d and "Unmatched" in d]
+    assert emf["Unmatched"] == [2.0]

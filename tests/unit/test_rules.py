@@ -131,3 +131,32 @@ def test_match_patterns_compile_to_anchored_regexes() -> None:
     assert not compile_match("a/{x}.html").fullmatch("a/b/c.html")
     assert compile_match("a/{x*}.html").fullmatch("a/b/c.html")
     assert not compile_match("a.{x}").fullmatch("ab.c")  # the dot is literal
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("paths", "/a/../admin"),
+        ("paths", "/%2e%2e/service/X/purge_all"),
+        ("paths", "/./a"),
+        ("urls", "https://www.example.com/a/../../service/X/purge_all"),
+        ("urls", "https://www.example.com/x/%2E%2E/y"),
+    ],
+)
+def test_published_dot_segments_are_refused_naming_the_target(field: str, value: str) -> None:
+    # Given: a publish message whose path would be normalised into another endpoint by an HTTP client
+    change = Change(
+        id="pub:1",
+        action=Action.PUBLISHED,
+        source_id="m1",
+        paths=(value,) if field == "paths" else (),
+        urls=(value,) if field == "urls" else (),
+    )
+    # When
+    translation = translate(
+        [change], config_from("providers: [{name: f, kind: fastly, service_id: S, hosts: [www.example.com]}]")
+    )
+    # Then: nothing routed, and the error names the field, the value and why
+    assert translation.routed == ()
+    (error,) = translation.errors
+    assert error.message.startswith(f"{field}: {value!r} contains a '.' or '..' path segment")

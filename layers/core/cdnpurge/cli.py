@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from cdnpurge.config import Config, ConfigError, load_config
 from cdnpurge.credentials import CredentialError, resolve
@@ -24,10 +25,12 @@ from cdnpurge.pipeline import preview, request_token
 from cdnpurge.plan import plan
 from cdnpurge.providers import REGISTRY, specs
 from cdnpurge.providers.base import ProviderError, PurgeResult
-from cdnpurge.rules import RoutedTarget
+from cdnpurge.rules import RoutedTarget, dot_segment_reason
 from cdnpurge.service import ATTRIBUTE_PREFIX, ERROR_ATTRIBUTE, FAILURE_ATTRIBUTE, RedactingProvider, secret_forms
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Targets that name a path, checked for `.`/`..` segments an HTTP client would resolve to another endpoint.
+_PATH_KINDS = frozenset({TargetKind.URL, TargetKind.PATH, TargetKind.PREFIX})
 
 PURGE_EXAMPLES = """\
 examples (the -p NAME is the provider's `name` in your config; its `kind` decides what it can purge):
@@ -250,6 +253,12 @@ def _purge(config: Config, args: argparse.Namespace, out: TextIO) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    for target in targets:
+        path = urlsplit(target.value).path if target.kind is TargetKind.URL else target.value
+        reason = dot_segment_reason(path) if target.kind in _PATH_KINDS else None
+        if reason:
+            print(f"cdnpurge: --{target.kind.value} {target.value!r} {reason}", file=sys.stderr)
+            return EXIT_USAGE
     change_id = f"cli:{int(time.time())}"
     routed = [RoutedTarget(change_id, target, frozenset({settings.name}), args.soft) for target in targets]
     spec = REGISTRY[settings.kind].spec_for(settings)
@@ -289,8 +298,10 @@ def _redrive(args: argparse.Namespace, out: TextIO, sqs: Any) -> int:
         sqs = boto3.client("sqs")
     mode = "dry run: " if args.dry_run else ""
     print(f"{mode}redrive {args.dlq_url} -> {args.queue_url}", file=out)
-    listed = moved = failed = 0
+    listed = moved = failed = returned = 0
     held: list[str] = []
+    seen: set[str] = set()
+    started_ms = int(time.time() * 1000)
     try:
         while args.max is None or listed < args.max:
             wanted = 10 if args.max is None else min(10, args.max - listed)
@@ -298,12 +309,19 @@ def _redrive(args: argparse.Namespace, out: TextIO, sqs: Any) -> int:
                 QueueUrl=args.dlq_url,
                 MaxNumberOfMessages=wanted,
                 MessageAttributeNames=["All"],
+                AttributeNames=["SentTimestamp"],
                 VisibilityTimeout=DRY_RUN_HOLD_SECONDS if args.dry_run else 30,
                 WaitTimeSeconds=args.wait_seconds,
             ).get("Messages", [])
-            if not messages:
+            # Stop at what this run already saw, or what was dead-lettered again since it began (a cause
+            # not fixed yet): otherwise the same messages would circle between the queues for ever.
+            fresh = [m for m in messages if m["MessageId"] not in seen and _sent_ms(m) < started_ms]
+            held.extend(m["ReceiptHandle"] for m in messages if m not in fresh)
+            returned += sum(1 for m in messages if m["MessageId"] not in seen and m not in fresh)
+            if not fresh:
                 break
-            for message in messages:
+            for message in fresh:
+                seen.add(message["MessageId"])
                 listed += 1
                 print(f"  {'would move' if args.dry_run else 'moving'} {_describe_dead_letter(message)}", file=out)
                 if args.dry_run:
@@ -318,13 +336,25 @@ def _redrive(args: argparse.Namespace, out: TextIO, sqs: Any) -> int:
                     continue
                 moved += 1
     finally:
-        for receipt in held:  # listed by a dry run: visible again at once
+        for receipt in held:  # listed by a dry run, or left for the next run: visible again at once
             sqs.change_message_visibility(QueueUrl=args.dlq_url, ReceiptHandle=receipt, VisibilityTimeout=0)
+    if returned:
+        print(
+            f"left {returned} message(s) dead-lettered after this run began: fix their cause, then run again", file=out
+        )
     if args.dry_run:
         print(f"dry run: {listed} message(s) would move; nothing was sent", file=out)
         return EXIT_OK
     print(f"done: {moved} message(s) moved back to the queue, {failed} failed", file=out)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _sent_ms(message: dict[str, Any]) -> int:
+    """When the message entered the DLQ (milliseconds since the epoch); unknown counts as long ago."""
+    try:
+        return int(message.get("Attributes", {}).get("SentTimestamp", 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _describe_dead_letter(message: dict[str, Any]) -> str:

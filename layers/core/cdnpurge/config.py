@@ -143,7 +143,7 @@ def parse_config(text: str, *, source: str = "config") -> Config:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
     try:
@@ -151,6 +151,16 @@ def parse_config(text: str, *, source: str = "config") -> Config:
     except ValidationError as exc:
         problems = "\n".join(f"  {problem}" for problem in _describe(exc))
         raise ConfigError(f"{source}: invalid configuration:\n{problems}") from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where (line, column), without PyYAML's quote of the offending line: that line may
+    hold an inline credential."""
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    context = getattr(exc, "context", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{context + ', ' if context else ''}{problem}{where}"
 
 
 def _describe(exc: ValidationError, *, prefix: str = "") -> list[str]:

@@ -53,8 +53,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
-from typing import Any, Final
+from functools import cache, partial
+from typing import Any, Final, TypeGuard
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import (
@@ -152,14 +152,18 @@ class _Invalid(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Origin:
     """Where a document came from, so its changes and errors map back to what the handler acknowledges."""
 
     label: str  # message prefix: "record <messageId>" or "event"
     error_id: str  # source id of this document's errors and ignored entries
     message_id: str | None = None  # SQS messageId when the document is an SQS body
-    sent_time: str | None = None
+    sent_millis: str | None = None  # SQS SentTimestamp: only a bare publish message needs it, as a time
+
+    @property
+    def sent_time(self) -> str | None:
+        return _millis_to_iso(self.sent_millis)
 
     def source_for(self, change_id: str) -> str:
         return self.message_id if self.message_id is not None else change_id
@@ -200,6 +204,20 @@ def _guarded(sink: _Sink, origin: _Origin, decode: Callable[[], None]) -> None:
         sink.error(origin, f"unexpected {type(exc).__name__} while decoding: {_show(str(exc))}")
 
 
+def _is_object(value: object) -> TypeGuard[Mapping[str, Any]]:
+    """`isinstance(value, Mapping)`, with the plain dict that `json.loads` returns checked first (cheaply)."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
+def _within(sink: _Sink, origin: _Origin, decode: Callable[[], None]) -> None:
+    """Decode the body of an envelope whose id is now known: a direct invocation's errors are reported
+    under that id (guarded); an SQS body is already guarded under its messageId."""
+    if origin.message_id is not None:
+        decode()
+    else:
+        _guarded(sink, origin, decode)
+
+
 def _kind(value: object) -> str:
     """JSON's name for a value's type, for error messages written for people who read JSON."""
     if value is None:
@@ -210,7 +228,7 @@ def _kind(value: object) -> str:
         return "number"
     if isinstance(value, str):
         return "string" if value else "empty string"
-    if isinstance(value, Mapping):
+    if _is_object(value):
         return "object"
     if isinstance(value, list | tuple):
         return "array"
@@ -230,18 +248,42 @@ def _keys_of(doc: Mapping[Any, Any]) -> str:
     return shown if len(names) <= _SHOWN_KEYS else f"{shown[:-1]}, ...] ({len(names)} keys)"
 
 
+@cache
+def _parts(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
+
+
 def _at(doc: Mapping[str, Any], path: str, what: str) -> Any:
-    """The value at a dotted path, or `_Invalid` naming the path that is missing or not an object."""
-    current: Any = doc
-    walked: list[str] = []
-    for part in path.split("."):
-        if not isinstance(current, Mapping):
-            raise _Invalid(f"{what} field {'.'.join(walked)} must be an object, got {_kind(current)}")
-        if part not in current:
-            raise _Invalid(f"{what} missing {path}")
-        current = current[part]
-        walked.append(part)
+    """The value at a dotted path, or `_Invalid` naming the path that is missing or not an object.
+
+    Walks the raw dicts under a Powertools data class (its item access adds a layer per step), and only
+    works out the precise problem once a step failed: this runs several times per record of a batch.
+    """
+    current: Any = doc if type(doc) is dict else _unwrapped(doc)
+    for part in _parts(path):
+        try:
+            current = current[part]
+        except (KeyError, TypeError, IndexError):
+            raise _Invalid(_missing(doc, path, what)) from None
     return current
+
+
+def _unwrapped(doc: Mapping[str, Any]) -> Any:
+    """The dict under a Powertools data class (duck-typed: an ABC isinstance check costs more here)."""
+    return getattr(doc, "raw_event", doc)
+
+
+def _missing(doc: Mapping[str, Any], path: str, what: str) -> str:
+    """Why `path` cannot be read from `doc`: a missing field, or a step that is not an object."""
+    current: Any = _unwrapped(doc)
+    parts = _parts(path)
+    for depth, part in enumerate(parts):
+        if not _is_object(current):
+            return f"{what} field {'.'.join(parts[:depth])} must be an object, got {_kind(current)}"
+        if part not in current:
+            break
+        current = current[part]
+    return f"{what} missing {path}"
 
 
 def _text(doc: Mapping[str, Any], path: str, what: str) -> str:
@@ -271,7 +313,8 @@ def _first_text(doc: Mapping[str, Any], *candidates: tuple[str, str]) -> str | N
 def _parse_json(text: object, what: str) -> Any:
     if not isinstance(text, str):
         raise _Invalid(f"{what} must be a string, got {_kind(text)}")
-    size = len(text.encode("utf-8", "surrogatepass"))
+    # A character is at most 4 UTF-8 bytes: only a long text needs encoding to be measured.
+    size = len(text.encode("utf-8", "surrogatepass")) if len(text) * 4 > MAX_BODY_BYTES else 0
     if size > MAX_BODY_BYTES:
         raise _Invalid(f"{what} is {size} bytes, over the {MAX_BODY_BYTES}-byte (256 KiB) SQS message limit")
     try:
@@ -322,13 +365,13 @@ def _millis_to_iso(millis: str | None) -> str | None:
 
 
 def _decode_invocation(event: object, sink: _Sink) -> None:
-    if not isinstance(event, Mapping):
+    if not _is_object(event):
         raise _Invalid(f"event is not a JSON object: got {_kind(event)}")
     records = event.get("Records")
     first = records[0] if isinstance(records, list) and records else None
-    if isinstance(first, Mapping) and first.get("eventSource") == "aws:sqs":
+    if _is_object(first) and first.get("eventSource") == "aws:sqs":
         _decode_sqs_batch(SQSEvent(dict(event)), sink)
-    elif isinstance(first, Mapping) and first.get("EventSource") == "aws:sns":
+    elif _is_object(first) and first.get("EventSource") == "aws:sns":
         _decode_sns_event(SNSEvent(dict(event)), sink)
     else:
         _decode_document(event, _DIRECT_ORIGIN, sink)
@@ -336,7 +379,7 @@ def _decode_invocation(event: object, sink: _Sink) -> None:
 
 def _decode_sqs_batch(event: SQSEvent, sink: _Sink) -> None:
     for index, raw in enumerate(event["Records"]):
-        if not isinstance(raw, Mapping):
+        if not _is_object(raw):
             sink.error(_DIRECT_ORIGIN, f"SQS record [{index}] must be an object, got {_kind(raw)}")
             continue
         message_id = raw.get("messageId")
@@ -344,14 +387,14 @@ def _decode_sqs_batch(event: SQSEvent, sink: _Sink) -> None:
             # Without a messageId the failure cannot be reported per item: "event" fails the whole batch.
             sink.error(_DIRECT_ORIGIN, f"SQS record [{index}] missing messageId")
             continue
-        record = SQSRecord(dict(raw))
+        record = SQSRecord(raw if type(raw) is dict else dict(raw))
         attributes = record.get("attributes")
-        sent = attributes.get("SentTimestamp") if isinstance(attributes, Mapping) else None
+        sent = attributes.get("SentTimestamp") if _is_object(attributes) else None
         origin = _Origin(
             label=f"record {message_id}",
             error_id=message_id,
             message_id=message_id,
-            sent_time=_millis_to_iso(sent if isinstance(sent, str) else None),
+            sent_millis=sent if isinstance(sent, str) else None,
         )
         _guarded(sink, origin, partial(_decode_sqs_record, record, origin, sink))
 
@@ -367,7 +410,7 @@ def _decode_sqs_record(record: SQSRecord, origin: _Origin, sink: _Sink) -> None:
 
 def _decode_sns_event(event: SNSEvent, sink: _Sink) -> None:
     for index, raw in enumerate(event["Records"]):
-        if not isinstance(raw, Mapping) or not isinstance(raw.get("Sns"), Mapping):
+        if not _is_object(raw) or not isinstance(raw.get("Sns"), Mapping):
             sink.error(_DIRECT_ORIGIN, f"SNS record [{index}] missing Sns object")
             continue
         message = SNSMessage(dict(raw["Sns"]))
@@ -379,7 +422,7 @@ def _decode_sns_event(event: SNSEvent, sink: _Sink) -> None:
 
 def _decode_document(doc: object, origin: _Origin, sink: _Sink) -> None:
     """Dispatch one JSON document (SQS body, SNS Message or direct event) on its shape."""
-    if not isinstance(doc, Mapping):
+    if not _is_object(doc):
         raise _Invalid(f"unknown envelope: JSON {_kind(doc)}, expected an object")
     if "cdnpurge" in doc:
         _decode_repurge(doc, origin, sink)
@@ -389,9 +432,9 @@ def _decode_document(doc: object, origin: _Origin, sink: _Sink) -> None:
         bucket = doc.get("Bucket")
         sink.ignore(origin, f"s3:TestEvent for bucket {bucket!r} (sent when notifications are configured)")
     elif "Type" in doc and "MessageId" in doc:
-        _decode_sns(SNSMessage(dict(doc)), origin, sink)
+        _decode_sns(SNSMessage(doc if type(doc) is dict else dict(doc)), origin, sink)
     elif "detail-type" in doc:
-        _decode_eventbridge(EventBridgeEvent(dict(doc)), origin, sink)
+        _decode_eventbridge(EventBridgeEvent(doc if type(doc) is dict else dict(doc)), origin, sink)
     elif any(name in doc for name in PUBLISH_FIELDS):
         # A bare publish message is an SQS body from a raw-delivery SNS subscription: the SQS messageId
         # is the only identity it has unless the publisher set `id`.
@@ -430,9 +473,9 @@ def _s3_action(event_name: str, what: str) -> Action | None:
 
 
 def _decode_s3_record(raw: object, what: str, origin: _Origin, sink: _Sink) -> None:
-    if not isinstance(raw, Mapping):
+    if not _is_object(raw):
         raise _Invalid(f"{what} must be an object, got {_kind(raw)}")
-    record = S3EventRecord(dict(raw))
+    record = S3EventRecord(raw if type(raw) is dict else dict(raw))
     source = record.get("eventSource")
     if source != "aws:s3":
         raise _Invalid(f"{what} has eventSource {source!r}, expected 'aws:s3'")
@@ -469,7 +512,7 @@ def _decode_s3_record(raw: object, what: str, origin: _Origin, sink: _Sink) -> N
 def _decode_sns(message: SNSMessage, origin: _Origin, sink: _Sink) -> None:
     message_id = _text(message, "MessageId", "SNS message")
     origin = origin.direct_as(message_id)
-    _guarded(sink, origin, partial(_decode_sns_body, message, message_id, origin, sink))
+    _within(sink, origin, partial(_decode_sns_body, message, message_id, origin, sink))
 
 
 def _decode_sns_body(message: SNSMessage, message_id: str, origin: _Origin, sink: _Sink) -> None:
@@ -483,7 +526,7 @@ def _decode_sns_body(message: SNSMessage, message_id: str, origin: _Origin, sink
     if "Message" not in message:
         raise _Invalid("SNS message missing Message")
     inner = _parse_json(message.message, "SNS Message")
-    if isinstance(inner, Mapping) and any(name in inner for name in PUBLISH_FIELDS):
+    if _is_object(inner) and any(name in inner for name in PUBLISH_FIELDS):
         _decode_publish(
             inner,
             default_id=f"sns:{message_id}",
@@ -499,7 +542,7 @@ def _decode_sns_body(message: SNSMessage, message_id: str, origin: _Origin, sink
 def _decode_eventbridge(event: EventBridgeEvent, origin: _Origin, sink: _Sink) -> None:
     event_id = _text(event, "id", "EventBridge event")
     origin = origin.direct_as(event_id)
-    _guarded(sink, origin, partial(_decode_eventbridge_body, event, event_id, origin, sink))
+    _within(sink, origin, partial(_decode_eventbridge_body, event, event_id, origin, sink))
 
 
 def _decode_eventbridge_body(event: EventBridgeEvent, event_id: str, origin: _Origin, sink: _Sink) -> None:
@@ -507,7 +550,7 @@ def _decode_eventbridge_body(event: EventBridgeEvent, event_id: str, origin: _Or
     detail_type = _text(event, "detail-type", what)
     source = _text(event, "source", what)
     detail = _at(event, "detail", what)
-    if not isinstance(detail, Mapping):
+    if not _is_object(detail):
         raise _Invalid(f"{what} field detail must be an object, got {_kind(detail)}")
     event_time = _optional_text(event, "time")
     if detail_type == "Content Published":
@@ -528,10 +571,12 @@ def _decode_eventbridge_body(event: EventBridgeEvent, event_id: str, origin: _Or
     action = _EVENTBRIDGE_S3_ACTIONS.get(detail_type)
     if action is None:
         raise _Invalid(f"unsupported EventBridge S3 detail-type {_show(detail_type)}")
-    _decode_eventbridge_s3(S3EventBridgeNotificationEvent(event.raw_event), action, origin, sink)
+    _decode_eventbridge_s3(S3EventBridgeNotificationEvent(event.raw_event), action, event_time, origin, sink)
 
 
-def _decode_eventbridge_s3(event: S3EventBridgeNotificationEvent, action: Action, origin: _Origin, sink: _Sink) -> None:
+def _decode_eventbridge_s3(
+    event: S3EventBridgeNotificationEvent, action: Action, event_time: str | None, origin: _Origin, sink: _Sink
+) -> None:
     what = "EventBridge S3 event"
     bucket = _text(event, "detail.bucket.name", what)
     # Read raw and decode here rather than through `detail.object.key`, which already unquotes: one
@@ -554,7 +599,7 @@ def _decode_eventbridge_s3(event: S3EventBridgeNotificationEvent, action: Action
             source_id=origin.source_for(change_id),
             bucket=bucket,
             key=key,
-            event_time=_optional_text(event, "time"),
+            event_time=event_time,
         )
     )
 
@@ -662,7 +707,7 @@ def _decode_repurge(doc: Mapping[str, Any], origin: _Origin, sink: _Sink) -> Non
 
 
 def _decode_repurge_change(raw: object, what: str, origin: _Origin, sink: _Sink) -> None:
-    if not isinstance(raw, Mapping):
+    if not _is_object(raw):
         raise _Invalid(f"{what} must be an object, got {_kind(raw)}")
     first_id = _text(raw, "id", what)
     if len(first_id) > MAX_CHANGE_ID_CHARS:

@@ -36,6 +36,14 @@ Pair = tuple[str, str]  # (provider, change id)
 COMPLETED = "COMPLETED"
 # Enough parallel DynamoDB calls to hide round trips for large batches without throttling a table.
 PARALLEL_CALLS = 16
+# After this many failed calls in one operation the store is taken to be down and the remaining pairs
+# are not tried: an unreachable table that times out (rather than refusing) must not eat the function's
+# whole timeout one pair at a time. Those pairs get the same policy as the ones that failed.
+FAILURES_BEFORE_GIVING_UP = PARALLEL_CALLS
+
+
+class StoreGaveUpError(Exception):
+    """Not attempted: earlier calls of the same operation had already failed (see FAILURES_BEFORE_GIVING_UP)."""
 
 
 class Claim(StrEnum):
@@ -104,12 +112,18 @@ class PowertoolsLedger:
 
 
 def _each(pairs: Iterable[Pair], call: Callable[[Pair], Any]) -> dict[Pair, Any]:
-    """`call` for every pair in parallel; an exception becomes that pair's result instead of stopping the rest."""
+    """`call` for every pair in parallel; an exception becomes that pair's result instead of stopping the
+    rest, until the store has failed `FAILURES_BEFORE_GIVING_UP` times: then the rest are not tried."""
+    failures: list[Exception] = []  # list.append is atomic: no lock needed between the pool's threads
 
     def guarded(pair: Pair) -> Any:
+        if len(failures) >= FAILURES_BEFORE_GIVING_UP:
+            first = failures[0]
+            return StoreGaveUpError(f"not tried after {len(failures)} failures; first: {type(first).__name__}")
         try:
             return call(pair)
         except Exception as exc:  # the store's failures vary (botocore, Powertools): each is reported
+            failures.append(exc)
             return exc
 
     ordered = list(dict.fromkeys(pairs))

@@ -124,11 +124,18 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
         logger.error("re-purge not scheduled (the first purge stands)", extra={"error": problem})
     for ignored in report.decoded.ignored:
         logger.info("record ignored", extra={"ignored": ignored})
+    if report.translation.unmatched:
+        # Acknowledged (no rule asks for a purge), but said: a rule typo would otherwise purge nothing quietly.
+        logger.info(
+            "changes matched no rule",
+            extra={"changes": len(report.translation.unmatched), "change_ids": list(report.translation.unmatched[:20])},
+        )
     logger.info("batch done", extra=summary)
 
     count = MetricUnit.Count
     metrics.add_metric(name="Changes", unit=count, value=summary["changes"])
     metrics.add_metric(name="DecodeErrors", unit=count, value=summary["decode_errors"])
+    metrics.add_metric(name="Unmatched", unit=count, value=len(report.translation.unmatched))
     metrics.add_metric(name="FailedRecords", unit=count, value=summary["failed_records"])
     # The alarm in template.yaml watches this total (dimension: service only).
     metrics.add_metric(name="ProviderFailed", unit=count, value=summary["failed_requests"])

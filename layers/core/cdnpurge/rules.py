@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from cdnpurge.config import PLACEHOLDER, Config, Rule
 from cdnpurge.models import Change, Target, TargetKind
@@ -54,12 +54,33 @@ def compile_match(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(regex))
 
 
-def _fill(template: str, values: dict[str, str], *, encode: bool) -> str:
-    def substitute(match: re.Match[str]) -> str:
-        value = values[match.group(1)]
-        return quote(value, safe="/") if encode else value
+# What `quote(value, safe="/")` leaves as it is: a value made only of these needs no encoding.
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~/-]*")
 
-    return PLACEHOLDER.sub(substitute, template)
+
+def _encoded(value: str) -> str:
+    return value if _URL_SAFE.fullmatch(value) else quote(value, safe="/")
+
+
+@cache
+def _template(template: str) -> tuple[tuple[str, str | None], ...]:
+    """`/a/{slug}.html` -> (("/a/", "slug"), (".html", None)): literal text, then the capture after it."""
+    pieces: list[tuple[str, str | None]] = []
+    position = 0
+    for placeholder in PLACEHOLDER.finditer(template):
+        pieces.append((template[position : placeholder.start()], placeholder.group(1)))
+        position = placeholder.end()
+    pieces.append((template[position:], None))
+    return tuple(pieces)
+
+
+def _fill(template: str, values: dict[str, str], *, encode: bool) -> str:
+    parts: list[str] = []
+    for literal, name in _template(template):
+        parts.append(literal)
+        if name is not None:
+            parts.append(_encoded(values[name]) if encode else values[name])
+    return "".join(parts)
 
 
 def _with_index_directories(path: str) -> list[str]:
@@ -74,6 +95,8 @@ def _with_index_directories(path: str) -> list[str]:
 
 
 def _unsafe_key_reason(key: str) -> str | None:
+    if "/." not in key and not key.startswith("."):
+        return None  # no segment can be "." or ".."
     segments = key.split("/")
     if any(segment in {".", ".."} for segment in segments):
         return "contains a '.' or '..' path segment, which a CDN would normalise to another object"
@@ -97,11 +120,23 @@ def _s3_targets(change: Change, rule: Rule, captures: dict[str, str], config: Co
     return targets
 
 
+def dot_segment_reason(path: str) -> str | None:
+    """Why a published or hand-typed path must be refused: a `.` or `..` segment, even percent-encoded.
+
+    HTTP clients normalise dot segments away, so `/a/../../service/X/purge_all` inside a purge URL would
+    reach another endpoint of the CDN's API (purge everything, say) instead of purging one object.
+    """
+    return _unsafe_key_reason(unquote(path).removeprefix("/"))
+
+
 def _published_targets(change: Change, config: Config) -> tuple[list[Target], str | None]:
     targets = [Target(TargetKind.KEY, key) for key in change.keys]
     for path in change.paths:
         if not path.startswith("/"):
             return [], f"paths: {path!r} must start with '/'"
+        reason = dot_segment_reason(path)
+        if reason:
+            return [], f"paths: {path!r} {reason}"
         targets.append(Target(TargetKind.PATH, path))
     for url in change.urls:
         parts = urlsplit(url)
@@ -109,6 +144,9 @@ def _published_targets(change: Change, config: Config) -> tuple[list[Target], st
             return [], f"urls: {url!r} is not an absolute http(s) URL"
         if not config.host_allowed(parts.hostname):
             return [], f"urls: host {parts.hostname!r} is not in allowed_hosts"
+        reason = dot_segment_reason(parts.path)
+        if reason:
+            return [], f"urls: {url!r} {reason}"
         targets.append(Target(TargetKind.URL, url))
     for host in change.hosts:
         if not config.host_allowed(host):
@@ -121,6 +159,9 @@ def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Tra
     routed: list[RoutedTarget] = []
     errors: list[TranslateError] = []
     unmatched: list[str] = []
+    rule_providers = {
+        id(rule): frozenset(rule.providers) if rule.providers is not None else None for rule in config.rules
+    }
     for change in changes:
         providers: frozenset[str] | None = None
         if change.bucket is None:
@@ -136,7 +177,7 @@ def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Tra
                     continue
                 rule, captures = matched
                 targets = _s3_targets(change, rule, captures, config)
-                providers = frozenset(rule.providers) if rule.providers is not None else None
+                providers = rule_providers[id(rule)]
         if problem is not None:
             errors.append(TranslateError(change.id, change.source_id, problem))
             continue

@@ -45,7 +45,8 @@ from cdnpurge.providers.base import Provider, ProviderError, ProviderSettings, P
 if TYPE_CHECKING:
     from cdnpurge.models import PurgeRequest
 
-# Stop starting new provider calls this long before Lambda's deadline: settling the ledger and
+# Stop starting new provider calls this long before Lambda's deadline, plus the longest provider timeout
+# (a call started just before the cut-off must end, or time out, in time): settling the ledger and
 # returning the batch response must still fit.
 SAFETY_MARGIN_SECONDS = 5.0
 # DynamoDB calls fail fast (a few seconds, not botocore's default minute) so an unreachable table turns
@@ -112,7 +113,10 @@ class PurgeService:
         sleep: Callable[[float], None] = time.sleep,
         queues: Queues | None = None,
         sqs_client: Any = None,
+        concurrency: int = 1,
     ) -> PurgeService:
+        """`concurrency`: how many invocations may run at once (the event source's MaximumConcurrency);
+        each paces at its share of every provider's rate, so together they never exceed it."""
         secrets: list[str] = []
 
         def credentials_for(settings: ProviderSettings) -> dict[str, SecretStr]:
@@ -138,7 +142,7 @@ class PurgeService:
             config=config,
             providers=providers,
             ledger=PowertoolsLedger(persistence, expires_after_seconds=ttl_seconds),
-            executor=Executor(providers, clock=clock, sleep=sleep, on_attempt=on_attempt),
+            executor=Executor(providers, clock=clock, sleep=sleep, on_attempt=on_attempt, rate_share=1 / concurrency),
             queues=queues or Queues(),
             secrets=redaction,
             **({} if sqs_client is None else {"sqs_factory": lambda: sqs_client}),
@@ -150,6 +154,11 @@ class PurgeService:
     ) -> PurgeService:
         env = os.environ if environ is None else environ
         config = load_config(_required(env, "PURGE_CONFIG"))
+        if config.allow_inline_secrets and env.get("AWS_LAMBDA_FUNCTION_NAME"):
+            raise RuntimeError(
+                "allow_inline_secrets is for local use only: in Lambda, reference credentials with "
+                "{secret: NAME} (Secrets Manager)"
+            )
         queues = Queues(
             dead_letter_url=env.get("DEAD_LETTER_QUEUE_URL") or None,
             purge_url=env.get("PURGE_QUEUE_URL") or None,
@@ -164,6 +173,7 @@ class PurgeService:
             environ=env,
             on_attempt=on_attempt,
             queues=queues,
+            concurrency=int(env.get("MAXIMUM_CONCURRENCY", "1")),
         )
 
     def redact(self, text: str) -> str:
@@ -176,7 +186,8 @@ class PurgeService:
         remaining_ms: Callable[[], int] | None = None,
     ) -> BatchReport:
         """Run one batch; without a Lambda context (CLI, demo) the budget is a fixed minute."""
-        budget = (remaining_ms() / 1000 - SAFETY_MARGIN_SECONDS) if remaining_ms else 60.0
+        margin = SAFETY_MARGIN_SECONDS + max((p.timeout_seconds for p in self.config.providers), default=0.0)
+        budget = (remaining_ms() / 1000 - margin) if remaining_ms else 60.0
         report = run_batch(
             event,
             config=self.config,
