@@ -47,11 +47,20 @@ lint: $(BIN)/.installed ## ruff
 typecheck: $(BIN)/.installed ## mypy (strict)
 	$(BIN)/mypy layers/core local/cdnpurge_local functions tests bench
 
-sam-validate: $(SAM_VENV)/.installed ## sam validate --lint (offline)
-	$(SAM) validate --lint --region $(AWS_REGION)
+# What `sam build` reads: rebuilt only when one of these changed (the stamps live in .aws-sam/, ignored).
+BUILD_INPUTS := template.yaml $(shell find layers/core functions -type f -not -path '*/__pycache__/*')
 
-sam-build: $(SAM_VENV)/.installed ## sam build: cross-builds the arm64/python3.13 layer offline
+.aws-sam/.validated: template.yaml $(SAM_VENV)/.installed
+	$(SAM) validate --lint --region $(AWS_REGION)
+	mkdir -p .aws-sam && touch $@
+
+.aws-sam/build/.built: $(BUILD_INPUTS) $(SAM_VENV)/.installed
 	$(SAM) build --region $(AWS_REGION)
+	touch $@
+
+sam-validate: .aws-sam/.validated ## sam validate --lint (offline; again only when template.yaml changed)
+
+sam-build: .aws-sam/build/.built ## sam build: cross-builds the arm64/python3.13 layer (again only when inputs changed)
 	@du -sh .aws-sam/build/CoreLayer | awk '{print "layer size: " $$1}'
 
 test: install lint typecheck sam-validate sam-build ## everything: lint, types, SAM, unit, contract, integration, reliability

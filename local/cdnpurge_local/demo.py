@@ -15,7 +15,8 @@ import os
 import sys
 import textwrap
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from cdnpurge.config import parse_config
@@ -111,6 +112,18 @@ class HandlerLogPrinter(logging.Handler):
                 f"{fields['targets']} target(s), {fields['duplicates_skipped']} duplicate(s) skipped, "
                 f"{fields['failed_records']} record(s) failed"
             )
+
+
+@contextmanager
+def handler_logs_printed() -> Iterator[None]:
+    """Show the handler's log lines readably while the demo runs; leave the logger as it was after."""
+    service_logger = logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "cdnpurge"))
+    saved = service_logger.handlers[:], service_logger.propagate
+    service_logger.handlers, service_logger.propagate = [HandlerLogPrinter()], False
+    try:
+        yield
+    finally:
+        service_logger.handlers, service_logger.propagate = saved
 
 
 def create_distribution(stack: LocalStack) -> dict[str, str]:
@@ -244,45 +257,46 @@ def run() -> int:
         print(f"  configuration in SSM {os.environ['PURGE_CONFIG']}; CDN tokens in Secrets Manager cdnpurge/*")
         print(textwrap.indent(config_text, "    | "), end="")
 
-        service_logger = logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "cdnpurge"))
-        service_logger.handlers = [HandlerLogPrinter()]
-        service_logger.propagate = False
+        with handler_logs_printed():
 
-        def traced(event: dict[str, Any], context: LocalLambdaContext) -> Mapping[str, Any]:
-            show_preview(event, config_text)
-            before = len(cdn.received)
-            response: Mapping[str, Any] = deployment.app.lambda_handler(event, context)
-            print("  provider calls received by the fake CDN:")
-            show_received(cdn.received[before:])
-            print(f"  response to SQS: {json.dumps(response)}")
-            return response
+            def traced(event: dict[str, Any], context: LocalLambdaContext) -> Mapping[str, Any]:
+                show_preview(event, config_text)
+                before = len(cdn.received)
+                response: Mapping[str, Any] = deployment.app.lambda_handler(event, context)
+                print("  provider calls received by the fake CDN:")
+                show_received(cdn.received[before:])
+                print(f"  response to SQS: {json.dumps(response)}")
+                return response
 
-        source = deployment.event_source(traced, batch_size=100, batching_window_seconds=1.0)
+            source = deployment.event_source(traced, batch_size=100, batching_window_seconds=1.0)
 
-        banner("round 1: uploads, a delete and two publish events")
-        produce_changes(stack)
-        bodies = snapshot_bodies(stack)
-        banner(f"draining the queue through the Lambda handler ({len(bodies)} message(s) waiting)")
-        first = source.drain()
-        calls_after_first = len(cdn.received) + invalidations(stack, created)
+            banner("round 1: uploads, a delete and two publish events")
+            produce_changes(stack)
+            bodies = snapshot_bodies(stack)
+            banner(f"draining the queue through the Lambda handler ({len(bodies)} message(s) waiting)")
+            first = source.drain()
+            calls_after_first = len(cdn.received) + invalidations(stack, created)
 
-        banner("round 2: the same messages delivered again (SQS is at-least-once)")
-        for body in bodies:
-            stack.client("sqs").send_message(QueueUrl=resources.queue_url, MessageBody=body)
-        second = source.drain()
-        duplicate_calls = len(cdn.received) + invalidations(stack, created) - calls_after_first
+            banner("round 2: the same messages delivered again (SQS is at-least-once)")
+            for body in bodies:
+                stack.client("sqs").send_message(QueueUrl=resources.queue_url, MessageBody=body)
+            second = source.drain()
+            duplicate_calls = len(cdn.received) + invalidations(stack, created) - calls_after_first
 
-        banner("summary")
-        dlq = deployment.queue_depth(dead_letter=True)
-        purged = {name: len(cdn.purged(name)) for name in cdn.behaviours}
-        print(
-            f"  round 1: {len(first)} invocation(s), {calls_after_first} CDN call(s) "
-            f"(incl. {invalidations(stack, created)} CloudFront invalidation(s)); fake CDN targets purged: {purged}"
-        )
-        print(f"  round 2: {len(second)} invocation(s), {duplicate_calls} CDN call(s): duplicates skipped by the table")
-        print(f"  dead-letter queue: {dlq} message(s); fake CDN 429s: {cdn.throttled}")
-        print(f"  done in {time.monotonic() - started:.1f}s; stopping every process started")
-        ok = calls_after_first > 0 and duplicate_calls == 0 and dlq == 0 and all(purged.values())
+            banner("summary")
+            dlq = deployment.queue_depth(dead_letter=True)
+            purged = {name: len(cdn.purged(name)) for name in cdn.behaviours}
+            print(
+                f"  round 1: {len(first)} invocation(s), {calls_after_first} CDN call(s) "
+                f"(incl. {invalidations(stack, created)} CloudFront invalidation(s)); fake CDN targets purged: {purged}"
+            )
+            print(
+                f"  round 2: {len(second)} invocation(s), {duplicate_calls} CDN call(s): "
+                "duplicates skipped by the table"
+            )
+            print(f"  dead-letter queue: {dlq} message(s); fake CDN 429s: {cdn.throttled}")
+            print(f"  done in {time.monotonic() - started:.1f}s; stopping every process started")
+            ok = calls_after_first > 0 and duplicate_calls == 0 and dlq == 0 and all(purged.values())
     return 0 if ok else 1
 
 

@@ -240,6 +240,8 @@ def test_keys_per_request_are_capped_at_the_object_bucket(keys_are: str, limit: 
         ("/ccu/v3/delete/url/production", ["/relative/path"], "bad url"),
         ("/ccu/v3/delete/tag/production", ["t" * 129], "bad tag"),
         ("/ccu/v3/delete/tag/production", ["a tag"], "bad tag"),
+        ("/ccu/v3/delete/tag/production", ["a,b"], "bad tag"),
+        ("/ccu/v3/delete/tag/production", ["a/b"], "bad tag"),
         ("/ccu/v3/delete/cpcode/production", ["12345"], "bad cpcode"),
         ("/ccu/v3/delete/tag/production", [], "Bad request"),
     ],
@@ -261,10 +263,68 @@ def test_the_fake_accepts_a_128_character_tag_and_an_omitted_network(cdn: FakeCD
 
 
 def test_a_400_problem_is_rejected_with_title_and_detail(cdn: FakeCDN) -> None:
-    # Given: a tag Akamai refuses (the adapter passes tags through)
-    with pytest.raises(RejectedError, match="bad tag: Invalid cache tag: longer than 128") as raised:
-        provider(cdn).purge(request(TargetKind.KEY, "t" * 129), idempotency_token="t")
+    # Given
+    cdn.inject("akamai", Fault(status=400))
+    # When / Then
+    with pytest.raises(RejectedError, match="Injected error: injected 400") as raised:
+        provider(cdn).purge(request(TargetKind.KEY, "article-1"), idempotency_token="t")
     assert raised.value.status == 400 and not raised.value.retryable
+
+
+BAD_TAGS = ["t" * 129, "a tag", "a,b", "a/b", "a*", "caf\u00e9", "x=1", ""]
+GOOD_TAGS = ["t" * 128, "article-1", "A.b_c~d|e^f`g!h#i$j%k&l'm+n"]
+
+
+def test_objects_akamai_refuses_are_plan_errors_for_their_changes_alone(cdn: FakeCDN) -> None:
+    # Given: good and bad tags and URLs from different changes, which one request would have carried
+    routed = [RoutedTarget(f"good-{i}", Target(TargetKind.KEY, tag), None, None) for i, tag in enumerate(GOOD_TAGS)]
+    routed += [RoutedTarget(f"bad-{i}", Target(TargetKind.KEY, tag), None, None) for i, tag in enumerate(BAD_TAGS)]
+    routed += [
+        RoutedTarget("url-ok", Target(TargetKind.URL, "https://www.example.com/dev%C3%B3ps.jsp"), None, None),
+        RoutedTarget("url-utf8", Target(TargetKind.URL, "https://www.example.com/dev\u00f3ps.jsp"), None, None),
+        RoutedTarget("url-space", Target(TargetKind.URL, "https://www.example.com/a b"), None, None),
+        RoutedTarget("url-relative", Target(TargetKind.URL, "//www.example.com/a"), None, None),
+    ]
+    adapter = provider(cdn)
+    # When
+    result = plan(routed, {"ak": adapter.spec})
+    for planned in result.requests:
+        adapter.purge(planned, idempotency_token="t")
+    # Then: every request sent was accepted, carrying every good object; each bad one is its change's error
+    assert {r.status for r in cdn.received_by("akamai")} == {201}
+    assert sorted(item.split(" (")[0] for item in cdn.purged("akamai")) == sorted(
+        [f"tag:{tag}" for tag in GOOD_TAGS] + ["url:https://www.example.com/dev%C3%B3ps.jsp"]
+    )
+    failed = {change_id for error in result.errors for change_id in error.change_ids}
+    assert failed == {f"bad-{i}" for i in range(len(BAD_TAGS))} | {"url-utf8", "url-space", "url-relative"}
+    messages = " ".join(error.message for error in result.errors)
+    assert "at most 128 characters" in messages and "take only letters, digits" in messages
+    assert "absolute http(s) URLs of printable ASCII" in messages
+
+
+@pytest.mark.parametrize(
+    ("keys_are", "value"), [("tag", "t" * 129), ("tag", "a,b"), ("cpcode", "12a"), ("cpcode", "0")]
+)
+def test_a_refused_object_fails_before_sending(cdn: FakeCDN, keys_are: str, value: str) -> None:
+    # When / Then
+    with pytest.raises(RejectedError, match=r"at most 128|take only letters|CP codes must be numbers"):
+        provider(cdn, keys_are=keys_are).purge(request(TargetKind.KEY, "1234", value), idempotency_token="t")
+    assert cdn.received_by("akamai") == []
+
+
+def test_non_numeric_cp_codes_are_plan_errors_for_their_changes_alone() -> None:
+    # Given
+    spec = AkamaiProvider.spec_for(settings(keys_are="cpcode"))
+    routed = [
+        RoutedTarget("c1", Target(TargetKind.KEY, "12345"), None, None),
+        RoutedTarget("c2", Target(TargetKind.KEY, "article-1"), None, None),
+        RoutedTarget("c3", Target(TargetKind.KEY, "\u00b2"), None, None),
+    ]
+    # When
+    result = plan(routed, {"ak": spec})
+    # Then
+    assert [r.targets for r in result.requests] == [("12345",)]
+    assert {change_id for error in result.errors for change_id in error.change_ids} == {"c2", "c3"}
 
 
 # -- EdgeGrid ----------------------------------------------------------------------------------------------

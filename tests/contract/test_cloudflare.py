@@ -147,6 +147,37 @@ def test_a_host_less_prefix_is_refused_without_calling(cdn: FakeCDN) -> None:
     assert cdn.received_by("cloudflare") == []
 
 
+DEEP = "/a" * 31  # with the host: 31 path separators, Cloudflare's most
+
+
+def test_prefixes_cloudflare_refuses_are_plan_errors_for_their_changes_alone(cdn: FakeCDN) -> None:
+    # Given: prefixes from different changes that one request would have carried
+    routed = [
+        RoutedTarget("ok", Target(TargetKind.PREFIX, "/img/"), None, None),
+        RoutedTarget("deepest", Target(TargetKind.PREFIX, DEEP), None, None),
+        RoutedTarget("too-deep", Target(TargetKind.PREFIX, "/b" * 32), None, None),
+        RoutedTarget("query", Target(TargetKind.PREFIX, "/search?q=1"), None, None),
+    ]
+    adapter = provider(cdn)
+    # When
+    result = plan(routed, {"cf": adapter.spec})
+    for planned in result.requests:
+        adapter.purge(planned, idempotency_token="t")
+    # Then
+    assert [r.status for r in cdn.received_by("cloudflare")] == [200]
+    assert sorted(cdn.purged("cloudflare")) == [f"prefix:www.example.com{DEEP}", "prefix:www.example.com/img/"]
+    by_change = {change_id: error.message for error in result.errors for change_id in error.change_ids}
+    assert set(by_change) == {"too-deep", "query"}
+    assert "at most 31 path separators" in by_change["too-deep"]
+    assert "query or fragment" in by_change["query"]
+
+
+def test_a_prefix_over_31_separators_is_refused_before_sending(cdn: FakeCDN) -> None:
+    with pytest.raises(RejectedError, match="at most 31 path separators"):
+        provider(cdn).purge(request(TargetKind.PREFIX, f"www.example.com{DEEP}/b"), idempotency_token="t")
+    assert cdn.received_by("cloudflare") == []
+
+
 def test_base_url_is_the_v4_api_unless_overridden(cdn: FakeCDN) -> None:
     default = CloudflareProvider(settings(), {"token": SecretStr(TOKEN)})
     assert default.base_url == "https://api.cloudflare.com/client/v4"

@@ -478,6 +478,33 @@ def test_stubbed_success_reads_id_and_status() -> None:
     assert (result.provider_id, result.detail) == ("I1", "InProgress")
 
 
+def test_an_unknown_invalidation_status_is_a_rejected_error() -> None:
+    # Given: a CreateInvalidation answer with a status CloudFront does not document
+    client = aws_client("https://cloudfront.amazonaws.com")
+    batch = {"Paths": {"Quantity": 1, "Items": ["/a"]}, "CallerReference": "tok"}
+    with Stubber(client) as stubber:
+        stubber.add_response(
+            "create_invalidation",
+            {
+                "Invalidation": {
+                    "Id": "I1",
+                    "Status": "Paused",
+                    "CreateTime": "2024-01-01T00:00:00Z",
+                    "InvalidationBatch": batch,
+                }
+            },
+            {"DistributionId": "E2QWRUHEXAMPLE", "InvalidationBatch": batch},
+        )
+        # When
+        with pytest.raises(ProviderError) as raised:
+            CloudFrontProvider(settings_for("E2QWRUHEXAMPLE"), {}, client).purge(
+                request(TargetKind.PATH, "/a"), idempotency_token="tok"
+            )
+    # Then: one of the shared error classes (which the executor and metrics know), not the bare base class
+    assert type(raised.value) is RejectedError
+    assert "unknown invalidation status 'Paused'" in raised.value.message
+
+
 def test_unreachable_endpoint_is_unavailable() -> None:
     adapter = CloudFrontProvider(settings_for("E2QWRUHEXAMPLE"), {}, client=unused_client())
     with pytest.raises(UnavailableError, match="EndpointConnectionError calling CreateInvalidation") as raised:

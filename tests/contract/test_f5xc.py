@@ -166,7 +166,7 @@ def test_the_planner_makes_one_call_per_target_and_paths_become_urls() -> None:
 
 def test_the_adapter_refuses_two_targets_in_one_call_without_calling(cdn: FakeCDN) -> None:
     # When
-    with pytest.raises(RejectedError, match="one target per call, got 2"):
+    with pytest.raises(RejectedError, match="2 url targets; F5 XC takes 1 to 1 per call"):
         provider(cdn).purge(
             request(TargetKind.URL, "https://a.example/x", "https://a.example/y"), idempotency_token="t"
         )

@@ -153,16 +153,34 @@ def test_declared_defaults_are_conservative_and_prefix_is_not_offered() -> None:
     assert not caps.soft_purge and not caps.supports(TargetKind.PREFIX)
 
 
-def test_50_paths_are_accepted_and_51_refused_by_the_fake(cdn: FakeCDN) -> None:
-    # Given
+def test_we_never_send_more_than_our_conservative_50_paths(cdn: FakeCDN) -> None:
+    # Given: a fake enforcing no limit, as Gotipath documents none
     adapter = provider(cdn)
+    routed = [RoutedTarget("c1", Target(TargetKind.PATH, p), None, None) for p in paths(120)]
     # When
-    adapter.purge(request(TargetKind.PATH, *paths(50)), idempotency_token="t")
-    with pytest.raises(RejectedError, match="at most 50 paths, got 51") as raised:
+    for planned in plan(routed, {"goti": adapter.spec}).requests:
+        adapter.purge(planned, idempotency_token="t")
+    with pytest.raises(RejectedError, match="51 path targets; Gotipath takes 1 to 50 per call"):
         adapter.purge(request(TargetKind.PATH, *paths(51)), idempotency_token="t")
+    # Then: every call the fake saw held at most 50 paths, and all 120 were purged
+    assert [len(r.body["paths"]) for r in cdn.received_by("gotipath")] == [50, 50, 20]
+    assert len(cdn.purged("gotipath")) == 120
+
+
+def test_a_limit_configured_on_the_fake_is_enforced_and_lowered_max_targets_respect_it() -> None:
+    # Given: an account found to take 10 paths per call, and the provider entry lowered to match
+    with FakeCDN([behaviour(max_paths=10)]) as cdn:
+        adapter = provider(cdn, max_targets={"path": 10})
+        routed = [RoutedTarget("c1", Target(TargetKind.PATH, p), None, None) for p in paths(25)]
+        # When
+        for planned in plan(routed, {"goti": adapter.spec}).requests:
+            adapter.purge(planned, idempotency_token="t")
+        with pytest.raises(RejectedError, match="at most 10 paths, got 11") as raised:
+            provider(cdn).purge(request(TargetKind.PATH, *paths(11)), idempotency_token="t")
     # Then
+    assert [len(r.body["paths"]) for r in cdn.received_by("gotipath")] == [10, 10, 5, 11]
     assert raised.value.status == 422
-    assert len(cdn.purged("gotipath")) == 50
+    assert len(cdn.purged("gotipath")) == 25
 
 
 def test_the_planner_chunks_by_50_and_turns_urls_into_paths() -> None:

@@ -93,7 +93,9 @@ def test_path_purge_creates_a_job_and_reads_its_id_from_any_shape(cdn: FakeCDN, 
     assert cdn.purged("medianova") == ["path:/a.html", "path:/b/c.css?v=2"]
 
 
-@pytest.mark.parametrize(("prefix", "wire"), [("/img/", "/img/*"), ("/img", "/img/*"), ("/", "/*")])
+@pytest.mark.parametrize(
+    ("prefix", "wire"), [("/img/", "/img/*"), ("/img", "/img*"), ("/", "/*"), ("/img/*", "/img/*")]
+)
 def test_prefix_is_sent_as_a_wildcard(cdn: FakeCDN, prefix: str, wire: str) -> None:
     # Given
     adapter = provider(cdn)
@@ -103,6 +105,27 @@ def test_prefix_is_sent_as_a_wildcard(cdn: FakeCDN, prefix: str, wire: str) -> N
     assert adapter.spec.render(Target(TargetKind.PREFIX, prefix)) == wire
     (received,) = cdn.received_by("medianova")
     assert received.body["file_path"] == [wire]
+
+
+def test_a_prefix_purges_the_path_it_names_which_the_planner_counts_as_covered(cdn: FakeCDN) -> None:
+    # Given: the path /img and a file below it, and the prefix /img, which the planner says covers both
+    routed = [
+        RoutedTarget("c1", Target(TargetKind.PREFIX, "/img"), None, None),
+        RoutedTarget("c2", Target(TargetKind.PATH, "/img"), None, None),
+        RoutedTarget("c3", Target(TargetKind.PATH, "/img/a/b.png"), None, None),
+    ]
+    adapter = provider(cdn)
+    # When
+    result = plan(routed, {"mn": adapter.spec})
+    for planned in result.requests:
+        adapter.purge(planned, idempotency_token="t")
+    # Then: one prefix request serving all three changes, and Medianova purges both paths with it
+    assert [(r.kind, r.targets, set(r.change_ids)) for r in result.requests] == [
+        (TargetKind.PREFIX, ("/img",), {"c1", "c2", "c3"})
+    ]
+    fake = cdn.behaviours["medianova"]
+    assert isinstance(fake, MedianovaBehaviour)
+    assert fake.covered("/img") and fake.covered("/img/a/b.png")
 
 
 def test_capabilities_are_async_path_and_prefix_without_soft() -> None:
@@ -116,15 +139,17 @@ def test_capabilities_are_async_path_and_prefix_without_soft() -> None:
 # -- limits ------------------------------------------------------------------------------------------------
 
 
-def test_100_paths_are_accepted_and_101_refused_by_the_fake(cdn: FakeCDN) -> None:
+def test_100_paths_are_accepted_and_101_refused_by_the_adapter_and_the_fake(cdn: FakeCDN) -> None:
     # Given
     adapter = provider(cdn)
     # When
     adapter.purge(request(TargetKind.PATH, *paths(100)), idempotency_token="t")
-    with pytest.raises(RejectedError, match="1 to 100 items, got 101") as raised:
+    with pytest.raises(RejectedError, match="101 path targets; Medianova takes 1 to 100 per call"):
         adapter.purge(request(TargetKind.PATH, *paths(101)), idempotency_token="t")
-    # Then
-    assert raised.value.status == 422
+    response = raw(cdn, "POST", {"resource_uuid": RESOURCE, "file_path": list(paths(101))})
+    # Then: the adapter sent nothing of the 101; the fake refuses them as Medianova does
+    assert [len(r.body["file_path"]) for r in cdn.received_by("medianova")] == [100, 101]
+    assert response.status_code == 422 and "1 to 100 items, got 101" in response.text
     assert len(cdn.purged("medianova")) == 100
 
 

@@ -1,17 +1,25 @@
-"""Least privilege, read from template.yaml: every statement of every function names its actions one by
-one (no `*`, no `service:*`) on specific resources, and the settings the reliability policy depends on
-(dead-letter queue, receive count) are wired to the resources they describe.
+"""Least privilege, read from template.yaml: every function runs with an explicit role (no SAM `Policies`,
+so no AWS managed policies), whose statements name their actions one by one (no `*`, no `service:*`) on
+specific resources, X-Ray's two write actions being the one documented exception on "*"; and the
+settings the reliability policy depends on (dead-letter queue, receive count) are wired to the resources
+they describe. The SAM transform itself is run too, so what CloudFormation receives is checked, not only
+what the template says.
 """
 
 from __future__ import annotations
 
+import copy
+import json
+import os
 import re
+import subprocess
+from functools import cache
 from typing import Any
 
 import pytest
 
 from cdnpurge_local.provision import load_template
-from cdnpurge_local.stack import TEMPLATE_PATH
+from cdnpurge_local.stack import REPO_ROOT, TEMPLATE_PATH
 
 ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
 # Secrets Manager appends "-" and six random characters to every secret ARN, so a name prefix needs a
@@ -19,6 +27,13 @@ ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
 ALLOWED_WILDCARD_RESOURCES = {
     "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretsPrefix}*"
 }
+# X-Ray has no resource-level permissions: these two actions can only be granted on "*". Nothing else may.
+XRAY_WRITE_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+# The SQS event source mapping polls with the function's role; this is all it needs.
+SQS_EVENT_SOURCE_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+# Used by the Lambda service with the function's role, never by the function's code.
+LAMBDA_SERVICE_ACTIONS = SQS_EVENT_SOURCE_ACTIONS | XRAY_WRITE_ACTIONS | {"logs:CreateLogStream", "logs:PutLogEvents"}
+SAM_PYTHON = REPO_ROOT / ".tools" / "sam" / "bin" / "python"
 
 
 def template() -> dict[str, Any]:
@@ -29,32 +44,73 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def function_statements() -> list[dict[str, Any]]:
-    """Every inline policy statement of every function: sid, function, actions, resources (unresolved)."""
+def role_of(logical_id: str, function: dict[str, Any], resources: dict[str, Any]) -> str:
+    """The logical id of the template's `AWS::IAM::Role` that ``function`` runs with."""
+    role = function["Properties"].get("Role")
+    assert isinstance(role, dict) and "Fn::GetAtt" in role, f"{logical_id}: no explicit role"
+    role_id, attribute = role["Fn::GetAtt"]
+    assert attribute == "Arn"
+    assert resources[role_id]["Type"] == "AWS::IAM::Role", f"{logical_id}: {role_id} is not a role"
+    return str(role_id)
+
+
+def role_statements(role_id: str, role: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every statement of the role's inline policies: sid, role, effect, actions, resources (unresolved)."""
     statements = []
-    for logical_id, resource in template()["Resources"].items():
-        if resource["Type"] != "AWS::Serverless::Function":
-            continue
-        for policy in resource["Properties"].get("Policies", []):
-            assert isinstance(policy, dict), f"{logical_id}: managed or SAM-template policy {policy!r} grants more"
-            for statement in policy["Statement"]:
-                statements.append(
-                    {
-                        "function": logical_id,
-                        "sid": statement.get("Sid"),
-                        "effect": statement["Effect"],
-                        "actions": as_list(statement["Action"]),
-                        "resources": as_list(statement["Resource"]),
-                    }
-                )
+    for policy in role["Properties"].get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            statements.append(
+                {
+                    "role": role_id,
+                    "sid": statement.get("Sid"),
+                    "effect": statement["Effect"],
+                    "actions": as_list(statement["Action"]),
+                    "resources": as_list(statement["Resource"]),
+                }
+            )
     return statements
 
 
-@pytest.mark.parametrize("statement", function_statements(), ids=lambda s: f"{s['function']}.{s['sid']}")
+def execution_role_statements() -> list[dict[str, Any]]:
+    """Every statement of every function's explicit role."""
+    resources = template()["Resources"]
+    statements = []
+    for logical_id, resource in resources.items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            role_id = role_of(logical_id, resource, resources)
+            statements.extend(role_statements(role_id, resources[role_id]))
+    return statements
+
+
+def function_statements() -> list[dict[str, Any]]:
+    """The statements for the calls the functions' own code makes (test_secrets records them all): the
+    role minus what the Lambda service does with it on the function's behalf (polling the queue, sending
+    logs and traces)."""
+    return [s for s in execution_role_statements() if not set(s["actions"]) <= LAMBDA_SERVICE_ACTIONS]
+
+
+def test_functions_have_an_explicit_role_and_no_sam_policies() -> None:
+    resources = template()["Resources"]
+    functions = {k: v for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
+    assert functions
+    for logical_id, function in functions.items():
+        properties = function["Properties"]
+        assert "Policies" not in properties, f"{logical_id}: SAM Policies add AWS managed policies on '*'"
+        role = resources[role_of(logical_id, function, resources)]["Properties"]
+        assert "ManagedPolicyArns" not in role, f"{logical_id}: managed policies grant more than it uses"
+        assert role["AssumeRolePolicyDocument"]["Statement"] == [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ]
+
+
+@pytest.mark.parametrize("statement", execution_role_statements(), ids=lambda s: f"{s['role']}.{s['sid']}")
 def test_each_statement_names_its_actions_and_resources(statement: dict[str, Any]) -> None:
     assert statement["effect"] == "Allow"
     for action in statement["actions"]:
         assert isinstance(action, str) and ACTION.fullmatch(action), f"not one explicit action: {action!r}"
+    if statement["resources"] == ["*"]:
+        assert set(statement["actions"]) == XRAY_WRITE_ACTIONS, "only X-Ray's write actions may be on '*'"
+        return
     for resource in statement["resources"]:
         assert resource not in ("*", "arn:aws:*"), "a statement on every resource"
         if isinstance(resource, dict) and "Fn::Sub" in resource:
@@ -65,12 +121,33 @@ def test_each_statement_names_its_actions_and_resources(statement: dict[str, Any
 
 
 def test_queue_sends_are_limited_to_the_dead_letter_queue_and_the_purge_queue() -> None:
-    sends = [s for s in function_statements() if "sqs:SendMessage" in s["actions"]]
+    sends = [s for s in execution_role_statements() if "sqs:SendMessage" in s["actions"]]
     assert [s["actions"] for s in sends] == [["sqs:SendMessage"]]
     assert sends[0]["resources"] == [
         {"Fn::GetAtt": ["PurgeDeadLetterQueue", "Arn"]},
         {"Fn::GetAtt": ["PurgeQueue", "Arn"]},
     ]
+
+
+def test_the_event_source_reads_only_the_purge_queue() -> None:
+    sqs = [s for s in execution_role_statements() if any(a.startswith("sqs:") for a in s["actions"])]
+    reads = [s for s in sqs if "sqs:SendMessage" not in s["actions"]]
+    assert len(reads) == 1
+    assert set(reads[0]["actions"]) == SQS_EVENT_SOURCE_ACTIONS
+    assert reads[0]["resources"] == [{"Fn::GetAtt": ["PurgeQueue", "Arn"]}]
+
+
+def test_logs_go_only_to_the_functions_own_log_group() -> None:
+    resources = template()["Resources"]
+    properties = resources["PurgeFunction"]["Properties"]
+    log_group = properties["LoggingConfig"]["LogGroup"]["Ref"]
+    assert resources[log_group]["Type"] == "AWS::Logs::LogGroup"
+    assert resources[log_group]["Properties"]["RetentionInDays"] > 0
+    writes = [s for s in execution_role_statements() if any(a.startswith("logs:") for a in s["actions"])]
+    assert len(writes) == 1
+    assert set(writes[0]["actions"]) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+    # The LogGroup's Arn attribute ends in ":*": the group's streams, and nothing else.
+    assert writes[0]["resources"] == [{"Fn::GetAtt": [log_group, "Arn"]}]
 
 
 def test_the_function_knows_the_dead_letter_queue_and_the_receive_limit_sqs_applies() -> None:
@@ -90,3 +167,89 @@ def test_queue_policies_only_let_named_sources_send() -> None:
         for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
             assert as_list(statement["Action"]) == ["sqs:SendMessage"], logical_id
             assert "aws:SourceArn" in statement["Condition"]["ArnEquals"], f"{logical_id}: any sender allowed"
+
+
+# --------------------------------------------------------------------------------------------------
+# What CloudFormation receives: the template after the SAM transform (which is where SAM would add
+# managed policies). samtranslator lives in .tools/sam (installed by `make sam-validate`), not in .venv.
+
+_TRANSFORM = """
+import json, sys
+from samtranslator.translator.transform import transform
+
+class NoManagedPolicies:
+    # Managed policy names in SAM `Policies` are resolved through IAM; the template must not need any.
+    def load(self):
+        return {}
+
+request = json.load(sys.stdin)
+json.dump(transform(request["template"], request["parameters"], NoManagedPolicies()), sys.stdout)
+"""
+
+
+@cache
+def transformed() -> dict[str, Any]:
+    if not SAM_PYTHON.exists():
+        pytest.skip(f"{SAM_PYTHON} is absent (run `make sam-validate` to install the SAM CLI and samtranslator)")
+    sam_template = copy.deepcopy(template())
+    for resource in sam_template["Resources"].values():
+        properties = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if key in properties:  # local paths until `sam package`; the translator wants an S3 URI
+                properties[key] = f"s3://cdnpurge-test/{key}"
+    request = {"template": sam_template, "parameters": {"ContentBucketName": "cdnpurge-test-content"}}
+    environment = {
+        **os.environ,
+        # Offline: no real account, and the region only names the pseudo parameters.
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "SAM_CLI_TELEMETRY": "0",
+    }
+    completed = subprocess.run(
+        [str(SAM_PYTHON), "-c", _TRANSFORM],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, f"SAM transform failed:\n{completed.stderr}"
+    result: dict[str, Any] = json.loads(completed.stdout)
+    return result
+
+
+def test_the_transformed_template_grants_no_managed_policy_and_no_wildcard_action() -> None:
+    resources = transformed()["Resources"]
+    functions = {k: v for k, v in resources.items() if v["Type"] == "AWS::Lambda::Function"}
+    assert functions
+    roles = {k: v for k, v in resources.items() if v["Type"] == "AWS::IAM::Role"}
+    assert {role_of(k, f, resources) for k, f in functions.items()} == set(roles)
+    # Policies can also live outside roles; this template keeps them inline.
+    assert not [k for k, v in resources.items() if v["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")]
+    for role_id, role in roles.items():
+        assert "ManagedPolicyArns" not in role["Properties"], f"{role_id}: {role['Properties']['ManagedPolicyArns']}"
+        statements = role_statements(role_id, role)
+        assert statements
+        for statement in statements:
+            for action in statement["actions"]:
+                assert ACTION.fullmatch(action), f"{role_id}.{statement['sid']}: wildcard action {action!r}"
+            if "*" in statement["resources"]:
+                assert statement["resources"] == ["*"]
+                assert set(statement["actions"]) == XRAY_WRITE_ACTIONS, f"{role_id}.{statement['sid']} on '*'"
+
+
+def test_the_transformed_event_source_can_poll_with_the_functions_role() -> None:
+    resources = transformed()["Resources"]
+    mappings = [v["Properties"] for v in resources.values() if v["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert mappings
+    for mapping in mappings:
+        function = mapping["FunctionName"]["Ref"]
+        role_id = role_of(function, resources[function], resources)
+        granted = [
+            s
+            for s in role_statements(role_id, resources[role_id])
+            if set(s["actions"]) >= SQS_EVENT_SOURCE_ACTIONS and mapping["EventSourceArn"] in s["resources"]
+        ]
+        assert granted, f"{role_id} cannot poll {mapping['EventSourceArn']}"

@@ -59,8 +59,19 @@ def test_plan_reports_each_bad_record_and_exits_non_zero(config_file: Path) -> N
     code, output = run("plan", "-c", str(config_file), "-e", str(ROOT / "events/sqs-mixed-batch.json"), "-f", "json")
     document = json.loads(output)
     assert code == 1
-    assert document["errors"] and all(error["message"] for error in document["errors"])
-    assert document["changes"]
+    # Then: the one malformed body is the one error, naming its record and the problem; the rest is planned
+    assert document["errors"] == [
+        {
+            "source_id": "11111111-2222-4333-8444-555555555502",
+            "message": "record 11111111-2222-4333-8444-555555555502: body is not JSON: Expecting property name "
+            "enclosed in double quotes at line 1 column 40",
+        }
+    ]
+    assert len(document["changes"]) == 3 and document["requests"]
+    assert document["ignored"] == [
+        "11111111-2222-4333-8444-555555555503: s3:TestEvent for bucket 'example-site-content' "
+        "(sent when notifications are configured)"
+    ]
 
 
 def test_invalid_config_is_a_usage_error_naming_the_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -233,3 +244,47 @@ def test_redrive_leaves_what_was_dead_lettered_again_during_the_run() -> None:
     assert [s["MessageBody"] for s in sqs.sent] == ["body-1"]
     assert [m["MessageId"] for m in sqs.dlq] == ["id-2"] and "rh-2" not in sqs.hidden
     assert "left 1 message(s) dead-lettered after this run began" in out.getvalue()
+
+
+def test_purge_for_real_prints_each_attempt_and_retries_a_503(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpers import FASTLY_SERVICE, FASTLY_TOKEN
+
+    from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
+    from cdnpurge_local.fakecdn.server import FakeCDN, Fault
+
+    # Given: the fake Fastly on loopback answering the first call with a 503, and a config aimed at it
+    monkeypatch.setenv("FASTLY_API_TOKEN", FASTLY_TOKEN)
+    with FakeCDN([FastlyBehaviour(token=FASTLY_TOKEN, service_id=FASTLY_SERVICE)]) as cdn:
+        config = tmp_path / "purge.yaml"
+        config.write_text(
+            f"providers:\n  - {{name: fastly, kind: fastly, service_id: {FASTLY_SERVICE}, "
+            f"endpoint: '{cdn.endpoint('fastly')}', credentials: {{token: {{env: FASTLY_API_TOKEN}}}}}}\n"
+            'rules:\n  - {match: "{key*}", keys: ["{key}"]}\n'
+        )
+        cdn.inject("fastly", Fault(status=503))
+        # When
+        code, output = run("purge", "-c", str(config), "-p", "fastly", "--key", "article-1")
+        received = cdn.received_by("fastly")
+    # Then: the retry is visible, the purge lands, and the token never shows
+    assert code == 0
+    assert re.search(r"attempt 1: fastly key x1 \(hard\) -> UnavailableError: fastly: HTTP 503: injected 503", output)
+    assert re.search(r"attempt 2: fastly key x1 \(hard\) -> ok \(id fake-\d+\)", output)
+    assert "done: 1 request(s) accepted, 0 failed" in output
+    assert [(r.path, r.status) for r in received] == [
+        (f"/service/{FASTLY_SERVICE}/purge/article-1", s) for s in (503, 200)
+    ]
+    assert FASTLY_TOKEN not in output
+
+
+def test_purge_help_shows_one_example_per_registered_provider_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    from cdnpurge.providers import REGISTRY
+
+    # When
+    with pytest.raises(SystemExit) as exited:
+        main(["purge", "--help"], out=io.StringIO())
+    help_text = capsys.readouterr().out
+    # Then: a new provider kind cannot be registered without an example of how to purge with it
+    assert exited.value.code == 0
+    for kind in REGISTRY:
+        examples = re.findall(rf"^  {kind} +cdnpurge purge -c \S+ -p \S+ .+$", help_text, flags=re.MULTILINE)
+        assert len(examples) == 1, f"{kind}: {examples}"

@@ -207,6 +207,19 @@ SAMPLES: dict[str, tuple[tuple[Change, ...], tuple[str, ...], tuple[str, ...]]] 
         (),
         (),
     ),
+    "sqs-eventbridge-s3-object-deleted.json": (
+        (
+            s3_change(
+                "products/widget-41.html",
+                "0067A1B2C3D4E5FB06",
+                "3f1c2a9e-7d41-4b8e-a0f5-2c6d9e8b7a10",
+                "2026-11-23T12:05:00Z",
+                Action.REMOVED,
+            ),
+        ),
+        (),
+        (),
+    ),
     "sns-content-published.json": (
         (
             Change(
@@ -439,7 +452,7 @@ ERROR_CASES: list[tuple[str, Any, str]] = [
     (
         "no identity",
         s3_notification(s3_record(sequencer=None, event_time=None)),
-        "has no s3.object.sequencer, versionId, eTag or eventTime",
+        "has no s3.object.sequencer, s3.object.versionId, s3.object.eTag or eventTime",
     ),
     ("Records empty", {"Records": []}, "S3 notification field Records must be a non-empty array, got array"),
     (

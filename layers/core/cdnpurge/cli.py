@@ -24,8 +24,8 @@ from cdnpurge.models import Escalation, Plan, PurgeRequest, Target, TargetKind
 from cdnpurge.pipeline import preview, request_token
 from cdnpurge.plan import plan
 from cdnpurge.providers import REGISTRY, specs
-from cdnpurge.providers.base import ProviderError, PurgeResult
-from cdnpurge.rules import RoutedTarget, dot_segment_reason
+from cdnpurge.providers.base import ProviderError, PurgeResult, dot_segment_problem
+from cdnpurge.rules import RoutedTarget
 from cdnpurge.service import ATTRIBUTE_PREFIX, ERROR_ATTRIBUTE, FAILURE_ATTRIBUTE, RedactingProvider, secret_forms
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -47,6 +47,19 @@ examples (the -p NAME is the provider's `name` in your config; its `kind` decide
 Paths become URLs for providers that purge by URL (one per configured host), URLs become paths for
 providers that purge by path. Credentials come from the references in the config (env vars locally,
 Secrets Manager in AWS); they are never printed. Exit status: 0 all accepted, 1 some failed, 2 usage.
+"""
+
+
+PLAN_EXAMPLES = """\
+examples:
+  cdnpurge plan -c purge.yaml -e events/sqs-s3-put.json                 readable summary
+  cdnpurge plan -c purge.yaml -e events/sqs-mixed-batch.json -f json    the JSON document below
+
+JSON output: {"changes": [{"id", "action" (created/removed/published), "source_id", "bucket" + "key" for S3,
+"keys"/"paths"/"urls"/"hosts" for published}], "requests": [{"provider", "kind", "targets", "soft",
+"change_ids"}], "errors": [one per record or target that cannot be handled, with a "message" naming the
+problem], "escalations": [...], "ignored": [...], "unmatched": [change ids no rule matched]}.
+Exit status: 0 no errors, 1 some record or target has an error, 2 usage (bad config or event file).
 """
 
 
@@ -85,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the purge plan for an event file, calling nothing",
         description="Decode an event file (any shape the Lambda accepts), translate it with the config's "
         "rules and print the purge plan. No provider, AWS service or credential is touched.",
+        epilog=PLAN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     plan_cmd.add_argument("-c", "--config", required=True, type=Path, help="YAML configuration file")
     plan_cmd.add_argument("-e", "--event", required=True, type=Path, help="event JSON file (see events/)")
@@ -255,7 +270,7 @@ def _purge(config: Config, args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_USAGE
     for target in targets:
         path = urlsplit(target.value).path if target.kind is TargetKind.URL else target.value
-        reason = dot_segment_reason(path) if target.kind in _PATH_KINDS else None
+        reason = dot_segment_problem(path) if target.kind in _PATH_KINDS else None
         if reason:
             print(f"cdnpurge: --{target.kind.value} {target.value!r} {reason}", file=sys.stderr)
             return EXIT_USAGE

@@ -16,7 +16,7 @@ Shapes (an SQS body, an SNS `Message` and a direct invocation are all decoded by
 - EventBridge (`detail-type` + `source` + `detail`): `aws.s3` "Object Created"/"Object Deleted", or
   "Content Published" from any source.
 - A bare publish message as the SQS body: what an SNS -> SQS subscription with raw message delivery
-  (the deployed wiring) sends.
+  sends (the template's subscription is not raw, so its bodies are SNS envelopes; both are accepted).
 - A re-purge message (`{"cdnpurge": "repurge", "changes": [...]}`): what the handler itself enqueues, with
   an SQS delay, after purging S3 changes when `repurge_delay_seconds` is set (origin replication lag).
   Each change keeps its bucket, key and action; its id gets the `#repurge` suffix, so the ledger treats
@@ -485,27 +485,20 @@ def _decode_s3_record(raw: object, what: str, origin: _Origin, sink: _Sink) -> N
         target = f"s3://{_optional_text(record, 's3.bucket.name')}/{_optional_text(record, 's3.object.key')}"
         sink.ignore(origin, f"{event_name} on {_show(target)} does not change content")
         return
+    identity = ("s3.object.sequencer", "s3.object.versionId", "s3.object.eTag", "eventTime")
+    key = _text(record, "s3.object.key", what)
     bucket = _text(record, "s3.bucket.name", what)
-    key = _decode_key(_text(record, "s3.object.key", what), what)
-    version = _first_text(
+    event_time = _optional_text(record, "eventTime")
+    _add_s3_change(
         record,
-        ("s3.object.sequencer", ""),
-        ("s3.object.versionId", "version:"),
-        ("s3.object.eTag", "etag:"),
-        ("eventTime", "time:"),
-    )
-    if version is None:
-        raise _Invalid(f"{what} has no s3.object.sequencer, versionId, eTag or eventTime to identify it")
-    change_id = f"s3:{bucket}/{key}@{version}"
-    sink.changes.append(
-        Change(
-            id=change_id,
-            action=action,
-            source_id=origin.source_for(change_id),
-            bucket=bucket,
-            key=key,
-            event_time=_optional_text(record, "eventTime"),
-        )
+        bucket=bucket,
+        raw_key=key,
+        identity=identity,
+        action=action,
+        event_time=event_time,
+        what=what,
+        origin=origin,
+        sink=sink,
     )
 
 
@@ -578,19 +571,46 @@ def _decode_eventbridge_s3(
     event: S3EventBridgeNotificationEvent, action: Action, event_time: str | None, origin: _Origin, sink: _Sink
 ) -> None:
     what = "EventBridge S3 event"
+    identity = ("detail.object.sequencer", "detail.object.version-id", "detail.object.etag", "time")
+    # Read raw and decoded by `_add_s3_change` rather than through `detail.object.key`, which already
+    # unquotes: one place decodes keys, exactly once, for every shape.
+    key = _text(event, "detail.object.key", what)
     bucket = _text(event, "detail.bucket.name", what)
-    # Read raw and decode here rather than through `detail.object.key`, which already unquotes: one
-    # place decodes keys, exactly once, for every shape.
-    key = _decode_key(_text(event, "detail.object.key", what), what)
-    version = _first_text(
+    _add_s3_change(
         event,
-        ("detail.object.sequencer", ""),
-        ("detail.object.version-id", "version:"),
-        ("detail.object.etag", "etag:"),
-        ("time", "time:"),
+        bucket=bucket,
+        raw_key=key,
+        identity=identity,
+        action=action,
+        event_time=event_time,
+        what=what,
+        origin=origin,
+        sink=sink,
     )
+
+
+# How an S3 change id falls back when a record has no sequencer: version id, ETag, then event time.
+_IDENTITY_PREFIXES: Final = ("", "version:", "etag:", "time:")
+
+
+def _add_s3_change(
+    doc: Mapping[str, Any],
+    *,
+    bucket: str,
+    raw_key: str,
+    identity: tuple[str, str, str, str],
+    action: Action,
+    event_time: str | None,
+    what: str,
+    origin: _Origin,
+    sink: _Sink,
+) -> None:
+    """One S3 change, whatever the envelope: the key URL-decoded once, the id from the first identity
+    field present (`identity` names the sequencer, version id, ETag and time fields of this shape)."""
+    key = _decode_key(raw_key, what)
+    version = _first_text(doc, *zip(identity, _IDENTITY_PREFIXES, strict=True))
     if version is None:
-        raise _Invalid(f"{what} has no detail.object.sequencer, version-id, etag or time to identify it")
+        raise _Invalid(f"{what} has no {identity[0]}, {identity[1]}, {identity[2]} or {identity[3]} to identify it")
     change_id = f"s3:{bucket}/{key}@{version}"
     sink.changes.append(
         Change(

@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from cdnpurge.config import PLACEHOLDER, Config, Rule
 from cdnpurge.models import Change, Target, TargetKind
+from cdnpurge.providers.base import dot_segment_problem
 
 
 @dataclass(frozen=True)
@@ -120,21 +121,12 @@ def _s3_targets(change: Change, rule: Rule, captures: dict[str, str], config: Co
     return targets
 
 
-def dot_segment_reason(path: str) -> str | None:
-    """Why a published or hand-typed path must be refused: a `.` or `..` segment, even percent-encoded.
-
-    HTTP clients normalise dot segments away, so `/a/../../service/X/purge_all` inside a purge URL would
-    reach another endpoint of the CDN's API (purge everything, say) instead of purging one object.
-    """
-    return _unsafe_key_reason(unquote(path).removeprefix("/"))
-
-
 def _published_targets(change: Change, config: Config) -> tuple[list[Target], str | None]:
     targets = [Target(TargetKind.KEY, key) for key in change.keys]
     for path in change.paths:
         if not path.startswith("/"):
             return [], f"paths: {path!r} must start with '/'"
-        reason = dot_segment_reason(path)
+        reason = dot_segment_problem(path)
         if reason:
             return [], f"paths: {path!r} {reason}"
         targets.append(Target(TargetKind.PATH, path))
@@ -144,7 +136,7 @@ def _published_targets(change: Change, config: Config) -> tuple[list[Target], st
             return [], f"urls: {url!r} is not an absolute http(s) URL"
         if not config.host_allowed(parts.hostname):
             return [], f"urls: host {parts.hostname!r} is not in allowed_hosts"
-        reason = dot_segment_reason(parts.path)
+        reason = dot_segment_problem(parts.path)
         if reason:
             return [], f"urls: {url!r} {reason}"
         targets.append(Target(TargetKind.URL, url))

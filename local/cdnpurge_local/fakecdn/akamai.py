@@ -36,7 +36,8 @@ OPERATIONS = ("invalidate", "delete")
 OBJECT_TYPES = ("url", "cpcode", "tag")
 NETWORKS = ("production", "staging")
 DESCRIBED_BY = "https://developer.akamai.com/api/core_features/fast_purge/v3.html#httpcodes"
-_TAG_DISALLOWED = set('<>*@\\{}:"') | set(string.whitespace)
+# https://techdocs.akamai.com/purge-cache/docs/purge-content-cache-tag: alphanumerics and these only.
+_TAG_ALLOWED = set(string.ascii_letters + string.digits + "!#$%&'+-.^_`|~")
 PROBLEM = "application/problem+json"
 
 
@@ -236,7 +237,7 @@ def _check_object(object_type: str, item: Any) -> str | None:
         return None
     if len(item) > MAX_TAG_LENGTH:
         return f"Invalid cache tag: longer than {MAX_TAG_LENGTH} characters"
-    if _TAG_DISALLOWED & set(item):
+    if not set(item) <= _TAG_ALLOWED:
         return f"Invalid cache tag {item!r}: contains a disallowed character"
     return None
 

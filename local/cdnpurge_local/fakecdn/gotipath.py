@@ -4,10 +4,11 @@ Checks `X-Auth-ClientId`, `X-Auth-LibraryId` and `X-Auth-ApiKey` exactly, and `A
 when the fake is given a bearer token; an unknown distribution is 404. Body `{"type", "paths"}`:
 documented is `type: "all"` with empty `paths`, and `paths` of host-relative URLs starting with `/`
 (query strings allowed). The `type` of a purge by URL is not documented: the fake accepts `"url"` (the
-adapter's assumption) and refuses any other type with 422, as it does inconsistent type/paths, relative
-paths and more than `max_paths` paths (the real limit is undocumented; 50 mirrors the adapter's default).
-A body that is not a JSON object is 400. Success is 200 `{}`. The error body shape is not documented:
-`{"message": ..., "errors": {field: [...]}}` is an assumption. Its 429 carries `Retry-After`.
+adapter's assumption) and refuses any other type with 422, as it does inconsistent type/paths and relative
+paths. Gotipath documents no number of paths per call, so the fake enforces none unless given `max_paths`
+(then more is a 422), to try a limit an account turns out to have. A body that is not a JSON object is 400.
+Success is 200 `{}`. The error body shape is not documented: `{"message": ..., "errors": {field: [...]}}` is
+an assumption. Its 429 carries `Retry-After`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 
 from cdnpurge_local.fakecdn.server import Behaviour, FakeRequest, FakeResponse
 
-DEFAULT_MAX_PATHS = 50
 PURGE_TYPES = ("all", "url")
 _ROUTE = re.compile(r"/distributions/([^/]+)/purges")
 
@@ -38,7 +38,7 @@ class GotipathBehaviour(Behaviour):
         api_key: str,
         distribution_id: str,
         bearer_token: str | None = None,
-        max_paths: int = DEFAULT_MAX_PATHS,
+        max_paths: int | None = None,
         rate_per_second: float | None = None,
         burst: int = 1,
     ) -> None:
@@ -88,7 +88,7 @@ class GotipathBehaviour(Behaviour):
             return FakeResponse(200, {}), ["all"]
         if not paths:
             return parameter_error("paths", "paths is required"), []
-        if len(paths) > self.max_paths:
+        if self.max_paths is not None and len(paths) > self.max_paths:
             return parameter_error("paths", f"at most {self.max_paths} paths, got {len(paths)}"), []
         bad = [p for p in paths if not p.startswith("/") or p.startswith("//")]
         if bad:

@@ -10,6 +10,8 @@ bad listing parameters are 400.
 The seed documents "200" without bodies, so the shapes here are assumptions the adapter must read
 defensively: a created job answers `{"status": true, "data": {"id": opID, ...}}` (`response_shape="data"`),
 `{"id": opID}` (`"flat"`) or `{"opID": opID}` (`"opid"`); errors are `{"status": false, "message": ...}`.
+`covered(path)` tells whether a created job purged a path: `*` matches any characters, `/` included (the seed
+allows `*` anywhere, `/images/*.jpg`, without saying what it spans: this is the adapter's assumption too).
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from cdnpurge_local.fakecdn.server import Behaviour, FakeRequest, FakeResponse
 MAX_PATHS = 100
 MAX_LIMIT = 100
 _ROUTE = re.compile(r"/cdn/([^/]+)/job/([^/]+)/purge")
+
+
+def matches(file_path: str, path: str) -> bool:
+    """Whether a purged `file_path` (with `*` wildcards) covers `path`."""
+    pattern = ".*".join(re.escape(part) for part in file_path.split("*"))
+    return re.fullmatch(pattern, path, flags=re.DOTALL) is not None
 
 
 def failure(status: int, message: str) -> FakeResponse:
@@ -66,6 +74,11 @@ class MedianovaBehaviour(Behaviour):
 
     def error(self, status: int) -> FakeResponse:
         return failure(status, f"injected {status}")
+
+    def covered(self, path: str) -> bool:
+        """Whether any job created so far purged `path`."""
+        with self._jobs_lock:
+            return any(matches(file_path, path) for job in self.jobs for file_path in job["file_path"])
 
     def route(self, request: FakeRequest) -> tuple[FakeResponse, list[str]]:
         match = _ROUTE.fullmatch(request.path)

@@ -65,6 +65,9 @@ class Fault:
     delay: float = 0.0  # seconds to wait before answering
     drop: bool = False  # close the connection without answering
     count: int = 1
+    # Answer with these bytes as `text/html` and `status` (default 200) instead of the provider's own body:
+    # what a proxy or a maintenance page in front of the API sends.
+    body: bytes | None = None
 
 
 class Behaviour:
@@ -201,7 +204,9 @@ class FakeCDN:
         if fault is not None and fault.drop:
             self._record(provider, request, 0, behaviour, [])
             return None
-        if fault is not None and fault.status is not None:
+        if fault is not None and fault.body is not None:
+            response = FakeResponse(fault.status or 200, fault.body, content_type="text/html")
+        elif fault is not None and fault.status is not None:
             response = behaviour.throttled(1.0) if fault.status == 429 else behaviour.error(fault.status)
             limited = fault.status == 429
         elif not behaviour.authorized(request):

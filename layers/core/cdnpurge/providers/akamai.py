@@ -11,7 +11,12 @@
 - Response 201 `{"purgeId", "estimatedSeconds", "httpStatus": 201, "detail", "supportId"}`; purges finish in
   about 5 s and there is no status to poll (`asynchronous=False`).
 - Errors are problem+json (`title`, `detail`, `httpStatus`, `supportId`): 400, 401, 403, 413 (body over
-  50,000 bytes), 429, 500, 503, 504, 507. If any object fails, the whole request fails.
+  50,000 bytes), 429, 500, 503, 504, 507. If any object fails, the whole request fails, so `render` refuses
+  what Akamai would, and the planner reports it for that target's changes alone: URLs that are not
+  absolute http(s) URLs of printable ASCII (percent-encode the rest), non-numeric CP codes, and cache tags
+  over 128 characters or with characters outside the documented set (alphanumerics and
+  ``!#$%&'+-.^_`|~``, the RFC 7230 token characters but `*`;
+  https://techdocs.akamai.com/purge-cache/docs/purge-content-cache-tag).
 
 Limits (https://techdocs.akamai.com/purge-cache/reference/rate-limiting, per account, token buckets):
 requests 100 burst, 50/s; objects: URLs 10,000 burst, 12,000/min; CP codes 300, 30/min; cache tags 5,000,
@@ -30,12 +35,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import Field
 
-from cdnpurge.models import PurgeRequest, TargetKind
+from cdnpurge.models import PurgeRequest, Target, TargetKind
 from cdnpurge.providers.base import (
     ApiCall,
     Capabilities,
@@ -57,6 +64,11 @@ MAX_CPCODES = 300
 REQUESTS_PER_SECOND = 50.0
 REQUEST_BURST = 100
 DOCUMENTED_WAIT_SECONDS = 5.0
+MAX_TAG_LENGTH = 128
+# Allowed cache-tag characters (Akamai's table): alphanumerics and RFC 7230 token punctuation except `*`.
+_TAG = re.compile(r"[A-Za-z0-9!#$%&'+.^_`|~-]+")
+# Printable ASCII without space: anything else must arrive percent-encoded.
+_URL = re.compile(r"[!-~]+")
 UNVERIFIED = (
     "akamai: pacing covers the request bucket (50/s, burst 100); object buckets (URLs 200/s, CP codes "
     "30/min, tags 500/min) are met by 429 and a back-off computed from the X-Ratelimit-* headers",
@@ -88,6 +100,7 @@ def key_capabilities(keys_are: str) -> Capabilities:
 
 class AkamaiProvider(HttpProvider):
     kind = "akamai"
+    label = "Akamai"
     settings_model = AkamaiSettings
     default_base_url = "https://{host}"
     required_credentials = ("client_token", "client_secret", "access_token")
@@ -108,6 +121,27 @@ class AkamaiProvider(HttpProvider):
         """The key limit depends on `keys_are` (tags or CP codes), so capabilities are chosen per settings."""
         return key_capabilities(settings.keys_are if isinstance(settings, AkamaiSettings) else "tag")
 
+    @classmethod
+    def render(cls, settings: ProviderSettings, target: Target) -> str:
+        """The object as sent (CP codes as their digits); raises ValueError for one Fast Purge would refuse."""
+        value = target.value
+        if target.kind is TargetKind.URL:
+            parts = urlsplit(value) if _URL.fullmatch(value) else None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(
+                    f"url:{value[:200]}: Akamai takes absolute http(s) URLs of printable ASCII only "
+                    "(percent-encode spaces and non-ASCII characters)"
+                )
+        elif target.kind is TargetKind.KEY and isinstance(settings, AkamaiSettings) and settings.keys_are == "cpcode":
+            if not (value.isascii() and value.isdigit() and int(value) > 0):
+                raise ValueError(f"key:{value[:200]}: CP codes must be numbers")
+        elif target.kind is TargetKind.KEY:
+            if len(value) > MAX_TAG_LENGTH:
+                raise ValueError(f"key:{value[:80]}...: Akamai cache tags are at most {MAX_TAG_LENGTH} characters")
+            if not _TAG.fullmatch(value):
+                raise ValueError(f"key:{value[:200]}: Akamai cache tags take only letters, digits and !#$%&'+-.^_`|~")
+        return value
+
     def base_url_for(self, settings: ProviderSettings) -> str:
         if not isinstance(settings, AkamaiSettings):
             raise TypeError(f"expected AkamaiSettings, got {type(settings).__name__}")
@@ -126,12 +160,10 @@ class AkamaiProvider(HttpProvider):
         elif request.kind is TargetKind.KEY and self.settings.keys_are == "tag":
             object_type, objects = "tag", list(request.targets)
         elif request.kind is TargetKind.KEY:
-            object_type, objects = "cpcode", self._cpcodes(request.targets)
+            # `check` has made sure they are numbers.
+            object_type, objects = "cpcode", [int(value) for value in request.targets]
         else:
             raise RejectedError(self.name, f"target kind {request.kind.value!r} is not supported by Akamai")
-        limit = self.spec.capabilities.max_targets[request.kind]
-        if not 1 <= len(objects) <= limit:
-            raise RejectedError(self.name, f"{len(objects)} {object_type} objects; Akamai takes 1 to {limit}")
         body = {"objects": objects}
         size = len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
         if size > MAX_BODY_BYTES:
@@ -143,12 +175,6 @@ class AkamaiProvider(HttpProvider):
             body=body,
             headers={"Content-Type": "application/json"},
         )
-
-    def _cpcodes(self, values: tuple[str, ...]) -> list[Any]:
-        bad = [value for value in values if not value.isdigit()]
-        if bad:
-            raise RejectedError(self.name, f"CP codes must be numbers, got {bad[:5]}")
-        return [int(value) for value in values]
 
     def read_response(self, request: PurgeRequest, response: httpx.Response) -> PurgeResult:
         try:

@@ -19,12 +19,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, ClassVar, Literal, Protocol
+from urllib.parse import unquote, urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from cdnpurge.credentials import CredentialRef
 from cdnpurge.models import PurgeRequest, Target, TargetKind
+
+# `\\` too: some servers treat a backslash as a path separator.
+_SEGMENT_SEPARATORS = re.compile(r"[/\\]")
 
 # ---------------------------------------------------------------------------------------------------
 # Errors: one vocabulary for every provider. The provider's own message is kept; credentials never are.
@@ -115,6 +119,23 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except (TypeError, ValueError):
         return None
     return max(0.0, when - (time.time() if now is None else now))
+
+
+def dot_segment_problem(path: str) -> str | None:
+    """Why `path` cannot go into a request URL: a `.` or `..` segment, literal or percent-encoded; else None.
+
+    httpx resolves literal dot segments before sending (RFC 3986 5.2.4) and servers may decode `%2e` and
+    resolve them too, so `/purge/www.example.com/a/../../../service/S/purge_all` would call Fastly's purge-all
+    instead of purging one URL. Decoding repeats until nothing changes, so double encoding is caught as well.
+    """
+    decoded = path
+    while "%" in decoded and (step := unquote(decoded)) != decoded:
+        decoded = step
+    if "/." not in decoded and "\\." not in decoded and not decoded.startswith("."):
+        return None  # no segment starts with a dot: the common case, without splitting
+    if any(segment in (".", "..") for segment in _SEGMENT_SEPARATORS.split(decoded)):
+        return "contains a '.' or '..' path segment (literal or percent-encoded) that would resolve to another path"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -274,19 +295,23 @@ class DeclaredProvider:
 
     @classmethod
     def render(cls, settings: ProviderSettings, target: Target) -> str:
-        """A target's wire form; adapters override (e.g. prefix -> `/dir/*` or a PCRE pattern)."""
+        """A target's wire form; adapters override (e.g. prefix -> `/dir/*` or a PCRE pattern).
+
+        Raises ValueError for a target the provider cannot express or would refuse: the planner makes that a
+        plan error for the target's changes alone instead of a request the API refuses as a whole."""
         return target.value
 
 
 class HttpProvider(DeclaredProvider, ABC):
     """Shared HTTP flow for every httpx-based adapter (template method).
 
-    Subclasses set `kind`, `settings_model`, `default_base_url` and `declared`, and implement
+    Subclasses set `kind`, `label`, `settings_model`, `default_base_url` and `declared`, and implement
     `build_request` and `read_response`; they may override `auth_headers`, `retry_after` and
     `error_message`. Only paths under the base URL are ever called.
     """
 
     kind: ClassVar[str]
+    label: ClassVar[str]  # the CDN's name in messages ("Cloudflare")
     settings_model: ClassVar[type[ProviderSettings]]
     default_base_url: ClassVar[str]
     required_credentials: ClassVar[tuple[str, ...]] = ()
@@ -366,14 +391,39 @@ class HttpProvider(DeclaredProvider, ABC):
         return self._client
 
     def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+        self.check(request)
         response = self.send(self.build_request(request))
         result = self.read_response(request, response)
         wait = self.rate_signal(response)
         return result if wait is None or result.rate_wait is not None else replace(result, rate_wait=wait)
 
+    def check(self, request: PurgeRequest) -> None:
+        """Refuse, before any call, a request the planner would not have made: more targets than one call
+        takes, or a target `render` cannot express. The API would refuse it whole, failing every change in it.
+        Kinds the adapter does not declare are left to `build_request`, which refuses them in its own words."""
+        limit = self.spec.capabilities.max_targets.get(request.kind)
+        if limit is None:
+            return
+        if not 1 <= len(request.targets) <= limit:
+            raise RejectedError(
+                self.name,
+                f"{len(request.targets)} {request.kind.value} targets; {self.label} takes 1 to {limit} per call",
+            )
+        for value in request.targets:
+            try:
+                self.render(self.settings, Target(request.kind, value))
+            except ValueError as exc:
+                raise RejectedError(self.name, str(exc)) from None
+
     def send(self, call: ApiCall) -> httpx.Response:
-        """Make one call under the base URL with auth; map failures to the shared error vocabulary."""
+        """Make one call under the base URL with auth; map failures to the shared error vocabulary.
+
+        A path with dot segments is refused here, for every adapter: the URL actually requested would not be
+        the one built (see `dot_segment_problem`)."""
         url = f"{self.base_url}/{call.path.lstrip('/')}"
+        problem = dot_segment_problem(urlsplit(url).path)
+        if problem:
+            raise RejectedError(self.name, f"refused to call {call.method} {call.path[:200]!r}: it {problem}")
         headers = {"Accept": "application/json", **call.headers, **self.auth_headers()}
         try:
             response = self.client.request(

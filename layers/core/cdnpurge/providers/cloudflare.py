@@ -6,6 +6,10 @@
   (kind prefix, written `host/path` without a scheme, so they are declared host-qualified and the planner
   expands `/dir/` into `www.example.com/dir/` per configured host) or `purge_everything: true` (kind all).
   `path` targets are not native: the planner turns them into URLs for the configured hosts.
+- Prefixes (https://developers.cloudflare.com/cache/how-to/purge-cache/purge_by_prefix/) cover everything
+  starting with them, the prefix itself included; one may hold at most 31 path separators and no query
+  string or fragment. `render` refuses others, so the planner reports them per change instead of sending a
+  request Cloudflare refuses as a whole.
 - Every answer is the v4 envelope `{"success", "errors": [{"code", "message"}], "messages", "result"}`; a
   2xx with `success: false` is a `RejectedError` carrying the first error's code and message. Error codes
   are mapped before statuses (`ERROR_CODES`), since Cloudflare answers some auth and routing problems
@@ -63,6 +67,7 @@ ERROR_CODES: dict[int, type[ProviderError]] = {
     7000: NotFoundError,  # "No route for that URI"
     7003: NotFoundError,  # "Could not route to /zones/..., perhaps your object identifier is invalid?"
 }
+MAX_PREFIX_SEPARATORS = 31
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _CODE_PREFIX = re.compile(r"^code (\d+): ")
 
@@ -120,6 +125,7 @@ def plan_capabilities(plan: str) -> Capabilities:
 
 class CloudflareProvider(HttpProvider):
     kind = "cloudflare"
+    label = "Cloudflare"
     settings_model = CloudflareSettings
     default_base_url = BASE_URL
     required_credentials = ("token",)
@@ -134,10 +140,23 @@ class CloudflareProvider(HttpProvider):
 
     @classmethod
     def render(cls, settings: ProviderSettings, target: Target) -> str:
-        """Prefixes are `host/path` without a scheme; everything else is sent as given."""
-        if target.kind is TargetKind.PREFIX:
-            return _SCHEME.sub("", target.value)
-        return target.value
+        """Prefixes are `host/path` without a scheme; everything else is sent as given.
+
+        Raises ValueError for a prefix Cloudflare refuses: without a host, over 31 `/`, or with `?` / `#`."""
+        if target.kind is not TargetKind.PREFIX:
+            return target.value
+        prefix = _SCHEME.sub("", target.value)
+        if prefix.startswith("/"):
+            raise ValueError(
+                f"prefix:{target.value[:200]}: Cloudflare prefixes need a host (`host/path`); configure `hosts`"
+            )
+        if prefix.count("/") > MAX_PREFIX_SEPARATORS:
+            raise ValueError(
+                f"prefix:{target.value[:200]}: Cloudflare prefixes have at most {MAX_PREFIX_SEPARATORS} path separators"
+            )
+        if "?" in prefix or "#" in prefix:
+            raise ValueError(f"prefix:{target.value[:200]}: Cloudflare prefixes cannot hold a query or fragment")
+        return prefix
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.credentials['token'].get_secret_value()}"}
@@ -147,14 +166,7 @@ class CloudflareProvider(HttpProvider):
         if request.kind is TargetKind.ALL:
             body = {"purge_everything": True}
         elif request.kind in BODY_FIELDS:
-            limit = self.spec.capabilities.max_targets[request.kind]
-            if not 1 <= len(request.targets) <= limit:
-                raise RejectedError(
-                    self.name, f"{len(request.targets)} {request.kind.value} targets; Cloudflare takes 1 to {limit}"
-                )
             values = [self.render(self.settings, Target(request.kind, value)) for value in request.targets]
-            if request.kind is TargetKind.PREFIX and any(value.startswith("/") for value in values):
-                raise RejectedError(self.name, "Cloudflare prefixes need a host (`host/path`); configure `hosts`")
             body = {BODY_FIELDS[request.kind]: values}
         else:
             raise RejectedError(self.name, f"target kind {request.kind.value!r} is not supported by Cloudflare")

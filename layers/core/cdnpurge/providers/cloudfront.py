@@ -65,7 +65,8 @@ SIGNING_REGION = "us-east-1"
 
 # RFC 1738 section 2.2 "unsafe" characters (plus `%` when it does not start an escape) are encoded;
 # everything else printable is sent as is, because CloudFront compares the encoded form.
-_UNSAFE = frozenset(' <>"#{}|\\^~[]`')
+# Characters CloudFront wants percent-encoded: RFC 1738's unsafe set and anything beyond ASCII.
+_NEEDS_ESCAPE = re.compile(r'[ <>"#{}|\\^~\[\]`]|[^\x00-\x7f]')
 _STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -97,9 +98,9 @@ class CloudFrontSettings(ProviderSettings):
         return value
 
 
-def _escape(char: str) -> str:
+def _escape_match(match: re.Match[str]) -> str:
     # Not `urllib.parse.quote`: it never escapes `~`, which RFC 1738 lists as unsafe.
-    return "".join(f"%{byte:02X}" for byte in char.encode())
+    return "".join(f"%{byte:02X}" for byte in match.group().encode())
 
 
 def encode_path(path: str) -> str:
@@ -111,7 +112,7 @@ def encode_path(path: str) -> str:
     if "*" in path:
         raise ValueError(f"{path[:80]!r}: a literal '*' would be read as a CloudFront wildcard")
     encoded = _STRAY_PERCENT.sub("%25", path)
-    encoded = "".join(_escape(char) if char in _UNSAFE or not char.isascii() else char for char in encoded)
+    encoded = _NEEDS_ESCAPE.sub(_escape_match, encoded)
     if len(encoded) > MAX_PATH_LENGTH:
         raise ValueError(f"{path[:80]!r}: longer than CloudFront's {MAX_PATH_LENGTH} characters once encoded")
     return encoded
@@ -236,10 +237,12 @@ class CloudFrontProvider(DeclaredProvider):
             self._client.close()
 
     def _status(self, value: str) -> InvalidationStatus:
+        """A status we cannot read is a `RejectedError`, like any unreadable answer of the HTTP adapters: asking
+        again returns the same status (a retried CreateInvalidation returns the same invalidation)."""
         try:
             return InvalidationStatus(value)
         except ValueError:
-            raise ProviderError(self.name, f"unknown invalidation status {value[:40]!r}") from None
+            raise RejectedError(self.name, f"unknown invalidation status {str(value)[:40]!r}") from None
 
     @contextmanager
     def _translated_errors(self, operation: str) -> Iterator[None]:

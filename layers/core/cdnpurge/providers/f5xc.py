@@ -73,6 +73,7 @@ def prefix_pattern(prefix: str) -> str:
 
 class F5xcProvider(HttpProvider):
     kind = "f5xc"
+    label = "F5 XC"
     settings_model = F5xcSettings
     default_base_url = BASE_URL_TEMPLATE
     required_credentials = ("token",)
@@ -102,8 +103,6 @@ class F5xcProvider(HttpProvider):
         field_name = TARGET_FIELDS.get(request.kind)
         if field_name is None:
             raise RejectedError(self.name, f"target kind {request.kind.value!r} is not supported by F5 XC")
-        if len(request.targets) != 1:
-            raise RejectedError(self.name, f"F5 XC purges one target per call, got {len(request.targets)}")
         value: Any = (
             {}
             if request.kind is TargetKind.ALL

@@ -6,6 +6,9 @@
 - all: `POST /service/{id}/purge_all`, which Fastly never performs softly.
 - Soft purge is the `Fastly-Soft-Purge: 1` header. Purges take effect in ~150 ms; there is no job.
 - Over ~100,000 purges an hour: 429 with `Fastly-RateLimit-Reset` (epoch seconds).
+- URLs and single keys become part of the API path, so one with a `.`/`..` segment (even percent-encoded)
+  is refused by `render`: `https://www.example.com/a/../../../service/S/purge_all` would otherwise be
+  resolved into a call to `purge_all`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import Field
 
-from cdnpurge.models import PurgeRequest, TargetKind
+from cdnpurge.models import PurgeRequest, Target, TargetKind
 from cdnpurge.providers.base import (
     ApiCall,
     Capabilities,
@@ -25,6 +28,7 @@ from cdnpurge.providers.base import (
     ProviderSettings,
     PurgeResult,
     RejectedError,
+    dot_segment_problem,
     parse_retry_after,
 )
 
@@ -34,6 +38,19 @@ MAX_KEYS_PER_CALL = 256
 PURGES_PER_SECOND = 100_000 / 3600
 
 
+def url_purge_path(url: str) -> str:
+    """The API path purging one URL: `purge/{host-and-path}`, the target's own escapes kept."""
+    parts = urlsplit(url)
+    cached = parts.netloc + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # The target is already a percent-encoded URL: keep its escapes, encode only what is unsafe.
+    return f"purge/{quote(cached, safe='/?=&:@!$,;~%+')}"
+
+
+def key_purge_segment(key: str) -> str:
+    """One surrogate key as the last segment of `service/{id}/purge/{key}`."""
+    return quote(key, safe="")
+
+
 class FastlySettings(ProviderSettings):
     kind: Literal["fastly"] = "fastly"
     service_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9]+$")
@@ -41,6 +58,7 @@ class FastlySettings(ProviderSettings):
 
 class FastlyProvider(HttpProvider):
     kind = "fastly"
+    label = "Fastly"
     settings_model = FastlySettings
     default_base_url = BASE_URL
     required_credentials = ("token",)
@@ -54,6 +72,20 @@ class FastlyProvider(HttpProvider):
 
     settings: FastlySettings
 
+    @classmethod
+    def render(cls, settings: ProviderSettings, target: Target) -> str:
+        """The target as given; a URL or key that would put a dot segment into the API path is refused."""
+        if target.kind is TargetKind.URL:
+            path = url_purge_path(target.value)
+        elif target.kind is TargetKind.KEY:
+            path = f"purge/{key_purge_segment(target.value)}"
+        else:
+            return target.value
+        problem = dot_segment_problem(urlsplit(path).path)
+        if problem:
+            raise ValueError(f"{target.kind.value}:{target.value[:200]}: {problem}")
+        return target.value
+
     def auth_headers(self) -> dict[str, str]:
         return {"Fastly-Key": self.credentials["token"].get_secret_value()}
 
@@ -62,20 +94,22 @@ class FastlyProvider(HttpProvider):
         service = f"service/{self.settings.service_id}"
         if request.kind is TargetKind.URL:
             (url,) = request.targets
-            parts = urlsplit(url)
-            cached = parts.netloc + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            # The target is already a percent-encoded URL: keep its escapes, encode only what is unsafe.
-            return ApiCall("POST", f"purge/{quote(cached, safe='/?=&:@!$,;~%+')}", headers=headers)
+            return ApiCall("POST", url_purge_path(url), headers=headers)
         if request.kind is TargetKind.KEY:
             if len(request.targets) == 1:
-                return ApiCall("POST", f"{service}/purge/{quote(request.targets[0], safe='')}", headers=headers)
+                return ApiCall("POST", f"{service}/purge/{key_purge_segment(request.targets[0])}", headers=headers)
             return ApiCall("POST", f"{service}/purge", body={"surrogate_keys": list(request.targets)}, headers=headers)
         if request.kind is TargetKind.ALL:
             return ApiCall("POST", f"{service}/purge_all")
         raise RejectedError(self.name, f"target kind {request.kind.value!r} is not supported by Fastly")
 
     def read_response(self, request: PurgeRequest, response: httpx.Response) -> PurgeResult:
-        body: Any = response.json() if response.content else {}
+        try:
+            body: Any = response.json() if response.content else {}
+        except ValueError:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not text
+            raise RejectedError(
+                self.name, f"response is not JSON: {response.text[:200]!r}", status=response.status_code
+            ) from None
         if not isinstance(body, dict):
             raise RejectedError(self.name, f"unexpected response body {str(body)[:200]}", status=response.status_code)
         if "status" in body:
@@ -85,6 +119,10 @@ class FastlyProvider(HttpProvider):
         # Bulk key purge: the official clients return a flat map key -> purge id; the OpenAPI
         # description wraps the same map in `purge_statuses`. Accept both.
         statuses = body.get("purge_statuses", body)
+        if not isinstance(statuses, dict):
+            raise RejectedError(
+                self.name, f"unexpected purge_statuses {str(statuses)[:200]}", status=response.status_code
+            )
         missing = [key for key in request.targets if key not in statuses]
         if missing:
             raise RejectedError(self.name, f"bulk purge response lacks keys {missing[:5]}", status=response.status_code)

@@ -58,6 +58,7 @@ class GotipathSettings(ProviderSettings):
 
 class GotipathProvider(HttpProvider):
     kind = "gotipath"
+    label = "Gotipath"
     settings_model = GotipathSettings
     default_base_url = BASE_URL
     required_credentials = ("client_id", "library_id", "api_key")

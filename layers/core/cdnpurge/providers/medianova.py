@@ -9,15 +9,18 @@ Docs: https://docs.medianova.com (API reference > CDN > Purge; the page is kept 
   `*` is a wildcard (`/images/*`, `/images/*.jpg`). Jobs are asynchronous.
 - List jobs: `GET` on the same path with `page` (>= 1), `limit` (1..100) and an optional `opID`
   (`job_status()`; the bounds are checked here before calling).
-- Kinds: `path` and `prefix` (rendered `/dir/*`), 100 per call. `url` is not native: the planner turns
-  URLs of the configured hosts into paths. No soft purge.
+- Kinds: `path` and `prefix`, 100 per call. A prefix is rendered `{prefix}*` (`/img/` -> `/img/*`,
+  `/img` -> `/img*`, which covers `/img` itself as the planner assumes, and `/imgx` too: a harmless
+  over-purge). `url` is not native: the planner turns URLs of the configured hosts into paths. No soft purge.
 
 *Unverified* (the seed documents "200" without a body; see `UNVERIFIED`):
 - the shape of the create and list responses: the job id is read from `data.id`, `id`, `opID` or
   `data.opID`, whichever is present, and a body saying `"status": false` / `"success": false` is taken
   as a refusal;
 - the error body shape (we read `message` / `error`) and any rate limit;
-- a literal `*` inside a path cannot be escaped: it is always a wildcard.
+- a literal `*` inside a path cannot be escaped: it is always a wildcard;
+- `*` matching any characters, `/` included, so `/img/*` covers `/img/a/b.png` (the seed shows `*` at the end
+  and mid-path, `/images/*.jpg`, but not what it spans).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ MAX_PAGE_LIMIT = 100
 UNVERIFIED = (
     "medianova: response bodies are undocumented; the job id is read from data.id / id / opID",
     "medianova: no documented rate limit; 429 is handled when it comes",
+    "medianova: `*` is assumed to match any characters, `/` included (prefix /img is sent as /img*)",
 )
 
 _UUID = r"^[A-Za-z0-9][A-Za-z0-9-]*$"
@@ -57,10 +61,12 @@ class MedianovaSettings(ProviderSettings):
 
 
 def wildcard(prefix: str) -> str:
-    """`/img/` and `/img` -> `/img/*`; `/` -> `/*`; a prefix already ending in `*` is kept."""
-    if prefix.endswith("*"):
-        return prefix
-    return prefix.rstrip("/") + "/*"
+    """`/img/` -> `/img/*`, `/img` -> `/img*`, `/` -> `/*`; a prefix already ending in `*` is kept.
+
+    Not `/img` -> `/img/*`: the planner counts the path `/img` as covered by the prefix `/img` (and drops it
+    from the plan), and `/img/*` would not purge it. `*` may stand anywhere in a Medianova path (the seed's
+    `/images/*.jpg`), so `/img*` is a valid wildcard."""
+    return prefix if prefix.endswith("*") else prefix + "*"
 
 
 def _job_id(body: Any) -> str | None:
@@ -76,6 +82,7 @@ def _job_id(body: Any) -> str | None:
 
 class MedianovaProvider(HttpProvider):
     kind = "medianova"
+    label = "Medianova"
     settings_model = MedianovaSettings
     default_base_url = BASE_URL
     required_credentials = ("token",)

@@ -1,0 +1,25 @@
+"""`make demo` as CI sees it: the whole main job on the local stack, exit status and what a person reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from cdnpurge_local import demo
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
+
+
+def test_the_demo_purges_once_skips_the_redelivery_and_dead_letters_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # When
+    status = demo.run()
+    # Then
+    output = capsys.readouterr().out
+    assert status == 0, output
+    assert "0 record(s) failed" in output and "FAILED" not in output
+    assert "round 2: 1 invocation(s), 0 CDN call(s): duplicates skipped by the table" in output
+    assert "dead-letter queue: 0 message(s)" in output
+    assert "created s3://example-site-content/docs/annual report+2026.pdf" in output
+    assert "cloudfront path" in output and "medianova path" in output and "fastly key" in output
+    assert demo.DEMO_TOKEN not in output and demo.MEDIANOVA_TOKEN not in output
