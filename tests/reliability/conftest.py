@@ -1,4 +1,6 @@
-"""The witness: every reliability test runs with all of its output captured and scanned for credentials.
+"""The witness, and one local deployment per test module.
+
+Every reliability test runs with all of its output captured and scanned for credentials.
 
 Captured: every log record of the `cdnpurge` logger (the handler's Powertools logger) and the root logger
 (libraries), formatted as they would be printed, exceptions included; stdout and stderr (EMF metrics,
@@ -15,7 +17,25 @@ from collections.abc import Iterator
 import pytest
 from aws_lambda_powertools import Metrics
 from reliability import tally
-from reliability.support import LogCapture, Witness
+from reliability.support import LogCapture, Witness, reliability_deployment, reset
+
+from cdnpurge_local.harness import Deployment
+
+
+@pytest.fixture(scope="module")
+def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
+    """The real handler on DynamoDB Local, moto and the fake CDNs, for the module's own `BUCKET` (each
+    module runs in its own xdist group), with its `EXTRA_CONFIG` lines if it has any."""
+    module = request.module
+    with reliability_deployment(module.BUCKET, extra_config=getattr(module, "EXTRA_CONFIG", "")) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def clean(request: pytest.FixtureRequest) -> None:
+    """Tests that use the deployment start from an empty queue, DLQ, table and fake-CDN record."""
+    if "deployment" in request.fixturenames:
+        reset(request.getfixturevalue("deployment"))
 
 
 @pytest.fixture(autouse=True)

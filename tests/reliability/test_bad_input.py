@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -20,8 +19,6 @@ from reliability.support import (
     dead_letter_reasons,
     eventbridge_published,
     eventbridge_s3,
-    reliability_deployment,
-    reset,
     s3_notification,
     send,
     sns_envelope,
@@ -63,17 +60,6 @@ class Canary:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def deployment() -> Iterator[Deployment]:
-    with reliability_deployment(BUCKET) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def clean(deployment: Deployment) -> None:
-    reset(deployment)
 
 
 def bad_messages(canary: int) -> dict[str, tuple[Any, str]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,8 +18,6 @@ from reliability.support import (
     eventbridge_published,
     eventbridge_s3,
     purged_entries,
-    reliability_deployment,
-    reset,
     s3_notification,
     send,
     sequencer,
@@ -35,17 +32,6 @@ from cdnpurge_local.harness import Deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("reliability-delivery")]
 BUCKET = "cdnpurge-rel-delivery"
-
-
-@pytest.fixture(scope="module")
-def deployment() -> Iterator[Deployment]:
-    with reliability_deployment(BUCKET) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def clean(deployment: Deployment) -> None:
-    reset(deployment)
 
 
 def same_change_twice(shape: str, path: str) -> list[dict[str, Any]]:

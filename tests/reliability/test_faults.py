@@ -8,7 +8,6 @@ call, a log line naming the fault, and a metric that moved.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
@@ -18,8 +17,6 @@ from reliability.support import (
     assert_exactly,
     dead_letter_reasons,
     purged_entries,
-    reliability_deployment,
-    reset,
     s3_notification,
     send,
     sns_envelope,
@@ -36,17 +33,6 @@ from cdnpurge_local.harness import Deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("reliability-faults")]
 BUCKET = "cdnpurge-rel-faults"
-
-
-@pytest.fixture(scope="module")
-def deployment() -> Iterator[Deployment]:
-    with reliability_deployment(BUCKET) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def clean(deployment: Deployment) -> None:
-    reset(deployment)
 
 
 def service(deployment: Deployment) -> PurgeService:

@@ -9,7 +9,6 @@ invocation expires with that invocation's deadline. This module has a stack of i
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
@@ -18,8 +17,6 @@ from reliability import tally
 from reliability.support import (
     Witness,
     assert_exactly,
-    reliability_deployment,
-    reset,
     s3_notification,
     send,
     sns_envelope,
@@ -37,17 +34,6 @@ from cdnpurge_local.provision import load_template
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("reliability-ledger")]
 BUCKET = "cdnpurge-rel-ledger"
-
-
-@pytest.fixture(scope="module")
-def deployment() -> Iterator[Deployment]:
-    with reliability_deployment(BUCKET) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def clean(deployment: Deployment) -> None:
-    reset(deployment)
 
 
 def restart_dynamodb(deployment: Deployment, port: int, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 from reliability.support import (
     Witness,
     assert_exactly,
     config_template,
-    reliability_deployment,
     reset,
     send,
     sns_envelope,
@@ -30,12 +28,7 @@ from cdnpurge_local.harness import Deployment
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("reliability-repurge")]
 BUCKET = "cdnpurge-rel-repurge"
 DELAY = 1
-
-
-@pytest.fixture(scope="module")
-def deployment() -> Iterator[Deployment]:
-    with reliability_deployment(BUCKET, extra_config=f"repurge_delay_seconds: {DELAY}\n") as running:
-        yield running
+EXTRA_CONFIG = f"repurge_delay_seconds: {DELAY}\n"  # read by the `deployment` fixture (conftest)
 
 
 @pytest.fixture(autouse=True)

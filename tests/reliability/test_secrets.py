@@ -20,7 +20,6 @@ from helpers import FASTLY_SERVICE, FASTLY_TOKEN
 from reliability import tally
 from reliability.support import (
     Witness,
-    reliability_deployment,
     reset,
     s3_notification,
     send,
@@ -51,12 +50,6 @@ class EchoingFastly(FastlyBehaviour):
             self.flaked = True
             return FakeResponse(500, {"msg": f"backend error for Fastly-Key={key}"}), []
         return super().route(request)
-
-
-@pytest.fixture(scope="module")
-def deployment() -> Iterator[Deployment]:
-    with reliability_deployment(BUCKET) as running:
-        yield running
 
 
 @pytest.fixture

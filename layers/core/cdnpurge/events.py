@@ -54,7 +54,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache, partial
-from typing import Any, Final, TypeGuard
+from typing import Any, Final, NamedTuple, TypeGuard
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import (
@@ -485,21 +485,8 @@ def _decode_s3_record(raw: object, what: str, origin: _Origin, sink: _Sink) -> N
         target = f"s3://{_optional_text(record, 's3.bucket.name')}/{_optional_text(record, 's3.object.key')}"
         sink.ignore(origin, f"{event_name} on {_show(target)} does not change content")
         return
-    identity = ("s3.object.sequencer", "s3.object.versionId", "s3.object.eTag", "eventTime")
-    key = _text(record, "s3.object.key", what)
-    bucket = _text(record, "s3.bucket.name", what)
     event_time = _optional_text(record, "eventTime")
-    _add_s3_change(
-        record,
-        bucket=bucket,
-        raw_key=key,
-        identity=identity,
-        action=action,
-        event_time=event_time,
-        what=what,
-        origin=origin,
-        sink=sink,
-    )
+    _add_s3_change(record, _NOTIFICATION_FIELDS, action, event_time, what=what, origin=origin, sink=sink)
 
 
 def _decode_sns(message: SNSMessage, origin: _Origin, sink: _Sink) -> None:
@@ -570,47 +557,50 @@ def _decode_eventbridge_body(event: EventBridgeEvent, event_id: str, origin: _Or
 def _decode_eventbridge_s3(
     event: S3EventBridgeNotificationEvent, action: Action, event_time: str | None, origin: _Origin, sink: _Sink
 ) -> None:
-    what = "EventBridge S3 event"
-    identity = ("detail.object.sequencer", "detail.object.version-id", "detail.object.etag", "time")
-    # Read raw and decoded by `_add_s3_change` rather than through `detail.object.key`, which already
-    # unquotes: one place decodes keys, exactly once, for every shape.
-    key = _text(event, "detail.object.key", what)
-    bucket = _text(event, "detail.bucket.name", what)
+    # The key is read raw (not through `detail.object.key`, which already unquotes) and decoded by
+    # `_add_s3_change`: one place decodes keys, exactly once, for every shape.
     _add_s3_change(
-        event,
-        bucket=bucket,
-        raw_key=key,
-        identity=identity,
-        action=action,
-        event_time=event_time,
-        what=what,
-        origin=origin,
-        sink=sink,
+        event, _EVENTBRIDGE_FIELDS, action, event_time, what="EventBridge S3 event", origin=origin, sink=sink
     )
 
 
-# How an S3 change id falls back when a record has no sequencer: version id, ETag, then event time.
+class _S3Fields(NamedTuple):
+    """Where one envelope shape keeps an S3 change's bucket, key and identity (sequencer, version id,
+    ETag, event time: the fallbacks of a change id, in that order)."""
+
+    bucket: str
+    key: str
+    identity: tuple[str, str, str, str]
+
+
+_NOTIFICATION_FIELDS: Final = _S3Fields(
+    "s3.bucket.name", "s3.object.key", ("s3.object.sequencer", "s3.object.versionId", "s3.object.eTag", "eventTime")
+)
+_EVENTBRIDGE_FIELDS: Final = _S3Fields(
+    "detail.bucket.name",
+    "detail.object.key",
+    ("detail.object.sequencer", "detail.object.version-id", "detail.object.etag", "time"),
+)
 _IDENTITY_PREFIXES: Final = ("", "version:", "etag:", "time:")
 
 
 def _add_s3_change(
     doc: Mapping[str, Any],
-    *,
-    bucket: str,
-    raw_key: str,
-    identity: tuple[str, str, str, str],
+    fields: _S3Fields,
     action: Action,
     event_time: str | None,
+    *,
     what: str,
     origin: _Origin,
     sink: _Sink,
 ) -> None:
     """One S3 change, whatever the envelope: the key URL-decoded once, the id from the first identity
-    field present (`identity` names the sequencer, version id, ETag and time fields of this shape)."""
-    key = _decode_key(raw_key, what)
-    version = _first_text(doc, *zip(identity, _IDENTITY_PREFIXES, strict=True))
+    field present."""
+    bucket = _text(doc, fields.bucket, what)
+    key = _decode_key(_text(doc, fields.key, what), what)
+    version = _first_text(doc, *zip(fields.identity, _IDENTITY_PREFIXES, strict=True))
     if version is None:
-        raise _Invalid(f"{what} has no {identity[0]}, {identity[1]}, {identity[2]} or {identity[3]} to identify it")
+        raise _Invalid(f"{what} has no {', '.join(fields.identity[:3])} or {fields.identity[3]} to identify it")
     change_id = f"s3:{bucket}/{key}@{version}"
     sink.changes.append(
         Change(
