@@ -271,37 +271,6 @@ def split_batches(records: list[dict[str, Any]], batch_size: int) -> list[list[d
     return batches
 
 
-class MemoryLedger:
-    """The idempotency ledger in memory, for the runs that show the ledger's share of the wall time."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._state: dict[tuple[str, str], str] = {}
-
-    def claim(self, pairs: Any, remaining_ms: int | None) -> dict[tuple[str, str], Any]:
-        from cdnpurge.ledger import Claim
-
-        claims = {}
-        with self._lock:
-            for pair in pairs:
-                state = self._state.get(pair)
-                if state is None:
-                    self._state[pair] = "busy"
-                    claims[pair] = Claim.CLAIMED
-                else:
-                    claims[pair] = Claim.DONE if state == "done" else Claim.BUSY
-        return claims
-
-    def complete(self, pairs: Any, result: Any) -> None:
-        with self._lock:
-            self._state.update(dict.fromkeys(pairs, "done"))
-
-    def release(self, pairs: Any, error: Exception) -> None:
-        with self._lock:
-            for pair in pairs:
-                self._state.pop(pair, None)
-
-
 @dataclass
 class InvocationLog:
     invocations: int = 0
@@ -384,6 +353,7 @@ def run_cdnpurge(
     from cdnpurge.config import parse_config
     from cdnpurge.service import PurgeService
     from cdnpurge_local.event_source import LocalLambdaContext
+    from cdnpurge_local.memory_ledger import MemoryLedger
 
     config = parse_config(config_text(scenario, endpoints), source=scenario.name)
     environ = {"BENCH_FASTLY_TOKEN": FASTLY_TOKEN, "BENCH_MEDIANOVA_TOKEN": MEDIANOVA_TOKEN}

@@ -5,6 +5,9 @@ from __future__ import annotations
 import textwrap
 
 from cdnpurge.config import Config, parse_config
+from cdnpurge_local.memory_ledger import MemoryLedger
+
+__all__ = ["FASTLY_SERVICE", "FASTLY_TOKEN", "MemoryLedger", "SimulatedClock", "config_from", "fastly_config"]
 
 FASTLY_TOKEN = "fastly-test-token-not-real-0123456789"
 FASTLY_SERVICE = "SU1Z0isxPaozGVKXdv0eY"
@@ -52,36 +55,3 @@ class SimulatedClock:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
-
-
-class MemoryLedger:
-    """An in-memory `Ledger` for unit tests; production code is tested on DynamoDB Local."""
-
-    def __init__(self) -> None:
-        self.done: set[tuple[str, str]] = set()
-        self.busy: set[tuple[str, str]] = set()
-        self.released: list[tuple[str, str]] = []
-
-    def claim(self, pairs, remaining_ms):  # type: ignore[no-untyped-def]
-        from cdnpurge.ledger import Claim
-
-        claims = {}
-        for pair in pairs:
-            if pair in self.done:
-                claims[pair] = Claim.DONE
-            elif pair in self.busy:
-                claims[pair] = Claim.BUSY
-            else:
-                self.busy.add(pair)
-                claims[pair] = Claim.CLAIMED
-        return claims
-
-    def complete(self, pairs, result):  # type: ignore[no-untyped-def]
-        for pair in pairs:
-            self.busy.discard(pair)
-            self.done.add(pair)
-
-    def release(self, pairs, error):  # type: ignore[no-untyped-def]
-        for pair in pairs:
-            self.busy.discard(pair)
-            self.released.append(pair)

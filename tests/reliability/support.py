@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -255,9 +255,9 @@ def dead_letter_reasons(messages: list[dict[str, Any]]) -> dict[str, str]:
 # --- metrics and logs ------------------------------------------------------------------------------
 
 
-def emitted_metrics(stdout: str) -> Counter[tuple[str, str | None]]:
+def emitted_metrics(stdout: str) -> defaultdict[tuple[str, str | None], float]:
     """EMF documents in captured stdout -> (metric name, provider dimension or None) -> summed value."""
-    totals: Counter[tuple[str, str | None]] = Counter()
+    totals: defaultdict[tuple[str, str | None], float] = defaultdict(float)
     for line in stdout.splitlines():
         if not line.startswith("{") or '"_aws"' not in line:
             continue
@@ -266,7 +266,7 @@ def emitted_metrics(stdout: str) -> Counter[tuple[str, str | None]]:
             for metric in directive["Metrics"]:
                 value = document[metric["Name"]]
                 values = value if isinstance(value, list) else [value]
-                totals[(metric["Name"], document.get("provider"))] += int(sum(values))
+                totals[(metric["Name"], document.get("provider"))] += sum(values)
     return totals
 
 

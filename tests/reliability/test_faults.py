@@ -90,6 +90,10 @@ def test_slow_responses_within_the_timeout_are_simply_waited_for(deployment: Dep
     assert_exactly(deployment, [path])
     assert not witness.logs.messages("provider attempt failed")
     assert len(witness.logs.messages("purge accepted")) == 2
+    # the slowness is measured: each provider's slowest request, and the change's age when purged
+    emitted = witness.metrics()
+    assert emitted[("RequestSeconds", "fastly")] >= 0.6 and emitted[("RequestSeconds", "medianova")] >= 0.6
+    assert emitted[("ChangeToPurgeSeconds", "fastly")] >= 0.6
 
 
 REFUSAL_METRICS = {400: "ProviderRejected", 401: "ProviderAuthFailed", 404: "ProviderNotFound"}

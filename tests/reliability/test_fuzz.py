@@ -24,7 +24,7 @@ from reliability import tally
 from cdnpurge.execute import Executor
 from cdnpurge.observability import record
 from cdnpurge.providers import build_providers
-from cdnpurge.providers.base import Provider
+from cdnpurge.providers.base import HttpProvider, Provider
 from cdnpurge.service import ERROR_ATTRIBUTE, PurgeService, Queues, RedactingProvider, secret_forms
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN
@@ -202,9 +202,16 @@ def cdn() -> Iterator[FakeCDN]:
         yield running
 
 
-def service_for(cdn: FakeCDN, sqs: RecordingSqs) -> PurgeService:
+def service_for(cdn: FakeCDN, sqs: RecordingSqs, destinations: list[str]) -> PurgeService:
+    """The service as deployed, with every HTTP request's destination (scheme, host, port) recorded at the
+    transport: a call to anywhere but the fake CDN is seen even if no server answered it."""
     config = fastly_config(cdn.endpoint("fastly"))
     raw = build_providers(config, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
+    for provider in raw.values():
+        if isinstance(provider, HttpProvider):
+            provider.client.event_hooks["request"].append(
+                lambda request: destinations.append(f"{request.url.scheme}://{request.url.netloc.decode()}")
+            )
     providers: dict[str, Provider] = {
         name: RedactingProvider(provider, secret_forms([FASTLY_TOKEN])) for name, provider in raw.items()
     }
@@ -225,9 +232,9 @@ def service_for(cdn: FakeCDN, sqs: RecordingSqs) -> PurgeService:
 def test_no_event_shape_crashes_loses_a_change_or_misroutes_a_failure(cdn: FakeCDN, event: dict[str, Any]) -> None:
     # Given
     sqs = RecordingSqs()
-    service = service_for(cdn, sqs)
+    destinations: list[str] = []
+    service = service_for(cdn, sqs, destinations)
     calls_before = len(cdn.received)
-    tally.add(bad_inputs=len(event["Records"]))
     # When: the batch runs and is logged and measured as the handler does
     report = service.handle(event)
     record(report, logger, metrics)
@@ -236,11 +243,23 @@ def test_no_event_shape_crashes_loses_a_change_or_misroutes_a_failure(cdn: FakeC
     ids = {r["messageId"] for r in event["Records"] if isinstance(r.get("messageId"), str)}
     assert set(report.failed_sources) <= ids | {"event"}
     assert all(report.reasons[source] for source in report.failed_sources)
-    # nothing lost: every change owed to a provider is purged or skipped as done, or its record failed
+    # nothing lost: every change owed to a provider is purged or skipped as done, or its record failed ...
     settled = set(report.completed) | set(report.duplicates)
-    for change in report.decoded.changes:
-        owed = {pair for pair in report.owed if pair[1] == change.id}
-        assert owed <= settled or change.source_id in report.failed_sources, change
+    lost = [
+        change
+        for change in report.decoded.changes
+        if not {pair for pair in report.owed if pair[1] == change.id} <= settled
+        and change.source_id not in report.failed_sources
+    ]
+    # ... and "purged" means the CDN received it: every accepted request's targets are in what it recorded
+    received = cdn.purged("fastly")
+    for outcome in report.outcomes:
+        if outcome.ok:
+            for target in outcome.request.targets:
+                entry = target.removeprefix("https://") if outcome.request.kind.value == "url" else target
+                mode = "soft" if outcome.request.soft else "hard"
+                assert f"{outcome.request.kind.value}:{entry} ({mode})" in received, (outcome.request, received[-5:])
+    assert len(cdn.received) - calls_before <= sum(outcome.attempts for outcome in report.outcomes)
     # every failed record is either returned to SQS or dead-lettered with its reason, never both
     returned = {item["itemIdentifier"] for item in report.response()["batchItemFailures"]}
     assert returned | set(report.dead_lettered) == set(report.failed_sources)
@@ -249,6 +268,9 @@ def test_no_event_shape_crashes_loses_a_change_or_misroutes_a_failure(cdn: FakeC
     for sent in sqs.sent:
         assert sent["MessageAttributes"][ERROR_ATTRIBUTE]["StringValue"]
     # and nothing but the configured provider's own API was called
-    for received in cdn.received[calls_before:]:
-        assert "evil" not in received.path and "169.254" not in received.path
-    tally.add(changes=len(report.decoded.changes), lost=0)
+    assert set(destinations) <= {cdn.endpoint("fastly").rsplit("/", 1)[0]}, destinations
+    for call in cdn.received[calls_before:]:
+        assert "evil" not in call.path and "169.254" not in call.path
+    bad = {error.source_id for error in report.decoded.errors} | {e.source_id for e in report.translation.errors}
+    tally.add(changes=len(report.decoded.changes), lost=len(lost), bad_inputs=len(bad))
+    assert lost == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from pydantic import SecretStr
 
 from cdnpurge.events import repurge_messages
 from cdnpurge.execute import Executor
-from cdnpurge.ledger import LedgerUnavailableError
+from cdnpurge.ledger import Claim, LedgerUnavailableError, Pair
 from cdnpurge.pipeline import BatchReport, run_batch
 from cdnpurge.providers import build_providers
 from cdnpurge.providers import specs as provider_specs
@@ -135,16 +136,16 @@ class UnreachableLedger(MemoryLedger):
         super().__init__()
         self.fail = fail
 
-    def claim(self, pairs, remaining_ms):  # type: ignore[no-untyped-def]
+    def claim(self, pairs: Iterable[Pair], remaining_ms: int | None) -> dict[Pair, Claim]:
         pairs = list(pairs)
         if self.fail == "claim":
             raise LedgerUnavailableError("claim", pairs, "EndpointConnectionError: down")
-        return super().claim(pairs, remaining_ms)  # type: ignore[no-untyped-call]
+        return super().claim(pairs, remaining_ms)
 
-    def complete(self, pairs, result):  # type: ignore[no-untyped-def]
+    def complete(self, pairs: Iterable[Pair], result: dict[str, Any]) -> None:
         if self.fail == "complete":
             raise LedgerUnavailableError("complete", pairs, "EndpointConnectionError: down")
-        super().complete(pairs, result)  # type: ignore[no-untyped-call]
+        super().complete(pairs, result)
 
 
 def test_no_claim_no_purge_every_record_returned_for_redelivery(fake_cdn: FakeCDN) -> None:

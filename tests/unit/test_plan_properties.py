@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import replace
 from functools import partial
 from itertools import chain
@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdnpurge.models import Plan, PurgeRequest, Target, TargetKind
-from cdnpurge.plan import EXACT_SEARCH_MAX_ITEMS, can_express, convert, lower_bound, pack, plan
+from cdnpurge.plan import EXACT_SEARCH_MAX_ITEMS, can_express, convert, lower_bound, pack, plan, router
 from cdnpurge.providers.base import Capabilities, EscalationPolicy, HttpProvider, ProviderSpec
 from cdnpurge.rules import RoutedTarget
 
@@ -49,11 +49,11 @@ values_by_kind = {
 
 
 @st.composite
-def routed_targets(draw: st.DrawFn) -> list[RoutedTarget]:
+def routed_targets(draw: st.DrawFn, kinds: list[TargetKind] = KINDS) -> list[RoutedTarget]:
     count = draw(st.integers(0, 40))
     items = []
     for _ in range(count):
-        kind = draw(st.sampled_from(KINDS))
+        kind = draw(st.sampled_from(kinds))
         items.append(
             RoutedTarget(
                 change_id=f"c{draw(st.integers(0, 6))}",
@@ -66,12 +66,12 @@ def routed_targets(draw: st.DrawFn) -> list[RoutedTarget]:
 
 
 @st.composite
-def provider_specs(draw: st.DrawFn, *, escalate: bool = True) -> dict[str, ProviderSpec]:
+def provider_specs(draw: st.DrawFn, *, escalate: bool = True, byte_limits: bool = True) -> dict[str, ProviderSpec]:
     specs = {}
     for name in draw(st.lists(st.sampled_from(["p1", "p2", "p3"]), min_size=1, max_size=3, unique=True)):
         kinds = draw(st.lists(st.sampled_from(KINDS), min_size=1, max_size=5, unique=True))
         limits = {kind: (1 if kind is TargetKind.ALL else draw(st.integers(1, 6))) for kind in kinds}
-        body = draw(st.one_of(st.none(), st.integers(40, 160)))
+        body = draw(st.one_of(st.none(), st.integers(40, 160))) if byte_limits else None
         capabilities = Capabilities(
             max_targets=limits,
             max_body_bytes=body,
@@ -277,6 +277,33 @@ def test_the_plan_covers_everything_within_limits_minimally_and_deterministicall
     first: Plan = plan(items, specs)
     assert plan(shuffled, specs) == first, "the plan depends on the input order"
     assert plan(chain(items), specs) == first  # any iterable, consumed once
+
+
+@PROPERTY_SETTINGS
+@given(
+    routed_targets(kinds=[TargetKind.PATH, TargetKind.URL, TargetKind.KEY, TargetKind.HOST]),
+    provider_specs(escalate=False, byte_limits=False),
+)
+def test_the_request_count_is_the_minimum_computed_from_the_input_alone(
+    items: list[RoutedTarget], specs: dict[str, ProviderSpec]
+) -> None:
+    # Without prefixes, purge-alls, escalation or byte limits nothing can cover anything else, so the
+    # minimum follows from the input: each provider's distinct converted targets (hard where any change
+    # wants hard), per (kind, mode), in ceil(n / per-call limit) requests.
+    destinations = router(specs)
+    wanted: dict[str, dict[tuple[TargetKind, str], bool]] = defaultdict(dict)
+    for item in items:
+        for name in destinations(item.providers, item.target.kind):
+            converted, problem = convert(item.target, specs[name])
+            for target in converted if problem is None else []:
+                soft = wanted_soft(specs[name], target.kind, item.soft)
+                key = (target.kind, target.value)
+                wanted[name][key] = wanted[name].get(key, True) and soft
+    expected = 0
+    for name, targets in wanted.items():
+        groups = Counter((kind, soft) for (kind, _value), soft in targets.items())
+        expected += sum(-(-n // specs[name].capabilities.max_targets[kind]) for (kind, _), n in groups.items())
+    assert len(plan(items, specs).requests) == expected
 
 
 @settings(max_examples=400, deadline=None)

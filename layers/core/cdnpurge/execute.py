@@ -50,6 +50,7 @@ class Outcome:
     attempts: int = 0
     throttled: int = 0
     deferred: bool = False  # stopped for lack of time; SQS will redeliver
+    seconds: float = 0.0  # from the first wait for a token to the outcome: pacing, calls and retries
 
     @property
     def ok(self) -> bool:
@@ -169,11 +170,19 @@ class Executor:
         lock = self._locks[request.provider]
         attempts = throttled = failures = 0
         last_error: ProviderError | None = None
+        started = self.clock()
+
+        def outcome(
+            *, result: PurgeResult | None = None, error: ProviderError | None = None, deferred: bool = False
+        ) -> Outcome:
+            seconds = self.clock() - started
+            return Outcome(request, result, error, attempts, throttled, deferred=deferred, seconds=seconds)
+
         while True:
             with lock:  # callers of one provider share its bucket: wait, then take a token, atomically
                 wait = bucket.delay(self.clock())
                 if self.clock() + wait > deadline:
-                    return Outcome(request, error=last_error, attempts=attempts, throttled=throttled, deferred=True)
+                    return outcome(error=last_error, deferred=True)
                 if wait:
                     self.sleep(wait)
                 bucket.take(self.clock())
@@ -184,27 +193,27 @@ class Executor:
                 self._notify(request, attempts, error)
                 last_error = error
                 if not error.retryable:
-                    return Outcome(request, error=error, attempts=attempts, throttled=throttled)
+                    return outcome(error=error)
                 if isinstance(error, ThrottledError):
                     throttled += 1
                     if throttled >= self.max_throttles:
-                        return Outcome(request, error=error, attempts=attempts, throttled=throttled)
+                        return outcome(error=error)
                     with lock:
                         bucket.throttled(self.clock(), self._throttle_wait(throttled, error.retry_after))
                     continue
                 failures += 1
                 if failures >= self.max_attempts:
-                    return Outcome(request, error=error, attempts=attempts, throttled=throttled)
+                    return outcome(error=error)
                 backoff = self._backoff(failures)
                 if isinstance(error, UnavailableError) and self.clock() + backoff > deadline:
-                    return Outcome(request, error=error, attempts=attempts, deferred=True, throttled=throttled)
+                    return outcome(error=error, deferred=True)
                 self.sleep(backoff)
                 continue
             with lock:
                 rate_wait = result.rate_wait / self.rate_share if result.rate_wait else None
                 bucket.succeeded(self.clock(), rate_wait)
             self._notify(request, attempts, result)
-            return Outcome(request, result=result, attempts=attempts, throttled=throttled)
+            return outcome(result=result)
 
     def _backoff(self, attempt: int) -> float:
         return self.rng.uniform(0, min(self.max_backoff, self.base_backoff * 2 ** (attempt - 1)))

@@ -4,14 +4,16 @@ One structured log line per provider request (correlation: the request token; th
 serves), one per escalation (the planner purged more than asked, to need fewer calls), one per failed
 provider attempt (`attempt_logger`), one per failed or dead-lettered record with
 its reasons, one per idempotency-store failure naming the policy applied, and EMF metrics: batch totals
-on the handler's `Metrics` object, per-provider counts under a `provider` dimension.
+on the handler's `Metrics` object, per-provider counts and timings under a `provider` dimension.
 Nothing here sees a credential: reports only carry targets, ids and provider messages, and provider
 messages are redacted by the service before they get here.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Final
 
 from aws_lambda_powertools import Logger, Metrics
@@ -148,6 +150,7 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
     if report.repurge_scheduled or report.repurge_errors:
         metrics.add_metric(name="RepurgeScheduled", unit=count, value=summary["repurge_scheduled"])
         metrics.add_metric(name="RepurgeFailed", unit=count, value=len(report.repurge_errors))
+    timings = _per_provider_seconds(report, now=time.time())
     for provider, counts in _per_provider(report).items():
         # One EMF document per provider: its counts under a `provider` dimension (Metrics allows one
         # dimension set per flush, so each provider gets its own ephemeral instance).
@@ -155,7 +158,40 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
         per_provider.add_dimension(name="provider", value=provider)
         for name, value in counts.items():
             per_provider.add_metric(name=name, unit=count, value=value)
+        for name, seconds in timings.get(provider, {}).items():
+            per_provider.add_metric(name=name, unit=MetricUnit.Seconds, value=round(seconds, 3))
         per_provider.flush_metrics()
+
+
+def _per_provider_seconds(report: BatchReport, *, now: float) -> dict[str, dict[str, float]]:
+    """Per provider, the batch's worst: `RequestSeconds`, the longest a request took (pacing, calls and
+    retries: slow or throttled CDNs show here), and `ChangeToPurgeSeconds`, from the oldest change a purge
+    served to its acceptance (the staleness a site operator sees). One value per batch, not per request:
+    a storm's thousands of requests would otherwise fill hundreds of EMF documents."""
+    changed_at: dict[str, float] = {}
+    for change in report.decoded.changes:
+        when = _epoch(change.event_time)
+        if when is not None:
+            changed_at[change.id] = when
+    timings: dict[str, dict[str, float]] = {}
+    for outcome in report.outcomes:
+        mine = timings.setdefault(outcome.request.provider, {})
+        mine["RequestSeconds"] = max(mine.get("RequestSeconds", 0.0), outcome.seconds)
+        oldest = min((changed_at[c] for c in outcome.request.change_ids if c in changed_at), default=None)
+        if outcome.ok and oldest is not None:
+            mine["ChangeToPurgeSeconds"] = max(mine.get("ChangeToPurgeSeconds", 0.0), now - oldest)
+    return timings
+
+
+def _epoch(event_time: str | None) -> float | None:
+    """An event's ISO 8601 time as seconds since the epoch; None when absent or not a time."""
+    if not event_time:
+        return None
+    try:
+        moment = datetime.fromisoformat(event_time)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _per_provider(report: BatchReport) -> dict[str, Counter[str]]:

@@ -75,6 +75,9 @@ class FastlyProvider(HttpProvider):
     @classmethod
     def render(cls, settings: ProviderSettings, target: Target) -> str:
         """The target as given; a URL or key that would put a dot segment into the API path is refused."""
+        value = target.value
+        if "%" not in value and "\\" not in value and "/." not in value and not value.startswith("."):
+            return value  # no dot segment can appear, encoded or not: the common case, kept cheap
         if target.kind is TargetKind.URL:
             path = url_purge_path(target.value)
         elif target.kind is TargetKind.KEY:
