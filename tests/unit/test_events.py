@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Any, cast
+from unittest.mock import patch
 from urllib.parse import quote_plus
 
 import pytest
@@ -818,3 +819,71 @@ def test_random_sns_messages_never_raise(message: Any) -> None:
     # Then
     assert isinstance(decoded, Decoded)
     assert all(error.source_id == "m" for error in decoded.errors)
+
+
+# --- the storm fast path returns exactly what the validating path returns -------------------------------
+
+# Plain ASCII, as the fast path takes it (S3's 1,024-byte key limit included), and anything else
+plain = st.one_of(
+    st.text(alphabet="abcXYZ019/-_. ", min_size=1, max_size=12), st.sampled_from(["x" * 1024, "y" * 1025])
+)
+odd = st.one_of(
+    st.text(max_size=12),  # +, %, unicode, controls, empty
+    st.sampled_from(["a+b.html", "a%2Bb.html", "caf%C3%A9.png", "a/../b", ""]),
+    st.none(),
+    st.integers(),
+    st.just({"nested": 1}),
+)
+maybe = st.integers(0, 3).flatmap(lambda n: plain if n else odd)  # plain three times in four
+
+
+@st.composite
+def storm_records(draw: st.DrawFn) -> dict[str, Any]:
+    """SQS records in the two shapes a storm arrives in, mostly well formed, sometimes not at all."""
+    obj = {"key": draw(maybe), "sequencer": draw(maybe), "eTag": draw(maybe), "versionId": draw(maybe)}
+    obj = {name: value for name, value in obj.items() if value is not None or draw(st.booleans())}
+    if draw(st.booleans()):
+        body: Any = {
+            "version": "0",
+            "id": draw(maybe),
+            "detail-type": draw(st.sampled_from(["Object Created", "Object Deleted", "Object Restore Completed", 1])),
+            "source": draw(st.sampled_from(["aws.s3", "cms.content"])),
+            "time": draw(maybe),
+            "detail": {"bucket": {"name": draw(maybe)}, "object": {**obj, "etag": obj.get("eTag")}},
+        }
+    else:
+        record = {
+            "eventSource": draw(st.sampled_from(["aws:s3", "aws:sqs"])),
+            "eventName": draw(
+                st.sampled_from(["ObjectCreated:Put", "s3:ObjectRemoved:Delete", "ObjectTagging:Put", 7])
+            ),
+            "eventTime": draw(maybe),
+            "s3": {"bucket": {"name": draw(maybe)}, "object": obj},
+        }
+        body = {"Records": draw(st.sampled_from([[record], [record, record], []]))}
+    text = json.dumps(body) if draw(st.integers(0, 9)) else "{broken"
+    return {
+        "messageId": draw(st.sampled_from(["m-1", "m-2", ""])),
+        "body": text,
+        "eventSource": "aws:sqs",
+        "attributes": {"SentTimestamp": "1795435560329"},
+    }
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(storm_records(), min_size=1, max_size=4))
+def test_the_storm_fast_path_decodes_exactly_as_the_validating_path(records: list[dict[str, Any]]) -> None:
+    event = {"Records": records}
+    fast = decode_event(event)
+    with patch("cdnpurge.events._plain_s3_change", return_value=None):
+        validated = decode_event(event)
+    assert fast == validated
+
+
+def test_plain_storm_records_take_the_fast_path() -> None:
+    # Given: a sample EventBridge upload as the deployed wiring delivers it
+    event = json.loads((EVENTS_DIR / "sqs-eventbridge-s3-object-created.json").read_text())
+    # When / Then: decoded without the validating path
+    with patch("cdnpurge.events._decode_sqs_record", side_effect=AssertionError("validating path used")):
+        (change,) = decode_event(event).changes
+    assert change.key == "index.html" and change.source_id == "8a39d5ec-3a82-4ffb-9c2b-8c1506983f98"

@@ -34,7 +34,7 @@ class TargetKind(StrEnum):
     ALL = "all"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Target:
     """One thing to purge; ordered so plans are deterministic."""
 
@@ -45,7 +45,7 @@ class Target:
         return f"{self.kind.value}:{self.value}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """One content change decoded from an event.
 
@@ -78,7 +78,7 @@ class Change:
         return (("keys", self.keys), ("paths", self.paths), ("urls", self.urls), ("hosts", self.hosts))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DecodeError:
     """A record that could not be turned into changes; only its own source fails."""
 
@@ -86,7 +86,7 @@ class DecodeError:
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PurgeRequest:
     """One call to one provider: a single target kind, within every declared limit of that provider.
 

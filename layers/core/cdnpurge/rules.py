@@ -18,7 +18,7 @@ from cdnpurge.models import Change, Target, TargetKind
 from cdnpurge.providers.base import dot_segment_problem
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RoutedTarget:
     """A target owed to some providers because of one change."""
 
@@ -105,19 +105,25 @@ def _unsafe_key_reason(key: str) -> str | None:
 
 
 def _s3_targets(change: Change, rule: Rule, captures: dict[str, str], config: Config) -> list[Target]:
-    values = {**captures, "key": change.key or "", "bucket": change.bucket or ""}
+    """The rule's templates filled for one object (plain loops: this runs once per change of a storm)."""
+    values = captures  # a fresh dict of this match's captures
+    values["key"], values["bucket"] = change.key or "", change.bucket or ""
+    directories = config.purge_index_directories
     targets: list[Target] = []
     for template in rule.paths:
         path = _fill(template, values, encode=True)
-        expanded = _with_index_directories(path) if config.purge_index_directories else [path]
-        targets.extend(Target(TargetKind.PATH, variant) for variant in expanded)
+        if directories and path.endswith("/index.html"):
+            targets.extend(Target(TargetKind.PATH, variant) for variant in _with_index_directories(path))
+        else:
+            targets.append(Target(TargetKind.PATH, path))
     for template in rule.urls:
-        url = _fill(template, values, encode=True)
-        parts = urlsplit(url)
-        paths = _with_index_directories(parts.path) if config.purge_index_directories else [parts.path]
+        parts = urlsplit(_fill(template, values, encode=True))
+        paths = _with_index_directories(parts.path) if directories else [parts.path]
         targets.extend(Target(TargetKind.URL, parts._replace(path=p).geturl()) for p in paths)
-    targets.extend(Target(TargetKind.PREFIX, _fill(t, values, encode=True)) for t in rule.prefixes)
-    targets.extend(Target(TargetKind.KEY, _fill(t, values, encode=False)) for t in rule.keys)
+    for template in rule.prefixes:
+        targets.append(Target(TargetKind.PREFIX, _fill(template, values, encode=True)))
+    for template in rule.keys:
+        targets.append(Target(TargetKind.KEY, _fill(template, values, encode=False)))
     return targets
 
 
@@ -173,7 +179,8 @@ def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Tra
         if problem is not None:
             errors.append(TranslateError(change.id, change.source_id, problem))
             continue
-        routed.extend(RoutedTarget(change.id, target, providers, change.soft) for target in dict.fromkeys(targets))
+        unique = targets if len(targets) == 1 else dict.fromkeys(targets)
+        routed.extend(RoutedTarget(change.id, target, providers, change.soft) for target in unique)
     return Translation(tuple(routed), tuple(errors), tuple(unmatched))
 
 

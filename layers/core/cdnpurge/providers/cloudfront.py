@@ -111,8 +111,9 @@ def encode_path(path: str) -> str:
         raise ValueError(f"{path[:80]!r}: control characters cannot be invalidated")
     if "*" in path:
         raise ValueError(f"{path[:80]!r}: a literal '*' would be read as a CloudFront wildcard")
-    encoded = _STRAY_PERCENT.sub("%25", path)
-    encoded = _NEEDS_ESCAPE.sub(_escape_match, encoded)
+    encoded = _STRAY_PERCENT.sub("%25", path) if "%" in path else path
+    if _NEEDS_ESCAPE.search(encoded):  # most paths need nothing: searching is cheaper than substituting
+        encoded = _NEEDS_ESCAPE.sub(_escape_match, encoded)
     if len(encoded) > MAX_PATH_LENGTH:
         raise ValueError(f"{path[:80]!r}: longer than CloudFront's {MAX_PATH_LENGTH} characters once encoded")
     return encoded
