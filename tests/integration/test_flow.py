@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN
 
-from cdnpurge_local.event_source import LocalLambdaContext
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.server import Fault
 from cdnpurge_local.harness import Deployment, deployed
@@ -140,30 +137,3 @@ def test_provider_outage_returns_the_record_and_a_retry_purges_it(deployment: De
     # Then: the first invocation reported it failed; the redelivery purged it
     assert first is not None and len(first.failed) == 1
     assert deployment.cdn.purged("fastly") == ["key:flaky (hard)"]
-
-
-def test_concurrent_invocations_with_the_same_message_make_one_call(deployment: Deployment) -> None:
-    # Given: ten Lambda invocations racing on the same SQS message
-    deployment.stack.client("sns").publish(
-        TopicArn=deployment.stack.resources.topic_arn, Message=json.dumps({"keys": ["race"]})
-    )
-    message = deployment.stack.client("sqs").receive_message(QueueUrl=deployment.stack.resources.queue_url)["Messages"][
-        0
-    ]
-    event = {"Records": [deployment.event_source()._record(message)]}
-    responses: list[Any] = []
-    barrier = threading.Barrier(10)
-
-    def invoke() -> None:
-        barrier.wait()
-        responses.append(deployment.app.lambda_handler(event, LocalLambdaContext()))
-
-    # When
-    threads = [threading.Thread(target=invoke) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    # Then: exactly one CDN call; the losers either saw it done or in progress (and retry later)
-    assert len(deployment.cdn.received_by("fastly")) == 1
-    assert len(responses) == 10

@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import pytest
-from helpers import FASTLY_SERVICE, FASTLY_TOKEN
+from helpers import FASTLY_SERVICE, FASTLY_TOKEN, s3_notification, sequencer
+
+# The message builders shared with the unit tests, re-exported for the reliability modules.
+__all__ = ["s3_notification", "sequencer"]
 from reliability import tally
 
 from cdnpurge_local.event_source import SqsEventSource
@@ -104,32 +107,6 @@ def source(deployment: Deployment, **options: Any) -> SqsEventSource:
 
 def unique(prefix: str = "k") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def sequencer() -> str:
-    return uuid.uuid4().hex[:18].upper()
-
-
-def s3_notification(
-    bucket: str, key: str, seq: str | None = None, event_name: str = "ObjectCreated:Put"
-) -> dict[str, Any]:
-    """An S3 event notification document (`key` as S3 sends it: URL-encoded, `+` for spaces)."""
-    return {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": "us-east-1",
-                "eventTime": "2026-11-23T10:00:00.000Z",
-                "eventName": event_name,
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-                    "object": {"key": key, "size": 1, "eTag": "e", "sequencer": seq or sequencer()},
-                },
-            }
-        ]
-    }
 
 
 def sns_envelope(message: Mapping[str, Any], message_id: str | None = None) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from reliability.support import (
 
 from cdnpurge.cli import main as cli
 from cdnpurge.models import PurgeRequest
-from cdnpurge.providers.base import Provider, ProviderSpec, PurgeResult
+from cdnpurge.providers.base import Provider, ProviderWrapper, PurgeResult
 from cdnpurge.service import PurgeService, Queues
 from cdnpurge_local.fakecdn.server import Fault
 from cdnpurge_local.harness import Deployment
@@ -214,19 +214,12 @@ class LambdaKilled(RuntimeError):
     """Stands for the runtime stopping the function: raised from inside a provider call."""
 
 
-class DiesOnCall:
+class DiesOnCall(ProviderWrapper):
     """Wraps a provider; the `die_on`-th call raises `LambdaKilled` instead of reaching the CDN."""
 
     def __init__(self, inner: Provider, die_on: int) -> None:
-        self.inner, self.die_on, self.calls = inner, die_on, 0
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def spec(self) -> ProviderSpec:
-        return self.inner.spec
+        super().__init__(inner)
+        self.die_on, self.calls = die_on, 0
 
     def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
         self.calls += 1

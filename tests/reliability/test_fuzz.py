@@ -244,6 +244,21 @@ def service_for(cdn: FakeCDN, sqs: RecordingSqs, destinations: list[str]) -> Pur
         ]
     }
 )
+@example(  # found by this test: a fragment never reaches a CDN, so `/#` is purged as `/` everywhere
+    event={
+        "Records": [
+            {
+                "messageId": "msg-0",
+                "body": '{"id": "e-1", "source": "cms.content", "detail-type": "Content Published", '
+                '"detail": {"paths": ["/#"], "keys": []}}',
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+            }
+        ]
+    }
+)
 def test_no_event_shape_crashes_loses_a_change_or_misroutes_a_failure(cdn: FakeCDN, event: dict[str, Any]) -> None:
     # Given
     sqs = RecordingSqs()

@@ -27,7 +27,7 @@ from reliability.support import (
 import cdnpurge_local.stack
 from cdnpurge.ledger import Claim, PowertoolsLedger
 from cdnpurge.models import PurgeRequest
-from cdnpurge.providers.base import Provider, ProviderSpec, PurgeResult
+from cdnpurge.providers.base import Provider, ProviderWrapper, PurgeResult
 from cdnpurge.service import PurgeService
 from cdnpurge_local.harness import Deployment
 from cdnpurge_local.provision import load_template
@@ -76,19 +76,12 @@ def test_table_unreachable_returns_every_record_and_purges_nothing_blindly(
     assert_exactly(deployment, [before, *during])
 
 
-class StopsTheTable:
+class StopsTheTable(ProviderWrapper):
     """Wraps a provider: before its first call, DynamoDB Local is stopped (claims are already made)."""
 
     def __init__(self, inner: Provider, deployment: Deployment) -> None:
-        self.inner, self.deployment = inner, deployment
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def spec(self) -> ProviderSpec:
-        return self.inner.spec
+        super().__init__(inner)
+        self.deployment = deployment
 
     def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
         self.deployment.stack.dynamodb.stop()

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import FASTLY_SERVICE, FASTLY_TOKEN, MemoryLedger, SimulatedClock, config_from, fastly_config
+from helpers import (
+    FASTLY_SERVICE,
+    FASTLY_TOKEN,
+    MemoryLedger,
+    SimulatedClock,
+    config_from,
+    fastly_config,
+    s3_notification,
+)
 from pydantic import SecretStr
 
 from cdnpurge.events import repurge_messages
@@ -20,6 +28,7 @@ from cdnpurge.providers import specs as provider_specs
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
 
 EVENTS = Path(__file__).parents[2] / "events"
+BUCKET = "example-site-content"
 
 
 def sqs_event(*bodies: dict[str, Any] | str) -> dict[str, Any]:
@@ -41,25 +50,6 @@ def sqs_event(*bodies: dict[str, Any] | str) -> dict[str, Any]:
     return {"Records": records}
 
 
-def s3_body(key: str, sequencer: str, event_name: str = "ObjectCreated:Put") -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": "us-east-1",
-                "eventTime": "2026-11-23T10:00:00.000Z",
-                "eventName": event_name,
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "bucket": {"name": "example-site-content", "arn": "arn:aws:s3:::example-site-content"},
-                    "object": {"key": key, "size": 1, "eTag": "e", "sequencer": sequencer},
-                },
-            }
-        ]
-    }
-
-
 def run(cdn: FakeCDN, event: dict[str, Any], ledger: MemoryLedger) -> BatchReport:
     config = fastly_config(cdn.endpoint("fastly"))
     providers = build_providers(config, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
@@ -71,9 +61,9 @@ def run(cdn: FakeCDN, event: dict[str, Any], ledger: MemoryLedger) -> BatchRepor
 def test_batch_coalesces_dedupes_and_acknowledges(fake_cdn: FakeCDN) -> None:
     # Given: two changes to one article (removed then re-created) and a second article
     event = sqs_event(
-        s3_body("articles/a.html", "01", "ObjectRemoved:Delete"),
-        s3_body("articles/a.html", "02"),
-        s3_body("articles/b.html", "03"),
+        s3_notification(BUCKET, "articles/a.html", "01", "ObjectRemoved:Delete"),
+        s3_notification(BUCKET, "articles/a.html", "02"),
+        s3_notification(BUCKET, "articles/b.html", "03"),
     )
     # When
     report = run(fake_cdn, event, MemoryLedger())
@@ -88,7 +78,9 @@ def test_batch_coalesces_dedupes_and_acknowledges(fake_cdn: FakeCDN) -> None:
 
 def test_one_malformed_record_fails_alone(fake_cdn: FakeCDN) -> None:
     # Given
-    event = sqs_event(s3_body("articles/a.html", "01"), "{not json", s3_body("docs/../x", "02"))
+    event = sqs_event(
+        s3_notification(BUCKET, "articles/a.html", "01"), "{not json", s3_notification(BUCKET, "docs/../x", "02")
+    )
     # When
     report = run(fake_cdn, event, MemoryLedger())
     # Then
@@ -101,13 +93,13 @@ def test_one_malformed_record_fails_alone(fake_cdn: FakeCDN) -> None:
 def test_redelivery_is_skipped_by_the_ledger_and_a_new_upload_is_not(fake_cdn: FakeCDN) -> None:
     # Given
     ledger = MemoryLedger()
-    run(fake_cdn, sqs_event(s3_body("articles/a.html", "01")), ledger)
+    run(fake_cdn, sqs_event(s3_notification(BUCKET, "articles/a.html", "01")), ledger)
     calls = len(fake_cdn.received)
     # When: the same S3 event redelivered in another SQS message, then a new upload of the object
-    again = run(fake_cdn, sqs_event(s3_body("articles/a.html", "01")), ledger)
+    again = run(fake_cdn, sqs_event(s3_notification(BUCKET, "articles/a.html", "01")), ledger)
     # Then
     assert len(fake_cdn.received) == calls and again.summary()["duplicates_skipped"] == 1
-    newer = run(fake_cdn, sqs_event(s3_body("articles/a.html", "02")), ledger)
+    newer = run(fake_cdn, sqs_event(s3_notification(BUCKET, "articles/a.html", "02")), ledger)
     assert newer.summary()["requests"] == 3 and len(fake_cdn.received) == calls + 3
 
 
@@ -116,7 +108,7 @@ def test_provider_failure_fails_the_record_and_releases_the_claim(fake_cdn: Fake
     fake_cdn.inject("fastly", Fault(status=400, count=10))
     ledger = MemoryLedger()
     # When
-    report = run(fake_cdn, sqs_event(s3_body("articles/a.html", "01")), ledger)
+    report = run(fake_cdn, sqs_event(s3_notification(BUCKET, "articles/a.html", "01")), ledger)
     # Then
     assert report.response() == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
     assert ledger.released and not ledger.done and not ledger.busy
@@ -150,7 +142,9 @@ class UnreachableLedger(MemoryLedger):
 
 def test_no_claim_no_purge_every_record_returned_for_redelivery(fake_cdn: FakeCDN) -> None:
     # Given: the idempotency store is unreachable
-    event = sqs_event(s3_body("articles/a.html", "01"), s3_body("articles/b.html", "02"), "{bad")
+    event = sqs_event(
+        s3_notification(BUCKET, "articles/a.html", "01"), s3_notification(BUCKET, "articles/b.html", "02"), "{bad"
+    )
     # When
     report = run(fake_cdn, event, UnreachableLedger(fail="claim"))
     # Then: nothing purged blindly; the good records are retried (transient), the bad one is permanent
@@ -162,7 +156,9 @@ def test_no_claim_no_purge_every_record_returned_for_redelivery(fake_cdn: FakeCD
 
 
 def test_a_purge_that_could_not_be_recorded_is_acknowledged_and_reported(fake_cdn: FakeCDN) -> None:
-    report = run(fake_cdn, sqs_event(s3_body("articles/a.html", "01")), UnreachableLedger(fail="complete"))
+    report = run(
+        fake_cdn, sqs_event(s3_notification(BUCKET, "articles/a.html", "01")), UnreachableLedger(fail="complete")
+    )
     assert report.response() == {"batchItemFailures": []}
     assert [f.operation for f in report.store_failures] == ["complete"]
     assert len(report.completed) == 1
@@ -178,7 +174,7 @@ def test_failures_are_classified_permanent_only_when_no_retry_can_help(
     clock = SimulatedClock()
     executor = Executor(providers, clock=clock, sleep=clock.sleep, max_attempts=2)
     specs = {name: p.spec for name, p in providers.items()}
-    event = sqs_event(s3_body("articles/a.html", "01"))
+    event = sqs_event(s3_notification(BUCKET, "articles/a.html", "01"))
     report = run_batch(event, config=config, specs=specs, ledger=MemoryLedger(), executor=executor, deadline=1e12)
     assert report.failed_sources == ("m0",)
     assert (report.permanent == frozenset({"m0"})) is permanent
@@ -187,9 +183,11 @@ def test_failures_are_classified_permanent_only_when_no_retry_can_help(
 def test_repurge_candidates_are_s3_changes_purged_everywhere_by_this_batch(fake_cdn: FakeCDN) -> None:
     # Given: an S3 change, a published change, and an S3 change already purged earlier
     ledger = MemoryLedger()
-    run(fake_cdn, sqs_event(s3_body("docs/old.html", "01")), ledger)
+    run(fake_cdn, sqs_event(s3_notification(BUCKET, "docs/old.html", "01")), ledger)
     published = {"Type": "Notification", "MessageId": "sns-1", "Message": json.dumps({"keys": ["home"]})}
-    event = sqs_event(s3_body("docs/new.html", "02"), published, s3_body("docs/old.html", "01"))
+    event = sqs_event(
+        s3_notification(BUCKET, "docs/new.html", "02"), published, s3_notification(BUCKET, "docs/old.html", "01")
+    )
     # When
     report = run(fake_cdn, event, ledger)
     # Then
@@ -199,7 +197,7 @@ def test_repurge_candidates_are_s3_changes_purged_everywhere_by_this_batch(fake_
 def test_a_repurge_message_purges_again_under_its_own_ids(fake_cdn: FakeCDN) -> None:
     # Given: a change purged, then its re-purge message
     ledger = MemoryLedger()
-    first = run(fake_cdn, sqs_event(s3_body("docs/a b.html", "01")), ledger)
+    first = run(fake_cdn, sqs_event(s3_notification(BUCKET, "docs/a b.html", "01")), ledger)
     ((body, ids),) = repurge_messages(first.repurge_candidates())
     # When
     second = run(fake_cdn, sqs_event(body), ledger)

@@ -160,3 +160,22 @@ def test_published_dot_segments_are_refused_naming_the_target(field: str, value:
     assert translation.routed == ()
     (error,) = translation.errors
     assert error.message.startswith(f"{field}: {value!r} contains a '.' or '..' path segment")
+
+
+def test_a_published_fragment_is_dropped_so_every_provider_purges_the_same_object() -> None:
+    # Given: a publisher naming anchors, which browsers never send and CDNs never see
+    change = Change(
+        id="pub:1",
+        action=Action.PUBLISHED,
+        source_id="m1",
+        paths=("/news#top", "/#"),
+        urls=("https://www.example.com/a?page=2#comments",),
+    )
+    # When
+    translation = translate([change], fastly_config())
+    # Then
+    assert [str(item.target) for item in translation.routed] == [
+        "path:/news",
+        "path:/",
+        "url:https://www.example.com/a?page=2",
+    ]

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from cdnpurge.config import Config, ConfigError, load_config
 from cdnpurge.credentials import CredentialError, resolve
 from cdnpurge.execute import Executor
-from cdnpurge.models import Escalation, Plan, PurgeRequest, Target, TargetKind
+from cdnpurge.models import Change, Escalation, Plan, PurgeRequest, Target, TargetKind
 from cdnpurge.pipeline import preview, request_token
 from cdnpurge.plan import plan
 from cdnpurge.providers import REGISTRY, specs
@@ -206,7 +206,7 @@ def _plan(config: Config, event_path: Path, output_format: str, out: TextIO) -> 
     return EXIT_OK if not document["errors"] else EXIT_FAILED
 
 
-def _change_json(change: Any) -> dict[str, Any]:
+def _change_json(change: Change) -> dict[str, Any]:
     item: dict[str, Any] = {"id": change.id, "action": change.action.value, "source_id": change.source_id}
     if change.bucket is not None:
         item.update(bucket=change.bucket, key=change.key)

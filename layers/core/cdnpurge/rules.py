@@ -128,6 +128,8 @@ def _s3_targets(change: Change, rule: Rule, captures: dict[str, str], config: Co
 
 
 def _published_targets(change: Change, config: Config) -> tuple[list[Target], str | None]:
+    """A publisher's explicit targets, checked; a `#fragment` is dropped, since it never reaches a CDN
+    (`/a#top` is cached as `/a`), so every provider purges the same object."""
     targets = [Target(TargetKind.KEY, key) for key in change.keys]
     for path in change.paths:
         if not path.startswith("/"):
@@ -135,7 +137,7 @@ def _published_targets(change: Change, config: Config) -> tuple[list[Target], st
         reason = dot_segment_problem(path)
         if reason:
             return [], f"paths: {path!r} {reason}"
-        targets.append(Target(TargetKind.PATH, path))
+        targets.append(Target(TargetKind.PATH, path.partition("#")[0] or "/"))
     for url in change.urls:
         parts = urlsplit(url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
@@ -145,7 +147,7 @@ def _published_targets(change: Change, config: Config) -> tuple[list[Target], st
         reason = dot_segment_problem(parts.path)
         if reason:
             return [], f"urls: {url!r} {reason}"
-        targets.append(Target(TargetKind.URL, url))
+        targets.append(Target(TargetKind.URL, url.partition("#")[0]))
     for host in change.hosts:
         if not config.host_allowed(host):
             return [], f"hosts: {host!r} is not in allowed_hosts"

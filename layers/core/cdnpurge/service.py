@@ -40,7 +40,14 @@ from cdnpurge.execute import AttemptListener, Executor
 from cdnpurge.ledger import Ledger, PowertoolsLedger
 from cdnpurge.pipeline import BatchReport, run_batch
 from cdnpurge.providers import build_providers
-from cdnpurge.providers.base import Provider, ProviderError, ProviderSettings, ProviderSpec, PurgeResult
+from cdnpurge.providers.base import (
+    Provider,
+    ProviderError,
+    ProviderSettings,
+    ProviderSpec,
+    ProviderWrapper,
+    PurgeResult,
+)
 
 if TYPE_CHECKING:
     from cdnpurge.models import PurgeRequest
@@ -277,7 +284,7 @@ class PurgeService:
         return replace(report, repurge_scheduled=tuple(scheduled), repurge_errors=tuple(errors))
 
 
-class RedactingProvider:
+class RedactingProvider(ProviderWrapper):
     """A provider whose errors never carry a credential, even when the CDN echoes a bad key back.
 
     Every provider is wrapped once at build time, so the executor, logs, metrics, batch reasons and
@@ -285,16 +292,8 @@ class RedactingProvider:
     """
 
     def __init__(self, inner: Provider, secrets: tuple[str, ...]) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self._secrets = secrets
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def spec(self) -> ProviderSpec:
-        return self.inner.spec
 
     def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
         try:

@@ -228,6 +228,24 @@ class Provider(Protocol):
         ...
 
 
+class ProviderWrapper:
+    """A `Provider` around another one, adding behaviour to `purge` (redaction; faults in tests)."""
+
+    def __init__(self, inner: Provider) -> None:
+        self.inner = inner
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def spec(self) -> ProviderSpec:
+        return self.inner.spec
+
+    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+        return self.inner.purge(request, idempotency_token=idempotency_token)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Configuration shared by every provider.
 # ---------------------------------------------------------------------------------------------------
