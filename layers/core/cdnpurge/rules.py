@@ -181,8 +181,10 @@ def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Tra
         if problem is not None:
             errors.append(TranslateError(change.id, change.source_id, problem))
             continue
-        unique = targets if len(targets) == 1 else dict.fromkeys(targets)
-        routed.extend(RoutedTarget(change.id, target, providers, change.soft) for target in unique)
+        if len(targets) == 1:  # the common case in a storm: one target per object
+            routed.append(RoutedTarget(change.id, targets[0], providers, change.soft))
+        else:
+            routed.extend(RoutedTarget(change.id, target, providers, change.soft) for target in dict.fromkeys(targets))
     return Translation(tuple(routed), tuple(errors), tuple(unmatched))
 
 
