@@ -861,6 +861,19 @@ def storm_records(draw: st.DrawFn) -> dict[str, Any]:
             "s3": {"bucket": {"name": draw(maybe)}, "object": obj},
         }
         body = {"Records": draw(st.sampled_from([[record], [record, record], []]))}
+    if not draw(st.integers(0, 5)):  # keys of other envelopes too: the validating path's order decides
+        body.update(
+            draw(
+                st.sampled_from(
+                    [
+                        {"cdnpurge": "repurge"},
+                        {"Type": "Notification", "MessageId": "x"},
+                        {"Event": "s3:TestEvent"},
+                        {"detail-type": "Object Created"},
+                    ]
+                )
+            )
+        )
     text = json.dumps(body) if draw(st.integers(0, 9)) else "{broken"
     return {
         "messageId": draw(st.sampled_from(["m-1", "m-2", ""])),

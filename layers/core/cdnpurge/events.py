@@ -440,21 +440,24 @@ def _parsed_body(body: object) -> object:
 
 def _plain_s3_change(doc: object, message_id: str) -> Change | None:
     """The change of an EventBridge S3 event or one-record S3 notification with plain fields, else None."""
-    if type(doc) is not dict:
+    if type(doc) is not dict or "cdnpurge" in doc:
         return None
     try:
-        if "detail-type" in doc:
-            action = _EVENTBRIDGE_S3_ACTIONS.get(doc["detail-type"]) if doc.get("source") == "aws.s3" else None
-            detail = doc["detail"]
-            bucket, obj, event_time = detail["bucket"]["name"], detail["object"], doc.get("time")
-            if not _plain(doc["id"]):
+        # The same order of shapes as `_decode_document`, so a document with several is read as it reads it
+        if "Records" in doc:
+            if len(records := doc["Records"]) != 1 or type(record := records[0]) is not dict:
                 return None
-        elif "Records" in doc and len(records := doc["Records"]) == 1 and type(record := records[0]) is dict:
             if record.get("eventSource") != "aws:s3" or type(name := record.get("eventName")) is not str:
                 return None
             action = next((a for prefix, a in _S3_ACTIONS if name.removeprefix("s3:").startswith(prefix)), None)
             s3 = record["s3"]
             bucket, obj, event_time = s3["bucket"]["name"], s3["object"], record.get("eventTime")
+        elif "detail-type" in doc and "Event" not in doc and not ("Type" in doc and "MessageId" in doc):
+            action = _EVENTBRIDGE_S3_ACTIONS.get(doc["detail-type"]) if doc.get("source") == "aws.s3" else None
+            detail = doc["detail"]
+            bucket, obj, event_time = detail["bucket"]["name"], detail["object"], doc.get("time")
+            if not _plain(doc["id"]):
+                return None
         else:
             return None
         key, sequencer = obj["key"], obj.get("sequencer")
