@@ -59,7 +59,6 @@ from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import (
     EventBridgeEvent,
-    S3EventBridgeNotificationEvent,
     SNSEvent,
     SQSEvent,
 )
@@ -620,14 +619,8 @@ def _decode_eventbridge_body(event: EventBridgeEvent, event_id: str, origin: _Or
     action = _EVENTBRIDGE_S3_ACTIONS.get(detail_type)
     if action is None:
         raise _Invalid(f"unsupported EventBridge S3 detail-type {_show(detail_type)}")
-    _decode_eventbridge_s3(S3EventBridgeNotificationEvent(event.raw_event), action, event_time, origin, sink)
-
-
-def _decode_eventbridge_s3(
-    event: S3EventBridgeNotificationEvent, action: Action, event_time: str | None, origin: _Origin, sink: _Sink
-) -> None:
-    # The key is read raw (not through `detail.object.key`, which already unquotes) and decoded by
-    # `_add_s3_change`: one place decodes keys, exactly once, for every shape.
+    # The key is read raw (not through Powertools' `S3EventBridgeNotificationObject.key`, which already
+    # unquotes) and decoded by `_add_s3_change`: one place decodes keys, exactly once, for every shape.
     _add_s3_change(
         event, _EVENTBRIDGE_FIELDS, action, event_time, what="EventBridge S3 event", origin=origin, sink=sink
     )

@@ -136,9 +136,13 @@ def _each(pairs: Iterable[Pair], call: Callable[[Pair], Any]) -> dict[Pair, Any]
 def _raise_failures(operation: str, results: Mapping[Pair, Any], claims: Mapping[Pair, Claim] | None = None) -> None:
     failed = {pair: result for pair, result in results.items() if isinstance(result, Exception)}
     if failed:
-        first = next(iter(failed.values()))
-        cause = f"{type(first).__name__}: {str(first)[:200]}"
-        raise LedgerUnavailableError(operation, failed, cause, claims)
+        raise LedgerUnavailableError(operation, failed, describe_error(next(iter(failed.values()))), claims)
+
+
+def describe_error(error: BaseException) -> str:
+    """An AWS or store failure for a log line or a batch reason: its type and a bounded message (callers
+    that might see a provider's text redact it)."""
+    return f"{type(error).__name__}: {str(error)[:200]}"
 
 
 def _data(pair: Pair) -> dict[str, str]:

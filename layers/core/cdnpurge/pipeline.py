@@ -33,7 +33,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from cdnpurge.config import Config
 from cdnpurge.events import REPURGE_SUFFIX, Decoded, decode_event
 from cdnpurge.execute import Executor, Outcome
-from cdnpurge.ledger import Claim, Ledger, LedgerUnavailableError, Pair
+from cdnpurge.ledger import Claim, Ledger, LedgerUnavailableError, Pair, describe_error
 from cdnpurge.models import Change, Plan, PurgeRequest
 from cdnpurge.plan import plan, router
 from cdnpurge.providers.base import ProviderSpec
@@ -163,10 +163,13 @@ def run_batch(
 ) -> BatchReport:
     decoded = decode_event(event)
     translation = translate(decoded.changes, config)
-    owed = sorted(_owed_pairs(translation.routed, specs))
+    # Each target's providers, routed once: what is claimed is exactly what the planner will send.
+    destinations = router(specs)
+    routes = [(item, destinations(item.providers, item.target.kind)) for item in translation.routed]
+    owed = sorted({(provider, item.change_id) for item, providers in routes for provider in providers})
     claims, store_failures = _claim(ledger, owed, remaining_ms() if remaining_ms else None)
     claimed = {pair for pair, state in claims.items() if state is Claim.CLAIMED}
-    the_plan = plan(_restrict(translation.routed, claimed, specs), specs)
+    the_plan = plan(_restrict(routes, claimed), specs)
 
     settlement = _Settlement(claimed, the_plan, ledger)
     try:
@@ -208,31 +211,25 @@ def _claim(
         return {}, ()
     try:
         return ledger.claim(pairs, remaining_ms), ()
-    except LedgerUnavailableError as exc:
-        answered, failure = exc.claims, StoreFailure("claim", exc.pairs, exc.cause)
-    except Exception as exc:  # an unmapped store failure: treat the whole batch as unclaimed
-        answered, failure = {}, StoreFailure("claim", tuple(pairs), f"{type(exc).__name__}: {str(exc)[:200]}")
+    except Exception as exc:  # what the store did not answer (all of it, if unmapped) stays UNAVAILABLE
+        answered = exc.claims if isinstance(exc, LedgerUnavailableError) else {}
+        failure = _store_failure("claim", pairs, exc)
     claims = {pair: answered.get(pair, Claim.UNAVAILABLE) for pair in pairs}
     return claims, (failure,)
 
 
-def _owed_pairs(routed: tuple[RoutedTarget, ...], specs: Mapping[str, ProviderSpec]) -> set[Pair]:
-    """(provider, change) pairs the batch owes: each target at the providers the planner will send it to."""
-    destinations = router(specs)
-    return {
-        (provider, item.change_id) for item in routed for provider in destinations(item.providers, item.target.kind)
-    }
+def _store_failure(operation: str, pairs: Iterable[Pair], error: Exception) -> StoreFailure:
+    """The pairs an operation could not record: those the ledger names, else all it was given."""
+    if isinstance(error, LedgerUnavailableError):
+        return StoreFailure(operation, error.pairs, error.cause)
+    return StoreFailure(operation, tuple(pairs), describe_error(error))
 
 
-def _restrict(
-    routed: tuple[RoutedTarget, ...], claimed: set[Pair], specs: Mapping[str, ProviderSpec]
-) -> list[RoutedTarget]:
+def _restrict(routes: list[tuple[RoutedTarget, tuple[str, ...]]], claimed: set[Pair]) -> list[RoutedTarget]:
     """Keep, for each routed target, only the providers whose (provider, change) we claimed."""
-    destinations = router(specs)
     kept = []
-    for item in routed:
-        wanted = destinations(item.providers, item.target.kind)
-        mine = frozenset(p for p in wanted if (p, item.change_id) in claimed)
+    for item, providers in routes:
+        mine = frozenset(p for p in providers if (p, item.change_id) in claimed)
         if mine:
             kept.append(replace(item, providers=mine))
     return kept
@@ -327,7 +324,7 @@ class _Settlement:
                 pairs.extend(error.pairs)
                 causes.append(error.cause)
             elif error is not None:
-                causes.append(f"{type(error).__name__}: {str(error)[:200]}")
+                causes.append(describe_error(error))
         return [StoreFailure("complete", tuple(sorted(pairs)), causes[0])] if causes else []
 
     def _release(self, pairs: Iterable[Pair]) -> list[StoreFailure]:
@@ -336,10 +333,8 @@ class _Settlement:
             return []
         try:
             self._ledger.release(pairs, RuntimeError("purge not completed"))
-        except LedgerUnavailableError as exc:
-            return [StoreFailure("release", exc.pairs, exc.cause)]
-        except Exception as exc:
-            return [StoreFailure("release", tuple(pairs), f"{type(exc).__name__}: {str(exc)[:200]}")]
+        except Exception as exc:  # collected, never raised: see the class docstring
+            return [_store_failure("release", pairs, exc)]
         return []
 
 

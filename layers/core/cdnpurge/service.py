@@ -37,7 +37,7 @@ from cdnpurge.config import Config, load_config
 from cdnpurge.credentials import SecretReader, powertools_secret_reader, resolve
 from cdnpurge.events import repurge_messages
 from cdnpurge.execute import AttemptListener, Executor
-from cdnpurge.ledger import Ledger, PowertoolsLedger
+from cdnpurge.ledger import Ledger, PowertoolsLedger, describe_error
 from cdnpurge.pipeline import BatchReport, run_batch
 from cdnpurge.providers import build_providers
 from cdnpurge.providers.base import (
@@ -233,7 +233,7 @@ class PurgeService:
                     MessageAttributes=self._attributes(record, why, report.reasons.get(source, ())),
                 )
             except Exception as exc:  # SQS unreachable or the message refused: SQS's own redrive remains
-                errors.append(self.redact(f"{source}: {type(exc).__name__}: {str(exc)[:200]}"))
+                errors.append(self.redact(f"{source}: {describe_error(exc)}"))
                 continue
             moved[source] = why
         return replace(report, dead_lettered=moved, dead_letter_errors=tuple(errors))
@@ -278,7 +278,7 @@ class PurgeService:
             try:
                 self.sqs.send_message(QueueUrl=purge_url, MessageBody=body, DelaySeconds=delay)
             except Exception as exc:  # best effort: the first purge happened
-                errors.append(self.redact(f"{len(change_ids)} change(s): {type(exc).__name__}: {str(exc)[:200]}"))
+                errors.append(self.redact(f"{len(change_ids)} change(s): {describe_error(exc)}"))
                 continue
             scheduled.extend(change_ids)
         return replace(report, repurge_scheduled=tuple(scheduled), repurge_errors=tuple(errors))

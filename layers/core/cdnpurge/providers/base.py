@@ -121,6 +121,11 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when - (time.time() if now is None else now))
 
 
+def may_hold_dot_segment(text: str) -> bool:
+    """Whether a segment of `text`, as it is (not decoded), could start with a dot: the cheap pre-check."""
+    return "/." in text or "\\." in text or text.startswith(".")
+
+
 def dot_segment_problem(path: str) -> str | None:
     """Why `path` cannot go into a request URL: a `.` or `..` segment, literal or percent-encoded; else None.
 
@@ -131,8 +136,8 @@ def dot_segment_problem(path: str) -> str | None:
     decoded = path
     while "%" in decoded and (step := unquote(decoded)) != decoded:
         decoded = step
-    if "/." not in decoded and "\\." not in decoded and not decoded.startswith("."):
-        return None  # no segment starts with a dot: the common case, without splitting
+    if not may_hold_dot_segment(decoded):
+        return None  # the common case, without splitting
     if any(segment in (".", "..") for segment in _SEGMENT_SEPARATORS.split(decoded)):
         return "contains a '.' or '..' path segment (literal or percent-encoded) that would resolve to another path"
     return None

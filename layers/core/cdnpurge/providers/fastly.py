@@ -29,6 +29,7 @@ from cdnpurge.providers.base import (
     PurgeResult,
     RejectedError,
     dot_segment_problem,
+    may_hold_dot_segment,
     parse_retry_after,
 )
 
@@ -76,7 +77,7 @@ class FastlyProvider(HttpProvider):
     def render(cls, settings: ProviderSettings, target: Target) -> str:
         """The target as given; a URL or key that would put a dot segment into the API path is refused."""
         value = target.value
-        if "%" not in value and "\\" not in value and "/." not in value and not value.startswith("."):
+        if "%" not in value and not may_hold_dot_segment(value):
             return value  # no dot segment can appear, encoded or not: the common case, kept cheap
         if target.kind is TargetKind.URL:
             path = url_purge_path(target.value)
