@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 
 from cdnpurge.config import PLACEHOLDER, Config, Rule
 from cdnpurge.models import Change, Target, TargetKind
-from cdnpurge.providers.base import dot_segment_problem
+from cdnpurge.providers.base import dot_segment_problem, may_hold_dot_segment
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,7 @@ def _with_index_directories(path: str) -> list[str]:
 
 
 def _unsafe_key_reason(key: str) -> str | None:
-    if "/." not in key and not key.startswith("."):
+    if not may_hold_dot_segment(key):
         return None  # no segment can be "." or ".."
     segments = key.split("/")
     if any(segment in {".", ".."} for segment in segments):
