@@ -1,5 +1,5 @@
 """An idempotency ledger in memory: for unit tests of the pipeline and for benchmark runs that show the
-ledger's share of the wall time. What runs in production, `cdnpurge.ledger.PowertoolsLedger`, is tested
+ledger's share of the wall time. What runs in production, `cdnpurge.ledger.DynamoDBLedger`, is tested
 on DynamoDB Local; this one keeps the same three states and is safe to share between threads."""
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ import time
 from typing import Any, cast
 
 import pytest
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from reliability import tally
 from reliability.support import (
     Witness,
@@ -25,7 +24,7 @@ from reliability.support import (
 )
 
 import cdnpurge_local.stack
-from cdnpurge.ledger import Claim, PowertoolsLedger
+from cdnpurge.ledger import Claim, DynamoDBLedger
 from cdnpurge.models import PurgeRequest
 from cdnpurge.providers.base import Provider, ProviderWrapper, PurgeResult
 from cdnpurge.service import PurgeService
@@ -114,10 +113,9 @@ def test_table_lost_after_the_purge_acknowledges_the_record_and_says_so(
 
 def test_a_claim_left_by_a_dead_invocation_expires_with_its_deadline(deployment: Deployment) -> None:
     # Given: a claim made with 0.8 s left and never settled (the runtime killed the function)
-    persistence = DynamoDBPersistenceLayer(
-        table_name=deployment.stack.resources.table_name, boto3_client=deployment.stack.client("dynamodb")
+    ledger = DynamoDBLedger(
+        deployment.stack.client("dynamodb"), deployment.stack.resources.table_name, expires_after_seconds=1
     )
-    ledger = PowertoolsLedger(persistence, expires_after_seconds=1)
     pair = ("fastly", unique("orphan"))
     assert ledger.claim([pair], 800) == {pair: Claim.CLAIMED}
     # Then: a concurrent redelivery leaves it alone; once the deadline passed, the retry may claim it

@@ -1,16 +1,22 @@
-"""Idempotency at the grain that survives batching: one record per (provider, change).
+"""Idempotency at the grain that survives batching: one record per (provider, change), written in batches.
 
-Powertools Idempotency keys a record by a hash of chosen payload fields, with an INPROGRESS state that
-locks out concurrent duplicates and a COMPLETED state that short-circuits redeliveries until the record
-expires. Its decorator works per function call; we need the same states per (provider, change) because
-one purge request serves many changes and SQS may redeliver a change in a differently-composed batch.
-So the ledger drives the Powertools persistence layer's public API (`save_inprogress`, `save_success`,
-`delete_record`) directly, keyed on `[provider, change]`:
+One purge request serves many changes, and SQS may redeliver a change in a differently-composed batch, so
+the ledger keeps one record per (provider, change) with the states Powertools Idempotency uses: INPROGRESS
+locks out concurrent duplicates until the holder's deadline, COMPLETED short-circuits redeliveries until
+the record expires.
 
 - a redelivered or duplicated change already COMPLETED at a provider is not purged there again;
 - one already INPROGRESS elsewhere is left to that invocation and its record retried later by SQS;
 - provider A succeeded, provider B failed: only B's record is released, so a retry calls only B;
 - a new upload of the same object has a new change id (new sequencer), so it is purged again.
+
+Why not Powertools' persistence layer itself: it writes one record per call, and a 1,000-change storm
+made the ledger, not the CDN, set the pace (two round trips per change; DynamoDB Local managed ~260
+changes a second). Here claims are conditional puts in `TransactWriteItems` of up to 100 records (a
+cancelled transaction names, per record, whether its condition failed, and returns the existing record
+so DONE and BUSY are told apart), completions and releases are `BatchWriteItem`s of 25. The records
+keep Powertools' layout, key hash and conditions (`PowertoolsRecords`), so a table written by either
+reads the same, and the tests prove it both ways.
 
 When the store itself fails (DynamoDB unreachable, throttled, erroring), every operation still runs for
 all its pairs and then raises `LedgerUnavailableError` naming the pairs it could not record; `claim`
@@ -21,29 +27,52 @@ that invocation's deadline (`remaining_ms`), after which a redelivery may claim 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import hashlib
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemAlreadyExistsError
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+from botocore.exceptions import ClientError
 
 Pair = tuple[str, str]  # (provider, change id)
-COMPLETED = "COMPLETED"
-# Enough parallel DynamoDB calls to hide round trips for large batches without throttling a table.
-PARALLEL_CALLS = 16
+
+# Powertools Idempotency's record layout (DynamoDBPersistenceLayer defaults) and our key prefix.
+KEY_PREFIX = "cdnpurge#provider-change"
+ID, EXPIRY, IN_PROGRESS_EXPIRY, STATUS, DATA = "id", "expiration", "in_progress_expiration", "status", "data"
+COMPLETED, INPROGRESS = "COMPLETED", "INPROGRESS"
+# Powertools' put condition: no record, an expired one, or an INPROGRESS one whose holder's deadline passed.
+CLAIM_CONDITION = (
+    "attribute_not_exists(#id) OR #expiry < :now OR "
+    "(#status = :inprogress AND attribute_exists(#in_progress_expiry) AND #in_progress_expiry < :now_in_millis)"
+)
+
+TRANSACTION_ITEMS = 100  # TransactWriteItems' limit per call
+BATCH_WRITE_ITEMS = 25  # BatchWriteItem's limit per call
+# Enough parallel DynamoDB calls to hide round trips for storms without throttling a table.
+PARALLEL_CALLS = 8
 # After this many failed calls in one operation the store is taken to be down and the remaining pairs
 # are not tried: an unreachable table that times out (rather than refusing) must not eat the function's
-# whole timeout one pair at a time. Those pairs get the same policy as the ones that failed.
+# whole timeout one call at a time. Those pairs get the same policy as the ones that failed.
 FAILURES_BEFORE_GIVING_UP = PARALLEL_CALLS
+# Attempts per call while DynamoDB throttles records or leaves them unprocessed (backing off between).
+ATTEMPTS = 5
+BACKOFF_SECONDS = 0.05
+# Cancellation reasons that say "throttled: try again later" rather than something about the record.
+THROTTLED = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded"})
 
 
 class StoreGaveUpError(Exception):
     """Not attempted: earlier calls of the same operation had already failed (see FAILURES_BEFORE_GIVING_UP)."""
+
+
+class StoreRefusedError(Exception):
+    """DynamoDB refused these records: it kept throttling them for `ATTEMPTS` calls, or named a reason
+    (validation, item collection size) no retry within this invocation can change."""
 
 
 class Claim(StrEnum):
@@ -78,59 +107,185 @@ class Ledger(Protocol):
     def release(self, pairs: Iterable[Pair], error: Exception) -> None: ...
 
 
-class PowertoolsLedger:
-    """A `Ledger` on any Powertools persistence layer (DynamoDB in AWS, DynamoDB Local in tests)."""
+def record_key(pair: Pair) -> str:
+    """The record's key as Powertools computes it for `event_key_jmespath="[provider, change]"` under our
+    prefix: the md5 of the key's JSON. A hash keeps long S3 keys within DynamoDB's key size."""
+    digest = hashlib.md5(json.dumps(list(pair), sort_keys=True).encode(), usedforsecurity=False).hexdigest()
+    return f"{KEY_PREFIX}#{digest}"
 
-    def __init__(self, persistence: BasePersistenceLayer, *, expires_after_seconds: int = 3600) -> None:
-        config = IdempotencyConfig(
-            event_key_jmespath="[provider, change]",
-            raise_on_no_idempotency_key=True,
-            expires_after_seconds=expires_after_seconds,
-        )
-        persistence.configure(config, key_prefix="cdnpurge#provider-change")
-        self._persistence = persistence
+
+class DynamoDBLedger:
+    """A `Ledger` on a DynamoDB table with Powertools' idempotency schema (DynamoDB Local in tests)."""
+
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        *,
+        expires_after_seconds: int = 3600,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._expires_after_seconds = expires_after_seconds
+        self._clock = clock
+        self._sleep = sleep
 
     def claim(self, pairs: Iterable[Pair], remaining_ms: int | None) -> dict[Pair, Claim]:
-        results = _each(pairs, lambda pair: self._claim(pair, remaining_ms))
+        results = _each(pairs, TRANSACTION_ITEMS, lambda chunk: self._claim(chunk, remaining_ms))
         claims = {pair: state for pair, state in results.items() if isinstance(state, Claim)}
         _raise_failures("claim", results, claims)
         return claims
 
-    def _claim(self, pair: Pair, remaining_ms: int | None) -> Claim:
-        try:
-            self._persistence.save_inprogress(_data(pair), remaining_time_in_millis=remaining_ms)
-        except IdempotencyItemAlreadyExistsError as exists:
-            record = exists.old_data_record
-            return Claim.DONE if record is not None and record.status == COMPLETED else Claim.BUSY
-        return Claim.CLAIMED
-
     def complete(self, pairs: Iterable[Pair], result: dict[str, Any]) -> None:
-        _raise_failures("complete", _each(pairs, lambda pair: self._persistence.save_success(_data(pair), result)))
+        expiry, data = {"N": str(self._expiry())}, {"S": json.dumps(result)}
+        self._write(
+            "complete",
+            pairs,
+            lambda key: {"PutRequest": {"Item": {ID: key, EXPIRY: expiry, STATUS: {"S": COMPLETED}, DATA: data}}},
+        )
 
     def release(self, pairs: Iterable[Pair], error: Exception) -> None:
-        _raise_failures("release", _each(pairs, lambda pair: self._persistence.delete_record(_data(pair), error)))
+        self._write("release", pairs, lambda key: {"DeleteRequest": {"Key": {ID: key}}})
+
+    def _expiry(self) -> int:
+        return int(self._clock()) + self._expires_after_seconds
+
+    def _claim(self, chunk: Sequence[Pair], remaining_ms: int | None) -> dict[Pair, Claim | Exception]:
+        """One conditional put per pair in one transaction. A cancelled transaction writes nothing but says,
+        per record, why: a failed condition settles that pair (DONE or BUSY, from the record returned), the
+        others go again in the next transaction."""
+        settled: dict[Pair, Claim | Exception] = {}
+        pending = list(chunk)
+        for attempt in range(ATTEMPTS):
+            try:
+                self._client.transact_write_items(
+                    TransactItems=[self._claim_put(pair, remaining_ms) for pair in pending],
+                    # Makes botocore's own retry of a timed-out call idempotent (no BUSY from our own write).
+                    ClientRequestToken=uuid.uuid4().hex,
+                )
+            except ClientError as error:
+                reasons = error.response.get("CancellationReasons") or []
+                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException" or len(reasons) != len(
+                    pending
+                ):
+                    raise
+                pending, throttled = _settle_cancelled(pending, reasons, settled)
+                if not pending:
+                    return settled
+                if throttled:
+                    self._back_off(attempt)
+                continue
+            settled.update(dict.fromkeys(pending, Claim.CLAIMED))
+            return settled
+        settled.update(dict.fromkeys(pending, StoreRefusedError(f"throttled on {ATTEMPTS} attempts")))
+        return settled
+
+    def _claim_put(self, pair: Pair, remaining_ms: int | None) -> dict[str, Any]:
+        now = self._clock()
+        item = {ID: {"S": record_key(pair)}, EXPIRY: {"N": str(self._expiry())}, STATUS: {"S": INPROGRESS}}
+        if remaining_ms is not None:
+            item[IN_PROGRESS_EXPIRY] = {"N": str(int(now * 1000) + remaining_ms)}
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": item,
+                "ConditionExpression": CLAIM_CONDITION,
+                "ExpressionAttributeNames": {
+                    "#id": ID,
+                    "#expiry": EXPIRY,
+                    "#in_progress_expiry": IN_PROGRESS_EXPIRY,
+                    "#status": STATUS,
+                },
+                "ExpressionAttributeValues": {
+                    ":now": {"N": str(int(now))},
+                    ":now_in_millis": {"N": str(int(now * 1000))},
+                    ":inprogress": {"S": INPROGRESS},
+                },
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    def _write(self, operation: str, pairs: Iterable[Pair], request_for: Callable[[dict[str, str]], Any]) -> None:
+        _raise_failures(operation, _each(pairs, BATCH_WRITE_ITEMS, lambda chunk: self._batch_write(chunk, request_for)))
+
+    def _batch_write(
+        self, chunk: Sequence[Pair], request_for: Callable[[dict[str, str]], Any]
+    ) -> dict[Pair, Exception | None]:
+        """Unconditional puts or deletes (as Powertools' save_success and delete_record), re-sending what
+        DynamoDB leaves unprocessed."""
+        pending = {record_key(pair): pair for pair in chunk}
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                self._back_off(attempt - 1)
+            response = self._client.batch_write_item(
+                RequestItems={self._table: [request_for({"S": key}) for key in pending]}
+            )
+            unprocessed = response.get("UnprocessedItems", {}).get(self._table, [])
+            pending = {key: pending[key] for key in map(_request_key, unprocessed)}
+            if not pending:
+                break
+        refused = StoreRefusedError(f"left unprocessed on {ATTEMPTS} attempts")
+        left = set(pending.values())
+        return {pair: refused if pair in left else None for pair in chunk}
+
+    def _back_off(self, attempt: int) -> None:
+        self._sleep(BACKOFF_SECONDS * 2**attempt * random.uniform(0.5, 1.5))
 
 
-def _each(pairs: Iterable[Pair], call: Callable[[Pair], Any]) -> dict[Pair, Any]:
-    """`call` for every pair in parallel; an exception becomes that pair's result instead of stopping the
-    rest, until the store has failed `FAILURES_BEFORE_GIVING_UP` times: then the rest are not tried."""
+def _settle_cancelled(
+    pending: Sequence[Pair], reasons: Sequence[Mapping[str, Any]], settled: dict[Pair, Claim | Exception]
+) -> tuple[list[Pair], bool]:
+    """Record what each cancellation reason says; return the pairs to try again and whether to wait first."""
+    again: list[Pair] = []
+    throttled = False
+    for pair, reason in zip(pending, reasons, strict=True):
+        code = reason.get("Code")
+        if code == "ConditionalCheckFailed":
+            status = reason.get("Item", {}).get(STATUS, {}).get("S")
+            settled[pair] = Claim.DONE if status == COMPLETED else Claim.BUSY
+        elif code == "TransactionConflict":  # another invocation is writing this very record right now
+            settled[pair] = Claim.BUSY
+        elif code in (None, "None") or code in THROTTLED:  # cancelled because of the others, or throttled
+            again.append(pair)
+            throttled = throttled or code in THROTTLED
+        else:
+            settled[pair] = StoreRefusedError(f"{code}: {str(reason.get('Message', ''))[:200]}")
+    return again, throttled
+
+
+def _request_key(request: Mapping[str, Any]) -> str:
+    record = request["PutRequest"]["Item"] if "PutRequest" in request else request["DeleteRequest"]["Key"]
+    return str(record[ID]["S"])
+
+
+def _each(pairs: Iterable[Pair], size: int, call: Callable[[list[Pair]], Mapping[Pair, Any]]) -> dict[Pair, Any]:
+    """`call` for every chunk of `size` pairs, in parallel; an exception becomes the result of each pair of
+    its chunk instead of stopping the rest, until the store has failed `FAILURES_BEFORE_GIVING_UP` times:
+    then the rest are not tried."""
     failures: list[Exception] = []  # list.append is atomic: no lock needed between the pool's threads
 
-    def guarded(pair: Pair) -> Any:
+    def guarded(chunk: list[Pair]) -> Mapping[Pair, Any]:
         if len(failures) >= FAILURES_BEFORE_GIVING_UP:
             first = failures[0]
-            return StoreGaveUpError(f"not tried after {len(failures)} failures; first: {type(first).__name__}")
+            gave_up = StoreGaveUpError(f"not tried after {len(failures)} failures; first: {type(first).__name__}")
+            return dict.fromkeys(chunk, gave_up)
         try:
-            return call(pair)
-        except Exception as exc:  # the store's failures vary (botocore, Powertools): each is reported
+            return call(chunk)
+        except Exception as exc:  # the store's failures vary (botocore, network): each is reported
             failures.append(exc)
-            return exc
+            return dict.fromkeys(chunk, exc)
 
     ordered = list(dict.fromkeys(pairs))
-    if not ordered:
-        return {}
-    with ThreadPoolExecutor(min(PARALLEL_CALLS, len(ordered))) as pool:
-        return dict(zip(ordered, pool.map(guarded, ordered), strict=True))
+    chunks = [ordered[start : start + size] for start in range(0, len(ordered), size)]
+    if len(chunks) <= 1:
+        return dict(guarded(chunks[0])) if chunks else {}
+    results: dict[Pair, Any] = {}
+    with ThreadPoolExecutor(min(PARALLEL_CALLS, len(chunks))) as pool:
+        for answered in pool.map(guarded, chunks):
+            results.update(answered)
+    return results
 
 
 def _raise_failures(operation: str, results: Mapping[Pair, Any], claims: Mapping[Pair, Claim] | None = None) -> None:
@@ -143,8 +298,3 @@ def describe_error(error: BaseException) -> str:
     """An AWS or store failure for a log line or a batch reason: its type and a bounded message (callers
     that might see a provider's text redact it)."""
     return f"{type(error).__name__}: {str(error)[:200]}"
-
-
-def _data(pair: Pair) -> dict[str, str]:
-    provider, change = pair
-    return {"provider": provider, "change": change}

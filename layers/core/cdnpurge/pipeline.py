@@ -24,7 +24,7 @@ import json
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,8 +42,6 @@ from cdnpurge.rules import RoutedTarget, Translation, translate
 __all__ = ["BatchReport", "Pair", "StoreFailure", "preview", "request_token", "run_batch"]
 
 PURGED: dict[str, Any] = {"purged": True}  # the result stored with a completed (provider, change)
-# Ledger writes for completed pairs run beside the provider calls, so marking never delays a purge.
-COMPLETION_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -267,6 +265,10 @@ class _Settlement:
     A pair named by a plan error, or served by any failed or deferred request, is released at the end so
     that a retry may claim it again. Ledger failures are collected, never raised: a purge that happened
     stays acknowledged even if it could not be recorded.
+
+    Completions are written beside the provider calls by one writer thread, so marking never delays a
+    purge; whatever completes while a write is in flight goes into the next one, so a storm of
+    one-target requests (Fastly URLs) is still recorded in batches, not one round trip per purge.
     """
 
     def __init__(self, claimed: set[Pair], the_plan: Plan, ledger: Ledger) -> None:
@@ -280,14 +282,17 @@ class _Settlement:
         )
         self._failed = {(e.provider, c) for e in the_plan.errors for c in e.change_ids} & claimed
         self._completed: set[Pair] = set()
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(COMPLETION_THREADS, thread_name_prefix="ledger-complete")
-        self._writes: list[Future[None]] = []
+        self._unwritten: list[Pair] = []  # completed, not yet handed to the ledger
+        self._closing = False
+        self._write_failures: list[StoreFailure] = []
+        self._changed = threading.Condition()
+        self._writer = threading.Thread(target=self._write_completions, name="ledger-complete", daemon=True)
+        self._writer.start()
 
     def record(self, outcome: Outcome) -> None:
         provider = outcome.request.provider
         pairs = [(provider, change) for change in outcome.request.change_ids if (provider, change) in self._claimed]
-        with self._lock:
+        with self._changed:
             if not outcome.ok:
                 self._failed.update(pairs)
                 return
@@ -298,7 +303,21 @@ class _Settlement:
                     ready.append(pair)
             self._completed.update(ready)
             if ready:
-                self._writes.append(self._pool.submit(self._ledger.complete, ready, PURGED))
+                self._unwritten.extend(ready)
+                self._changed.notify()
+
+    def _write_completions(self) -> None:
+        while True:
+            with self._changed:
+                while not self._unwritten and not self._closing:
+                    self._changed.wait()
+                batch, self._unwritten = self._unwritten, []
+            if not batch:
+                return  # closing, and everything is written
+            try:
+                self._ledger.complete(batch, PURGED)
+            except Exception as exc:  # collected, never raised: see the class docstring
+                self._write_failures.append(_store_failure("complete", batch, exc))
 
     def finish(self) -> tuple[set[Pair], list[StoreFailure]]:
         failures = self._wait_for_writes()
@@ -315,17 +334,15 @@ class _Settlement:
 
     def _wait_for_writes(self) -> list[StoreFailure]:
         """Wait for every completion write; their failures become one `StoreFailure` (one log line)."""
-        self._pool.shutdown(wait=True)
-        pairs: list[Pair] = []
-        causes: list[str] = []
-        for write in self._writes:
-            error = write.exception()
-            if isinstance(error, LedgerUnavailableError):
-                pairs.extend(error.pairs)
-                causes.append(error.cause)
-            elif error is not None:
-                causes.append(describe_error(error))
-        return [StoreFailure("complete", tuple(sorted(pairs)), causes[0])] if causes else []
+        with self._changed:
+            self._closing = True
+            self._changed.notify()
+        self._writer.join()
+        failures = self._write_failures
+        if not failures:
+            return []
+        pairs = sorted(pair for failure in failures for pair in failure.pairs)
+        return [StoreFailure("complete", tuple(pairs), failures[0].cause)]
 
     def _release(self, pairs: Iterable[Pair]) -> list[StoreFailure]:
         pairs = sorted(pairs)

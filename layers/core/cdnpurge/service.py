@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 import boto3
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from botocore.config import Config as BotoConfig
 from pydantic import SecretStr
 
@@ -37,7 +36,7 @@ from cdnpurge.config import Config, load_config
 from cdnpurge.credentials import SecretReader, powertools_secret_reader, resolve
 from cdnpurge.events import repurge_messages
 from cdnpurge.execute import AttemptListener, Executor
-from cdnpurge.ledger import Ledger, PowertoolsLedger, describe_error
+from cdnpurge.ledger import DynamoDBLedger, Ledger, describe_error
 from cdnpurge.pipeline import BatchReport, run_batch
 from cdnpurge.providers import build_providers
 from cdnpurge.providers.base import (
@@ -136,10 +135,6 @@ class PurgeService:
             secrets.extend(value.get_secret_value() for value in resolved.values())
             return resolved
 
-        persistence = DynamoDBPersistenceLayer(
-            table_name=table_name,
-            boto3_client=dynamodb_client or boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG),
-        )
         built = build_providers(config, credentials_for)  # resolves every credential into `secrets`
         redaction = secret_forms(secrets)
         providers: dict[str, Provider] = {
@@ -148,7 +143,11 @@ class PurgeService:
         return cls(
             config=config,
             providers=providers,
-            ledger=PowertoolsLedger(persistence, expires_after_seconds=ttl_seconds),
+            ledger=DynamoDBLedger(
+                dynamodb_client or boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG),
+                table_name,
+                expires_after_seconds=ttl_seconds,
+            ),
             executor=Executor(providers, clock=clock, sleep=sleep, on_attempt=on_attempt, rate_share=1 / concurrency),
             queues=queues or Queues(),
             secrets=redaction,
