@@ -557,6 +557,22 @@ def target_summary(rows: Sequence[Row], throughput: dict[str, Any]) -> list[str]
     return lines
 
 
+def throughput_lines(throughput: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, figures in throughput.items():
+        if isinstance(figures, dict):
+            loads = figures["json_loads_seconds"]
+            decode, translate, plan_ = (
+                figures[f"{stage}_seconds"] / loads for stage in ("decode", "translate", "plan")
+            )
+            lines.append(
+                f"  {name:<17} json.loads {loads * 1000:6.1f} ms | decode {decode:4.2f}x + translate "
+                f"{translate:4.2f}x + plan {plan_:4.2f}x = {figures['ratio']:.2f}x | vs envelope + bodies "
+                f"({(loads + figures['bodies_loads_seconds']) * 1000:.1f} ms): {figures['ratio_to_full_parse']:.2f}x"
+            )
+    return lines
+
+
 COLUMNS = (
     ("scenario", "<18"),
     ("size", ">6"),
@@ -643,6 +659,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help="MaximumConcurrency (default 2)")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive purger")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=sorted(SCENARIOS),
+        help="run only this scenario (repeatable; default: all)",
+    )
     options = parser.parse_args(argv)
     for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
         os.environ.setdefault(name, value)
@@ -654,22 +676,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     print("planner throughput (decode + translate + plan vs json.loads, 10,000-record batch) ...", flush=True)
     throughput = planner_throughput()
-    for name, figures in throughput.items():
-        if isinstance(figures, dict):
-            loads = figures["json_loads_seconds"]
-            decode, translate, plan_ = (
-                figures[f"{stage}_seconds"] / loads for stage in ("decode", "translate", "plan")
-            )
-            print(
-                f"  {name:<17} json.loads {loads * 1000:6.1f} ms | decode {decode:4.2f}x + translate "
-                f"{translate:4.2f}x + plan {plan_:4.2f}x = {figures['ratio']:.2f}x | vs envelope + bodies "
-                f"({(loads + figures['bodies_loads_seconds']) * 1000:.1f} ms): {figures['ratio_to_full_parse']:.2f}x"
-            )
+    print("\n".join(throughput_lines(throughput)))
     rows: list[Row] = []
     with CdnHost(LIMITS) as host, LocalStack(bucket_name=BUCKET) as stack:
         dynamodb = stack.client("dynamodb")
         table = stack.resources.table_name
         for number, (name, size, ledgers) in enumerate(plan_of_runs(options.quick)):
+            if options.scenario and name not in options.scenario:
+                continue
             scenario = SCENARIOS[name]
             for ledger in ledgers:
                 storm = make_storm(scenario, size, f"r{number}{ledger[0]}")

@@ -12,7 +12,7 @@ import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemAlreadyExistsError
 
-from cdnpurge.ledger import KEY_PREFIX, TRANSACTION_ITEMS, Claim, DynamoDBLedger
+from cdnpurge.ledger import CLAIM_ITEMS, KEY_PREFIX, Claim, DynamoDBLedger
 from cdnpurge_local.provision import load_template, local_client
 from cdnpurge_local.stack import TEMPLATE_PATH, DynamoDBLocal
 
@@ -53,8 +53,8 @@ def pairs(count: int, provider: str = "fastly") -> list[tuple[str, str]]:
 def test_claims_across_several_transactions_tell_new_done_and_held_apart(table: tuple[Any, str]) -> None:
     client, name = table
     ledger = DynamoDBLedger(client, name)
-    # Given: 250 pairs (three transactions); 40 already purged, 30 held by another invocation
-    every = pairs(2 * TRANSACTION_ITEMS + 50)
+    # Given: 250 pairs (ten transactions); 40 already purged, 30 held by another invocation
+    every = pairs(10 * CLAIM_ITEMS)
     done, held = every[10:50], every[120:150]
     ledger.claim(done + held, remaining_ms=60_000)
     ledger.complete(done, {"purged": True})

@@ -12,7 +12,7 @@ import pytest
 from helpers import FASTLY_TOKEN, SimulatedClock, fastly_config
 from pydantic import SecretStr
 
-from cdnpurge.execute import Executor, TokenBucket
+from cdnpurge.execute import PACING_HEADROOM, Executor, TokenBucket
 from cdnpurge.models import PurgeRequest, TargetKind
 from cdnpurge.providers import build_providers
 from cdnpurge.providers.base import (
@@ -98,7 +98,7 @@ def test_retry_after_beyond_the_deadline_defers_instead_of_waiting() -> None:
     assert clock() <= 1000.0 + 30
 
 
-def test_pacing_spreads_calls_at_the_declared_rate() -> None:
+def test_pacing_spreads_calls_just_under_the_declared_rate() -> None:
     # Given: 2 calls a second, burst 1
     clock = SimulatedClock()
     provider = ScriptedProvider([], clock, rate=2.0)
@@ -106,9 +106,9 @@ def test_pacing_spreads_calls_at_the_declared_rate() -> None:
     # When
     for _ in range(5):
         assert executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t").ok
-    # Then
+    # Then: 0.5 s apart, widened by the headroom (never faster than declared)
     gaps = [b - a for a, b in zip(provider.calls, provider.calls[1:], strict=False)]
-    assert all(abs(gap - 0.5) < 1e-9 for gap in gaps)
+    assert all(abs(gap - 0.5 / PACING_HEADROOM) < 1e-9 for gap in gaps) and PACING_HEADROOM < 1
 
 
 def test_token_bucket_pause_holds_every_caller() -> None:
@@ -156,8 +156,8 @@ def test_a_share_of_the_rate_per_concurrent_invocation() -> None:
     # When
     for _ in range(4):
         assert executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t").ok
-    # Then: burst 1 and 2 calls a second for this invocation
-    assert gaps(provider.calls) == [0.5, 0.5, 0.5]
+    # Then: burst 1 and 2 calls a second for this invocation (less the headroom)
+    assert gaps(provider.calls) == [round(0.5 / PACING_HEADROOM, 9)] * 3
     with pytest.raises(ValueError, match="rate_share"):
         Executor({provider.name: provider}, rate_share=0)
 
@@ -182,12 +182,13 @@ def test_a_throttle_halves_the_rate_which_recovers_on_successes() -> None:
     bucket = executor.buckets[provider.name]
     # When
     outcome = executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t")
-    # Then: cut to 5/s, plus one recovery step (2% of 10/s) for the success
+    # Then: cut by half, plus one recovery step (2% of the paced rate) for the success
+    paced = 10.0 * PACING_HEADROOM
     assert outcome.ok and outcome.throttled == 1
-    assert bucket.rate == pytest.approx(5.2)
+    assert bucket.rate == pytest.approx(paced * 0.52)
     for _ in range(40):
         executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t")
-    assert bucket.rate == 10.0  # back at the declared rate, never above it
+    assert bucket.rate == paced  # back at the paced rate, never above it
 
 
 def test_without_a_declared_rate_a_throttle_teaches_one() -> None:

@@ -12,9 +12,9 @@ from botocore.exceptions import ClientError
 
 from cdnpurge.ledger import (
     ATTEMPTS,
+    CLAIM_ITEMS,
     FAILURES_BEFORE_GIVING_UP,
     PARALLEL_CALLS,
-    TRANSACTION_ITEMS,
     Claim,
     DynamoDBLedger,
     LedgerUnavailableError,
@@ -72,7 +72,7 @@ def test_a_failing_store_is_given_up_on_after_a_bounded_number_of_calls() -> Non
     # Given: fifty transactions' worth of pairs to claim and a store that times out on every call
     client = TimingOutClient()
     ledger = DynamoDBLedger(client, TABLE)
-    pairs = [("fastly", f"c{number}") for number in range(TRANSACTION_ITEMS * 50)]
+    pairs = [("fastly", f"c{number}") for number in range(CLAIM_ITEMS * 50)]
     # When
     with pytest.raises(LedgerUnavailableError) as raised:
         ledger.claim(pairs, remaining_ms=60_000)

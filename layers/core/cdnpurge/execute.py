@@ -4,7 +4,9 @@ Pacing is a token bucket per provider (`TokenBucket`), fed by three signals:
 
 - the declared (or configured) rate and burst, times `rate_share`: with `MaximumConcurrency` invocations
   running at once, each takes `1 / MaximumConcurrency` of the budget, so parallel invocations never
-  multiply the rate a provider sees;
+  multiply the rate a provider sees; the rate is then paced at `PACING_HEADROOM` of that, because callers
+  pacing at exactly the provider's rate keep its bucket empty once their bursts are spent, and then any
+  jitter in when calls arrive (a delayed call followed by one on time) is a 429;
 - the provider's live rate-limit headers on successful responses (`PurgeResult.rate_wait`): the budget left
   is spread over the time until it resets, so the executor slows down *before* a 429;
 - throttling (429, Retry-After, reset headers, CloudFront's in-progress limit): every caller pauses for the
@@ -38,6 +40,8 @@ RECOVERY = 0.02
 # With no declared rate, the first throttle sets one from the pace of the last calls (at least this).
 MIN_LEARNED_RATE = 0.2
 _RECENT_CALLS = 16
+# Pace at this fraction of the declared rate: the provider's bucket regains 5% of its rate as slack.
+PACING_HEADROOM = 0.95
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,7 @@ class Executor:
 
     def _bucket(self, provider: Provider) -> TokenBucket:
         caps = provider.spec.capabilities
-        rate = None if caps.rate_per_second is None else caps.rate_per_second * self.rate_share
+        rate = None if caps.rate_per_second is None else caps.rate_per_second * self.rate_share * PACING_HEADROOM
         return TokenBucket(rate, max(1, int(caps.burst * self.rate_share)))
 
     def run(self, request: PurgeRequest, *, deadline: float, idempotency_token: str) -> Outcome:
