@@ -1,6 +1,6 @@
 """The ledger's own logic where DynamoDB Local cannot go: a store that times out, throttled records in a
 cancelled transaction, items BatchWriteItem leaves unprocessed. The client is scripted; the records, the
-conditions and the states themselves are exercised on DynamoDB Local (tests/integration/test_ledger.py)."""
+conditions and the states themselves are exercised on DynamoDB Local (tests/integration/test_ledger_dynamodb.py)."""
 
 from __future__ import annotations
 
