@@ -13,8 +13,9 @@ or the credentials), *transient* otherwise. The service dead-letters permanent f
 their reasons, instead of letting SQS retry them five times.
 
 Settling happens as requests finish, not at the end of the batch: a (provider, change) pair is marked
-complete as soon as every request serving it succeeded. A Lambda killed mid-batch therefore leaves only
-the pairs still in flight to be purged again on redelivery.
+complete as soon as every request serving it succeeded (within `COMPLETION_LINGER_SECONDS`). A Lambda
+killed mid-batch therefore leaves only the pairs still in flight, or just purged, to be purged again on
+redelivery.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from cdnpurge.config import Config
 from cdnpurge.events import REPURGE_SUFFIX, Decoded, decode_event
 from cdnpurge.execute import Executor, Outcome
-from cdnpurge.ledger import Claim, Ledger, LedgerUnavailableError, Pair, describe_error
+from cdnpurge.ledger import BATCH_WRITE_ITEMS, Claim, Ledger, LedgerUnavailableError, Pair, describe_error
 from cdnpurge.models import Change, Plan, PurgeRequest
 from cdnpurge.plan import plan, router
 from cdnpurge.providers.base import ProviderSpec
@@ -42,6 +43,8 @@ from cdnpurge.rules import RoutedTarget, Translation, translate
 __all__ = ["BatchReport", "Pair", "StoreFailure", "preview", "request_token", "run_batch"]
 
 PURGED: dict[str, Any] = {"purged": True}  # the result stored with a completed (provider, change)
+# How long the completion writer waits for a full BatchWriteItem before writing fewer records.
+COMPLETION_LINGER_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -267,8 +270,9 @@ class _Settlement:
     stays acknowledged even if it could not be recorded.
 
     Completions are written beside the provider calls by one writer thread, so marking never delays a
-    purge; whatever completes while a write is in flight goes into the next one, so a storm of
-    one-target requests (Fastly URLs) is still recorded in batches, not one round trip per purge.
+    purge. The writer lingers briefly for a full `BatchWriteItem`, and whatever completes while a write
+    is in flight goes into the next one, so a storm of one-target requests (Fastly URLs) is recorded 25
+    records a call, not one round trip per purge.
     """
 
     def __init__(self, claimed: set[Pair], the_plan: Plan, ledger: Ledger) -> None:
@@ -311,6 +315,10 @@ class _Settlement:
             with self._changed:
                 while not self._unwritten and not self._closing:
                     self._changed.wait()
+                self._changed.wait_for(
+                    lambda: self._closing or len(self._unwritten) >= BATCH_WRITE_ITEMS,
+                    timeout=COMPLETION_LINGER_SECONDS,
+                )
                 batch, self._unwritten = self._unwritten, []
             if not batch:
                 return  # closing, and everything is written
