@@ -528,8 +528,6 @@ def target_summary(rows: Sequence[Row], throughput: dict[str, Any]) -> list[str]
     """The issue's targets against this run's figures: met or missed, never hidden."""
     ours = [row for row in rows if row.purger == "cdnpurge" and not row.escalated]
     worst_calls = max(ours, key=lambda row: row.calls / (row.per_batch_minimum or row.minimum))
-    timed = [row for row in ours if row.time_ratio is not None]
-    worst_time = max(timed, key=lambda row: row.time_ratio or 0.0) if timed else None
     ratios = {name: figures for name, figures in throughput.items() if isinstance(figures, dict)}
     worst_plan = max(ratios.items(), key=lambda item: item[1]["ratio"])
     lost = sum(row.lost for row in rows if row.purger == "cdnpurge")
@@ -544,11 +542,14 @@ def target_summary(rows: Sequence[Row], throughput: dict[str, Any]) -> list[str]
         f"  {verdict(calls_ratio <= 1.0)} calls / minimum (per batch) = 1.00: worst {calls_ratio:.2f} "
         f"({worst_calls.scenario} {worst_calls.size}, {worst_calls.throttled} of the calls answered 429)",
     ]
-    if worst_time is not None and worst_time.time_ratio is not None:
-        lines.append(
-            f"  {verdict(worst_time.time_ratio <= 1.2)} wall / rate-limit minimum <= 1.2: worst "
-            f"{worst_time.time_ratio:.2f} ({worst_time.scenario} {worst_time.size}, ledger {worst_time.ledger})"
-        )
+    for ledger in ("dynamodb-local", "memory"):
+        timed = [(row.time_ratio, row) for row in ours if row.ledger == ledger and row.time_ratio is not None]
+        if timed:
+            ratio, worst = max(timed, key=lambda pair: pair[0])
+            lines.append(
+                f"  {verdict(ratio <= 1.2)} wall / rate-limit minimum <= 1.2, ledger {ledger}: worst "
+                f"{ratio:.2f} ({worst.scenario} {worst.size})"
+            )
     name, figures = worst_plan
     lines.append(
         f"  {verdict(figures['ratio'] < 3)} decode + plan < 3x json.loads: worst {figures['ratio']:.2f}x ({name}); "
@@ -632,19 +633,21 @@ def _quiet() -> Iterator[None]:
 
 
 def plan_of_runs(quick: bool) -> list[tuple[str, int, tuple[str, ...]]]:
-    """(scenario, size, ledgers for cdnpurge)."""
+    """(scenario, size, ledgers for cdnpurge).
+
+    Every storm runs with the ledger on DynamoDB Local, as deployed. The Fastly URL storms (rate-bound)
+    and the largest key storm run again with the in-memory ledger: DynamoDB Local shares this machine's
+    cores with the CDN fake and both invocations, so the pair shows the ledger's share of the wall time.
+    """
     sizes = (100, 1000) if quick else (100, 1000, 10_000)
+    ddb, both = ("dynamodb-local",), ("dynamodb-local", "memory")
     runs: list[tuple[str, int, tuple[str, ...]]] = []
     for name in ("fastly-keys", "cloudfront-paths", "medianova-paths"):
-        runs += [(name, size, ("dynamodb-local",)) for size in sizes]
-    runs += [("fastly-urls", size, ("dynamodb-local",)) for size in sizes if size >= 1000]
-    runs += [("publish-mixed", 1000, ("dynamodb-local",))]
+        runs += [(name, size, both if (name, size) == ("fastly-keys", 10_000) else ddb) for size in sizes]
+    runs += [("fastly-urls", size, both) for size in sizes if size >= 1000]
+    runs += [("publish-mixed", 1000, ddb)]
     if not quick:
-        # DynamoDB Local on 2 shared cores does ~260 claim+complete pairs a second, so at 10,000 changes the
-        # ledger, not the CDN, sets the wall time: those runs use the in-memory ledger, and one runs both.
-        runs = [(name, size, ("memory",) if size == 10_000 else ledgers) for name, size, ledgers in runs]
-        runs[runs.index(("fastly-keys", 10_000, ("memory",)))] = ("fastly-keys", 10_000, ("dynamodb-local", "memory"))
-        runs += [("medianova-prefixes", 10_000, ("memory",))]
+        runs += [("medianova-prefixes", 10_000, ddb)]
     return runs
 
 
