@@ -147,6 +147,14 @@ def test_plan_validate_and_dry_run_output_carry_no_token(witness: Witness, tmp_p
     assert all(output and FASTLY_TOKEN not in output for output in outputs)
 
 
+def iam_actions(action: str, params: dict[str, Any]) -> set[str]:
+    """The IAM actions one API call needs: TransactWriteItems is authorised per item (a Put needs PutItem,
+    a ConditionCheck ConditionCheckItem); SendMessageBatch needs SendMessage."""
+    if action == "dynamodb:TransactWriteItems":
+        return {f"dynamodb:{operation}Item" for item in params["TransactItems"] for operation in item}
+    return {action.replace("MessageBatch", "Message")}
+
+
 @stack
 def test_the_handler_only_calls_what_its_policy_grants(
     deployment: Deployment, witness: Witness, monkeypatch: pytest.MonkeyPatch
@@ -179,21 +187,24 @@ def test_the_handler_only_calls_what_its_policy_grants(
     # Then
     resources = deployment.stack.resources
     granted = {action for statement in function_statements() for action in statement["actions"]}
-    used = {action.replace("MessageBatch", "Message") for action, _ in calls}
+    used = {needed for action, params in calls for needed in iam_actions(action, params)}
     assert used == {
         "ssm:GetParameter",
         "secretsmanager:GetSecretValue",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",
+        "dynamodb:PutItem",  # claims: the Puts of TransactWriteItems
+        "dynamodb:BatchWriteItem",  # completions and releases
         "sqs:SendMessage",
     }
     assert used <= granted
-    # granted but not exercised here: GetItem (Powertools' documented requirement for reading a record
-    # back), CloudFront (only with a cloudfront provider configured)
-    assert granted - used <= {"dynamodb:GetItem", "cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"}
+    # granted but not exercised here: CloudFront (only with a cloudfront provider configured)
+    assert granted - used <= {"cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"}
     for action, params in calls:
-        if action.startswith("dynamodb:"):
+        if action == "dynamodb:TransactWriteItems":
+            tables = {next(iter(item.values()))["TableName"] for item in params["TransactItems"]}
+            assert tables == {resources.table_name}
+        elif action == "dynamodb:BatchWriteItem":
+            assert set(params["RequestItems"]) == {resources.table_name}
+        elif action.startswith("dynamodb:"):
             assert params["TableName"] == resources.table_name
         elif action.startswith("sqs:"):
             assert params["QueueUrl"] in {resources.dead_letter_queue_url, resources.queue_url}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 from unittest.mock import patch
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cdnpurge import events
 from cdnpurge.events import MAX_BODY_BYTES, MAX_TARGETS, Decoded, decode_event
 from cdnpurge.models import Action, Change, DecodeError
 
@@ -883,14 +885,58 @@ def storm_records(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
+def validated(event: dict[str, Any]) -> Decoded:
+    """`decode_event` with no fast path: every body parsed and decoded by the validating path."""
+    with (
+        patch.object(events, "_parsed_body", return_value=events._NOT_PARSED),
+        patch.object(events, "_plain_s3_change", return_value=None),
+    ):
+        return decode_event(event)
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.lists(storm_records(), min_size=1, max_size=4))
 def test_the_storm_fast_path_decodes_exactly_as_the_validating_path(records: list[dict[str, Any]]) -> None:
     event = {"Records": records}
-    fast = decode_event(event)
-    with patch("cdnpurge.events._plain_s3_change", return_value=None):
-        validated = decode_event(event)
-    assert fast == validated
+    assert decode_event(event) == validated(event)
+
+
+# Each value the fast path must leave to the validating path, in each place it checks, in both shapes
+ODD_VALUES = ["a+b.html", "a%2Bb.html", "café.png", "a\x7fb", "a\tb", "", None, 7, {"nested": 1}, "y" * 1025]
+CHECKED = [
+    (eventbridge_s3, ("id",)),
+    (eventbridge_s3, ("time",)),
+    (eventbridge_s3, ("detail", "bucket", "name")),
+    (eventbridge_s3, ("detail", "object", "key")),
+    (eventbridge_s3, ("detail", "object", "sequencer")),
+    (s3_notification, ("Records", 0, "eventTime")),
+    (s3_notification, ("Records", 0, "s3", "bucket", "name")),
+    (s3_notification, ("Records", 0, "s3", "object", "key")),
+    (s3_notification, ("Records", 0, "s3", "object", "sequencer")),
+]
+
+
+@pytest.mark.parametrize("value", ODD_VALUES, ids=lambda value: repr(value)[:12])
+@pytest.mark.parametrize(
+    ("document", "path"), CHECKED, ids=[f"{document.__name__}:{'.'.join(map(str, path))}" for document, path in CHECKED]
+)
+def test_each_odd_value_decodes_exactly_as_the_validating_path(
+    document: Callable[[], dict[str, Any]], path: tuple[str | int, ...], value: Any
+) -> None:
+    body = document()
+    parent: Any = body
+    for step in path[:-1]:
+        parent = parent[step]
+    parent[path[-1]] = value
+    event = sqs_event(body)
+    assert decode_event(event) == validated(event)
+
+
+@pytest.mark.parametrize("before", ["", " ", "\n", "\ufeff"], ids=repr)
+@pytest.mark.parametrize("after", ["", " \n", "x", "{}"], ids=repr)
+def test_text_around_a_body_decodes_exactly_as_the_validating_path(before: str, after: str) -> None:
+    event = sqs_event(before + json.dumps(eventbridge_s3()) + after)
+    assert decode_event(event) == validated(event)
 
 
 def test_plain_storm_records_take_the_fast_path() -> None:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from functools import partial
 
 from helpers import config_from
@@ -94,7 +93,7 @@ def test_plan_is_deterministic_whatever_the_input_order() -> None:
     items = routed(TargetKind.KEY, ["b", "a", "c"]) + routed(TargetKind.URL, ["https://www.example.com/z"])
     spec = fastly_spec()
     assert plan(items, spec) == plan(list(reversed(items)), spec)
-    assert plan([replace(i) for i in items], spec).requests[0].kind is TargetKind.KEY
+    assert plan([i._replace() for i in items], spec).requests[0].kind is TargetKind.KEY
 
 
 def test_a_target_the_provider_cannot_render_fails_only_its_own_change() -> None:

@@ -425,16 +425,22 @@ def _decode_sqs_record(record: SQSRecord, parsed: object, origin: _Origin, sink:
 # None, and the record goes through the validating path, which owns every error message.
 
 _NOT_PARSED: Final = object()  # the body was not parsed (or could not be): the validating path parses it
+# `json.loads` minus its wrappers (a BOM check and two whitespace regexes around this very call): a body
+# that `raw_decode` parses to its last character is parsed to the same value by `json.loads`, and one
+# that it does not (whitespace around the document, a BOM, extra data) is left to the validating path.
+_BODY_DECODER: Final = json.JSONDecoder()
 
 
 def _parsed_body(body: object) -> object:
-    """The body as JSON, when it is a string small enough that it cannot exceed the size limit."""
+    """The body as JSON, when it is a string small enough that it cannot exceed the size limit and holds
+    nothing but one JSON document."""
     if type(body) is not str or len(body) * 4 > MAX_BODY_BYTES:
         return _NOT_PARSED
     try:
-        return json.loads(body)
+        doc, end = _BODY_DECODER.raw_decode(body)
     except (ValueError, RecursionError):
         return _NOT_PARSED
+    return doc if end == len(body) else _NOT_PARSED
 
 
 def _plain_s3_change(doc: object, message_id: str) -> Change | None:
@@ -455,25 +461,23 @@ def _plain_s3_change(doc: object, message_id: str) -> Change | None:
             action = _EVENTBRIDGE_S3_ACTIONS.get(doc["detail-type"]) if doc.get("source") == "aws.s3" else None
             detail = doc["detail"]
             bucket, obj, event_time = detail["bucket"]["name"], detail["object"], doc.get("time")
-            if not _plain(doc["id"]):
+            if type(event_id := doc["id"]) is not str or not event_id:  # all the validating path asks of it
                 return None
         else:
             return None
         key, sequencer = obj["key"], obj.get("sequencer")
     except (KeyError, TypeError, IndexError):
         return None
-    if action is None or not (_plain(bucket) and _plain(key) and _plain(sequencer)):
-        return None
-    if "+" in key or "%" in key or len(key) > MAX_KEY_BYTES:  # to decode, or over S3's limit: validate it
+    if action is None or not (type(bucket) is type(key) is type(sequencer) is str and bucket and key and sequencer):
         return None
     change_id = f"s3:{bucket}/{key}@{sequencer}"
+    # Bucket, key and sequencer printable ASCII, with nothing to decode or validate: checked at once on the id
+    # (which holds the three between printable separators), the key's characters that URL-decode and its
+    # length (in bytes, being ASCII) after it. Anything else is the validating path's.
+    if not (change_id.isascii() and change_id.isprintable()) or "+" in key or "%" in key or len(key) > MAX_KEY_BYTES:
+        return None
     event_time = event_time if type(event_time) is str and event_time else None
-    return Change(id=change_id, action=action, source_id=message_id, bucket=bucket, key=key, event_time=event_time)
-
-
-def _plain(value: object) -> bool:
-    """A non-empty printable-ASCII string: nothing in it needs decoding or validating."""
-    return type(value) is str and value != "" and value.isascii() and value.isprintable()
+    return Change(change_id, action, message_id, bucket, key, event_time)  # by position: cheaper than keywords
 
 
 def _decode_sns_event(event: SNSEvent, sink: _Sink) -> None:

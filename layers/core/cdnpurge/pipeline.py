@@ -232,7 +232,7 @@ def _restrict(routes: list[tuple[RoutedTarget, tuple[str, ...]]], claimed: set[P
     for item, providers in routes:
         mine = frozenset(p for p in providers if (p, item.change_id) in claimed)
         if mine:
-            kept.append(replace(item, providers=mine))
+            kept.append(item._replace(providers=mine))
     return kept
 
 

@@ -111,48 +111,43 @@ def _converter(spec: ProviderSpec, kind: TargetKind) -> Callable[[str], Converte
 class _Limits:
     """One group's per-call limits: `count` targets, and `budget` bytes for the target list (or None).
 
-    `measure(value)` renders the target (which also validates it: a provider's `render` raises
-    ValueError for what it cannot express) and returns its cost in bytes (0 without a byte limit).
+    `render` is the provider's (None: the base identity render, which has nothing to validate); it also
+    validates, raising ValueError for what the provider cannot express. A target costs the bytes of its
+    rendered form as a JSON string, plus a comma, where there is a budget to spend them from.
     """
 
+    kind: TargetKind
     count: int
     budget: int | None
-    measure: Callable[[str], int] | None  # None: nothing to render or measure (the base identity render)
+    render: Callable[[Target], str] | None
 
     def size(self, value: str) -> int:
-        """`measure` for pricing alternatives: an unrenderable value costs nothing (it is reported later)."""
-        if self.measure is None:
+        """A value's cost for pricing alternatives: an unrenderable value costs nothing (it is reported when
+        the group is chunked)."""
+        if self.budget is None:
             return 0
         try:
-            return self.measure(value)
+            wire = value if self.render is None else self.render(Target(self.kind, value))
         except ValueError:
             return 0
+        return _cost(wire)
 
 
 def _limits(spec: ProviderSpec, kind: TargetKind) -> _Limits:
     caps = spec.capabilities
-    count = caps.max_targets[kind]
-    render = spec.render
+    render = None if _identity(spec.render) else spec.render
     if caps.max_body_bytes is None:
-        if _identity(render):
-            return _Limits(count, None, None)
-
-        def validate(value: str) -> int:
-            render(Target(kind, value))
-            return 0
-
-        return _Limits(count, None, validate)
+        return _Limits(kind, caps.max_targets[kind], None, render)
     # Body = overhead + items joined by commas: an item costs its JSON string plus one comma, and the
     # last comma is not sent, hence the + 1.
-    budget = caps.max_body_bytes - caps.body_overhead_bytes + 1
+    return _Limits(kind, caps.max_targets[kind], caps.max_body_bytes - caps.body_overhead_bytes + 1, render)
 
-    def measure(value: str) -> int:
-        wire = render(Target(kind, value))
-        if _NEEDS_ESCAPE.search(wire) is None:
-            return len(wire) + 3  # quotes and comma
-        return len(json.dumps(wire)) + 1
 
-    return _Limits(count, budget, measure)
+def _cost(wire: str) -> int:
+    """Bytes of `wire` as a JSON string in a list: quotes, escapes and a comma."""
+    if _NEEDS_ESCAPE.search(wire) is None:
+        return len(wire) + 3
+    return len(json.dumps(wire)) + 1
 
 
 def _identity(render: Callable[[Target], str]) -> bool:
@@ -300,8 +295,8 @@ class _Lane:
     converters: dict[TargetKind, Callable[[str], Converted | str]] = field(default_factory=dict)
     errors: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
-    def add(self, kind: TargetKind, soft_wish: bool | None, pairs: list[tuple[str, str]]) -> None:
-        """Add (value, change id) pairs of one input kind and soft wish (the hot loop of the planner)."""
+    def add(self, kind: TargetKind, soft_wish: bool | None, items: list[RoutedTarget]) -> None:
+        """Add routed targets of one input kind and soft wish (the hot loop of the planner)."""
         caps = self.spec.capabilities
         wish = self.spec.default_soft if soft_wish is None else soft_wish
         groups = self.groups
@@ -311,7 +306,8 @@ class _Lane:
 
         if caps.supports(kind) and kind not in caps.host_qualified:  # as is: most targets
             group = group_for(kind)
-            for value, change_id in pairs:
+            for item in items:
+                value, change_id = item.target.value, item.change_id
                 ids = group.get(value)
                 if ids is None:
                     group[value] = {change_id}
@@ -322,8 +318,8 @@ class _Lane:
             group = group_for(TargetKind.URL)  # path -> one URL per host, inline: the second most common case
             for host in self.spec.hosts:
                 base = f"https://{host}"
-                for value, change_id in pairs:
-                    url = base + value
+                for item in items:
+                    url, change_id = base + item.target.value, item.change_id
                     ids = group.get(url)
                     if ids is None:
                         group[url] = {change_id}
@@ -333,8 +329,8 @@ class _Lane:
         converter = self.converters.get(kind)
         if converter is None:
             converter = self.converters[kind] = _converter(self.spec, kind)
-        for value, change_id in pairs:
-            converted = converter(value)
+        for item in items:
+            converted, change_id = converter(item.target.value), item.change_id
             if isinstance(converted, str):
                 self.errors[converted].add(change_id)
                 continue
@@ -524,8 +520,8 @@ class _Lane:
             by_value = self.groups[(kind, soft)]
             limits = _limits(self.spec, kind)
             values: list[str] = sorted(by_value)
-            if limits.measure is not None:
-                values, sizes = self._measured(kind, by_value, values, limits, errors)
+            if limits.render is not None or limits.budget is not None:  # something to check or to size
+                values, sizes = self._measured(by_value, values, limits, errors)
             if limits.count == 1 and limits.budget is None:  # one target per call: the hot case at scale
                 requests.extend(PurgeRequest(name, kind, (v,), soft, frozenset(by_value[v])) for v in values)
                 continue
@@ -543,29 +539,27 @@ class _Lane:
         return requests, errors
 
     def _measured(
-        self,
-        kind: TargetKind,
-        by_value: dict[str, set[str]],
-        values: list[str],
-        limits: _Limits,
-        errors: list[PlanError],
+        self, by_value: dict[str, set[str]], values: list[str], limits: _Limits, errors: list[PlanError]
     ) -> tuple[list[str], list[int]]:
-        """Render and size each value; what the provider cannot express or send becomes a plan error."""
-        assert limits.measure is not None
+        """The values the provider can express and send, and their sizes (under a byte budget only); the
+        others become plan errors. Renders inline, not through `_Limits.size`: this runs once per target."""
+        kind, render, budget = limits.kind, limits.render, limits.budget
         kept: list[str] = []
         sizes: list[int] = []
         for value in values:
             try:
-                size = limits.measure(value)
+                wire = value if render is None else render(Target(kind, value))
             except ValueError as exc:  # the provider cannot express it: an error for its changes only
                 errors.append(PlanError(self.spec.name, frozenset(by_value[value]), str(exc)))
                 continue
-            if limits.budget is not None and size > limits.budget:
-                message = f"{kind.value}:{value[:80]} alone exceeds {self.spec.name}'s body limit"
-                errors.append(PlanError(self.spec.name, frozenset(by_value[value]), message))
-                continue
+            if budget is not None:
+                size = _cost(wire)
+                if size > budget:
+                    message = f"{kind.value}:{value[:80]} alone exceeds {self.spec.name}'s body limit"
+                    errors.append(PlanError(self.spec.name, frozenset(by_value[value]), message))
+                    continue
+                sizes.append(size)
             kept.append(value)
-            sizes.append(size)
         return kept, sizes
 
 
@@ -603,13 +597,12 @@ def plan(routed: Iterable[RoutedTarget], providers: Mapping[str, ProviderSpec]) 
     lanes = {name: _Lane(spec) for name, spec in sorted(providers.items())}
     destinations = router(providers)
     # One pass to bucket the input by where it goes and how, then a tight loop per bucket and provider.
-    buckets: dict[tuple[frozenset[str] | None, TargetKind, bool | None], list[tuple[str, str]]] = defaultdict(list)
+    buckets: dict[tuple[frozenset[str] | None, TargetKind, bool | None], list[RoutedTarget]] = defaultdict(list)
     for item in routed:
-        target = item.target
-        buckets[(item.providers, target.kind, item.soft)].append((target.value, item.change_id))
-    for (names, kind, soft_wish), pairs in buckets.items():
+        buckets[(item.providers, item.target.kind, item.soft)].append(item)
+    for (names, kind, soft_wish), items in buckets.items():
         for name in destinations(names, kind):
-            lanes[name].add(kind, soft_wish, pairs)
+            lanes[name].add(kind, soft_wish, items)
 
     requests: list[PurgeRequest] = []
     errors: list[PlanError] = []

@@ -9,8 +9,10 @@ surrogate keys, because that is how a browser asks for `docs/a b.pdf` and how a 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 from cdnpurge.config import PLACEHOLDER, Config, Rule
@@ -18,9 +20,8 @@ from cdnpurge.models import Change, Target, TargetKind
 from cdnpurge.providers.base import dot_segment_problem, may_hold_dot_segment
 
 
-@dataclass(frozen=True, slots=True)
-class RoutedTarget:
-    """A target owed to some providers because of one change."""
+class RoutedTarget(NamedTuple):
+    """A target owed to some providers because of one change (a `NamedTuple`: see `cdnpurge.models`)."""
 
     change_id: str
     target: Target
@@ -59,29 +60,53 @@ def compile_match(pattern: str) -> re.Pattern[str]:
 _URL_SAFE = re.compile(r"[A-Za-z0-9_.~/-]*")
 
 
-def _encoded(value: str) -> str:
-    return value if _URL_SAFE.fullmatch(value) else quote(value, safe="/")
+class _Template(NamedTuple):
+    """A target template split at its captures: `/a/{slug}.html` -> "/a/", then ("slug", ".html")."""
+
+    head: str
+    rest: tuple[tuple[str, str], ...]  # each capture's name, then the literal text up to the next one
 
 
 @cache
-def _template(template: str) -> tuple[tuple[str, str | None], ...]:
-    """`/a/{slug}.html` -> (("/a/", "slug"), (".html", None)): literal text, then the capture after it."""
-    pieces: list[tuple[str, str | None]] = []
-    position = 0
-    for placeholder in PLACEHOLDER.finditer(template):
-        pieces.append((template[position : placeholder.start()], placeholder.group(1)))
-        position = placeholder.end()
-    pieces.append((template[position:], None))
-    return tuple(pieces)
+def _template(template: str) -> _Template:
+    parts = PLACEHOLDER.split(template)  # the leading literal, then (name, star, literal) per capture
+    return _Template(parts[0], tuple(zip(parts[1::3], parts[3::3], strict=True)))
 
 
-def _fill(template: str, values: dict[str, str], *, encode: bool) -> str:
-    parts: list[str] = []
-    for literal, name in _template(template):
-        parts.append(literal)
-        if name is not None:
-            parts.append(_encoded(values[name]) if encode else values[name])
-    return "".join(parts)
+def _fill(template: _Template, values: dict[str, str], *, encode: bool) -> str:
+    text = template.head
+    for name, literal in template.rest:
+        value = values[name]
+        if encode and not _URL_SAFE.fullmatch(value):
+            value = quote(value, safe="/")
+        text += value + literal
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class _PreparedRule:
+    """A rule as a batch applies it: its regex, providers and templates looked up once per batch, not once
+    per change (a storm applies the same rule to every change)."""
+
+    bucket: str | None
+    fullmatch: Callable[[str], re.Match[str] | None]
+    providers: frozenset[str] | None
+    paths: tuple[_Template, ...]
+    urls: tuple[_Template, ...]
+    prefixes: tuple[_Template, ...]
+    keys: tuple[_Template, ...]
+
+    @classmethod
+    def of(cls, rule: Rule) -> _PreparedRule:
+        return cls(
+            bucket=rule.bucket,
+            fullmatch=compile_match(rule.match).fullmatch,
+            providers=frozenset(rule.providers) if rule.providers is not None else None,
+            paths=tuple(map(_template, rule.paths)),
+            urls=tuple(map(_template, rule.urls)),
+            prefixes=tuple(map(_template, rule.prefixes)),
+            keys=tuple(map(_template, rule.keys)),
+        )
 
 
 def _with_index_directories(path: str) -> list[str]:
@@ -104,11 +129,10 @@ def _unsafe_key_reason(key: str) -> str | None:
     return None
 
 
-def _s3_targets(change: Change, rule: Rule, captures: dict[str, str], config: Config) -> list[Target]:
+def _s3_targets(change: Change, rule: _PreparedRule, captures: dict[str, str], directories: bool) -> list[Target]:
     """The rule's templates filled for one object (plain loops: this runs once per change of a storm)."""
     values = captures  # a fresh dict of this match's captures
     values["key"], values["bucket"] = change.key or "", change.bucket or ""
-    directories = config.purge_index_directories
     targets: list[Target] = []
     for template in rule.paths:
         path = _fill(template, values, encode=True)
@@ -159,25 +183,26 @@ def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Tra
     routed: list[RoutedTarget] = []
     errors: list[TranslateError] = []
     unmatched: list[str] = []
-    rule_providers = {
-        id(rule): frozenset(rule.providers) if rule.providers is not None else None for rule in config.rules
-    }
+    rules = [_PreparedRule.of(rule) for rule in config.rules]
+    directories = config.purge_index_directories
     for change in changes:
         providers: frozenset[str] | None = None
         if change.bucket is None:
             targets, problem = _published_targets(change, config)
         else:
-            reason = _unsafe_key_reason(change.key or "")
+            key = change.key or ""
+            reason = _unsafe_key_reason(key)
             problem = f"key {change.key!r} {reason}" if reason else None
             targets = []
             if problem is None:
-                matched = _first_match(change, config)
-                if matched is None:
+                for rule in rules:  # the first whose bucket and pattern match
+                    if (rule.bucket is None or rule.bucket == change.bucket) and (found := rule.fullmatch(key)):
+                        break
+                else:
                     unmatched.append(change.id)
                     continue
-                rule, captures = matched
-                targets = _s3_targets(change, rule, captures, config)
-                providers = rule_providers[id(rule)]
+                targets = _s3_targets(change, rule, found.groupdict(), directories)
+                providers = rule.providers
         if problem is not None:
             errors.append(TranslateError(change.id, change.source_id, problem))
             continue
@@ -186,13 +211,3 @@ def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Tra
         else:
             routed.extend(RoutedTarget(change.id, target, providers, change.soft) for target in dict.fromkeys(targets))
     return Translation(tuple(routed), tuple(errors), tuple(unmatched))
-
-
-def _first_match(change: Change, config: Config) -> tuple[Rule, dict[str, str]] | None:
-    for rule in config.rules:
-        if rule.bucket is not None and rule.bucket != change.bucket:
-            continue
-        found = compile_match(rule.match).fullmatch(change.key or "")
-        if found:
-            return rule, found.groupdict()
-    return None

@@ -69,6 +69,9 @@ SIGNING_REGION = "us-east-1"
 _NEEDS_ESCAPE = re.compile(r'[ <>"#{}|\\^~\[\]`]|[^\x00-\x7f]')
 _STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A path of only these characters (after its leading `/`) passes every check of `_checked_encoding` and
+# needs no encoding: most paths, recognised with one regex instead of four (a plan renders every path).
+_PLAIN_PATH = re.compile(r"/[!$&'()+,\-./0-9:;=?@A-Z_a-z]*")
 
 
 class InvalidationStatus(StrEnum):
@@ -105,6 +108,13 @@ def _escape_match(match: re.Match[str]) -> str:
 
 def encode_path(path: str) -> str:
     """A host-relative path in the form CloudFront matches; raises ValueError if it cannot be expressed."""
+    if _PLAIN_PATH.fullmatch(path) and len(path) <= MAX_PATH_LENGTH:
+        return path  # as `_checked_encoding` would (tests/unit/test_cloudfront_paths.py compares the two)
+    return _checked_encoding(path)
+
+
+def _checked_encoding(path: str) -> str:
+    """`encode_path` the long way: every check, then percent-encoding wherever CloudFront needs it."""
     if not path.startswith("/"):
         raise ValueError(f"{path[:80]!r}: CloudFront paths start with '/'")
     if _CONTROL.search(path):
