@@ -14,9 +14,10 @@ Why not Powertools' persistence layer itself: it writes one record per call, and
 made the ledger, not the CDN, set the pace (two round trips per change; DynamoDB Local managed ~260
 changes a second). Here claims are conditional puts in `TransactWriteItems` of 25 records, several in
 parallel (a cancelled transaction names, per record, whether its condition failed, and returns the
-existing record so DONE and BUSY are told apart), completions and releases are `BatchWriteItem`s of 25. The records
-keep Powertools' layout, key hash and conditions (`PowertoolsRecords`), so a table written by either
-reads the same, and the tests prove it both ways.
+existing record so DONE and BUSY are told apart), completions and releases are `BatchWriteItem`s of
+25. The records keep Powertools' layout, key hash (`record_key`) and claim condition (`CLAIM_CONDITION`),
+so a table written by either reads the same, and tests/integration/test_ledger_dynamodb.py proves it
+both ways.
 
 When the store itself fails (DynamoDB unreachable, throttled, erroring), every operation still runs for
 all its pairs and then raises `LedgerUnavailableError` naming the pairs it could not record; `claim`
