@@ -142,7 +142,7 @@ class DynamoDBLedger:
         return claims
 
     def complete(self, pairs: Iterable[Pair], result: dict[str, Any]) -> None:
-        expiry, data = {"N": str(self._expiry())}, {"S": json.dumps(result)}
+        expiry, data = {"N": str(self._expiry(self._clock()))}, {"S": json.dumps(result)}
         self._write(
             "complete",
             pairs,
@@ -152,8 +152,8 @@ class DynamoDBLedger:
     def release(self, pairs: Iterable[Pair], error: Exception) -> None:
         self._write("release", pairs, lambda key: {"DeleteRequest": {"Key": {ID: key}}})
 
-    def _expiry(self) -> int:
-        return int(self._clock()) + self._expires_after_seconds
+    def _expiry(self, now: float) -> int:
+        return int(now) + self._expires_after_seconds
 
     def _claim(self, chunk: Sequence[Pair], remaining_ms: int | None) -> dict[Pair, Claim | Exception]:
         """One conditional put per pair in one transaction. A cancelled transaction writes nothing but says,
@@ -187,7 +187,7 @@ class DynamoDBLedger:
 
     def _claim_put(self, pair: Pair, remaining_ms: int | None) -> dict[str, Any]:
         now = self._clock()
-        item = {ID: {"S": record_key(pair)}, EXPIRY: {"N": str(self._expiry())}, STATUS: {"S": INPROGRESS}}
+        item = {ID: {"S": record_key(pair)}, EXPIRY: {"N": str(self._expiry(now))}, STATUS: {"S": INPROGRESS}}
         if remaining_ms is not None:
             item[IN_PROGRESS_EXPIRY] = {"N": str(int(now * 1000) + remaining_ms)}
         return {
