@@ -11,7 +11,7 @@ import httpx
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from cdnpurge.models import PurgeRequest, Target, TargetKind
+from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.plan import plan
 from cdnpurge.providers import akamai
 from cdnpurge.providers.akamai import AkamaiProvider, AkamaiSettings
@@ -22,7 +22,6 @@ from cdnpurge.providers.base import (
     UnavailableError,
 )
 from cdnpurge.providers.edgegrid import EdgeGridAuth
-from cdnpurge.rules import RoutedTarget
 from cdnpurge_local.fakecdn.akamai import AkamaiBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
 

@@ -26,7 +26,7 @@ from botocore.config import Config as BotocoreConfig
 from botocore.stub import Stubber
 from pydantic import ValidationError
 
-from cdnpurge.models import PurgeRequest, Target, TargetKind
+from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.pipeline import request_token
 from cdnpurge.plan import plan
 from cdnpurge.providers.base import (
@@ -45,7 +45,6 @@ from cdnpurge.providers.cloudfront import (
     InvalidationStatus,
     encode_path,
 )
-from cdnpurge.rules import RoutedTarget
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudfront import CloudFrontClient

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from cdnpurge.models import PurgeRequest, Target, TargetKind
+from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.plan import plan
 from cdnpurge.providers.base import (
     AuthError,
@@ -20,7 +20,6 @@ from cdnpurge.providers.base import (
     UnavailableError,
 )
 from cdnpurge.providers.f5xc import F5xcProvider, F5xcSettings
-from cdnpurge.rules import RoutedTarget
 from cdnpurge_local.fakecdn.f5xc import F5xcBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
 

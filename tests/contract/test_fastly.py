@@ -10,7 +10,7 @@ import pytest
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN
 from pydantic import SecretStr
 
-from cdnpurge.models import PurgeRequest, Target, TargetKind
+from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.plan import plan
 from cdnpurge.providers.base import (
     ApiCall,
@@ -21,7 +21,6 @@ from cdnpurge.providers.base import (
     UnavailableError,
 )
 from cdnpurge.providers.fastly import FastlyProvider, FastlySettings
-from cdnpurge.rules import RoutedTarget
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
 
 DOT_SEGMENTS = "'.' or '..' path segment"

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from cdnpurge.models import PurgeRequest, Target, TargetKind
+from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.plan import plan
 from cdnpurge.providers import gotipath
 from cdnpurge.providers.base import (
@@ -21,7 +21,6 @@ from cdnpurge.providers.base import (
     UnavailableError,
 )
 from cdnpurge.providers.gotipath import GotipathProvider, GotipathSettings
-from cdnpurge.rules import RoutedTarget
 from cdnpurge_local.fakecdn.gotipath import GotipathBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
 

@@ -9,11 +9,10 @@ import pytest
 from helpers import config_from
 
 from cdnpurge.config import ConfigError
-from cdnpurge.models import Escalation, Target, TargetKind
+from cdnpurge.models import Escalation, RoutedTarget, Target, TargetKind
 from cdnpurge.plan import plan
 from cdnpurge.providers import specs
 from cdnpurge.providers.base import Capabilities, EscalationPolicy, HttpProvider, ProviderSpec
-from cdnpurge.rules import RoutedTarget
 
 
 def spec(

@@ -5,11 +5,10 @@ from functools import partial
 
 from helpers import config_from
 
-from cdnpurge.models import Target, TargetKind
+from cdnpurge.models import RoutedTarget, Target, TargetKind
 from cdnpurge.plan import plan
 from cdnpurge.providers import specs
 from cdnpurge.providers.base import Capabilities, HttpProvider, ProviderSpec
-from cdnpurge.rules import RoutedTarget
 
 
 def fastly_spec(hosts: tuple[str, ...] = ("www.example.com",), soft: bool = False) -> dict[str, ProviderSpec]:

@@ -28,10 +28,9 @@ from itertools import chain
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cdnpurge.models import Plan, PurgeRequest, Target, TargetKind
+from cdnpurge.models import Plan, PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.plan import EXACT_SEARCH_MAX_ITEMS, can_express, convert, lower_bound, pack, plan, router
 from cdnpurge.providers.base import Capabilities, EscalationPolicy, HttpProvider, ProviderSpec
-from cdnpurge.rules import RoutedTarget
 
 SEGMENTS = ["a", "b", "img", "Doc", "x y", "é", "index.html", "p?v=1"]
 HOSTS = ["www.example.com", "m.example.com"]

@@ -20,13 +20,13 @@ from urllib.parse import urlsplit
 from cdnpurge.config import Config, ConfigError, load_config
 from cdnpurge.credentials import CredentialError, resolve
 from cdnpurge.execute import Executor
-from cdnpurge.models import Change, Escalation, Plan, PurgeRequest, Target, TargetKind
+from cdnpurge.models import Change, Escalation, Plan, PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.pipeline import preview, request_token
 from cdnpurge.plan import plan
 from cdnpurge.providers import REGISTRY, specs
-from cdnpurge.providers.base import ProviderError, PurgeResult, dot_segment_problem
-from cdnpurge.rules import RoutedTarget
+from cdnpurge.providers.base import ProviderError, PurgeResult
 from cdnpurge.service import ATTRIBUTE_PREFIX, ERROR_ATTRIBUTE, FAILURE_ATTRIBUTE, RedactingProvider, secret_forms
+from cdnpurge.urls import dot_segment_problem
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Targets that name a path, checked for `.`/`..` segments an HTTP client would resolve to another endpoint.

@@ -3,8 +3,8 @@
 They are immutable so that a plan can be hashed, compared and replayed: the planner is a pure function of
 these values, and the executor's idempotency keys are derived from them.
 
-The types built once per change, per target or per request (`Change`, `Target`, `PurgeRequest`, and
-`rules.RoutedTarget`) are `NamedTuple`s: a frozen dataclass's `__init__` stores each field through
+The types built once per change, per target or per request (`Change`, `Target`, `PurgeRequest` and
+`RoutedTarget`) are `NamedTuple`s: a frozen dataclass's `__init__` stores each field through
 `object.__setattr__`, so building a `Change` took half as long as parsing the SQS body it came from, four
 times what the tuple takes, and a storm builds up to four such values per record. A tuple is as immutable and
 hashable; like any tuple it is also iterable and equal to a plain tuple of the same values, which nothing
@@ -82,6 +82,15 @@ class Change(NamedTuple):
 
     def _published(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
         return (("keys", self.keys), ("paths", self.paths), ("urls", self.urls), ("hosts", self.hosts))
+
+
+class RoutedTarget(NamedTuple):
+    """A target owed to some providers because of one change (a `NamedTuple`: see above)."""
+
+    change_id: str
+    target: Target
+    providers: frozenset[str] | None  # None: every configured provider
+    soft: bool | None
 
 
 @dataclass(frozen=True, slots=True)

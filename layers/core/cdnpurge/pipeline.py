@@ -35,10 +35,10 @@ from cdnpurge.config import Config
 from cdnpurge.events import REPURGE_SUFFIX, Decoded, decode_event
 from cdnpurge.execute import Executor, Outcome
 from cdnpurge.ledger import BATCH_WRITE_ITEMS, Claim, Ledger, LedgerUnavailableError, Pair, describe_error
-from cdnpurge.models import Change, Plan, PurgeRequest
+from cdnpurge.models import Change, Plan, PurgeRequest, RoutedTarget
 from cdnpurge.plan import plan, router
 from cdnpurge.providers.base import ProviderSpec
-from cdnpurge.rules import RoutedTarget, Translation, translate
+from cdnpurge.rules import Translation, translate
 
 __all__ = ["BatchReport", "Pair", "StoreFailure", "preview", "request_token", "run_batch"]
 

@@ -38,9 +38,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from cdnpurge.models import Escalation, Plan, PlanError, PurgeRequest, Target, TargetKind
+from cdnpurge.models import Escalation, Plan, PlanError, PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.providers.base import DeclaredProvider, ProviderSpec
-from cdnpurge.rules import RoutedTarget
 
 __all__ = ["EXACT_SEARCH_MAX_ITEMS", "can_express", "convert", "lower_bound", "pack", "plan", "router"]
 

@@ -16,17 +16,8 @@ from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 from cdnpurge.config import PLACEHOLDER, Config, Rule
-from cdnpurge.models import Change, Target, TargetKind
-from cdnpurge.providers.base import dot_segment_problem, may_hold_dot_segment
-
-
-class RoutedTarget(NamedTuple):
-    """A target owed to some providers because of one change (a `NamedTuple`: see `cdnpurge.models`)."""
-
-    change_id: str
-    target: Target
-    providers: frozenset[str] | None  # None: every configured provider
-    soft: bool | None
+from cdnpurge.models import Change, RoutedTarget, Target, TargetKind
+from cdnpurge.urls import dot_segment_problem, s3_key_problem
 
 
 @dataclass(frozen=True)
@@ -120,15 +111,6 @@ def _with_index_directories(path: str) -> list[str]:
     return variants
 
 
-def _unsafe_key_reason(key: str) -> str | None:
-    if not may_hold_dot_segment(key):
-        return None  # no segment can be "." or ".."
-    segments = key.split("/")
-    if any(segment in {".", ".."} for segment in segments):
-        return "contains a '.' or '..' path segment, which a CDN would normalise to another object"
-    return None
-
-
 def _s3_targets(change: Change, rule: _PreparedRule, captures: dict[str, str], directories: bool) -> list[Target]:
     """The rule's templates filled for one object (plain loops: this runs once per change of a storm)."""
     values = captures  # a fresh dict of this match's captures
@@ -191,7 +173,7 @@ def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Tra
             targets, problem = _published_targets(change, config)
         else:
             key = change.key or ""
-            reason = _unsafe_key_reason(key)
+            reason = s3_key_problem(key)
             problem = f"key {change.key!r} {reason}" if reason else None
             targets = []
             if problem is None:

@@ -19,16 +19,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, ClassVar, Literal, Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from cdnpurge.credentials import CredentialRef
 from cdnpurge.models import PurgeRequest, Target, TargetKind
-
-# `\\` too: some servers treat a backslash as a path separator.
-_SEGMENT_SEPARATORS = re.compile(r"[/\\]")
+from cdnpurge.urls import dot_segment_problem
 
 # ---------------------------------------------------------------------------------------------------
 # Errors: one vocabulary for every provider. The provider's own message is kept; credentials never are.
@@ -119,28 +117,6 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except (TypeError, ValueError):
         return None
     return max(0.0, when - (time.time() if now is None else now))
-
-
-def may_hold_dot_segment(text: str) -> bool:
-    """Whether a segment of `text`, as it is (not decoded), could start with a dot: the cheap pre-check."""
-    return "/." in text or "\\." in text or text.startswith(".")
-
-
-def dot_segment_problem(path: str) -> str | None:
-    """Why `path` cannot go into a request URL: a `.` or `..` segment, literal or percent-encoded; else None.
-
-    httpx resolves literal dot segments before sending (RFC 3986 5.2.4) and servers may decode `%2e` and
-    resolve them too, so `/purge/www.example.com/a/../../../service/S/purge_all` would call Fastly's purge-all
-    instead of purging one URL. Decoding repeats until nothing changes, so double encoding is caught as well.
-    """
-    decoded = path
-    while "%" in decoded and (step := unquote(decoded)) != decoded:
-        decoded = step
-    if not may_hold_dot_segment(decoded):
-        return None  # the common case, without splitting
-    if any(segment in (".", "..") for segment in _SEGMENT_SEPARATORS.split(decoded)):
-        return "contains a '.' or '..' path segment (literal or percent-encoded) that would resolve to another path"
-    return None
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -28,10 +28,9 @@ from cdnpurge.providers.base import (
     ProviderSettings,
     PurgeResult,
     RejectedError,
-    dot_segment_problem,
-    may_hold_dot_segment,
     parse_retry_after,
 )
+from cdnpurge.urls import dot_segment_problem, may_hold_dot_segment
 
 BASE_URL = "https://api.fastly.com"
 MAX_KEYS_PER_CALL = 256
