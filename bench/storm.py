@@ -475,7 +475,7 @@ def planner_throughput(records: int = 10_000, repeats: int = 9) -> dict[str, Any
     from cdnpurge.config import parse_config
     from cdnpurge.events import decode_event
     from cdnpurge.plan import plan
-    from cdnpurge.providers import specs
+    from cdnpurge.providers.registry import specs
     from cdnpurge.rules import translate
 
     endpoints = {"fastly": "https://api.fastly.com", "cloudfront": "https://cf", "medianova": "https://mn"}
@@ -483,7 +483,7 @@ def planner_throughput(records: int = 10_000, repeats: int = 9) -> dict[str, Any
     for name in ("fastly-keys", "cloudfront-paths", "medianova-paths", "fastly-urls"):
         scenario = SCENARIOS[name]
         config = parse_config(config_text(scenario, endpoints))
-        provider_specs = specs(config)
+        provider_specs = specs(config.providers)
         text = json.dumps({"Records": make_storm(scenario, records, "tp").records})
         timings: list[tuple[float, float, float, float, float]] = []  # parse, bodies, decode, translate, plan
         for _ in range(repeats):

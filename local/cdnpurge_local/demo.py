@@ -21,7 +21,7 @@ from typing import Any
 
 from cdnpurge.config import parse_config
 from cdnpurge.pipeline import preview
-from cdnpurge.providers import specs
+from cdnpurge.providers.registry import specs
 from cdnpurge_local.event_source import LocalLambdaContext
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.medianova import MedianovaBehaviour
@@ -157,7 +157,7 @@ def invalidations(stack: LocalStack, created: Mapping[str, Mapping[str, str]]) -
 
 def show_preview(event: Mapping[str, Any], config_text: str) -> None:
     config = parse_config(config_text)
-    decoded, _translation, plan = preview(event, config, specs(config))
+    decoded, _translation, plan = preview(event, config, specs(config.providers))
     print(f"  batch of {len(event['Records'])} SQS message(s) -> {len(decoded.changes)} change(s) decoded:")
     for change in decoded.changes:
         print(f"    {change.describe():<60} id={change.id[:70]}")

@@ -15,13 +15,8 @@ from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.plan import plan
 from cdnpurge.providers import akamai
 from cdnpurge.providers.akamai import AkamaiProvider, AkamaiSettings
-from cdnpurge.providers.base import (
-    AuthError,
-    RejectedError,
-    ThrottledError,
-    UnavailableError,
-)
 from cdnpurge.providers.edgegrid import EdgeGridAuth
+from cdnpurge.providers.errors import AuthError, RejectedError, ThrottledError, UnavailableError
 from cdnpurge_local.fakecdn.akamai import AkamaiBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
 

@@ -13,14 +13,8 @@ from pydantic import SecretStr
 from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.plan import plan
 from cdnpurge.providers import cloudflare
-from cdnpurge.providers.base import (
-    AuthError,
-    NotFoundError,
-    RejectedError,
-    ThrottledError,
-    UnavailableError,
-)
 from cdnpurge.providers.cloudflare import CloudflareProvider, CloudflareSettings
+from cdnpurge.providers.errors import AuthError, NotFoundError, RejectedError, ThrottledError, UnavailableError
 from cdnpurge_local.fakecdn.cloudflare import CloudflareBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
 

@@ -29,15 +29,6 @@ from pydantic import ValidationError
 from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.pipeline import request_token
 from cdnpurge.plan import plan
-from cdnpurge.providers.base import (
-    AuthError,
-    NotFoundError,
-    ProviderError,
-    ProviderSpec,
-    RejectedError,
-    ThrottledError,
-    UnavailableError,
-)
 from cdnpurge.providers.cloudfront import (
     IN_PROGRESS_BACKOFF_SECONDS,
     CloudFrontProvider,
@@ -45,6 +36,15 @@ from cdnpurge.providers.cloudfront import (
     InvalidationStatus,
     encode_path,
 )
+from cdnpurge.providers.errors import (
+    AuthError,
+    NotFoundError,
+    ProviderError,
+    RejectedError,
+    ThrottledError,
+    UnavailableError,
+)
+from cdnpurge.providers.spec import ProviderSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudfront import CloudFrontClient

@@ -12,13 +12,7 @@ from pydantic import SecretStr
 
 from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.plan import plan
-from cdnpurge.providers.base import (
-    AuthError,
-    NotFoundError,
-    RejectedError,
-    ThrottledError,
-    UnavailableError,
-)
+from cdnpurge.providers.errors import AuthError, NotFoundError, RejectedError, ThrottledError, UnavailableError
 from cdnpurge.providers.f5xc import F5xcProvider, F5xcSettings
 from cdnpurge_local.fakecdn.f5xc import F5xcBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault

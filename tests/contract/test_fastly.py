@@ -12,15 +12,9 @@ from pydantic import SecretStr
 
 from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.plan import plan
-from cdnpurge.providers.base import (
-    ApiCall,
-    AuthError,
-    NotFoundError,
-    RejectedError,
-    ThrottledError,
-    UnavailableError,
-)
+from cdnpurge.providers.errors import AuthError, NotFoundError, RejectedError, ThrottledError, UnavailableError
 from cdnpurge.providers.fastly import FastlyProvider, FastlySettings
+from cdnpurge.providers.http import ApiCall
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
 
 DOT_SEGMENTS = "'.' or '..' path segment"

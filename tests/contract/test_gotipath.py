@@ -13,13 +13,7 @@ from pydantic import SecretStr
 from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.plan import plan
 from cdnpurge.providers import gotipath
-from cdnpurge.providers.base import (
-    AuthError,
-    NotFoundError,
-    RejectedError,
-    ThrottledError,
-    UnavailableError,
-)
+from cdnpurge.providers.errors import AuthError, NotFoundError, RejectedError, ThrottledError, UnavailableError
 from cdnpurge.providers.gotipath import GotipathProvider, GotipathSettings
 from cdnpurge_local.fakecdn.gotipath import GotipathBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault

@@ -24,8 +24,9 @@ from reliability import tally
 
 from cdnpurge.execute import Executor
 from cdnpurge.observability import record
-from cdnpurge.providers import build_providers
-from cdnpurge.providers.base import HttpProvider, Provider
+from cdnpurge.providers.base import Provider
+from cdnpurge.providers.http import HttpProvider
+from cdnpurge.providers.registry import build_providers
 from cdnpurge.service import ERROR_ATTRIBUTE, PurgeService, Queues, RedactingProvider, secret_forms
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN
@@ -207,7 +208,7 @@ def service_for(cdn: FakeCDN, sqs: RecordingSqs, destinations: list[str]) -> Pur
     """The service as deployed, with every HTTP request's destination (scheme, host, port) recorded at the
     transport: a call to anywhere but the fake CDN is seen even if no server answered it."""
     config = fastly_config(cdn.endpoint("fastly"))
-    raw = build_providers(config, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
+    raw = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
     for provider in raw.values():
         if isinstance(provider, HttpProvider):
             provider.client.event_hooks["request"].append(

@@ -277,7 +277,7 @@ def test_purge_for_real_prints_each_attempt_and_retries_a_503(tmp_path: Path, mo
 
 
 def test_purge_help_shows_one_example_per_registered_provider_kind(capsys: pytest.CaptureFixture[str]) -> None:
-    from cdnpurge.providers import REGISTRY
+    from cdnpurge.providers.registry import REGISTRY
 
     # When
     with pytest.raises(SystemExit) as exited:

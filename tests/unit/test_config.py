@@ -6,7 +6,7 @@ from helpers import config_from, fastly_config
 from cdnpurge.config import ConfigError, parse_config
 from cdnpurge.credentials import CredentialError, EnvCredential, SecretCredential, resolve
 from cdnpurge.models import TargetKind
-from cdnpurge.providers import specs
+from cdnpurge.providers.registry import specs
 
 
 def test_valid_config_types_each_provider_by_kind() -> None:
@@ -93,7 +93,7 @@ def test_limit_overrides_may_only_lower_declared_limits() -> None:
     # Given / When
     config = config_from("providers: [{name: x, kind: fastly, service_id: S1, max_targets: {key: 100}}]")
     # Then
-    assert specs(config)["x"].capabilities.max_targets[TargetKind.KEY] == 100
+    assert specs(config.providers)["x"].capabilities.max_targets[TargetKind.KEY] == 100
     with pytest.raises(ConfigError, match=r"max_targets.key=300: must be between 1 and the provider's limit 256"):
         config_from("providers: [{name: x, kind: fastly, service_id: S1, max_targets: {key: 300}}]")
 

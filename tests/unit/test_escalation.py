@@ -11,8 +11,9 @@ from helpers import config_from
 from cdnpurge.config import ConfigError
 from cdnpurge.models import Escalation, RoutedTarget, Target, TargetKind
 from cdnpurge.plan import plan
-from cdnpurge.providers import specs
-from cdnpurge.providers.base import Capabilities, EscalationPolicy, HttpProvider, ProviderSpec
+from cdnpurge.providers.http import HttpProvider
+from cdnpurge.providers.registry import specs
+from cdnpurge.providers.spec import Capabilities, EscalationPolicy, ProviderSpec
 
 
 def spec(
@@ -178,5 +179,5 @@ def test_configured_escalations_reach_the_planner() -> None:
           - {name: f, kind: fastly, service_id: S1, purge_all_over: 100, credentials: {token: {env: T}}}
         """
     )
-    assert specs(config)["cf"].escalation == EscalationPolicy(prefix_at=50, purge_all_over=20)
-    assert specs(config)["f"].escalation == EscalationPolicy(prefix_at=None, purge_all_over=100)
+    assert specs(config.providers)["cf"].escalation == EscalationPolicy(prefix_at=50, purge_all_over=20)
+    assert specs(config.providers)["f"].escalation == EscalationPolicy(prefix_at=None, purge_all_over=100)

@@ -14,17 +14,11 @@ from pydantic import SecretStr
 
 from cdnpurge.execute import PACING_HEADROOM, Executor, TokenBucket
 from cdnpurge.models import PurgeRequest, TargetKind
-from cdnpurge.providers import build_providers
-from cdnpurge.providers.base import (
-    Capabilities,
-    ProviderError,
-    ProviderSpec,
-    PurgeResult,
-    RejectedError,
-    ThrottledError,
-    UnavailableError,
-    rate_signal_from_headers,
-)
+from cdnpurge.providers.base import PurgeResult
+from cdnpurge.providers.errors import ProviderError, RejectedError, ThrottledError, UnavailableError
+from cdnpurge.providers.http import rate_signal_from_headers
+from cdnpurge.providers.registry import build_providers
+from cdnpurge.providers.spec import Capabilities, ProviderSpec
 
 
 @dataclass
@@ -261,7 +255,7 @@ def test_http_providers_surface_the_rate_signal_on_their_result() -> None:
 
     config = fastly_config()
     provider = build_providers(
-        config,
+        config.providers,
         lambda settings: {"token": SecretStr(FASTLY_TOKEN)},
         {"fastly": httpx.Client(transport=httpx.MockTransport(answer))},
     )["fastly"]

@@ -23,8 +23,8 @@ from cdnpurge.events import repurge_messages
 from cdnpurge.execute import Executor
 from cdnpurge.ledger import Claim, LedgerUnavailableError, Pair
 from cdnpurge.pipeline import BatchReport, run_batch
-from cdnpurge.providers import build_providers
-from cdnpurge.providers import specs as provider_specs
+from cdnpurge.providers.registry import build_providers
+from cdnpurge.providers.registry import specs as provider_specs
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
 
 EVENTS = Path(__file__).parents[2] / "events"
@@ -52,7 +52,7 @@ def sqs_event(*bodies: dict[str, Any] | str) -> dict[str, Any]:
 
 def run(cdn: FakeCDN, event: dict[str, Any], ledger: MemoryLedger) -> BatchReport:
     config = fastly_config(cdn.endpoint("fastly"))
-    providers = build_providers(config, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
+    providers = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
     executor = Executor(providers, base_backoff=0.01)
     specs = {name: p.spec for name, p in providers.items()}
     return run_batch(event, config=config, specs=specs, ledger=ledger, executor=executor, deadline=1e12)
@@ -170,7 +170,7 @@ def test_failures_are_classified_permanent_only_when_no_retry_can_help(
 ) -> None:
     fake_cdn.inject("fastly", Fault(status=status, count=100))
     config = fastly_config(fake_cdn.endpoint("fastly"))
-    providers = build_providers(config, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
+    providers = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
     clock = SimulatedClock()
     executor = Executor(providers, clock=clock, sleep=clock.sleep, max_attempts=2)
     specs = {name: p.spec for name, p in providers.items()}
@@ -220,9 +220,9 @@ def test_a_multi_cdn_batch_claims_only_what_each_provider_is_sent(fake_cdn: Fake
         """
     )
     published = {"Type": "Notification", "MessageId": "sns-1", "Message": json.dumps({"keys": ["home"]})}
-    specs = provider_specs(config)
+    specs = provider_specs(config.providers)
     ledger = MemoryLedger()
-    providers = build_providers(config, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
+    providers = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
     executor = Executor(providers, base_backoff=0.01)
     # When: a CMS publishes a surrogate key, which CloudFront cannot purge
     report = run_batch(

@@ -7,8 +7,9 @@ from helpers import config_from
 
 from cdnpurge.models import RoutedTarget, Target, TargetKind
 from cdnpurge.plan import plan
-from cdnpurge.providers import specs
-from cdnpurge.providers.base import Capabilities, HttpProvider, ProviderSpec
+from cdnpurge.providers.http import HttpProvider
+from cdnpurge.providers.registry import specs
+from cdnpurge.providers.spec import Capabilities, ProviderSpec
 
 
 def fastly_spec(hosts: tuple[str, ...] = ("www.example.com",), soft: bool = False) -> dict[str, ProviderSpec]:
@@ -16,7 +17,7 @@ def fastly_spec(hosts: tuple[str, ...] = ("www.example.com",), soft: bool = Fals
     config = config_from(
         f"providers: [{{name: fastly, kind: fastly, service_id: S1, hosts: {host_list}, soft: {str(soft).lower()}}}]"
     )
-    return specs(config)
+    return specs(config.providers)
 
 
 def routed(kind: TargetKind, values: list[str], change: str = "c1", soft: bool | None = None) -> list[RoutedTarget]:
@@ -143,7 +144,7 @@ def test_targets_without_named_providers_go_to_the_providers_that_can_express_th
     )
     items = routed(TargetKind.KEY, ["home"]) + routed(TargetKind.PATH, ["/a"]) + routed(TargetKind.HOST, ["x.com"])
     # When
-    result = plan(items, specs(config))
+    result = plan(items, specs(config.providers))
     # Then: the key only to Fastly, the path to both; a host nobody can purge is an error at each
     assert sorted((r.provider, r.kind.value, r.targets) for r in result.requests) == [
         ("fastly", "key", ("home",)),
@@ -162,7 +163,7 @@ def test_a_provider_named_explicitly_that_cannot_express_a_target_is_a_plan_erro
         """
     )
     items = [RoutedTarget("c1", Target(TargetKind.KEY, "home"), frozenset({"medianova"}), None)]
-    (error,) = plan(items, specs(config)).errors
+    (error,) = plan(items, specs(config.providers)).errors
     assert error.message == "key:home: medianova cannot purge by key"
 
 
@@ -184,7 +185,7 @@ def test_a_rule_naming_providers_sends_each_target_to_those_of_them_that_can_exp
         RoutedTarget("c1", Target(TargetKind.PATH, "/articles/a"), named, None),
     ]
     # When
-    result = plan(items, specs(config))
+    result = plan(items, specs(config.providers))
     # Then: the key to Fastly only, the path to both named providers, nothing to the unnamed one
     assert not result.errors
     assert sorted((r.provider, r.kind.value, r.targets) for r in result.requests) == [

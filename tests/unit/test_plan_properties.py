@@ -30,7 +30,8 @@ from hypothesis import strategies as st
 
 from cdnpurge.models import Plan, PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.plan import EXACT_SEARCH_MAX_ITEMS, can_express, convert, lower_bound, pack, plan, router
-from cdnpurge.providers.base import Capabilities, EscalationPolicy, HttpProvider, ProviderSpec
+from cdnpurge.providers.http import HttpProvider
+from cdnpurge.providers.spec import Capabilities, EscalationPolicy, ProviderSpec
 
 SEGMENTS = ["a", "b", "img", "Doc", "x y", "é", "index.html", "p?v=1"]
 HOSTS = ["www.example.com", "m.example.com"]

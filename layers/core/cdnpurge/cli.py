@@ -23,8 +23,9 @@ from cdnpurge.execute import Executor
 from cdnpurge.models import Change, Escalation, Plan, PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.pipeline import preview, request_token
 from cdnpurge.plan import plan
-from cdnpurge.providers import REGISTRY, specs
-from cdnpurge.providers.base import ProviderError, PurgeResult
+from cdnpurge.providers.base import PurgeResult
+from cdnpurge.providers.errors import ProviderError
+from cdnpurge.providers.registry import REGISTRY, specs
 from cdnpurge.service import ATTRIBUTE_PREFIX, ERROR_ATTRIBUTE, FAILURE_ATTRIBUTE, RedactingProvider, secret_forms
 from cdnpurge.urls import dot_segment_problem
 
@@ -175,7 +176,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, sqs: A
 
 def _validate(config: Config, out: TextIO) -> int:
     print(f"configuration OK: {len(config.providers)} provider(s), {len(config.rules)} rule(s)", file=out)
-    for name, spec in specs(config).items():
+    for name, spec in specs(config.providers).items():
         kinds = ", ".join(f"{kind.value}<={limit}" for kind, limit in spec.capabilities.max_targets.items())
         print(f"  {name}: {kinds}; soft={'yes' if spec.capabilities.soft_purge else 'no'}", file=out)
     return EXIT_OK
@@ -187,7 +188,7 @@ def _plan(config: Config, event_path: Path, output_format: str, out: TextIO) -> 
     except (OSError, ValueError) as exc:
         print(f"cdnpurge: {event_path}: cannot read event JSON: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    decoded, translation, the_plan = preview(event, config, specs(config))
+    decoded, translation, the_plan = preview(event, config, specs(config.providers))
     document = {
         "changes": [_change_json(change) for change in decoded.changes],
         "requests": [_request_json(request) for request in the_plan.requests],

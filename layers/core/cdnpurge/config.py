@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cdnpurge.credentials import InlineCredential
-from cdnpurge.providers import REGISTRY
+from cdnpurge.providers.registry import REGISTRY
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\*?)\}")
 

@@ -30,7 +30,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from cdnpurge.models import PurgeRequest
-from cdnpurge.providers.base import Provider, ProviderError, PurgeResult, ThrottledError, UnavailableError
+from cdnpurge.providers.base import Provider, PurgeResult
+from cdnpurge.providers.errors import ProviderError, ThrottledError, UnavailableError
 
 # AIMD: a throttle multiplies the rate by DECREASE (never below FLOOR x the declared rate); each success
 # adds RECOVERY x the declared (or learned) rate back, up to the declared rate.

@@ -22,7 +22,8 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from cdnpurge.execute import AttemptListener
 from cdnpurge.models import PurgeRequest
 from cdnpurge.pipeline import BatchReport, request_token
-from cdnpurge.providers.base import ProviderError, PurgeResult
+from cdnpurge.providers.base import PurgeResult
+from cdnpurge.providers.errors import ProviderError
 
 # What each idempotency-store failure means for the records, in the log line that reports it.
 STORE_POLICY: Final = {

@@ -37,7 +37,7 @@ from cdnpurge.execute import Executor, Outcome
 from cdnpurge.ledger import BATCH_WRITE_ITEMS, Claim, Ledger, LedgerUnavailableError, Pair, describe_error
 from cdnpurge.models import Change, Plan, PurgeRequest, RoutedTarget
 from cdnpurge.plan import plan, router
-from cdnpurge.providers.base import ProviderSpec
+from cdnpurge.providers.spec import ProviderSpec
 from cdnpurge.rules import Translation, translate
 
 __all__ = ["BatchReport", "Pair", "StoreFailure", "preview", "request_token", "run_batch"]

@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cdnpurge.models import Escalation, Plan, PlanError, PurgeRequest, RoutedTarget, Target, TargetKind
-from cdnpurge.providers.base import DeclaredProvider, ProviderSpec
+from cdnpurge.providers.spec import DeclaredProvider, ProviderSpec
 
 __all__ = ["EXACT_SEARCH_MAX_ITEMS", "can_express", "convert", "lower_bound", "pack", "plan", "router"]
 

@@ -38,15 +38,10 @@ from cdnpurge.events import repurge_messages
 from cdnpurge.execute import AttemptListener, Executor
 from cdnpurge.ledger import DynamoDBLedger, Ledger, describe_error
 from cdnpurge.pipeline import BatchReport, run_batch
-from cdnpurge.providers import build_providers
-from cdnpurge.providers.base import (
-    Provider,
-    ProviderError,
-    ProviderSettings,
-    ProviderSpec,
-    ProviderWrapper,
-    PurgeResult,
-)
+from cdnpurge.providers.base import Provider, ProviderWrapper, PurgeResult
+from cdnpurge.providers.errors import ProviderError
+from cdnpurge.providers.registry import build_providers
+from cdnpurge.providers.spec import ProviderSettings, ProviderSpec
 
 if TYPE_CHECKING:
     from cdnpurge.models import PurgeRequest
@@ -135,7 +130,7 @@ class PurgeService:
             secrets.extend(value.get_secret_value() for value in resolved.values())
             return resolved
 
-        built = build_providers(config, credentials_for)  # resolves every credential into `secrets`
+        built = build_providers(config.providers, credentials_for)  # resolves every credential into `secrets`
         redaction = secret_forms(secrets)
         providers: dict[str, Provider] = {
             name: RedactingProvider(provider, redaction) for name, provider in built.items()

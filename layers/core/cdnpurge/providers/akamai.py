@@ -43,17 +43,11 @@ import httpx
 from pydantic import Field
 
 from cdnpurge.models import PurgeRequest, Target, TargetKind
-from cdnpurge.providers.base import (
-    ApiCall,
-    Capabilities,
-    Credentials,
-    HttpProvider,
-    ProviderSettings,
-    PurgeResult,
-    RejectedError,
-    parse_retry_after,
-)
+from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.edgegrid import EdgeGridAuth
+from cdnpurge.providers.errors import RejectedError
+from cdnpurge.providers.http import ApiCall, HttpProvider, parse_retry_after
+from cdnpurge.providers.spec import Capabilities, Credentials, ProviderSettings
 
 MAX_BODY_BYTES = 50_000
 BODY_OVERHEAD_BYTES = len('{"objects":[]}')

@@ -40,17 +40,10 @@ import httpx
 from pydantic import Field
 
 from cdnpurge.models import PurgeRequest, Target, TargetKind
-from cdnpurge.providers.base import (
-    ApiCall,
-    AuthError,
-    Capabilities,
-    HttpProvider,
-    NotFoundError,
-    ProviderError,
-    ProviderSettings,
-    PurgeResult,
-    RejectedError,
-)
+from cdnpurge.providers.base import PurgeResult
+from cdnpurge.providers.errors import AuthError, NotFoundError, ProviderError, RejectedError
+from cdnpurge.providers.http import ApiCall, HttpProvider
+from cdnpurge.providers.spec import Capabilities, ProviderSettings
 
 BASE_URL = "https://api.cloudflare.com/client/v4"
 # The body field carrying each target kind.

@@ -34,19 +34,17 @@ from botocore.exceptions import (
 from pydantic import Field, SecretStr, field_validator
 
 from cdnpurge.models import PurgeRequest, Target, TargetKind
-from cdnpurge.providers.base import (
+from cdnpurge.providers.base import PurgeResult
+from cdnpurge.providers.errors import (
     AuthError,
-    Capabilities,
-    DeclaredProvider,
     NotFoundError,
     ProviderError,
-    ProviderSettings,
-    PurgeResult,
     RejectedError,
     ThrottledError,
     UnavailableError,
     error_class_for_status,
 )
+from cdnpurge.providers.spec import Capabilities, DeclaredProvider, ProviderSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudfront import CloudFrontClient

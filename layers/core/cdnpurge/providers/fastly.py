@@ -21,15 +21,10 @@ import httpx
 from pydantic import Field
 
 from cdnpurge.models import PurgeRequest, Target, TargetKind
-from cdnpurge.providers.base import (
-    ApiCall,
-    Capabilities,
-    HttpProvider,
-    ProviderSettings,
-    PurgeResult,
-    RejectedError,
-    parse_retry_after,
-)
+from cdnpurge.providers.base import PurgeResult
+from cdnpurge.providers.errors import RejectedError
+from cdnpurge.providers.http import ApiCall, HttpProvider, parse_retry_after
+from cdnpurge.providers.spec import Capabilities, ProviderSettings
 from cdnpurge.urls import dot_segment_problem, may_hold_dot_segment
 
 BASE_URL = "https://api.fastly.com"

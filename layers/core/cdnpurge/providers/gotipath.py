@@ -29,14 +29,10 @@ import httpx
 from pydantic import Field
 
 from cdnpurge.models import PurgeRequest, TargetKind
-from cdnpurge.providers.base import (
-    ApiCall,
-    Capabilities,
-    HttpProvider,
-    ProviderSettings,
-    PurgeResult,
-    RejectedError,
-)
+from cdnpurge.providers.base import PurgeResult
+from cdnpurge.providers.errors import RejectedError
+from cdnpurge.providers.http import ApiCall, HttpProvider
+from cdnpurge.providers.spec import Capabilities, ProviderSettings
 
 BASE_URL = "https://apistream.gotipath.com/v1"
 # Conservative defaults: Gotipath documents that purges are rate and size limited, not the numbers.

@@ -33,14 +33,10 @@ import httpx
 from pydantic import Field
 
 from cdnpurge.models import PurgeRequest, Target, TargetKind
-from cdnpurge.providers.base import (
-    ApiCall,
-    Capabilities,
-    HttpProvider,
-    ProviderSettings,
-    PurgeResult,
-    RejectedError,
-)
+from cdnpurge.providers.base import PurgeResult
+from cdnpurge.providers.errors import RejectedError
+from cdnpurge.providers.http import ApiCall, HttpProvider
+from cdnpurge.providers.spec import Capabilities, ProviderSettings
 
 BASE_URL = "https://cloud.medianova.com/api/v1"
 MAX_PATHS_PER_CALL = 100

@@ -1,0 +1,172 @@
+"""What the planner knows of a provider, as data: capabilities, limits, hosts, escalation and a renderer.
+
+Built from configuration alone (no credentials, no client, no httpx or boto3), so `cdnpurge plan` works
+offline and importing the planner loads no adapter. `DeclaredProvider` is what every adapter shares, HTTP
+or not: its declared `Capabilities` narrowed by the settings into a `ProviderSpec`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from cdnpurge.credentials import CredentialRef
+from cdnpurge.models import Target, TargetKind
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """A provider's purge surface and limits, declared as data so the planner has no provider branches.
+
+    - `max_targets`: the target kinds the provider accepts natively, each with its per-call maximum.
+    - `max_body_bytes`: a hard cap on the JSON request body (Akamai: 50,000) or None.
+    - `body_overhead_bytes`: bytes of the body around the target list, for byte-accurate chunking.
+    - `soft_purge`: whether the provider can mark content stale instead of evicting it.
+    - `hard_only`: kinds that are always hard even when soft is asked for (Fastly purge_all).
+    - `asynchronous`: the provider returns a job that completes later (no effect on planning).
+    - `rate_per_second` / `burst`: the documented or configured sustained request rate, for pacing.
+    - `host_qualified`: kinds whose wire form names the host (Cloudflare prefixes: `host/path`); the
+      planner expands a host-relative target into one per configured host.
+    """
+
+    max_targets: Mapping[TargetKind, int]
+    max_body_bytes: int | None = None
+    body_overhead_bytes: int = 0
+    soft_purge: bool = False
+    hard_only: frozenset[TargetKind] = frozenset()
+    asynchronous: bool = False
+    rate_per_second: float | None = None
+    burst: int = 1
+    host_qualified: frozenset[TargetKind] = frozenset()
+
+    def supports(self, kind: TargetKind) -> bool:
+        return kind in self.max_targets
+
+
+@dataclass(frozen=True)
+class EscalationPolicy:
+    """When the planner may purge more than asked to save requests (configured per provider, off by default).
+
+    - `prefix_at`: at least this many paths/URLs sharing a directory become one prefix (wildcard, pattern)
+      target, where the provider supports prefixes and the plan needs no more requests that way.
+    - `purge_all_over`: a plan needing more than this many requests for the provider becomes one purge-all,
+      where the provider supports it.
+    """
+
+    prefix_at: int | None = None
+    purge_all_over: int | None = None
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """What the planner knows of a provider: its name, limits, hosts, default mode and a pure renderer.
+
+    Built from configuration alone (no credentials, no client), so `cdnpurge plan` works offline.
+    `render` gives a target's wire form, which the planner measures for body-byte limits.
+    """
+
+    name: str
+    capabilities: Capabilities
+    hosts: tuple[str, ...]
+    default_soft: bool
+    render: Callable[[Target], str]
+    escalation: EscalationPolicy = EscalationPolicy()
+
+
+class ProviderSettings(BaseModel):
+    """Fields every provider entry in the configuration has; each adapter subclasses it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: str
+    endpoint: str | None = Field(
+        default=None, description="Base-URL override (fake servers, tests, regional API endpoints)."
+    )
+    hosts: tuple[str, ...] = Field(
+        default=(), description="Hostnames this provider serves; used to turn paths into URLs."
+    )
+    soft: bool = Field(default=False, description="Soft purge (mark stale) where the provider supports it.")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    max_targets: dict[TargetKind, int] = Field(
+        default_factory=dict, description="Lower a declared per-call limit (never raise it)."
+    )
+    rate_per_second: float | None = Field(default=None, gt=0, description="Override the pacing rate.")
+    prefix_escalation_at: int | None = Field(
+        default=None,
+        ge=2,
+        description="Purge at least this many paths/URLs sharing a directory as one prefix (wildcard), where "
+        "the provider supports prefixes and it needs no more requests. Off when unset.",
+    )
+    purge_all_over: int | None = Field(
+        default=None,
+        ge=1,
+        description="When a batch would need more than this many requests at this provider, send one purge-all "
+        "instead (providers supporting `all` only). Off when unset.",
+    )
+    credentials: dict[str, CredentialRef] = Field(
+        default_factory=dict, description="Credential name -> reference ({env: VAR} or {secret: NAME})."
+    )
+
+
+Credentials = Mapping[str, SecretStr]
+
+
+class DeclaredProvider:
+    """What every adapter shares, HTTP or not: its declared capabilities turned into a `ProviderSpec`."""
+
+    declared: ClassVar[Capabilities]
+
+    @classmethod
+    def capabilities_for(cls, settings: ProviderSettings) -> Capabilities:
+        """The declared capabilities; adapters whose limits depend on settings (a plan tier) override."""
+        return cls.declared
+
+    @classmethod
+    def spec_for(cls, settings: ProviderSettings) -> ProviderSpec:
+        return ProviderSpec(
+            name=settings.name,
+            capabilities=narrow_capabilities(cls.capabilities_for(settings), settings),
+            hosts=settings.hosts,
+            default_soft=settings.soft,
+            render=partial(cls.render, settings),
+            escalation=escalation_policy(cls.capabilities_for(settings), settings),
+        )
+
+    @classmethod
+    def render(cls, settings: ProviderSettings, target: Target) -> str:
+        """A target's wire form; adapters override (e.g. prefix -> `/dir/*` or a PCRE pattern).
+
+        Raises ValueError for a target the provider cannot express or would refuse: the planner makes that a
+        plan error for the target's changes alone instead of a request the API refuses as a whole."""
+        return target.value
+
+
+def narrow_capabilities(declared: Capabilities, settings: ProviderSettings) -> Capabilities:
+    """Apply configured overrides: limits may only go down, the pacing rate may be set."""
+    limits = dict(declared.max_targets)
+    for kind, limit in settings.max_targets.items():
+        if kind not in limits:
+            raise ValueError(f"provider {settings.name!r}: max_targets.{kind.value}: kind not supported")
+        if not 1 <= limit <= limits[kind]:
+            raise ValueError(
+                f"provider {settings.name!r}: max_targets.{kind.value}={limit}: "
+                f"must be between 1 and the provider's limit {limits[kind]}"
+            )
+        limits[kind] = limit
+    return replace(declared, max_targets=limits, rate_per_second=settings.rate_per_second or declared.rate_per_second)
+
+
+def escalation_policy(declared: Capabilities, settings: ProviderSettings) -> EscalationPolicy:
+    """The configured escalations, refused where the provider cannot express them."""
+    prefix_at = getattr(settings, "prefix_escalation_at", None)
+    purge_all_over = getattr(settings, "purge_all_over", None)
+    if prefix_at is not None and not declared.supports(TargetKind.PREFIX):
+        raise ValueError(f"provider {settings.name!r}: prefix_escalation_at: this provider cannot purge by prefix")
+    if purge_all_over is not None and not declared.supports(TargetKind.ALL):
+        raise ValueError(f"provider {settings.name!r}: purge_all_over: this provider cannot purge everything")
+    return EscalationPolicy(prefix_at=prefix_at, purge_all_over=purge_all_over)
