@@ -385,10 +385,10 @@ def run_cdnpurge(
         report = service.handle({"Records": batch}, remaining_ms=context.get_remaining_time_in_millis)
         with lock:
             log.invocations += 1
-            log.requests += len(report.outcomes)
-            log.throttled_attempts += sum(o.throttled for o in report.outcomes)
-            log.deferred += sum(1 for o in report.outcomes if o.deferred)
-            log.escalations += len(report.plan.escalations)
+            log.requests += len(report.run.outcomes)
+            log.throttled_attempts += sum(o.throttled for o in report.run.outcomes)
+            log.deferred += sum(1 for o in report.run.outcomes if o.deferred)
+            log.escalations += len(report.run.plan.escalations)
         return {str(item["itemIdentifier"]) for item in report.response()["batchItemFailures"]}
 
     services = [instance() for _ in range(concurrency)]

@@ -26,8 +26,8 @@ from botocore.config import Config as BotocoreConfig
 from botocore.stub import Stubber
 from pydantic import ValidationError
 
+from cdnpurge.execute import request_token
 from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
-from cdnpurge.pipeline import request_token
 from cdnpurge.plan import plan
 from cdnpurge.providers.cloudfront import (
     IN_PROGRESS_BACKOFF_SECONDS,

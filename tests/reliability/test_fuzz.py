@@ -22,12 +22,14 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from reliability import tally
 
+from cdnpurge.deadletter import ERROR_ATTRIBUTE
 from cdnpurge.execute import Executor
 from cdnpurge.observability import record
 from cdnpurge.providers.base import Provider
 from cdnpurge.providers.http import HttpProvider
 from cdnpurge.providers.registry import build_providers
-from cdnpurge.service import ERROR_ATTRIBUTE, PurgeService, Queues, RedactingProvider, secret_forms
+from cdnpurge.redaction import RedactingProvider, secret_forms
+from cdnpurge.service import PurgeService, Queues
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN
 
@@ -272,38 +274,40 @@ def test_no_event_shape_crashes_loses_a_change_or_misroutes_a_failure(cdn: FakeC
     metrics.flush_metrics()
     # Then: failures belong to real records (or to the event as a whole when a record has no id)
     ids = {r["messageId"] for r in event["Records"] if isinstance(r.get("messageId"), str)}
-    assert set(report.failed_sources) <= ids | {"event"}
-    assert all(report.reasons[source] for source in report.failed_sources)
+    assert set(report.run.failures.sources) <= ids | {"event"}
+    assert all(report.run.failures.reasons[source] for source in report.run.failures.sources)
     # nothing lost: every change owed to a provider is purged or skipped as done, or its record failed ...
-    settled = set(report.completed) | set(report.duplicates)
+    settled = set(report.run.completed) | set(report.run.duplicates)
     lost = [
         change
-        for change in report.decoded.changes
-        if not {pair for pair in report.owed if pair[1] == change.id} <= settled
-        and change.source_id not in report.failed_sources
+        for change in report.run.decoded.changes
+        if not {pair for pair in report.run.owed if pair[1] == change.id} <= settled
+        and change.source_id not in report.run.failures.sources
     ]
     # ... and "purged" means the CDN received it: every accepted request's targets are in what it recorded
     # (compared percent-decoded: the fake records the path as it arrived on the wire, `/%C2%80` for `/\x80`)
     received = {unquote(entry) for entry in cdn.purged("fastly")}
-    for outcome in report.outcomes:
+    for outcome in report.run.outcomes:
         if outcome.ok:
             for target in outcome.request.targets:
                 entry = target.removeprefix("https://") if outcome.request.kind.value == "url" else target
                 mode = "soft" if outcome.request.soft else "hard"
                 wanted = unquote(f"{outcome.request.kind.value}:{entry} ({mode})")
                 assert wanted in received, (outcome.request, sorted(received)[-5:])
-    assert len(cdn.received) - calls_before <= sum(outcome.attempts for outcome in report.outcomes)
+    assert len(cdn.received) - calls_before <= sum(outcome.attempts for outcome in report.run.outcomes)
     # every failed record is either returned to SQS or dead-lettered with its reason, never both
     returned = {item["itemIdentifier"] for item in report.response()["batchItemFailures"]}
-    assert returned | set(report.dead_lettered) == set(report.failed_sources)
-    assert not returned & set(report.dead_lettered)
-    assert len(sqs.sent) == len(report.dead_lettered) + (1 if report.repurge_scheduled else 0)
+    assert returned | set(report.dead_letters.moved) == set(report.run.failures.sources)
+    assert not returned & set(report.dead_letters.moved)
+    assert len(sqs.sent) == len(report.dead_letters.moved) + (1 if report.repurge.scheduled else 0)
     for sent in sqs.sent:
         assert sent["MessageAttributes"][ERROR_ATTRIBUTE]["StringValue"]
     # and nothing but the configured provider's own API was called
     assert set(destinations) <= {cdn.endpoint("fastly").rsplit("/", 1)[0]}, destinations
     for call in cdn.received[calls_before:]:
         assert "evil" not in call.path and "169.254" not in call.path
-    bad = {error.source_id for error in report.decoded.errors} | {e.source_id for e in report.translation.errors}
-    tally.add(changes=len(report.decoded.changes), lost=len(lost), bad_inputs=len(bad))
+    bad = {error.source_id for error in report.run.decoded.errors} | {
+        e.source_id for e in report.run.translation.errors
+    }
+    tally.add(changes=len(report.run.decoded.changes), lost=len(lost), bad_inputs=len(bad))
     assert lost == []

@@ -14,9 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdnpurge import events
-from cdnpurge.events import MAX_BODY_BYTES, MAX_TARGETS, Decoded, decode_event
-from cdnpurge.models import Action, Change, DecodeError
+from cdnpurge.events import MAX_BODY_BYTES, MAX_TARGETS, Decoded, decode_event, envelopes, fastpath
+from cdnpurge.models import Action, Change, DecodeFailure
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 BUCKET = "example-site-content"
@@ -113,7 +112,7 @@ def sqs_event(*bodies: Any, ids: list[str] | None = None) -> dict[str, Any]:
     }
 
 
-def only_error(decoded: Decoded) -> DecodeError:
+def only_error(decoded: Decoded) -> DecodeFailure:
     assert decoded.changes == ()
     assert len(decoded.errors) == 1, decoded.errors
     return decoded.errors[0]
@@ -358,7 +357,7 @@ def test_s3_notification_key_is_url_decoded_once(raw: str, expected: str) -> Non
 
 @pytest.mark.parametrize(("raw", "expected"), KEY_CASES)
 def test_eventbridge_key_is_url_decoded_once(raw: str, expected: str) -> None:
-    # Given an EventBridge S3 event: keys are form-encoded as in notifications (see events.py docstring)
+    # Given an EventBridge S3 event: keys are form-encoded as in notifications (see the cdnpurge.events docstring)
     event = sqs_event(eventbridge_s3(raw))
 
     # When
@@ -416,7 +415,7 @@ def test_one_bad_s3_record_keeps_the_other_records_of_the_notification() -> None
 
     # Then each record is its own unit; the message as a whole still fails (and is retried)
     assert [change.key for change in decoded.changes] == ["a.html", "c.html"]
-    assert decoded.errors == (DecodeError("m", "record m: S3 record [1] missing s3.object.key"),)
+    assert decoded.errors == (DecodeFailure("m", "record m: S3 record [1] missing s3.object.key"),)
 
 
 def _record_without_key() -> dict[str, Any]:
@@ -563,7 +562,7 @@ def test_sqs_record_without_message_id_fails_the_whole_batch() -> None:
     error = only_error(decode_event(event))
 
     # Then the error belongs to "event", which makes the handler fail the batch rather than ack it
-    assert error == DecodeError("event", "event: SQS record [0] missing messageId")
+    assert error == DecodeFailure("event", "event: SQS record [0] missing messageId")
 
 
 def test_direct_eventbridge_error_uses_the_event_id() -> None:
@@ -574,7 +573,7 @@ def test_direct_eventbridge_error_uses_the_event_id() -> None:
     error = only_error(decode_event(event))
 
     # Then
-    assert error == DecodeError("evt-1", "event 'evt-1': EventBridge S3 event missing detail.object.key")
+    assert error == DecodeFailure("evt-1", "event 'evt-1': EventBridge S3 event missing detail.object.key")
 
 
 # --- ignored records ----------------------------------------------------------------------------------
@@ -888,8 +887,8 @@ def storm_records(draw: st.DrawFn) -> dict[str, Any]:
 def validated(event: dict[str, Any]) -> Decoded:
     """`decode_event` with no fast path: every body parsed and decoded by the validating path."""
     with (
-        patch.object(events, "_parsed_body", return_value=events._NOT_PARSED),
-        patch.object(events, "_plain_s3_change", return_value=None),
+        patch.object(envelopes, "parsed_body", return_value=fastpath.NOT_PARSED),
+        patch.object(envelopes, "plain_s3_change", return_value=None),
     ):
         return decode_event(event)
 
@@ -943,6 +942,6 @@ def test_plain_storm_records_take_the_fast_path() -> None:
     # Given: a sample EventBridge upload as the deployed wiring delivers it
     event = json.loads((EVENTS_DIR / "sqs-eventbridge-s3-object-created.json").read_text())
     # When / Then: decoded without the validating path
-    with patch("cdnpurge.events._decode_sqs_record", side_effect=AssertionError("validating path used")):
+    with patch("cdnpurge.events.envelopes._decode_sqs_record", side_effect=AssertionError("validating path used")):
         (change,) = decode_event(event).changes
     assert change.key == "index.html" and change.source_id == "8a39d5ec-3a82-4ffb-9c2b-8c1506983f98"

@@ -121,7 +121,7 @@ def test_a_record_refused_for_a_reason_no_retry_changes_is_unavailable_and_the_r
         ledger.claim([("fastly", "bad"), ("fastly", "good")], remaining_ms=None)
     assert raised.value.pairs == (("fastly", "bad"),)
     assert raised.value.claims == {("fastly", "good"): Claim.CLAIMED}
-    assert raised.value.cause == "StoreRefusedError: ValidationError: Item size too large"
+    assert raised.value.cause == "LedgerRefusedError: ValidationError: Item size too large"
 
 
 def test_writes_left_unprocessed_are_sent_again_and_reported_if_they_never_land() -> None:

@@ -10,7 +10,7 @@ from aws_lambda_powertools import Logger, Metrics
 from cdnpurge.events import Decoded
 from cdnpurge.models import Escalation, Plan, TargetKind
 from cdnpurge.observability import record
-from cdnpurge.pipeline import BatchReport
+from cdnpurge.report import BatchReport, BatchRun
 from cdnpurge.rules import Translation
 
 
@@ -20,7 +20,7 @@ def test_an_escalation_is_logged_and_counted_per_provider(capsys: pytest.Capture
         "medianova", TargetKind.PREFIX, ("/img/",), replaced=250, requests_before=3, requests_after=1
     )
     report = BatchReport(
-        decoded=Decoded((), (), ()), translation=Translation((), (), ()), plan=Plan((), (), (escalation,))
+        BatchRun(decoded=Decoded((), (), ()), translation=Translation((), (), ()), plan=Plan((), (), (escalation,)))
     )
     # When
     record(report, Logger(service="cdnpurge-test"), Metrics(namespace="cdnpurge-test", service="cdnpurge-test"))
@@ -42,7 +42,7 @@ def test_an_escalation_is_logged_and_counted_per_provider(capsys: pytest.Capture
 def test_changes_no_rule_matched_are_logged_and_counted(capsys: pytest.CaptureFixture[str]) -> None:
     # Given: a batch whose two changes matched no rule (acknowledged: nothing asks for a purge)
     report = BatchReport(
-        decoded=Decoded((), (), ()), translation=Translation((), (), ("s3:b/x@1", "s3:b/y@2")), plan=Plan(())
+        BatchRun(decoded=Decoded((), (), ()), translation=Translation((), (), ("s3:b/x@1", "s3:b/y@2")), plan=Plan(()))
     )
     metrics = Metrics(namespace="cdnpurge-test", service="cdnpurge-test")
     metrics.clear_metrics()  # Powertools keeps one metric set per process; start from an empty one

@@ -21,10 +21,13 @@ from pydantic import SecretStr
 
 from cdnpurge.events import repurge_messages
 from cdnpurge.execute import Executor
-from cdnpurge.ledger import Claim, LedgerUnavailableError, Pair
-from cdnpurge.pipeline import BatchReport, run_batch
+from cdnpurge.ledger import Claim, LedgerOperation, LedgerUnavailableError, Pair
+from cdnpurge.models import Change
+from cdnpurge.pipeline import run_batch
 from cdnpurge.providers.registry import build_providers
 from cdnpurge.providers.registry import specs as provider_specs
+from cdnpurge.report import BatchReport
+from cdnpurge.repurge import repurge_candidates
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
 
 EVENTS = Path(__file__).parents[2] / "events"
@@ -55,7 +58,13 @@ def run(cdn: FakeCDN, event: dict[str, Any], ledger: MemoryLedger) -> BatchRepor
     providers = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
     executor = Executor(providers, base_backoff=0.01)
     specs = {name: p.spec for name, p in providers.items()}
-    return run_batch(event, config=config, specs=specs, ledger=ledger, executor=executor, deadline=1e12)
+    return BatchReport(run_batch(event, config=config, specs=specs, ledger=ledger, executor=executor, deadline=1e12))
+
+
+def candidates(report: BatchReport) -> tuple[Change, ...]:
+    """The changes the service would schedule a re-purge for after this batch."""
+    run = report.run
+    return repurge_candidates(run.decoded.changes, owed=run.owed, completed=run.completed, duplicates=run.duplicates)
 
 
 def test_batch_coalesces_dedupes_and_acknowledges(fake_cdn: FakeCDN) -> None:
@@ -85,8 +94,8 @@ def test_one_malformed_record_fails_alone(fake_cdn: FakeCDN) -> None:
     report = run(fake_cdn, event, MemoryLedger())
     # Then
     assert report.response() == {"batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]}
-    assert "not JSON" in " ".join(report.reasons["m1"])
-    assert "'..' path segment" in " ".join(report.reasons["m2"])
+    assert "not JSON" in " ".join(report.run.failures.reasons["m1"])
+    assert "'..' path segment" in " ".join(report.run.failures.reasons["m2"])
     assert "key:article-a (hard)" in fake_cdn.purged("fastly")
 
 
@@ -131,12 +140,12 @@ class UnreachableLedger(MemoryLedger):
     def claim(self, pairs: Iterable[Pair], remaining_ms: int | None) -> dict[Pair, Claim]:
         pairs = list(pairs)
         if self.fail == "claim":
-            raise LedgerUnavailableError("claim", pairs, "EndpointConnectionError: down")
+            raise LedgerUnavailableError(LedgerOperation.CLAIM, pairs, "EndpointConnectionError: down")
         return super().claim(pairs, remaining_ms)
 
     def complete(self, pairs: Iterable[Pair], result: dict[str, Any]) -> None:
         if self.fail == "complete":
-            raise LedgerUnavailableError("complete", pairs, "EndpointConnectionError: down")
+            raise LedgerUnavailableError(LedgerOperation.COMPLETE, pairs, "EndpointConnectionError: down")
         super().complete(pairs, result)
 
 
@@ -149,10 +158,12 @@ def test_no_claim_no_purge_every_record_returned_for_redelivery(fake_cdn: FakeCD
     report = run(fake_cdn, event, UnreachableLedger(fail="claim"))
     # Then: nothing purged blindly; the good records are retried (transient), the bad one is permanent
     assert fake_cdn.received == []
-    assert report.failed_sources == ("m0", "m1", "m2")
-    assert report.permanent == frozenset({"m2"})
-    assert "idempotency store unavailable (EndpointConnectionError: down)" in " ".join(report.reasons["m0"])
-    assert [(f.operation, len(f.pairs)) for f in report.store_failures] == [("claim", 2)]
+    assert report.run.failures.sources == ("m0", "m1", "m2")
+    assert report.run.failures.permanent == frozenset({"m2"})
+    assert "idempotency store unavailable (EndpointConnectionError: down)" in " ".join(
+        report.run.failures.reasons["m0"]
+    )
+    assert [(f.operation, len(f.pairs)) for f in report.run.ledger_failures] == [("claim", 2)]
 
 
 def test_a_purge_that_could_not_be_recorded_is_acknowledged_and_reported(fake_cdn: FakeCDN) -> None:
@@ -160,8 +171,8 @@ def test_a_purge_that_could_not_be_recorded_is_acknowledged_and_reported(fake_cd
         fake_cdn, sqs_event(s3_notification(BUCKET, "articles/a.html", "01")), UnreachableLedger(fail="complete")
     )
     assert report.response() == {"batchItemFailures": []}
-    assert [f.operation for f in report.store_failures] == ["complete"]
-    assert len(report.completed) == 1
+    assert [f.operation for f in report.run.ledger_failures] == ["complete"]
+    assert len(report.run.completed) == 1
 
 
 @pytest.mark.parametrize(("status", "permanent"), [(400, True), (401, True), (404, True), (503, False)])
@@ -175,9 +186,11 @@ def test_failures_are_classified_permanent_only_when_no_retry_can_help(
     executor = Executor(providers, clock=clock, sleep=clock.sleep, max_attempts=2)
     specs = {name: p.spec for name, p in providers.items()}
     event = sqs_event(s3_notification(BUCKET, "articles/a.html", "01"))
-    report = run_batch(event, config=config, specs=specs, ledger=MemoryLedger(), executor=executor, deadline=1e12)
-    assert report.failed_sources == ("m0",)
-    assert (report.permanent == frozenset({"m0"})) is permanent
+    report = BatchReport(
+        run_batch(event, config=config, specs=specs, ledger=MemoryLedger(), executor=executor, deadline=1e12)
+    )
+    assert report.run.failures.sources == ("m0",)
+    assert (report.run.failures.permanent == frozenset({"m0"})) is permanent
 
 
 def test_repurge_candidates_are_s3_changes_purged_everywhere_by_this_batch(fake_cdn: FakeCDN) -> None:
@@ -191,22 +204,22 @@ def test_repurge_candidates_are_s3_changes_purged_everywhere_by_this_batch(fake_
     # When
     report = run(fake_cdn, event, ledger)
     # Then
-    assert [change.key for change in report.repurge_candidates()] == ["docs/new.html"]
+    assert [change.key for change in candidates(report)] == ["docs/new.html"]
 
 
 def test_a_repurge_message_purges_again_under_its_own_ids(fake_cdn: FakeCDN) -> None:
     # Given: a change purged, then its re-purge message
     ledger = MemoryLedger()
     first = run(fake_cdn, sqs_event(s3_notification(BUCKET, "docs/a b.html", "01")), ledger)
-    ((body, ids),) = repurge_messages(first.repurge_candidates())
+    ((body, ids),) = repurge_messages(candidates(first))
     # When
     second = run(fake_cdn, sqs_event(body), ledger)
     again = run(fake_cdn, sqs_event(body), ledger)
     # Then: purged twice in all (same target), the redelivered re-purge skipped, never re-re-purged
-    assert [c.id for c in second.decoded.changes] == [f"{ids[0]}#repurge"]
+    assert [c.id for c in second.run.decoded.changes] == [f"{ids[0]}#repurge"]
     assert fake_cdn.purged("fastly") == ["url:www.example.com/docs/a%20b.html (hard)"] * 2
     assert again.summary()["duplicates_skipped"] == 1
-    assert second.repurge_candidates() == ()
+    assert candidates(second) == ()
 
 
 def test_a_multi_cdn_batch_claims_only_what_each_provider_is_sent(fake_cdn: FakeCDN) -> None:
@@ -225,10 +238,10 @@ def test_a_multi_cdn_batch_claims_only_what_each_provider_is_sent(fake_cdn: Fake
     providers = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
     executor = Executor(providers, base_backoff=0.01)
     # When: a CMS publishes a surrogate key, which CloudFront cannot purge
-    report = run_batch(
-        sqs_event(published), config=config, specs=specs, ledger=ledger, executor=executor, deadline=1e12
+    report = BatchReport(
+        run_batch(sqs_event(published), config=config, specs=specs, ledger=ledger, executor=executor, deadline=1e12)
     )
     # Then: purged at Fastly, acknowledged, and no CloudFront claim left owed or failed
-    assert report.response() == {"batchItemFailures": []} and not report.plan.errors
+    assert report.response() == {"batchItemFailures": []} and not report.run.plan.errors
     assert fake_cdn.purged("fastly") == ["key:home (hard)"]
     assert ledger.done == {("fastly", "sns:sns-1")}

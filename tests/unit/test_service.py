@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN
 
+from cdnpurge.config import ConfigError
 from cdnpurge.execute import PACING_HEADROOM
 from cdnpurge.service import PurgeService
 
@@ -49,6 +50,6 @@ def test_inline_secrets_are_refused_inside_lambda_even_when_allowed(tmp_path: Pa
         f"credentials: {{token: {{value: {FASTLY_TOKEN}}}}}}}]\n"
     )
     assert PurgeService.from_environment(environment(config)).providers  # allowed locally
-    with pytest.raises(RuntimeError, match="allow_inline_secrets is for local use only") as refused:
+    with pytest.raises(ConfigError, match="allow_inline_secrets is for local use only") as refused:
         PurgeService.from_environment(environment(config, AWS_LAMBDA_FUNCTION_NAME="cdnpurge-purge"))
     assert FASTLY_TOKEN not in str(refused.value)

@@ -18,15 +18,16 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from cdnpurge.config import Config, ConfigError, load_config
-from cdnpurge.credentials import CredentialError, resolve
-from cdnpurge.execute import Executor
+from cdnpurge.credentials import CredentialError
+from cdnpurge.deadletter import describe_dead_letter, kept_attributes
+from cdnpurge.execute import request_token
 from cdnpurge.models import Change, Escalation, Plan, PurgeRequest, RoutedTarget, Target, TargetKind
-from cdnpurge.pipeline import preview, request_token
+from cdnpurge.pipeline import preview
 from cdnpurge.plan import plan
 from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.errors import ProviderError
 from cdnpurge.providers.registry import REGISTRY, specs
-from cdnpurge.service import ATTRIBUTE_PREFIX, ERROR_ATTRIBUTE, FAILURE_ATTRIBUTE, RedactingProvider, secret_forms
+from cdnpurge.purgers import build_purgers
 from cdnpurge.urls import dot_segment_problem
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -288,15 +289,12 @@ def _purge(config: Config, args: argparse.Namespace, out: TextIO) -> int:
         )
     if args.dry_run or not the_plan.requests:
         return EXIT_FAILED if the_plan.errors else EXIT_OK
-    credentials = resolve(settings.credentials, owner=f"providers.{settings.name}")
-    secrets = secret_forms([value.get_secret_value() for value in credentials.values()])
-    provider = RedactingProvider(REGISTRY[settings.kind](settings, credentials), secrets)
 
     def show(request: PurgeRequest, attempt: int, what: PurgeResult | ProviderError) -> None:
         status = f"ok (id {what.provider_id})" if isinstance(what, PurgeResult) else f"{type(what).__name__}: {what}"
         print(f"  attempt {attempt}: {request.describe()} -> {status}", file=out)
 
-    executor = Executor({settings.name: provider}, on_attempt=show)
+    executor = build_purgers([settings], on_attempt=show).executor
     deadline = time.monotonic() + 300
     outcomes = [executor.run(r, deadline=deadline, idempotency_token=request_token(r)) for r in the_plan.requests]
     failed = [o for o in outcomes if not o.ok]
@@ -339,12 +337,17 @@ def _redrive(args: argparse.Namespace, out: TextIO, sqs: Any) -> int:
             for message in fresh:
                 seen.add(message["MessageId"])
                 listed += 1
-                print(f"  {'would move' if args.dry_run else 'moving'} {_describe_dead_letter(message)}", file=out)
+                print(f"  {'would move' if args.dry_run else 'moving'} {describe_dead_letter(message)}", file=out)
                 if args.dry_run:
                     held.append(message["ReceiptHandle"])
                     continue
                 try:
-                    sqs.send_message(QueueUrl=args.queue_url, MessageBody=message["Body"], **_kept_attributes(message))
+                    kept = kept_attributes(message)
+                    sqs.send_message(
+                        QueueUrl=args.queue_url,
+                        MessageBody=message["Body"],
+                        **({"MessageAttributes": kept} if kept else {}),
+                    )
                     sqs.delete_message(QueueUrl=args.dlq_url, ReceiptHandle=message["ReceiptHandle"])
                 except Exception as exc:  # report and carry on: the message stays in the DLQ
                     failed += 1
@@ -371,25 +374,6 @@ def _sent_ms(message: dict[str, Any]) -> int:
         return int(message.get("Attributes", {}).get("SentTimestamp", 0))
     except (TypeError, ValueError):
         return 0
-
-
-def _describe_dead_letter(message: dict[str, Any]) -> str:
-    attributes = message.get("MessageAttributes", {})
-    reason = attributes.get(ERROR_ATTRIBUTE, {}).get("StringValue")
-    failure = attributes.get(FAILURE_ATTRIBUTE, {}).get("StringValue")
-    if reason is None:
-        return f"{message['MessageId']}: no reason attached (moved by the queue's redrive policy)"
-    return f"{message['MessageId']} [{failure or 'failed'}]: {reason}"
-
-
-def _kept_attributes(message: dict[str, Any]) -> dict[str, Any]:
-    """The message's own attributes, without the cdnpurge-* ones the function added when dead-lettering."""
-    kept = {
-        name: {key: value for key, value in attribute.items() if key in ("DataType", "StringValue", "BinaryValue")}
-        for name, attribute in message.get("MessageAttributes", {}).items()
-        if not name.startswith(ATTRIBUTE_PREFIX)
-    }
-    return {"MessageAttributes": kept} if kept else {}
 
 
 if __name__ == "__main__":

@@ -17,12 +17,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cdnpurge.credentials import InlineCredential
+from cdnpurge.errors import CdnpurgeError
 from cdnpurge.providers.registry import REGISTRY
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\*?)\}")
 
 
-class ConfigError(ValueError):
+class ConfigError(CdnpurgeError, ValueError):
     """The configuration is invalid; the message names each offending field."""
 
 

@@ -14,8 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from cdnpurge.errors import CdnpurgeError
 
-class CredentialError(ValueError):
+
+class CredentialError(CdnpurgeError, ValueError):
     """A credential reference could not be resolved; names the reference, never a value."""
 
 

@@ -10,3 +10,9 @@ from __future__ import annotations
 
 class CdnpurgeError(Exception):
     """Base of every exception cdnpurge raises on purpose."""
+
+
+def describe_error(error: BaseException) -> str:
+    """An AWS or store failure for a log line or a batch reason: its type and a bounded message (callers
+    that might see a provider's text redact it)."""
+    return f"{type(error).__name__}: {str(error)[:200]}"

@@ -18,15 +18,21 @@ Throttles do not use up the retry budget for errors (`max_attempts`); they are b
 Backoff and Jitter"). Nothing waits past the deadline: work that cannot finish in time is reported as
 deferred, so its SQS records are returned in `batchItemFailures` and redelivered, never dropped.
 The clock, sleep and random source are injected so tests and benchmarks can drive time.
+
+`execute_plan` runs a plan's requests with one thread per provider, so one slow or throttled CDN never
+delays another, and hands each outcome to the settle stage the moment it is known.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import threading
 import time
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from cdnpurge.models import PurgeRequest
@@ -233,3 +239,52 @@ class Executor:
     def _notify(self, request: PurgeRequest, attempt: int, what: PurgeResult | ProviderError) -> None:
         if self.on_attempt is not None:
             self.on_attempt(request, attempt, what)
+
+
+def request_token(request: PurgeRequest) -> str:
+    """A stable idempotency token for one request (CloudFront's CallerReference, log correlation).
+
+    Derived from content and the changes served, so the same request retried gets the same token and a
+    provider that deduplicates on it (CloudFront) can never create a second job for it.
+    """
+    canonical = json.dumps(
+        [
+            request.provider,
+            request.kind.value,
+            list(request.targets),
+            request.soft,
+            sorted(request.change_ids),
+        ],
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def execute_plan(
+    requests: tuple[PurgeRequest, ...],
+    executor: Executor,
+    deadline: float,
+    on_outcome: Callable[[Outcome], None],
+) -> tuple[Outcome, ...]:
+    """Each provider's queue runs on its own thread, so one slow or throttled CDN never delays another.
+
+    `on_outcome` is called on the provider's thread as each request ends (the settle stage marks pairs
+    complete from it); the outcomes are returned in the plan's order.
+    """
+    by_provider: dict[str, list[PurgeRequest]] = defaultdict(list)
+    for request in requests:
+        by_provider[request.provider].append(request)
+
+    def run_all(queue: list[PurgeRequest]) -> list[Outcome]:
+        outcomes = []
+        for request in queue:
+            outcome = executor.run(request, deadline=deadline, idempotency_token=request_token(request))
+            on_outcome(outcome)
+            outcomes.append(outcome)
+        return outcomes
+
+    with ThreadPoolExecutor(max(1, len(by_provider))) as pool:
+        results = dict(zip(by_provider, pool.map(run_all, by_provider.values()), strict=True))
+    order = {id(r): i for i, r in enumerate(requests)}
+    flat = [outcome for outcomes in results.values() for outcome in outcomes]
+    return tuple(sorted(flat, key=lambda o: order[id(o.request)]))

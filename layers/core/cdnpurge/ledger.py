@@ -40,6 +40,8 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from cdnpurge.errors import CdnpurgeError, describe_error
+
 Pair = tuple[str, str]  # (provider, change id)
 
 # Powertools Idempotency's record layout (DynamoDBPersistenceLayer defaults) and our key prefix.
@@ -69,11 +71,19 @@ BACKOFF_SECONDS = 0.05
 THROTTLED = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded"})
 
 
-class StoreGaveUpError(Exception):
+class LedgerOperation(StrEnum):
+    """What the ledger was asked to do; a failure names it (logs, `LedgerFailure`)."""
+
+    CLAIM = "claim"
+    COMPLETE = "complete"
+    RELEASE = "release"
+
+
+class LedgerGaveUpError(CdnpurgeError):
     """Not attempted: earlier calls of the same operation had already failed (see FAILURES_BEFORE_GIVING_UP)."""
 
 
-class StoreRefusedError(Exception):
+class LedgerRefusedError(CdnpurgeError):
     """DynamoDB refused these records: it kept throttling them for `ATTEMPTS` calls, or named a reason
     (validation, item collection size) no retry within this invocation can change."""
 
@@ -85,7 +95,7 @@ class Claim(StrEnum):
     UNAVAILABLE = "unavailable"  # the store could not be asked: never purge blindly, let SQS redeliver
 
 
-class LedgerUnavailableError(Exception):
+class LedgerUnavailableError(CdnpurgeError):
     """The idempotency store failed for some pairs of one operation (`claim`, `complete` or `release`).
 
     `cause` names the first underlying error (type and message; the store's errors carry no secrets).
@@ -93,7 +103,11 @@ class LedgerUnavailableError(Exception):
     """
 
     def __init__(
-        self, operation: str, pairs: Iterable[Pair], cause: str, claims: Mapping[Pair, Claim] | None = None
+        self,
+        operation: LedgerOperation,
+        pairs: Iterable[Pair],
+        cause: str,
+        claims: Mapping[Pair, Claim] | None = None,
     ) -> None:
         self.operation = operation
         self.pairs = tuple(pairs)
@@ -138,19 +152,19 @@ class DynamoDBLedger:
     def claim(self, pairs: Iterable[Pair], remaining_ms: int | None) -> dict[Pair, Claim]:
         results = _each(pairs, CLAIM_ITEMS, lambda chunk: self._claim(chunk, remaining_ms))
         claims = {pair: state for pair, state in results.items() if isinstance(state, Claim)}
-        _raise_failures("claim", results, claims)
+        _raise_failures(LedgerOperation.CLAIM, results, claims)
         return claims
 
     def complete(self, pairs: Iterable[Pair], result: dict[str, Any]) -> None:
         expiry, data = {"N": str(self._expiry(self._clock()))}, {"S": json.dumps(result)}
         self._write(
-            "complete",
+            LedgerOperation.COMPLETE,
             pairs,
             lambda key: {"PutRequest": {"Item": {ID: key, EXPIRY: expiry, STATUS: {"S": COMPLETED}, DATA: data}}},
         )
 
     def release(self, pairs: Iterable[Pair], error: Exception) -> None:
-        self._write("release", pairs, lambda key: {"DeleteRequest": {"Key": {ID: key}}})
+        self._write(LedgerOperation.RELEASE, pairs, lambda key: {"DeleteRequest": {"Key": {ID: key}}})
 
     def _expiry(self, now: float) -> int:
         return int(now) + self._expires_after_seconds
@@ -182,7 +196,7 @@ class DynamoDBLedger:
                 continue
             settled.update(dict.fromkeys(pending, Claim.CLAIMED))
             return settled
-        settled.update(dict.fromkeys(pending, StoreRefusedError(f"throttled on {ATTEMPTS} attempts")))
+        settled.update(dict.fromkeys(pending, LedgerRefusedError(f"throttled on {ATTEMPTS} attempts")))
         return settled
 
     def _claim_put(self, pair: Pair, remaining_ms: int | None) -> dict[str, Any]:
@@ -210,7 +224,9 @@ class DynamoDBLedger:
             }
         }
 
-    def _write(self, operation: str, pairs: Iterable[Pair], request_for: Callable[[dict[str, str]], Any]) -> None:
+    def _write(
+        self, operation: LedgerOperation, pairs: Iterable[Pair], request_for: Callable[[dict[str, str]], Any]
+    ) -> None:
         _raise_failures(operation, _each(pairs, BATCH_WRITE_ITEMS, lambda chunk: self._batch_write(chunk, request_for)))
 
     def _batch_write(
@@ -229,7 +245,7 @@ class DynamoDBLedger:
             pending = {key: pending[key] for key in map(_request_key, unprocessed)}
             if not pending:
                 break
-        refused = StoreRefusedError(f"left unprocessed on {ATTEMPTS} attempts")
+        refused = LedgerRefusedError(f"left unprocessed on {ATTEMPTS} attempts")
         left = set(pending.values())
         return {pair: refused if pair in left else None for pair in chunk}
 
@@ -254,7 +270,7 @@ def _settle_cancelled(
             again.append(pair)
             throttled = throttled or code in THROTTLED
         else:
-            settled[pair] = StoreRefusedError(f"{code}: {str(reason.get('Message', ''))[:200]}")
+            settled[pair] = LedgerRefusedError(f"{code}: {str(reason.get('Message', ''))[:200]}")
     return again, throttled
 
 
@@ -272,7 +288,7 @@ def _each(pairs: Iterable[Pair], size: int, call: Callable[[list[Pair]], Mapping
     def guarded(chunk: list[Pair]) -> Mapping[Pair, Any]:
         if len(failures) >= FAILURES_BEFORE_GIVING_UP:
             first = failures[0]
-            gave_up = StoreGaveUpError(f"not tried after {len(failures)} failures; first: {type(first).__name__}")
+            gave_up = LedgerGaveUpError(f"not tried after {len(failures)} failures; first: {type(first).__name__}")
             return dict.fromkeys(chunk, gave_up)
         try:
             return call(chunk)
@@ -291,13 +307,9 @@ def _each(pairs: Iterable[Pair], size: int, call: Callable[[list[Pair]], Mapping
     return results
 
 
-def _raise_failures(operation: str, results: Mapping[Pair, Any], claims: Mapping[Pair, Claim] | None = None) -> None:
+def _raise_failures(
+    operation: LedgerOperation, results: Mapping[Pair, Any], claims: Mapping[Pair, Claim] | None = None
+) -> None:
     failed = {pair: result for pair, result in results.items() if isinstance(result, Exception)}
     if failed:
         raise LedgerUnavailableError(operation, failed, describe_error(next(iter(failed.values()))), claims)
-
-
-def describe_error(error: BaseException) -> str:
-    """An AWS or store failure for a log line or a batch reason: its type and a bounded message (callers
-    that might see a provider's text redact it)."""
-    return f"{type(error).__name__}: {str(error)[:200]}"

@@ -94,7 +94,7 @@ class RoutedTarget(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class DecodeError:
+class DecodeFailure:
     """A record that could not be turned into changes; only its own source fails."""
 
     source_id: str
@@ -119,7 +119,7 @@ class PurgeRequest(NamedTuple):
 
 
 @dataclass(frozen=True)
-class PlanError:
+class PlanFailure:
     """A change whose targets a provider cannot express: reported, never silently dropped."""
 
     provider: str
@@ -154,5 +154,5 @@ class Escalation:
 @dataclass(frozen=True)
 class Plan:
     requests: tuple[PurgeRequest, ...]
-    errors: tuple[PlanError, ...] = ()
+    errors: tuple[PlanFailure, ...] = ()
     escalations: tuple[Escalation, ...] = ()

@@ -19,17 +19,20 @@ from typing import Final
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from cdnpurge.execute import AttemptListener
+from cdnpurge.execute import AttemptListener, request_token
+from cdnpurge.ledger import LedgerOperation
 from cdnpurge.models import PurgeRequest
-from cdnpurge.pipeline import BatchReport, request_token
 from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.errors import ProviderError
+from cdnpurge.report import BatchReport
 
 # What each idempotency-store failure means for the records, in the log line that reports it.
 STORE_POLICY: Final = {
-    "claim": "not purged (never purge without a claim); records returned to SQS for redelivery",
-    "complete": "purged but not recorded as done; records acknowledged (a duplicate delivery may purge again)",
-    "release": "claims left in progress; they expire at this invocation's deadline, then retries proceed",
+    LedgerOperation.CLAIM: "not purged (never purge without a claim); records returned to SQS for redelivery",
+    LedgerOperation.COMPLETE: (
+        "purged but not recorded as done; records acknowledged (a duplicate delivery may purge again)"
+    ),
+    LedgerOperation.RELEASE: "claims left in progress; they expire at this invocation's deadline, then retries proceed",
 }
 
 
@@ -58,7 +61,7 @@ def attempt_logger(logger: Logger) -> AttemptListener:
 
 def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
     summary = report.summary()
-    for outcome in report.outcomes:
+    for outcome in report.run.outcomes:
         request = outcome.request
         fields = {
             "provider": request.provider,
@@ -84,7 +87,7 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
                     "provider_message": error.message if error else None,
                 },
             )
-    for escalation in report.plan.escalations:
+    for escalation in report.run.plan.escalations:
         logger.warning(
             "purge escalated",
             extra={
@@ -97,7 +100,7 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
                 "soft": escalation.soft,
             },
         )
-    for failure in report.store_failures:
+    for failure in report.run.ledger_failures:
         logger.error(
             f"idempotency store unavailable during {failure.operation}",
             extra={
@@ -107,50 +110,56 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
                 "policy": STORE_POLICY.get(failure.operation, ""),
             },
         )
-    for source, reasons in report.reasons.items():
-        if source in report.dead_lettered:
+    for source, reasons in report.run.failures.reasons.items():
+        if source in report.dead_letters.moved:
             logger.error(
                 "record dead-lettered",
-                extra={"source_id": source, "failure": report.dead_lettered[source], "reasons": list(reasons)},
+                extra={"source_id": source, "failure": report.dead_letters.moved[source], "reasons": list(reasons)},
             )
         else:
-            permanent = source in report.permanent
+            permanent = source in report.run.failures.permanent
             logger.warning(
                 "record not completed",
                 extra={"source_id": source, "reasons": list(reasons), "permanent": permanent},
             )
-    for problem in report.dead_letter_errors:
+    for problem in report.dead_letters.errors:
         logger.error("dead-letter send failed; record left to SQS redrive", extra={"error": problem})
-    if report.repurge_scheduled:
-        logger.info("re-purge scheduled", extra={"changes": len(report.repurge_scheduled)})
-    for problem in report.repurge_errors:
+    if report.repurge.scheduled:
+        logger.info("re-purge scheduled", extra={"changes": len(report.repurge.scheduled)})
+    for problem in report.repurge.errors:
         logger.error("re-purge not scheduled (the first purge stands)", extra={"error": problem})
-    for ignored in report.decoded.ignored:
+    for ignored in report.run.decoded.ignored:
         logger.info("record ignored", extra={"ignored": ignored})
-    if report.translation.unmatched:
+    unmatched = report.run.translation.unmatched
+    if unmatched:
         # Acknowledged (no rule asks for a purge), but said: a rule typo would otherwise purge nothing quietly.
         logger.info(
             "changes matched no rule",
-            extra={"changes": len(report.translation.unmatched), "change_ids": list(report.translation.unmatched[:20])},
+            extra={
+                "changes": len(report.run.translation.unmatched),
+                "change_ids": list(report.run.translation.unmatched[:20]),
+            },
         )
     logger.info("batch done", extra=summary)
 
     count = MetricUnit.Count
     metrics.add_metric(name="Changes", unit=count, value=summary["changes"])
     metrics.add_metric(name="DecodeErrors", unit=count, value=summary["decode_errors"])
-    metrics.add_metric(name="Unmatched", unit=count, value=len(report.translation.unmatched))
+    metrics.add_metric(name="Unmatched", unit=count, value=len(report.run.translation.unmatched))
     metrics.add_metric(name="FailedRecords", unit=count, value=summary["failed_records"])
     # The alarm in template.yaml watches this total (dimension: service only).
     metrics.add_metric(name="ProviderFailed", unit=count, value=summary["failed_requests"])
     metrics.add_metric(name="DeadLettered", unit=count, value=summary["dead_lettered"])
     metrics.add_metric(name="LedgerUnavailable", unit=count, value=summary["ledger_unavailable"])
-    store_writes_failed = sum(len(f.pairs) for f in report.store_failures if f.operation != "claim")
+    store_writes_failed = sum(
+        len(f.pairs) for f in report.run.ledger_failures if f.operation is not LedgerOperation.CLAIM
+    )
     metrics.add_metric(name="LedgerWriteFailed", unit=count, value=store_writes_failed)
-    if report.dead_letter_errors:
-        metrics.add_metric(name="DeadLetterSendFailed", unit=count, value=len(report.dead_letter_errors))
-    if report.repurge_scheduled or report.repurge_errors:
+    if report.dead_letters.errors:
+        metrics.add_metric(name="DeadLetterSendFailed", unit=count, value=len(report.dead_letters.errors))
+    if report.repurge.scheduled or report.repurge.errors:
         metrics.add_metric(name="RepurgeScheduled", unit=count, value=summary["repurge_scheduled"])
-        metrics.add_metric(name="RepurgeFailed", unit=count, value=len(report.repurge_errors))
+        metrics.add_metric(name="RepurgeFailed", unit=count, value=len(report.repurge.errors))
     timings = _per_provider_seconds(report, now=time.time())
     for provider, counts in _per_provider(report).items():
         # One EMF document per provider: its counts under a `provider` dimension (Metrics allows one
@@ -170,12 +179,12 @@ def _per_provider_seconds(report: BatchReport, *, now: float) -> dict[str, dict[
     served to its acceptance (the staleness a site operator sees). One value per batch, not per request:
     a storm's thousands of requests would otherwise fill hundreds of EMF documents."""
     changed_at: dict[str, float] = {}
-    for change in report.decoded.changes:
+    for change in report.run.decoded.changes:
         when = _epoch(change.event_time)
         if when is not None:
             changed_at[change.id] = when
     timings: dict[str, dict[str, float]] = {}
-    for outcome in report.outcomes:
+    for outcome in report.run.outcomes:
         mine = timings.setdefault(outcome.request.provider, {})
         mine["RequestSeconds"] = max(mine.get("RequestSeconds", 0.0), outcome.seconds)
         oldest = min((changed_at[c] for c in outcome.request.change_ids if c in changed_at), default=None)
@@ -197,7 +206,7 @@ def _epoch(event_time: str | None) -> float | None:
 
 def _per_provider(report: BatchReport) -> dict[str, Counter[str]]:
     counts: dict[str, Counter[str]] = {}
-    for outcome in report.outcomes:
+    for outcome in report.run.outcomes:
         counter = counts.setdefault(outcome.request.provider, Counter())
         counter["Requests"] += 1
         counter["Targets"] += len(outcome.request.targets)
@@ -209,12 +218,12 @@ def _per_provider(report: BatchReport) -> dict[str, Counter[str]]:
             counter["RequestsFailed"] += 1
             if outcome.error is not None:
                 counter[outcome.error.metric_name] += 1
-    for escalation in report.plan.escalations:
+    for escalation in report.run.plan.escalations:
         counter = counts.setdefault(escalation.provider, Counter())
         counter["Escalations"] += 1
         counter["EscalatedTargets"] += escalation.replaced
-    for provider, _change in report.duplicates:
+    for provider, _change in report.run.duplicates:
         counts.setdefault(provider, Counter())["DuplicatesSkipped"] += 1
-    for provider, _change in report.unavailable:
+    for provider, _change in report.run.unavailable:
         counts.setdefault(provider, Counter())["LedgerUnavailable"] += 1
     return counts

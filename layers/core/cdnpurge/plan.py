@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from cdnpurge.models import Escalation, Plan, PlanError, PurgeRequest, RoutedTarget, Target, TargetKind
+from cdnpurge.models import Escalation, Plan, PlanFailure, PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.providers.spec import DeclaredProvider, ProviderSpec
 
 __all__ = ["EXACT_SEARCH_MAX_ITEMS", "can_express", "convert", "lower_bound", "pack", "plan", "router"]
@@ -475,8 +475,8 @@ class _Lane:
         return candidates[:best_k]
 
     def escalate_to_all(
-        self, chunked: list[PurgeRequest], unsendable: list[PlanError]
-    ) -> tuple[list[PurgeRequest], list[PlanError], list[Escalation]]:
+        self, chunked: list[PurgeRequest], unsendable: list[PlanFailure]
+    ) -> tuple[list[PurgeRequest], list[PlanFailure], list[Escalation]]:
         """Over the provider's request budget: one purge-all serving every change instead (including
         targets too large to send on their own)."""
         budget = self.spec.escalation.purge_all_over
@@ -511,9 +511,9 @@ class _Lane:
                 total += len(pack(sizes, limits.count, limits.budget))
         return total
 
-    def chunk(self) -> tuple[list[PurgeRequest], list[PlanError]]:
+    def chunk(self) -> tuple[list[PurgeRequest], list[PlanFailure]]:
         requests: list[PurgeRequest] = []
-        errors: list[PlanError] = []
+        errors: list[PlanFailure] = []
         name = self.spec.name
         for kind, soft in sorted(self.groups, key=lambda group: (group[0].value, group[1])):
             by_value = self.groups[(kind, soft)]
@@ -538,7 +538,7 @@ class _Lane:
         return requests, errors
 
     def _measured(
-        self, by_value: dict[str, set[str]], values: list[str], limits: _Limits, errors: list[PlanError]
+        self, by_value: dict[str, set[str]], values: list[str], limits: _Limits, errors: list[PlanFailure]
     ) -> tuple[list[str], list[int]]:
         """The values the provider can express and send, and their sizes (under a byte budget only); the
         others become plan errors. Renders inline, not through `_Limits.size`: this runs once per target."""
@@ -549,13 +549,13 @@ class _Lane:
             try:
                 wire = value if render is None else render(Target(kind, value))
             except ValueError as exc:  # the provider cannot express it: an error for its changes only
-                errors.append(PlanError(self.spec.name, frozenset(by_value[value]), str(exc)))
+                errors.append(PlanFailure(self.spec.name, frozenset(by_value[value]), str(exc)))
                 continue
             if budget is not None:
                 size = _cost(wire)
                 if size > budget:
                     message = f"{kind.value}:{value[:80]} alone exceeds {self.spec.name}'s body limit"
-                    errors.append(PlanError(self.spec.name, frozenset(by_value[value]), message))
+                    errors.append(PlanFailure(self.spec.name, frozenset(by_value[value]), message))
                     continue
                 sizes.append(size)
             kept.append(value)
@@ -604,10 +604,10 @@ def plan(routed: Iterable[RoutedTarget], providers: Mapping[str, ProviderSpec]) 
             lanes[name].add(kind, soft_wish, items)
 
     requests: list[PurgeRequest] = []
-    errors: list[PlanError] = []
+    errors: list[PlanFailure] = []
     escalations: list[Escalation] = []
     for name, lane in lanes.items():
-        errors.extend(PlanError(name, frozenset(ids), message) for message, ids in lane.errors.items())
+        errors.extend(PlanFailure(name, frozenset(ids), message) for message, ids in lane.errors.items())
         lane.subsume()
         escalations.extend(lane.escalate_to_prefixes())
         chunked, unsendable = lane.chunk()
@@ -651,9 +651,9 @@ def can_express(spec: ProviderSpec, kind: TargetKind) -> bool:
     return kind is TargetKind.URL and caps.supports(TargetKind.PATH)
 
 
-def _merge_errors(errors: list[PlanError]) -> list[PlanError]:
+def _merge_errors(errors: list[PlanFailure]) -> list[PlanFailure]:
     """One entry per (provider, message), listing every change it affects."""
     merged: dict[tuple[str, str], set[str]] = defaultdict(set)
     for error in errors:
         merged[(error.provider, error.message)].update(error.change_ids)
-    return [PlanError(provider, frozenset(ids), message) for (provider, message), ids in sorted(merged.items())]
+    return [PlanFailure(provider, frozenset(ids), message) for (provider, message), ids in sorted(merged.items())]

@@ -21,7 +21,7 @@ from cdnpurge.urls import dot_segment_problem, s3_key_problem
 
 
 @dataclass(frozen=True)
-class TranslateError:
+class TranslateFailure:
     change_id: str
     source_id: str
     message: str
@@ -30,7 +30,7 @@ class TranslateError:
 @dataclass(frozen=True)
 class Translation:
     routed: tuple[RoutedTarget, ...]
-    errors: tuple[TranslateError, ...]
+    errors: tuple[TranslateFailure, ...]
     unmatched: tuple[str, ...]  # change ids no rule matched: acknowledged, logged
 
 
@@ -163,7 +163,7 @@ def _published_targets(change: Change, config: Config) -> tuple[list[Target], st
 
 def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Translation:
     routed: list[RoutedTarget] = []
-    errors: list[TranslateError] = []
+    errors: list[TranslateFailure] = []
     unmatched: list[str] = []
     rules = [_PreparedRule.of(rule) for rule in config.rules]
     directories = config.purge_index_directories
@@ -186,7 +186,7 @@ def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Tra
                 targets = _s3_targets(change, rule, found.groupdict(), directories)
                 providers = rule.providers
         if problem is not None:
-            errors.append(TranslateError(change.id, change.source_id, problem))
+            errors.append(TranslateFailure(change.id, change.source_id, problem))
             continue
         if len(targets) == 1:  # the common case in a storm: one target per object
             routed.append(RoutedTarget(change.id, targets[0], providers, change.soft))
