@@ -8,7 +8,6 @@ values, and a plaintext value is refused unless explicitly allowed for local use
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,9 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cdnpurge.credentials import InlineCredential
 from cdnpurge.errors import CdnpurgeError
+from cdnpurge.placeholders import PLACEHOLDER
 from cdnpurge.providers.registry import REGISTRY
-
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\*?)\}")
 
 
 class ConfigError(CdnpurgeError, ValueError):

@@ -12,12 +12,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import quote, urlsplit
 
-from cdnpurge.config import PLACEHOLDER, Config, Rule
 from cdnpurge.models import Change, RoutedTarget, Target, TargetKind
+from cdnpurge.placeholders import PLACEHOLDER
 from cdnpurge.urls import dot_segment_problem, s3_key_problem
+
+if TYPE_CHECKING:
+    from cdnpurge.config import Config, Rule
 
 
 @dataclass(frozen=True)
