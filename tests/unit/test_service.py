@@ -53,3 +53,23 @@ def test_inline_secrets_are_refused_inside_lambda_even_when_allowed(tmp_path: Pa
     with pytest.raises(ConfigError, match="allow_inline_secrets is for local use only") as refused:
         PurgeService.from_environment(environment(config, AWS_LAMBDA_FUNCTION_NAME="cdnpurge-purge"))
     assert FASTLY_TOKEN not in str(refused.value)
+
+
+def test_a_missing_or_malformed_environment_variable_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "purge.yaml"
+    config.write_text(CONFIG)
+    env = environment(config, MAX_RECEIVE_COUNT="five", IDEMPOTENCY_TABLE_NAME="")
+    with pytest.raises(ConfigError) as refused:
+        PurgeService.from_environment(env)
+    assert "environment variable IDEMPOTENCY_TABLE_NAME: required" in str(refused.value)
+    assert "environment variable MAX_RECEIVE_COUNT: " in str(refused.value)
+
+
+def test_the_queues_come_from_the_environment_and_empty_means_unset(tmp_path: Path) -> None:
+    config = tmp_path / "purge.yaml"
+    config.write_text(CONFIG)
+    env = environment(
+        config, DEAD_LETTER_QUEUE_URL="https://sqs.example/dlq", PURGE_QUEUE_URL="", MAX_RECEIVE_COUNT="5"
+    )
+    queues = PurgeService.from_environment(env).queues
+    assert (queues.dead_letter_url, queues.purge_url, queues.max_receive_count) == ("https://sqs.example/dlq", None, 5)
