@@ -1,9 +1,9 @@
 """PurgeFunction: SQS batch (or a raw S3/SNS/EventBridge event) in, partial batch failures out.
 
-Thin on purpose: Powertools decorators, the service built once per cold start (not at import), one call
-into the pipeline (which also dead-letters records that cannot succeed, with their reasons), logs and
-metrics from its report, and the `batchItemFailures` response that makes SQS redeliver only the records
-that did not complete.
+Thin on purpose: Powertools decorators, the service built once per cold start (not at import), one
+call into the service (which runs the pipeline and dead-letters records that cannot succeed, with
+their reasons), logs and metrics from its report, and the `batchItemFailures` response that makes SQS
+redeliver only the records that did not complete.
 """
 
 from __future__ import annotations

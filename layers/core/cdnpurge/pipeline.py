@@ -1,9 +1,10 @@
 """The pipeline, end to end: decode -> translate -> claim -> plan -> execute -> settle.
 
-`run_batch` is everything the Lambda handler, the CLI and the demo share; each stage is a module of its
-own (`events`, `rules`, `settle` over `ledger`, `plan`, `execute`, `settle`) and this one only passes one
-stage's output to the next. Its result, a `BatchRun` (`cdnpurge.report`), maps every outcome back to the
-SQS records it came from and classifies each failed one, so one bad record never sinks its batch.
+`run_batch` is everything the Lambda handler, the CLI and the demo share. Each stage is a module of
+its own (`events`, `rules`, `settle.claim` over `ledger`, `plan`, `execute`, `settle.Settlement`), and
+this one only passes one stage's output to the next. Its result, a `BatchRun` (`cdnpurge.report`), maps
+every outcome back to the SQS records it came from and classifies each failed one, so one bad record
+never sinks its batch.
 
 Settling happens as requests finish, not at the end of the batch (`settle.Settlement`): a Lambda killed
 mid-batch leaves only the pairs still in flight, or just purged, to be purged again on redelivery.

@@ -1,6 +1,6 @@
 """Wiring: configuration, providers, ledger, executor and the queues, built once per cold start and reused.
 
-Nothing here runs at import, and nothing here decides anything: `handle` passes the batch to the
+Nothing here runs at import, and nothing here decides a record's fate: `handle` passes the batch to the
 pipeline (`cdnpurge.pipeline`), its failed records to dead-lettering (`cdnpurge.deadletter`) and its
 purged S3 changes to re-purge scheduling (`cdnpurge.repurge`), then builds the batch report once
 (`cdnpurge.report`). `PurgeService.from_environment()` reads the environment the SAM template sets as a

@@ -1,4 +1,4 @@
-""" "Content published" messages: a publisher names its targets (keys, paths, URLs, hosts) directly.
+"""The "content published" message: a publisher names its targets (keys, paths, URLs, hosts) directly.
 
 They arrive in an SNS message, as an EventBridge `detail` (detail-type `Content Published`), or as a bare
 SQS body from a raw-delivery SNS subscription. Every field is validated on its own, so the message that
