@@ -25,7 +25,7 @@ from cdnpurge.events.published import PUBLISH_FIELDS, decode_publish
 from cdnpurge.events.reading import (
     DIRECT_ORIGIN,
     Decoded,
-    Invalid,
+    MalformedError,
     Origin,
     Sink,
     at,
@@ -60,7 +60,7 @@ def decode_event(event: Mapping[str, Any]) -> Decoded:
 
 def _decode_invocation(event: object, sink: Sink) -> None:
     if not is_object(event):
-        raise Invalid(f"event is not a JSON object: got {json_kind(event)}")
+        raise MalformedError(f"event is not a JSON object: got {json_kind(event)}")
     records = event.get("Records")
     first = records[0] if isinstance(records, list) and records else None
     if is_object(first) and first.get("eventSource") == "aws:sqs":
@@ -104,9 +104,9 @@ def _decode_sqs_batch(event: SQSEvent, sink: Sink) -> None:
 def _decode_sqs_record(record: SQSRecord, parsed: object, origin: Origin, sink: Sink) -> None:
     source = record.get("eventSource")
     if source != "aws:sqs":
-        raise Invalid(f"SQS record has eventSource {source!r}, expected 'aws:sqs'")
+        raise MalformedError(f"SQS record has eventSource {source!r}, expected 'aws:sqs'")
     if "body" not in record:
-        raise Invalid("SQS record missing body")
+        raise MalformedError("SQS record missing body")
     doc = parse_json(record.body, "body") if parsed is NOT_PARSED else parsed
     decode_document(doc, origin, sink)
 
@@ -123,7 +123,7 @@ def _decode_sns_event(event: SNSEvent, sink: Sink) -> None:
 def decode_document(doc: object, origin: Origin, sink: Sink) -> None:
     """Dispatch one JSON document (SQS body, SNS Message or direct event) on its shape."""
     if not is_object(doc):
-        raise Invalid(f"unknown envelope: JSON {json_kind(doc)}, expected an object")
+        raise MalformedError(f"unknown envelope: JSON {json_kind(doc)}, expected an object")
     if "cdnpurge" in doc:
         decode_repurge(doc, origin, sink)
     elif "Records" in doc:
@@ -139,7 +139,7 @@ def decode_document(doc: object, origin: Origin, sink: Sink) -> None:
         # A bare publish message is an SQS body from a raw-delivery SNS subscription: the SQS messageId
         # is the only identity it has unless the publisher set `id`.
         if origin.message_id is None and not doc.get("id"):
-            raise Invalid("publish message outside any envelope needs an id to be idempotent")
+            raise MalformedError("publish message outside any envelope needs an id to be idempotent")
         decode_publish(
             doc,
             default_id=f"sqs:{origin.message_id}",
@@ -149,7 +149,7 @@ def decode_document(doc: object, origin: Origin, sink: Sink) -> None:
             sink=sink,
         )
     else:
-        raise Invalid(f"unknown envelope: JSON object with keys {keys_of(doc)}")
+        raise MalformedError(f"unknown envelope: JSON object with keys {keys_of(doc)}")
 
 
 def _decode_sns(message: SNSMessage, origin: Origin, sink: Sink) -> None:
@@ -165,9 +165,9 @@ def _decode_sns_body(message: SNSMessage, message_id: str, origin: Origin, sink:
         sink.ignore(origin, f"SNS {kind} for topic {topic!r}: confirm subscriptions out of band")
         return
     if kind != "Notification":
-        raise Invalid(f"SNS message has Type {show(kind)}, expected 'Notification'")
+        raise MalformedError(f"SNS message has Type {show(kind)}, expected 'Notification'")
     if "Message" not in message:
-        raise Invalid("SNS message missing Message")
+        raise MalformedError("SNS message missing Message")
     inner = parse_json(message.message, "SNS Message")
     if is_object(inner) and any(name in inner for name in PUBLISH_FIELDS):
         decode_publish(
@@ -194,7 +194,7 @@ def _decode_eventbridge_body(event: EventBridgeEvent, event_id: str, origin: Ori
     source = required_text(event, "source", what)
     detail = at(event, "detail", what)
     if not is_object(detail):
-        raise Invalid(f"{what} field detail must be an object, got {json_kind(detail)}")
+        raise MalformedError(f"{what} field detail must be an object, got {json_kind(detail)}")
     event_time = optional_text(event, "time")
     if detail_type == "Content Published":
         decode_publish(
@@ -207,13 +207,13 @@ def _decode_eventbridge_body(event: EventBridgeEvent, event_id: str, origin: Ori
         )
         return
     if source != "aws.s3":
-        raise Invalid(f"unsupported EventBridge event: source {show(source)}, detail-type {show(detail_type)}")
+        raise MalformedError(f"unsupported EventBridge event: source {show(source)}, detail-type {show(detail_type)}")
     if detail_type in EVENTBRIDGE_S3_NO_CONTENT_CHANGE:
         sink.ignore(origin, f"EventBridge S3 {detail_type!r} does not change content")
         return
     action = EVENTBRIDGE_S3_ACTIONS.get(detail_type)
     if action is None:
-        raise Invalid(f"unsupported EventBridge S3 detail-type {show(detail_type)}")
+        raise MalformedError(f"unsupported EventBridge S3 detail-type {show(detail_type)}")
     # The key is read raw (not through Powertools' `S3EventBridgeNotificationObject.key`, which already
     # unquotes) and decoded by `add_s3_change`: one place decodes keys, exactly once, for every shape.
     add_s3_change(event, EVENTBRIDGE_FIELDS, action, event_time, what="EventBridge S3 event", origin=origin, sink=sink)

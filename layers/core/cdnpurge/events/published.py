@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from cdnpurge.events.reading import MAX_ID_CHARS, MAX_TARGETS, Invalid, Origin, Sink, check_text, json_kind, keys_of
+from cdnpurge.events.reading import (
+    MAX_ID_CHARS,
+    MAX_TARGETS,
+    MalformedError,
+    Origin,
+    Sink,
+    check_text,
+    json_kind,
+    keys_of,
+)
 from cdnpurge.models import Action, Change
 
 PUBLISH_FIELDS: Final = ("keys", "paths", "urls", "hosts")
@@ -21,12 +30,12 @@ def _publish_targets(doc: Mapping[str, Any], name: str, what: str) -> tuple[str,
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise Invalid(f"{what} field {name} must be an array of strings, got {json_kind(value)}")
+        raise MalformedError(f"{what} field {name} must be an array of strings, got {json_kind(value)}")
     if len(value) > MAX_TARGETS:
-        raise Invalid(f"{what} field {name} has {len(value)} entries, over the limit of {MAX_TARGETS}")
+        raise MalformedError(f"{what} field {name} has {len(value)} entries, over the limit of {MAX_TARGETS}")
     for index, item in enumerate(value):
         if not isinstance(item, str) or not item:
-            raise Invalid(f"{what} field {name}[{index}] must be a non-empty string, got {json_kind(item)}")
+            raise MalformedError(f"{what} field {name}[{index}] must be a non-empty string, got {json_kind(item)}")
         check_text(item, f"{what} field {name}[{index}]")
     return tuple(value)
 
@@ -43,20 +52,20 @@ def decode_publish(
     """A "content published" message: explicit targets, validated field by field."""
     keys, paths, urls, hosts = (_publish_targets(doc, name, what) for name in PUBLISH_FIELDS)
     if not (keys or paths or urls or hosts):
-        raise Invalid(
+        raise MalformedError(
             f"{what} names no targets: one of keys, paths, urls, hosts must be a non-empty array "
             f"of strings (got keys {keys_of(doc)})"
         )
     soft = doc.get("soft")
     if soft is not None and not isinstance(soft, bool):
-        raise Invalid(f"{what} field soft must be true or false, got {json_kind(soft)}")
+        raise MalformedError(f"{what} field soft must be true or false, got {json_kind(soft)}")
     change_id = default_id
     if "id" in doc:
         own_id = doc["id"]
         if not isinstance(own_id, str) or not own_id:
-            raise Invalid(f"{what} field id must be a non-empty string, got {json_kind(own_id)}")
+            raise MalformedError(f"{what} field id must be a non-empty string, got {json_kind(own_id)}")
         if len(own_id) > MAX_ID_CHARS:
-            raise Invalid(f"{what} field id has {len(own_id)} characters, over the limit of {MAX_ID_CHARS}")
+            raise MalformedError(f"{what} field id has {len(own_id)} characters, over the limit of {MAX_ID_CHARS}")
         check_text(own_id, f"{what} field id")
         change_id = f"pub:{own_id}"
     sink.changes.append(

@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any, Final, TypeGuard
 from urllib.parse import unquote_plus
 
+from cdnpurge.errors import CdnpurgeError
 from cdnpurge.models import Change, DecodeFailure
 
 MAX_BODY_BYTES: Final = 256 * 1024  # SQS's (and SNS's) maximum message size
@@ -39,8 +40,9 @@ class Decoded:
     ignored: tuple[str, ...]  # "<source id>: <reason>" for records acknowledged without a change
 
 
-class Invalid(Exception):
-    """A record is malformed; `message` says precisely what is wrong with it."""
+class MalformedError(CdnpurgeError):
+    """A record is malformed; `message` says precisely what is wrong with it. Caught per record by
+    `guarded` and turned into a `DecodeFailure`: it never leaves the decode stage."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -93,7 +95,7 @@ def guarded(sink: Sink, origin: Origin, decode: Callable[[], None]) -> None:
     """Run one unit of decoding so that whatever goes wrong fails that unit only."""
     try:
         decode()
-    except Invalid as exc:
+    except MalformedError as exc:
         sink.error(origin, exc.message)
     except Exception as exc:  # the contract is "never raise": a bug must fail one record, not the batch
         sink.error(origin, f"unexpected {type(exc).__name__} while decoding: {show(str(exc))}")
@@ -149,7 +151,7 @@ def _parts(path: str) -> tuple[str, ...]:
 
 
 def at(doc: Mapping[str, Any], path: str, what: str) -> Any:
-    """The value at a dotted path, or `Invalid` naming the path that is missing or not an object.
+    """The value at a dotted path, or `MalformedError` naming the path that is missing or not an object.
 
     Walks the raw dicts under a Powertools data class (its item access adds a layer per step), and only
     works out the precise problem once a step failed: this runs several times per record of a batch.
@@ -159,7 +161,7 @@ def at(doc: Mapping[str, Any], path: str, what: str) -> Any:
         try:
             current = current[part]
         except (KeyError, TypeError, IndexError):
-            raise Invalid(_missing(doc, path, what)) from None
+            raise MalformedError(_missing(doc, path, what)) from None
     return current
 
 
@@ -184,14 +186,14 @@ def _missing(doc: Mapping[str, Any], path: str, what: str) -> str:
 def required_text(doc: Mapping[str, Any], path: str, what: str) -> str:
     value = at(doc, path, what)
     if not isinstance(value, str) or not value:
-        raise Invalid(f"{what} field {path} must be a non-empty string, got {json_kind(value)}")
+        raise MalformedError(f"{what} field {path} must be a non-empty string, got {json_kind(value)}")
     return value
 
 
 def optional_text(doc: Mapping[str, Any], path: str) -> str | None:
     try:
         value = at(doc, path, "")
-    except Invalid:
+    except MalformedError:
         return None
     return value if isinstance(value, str) and value else None
 
@@ -207,28 +209,28 @@ def first_text(doc: Mapping[str, Any], *candidates: tuple[str, str]) -> str | No
 
 def parse_json(text: object, what: str) -> Any:
     if not isinstance(text, str):
-        raise Invalid(f"{what} must be a string, got {json_kind(text)}")
+        raise MalformedError(f"{what} must be a string, got {json_kind(text)}")
     # A character is at most 4 UTF-8 bytes: only a long text needs encoding to be measured.
     size = len(text.encode("utf-8", "surrogatepass")) if len(text) * 4 > MAX_BODY_BYTES else 0
     if size > MAX_BODY_BYTES:
-        raise Invalid(f"{what} is {size} bytes, over the {MAX_BODY_BYTES}-byte (256 KiB) SQS message limit")
+        raise MalformedError(f"{what} is {size} bytes, over the {MAX_BODY_BYTES}-byte (256 KiB) SQS message limit")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise Invalid(f"{what} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise MalformedError(f"{what} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except (ValueError, RecursionError) as exc:
-        raise Invalid(f"{what} is not usable JSON: {type(exc).__name__}: {show(str(exc))}") from None
+        raise MalformedError(f"{what} is not usable JSON: {type(exc).__name__}: {show(str(exc))}") from None
 
 
 def check_text(value: str, what: str) -> None:
     """Reject control characters: they have no business in keys or targets and break logs and URLs."""
     control = _CONTROL.search(value)
     if control is not None:
-        raise Invalid(f"{what} {show(value)} contains control character U+{ord(control.group()):04X}")
+        raise MalformedError(f"{what} {show(value)} contains control character U+{ord(control.group()):04X}")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise Invalid(f"{what} {show(value)} is not valid Unicode (lone surrogate)") from None
+        raise MalformedError(f"{what} {show(value)} is not valid Unicode (lone surrogate)") from None
 
 
 def decode_key(raw: str, what: str) -> str:
@@ -236,13 +238,13 @@ def decode_key(raw: str, what: str) -> str:
     try:
         key = unquote_plus(raw, errors="strict")
     except UnicodeDecodeError:
-        raise Invalid(f"{what} key {show(raw)} does not percent-decode to UTF-8") from None
+        raise MalformedError(f"{what} key {show(raw)} does not percent-decode to UTF-8") from None
     if not key:
-        raise Invalid(f"{what} key {show(raw)} is empty after URL-decoding")
+        raise MalformedError(f"{what} key {show(raw)} is empty after URL-decoding")
     check_text(key, f"{what} key")
     size = len(key.encode("utf-8"))
     if size > MAX_KEY_BYTES:
-        raise Invalid(f"{what} key is {size} bytes after URL-decoding, over S3's {MAX_KEY_BYTES}-byte limit")
+        raise MalformedError(f"{what} key is {size} bytes after URL-decoding, over S3's {MAX_KEY_BYTES}-byte limit")
     return key
 
 

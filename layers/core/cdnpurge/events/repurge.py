@@ -17,7 +17,7 @@ from typing import Any, Final
 from cdnpurge.events.reading import (
     MAX_KEY_BYTES,
     MAX_TARGETS,
-    Invalid,
+    MalformedError,
     Origin,
     Sink,
     check_text,
@@ -72,32 +72,32 @@ def repurge_messages(changes: list[Change] | tuple[Change, ...]) -> list[tuple[s
 def decode_repurge(doc: Mapping[str, Any], origin: Origin, sink: Sink) -> None:
     what = "re-purge message"
     if doc["cdnpurge"] != REPURGE_MARKER:
-        raise Invalid(f"unknown envelope: cdnpurge message type {show(str(doc['cdnpurge']))}")
+        raise MalformedError(f"unknown envelope: cdnpurge message type {show(str(doc['cdnpurge']))}")
     changes = doc.get("changes")
     if not isinstance(changes, list) or not changes:
-        raise Invalid(f"{what} field changes must be a non-empty array, got {json_kind(changes)}")
+        raise MalformedError(f"{what} field changes must be a non-empty array, got {json_kind(changes)}")
     if len(changes) > MAX_TARGETS:
-        raise Invalid(f"{what} field changes has {len(changes)} entries, over the limit of {MAX_TARGETS}")
+        raise MalformedError(f"{what} field changes has {len(changes)} entries, over the limit of {MAX_TARGETS}")
     for index, raw in enumerate(changes):
         guarded(sink, origin, partial(_decode_repurge_change, raw, f"{what} changes[{index}]", origin, sink))
 
 
 def _decode_repurge_change(raw: object, what: str, origin: Origin, sink: Sink) -> None:
     if not is_object(raw):
-        raise Invalid(f"{what} must be an object, got {json_kind(raw)}")
+        raise MalformedError(f"{what} must be an object, got {json_kind(raw)}")
     first_id = required_text(raw, "id", what)
     if len(first_id) > MAX_CHANGE_ID_CHARS:
-        raise Invalid(f"{what} field id has {len(first_id)} characters, over the limit of {MAX_CHANGE_ID_CHARS}")
+        raise MalformedError(f"{what} field id has {len(first_id)} characters, over the limit of {MAX_CHANGE_ID_CHARS}")
     check_text(first_id, f"{what} field id")
     action = required_text(raw, "action", what)
     if action not in (Action.CREATED.value, Action.REMOVED.value):
-        raise Invalid(f"{what} field action must be 'created' or 'removed', got {show(action)}")
+        raise MalformedError(f"{what} field action must be 'created' or 'removed', got {show(action)}")
     bucket = required_text(raw, "bucket", what)
     check_text(bucket, f"{what} field bucket")
     key = required_text(raw, "key", what)  # stored decoded: never URL-decoded again
     check_text(key, f"{what} key")
     if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-        raise Invalid(f"{what} key is over S3's {MAX_KEY_BYTES}-byte limit")
+        raise MalformedError(f"{what} key is over S3's {MAX_KEY_BYTES}-byte limit")
     change_id = first_id if first_id.endswith(REPURGE_SUFFIX) else first_id + REPURGE_SUFFIX
     sink.changes.append(
         Change(

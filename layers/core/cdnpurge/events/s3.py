@@ -18,7 +18,7 @@ from typing import Any, Final, NamedTuple
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
 
 from cdnpurge.events.reading import (
-    Invalid,
+    MalformedError,
     Origin,
     Sink,
     decode_key,
@@ -64,7 +64,7 @@ EVENTBRIDGE_S3_NO_CONTENT_CHANGE: Final = frozenset(
 def decode_s3_notification(doc: Mapping[str, Any], origin: Origin, sink: Sink) -> None:
     records = doc["Records"]
     if not isinstance(records, list) or not records:
-        raise Invalid(f"S3 notification field Records must be a non-empty array, got {json_kind(records)}")
+        raise MalformedError(f"S3 notification field Records must be a non-empty array, got {json_kind(records)}")
     for index, raw in enumerate(records):
         what = "S3 record" if len(records) == 1 else f"S3 record [{index}]"
         guarded(sink, origin, partial(_decode_s3_record, raw, what, origin, sink))
@@ -78,16 +78,16 @@ def _s3_action(event_name: str, what: str) -> Action | None:
             return action
     if name.startswith(_S3_NO_CONTENT_CHANGE):
         return None
-    raise Invalid(f"{what} has unsupported eventName {show(event_name)}")
+    raise MalformedError(f"{what} has unsupported eventName {show(event_name)}")
 
 
 def _decode_s3_record(raw: object, what: str, origin: Origin, sink: Sink) -> None:
     if not is_object(raw):
-        raise Invalid(f"{what} must be an object, got {json_kind(raw)}")
+        raise MalformedError(f"{what} must be an object, got {json_kind(raw)}")
     record = S3EventRecord(raw if type(raw) is dict else dict(raw))
     source = record.get("eventSource")
     if source != "aws:s3":
-        raise Invalid(f"{what} has eventSource {source!r}, expected 'aws:s3'")
+        raise MalformedError(f"{what} has eventSource {source!r}, expected 'aws:s3'")
     event_name = required_text(record, "eventName", what)
     action = _s3_action(event_name, what)
     if action is None:
@@ -134,7 +134,7 @@ def add_s3_change(
     key = decode_key(required_text(doc, fields.key, what), what)
     version = first_text(doc, *zip(fields.identity, _IDENTITY_PREFIXES, strict=True))
     if version is None:
-        raise Invalid(f"{what} has no {', '.join(fields.identity[:3])} or {fields.identity[3]} to identify it")
+        raise MalformedError(f"{what} has no {', '.join(fields.identity[:3])} or {fields.identity[3]} to identify it")
     change_id = f"s3:{bucket}/{key}@{version}"
     sink.changes.append(
         Change(
