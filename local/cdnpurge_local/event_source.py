@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cdnpurge_local.event_builders import sqs_record
+
 SQS_RECEIVE_MAX = 10  # SQS ReceiveMessage returns at most 10 messages per call
 
 
@@ -131,19 +133,18 @@ class SqsEventSource:
 
     def _record(self, message: Mapping[str, Any]) -> dict[str, Any]:
         attributes = message.get("Attributes", {})
-        return {
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": {
+        now_millis = str(int(time.time() * 1000))
+        return sqs_record(
+            message["Body"],
+            message_id=message["MessageId"],
+            receipt_handle=message["ReceiptHandle"],
+            attributes={
                 "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
-                "SentTimestamp": attributes.get("SentTimestamp", str(int(time.time() * 1000))),
+                "SentTimestamp": attributes.get("SentTimestamp", now_millis),
                 "SenderId": attributes.get("SenderId", "AIDAIENQZJOLO23YVJ4VO"),
-                "ApproximateFirstReceiveTimestamp": attributes.get(
-                    "ApproximateFirstReceiveTimestamp", str(int(time.time() * 1000))
-                ),
+                "ApproximateFirstReceiveTimestamp": attributes.get("ApproximateFirstReceiveTimestamp", now_millis),
             },
-            "messageAttributes": {
+            message_attributes={
                 name: {
                     "stringValue": value.get("StringValue"),
                     "binaryValue": value.get("BinaryValue"),
@@ -153,8 +154,7 @@ class SqsEventSource:
                 }
                 for name, value in message.get("MessageAttributes", {}).items()
             },
-            "md5OfBody": message.get("MD5OfBody", ""),
-            "eventSource": "aws:sqs",
-            "eventSourceARN": self.queue_arn,
-            "awsRegion": self.region,
-        }
+            queue_arn=self.queue_arn,
+            md5_of_body=message.get("MD5OfBody", ""),
+            region=self.region,
+        )

@@ -16,9 +16,7 @@ from reliability import tally
 from reliability.support import (
     Witness,
     assert_exactly,
-    s3_notification,
     send,
-    sns_envelope,
     source,
     unique,
 )
@@ -28,6 +26,7 @@ from cdnpurge.ledger import Claim, DynamoDBLedger
 from cdnpurge.models import PurgeRequest
 from cdnpurge.providers.base import Provider, ProviderWrapper, PurgeResult
 from cdnpurge.service import PurgeService
+from cdnpurge_local.event_builders import s3_notification, s3_record, sns_envelope
 from cdnpurge_local.harness import Deployment
 from cdnpurge_local.provision import load_template
 
@@ -53,12 +52,12 @@ def test_table_unreachable_returns_every_record_and_purges_nothing_blindly(
 ) -> None:
     # Given: one change purged while the table is up, then DynamoDB Local stops
     before, during = f"/{unique('up')}.html", [f"/{unique('down')}.html" for _ in range(2)]
-    send(deployment, s3_notification(BUCKET, before.lstrip("/")))
+    send(deployment, s3_notification(s3_record(BUCKET, before.lstrip("/"))))
     source(deployment).drain()
     port = deployment.stack.dynamodb.port
     deployment.stack.dynamodb.stop()
     tally.add(faults=1)
-    send(deployment, sns_envelope({"paths": [during[0]]}), s3_notification(BUCKET, during[1].lstrip("/")))
+    send(deployment, sns_envelope({"paths": [during[0]]}), s3_notification(s3_record(BUCKET, during[1].lstrip("/"))))
     # When
     outage = source(deployment).poll_once()
     # Then: both records returned for redelivery; no provider was called for them

@@ -17,12 +17,12 @@ from reliability.support import (
     config_template,
     reset,
     send,
-    sns_envelope,
     source,
     unique,
 )
 
 from cdnpurge.config import ConfigError, parse_config
+from cdnpurge_local.event_builders import sns_envelope
 from cdnpurge_local.harness import Deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("reliability-repurge")]

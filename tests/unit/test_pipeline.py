@@ -15,7 +15,6 @@ from helpers import (
     SimulatedClock,
     config_from,
     fastly_config,
-    s3_notification,
 )
 from pydantic import SecretStr
 
@@ -25,29 +24,11 @@ from cdnpurge.ledger import Claim, LedgerUnavailableError, Pair
 from cdnpurge.pipeline import BatchReport, run_batch
 from cdnpurge.providers.registry import build_providers
 from cdnpurge.providers.registry import specs as provider_specs
+from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
 
 EVENTS = Path(__file__).parents[2] / "events"
 BUCKET = "example-site-content"
-
-
-def sqs_event(*bodies: dict[str, Any] | str) -> dict[str, Any]:
-    records = []
-    for number, body in enumerate(bodies):
-        records.append(
-            {
-                "messageId": f"m{number}",
-                "receiptHandle": "rh",
-                "body": body if isinstance(body, str) else json.dumps(body),
-                "attributes": {},
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:PurgeQueue",
-                "awsRegion": "us-east-1",
-            }
-        )
-    return {"Records": records}
 
 
 def run(cdn: FakeCDN, event: dict[str, Any], ledger: MemoryLedger) -> BatchReport:
@@ -61,9 +42,9 @@ def run(cdn: FakeCDN, event: dict[str, Any], ledger: MemoryLedger) -> BatchRepor
 def test_batch_coalesces_dedupes_and_acknowledges(fake_cdn: FakeCDN) -> None:
     # Given: two changes to one article (removed then re-created) and a second article
     event = sqs_event(
-        s3_notification(BUCKET, "articles/a.html", "01", "ObjectRemoved:Delete"),
-        s3_notification(BUCKET, "articles/a.html", "02"),
-        s3_notification(BUCKET, "articles/b.html", "03"),
+        s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="01", event_name="ObjectRemoved:Delete")),
+        s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="02")),
+        s3_notification(s3_record(BUCKET, "articles/b.html", sequencer="03")),
     )
     # When
     report = run(fake_cdn, event, MemoryLedger())
@@ -79,7 +60,9 @@ def test_batch_coalesces_dedupes_and_acknowledges(fake_cdn: FakeCDN) -> None:
 def test_one_malformed_record_fails_alone(fake_cdn: FakeCDN) -> None:
     # Given
     event = sqs_event(
-        s3_notification(BUCKET, "articles/a.html", "01"), "{not json", s3_notification(BUCKET, "docs/../x", "02")
+        s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="01")),
+        "{not json",
+        s3_notification(s3_record(BUCKET, "docs/../x", sequencer="02")),
     )
     # When
     report = run(fake_cdn, event, MemoryLedger())
@@ -93,13 +76,13 @@ def test_one_malformed_record_fails_alone(fake_cdn: FakeCDN) -> None:
 def test_redelivery_is_skipped_by_the_ledger_and_a_new_upload_is_not(fake_cdn: FakeCDN) -> None:
     # Given
     ledger = MemoryLedger()
-    run(fake_cdn, sqs_event(s3_notification(BUCKET, "articles/a.html", "01")), ledger)
+    run(fake_cdn, sqs_event(s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="01"))), ledger)
     calls = len(fake_cdn.received)
     # When: the same S3 event redelivered in another SQS message, then a new upload of the object
-    again = run(fake_cdn, sqs_event(s3_notification(BUCKET, "articles/a.html", "01")), ledger)
+    again = run(fake_cdn, sqs_event(s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="01"))), ledger)
     # Then
     assert len(fake_cdn.received) == calls and again.summary()["duplicates_skipped"] == 1
-    newer = run(fake_cdn, sqs_event(s3_notification(BUCKET, "articles/a.html", "02")), ledger)
+    newer = run(fake_cdn, sqs_event(s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="02"))), ledger)
     assert newer.summary()["requests"] == 3 and len(fake_cdn.received) == calls + 3
 
 
@@ -108,7 +91,7 @@ def test_provider_failure_fails_the_record_and_releases_the_claim(fake_cdn: Fake
     fake_cdn.inject("fastly", Fault(status=400, count=10))
     ledger = MemoryLedger()
     # When
-    report = run(fake_cdn, sqs_event(s3_notification(BUCKET, "articles/a.html", "01")), ledger)
+    report = run(fake_cdn, sqs_event(s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="01"))), ledger)
     # Then
     assert report.response() == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
     assert ledger.released and not ledger.done and not ledger.busy
@@ -143,7 +126,9 @@ class UnreachableLedger(MemoryLedger):
 def test_no_claim_no_purge_every_record_returned_for_redelivery(fake_cdn: FakeCDN) -> None:
     # Given: the idempotency store is unreachable
     event = sqs_event(
-        s3_notification(BUCKET, "articles/a.html", "01"), s3_notification(BUCKET, "articles/b.html", "02"), "{bad"
+        s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="01")),
+        s3_notification(s3_record(BUCKET, "articles/b.html", sequencer="02")),
+        "{bad",
     )
     # When
     report = run(fake_cdn, event, UnreachableLedger(fail="claim"))
@@ -157,7 +142,9 @@ def test_no_claim_no_purge_every_record_returned_for_redelivery(fake_cdn: FakeCD
 
 def test_a_purge_that_could_not_be_recorded_is_acknowledged_and_reported(fake_cdn: FakeCDN) -> None:
     report = run(
-        fake_cdn, sqs_event(s3_notification(BUCKET, "articles/a.html", "01")), UnreachableLedger(fail="complete")
+        fake_cdn,
+        sqs_event(s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="01"))),
+        UnreachableLedger(fail="complete"),
     )
     assert report.response() == {"batchItemFailures": []}
     assert [f.operation for f in report.store_failures] == ["complete"]
@@ -174,7 +161,7 @@ def test_failures_are_classified_permanent_only_when_no_retry_can_help(
     clock = SimulatedClock()
     executor = Executor(providers, clock=clock, sleep=clock.sleep, max_attempts=2)
     specs = {name: p.spec for name, p in providers.items()}
-    event = sqs_event(s3_notification(BUCKET, "articles/a.html", "01"))
+    event = sqs_event(s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="01")))
     report = run_batch(event, config=config, specs=specs, ledger=MemoryLedger(), executor=executor, deadline=1e12)
     assert report.failed_sources == ("m0",)
     assert (report.permanent == frozenset({"m0"})) is permanent
@@ -183,10 +170,12 @@ def test_failures_are_classified_permanent_only_when_no_retry_can_help(
 def test_repurge_candidates_are_s3_changes_purged_everywhere_by_this_batch(fake_cdn: FakeCDN) -> None:
     # Given: an S3 change, a published change, and an S3 change already purged earlier
     ledger = MemoryLedger()
-    run(fake_cdn, sqs_event(s3_notification(BUCKET, "docs/old.html", "01")), ledger)
+    run(fake_cdn, sqs_event(s3_notification(s3_record(BUCKET, "docs/old.html", sequencer="01"))), ledger)
     published = {"Type": "Notification", "MessageId": "sns-1", "Message": json.dumps({"keys": ["home"]})}
     event = sqs_event(
-        s3_notification(BUCKET, "docs/new.html", "02"), published, s3_notification(BUCKET, "docs/old.html", "01")
+        s3_notification(s3_record(BUCKET, "docs/new.html", sequencer="02")),
+        published,
+        s3_notification(s3_record(BUCKET, "docs/old.html", sequencer="01")),
     )
     # When
     report = run(fake_cdn, event, ledger)
@@ -197,7 +186,7 @@ def test_repurge_candidates_are_s3_changes_purged_everywhere_by_this_batch(fake_
 def test_a_repurge_message_purges_again_under_its_own_ids(fake_cdn: FakeCDN) -> None:
     # Given: a change purged, then its re-purge message
     ledger = MemoryLedger()
-    first = run(fake_cdn, sqs_event(s3_notification(BUCKET, "docs/a b.html", "01")), ledger)
+    first = run(fake_cdn, sqs_event(s3_notification(s3_record(BUCKET, "docs/a b.html", sequencer="01"))), ledger)
     ((body, ids),) = repurge_messages(first.repurge_candidates())
     # When
     second = run(fake_cdn, sqs_event(body), ledger)
