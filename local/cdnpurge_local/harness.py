@@ -21,7 +21,8 @@ from aws_lambda_powertools.utilities import parameters
 
 from cdnpurge_local.event_source import Handler, SqsEventSource
 from cdnpurge_local.fakecdn.server import Behaviour, FakeCDN
-from cdnpurge_local.stack import REPO_ROOT, LocalStack
+from cdnpurge_local.servers import REPO_ROOT
+from cdnpurge_local.stack import LocalStack
 
 HANDLER_PATH = REPO_ROOT / "functions" / "purge" / "app.py"
 
