@@ -66,6 +66,10 @@ class SqsEventSource:
     handler: Handler
     batch_size: int = 100
     batching_window_seconds: float = 0.5
+    #: SQS long polling: how long the first ReceiveMessage of a batch waits for a message to become
+    #: visible (Lambda's poller waits 20 s; 0 here, as tests send before they poll). A test waiting for a
+    #: delayed message sets it, so SQS itself says when the message is there, with no sleep in the test.
+    receive_wait_seconds: int = 0
     timeout_seconds: float = 120.0
     region: str = "us-east-1"
     invocations: list[Invocation] = field(default_factory=list)
@@ -117,7 +121,7 @@ class SqsEventSource:
                 MaxNumberOfMessages=wanted,
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
-                WaitTimeSeconds=0,
+                WaitTimeSeconds=0 if messages else self.receive_wait_seconds,
             ).get("Messages", [])
             messages.extend(received)
             if not received and (messages or time.monotonic() >= window_ends):

@@ -63,6 +63,13 @@ class Deployment:
         )["Attributes"]
         return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
+    def delayed_messages(self) -> int:
+        """Messages in the purge queue still within their DelaySeconds (a scheduled re-purge, say)."""
+        attributes = self.stack.client("sqs").get_queue_attributes(
+            QueueUrl=self.stack.resources.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessagesDelayed"])
+
     def dead_letters(self, *, remove: bool = True) -> list[dict[str, Any]]:
         """Every message in the dead-letter queue (body, attributes and message attributes).
 

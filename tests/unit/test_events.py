@@ -7,14 +7,12 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
-from unittest.mock import patch
 from urllib.parse import quote_plus
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdnpurge import events
 from cdnpurge.events import MAX_BODY_BYTES, MAX_TARGETS, Decoded, decode_event
 from cdnpurge.models import Action, Change, DecodeError
 from cdnpurge_local import event_builders as builders
@@ -824,11 +822,9 @@ def storm_records(draw: st.DrawFn) -> dict[str, Any]:
 
 def validated(event: dict[str, Any]) -> Decoded:
     """`decode_event` with no fast path: every body parsed and decoded by the validating path."""
-    with (
-        patch.object(events, "_parsed_body", return_value=events._NOT_PARSED),
-        patch.object(events, "_plain_s3_change", return_value=None),
-    ):
-        return decode_event(event)
+    decoded = decode_event(event, fast_path=False)
+    assert decoded.fast_path_records == 0
+    return decoded
 
 
 @settings(max_examples=400, deadline=None)
@@ -879,7 +875,9 @@ def test_text_around_a_body_decodes_exactly_as_the_validating_path(before: str, 
 def test_plain_storm_records_take_the_fast_path() -> None:
     # Given: a sample EventBridge upload as the deployed wiring delivers it
     event = json.loads((EVENTS_DIR / "sqs-eventbridge-s3-object-created.json").read_text())
-    # When / Then: decoded without the validating path
-    with patch("cdnpurge.events._decode_sqs_record", side_effect=AssertionError("validating path used")):
-        (change,) = decode_event(event).changes
+    # When
+    decoded = decode_event(event)
+    # Then: decoded by the fast path, as the validating path decodes it
+    assert decoded.fast_path_records == 1 and decoded == validated(event)
+    (change,) = decoded.changes
     assert change.key == "index.html" and change.source_id == "8a39d5ec-3a82-4ffb-9c2b-8c1506983f98"

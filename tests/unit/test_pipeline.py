@@ -97,11 +97,48 @@ def test_provider_failure_fails_the_record_and_releases_the_claim(fake_cdn: Fake
     assert ledger.released and not ledger.done and not ledger.busy
 
 
-@pytest.mark.parametrize("sample", sorted(p.name for p in EVENTS.glob("*.json")))
-def test_every_sample_event_runs_without_crashing(fake_cdn: FakeCDN, sample: str) -> None:
-    event = json.loads((EVENTS / sample).read_text())
-    report = run(fake_cdn, event, MemoryLedger())
-    assert report.summary()["changes"] + report.summary()["decode_errors"] + report.summary()["ignored"] >= 1
+HOST = "url:www.example.com"
+# What each sample in events/ must purge at Fastly under `fastly_config`, and the records it must fail.
+SAMPLE_OUTCOMES: dict[str, tuple[set[str], set[str]]] = {
+    "eventbridge-content-published.json": ({"key:section-news (hard)", f"{HOST}/news/ (hard)"}, set()),
+    "eventbridge-s3-object-created.json": ({f"{HOST}/products/widget-42.html (hard)"}, set()),
+    "eventbridge-s3-object-deleted.json": ({f"{HOST}/products/widget-41.html (hard)"}, set()),
+    "s3-delete.json": ({f"{HOST}/articles/2025/old-news.html (hard)"}, set()),
+    "s3-put.json": ({f"{HOST}/articles/2026/cdn-purge.html (hard)"}, set()),
+    "s3-test-event.json": (set(), set()),  # S3's configuration test message: ignored, not an error
+    "sns-content-published.json": (
+        {
+            "key:article-cdn-purge (soft)",
+            f"{HOST}/articles/cdn-purge (soft)",
+            f"{HOST}/articles/cdn-purge.html (soft)",
+        },
+        set(),
+    ),
+    # `static.example.com` is not in allowed_hosts: the record fails, nothing is purged for it
+    "sqs-eventbridge-content-published.json": (set(), {"d4e5f6a7-b8c9-4d0e-8f1a-2b3c4d5e6f70"}),
+    "sqs-eventbridge-s3-object-created.json": ({f"{HOST}/ (hard)", f"{HOST}/index.html (hard)"}, set()),
+    "sqs-eventbridge-s3-object-deleted.json": ({f"{HOST}/products/widget-41.html (hard)"}, set()),
+    # the malformed second record fails alone; the test event is ignored; the others are purged
+    "sqs-mixed-batch.json": (
+        {f"{HOST}/css/legacy.css (hard)", f"{HOST}/css/site.css (hard)", f"{HOST}/css/ (soft)"},
+        {"11111111-2222-4333-8444-555555555502"},
+    ),
+    "sqs-s3-put.json": ({f"{HOST}/docs/annual%20report%2B2026.pdf (hard)"}, set()),
+    "sqs-sns-content-published.json": ({f"{HOST}/ (hard)", f"{HOST}/news/ (hard)"}, set()),
+    "sqs-sns-s3-put.json": ({f"{HOST}/images/caf%C3%A9/hero%20banner.jpg (hard)"}, set()),
+}
+
+
+def test_every_sample_event_has_its_expected_outcome() -> None:
+    assert sorted(SAMPLE_OUTCOMES) == sorted(p.name for p in EVENTS.glob("*.json"))
+
+
+@pytest.mark.parametrize("sample", sorted(SAMPLE_OUTCOMES))
+def test_every_sample_event_purges_what_it_names(fake_cdn: FakeCDN, sample: str) -> None:
+    purged, failed = SAMPLE_OUTCOMES[sample]
+    report = run(fake_cdn, json.loads((EVENTS / sample).read_text()), MemoryLedger())
+    assert set(fake_cdn.purged("fastly")) == purged
+    assert {item["itemIdentifier"] for item in report.response()["batchItemFailures"]} == failed
 
 
 class UnreachableLedger(MemoryLedger):
