@@ -199,11 +199,14 @@ class _Provisioner:
         # CloudFormation appends a random suffix; locally one stack per server makes it unnecessary.
         return f"{self._stack_name}-{logical_id}"
 
+    def _name(self, logical_id: str, properties: Mapping[str, Any], name_property: str, fifo_property: str) -> str:
+        """The given name, else the physical name; a FIFO queue's or topic's name ends in ``.fifo``."""
+        name = str(properties.get(name_property) or self._physical_name(logical_id))
+        return f"{name}.fifo" if properties.get(fifo_property) and not name.endswith(".fifo") else name
+
     def _create_queue(self, logical_id: str, properties: dict[str, Any]) -> dict[str, str]:
         _check_properties(logical_id, properties, _SQS_QUEUE_ATTRIBUTES | {"QueueName", "Tags"})
-        name = properties.get("QueueName") or self._physical_name(logical_id)
-        if properties.get("FifoQueue") and not name.endswith(".fifo"):
-            name += ".fifo"
+        name = self._name(logical_id, properties, "QueueName", "FifoQueue")
         attributes = {key: _attribute_text(value) for key, value in properties.items() if key in _SQS_QUEUE_ATTRIBUTES}
         tags = {tag["Key"]: tag["Value"] for tag in properties.get("Tags", [])}
         sqs = self._clients.sqs
@@ -220,9 +223,7 @@ class _Provisioner:
 
     def _create_topic(self, logical_id: str, properties: dict[str, Any]) -> dict[str, str]:
         _check_properties(logical_id, properties, _SNS_TOPIC_ATTRIBUTES | {"TopicName", "Tags"})
-        name = properties.get("TopicName") or self._physical_name(logical_id)
-        if properties.get("FifoTopic") and not name.endswith(".fifo"):
-            name += ".fifo"
+        name = self._name(logical_id, properties, "TopicName", "FifoTopic")
         attributes = {key: _attribute_text(value) for key, value in properties.items() if key in _SNS_TOPIC_ATTRIBUTES}
         arn = self._clients.sns.create_topic(Name=name, Attributes=attributes, Tags=properties.get("Tags", []))[
             "TopicArn"

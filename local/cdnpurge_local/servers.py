@@ -51,6 +51,7 @@ __all__ = [
     "MotoServer",
     "ServerStartError",
     "StackError",
+    "StartsAndStops",
     "free_port",
     "locate_dynamodb_local",
 ]
@@ -121,7 +122,28 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-class LoopbackServer(ABC):
+class StartsAndStops(ABC):
+    """A context manager that starts its subject on entry and always stops it on exit."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Bring the subject up; on failure, leave nothing running."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Bring the subject down; safe to call when it is not running."""
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class LoopbackServer(StartsAndStops):
     """An HTTP server child process on ``127.0.0.1:<free port>``; a context manager that always stops it.
 
     Subclasses give the command line and one readiness probe; this class owns the process: its own
@@ -257,15 +279,6 @@ class LoopbackServer(ABC):
         except OSError:
             return ""
         return text[-_LOG_TAIL_CHARS:]
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def locate_dynamodb_local(repo_root: Path = REPO_ROOT) -> Path:

@@ -16,8 +16,7 @@ import contextlib
 import signal
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, Self, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, overload
 
 import boto3
 from botocore.config import Config
@@ -35,6 +34,7 @@ from cdnpurge_local.servers import (
     DynamoDBLocal,
     MotoServer,
     StackError,
+    StartsAndStops,
 )
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ _MOTO_SERVICE_ENV_IDS: Final = (
 )
 
 
-class LocalStack:
+class LocalStack(StartsAndStops):
     """DynamoDB Local + moto server, provisioned from ``template.yaml``; a context manager.
 
     Both servers start in parallel; everything started is stopped on exit or if a later step fails.
@@ -134,15 +134,6 @@ class LocalStack:
         self._session = None
         if exit_stack is not None:
             exit_stack.close()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def endpoint_for(self, service: str) -> str:
         """DynamoDB Local for ``dynamodb``; moto server for every other service."""
