@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cdnpurge_local.event_builders import sqs_record
+
 SQS_RECEIVE_MAX = 10  # SQS ReceiveMessage returns at most 10 messages per call
 
 
@@ -26,7 +28,13 @@ class LocalLambdaContext:
     function_name: str = "cdnpurge-PurgeFunction-local"
     memory_limit_in_mb: int = 512
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    started: float = field(default_factory=time.monotonic)
+    #: What the remaining time is measured on. A test that must not depend on how long a cold start takes
+    #: on a loaded machine passes a clock that stands still: the function then always has its full timeout.
+    clock: Callable[[], float] = time.monotonic
+    started: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
 
     @property
     def invoked_function_arn(self) -> str:
@@ -41,7 +49,7 @@ class LocalLambdaContext:
         return f"/aws/lambda/{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.timeout_seconds - (time.monotonic() - self.started)) * 1000))
+        return max(0, int((self.timeout_seconds - (self.clock() - self.started)) * 1000))
 
 
 Handler = Callable[[dict[str, Any], LocalLambdaContext], Mapping[str, Any]]
@@ -64,7 +72,12 @@ class SqsEventSource:
     handler: Handler
     batch_size: int = 100
     batching_window_seconds: float = 0.5
+    #: SQS long polling: how long the first ReceiveMessage of a batch waits for a message to become
+    #: visible (Lambda's poller waits 20 s; 0 here, as tests send before they poll). A test waiting for a
+    #: delayed message sets it, so SQS itself says when the message is there, with no sleep in the test.
+    receive_wait_seconds: int = 0
     timeout_seconds: float = 120.0
+    lambda_clock: Callable[[], float] = time.monotonic  # the invocations' clock (see LocalLambdaContext)
     region: str = "us-east-1"
     invocations: list[Invocation] = field(default_factory=list)
 
@@ -74,7 +87,7 @@ class SqsEventSource:
         if not messages:
             return None
         event = {"Records": [self._record(message) for message in messages]}
-        context = LocalLambdaContext(timeout_seconds=self.timeout_seconds)
+        context = LocalLambdaContext(timeout_seconds=self.timeout_seconds, clock=self.lambda_clock)
         try:
             response = self.handler(event, context)
         except Exception as error:  # the whole batch returns to the queue, as with Lambda
@@ -115,7 +128,7 @@ class SqsEventSource:
                 MaxNumberOfMessages=wanted,
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
-                WaitTimeSeconds=0,
+                WaitTimeSeconds=0 if messages else self.receive_wait_seconds,
             ).get("Messages", [])
             messages.extend(received)
             if not received and (messages or time.monotonic() >= window_ends):
@@ -131,19 +144,18 @@ class SqsEventSource:
 
     def _record(self, message: Mapping[str, Any]) -> dict[str, Any]:
         attributes = message.get("Attributes", {})
-        return {
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": {
+        now_millis = str(int(time.time() * 1000))
+        return sqs_record(
+            message["Body"],
+            message_id=message["MessageId"],
+            receipt_handle=message["ReceiptHandle"],
+            attributes={
                 "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
-                "SentTimestamp": attributes.get("SentTimestamp", str(int(time.time() * 1000))),
+                "SentTimestamp": attributes.get("SentTimestamp", now_millis),
                 "SenderId": attributes.get("SenderId", "AIDAIENQZJOLO23YVJ4VO"),
-                "ApproximateFirstReceiveTimestamp": attributes.get(
-                    "ApproximateFirstReceiveTimestamp", str(int(time.time() * 1000))
-                ),
+                "ApproximateFirstReceiveTimestamp": attributes.get("ApproximateFirstReceiveTimestamp", now_millis),
             },
-            "messageAttributes": {
+            message_attributes={
                 name: {
                     "stringValue": value.get("StringValue"),
                     "binaryValue": value.get("BinaryValue"),
@@ -153,8 +165,7 @@ class SqsEventSource:
                 }
                 for name, value in message.get("MessageAttributes", {}).items()
             },
-            "md5OfBody": message.get("MD5OfBody", ""),
-            "eventSource": "aws:sqs",
-            "eventSourceARN": self.queue_arn,
-            "awsRegion": self.region,
-        }
+            queue_arn=self.queue_arn,
+            md5_of_body=message.get("MD5OfBody", ""),
+            region=self.region,
+        )

@@ -21,7 +21,8 @@ from aws_lambda_powertools.utilities import parameters
 
 from cdnpurge_local.event_source import Handler, SqsEventSource
 from cdnpurge_local.fakecdn.server import Behaviour, FakeCDN
-from cdnpurge_local.stack import REPO_ROOT, LocalStack
+from cdnpurge_local.servers import REPO_ROOT
+from cdnpurge_local.stack import LocalStack
 
 HANDLER_PATH = REPO_ROOT / "functions" / "purge" / "app.py"
 
@@ -61,6 +62,13 @@ class Deployment:
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
         return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+    def delayed_messages(self) -> int:
+        """Messages in the purge queue still within their DelaySeconds (a scheduled re-purge, say)."""
+        attributes = self.stack.client("sqs").get_queue_attributes(
+            QueueUrl=self.stack.resources.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessagesDelayed"])
 
     def dead_letters(self, *, remove: bool = True) -> list[dict[str, Any]]:
         """Every message in the dead-letter queue (body, attributes and message attributes).

@@ -10,17 +10,12 @@ What moto (5.x) does not do, and how it is covered here:
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
-import httpx
 import pytest
 from botocore.config import Config as BotocoreConfig
 from botocore.stub import Stubber
@@ -45,6 +40,7 @@ from cdnpurge.providers.errors import (
     UnavailableError,
 )
 from cdnpurge.providers.spec import ProviderSpec
+from cdnpurge_local.servers import MotoServer, free_port
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudfront import CloudFrontClient
@@ -58,46 +54,11 @@ MOTO = pytest.mark.xdist_group("moto-cloudfront")
 # ---------------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _moto_command(port: int) -> list[str]:
-    script = Path(sys.executable).with_name("moto_server")
-    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "moto.server"]
-    return [*launcher, "-H", "127.0.0.1", "-p", str(port)]
-
-
 @pytest.fixture(scope="module")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto-cloudfront") / "moto.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(_moto_command(port), stdout=output, stderr=subprocess.STDOUT)
-        endpoint = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(f"moto server exited with {process.returncode}: {log.read_text()[-2000:]}")
-                try:
-                    httpx.get(f"{endpoint}/moto-api/", timeout=1)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        pytest.fail(f"moto server not ready after 30 s: {log.read_text()[-2000:]}")
-                    time.sleep(0.1)
-            yield endpoint
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+def moto_endpoint() -> Iterator[str]:
+    """moto server as the local stack runs it (`cdnpurge_local.servers`), for this module alone."""
+    with MotoServer() as moto:
+        yield moto.endpoint
 
 
 def aws_client(endpoint: str, **config: Any) -> CloudFrontClient:
@@ -407,7 +368,7 @@ def test_settings_validate_the_distribution_and_refuse_credentials() -> None:
 
 def unused_client() -> CloudFrontClient:
     """A client whose endpoint refuses connections: tests using it must not reach the network."""
-    return aws_client(f"http://127.0.0.1:{_free_port()}", retries={"max_attempts": 1}, connect_timeout=1)
+    return aws_client(f"http://127.0.0.1:{free_port()}", retries={"max_attempts": 1}, connect_timeout=1)
 
 
 @pytest.mark.parametrize(
@@ -517,6 +478,6 @@ def test_missing_credentials_are_an_auth_error(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    adapter = CloudFrontProvider(settings_for("E2QWRUHEXAMPLE", endpoint=f"http://127.0.0.1:{_free_port()}"), {})
+    adapter = CloudFrontProvider(settings_for("E2QWRUHEXAMPLE", endpoint=f"http://127.0.0.1:{free_port()}"), {})
     with pytest.raises(AuthError, match="no AWS credentials"):
         adapter.purge(request(TargetKind.PATH, "/a"), idempotency_token="t")

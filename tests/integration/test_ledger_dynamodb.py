@@ -13,8 +13,10 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemAlreadyExistsError
 
 from cdnpurge.ledger import CLAIM_ITEMS, KEY_PREFIX, Claim, DynamoDBLedger
-from cdnpurge_local.provision import load_template, local_client
-from cdnpurge_local.stack import TEMPLATE_PATH, DynamoDBLocal
+from cdnpurge_local.cfn import load_template
+from cdnpurge_local.provision import local_client
+from cdnpurge_local.servers import DynamoDBLocal
+from cdnpurge_local.stack import TEMPLATE_PATH
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ledger")]
 

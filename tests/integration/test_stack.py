@@ -18,15 +18,15 @@ from urllib.parse import quote_plus
 import boto3
 import pytest
 
-from cdnpurge_local.provision import TemplateError, load_template, provision
-from cdnpurge_local.stack import (
-    TEMPLATE_PATH,
+from cdnpurge_local.cfn import TemplateError, load_template
+from cdnpurge_local.provision import provision
+from cdnpurge_local.servers import (
     DynamoDBLocal,
     DynamoDBLocalNotInstalledError,
-    LocalStack,
     ServerStartError,
     locate_dynamodb_local,
 )
+from cdnpurge_local.stack import TEMPLATE_PATH, LocalStack
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -17,14 +17,17 @@ from reliability.support import (
     Witness,
     assert_exactly,
     dead_letter_reasons,
-    eventbridge_published,
-    eventbridge_s3,
-    s3_notification,
     send,
-    sns_envelope,
     source,
 )
 
+from cdnpurge_local.event_builders import (
+    eventbridge_published,
+    eventbridge_s3,
+    s3_notification,
+    s3_record,
+    sns_envelope,
+)
 from cdnpurge_local.harness import Deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("reliability-bad-input")]
@@ -64,9 +67,9 @@ class Canary:
 
 def bad_messages(canary: int) -> dict[str, tuple[Any, str]]:
     """label -> (SQS body, a fragment the dead-letter reason must contain)."""
-    s3_missing_key = s3_notification(BUCKET, "x")
+    s3_missing_key = s3_notification(s3_record(BUCKET, "x"))
     del s3_missing_key["Records"][0]["s3"]["object"]["key"]
-    s3_no_name = s3_notification(BUCKET, "x")
+    s3_no_name = s3_notification(s3_record(BUCKET, "x"))
     del s3_no_name["Records"][0]["eventName"]
     eventbridge_no_detail = eventbridge_s3(BUCKET, "x")
     del eventbridge_no_detail["detail"]
@@ -79,12 +82,15 @@ def bad_messages(canary: int) -> dict[str, tuple[Any, str]]:
         "unknown envelope": ({"hello": "world"}, "unknown envelope: JSON object with keys ['hello']"),
         "S3 record without key": (s3_missing_key, "S3 record missing s3.object.key"),
         "S3 record without eventName": (s3_no_name, "S3 record missing eventName"),
-        "S3 unknown event": (s3_notification(BUCKET, "x", event_name="ObjectVanished:Poof"), "unsupported eventName"),
-        "key with '..'": (s3_notification(BUCKET, "docs/../../etc/passwd"), "'..' path segment"),
-        "key with NUL": (s3_notification(BUCKET, "docs/a%00b.html"), "control character U+0000"),
-        "key with newline": (s3_notification(BUCKET, "docs/a%0Ab.html"), "control character U+000A"),
-        "key not UTF-8": (s3_notification(BUCKET, "docs/%FF%FE.html"), "does not percent-decode to UTF-8"),
-        "key over 1024 bytes": (s3_notification(BUCKET, "k" * 1025), "over S3's 1024-byte limit"),
+        "S3 unknown event": (
+            s3_notification(s3_record(BUCKET, "x", event_name="ObjectVanished:Poof")),
+            "unsupported eventName",
+        ),
+        "key with '..'": (s3_notification(s3_record(BUCKET, "docs/../../etc/passwd")), "'..' path segment"),
+        "key with NUL": (s3_notification(s3_record(BUCKET, "docs/a%00b.html")), "control character U+0000"),
+        "key with newline": (s3_notification(s3_record(BUCKET, "docs/a%0Ab.html")), "control character U+000A"),
+        "key not UTF-8": (s3_notification(s3_record(BUCKET, "docs/%FF%FE.html")), "does not percent-decode to UTF-8"),
+        "key over 1024 bytes": (s3_notification(s3_record(BUCKET, "k" * 1025)), "over S3's 1024-byte limit"),
         "SNS Message not JSON": (dict(sns_envelope({}), Message="{oops"), "SNS Message is not JSON"),
         "SNS without MessageId": ({"Type": "Notification", "Message": "{}"}, "unknown envelope"),
         "EventBridge without detail": (eventbridge_no_detail, "EventBridge event missing detail"),

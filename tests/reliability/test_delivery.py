@@ -15,17 +15,20 @@ from reliability import tally
 from reliability.support import (
     Witness,
     assert_exactly,
-    eventbridge_published,
-    eventbridge_s3,
     purged_entries,
-    s3_notification,
     send,
-    sequencer,
-    sns_envelope,
     source,
     unique,
 )
 
+from cdnpurge_local.event_builders import (
+    eventbridge_published,
+    eventbridge_s3,
+    new_sequencer,
+    s3_notification,
+    s3_record,
+    sns_envelope,
+)
 from cdnpurge_local.event_source import LocalLambdaContext
 from cdnpurge_local.fakecdn.server import Fault
 from cdnpurge_local.harness import Deployment
@@ -38,11 +41,14 @@ def same_change_twice(shape: str, path: str) -> list[dict[str, Any]]:
     """Two documents that describe one change, as each producer would redeliver it."""
     key = path.lstrip("/")
     if shape == "s3 sequencer (notification, and again through SNS)":
-        seq = sequencer()
-        return [s3_notification(BUCKET, key, seq), sns_envelope(s3_notification(BUCKET, key, seq))]
+        seq = new_sequencer()
+        return [
+            s3_notification(s3_record(BUCKET, key, sequencer=seq)),
+            sns_envelope(s3_notification(s3_record(BUCKET, key, sequencer=seq))),
+        ]
     if shape == "s3 sequencer (EventBridge, two event ids)":
-        seq = sequencer()
-        return [eventbridge_s3(BUCKET, key, seq), eventbridge_s3(BUCKET, key, seq)]
+        seq = new_sequencer()
+        return [eventbridge_s3(BUCKET, key, sequencer=seq), eventbridge_s3(BUCKET, key, sequencer=seq)]
     if shape == "SNS MessageId":
         envelope = sns_envelope({"paths": [path]})
         return [envelope, envelope]
@@ -98,7 +104,7 @@ def test_partial_progress_survives_a_retry_calls_only_the_provider_that_failed(
     path = f"/{unique('partial')}.html"
     deployment.cdn.inject("medianova", Fault(status=503, count=1000))
     tally.add(faults=1)
-    send(deployment, s3_notification(BUCKET, path.lstrip("/")))
+    send(deployment, s3_notification(s3_record(BUCKET, path.lstrip("/"))))
     poller = source(deployment, timeout_seconds=9.0)  # 9 - 5 - 1 (provider timeout) = 3 s of purge budget
     # When
     first = poller.poll_once()
@@ -173,8 +179,8 @@ def test_ten_concurrent_invocations_with_the_same_message_make_one_call(deployme
 def test_removed_then_created_in_one_batch_purge_once_after_both(deployment: Deployment) -> None:
     # Given: a delete and a later re-upload of one key, in the same batch
     key = f"{unique('order')}.html"
-    removed = s3_notification(BUCKET, key, "0001", "ObjectRemoved:Delete")
-    created = s3_notification(BUCKET, key, "0002", "ObjectCreated:Put")
+    removed = s3_notification(s3_record(BUCKET, key, sequencer="0001", event_name="ObjectRemoved:Delete"))
+    created = s3_notification(s3_record(BUCKET, key, sequencer="0002", event_name="ObjectCreated:Put"))
     send(deployment, removed, created)
     # When
     (batch,) = source(deployment).drain()
@@ -186,9 +192,9 @@ def test_removed_then_created_in_one_batch_purge_once_after_both(deployment: Dep
 def test_removed_and_created_in_separate_batches_each_purge_after_their_change(deployment: Deployment) -> None:
     # Given: the delete is processed before the re-upload arrives
     key = f"{unique('order')}.html"
-    send(deployment, s3_notification(BUCKET, key, "0001", "ObjectRemoved:Delete"))
+    send(deployment, s3_notification(s3_record(BUCKET, key, sequencer="0001", event_name="ObjectRemoved:Delete")))
     source(deployment).drain()
-    send(deployment, s3_notification(BUCKET, key, "0002", "ObjectCreated:Put"))
+    send(deployment, s3_notification(s3_record(BUCKET, key, sequencer="0002", event_name="ObjectCreated:Put")))
     source(deployment).drain()
     # Then: two changes, two purges: the last one follows the last change
     assert_exactly(deployment, {f"/{key}": 2})

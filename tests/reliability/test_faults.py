@@ -17,9 +17,7 @@ from reliability.support import (
     assert_exactly,
     dead_letter_reasons,
     purged_entries,
-    s3_notification,
     send,
-    sns_envelope,
     source,
     unique,
 )
@@ -28,6 +26,7 @@ from cdnpurge.cli import main as cli
 from cdnpurge.models import PurgeRequest
 from cdnpurge.providers.base import Provider, ProviderWrapper, PurgeResult
 from cdnpurge.service import PurgeService, Queues
+from cdnpurge_local.event_builders import s3_notification, s3_record, sns_envelope
 from cdnpurge_local.fakecdn.server import Fault
 from cdnpurge_local.harness import Deployment
 
@@ -61,7 +60,7 @@ def test_transient_provider_fault_is_retried_once_and_nothing_is_lost(
         deployment.cdn.inject(provider, Fault(status=template.status, delay=template.delay, drop=template.drop))
     tally.add(faults=2)
     path = f"/{unique('fault')}.html"
-    send(deployment, s3_notification(BUCKET, path.lstrip("/")))
+    send(deployment, s3_notification(s3_record(BUCKET, path.lstrip("/"))))
     # When
     (invocation,) = source(deployment).drain()
     # Then: purged within the same invocation by the retry; a call that got no answer may have been
@@ -84,7 +83,7 @@ def test_slow_responses_within_the_timeout_are_simply_waited_for(deployment: Dep
     deployment.cdn.inject("medianova", Fault(delay=0.6))
     tally.add(faults=2)
     path = f"/{unique('slow')}.html"
-    send(deployment, s3_notification(BUCKET, path.lstrip("/")))
+    send(deployment, s3_notification(s3_record(BUCKET, path.lstrip("/"))))
     (invocation,) = source(deployment).drain()
     assert invocation.failed == ()
     assert_exactly(deployment, [path])
@@ -158,7 +157,7 @@ def test_retries_exhausted_go_to_the_dlq_with_the_reason_and_a_redrive_completes
     deployment.cdn.inject("medianova", Fault(status=503, count=10_000))
     tally.add(faults=1)
     path = f"/{unique('exhausted')}.html"
-    send(deployment, s3_notification(BUCKET, path.lstrip("/")))
+    send(deployment, s3_notification(s3_record(BUCKET, path.lstrip("/"))))
     poller = source(deployment, timeout_seconds=7.0)  # 7 - 5 - 1 (provider timeout) = 1 s of purge budget
     # When: SQS delivers it maxReceiveCount (5) times
     invocations = [poller.poll_once() for _ in range(5)]
@@ -197,7 +196,7 @@ def test_out_of_time_mid_batch_defers_the_rest_and_the_redelivery_finishes_it(
     paths = [f"/{unique('late')}.html" for _ in range(8)]
     deployment.cdn.inject("fastly", Fault(delay=0.5, count=8))
     tally.add(faults=1)
-    send(deployment, *(s3_notification(BUCKET, p.lstrip("/")) for p in paths))
+    send(deployment, *(s3_notification(s3_record(BUCKET, p.lstrip("/"))) for p in paths))
     poller = source(deployment, timeout_seconds=8.0)  # 8 - 5 - 1 (provider timeout) = 2 s of purge budget
     # When
     first = poller.poll_once()
@@ -231,7 +230,7 @@ class DiesOnCall(ProviderWrapper):
 def test_a_batch_that_dies_mid_way_repeats_only_what_was_not_done(deployment: Deployment, witness: Witness) -> None:
     # Given: six changes; the handler dies on its third fastly call (two are done by then)
     paths = [f"/{unique('killed')}.html" for _ in range(6)]
-    send(deployment, *(s3_notification(BUCKET, p.lstrip("/")) for p in paths))
+    send(deployment, *(s3_notification(s3_record(BUCKET, p.lstrip("/"))) for p in paths))
     providers = cast(dict[str, Any], service(deployment).providers)
     original = providers["fastly"]
     providers["fastly"] = DiesOnCall(original, die_on=3)

@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from cdnpurge_local.provision import load_template
-from cdnpurge_local.stack import REPO_ROOT, TEMPLATE_PATH
+from cdnpurge_local.cfn import load_template
+from cdnpurge_local.servers import REPO_ROOT
+from cdnpurge_local.stack import TEMPLATE_PATH
 
 ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
 # Secrets Manager appends "-" and six random characters to every secret ARN, so a name prefix needs a

@@ -8,38 +8,36 @@ invocation expires with that invocation's deadline. This module has a stack of i
 
 from __future__ import annotations
 
-import time
 from typing import Any, cast
 
 import pytest
+from helpers import SimulatedClock
 from reliability import tally
 from reliability.support import (
     Witness,
     assert_exactly,
-    s3_notification,
     send,
-    sns_envelope,
     source,
     unique,
 )
 
-import cdnpurge_local.stack
 from cdnpurge.ledger import Claim, DynamoDBLedger
 from cdnpurge.models import PurgeRequest
 from cdnpurge.providers.base import Provider, ProviderWrapper, PurgeResult
 from cdnpurge.service import PurgeService
+from cdnpurge_local.cfn import load_template
+from cdnpurge_local.event_builders import s3_notification, s3_record, sns_envelope
 from cdnpurge_local.harness import Deployment
-from cdnpurge_local.provision import load_template
+from cdnpurge_local.stack import TEMPLATE_PATH
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("reliability-ledger")]
 BUCKET = "cdnpurge-rel-ledger"
 
 
-def restart_dynamodb(deployment: Deployment, port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def restart_dynamodb(deployment: Deployment, port: int) -> None:
     """Start DynamoDB Local again on the port the handler's client knows, with an empty table."""
-    monkeypatch.setattr(cdnpurge_local.stack, "free_port", lambda: port)
-    deployment.stack.dynamodb.start()
-    table = load_template(cdnpurge_local.stack.TEMPLATE_PATH)["Resources"]["IdempotencyTable"]["Properties"]
+    deployment.stack.dynamodb.start(port=port)
+    table = load_template(TEMPLATE_PATH)["Resources"]["IdempotencyTable"]["Properties"]
     deployment.stack.client("dynamodb").create_table(
         TableName=deployment.stack.resources.table_name,
         AttributeDefinitions=table["AttributeDefinitions"],
@@ -49,16 +47,16 @@ def restart_dynamodb(deployment: Deployment, port: int, monkeypatch: pytest.Monk
 
 
 def test_table_unreachable_returns_every_record_and_purges_nothing_blindly(
-    deployment: Deployment, witness: Witness, monkeypatch: pytest.MonkeyPatch
+    deployment: Deployment, witness: Witness
 ) -> None:
     # Given: one change purged while the table is up, then DynamoDB Local stops
     before, during = f"/{unique('up')}.html", [f"/{unique('down')}.html" for _ in range(2)]
-    send(deployment, s3_notification(BUCKET, before.lstrip("/")))
+    send(deployment, s3_notification(s3_record(BUCKET, before.lstrip("/"))))
     source(deployment).drain()
     port = deployment.stack.dynamodb.port
     deployment.stack.dynamodb.stop()
     tally.add(faults=1)
-    send(deployment, sns_envelope({"paths": [during[0]]}), s3_notification(BUCKET, during[1].lstrip("/")))
+    send(deployment, sns_envelope({"paths": [during[0]]}), s3_notification(s3_record(BUCKET, during[1].lstrip("/"))))
     # When
     outage = source(deployment).poll_once()
     # Then: both records returned for redelivery; no provider was called for them
@@ -69,7 +67,7 @@ def test_table_unreachable_returns_every_record_and_purges_nothing_blindly(
     assert "EndpointConnectionError" in logged.__dict__["cause"]
     assert witness.metrics()[("LedgerUnavailable", None)] == 4
     # When: the table is back (empty: DynamoDB Local keeps it in memory) and SQS redelivers
-    restart_dynamodb(deployment, port, monkeypatch)
+    restart_dynamodb(deployment, port)
     source(deployment).drain()
     # Then: each change purged exactly once at each provider
     assert_exactly(deployment, [before, *during])
@@ -88,7 +86,7 @@ class StopsTheTable(ProviderWrapper):
 
 
 def test_table_lost_after_the_purge_acknowledges_the_record_and_says_so(
-    deployment: Deployment, witness: Witness, monkeypatch: pytest.MonkeyPatch
+    deployment: Deployment, witness: Witness
 ) -> None:
     # Given: the table disappears while the purge is in flight
     path = f"/{unique('after')}.html"
@@ -108,22 +106,30 @@ def test_table_lost_after_the_purge_acknowledges_the_record_and_says_so(
     (logged,) = witness.logs.messages("idempotency store unavailable during complete")
     assert "acknowledged" in logged.__dict__["policy"]
     assert witness.metrics()[("LedgerWriteFailed", None)] >= 1
-    restart_dynamodb(deployment, port, monkeypatch)
+    restart_dynamodb(deployment, port)
 
 
 def test_a_claim_left_by_a_dead_invocation_expires_with_its_deadline(deployment: Deployment) -> None:
-    # Given: a claim made with 0.8 s left and never settled (the runtime killed the function)
+    # Given: a claim made with 0.8 s left and never settled (the runtime killed the function). The ledger
+    # reads an injected clock, far ahead of real time so that no TTL of the table can act on the items:
+    # DynamoDB Local compares the times the ledger writes and sends, so the test moves time exactly.
+    clock = SimulatedClock(now=4_000_000_000.0)
     ledger = DynamoDBLedger(
-        deployment.stack.client("dynamodb"), deployment.stack.resources.table_name, expires_after_seconds=1
+        deployment.stack.client("dynamodb"),
+        deployment.stack.resources.table_name,
+        expires_after_seconds=60,
+        clock=clock,
     )
     pair = ("fastly", unique("orphan"))
     assert ledger.claim([pair], 800) == {pair: Claim.CLAIMED}
-    # Then: a concurrent redelivery leaves it alone; once the deadline passed, the retry may claim it
+    # Then: a redelivery within the deadline leaves it alone; past the deadline, the retry may claim it
+    clock.now += 0.79
     assert ledger.claim([pair], 800) == {pair: Claim.BUSY}
-    time.sleep(1.0)
+    clock.now += 0.02
     assert ledger.claim([pair], 800) == {pair: Claim.CLAIMED}
-    # And: once purged it is skipped, until the idempotency window (here 1 s, whole seconds) is over
+    # And: once purged it is skipped until the idempotency window (60 s, whole seconds) is over
     ledger.complete([pair], {"purged": True})
+    clock.now += 59
     assert ledger.claim([pair], 800) == {pair: Claim.DONE}
-    time.sleep(2.05)
+    clock.now += 2
     assert ledger.claim([pair], 800) == {pair: Claim.CLAIMED}

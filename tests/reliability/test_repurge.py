@@ -8,7 +8,6 @@ The default (off) is covered by test_delivery: nothing is left in the queue afte
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from reliability.support import (
@@ -17,12 +16,13 @@ from reliability.support import (
     config_template,
     reset,
     send,
-    sns_envelope,
     source,
     unique,
 )
 
 from cdnpurge.config import ConfigError, parse_config
+from cdnpurge_local.event_builders import sns_envelope
+from cdnpurge_local.event_source import Invocation
 from cdnpurge_local.harness import Deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("reliability-repurge")]
@@ -33,8 +33,14 @@ EXTRA_CONFIG = f"repurge_delay_seconds: {DELAY}\n"  # read by the `deployment` f
 
 @pytest.fixture(autouse=True)
 def clean(deployment: Deployment) -> None:
-    time.sleep(DELAY + 0.2)  # let any re-purge of the previous test arrive
+    if deployment.delayed_messages():  # a re-purge left by a test that failed before it arrived
+        arrived(deployment)
     reset(deployment)
+
+
+def arrived(deployment: Deployment) -> Invocation | None:
+    """The next batch, waiting on SQS's long poll (not a sleep) for a delayed message to become visible."""
+    return source(deployment, receive_wait_seconds=DELAY + 10).poll_once()
 
 
 def test_an_upload_is_purged_again_after_the_delay_and_only_once_more(deployment: Deployment, witness: Witness) -> None:
@@ -44,14 +50,12 @@ def test_an_upload_is_purged_again_after_the_delay_and_only_once_more(deployment
     # When: the upload is purged, then the delayed message arrives
     source(deployment).drain()
     assert_exactly(deployment, [f"/{key}"])
-    assert deployment.queue_depth() == 0  # delayed: not visible yet
-    time.sleep(DELAY + 0.3)
-    (second,) = source(deployment).drain()
+    assert deployment.queue_depth() == 0 and deployment.delayed_messages() == 1  # delayed: not visible yet
+    second = arrived(deployment)
     # Then: purged a second time; the re-purge schedules nothing further
-    assert json.loads(second.event["Records"][0]["body"])["cdnpurge"] == "repurge"
+    assert second is not None and json.loads(second.event["Records"][0]["body"])["cdnpurge"] == "repurge"
     assert_exactly(deployment, {f"/{key}": 2})
-    time.sleep(DELAY + 0.3)
-    assert source(deployment).drain() == []
+    assert deployment.queue_depth() == 0 and deployment.delayed_messages() == 0
     assert witness.logs.messages("re-purge scheduled")
     assert witness.metrics()[("RepurgeScheduled", None)] == 1
     # And: a redelivered re-purge message is a duplicate like any other
@@ -64,8 +68,7 @@ def test_published_targets_are_not_repurged(deployment: Deployment) -> None:
     path = f"/{unique('pub')}.html"
     send(deployment, sns_envelope({"paths": [path]}))
     source(deployment).drain()
-    time.sleep(DELAY + 0.3)
-    assert source(deployment).drain() == []
+    assert deployment.queue_depth() == 0 and deployment.delayed_messages() == 0
     assert_exactly(deployment, [path])
 
 

@@ -21,9 +21,7 @@ from reliability import tally
 from reliability.support import (
     Witness,
     reset,
-    s3_notification,
     send,
-    sns_envelope,
     source,
     unique,
 )
@@ -31,6 +29,7 @@ from reliability.test_iam import function_statements
 
 from cdnpurge.cli import main as cli
 from cdnpurge.config import ConfigError, parse_config
+from cdnpurge_local.event_builders import s3_notification, s3_record, sns_envelope
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN, FakeRequest, FakeResponse, Fault
 from cdnpurge_local.harness import Deployment
@@ -130,7 +129,7 @@ def test_plan_validate_and_dry_run_output_carry_no_token(witness: Witness, tmp_p
     config = tmp_path / "purge.yaml"
     config.write_text(INLINE.format(service=FASTLY_SERVICE, token=FASTLY_TOKEN, allow="allow_inline_secrets: true"))
     event = tmp_path / "event.json"
-    event.write_text(json.dumps(s3_notification("example-site-content", "docs/a.html")))
+    event.write_text(json.dumps(s3_notification(s3_record("example-site-content", "docs/a.html"))))
     # When
     outputs = []
     for argv in (
@@ -182,7 +181,7 @@ def test_the_handler_only_calls_what_its_policy_grants(
     parameters.clear_caches()  # type: ignore[no-untyped-call]
     # When: a cold start, a purge, a refusal (claim released) and a poison record (dead-lettered)
     deployment.cdn.inject("medianova", Fault(status=401))
-    send(deployment, s3_notification(BUCKET, f"{unique('iam')}.html"), "{poison")
+    send(deployment, s3_notification(s3_record(BUCKET, f"{unique('iam')}.html")), "{poison")
     deployment.event_source(handler=handler, batching_window_seconds=0.1).drain()
     # Then
     resources = deployment.stack.resources

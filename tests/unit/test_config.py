@@ -23,7 +23,7 @@ def test_valid_config_types_each_provider_by_kind() -> None:
 @pytest.mark.parametrize(
     ("yaml_text", "expected"),
     [
-        ("providers: []", "providers: "),
+        ("providers: []", "providers: Tuple should have at least 1 item after validation, not 0"),
         ("providers: [{name: x, kind: nope}]", "providers[0].kind: 'nope' is not one of"),
         ("providers: [{name: x, kind: fastly}]", "providers[0].service_id: Field required"),
         ("providers: [{name: x, kind: fastly, service_id: S1, colour: red}]", "colour: Extra inputs"),

@@ -7,15 +7,16 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
-from unittest.mock import patch
 from urllib.parse import quote_plus
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdnpurge.events import MAX_BODY_BYTES, MAX_TARGETS, Decoded, decode_event, envelopes, fastpath
+from cdnpurge.events import MAX_BODY_BYTES, MAX_TARGETS, Decoded, decode_event
 from cdnpurge.models import Action, Change, DecodeFailure
+from cdnpurge_local import event_builders as builders
+from cdnpurge_local.event_builders import sqs_event
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 BUCKET = "example-site-content"
@@ -24,92 +25,27 @@ BUCKET = "example-site-content"
 # --- builders: the smallest real shapes, so each test states only what it is about ------------------
 
 
-def s3_record(
-    key: str = "index.html",
-    *,
-    event_name: str = "ObjectCreated:Put",
-    sequencer: str | None = "0055AED6DCD90281E5",
-    version_id: str | None = None,
-    etag: str | None = None,
-    event_time: str | None = "2026-11-23T10:00:00.000Z",
-) -> dict[str, Any]:
-    obj: dict[str, Any] = {"key": key, "size": 1024}
-    for name, value in (("sequencer", sequencer), ("versionId", version_id), ("eTag", etag)):
-        if value is not None:
-            obj[name] = value
-    record: dict[str, Any] = {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "awsRegion": "us-east-1",
-        "eventName": event_name,
-        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": BUCKET}, "object": obj},
-    }
-    if event_time is not None:
-        record["eventTime"] = event_time
-    return record
+SEQUENCER = "0055AED6DCD90281E5"
+EVENT_ID = "17793124-05d4-b198-2fde-7ededc63b103"
+SNS_MESSAGE_ID = "95df01b4-ee98-5cb9-9903-4c221d41eb5e"
+
+
+def s3_record(key: str = "index.html", **fields: Any) -> dict[str, Any]:
+    """The shared builder with this module's bucket and fixed identifiers, so expected ids can be spelled out.
+    No eTag unless given: the identity tests choose which of sequencer, version, eTag and time are present."""
+    return builders.s3_record(BUCKET, key, **{"sequencer": SEQUENCER, "etag": None, "size": 1024, **fields})
 
 
 def s3_notification(*records: dict[str, Any]) -> dict[str, Any]:
-    return {"Records": list(records) or [s3_record()]}
+    return builders.s3_notification(*(records or [s3_record()]))
 
 
-def eventbridge_s3(
-    key: str = "index.html",
-    *,
-    detail_type: str = "Object Created",
-    sequencer: str = "0055AED6DCD90281E5",
-    event_id: str = "17793124-05d4-b198-2fde-7ededc63b103",
-) -> dict[str, Any]:
-    return {
-        "version": "0",
-        "id": event_id,
-        "detail-type": detail_type,
-        "source": "aws.s3",
-        "account": "123456789012",
-        "time": "2026-11-23T10:00:00Z",
-        "region": "us-east-1",
-        "resources": [f"arn:aws:s3:::{BUCKET}"],
-        "detail": {
-            "version": "0",
-            "bucket": {"name": BUCKET},
-            "object": {
-                "key": key,
-                "size": 5,
-                "etag": "b1946ac92492d2347c6235b4d2611184",
-                "sequencer": sequencer,
-            },
-            "reason": "PutObject",
-        },
-    }
+def eventbridge_s3(key: str = "index.html", **fields: Any) -> dict[str, Any]:
+    return builders.eventbridge_s3(BUCKET, key, **{"sequencer": SEQUENCER, "event_id": EVENT_ID, **fields})
 
 
-def sns_envelope(message: Any, message_id: str = "95df01b4-ee98-5cb9-9903-4c221d41eb5e") -> dict[str, Any]:
-    return {
-        "Type": "Notification",
-        "MessageId": message_id,
-        "TopicArn": "arn:aws:sns:us-east-1:123456789012:content-published",
-        "Message": message if isinstance(message, str) else json.dumps(message),
-        "Timestamp": "2026-11-23T10:00:01.000Z",
-    }
-
-
-def sqs_event(*bodies: Any, ids: list[str] | None = None) -> dict[str, Any]:
-    message_ids = ids or [f"msg-{index}" for index in range(len(bodies))]
-    return {
-        "Records": [
-            {
-                "messageId": message_id,
-                "receiptHandle": "AQEB",
-                "body": body if isinstance(body, str) else json.dumps(body),
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795435860000"},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:purge",
-                "awsRegion": "us-east-1",
-            }
-            for message_id, body in zip(message_ids, bodies, strict=True)
-        ]
-    }
+def sns_envelope(message: Any, message_id: str = SNS_MESSAGE_ID) -> dict[str, Any]:
+    return builders.sns_envelope(message, message_id=message_id)
 
 
 def only_error(decoded: Decoded) -> DecodeFailure:
@@ -886,11 +822,9 @@ def storm_records(draw: st.DrawFn) -> dict[str, Any]:
 
 def validated(event: dict[str, Any]) -> Decoded:
     """`decode_event` with no fast path: every body parsed and decoded by the validating path."""
-    with (
-        patch.object(envelopes, "parsed_body", return_value=fastpath.NOT_PARSED),
-        patch.object(envelopes, "plain_s3_change", return_value=None),
-    ):
-        return decode_event(event)
+    decoded = decode_event(event, fast_path=False)
+    assert decoded.fast_path_records == 0
+    return decoded
 
 
 @settings(max_examples=400, deadline=None)
@@ -941,7 +875,9 @@ def test_text_around_a_body_decodes_exactly_as_the_validating_path(before: str, 
 def test_plain_storm_records_take_the_fast_path() -> None:
     # Given: a sample EventBridge upload as the deployed wiring delivers it
     event = json.loads((EVENTS_DIR / "sqs-eventbridge-s3-object-created.json").read_text())
-    # When / Then: decoded without the validating path
-    with patch("cdnpurge.events.envelopes._decode_sqs_record", side_effect=AssertionError("validating path used")):
-        (change,) = decode_event(event).changes
+    # When
+    decoded = decode_event(event)
+    # Then: decoded by the fast path, as the validating path decodes it
+    assert decoded.fast_path_records == 1 and decoded == validated(event)
+    (change,) = decoded.changes
     assert change.key == "index.html" and change.source_id == "8a39d5ec-3a82-4ffb-9c2b-8c1506983f98"

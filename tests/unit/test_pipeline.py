@@ -15,7 +15,6 @@ from helpers import (
     SimulatedClock,
     config_from,
     fastly_config,
-    s3_notification,
 )
 from pydantic import SecretStr
 
@@ -28,29 +27,11 @@ from cdnpurge.providers.registry import build_providers
 from cdnpurge.providers.registry import specs as provider_specs
 from cdnpurge.report import BatchReport
 from cdnpurge.repurge import repurge_candidates
+from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
 
 EVENTS = Path(__file__).parents[2] / "events"
 BUCKET = "example-site-content"
-
-
-def sqs_event(*bodies: dict[str, Any] | str) -> dict[str, Any]:
-    records = []
-    for number, body in enumerate(bodies):
-        records.append(
-            {
-                "messageId": f"m{number}",
-                "receiptHandle": "rh",
-                "body": body if isinstance(body, str) else json.dumps(body),
-                "attributes": {},
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:PurgeQueue",
-                "awsRegion": "us-east-1",
-            }
-        )
-    return {"Records": records}
 
 
 def run(cdn: FakeCDN, event: dict[str, Any], ledger: MemoryLedger) -> BatchReport:
@@ -70,9 +51,9 @@ def candidates(report: BatchReport) -> tuple[Change, ...]:
 def test_batch_coalesces_dedupes_and_acknowledges(fake_cdn: FakeCDN) -> None:
     # Given: two changes to one article (removed then re-created) and a second article
     event = sqs_event(
-        s3_notification(BUCKET, "articles/a.html", "01", "ObjectRemoved:Delete"),
-        s3_notification(BUCKET, "articles/a.html", "02"),
-        s3_notification(BUCKET, "articles/b.html", "03"),
+        s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="01", event_name="ObjectRemoved:Delete")),
+        s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="02")),
+        s3_notification(s3_record(BUCKET, "articles/b.html", sequencer="03")),
     )
     # When
     report = run(fake_cdn, event, MemoryLedger())
@@ -88,7 +69,9 @@ def test_batch_coalesces_dedupes_and_acknowledges(fake_cdn: FakeCDN) -> None:
 def test_one_malformed_record_fails_alone(fake_cdn: FakeCDN) -> None:
     # Given
     event = sqs_event(
-        s3_notification(BUCKET, "articles/a.html", "01"), "{not json", s3_notification(BUCKET, "docs/../x", "02")
+        s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="01")),
+        "{not json",
+        s3_notification(s3_record(BUCKET, "docs/../x", sequencer="02")),
     )
     # When
     report = run(fake_cdn, event, MemoryLedger())
@@ -102,13 +85,13 @@ def test_one_malformed_record_fails_alone(fake_cdn: FakeCDN) -> None:
 def test_redelivery_is_skipped_by_the_ledger_and_a_new_upload_is_not(fake_cdn: FakeCDN) -> None:
     # Given
     ledger = MemoryLedger()
-    run(fake_cdn, sqs_event(s3_notification(BUCKET, "articles/a.html", "01")), ledger)
+    run(fake_cdn, sqs_event(s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="01"))), ledger)
     calls = len(fake_cdn.received)
     # When: the same S3 event redelivered in another SQS message, then a new upload of the object
-    again = run(fake_cdn, sqs_event(s3_notification(BUCKET, "articles/a.html", "01")), ledger)
+    again = run(fake_cdn, sqs_event(s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="01"))), ledger)
     # Then
     assert len(fake_cdn.received) == calls and again.summary()["duplicates_skipped"] == 1
-    newer = run(fake_cdn, sqs_event(s3_notification(BUCKET, "articles/a.html", "02")), ledger)
+    newer = run(fake_cdn, sqs_event(s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="02"))), ledger)
     assert newer.summary()["requests"] == 3 and len(fake_cdn.received) == calls + 3
 
 
@@ -117,17 +100,54 @@ def test_provider_failure_fails_the_record_and_releases_the_claim(fake_cdn: Fake
     fake_cdn.inject("fastly", Fault(status=400, count=10))
     ledger = MemoryLedger()
     # When
-    report = run(fake_cdn, sqs_event(s3_notification(BUCKET, "articles/a.html", "01")), ledger)
+    report = run(fake_cdn, sqs_event(s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="01"))), ledger)
     # Then
     assert report.response() == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
     assert ledger.released and not ledger.done and not ledger.busy
 
 
-@pytest.mark.parametrize("sample", sorted(p.name for p in EVENTS.glob("*.json")))
-def test_every_sample_event_runs_without_crashing(fake_cdn: FakeCDN, sample: str) -> None:
-    event = json.loads((EVENTS / sample).read_text())
-    report = run(fake_cdn, event, MemoryLedger())
-    assert report.summary()["changes"] + report.summary()["decode_errors"] + report.summary()["ignored"] >= 1
+HOST = "url:www.example.com"
+# What each sample in events/ must purge at Fastly under `fastly_config`, and the records it must fail.
+SAMPLE_OUTCOMES: dict[str, tuple[set[str], set[str]]] = {
+    "eventbridge-content-published.json": ({"key:section-news (hard)", f"{HOST}/news/ (hard)"}, set()),
+    "eventbridge-s3-object-created.json": ({f"{HOST}/products/widget-42.html (hard)"}, set()),
+    "eventbridge-s3-object-deleted.json": ({f"{HOST}/products/widget-41.html (hard)"}, set()),
+    "s3-delete.json": ({f"{HOST}/articles/2025/old-news.html (hard)"}, set()),
+    "s3-put.json": ({f"{HOST}/articles/2026/cdn-purge.html (hard)"}, set()),
+    "s3-test-event.json": (set(), set()),  # S3's configuration test message: ignored, not an error
+    "sns-content-published.json": (
+        {
+            "key:article-cdn-purge (soft)",
+            f"{HOST}/articles/cdn-purge (soft)",
+            f"{HOST}/articles/cdn-purge.html (soft)",
+        },
+        set(),
+    ),
+    # `static.example.com` is not in allowed_hosts: the record fails, nothing is purged for it
+    "sqs-eventbridge-content-published.json": (set(), {"d4e5f6a7-b8c9-4d0e-8f1a-2b3c4d5e6f70"}),
+    "sqs-eventbridge-s3-object-created.json": ({f"{HOST}/ (hard)", f"{HOST}/index.html (hard)"}, set()),
+    "sqs-eventbridge-s3-object-deleted.json": ({f"{HOST}/products/widget-41.html (hard)"}, set()),
+    # the malformed second record fails alone; the test event is ignored; the others are purged
+    "sqs-mixed-batch.json": (
+        {f"{HOST}/css/legacy.css (hard)", f"{HOST}/css/site.css (hard)", f"{HOST}/css/ (soft)"},
+        {"11111111-2222-4333-8444-555555555502"},
+    ),
+    "sqs-s3-put.json": ({f"{HOST}/docs/annual%20report%2B2026.pdf (hard)"}, set()),
+    "sqs-sns-content-published.json": ({f"{HOST}/ (hard)", f"{HOST}/news/ (hard)"}, set()),
+    "sqs-sns-s3-put.json": ({f"{HOST}/images/caf%C3%A9/hero%20banner.jpg (hard)"}, set()),
+}
+
+
+def test_every_sample_event_has_its_expected_outcome() -> None:
+    assert sorted(SAMPLE_OUTCOMES) == sorted(p.name for p in EVENTS.glob("*.json"))
+
+
+@pytest.mark.parametrize("sample", sorted(SAMPLE_OUTCOMES))
+def test_every_sample_event_purges_what_it_names(fake_cdn: FakeCDN, sample: str) -> None:
+    purged, failed = SAMPLE_OUTCOMES[sample]
+    report = run(fake_cdn, json.loads((EVENTS / sample).read_text()), MemoryLedger())
+    assert set(fake_cdn.purged("fastly")) == purged
+    assert {item["itemIdentifier"] for item in report.response()["batchItemFailures"]} == failed
 
 
 class UnreachableLedger(MemoryLedger):
@@ -152,7 +172,9 @@ class UnreachableLedger(MemoryLedger):
 def test_no_claim_no_purge_every_record_returned_for_redelivery(fake_cdn: FakeCDN) -> None:
     # Given: the idempotency store is unreachable
     event = sqs_event(
-        s3_notification(BUCKET, "articles/a.html", "01"), s3_notification(BUCKET, "articles/b.html", "02"), "{bad"
+        s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="01")),
+        s3_notification(s3_record(BUCKET, "articles/b.html", sequencer="02")),
+        "{bad",
     )
     # When
     report = run(fake_cdn, event, UnreachableLedger(fail="claim"))
@@ -168,7 +190,9 @@ def test_no_claim_no_purge_every_record_returned_for_redelivery(fake_cdn: FakeCD
 
 def test_a_purge_that_could_not_be_recorded_is_acknowledged_and_reported(fake_cdn: FakeCDN) -> None:
     report = run(
-        fake_cdn, sqs_event(s3_notification(BUCKET, "articles/a.html", "01")), UnreachableLedger(fail="complete")
+        fake_cdn,
+        sqs_event(s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="01"))),
+        UnreachableLedger(fail="complete"),
     )
     assert report.response() == {"batchItemFailures": []}
     assert [f.operation for f in report.run.ledger_failures] == ["complete"]
@@ -185,7 +209,7 @@ def test_failures_are_classified_permanent_only_when_no_retry_can_help(
     clock = SimulatedClock()
     executor = Executor(providers, clock=clock, sleep=clock.sleep, max_attempts=2)
     specs = {name: p.spec for name, p in providers.items()}
-    event = sqs_event(s3_notification(BUCKET, "articles/a.html", "01"))
+    event = sqs_event(s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="01")))
     report = BatchReport(
         run_batch(event, config=config, specs=specs, ledger=MemoryLedger(), executor=executor, deadline=1e12)
     )
@@ -196,10 +220,12 @@ def test_failures_are_classified_permanent_only_when_no_retry_can_help(
 def test_repurge_candidates_are_s3_changes_purged_everywhere_by_this_batch(fake_cdn: FakeCDN) -> None:
     # Given: an S3 change, a published change, and an S3 change already purged earlier
     ledger = MemoryLedger()
-    run(fake_cdn, sqs_event(s3_notification(BUCKET, "docs/old.html", "01")), ledger)
+    run(fake_cdn, sqs_event(s3_notification(s3_record(BUCKET, "docs/old.html", sequencer="01"))), ledger)
     published = {"Type": "Notification", "MessageId": "sns-1", "Message": json.dumps({"keys": ["home"]})}
     event = sqs_event(
-        s3_notification(BUCKET, "docs/new.html", "02"), published, s3_notification(BUCKET, "docs/old.html", "01")
+        s3_notification(s3_record(BUCKET, "docs/new.html", sequencer="02")),
+        published,
+        s3_notification(s3_record(BUCKET, "docs/old.html", sequencer="01")),
     )
     # When
     report = run(fake_cdn, event, ledger)
@@ -210,7 +236,7 @@ def test_repurge_candidates_are_s3_changes_purged_everywhere_by_this_batch(fake_
 def test_a_repurge_message_purges_again_under_its_own_ids(fake_cdn: FakeCDN) -> None:
     # Given: a change purged, then its re-purge message
     ledger = MemoryLedger()
-    first = run(fake_cdn, sqs_event(s3_notification(BUCKET, "docs/a b.html", "01")), ledger)
+    first = run(fake_cdn, sqs_event(s3_notification(s3_record(BUCKET, "docs/a b.html", sequencer="01"))), ledger)
     ((body, ids),) = repurge_messages(candidates(first))
     # When
     second = run(fake_cdn, sqs_event(body), ledger)

@@ -11,6 +11,14 @@ from cdnpurge.providers.http import HttpProvider
 from cdnpurge.providers.registry import specs
 from cdnpurge.providers.spec import Capabilities, ProviderSpec
 
+# Fastly (keys and URLs) next to Medianova (paths only)
+FASTLY_AND_MEDIANOVA = """
+        providers:
+          - {name: fastly, kind: fastly, service_id: S1, hosts: [www.example.com]}
+          - {name: medianova, kind: medianova, organization_uuid: 550e8400-e29b-41d4-a716-446655440000,
+             resource_uuid: 660f9511-f30c-52e5-b827-557766551111}
+"""
+
 
 def fastly_spec(hosts: tuple[str, ...] = ("www.example.com",), soft: bool = False) -> dict[str, ProviderSpec]:
     host_list = json.dumps(list(hosts))
@@ -134,14 +142,7 @@ def test_byte_limited_chunks_are_packed_first_fit_decreasing_to_the_lower_bound(
 
 def test_targets_without_named_providers_go_to_the_providers_that_can_express_them() -> None:
     # Given: Fastly (keys, URLs) next to Medianova (paths only), and a rule/event naming no provider
-    config = config_from(
-        """
-        providers:
-          - {name: fastly, kind: fastly, service_id: S1, hosts: [www.example.com]}
-          - {name: medianova, kind: medianova, organization_uuid: 550e8400-e29b-41d4-a716-446655440000,
-             resource_uuid: 660f9511-f30c-52e5-b827-557766551111}
-        """
-    )
+    config = config_from(FASTLY_AND_MEDIANOVA)
     items = routed(TargetKind.KEY, ["home"]) + routed(TargetKind.PATH, ["/a"]) + routed(TargetKind.HOST, ["x.com"])
     # When
     result = plan(items, specs(config.providers))
@@ -170,11 +171,8 @@ def test_a_provider_named_explicitly_that_cannot_express_a_target_is_a_plan_erro
 def test_a_rule_naming_providers_sends_each_target_to_those_of_them_that_can_express_it() -> None:
     # Given: a rule naming Fastly and Medianova for an article's surrogate key and path
     config = config_from(
-        """
-        providers:
-          - {name: fastly, kind: fastly, service_id: S1, hosts: [www.example.com]}
-          - {name: medianova, kind: medianova, organization_uuid: 550e8400-e29b-41d4-a716-446655440000,
-             resource_uuid: 660f9511-f30c-52e5-b827-557766551111}
+        FASTLY_AND_MEDIANOVA
+        + """
           - {name: other, kind: medianova, organization_uuid: 550e8400-e29b-41d4-a716-446655440000,
              resource_uuid: 660f9511-f30c-52e5-b827-557766551111}
         """

@@ -38,6 +38,8 @@ class Decoded:
     changes: tuple[Change, ...]
     errors: tuple[DecodeFailure, ...]
     ignored: tuple[str, ...]  # "<source id>: <reason>" for records acknowledged without a change
+    # SQS records the storm fast path decoded: what tells a slow storm from a fast one, not what was decoded.
+    fast_path_records: int = field(default=0, compare=False)
 
 
 class MalformedError(CdnpurgeError):
@@ -80,6 +82,8 @@ class Sink:
     changes: list[Change] = field(default_factory=list)
     errors: list[DecodeFailure] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    fast_path: bool = True
+    fast_path_records: int = 0
 
     def error(self, origin: Origin, message: str) -> None:
         self.errors.append(DecodeFailure(source_id=origin.error_id, message=f"{origin.label}: {message}"))
@@ -88,7 +92,12 @@ class Sink:
         self.ignored.append(f"{origin.error_id}: {reason}")
 
     def result(self) -> Decoded:
-        return Decoded(changes=tuple(self.changes), errors=tuple(self.errors), ignored=tuple(self.ignored))
+        return Decoded(
+            changes=tuple(self.changes),
+            errors=tuple(self.errors),
+            ignored=tuple(self.ignored),
+            fast_path_records=self.fast_path_records,
+        )
 
 
 def guarded(sink: Sink, origin: Origin, decode: Callable[[], None]) -> None:
