@@ -1,7 +1,7 @@
 """The provider registry: configuration `kind` -> adapter class.
 
-Adding a CDN means adding one module here (plus its fake-server behaviour and contract tests);
-the planner, executor, CLI and configuration pick it up from this table.
+Adding a CDN means adding one module and one line here (plus its fake-server behaviour and its contract test
+file); the planner, executor, configuration, CLI help and README table pick it up from this table.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from cdnpurge.providers.f5xc import F5xcProvider
 from cdnpurge.providers.fastly import FastlyProvider
 from cdnpurge.providers.gotipath import GotipathProvider
 from cdnpurge.providers.medianova import MedianovaProvider
-from cdnpurge.providers.spec import ProviderSettings, ProviderSpec
+from cdnpurge.providers.spec import ProviderDocs, ProviderSettings, ProviderSpec
 
 
 class ProviderFactory(Protocol):
@@ -30,6 +30,9 @@ class ProviderFactory(Protocol):
 
     @property
     def settings_model(self) -> type[ProviderSettings]: ...
+
+    @property
+    def docs(self) -> ProviderDocs: ...
 
     def spec_for(self, settings: ProviderSettings) -> ProviderSpec: ...
 
