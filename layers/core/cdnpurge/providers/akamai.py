@@ -224,3 +224,6 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+ADAPTER = AkamaiProvider

@@ -210,3 +210,6 @@ def envelope_message(body: Any) -> str | None:
     first = errors[0]
     text = f"code {first.get('code')}: {str(first.get('message', ''))[:240]}"
     return text + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else "")
+
+
+ADAPTER = CloudflareProvider

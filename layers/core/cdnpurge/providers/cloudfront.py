@@ -299,3 +299,6 @@ def client_error(provider: str, exc: ClientError) -> ProviderError:
         retry_after = IN_PROGRESS_BACKOFF_SECONDS if code.startswith("TooManyInvalidationsInProgress") else None
         return ThrottledError(provider, message, status=status, retry_after=retry_after)
     return error_class(provider, message, status=status)
+
+
+ADAPTER = CloudFrontProvider

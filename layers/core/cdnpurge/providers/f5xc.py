@@ -127,3 +127,6 @@ class F5xcProvider(HttpProvider):
                 self.name, f"unexpected purge_request_id {str(purge_id)[:100]}", status=response.status_code
             )
         return PurgeResult(provider_id=None if purge_id is None else str(purge_id), detail="accepted")
+
+
+ADAPTER = F5xcProvider

@@ -135,3 +135,6 @@ class FastlyProvider(HttpProvider):
             return max(0.0, float(reset) - time.time()) if reset else None
         except ValueError:
             return None
+
+
+ADAPTER = FastlyProvider

@@ -113,3 +113,6 @@ class GotipathProvider(HttpProvider):
             )
             return f"{message} ({details})"[:300]
         return message
+
+
+ADAPTER = GotipathProvider

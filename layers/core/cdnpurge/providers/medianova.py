@@ -144,3 +144,6 @@ class MedianovaProvider(HttpProvider):
             message = body.get("message") or body.get("error") or json.dumps(body)[:200]
             raise RejectedError(self.name, str(message), status=response.status_code)
         return body
+
+
+ADAPTER = MedianovaProvider
