@@ -48,6 +48,7 @@ KINDS = (
     "cloudfront",
     "cloudflare",
     "akamai",
+    "bunny",
 )
 
 
