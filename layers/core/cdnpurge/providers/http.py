@@ -54,8 +54,10 @@ class HttpProvider(DeclaredProvider, ABC):
     """Shared HTTP flow for every httpx-based adapter (template method).
 
     Subclasses set `kind`, `label`, `settings_model`, `default_base_url`, `declared` and `docs`, and implement
-    `build_request` (only ever called with a declared kind) and `read_response`; they may override
-    `retry_after`, `error_class` and `error_message`. Only paths under the base URL are ever called.
+    `auth_headers`, `build_request` (only ever called with a declared kind and an allowed number of targets)
+    and `read_response` (`response_object` / `response_json` read the body); they may override `base_url_for`,
+    `request_auth`, `retry_after`, `rate_signal`, `error_class` and `error_message`. Only paths under the base
+    URL are ever called.
     """
 
     default_base_url: ClassVar[str]
