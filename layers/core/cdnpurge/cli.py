@@ -25,6 +25,7 @@ from cdnpurge.models import Change, Escalation, Plan, PurgeRequest, RoutedTarget
 from cdnpurge.pipeline import preview
 from cdnpurge.plan import plan
 from cdnpurge.providers.base import PurgeResult
+from cdnpurge.providers.docs import purge_examples
 from cdnpurge.providers.errors import ProviderError
 from cdnpurge.providers.registry import REGISTRY, specs
 from cdnpurge.purgers import build_purgers
@@ -34,16 +35,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Targets that name a path, checked for `.`/`..` segments an HTTP client would resolve to another endpoint.
 _PATH_KINDS = frozenset({TargetKind.URL, TargetKind.PATH, TargetKind.PREFIX})
 
-PURGE_EXAMPLES = """\
+PURGE_EXAMPLES = f"""\
 examples (the -p NAME is the provider's `name` in your config; its `kind` decides what it can purge):
-  fastly      cdnpurge purge -c purge.yaml -p fastly --key article-42 --key home --soft
-              cdnpurge purge -c purge.yaml -p fastly --url https://www.example.com/articles/42
-  f5xc        cdnpurge purge -c purge.yaml -p f5 --prefix /img/ --soft      (one call per target)
-  medianova   cdnpurge purge -c purge.yaml -p medianova --path /index.html --prefix /assets/
-  gotipath    cdnpurge purge -c purge.yaml -p gotipath --path '/a.css?v=2'
-  cloudfront  cdnpurge purge -c purge.yaml -p cloudfront --path /index.html --prefix /img/
-  cloudflare  cdnpurge purge -c purge.yaml -p cloudflare --key product-7 --host www.example.com
-  akamai      cdnpurge purge -c purge.yaml -p akamai --url https://www.example.com/ --soft
+{purge_examples()}
   everything  cdnpurge purge -c purge.yaml -p fastly --all --dry-run
 
 Paths become URLs for providers that purge by URL (one per configured host), URLs become paths for

@@ -21,6 +21,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 REDACTED = "<redacted>"
+# The longest a `Fault.release` holds an answer, so a test that never releases cannot hang the server.
+HOLD_LIMIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,9 @@ class Fault:
     # Answer with these bytes as `text/html` and `status` (default 200) instead of the provider's own body:
     # what a proxy or a maintenance page in front of the API sends.
     body: bytes | None = None
+    # Hold the answer until this event is set (at most HOLD_LIMIT_SECONDS): a client's own timeout is tested
+    # by releasing after it gave up, with no sleep and no duration measured in the test.
+    release: threading.Event | None = None
 
 
 class Behaviour:
@@ -201,6 +206,8 @@ class FakeCDN:
         fault = self._next_fault(provider)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
+        if fault is not None and fault.release is not None:
+            fault.release.wait(HOLD_LIMIT_SECONDS)
         if fault is not None and fault.drop:
             self._record(provider, request, 0, behaviour, [])
             return None

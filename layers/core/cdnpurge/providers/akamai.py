@@ -47,7 +47,7 @@ from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.edgegrid import EdgeGridAuth
 from cdnpurge.providers.errors import RejectedError
 from cdnpurge.providers.http import ApiCall, HttpProvider, parse_retry_after
-from cdnpurge.providers.spec import Capabilities, Credentials, ProviderSettings
+from cdnpurge.providers.spec import Capabilities, Credentials, ProviderDocs, ProviderSettings
 
 MAX_BODY_BYTES = 50_000
 BODY_OVERHEAD_BYTES = len('{"objects":[]}')
@@ -99,6 +99,16 @@ class AkamaiProvider(HttpProvider):
     default_base_url = "https://{host}"
     required_credentials = ("client_token", "client_secret", "access_token")
     declared = key_capabilities("tag")
+    docs = ProviderDocs(
+        settings="`host`, `network` (production/staging), `keys_are` (tag/cpcode); `client_token`, "
+        "`client_secret`, `access_token`",
+        purges="url, tag or cpcode; EdgeGrid signed",
+        per_call=f"by body: <= {MAX_BODY_BYTES:,} bytes (never 413)",
+        soft="`invalidate` (soft) / `delete` (hard)",
+        pacing=f"{REQUESTS_PER_SECOND:g}/s burst {REQUEST_BURST}; 429 `X-Ratelimit-*`",
+        example="--url https://www.example.com/ --soft",
+        unverified=UNVERIFIED,
+    )
 
     settings: AkamaiSettings
 
@@ -151,13 +161,11 @@ class AkamaiProvider(HttpProvider):
         objects: list[Any]
         if request.kind is TargetKind.URL:
             object_type, objects = "url", list(request.targets)
-        elif request.kind is TargetKind.KEY and self.settings.keys_are == "tag":
+        elif self.settings.keys_are == "tag":  # TargetKind.KEY
             object_type, objects = "tag", list(request.targets)
-        elif request.kind is TargetKind.KEY:
+        else:
             # `check` has made sure they are numbers.
             object_type, objects = "cpcode", [int(value) for value in request.targets]
-        else:
-            raise RejectedError(self.name, f"target kind {request.kind.value!r} is not supported by Akamai")
         body = {"objects": objects}
         size = len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
         if size > MAX_BODY_BYTES:
@@ -171,12 +179,7 @@ class AkamaiProvider(HttpProvider):
         )
 
     def read_response(self, request: PurgeRequest, response: httpx.Response) -> PurgeResult:
-        try:
-            body: Any = response.json()
-        except ValueError:
-            raise RejectedError(
-                self.name, f"response is not JSON: {response.text[:200]!r}", status=response.status_code
-            ) from None
+        body = self.response_json(response)
         if not isinstance(body, dict) or body.get("httpStatus", response.status_code) != 201:
             raise RejectedError(self.name, f"unexpected response {str(body)[:200]}", status=response.status_code)
         extra = {name: body[name] for name in ("estimatedSeconds", "supportId") if name in body}
@@ -221,3 +224,6 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+ADAPTER = AkamaiProvider

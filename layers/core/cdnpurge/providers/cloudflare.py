@@ -43,7 +43,7 @@ from cdnpurge.models import PurgeRequest, Target, TargetKind
 from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.errors import AuthError, NotFoundError, ProviderError, RejectedError
 from cdnpurge.providers.http import ApiCall, HttpProvider
-from cdnpurge.providers.spec import Capabilities, ProviderSettings
+from cdnpurge.providers.spec import Capabilities, ProviderDocs, ProviderSettings
 
 BASE_URL = "https://api.cloudflare.com/client/v4"
 # The body field carrying each target kind.
@@ -123,6 +123,15 @@ class CloudflareProvider(HttpProvider):
     default_base_url = BASE_URL
     required_credentials = ("token",)
     declared = plan_capabilities("paid")
+    docs = ProviderDocs(
+        settings="`zone_id`, `plan` (free/paid/pro/business/enterprise); `token`",
+        purges="url (`files`), key (`tags`), host, prefix (`host/path`), all",
+        per_call="30 URLs free, 100 paid, 500 enterprise; 100 items",
+        soft="no",
+        pacing="per plan (5/min .. 50/s); 429 `Retry-After`",
+        example="--key product-7 --host www.example.com",
+        unverified=UNVERIFIED,
+    )
 
     settings: CloudflareSettings
 
@@ -158,11 +167,9 @@ class CloudflareProvider(HttpProvider):
         body: dict[str, Any]
         if request.kind is TargetKind.ALL:
             body = {"purge_everything": True}
-        elif request.kind in BODY_FIELDS:
+        else:
             values = [self.render(self.settings, Target(request.kind, value)) for value in request.targets]
             body = {BODY_FIELDS[request.kind]: values}
-        else:
-            raise RejectedError(self.name, f"target kind {request.kind.value!r} is not supported by Cloudflare")
         return ApiCall(
             "POST",
             f"zones/{self.settings.zone_id}/purge_cache",
@@ -171,12 +178,7 @@ class CloudflareProvider(HttpProvider):
         )
 
     def read_response(self, request: PurgeRequest, response: httpx.Response) -> PurgeResult:
-        try:
-            body: Any = response.json()
-        except ValueError:
-            raise RejectedError(
-                self.name, f"response is not JSON: {response.text[:200]!r}", status=response.status_code
-            ) from None
+        body = self.response_json(response)
         if not isinstance(body, dict) or body.get("success") is not True:
             message = envelope_message(body) or f"unexpected response {str(body)[:200]}"
             raise RejectedError(self.name, message, status=response.status_code)
@@ -208,3 +210,6 @@ def envelope_message(body: Any) -> str | None:
     first = errors[0]
     text = f"code {first.get('code')}: {str(first.get('message', ''))[:240]}"
     return text + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else "")
+
+
+ADAPTER = CloudflareProvider

@@ -44,7 +44,7 @@ from cdnpurge.providers.errors import (
     UnavailableError,
     error_class_for_status,
 )
-from cdnpurge.providers.spec import Capabilities, DeclaredProvider, ProviderSettings
+from cdnpurge.providers.spec import Capabilities, DeclaredProvider, ProviderDocs, ProviderSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudfront import CloudFrontClient
@@ -153,6 +153,7 @@ class CloudFrontProvider(DeclaredProvider):
     """Invalidations on one distribution. Credentials come from the IAM role (boto3's default chain)."""
 
     kind: ClassVar[str] = "cloudfront"
+    label: ClassVar[str] = "CloudFront"
     settings_model: ClassVar[type[ProviderSettings]] = CloudFrontSettings
     declared: ClassVar[Capabilities] = Capabilities(
         max_targets={
@@ -163,6 +164,21 @@ class CloudFrontProvider(DeclaredProvider):
         asynchronous=True,
         rate_per_second=CALLS_PER_SECOND,
         burst=BURST,
+    )
+    docs: ClassVar[ProviderDocs] = ProviderDocs(
+        settings="`distribution_id`; IAM role, no credentials",
+        purges="path, prefix (`{prefix}*`), all (`/*`); `CallerReference` = request token",
+        per_call=f"{MAX_PATHS_IN_PROGRESS:,} paths, {MAX_WILDCARDS_IN_PROGRESS} wildcards",
+        soft="no",
+        pacing=f"{CALLS_PER_SECOND:g}/s burst {BURST}; `TooManyInvalidationsInProgress` = throttle",
+        example="--path /index.html --prefix /img/",
+        unverified=(
+            "cloudfront: AWS documents no request rate for CreateInvalidation; 1 call/s, burst 5 is a "
+            "conservative default (set rate_per_second)",
+            'cloudfront: moto (the local stand-in) ignores `CallerReference`; the "same reference returns the '
+            "same invalidation\" behaviour is AWS's documented one, asserted by a strict xfail that flags moto "
+            "fixing it",
+        ),
     )
 
     settings: CloudFrontSettings
@@ -283,3 +299,6 @@ def client_error(provider: str, exc: ClientError) -> ProviderError:
         retry_after = IN_PROGRESS_BACKOFF_SECONDS if code.startswith("TooManyInvalidationsInProgress") else None
         return ThrottledError(provider, message, status=status, retry_after=retry_after)
     return error_class(provider, message, status=status)
+
+
+ADAPTER = CloudFrontProvider

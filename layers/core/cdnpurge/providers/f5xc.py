@@ -36,7 +36,7 @@ from cdnpurge.models import PurgeRequest, Target, TargetKind
 from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.errors import RejectedError
 from cdnpurge.providers.http import ApiCall, HttpProvider
-from cdnpurge.providers.spec import Capabilities, ProviderSettings
+from cdnpurge.providers.spec import Capabilities, ProviderDocs, ProviderSettings
 
 BASE_URL_TEMPLATE = "https://{tenant}.console.ves.volterra.io"
 # The field that carries each target kind in the request body.
@@ -50,6 +50,7 @@ UNVERIFIED = (
     "f5xc: `pattern` is assumed to be matched against the URL path; prefixes are sent as `^<prefix>.*`",
     "f5xc: `url` is sent as an absolute URL (the field is described as a URL path, the example is a URL)",
     "f5xc: no documented rate limit; 429 is handled when it comes",
+    "f5xc: the error body shape is undocumented; `message` is read, as for the other XC APIs",
 )
 
 _NAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
@@ -78,6 +79,15 @@ class F5xcProvider(HttpProvider):
         soft_purge=True,
         asynchronous=True,
     )
+    docs = ProviderDocs(
+        settings="`tenant`, `namespace`, `load_balancer`; `token` (`APIToken`)",
+        purges="url, host, prefix (as a path-anchored PCRE `pattern`), all",
+        per_call="1 target",
+        soft="`soft_purge` / `hard_purge`",
+        pacing="on 429",
+        example="--prefix /img/ --soft      (one call per target)",
+        unverified=UNVERIFIED,
+    )
 
     settings: F5xcSettings
 
@@ -96,9 +106,7 @@ class F5xcProvider(HttpProvider):
         return {"Authorization": f"APIToken {self.credentials['token'].get_secret_value()}"}
 
     def build_request(self, request: PurgeRequest) -> ApiCall:
-        field_name = TARGET_FIELDS.get(request.kind)
-        if field_name is None:
-            raise RejectedError(self.name, f"target kind {request.kind.value!r} is not supported by F5 XC")
+        field_name = TARGET_FIELDS[request.kind]
         value: Any = (
             {}
             if request.kind is TargetKind.ALL
@@ -112,17 +120,13 @@ class F5xcProvider(HttpProvider):
         return ApiCall("POST", path, body=body, headers={"Content-Type": "application/json"})
 
     def read_response(self, request: PurgeRequest, response: httpx.Response) -> PurgeResult:
-        try:
-            body: Any = response.json() if response.content else {}
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise RejectedError(
-                self.name, f"unexpected response body {response.text[:200]!r}", status=response.status_code
-            )
+        body = self.response_object(response)
         purge_id = body.get("purge_request_id")
         if purge_id is not None and (isinstance(purge_id, bool) or not isinstance(purge_id, int | str)):
             raise RejectedError(
                 self.name, f"unexpected purge_request_id {str(purge_id)[:100]}", status=response.status_code
             )
         return PurgeResult(provider_id=None if purge_id is None else str(purge_id), detail="accepted")
+
+
+ADAPTER = F5xcProvider

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -24,7 +24,7 @@ from cdnpurge.models import PurgeRequest, Target, TargetKind
 from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.errors import RejectedError
 from cdnpurge.providers.http import ApiCall, HttpProvider, parse_retry_after
-from cdnpurge.providers.spec import Capabilities, ProviderSettings
+from cdnpurge.providers.spec import Capabilities, ProviderDocs, ProviderSettings
 from cdnpurge.urls import dot_segment_problem, may_hold_dot_segment
 
 BASE_URL = "https://api.fastly.com"
@@ -64,6 +64,14 @@ class FastlyProvider(HttpProvider):
         rate_per_second=PURGES_PER_SECOND,
         burst=10,
     )
+    docs = ProviderDocs(
+        settings="`service_id`; credential `token`",
+        purges="url, key (one, or bulk in a JSON body), all (never soft)",
+        per_call=f"url 1, key {MAX_KEYS_PER_CALL}, all 1",
+        soft="`Fastly-Soft-Purge: 1`",
+        pacing="~27.8/s (100,000/h); 429 `Fastly-RateLimit-Reset`",
+        example="--key article-42 --key home --soft",
+    )
 
     settings: FastlySettings
 
@@ -97,19 +105,10 @@ class FastlyProvider(HttpProvider):
             if len(request.targets) == 1:
                 return ApiCall("POST", f"{service}/purge/{key_purge_segment(request.targets[0])}", headers=headers)
             return ApiCall("POST", f"{service}/purge", body={"surrogate_keys": list(request.targets)}, headers=headers)
-        if request.kind is TargetKind.ALL:
-            return ApiCall("POST", f"{service}/purge_all")
-        raise RejectedError(self.name, f"target kind {request.kind.value!r} is not supported by Fastly")
+        return ApiCall("POST", f"{service}/purge_all")  # TargetKind.ALL, the last declared kind
 
     def read_response(self, request: PurgeRequest, response: httpx.Response) -> PurgeResult:
-        try:
-            body: Any = response.json() if response.content else {}
-        except ValueError:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not text
-            raise RejectedError(
-                self.name, f"response is not JSON: {response.text[:200]!r}", status=response.status_code
-            ) from None
-        if not isinstance(body, dict):
-            raise RejectedError(self.name, f"unexpected response body {str(body)[:200]}", status=response.status_code)
+        body = self.response_object(response)
         if "status" in body:
             if body["status"] != "ok":
                 raise RejectedError(self.name, f"purge status {body['status']!r}", status=response.status_code)
@@ -136,3 +135,6 @@ class FastlyProvider(HttpProvider):
             return max(0.0, float(reset) - time.time()) if reset else None
         except ValueError:
             return None
+
+
+ADAPTER = FastlyProvider

@@ -30,9 +30,8 @@ from pydantic import Field
 
 from cdnpurge.models import PurgeRequest, TargetKind
 from cdnpurge.providers.base import PurgeResult
-from cdnpurge.providers.errors import RejectedError
 from cdnpurge.providers.http import ApiCall, HttpProvider
-from cdnpurge.providers.spec import Capabilities, ProviderSettings
+from cdnpurge.providers.spec import Capabilities, ProviderDocs, ProviderSettings
 
 BASE_URL = "https://apistream.gotipath.com/v1"
 # Conservative defaults: Gotipath documents that purges are rate and size limited, not the numbers.
@@ -44,6 +43,7 @@ UNVERIFIED = (
     "gotipath: purge by pattern/prefix is undocumented and not offered",
     f"gotipath: limits are undocumented; defaults {DEFAULT_MAX_PATHS} paths per call and "
     f"{DEFAULT_RATE_PER_SECOND:g} call/s (lower them with max_targets / rate_per_second)",
+    "gotipath: the error body shape is undocumented; `message` and per-field `errors` are read",
 )
 
 
@@ -63,6 +63,15 @@ class GotipathProvider(HttpProvider):
         rate_per_second=DEFAULT_RATE_PER_SECOND,
         burst=1,
     )
+    docs = ProviderDocs(
+        settings="`distribution_id`; `client_id`, `library_id`, `api_key` (+ optional `bearer_token`)",
+        purges="path (`type: url`), all",
+        per_call=f"{DEFAULT_MAX_PATHS} (configurable)",
+        soft="no",
+        pacing=f"{DEFAULT_RATE_PER_SECOND:g}/s (configurable)",
+        example="--path '/a.css?v=2'",
+        unverified=UNVERIFIED,
+    )
 
     settings: GotipathSettings
 
@@ -80,22 +89,13 @@ class GotipathProvider(HttpProvider):
     def build_request(self, request: PurgeRequest) -> ApiCall:
         if request.kind is TargetKind.ALL:
             body: dict[str, Any] = {"type": "all", "paths": []}
-        elif request.kind is TargetKind.PATH:
+        else:  # TargetKind.PATH
             body = {"type": URL_PURGE_TYPE, "paths": list(request.targets)}
-        else:
-            raise RejectedError(self.name, f"target kind {request.kind.value!r} is not supported by Gotipath")
         path = f"distributions/{quote(self.settings.distribution_id, safe='')}/purges"
         return ApiCall("POST", path, body=body, headers={"Content-Type": "application/json"})
 
     def read_response(self, request: PurgeRequest, response: httpx.Response) -> PurgeResult:
-        try:
-            body: Any = response.json() if response.content else {}
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise RejectedError(
-                self.name, f"unexpected response body {response.text[:200]!r}", status=response.status_code
-            )
+        body = self.response_object(response)
         purge_id = body.get("id")
         return PurgeResult(provider_id=None if purge_id is None else str(purge_id))
 
@@ -113,3 +113,6 @@ class GotipathProvider(HttpProvider):
             )
             return f"{message} ({details})"[:300]
         return message
+
+
+ADAPTER = GotipathProvider

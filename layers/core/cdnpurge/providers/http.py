@@ -1,8 +1,9 @@
 """The shared HTTP flow of every httpx-based adapter (template method).
 
-`HttpProvider` owns what every HTTP CDN API needs alike: base URL pinning, the auth hook, dot-segment refusal,
-error mapping, `Retry-After` and rate-limit headers. The way Powertools' persistence base owns its flow, an
-adapter only builds the request (`build_request`) and reads the response (`read_response`).
+`HttpProvider` owns what every HTTP CDN API needs alike: base URL pinning, the auth hook, refusing a kind the
+adapter does not declare or more targets than one call takes, dot-segment refusal, error mapping, reading a
+JSON body (`response_object`), `Retry-After` and rate-limit headers. The way Powertools' persistence base owns
+its flow, an adapter only builds the request (`build_request`) and reads the response (`read_response`).
 """
 
 from __future__ import annotations
@@ -52,14 +53,13 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 class HttpProvider(DeclaredProvider, ABC):
     """Shared HTTP flow for every httpx-based adapter (template method).
 
-    Subclasses set `kind`, `label`, `settings_model`, `default_base_url` and `declared`, and implement
-    `build_request` and `read_response`; they may override `auth_headers`, `retry_after` and
-    `error_message`. Only paths under the base URL are ever called.
+    Subclasses set `kind`, `label`, `settings_model`, `default_base_url`, `declared` and `docs`, and implement
+    `auth_headers`, `build_request` (only ever called with a declared kind and an allowed number of targets)
+    and `read_response` (`response_object` / `response_json` read the body); they may override `base_url_for`,
+    `request_auth`, `retry_after`, `rate_signal`, `error_class` and `error_message`. Only paths under the base
+    URL are ever called.
     """
 
-    kind: ClassVar[str]
-    label: ClassVar[str]  # the CDN's name in messages ("Cloudflare")
-    settings_model: ClassVar[type[ProviderSettings]]
     default_base_url: ClassVar[str]
     required_credentials: ClassVar[tuple[str, ...]] = ()
 
@@ -84,7 +84,7 @@ class HttpProvider(DeclaredProvider, ABC):
 
     @abstractmethod
     def build_request(self, request: PurgeRequest) -> ApiCall:
-        """Turn a planned request into one API call (path relative to the base URL)."""
+        """Turn a planned request of a declared kind into one API call (path relative to the base URL)."""
 
     @abstractmethod
     def read_response(self, request: PurgeRequest, response: httpx.Response) -> PurgeResult:
@@ -145,12 +145,12 @@ class HttpProvider(DeclaredProvider, ABC):
         return result if wait is None or result.rate_wait is not None else replace(result, rate_wait=wait)
 
     def check(self, request: PurgeRequest) -> None:
-        """Refuse, before any call, a request the planner would not have made: more targets than one call
-        takes, or a target `render` cannot express. The API would refuse it whole, failing every change in it.
-        Kinds the adapter does not declare are left to `build_request`, which refuses them in its own words."""
+        """Refuse, before any call, a request the planner would not have made: a kind the adapter does not
+        declare, more targets than one call takes, or a target `render` cannot express. The API would refuse
+        it whole, failing every change in it."""
         limit = self.spec.capabilities.max_targets.get(request.kind)
         if limit is None:
-            return
+            raise RejectedError(self.name, f"target kind {request.kind.value!r} is not supported by {self.label}")
         if not 1 <= len(request.targets) <= limit:
             raise RejectedError(
                 self.name,
@@ -195,6 +195,25 @@ class HttpProvider(DeclaredProvider, ABC):
                 self.name, message, status=response.status_code, retry_after=self.retry_after(response)
             )
         raise error_class(self.name, message, status=response.status_code)
+
+    def response_json(self, response: httpx.Response) -> Any:
+        """A 2xx body as JSON (an empty body is `{}`); a body that is not JSON is a `RejectedError` quoting it.
+
+        A proxy or maintenance page answering 2xx in front of the API must become an error the executor
+        handles, never a `JSONDecodeError` escaping it."""
+        try:
+            return response.json() if response.content else {}
+        except ValueError:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not text
+            raise RejectedError(
+                self.name, f"response is not JSON: {response.text[:200]!r}", status=response.status_code
+            ) from None
+
+    def response_object(self, response: httpx.Response) -> dict[str, Any]:
+        """A 2xx body that must be a JSON object (`response_json`, then anything else refused)."""
+        body = self.response_json(response)
+        if not isinstance(body, dict):
+            raise RejectedError(self.name, f"unexpected response body {str(body)[:200]}", status=response.status_code)
+        return body
 
     def close(self) -> None:
         if self._client is not None:

@@ -36,7 +36,7 @@ from cdnpurge.models import PurgeRequest, Target, TargetKind
 from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.errors import RejectedError
 from cdnpurge.providers.http import ApiCall, HttpProvider
-from cdnpurge.providers.spec import Capabilities, ProviderSettings
+from cdnpurge.providers.spec import Capabilities, ProviderDocs, ProviderSettings
 
 BASE_URL = "https://cloud.medianova.com/api/v1"
 MAX_PATHS_PER_CALL = 100
@@ -45,6 +45,7 @@ UNVERIFIED = (
     "medianova: response bodies are undocumented; the job id is read from data.id / id / opID",
     "medianova: no documented rate limit; 429 is handled when it comes",
     "medianova: `*` is assumed to match any characters, `/` included (prefix /img is sent as /img*)",
+    "medianova: a literal `*` inside a path cannot be escaped: it is always a wildcard",
 )
 
 _UUID = r"^[A-Za-z0-9][A-Za-z0-9-]*$"
@@ -86,6 +87,15 @@ class MedianovaProvider(HttpProvider):
         max_targets={TargetKind.PATH: MAX_PATHS_PER_CALL, TargetKind.PREFIX: MAX_PATHS_PER_CALL},
         asynchronous=True,
     )
+    docs = ProviderDocs(
+        settings="`organization_uuid`, `resource_uuid`; `token`",
+        purges="path, prefix (`{prefix}*`); async jobs, `job_status()`",
+        per_call=f"{MAX_PATHS_PER_CALL} paths",
+        soft="no",
+        pacing="on 429",
+        example="--path /index.html --prefix /assets/",
+        unverified=UNVERIFIED,
+    )
 
     settings: MedianovaSettings
 
@@ -103,8 +113,6 @@ class MedianovaProvider(HttpProvider):
         return f"cdn/{org}/job/{resource}/purge"
 
     def build_request(self, request: PurgeRequest) -> ApiCall:
-        if request.kind not in self.declared.max_targets:
-            raise RejectedError(self.name, f"target kind {request.kind.value!r} is not supported by Medianova")
         paths = [self.render(self.settings, Target(request.kind, value)) for value in request.targets]
         body = {"resource_uuid": self.settings.resource_uuid, "file_path": paths}
         return ApiCall("POST", self._jobs_path, body=body, headers={"Content-Type": "application/json"})
@@ -129,15 +137,13 @@ class MedianovaProvider(HttpProvider):
 
     def _json_object(self, response: httpx.Response) -> dict[str, Any]:
         """The response body as an object; a body that says the call failed is a refusal."""
-        try:
-            body: Any = response.json() if response.content else {}
-        except ValueError:
-            raise RejectedError(
-                self.name, f"response is not JSON: {response.text[:200]!r}", status=response.status_code
-            ) from None
+        body = self.response_json(response)
         if not isinstance(body, dict):
             return {"data": body}
         if body.get("status") is False or body.get("success") is False:
             message = body.get("message") or body.get("error") or json.dumps(body)[:200]
             raise RejectedError(self.name, str(message), status=response.status_code)
         return body
+
+
+ADAPTER = MedianovaProvider

@@ -1,25 +1,20 @@
 """The provider registry: configuration `kind` -> adapter class.
 
-Adding a CDN means adding one module here (plus its fake-server behaviour and contract tests);
-the planner, executor, CLI and configuration pick it up from this table.
+Adding a CDN means adding its module `cdnpurge.providers.<kind>` (which names its adapter class `ADAPTER`)
+and one line in `KINDS` (plus its fake-server behaviour and its contract test file); the planner, executor,
+configuration, CLI help and README table pick it up from `REGISTRY`.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from pydantic import SecretStr
 
-from cdnpurge.providers.akamai import AkamaiProvider
 from cdnpurge.providers.base import Provider
-from cdnpurge.providers.cloudflare import CloudflareProvider
-from cdnpurge.providers.cloudfront import CloudFrontProvider
-from cdnpurge.providers.f5xc import F5xcProvider
-from cdnpurge.providers.fastly import FastlyProvider
-from cdnpurge.providers.gotipath import GotipathProvider
-from cdnpurge.providers.medianova import MedianovaProvider
-from cdnpurge.providers.spec import ProviderSettings, ProviderSpec
+from cdnpurge.providers.spec import DeclaredProvider, ProviderDocs, ProviderSettings, ProviderSpec
 
 
 class ProviderFactory(Protocol):
@@ -31,6 +26,9 @@ class ProviderFactory(Protocol):
     @property
     def settings_model(self) -> type[ProviderSettings]: ...
 
+    @property
+    def docs(self) -> ProviderDocs: ...
+
     def spec_for(self, settings: ProviderSettings) -> ProviderSpec: ...
 
     def __call__(
@@ -41,18 +39,29 @@ class ProviderFactory(Protocol):
     ) -> Provider: ...
 
 
-REGISTRY: Mapping[str, ProviderFactory] = {
-    factory.kind: factory
-    for factory in (
-        FastlyProvider,
-        F5xcProvider,
-        MedianovaProvider,
-        GotipathProvider,
-        CloudFrontProvider,
-        CloudflareProvider,
-        AkamaiProvider,
-    )
-}
+# One line per provider, in the order the CLI help and README list them.
+KINDS = (
+    "fastly",
+    "f5xc",
+    "medianova",
+    "gotipath",
+    "cloudfront",
+    "cloudflare",
+    "akamai",
+    "bunny",
+)
+
+
+def adapter_of(kind: str) -> ProviderFactory:
+    """The adapter class `ADAPTER` of the module `cdnpurge.providers.<kind>`, checked to be one of that kind."""
+    module = importlib.import_module(f"cdnpurge.providers.{kind}")
+    adapter = getattr(module, "ADAPTER", None)
+    if not (isinstance(adapter, type) and issubclass(adapter, DeclaredProvider) and adapter.kind == kind):
+        raise TypeError(f"cdnpurge.providers.{kind}.ADAPTER must be the adapter class of kind {kind!r}")
+    return cast(ProviderFactory, adapter)
+
+
+REGISTRY: Mapping[str, ProviderFactory] = {kind: adapter_of(kind) for kind in KINDS}
 
 
 def specs(providers: Iterable[ProviderSettings]) -> dict[str, ProviderSpec]:

@@ -2,7 +2,8 @@
 
 Built from configuration alone (no credentials, no client, no httpx or boto3), so `cdnpurge plan` works
 offline and importing the planner loads no adapter. `DeclaredProvider` is what every adapter shares, HTTP
-or not: its declared `Capabilities` narrowed by the settings into a `ProviderSpec`.
+or not: its declared `Capabilities` narrowed by the settings into a `ProviderSpec`, and its `ProviderDocs`,
+from which the CLI's examples and the README's provider table are generated (`providers.docs`).
 """
 
 from __future__ import annotations
@@ -116,10 +117,37 @@ class ProviderSettings(BaseModel):
 Credentials = Mapping[str, SecretStr]
 
 
+@dataclass(frozen=True)
+class ProviderDocs:
+    """What an adapter tells its users, declared next to the code it describes so the two change together.
+
+    `providers.docs` builds the `cdnpurge purge --help` examples and the README's provider table from these
+    (a test fails when README.md is out of step), so adding a provider documents it in one place.
+
+    - `settings`: its configuration fields and credential names, as the README table shows them.
+    - `purges`: the kinds it purges and how they go on the wire.
+    - `per_call`, `soft`, `pacing`: its per-call limits, soft-purge mechanism and declared pacing.
+    - `example`: the arguments of one `cdnpurge purge` call after `-p NAME` (one line in the CLI help).
+    - `unverified`: what the vendor's documentation leaves open and the adapter assumes (one line each).
+    """
+
+    settings: str
+    purges: str
+    per_call: str
+    soft: str
+    pacing: str
+    example: str
+    unverified: tuple[str, ...] = ()
+
+
 class DeclaredProvider:
     """What every adapter shares, HTTP or not: its declared capabilities turned into a `ProviderSpec`."""
 
+    kind: ClassVar[str]
+    label: ClassVar[str]  # the CDN's name in messages ("Cloudflare")
+    settings_model: ClassVar[type[ProviderSettings]]
     declared: ClassVar[Capabilities]
+    docs: ClassVar[ProviderDocs]
 
     @classmethod
     def capabilities_for(cls, settings: ProviderSettings) -> Capabilities:
