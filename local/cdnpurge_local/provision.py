@@ -3,8 +3,9 @@
 Everything is read from the template (properties, parameter defaults, intrinsic functions), so the local
 stack cannot drift from what ``sam deploy`` creates: a property this module does not know is an error,
 not a silent difference. Supported resource types are the ones the data flow needs (SQS queues and queue
-policies, the SNS topic and subscription, EventBridge rules and targets, the DynamoDB table); the others
-(function, layer, log group, alarms) have no local counterpart and are skipped.
+policies, the SNS topic and subscription, EventBridge rules and targets, the DynamoDB table, the KMS key
+the topic is encrypted with); the others (function, layer, log group, alarms, dashboard, topic policy)
+have no local counterpart and are skipped.
 
 The content bucket is a parameter in the template (an existing bucket); it is created here with
 EventBridge notifications enabled, which is the prerequisite the template documents.
@@ -26,6 +27,8 @@ from cdnpurge_local.cfn import Evaluator, TemplateError, creation_order, load_te
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_kms import KMSClient
+    from mypy_boto3_kms.type_defs import TagTypeDef as KmsTagTypeDef
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
@@ -104,6 +107,7 @@ class _Clients:
     events: EventBridgeClient
     s3: S3Client
     dynamodb: DynamoDBClient
+    kms: KMSClient
 
 
 def _attribute_text(value: Any) -> str:
@@ -172,6 +176,7 @@ _TABLE_CREATE_PROPERTIES: Final = {
     "LocalSecondaryIndexes",
     "ProvisionedThroughput",
 }
+_KMS_KEY_PROPERTIES: Final = {"Description", "EnableKeyRotation", "KeyPolicy", "KeySpec", "KeyUsage", "Tags"}
 # DynamoDB Local has no backups (UpdateContinuousBackups is an unknown operation), encryption or tags.
 _TABLE_NOT_LOCAL: Final = {
     "PointInTimeRecoverySpecification",
@@ -281,6 +286,18 @@ class _Provisioner:
         # DynamoDB Local reports a fixed fake region/account in ARNs; keep the ARN it gives.
         return {"Ref": name, "Arn": table["TableArn"]}
 
+    def _create_key(self, logical_id: str, properties: dict[str, Any]) -> dict[str, str]:
+        _check_properties(logical_id, properties, _KMS_KEY_PROPERTIES)
+        optional = {key: properties[key] for key in ("Description", "KeySpec", "KeyUsage") if key in properties}
+        tags: list[KmsTagTypeDef] = [
+            {"TagKey": tag["Key"], "TagValue": tag["Value"]} for tag in properties.get("Tags", [])
+        ]
+        kms = self._clients.kms
+        key = kms.create_key(Policy=json.dumps(properties["KeyPolicy"]), Tags=tags, **optional)["KeyMetadata"]
+        if properties.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=key["KeyId"])
+        return {"Ref": key["KeyId"], "Arn": key["Arn"], "KeyId": key["KeyId"]}
+
     _CREATORS: ClassVar[Mapping[str, Callable[[_Provisioner, str, dict[str, Any]], dict[str, str]]]] = {
         "AWS::SQS::Queue": _create_queue,
         "AWS::SQS::QueuePolicy": _create_queue_policy,
@@ -288,6 +305,7 @@ class _Provisioner:
         "AWS::SNS::Subscription": _create_subscription,
         "AWS::Events::Rule": _create_rule,
         "AWS::DynamoDB::Table": _create_table,
+        "AWS::KMS::Key": _create_key,
     }
 
 
@@ -350,6 +368,7 @@ def provision(
         events=moto("events"),
         s3=moto("s3"),
         dynamodb=local_client(session, "dynamodb", endpoint=dynamodb_endpoint, region=region),
+        kms=moto("kms"),
     )
     account_id: str = moto("sts").get_caller_identity()["Account"]
     pseudo: dict[str, str | list[str]] = {

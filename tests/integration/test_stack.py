@@ -136,6 +136,28 @@ def test_queue_redrives_to_dead_letter_queue_as_the_template_says(stack: LocalSt
     assert principals == {"sns.amazonaws.com", "events.amazonaws.com"}
 
 
+def test_undeliverable_events_dead_letter_to_the_delivery_queue_as_the_template_says(stack: LocalStack) -> None:
+    # Given the provisioned delivery dead-letter queue
+    delivery_dlq = stack.resources.physical_ids["DeliveryDeadLetterQueue"]
+    sqs, events, sns = stack.client("sqs"), stack.client("events"), stack.client("sns")
+    attributes = sqs.get_queue_attributes(QueueUrl=delivery_dlq, AttributeNames=["QueueArn", "Policy"])["Attributes"]
+
+    # Then both rules' targets retry, then dead-letter there; so does the SNS subscription
+    for rule in (stack.resources.object_changed_rule_name, stack.resources.content_published_rule_name):
+        (target,) = events.list_targets_by_rule(Rule=rule)["Targets"]
+        assert target["DeadLetterConfig"] == {"Arn": attributes["QueueArn"]}
+        assert target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+    subscription = sns.get_subscription_attributes(SubscriptionArn=stack.resources.subscription_arn)["Attributes"]
+    assert json.loads(subscription["RedrivePolicy"]) == {"deadLetterTargetArn": attributes["QueueArn"]}
+    # And only those senders may use it
+    policy = json.loads(attributes["Policy"])
+    assert {s["Principal"]["Service"] for s in policy["Statement"]} == {"sns.amazonaws.com", "events.amazonaws.com"}
+    # And the topic is encrypted with the stack's key
+    topic = sns.get_topic_attributes(TopicArn=stack.resources.topic_arn)["Attributes"]
+    key = stack.client("kms").describe_key(KeyId=topic["KmsMasterKeyId"])["KeyMetadata"]
+    assert key["KeyId"] == stack.resources.physical_ids["TopicKey"]
+
+
 def test_s3_put_reaches_queue_as_eventbridge_object_created(stack: LocalStack) -> None:
     # Given a key with a space and a plus (URL-encoded in the event, as S3 notifications are)
     key = f"articles/hello world+{uuid.uuid4().hex[:8]}.html"
