@@ -22,7 +22,7 @@ from cdnpurge_local.fakecdn.targets import scopes
 if TYPE_CHECKING:
     from mypy_boto3_cloudfront import CloudFrontClient
 
-PAGE_SIZE = "100"
+PAGE_SIZE = 100
 
 
 class UnknownInvalidationError(LookupError):
@@ -63,15 +63,10 @@ class CloudFrontWatcher:
 
     def _list_ids(self) -> list[str]:
         ids: list[str] = []
-        marker = ""
-        while True:
-            page = self._cloudfront.list_invalidations(
-                DistributionId=self.distribution_id, Marker=marker, MaxItems=PAGE_SIZE
-            )["InvalidationList"]
-            ids.extend(item["Id"] for item in page.get("Items", []))
-            if not page.get("IsTruncated") or not page.get("NextMarker"):
-                return ids
-            marker = page["NextMarker"]
+        paginator = self._cloudfront.get_paginator("list_invalidations")
+        for page in paginator.paginate(DistributionId=self.distribution_id, PaginationConfig={"PageSize": PAGE_SIZE}):
+            ids.extend(item["Id"] for item in page["InvalidationList"].get("Items", []))
+        return ids
 
     def get_invalidation(self, invalidation_id: str) -> dict[str, Any]:
         """boto3's `get_invalidation` answer with the status the edge lives by (`InProgress`/`Completed`)."""

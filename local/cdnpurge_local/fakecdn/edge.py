@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cdnpurge_local.fakecdn.clock import Clock
-from cdnpurge_local.fakecdn.origin import Origin, OriginObject
+from cdnpurge_local.fakecdn.origin import Origin, OriginError, OriginObject
 from cdnpurge_local.fakecdn.server import FakeCDN
 from cdnpurge_local.fakecdn.targets import Scope, scopes
 
@@ -179,7 +179,10 @@ class Edge:
             if copy is not None and not copy.stale:
                 status = CacheStatus.HIT
             else:
-                current = self.origin.fetch(host, path)
+                try:
+                    current = self.origin.fetch(host, path)
+                except OriginError as exc:
+                    return EdgeResponse(502, f"origin error: {exc}".encode(), {"Content-Type": "text/plain"})
                 if current is None:
                     self._cache.pop((host, path), None)
                     return EdgeResponse(404, b"Not Found", {"Content-Type": "text/plain", "X-Cache": "MISS"})

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from cdnpurge_local.fakecdn.clock import Clock
 
@@ -41,9 +41,14 @@ class OriginObject:
     tags: tuple[str, ...] = ()
 
 
+class OriginError(RuntimeError):
+    """The origin failed to answer (not a missing object): the edge answers 502, as a CDN does."""
+
+
 class Origin(Protocol):
     def fetch(self, host: str, path: str) -> OriginObject | None:
-        """The current object behind `path` (percent-encoded, query included) on `host`, or None."""
+        """The current object behind `path` (percent-encoded, query included) on `host`, or None;
+        raises `OriginError` when the origin cannot say."""
         ...
 
 
@@ -71,16 +76,20 @@ class S3Origin:
         self.index_document = index_document
 
     def fetch(self, host: str, path: str) -> OriginObject | None:
+        key = object_key(path, self.index_document)
         try:
-            answer = self._s3.get_object(Bucket=self.bucket, Key=object_key(path, self.index_document))
+            answer = self._s3.get_object(Bucket=self.bucket, Key=key)
+            body = answer["Body"].read()
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
                 return None
-            raise
+            raise OriginError(f"s3://{self.bucket}/{key}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise OriginError(f"s3://{self.bucket}/{key}: {exc}") from exc
         return OriginObject(
-            body=answer["Body"].read(),
+            body=body,
             etag=answer["ETag"],
-            last_modified=answer["LastModified"],
+            last_modified=answer["LastModified"].astimezone(UTC),
             content_type=answer.get("ContentType", "application/octet-stream"),
             tags=tags_from_metadata(answer.get("Metadata", {})),
         )
