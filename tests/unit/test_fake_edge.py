@@ -24,7 +24,7 @@ from cdnpurge_local.fakecdn.f5xc import F5xcBehaviour
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.gotipath import GotipathBehaviour
 from cdnpurge_local.fakecdn.medianova import MedianovaBehaviour
-from cdnpurge_local.fakecdn.origin import MemoryOrigin
+from cdnpurge_local.fakecdn.origin import MemoryOrigin, OriginError, OriginObject
 from cdnpurge_local.fakecdn.server import FakeCDN
 from cdnpurge_local.fakecdn.targets import Scope, ScopeKind, UnknownTargetError, scopes
 
@@ -367,3 +367,22 @@ def test_cloudfront_items_read_as_paths_prefixes_and_case_insensitive_tags() -> 
 def test_a_purged_target_the_edge_cannot_read_is_an_error_not_a_guess(provider: str, described: str) -> None:
     with pytest.raises(UnknownTargetError, match=r"provider|purged"):
         scopes(provider, [described])
+
+
+class UnreachableOrigin:
+    def fetch(self, host: str, path: str) -> OriginObject | None:
+        raise OriginError("s3://bucket/a.html: connection refused")
+
+
+def test_an_origin_failure_is_a_502_and_nothing_is_cached(clock: ManualClock) -> None:
+    edge = Edge("fastly", UnreachableOrigin(), clock)
+    answer = edge.get(WWW, "/a.html")
+    assert (answer.status, answer.body) == (502, b"origin error: s3://bucket/a.html: connection refused")
+    assert edge.cached(WWW, "/a.html") is None
+
+
+def test_the_edge_server_stops_answering_after_max_requests(origin: MemoryOrigin, clock: ManualClock) -> None:
+    with EdgeServer(Edge("fastly", origin, clock), max_requests=1) as server:
+        assert view(server, f"https://{WWW}/articles/a.html").status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError):
+            view(server, f"https://{WWW}/articles/a.html")

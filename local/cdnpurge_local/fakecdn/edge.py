@@ -249,8 +249,15 @@ class EdgeServer:
         self.edge = edge
         self.max_requests = max_requests
         self.requests = 0
+        self._count_lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+
+    def count_request(self) -> bool:
+        """Count one request; False once `max_requests` have been answered (then the server stays silent)."""
+        with self._count_lock:
+            self.requests += 1
+            return self.requests <= self.max_requests
 
     @property
     def endpoint(self) -> str:
@@ -300,8 +307,7 @@ class _EdgeHandler(BaseHTTPRequestHandler):
 
     def _answer(self, *, with_body: bool) -> None:
         server = self.edge_server
-        server.requests += 1
-        if server.requests > server.max_requests:
+        if not server.count_request():
             self.close_connection = True
             return
         host = (self.headers.get("Host") or "").partition(":")[0]
