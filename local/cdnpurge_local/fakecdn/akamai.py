@@ -55,8 +55,10 @@ class AkamaiBehaviour(Behaviour):
         burst: int = 1,
         objects_per_second: float | None = None,
         objects_burst: int = 10_000,
+        estimated_seconds: int = 5,
     ) -> None:
         super().__init__(rate_per_second=rate_per_second, burst=burst)
+        self.estimated_seconds = estimated_seconds
         self.client_token = client_token
         self.client_secret = client_secret
         self.access_token = access_token
@@ -181,11 +183,16 @@ class AkamaiBehaviour(Behaviour):
         accepted = {
             "httpStatus": 201,
             "detail": "Request accepted",
-            "estimatedSeconds": 5,
+            "estimatedSeconds": self.estimated_seconds,
             "purgeId": self._id(),
             "supportId": self._id(),
         }
         return FakeResponse(201, accepted), [f"{object_type}:{item} ({operation}, {network})" for item in objects]
+
+    def settles_after(self, response: FakeResponse) -> float:
+        """A purge takes effect when its answer said it would: `estimatedSeconds` after acceptance."""
+        body = response.body if isinstance(response.body, dict) else {}
+        return float(body.get("estimatedSeconds", 0))
 
     def _take_objects(self, object_type: str, count: int) -> FakeResponse | None:
         """The object bucket: all or nothing; a refused request consumes no tokens (as documented)."""

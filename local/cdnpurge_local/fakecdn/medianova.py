@@ -10,6 +10,8 @@ bad listing parameters are 400.
 The seed documents "200" without bodies, so the shapes here are assumptions the adapter must read
 defensively: a created job answers `{"status": true, "data": {"id": opID, ...}}` (`response_shape="data"`),
 `{"id": opID}` (`"flat"`) or `{"opID": opID}` (`"opid"`); errors are `{"status": false, "message": ...}`.
+A job is `pending` until `completion_delay` seconds (on the injected `clock`) have passed, then `completed`;
+the fake edge applies the purge at that moment too (`settles_after`).
 `covered(path)` tells whether a created job purged a path: `*` matches any characters, `/` included (the seed
 allows `*` anywhere, `/images/*.jpg`, without saying what it spans: this is the adapter's assumption too).
 """
@@ -19,8 +21,10 @@ from __future__ import annotations
 import itertools
 import re
 import threading
+import time
 from typing import Any, Literal
 
+from cdnpurge_local.fakecdn.clock import Clock
 from cdnpurge_local.fakecdn.server import Behaviour, FakeRequest, FakeResponse
 
 MAX_PATHS = 100
@@ -51,13 +55,18 @@ class MedianovaBehaviour(Behaviour):
         response_shape: Literal["data", "flat", "opid"] = "data",
         rate_per_second: float | None = None,
         burst: int = 1,
+        completion_delay: float = 0.0,
+        clock: Clock = time.monotonic,
     ) -> None:
         super().__init__(rate_per_second=rate_per_second, burst=burst)
         self.token = token
         self.organization_uuid = organization_uuid
         self.resource_uuid = resource_uuid
         self.response_shape = response_shape
+        self.completion_delay = completion_delay
+        self.clock = clock
         self.jobs: list[dict[str, Any]] = []
+        self._done_at: dict[str, float] = {}  # opID -> when the job completes
         self._ids = itertools.count(1)
         self._jobs_lock = threading.Lock()
 
@@ -74,6 +83,9 @@ class MedianovaBehaviour(Behaviour):
 
     def error(self, status: int) -> FakeResponse:
         return failure(status, f"injected {status}")
+
+    def settles_after(self, response: FakeResponse) -> float:
+        return self.completion_delay
 
     def covered(self, path: str) -> bool:
         """Whether any job created so far purged `path`."""
@@ -113,15 +125,16 @@ class MedianovaBehaviour(Behaviour):
         if relative:
             return failure(422, f"file_path entries must be absolute paths: {relative[:3]}"), []
         op_id = f"00000000-0000-4000-8000-{next(self._ids):012d}"
-        job = {"id": op_id, "opID": op_id, "file_path": paths, "status": "completed"}
+        job = {"id": op_id, "opID": op_id, "file_path": paths, "status": "pending"}
         with self._jobs_lock:
             self.jobs.append(job)
+            self._done_at[op_id] = self.clock() + self.completion_delay
         if self.response_shape == "flat":
             answer: dict[str, Any] = {"id": op_id}
         elif self.response_shape == "opid":
             answer = {"opID": op_id}
         else:
-            answer = {"status": True, "data": {**job, "status": "pending"}}
+            answer = {"status": True, "data": job}
         return FakeResponse(200, answer), [f"path:{p}" for p in paths]
 
     def _list(self, request: FakeRequest) -> FakeResponse:
@@ -135,8 +148,13 @@ class MedianovaBehaviour(Behaviour):
         if not 1 <= limit <= MAX_LIMIT:
             return failure(400, f"limit must be between 1 and {MAX_LIMIT}.")
         op_id = request.query.get("opID", [None])[0]
+        now = self.clock()
         with self._jobs_lock:
-            jobs = [job for job in reversed(self.jobs) if op_id is None or job["opID"] == op_id]
+            jobs = [
+                {**job, "status": "completed" if self._done_at[job["opID"]] <= now else "pending"}
+                for job in reversed(self.jobs)
+                if op_id is None or job["opID"] == op_id
+            ]
         start = (page - 1) * limit
         return FakeResponse(
             200,

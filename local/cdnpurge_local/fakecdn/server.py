@@ -13,7 +13,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -75,6 +75,10 @@ class Fault:
     release: threading.Event | None = None
 
 
+# Told of every accepted purge: (provider, what it purged, seconds until it takes effect at the edges).
+PurgeListener = Callable[[str, tuple[str, ...], float], None]
+
+
 class Behaviour:
     """Base for one provider's API: subclasses implement `route()` and the auth check."""
 
@@ -95,6 +99,13 @@ class Behaviour:
     def route(self, request: FakeRequest) -> tuple[FakeResponse, list[str]]:
         """Answer a well-authorised request; also return the targets it purged."""
         raise NotImplementedError
+
+    def settles_after(self, response: FakeResponse) -> float:
+        """Seconds from accepting a purge until it takes effect at the edges.
+
+        Near-instant by default (Fastly ~150 ms, Cloudflare < 150 ms p50); providers with jobs override it.
+        """
+        return 0.0
 
     def unauthorized(self) -> FakeResponse:
         return FakeResponse(401, {"msg": "Provided credentials are missing or invalid"})
@@ -134,6 +145,7 @@ class FakeCDN:
         self.received: list[Received] = []
         self.throttled = 0
         self._faults: dict[str, list[Fault]] = {}
+        self._purge_listeners: list[PurgeListener] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -148,6 +160,11 @@ class FakeCDN:
     def inject(self, provider: str, fault: Fault) -> None:
         with self._lock:
             self._faults.setdefault(provider, []).append(fault)
+
+    def subscribe(self, listener: PurgeListener) -> None:
+        """Tell `listener` of every purge accepted from now on (the fake edge learns purges this way)."""
+        with self._lock:
+            self._purge_listeners.append(listener)
 
     def received_by(self, provider: str) -> list[Received]:
         with self._lock:
@@ -227,6 +244,11 @@ class FakeCDN:
             with self._lock:
                 self.throttled += 1
         self._record(provider, request, response.status, behaviour, purged, throttled=response.status == 429 or limited)
+        if purged:
+            with self._lock:
+                listeners = list(self._purge_listeners)
+            for listener in listeners:
+                listener(provider, tuple(purged), behaviour.settles_after(response))
         return response
 
     def _record(
