@@ -23,6 +23,8 @@ import boto3
 import yaml
 from botocore.config import Config
 
+from cdnpurge.notifications import set_eventbridge
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_events import EventBridgeClient
@@ -549,10 +551,8 @@ def _create_bucket(s3: S3Client, bucket_name: str, region: str) -> None:
         s3.create_bucket(Bucket=bucket_name)
     else:
         s3.create_bucket(Bucket=bucket_name, CreateBucketConfiguration={"LocationConstraint": region})  # type: ignore[typeddict-item]
-    # The template's documented prerequisite: S3 -> EventBridge notifications on the content bucket.
-    s3.put_bucket_notification_configuration(
-        Bucket=bucket_name, NotificationConfiguration={"EventBridgeConfiguration": {}}
-    )
+    # The template's documented prerequisite, done the README's way: S3 -> EventBridge on the content bucket.
+    set_eventbridge(s3, bucket_name, enabled=True)
 
 
 def provision(
