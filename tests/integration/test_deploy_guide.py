@@ -91,7 +91,8 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delitem(DEFAULT_PROVIDERS, "ssm", raising=False)  # Powertools' cached client: a fresh one
+    for provider in ("ssm", "secrets"):  # Powertools' cached clients: fresh ones read this environment
+        monkeypatch.delitem(DEFAULT_PROVIDERS, provider, raising=False)
     httpx.post(f"{moto_endpoint}/moto-api/reset").raise_for_status()  # each test starts from an empty account
     yield boto3.session.Session()
 
@@ -227,3 +228,17 @@ def test_a_missing_bucket_is_one_line_and_exit_2(
 ) -> None:
     assert main(["enable-eventbridge", "--bucket", "no-such-bucket"], out=io.StringIO()) == 2
     assert capsys.readouterr().err.startswith("cdnpurge: GetBucketNotificationConfiguration failed: NoSuchBucket")
+
+
+def test_a_secret_that_cannot_be_read_names_the_aws_problem(
+    aws: boto3.session.Session, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given: the example configuration, and no secret created yet (step 2 of the guide skipped)
+    # When: a manual purge needs the credential
+    code = main(["purge", "-c", str(ROOT / "examples/fastly.yaml"), "-p", "fastly", "--key", "home"], out=io.StringIO())
+    # Then: one line naming the credential, the secret and what AWS said, before any CDN call
+    assert code == 2
+    assert capsys.readouterr().err.startswith(
+        "cdnpurge: providers.fastly.credentials.token: cannot read secret cdnpurge/fastly: "
+        "GetSecretValue failed: ResourceNotFoundException"
+    )

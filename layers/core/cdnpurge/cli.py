@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from cdnpurge.cli_errors import aws_problem, reader_gone
+from cdnpurge.aws_errors import aws_problem
+from cdnpurge.cli_errors import reader_gone
 from cdnpurge.config import Config, ConfigError, parse_config, read_config_text
 from cdnpurge.credentials import CredentialError, resolve
 from cdnpurge.deploy import parameter_size_warning
