@@ -436,7 +436,7 @@ def _redrive(args: argparse.Namespace, out: TextIO, sqs: Any, clock: Callable[[]
     finally:
         for receipt in held:  # listed by a dry run, or left for the next run: visible again at once
             sqs.change_message_visibility(QueueUrl=args.dlq_url, ReceiptHandle=receipt, VisibilityTimeout=0)
-        progress.finish(counts())
+    progress.finish(counts())
     if returned:
         print(
             f"left {returned} message(s) dead-lettered after this run began: fix their cause, then run again", file=out
