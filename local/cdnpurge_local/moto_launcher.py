@@ -13,6 +13,7 @@ rule in `cdnpurge.events` is exercised end to end. Everything else is moto's own
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 import uuid
 from typing import Any
@@ -61,11 +62,41 @@ def send_event_bridge_message(account_id: str, bucket: Any, event_name: str, key
                 print(f"moto_launcher: delivering S3 event failed: {error!r}", file=sys.stderr)
 
 
+def with_eventbridge_configuration(get_bucket_notification: Any) -> Any:
+    """moto's GetBucketNotificationConfiguration, also returning `EventBridgeConfiguration` when it is on.
+
+    moto 5.x stores it (and sends events by it) but leaves it out of the response; AWS returns it (an
+    empty element), and `cdnpurge enable-eventbridge` reads it to know whether anything needs writing.
+    """
+
+    def get_with_eventbridge(response: Any) -> Any:
+        status, headers, body = get_bucket_notification(response)
+        configuration = response.backend.get_bucket_notification_configuration(response.bucket_name)
+        if configuration is None or configuration.event_bridge is None:
+            return status, headers, body
+        text = body.decode() if isinstance(body, bytes) else str(body)
+        element = "<EventBridgeConfiguration></EventBridgeConfiguration>"
+        if "</NotificationConfiguration>" in text:
+            text = text.replace("</NotificationConfiguration>", f"{element}</NotificationConfiguration>")
+        else:  # no other notification: moto wrote a self-closing <NotificationConfiguration .../>
+            text = re.sub(
+                r"<NotificationConfiguration([^>]*)/>",
+                rf"<NotificationConfiguration\1>{element}</NotificationConfiguration>",
+                text,
+            )
+        headers = {name: value for name, value in headers.items() if name.lower() != "content-length"}
+        return status, headers, text
+
+    return get_with_eventbridge
+
+
 def main() -> None:
     from moto.s3 import notifications
+    from moto.s3.responses import S3Response
     from moto.server import main as moto_main
 
     notifications._send_event_bridge_message = send_event_bridge_message
+    S3Response.get_bucket_notification = with_eventbridge_configuration(S3Response.get_bucket_notification)  # type: ignore[method-assign]
     moto_main(sys.argv[1:])
 
 

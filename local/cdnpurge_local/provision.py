@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 import boto3
 from botocore.config import Config
 
+from cdnpurge.notifications import set_eventbridge
 from cdnpurge_local.cfn import Evaluator, TemplateError, creation_order, load_template, parameter_values
 
 if TYPE_CHECKING:
@@ -332,10 +333,8 @@ def _create_bucket(s3: S3Client, bucket_name: str, region: str) -> None:
         s3.create_bucket(Bucket=bucket_name)
     else:
         s3.create_bucket(Bucket=bucket_name, CreateBucketConfiguration={"LocationConstraint": region})  # type: ignore[typeddict-item]
-    # The template's documented prerequisite: S3 -> EventBridge notifications on the content bucket.
-    s3.put_bucket_notification_configuration(
-        Bucket=bucket_name, NotificationConfiguration={"EventBridgeConfiguration": {}}
-    )
+    # The template's documented prerequisite, done the README's way: S3 -> EventBridge on the content bucket.
+    set_eventbridge(s3, bucket_name, enabled=True)
 
 
 def provision(

@@ -20,7 +20,7 @@ from cdnpurge_local.fakecdn.cloudfront_watch import CloudFrontWatcher, UnknownIn
 from cdnpurge_local.fakecdn.edge import Edge, EdgeServer
 from cdnpurge_local.fakecdn.origin import S3Origin
 from cdnpurge_local.provision import local_client
-from cdnpurge_local.stack import DEFAULT_REGION, MotoServer
+from cdnpurge_local.servers import DEFAULT_REGION, MotoServer
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudfront import CloudFrontClient

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from cdnpurge_local.provision import load_template
-from cdnpurge_local.stack import REPO_ROOT, TEMPLATE_PATH
+from cdnpurge_local.servers import REPO_ROOT
+from cdnpurge_local.stack import TEMPLATE_PATH
 
 NAMESPACE = "CDNPurge"
 CODE_ROOTS = (REPO_ROOT / "layers" / "core" / "cdnpurge", REPO_ROOT / "functions")

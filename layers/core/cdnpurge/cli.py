@@ -4,6 +4,7 @@ cdnpurge validate --config purge.yaml
 cdnpurge plan --config purge.yaml --event events/sqs-s3-put.json --format json
 cdnpurge purge --config purge.yaml --provider fastly --key article-42 --soft
 cdnpurge redrive --dlq-url URL --queue-url URL --dry-run
+cdnpurge enable-eventbridge --bucket my-site-content --dry-run
 """
 
 from __future__ import annotations
@@ -12,18 +13,24 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from cdnpurge.config import Config, ConfigError, load_config
+from cdnpurge.aws_errors import aws_problem
+from cdnpurge.cli_errors import reader_gone
+from cdnpurge.config import Config, ConfigError, parse_config, read_config_text
 from cdnpurge.credentials import CredentialError
 from cdnpurge.deadletter import describe_dead_letter, kept_attributes
+from cdnpurge.deploy import parameter_size_warning
 from cdnpurge.execute import request_token
 from cdnpurge.models import Change, Escalation, Plan, PurgeRequest, RoutedTarget, Target, TargetKind
+from cdnpurge.notifications import set_eventbridge
 from cdnpurge.pipeline import preview
 from cdnpurge.plan import plan
+from cdnpurge.progress import Progress
 from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.docs import purge_examples
 from cdnpurge.providers.errors import ProviderError
@@ -72,6 +79,21 @@ crash can only duplicate it, and the idempotency table absorbs the duplicate. Fi
 """
 # Seconds a message listed by --dry-run stays hidden while the listing pages through the DLQ.
 DRY_RUN_HOLD_SECONDS = 60
+# A progress line on stderr every this many dead letters (or every 10 s) on long redrive runs.
+REDRIVE_PROGRESS_EVERY = 500
+
+EVENTBRIDGE_EXAMPLES = """\
+examples:
+  cdnpurge enable-eventbridge --bucket my-site-content --dry-run    print the merged configuration
+  cdnpurge enable-eventbridge --bucket my-site-content              turn it on (deploy step)
+  cdnpurge disable-eventbridge --bucket my-site-content             turn it off (teardown)
+
+The bucket's notification configuration is read, EventBridgeConfiguration alone is added or removed, and
+the rest is written back as it was (its destinations are not re-validated). Nothing is written when nothing
+changes. Needs s3:GetBucketNotification and s3:PutBucketNotification on the bucket. S3 has no conditional
+write for this document: do not run it while something else edits the bucket's notifications.
+Exit status: 0 done (or nothing to do), 2 usage or AWS error (one line naming it).
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Event-driven CDN purge: plan and run purges the way the PurgeFunction Lambda does.",
         epilog="Configuration schema and examples: see README.md, section 'Configuration'.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     validate = commands.add_parser(
@@ -142,7 +165,30 @@ def build_parser() -> argparse.ArgumentParser:
     redrive.add_argument(
         "--wait-seconds", type=int, default=1, choices=range(21), metavar="S", help="long-poll wait (0-20, default 1)"
     )
+
+    for command, enabled, text in (
+        ("enable-eventbridge", True, "turn the bucket's S3 -> EventBridge delivery on"),
+        ("disable-eventbridge", False, "turn the bucket's S3 -> EventBridge delivery off (teardown)"),
+    ):
+        switch = commands.add_parser(
+            command,
+            help=text,
+            description=f"{text[0].upper()}{text[1:]}, keeping every topic, queue and Lambda notification of "
+            "the bucket as it is (a plain put-bucket-notification-configuration replaces them all). Idempotent.",
+            epilog=EVENTBRIDGE_EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        switch.add_argument("--bucket", required=True, help="the content bucket (template parameter ContentBucketName)")
+        switch.add_argument("--dry-run", action="store_true", help="print the merged configuration, write nothing")
+        switch.set_defaults(eventbridge=enabled)
     return parser
+
+
+def _version() -> str:
+    try:
+        return version("cdnpurge")
+    except PackageNotFoundError:  # the package copied without its metadata (the Lambda layer)
+        return "(version unknown: not installed)"
 
 
 def _positive(text: str) -> int:
@@ -152,15 +198,41 @@ def _positive(text: str) -> int:
     return value
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, sqs: Any = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    out: TextIO | None = None,
+    sqs: Any = None,
+    s3: Any = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Run one command. AWS errors become one line and exit 2; a closed stdout pipe ends the run quietly."""
     out = out or sys.stdout
-    args = build_parser().parse_args(argv)
-    if args.command == "redrive":
-        return _redrive(args, out, sqs)
     try:
-        config = load_config(str(args.config))
+        args = build_parser().parse_args(argv)
+        status = _run(args, out, sqs=sqs, s3=s3, clock=clock)
+        out.flush()
+    except BrokenPipeError:
+        return reader_gone(out)
+    except Exception as exc:
+        problem = aws_problem(exc)
+        if problem is None:
+            raise
+        print(f"cdnpurge: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    return status
+
+
+def _run(args: argparse.Namespace, out: TextIO, *, sqs: Any, s3: Any, clock: Callable[[], float]) -> int:
+    if args.command == "redrive":
+        return _redrive(args, out, sqs, clock)
+    if args.command in ("enable-eventbridge", "disable-eventbridge"):
+        return _eventbridge(args, out, s3)
+    try:
+        text = read_config_text(str(args.config))
+        config = parse_config(text, source=str(args.config))
         if args.command == "validate":
-            return _validate(config, out)
+            return _validate(config, text, out)
         if args.command == "plan":
             return _plan(config, args.event, args.format, out)
         return _purge(config, args, out)
@@ -169,11 +241,14 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, sqs: A
         return EXIT_USAGE
 
 
-def _validate(config: Config, out: TextIO) -> int:
+def _validate(config: Config, text: str, out: TextIO) -> int:
     print(f"configuration OK: {len(config.providers)} provider(s), {len(config.rules)} rule(s)", file=out)
     for name, spec in specs(config.providers).items():
         kinds = ", ".join(f"{kind.value}<={limit}" for kind, limit in spec.capabilities.max_targets.items())
         print(f"  {name}: {kinds}; soft={'yes' if spec.capabilities.soft_purge else 'no'}", file=out)
+    warning = parameter_size_warning(text)
+    if warning:
+        print(f"cdnpurge: warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -296,7 +371,7 @@ def _purge(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_FAILED if failed or the_plan.errors else EXIT_OK
 
 
-def _redrive(args: argparse.Namespace, out: TextIO, sqs: Any) -> int:
+def _redrive(args: argparse.Namespace, out: TextIO, sqs: Any, clock: Callable[[], float]) -> int:
     if args.dlq_url == args.queue_url:
         print("cdnpurge: --dlq-url and --queue-url must be different queues", file=sys.stderr)
         return EXIT_USAGE
@@ -310,6 +385,11 @@ def _redrive(args: argparse.Namespace, out: TextIO, sqs: Any) -> int:
     held: list[str] = []
     seen: set[str] = set()
     started_ms = int(time.time() * 1000)
+    progress = Progress(sys.stderr, "redrive", clock=clock, every=REDRIVE_PROGRESS_EVERY)
+
+    def counts() -> str:
+        return f"{listed} listed" if args.dry_run else f"{listed} listed, {moved} moved, {failed} failed"
+
     try:
         while args.max is None or listed < args.max:
             wanted = 10 if args.max is None else min(10, args.max - listed)
@@ -334,23 +414,24 @@ def _redrive(args: argparse.Namespace, out: TextIO, sqs: Any) -> int:
                 print(f"  {'would move' if args.dry_run else 'moving'} {describe_dead_letter(message)}", file=out)
                 if args.dry_run:
                     held.append(message["ReceiptHandle"])
-                    continue
-                try:
-                    kept = kept_attributes(message)
-                    sqs.send_message(
-                        QueueUrl=args.queue_url,
-                        MessageBody=message["Body"],
-                        **({"MessageAttributes": kept} if kept else {}),
-                    )
-                    sqs.delete_message(QueueUrl=args.dlq_url, ReceiptHandle=message["ReceiptHandle"])
-                except Exception as exc:  # report and carry on: the message stays in the DLQ
-                    failed += 1
-                    print(f"    not moved: {type(exc).__name__}: {exc}", file=out)
-                    continue
-                moved += 1
+                else:
+                    try:
+                        kept = kept_attributes(message)
+                        sqs.send_message(
+                            QueueUrl=args.queue_url,
+                            MessageBody=message["Body"],
+                            **({"MessageAttributes": kept} if kept else {}),
+                        )
+                        sqs.delete_message(QueueUrl=args.dlq_url, ReceiptHandle=message["ReceiptHandle"])
+                        moved += 1
+                    except Exception as exc:  # report and carry on: the message stays in the DLQ
+                        failed += 1
+                        print(f"    not moved: {type(exc).__name__}: {exc}", file=out)
+                progress.update(listed, counts)
     finally:
         for receipt in held:  # listed by a dry run, or left for the next run: visible again at once
             sqs.change_message_visibility(QueueUrl=args.dlq_url, ReceiptHandle=receipt, VisibilityTimeout=0)
+    progress.finish(counts())
     if returned:
         print(
             f"left {returned} message(s) dead-lettered after this run began: fix their cause, then run again", file=out
@@ -368,6 +449,25 @@ def _sent_ms(message: dict[str, Any]) -> int:
         return int(message.get("Attributes", {}).get("SentTimestamp", 0))
     except (TypeError, ValueError):
         return 0
+
+
+def _eventbridge(args: argparse.Namespace, out: TextIO, s3: Any) -> int:
+    if s3 is None:
+        import boto3
+
+        s3 = boto3.client("s3")
+    state = "on" if args.eventbridge else "off"
+    change = set_eventbridge(s3, args.bucket, enabled=args.eventbridge, dry_run=args.dry_run)
+    if not change.changed:
+        print(f"{args.bucket}: EventBridge delivery is already {state}; nothing written ({change.kept()})", file=out)
+        return EXIT_OK
+    if args.dry_run:
+        print(f"dry run: {args.bucket}: would turn EventBridge delivery {state}, keeping {change.kept()}:", file=out)
+        json.dump(change.after, out, indent=2)
+        out.write("\n")
+        return EXIT_OK
+    print(f"{args.bucket}: EventBridge delivery turned {state}; kept {change.kept()}", file=out)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -173,6 +173,12 @@ def _describe(exc: ValidationError, *, prefix: str = "") -> list[str]:
 
 def load_config(location: str, *, ssm_reader: Callable[[str], str] | None = None) -> Config:
     """Load from `ssm:/parameter/name` (via Powertools Parameters, cached) or a file path."""
+    return parse_config(read_config_text(location, ssm_reader=ssm_reader), source=location)
+
+
+def read_config_text(location: str, *, ssm_reader: Callable[[str], str] | None = None) -> str:
+    """The configuration document at `ssm:/parameter/name` or a file path, unparsed (`cdnpurge validate` also
+    measures it against what an SSM parameter holds)."""
     if location.startswith("ssm:"):
         name = location.removeprefix("ssm:")
         if ssm_reader is None:
@@ -181,8 +187,8 @@ def load_config(location: str, *, ssm_reader: Callable[[str], str] | None = None
             def ssm_reader(parameter: str) -> str:
                 return str(parameters.get_parameter(parameter, max_age=300))
 
-        return parse_config(ssm_reader(name), source=location)
+        return ssm_reader(name)
     path = Path(location)
     if not path.is_file():
         raise ConfigError(f"{location}: configuration file not found")
-    return parse_config(path.read_text(encoding="utf-8"), source=location)
+    return path.read_text(encoding="utf-8")

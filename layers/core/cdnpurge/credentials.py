@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from cdnpurge.aws_errors import aws_problem
 from cdnpurge.errors import CdnpurgeError
 
 
@@ -81,7 +82,8 @@ def _secret_value(ref: SecretCredential, where: str, secret_reader: SecretReader
     try:
         value = secret_reader(ref.secret)
     except Exception as exc:  # the reader's own error type varies (boto3, Powertools)
-        raise CredentialError(f"{where}: cannot read secret {ref.secret}: {type(exc).__name__}") from None
+        problem = aws_problem(exc) or type(exc).__name__
+        raise CredentialError(f"{where}: cannot read secret {ref.secret}: {problem}") from None
     if ref.field is None:
         return str(value)
     try:
