@@ -27,9 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
-
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from typing import TYPE_CHECKING, Any
 
 from cdnpurge.config import Config
 from cdnpurge.events import REPURGE_SUFFIX, Decoded, decode_event
@@ -39,6 +37,10 @@ from cdnpurge.models import Change, Plan, PurgeRequest, RoutedTarget
 from cdnpurge.plan import plan, router
 from cdnpurge.providers.spec import ProviderSpec
 from cdnpurge.rules import Translation, translate
+
+if TYPE_CHECKING:
+    # Only a type: importing it at run time loads Powertools' whole batch processor on every cold start.
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
 __all__ = ["BatchReport", "Pair", "StoreFailure", "preview", "request_token", "run_batch"]
 
