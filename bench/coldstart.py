@@ -83,8 +83,19 @@ def bytecode_python() -> str | None:
     return found or None
 
 
-def build_layer(into: Path, *, bytecode: str | None) -> Path:
-    """The CoreLayer recipe for this machine's platform; `bytecode` None builds it with sources only."""
+def minor_version(python: str) -> str:
+    """The interpreter's minor version, e.g. 3.13: which wheels a layer for it needs."""
+    return subprocess.run(
+        [python, "-c", "import sys; print(f'{sys.version_info.major}.{sys.version_info.minor}')"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def build_layer(into: Path, *, python: str, bytecode: str | None) -> Path:
+    """The CoreLayer recipe for this machine's platform and `python`'s version (3.13 unless no 3.13 was
+    found); `bytecode` None builds it with sources only."""
     subprocess.run(
         [
             "make",
@@ -95,6 +106,7 @@ def build_layer(into: Path, *, bytecode: str | None) -> Path:
             "build-CoreLayer",
             f"ARTIFACTS_DIR={into}",
             f"PLATFORM=manylinux2014_{platform.machine()}",
+            f"PYTHON_VERSION={minor_version(python)}",
             f"PYTHON={sys.executable}",
             f"BYTECODE_PYTHON={bytecode or ''}",
         ],
@@ -106,12 +118,6 @@ def build_layer(into: Path, *, bytecode: str | None) -> Path:
 
 def build_runtime(into: Path, python: str) -> Path:
     """boto3 (the version .venv resolves) and its dependencies, compiled: Lambda's /var/runtime stand-in."""
-    target_version = subprocess.run(
-        [python, "-c", "import sys; print(f'{sys.version_info.major}.{sys.version_info.minor}')"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
     subprocess.run(
         [
             sys.executable,
@@ -123,7 +129,7 @@ def build_runtime(into: Path, python: str) -> Path:
             "--no-compile",
             "--only-binary=:all:",
             "--python-version",
-            target_version,
+            minor_version(python),
             "--target",
             str(into),
             f"boto3=={importlib.metadata.version('boto3')}",
@@ -214,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         timings = [
             measure(
                 python,
-                build_layer(scratch / f"layer-{index}", bytecode=bytecode),
+                build_layer(scratch / f"layer-{index}", python=python, bytecode=bytecode),
                 runtime,
                 scratch,
                 runs=options.runs,
