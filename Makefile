@@ -61,13 +61,14 @@ BUILD_INPUTS := template.yaml $(shell find layers/core functions -type f -not -p
 sam-validate: .aws-sam/.validated ## sam validate --lint (offline; again only when template.yaml changed)
 
 sam-build: .aws-sam/build/.built ## sam build: cross-builds the arm64/python3.13 layer (again only when inputs changed)
-	@du -sh .aws-sam/build/CoreLayer | awk '{print "layer size: " $$1}'
+	@du -sh --apparent-size .aws-sam/build/CoreLayer | awk '{print "layer size: " $$1 " unzipped (budget 12 MiB)"}'
 
 test: install lint typecheck sam-validate sam-build ## everything: lint, types, SAM, unit, contract, integration, reliability
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-bench: install ## storm benchmarks vs a naive purger; prints ratios, writes bench/results/
+bench: install sam-build ## storms vs a naive purger (writes bench/results/); cold start and layer size
 	$(BIN)/python -m bench.storm
+	$(BIN)/python -m bench.coldstart
 
 clean: ## remove build outputs (keeps the venvs)
 	rm -rf .aws-sam build .mypy_cache .ruff_cache .pytest_cache

@@ -9,19 +9,26 @@ redeliver only the records that did not complete.
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cdnpurge.observability import attempt_logger, record
 from cdnpurge.service import PurgeService
 
+if TYPE_CHECKING:
+    # Types only: the batch response type alone would load Powertools' whole batch processor at cold start.
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+# What the function calls out to: AWS through botocore (DynamoDB, SQS, SSM, Secrets Manager, CloudFront)
+# and the CDNs through httpx. Tracer() alone would patch every library X-Ray supports at cold start.
+TRACED_MODULES = ("botocore", "httpx")
+
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_MODULES)
 
 
 @cache

@@ -14,7 +14,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from cdnpurge.aws_errors import aws_problem
 from cdnpurge.errors import CdnpurgeError
 
 
@@ -82,6 +81,10 @@ def _secret_value(ref: SecretCredential, where: str, secret_reader: SecretReader
     try:
         value = secret_reader(ref.secret)
     except Exception as exc:  # the reader's own error type varies (boto3, Powertools)
+        # Imported here: it loads botocore, and the credential *references* above are part of every provider's
+        # settings, which the planner reads without any AWS SDK.
+        from cdnpurge.aws_errors import aws_problem
+
         problem = aws_problem(exc) or type(exc).__name__
         raise CredentialError(f"{where}: cannot read secret {ref.secret}: {problem}") from None
     if ref.field is None:

@@ -17,8 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from typing import TYPE_CHECKING
 
 from cdnpurge.deadletter import DeadLettering
 from cdnpurge.events import Decoded
@@ -28,6 +27,10 @@ from cdnpurge.models import Plan
 from cdnpurge.repurge import RepurgeScheduling
 from cdnpurge.rules import Translation
 from cdnpurge.settle import LedgerFailure
+
+if TYPE_CHECKING:
+    # Only a type: importing it at run time loads Powertools' whole batch processor on every cold start.
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
 
 @dataclass(frozen=True)
