@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlsplit
 
 from cdnpurge.aws_errors import aws_problem
 from cdnpurge.cli_errors import reader_gone
@@ -25,6 +24,7 @@ from cdnpurge.config import Config, ConfigError, parse_config, read_config_text
 from cdnpurge.credentials import CredentialError
 from cdnpurge.deadletter import describe_dead_letter, kept_attributes
 from cdnpurge.deploy import parameter_size_warning
+from cdnpurge.errors import show
 from cdnpurge.execute import request_token
 from cdnpurge.models import Change, Escalation, Plan, PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.notifications import set_eventbridge
@@ -36,11 +36,30 @@ from cdnpurge.providers.docs import purge_examples
 from cdnpurge.providers.errors import ProviderError
 from cdnpurge.providers.registry import REGISTRY, specs
 from cdnpurge.purgers import build_purgers
-from cdnpurge.urls import dot_segment_problem
+from cdnpurge.urls import UrlError, canonical_host, canonical_path, canonical_url, without_userinfo
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-# Targets that name a path, checked for `.`/`..` segments an HTTP client would resolve to another endpoint.
-_PATH_KINDS = frozenset({TargetKind.URL, TargetKind.PATH, TargetKind.PREFIX})
+
+
+class _CliTargetError(ValueError):
+    """A `--url`/`--path`/`--prefix`/`--host` value that cannot be purged; the message names the option."""
+
+
+def canonical_target(target: Target) -> Target:
+    """A command-line target in the canonical form the pipeline gives published ones (`cdnpurge.urls`), so
+    `--path @evil.test/x` cannot become `https://www.example.com@evil.test/x` nor `--path /*` a wildcard."""
+    try:
+        if target.kind is TargetKind.URL:
+            return Target(target.kind, canonical_url(target.value).geturl())
+        if target.kind in (TargetKind.PATH, TargetKind.PREFIX):
+            return Target(target.kind, canonical_path(target.value))
+        if target.kind is TargetKind.HOST:
+            return Target(target.kind, canonical_host(target.value))
+    except UrlError as problem:
+        shown = show(without_userinfo(target.value))
+        raise _CliTargetError(f"--{target.kind.value} {shown} {problem}") from None
+    return target
+
 
 PURGE_EXAMPLES = f"""\
 examples (the -p NAME is the provider's `name` in your config; its `kind` decides what it can purge):
@@ -339,12 +358,11 @@ def _purge(config: Config, args: argparse.Namespace, out: TextIO) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    for target in targets:
-        path = urlsplit(target.value).path if target.kind is TargetKind.URL else target.value
-        reason = dot_segment_problem(path) if target.kind in _PATH_KINDS else None
-        if reason:
-            print(f"cdnpurge: --{target.kind.value} {target.value!r} {reason}", file=sys.stderr)
-            return EXIT_USAGE
+    try:
+        targets = [canonical_target(target) for target in targets]
+    except _CliTargetError as problem:
+        print(f"cdnpurge: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     change_id = f"cli:{int(time.time())}"
     routed = [RoutedTarget(change_id, target, frozenset({settings.name}), args.soft) for target in targets]
     spec = REGISTRY[settings.kind].spec_for(settings)

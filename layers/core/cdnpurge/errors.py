@@ -16,3 +16,13 @@ def describe_error(error: BaseException) -> str:
     """An AWS or store failure for a log line or a batch reason: its type and a bounded message (callers
     that might see a provider's text redact it)."""
     return f"{type(error).__name__}: {str(error)[:200]}"
+
+
+_SHOWN_CHARS = 120
+
+
+def show(text: str) -> str:
+    """Quote untrusted text for a message, bounded so a huge field cannot flood the logs."""
+    if len(text) <= _SHOWN_CHARS:
+        return repr(text)
+    return repr(text[:_SHOWN_CHARS]) + f"... ({len(text)} chars)"

@@ -15,9 +15,10 @@ from functools import cache
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import quote, urlsplit
 
+from cdnpurge.errors import show
 from cdnpurge.models import Change, RoutedTarget, Target, TargetKind
 from cdnpurge.placeholders import PLACEHOLDER
-from cdnpurge.urls import dot_segment_problem, s3_key_problem
+from cdnpurge.urls import UrlError, canonical_host, canonical_path, canonical_url, s3_key_problem, without_userinfo
 
 if TYPE_CHECKING:
     from cdnpurge.config import Config, Rule
@@ -137,30 +138,31 @@ def _s3_targets(change: Change, rule: _PreparedRule, captures: dict[str, str], d
 
 
 def _published_targets(change: Change, config: Config) -> tuple[list[Target], str | None]:
-    """A publisher's explicit targets, checked; a `#fragment` is dropped, since it never reaches a CDN
-    (`/a#top` is cached as `/a`), so every provider purges the same object."""
+    """A publisher's explicit targets, each in its canonical form (`cdnpurge.urls`) before the allow-list
+    sees its host, so what reaches a CDN is exactly what was checked: `https://u:p@www.example.com/x`,
+    a backslash, another port or a `*` is refused; a `#fragment` and a default port are dropped."""
     targets = [Target(TargetKind.KEY, key) for key in change.keys]
-    for path in change.paths:
-        if not path.startswith("/"):
-            return [], f"paths: {path!r} must start with '/'"
-        reason = dot_segment_problem(path)
-        if reason:
-            return [], f"paths: {path!r} {reason}"
-        targets.append(Target(TargetKind.PATH, path.partition("#")[0] or "/"))
+    try:
+        for path in change.paths:
+            targets.append(Target(TargetKind.PATH, canonical_path(path)))
+    except UrlError as problem:
+        return [], f"paths: {show(path)} {problem}"
     for url in change.urls:
-        parts = urlsplit(url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            return [], f"urls: {url!r} is not an absolute http(s) URL"
-        if not config.host_allowed(parts.hostname):
+        try:
+            parts = canonical_url(url)
+        except UrlError as problem:
+            return [], f"urls: {show(without_userinfo(url))} {problem}"
+        if not config.host_allowed(parts.hostname or ""):
             return [], f"urls: host {parts.hostname!r} is not in allowed_hosts"
-        reason = dot_segment_problem(parts.path)
-        if reason:
-            return [], f"urls: {url!r} {reason}"
-        targets.append(Target(TargetKind.URL, url.partition("#")[0]))
+        targets.append(Target(TargetKind.URL, parts.geturl()))
     for host in change.hosts:
-        if not config.host_allowed(host):
-            return [], f"hosts: {host!r} is not in allowed_hosts"
-        targets.append(Target(TargetKind.HOST, host.lower()))
+        try:
+            canonical = canonical_host(host)
+        except UrlError as problem:
+            return [], f"hosts: {show(host)} {problem}"
+        if not config.host_allowed(canonical):
+            return [], f"hosts: {canonical!r} is not in allowed_hosts"
+        targets.append(Target(TargetKind.HOST, canonical))
     return targets, None
 
 

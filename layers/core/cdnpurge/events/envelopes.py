@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.data_classes import (
 from aws_lambda_powertools.utilities.data_classes.sns_event import SNSMessage
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from cdnpurge.errors import show
 from cdnpurge.events.fastpath import NOT_PARSED, parsed_body, plain_s3_change
 from cdnpurge.events.published import PUBLISH_FIELDS, decode_publish
 from cdnpurge.events.reading import (
@@ -36,7 +37,6 @@ from cdnpurge.events.reading import (
     optional_text,
     parse_json,
     required_text,
-    show,
     within,
 )
 from cdnpurge.events.repurge import decode_repurge

@@ -17,7 +17,7 @@ from functools import cache
 from typing import Any, Final, TypeGuard
 from urllib.parse import unquote_plus
 
-from cdnpurge.errors import CdnpurgeError
+from cdnpurge.errors import CdnpurgeError, show
 from cdnpurge.models import Change, DecodeFailure
 
 MAX_BODY_BYTES: Final = 256 * 1024  # SQS's (and SNS's) maximum message size
@@ -27,7 +27,6 @@ MAX_ID_CHARS: Final = 512  # publisher-chosen ids end up in idempotency keys and
 DIRECT: Final = "event"  # source id of errors that belong to the invocation as a whole
 
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
-_SHOWN_CHARS: Final = 120
 _SHOWN_KEYS: Final = 20
 
 
@@ -139,13 +138,6 @@ def json_kind(value: object) -> str:
     if isinstance(value, list | tuple):
         return "array"
     return type(value).__name__
-
-
-def show(text: str) -> str:
-    """Quote untrusted text for a message, bounded so a huge field cannot flood the logs."""
-    if len(text) <= _SHOWN_CHARS:
-        return repr(text)
-    return repr(text[:_SHOWN_CHARS]) + f"... ({len(text)} chars)"
 
 
 def keys_of(doc: Mapping[Any, Any]) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any, Final
 
+from cdnpurge.errors import show
 from cdnpurge.events.reading import (
     MAX_KEY_BYTES,
     MAX_TARGETS,
@@ -26,7 +27,6 @@ from cdnpurge.events.reading import (
     json_kind,
     optional_text,
     required_text,
-    show,
 )
 from cdnpurge.models import Action, Change
 

@@ -17,6 +17,7 @@ from typing import Any, Final, NamedTuple
 
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
 
+from cdnpurge.errors import show
 from cdnpurge.events.reading import (
     MalformedError,
     Origin,
@@ -28,7 +29,6 @@ from cdnpurge.events.reading import (
     json_kind,
     optional_text,
     required_text,
-    show,
 )
 from cdnpurge.models import Action, Change
 

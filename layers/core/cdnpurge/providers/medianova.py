@@ -101,7 +101,13 @@ class MedianovaProvider(HttpProvider):
 
     @classmethod
     def render(cls, settings: ProviderSettings, target: Target) -> str:
-        return wildcard(target.value) if target.kind is TargetKind.PREFIX else target.value
+        """prefix -> `{prefix}*`; a path holding `*` is refused: Medianova would read it as a wildcard (`/*`
+        purges everything) and offers no escape for a literal one."""
+        if target.kind is TargetKind.PREFIX:
+            return wildcard(target.value)
+        if "*" in target.value:
+            raise ValueError(f"path:{target.value[:200]}: Medianova would read '*' as a wildcard")
+        return target.value
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.credentials['token'].get_secret_value()}"}
