@@ -39,12 +39,20 @@ stack = pytest.mark.xdist_group("reliability-secrets")
 
 
 class EchoingFastly(FastlyBehaviour):
-    """A Fastly fake that, like some real APIs, quotes the key it was given in its error messages."""
+    """A Fastly fake that, like some real APIs, quotes the key it was given in its error messages, in a
+    long plain-text page (where any cut at a fixed length once fell inside the key), or as a purge id."""
 
     def route(self, request: FakeRequest) -> tuple[FakeResponse, list[str]]:
         key = request.headers.get("fastly-key", "")
         if "refuse" in request.path:
             return FakeResponse(403, {"msg": f"token {key} may not purge this service"}), []
+        if "cut-" in request.path:
+            padding = int(request.path.split("cut-")[1].split("-")[0])
+            page = f"{'=' * padding} key {key} is not allowed here".encode()
+            return FakeResponse(403, page, content_type="text/plain"), []
+        if "echo-id" in request.path:
+            _, purged = super().route(request)
+            return FakeResponse(200, {"status": "ok", "id": f"purge-{key}"}), purged
         if "flaky" in request.path and not getattr(self, "flaked", False):
             self.flaked = True
             return FakeResponse(500, {"msg": f"backend error for Fastly-Key={key}"}), []
@@ -80,6 +88,35 @@ def test_an_echoed_token_is_redacted_everywhere(echoing: Deployment, witness: Wi
     assert attempt.__dict__["provider_message"] == "backend error for Fastly-Key=<redacted>"
     assert f"url:www.example.com{flaky} (hard)" in echoing.cdn.purged("fastly")
     # (the autouse witness scans every log line, EMF document and the DLQ message for the token)
+
+
+@stack
+def test_an_echoed_token_leaves_no_fragment_wherever_a_cut_falls_or_as_a_purge_id(
+    echoing: Deployment, witness: Witness
+) -> None:
+    # Given: refusals quoting the token after every padding around the old 300-character cut, and a
+    # purge accepted with the token as its id
+    paddings = range(260, 310, 3)
+    refused = [f"/cut-{padding}-{unique()}.html" for padding in paddings]
+    echoed = f"/echo-id-{unique()}.html"
+    send(echoing, *(sns_envelope({"paths": [path]}) for path in refused), sns_envelope({"paths": [echoed]}))
+    tally.add(faults=len(refused) + 1, bad_inputs=len(refused) + 1)
+    # When
+    source(echoing).drain()
+    # Then: every refusal is dead-lettered, its reason redacted before it was bounded
+    dead = echoing.dead_letters()
+    witness.see(dead)
+    assert len(dead) == len(refused)
+    reasons = [message["MessageAttributes"]["cdnpurge-error"]["StringValue"] for message in dead]
+    assert all("fastly: failed: " in reason for reason in reasons)
+    assert any("key <redacted> is not allowed here" in reason for reason in reasons)  # the short paddings
+    # and the accepted purge's id was logged redacted
+    ids = [
+        r.__dict__["provider_id"] for r in witness.logs.messages("purge accepted") if r.__dict__["provider"] == "fastly"
+    ]
+    assert ids == ["purge-<redacted>"]
+    assert f"url:www.example.com{echoed} (hard)" in echoing.cdn.purged("fastly")
+    # (the autouse witness scans every output for any 12-character piece of the token)
 
 
 @stack

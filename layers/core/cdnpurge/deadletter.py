@@ -81,7 +81,7 @@ def dead_letter(
                 MessageAttributes=_attributes(record, why, reasons.get(source, ()), redact),
             )
         except Exception as exc:  # SQS unreachable or the message refused: SQS's own redrive remains
-            errors.append(redact(f"{source}: {describe_error(exc)}"))
+            errors.append(f"{source}: {describe_error(exc, redact)}")
             continue
         moved[source] = why
     return DeadLettering(moved, tuple(errors))

@@ -7,18 +7,31 @@ deriving from `CdnpurgeError`, each named for what failed (`Ledger...Error`, `Pr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Final
+
+_DESCRIBED_CHARS: Final = 200
+
 
 class CdnpurgeError(Exception):
     """Base of every exception cdnpurge raises on purpose."""
 
 
-def describe_error(error: BaseException) -> str:
-    """An AWS or store failure for a log line or a batch reason: its type and a bounded message (callers
-    that might see a provider's text redact it)."""
-    return f"{type(error).__name__}: {str(error)[:200]}"
+def describe_error(error: BaseException, redact: Callable[[str], str] = str) -> str:
+    """An AWS or store failure for a log line or a batch reason: its type and its message, redacted with
+    `redact` (callers that might see a credential pass one) and only then bounded, so a cut can never
+    leave part of a secret that redaction would have caught whole."""
+    return f"{type(error).__name__}: {bounded(redact(str(error)), _DESCRIBED_CHARS)}"
 
 
-_SHOWN_CHARS = 120
+def bounded(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, saying how long it was. Redact before calling, never after."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} chars)"
+
+
+_SHOWN_CHARS: Final = 120
 
 
 def show(text: str) -> str:

@@ -62,7 +62,7 @@ def schedule_repurge(
         try:
             sqs.send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay_seconds)
         except Exception as exc:  # best effort: the first purge happened
-            errors.append(redact(f"{len(change_ids)} change(s): {describe_error(exc)}"))
+            errors.append(f"{len(change_ids)} change(s): {describe_error(exc, redact)}")
             continue
         scheduled.extend(change_ids)
     return RepurgeScheduling(tuple(scheduled), tuple(errors))

@@ -181,7 +181,7 @@ class AkamaiProvider(HttpProvider):
     def read_response(self, request: PurgeRequest, response: httpx.Response) -> PurgeResult:
         body = self.response_json(response)
         if not isinstance(body, dict) or body.get("httpStatus", response.status_code) != 201:
-            raise RejectedError(self.name, f"unexpected response {str(body)[:200]}", status=response.status_code)
+            raise RejectedError(self.name, f"unexpected response {body}", status=response.status_code)
         extra = {name: body[name] for name in ("estimatedSeconds", "supportId") if name in body}
         return PurgeResult(provider_id=body.get("purgeId"), detail=str(body.get("detail", "ok")), extra=extra)
 
@@ -190,10 +190,10 @@ class AkamaiProvider(HttpProvider):
         try:
             body = response.json()
         except ValueError:
-            return response.text[:300] or response.reason_phrase
+            return response.text or response.reason_phrase
         if isinstance(body, dict) and (body.get("title") or body.get("detail")):
             parts = [str(body[name]) for name in ("title", "detail") if body.get(name)]
-            return ": ".join(parts)[:300]
+            return ": ".join(parts)
         return super().error_message(response)
 
     def retry_after(self, response: httpx.Response) -> float | None:

@@ -131,7 +131,7 @@ class BunnyProvider(HttpProvider):
         if isinstance(body, dict) and isinstance(body.get("Message"), str):
             key, field_name = body.get("ErrorKey"), body.get("Field")
             text = f"{key}: {body['Message']}" if key else body["Message"]
-            return (text + (f" (field {field_name})" if field_name else ""))[:300]
+            return text + (f" (field {field_name})" if field_name else "")
         return super().error_message(response)
 
 

@@ -180,7 +180,7 @@ class CloudflareProvider(HttpProvider):
     def read_response(self, request: PurgeRequest, response: httpx.Response) -> PurgeResult:
         body = self.response_json(response)
         if not isinstance(body, dict) or body.get("success") is not True:
-            message = envelope_message(body) or f"unexpected response {str(body)[:200]}"
+            message = envelope_message(body) or f"unexpected response {body}"
             raise RejectedError(self.name, message, status=response.status_code)
         result = body.get("result")
         purge_id = result.get("id") if isinstance(result, dict) else None
@@ -190,7 +190,7 @@ class CloudflareProvider(HttpProvider):
         try:
             body = response.json()
         except ValueError:
-            return response.text[:300] or response.reason_phrase
+            return response.text or response.reason_phrase
         return envelope_message(body) or super().error_message(response)
 
     def error_class(self, response: httpx.Response) -> type[ProviderError]:
@@ -208,7 +208,7 @@ def envelope_message(body: Any) -> str | None:
     if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
         return None
     first = errors[0]
-    text = f"code {first.get('code')}: {str(first.get('message', ''))[:240]}"
+    text = f"code {first.get('code')}: {first.get('message', '')}"
     return text + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else "")
 
 

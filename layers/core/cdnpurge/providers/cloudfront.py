@@ -267,7 +267,7 @@ class CloudFrontProvider(DeclaredProvider):
         try:
             return InvalidationStatus(value)
         except ValueError:
-            raise RejectedError(self.name, f"unknown invalidation status {str(value)[:40]!r}") from None
+            raise RejectedError(self.name, f"unknown invalidation status {str(value)!r}") from None
 
     @contextmanager
     def _translated_errors(self, operation: str) -> Iterator[None]:
@@ -289,7 +289,7 @@ def client_error(provider: str, exc: ClientError) -> ProviderError:
     """Map a `ClientError` by its AWS error code (with or without an `Exception` suffix), else by status."""
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
-    message = str(error.get("Message") or code or "unknown error")[:300]
+    message = str(error.get("Message") or code or "unknown error")
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     message = f"{code}: {message}" if code and not message.startswith(code) else message
     error_class = _ERRORS.get(code) or _ERRORS.get(code.removesuffix("Exception"))

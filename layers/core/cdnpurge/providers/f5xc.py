@@ -123,9 +123,7 @@ class F5xcProvider(HttpProvider):
         body = self.response_object(response)
         purge_id = body.get("purge_request_id")
         if purge_id is not None and (isinstance(purge_id, bool) or not isinstance(purge_id, int | str)):
-            raise RejectedError(
-                self.name, f"unexpected purge_request_id {str(purge_id)[:100]}", status=response.status_code
-            )
+            raise RejectedError(self.name, f"unexpected purge_request_id {purge_id}", status=response.status_code)
         return PurgeResult(provider_id=None if purge_id is None else str(purge_id), detail="accepted")
 
 

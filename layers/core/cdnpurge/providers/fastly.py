@@ -117,9 +117,7 @@ class FastlyProvider(HttpProvider):
         # description wraps the same map in `purge_statuses`. Accept both.
         statuses = body.get("purge_statuses", body)
         if not isinstance(statuses, dict):
-            raise RejectedError(
-                self.name, f"unexpected purge_statuses {str(statuses)[:200]}", status=response.status_code
-            )
+            raise RejectedError(self.name, f"unexpected purge_statuses {statuses}", status=response.status_code)
         missing = [key for key in request.targets if key not in statuses]
         if missing:
             raise RejectedError(self.name, f"bulk purge response lacks keys {missing[:5]}", status=response.status_code)

@@ -111,7 +111,7 @@ class GotipathProvider(HttpProvider):
                 f"{name}: {', '.join(map(str, problems)) if isinstance(problems, list) else problems}"
                 for name, problems in body["errors"].items()
             )
-            return f"{message} ({details})"[:300]
+            return f"{message} ({details})"
         return message
 
 

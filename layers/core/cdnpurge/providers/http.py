@@ -114,16 +114,17 @@ class HttpProvider(DeclaredProvider, ABC):
         return rate_signal_from_headers(response.headers)
 
     def error_message(self, response: httpx.Response) -> str:
-        """The provider's own error text, trimmed; adapters override to dig into their error shape."""
+        """The provider's own error text, whole: `RedactingProvider` redacts, then bounds it (cutting it here
+        first could leave part of an echoed credential). Adapters override to dig into their error shape."""
         try:
             body = response.json()
         except ValueError:
-            return response.text[:300] or response.reason_phrase
+            return response.text or response.reason_phrase
         if isinstance(body, dict):
             for name in ("msg", "message", "detail", "title", "error", "errors"):
                 if body.get(name):
-                    return json.dumps(body[name])[:300] if not isinstance(body[name], str) else body[name]
-        return json.dumps(body)[:300]
+                    return json.dumps(body[name]) if not isinstance(body[name], str) else body[name]
+        return json.dumps(body)
 
     # -- the shared flow --------------------------------------------------------------------------
 
@@ -205,14 +206,14 @@ class HttpProvider(DeclaredProvider, ABC):
             return response.json() if response.content else {}
         except ValueError:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not text
             raise RejectedError(
-                self.name, f"response is not JSON: {response.text[:200]!r}", status=response.status_code
+                self.name, f"response is not JSON: {response.text!r}", status=response.status_code
             ) from None
 
     def response_object(self, response: httpx.Response) -> dict[str, Any]:
         """A 2xx body that must be a JSON object (`response_json`, then anything else refused)."""
         body = self.response_json(response)
         if not isinstance(body, dict):
-            raise RejectedError(self.name, f"unexpected response body {str(body)[:200]}", status=response.status_code)
+            raise RejectedError(self.name, f"unexpected response body {body}", status=response.status_code)
         return body
 
     def close(self) -> None:

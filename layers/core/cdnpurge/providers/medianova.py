@@ -147,7 +147,7 @@ class MedianovaProvider(HttpProvider):
         if not isinstance(body, dict):
             return {"data": body}
         if body.get("status") is False or body.get("success") is False:
-            message = body.get("message") or body.get("error") or json.dumps(body)[:200]
+            message = body.get("message") or body.get("error") or json.dumps(body)
             raise RejectedError(self.name, str(message), status=response.status_code)
         return body
 
