@@ -24,20 +24,20 @@ def test_valid_config_types_each_provider_by_kind() -> None:
     ("yaml_text", "expected"),
     [
         ("providers: []", "providers: Tuple should have at least 1 item after validation, not 0"),
-        ("providers: [{name: x, kind: nope}]", "providers[0].kind: 'nope' is not one of"),
+        ("providers: [{name: x, kind: nope}]", "providers[0].kind: expected one of ['akamai'"),
         ("providers: [{name: x, kind: fastly}]", "providers[0].service_id: Field required"),
         ("providers: [{name: x, kind: fastly, service_id: S1, colour: red}]", "colour: Extra inputs"),
         (
             "providers: [{name: x, kind: fastly, service_id: S1}, {name: x, kind: fastly, service_id: S2}]",
-            "duplicate name(s) ['x']",
+            "providers[1].name: the same name as providers[0]",
         ),
         (
             "providers: [{name: x, kind: fastly, service_id: S1}]\nrules: [{match: 'a/{b}', paths: [nope]}]",
-            "rules.0.paths: 'nope' must start with '/'",
+            "rules.0.paths: entry [0] must be a template starting with '/'",
         ),
         (
             "providers: [{name: x, kind: fastly, service_id: S1}]\nrules: [{match: 'a/{b}', keys: ['{c}']}]",
-            "uses unknown capture(s) ['c']",
+            "capture(s) the match does not define: ['c']",
         ),
         (
             "providers: [{name: x, kind: fastly, service_id: S1, credentials: {token: {value: s3cr3t}}}]",

@@ -48,16 +48,16 @@ class Rule(BaseModel):
     @field_validator("paths", "prefixes")
     @classmethod
     def _absolute(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        for value in values:
+        for position, value in enumerate(values):
             if not value.startswith("/"):
-                raise ValueError(f"{value!r} must start with '/'")
+                raise ValueError(f"entry [{position}] must be a template starting with '/' (value not shown)")
         return values
 
     @model_validator(mode="after")
     def _templates_use_known_names(self) -> Rule:
         captured = {name for name, _ in PLACEHOLDER.findall(self.match)}
         if not captured:
-            raise ValueError(f"match {self.match!r} has no capture such as {{key*}} or {{slug}}")
+            raise ValueError("match: the pattern has no capture such as {key*} or {slug} (value not shown)")
         known = captured | {"key", "bucket"}
         if not (self.paths or self.urls or self.keys or self.prefixes):
             raise ValueError("a rule needs at least one of paths, urls, keys, prefixes")
@@ -65,7 +65,10 @@ class Rule(BaseModel):
             for template in getattr(self, field_name):
                 unknown = {name for name, _ in PLACEHOLDER.findall(template)} - known
                 if unknown:
-                    raise ValueError(f"{field_name}: {template!r} uses unknown capture(s) {sorted(unknown)}")
+                    raise ValueError(
+                        f"{field_name}: a template uses capture(s) the match does not define: {sorted(unknown)} "
+                        f"(known: {sorted(known)})"
+                    )
         return self
 
 
@@ -101,7 +104,8 @@ class Config(BaseModel):
         for position, entry in enumerate(raw):
             kind = str(entry.get("kind")) if isinstance(entry, dict) else None
             if kind is None or kind not in REGISTRY:
-                raise ValueError(f"providers[{position}].kind: {kind!r} is not one of {sorted(REGISTRY)}")
+                # The value is not quoted: a credential pasted one line off lands here.
+                raise ValueError(f"providers[{position}].kind: expected one of {sorted(REGISTRY)} (value not shown)")
             try:
                 settings = REGISTRY[kind].settings_model.model_validate(entry)
             except ValidationError as exc:
@@ -113,9 +117,11 @@ class Config(BaseModel):
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
         names = [provider.name for provider in self.providers]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"providers: duplicate name(s) {duplicates}")
+        for position, name in enumerate(names):
+            if name in names[:position]:
+                raise ValueError(
+                    f"providers[{position}].name: the same name as providers[{names.index(name)}]; names must be unique"
+                )
         for provider in self.providers:
             for credential_name, ref in provider.credentials.items():
                 if isinstance(ref, InlineCredential) and not self.allow_inline_secrets:
@@ -124,9 +130,12 @@ class Config(BaseModel):
                         "refused; use {env: VAR} or {secret: NAME} (or allow_inline_secrets: true locally)"
                     )
         for position, rule in enumerate(self.rules):
-            for provider_name in rule.providers or ():
+            for index, provider_name in enumerate(rule.providers or ()):
                 if provider_name not in names:
-                    raise ValueError(f"rules[{position}].providers: unknown provider {provider_name!r}")
+                    raise ValueError(
+                        f"rules[{position}].providers[{index}]: expected the `name` of one of the "
+                        f"{len(names)} configured providers (value not shown)"
+                    )
         return self
 
     def host_allowed(self, host: str) -> bool:
