@@ -86,6 +86,8 @@ def key_capabilities(keys_are: str) -> Capabilities:
         max_targets={TargetKind.URL: MAX_URLS, TargetKind.KEY: MAX_TAGS if keys_are == "tag" else MAX_CPCODES},
         max_body_bytes=MAX_BODY_BYTES,
         body_overhead_bytes=BODY_OVERHEAD_BYTES,
+        # A URL is bounded by the documented 50,000-byte body (`max_body_bytes`); a tag by its 128 characters.
+        max_target_bytes={TargetKind.KEY: MAX_TAG_LENGTH},
         soft_purge=True,
         rate_per_second=REQUESTS_PER_SECOND,
         burst=REQUEST_BURST,

@@ -43,7 +43,7 @@ from pydantic import Field
 from cdnpurge.models import PurgeRequest, Target, TargetKind
 from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.http import ApiCall, HttpProvider
-from cdnpurge.providers.spec import Capabilities, ProviderDocs, ProviderSettings
+from cdnpurge.providers.spec import UNDOCUMENTED_TARGET_BYTES, Capabilities, ProviderDocs, ProviderSettings
 
 BASE_URL = "https://api.bunny.net"
 # Exact-purge bucket (documented): burst 120 tokens, refilled at 5 a second.
@@ -60,6 +60,7 @@ UNVERIFIED = (
     "bunny: `CacheTag` is assumed to match a tag exactly (a public report needed `*tag*`)",
     "bunny: `exactPath=true` (sent for URLs ending with `/`) only applies to pull zones with "
     "IgnoreQueryStrings disabled; otherwise such a URL may be purged as a prefix",
+    f"bunny: no documented length limit for a purged URL; each is bounded at {UNDOCUMENTED_TARGET_BYTES} bytes",
 )
 
 
@@ -76,6 +77,7 @@ class BunnyProvider(HttpProvider):
     required_credentials = ("access_key",)
     declared = Capabilities(
         max_targets={TargetKind.URL: 1, TargetKind.KEY: 1, TargetKind.ALL: 1},
+        max_target_bytes={TargetKind.URL: UNDOCUMENTED_TARGET_BYTES, TargetKind.KEY: MAX_TAG_BYTES},
         rate_per_second=EXACT_PURGES_PER_SECOND,
         burst=EXACT_PURGE_BURST,
     )

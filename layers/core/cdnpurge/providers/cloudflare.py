@@ -43,7 +43,13 @@ from cdnpurge.models import PurgeRequest, Target, TargetKind
 from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.errors import AuthError, NotFoundError, ProviderError, RejectedError
 from cdnpurge.providers.http import ApiCall, HttpProvider
-from cdnpurge.providers.spec import Capabilities, ProviderDocs, ProviderSettings
+from cdnpurge.providers.spec import (
+    DNS_NAME_BYTES,
+    UNDOCUMENTED_TARGET_BYTES,
+    Capabilities,
+    ProviderDocs,
+    ProviderSettings,
+)
 
 BASE_URL = "https://api.cloudflare.com/client/v4"
 # The body field carrying each target kind.
@@ -61,6 +67,8 @@ ERROR_CODES: dict[int, type[ProviderError]] = {
     7003: NotFoundError,  # "Could not route to /zones/..., perhaps your object identifier is invalid?"
 }
 MAX_PREFIX_SEPARATORS = 31
+# Cloudflare documents no per-tag limit for the purge API (only the origin's 16 KB Cache-Tag header): unverified.
+MAX_TAG_BYTES = 1024
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _CODE_PREFIX = re.compile(r"^code (\d+): ")
 
@@ -89,6 +97,8 @@ UNVERIFIED = (
     "cloudflare: pacing uses the per-plan request bucket for every kind; URL purges are really limited "
     "by URLs/s (800-3,000), so set rate_per_second to go faster",
     "cloudflare: error codes (1012, 1014, 7000, 7003, 1000, 10000, 971) come from public error reports",
+    f"cloudflare: no documented per-item length for purges; URLs and prefixes are bounded at "
+    f"{UNDOCUMENTED_TARGET_BYTES} bytes, tags at {MAX_TAG_BYTES}",
 )
 
 
@@ -113,6 +123,12 @@ def plan_capabilities(plan: str) -> Capabilities:
         rate_per_second=limits.requests_per_second,
         burst=limits.bucket,
         host_qualified=frozenset({TargetKind.PREFIX}),
+        max_target_bytes={
+            TargetKind.URL: UNDOCUMENTED_TARGET_BYTES,
+            TargetKind.KEY: MAX_TAG_BYTES,
+            TargetKind.PREFIX: UNDOCUMENTED_TARGET_BYTES,
+            TargetKind.HOST: DNS_NAME_BYTES,
+        },
     )
 
 

@@ -36,7 +36,13 @@ from cdnpurge.models import PurgeRequest, Target, TargetKind
 from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.errors import RejectedError
 from cdnpurge.providers.http import ApiCall, HttpProvider
-from cdnpurge.providers.spec import Capabilities, ProviderDocs, ProviderSettings
+from cdnpurge.providers.spec import (
+    DNS_NAME_BYTES,
+    UNDOCUMENTED_TARGET_BYTES,
+    Capabilities,
+    ProviderDocs,
+    ProviderSettings,
+)
 
 BASE_URL_TEMPLATE = "https://{tenant}.console.ves.volterra.io"
 # The field that carries each target kind in the request body.
@@ -51,6 +57,7 @@ UNVERIFIED = (
     "f5xc: `url` is sent as an absolute URL (the field is described as a URL path, the example is a URL)",
     "f5xc: no documented rate limit; 429 is handled when it comes",
     "f5xc: the error body shape is undocumented; `message` is read, as for the other XC APIs",
+    f"f5xc: no documented length limit for `url` or `pattern`; each is bounded at {UNDOCUMENTED_TARGET_BYTES} bytes",
 )
 
 _NAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
@@ -76,6 +83,11 @@ class F5xcProvider(HttpProvider):
     required_credentials = ("token",)
     declared = Capabilities(
         max_targets={TargetKind.URL: 1, TargetKind.HOST: 1, TargetKind.PREFIX: 1, TargetKind.ALL: 1},
+        max_target_bytes={
+            TargetKind.URL: UNDOCUMENTED_TARGET_BYTES,
+            TargetKind.PREFIX: UNDOCUMENTED_TARGET_BYTES,
+            TargetKind.HOST: DNS_NAME_BYTES,
+        },
         soft_purge=True,
         asynchronous=True,
     )

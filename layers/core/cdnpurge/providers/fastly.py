@@ -29,6 +29,10 @@ from cdnpurge.urls import dot_segment_problem, may_hold_dot_segment
 
 BASE_URL = "https://api.fastly.com"
 MAX_KEYS_PER_CALL = 256
+# Fastly "Surrogate-Key" reference: individual keys are limited to 1,024 bytes (longer ones fail the purge API).
+MAX_KEY_BYTES = 1024
+# Fastly "VCL constraints and limitations": URL size 8 KB; no request for a longer URL is ever cached.
+MAX_URL_BYTES = 8192
 # 100,000 purges per hour per customer, averaged: ~27.7 per second.
 PURGES_PER_SECOND = 100_000 / 3600
 
@@ -59,6 +63,7 @@ class FastlyProvider(HttpProvider):
     required_credentials = ("token",)
     declared = Capabilities(
         max_targets={TargetKind.URL: 1, TargetKind.KEY: MAX_KEYS_PER_CALL, TargetKind.ALL: 1},
+        max_target_bytes={TargetKind.KEY: MAX_KEY_BYTES, TargetKind.URL: MAX_URL_BYTES},
         soft_purge=True,
         hard_only=frozenset({TargetKind.ALL}),
         rate_per_second=PURGES_PER_SECOND,

@@ -31,7 +31,7 @@ from pydantic import Field
 from cdnpurge.models import PurgeRequest, TargetKind
 from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.http import ApiCall, HttpProvider
-from cdnpurge.providers.spec import Capabilities, ProviderDocs, ProviderSettings
+from cdnpurge.providers.spec import UNDOCUMENTED_TARGET_BYTES, Capabilities, ProviderDocs, ProviderSettings
 
 BASE_URL = "https://apistream.gotipath.com/v1"
 # Conservative defaults: Gotipath documents that purges are rate and size limited, not the numbers.
@@ -44,6 +44,7 @@ UNVERIFIED = (
     f"gotipath: limits are undocumented; defaults {DEFAULT_MAX_PATHS} paths per call and "
     f"{DEFAULT_RATE_PER_SECOND:g} call/s (lower them with max_targets / rate_per_second)",
     "gotipath: the error body shape is undocumented; `message` and per-field `errors` are read",
+    f"gotipath: no documented length limit for a path; each is bounded at {UNDOCUMENTED_TARGET_BYTES} bytes",
 )
 
 
@@ -60,6 +61,7 @@ class GotipathProvider(HttpProvider):
     required_credentials = ("client_id", "library_id", "api_key")
     declared = Capabilities(
         max_targets={TargetKind.PATH: DEFAULT_MAX_PATHS, TargetKind.ALL: 1},
+        max_target_bytes={TargetKind.PATH: UNDOCUMENTED_TARGET_BYTES},
         rate_per_second=DEFAULT_RATE_PER_SECOND,
         burst=1,
     )

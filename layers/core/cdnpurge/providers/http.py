@@ -159,7 +159,7 @@ class HttpProvider(DeclaredProvider, ABC):
             )
         for value in request.targets:
             try:
-                self.render(self.settings, Target(request.kind, value))
+                self.spec.render(Target(request.kind, value))  # the adapter's render and the declared bounds
             except ValueError as exc:
                 raise RejectedError(self.name, str(exc)) from None
 

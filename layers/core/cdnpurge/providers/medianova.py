@@ -36,7 +36,7 @@ from cdnpurge.models import PurgeRequest, Target, TargetKind
 from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.errors import RejectedError
 from cdnpurge.providers.http import ApiCall, HttpProvider
-from cdnpurge.providers.spec import Capabilities, ProviderDocs, ProviderSettings
+from cdnpurge.providers.spec import UNDOCUMENTED_TARGET_BYTES, Capabilities, ProviderDocs, ProviderSettings
 
 BASE_URL = "https://cloud.medianova.com/api/v1"
 MAX_PATHS_PER_CALL = 100
@@ -45,7 +45,8 @@ UNVERIFIED = (
     "medianova: response bodies are undocumented; the job id is read from data.id / id / opID",
     "medianova: no documented rate limit; 429 is handled when it comes",
     "medianova: `*` is assumed to match any characters, `/` included (prefix /img is sent as /img*)",
-    "medianova: a literal `*` inside a path cannot be escaped: it is always a wildcard",
+    "medianova: a literal `*` inside a path cannot be escaped: it is always a wildcard (such paths are refused)",
+    f"medianova: no documented length limit for a `file_path`; each is bounded at {UNDOCUMENTED_TARGET_BYTES} bytes",
 )
 
 _UUID = r"^[A-Za-z0-9][A-Za-z0-9-]*$"
@@ -85,6 +86,7 @@ class MedianovaProvider(HttpProvider):
     required_credentials = ("token",)
     declared = Capabilities(
         max_targets={TargetKind.PATH: MAX_PATHS_PER_CALL, TargetKind.PREFIX: MAX_PATHS_PER_CALL},
+        max_target_bytes={TargetKind.PATH: UNDOCUMENTED_TARGET_BYTES, TargetKind.PREFIX: UNDOCUMENTED_TARGET_BYTES},
         asynchronous=True,
     )
     docs = ProviderDocs(

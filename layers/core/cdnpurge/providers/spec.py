@@ -9,14 +9,20 @@ from which the CLI's examples and the README's provider table are generated (`pr
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from cdnpurge.credentials import CredentialRef
+from cdnpurge.errors import show
 from cdnpurge.models import Target, TargetKind
+
+# Target lengths for kinds a vendor documents no limit for: conservative (a URL or pattern this long is
+# already beyond what many servers accept), declared by the adapter and listed in its `unverified` docs.
+UNDOCUMENTED_TARGET_BYTES: Final = 4096
+DNS_NAME_BYTES: Final = 253  # RFC 1035: the longest hostname, for `host` targets
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,11 @@ class Capabilities:
     - `rate_per_second` / `burst`: the documented or configured sustained request rate, for pacing.
     - `host_qualified`: kinds whose wire form names the host (Cloudflare prefixes: `host/path`); the
       planner expands a host-relative target into one per configured host.
+    - `max_target_bytes`: per kind, the longest wire form (UTF-8 bytes of what `render` gives) the provider
+      takes (Fastly keys: 1,024). Checked per target by the spec's render, so an over-long target fails
+      its own changes at planning, never a request (or an HTTP client's URL limit) shared with others.
+      Where the vendor documents no limit, the adapter declares a conservative one and lists it as
+      unverified in its docs.
     """
 
     max_targets: Mapping[TargetKind, int]
@@ -43,6 +54,7 @@ class Capabilities:
     rate_per_second: float | None = None
     burst: int = 1
     host_qualified: frozenset[TargetKind] = frozenset()
+    max_target_bytes: Mapping[TargetKind, int] = field(default_factory=dict)
 
     def supports(self, kind: TargetKind) -> bool:
         return kind in self.max_targets
@@ -156,13 +168,17 @@ class DeclaredProvider:
 
     @classmethod
     def spec_for(cls, settings: ProviderSettings) -> ProviderSpec:
+        declared = cls.capabilities_for(settings)
+        render = partial(cls.render, settings)
         return ProviderSpec(
             name=settings.name,
-            capabilities=narrow_capabilities(cls.capabilities_for(settings), settings),
+            capabilities=narrow_capabilities(declared, settings),
             hosts=settings.hosts,
             default_soft=settings.soft,
-            render=partial(cls.render, settings),
-            escalation=escalation_policy(cls.capabilities_for(settings), settings),
+            render=partial(bounded_render, render, declared.max_target_bytes, cls.label)
+            if declared.max_target_bytes
+            else render,
+            escalation=escalation_policy(declared, settings),
         )
 
     @classmethod
@@ -172,6 +188,22 @@ class DeclaredProvider:
         Raises ValueError for a target the provider cannot express or would refuse: the planner makes that a
         plan error for the target's changes alone instead of a request the API refuses as a whole."""
         return target.value
+
+
+def bounded_render(
+    render: Callable[[Target], str], limits: Mapping[TargetKind, int], label: str, target: Target
+) -> str:
+    """`render(target)`, refused (ValueError, so the planner fails that target's changes alone) when its
+    wire form is longer than the provider's declared limit for the kind. Linear in the target's length."""
+    wire = render(target)
+    limit = limits.get(target.kind)
+    # At most 4 UTF-8 bytes a character: only a wire form that might be too long is encoded to be measured.
+    if limit is not None and len(wire) * 4 > limit and (size := len(wire.encode("utf-8", "surrogatepass"))) > limit:
+        raise ValueError(
+            f"{target.kind.value} {show(target.value)}: {label} takes {target.kind.value} targets of at most "
+            f"{limit} bytes; this one is {size}"
+        )
+    return wire
 
 
 def narrow_capabilities(declared: Capabilities, settings: ProviderSettings) -> Capabilities:
