@@ -25,11 +25,13 @@ from cdnpurge.events.fastpath import NOT_PARSED, parsed_body, plain_s3_change
 from cdnpurge.events.published import PUBLISH_FIELDS, decode_publish
 from cdnpurge.events.reading import (
     DIRECT_ORIGIN,
+    MAX_ENVELOPE_ID_CHARS,
     Decoded,
     MalformedError,
     Origin,
     Sink,
     at,
+    check_identifier,
     guarded,
     is_object,
     json_kind,
@@ -158,6 +160,7 @@ def decode_document(doc: object, origin: Origin, sink: Sink) -> None:
 
 def _decode_sns(message: SNSMessage, origin: Origin, sink: Sink) -> None:
     message_id = required_text(message, "MessageId", "SNS message")
+    check_identifier(message_id, "SNS message field MessageId", MAX_ENVELOPE_ID_CHARS)
     origin = origin.direct_as(message_id)
     within(sink, origin, partial(_decode_sns_body, message, message_id, origin, sink))
 
@@ -188,6 +191,7 @@ def _decode_sns_body(message: SNSMessage, message_id: str, origin: Origin, sink:
 
 def _decode_eventbridge(event: EventBridgeEvent, origin: Origin, sink: Sink) -> None:
     event_id = required_text(event, "id", "EventBridge event")
+    check_identifier(event_id, "EventBridge event field id", MAX_ENVELOPE_ID_CHARS)
     origin = origin.direct_as(event_id)
     within(sink, origin, partial(_decode_eventbridge_body, event, event_id, origin, sink))
 

@@ -12,7 +12,14 @@ from __future__ import annotations
 import json
 from typing import Final
 
-from cdnpurge.events.reading import MAX_BODY_BYTES, MAX_KEY_BYTES
+from cdnpurge.events.reading import (
+    ENVELOPE_ID,
+    MAX_BODY_BYTES,
+    MAX_ENVELOPE_ID_CHARS,
+    MAX_IDENTITY_CHARS,
+    MAX_KEY_BYTES,
+    S3_BUCKET,
+)
 from cdnpurge.events.s3 import EVENTBRIDGE_S3_ACTIONS, S3_ACTIONS
 from cdnpurge.models import Change
 
@@ -53,7 +60,12 @@ def plain_s3_change(doc: object, message_id: str) -> Change | None:
             action = EVENTBRIDGE_S3_ACTIONS.get(doc["detail-type"]) if doc.get("source") == "aws.s3" else None
             detail = doc["detail"]
             bucket, obj, event_time = detail["bucket"]["name"], detail["object"], doc.get("time")
-            if type(event_id := doc["id"]) is not str or not event_id:  # all the validating path asks of it
+            event_id = doc["id"]  # as the validating path checks it (`check_identifier`)
+            if (
+                type(event_id) is not str
+                or len(event_id) > MAX_ENVELOPE_ID_CHARS
+                or not ENVELOPE_ID.fullmatch(event_id)
+            ):
                 return None
         else:
             return None
@@ -67,6 +79,9 @@ def plain_s3_change(doc: object, message_id: str) -> Change | None:
     # (which holds the three between printable separators), the key's characters that URL-decode and its
     # length (in bytes, being ASCII) after it. Anything else is the validating path's.
     if not (change_id.isascii() and change_id.isprintable()) or "+" in key or "%" in key or len(key) > MAX_KEY_BYTES:
+        return None
+    # The bucket and sequencer as the validating path checks them (`check_bucket`, `check_identifier`).
+    if not S3_BUCKET.fullmatch(bucket) or ".." in bucket or " " in sequencer or len(sequencer) > MAX_IDENTITY_CHARS:
         return None
     event_time = event_time if type(event_time) is str and event_time else None
     return Change(change_id, action, message_id, bucket, key, event_time)  # by position: cheaper than keywords

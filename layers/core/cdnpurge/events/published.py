@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from cdnpurge.errors import show
 from cdnpurge.events.reading import (
     MAX_ID_CHARS,
     MAX_TARGETS,
@@ -67,6 +68,8 @@ def decode_publish(
         if len(own_id) > MAX_ID_CHARS:
             raise MalformedError(f"{what} field id has {len(own_id)} characters, over the limit of {MAX_ID_CHARS}")
         check_text(own_id, f"{what} field id")
+        if not own_id.isprintable():  # format characters (bidi overrides, ...) would disguise it in logs
+            raise MalformedError(f"{what} field id {show(own_id)} holds characters that do not print")
         change_id = f"pub:{own_id}"
     sink.changes.append(
         Change(

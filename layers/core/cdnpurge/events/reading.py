@@ -24,6 +24,14 @@ MAX_BODY_BYTES: Final = 256 * 1024  # SQS's (and SNS's) maximum message size
 MAX_TARGETS: Final = 10_000  # per target list of a publish message
 MAX_KEY_BYTES: Final = 1024  # S3's maximum key length (UTF-8)
 MAX_ID_CHARS: Final = 512  # publisher-chosen ids end up in idempotency keys and logs
+MAX_ENVELOPE_ID_CHARS: Final = 128  # an SNS MessageId or EventBridge id (AWS sends 36-character UUIDs)
+MAX_IDENTITY_CHARS: Final = 1024  # an S3 sequencer, version id, ETag or event time, part of a change id
+# Envelope ids and S3 identities: printable ASCII without spaces, so an id reads the same in every log line.
+ENVELOPE_ID: Final = re.compile(r"[!-~]+")
+# S3 bucket names: today's rules (3-63 lowercase letters, digits, `.` and `-`, starting and ending with a
+# letter or digit) widened to legacy us-east-1 names (up to 255 characters, uppercase and `_` allowed), so
+# no real bucket is refused and nothing else (`/`, `@`, spaces, Unicode) gets into a change id.
+S3_BUCKET: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 DIRECT: Final = "event"  # source id of errors that belong to the invocation as a whole
 
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
@@ -232,6 +240,23 @@ def check_text(value: str, what: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise MalformedError(f"{what} {show(value)} is not valid Unicode (lone surrogate)") from None
+
+
+def check_identifier(value: str, what: str, limit: int) -> None:
+    """An id that becomes part of a change id and log fields: printable ASCII, no spaces, at most `limit`."""
+    if len(value) > limit:
+        raise MalformedError(f"{what} has {len(value)} characters, over the limit of {limit}")
+    if not ENVELOPE_ID.fullmatch(value):
+        raise MalformedError(f"{what} {show(value)} must be printable ASCII without spaces")
+
+
+def check_bucket(bucket: str, what: str) -> None:
+    """An S3 bucket name by S3's naming rules (legacy us-east-1 names included): see `S3_BUCKET`."""
+    if not S3_BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise MalformedError(
+            f"{what} bucket {show(bucket)} is not an S3 bucket name (3-255 letters, digits, '.', '-', '_', "
+            "starting and ending with a letter or digit)"
+        )
 
 
 def decode_key(raw: str, what: str) -> str:

@@ -21,6 +21,7 @@ from cdnpurge.events.reading import (
     MalformedError,
     Origin,
     Sink,
+    check_bucket,
     check_text,
     guarded,
     is_object,
@@ -93,7 +94,7 @@ def _decode_repurge_change(raw: object, what: str, origin: Origin, sink: Sink) -
     if action not in (Action.CREATED.value, Action.REMOVED.value):
         raise MalformedError(f"{what} field action must be 'created' or 'removed', got {show(action)}")
     bucket = required_text(raw, "bucket", what)
-    check_text(bucket, f"{what} field bucket")
+    check_bucket(bucket, what)
     key = required_text(raw, "key", what)  # stored decoded: never URL-decoded again
     check_text(key, f"{what} key")
     if len(key.encode("utf-8")) > MAX_KEY_BYTES:

@@ -19,9 +19,12 @@ from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
 
 from cdnpurge.errors import show
 from cdnpurge.events.reading import (
+    MAX_IDENTITY_CHARS,
     MalformedError,
     Origin,
     Sink,
+    check_bucket,
+    check_identifier,
     decode_key,
     first_text,
     guarded,
@@ -131,10 +134,12 @@ def add_s3_change(
     """One S3 change, whatever the envelope: the key URL-decoded once, the id from the first identity
     field present."""
     bucket = required_text(doc, fields.bucket, what)
+    check_bucket(bucket, what)
     key = decode_key(required_text(doc, fields.key, what), what)
     version = first_text(doc, *zip(fields.identity, _IDENTITY_PREFIXES, strict=True))
     if version is None:
         raise MalformedError(f"{what} has no {', '.join(fields.identity[:3])} or {fields.identity[3]} to identify it")
+    check_identifier(version, f"{what} identity (sequencer, version id, ETag or time)", MAX_IDENTITY_CHARS)
     change_id = f"s3:{bucket}/{key}@{version}"
     sink.changes.append(
         Change(
