@@ -241,11 +241,14 @@ def test_the_fake_checks_type_and_paths(cdn: FakeCDN, body: Any, status: int, me
 # -- errors ----------------------------------------------------------------------------------------------
 
 
-def test_a_relative_path_is_rejected_with_gotipaths_message(cdn: FakeCDN) -> None:
-    # When / Then
-    with pytest.raises(RejectedError, match=r"Parameter Error \(paths: paths must start with /") as raised:
+def test_a_relative_path_is_refused_before_calling_and_by_the_fake(cdn: FakeCDN) -> None:
+    # When / Then: the adapter refuses it (not a canonical path) without a call
+    with pytest.raises(RejectedError, match="must start with '/'") as raised:
         provider(cdn).purge(request(TargetKind.PATH, "a.html"), idempotency_token="t")
-    assert raised.value.status == 422 and not raised.value.retryable
+    assert not raised.value.retryable and cdn.received_by("gotipath") == []
+    # and the fake answers what Gotipath documents for one sent anyway
+    response = raw_post(cdn, {"type": "url", "paths": ["a.html"]})
+    assert response.status_code == 422 and "paths must start with /" in response.text
 
 
 def test_400_is_rejected(cdn: FakeCDN) -> None:

@@ -174,11 +174,14 @@ def test_the_planner_respects_a_lowered_limit() -> None:
     assert [len(r.targets) for r in result.requests] == [40, 40, 21]
 
 
-def test_a_relative_path_is_refused_with_medianovas_message(cdn: FakeCDN) -> None:
-    # When / Then
-    with pytest.raises(RejectedError, match="must be absolute paths") as raised:
+def test_a_relative_path_is_refused_before_calling_and_by_the_fake(cdn: FakeCDN) -> None:
+    # When / Then: the adapter refuses it (not a canonical path) without a call
+    with pytest.raises(RejectedError, match="must start with '/'"):
         provider(cdn).purge(request(TargetKind.PATH, "img/a.png"), idempotency_token="t")
-    assert raised.value.status == 422
+    assert cdn.received_by("medianova") == []
+    # and the fake answers what Medianova does for one sent anyway
+    response = raw(cdn, "POST", {"resource_uuid": RESOURCE, "file_path": ["img/a.png"]})
+    assert response.status_code == 422 and "must be absolute paths" in response.text
 
 
 @pytest.mark.parametrize(

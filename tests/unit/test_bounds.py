@@ -96,3 +96,28 @@ def test_the_adapter_refuses_an_over_long_key_before_calling() -> None:
     with pytest.raises(RejectedError, match="at most 1024 bytes"):
         adapter.purge(request, idempotency_token="t")
     assert calls == []
+
+
+def url_kinds() -> list[str]:
+    kinds = []
+    for kind in KINDS:
+        (spec,) = specs(parse_config((EXAMPLES / f"{kind}.yaml").read_text()).providers).values()
+        if spec.capabilities.supports(TargetKind.URL):
+            kinds.append(kind)
+    return kinds
+
+
+@pytest.mark.parametrize("kind", url_kinds())
+@pytest.mark.parametrize(
+    "url", ["https://u:p@www.example.com/x", "https://www.example.com\\@evil.test/", "https://www.example.com:8443/x"]
+)
+def test_every_provider_refuses_a_url_that_is_not_canonical_whoever_built_it(kind: str, url: str) -> None:
+    # Given: a URL target that reached the planner without going through translate or the CLI
+    config = parse_config((EXAMPLES / f"{kind}.yaml").read_text())
+    routed = [RoutedTarget("c", Target(TargetKind.URL, url), None, None)]
+    # When
+    the_plan = plan(routed, specs(config.providers))
+    # Then: a plan error for that change (never quoting the userinfo), no request
+    assert the_plan.requests == ()
+    assert [sorted(error.change_ids) for error in the_plan.errors] == [["c"]]
+    assert "u:p" not in the_plan.errors[0].message

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from cdnpurge.credentials import CredentialRef
 from cdnpurge.errors import show
 from cdnpurge.models import Target, TargetKind
+from cdnpurge.urls import UrlError, canonical_path, canonical_url, without_userinfo
 
 # Target lengths for kinds a vendor documents no limit for: conservative (a URL or pattern this long is
 # already beyond what many servers accept), declared by the adapter and listed in its `unverified` docs.
@@ -40,7 +41,8 @@ class Capabilities:
       planner expands a host-relative target into one per configured host.
     - `max_target_bytes`: per kind, the longest wire form (UTF-8 bytes of what `render` gives) the provider
       takes (Fastly keys: 1,024). Checked per target by the spec's render, so an over-long target fails
-      its own changes at planning, never a request (or an HTTP client's URL limit) shared with others.
+      its own changes at planning, never a request (or an HTTP client's URL limit) shared with others
+      (`checked_render`, which also refuses a URL or path not in `cdnpurge.urls`' canonical form).
       Where the vendor documents no limit, the adapter declares a conservative one and lists it as
       unverified in its docs.
     """
@@ -169,15 +171,12 @@ class DeclaredProvider:
     @classmethod
     def spec_for(cls, settings: ProviderSettings) -> ProviderSpec:
         declared = cls.capabilities_for(settings)
-        render = partial(cls.render, settings)
         return ProviderSpec(
             name=settings.name,
             capabilities=narrow_capabilities(declared, settings),
             hosts=settings.hosts,
             default_soft=settings.soft,
-            render=partial(bounded_render, render, declared.max_target_bytes, cls.label)
-            if declared.max_target_bytes
-            else render,
+            render=partial(checked_render, partial(cls.render, settings), declared.max_target_bytes, cls.label),
             escalation=escalation_policy(declared, settings),
         )
 
@@ -190,11 +189,20 @@ class DeclaredProvider:
         return target.value
 
 
-def bounded_render(
+def checked_render(
     render: Callable[[Target], str], limits: Mapping[TargetKind, int], label: str, target: Target
 ) -> str:
-    """`render(target)`, refused (ValueError, so the planner fails that target's changes alone) when its
-    wire form is longer than the provider's declared limit for the kind. Linear in the target's length."""
+    """`render(target)`, refused (ValueError, so the planner fails that target's changes alone) when the
+    target is not a URL or path in the canonical form of `cdnpurge.urls` (userinfo, a backslash, another
+    port, a `*`: whatever produced it, it never reaches a CDN), or when its wire form is longer than the
+    provider's declared limit for the kind. Linear in the target's length."""
+    try:
+        if target.kind is TargetKind.URL:
+            canonical_url(target.value)
+        elif target.kind is TargetKind.PATH:
+            canonical_path(target.value)
+    except UrlError as problem:
+        raise ValueError(f"{target.kind.value} {show(without_userinfo(target.value))} {problem}") from None
     wire = render(target)
     limit = limits.get(target.kind)
     # At most 4 UTF-8 bytes a character: only a wire form that might be too long is encoded to be measured.
