@@ -102,7 +102,12 @@ def bad_messages(canary: int) -> dict[str, tuple[Any, str]]:
             sns_envelope({"urls": ["https://evil.example/steal"]}),
             "host 'evil.example' is not in allowed_hosts",
         ),
-        "SSRF to a loopback service": (sns_envelope({"urls": [ssrf]}), "host '127.0.0.1' is not in allowed_hosts"),
+        # refused for its port before the allow-list sees its host (canonical form first)
+        "SSRF to a loopback service": (sns_envelope({"urls": [ssrf]}), f"names port {canary}"),
+        "SSRF to loopback, default port": (
+            sns_envelope({"urls": ["http://127.0.0.1/latest/meta-data/"]}),
+            "host '127.0.0.1' is not in allowed_hosts",
+        ),
         "SSRF to instance metadata": (
             eventbridge_published({"hosts": ["169.254.169.254"]}),
             "'169.254.169.254' is not in allowed_hosts",
