@@ -252,7 +252,8 @@ def batch_items(
             "targets": listed,
             "targets_omitted": omitted,
             "provider_ids": state.provider_ids(),
-            "attempts": sum(o.attempts for o in state.outcomes),
+            # The most calls any one request serving the pair needed (1: accepted at the first try).
+            "attempts": max((o.attempts for o in state.outcomes), default=0),
             **common,
         }
         if state.accepted:
