@@ -186,6 +186,9 @@ def test_questions_that_cannot_be_asked_are_usage_errors(
         assert problem in capsys.readouterr().err
     assert cli(["status", "--since", "1h"], out=io.StringIO(), dynamodb=dynamodb) == 2
     assert "name the trail table" in capsys.readouterr().err
+    # An AWS problem is one line, as for every command
+    assert cli(["status", "--table", "no-such-table", "--since", "1h"], out=io.StringIO(), dynamodb=dynamodb) == 2
+    assert "Query failed: ResourceNotFoundException" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         cli(["status", "--table", table, "--since", "yesterday"], out=io.StringIO(), dynamodb=dynamodb)
     assert exit_info.value.code == 2

@@ -215,7 +215,7 @@ def assemble(items: Iterable[Mapping[str, Any]]) -> ChangeStatus | None:
         source=change.get("source") or {},
         rule=_plain(change["rule"]) if change.get("rule") else None,
         event_time=change.get("event_time"),
-        recorded_at=change.get(AT) or min((p.accepted_at or "" for p in providers), default=None),
+        recorded_at=change.get(AT) or min((p.accepted_at for p in providers if p.accepted_at), default=None),
         providers=providers,
     )
 
