@@ -161,6 +161,16 @@ def test_the_function_knows_the_dead_letter_queue_and_the_receive_limit_sqs_appl
     assert int(environment["MAX_RECEIVE_COUNT"]) == int(redrive["maxReceiveCount"])
 
 
+def test_the_purge_trail_is_written_blind_and_only_to_its_own_table() -> None:
+    # The trail's items are puts in BatchWriteItems: no read, no update, no delete, and not the ledger's table.
+    trail = [s for s in execution_role_statements() if {"Fn::GetAtt": ["PurgeTrailTable", "Arn"]} in s["resources"]]
+    assert [(s["actions"], s["resources"]) for s in trail] == [
+        (["dynamodb:BatchWriteItem"], [{"Fn::GetAtt": ["PurgeTrailTable", "Arn"]}])
+    ]
+    environment = template()["Resources"]["PurgeFunction"]["Properties"]["Environment"]["Variables"]
+    assert environment["TRAIL_TABLE_NAME"] == {"Ref": "PurgeTrailTable"}
+
+
 def test_queue_policies_only_let_named_sources_send() -> None:
     for logical_id, resource in template()["Resources"].items():
         if resource["Type"] != "AWS::SQS::QueuePolicy":

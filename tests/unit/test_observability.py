@@ -12,6 +12,7 @@ from cdnpurge.models import Escalation, Plan, TargetKind
 from cdnpurge.observability import record
 from cdnpurge.report import BatchReport, BatchRun
 from cdnpurge.rules import Translation
+from cdnpurge.trail import TrailWriting
 
 
 def test_an_escalation_is_logged_and_counted_per_provider(capsys: pytest.CaptureFixture[str]) -> None:
@@ -55,3 +56,23 @@ def test_changes_no_rule_matched_are_logged_and_counted(capsys: pytest.CaptureFi
     assert (logged["changes"], logged["change_ids"]) == (2, ["s3:b/x@1", "s3:b/y@2"])
     (emf,) = [d for d in documents if "_aws" in d and "Unmatched" in d]
     assert emf["Unmatched"] == [2.0]
+
+
+def test_a_trail_not_written_is_logged_and_counted(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given: a batch whose purge trail could not be written (the purges stand)
+    report = BatchReport(
+        BatchRun(decoded=Decoded((), (), ()), translation=Translation((), (), ()), plan=Plan(())),
+        trail=TrailWriting(written=3, failed=4, cause="ResourceNotFoundException: no table"),
+    )
+    metrics = Metrics(namespace="cdnpurge-test", service="cdnpurge-test")
+    metrics.clear_metrics()
+    # When
+    record(report, Logger(service="cdnpurge-test-trail", level="INFO"), metrics)
+    metrics.flush_metrics()
+    # Then
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    (logged,) = [d for d in documents if d.get("message") == "purge trail not written"]
+    assert (logged["items"], logged["written"], logged["cause"]) == (4, 3, "ResourceNotFoundException: no table")
+    (emf,) = [d for d in documents if "_aws" in d and "TrailWriteFailed" in d]
+    assert emf["TrailWriteFailed"] == [4.0]
+    assert report.response() == {"batchItemFailures": []}

@@ -5,12 +5,14 @@ cdnpurge plan --config purge.yaml --event events/sqs-s3-put.json --format json
 cdnpurge purge --config purge.yaml --provider fastly --key article-42 --soft
 cdnpurge redrive --dlq-url URL --queue-url URL --dry-run
 cdnpurge enable-eventbridge --bucket my-site-content --dry-run
+cdnpurge status --bucket my-site-content --key docs/a.html
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +38,8 @@ from cdnpurge.providers.docs import purge_examples
 from cdnpurge.providers.errors import ProviderError
 from cdnpurge.providers.registry import REGISTRY, specs
 from cdnpurge.purgers import build_purgers
+from cdnpurge.status import DEFAULT_LIMIT, StatusError, TrailReader, parse_duration, write_json, write_table
+from cdnpurge.trail import DEFAULT_RETENTION_SECONDS
 from cdnpurge.urls import dot_segment_problem
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -93,6 +97,23 @@ the rest is written back as it was (its destinations are not re-validated). Noth
 changes. Needs s3:GetBucketNotification and s3:PutBucketNotification on the bucket. S3 has no conditional
 write for this document: do not run it while something else edits the bucket's notifications.
 Exit status: 0 done (or nothing to do), 2 usage or AWS error (one line naming it).
+"""
+
+
+STATUS_EXAMPLES = f"""\
+examples (the table is the stack output PurgeTrailTableName, or TRAIL_TABLE_NAME in the environment):
+  cdnpurge status --bucket my-site-content --key docs/a.html     every recent change of one object
+  cdnpurge status --url https://www.example.com/docs/a.html      what purged one URL (as URL, path, prefix, host)
+  cdnpurge status --change-id 's3:my-site-content/docs/a.html@0065A1B2C3D4E5F6'
+  cdnpurge status --since 1h --format json                       the last hour, for scripts
+
+Per change: its source (bucket, key and S3's sequencer or version id; or the publisher's id), the rule that
+matched, and per provider its targets, the provider's request or job id, accepted / completed / fresh
+(the last two as seconds after acceptance, once the verifier reports them), attempts and the last error.
+Newest first, at most --limit changes. The trail is kept {DEFAULT_RETENTION_SECONDS // 86400} days by default
+(TrailRetentionSeconds). AWS endpoint, region and credentials come from the usual AWS environment
+(AWS_PROFILE, AWS_ENDPOINT_URL_DYNAMODB for the local stack). Needs dynamodb:Query on the table and its
+indexes. Exit status: 0 found, 1 nothing recorded for the question, 2 usage or AWS error.
 """
 
 
@@ -181,6 +202,27 @@ def build_parser() -> argparse.ArgumentParser:
         switch.add_argument("--bucket", required=True, help="the content bucket (template parameter ContentBucketName)")
         switch.add_argument("--dry-run", action="store_true", help="print the merged configuration, write nothing")
         switch.set_defaults(eventbridge=enabled)
+
+    status = commands.add_parser(
+        "status",
+        help="what happened to a change: accepted, completed, fresh, per provider (the purge trail)",
+        description="Read the purge trail the function keeps for each (provider, change).",
+        epilog=STATUS_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    question = status.add_mutually_exclusive_group(required=True)
+    question.add_argument("--bucket", help="the object's bucket (with --key)")
+    question.add_argument("--url", help="an absolute URL a purge named, as URL, path, directory prefix or host")
+    question.add_argument("--change-id", help="one change id (as `cdnpurge plan` and the logs print it)")
+    question.add_argument(
+        "--since", type=_duration, metavar="AGE", help="changes recorded within AGE: 90s, 15m, 1h, 2d"
+    )
+    status.add_argument("--key", help="the object's key (with --bucket)")
+    status.add_argument(
+        "--table", default=None, help="the trail table (stack output PurgeTrailTableName; default $TRAIL_TABLE_NAME)"
+    )
+    status.add_argument("--limit", type=_positive, default=DEFAULT_LIMIT, metavar="N", help="at most N changes (50)")
+    status.add_argument("-f", "--format", choices=("text", "json"), default="text", help="output format")
     return parser
 
 
@@ -198,19 +240,27 @@ def _positive(text: str) -> int:
     return value
 
 
+def _duration(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except StatusError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
     out: TextIO | None = None,
     sqs: Any = None,
     s3: Any = None,
+    dynamodb: Any = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> int:
     """Run one command. AWS errors become one line and exit 2; a closed stdout pipe ends the run quietly."""
     out = out or sys.stdout
     try:
         args = build_parser().parse_args(argv)
-        status = _run(args, out, sqs=sqs, s3=s3, clock=clock)
+        status = _run(args, out, sqs=sqs, s3=s3, dynamodb=dynamodb, clock=clock)
         out.flush()
     except BrokenPipeError:
         return reader_gone(out)
@@ -223,7 +273,9 @@ def main(
     return status
 
 
-def _run(args: argparse.Namespace, out: TextIO, *, sqs: Any, s3: Any, clock: Callable[[], float]) -> int:
+def _run(args: argparse.Namespace, out: TextIO, *, sqs: Any, s3: Any, dynamodb: Any, clock: Callable[[], float]) -> int:
+    if args.command == "status":
+        return _status(args, out, dynamodb, clock)
     if args.command == "redrive":
         return _redrive(args, out, sqs, clock)
     if args.command in ("enable-eventbridge", "disable-eventbridge"):
@@ -468,6 +520,74 @@ def _eventbridge(args: argparse.Namespace, out: TextIO, s3: Any) -> int:
         return EXIT_OK
     print(f"{args.bucket}: EventBridge delivery turned {state}; kept {change.kept()}", file=out)
     return EXIT_OK
+
+
+def _status(args: argparse.Namespace, out: TextIO, dynamodb: Any, clock: Callable[[], float]) -> int:
+    table = args.table or os.environ.get("TRAIL_TABLE_NAME")
+    if not table:
+        print(
+            "cdnpurge: name the trail table: --table NAME (stack output PurgeTrailTableName) or TRAIL_TABLE_NAME",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if (args.bucket is None) != (args.key is None):
+        print("cdnpurge: --bucket and --key go together: name the object by both", file=sys.stderr)
+        return EXIT_USAGE
+    if dynamodb is None:
+        import boto3
+
+        dynamodb = boto3.client("dynamodb")
+    progress = Progress(sys.stderr, "status", clock=clock)
+    return print_status(
+        TrailReader(dynamodb, table, progress=progress),
+        out,
+        bucket=args.bucket,
+        key=args.key,
+        url=args.url,
+        change_id=args.change_id,
+        since_seconds=args.since,
+        limit=args.limit,
+        output_format=args.format,
+    )
+
+
+def print_status(
+    reader: TrailReader,
+    out: TextIO,
+    *,
+    bucket: str | None = None,
+    key: str | None = None,
+    url: str | None = None,
+    change_id: str | None = None,
+    since_seconds: int | None = None,
+    limit: int = DEFAULT_LIMIT,
+    output_format: str = "text",
+) -> int:
+    """Answer one `cdnpurge status` question (exactly one of object, URL, change id, age) on `out`.
+
+    The demo calls it too: `print_status(TrailReader(client, table), sys.stdout, bucket=..., key=...)`.
+    """
+    try:
+        if change_id is not None:
+            changes, asked = reader.by_change(change_id), f"change {change_id}"
+        elif url is not None:
+            changes, asked = reader.by_url(url, limit), url
+        elif since_seconds is not None:
+            changes, asked = reader.since(since_seconds, limit), f"the last {since_seconds} s"
+        elif bucket is not None and key is not None:
+            changes, asked = reader.by_object(bucket, key, limit), f"s3://{bucket}/{key}"
+        else:
+            raise StatusError("ask about one object (bucket and key), URL, change id or age")
+    except StatusError as exc:
+        print(f"cdnpurge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if output_format == "json":
+        write_json(changes, out)
+    elif changes:
+        write_table(changes, out)
+    else:
+        print(f"no purge recorded for {asked} (the trail keeps what the function purged in its retention)", file=out)
+    return EXIT_OK if changes else EXIT_FAILED
 
 
 if __name__ == "__main__":

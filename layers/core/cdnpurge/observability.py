@@ -124,6 +124,12 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
             )
     for problem in report.dead_letters.errors:
         logger.error("dead-letter send failed; record left to SQS redrive", extra={"error": problem})
+    if report.trail.failed:
+        # The purges stand and the records are acknowledged; only `cdnpurge status` will not show them.
+        logger.error(
+            "purge trail not written",
+            extra={"items": report.trail.failed, "written": report.trail.written, "cause": report.trail.cause},
+        )
     if report.repurge.scheduled:
         logger.info("re-purge scheduled", extra={"changes": len(report.repurge.scheduled)})
     for problem in report.repurge.errors:
@@ -155,6 +161,8 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
         len(f.pairs) for f in report.run.ledger_failures if f.operation is not LedgerOperation.CLAIM
     )
     metrics.add_metric(name="LedgerWriteFailed", unit=count, value=store_writes_failed)
+    if report.trail.written or report.trail.failed:
+        metrics.add_metric(name="TrailWriteFailed", unit=count, value=report.trail.failed)
     if report.dead_letters.errors:
         metrics.add_metric(name="DeadLetterSendFailed", unit=count, value=len(report.dead_letters.errors))
     if report.repurge.scheduled or report.repurge.errors:

@@ -2,7 +2,8 @@
 
 Built in two steps, each once and final: `BatchRun` is what decode -> translate -> claim -> plan ->
 execute -> settle did (the pipeline builds it, with every failed SQS record classified), and `BatchReport`
-adds what the SQS side did with it (dead-lettering, re-purge scheduling). Nothing is filled in later.
+adds what the SQS side did with it (dead-lettering, re-purge scheduling) and the purge trail's write.
+Nothing is filled in later.
 
 A record is reported in `batchItemFailures` if any of its changes is not yet purged at every provider it
 is owed to (failed, deferred for lack of time, held by a concurrent invocation, not claimable because the
@@ -27,6 +28,7 @@ from cdnpurge.models import Plan
 from cdnpurge.repurge import RepurgeScheduling
 from cdnpurge.rules import Translation
 from cdnpurge.settle import LedgerFailure
+from cdnpurge.trail import TrailWriting
 
 if TYPE_CHECKING:
     # Only a type: importing it at run time loads Powertools' whole batch processor on every cold start.
@@ -66,6 +68,7 @@ class BatchReport:
     run: BatchRun
     dead_letters: DeadLettering = field(default_factory=DeadLettering)
     repurge: RepurgeScheduling = field(default_factory=RepurgeScheduling)
+    trail: TrailWriting = field(default_factory=TrailWriting)  # the purge trail's write (never fails a record)
 
     def response(self) -> PartialItemFailureResponse:
         moved = self.dead_letters.moved
@@ -91,6 +94,8 @@ class BatchReport:
             "failed_records": len(run.failures.sources),
             "dead_lettered": len(self.dead_letters.moved),
             "repurge_scheduled": len(self.repurge.scheduled),
+            "trail_written": self.trail.written,
+            "trail_write_failed": self.trail.failed,
         }
 
 

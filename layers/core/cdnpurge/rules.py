@@ -9,8 +9,8 @@ surrogate keys, because that is how a browser asks for `docs/a b.pdf` and how a 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import quote, urlsplit
@@ -35,6 +35,9 @@ class Translation:
     routed: tuple[RoutedTarget, ...]
     errors: tuple[TranslateFailure, ...]
     unmatched: tuple[str, ...]  # change ids no rule matched: acknowledged, logged
+    # change id -> position in `config.rules` of the rule that matched it (S3 changes only): the purge
+    # trail records which rule turned an object into its targets.
+    rule_of: Mapping[str, int] = field(default_factory=dict)
 
 
 @cache
@@ -168,6 +171,7 @@ def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Tra
     routed: list[RoutedTarget] = []
     errors: list[TranslateFailure] = []
     unmatched: list[str] = []
+    rule_of: dict[str, int] = {}
     rules = [_PreparedRule.of(rule) for rule in config.rules]
     directories = config.purge_index_directories
     for change in changes:
@@ -180,8 +184,9 @@ def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Tra
             problem = f"key {change.key!r} {reason}" if reason else None
             targets = []
             if problem is None:
-                for rule in rules:  # the first whose bucket and pattern match
+                for position, rule in enumerate(rules):  # the first whose bucket and pattern match
                     if (rule.bucket is None or rule.bucket == change.bucket) and (found := rule.fullmatch(key)):
+                        rule_of[change.id] = position
                         break
                 else:
                     unmatched.append(change.id)
@@ -195,4 +200,4 @@ def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Tra
             routed.append(RoutedTarget(change.id, targets[0], providers, change.soft))
         else:
             routed.extend(RoutedTarget(change.id, target, providers, change.soft) for target in dict.fromkeys(targets))
-    return Translation(tuple(routed), tuple(errors), tuple(unmatched))
+    return Translation(tuple(routed), tuple(errors), tuple(unmatched), rule_of)

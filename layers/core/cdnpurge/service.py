@@ -1,8 +1,9 @@
 """Wiring: configuration, providers, ledger, executor and the queues, built once per cold start and reused.
 
 Nothing here runs at import, and nothing here decides a record's fate: `handle` passes the batch to the
-pipeline (`cdnpurge.pipeline`), its failed records to dead-lettering (`cdnpurge.deadletter`) and its
-purged S3 changes to re-purge scheduling (`cdnpurge.repurge`), then builds the batch report once
+pipeline (`cdnpurge.pipeline`), writes what it did to the purge trail (`cdnpurge.trail`, after the purges
+were made), its failed records to dead-lettering (`cdnpurge.deadletter`) and its purged S3 changes to
+re-purge scheduling (`cdnpurge.repurge`), then builds the batch report once
 (`cdnpurge.report`). `PurgeService.from_environment()` reads the environment the SAM template sets as a
 typed model (`LambdaEnvironment`); tests, the bench and the demo build the same object with explicit
 arguments, and the CLI builds its providers and executor with the same factory (`cdnpurge.purgers`).
@@ -33,6 +34,7 @@ from cdnpurge.purgers import build_purgers
 from cdnpurge.redaction import redact
 from cdnpurge.report import BatchReport, BatchRun
 from cdnpurge.repurge import RepurgeScheduling, repurge_candidates, schedule_repurge
+from cdnpurge.trail import DEFAULT_RETENTION_SECONDS, DynamoDBTrail, TrailWriting
 
 # Stop starting new provider calls this long before Lambda's deadline, plus the longest provider timeout
 # (a call started just before the cut-off must end, or time out, in time): settling the ledger and
@@ -58,6 +60,8 @@ class LambdaEnvironment(BaseModel):
     purge_queue_url: str | None = Field(None, alias="PURGE_QUEUE_URL")
     max_receive_count: int | None = Field(None, alias="MAX_RECEIVE_COUNT", ge=1)
     maximum_concurrency: int = Field(1, alias="MAXIMUM_CONCURRENCY", ge=1)
+    trail_table_name: str | None = Field(None, alias="TRAIL_TABLE_NAME")  # unset: no purge trail
+    trail_retention_seconds: int = Field(DEFAULT_RETENTION_SECONDS, alias="TRAIL_RETENTION_SECONDS", gt=0)
     lambda_function_name: str | None = Field(None, alias="AWS_LAMBDA_FUNCTION_NAME")
 
     @field_validator("*", mode="before")
@@ -96,6 +100,7 @@ class PurgeService:
     executor: Executor  # kept across warm invocations: pacing state is per provider, not per batch
     queues: Queues = field(default_factory=Queues)
     secrets: tuple[str, ...] = ()  # resolved credential values, only ever used to redact text
+    trail: DynamoDBTrail | None = None  # the purge trail (`cdnpurge status`); None: not kept
     sqs_factory: Callable[[], Any] = field(default=lambda: boto3.client("sqs", config=SQS_CLIENT_CONFIG))
 
     @property
@@ -122,8 +127,12 @@ class PurgeService:
         queues: Queues | None = None,
         sqs_client: Any = None,
         concurrency: int = 1,
+        trail_table_name: str | None = None,
+        trail_retention_seconds: int = DEFAULT_RETENTION_SECONDS,
     ) -> PurgeService:
-        """`concurrency`: how many invocations may run at once (the event source's MaximumConcurrency)."""
+        """`concurrency`: how many invocations may run at once (the event source's MaximumConcurrency);
+        `trail_table_name`: where the purge trail goes (None: no trail)."""
+        dynamodb = dynamodb_client or boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG)
         purgers = build_purgers(
             config.providers,
             environ=environ,
@@ -136,14 +145,15 @@ class PurgeService:
         return cls(
             config=config,
             providers=purgers.providers,
-            ledger=DynamoDBLedger(
-                dynamodb_client or boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG),
-                table_name,
-                expires_after_seconds=ttl_seconds,
-            ),
+            ledger=DynamoDBLedger(dynamodb, table_name, expires_after_seconds=ttl_seconds),
             executor=purgers.executor,
             queues=queues or Queues(),
             secrets=purgers.secrets,
+            trail=(
+                None
+                if trail_table_name is None
+                else DynamoDBTrail(dynamodb, trail_table_name, retention_seconds=trail_retention_seconds)
+            ),
             **({} if sqs_client is None else {"sqs_factory": lambda: sqs_client}),
         )
 
@@ -173,6 +183,8 @@ class PurgeService:
                 max_receive_count=settings.max_receive_count,
             ),
             concurrency=settings.maximum_concurrency,
+            trail_table_name=settings.trail_table_name,
+            trail_retention_seconds=settings.trail_retention_seconds,
         )
 
     def redact(self, text: str) -> str:
@@ -197,7 +209,8 @@ class PurgeService:
             remaining_ms=remaining_ms,
             redact=self.redact,
         )
-        return BatchReport(run, self._dead_letter(event, run), self._repurge(run))
+        trail = self.trail.record(run, self.config.rules, self.redact) if self.trail else TrailWriting()
+        return BatchReport(run, self._dead_letter(event, run), self._repurge(run), trail)
 
     def _dead_letter(self, event: Mapping[str, Any], run: BatchRun) -> DeadLettering:
         if self.queues.dead_letter_url is None:
