@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Final
 
 from aws_lambda_powertools import Logger, Metrics
@@ -128,6 +127,7 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
         logger.info("re-purge scheduled", extra={"changes": len(report.repurge.scheduled)})
     for problem in report.repurge.errors:
         logger.error("re-purge not scheduled (the first purge stands)", extra={"error": problem})
+    _log_verification(report, logger)
     for ignored in report.run.decoded.ignored:
         logger.info("record ignored", extra={"ignored": ignored})
     unmatched = report.run.translation.unmatched
@@ -160,6 +160,10 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
     if report.repurge.scheduled or report.repurge.errors:
         metrics.add_metric(name="RepurgeScheduled", unit=count, value=summary["repurge_scheduled"])
         metrics.add_metric(name="RepurgeFailed", unit=count, value=len(report.repurge.errors))
+    if report.verification.tallies:
+        # The alarm in template.yaml watches this total (dimension: service only).
+        failed = sum(tally.failed for tally in report.verification.tallies.values())
+        metrics.add_metric(name="VerificationFailed", unit=count, value=failed)
     timings = _per_provider_seconds(report, now=time.time())
     for provider, counts in _per_provider(report).items():
         # One EMF document per provider: its counts under a `provider` dimension (Metrics allows one
@@ -170,7 +174,33 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
             per_provider.add_metric(name=name, unit=count, value=value)
         for name, seconds in timings.get(provider, {}).items():
             per_provider.add_metric(name=name, unit=MetricUnit.Seconds, value=round(seconds, 3))
+        checked = report.verification.tallies.get(provider)
+        for seconds in checked.time_to_fresh if checked else ():
+            # One value per change seen fresh (EMF keeps them all), so p50/p99 are per change, not per batch.
+            per_provider.add_metric(name="TimeToFresh", unit=MetricUnit.Seconds, value=round(seconds, 3))
         per_provider.flush_metrics()
+
+
+def _log_verification(report: BatchReport, logger: Logger) -> None:
+    """One line per provider verified (its figures), one per check dead-lettered, one per send problem."""
+    for reason in report.verification.failures:
+        logger.error("verification failed: dead-lettered", extra={"reason": reason})
+    for problem in report.verification.errors:
+        logger.error("verification problem (the check stays with SQS or was not scheduled)", extra={"error": problem})
+    for provider, tally in report.verification.tallies.items():
+        logger.info(
+            "verification",
+            extra={
+                "provider": provider,
+                "fresh": len(tally.time_to_fresh),
+                "stale_after_purge": tally.stale,
+                "repurged": tally.repurged,
+                "unverifiable": tally.unverifiable,
+                "failed": tally.failed,
+                "probes": tally.probes,
+                "checks_scheduled": tally.checks_scheduled,
+            },
+        )
 
 
 def _per_provider_seconds(report: BatchReport, *, now: float) -> dict[str, dict[str, float]]:
@@ -180,7 +210,7 @@ def _per_provider_seconds(report: BatchReport, *, now: float) -> dict[str, dict[
     a storm's thousands of requests would otherwise fill hundreds of EMF documents."""
     changed_at: dict[str, float] = {}
     for change in report.run.decoded.changes:
-        when = _epoch(change.event_time)
+        when = change.event_epoch()
         if when is not None:
             changed_at[change.id] = when
     timings: dict[str, dict[str, float]] = {}
@@ -191,17 +221,6 @@ def _per_provider_seconds(report: BatchReport, *, now: float) -> dict[str, dict[
         if outcome.ok and oldest is not None:
             mine["ChangeToPurgeSeconds"] = max(mine.get("ChangeToPurgeSeconds", 0.0), now - oldest)
     return timings
-
-
-def _epoch(event_time: str | None) -> float | None:
-    """An event's ISO 8601 time as seconds since the epoch; None when absent or not a time."""
-    if not event_time:
-        return None
-    try:
-        moment = datetime.fromisoformat(event_time)
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _per_provider(report: BatchReport) -> dict[str, Counter[str]]:
@@ -226,4 +245,10 @@ def _per_provider(report: BatchReport) -> dict[str, Counter[str]]:
         counts.setdefault(provider, Counter())["DuplicatesSkipped"] += 1
     for provider, _change in report.run.unavailable:
         counts.setdefault(provider, Counter())["LedgerUnavailable"] += 1
+    for provider, tally in report.verification.tallies.items():
+        counter = counts.setdefault(provider, Counter())
+        counter["StaleAfterPurge"] += tally.stale
+        counter["Repurged"] += tally.repurged
+        counter["Unverifiable"] += tally.unverifiable
+        counter["VerificationFailed"] += tally.failed
     return counts

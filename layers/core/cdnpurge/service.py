@@ -1,11 +1,13 @@
 """Wiring: configuration, providers, ledger, executor and the queues, built once per cold start and reused.
 
 Nothing here runs at import, and nothing here decides a record's fate: `handle` passes the batch to the
-pipeline (`cdnpurge.pipeline`), its failed records to dead-lettering (`cdnpurge.deadletter`) and its
-purged S3 changes to re-purge scheduling (`cdnpurge.repurge`), then builds the batch report once
-(`cdnpurge.report`). `PurgeService.from_environment()` reads the environment the SAM template sets as a
-typed model (`LambdaEnvironment`); tests, the bench and the demo build the same object with explicit
-arguments, and the CLI builds its providers and executor with the same factory (`cdnpurge.purgers`).
+pipeline (`cdnpurge.pipeline`), its failed records to dead-lettering (`cdnpurge.deadletter`), its
+purged S3 changes to re-purge scheduling (`cdnpurge.repurge`), and its check messages and purges to
+verification (`cdnpurge.verification`, built only when a provider has a `verify:` block), then builds
+the batch report once (`cdnpurge.report`). `PurgeService.from_environment()` reads the environment
+the SAM template sets as a typed model (`LambdaEnvironment`); tests, the bench and the demo build the
+same object with explicit arguments, and the CLI builds its providers and executor with the same
+factory (`cdnpurge.purgers`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cdnpurge.config import Config, ConfigError, load_config
 from cdnpurge.credentials import SecretReader, powertools_secret_reader
-from cdnpurge.deadletter import DeadLettering, dead_letter
+from cdnpurge.deadletter import DeadLettering, DeadLetterReason, dead_letter, dead_letter_body
+from cdnpurge.errors import describe_error
+from cdnpurge.events.reading import MalformedError
+from cdnpurge.events.verify import VerifyCheck, check_records, decode_check, encode_check
 from cdnpurge.execute import AttemptListener, Executor
 from cdnpurge.ledger import DynamoDBLedger, Ledger
 from cdnpurge.pipeline import run_batch
@@ -33,6 +38,19 @@ from cdnpurge.purgers import build_purgers
 from cdnpurge.redaction import redact
 from cdnpurge.report import BatchReport, BatchRun
 from cdnpurge.repurge import RepurgeScheduling, repurge_candidates, schedule_repurge
+from cdnpurge.verification.jobs import has_jobs
+from cdnpurge.verification.origin import OriginVersions, S3Versions
+from cdnpurge.verification.probe import Prober
+from cdnpurge.verification.report import VerificationReport
+from cdnpurge.verification.settings import VerifySettings
+from cdnpurge.verification.verifier import (
+    SilentListener,
+    VerificationListener,
+    Verifier,
+    first_delay,
+    plan_checks,
+    purged_from,
+)
 
 # Stop starting new provider calls this long before Lambda's deadline, plus the longest provider timeout
 # (a call started just before the cut-off must end, or time out, in time): settling the ledger and
@@ -44,6 +62,7 @@ DYNAMODB_CLIENT_CONFIG: Final = BotoConfig(
     connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}
 )
 SQS_CLIENT_CONFIG: Final = BotoConfig(connect_timeout=2, read_timeout=10, retries={"mode": "standard"})
+S3_CLIENT_CONFIG: Final = BotoConfig(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
 
 
 class LambdaEnvironment(BaseModel):
@@ -97,6 +116,7 @@ class PurgeService:
     queues: Queues = field(default_factory=Queues)
     secrets: tuple[str, ...] = ()  # resolved credential values, only ever used to redact text
     sqs_factory: Callable[[], Any] = field(default=lambda: boto3.client("sqs", config=SQS_CLIENT_CONFIG))
+    verification: Verification | None = None  # None: no provider verifies its purges
 
     @property
     def specs(self) -> dict[str, ProviderSpec]:
@@ -122,6 +142,7 @@ class PurgeService:
         queues: Queues | None = None,
         sqs_client: Any = None,
         concurrency: int = 1,
+        verification: VerificationWiring | None = None,
     ) -> PurgeService:
         """`concurrency`: how many invocations may run at once (the event source's MaximumConcurrency)."""
         purgers = build_purgers(
@@ -133,7 +154,7 @@ class PurgeService:
             sleep=sleep,
             concurrency=concurrency,
         )
-        return cls(
+        service = cls(
             config=config,
             providers=purgers.providers,
             ledger=DynamoDBLedger(
@@ -144,8 +165,12 @@ class PurgeService:
             executor=purgers.executor,
             queues=queues or Queues(),
             secrets=purgers.secrets,
-            **({} if sqs_client is None else {"sqs_factory": lambda: sqs_client}),
         )
+        if sqs_client is not None:
+            service.sqs_factory = lambda: sqs_client
+        if any(provider.verify is not None for provider in config.providers):
+            service.verification = Verification(service, verification or VerificationWiring())
+        return service
 
     @classmethod
     def from_environment(
@@ -161,6 +186,8 @@ class PurgeService:
             )
         if config.repurge_delay_seconds and settings.purge_queue_url is None:
             raise ConfigError("repurge_delay_seconds is set but environment variable PURGE_QUEUE_URL is not")
+        if any(p.verify is not None for p in config.providers) and settings.purge_queue_url is None:
+            raise ConfigError("a provider has verify: set but environment variable PURGE_QUEUE_URL is not")
         return cls.build(
             config,
             table_name=settings.idempotency_table_name,
@@ -197,7 +224,12 @@ class PurgeService:
             remaining_ms=remaining_ms,
             redact=self.redact,
         )
-        return BatchReport(run, self._dead_letter(event, run), self._repurge(run))
+        verified = (
+            VerificationReport()
+            if self.verification is None
+            else self.verification.handle(event, run, deadline=self.executor.clock() + max(0.0, budget))
+        )
+        return BatchReport(run, self._dead_letter(event, run), self._repurge(run), verified)
 
     def _dead_letter(self, event: Mapping[str, Any], run: BatchRun) -> DeadLettering:
         if self.queues.dead_letter_url is None:
@@ -223,3 +255,110 @@ class PurgeService:
         if not changes:
             return RepurgeScheduling()
         return schedule_repurge(self.sqs, purge_url, changes, delay_seconds=delay, redact=self.redact)
+
+
+@dataclass(frozen=True)
+class VerificationWiring:
+    """What verification needs beyond the service: where it reports (the purge trail), the origin it
+    compares with (default: the content bucket through S3 HEAD), the epoch clock, and (tests) probers."""
+
+    listener: VerificationListener | None = None
+    origin: OriginVersions | None = None
+    clock: Callable[[], float] = time.time
+    prober_factory: Callable[[VerifySettings, frozenset[str]], Prober] | None = None
+
+
+class Verification:
+    """Runs the check messages of a batch and schedules checks for what it purged (README "Verification").
+
+    A check is a delayed message on the purge queue; one that cannot be run or rescheduled is returned in
+    `batchItemFailures` (SQS redelivers it), a malformed one is dead-lettered at once.
+    """
+
+    def __init__(self, service: PurgeService, wiring: VerificationWiring) -> None:
+        self._service = service
+        self.clock = wiring.clock
+        self.verifier = Verifier(
+            settings={provider.name: provider for provider in service.config.providers},
+            providers=service.providers,
+            specs=service.specs,
+            executor=service.executor,
+            origin=wiring.origin or S3Versions(boto3.client("s3", config=S3_CLIENT_CONFIG)),
+            schedule=self.schedule,
+            dead_letter=self._dead_letter,
+            clock=wiring.clock,
+            listener=wiring.listener or SilentListener(),
+            prober_factory=wiring.prober_factory,
+        )
+
+    def schedule(self, check: VerifyCheck, delay_seconds: int) -> None:
+        """Enqueue `check` on the purge queue, delayed (raises when it cannot)."""
+        queue = self._service.queues.purge_url
+        if queue is None:
+            raise ConfigError("verification needs PURGE_QUEUE_URL to schedule its checks")
+        self._service.sqs.send_message(QueueUrl=queue, MessageBody=encode_check(check), DelaySeconds=delay_seconds)
+
+    def _dead_letter(self, check: VerifyCheck, reasons: tuple[str, ...]) -> None:
+        queue = self._service.queues.dead_letter_url
+        if queue is None:
+            raise ConfigError("a failed verification needs DEAD_LETTER_QUEUE_URL")
+        problem = dead_letter_body(
+            self._service.sqs,
+            queue,
+            encode_check(check),
+            why=DeadLetterReason.VERIFICATION_FAILED,
+            reasons=reasons,
+            redact=self._service.redact,
+        )
+        if problem is not None:
+            raise RuntimeError(f"dead-letter send failed: {problem}")
+
+    def handle(self, event: Mapping[str, Any], run: BatchRun, *, deadline: float) -> VerificationReport:
+        report = VerificationReport()
+        executor_clock = self._service.executor.clock
+        for message_id, body in check_records(event):
+            try:
+                check = decode_check(body)
+            except MalformedError as exc:
+                self._malformed(message_id, body, exc.message, report)
+                continue
+            try:
+                self.verifier.run(check, report, budget_seconds=max(0.0, deadline - executor_clock()))
+            except Exception as exc:  # the check stays with SQS: redelivered, run again
+                report.failed_sources.append(message_id)
+                report.errors.append(self._service.redact(f"{message_id}: {describe_error(exc)}"))
+        checks = plan_checks(
+            changes=run.decoded.changes,
+            routed=run.translation.routed,
+            specs=self._service.specs,
+            settings=self.verifier.settings,
+            purged=purged_from(run.outcomes),
+            job_providers=frozenset(name for name, p in self._service.providers.items() if has_jobs(p)),
+            now=self.clock(),
+            report=report,
+        )
+        for check in checks:
+            verify = self.verifier.settings[check.provider].verify
+            try:
+                self.schedule(check, first_delay(check, verify) if verify else 1)
+            except Exception as exc:  # best effort, as re-purges: the purge itself happened
+                report.errors.append(self._service.redact(f"check not scheduled: {describe_error(exc)}"))
+        return report
+
+    def _malformed(self, message_id: str, body: str, message: str, report: VerificationReport) -> None:
+        queue = self._service.queues.dead_letter_url
+        problem = (
+            "no DEAD_LETTER_QUEUE_URL"
+            if queue is None
+            else dead_letter_body(
+                self._service.sqs,
+                queue,
+                body,
+                why=DeadLetterReason.PERMANENT,
+                reasons=(message,),
+                redact=self._service.redact,
+            )
+        )
+        if problem is not None:
+            report.failed_sources.append(message_id)
+            report.errors.append(self._service.redact(f"{message_id}: {message}; {problem}"))
