@@ -127,7 +127,7 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
         logger.info("re-purge scheduled", extra={"changes": len(report.repurge.scheduled)})
     for problem in report.repurge.errors:
         logger.error("re-purge not scheduled (the first purge stands)", extra={"error": problem})
-    _log_verification(report, logger)
+    _record_verification(report, logger, metrics)
     for ignored in report.run.decoded.ignored:
         logger.info("record ignored", extra={"ignored": ignored})
     unmatched = report.run.translation.unmatched
@@ -160,10 +160,6 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
     if report.repurge.scheduled or report.repurge.errors:
         metrics.add_metric(name="RepurgeScheduled", unit=count, value=summary["repurge_scheduled"])
         metrics.add_metric(name="RepurgeFailed", unit=count, value=len(report.repurge.errors))
-    if report.verification.tallies:
-        # The alarm in template.yaml watches this total (dimension: service only).
-        failed = sum(tally.failed for tally in report.verification.tallies.values())
-        metrics.add_metric(name="VerificationFailed", unit=count, value=failed)
     timings = _per_provider_seconds(report, now=time.time())
     for provider, counts in _per_provider(report).items():
         # One EMF document per provider: its counts under a `provider` dimension (Metrics allows one
@@ -181,8 +177,9 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
         per_provider.flush_metrics()
 
 
-def _log_verification(report: BatchReport, logger: Logger) -> None:
-    """One line per provider verified (its figures), one per check dead-lettered, one per send problem."""
+def _record_verification(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
+    """One line per provider verified (its figures), one per check dead-lettered, one per send problem,
+    and the batch total of changes that failed verification (per-provider figures go with the others)."""
     for reason in report.verification.failures:
         logger.error("verification failed: dead-lettered", extra={"reason": reason})
     for problem in report.verification.errors:
@@ -201,6 +198,10 @@ def _log_verification(report: BatchReport, logger: Logger) -> None:
                 "checks_scheduled": tally.checks_scheduled,
             },
         )
+    if report.verification.tallies:
+        # The alarm in template.yaml watches this total (dimension: service only).
+        failed = sum(tally.failed for tally in report.verification.tallies.values())
+        metrics.add_metric(name="VerificationFailed", unit=MetricUnit.Count, value=failed)
 
 
 def _per_provider_seconds(report: BatchReport, *, now: float) -> dict[str, dict[str, float]]:
