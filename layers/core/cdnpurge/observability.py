@@ -185,6 +185,16 @@ def _record_verification(report: BatchReport, logger: Logger, metrics: Metrics) 
     for problem in report.verification.errors:
         logger.error("verification problem (the check stays with SQS or was not scheduled)", extra={"error": problem})
     for provider, tally in report.verification.tallies.items():
+        for change_id, seconds, urls in tally.seen_fresh:
+            logger.info(
+                "edge fresh",
+                extra={"provider": provider, "change_id": change_id, "time_to_fresh": round(seconds, 3), "urls": urls},
+            )
+        for change_id, url, served, origin in tally.seen_stale:
+            logger.warning(
+                "edge still stale after the purge",
+                extra={"provider": provider, "change_id": change_id, "url": url, "served": served, "origin": origin},
+            )
         logger.info(
             "verification",
             extra={
@@ -196,6 +206,7 @@ def _record_verification(report: BatchReport, logger: Logger, metrics: Metrics) 
                 "failed": tally.failed,
                 "probes": tally.probes,
                 "checks_scheduled": tally.checks_scheduled,
+                "waiting_for_job": tally.waiting,
             },
         )
     if report.verification.tallies:

@@ -19,6 +19,11 @@ class Tally:
     failed: int = 0  # changes dead-lettered past the deadline (VerificationFailed)
     probes: int = 0
     checks_scheduled: int = 0
+    waiting: int = 0  # checks put back because the provider's job was still in progress (or not yet due)
+    seen_fresh: list[tuple[str, float, tuple[str, ...]]] = field(default_factory=list)  # change, seconds, URLs
+    seen_stale: list[tuple[str, str, str | None, str | None]] = field(
+        default_factory=list
+    )  # change, url, served, origin
 
 
 @dataclass

@@ -206,15 +206,8 @@ class Verifier:
         now = self.clock()
         elapsed = now - check.accepted_at
         tally = report.tally(check.provider)
-        if elapsed < verify.deadline_seconds:
-            if check.ready_at is not None and now < check.ready_at:
-                self.schedule(check, min(MAX_DELAY_SECONDS, max(1, math.ceil(check.ready_at - now))))
-                return
-            provider = self.providers.get(check.provider)
-            still = tuple(job for job in check.jobs if provider is not None and job_pending(provider, job))
-            if still:
-                self.schedule(check.next(check.changes, repurged=False, jobs=still), self._delay(check, verify, now))
-                return
+        if elapsed < verify.deadline_seconds and self._put_back_while_pending(check, verify, now, tally):
+            return
         prober = self._prober(check.provider, verify, provider_settings.hosts)
         stop_at = self.clock() + budget_seconds
         remaining: list[CheckedChange] = []
@@ -226,7 +219,9 @@ class Verifier:
                 continue
             left, stale, reason = self._check_change(check, change, verify, prober, tally)
             if left is None:
-                tally.time_to_fresh.append(max(0.0, self.clock() - change.changed_at))
+                seconds = max(0.0, self.clock() - change.changed_at)
+                tally.time_to_fresh.append(seconds)
+                tally.seen_fresh.append((change.id, seconds, change.urls))
                 continue
             remaining.append(left)
             stale_urls.extend((change.id, url) for url in stale)
@@ -235,22 +230,43 @@ class Verifier:
             return
         now = self.clock()
         if now - check.accepted_at >= verify.deadline_seconds:
-            failed = tuple(c for c in remaining if c.id in reasons)
-            for change in failed:
-                self.listener.failed(check.provider, change.id, reasons[change.id])
-            tally.failed += len(failed)
-            if failed:
-                report.failures.extend(reasons[c.id] for c in failed)
-                self.dead_letter(check.next(failed, repurged=False, jobs=()), tuple(reasons[c.id] for c in failed))
-            unprobed = tuple(c for c in remaining if c.id not in reasons)
-            if unprobed:
-                self.schedule(check.next(unprobed, repurged=False, jobs=()), 1)
+            self._give_up(check, remaining, reasons, report)
             return
         repurged = False
         if stale_urls and check.repurges < verify.max_repurges:
             tally.repurged += self._purge_again(check.provider, stale_urls, stop_at)
             repurged = True
         self.schedule(check.next(tuple(remaining), repurged=repurged, jobs=()), self._delay(check, verify, now))
+
+    def _put_back_while_pending(self, check: VerifyCheck, verify: VerifySettings, now: float, tally: Tally) -> bool:
+        """Check again later, probing nothing, while Akamai's estimate has not passed or a job is in progress."""
+        if check.ready_at is not None and now < check.ready_at:
+            tally.waiting += 1
+            self.schedule(check, min(MAX_DELAY_SECONDS, max(1, math.ceil(check.ready_at - now))))
+            return True
+        provider = self.providers.get(check.provider)
+        still = tuple(job for job in check.jobs if provider is not None and job_pending(provider, job))
+        if not still:
+            return False
+        tally.waiting += 1
+        self.schedule(check.next(check.changes, repurged=False, jobs=still), self._delay(check, verify, now))
+        return True
+
+    def _give_up(
+        self, check: VerifyCheck, remaining: list[CheckedChange], reasons: Mapping[str, str], report: VerificationReport
+    ) -> None:
+        """Past the deadline: what was seen stale (or never answered) is dead-lettered with its reason; what the
+        time budget left unprobed gets one more look."""
+        failed = tuple(c for c in remaining if c.id in reasons)
+        for change in failed:
+            self.listener.failed(check.provider, change.id, reasons[change.id])
+        report.tally(check.provider).failed += len(failed)
+        if failed:
+            report.failures.extend(reasons[c.id] for c in failed)
+            self.dead_letter(check.next(failed, repurged=False, jobs=()), tuple(reasons[c.id] for c in failed))
+        unprobed = tuple(c for c in remaining if c.id not in reasons)
+        if unprobed:
+            self.schedule(check.next(unprobed, repurged=False, jobs=()), 1)
 
     def _check_change(
         self, check: VerifyCheck, change: CheckedChange, verify: VerifySettings, prober: Prober, tally: Tally
@@ -280,6 +296,7 @@ class Verifier:
             if probe.error is None and (probe.status or 0) < 500:
                 stale.append(url)
                 tally.stale += 1
+                tally.seen_stale.append((change.id, url, _served(probe), origin))
                 self.listener.stale(
                     check.provider, change.id, url, served=_served(probe), origin=origin, attempt=check.attempt + 1
                 )
