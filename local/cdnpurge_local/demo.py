@@ -50,8 +50,17 @@ MEDIANOVA_JOB_SECONDS = 2.0
 SITE = "www.example.com"
 EDGES = ("fastly", "cloudfront", "medianova")
 # The site's first version (round 0), replaced by round 1's uploads: what viewers have cached.
-FIRST_VERSION = {"index.html": b"<h1>home (old)</h1>", "articles/hello-world.html": b"<h1>hello (old)</h1>"}
-VIEWED = ("/", "/articles/hello-world.html")
+FIRST_VERSION = {
+    "index.html": b"<h1>home (old)</h1>",
+    "articles/hello-world.html": b"<h1>hello (old)</h1>",
+    "docs/annual report+2026.pdf": b"%PDF-1.6 (old)",
+}
+# What viewers ask each edge for: (public path, its S3 key, the providers its rule purges it at).
+VIEWED = (
+    ("/", "index.html", ("fastly", "cloudfront")),
+    ("/articles/hello-world.html", "articles/hello-world.html", ("fastly", "cloudfront")),
+    ("/docs/annual%20report%2B2026.pdf", "docs/annual report+2026.pdf", EDGES),
+)
 # A delayed check becomes visible within this long polling: the drain waits for it instead of stopping.
 CHECK_WAIT_SECONDS = 5
 
@@ -255,17 +264,16 @@ def start_edges(stack: LocalStack, distribution_id: str, running: ExitStack) -> 
 def view_edges(servers: Mapping[str, EdgeServer], stack: LocalStack, label: str) -> int:
     """What viewers get from each edge for the viewed pages, against what the bucket holds; the stale count."""
     stale = 0
-    for path in VIEWED:
-        key = (path.lstrip("/") or "index.html") if not path.endswith("/") else path.lstrip("/") + "index.html"
+    for path, key, providers in VIEWED:
         origin = stack.client("s3").head_object(Bucket=BUCKET, Key=key)["ETag"]
-        for name, server in servers.items():
-            address, headers = server.address(f"https://{SITE}{path}")
+        for name in providers:
+            address, headers = servers[name].address(f"https://{SITE}{path}")
             answer = httpx.get(address, headers=headers)
             served = answer.headers.get("ETag")
             state = "fresh" if served == origin else "STALE"
             stale += state == "STALE"
             print(
-                f"  {label}: {name:<10} https://{SITE}{path:<28} {answer.headers.get('X-Cache', '-'):<5} "
+                f"  {label}: {name:<10} https://{SITE}{path:<34} {answer.headers.get('X-Cache', '-'):<5} "
                 f"ETag {served} ({state}; origin {origin})"
             )
     return stale

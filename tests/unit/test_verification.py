@@ -167,6 +167,9 @@ rules:
   - match: "articles/{{slug}}.html"
     paths: ["/articles/{{slug}}.html"]
     keys: ["article-{{slug}}"]
+  - match: "aliases/{{slug}}.html"
+    paths: ["/aliases/{{slug}}.html", "/aliases/{{slug}}"]
+    providers: [fastly]
   - match: "tags/{{name}}"
     keys: ["tag-{{name}}"]
     providers: [fastly]
@@ -311,6 +314,20 @@ def test_keys_no_url_shows_are_counted_unverifiable_and_get_no_check(world: Worl
     assert report.verification.tallies["fastly"].unverifiable == 1
     assert report.verification.tallies["fastly"].checks_scheduled == 0
     assert world.checks() == []
+
+
+def test_a_url_the_edge_does_not_serve_the_object_at_is_unverifiable_not_stale(world: World) -> None:
+    # When an object is purged whose rule also names an alias path the origin has no object for
+    world.upload("aliases/b.html", b"b")
+    report = world.run_next_checks()
+    # Then the alias (404 at the edge) is counted unverifiable, never purged again, and the real URL verified
+    assert report is not None
+    fastly = report.verification.tallies["fastly"]
+    assert (fastly.unverifiable, fastly.stale, fastly.repurged) == (1, 0, 0)
+    assert [(change, urls) for change, _, urls in fastly.seen_fresh] == [
+        (world.trail.fresh[0][1], (f"https://{WWW}/aliases/b.html",))
+    ]
+    assert world.checks()[world.delivered :] == []
 
 
 def test_still_stale_past_the_deadline_is_dead_lettered_with_the_reason(world: World) -> None:

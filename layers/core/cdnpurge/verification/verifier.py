@@ -33,7 +33,8 @@ from cdnpurge.verification.probe import Probe, Prober
 from cdnpurge.verification.report import Tally, VerificationReport
 from cdnpurge.verification.settings import MAX_DELAY_SECONDS, VerifySettings
 
-VERIFIABLE_KINDS = frozenset({TargetKind.URL, TargetKind.PATH})
+# An edge answering these for an object the origin has: the URL does not serve it (not stale, unverifiable).
+NOT_SERVED = frozenset({404, 410})
 
 
 class VerificationListener(Protocol):
@@ -217,13 +218,15 @@ class Verifier:
             if self.clock() >= stop_at:
                 remaining.append(change)
                 continue
-            left, stale, reason = self._check_change(check, change, verify, prober, tally)
-            if left is None:
+            looked, stale, reason = self._check_change(check, change, verify, prober, tally)
+            if not looked.urls:  # every URL answered "not here": nothing showed the version (unverifiable)
+                continue
+            if len(looked.fresh) == len(looked.urls):
                 seconds = max(0.0, self.clock() - change.changed_at)
                 tally.time_to_fresh.append(seconds)
-                tally.seen_fresh.append((change.id, seconds, change.urls))
+                tally.seen_fresh.append((change.id, seconds, looked.urls))
                 continue
-            remaining.append(left)
+            remaining.append(looked)
             stale_urls.extend((change.id, url) for url in stale)
             reasons[change.id] = reason
         if not remaining:
@@ -270,8 +273,9 @@ class Verifier:
 
     def _check_change(
         self, check: VerifyCheck, change: CheckedChange, verify: VerifySettings, prober: Prober, tally: Tally
-    ) -> tuple[CheckedChange | None, list[str], str]:
-        """Probe a change's URLs not yet seen fresh: (what is left, its stale URLs, why), or (None, ...) when fresh."""
+    ) -> tuple[CheckedChange, list[str], str]:
+        """Probe a change's URLs not yet seen fresh: the change as now known (URLs that do not serve the object
+        at all dropped, those seen fresh in `fresh`), its stale URLs, and why it is not fresh yet."""
         try:
             origin = (
                 None
@@ -282,6 +286,7 @@ class Verifier:
             return change, [], f"origin unreadable for {change.id}: {exc}"
         fresh = list(change.fresh)
         stale: list[str] = []
+        unserved: list[str] = []
         reason = ""
         elapsed = round(self.clock() - check.accepted_at)
         for url in change.urls:
@@ -293,6 +298,12 @@ class Verifier:
                 fresh.append(url)
                 self.listener.fresh(check.provider, change.id, self.clock(), url)
                 continue
+            if origin is not None and probe.status in NOT_SERVED:
+                # The object exists but this URL is not one the edge serves it at (a rule's alias path the
+                # origin has no object for): it cannot show the version, so it is not verified.
+                unserved.append(url)
+                tally.unverifiable += 1
+                continue
             if probe.error is None and (probe.status or 0) < 500:
                 stale.append(url)
                 tally.stale += 1
@@ -301,15 +312,11 @@ class Verifier:
                     check.provider, change.id, url, served=_served(probe), origin=origin, attempt=check.attempt + 1
                 )
             reason = reason or _reason(url, probe, origin, verify.version_header, elapsed)
-        if len(fresh) == len(change.urls):
-            return None, [], ""
-        return (
-            CheckedChange(
-                change.id, change.action, change.bucket, change.key, change.changed_at, change.urls, tuple(fresh)
-            ),
-            stale,
-            reason,
+        urls = tuple(url for url in change.urls if url not in unserved)
+        looked = CheckedChange(
+            change.id, change.action, change.bucket, change.key, change.changed_at, urls, tuple(fresh)
         )
+        return looked, stale, reason
 
     def _purge_again(self, provider: str, stale: list[tuple[str, str]], stop_at: float) -> int:
         """Purge the stale URLs once more through the planner and executor (paced, retried); URLs accepted."""
