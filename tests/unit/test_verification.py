@@ -11,13 +11,22 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import pytest
-from helpers import FASTLY_SERVICE, FASTLY_TOKEN, MemoryLedger, SimulatedClock, config_from
+from helpers import (
+    FASTLY_SERVICE,
+    FASTLY_TOKEN,
+    MemoryLedger,
+    RecordingSqs,
+    Sent,
+    SimulatedClock,
+    Trail,
+    TrailListener,
+    config_from,
+)
 
 from cdnpurge.config import ConfigError
 from cdnpurge.deadletter import ERROR_ATTRIBUTE, FAILURE_ATTRIBUTE
@@ -47,55 +56,6 @@ PURGE_QUEUE, DEAD_LETTERS = "https://sqs.local/purge", "https://sqs.local/dlq"
 MN_TOKEN, MN_ORG, MN_RESOURCE = "mn-test-token-not-real", "org-0001", "res-0001"
 AK_CLIENT, AK_SECRET, AK_ACCESS = "akab-client-not-real", "ak-secret-not-real-AAAA=", "akab-access-not-real"
 PROVIDERS = ("fastly", "medianova", "akamai")
-
-
-@dataclass
-class Sent:
-    queue: str
-    body: str
-    delay: int = 0
-    attributes: dict[str, Any] = field(default_factory=dict)
-
-
-class RecordingSqs:
-    """SQS's SendMessage as the service calls it, kept in order."""
-
-    def __init__(self) -> None:
-        self.sent: list[Sent] = []
-
-    def send_message(
-        self, *, QueueUrl: str, MessageBody: str, DelaySeconds: int = 0, MessageAttributes: Any = None
-    ) -> dict[str, str]:
-        self.sent.append(Sent(QueueUrl, MessageBody, DelaySeconds, dict(MessageAttributes or {})))
-        return {"MessageId": str(len(self.sent))}
-
-
-@dataclass
-class Trail:
-    """A `VerificationListener` keeping what it was told."""
-
-    fresh: list[tuple[str, str, float, str]] = field(default_factory=list)
-    stale: list[tuple[str, str, str, str | None, str | None, int]] = field(default_factory=list)
-    failed: list[tuple[str, str, str]] = field(default_factory=list)
-
-    def on_fresh(self, provider: str, change_id: str, at: float, url: str) -> None:
-        self.fresh.append((provider, change_id, at, url))
-
-
-class Listener:
-    def __init__(self, trail: Trail) -> None:
-        self.trail = trail
-
-    def fresh(self, provider: str, change_id: str, at: float, url: str) -> None:
-        self.trail.fresh.append((provider, change_id, at, url))
-
-    def stale(
-        self, provider: str, change_id: str, url: str, *, served: str | None, origin: str | None, attempt: int
-    ) -> None:
-        self.trail.stale.append((provider, change_id, url, served, origin, attempt))
-
-    def failed(self, provider: str, change_id: str, reason: str) -> None:
-        self.trail.failed.append((provider, change_id, reason))
 
 
 @dataclass
@@ -222,7 +182,7 @@ def world() -> Iterator[World]:
         )
         trail = Trail()
         service.verification = Verification(
-            service, VerificationWiring(listener=Listener(trail), origin=origin, clock=clock)
+            service, VerificationWiring(listener=TrailListener(trail), origin=origin, clock=clock)
         )
         world = World(clock, origin, cdn, edges, servers, sqs, trail, service)
         # The site as viewers had it: version 1 cached at every edge.
