@@ -118,21 +118,34 @@ def run_cdnpurge(
     ledger: str,
     batch_size: int,
     concurrency: int,
+    verify: tuple[Any, str, Any] | None = None,
 ) -> tuple[float, InvocationLog, int]:
-    """Drive the storm through `PurgeService.handle`; returns wall time, what happened, per-batch minimum."""
+    """Drive the storm through `PurgeService.handle`; returns wall time, what happened, per-batch minimum.
+
+    `verify`: (SQS client, purge queue URL, origin versions) to run with the provider's `verify:` block on,
+    its checks sent to that queue (`bench.verification` measures what that costs the storm)."""
     from cdnpurge.config import parse_config
-    from cdnpurge.service import PurgeService
+    from cdnpurge.service import PurgeService, Queues, VerificationWiring
     from cdnpurge_local.event_source import LocalLambdaContext
     from cdnpurge_local.memory_ledger import MemoryLedger
 
-    config = parse_config(config_text(scenario, endpoints), source=scenario.name)
+    config = parse_config(config_text(scenario, endpoints, verify=verify is not None), source=scenario.name)
     environ = {"BENCH_FASTLY_TOKEN": FASTLY_TOKEN, "BENCH_MEDIANOVA_TOKEN": MEDIANOVA_TOKEN}
     shared_memory = MemoryLedger()
 
     def instance() -> PurgeService:
         # One Lambda instance, pacing at its share of each provider's rate (as MAXIMUM_CONCURRENCY sets it).
+        checks = (
+            {}
+            if verify is None
+            else {
+                "sqs_client": verify[0],
+                "queues": Queues(purge_url=verify[1]),
+                "verification": VerificationWiring(origin=verify[2]),
+            }
+        )
         service = PurgeService.build(
-            config, table_name=table, dynamodb_client=dynamodb, environ=environ, concurrency=concurrency
+            config, table_name=table, dynamodb_client=dynamodb, environ=environ, concurrency=concurrency, **checks
         )
         if ledger == "memory":
             service.ledger = shared_memory

@@ -83,7 +83,7 @@ class Sent:
 
 
 class RecordingSqs:
-    """SQS's SendMessage as the service calls it, kept in order."""
+    """SQS's SendMessage (and SendMessageBatch) as the service calls it, kept in order."""
 
     def __init__(self) -> None:
         self.sent: list[Sent] = []
@@ -93,6 +93,14 @@ class RecordingSqs:
     ) -> dict[str, str]:
         self.sent.append(Sent(QueueUrl, MessageBody, DelaySeconds, dict(MessageAttributes or {})))
         return {"MessageId": str(len(self.sent))}
+
+    def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, list[Any]]:
+        """SendMessageBatch: each entry as one SendMessage."""
+        for entry in Entries:
+            self.send_message(
+                QueueUrl=QueueUrl, MessageBody=entry["MessageBody"], DelaySeconds=entry.get("DelaySeconds", 0)
+            )
+        return {"Successful": [{"Id": entry["Id"]} for entry in Entries], "Failed": []}
 
 
 @dataclass

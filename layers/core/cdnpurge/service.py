@@ -28,7 +28,7 @@ from cdnpurge.credentials import SecretReader, powertools_secret_reader
 from cdnpurge.deadletter import DeadLettering, DeadLetterReason, dead_letter, dead_letter_body
 from cdnpurge.errors import describe_error
 from cdnpurge.events.reading import MalformedError
-from cdnpurge.events.verify import VerifyCheck, check_records, decode_check, encode_check
+from cdnpurge.events.verify import VerifyCheck, check_records, decode_check, encode_check, send_batches
 from cdnpurge.execute import AttemptListener, Executor
 from cdnpurge.ledger import DynamoDBLedger, Ledger
 from cdnpurge.pipeline import run_batch
@@ -337,13 +337,27 @@ class Verification:
             now=self.clock(),
             report=report,
         )
-        for check in checks:
-            verify = self.verifier.settings[check.provider].verify
-            try:
-                self.schedule(check, first_delay(check, verify) if verify else 1)
-            except Exception as exc:  # best effort, as re-purges: the purge itself happened
-                report.errors.append(self._service.redact(f"check not scheduled: {describe_error(exc)}"))
+        self._schedule_all(checks, report)
         return report
+
+    def _schedule_all(self, checks: list[VerifyCheck], report: VerificationReport) -> None:
+        """Enqueue a batch's new checks, ten to a SendMessageBatch call (a storm's checks cost a few calls).
+        Best effort, as re-purges: the purges happened; a check not sent is reported and counted."""
+        queue = self._service.queues.purge_url
+        entries = []
+        for number, check in enumerate(checks):
+            verify = self.verifier.settings[check.provider].verify
+            delay = first_delay(check, verify) if verify else 1
+            entries.append({"Id": str(number), "MessageBody": encode_check(check), "DelaySeconds": delay})
+        for chunk in send_batches(entries):
+            try:
+                if queue is None:
+                    raise ConfigError("verification needs PURGE_QUEUE_URL to schedule its checks")
+                answer = self._service.sqs.send_message_batch(QueueUrl=queue, Entries=chunk)
+                problems = [f"{f.get('Code')}: {f.get('Message', '')}" for f in answer.get("Failed", [])]
+            except Exception as exc:
+                problems = [describe_error(exc)] * len(chunk)
+            report.errors.extend(self._service.redact(f"check not scheduled: {problem}") for problem in problems)
 
     def _malformed(self, message_id: str, body: str, message: str, report: VerificationReport) -> None:
         queue = self._service.queues.dead_letter_url

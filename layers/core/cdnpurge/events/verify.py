@@ -19,6 +19,9 @@ from cdnpurge.models import Action
 
 VERIFY_MARKER: Final = "verify"  # value of the "cdnpurge" field of a check message
 MAX_CHANGES_PER_CHECK: Final = 50  # bounds the probes one message asks for (x max_urls)
+MAX_CHECK_BYTES: Final = 200 * 1024  # a check's body, well under SQS's 256 KiB message limit
+_BATCH_ENTRIES: Final = 10  # SendMessageBatch: at most 10 entries ...
+_BATCH_BYTES: Final = 256 * 1024  # ... and 256 KiB of bodies in all
 _BODY_PREFIX: Final = '{"cdnpurge":"verify"'
 
 
@@ -84,6 +87,25 @@ def encode_check(check: VerifyCheck) -> str:
     if check.ready_at is not None:
         body["ready_at"] = round(check.ready_at, 3)
     return json.dumps(body, separators=(",", ":"))
+
+
+def change_bytes(change: CheckedChange) -> int:
+    """An upper estimate of what one change adds to a check's body (for packing checks under the limit)."""
+    return 160 + len(change.id) + len(change.key or "") + len(change.bucket or "") + 2 * sum(map(len, change.urls))
+
+
+def send_batches(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """SendMessageBatch requests for `entries` (each with a `MessageBody`): at most 10 and 256 KiB each."""
+    batches: list[list[dict[str, Any]]] = []
+    size = 0
+    for entry in entries:
+        body = len(entry["MessageBody"].encode())
+        if not batches or len(batches[-1]) == _BATCH_ENTRIES or size + body > _BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(entry)
+        size += body
+    return batches
 
 
 def is_verify_body(body: str) -> bool:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from cdnpurge.events.verify import MAX_CHANGES_PER_CHECK, CheckedChange, VerifyCheck
+from cdnpurge.events.verify import MAX_CHANGES_PER_CHECK, MAX_CHECK_BYTES, CheckedChange, VerifyCheck, change_bytes
 from cdnpurge.execute import Executor, Outcome, execute_plan
 from cdnpurge.models import Change, RoutedTarget, Target, TargetKind
 from cdnpurge.plan import plan, router
@@ -135,8 +135,7 @@ def plan_checks(
         pending.setdefault(provider, []).append((checked, purges))
     checks = []
     for provider, entries in pending.items():
-        for start in range(0, len(entries), MAX_CHANGES_PER_CHECK):
-            chunk = entries[start : start + MAX_CHANGES_PER_CHECK]
+        for chunk in _packed(entries):
             accepted = [a for _, each in chunk for a in each]
             jobs = tuple(sorted({a.job_id for a in accepted if a.job_id})) if provider in job_providers else ()
             etas = [a.estimated_seconds for a in accepted if a.estimated_seconds is not None]
@@ -151,6 +150,22 @@ def plan_checks(
             )
             report.tally(provider).checks_scheduled += 1
     return checks
+
+
+def _packed(
+    entries: list[tuple[CheckedChange, list[Purged]]],
+) -> list[list[tuple[CheckedChange, list[Purged]]]]:
+    """Changes to check, grouped into messages of at most MAX_CHANGES_PER_CHECK and MAX_CHECK_BYTES."""
+    groups: list[list[tuple[CheckedChange, list[Purged]]]] = []
+    size = 0
+    for entry in entries:
+        grows = change_bytes(entry[0])
+        if not groups or len(groups[-1]) == MAX_CHANGES_PER_CHECK or size + grows > MAX_CHECK_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(entry)
+        size += grows
+    return groups
 
 
 def urls_for(targets: Iterable[Target], *, hosts: Iterable[str], limit: int) -> tuple[str, ...]:
@@ -252,7 +267,10 @@ class Verifier:
         if not still:
             return False
         tally.waiting += 1
-        self.schedule(check.next(check.changes, repurged=False, jobs=still), self._delay(check, verify, now))
+        # Every interval, not backing off: a job's end is news worth seeing within one interval.
+        until_deadline = math.ceil(check.accepted_at + verify.deadline_seconds - now)
+        delay = max(1, min(verify.interval_seconds, until_deadline))
+        self.schedule(check.next(check.changes, repurged=False, jobs=still), delay)
         return True
 
     def _give_up(
