@@ -174,8 +174,13 @@ class PurgeService:
 
     @classmethod
     def from_environment(
-        cls, environ: Mapping[str, str] | None = None, *, on_attempt: AttemptListener | None = None
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        on_attempt: AttemptListener | None = None,
+        verification: VerificationWiring | None = None,
     ) -> PurgeService:
+        """The service as the deployed function builds it; `verification` wires the purge trail's listener."""
         env = os.environ if environ is None else environ
         settings = LambdaEnvironment.read(env)
         config = load_config(settings.purge_config)
@@ -200,6 +205,7 @@ class PurgeService:
                 max_receive_count=settings.max_receive_count,
             ),
             concurrency=settings.maximum_concurrency,
+            verification=verification,
         )
 
     def redact(self, text: str) -> str:

@@ -118,13 +118,14 @@ def check_records(event: Mapping[str, Any]) -> list[tuple[str, str]]:
     records = event.get("Records")
     if not isinstance(records, list):
         return []
+    # Runs over every record of every batch (a storm's too): a dict check, not an ABC isinstance.
     return [
         (str(record.get("messageId")), record["body"])
         for record in records
-        if isinstance(record, Mapping)
-        and record.get("eventSource") == "aws:sqs"
+        if type(record) is dict
         and isinstance(record.get("body"), str)
         and is_verify_body(record["body"])
+        and record.get("eventSource") == "aws:sqs"
     ]
 
 

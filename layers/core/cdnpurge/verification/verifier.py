@@ -116,6 +116,10 @@ def plan_checks(
     if not by_change:
         return []
     destinations = router(specs)
+    probed = {
+        name: tuple(dict.fromkeys(host.lower() for host in (verify.hosts or settings[name].hosts)))
+        for name, verify in verifying.items()
+    }
     targets: dict[tuple[str, str], list[Target]] = {}
     for item in routed:
         for provider in destinations(item.providers, item.target.kind):
@@ -127,7 +131,7 @@ def plan_checks(
         change = known.get(change_id)
         mine = targets.get((provider, change_id), [])
         verify = verifying[provider]
-        urls = urls_for(mine, hosts=verify.hosts or settings[provider].hosts, limit=verify.max_urls)
+        urls = urls_for(mine, hosts=probed[provider], limit=verify.max_urls)
         if change is None or change.bucket is None or not urls:
             report.tally(provider).unverifiable += len(mine) or 1
             continue
@@ -168,18 +172,19 @@ def _packed(
     return groups
 
 
-def urls_for(targets: Iterable[Target], *, hosts: Iterable[str], limit: int) -> tuple[str, ...]:
-    """The public URLs that show a change at a provider: URL targets on the allow-listed hosts, paths on each."""
-    allowed = tuple(dict.fromkeys(host.lower() for host in hosts))
+def urls_for(targets: list[Target], *, hosts: tuple[str, ...], limit: int) -> tuple[str, ...]:
+    """The public URLs that show a change at a provider: URL targets on the allow-listed `hosts` (lower-case,
+    distinct), paths on each, in target order. Called once per change in a storm: kept lean."""
+    allowed = hosts
     urls: list[str] = []
-    for target in sorted(set(targets)):
+    for target in sorted(targets) if len(targets) > 1 else targets:
         if target.kind is TargetKind.URL:
             host = target.value.split("/", 3)[2].lower() if target.value.count("/") >= 2 else ""
             if host in allowed:
                 urls.append(target.value)
         elif target.kind is TargetKind.PATH:
             urls.extend(f"https://{host}{target.value}" for host in allowed)
-    return tuple(dict.fromkeys(urls))[:limit]
+    return tuple(dict.fromkeys(urls) if len(urls) > 1 else urls)[:limit]
 
 
 def first_delay(check: VerifyCheck, settings: VerifySettings) -> int:
