@@ -397,3 +397,18 @@ def test_verify_hosts_must_be_allow_listed() -> None:
                 verify: {{hosts: [elsewhere.example.net]}}
             """
         )
+
+
+def test_verification_needs_a_host_to_probe_and_a_plain_probe_endpoint() -> None:
+    base = f"""
+        providers:
+          - name: fastly
+            kind: fastly
+            service_id: {FASTLY_SERVICE}
+            credentials: {{token: {{env: FASTLY_API_TOKEN}}}}
+            verify: VERIFY
+        """
+    with pytest.raises(ConfigError, match=r"providers.fastly.verify: no host to probe"):
+        config_from(base.replace("VERIFY", "{}"))
+    with pytest.raises(ConfigError, match=r"probe_endpoint .* must be http\(s\)://host\[:port\] with no path"):
+        config_from(base.replace("VERIFY", '{hosts: [www.example.com], probe_endpoint: "http://127.0.0.1:9/x"}'))
