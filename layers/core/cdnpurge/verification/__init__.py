@@ -6,7 +6,9 @@
 - `jobs`: a provider's own job status where one exists (CloudFront `get_invalidation`, Medianova's job
   listing; Akamai's `estimatedSeconds` travels in the check itself).
 - `verifier`: which (provider, change) pairs get a check after a batch, and running one check: wait for the
-  job, probe, record first seen fresh, purge again what is still stale, dead-letter past the deadline.
+  job, probe, record first seen fresh, purge again what is still stale, dead-letter past the deadline;
+  `VerificationListener`, where it reports what it learns (the purge trail).
+- `report`: what verification did in one invocation (figures per provider), carried by the batch report.
 
 The check travels as a delayed SQS message on the purge queue (`cdnpurge.events.verify`); see README
 "Verification" for why not a queue of its own or Step Functions.
