@@ -66,8 +66,9 @@ sam-build: .aws-sam/build/.built ## sam build: cross-builds the arm64/python3.13
 test: install lint typecheck sam-validate sam-build ## everything: lint, types, SAM, unit, contract, integration, reliability
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-bench: install sam-build ## storms vs a naive purger (writes bench/results/); cold start and layer size
+bench: install sam-build ## storms vs a naive purger, verification (time to fresh, cost), cold start, layer size
 	$(BIN)/python -m bench.storm
+	$(BIN)/python -m bench.verification
 	$(BIN)/python -m bench.coldstart
 
 clean: ## remove build outputs (keeps the venvs)

@@ -147,7 +147,11 @@ def lost_targets(expected: set[str], purged: Sequence[str]) -> int:
     return sum(1 for target in expected if target not in done and not any(target.startswith(w) for w in wildcards))
 
 
-def config_text(scenario: Scenario, endpoints: dict[str, str]) -> str:
+# With `verify=True` (bench.verification): the edge is checked after each purge, the checks enqueued only.
+VERIFY_SETTINGS = f", verify: {{hosts: [{HOST}], interval_seconds: 10}}"
+
+
+def config_text(scenario: Scenario, endpoints: dict[str, str], *, verify: bool = False) -> str:
     limit = LIMITS[scenario.provider]
     common = f"name: {scenario.provider}, endpoint: {endpoints[scenario.provider]}, rate_per_second: {limit.rate:g}"
     provider = {
@@ -156,7 +160,7 @@ def config_text(scenario: Scenario, endpoints: dict[str, str]) -> str:
         "cloudfront": f"{{{common}, kind: cloudfront, distribution_id: {DISTRIBUTION_ID}",
         "medianova": f"{{{common}, kind: medianova, organization_uuid: {MEDIANOVA_ORG}, "
         f"resource_uuid: {MEDIANOVA_RESOURCE}, credentials: {{token: {{env: BENCH_MEDIANOVA_TOKEN}}}}",
-    }[scenario.provider] + f"{scenario.settings}}}"
+    }[scenario.provider] + f"{scenario.settings}{VERIFY_SETTINGS if verify else ''}}}"
     rules = f"rules: {scenario.rule}\n" if scenario.rule else ""
     return f"providers: [{provider}]\n{rules}allowed_hosts: [{HOST}]\n"
 

@@ -23,3 +23,12 @@ def test_the_demo_purges_once_skips_the_redelivery_and_dead_letters_nothing(
     assert "created s3://example-site-content/docs/annual report+2026.pdf" in output
     assert "cloudfront path" in output and "medianova path" in output and "fastly key" in output
     assert demo.DEMO_TOKEN not in output and demo.MEDIANOVA_TOKEN not in output
+    # Verification: stale copies served before the purge; Fastly's silent failure seen and purged again;
+    # every edge fresh in the end, each provider saying after how long. (Whether Medianova's job is still
+    # in progress at the first check depends on this machine's speed: tests/unit/test_verification.py
+    # asserts that wait on an injected clock.)
+    assert "before the purge: fastly     https://www.example.com/ " in output and "(STALE;" in output
+    assert "verify: fastly still stale: purged again (1 URL(s))" in output
+    for provider in demo.EDGES:
+        assert f"verify: {provider} fresh after " in output
+    assert "0 after verification" in output and "verify: FAILED" not in output

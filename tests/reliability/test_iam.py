@@ -25,8 +25,11 @@ from cdnpurge_local.stack import TEMPLATE_PATH
 ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
 # Secrets Manager appends "-" and six random characters to every secret ARN, so a name prefix needs a
 # trailing wildcard; it is the only wildcard allowed, and only after the configured prefix.
+# The content bucket's objects ("/*") are the other: verification reads an object's current version.
+CONTENT_OBJECTS = "arn:${AWS::Partition}:s3:::${ContentBucketName}/*"
 ALLOWED_WILDCARD_RESOURCES = {
-    "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretsPrefix}*"
+    "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretsPrefix}*",
+    CONTENT_OBJECTS,
 }
 # X-Ray has no resource-level permissions: these two actions can only be granted on "*". Nothing else may.
 XRAY_WRITE_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
@@ -128,6 +131,12 @@ def test_queue_sends_are_limited_to_the_dead_letter_queue_and_the_purge_queue() 
         {"Fn::GetAtt": ["PurgeDeadLetterQueue", "Arn"]},
         {"Fn::GetAtt": ["PurgeQueue", "Arn"]},
     ]
+
+
+def test_s3_is_read_only_and_only_the_content_buckets_objects() -> None:
+    # Verification's HeadObject (authorised as s3:GetObject): nothing written, no other bucket, no listing.
+    s3 = [s for s in execution_role_statements() if any(a.startswith("s3:") for a in s["actions"])]
+    assert [(s["actions"], s["resources"]) for s in s3] == [(["s3:GetObject"], [{"Fn::Sub": CONTENT_OBJECTS}])]
 
 
 def test_the_event_source_reads_only_the_purge_queue() -> None:

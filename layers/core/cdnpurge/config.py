@@ -123,6 +123,16 @@ class Config(BaseModel):
                         f"providers.{provider.name}.credentials.{credential_name}: inline secret values are "
                         "refused; use {env: VAR} or {secret: NAME} (or allow_inline_secrets: true locally)"
                     )
+        for provider in self.providers:
+            verify = provider.verify
+            for host in verify.hosts if verify is not None else ():
+                if not self.host_allowed(host):
+                    raise ValueError(
+                        f"providers.{provider.name}.verify.hosts: {host!r} is neither one of the provider's hosts "
+                        "nor in allowed_hosts (probes only go to allow-listed hosts)"
+                    )
+            if verify is not None and not (verify.hosts or provider.hosts):
+                raise ValueError(f"providers.{provider.name}.verify: no host to probe (set hosts or verify.hosts)")
         for position, rule in enumerate(self.rules):
             for provider_name in rule.providers or ():
                 if provider_name not in names:

@@ -40,6 +40,7 @@ class DeadLetterReason(StrEnum):
 
     PERMANENT = "permanent"  # no retry can fix it
     RETRIES_EXHAUSTED = "retries-exhausted"  # still failing on its last allowed receive
+    VERIFICATION_FAILED = "verification-failed"  # a purge accepted, and the edge still stale past the deadline
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,24 @@ def dead_letter(
             continue
         moved[source] = why
     return DeadLettering(moved, tuple(errors))
+
+
+def dead_letter_body(
+    sqs: Any,
+    queue_url: str,
+    body: str,
+    *,
+    why: DeadLetterReason,
+    reasons: tuple[str, ...],
+    redact: Callable[[str], str],
+) -> str | None:
+    """Send a message the function wrote itself (a verification check) to `queue_url` with its reasons;
+    the (redacted) send error, or None when it was sent."""
+    try:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=body, MessageAttributes=_attributes({}, why, reasons, redact))
+    except Exception as exc:  # reported by the caller, which keeps the message with SQS
+        return redact(describe_error(exc))
+    return None
 
 
 def kept_attributes(message: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ here relies on. The types built per error or per batch stay frozen dataclasses.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -73,6 +74,16 @@ class Change(NamedTuple):
     urls: tuple[str, ...] = ()
     hosts: tuple[str, ...] = ()
     soft: bool | None = None
+
+    def event_epoch(self) -> float | None:
+        """The event's ISO 8601 time as seconds since the epoch; None when absent or not a time."""
+        if not self.event_time:
+            return None
+        try:
+            moment = datetime.fromisoformat(self.event_time)
+        except ValueError:
+            return None
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
     def describe(self) -> str:
         if self.bucket is not None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Final
 
 from aws_lambda_powertools import Logger, Metrics
@@ -60,7 +59,14 @@ def attempt_logger(logger: Logger) -> AttemptListener:
 
 
 def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
+    """The batch's log lines, then its metrics (per batch, per provider, and verification's)."""
     summary = report.summary()
+    _log_batch(report, logger, summary)
+    _record_verification(report, logger, metrics)
+    _emit_metrics(report, metrics, summary)
+
+
+def _log_batch(report: BatchReport, logger: Logger, summary: dict[str, int]) -> None:
     for outcome in report.run.outcomes:
         request = outcome.request
         fields = {
@@ -148,6 +154,8 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
         )
     logger.info("batch done", extra=summary)
 
+
+def _emit_metrics(report: BatchReport, metrics: Metrics, summary: dict[str, int]) -> None:
     count = MetricUnit.Count
     metrics.add_metric(name="Changes", unit=count, value=summary["changes"])
     metrics.add_metric(name="DecodeErrors", unit=count, value=summary["decode_errors"])
@@ -178,7 +186,49 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
             per_provider.add_metric(name=name, unit=count, value=value)
         for name, seconds in timings.get(provider, {}).items():
             per_provider.add_metric(name=name, unit=MetricUnit.Seconds, value=round(seconds, 3))
+        checked = report.verification.tallies.get(provider)
+        for seconds in checked.time_to_fresh if checked else ():
+            # One value per change seen fresh (EMF keeps them all), so p50/p99 are per change, not per batch.
+            per_provider.add_metric(name="TimeToFresh", unit=MetricUnit.Seconds, value=round(seconds, 3))
         per_provider.flush_metrics()
+
+
+def _record_verification(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
+    """One line per provider verified (its figures), one per check dead-lettered, one per send problem,
+    and the batch total of changes that failed verification (per-provider figures go with the others)."""
+    for reason in report.verification.failures:
+        logger.error("verification failed: dead-lettered", extra={"reason": reason})
+    for problem in report.verification.errors:
+        logger.error("verification problem (the check stays with SQS or was not scheduled)", extra={"error": problem})
+    for provider, tally in report.verification.tallies.items():
+        for change_id, seconds, urls in tally.seen_fresh:
+            logger.info(
+                "edge fresh",
+                extra={"provider": provider, "change_id": change_id, "time_to_fresh": round(seconds, 3), "urls": urls},
+            )
+        for change_id, url, served, origin in tally.seen_stale:
+            logger.warning(
+                "edge still stale after the purge",
+                extra={"provider": provider, "change_id": change_id, "url": url, "served": served, "origin": origin},
+            )
+        logger.info(
+            "verification",
+            extra={
+                "provider": provider,
+                "fresh": len(tally.time_to_fresh),
+                "stale_after_purge": tally.stale,
+                "repurged": tally.repurged,
+                "unverifiable": tally.unverifiable,
+                "failed": tally.failed,
+                "probes": tally.probes,
+                "checks_scheduled": tally.checks_scheduled,
+                "waiting_for_job": tally.waiting,
+            },
+        )
+    if report.verification.tallies:
+        # The alarm in template.yaml watches this total (dimension: service only).
+        failed = sum(tally.failed for tally in report.verification.tallies.values())
+        metrics.add_metric(name="VerificationFailed", unit=MetricUnit.Count, value=failed)
 
 
 def _per_provider_seconds(report: BatchReport, *, now: float) -> dict[str, dict[str, float]]:
@@ -188,7 +238,7 @@ def _per_provider_seconds(report: BatchReport, *, now: float) -> dict[str, dict[
     a storm's thousands of requests would otherwise fill hundreds of EMF documents."""
     changed_at: dict[str, float] = {}
     for change in report.run.decoded.changes:
-        when = _epoch(change.event_time)
+        when = change.event_epoch()
         if when is not None:
             changed_at[change.id] = when
     timings: dict[str, dict[str, float]] = {}
@@ -199,17 +249,6 @@ def _per_provider_seconds(report: BatchReport, *, now: float) -> dict[str, dict[
         if outcome.ok and oldest is not None:
             mine["ChangeToPurgeSeconds"] = max(mine.get("ChangeToPurgeSeconds", 0.0), now - oldest)
     return timings
-
-
-def _epoch(event_time: str | None) -> float | None:
-    """An event's ISO 8601 time as seconds since the epoch; None when absent or not a time."""
-    if not event_time:
-        return None
-    try:
-        moment = datetime.fromisoformat(event_time)
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _per_provider(report: BatchReport) -> dict[str, Counter[str]]:
@@ -234,4 +273,10 @@ def _per_provider(report: BatchReport) -> dict[str, Counter[str]]:
         counts.setdefault(provider, Counter())["DuplicatesSkipped"] += 1
     for provider, _change in report.run.unavailable:
         counts.setdefault(provider, Counter())["LedgerUnavailable"] += 1
+    for provider, tally in report.verification.tallies.items():
+        counter = counts.setdefault(provider, Counter())
+        counter["StaleAfterPurge"] += tally.stale
+        counter["Repurged"] += tally.repurged
+        counter["Unverifiable"] += tally.unverifiable
+        counter["VerificationFailed"] += tally.failed
     return counts

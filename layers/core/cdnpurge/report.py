@@ -2,8 +2,9 @@
 
 Built in two steps, each once and final: `BatchRun` is what decode -> translate -> claim -> plan ->
 execute -> settle did (the pipeline builds it, with every failed SQS record classified), and `BatchReport`
-adds what the SQS side did with it (dead-lettering, re-purge scheduling) and the purge trail's write.
-Nothing is filled in later.
+adds what the SQS side did with it (dead-lettering, re-purge scheduling), what verification did (checks
+run and scheduled; a check record that could not be run or rescheduled is returned for redelivery) and
+the purge trail's write. Nothing is filled in later.
 
 A record is reported in `batchItemFailures` if any of its changes is not yet purged at every provider it
 is owed to (failed, deferred for lack of time, held by a concurrent invocation, not claimable because the
@@ -29,6 +30,7 @@ from cdnpurge.repurge import RepurgeScheduling
 from cdnpurge.rules import Translation
 from cdnpurge.settle import LedgerFailure
 from cdnpurge.trail import TrailWriting
+from cdnpurge.verification.report import VerificationReport
 
 if TYPE_CHECKING:
     # Only a type: importing it at run time loads Powertools' whole batch processor on every cold start.
@@ -69,14 +71,13 @@ class BatchReport:
     dead_letters: DeadLettering = field(default_factory=DeadLettering)
     repurge: RepurgeScheduling = field(default_factory=RepurgeScheduling)
     trail: TrailWriting = field(default_factory=TrailWriting)  # the purge trail's write (never fails a record)
+    verification: VerificationReport = field(default_factory=VerificationReport)
 
     def response(self) -> PartialItemFailureResponse:
         moved = self.dead_letters.moved
-        return {
-            "batchItemFailures": [
-                {"itemIdentifier": source} for source in self.run.failures.sources if source not in moved
-            ]
-        }
+        failed = [source for source in self.run.failures.sources if source not in moved]
+        failed += [source for source in self.verification.failed_sources if source not in failed]
+        return {"batchItemFailures": [{"itemIdentifier": source} for source in failed]}
 
     def summary(self) -> dict[str, int]:
         run = self.run
@@ -96,6 +97,8 @@ class BatchReport:
             "repurge_scheduled": len(self.repurge.scheduled),
             "trail_written": self.trail.written,
             "trail_write_failed": self.trail.failed,
+            "verification_checks_scheduled": sum(t.checks_scheduled for t in self.verification.tallies.values()),
+            "verification_failed": sum(t.failed for t in self.verification.tallies.values()),
         }
 
 

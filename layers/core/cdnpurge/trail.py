@@ -370,3 +370,26 @@ class DynamoDBTrail:
             if not pending:
                 return 0
         return len(pending)
+
+
+class TrailVerificationListener:
+    """The purge trail as verification's listener (`cdnpurge.verification.verifier.VerificationListener`):
+    first seen fresh becomes the pair's `fresh_at`; a stale URL or a failed check becomes an attempt with its
+    reason, so `cdnpurge status` shows why a change is not fresh yet. Reports are written one by one, as the
+    verifier learns them; like every trail write, a failure is returned by the trail, never raised here."""
+
+    def __init__(self, trail: DynamoDBTrail, clock: Callable[[], float]) -> None:
+        self._trail = trail
+        self._clock = clock
+
+    def fresh(self, provider: str, change_id: str, at: float, url: str) -> None:
+        self._trail.fresh(provider, change_id, at)
+
+    def stale(
+        self, provider: str, change_id: str, url: str, *, served: str | None, origin: str | None, attempt: int
+    ) -> None:
+        error = f"still stale at {url} (check {attempt}): served {served}, origin {origin}"
+        self._trail.attempt(provider, change_id, self._clock(), error=error)
+
+    def failed(self, provider: str, change_id: str, reason: str) -> None:
+        self._trail.attempt(provider, change_id, self._clock(), error=reason)

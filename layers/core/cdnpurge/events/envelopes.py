@@ -47,6 +47,7 @@ from cdnpurge.events.s3 import (
     add_s3_change,
     decode_s3_notification,
 )
+from cdnpurge.events.verify import is_verify_document
 
 _SNS_CONFIRMATIONS: Final = frozenset({"SubscriptionConfirmation", "UnsubscribeConfirmation"})
 
@@ -129,7 +130,10 @@ def decode_document(doc: object, origin: Origin, sink: Sink) -> None:
     if not is_object(doc):
         raise MalformedError(f"unknown envelope: JSON {json_kind(doc)}, expected an object")
     if "cdnpurge" in doc:
-        decode_repurge(doc, origin, sink)
+        if is_verify_document(doc):  # run by cdnpurge.verification, not a change to purge
+            sink.ignore(origin, "verification check")
+        else:
+            decode_repurge(doc, origin, sink)
     elif "Records" in doc:
         decode_s3_notification(doc, origin, sink)
     elif doc.get("Event") == "s3:TestEvent":

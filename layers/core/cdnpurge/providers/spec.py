@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from cdnpurge.credentials import CredentialRef
 from cdnpurge.models import Target, TargetKind
+from cdnpurge.verification.settings import VerifySettings
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,9 @@ class ProviderSettings(BaseModel):
     )
     credentials: dict[str, CredentialRef] = Field(
         default_factory=dict, description="Credential name -> reference ({env: VAR} or {secret: NAME})."
+    )
+    verify: VerifySettings | None = Field(
+        default=None, description='Check the edge after each purge (README "Verification"); off when unset.'
     )
 
 
