@@ -9,6 +9,7 @@ may, and shows every purge skipped by the idempotency table. Every process start
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -17,11 +18,13 @@ import textwrap
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from cdnpurge.config import parse_config
 from cdnpurge.pipeline import preview
 from cdnpurge.providers.registry import specs
+from cdnpurge_local.demo_run import DemoRound, save_demo_run
 from cdnpurge_local.event_source import LocalLambdaContext
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.medianova import MedianovaBehaviour
@@ -219,7 +222,7 @@ def snapshot_bodies(stack: LocalStack) -> list[str]:
     return bodies
 
 
-def run() -> int:
+def run(save: Path | None = None) -> int:
     started = time.monotonic()
     banner("starting the local stack (DynamoDB Local, moto server, fake CDNs) on 127.0.0.1")
     fastly = FastlyBehaviour(token=DEMO_TOKEN, service_id=SERVICE_ID, rate_per_second=50, burst=20)
@@ -274,13 +277,17 @@ def run() -> int:
             produce_changes(stack)
             bodies = snapshot_bodies(stack)
             banner(f"draining the queue through the Lambda handler ({len(bodies)} message(s) waiting)")
+            round_started = time.monotonic()
             first = source.drain()
+            first_wall = time.monotonic() - round_started
             calls_after_first = len(cdn.received) + invalidations(stack, created)
 
             banner("round 2: the same messages delivered again (SQS is at-least-once)")
             for body in bodies:
                 stack.client("sqs").send_message(QueueUrl=resources.queue_url, MessageBody=body)
+            round_started = time.monotonic()
             second = source.drain()
+            second_wall = time.monotonic() - round_started
             duplicate_calls = len(cdn.received) + invalidations(stack, created) - calls_after_first
 
             banner("summary")
@@ -297,11 +304,19 @@ def run() -> int:
             print(f"  dead-letter queue: {dlq} message(s); fake CDN 429s: {cdn.throttled}")
             print(f"  done in {time.monotonic() - started:.1f}s; stopping every process started")
             ok = calls_after_first > 0 and duplicate_calls == 0 and dlq == 0 and all(purged.values())
+            if save is not None:
+                rounds = [
+                    DemoRound("round 1: new changes", len(bodies), calls_after_first, first_wall),
+                    DemoRound("round 2: delivered again", len(bodies), duplicate_calls, second_wall),
+                ]
+                print(f"  run saved to {save_demo_run(save, rounds)}; draw it: cdnpurge report {save}")
     return 0 if ok else 1
 
 
-def main() -> None:
-    raise SystemExit(run())
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--save", type=Path, metavar="RUN", help="save the run as JSON for `cdnpurge report`")
+    raise SystemExit(run(parser.parse_args(argv).save))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ cdnpurge plan --config purge.yaml --event events/sqs-s3-put.json --format json
 cdnpurge purge --config purge.yaml --provider fastly --key article-42 --soft
 cdnpurge redrive --dlq-url URL --queue-url URL --dry-run
 cdnpurge enable-eventbridge --bucket my-site-content --dry-run
+cdnpurge report bench/results/storm-20261126T144126Z.json
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from cdnpurge.aws_errors import aws_problem
+from cdnpurge.charts import FORMATS, ChartsUnavailableError, RunFileError, render_run
 from cdnpurge.cli_errors import reader_gone
 from cdnpurge.config import Config, ConfigError, parse_config, read_config_text
 from cdnpurge.credentials import CredentialError
@@ -93,6 +95,16 @@ the rest is written back as it was (its destinations are not re-validated). Noth
 changes. Needs s3:GetBucketNotification and s3:PutBucketNotification on the bucket. S3 has no conditional
 write for this document: do not run it while something else edits the bucket's notifications.
 Exit status: 0 done (or nothing to do), 2 usage or AWS error (one line naming it).
+"""
+
+
+REPORT_EXAMPLES = """\
+examples:
+  cdnpurge report bench/results/storm-20261126T144126Z.json       storm-...{calls,wall,throughput}.png
+  cdnpurge report local/runs/demo.json -f svg -f png                 both formats
+
+Needs matplotlib, which the Lambda layer never ships: pip install -e '.[charts]' in a checkout.
+Exit status: 0 charts written, 2 usage (no such file, not a saved run, matplotlib missing).
 """
 
 
@@ -181,6 +193,22 @@ def build_parser() -> argparse.ArgumentParser:
         switch.add_argument("--bucket", required=True, help="the content bucket (template parameter ContentBucketName)")
         switch.add_argument("--dry-run", action="store_true", help="print the merged configuration, write nothing")
         switch.set_defaults(eventbridge=enabled)
+
+    report = commands.add_parser(
+        "report",
+        help="draw a saved bench or demo run as charts",
+        description="Draw a run saved by `make bench` (bench/results/storm-*.json) or by the demo "
+        "(`make demo` saves local/runs/demo.json) as charts written beside it: calls per storm for "
+        "cdnpurge, the naive purger and the minimum; wall time against the rate-limit minimum; planner "
+        "throughput (bench runs).",
+        epilog=REPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("run", type=Path, metavar="RUN", help="a saved run (JSON)")
+    report.add_argument(
+        "-f", "--format", action="append", choices=FORMATS, help="file format (repeatable; default png)"
+    )
+    report.add_argument("-o", "--out-dir", type=Path, help="write the charts here (default: beside RUN)")
     return parser
 
 
@@ -228,6 +256,8 @@ def _run(args: argparse.Namespace, out: TextIO, *, sqs: Any, s3: Any, clock: Cal
         return _redrive(args, out, sqs, clock)
     if args.command in ("enable-eventbridge", "disable-eventbridge"):
         return _eventbridge(args, out, s3)
+    if args.command == "report":
+        return _report(args, out)
     try:
         text = read_config_text(str(args.config))
         config = parse_config(text, source=str(args.config))
@@ -239,6 +269,17 @@ def _run(args: argparse.Namespace, out: TextIO, *, sqs: Any, s3: Any, clock: Cal
     except (ConfigError, CredentialError) as exc:
         print(f"cdnpurge: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _report(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        written = render_run(args.run, formats=args.format or ("png",), out_dir=args.out_dir)
+    except (RunFileError, ChartsUnavailableError) as exc:
+        print(f"cdnpurge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for path in written:
+        print(f"written {path}", file=out)
+    return EXIT_OK
 
 
 def _validate(config: Config, text: str, out: TextIO) -> int:
