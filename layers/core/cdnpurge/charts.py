@@ -132,7 +132,7 @@ def render_run(path: Path, *, formats: Sequence[str] = ("png",), out_dir: Path |
     run = read_run(path)
     directory = out_dir or path.parent
     directory.mkdir(parents=True, exist_ok=True)
-    title = path.stem if run.when is None or run.when[:4] in path.stem else f"{path.stem}, {run.when}"
+    title = _title(path, run.when)
     written: list[Path] = []
     import matplotlib
 
@@ -146,6 +146,12 @@ def render_run(path: Path, *, formats: Sequence[str] = ("png",), out_dir: Path |
                 figure.savefig(target, format=extension, metadata=_METADATA[extension], dpi=110)
                 written.append(target)
     return written
+
+
+def _title(path: Path, when: str | None) -> str:
+    """The file's name, and when the run was made unless the name says it (`storm-20261126T144126Z`)."""
+    compact = "" if when is None else when.replace("-", "").replace(":", "")[:15]
+    return path.stem if not compact or compact in path.stem else f"{path.stem}, {when}"
 
 
 def _figure_class() -> type[Figure]:
