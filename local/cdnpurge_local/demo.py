@@ -13,6 +13,7 @@ skipped by the idempotency table. Every process started is stopped.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -21,14 +22,17 @@ import textwrap
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from cdnpurge.cli import main as cdnpurge_cli
 from cdnpurge.config import parse_config
 from cdnpurge.pipeline import preview
 from cdnpurge.providers.registry import specs
-from cdnpurge_local.event_source import LocalLambdaContext, SqsEventSource
+from cdnpurge_local.demo_run import DemoRound, save_demo_run
+from cdnpurge_local.event_source import Invocation, LocalLambdaContext, SqsEventSource
 from cdnpurge_local.fakecdn.cloudfront_watch import CloudFrontWatcher
 from cdnpurge_local.fakecdn.edge import Edge, EdgeFault, EdgeServer
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
@@ -307,9 +311,8 @@ def snapshot_bodies(stack: LocalStack) -> list[str]:
     return bodies
 
 
-def run() -> int:
-    started = time.monotonic()
-    banner("starting the local stack (DynamoDB Local, moto server, fake CDNs) on 127.0.0.1")
+def demo_behaviours() -> tuple[FastlyBehaviour, MedianovaBehaviour]:
+    """The two fake CDNs the demo's providers call (CloudFront is moto), at rates a demo never hits."""
     fastly = FastlyBehaviour(token=DEMO_TOKEN, service_id=SERVICE_ID, rate_per_second=50, burst=20)
     medianova = MedianovaBehaviour(
         token=MEDIANOVA_TOKEN,
@@ -319,6 +322,44 @@ def run() -> int:
         burst=5,
         completion_delay=MEDIANOVA_JOB_SECONDS,
     )
+    return fastly, medianova
+
+
+def describe_stack(stack: LocalStack, fake_cdn: str, config_text: str) -> None:
+    """What was started and provisioned, so a reader can follow where each message goes."""
+    resources = stack.resources
+    print(
+        f"  DynamoDB Local {stack.dynamodb.endpoint}, moto {stack.moto.endpoint} (S3, SQS, SNS, EventBridge, "
+        f"SSM, Secrets Manager, CloudFront), fake CDN {fake_cdn}"
+    )
+    print(
+        f"  provisioned from template.yaml: queue {resources.queue_url.rsplit('/', 1)[-1]} (+DLQ), "
+        f"table {resources.table_name}, topic, 2 EventBridge rules, bucket {resources.bucket_name}"
+    )
+    print(f"  configuration in SSM {os.environ['PURGE_CONFIG']}; CDN tokens in Secrets Manager cdnpurge/*")
+    print(textwrap.indent(config_text, "    | "), end="")
+
+
+def show_status(key: str) -> None:
+    """`cdnpurge status` for one object, as an operator would ask it (the stack's environment names the table)."""
+    banner(f"cdnpurge status --bucket {BUCKET} --key '{key}'   (the purge trail)")
+    cdnpurge_cli(["status", "--bucket", BUCKET, "--key", key], out=sys.stdout)
+
+
+def redeliver(stack: LocalStack, source: SqsEventSource, bodies: list[str]) -> tuple[list[Invocation], float]:
+    """Round 2: every message of round 1 delivered again; returns the invocations and their wall time."""
+    banner("round 2: the same messages delivered again (SQS is at-least-once)")
+    for body in bodies:
+        stack.client("sqs").send_message(QueueUrl=stack.resources.queue_url, MessageBody=body)
+    started = time.monotonic()
+    invocations = source.drain()
+    return invocations, time.monotonic() - started
+
+
+def run(save: Path | None = None) -> int:
+    started = time.monotonic()
+    banner("starting the local stack (DynamoDB Local, moto server, fake CDNs) on 127.0.0.1")
+    fastly, medianova = demo_behaviours()
     config = (
         CONFIG_TEMPLATE.replace("{service_id}", SERVICE_ID)
         .replace("{medianova_org}", MEDIANOVA_ORG)
@@ -346,17 +387,7 @@ def run() -> int:
         stack, cdn, config_text = deployment.stack, deployment.cdn, deployment.config_text
         for name in ("fastly", "medianova"):
             edges[name].edge.listen(cdn)
-        resources = stack.resources
-        print(
-            f"  DynamoDB Local {stack.dynamodb.endpoint}, moto {stack.moto.endpoint} (S3, SQS, SNS, EventBridge, "
-            f"SSM, Secrets Manager, CloudFront), fake CDN {cdn.endpoint('fastly').rsplit('/', 1)[0]}"
-        )
-        print(
-            f"  provisioned from template.yaml: queue {resources.queue_url.rsplit('/', 1)[-1]} (+DLQ), "
-            f"table {resources.table_name}, topic, 2 EventBridge rules, bucket {resources.bucket_name}"
-        )
-        print(f"  configuration in SSM {os.environ['PURGE_CONFIG']}; CDN tokens in Secrets Manager cdnpurge/*")
-        print(textwrap.indent(config_text, "    | "), end="")
+        describe_stack(stack, cdn.endpoint("fastly").rsplit("/", 1)[0], config_text)
 
         with handler_logs_printed():
 
@@ -384,15 +415,14 @@ def run() -> int:
                 "then its verification checks"
             )
             purges_before = len(cdn.received) + invalidations(stack, created)
+            round_started = time.monotonic()
             first = source.drain()
+            first_wall = time.monotonic() - round_started
             calls_after_first = len(cdn.received) + invalidations(stack, created)
             stale_after = view_edges(edges, stack, "after verification")
-            # Hook for the purge trail (issue 13 item 4): `cdnpurge status --bucket ... --key ...` goes here.
+            show_status("docs/annual report+2026.pdf")
 
-            banner("round 2: the same messages delivered again (SQS is at-least-once)")
-            for body in bodies:
-                stack.client("sqs").send_message(QueueUrl=resources.queue_url, MessageBody=body)
-            second = source.drain()
+            second, second_wall = redeliver(stack, source, bodies)
             duplicate_calls = len(cdn.received) + invalidations(stack, created) - calls_after_first
 
             banner("summary")
@@ -420,11 +450,19 @@ def run() -> int:
                 and stale_before > 0
                 and stale_after == 0
             )
+            if save is not None:
+                rounds = [
+                    DemoRound("round 1: new changes", len(bodies), calls_after_first, first_wall),
+                    DemoRound("round 2: delivered again", len(bodies), duplicate_calls, second_wall),
+                ]
+                print(f"  run saved to {save_demo_run(save, rounds)}; draw it: cdnpurge report {save}")
     return 0 if ok else 1
 
 
-def main() -> None:
-    raise SystemExit(run())
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--save", type=Path, metavar="RUN", help="save the run as JSON for `cdnpurge report`")
+    raise SystemExit(run(parser.parse_args(argv).save))
 
 
 if __name__ == "__main__":

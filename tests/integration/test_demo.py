@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from cdnpurge.charts import read_run, render_run
 from cdnpurge_local import demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
 
 
 def test_the_demo_purges_once_skips_the_redelivery_and_dead_letters_nothing(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # When
-    status = demo.run()
+    status = demo.run(save=tmp_path / "runs" / "demo.json")
     # Then
     output = capsys.readouterr().out
     assert status == 0, output
@@ -32,3 +35,10 @@ def test_the_demo_purges_once_skips_the_redelivery_and_dead_letters_nothing(
     for provider in demo.EDGES:
         assert f"verify: {provider} fresh after " in output
     assert "0 after verification" in output and "verify: FAILED" not in output
+    # The purge trail answers for one object, as `cdnpurge status` prints it for an operator
+    assert "cdnpurge status --bucket example-site-content --key 'docs/annual report+2026.pdf'" in output
+    assert "docs/annual report+2026.pdf" in output.split("cdnpurge status --bucket", 1)[1]
+    # and the run it saved (`make demo` passes --save) is one `cdnpurge report` draws
+    first, second = read_run(tmp_path / "runs" / "demo.json").runs
+    assert first.calls > 0 and second.calls == 0 and first.size == second.size > 0
+    assert [path.name for path in render_run(tmp_path / "runs" / "demo.json")] == ["demo.calls.png", "demo.wall.png"]

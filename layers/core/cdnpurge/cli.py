@@ -6,6 +6,7 @@ cdnpurge purge --config purge.yaml --provider fastly --key article-42 --soft
 cdnpurge redrive --dlq-url URL --queue-url URL --dry-run
 cdnpurge enable-eventbridge --bucket my-site-content --dry-run
 cdnpurge status --bucket my-site-content --key docs/a.html
+cdnpurge report bench/results/storm-20261126T144126Z.json
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from cdnpurge.aws_errors import aws_problem
+from cdnpurge.charts import FORMATS, ChartsUnavailableError, RunFileError, render_run
 from cdnpurge.cli_errors import reader_gone
 from cdnpurge.config import Config, ConfigError, parse_config, read_config_text
 from cdnpurge.credentials import CredentialError
@@ -114,6 +116,16 @@ Newest first, at most --limit changes. The trail is kept {DEFAULT_RETENTION_SECO
 (TrailRetentionSeconds). AWS endpoint, region and credentials come from the usual AWS environment
 (AWS_PROFILE, AWS_ENDPOINT_URL_DYNAMODB for the local stack). Needs dynamodb:Query on the table and its
 indexes. Exit status: 0 found, 1 nothing recorded for the question, 2 usage or AWS error.
+"""
+
+
+REPORT_EXAMPLES = """\
+examples:
+  cdnpurge report bench/results/storm-20261126T144126Z.json       storm-...{calls,wall,throughput}.png
+  cdnpurge report local/runs/demo.json -f svg -f png                 both formats
+
+Needs matplotlib, which the Lambda layer never ships: pip install -e '.[charts]' in a checkout.
+Exit status: 0 charts written, 2 usage (no such file, not a saved run, matplotlib missing).
 """
 
 
@@ -223,6 +235,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--limit", type=_positive, default=DEFAULT_LIMIT, metavar="N", help="at most N changes (50)")
     status.add_argument("-f", "--format", choices=("text", "json"), default="text", help="output format")
+    report = commands.add_parser(
+        "report",
+        help="draw a saved bench or demo run as charts",
+        description="Draw a run saved by `make bench` (bench/results/storm-*.json) or by the demo "
+        "(`make demo` saves local/runs/demo.json) as charts written beside it: calls per storm for "
+        "cdnpurge, the naive purger and the minimum; wall time against the rate-limit minimum; planner "
+        "throughput (bench runs).",
+        epilog=REPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("run", type=Path, metavar="RUN", help="a saved run (JSON)")
+    report.add_argument(
+        "-f", "--format", action="append", choices=FORMATS, help="file format (repeatable; default png)"
+    )
+    report.add_argument("-o", "--out-dir", type=Path, help="write the charts here (default: beside RUN)")
     return parser
 
 
@@ -280,6 +307,8 @@ def _run(args: argparse.Namespace, out: TextIO, *, sqs: Any, s3: Any, dynamodb: 
         return _redrive(args, out, sqs, clock)
     if args.command in ("enable-eventbridge", "disable-eventbridge"):
         return _eventbridge(args, out, s3)
+    if args.command == "report":
+        return _report(args, out)
     try:
         text = read_config_text(str(args.config))
         config = parse_config(text, source=str(args.config))
@@ -291,6 +320,17 @@ def _run(args: argparse.Namespace, out: TextIO, *, sqs: Any, s3: Any, dynamodb: 
     except (ConfigError, CredentialError) as exc:
         print(f"cdnpurge: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _report(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        written = render_run(args.run, formats=args.format or ("png",), out_dir=args.out_dir)
+    except (RunFileError, ChartsUnavailableError) as exc:
+        print(f"cdnpurge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for path in written:
+        print(f"written {path}", file=out)
+    return EXIT_OK
 
 
 def _validate(config: Config, text: str, out: TextIO) -> int:

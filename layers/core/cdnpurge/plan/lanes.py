@@ -199,15 +199,23 @@ class Lane:
         """The k largest directories to collapse, k minimising (requests, targets); k = 0 unless cheaper.
 
         Collapsing the largest groups first is optimal for a given k: it removes the most targets while
-        adding the same k prefixes. Requests are priced with the lower bound (exact without byte limits).
+        adding the same k prefixes. Requests are priced with the lower bound (exact without byte limits),
+        counting only what `chunk` would send (`Limits.cost`): a target the provider cannot send costs no
+        request now, so collapsing it saves none, and a prefix it cannot send is no candidate at all (its
+        changes would fail instead of being purged).
         """
         members = self.groups[(kind, soft)]
         prefixes = self.groups.get((TargetKind.PREFIX, prefix_soft), {})
         target_limits, prefix_limits = limits_for(self.spec, kind), limits_for(self.spec, TargetKind.PREFIX)
-        sizes = {value: target_limits.size(value) for value in members}
-        remaining_count, remaining_bytes = len(members), sum(sizes.values())
-        prefix_count = len(prefixes)
-        prefix_bytes = sum(prefix_limits.size(value) for value in prefixes)
+        sizes = {value: size for value in members if (size := target_limits.cost(value)) is not None}
+        remaining_count, remaining_bytes = len(sizes), sum(sizes.values())
+        prefix_sizes = [size for size in map(prefix_limits.cost, prefixes) if size is not None]
+        prefix_count, prefix_bytes = len(prefix_sizes), sum(prefix_sizes)
+        sendable = [
+            (directory, group, size)
+            for directory, group in candidates
+            if (size := prefix_limits.cost(directory)) is not None
+        ]
 
         def requests(count: int, size: int, limits: Limits) -> int:
             if count == 0:
@@ -220,15 +228,16 @@ class Lane:
             return total, count + prefix_total
 
         best_k, best = 0, cost(remaining_count, remaining_bytes, prefix_count, prefix_bytes)
-        for k, (directory, group) in enumerate(candidates, start=1):
-            remaining_count -= len(group)
-            remaining_bytes -= sum(sizes[value] for value in group)
+        for k, (_directory, group, prefix_size) in enumerate(sendable, start=1):
+            collapsed = [sizes[value] for value in group if value in sizes]
+            remaining_count -= len(collapsed)
+            remaining_bytes -= sum(collapsed)
             prefix_count += 1
-            prefix_bytes += prefix_limits.size(directory)
+            prefix_bytes += prefix_size
             candidate = cost(remaining_count, remaining_bytes, prefix_count, prefix_bytes)
             if candidate < best:
                 best_k, best = k, candidate
-        return candidates[:best_k]
+        return [(directory, group) for directory, group, _ in sendable[:best_k]]
 
     def escalate_to_all(
         self, chunked: list[PurgeRequest], unsendable: list[PlanFailure]
@@ -256,15 +265,12 @@ class Lane:
     # -- step 5: chunking ----------------------------------------------------------------------------------
 
     def request_count(self) -> int:
-        """Requests the groups need as they stand (exact: the same packing `chunk` uses)."""
+        """Requests the groups need as they stand (exact: what `chunk` sends, packed the same way)."""
         total = 0
         for (kind, _soft), values in self.groups.items():
             limits = limits_for(self.spec, kind)
-            if limits.budget is None:
-                total += -(-len(values) // limits.count)
-            else:
-                sizes = [size for size in map(limits.size, values) if 0 < size <= limits.budget]
-                total += len(pack(sizes, limits.count, limits.budget))
+            sizes = [size for size in map(limits.cost, values) if size is not None]
+            total += len(pack(sizes, limits.count, limits.budget))
         return total
 
     def chunk(self) -> tuple[list[PurgeRequest], list[PlanFailure]]:
