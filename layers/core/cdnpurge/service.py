@@ -34,16 +34,22 @@ from cdnpurge.redaction import redact
 from cdnpurge.report import BatchReport, BatchRun
 from cdnpurge.repurge import RepurgeScheduling, repurge_candidates, schedule_repurge
 
-# Stop starting new provider calls this long before Lambda's deadline, plus the longest provider timeout
-# (a call started just before the cut-off must end, or time out, in time): settling the ledger and
-# returning the batch response must still fit.
-SAFETY_MARGIN_SECONDS = 5.0
-# DynamoDB calls fail fast (a few seconds, not botocore's default minute) so an unreachable table turns
-# into redelivered records well within the function's timeout.
+# DynamoDB and SQS calls fail fast (a few seconds, not botocore's default minute) so an unreachable table or
+# queue turns into redelivered records well within the function's timeout: two attempts of at most 1 s to
+# connect and 2 s to read, with botocore's jittered back-off (at most 1 s) between them.
 DYNAMODB_CLIENT_CONFIG: Final = BotoConfig(
-    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}
+    connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2}
 )
-SQS_CLIENT_CONFIG: Final = BotoConfig(connect_timeout=2, read_timeout=10, retries={"mode": "standard"})
+SQS_CLIENT_CONFIG: Final = DYNAMODB_CLIENT_CONFIG
+# The longest one such call can take (2 x (1 + 2) s, plus the back-off): no ledger call starts later than
+# this before the function must answer (`settle.Settlement`'s `settle_by`).
+AWS_CALL_SECONDS = 7.0
+# Kept for the reply itself and the SQS calls after settling (dead letters, visibility, re-purges).
+REPLY_SECONDS = 1.0
+# Stop starting new provider calls this long before Lambda's deadline, plus the longest provider timeout
+# (a call started just before the cut-off ends, or is cut off, within its timeout): releasing the claims
+# that were not completed (one ledger call, `AWS_CALL_SECONDS`) and replying must still fit.
+SAFETY_MARGIN_SECONDS = 10.0
 
 
 class LambdaEnvironment(BaseModel):
@@ -184,18 +190,22 @@ class PurgeService:
         *,
         remaining_ms: Callable[[], int] | None = None,
     ) -> BatchReport:
-        """Run one batch; without a Lambda context (CLI, demo) the budget is a fixed minute."""
+        """Run one batch; without a Lambda context (CLI, demo) the budget is a fixed minute and settling has no
+        deadline. With one, the answer comes before Lambda's deadline: provider calls stop `margin` before
+        it, ledger writes `AWS_CALL_SECONDS + REPLY_SECONDS` before it."""
         margin = SAFETY_MARGIN_SECONDS + max((p.timeout_seconds for p in self.config.providers), default=0.0)
-        budget = (remaining_ms() / 1000 - margin) if remaining_ms else 60.0
+        now = self.executor.clock()
+        answer_by = now + remaining_ms() / 1000 if remaining_ms else None
         run = run_batch(
             event,
             config=self.config,
             specs=self.specs,
             ledger=self.ledger,
             executor=self.executor,
-            deadline=self.executor.clock() + max(0.0, budget),
+            deadline=now + 60.0 if answer_by is None else max(now, answer_by - margin),
             remaining_ms=remaining_ms,
             redact=self.redact,
+            settle_by=None if answer_by is None else answer_by - AWS_CALL_SECONDS - REPLY_SECONDS,
         )
         return BatchReport(run, self._dead_letter(event, run), self._repurge(run))
 

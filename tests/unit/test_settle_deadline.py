@@ -1,0 +1,80 @@
+"""Settling fits inside the invocation (issue 12 §5): with a slow table, no ledger call starts after
+`settle_by`, so the handler answers before Lambda's deadline; what was not written is reported, and the
+claims left expire at the invocation's deadline. Simulated clock: each ledger call takes the longest the
+service's DynamoDB client configuration allows."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from helpers import MemoryLedger, SimulatedClock
+
+from cdnpurge.execute import Outcome
+from cdnpurge.ledger import LedgerOperation, Pair
+from cdnpurge.models import Plan, PurgeRequest, TargetKind
+from cdnpurge.providers.base import PurgeResult
+from cdnpurge.providers.errors import UnavailableError
+from cdnpurge.service import AWS_CALL_SECONDS
+from cdnpurge.settle import Settlement
+
+
+class SlowLedger(MemoryLedger):
+    """Every write takes `AWS_CALL_SECONDS` of the simulated clock; `written` is set after each."""
+
+    def __init__(self, clock: SimulatedClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.calls: list[str] = []
+        self.written = threading.Semaphore(0)
+
+    def complete(self, pairs: Iterable[Pair], result: dict[str, Any]) -> None:
+        self.clock.sleep(AWS_CALL_SECONDS)
+        super().complete(pairs, result)
+        self.calls.append("complete")
+        self.written.release()
+
+    def release(self, pairs: Iterable[Pair], error: Exception) -> None:
+        self.clock.sleep(AWS_CALL_SECONDS)
+        super().release(pairs, error)
+        self.calls.append("release")
+
+
+def request(change: str) -> PurgeRequest:
+    return PurgeRequest("fastly", TargetKind.KEY, (change,), False, frozenset({change}))
+
+
+def test_no_ledger_call_starts_after_settle_by_and_what_is_left_is_reported() -> None:
+    # Given: four requests, three succeed one after another, one fails; 10 s left to settle
+    clock = SimulatedClock()
+    ledger = SlowLedger(clock)
+    requests = [request(f"c{i}") for i in range(4)]
+    claimed = {("fastly", f"c{i}") for i in range(4)}
+    settle_by = clock() + 10
+    settlement = Settlement(claimed, Plan(tuple(requests)), ledger, settle_by=settle_by, clock=clock)
+    # When: each success arrives after the previous one is written (sequential writes of 7 s), then the failure
+    for ok in requests[:2]:
+        settlement.record(Outcome(ok, result=PurgeResult("id")))
+        assert ledger.written.acquire(timeout=10)
+    settlement.record(Outcome(requests[2], result=PurgeResult("id")))  # at 14 s: past settle_by
+    settlement.record(Outcome(requests[3], error=UnavailableError("fastly", "503", status=503)))
+    completed, failures = settlement.finish()
+    # Then: the calls started before settle_by ran (ending at most one call after it); the rest did not
+    assert clock() <= settle_by + AWS_CALL_SECONDS
+    assert ledger.calls == ["complete", "complete"]
+    assert {failure.operation for failure in failures} == {LedgerOperation.COMPLETE, LedgerOperation.RELEASE}
+    assert all("out of time" in failure.cause for failure in failures)
+    unreleased = next(f for f in failures if f.operation is LedgerOperation.RELEASE)
+    assert set(unreleased.pairs) == {("fastly", "c3")}
+    assert completed == {("fastly", "c0"), ("fastly", "c1"), ("fastly", "c2")}  # purged: acknowledged
+
+
+def test_without_a_deadline_everything_is_settled() -> None:
+    clock = SimulatedClock()
+    ledger = SlowLedger(clock)
+    settlement = Settlement({("fastly", "c0"), ("fastly", "c1")}, Plan((request("c0"), request("c1"))), ledger)
+    settlement.record(Outcome(request("c0"), result=PurgeResult("id")))
+    settlement.record(Outcome(request("c1"), error=UnavailableError("fastly", "503", status=503)))
+    _, failures = settlement.finish()
+    assert failures == [] and ledger.calls == ["complete", "release"]
