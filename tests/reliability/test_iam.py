@@ -132,10 +132,17 @@ def test_queue_sends_are_limited_to_the_dead_letter_queue_and_the_purge_queue() 
 
 def test_the_event_source_reads_only_the_purge_queue() -> None:
     sqs = [s for s in execution_role_statements() if any(a.startswith("sqs:") for a in s["actions"])]
-    reads = [s for s in sqs if "sqs:SendMessage" not in s["actions"]]
+    reads = [s for s in sqs if not {"sqs:SendMessage", "sqs:ChangeMessageVisibility"} & set(s["actions"])]
     assert len(reads) == 1
     assert set(reads[0]["actions"]) == SQS_EVENT_SOURCE_ACTIONS
     assert reads[0]["resources"] == [{"Fn::GetAtt": ["PurgeQueue", "Arn"]}]
+
+
+def test_visibility_changes_are_limited_to_the_purge_queue() -> None:
+    changes = [s for s in execution_role_statements() if "sqs:ChangeMessageVisibility" in s["actions"]]
+    assert [(s["actions"], s["resources"]) for s in changes] == [
+        (["sqs:ChangeMessageVisibility"], [{"Fn::GetAtt": ["PurgeQueue", "Arn"]}])
+    ]
 
 
 def test_logs_go_only_to_the_functions_own_log_group() -> None:

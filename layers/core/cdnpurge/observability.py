@@ -128,6 +128,7 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
         logger.info("re-purge scheduled", extra={"changes": len(report.repurge.scheduled)})
     for problem in report.repurge.errors:
         logger.error("re-purge not scheduled (the first purge stands)", extra={"error": problem})
+    _record_visibility(report, logger, metrics)
     for ignored in report.run.decoded.ignored:
         logger.info("record ignored", extra={"ignored": ignored})
     unmatched = report.run.translation.unmatched
@@ -171,6 +172,22 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
         for name, seconds in timings.get(provider, {}).items():
             per_provider.add_metric(name=name, unit=MetricUnit.Seconds, value=round(seconds, 3))
         per_provider.flush_metrics()
+
+
+def _record_visibility(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
+    """Returned records made visible when their retry is due, and the calls that failed (best effort)."""
+    changes = report.visibility
+    if not (changes.changed or changes.errors):
+        return
+    if changes.changed:
+        logger.info(
+            "records return when their retry is due",
+            extra={"visibility_seconds": dict(sorted(changes.changed.items())[:20])},
+        )
+    for problem in changes.errors:
+        logger.error("visibility not changed; record returns after the queue's timeout", extra={"error": problem})
+    metrics.add_metric(name="VisibilityChanged", unit=MetricUnit.Count, value=len(changes.changed))
+    metrics.add_metric(name="VisibilityChangeFailed", unit=MetricUnit.Count, value=len(changes.errors))
 
 
 def _per_provider_seconds(report: BatchReport, *, now: float) -> dict[str, dict[str, float]]:

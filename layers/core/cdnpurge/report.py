@@ -27,6 +27,7 @@ from cdnpurge.models import Plan
 from cdnpurge.repurge import RepurgeScheduling
 from cdnpurge.rules import Translation
 from cdnpurge.settle import LedgerFailure
+from cdnpurge.visibility import VisibilityChanges
 
 if TYPE_CHECKING:
     # Only a type: importing it at run time loads Powertools' whole batch processor on every cold start.
@@ -40,6 +41,9 @@ class RecordFailures:
     sources: tuple[str, ...] = ()
     reasons: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # source id -> why it failed
     permanent: frozenset[str] = frozenset()
+    # source id -> seconds until its retry is due, for records that failed only by throttles and deferrals
+    # that said when (`Outcome.retry_in`): they are made visible again then (`cdnpurge.visibility`)
+    retry_in: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class BatchReport:
     run: BatchRun
     dead_letters: DeadLettering = field(default_factory=DeadLettering)
     repurge: RepurgeScheduling = field(default_factory=RepurgeScheduling)
+    visibility: VisibilityChanges = field(default_factory=VisibilityChanges)
 
     def response(self) -> PartialItemFailureResponse:
         moved = self.dead_letters.moved
@@ -108,6 +113,7 @@ def classify_failures(
     """Every failed SQS record with its (redacted) reasons, and whether any of them a retry could change."""
     source_of = {change.id: change.source_id for change in decoded.changes}
     found: _Reasons = defaultdict(list)
+    due: dict[str, list[float]] = defaultdict(list)  # the retry times of each source's timed failures
     for decode_error in decoded.errors:
         found[decode_error.source_id].append((decode_error.message, False))
     for translate_error in translation.errors:
@@ -124,6 +130,8 @@ def classify_failures(
         detail = f"{outcome.request.provider}: {why}: {error.message if error else ''}".rstrip(": ")
         for change_id in outcome.request.change_ids:
             found[source_of[change_id]].append((detail, retryable))
+            if outcome.retry_in is not None:
+                due[source_of[change_id]].append(outcome.retry_in)
     for provider, change_id in busy:
         found[source_of[change_id]].append((f"{provider}: in progress in another invocation", True))
     causes = {
@@ -140,6 +148,8 @@ def classify_failures(
         sources=tuple(sorted(found)),
         reasons={source: tuple(map(redact, dict.fromkeys(m for m, _ in why))) for source, why in found.items()},
         permanent=frozenset(source for source, why in found.items() if not any(r for _, r in why)),
+        # every failure of the source said when (one entry per change and failure in both)
+        retry_in={source: max(times) for source, times in due.items() if len(times) == len(found[source])},
     )
 
 

@@ -33,6 +33,7 @@ from cdnpurge.purgers import build_purgers
 from cdnpurge.redaction import redact
 from cdnpurge.report import BatchReport, BatchRun
 from cdnpurge.repurge import RepurgeScheduling, repurge_candidates, schedule_repurge
+from cdnpurge.visibility import VisibilityChanges, return_when_due
 
 # DynamoDB and SQS calls fail fast (a few seconds, not botocore's default minute) so an unreachable table or
 # queue turns into redelivered records well within the function's timeout: two attempts of at most 1 s to
@@ -207,7 +208,19 @@ class PurgeService:
             redact=self.redact,
             settle_by=None if answer_by is None else answer_by - AWS_CALL_SECONDS - REPLY_SECONDS,
         )
-        return BatchReport(run, self._dead_letter(event, run), self._repurge(run))
+        dead_letters = self._dead_letter(event, run)
+        return BatchReport(run, dead_letters, self._repurge(run), self._return_when_due(event, run, dead_letters))
+
+    def _return_when_due(
+        self, event: Mapping[str, Any], run: BatchRun, dead_letters: DeadLettering
+    ) -> VisibilityChanges:
+        purge_url = self.queues.purge_url
+        if purge_url is None or not run.failures.retry_in:
+            return VisibilityChanges()
+        returned = [source for source in run.failures.sources if source not in dead_letters.moved]
+        return return_when_due(
+            self.sqs, purge_url, event, returned=returned, retry_in=run.failures.retry_in, redact=self.redact
+        )
 
     def _dead_letter(self, event: Mapping[str, Any], run: BatchRun) -> DeadLettering:
         if self.queues.dead_letter_url is None:
