@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Final
@@ -102,7 +102,7 @@ class PurgeService:
     ledger: Ledger
     executor: Executor  # kept across warm invocations: pacing state is per provider, not per batch
     queues: Queues = field(default_factory=Queues)
-    secrets: tuple[str, ...] = ()  # resolved credential values, only ever used to redact text
+    secrets: Sequence[str] = ()  # resolved credential values, only ever used to redact text (may grow)
     sqs_factory: Callable[[], Any] = field(default=lambda: boto3.client("sqs", config=SQS_CLIENT_CONFIG))
 
     @property
