@@ -171,6 +171,13 @@ def _describe(exc: ValidationError, *, prefix: str = "") -> list[str]:
     return problems
 
 
+def fresh_ssm_parameter(name: str) -> str:
+    """An SSM parameter's value read now (Powertools `force_fetch`), for a service checking it for changes."""
+    from aws_lambda_powertools.utilities import parameters
+
+    return str(parameters.get_parameter(name, force_fetch=True))
+
+
 def load_config(location: str, *, ssm_reader: Callable[[str], str] | None = None) -> Config:
     """Load from `ssm:/parameter/name` (via Powertools Parameters, cached) or a file path."""
     return parse_config(read_config_text(location, ssm_reader=ssm_reader), source=location)

@@ -38,7 +38,7 @@ import random
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -220,6 +220,13 @@ class Executor:
         self.on_attempt = on_attempt
         self.buckets = {name: self._bucket(provider) for name, provider in providers.items()}
         self._locks = {name: threading.Lock() for name in providers}
+
+    def adopt_pacing(self, previous: Executor, names: Iterable[str]) -> None:
+        """Take over `previous`'s pacing state for `names` (providers whose settings did not change when the
+        configuration was reloaded): a rate cut or a pause asked for before the reload still holds."""
+        for name in names:
+            if name in self.buckets and name in previous.buckets:
+                self.buckets[name] = previous.buckets[name]
 
     def _bucket(self, provider: Provider) -> TokenBucket:
         caps = provider.spec.capabilities

@@ -175,7 +175,9 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
 
 
 def _record_visibility(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
-    """Returned records made visible when their retry is due, and the calls that failed (best effort)."""
+    """Returned records made visible when their retry is due, and the calls that failed (best effort); then
+    the batch's configuration check."""
+    _record_config_change(report, logger, metrics)
     changes = report.visibility
     if not (changes.changed or changes.errors):
         return
@@ -188,6 +190,18 @@ def _record_visibility(report: BatchReport, logger: Logger, metrics: Metrics) ->
         logger.error("visibility not changed; record returns after the queue's timeout", extra={"error": problem})
     metrics.add_metric(name="VisibilityChanged", unit=MetricUnit.Count, value=len(changes.changed))
     metrics.add_metric(name="VisibilityChangeFailed", unit=MetricUnit.Count, value=len(changes.errors))
+
+
+def _record_config_change(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
+    """A reloaded configuration, or an update refused (the previous configuration keeps running)."""
+    if report.config_change.reloaded:
+        logger.info("configuration reloaded: its document changed")
+    if report.config_change.problem:
+        logger.error(
+            "configuration update refused; the previous configuration keeps running",
+            extra={"error": report.config_change.problem},
+        )
+        metrics.add_metric(name="ConfigReloadFailed", unit=MetricUnit.Count, value=1)
 
 
 def _per_provider_seconds(report: BatchReport, *, now: float) -> dict[str, dict[str, float]]:

@@ -64,6 +64,15 @@ class BatchRun:
 
 
 @dataclass(frozen=True)
+class ConfigChange:
+    """What a batch's configuration check found (`service.ConfigReload`): a new document applied, or one
+    refused and why (the previous one keeps running)."""
+
+    reloaded: bool = False
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class BatchReport:
     """A batch's run and what the SQS side did with its failed records and purged changes."""
 
@@ -71,6 +80,7 @@ class BatchReport:
     dead_letters: DeadLettering = field(default_factory=DeadLettering)
     repurge: RepurgeScheduling = field(default_factory=RepurgeScheduling)
     visibility: VisibilityChanges = field(default_factory=VisibilityChanges)
+    config_change: ConfigChange = field(default_factory=ConfigChange)
 
     def response(self) -> PartialItemFailureResponse:
         moved = self.dead_letters.moved

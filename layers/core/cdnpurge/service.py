@@ -21,17 +21,18 @@ import boto3
 from botocore.config import Config as BotoConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cdnpurge.config import Config, ConfigError, load_config
+from cdnpurge.config import Config, ConfigError, fresh_ssm_parameter, parse_config, read_config_text
 from cdnpurge.credentials import SecretReader, powertools_secret_reader
 from cdnpurge.deadletter import DeadLettering, dead_letter
+from cdnpurge.errors import describe_error
 from cdnpurge.execute import AttemptListener, Executor
 from cdnpurge.ledger import DynamoDBLedger, Ledger
 from cdnpurge.pipeline import run_batch
 from cdnpurge.providers.base import Provider
 from cdnpurge.providers.spec import ProviderSpec
-from cdnpurge.purgers import build_purgers
+from cdnpurge.purgers import Purgers, build_purgers
 from cdnpurge.redaction import redact
-from cdnpurge.report import BatchReport, BatchRun
+from cdnpurge.report import BatchReport, BatchRun, ConfigChange
 from cdnpurge.repurge import RepurgeScheduling, repurge_candidates, schedule_repurge
 from cdnpurge.visibility import VisibilityChanges, return_when_due
 
@@ -42,6 +43,8 @@ DYNAMODB_CLIENT_CONFIG: Final = BotoConfig(
     connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2}
 )
 SQS_CLIENT_CONFIG: Final = DYNAMODB_CLIENT_CONFIG
+# How often a warm service reads its configuration document again to notice a change (`ConfigReload`).
+CONFIG_CHECK_SECONDS = 60.0
 # The longest one such call can take (2 x (1 + 2) s, plus the back-off): no ledger call starts later than
 # this before the function must answer (`settle.Settlement`'s `settle_by`).
 AWS_CALL_SECONDS = 7.0
@@ -51,6 +54,16 @@ REPLY_SECONDS = 1.0
 # (a call started just before the cut-off ends, or is cut off, within its timeout): releasing the claims
 # that were not completed (one ledger call, `AWS_CALL_SECONDS`) and replying must still fit.
 SAFETY_MARGIN_SECONDS = 10.0
+
+
+def _default_sqs() -> Any:
+    """The function's SQS client (dead letters, re-purges, visibility), built on first use."""
+    return boto3.client("sqs", config=SQS_CLIENT_CONFIG)
+
+
+def _returning(client: Any) -> Callable[[], Any]:
+    """A factory for an already built client (tests and the local harness pass their own)."""
+    return lambda: client
 
 
 class LambdaEnvironment(BaseModel):
@@ -96,6 +109,31 @@ class Queues:
 
 
 @dataclass
+class ConfigReload:
+    """How a warm service notices that its configuration document changed, and rebuilds from it.
+
+    The document is read again (past any cache) at most every `interval` seconds of `clock`, on the next
+    batch; a changed one is validated as at a cold start (`check`) and the providers and executor are
+    rebuilt from it (`make_purgers`, which also reads their credentials), keeping the pacing state of every
+    provider whose settings did not change. A document that does not validate is refused: the service
+    keeps running the previous one and says so on every check until it is fixed.
+    """
+
+    location: str  # file path or ssm:<parameter name>
+    text: str  # the document the service runs
+    read: Callable[[str], str]  # location -> the document now
+    check: Callable[[Config], Config]  # the cold start's checks beyond the document itself
+    make_purgers: Callable[[Config], Purgers]
+    clock: Callable[[], float] = time.monotonic
+    interval: float = CONFIG_CHECK_SECONDS
+    checked_at: float | None = None  # None: never checked (the first batch after `interval` checks)
+
+    def __post_init__(self) -> None:
+        if self.checked_at is None:
+            self.checked_at = self.clock()
+
+
+@dataclass
 class PurgeService:
     config: Config
     providers: Mapping[str, Provider]
@@ -103,7 +141,8 @@ class PurgeService:
     executor: Executor  # kept across warm invocations: pacing state is per provider, not per batch
     queues: Queues = field(default_factory=Queues)
     secrets: Sequence[str] = ()  # resolved credential values, only ever used to redact text (may grow)
-    sqs_factory: Callable[[], Any] = field(default=lambda: boto3.client("sqs", config=SQS_CLIENT_CONFIG))
+    sqs_factory: Callable[[], Any] = field(default=_default_sqs)
+    reload: ConfigReload | None = None  # None: the configuration is fixed for the service's life
 
     @property
     def specs(self) -> dict[str, ProviderSpec]:
@@ -151,24 +190,41 @@ class PurgeService:
             executor=purgers.executor,
             queues=queues or Queues(),
             secrets=purgers.secrets,
-            **({} if sqs_client is None else {"sqs_factory": lambda: sqs_client}),
+            sqs_factory=_default_sqs if sqs_client is None else _returning(sqs_client),
         )
 
     @classmethod
     def from_environment(
-        cls, environ: Mapping[str, str] | None = None, *, on_attempt: AttemptListener | None = None
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        on_attempt: AttemptListener | None = None,
+        config_clock: Callable[[], float] = time.monotonic,
+        ssm_reader: Callable[[str], str] = fresh_ssm_parameter,
     ) -> PurgeService:
+        """The deployed service; its configuration is checked for changes every `CONFIG_CHECK_SECONDS`
+        of `config_clock` (`ConfigReload`), reading an SSM parameter with `ssm_reader`."""
         env = os.environ if environ is None else environ
         settings = LambdaEnvironment.read(env)
-        config = load_config(settings.purge_config)
-        if config.allow_inline_secrets and settings.lambda_function_name:
-            raise ConfigError(
-                "allow_inline_secrets is for local use only: in Lambda, reference credentials with "
-                "{secret: NAME} (Secrets Manager)"
+        text = read_config_text(settings.purge_config, ssm_reader=ssm_reader)
+
+        def check(config: Config) -> Config:
+            if config.allow_inline_secrets and settings.lambda_function_name:
+                raise ConfigError(
+                    "allow_inline_secrets is for local use only: in Lambda, reference credentials with "
+                    "{secret: NAME} (Secrets Manager)"
+                )
+            if config.repurge_delay_seconds and settings.purge_queue_url is None:
+                raise ConfigError("repurge_delay_seconds is set but environment variable PURGE_QUEUE_URL is not")
+            return config
+
+        def make_purgers(config: Config) -> Purgers:
+            return build_purgers(
+                config.providers, environ=env, on_attempt=on_attempt, concurrency=settings.maximum_concurrency
             )
-        if config.repurge_delay_seconds and settings.purge_queue_url is None:
-            raise ConfigError("repurge_delay_seconds is set but environment variable PURGE_QUEUE_URL is not")
-        return cls.build(
+
+        config = check(parse_config(text, source=settings.purge_config))
+        service = cls.build(
             config,
             table_name=settings.idempotency_table_name,
             ttl_seconds=settings.idempotency_ttl_seconds,
@@ -181,9 +237,40 @@ class PurgeService:
             ),
             concurrency=settings.maximum_concurrency,
         )
+        service.reload = ConfigReload(
+            location=settings.purge_config,
+            text=text,
+            read=lambda location: read_config_text(location, ssm_reader=ssm_reader),
+            check=check,
+            make_purgers=make_purgers,
+            clock=config_clock,
+        )
+        return service
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
+
+    def reload_if_changed(self) -> ConfigChange:
+        """Apply a changed configuration document (see `ConfigReload`); a refused one changes nothing."""
+        reload = self.reload
+        if reload is None or reload.checked_at is None or reload.clock() - reload.checked_at < reload.interval:
+            return ConfigChange()
+        reload.checked_at = reload.clock()
+        try:
+            text = reload.read(reload.location)
+            if text == reload.text:
+                return ConfigChange()
+            config = reload.check(parse_config(text, source=reload.location))
+            purgers = reload.make_purgers(config)
+        except Exception as exc:  # keep running the previous configuration; say why on every check
+            return ConfigChange(problem=self.redact(describe_error(exc)))
+        before = {settings.name: settings for settings in self.config.providers}
+        unchanged = [settings.name for settings in config.providers if before.get(settings.name) == settings]
+        purgers.executor.adopt_pacing(self.executor, unchanged)
+        self.config, self.providers, self.executor = config, purgers.providers, purgers.executor
+        self.secrets = purgers.secrets
+        reload.text = text
+        return ConfigChange(reloaded=True)
 
     def handle(
         self,
@@ -194,6 +281,7 @@ class PurgeService:
         """Run one batch; without a Lambda context (CLI, demo) the budget is a fixed minute and settling has no
         deadline. With one, the answer comes before Lambda's deadline: provider calls stop `margin` before
         it, ledger writes `AWS_CALL_SECONDS + REPLY_SECONDS` before it."""
+        config_change = self.reload_if_changed()
         margin = SAFETY_MARGIN_SECONDS + max((p.timeout_seconds for p in self.config.providers), default=0.0)
         now = self.executor.clock()
         answer_by = now + remaining_ms() / 1000 if remaining_ms else None
@@ -209,7 +297,8 @@ class PurgeService:
             settle_by=None if answer_by is None else answer_by - AWS_CALL_SECONDS - REPLY_SECONDS,
         )
         dead_letters = self._dead_letter(event, run)
-        return BatchReport(run, dead_letters, self._repurge(run), self._return_when_due(event, run, dead_letters))
+        visibility = self._return_when_due(event, run, dead_letters)
+        return BatchReport(run, dead_letters, self._repurge(run), visibility, config_change)
 
     def _return_when_due(
         self, event: Mapping[str, Any], run: BatchRun, dead_letters: DeadLettering
