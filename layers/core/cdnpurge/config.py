@@ -1,7 +1,8 @@
 """The one typed configuration document: providers, rules and allowed hosts.
 
-Loaded once per cold start from a YAML file (local, CLI) or an SSM parameter (`ssm:/name`, in AWS) and
-validated before any event is touched, so a typo fails the deploy's first invocation loudly with the
+Loaded at a cold start from a YAML file (local, CLI) or an SSM parameter (`ssm:/name`, in AWS), and read
+again by a warm service every minute to notice changes (`service.ConfigReload`); validated before any event
+is touched, so a typo fails the deploy's first invocation loudly with the
 field named, instead of silently purging nothing. Credentials are *references* (see `credentials`), never
 values, and a plaintext value is refused unless explicitly allowed for local use.
 """
