@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from random import Random
 from typing import Any
 
-from helpers import MemoryLedger, SimulatedClock
+import httpx
+from helpers import FASTLY_TOKEN, MemoryLedger, SimulatedClock, fastly_config
+from pydantic import SecretStr
 
-from cdnpurge.execute import Outcome
+from cdnpurge.execute import Executor, Outcome
 from cdnpurge.ledger import LedgerOperation, Pair
 from cdnpurge.models import Plan, PurgeRequest, TargetKind
 from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.errors import UnavailableError
-from cdnpurge.service import AWS_CALL_SECONDS
+from cdnpurge.providers.registry import build_providers
+from cdnpurge.service import AWS_CALL_SECONDS, PurgeService
 from cdnpurge.settle import Settlement
+from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
 
 
 class SlowLedger(MemoryLedger):
@@ -78,3 +83,33 @@ def test_without_a_deadline_everything_is_settled() -> None:
     settlement.record(Outcome(request("c1"), error=UnavailableError("fastly", "503", status=503)))
     _, failures = settlement.finish()
     assert failures == [] and ledger.calls == ["complete", "release"]
+
+
+def test_the_handler_answers_before_lambdas_deadline_with_a_slow_table_and_a_failing_cdn() -> None:
+    # Given: a 30 s invocation, a CDN answering 503 to everything (retried until the executor's deadline),
+    # and a table taking the longest a call may take (the claim, then the release)
+    clock = SimulatedClock()
+    ledger = SlowLedger(clock)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"msg": "down"})
+
+    config = fastly_config()
+    providers = build_providers(
+        config.providers,
+        lambda settings: {"token": SecretStr(FASTLY_TOKEN)},
+        {"fastly": httpx.Client(transport=httpx.MockTransport(answer))},
+    )
+    executor = Executor(providers, clock=clock, sleep=clock.sleep, rng=Random(4), max_attempts=1000)
+    service = PurgeService(config=config, providers=providers, ledger=ledger, executor=executor)
+    answer_by = clock() + 30
+
+    def remaining_ms() -> int:
+        return max(0, int((answer_by - clock()) * 1000))
+
+    event = sqs_event(s3_notification(s3_record("example-site-content", "a.html")))
+    # When
+    report = service.handle(event, remaining_ms=remaining_ms)
+    # Then: the record goes back, and the answer came before the deadline
+    assert report.response() == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert clock() < answer_by

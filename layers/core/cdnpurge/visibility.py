@@ -6,7 +6,7 @@ record whose every failure says when a retry is due (a throttle's pause, a defer
 delay: `RecordFailures.retry_in`), the visibility is set to that delay with `ChangeMessageVisibility`:
 
 - never shorter than `VISIBILITY_FLOOR_SECONDS x 2^(receives - 1)`, so a record that keeps being deferred
-  backs off (10, 20, 40, 80 s ...) instead of spending its receives, and its place before the dead-letter
+  backs off (30, 60, 120, 240 s) instead of spending its five receives, and so its way to the dead-letter
   queue, within a minute;
 - within SQS's range, 0 to `MAX_VISIBILITY_SECONDS` (12 hours).
 
@@ -24,7 +24,7 @@ from typing import Any, Final
 from cdnpurge.deadletter import receive_count, sqs_records
 from cdnpurge.errors import describe_error
 
-VISIBILITY_FLOOR_SECONDS: Final = 10
+VISIBILITY_FLOOR_SECONDS: Final = 30
 MAX_VISIBILITY_SECONDS: Final = 43_200  # SQS's limit for ChangeMessageVisibility
 
 
