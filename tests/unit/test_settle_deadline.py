@@ -87,7 +87,7 @@ def test_without_a_deadline_everything_is_settled() -> None:
 
 def test_the_handler_answers_before_lambdas_deadline_with_a_slow_table_and_a_failing_cdn() -> None:
     # Given: a 30 s invocation, a CDN answering 503 to everything (retried until the executor's deadline),
-    # and a table taking the longest a call may take (the claim, then the release)
+    # and a table whose writes take the longest a call may (the release of the failed claim)
     clock = SimulatedClock()
     ledger = SlowLedger(clock)
 

@@ -179,11 +179,6 @@ def fresh_ssm_parameter(name: str) -> str:
     return str(parameters.get_parameter(name, force_fetch=True))
 
 
-def load_config(location: str, *, ssm_reader: Callable[[str], str] | None = None) -> Config:
-    """Load from `ssm:/parameter/name` (via Powertools Parameters, cached) or a file path."""
-    return parse_config(read_config_text(location, ssm_reader=ssm_reader), source=location)
-
-
 def read_config_text(location: str, *, ssm_reader: Callable[[str], str] | None = None) -> str:
     """The configuration document at `ssm:/parameter/name` or a file path, unparsed (`cdnpurge validate` also
     measures it against what an SSM parameter holds)."""

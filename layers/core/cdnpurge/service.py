@@ -126,11 +126,10 @@ class ConfigReload:
     make_purgers: Callable[[Config], Purgers]
     clock: Callable[[], float] = time.monotonic
     interval: float = CONFIG_CHECK_SECONDS
-    checked_at: float | None = None  # None: never checked (the first batch after `interval` checks)
+    checked_at: float = field(init=False)  # when the document was last read (first: when it was loaded)
 
     def __post_init__(self) -> None:
-        if self.checked_at is None:
-            self.checked_at = self.clock()
+        self.checked_at = self.clock()
 
 
 @dataclass
@@ -253,7 +252,7 @@ class PurgeService:
     def reload_if_changed(self) -> ConfigChange:
         """Apply a changed configuration document (see `ConfigReload`); a refused one changes nothing."""
         reload = self.reload
-        if reload is None or reload.checked_at is None or reload.clock() - reload.checked_at < reload.interval:
+        if reload is None or reload.clock() - reload.checked_at < reload.interval:
             return ConfigChange()
         reload.checked_at = reload.clock()
         try:
