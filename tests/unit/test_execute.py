@@ -9,7 +9,10 @@ from random import Random
 import httpx
 import pytest
 from helpers import FASTLY_TOKEN, SimulatedClock, fastly_config
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
+from reliability import tally
 
 from cdnpurge.execute import (
     LEARNED_RATE_MEMORY_SECONDS,
@@ -23,7 +26,7 @@ from cdnpurge.execute import (
 from cdnpurge.models import PurgeRequest, TargetKind
 from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.errors import ProviderError, RejectedError, ThrottledError, UnavailableError
-from cdnpurge.providers.http import rate_signal_from_headers
+from cdnpurge.providers.http import parse_retry_after, rate_signal_from_headers
 from cdnpurge.providers.registry import build_providers
 from cdnpurge.providers.spec import Capabilities, ProviderSpec
 
@@ -352,3 +355,43 @@ def test_a_cut_rate_recovers_with_time_between_batches() -> None:
     # Then: back at the declared rate, not 1 call/s for the container's life
     assert bucket.delay(clock()) == 0.0
     assert bucket.rate == 10.0
+
+
+HEADER_VALUES = st.one_of(
+    st.text(max_size=40),
+    st.integers(min_value=-(10**30), max_value=10**30).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.sampled_from(["inf", "-inf", "nan", "1e999", "Fri, 31 Dec 9999 23:59:59 GMT", "Thu, 01 Jan 1970 00:00:00 GMT"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    retry_after=HEADER_VALUES,
+    rate_headers=st.dictionaries(
+        st.sampled_from(
+            [
+                "Fastly-RateLimit-Remaining",
+                "Fastly-RateLimit-Reset",
+                "Ratelimit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Limit-Per-Second",
+            ]
+        ),
+        HEADER_VALUES,
+    ),
+)
+def test_no_header_value_pauses_a_provider_beyond_the_cap(retry_after: str, rate_headers: dict[str, str]) -> None:
+    # Given: a 429 with any Retry-After, then a success with any rate-limit headers
+    clock = SimulatedClock()
+    throttle = ThrottledError("scripted", "slow", status=429, retry_after=parse_retry_after(retry_after))
+    provider = PacedProvider(clock, script=[throttle], hint=rate_signal_from_headers(rate_headers))
+    executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep, rng=Random(1))
+    # When
+    executor.run(REQUEST, deadline=clock() + 10 * MAX_PROVIDER_WAIT_SECONDS, idempotency_token="t")
+    # Then: no single wait, and no pause left behind, exceeds the cap (plus the jitter on a throttle)
+    assert all(0 <= wait <= MAX_PROVIDER_WAIT_SECONDS * 1.1 for wait in clock.sleeps)
+    assert executor.buckets[provider.name].pause_until - clock() <= MAX_PROVIDER_WAIT_SECONDS * 1.1
+    tally.add(bad_inputs=1)
