@@ -20,7 +20,7 @@ from cdnpurge.models import Plan, PurgeRequest, TargetKind
 from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.errors import UnavailableError
 from cdnpurge.providers.registry import build_providers
-from cdnpurge.service import AWS_CALL_SECONDS, PurgeService
+from cdnpurge.service import AWS_CALL_SECONDS, PurgeService, Queues
 from cdnpurge.settle import Settlement
 from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
 
@@ -113,3 +113,40 @@ def test_the_handler_answers_before_lambdas_deadline_with_a_slow_table_and_a_fai
     # Then: the record goes back, and the answer came before the deadline
     assert report.response() == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
     assert clock() < answer_by
+
+
+class SlowSqs:
+    """Every send takes the longest an SQS call may take on the simulated clock."""
+
+    def __init__(self, clock: SimulatedClock) -> None:
+        self.clock = clock
+        self.sent: list[str] = []
+
+    def send_message(self, **params: Any) -> None:
+        self.clock.sleep(AWS_CALL_SECONDS)
+        self.sent.append(params["MessageBody"])
+
+
+def test_dead_lettering_with_a_slow_queue_stops_in_time_and_leaves_the_rest_to_sqs() -> None:
+    # Given: a 30 s invocation, six malformed records (each to be dead-lettered), a queue taking 7 s a send
+    clock = SimulatedClock()
+    config = fastly_config()
+    providers = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
+    sqs = SlowSqs(clock)
+    service = PurgeService(
+        config=config,
+        providers=providers,
+        ledger=MemoryLedger(),
+        executor=Executor(providers, clock=clock, sleep=clock.sleep),
+        queues=Queues(dead_letter_url="https://sqs.example/dlq"),
+        sqs_factory=lambda: sqs,
+    )
+    answer_by = clock() + 30
+    event = sqs_event(*(f"{{poison {i}" for i in range(6)))
+    # When
+    report = service.handle(event, remaining_ms=lambda: max(0, int((answer_by - clock()) * 1000)))
+    # Then: answered in time; what was not sent stays with SQS (returned), nothing dropped
+    assert clock() < answer_by
+    returned = {item["itemIdentifier"] for item in report.response()["batchItemFailures"]}
+    assert 0 < len(sqs.sent) < 6
+    assert len(returned) + len(sqs.sent) == 6

@@ -60,8 +60,12 @@ def dead_letter(
     permanent: frozenset[str],
     max_receive_count: int | None,
     redact: Callable[[str], str],
+    out_of_time: Callable[[], bool] = lambda: False,
 ) -> DeadLettering:
-    """Send every failed record that should not be retried to `queue_url`, with its reasons attached."""
+    """Send every failed record that should not be retried to `queue_url`, with its reasons attached.
+
+    Once `out_of_time()`, no send starts: the rest stay in `batchItemFailures` (SQS redelivers them, and
+    its redrive policy is the fallback), so the function still answers before its deadline."""
     if not failed_sources:
         return DeadLettering()
     records = sqs_records(event)
@@ -73,6 +77,9 @@ def dead_letter(
             continue
         why = _reason(source in permanent, record, max_receive_count)
         if why is None:
+            continue
+        if out_of_time():
+            errors.append(f"{source}: not sent: out of time before the function's deadline")
             continue
         try:
             sqs.send_message(

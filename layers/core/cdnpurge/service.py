@@ -284,6 +284,7 @@ class PurgeService:
         margin = SAFETY_MARGIN_SECONDS + max((p.timeout_seconds for p in self.config.providers), default=0.0)
         now = self.executor.clock()
         answer_by = now + remaining_ms() / 1000 if remaining_ms else None
+        settle_by = None if answer_by is None else answer_by - AWS_CALL_SECONDS - REPLY_SECONDS
         run = run_batch(
             event,
             config=self.config,
@@ -293,24 +294,36 @@ class PurgeService:
             deadline=now + 60.0 if answer_by is None else max(now, answer_by - margin),
             remaining_ms=remaining_ms,
             redact=self.redact,
-            settle_by=None if answer_by is None else answer_by - AWS_CALL_SECONDS - REPLY_SECONDS,
+            settle_by=settle_by,
         )
-        dead_letters = self._dead_letter(event, run)
-        visibility = self._return_when_due(event, run, dead_letters)
-        return BatchReport(run, dead_letters, self._repurge(run), visibility, config_change)
+        clock = self.executor.clock
+
+        def out_of_time() -> bool:
+            """No AWS call may start now: it might not end before the function must answer."""
+            return settle_by is not None and clock() >= settle_by
+
+        dead_letters = self._dead_letter(event, run, out_of_time)
+        visibility = self._return_when_due(event, run, dead_letters, out_of_time)
+        return BatchReport(run, dead_letters, self._repurge(run, out_of_time), visibility, config_change)
 
     def _return_when_due(
-        self, event: Mapping[str, Any], run: BatchRun, dead_letters: DeadLettering
+        self, event: Mapping[str, Any], run: BatchRun, dead_letters: DeadLettering, out_of_time: Callable[[], bool]
     ) -> VisibilityChanges:
         purge_url = self.queues.purge_url
         if purge_url is None or not run.failures.retry_in:
             return VisibilityChanges()
         returned = [source for source in run.failures.sources if source not in dead_letters.moved]
         return return_when_due(
-            self.sqs, purge_url, event, returned=returned, retry_in=run.failures.retry_in, redact=self.redact
+            self.sqs,
+            purge_url,
+            event,
+            returned=returned,
+            retry_in=run.failures.retry_in,
+            redact=self.redact,
+            out_of_time=out_of_time,
         )
 
-    def _dead_letter(self, event: Mapping[str, Any], run: BatchRun) -> DeadLettering:
+    def _dead_letter(self, event: Mapping[str, Any], run: BatchRun, out_of_time: Callable[[], bool]) -> DeadLettering:
         if self.queues.dead_letter_url is None:
             return DeadLettering()
         return dead_letter(
@@ -322,9 +335,10 @@ class PurgeService:
             permanent=run.failures.permanent,
             max_receive_count=self.queues.max_receive_count,
             redact=self.redact,
+            out_of_time=out_of_time,
         )
 
-    def _repurge(self, run: BatchRun) -> RepurgeScheduling:
+    def _repurge(self, run: BatchRun, out_of_time: Callable[[], bool]) -> RepurgeScheduling:
         delay, purge_url = self.config.repurge_delay_seconds, self.queues.purge_url
         if not delay or purge_url is None:
             return RepurgeScheduling()
@@ -333,4 +347,6 @@ class PurgeService:
         )
         if not changes:
             return RepurgeScheduling()
-        return schedule_repurge(self.sqs, purge_url, changes, delay_seconds=delay, redact=self.redact)
+        return schedule_repurge(
+            self.sqs, purge_url, changes, delay_seconds=delay, redact=self.redact, out_of_time=out_of_time
+        )

@@ -51,8 +51,10 @@ def return_when_due(
     returned: Iterable[str],
     retry_in: Mapping[str, float],
     redact: Callable[[str], str],
+    out_of_time: Callable[[], bool] = lambda: False,
 ) -> VisibilityChanges:
-    """`ChangeMessageVisibility` for each returned record of `event` whose retry time is known."""
+    """`ChangeMessageVisibility` for each returned record of `event` whose retry time is known; once
+    `out_of_time()`, no call starts (those records keep the queue's visibility timeout)."""
     records = sqs_records(event)
     changed: dict[str, int] = {}
     errors: list[str] = []
@@ -62,6 +64,9 @@ def return_when_due(
         if record is None or due is None or not isinstance(record.get("receiptHandle"), str):
             continue
         seconds = visibility_for(due, receive_count(record))
+        if out_of_time():
+            errors.append(f"{source}: not changed: out of time before the function's deadline")
+            continue
         try:
             sqs.change_message_visibility(
                 QueueUrl=queue_url, ReceiptHandle=record["receiptHandle"], VisibilityTimeout=seconds
