@@ -141,10 +141,17 @@ def test_s3_is_read_only_and_only_the_content_buckets_objects() -> None:
 
 def test_the_event_source_reads_only_the_purge_queue() -> None:
     sqs = [s for s in execution_role_statements() if any(a.startswith("sqs:") for a in s["actions"])]
-    reads = [s for s in sqs if "sqs:SendMessage" not in s["actions"]]
+    reads = [s for s in sqs if not {"sqs:SendMessage", "sqs:ChangeMessageVisibility"} & set(s["actions"])]
     assert len(reads) == 1
     assert set(reads[0]["actions"]) == SQS_EVENT_SOURCE_ACTIONS
     assert reads[0]["resources"] == [{"Fn::GetAtt": ["PurgeQueue", "Arn"]}]
+
+
+def test_visibility_changes_are_limited_to_the_purge_queue() -> None:
+    changes = [s for s in execution_role_statements() if "sqs:ChangeMessageVisibility" in s["actions"]]
+    assert [(s["actions"], s["resources"]) for s in changes] == [
+        (["sqs:ChangeMessageVisibility"], [{"Fn::GetAtt": ["PurgeQueue", "Arn"]}])
+    ]
 
 
 def test_logs_go_only_to_the_functions_own_log_group() -> None:

@@ -1,7 +1,8 @@
 """The one typed configuration document: providers, rules and allowed hosts.
 
-Loaded once per cold start from a YAML file (local, CLI) or an SSM parameter (`ssm:/name`, in AWS) and
-validated before any event is touched, so a typo fails the deploy's first invocation loudly with the
+Loaded at a cold start from a YAML file (local, CLI) or an SSM parameter (`ssm:/name`, in AWS), and read
+again by a warm service every minute to notice changes (`service.ConfigReload`); validated before any event
+is touched, so a typo fails the deploy's first invocation loudly with the
 field named, instead of silently purging nothing. Credentials are *references* (see `credentials`), never
 values, and a plaintext value is refused unless explicitly allowed for local use.
 """
@@ -181,9 +182,11 @@ def _describe(exc: ValidationError, *, prefix: str = "") -> list[str]:
     return problems
 
 
-def load_config(location: str, *, ssm_reader: Callable[[str], str] | None = None) -> Config:
-    """Load from `ssm:/parameter/name` (via Powertools Parameters, cached) or a file path."""
-    return parse_config(read_config_text(location, ssm_reader=ssm_reader), source=location)
+def fresh_ssm_parameter(name: str) -> str:
+    """An SSM parameter's value read now (Powertools `force_fetch`), for a service checking it for changes."""
+    from aws_lambda_powertools.utilities import parameters
+
+    return str(parameters.get_parameter(name, force_fetch=True))
 
 
 def read_config_text(location: str, *, ssm_reader: Callable[[str], str] | None = None) -> str:

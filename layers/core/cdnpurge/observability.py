@@ -63,6 +63,7 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
     summary = report.summary()
     _log_batch(report, logger, summary)
     _record_verification(report, logger, metrics)
+    _record_visibility(report, logger, metrics)
     _emit_metrics(report, metrics, summary)
 
 
@@ -229,6 +230,36 @@ def _record_verification(report: BatchReport, logger: Logger, metrics: Metrics) 
         # The alarm in template.yaml watches this total (dimension: service only).
         failed = sum(tally.failed for tally in report.verification.tallies.values())
         metrics.add_metric(name="VerificationFailed", unit=MetricUnit.Count, value=failed)
+
+
+def _record_visibility(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
+    """Returned records made visible when their retry is due, and the calls that failed (best effort); then
+    the batch's configuration check."""
+    _record_config_change(report, logger, metrics)
+    changes = report.visibility
+    if not (changes.changed or changes.errors):
+        return
+    if changes.changed:
+        logger.info(
+            "records return when their retry is due",
+            extra={"visibility_seconds": dict(sorted(changes.changed.items())[:20])},
+        )
+    for problem in changes.errors:
+        logger.error("visibility not changed; record returns after the queue's timeout", extra={"error": problem})
+    metrics.add_metric(name="VisibilityChanged", unit=MetricUnit.Count, value=len(changes.changed))
+    metrics.add_metric(name="VisibilityChangeFailed", unit=MetricUnit.Count, value=len(changes.errors))
+
+
+def _record_config_change(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
+    """A reloaded configuration, or an update refused (the previous configuration keeps running)."""
+    if report.config_change.reloaded:
+        logger.info("configuration reloaded: its document changed")
+    if report.config_change.problem:
+        logger.error(
+            "configuration update refused; the previous configuration keeps running",
+            extra={"error": report.config_change.problem},
+        )
+        metrics.add_metric(name="ConfigReloadFailed", unit=MetricUnit.Count, value=1)
 
 
 def _per_provider_seconds(report: BatchReport, *, now: float) -> dict[str, dict[str, float]]:

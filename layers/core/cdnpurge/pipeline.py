@@ -48,8 +48,12 @@ def run_batch(
     deadline: float,
     remaining_ms: Callable[[], int] | None = None,
     redact: Callable[[str], str] = str,
+    settle_by: float | None = None,
 ) -> BatchRun:
-    """One batch through every stage; `redact` cleans the failure reasons (they may quote a provider)."""
+    """One batch through every stage; `redact` cleans the failure reasons (they may quote a provider).
+
+    `deadline` and `settle_by` are on the executor's clock: no provider call starts that could not end by
+    `deadline`, no ledger write starts after `settle_by` (see `settle.Settlement`)."""
     decoded = decode_event(event)
     translation = translate(decoded.changes, config)
     # Each target's providers, routed once: what is claimed is exactly what the planner will send.
@@ -60,7 +64,7 @@ def run_batch(
     claimed = {pair for pair, state in claims.items() if state is Claim.CLAIMED}
     the_plan = plan(_restrict(routes, claimed), specs)
 
-    settlement = Settlement(claimed, the_plan, ledger)
+    settlement = Settlement(claimed, the_plan, ledger, settle_by=settle_by, clock=executor.clock)
     try:
         outcomes = execute_plan(the_plan.requests, executor, deadline, settlement.record)
     except BaseException:

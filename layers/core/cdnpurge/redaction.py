@@ -8,7 +8,7 @@ itself (batch reasons, SQS send failures) with `redact`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
@@ -28,7 +28,8 @@ class RedactingProvider(ProviderWrapper):
     dead-letter attributes only ever see redacted messages.
     """
 
-    def __init__(self, inner: Provider, secrets: tuple[str, ...]) -> None:
+    def __init__(self, inner: Provider, secrets: Sequence[str]) -> None:
+        """`secrets` may grow after this (a rotated credential, `cdnpurge.purgers`): it is read on each error."""
         super().__init__(inner)
         self._secrets = secrets
 
@@ -48,7 +49,7 @@ class RedactingProvider(ProviderWrapper):
             raise clean from None
 
 
-def redact(text: str, secrets: tuple[str, ...]) -> str:
+def redact(text: str, secrets: Sequence[str]) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)

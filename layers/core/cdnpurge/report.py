@@ -31,6 +31,7 @@ from cdnpurge.rules import Translation
 from cdnpurge.settle import LedgerFailure
 from cdnpurge.trail import TrailWriting
 from cdnpurge.verification.report import VerificationReport
+from cdnpurge.visibility import VisibilityChanges
 
 if TYPE_CHECKING:
     # Only a type: importing it at run time loads Powertools' whole batch processor on every cold start.
@@ -44,6 +45,9 @@ class RecordFailures:
     sources: tuple[str, ...] = ()
     reasons: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # source id -> why it failed
     permanent: frozenset[str] = frozenset()
+    # source id -> seconds until its retry is due, for records that failed only by throttles and deferrals
+    # that said when (`Outcome.retry_in`): they are made visible again then (`cdnpurge.visibility`)
+    retry_in: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,15 @@ class BatchRun:
 
 
 @dataclass(frozen=True)
+class ConfigChange:
+    """What a batch's configuration check found (`service.ConfigReload`): a new document applied, or one
+    refused and why (the previous one keeps running)."""
+
+    reloaded: bool = False
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class BatchReport:
     """A batch's run and what the SQS side did with its failed records and purged changes."""
 
@@ -72,6 +85,8 @@ class BatchReport:
     repurge: RepurgeScheduling = field(default_factory=RepurgeScheduling)
     trail: TrailWriting = field(default_factory=TrailWriting)  # the purge trail's write (never fails a record)
     verification: VerificationReport = field(default_factory=VerificationReport)
+    visibility: VisibilityChanges = field(default_factory=VisibilityChanges)
+    config_change: ConfigChange = field(default_factory=ConfigChange)
 
     def response(self) -> PartialItemFailureResponse:
         moved = self.dead_letters.moved
@@ -116,6 +131,7 @@ def classify_failures(
     """Every failed SQS record with its (redacted) reasons, and whether any of them a retry could change."""
     source_of = {change.id: change.source_id for change in decoded.changes}
     found: _Reasons = defaultdict(list)
+    due: dict[str, list[float]] = defaultdict(list)  # the retry times of each source's timed failures
     for decode_error in decoded.errors:
         found[decode_error.source_id].append((decode_error.message, False))
     for translate_error in translation.errors:
@@ -132,6 +148,8 @@ def classify_failures(
         detail = f"{outcome.request.provider}: {why}: {error.message if error else ''}".rstrip(": ")
         for change_id in outcome.request.change_ids:
             found[source_of[change_id]].append((detail, retryable))
+            if outcome.retry_in is not None:
+                due[source_of[change_id]].append(outcome.retry_in)
     for provider, change_id in busy:
         found[source_of[change_id]].append((f"{provider}: in progress in another invocation", True))
     causes = {
@@ -148,6 +166,8 @@ def classify_failures(
         sources=tuple(sorted(found)),
         reasons={source: tuple(map(redact, dict.fromkeys(m for m, _ in why))) for source, why in found.items()},
         permanent=frozenset(source for source, why in found.items() if not any(r for _, r in why)),
+        # every failure of the source said when (one entry per change and failure in both)
+        retry_in={source: max(times) for source, times in due.items() if len(times) == len(found[source])},
     )
 
 

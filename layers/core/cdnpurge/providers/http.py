@@ -14,7 +14,7 @@ import math
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -62,6 +62,8 @@ class HttpProvider(DeclaredProvider, ABC):
 
     default_base_url: ClassVar[str]
     required_credentials: ClassVar[tuple[str, ...]] = ()
+    # The clock a call's total deadline is measured on (`timeout_seconds` from the first byte sent).
+    clock: Callable[[], float] = staticmethod(time.monotonic)
 
     def __init__(
         self, settings: ProviderSettings, credentials: Credentials, client: httpx.Client | None = None
@@ -172,15 +174,9 @@ class HttpProvider(DeclaredProvider, ABC):
         if problem:
             raise RejectedError(self.name, f"refused to call {call.method} {call.path[:200]!r}: it {problem}")
         headers = {"Accept": "application/json", **call.headers, **self.auth_headers()}
+        request = self.client.build_request(call.method, url, headers=headers, json=call.body, params=call.params)
         try:
-            response = self.client.request(
-                call.method,
-                url,
-                headers=headers,
-                json=call.body,
-                params=call.params,
-                auth=self.request_auth() or httpx.USE_CLIENT_DEFAULT,
-            )
+            response = self._within_deadline(request, call)
         except httpx.TimeoutException:
             raise UnavailableError(self.name, f"timed out calling {call.method} {call.path}") from None
         except httpx.TransportError as exc:
@@ -195,6 +191,35 @@ class HttpProvider(DeclaredProvider, ABC):
                 self.name, message, status=response.status_code, retry_after=self.retry_after(response)
             )
         raise error_class(self.name, message, status=response.status_code)
+
+    def _within_deadline(self, request: httpx.Request, call: ApiCall) -> httpx.Response:
+        """Send `request` and read its whole body within `timeout_seconds` in total, not per read.
+
+        httpx's timeouts (and its per-request `timeout` extension) bound each network operation, so a body
+        dripping one byte just inside the read timeout kept a call alive indefinitely. The body is
+        streamed and the deadline checked between chunks: the call ends at the first chunk after it, or
+        when one read outlasts the per-read timeout, whichever comes first. The decoded body is returned
+        as an ordinary (read) response, so adapters see no difference.
+        """
+        deadline = self.clock() + self.settings.timeout_seconds
+        response = self.client.send(request, auth=self.request_auth() or httpx.USE_CLIENT_DEFAULT, stream=True)
+        try:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if self.clock() > deadline:
+                    raise UnavailableError(
+                        self.name,
+                        f"no complete answer to {call.method} {call.path} within {self.settings.timeout_seconds:g} s "
+                        f"({len(body)} body bytes read)",
+                    )
+        finally:
+            response.close()
+        # The body is decoded already: the copy must not name an encoding, or it would be decoded twice.
+        headers = [(name, value) for name, value in response.headers.multi_items() if name != "content-encoding"]
+        return httpx.Response(
+            response.status_code, headers=headers, content=bytes(body), request=request, extensions=response.extensions
+        )
 
     def response_json(self, response: httpx.Response) -> Any:
         """A 2xx body as JSON (an empty body is `{}`); a body that is not JSON is a `RejectedError` quoting it.
