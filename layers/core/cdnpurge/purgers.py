@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -42,9 +43,11 @@ def build_purgers(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     concurrency: int = 1,
+    clients: Mapping[str, Any] | None = None,
 ) -> Purgers:
     """`concurrency`: how many invocations may run at once (the event source's MaximumConcurrency);
-    each paces at its share of every provider's rate, so together they never exceed it."""
+    each paces at its share of every provider's rate, so together they never exceed it. `clients`: an
+    HTTP (or boto3) client per provider name, for tests that script what a CDN answers."""
     secrets: list[str] = []
 
     def credentials_for(settings: ProviderSettings) -> dict[str, SecretStr]:
@@ -54,8 +57,15 @@ def build_purgers(
         secrets.extend(value.get_secret_value() for value in resolved.values())
         return resolved
 
-    built = build_providers(provider_settings, credentials_for)  # resolves every credential into `secrets`
+    built = build_providers(provider_settings, credentials_for, clients)  # resolves every credential into `secrets`
     redaction = secret_forms(secrets)
     providers: dict[str, Provider] = {name: RedactingProvider(provider, redaction) for name, provider in built.items()}
-    executor = Executor(providers, clock=clock, sleep=sleep, on_attempt=on_attempt, rate_share=1 / concurrency)
+    executor = Executor(
+        providers,
+        clock=clock,
+        sleep=sleep,
+        on_attempt=on_attempt,
+        rate_share=1 / concurrency,
+        redact=lambda text: redact(text, redaction),
+    )
     return Purgers(providers, executor, redaction)

@@ -15,7 +15,7 @@ the request or the credentials), *transient* otherwise.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ from cdnpurge.events import Decoded
 from cdnpurge.execute import Outcome
 from cdnpurge.ledger import LedgerOperation, Pair
 from cdnpurge.models import Plan
+from cdnpurge.providers.errors import UnexpectedError
 from cdnpurge.repurge import RepurgeScheduling
 from cdnpurge.rules import Translation
 from cdnpurge.settle import LedgerFailure
@@ -40,6 +41,8 @@ class RecordFailures:
     sources: tuple[str, ...] = ()
     reasons: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # source id -> why it failed
     permanent: frozenset[str] = frozenset()
+    # failed (among other reasons, perhaps) by an exception no stage expected (`cdnpurge.boundary`)
+    unexpected: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class BatchReport:
             "busy_elsewhere": len(run.busy),
             "ledger_unavailable": len(run.unavailable),
             "failed_records": len(run.failures.sources),
+            "failed_unexpectedly": len(run.failures.unexpected),
             "dead_lettered": len(self.dead_letters.moved),
             "repurge_scheduled": len(self.repurge.scheduled),
         }
@@ -105,16 +109,32 @@ def classify_failures(
     ledger_failures: tuple[LedgerFailure, ...],
     redact: Callable[[str], str],
 ) -> RecordFailures:
-    """Every failed SQS record with its (redacted) reasons, and whether any of them a retry could change."""
-    source_of = {change.id: change.source_id for change in decoded.changes}
+    """Every failed SQS record with its (redacted) reasons, and whether any of them a retry could change.
+
+    A failure of a record's own content (decoding, translating) is that record's. A failure of a change
+    (planning, purging, claiming) is every record's carrying that change id: records that share one
+    (a publisher reusing its `id`, the same S3 operation seen twice) were claimed, planned and settled as
+    one change, so they share its fate, and none is acknowledged while its twin goes back unpurged.
+    """
+    sources_of: dict[str, list[str]] = defaultdict(list)
+    for change in decoded.changes:
+        sources_of[change.id].append(change.source_id)
     found: _Reasons = defaultdict(list)
+    surprised: set[str] = set()
+
+    def fail(sources: Iterable[str], message: str, retryable: bool, unexpected: bool = False) -> None:
+        for source in sources:
+            found[source].append((message, retryable))
+            if unexpected:
+                surprised.add(source)
+
     for decode_error in decoded.errors:
-        found[decode_error.source_id].append((decode_error.message, False))
+        fail((decode_error.source_id,), decode_error.message, False, decode_error.unexpected)
     for translate_error in translation.errors:
-        found[translate_error.source_id].append((translate_error.message, False))
+        fail((translate_error.source_id,), translate_error.message, False, translate_error.unexpected)
     for plan_error in plan.errors:
         for change_id in plan_error.change_ids:
-            found[source_of[change_id]].append((f"{plan_error.provider}: {plan_error.message}", False))
+            fail(sources_of[change_id], f"{plan_error.provider}: {plan_error.message}", False, plan_error.unexpected)
     for outcome in outcomes:
         if outcome.ok:
             continue
@@ -123,9 +143,9 @@ def classify_failures(
         why = "deferred: out of time" if outcome.deferred else "failed"
         detail = f"{outcome.request.provider}: {why}: {error.message if error else ''}".rstrip(": ")
         for change_id in outcome.request.change_ids:
-            found[source_of[change_id]].append((detail, retryable))
+            fail(sources_of[change_id], detail, retryable, isinstance(error, UnexpectedError))
     for provider, change_id in busy:
-        found[source_of[change_id]].append((f"{provider}: in progress in another invocation", True))
+        fail(sources_of[change_id], f"{provider}: in progress in another invocation", True)
     causes = {
         pair: failure.cause
         for failure in ledger_failures
@@ -135,11 +155,12 @@ def classify_failures(
     for pair in unavailable:
         provider, change_id = pair
         cause = causes.get(pair, "no answer")
-        found[source_of[change_id]].append((f"{provider}: not purged: idempotency store unavailable ({cause})", True))
+        fail(sources_of[change_id], f"{provider}: not purged: idempotency store unavailable ({cause})", True)
     return RecordFailures(
         sources=tuple(sorted(found)),
         reasons={source: tuple(map(redact, dict.fromkeys(m for m, _ in why))) for source, why in found.items()},
         permanent=frozenset(source for source, why in found.items() if not any(r for _, r in why)),
+        unexpected=frozenset(surprised),
     )
 
 

@@ -43,7 +43,7 @@ class Limits:
             return 0
         try:
             wire = value if self.render is None else self.render(Target(self.kind, value))
-        except ValueError:
+        except Exception:  # refused, or failing unexpectedly: `Lane.chunk` reports it either way
             return 0
         return wire_cost(wire)
 

@@ -65,6 +65,15 @@ class NotFoundError(ProviderError):
     metric_name = "ProviderNotFound"
 
 
+class UnexpectedError(ProviderError):
+    """The call raised something no adapter maps (a bug, an unmapped library error): the request fails,
+    permanently, with the exception's type and a redacted excerpt, never the batch (`cdnpurge.boundary`).
+    Permanent, because a retry would replay the same request through the same code, and the CDN may even
+    have done it: the record goes to the dead-letter queue with its reason, for a redrive once fixed."""
+
+    metric_name = "RequestFailedUnexpectedly"  # cdnpurge.boundary.REQUEST_METRIC
+
+
 STATUS_ERRORS: Mapping[int, type[ProviderError]] = {
     400: RejectedError,
     401: AuthError,

@@ -61,7 +61,6 @@ class HttpProvider(DeclaredProvider, ABC):
     """
 
     default_base_url: ClassVar[str]
-    required_credentials: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, settings: ProviderSettings, credentials: Credentials, client: httpx.Client | None = None
@@ -186,6 +185,20 @@ class HttpProvider(DeclaredProvider, ABC):
         except httpx.TransportError as exc:
             # The exception text can include the URL but never headers; keep only its class name.
             raise UnavailableError(self.name, f"{type(exc).__name__} calling {call.method} {call.path}") from None
+        except httpx.DecodingError as exc:
+            # The CDN answered, but its body does not decode (`Content-Encoding: gzip` over plain bytes): the
+            # answer is unreadable, not a refusal, and the next one may be readable.
+            raise UnavailableError(
+                self.name, f"unreadable answer to {call.method} {call.path[:200]}: DecodingError: {str(exc)[:200]}"
+            ) from None
+        except (httpx.InvalidURL, UnicodeEncodeError) as exc:
+            # The request cannot be built (a URL past httpx's length limit, a header value that is not ASCII):
+            # it can never be sent. Only the class name: the text may quote the header value (a credential).
+            raise RejectedError(
+                self.name, f"cannot send {call.method} {call.path[:200]}: {type(exc).__name__}"
+            ) from None
+        except httpx.RequestError as exc:  # anything else httpx says went wrong with the exchange
+            raise UnavailableError(self.name, f"{type(exc).__name__} calling {call.method} {call.path[:200]}") from None
         if response.is_success:
             return response
         error_class = self.error_class(response)
