@@ -8,16 +8,25 @@ then came back with every redelivery and took its good neighbours to the dead-le
 from __future__ import annotations
 
 import io
+import json
 from contextlib import redirect_stderr
 
 import httpx
+import pytest
+from aws_lambda_powertools import Logger, Metrics
 from faultkit import FAULT_CONFIG, ScriptedCdn, accounted, run_scripted
-from helpers import config_from
+from helpers import FASTLY_TOKEN, config_from
 from reliability import tally
 
-from cdnpurge.boundary import RECORD_METRIC
+from cdnpurge.boundary import RECORD_METRIC, REQUEST_METRIC
 from cdnpurge.cli import main as cli
 from cdnpurge.config import Rule
+from cdnpurge.models import PurgeRequest, TargetKind
+from cdnpurge.observability import record
+from cdnpurge.providers.base import ProviderWrapper, PurgeResult
+from cdnpurge.providers.errors import UnexpectedError
+from cdnpurge.purgers import build_purgers
+from cdnpurge.report import BatchReport
 from cdnpurge_local.event_builders import s3_notification, s3_record, sns_envelope, sqs_event
 
 GOOD = "/good.html"
@@ -110,3 +119,41 @@ def test_twins_sharing_a_publisher_id_share_their_fate() -> None:
     # Then: both go back; neither is deleted from SQS unpurged
     assert run.failures.sources == ("m0", "m1")
     assert accounted(event, run) == []
+
+
+class Exploding(ProviderWrapper):
+    """A provider whose call raises what no adapter maps, quoting the token (a library's error might)."""
+
+    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+        raise KeyError(f"surprise while holding {FASTLY_TOKEN}")
+
+
+def test_an_exception_no_adapter_maps_fails_its_request_permanently_and_redacted() -> None:
+    # Given: the service's factory, its provider swapped for one that raises a KeyError
+    config = config_from(FAULT_CONFIG)
+    purgers = build_purgers(config.providers, environ={"FASTLY_API_TOKEN": FASTLY_TOKEN})
+    executor = purgers.executor
+    executor.providers = {"fastly": Exploding(purgers.providers["fastly"])}
+    request = PurgeRequest("fastly", TargetKind.URL, ("https://www.example.com/a",), False, frozenset({"c"}))
+    tally.hostile("unexpected", 1)
+    # When
+    outcome = executor.run(request, deadline=executor.clock() + 60, idempotency_token="t")
+    # Then: one attempt, a permanent failure naming the type and where, the token redacted
+    assert isinstance(outcome.error, UnexpectedError) and not outcome.error.retryable and outcome.attempts == 1
+    assert outcome.error.metric_name == REQUEST_METRIC
+    assert "unexpected KeyError at test_fault_boundaries.py:" in outcome.error.message
+    assert FASTLY_TOKEN[:12] not in outcome.error.message and "<redacted>" in outcome.error.message
+
+
+def test_a_record_failed_unexpectedly_is_logged_and_counted(capsys: pytest.CaptureFixture[str]) -> None:
+    event = sqs_event(sns_envelope({"urls": ["https://[www.example.com/x"]}), good_record())
+    run = run_scripted(event, ScriptedCdn())
+    metrics = Metrics(namespace="cdnpurge-test", service="cdnpurge-test")
+    metrics.clear_metrics()
+    record(BatchReport(run), Logger(service="cdnpurge-test-unexpected"), metrics)
+    metrics.flush_metrics()
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    (logged,) = [d for d in documents if d.get("message") == "record failed unexpectedly"]
+    assert logged["source_id"] == "m0" and "unexpected ValueError" in logged["reasons"][0]
+    (emf,) = [d for d in documents if "_aws" in d and RECORD_METRIC in d]
+    assert emf[RECORD_METRIC] == [1.0]
