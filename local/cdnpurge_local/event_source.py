@@ -94,7 +94,9 @@ class SqsEventSource:
         context = LocalLambdaContext(timeout_seconds=self.timeout_seconds, clock=self.lambda_clock)
         try:
             response = self.handler(event, context)
-        except Exception as error:  # the whole batch returns to the queue, as with Lambda
+        except BaseException as error:  # the whole batch returns to the queue, as with Lambda
+            if isinstance(error, KeyboardInterrupt | SystemExit):  # the test run itself is stopping
+                raise
             self._make_visible([m["ReceiptHandle"] for m in messages])
             late = context.get_remaining_time_in_millis() == 0
             return self._ran(Invocation(event, None, 0, tuple(m["MessageId"] for m in messages), error, late))

@@ -65,7 +65,7 @@ def test_a_gzip_answer_that_is_not_gzip_is_a_transient_failure_of_its_request() 
     tally.hostile("unexpected", 1)
     run = run_scripted(event, cdn := ScriptedCdn(garbled))
     assert run.failures.sources == ("m0",) and "m0" not in run.failures.permanent  # the CDN may answer next time
-    assert "DecodingError" in " ".join(run.failures.reasons["m0"])
+    assert "DecodingError" in " ".join(run.failures.reasons["m0"]) and run.failures.unexpected == {"m0"}
     assert f"www.example.com{GOOD}" in cdn.purged_paths()
     assert accounted(event, run) == []
 

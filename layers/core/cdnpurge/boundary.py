@@ -12,11 +12,12 @@ type nobody listed) around its unit of work and records it with `unexpected`:
   (`plan.lanes`): the record fails *permanently* (a retry replays the same input through the same code),
   with the reason, marked `unexpected` so it is logged as such and counted (`RECORD_METRIC`);
 - per request: one adapter call (`execute.Executor.run` around `Provider.purge`, HTTP and boto3 alike):
-  the request fails permanently with `providers.errors.UnexpectedError` (counted per provider as
-  `REQUEST_METRIC`), and its records with it. The HTTP flow names what it can tell apart first
-  (`providers.http.HttpProvider.send`): a request that cannot be built (a URL too long, a header that
-  cannot be encoded) is refused permanently, an answer that cannot be read (a body that does not decode)
-  is transient, like a dropped connection.
+  the request fails permanently with `providers.errors.UnexpectedError`, and its records with it. The
+  HTTP flow tells apart what it can first (`providers.http.HttpProvider`): a request that cannot be built
+  or sent (a URL too long for the client, a header value that cannot be encoded) is refused permanently
+  (`RejectedError`); an answer that cannot be read (a body that does not decode, a shape the adapter fails
+  on) is transient (`UnreadableAnswerError`), since the next answer may be readable. Both unexpected
+  classes count per provider as `REQUEST_METRIC`, and mark their records `unexpected`.
 
 A reason names the exception's type, where it was raised (file and line: enough to find a bug, nothing a
 secret could hide in) and a bounded, redacted excerpt of its message.

@@ -24,7 +24,6 @@ from cdnpurge.events import Decoded
 from cdnpurge.execute import Outcome
 from cdnpurge.ledger import LedgerOperation, Pair
 from cdnpurge.models import Plan
-from cdnpurge.providers.errors import UnexpectedError
 from cdnpurge.repurge import RepurgeScheduling
 from cdnpurge.rules import Translation
 from cdnpurge.settle import LedgerFailure
@@ -143,7 +142,7 @@ def classify_failures(
         why = "deferred: out of time" if outcome.deferred else "failed"
         detail = f"{outcome.request.provider}: {why}: {error.message if error else ''}".rstrip(": ")
         for change_id in outcome.request.change_ids:
-            fail(sources_of[change_id], detail, retryable, isinstance(error, UnexpectedError))
+            fail(sources_of[change_id], detail, retryable, error is not None and error.unexpected)
     for provider, change_id in busy:
         fail(sources_of[change_id], f"{provider}: in progress in another invocation", True)
     causes = {
