@@ -16,6 +16,7 @@ import pytest
 from aws_lambda_powertools import Logger, Metrics
 from faultkit import FAULT_CONFIG, ScriptedCdn, accounted, run_scripted
 from helpers import FASTLY_TOKEN, config_from
+from pydantic import SecretStr
 from reliability import tally
 
 from cdnpurge.boundary import RECORD_METRIC, REQUEST_METRIC
@@ -24,7 +25,9 @@ from cdnpurge.config import Rule
 from cdnpurge.models import PurgeRequest, TargetKind
 from cdnpurge.observability import record
 from cdnpurge.providers.base import ProviderWrapper, PurgeResult
-from cdnpurge.providers.errors import UnexpectedError
+from cdnpurge.providers.errors import RejectedError, UnexpectedError
+from cdnpurge.providers.fastly import FastlyProvider
+from cdnpurge.providers.http import ApiCall
 from cdnpurge.purgers import build_purgers
 from cdnpurge.report import BatchReport
 from cdnpurge_local.event_builders import s3_notification, s3_record, sns_envelope, sqs_event
@@ -157,3 +160,17 @@ def test_a_record_failed_unexpectedly_is_logged_and_counted(capsys: pytest.Captu
     assert logged["source_id"] == "m0" and "unexpected ValueError" in logged["reasons"][0]
     (emf,) = [d for d in documents if "_aws" in d and RECORD_METRIC in d]
     assert emf[RECORD_METRIC] == [1.0]
+
+
+def test_a_call_the_http_client_cannot_build_is_refused_not_raised() -> None:
+    # Given: the adapter's own send, below any length check the planner may make
+    cdn = ScriptedCdn()
+    (settings,) = config_from(FAULT_CONFIG).providers
+    provider = FastlyProvider(settings, {"token": SecretStr(FASTLY_TOKEN)}, cdn.client())
+    tally.hostile("unexpected", 2)
+    # When / Then: a URL past httpx's limit, and a header value that is not ASCII, are permanent refusals
+    with pytest.raises(RejectedError, match="InvalidURL"):
+        provider.send(ApiCall("POST", "service/S/purge/" + "k" * 70_000))
+    with pytest.raises(RejectedError, match="UnicodeEncodeError"):
+        provider.send(ApiCall("POST", "purge/www.example.com/a", headers={"X-Note": "café"}))
+    assert cdn.calls == []
