@@ -209,8 +209,10 @@ def test_out_of_time_mid_batch_defers_the_rest_and_the_redelivery_finishes_it(
     assert witness.metrics()[("Deferred", "fastly")] >= 1
 
 
-class LambdaKilled(RuntimeError):
-    """Stands for the runtime stopping the function: raised from inside a provider call."""
+class LambdaKilled(BaseException):
+    """Stands for the runtime stopping the function: raised from inside a provider call. Not an `Exception`:
+    the fault boundaries (`cdnpurge.boundary`) contain every exception of a record or request, so only what
+    stops the process itself still ends a batch."""
 
 
 class DiesOnCall(ProviderWrapper):

@@ -31,9 +31,10 @@ def test_a_fastly_only_config_loads_no_other_adapter() -> None:
     script = f"""
 import json, sys
 from pydantic import SecretStr
-from cdnpurge.config import load_config
+from pathlib import Path
+from cdnpurge.config import parse_config
 from cdnpurge.providers.registry import KINDS, build_providers, specs
-config = load_config({str(EXAMPLES / "fastly.yaml")!r})
+config = parse_config(Path({str(EXAMPLES / "fastly.yaml")!r}).read_text(), require_credentials=True)
 specs(config.providers)
 build_providers(config.providers, lambda settings: {{"token": SecretStr("not-a-real-token")}})
 print(json.dumps(sorted(kind for kind in KINDS if f"cdnpurge.providers.{{kind}}" in sys.modules)))

@@ -311,7 +311,8 @@ def _run(args: argparse.Namespace, out: TextIO, *, sqs: Any, s3: Any, dynamodb: 
         return _report(args, out)
     try:
         text = read_config_text(str(args.config))
-        config = parse_config(text, source=str(args.config))
+        # validate and purge judge a configuration as the service would: credentials included
+        config = parse_config(text, source=str(args.config), require_credentials=args.command != "plan")
         if args.command == "validate":
             return _validate(config, text, out)
         if args.command == "plan":

@@ -42,9 +42,10 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from cdnpurge.boundary import unexpected
 from cdnpurge.models import PurgeRequest
 from cdnpurge.providers.base import Provider, PurgeResult
-from cdnpurge.providers.errors import ProviderError, ThrottledError, UnavailableError
+from cdnpurge.providers.errors import ProviderError, ThrottledError, UnavailableError, UnexpectedError
 
 # AIMD: a throttle multiplies the rate by DECREASE (never below FLOOR x the declared rate); each success
 # adds RECOVERY x the declared (or learned) rate back, up to the declared rate.
@@ -205,7 +206,9 @@ class Executor:
         max_backoff: float = 20.0,
         rate_share: float = 1.0,
         on_attempt: AttemptListener | None = None,
+        redact: Callable[[str], str] = str,
     ) -> None:
+        """`redact`: cleans the text of exceptions no adapter mapped (the providers redact their own errors)."""
         if not 0 < rate_share <= 1:
             raise ValueError(f"rate_share must be in (0, 1], got {rate_share}")
         self.providers = providers
@@ -218,6 +221,7 @@ class Executor:
         self.max_backoff = max_backoff
         self.rate_share = rate_share
         self.on_attempt = on_attempt
+        self.redact = redact
         self.buckets = {name: self._bucket(provider) for name, provider in providers.items()}
         self._locks = {name: threading.Lock() for name in providers}
 
@@ -264,7 +268,8 @@ class Executor:
             attempts += 1
             try:
                 result = provider.purge(request, idempotency_token=idempotency_token)
-            except ProviderError as error:
+            except Exception as exc:  # the per-request fault boundary (`cdnpurge.boundary`)
+                error = exc if isinstance(exc, ProviderError) else self._unexpected(request, exc)
                 self._notify(request, attempts, error)
                 last_error = error
                 if not error.retryable:
@@ -290,6 +295,10 @@ class Executor:
                 bucket.succeeded(self.clock(), rate_wait)
             self._notify(request, attempts, result)
             return outcome(result=result)
+
+    def _unexpected(self, request: PurgeRequest, error: Exception) -> UnexpectedError:
+        """What no adapter mapped, as this request's permanent failure, its message redacted."""
+        return UnexpectedError(request.provider, unexpected(error, f"calling {request.provider}", redact=self.redact))
 
     def _backoff(self, attempt: int) -> float:
         return self.rng.uniform(0, min(self.max_backoff, self.base_backoff * 2 ** (attempt - 1)))

@@ -106,10 +106,12 @@ class RoutedTarget(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class DecodeFailure:
-    """A record that could not be turned into changes; only its own source fails."""
+    """A record that could not be turned into changes; only its own source fails. `unexpected`: by an
+    exception the decoder did not anticipate (`cdnpurge.boundary`), counted apart from malformed input."""
 
     source_id: str
     message: str
+    unexpected: bool = False
 
 
 class PurgeRequest(NamedTuple):
@@ -131,11 +133,13 @@ class PurgeRequest(NamedTuple):
 
 @dataclass(frozen=True)
 class PlanFailure:
-    """A change whose targets a provider cannot express: reported, never silently dropped."""
+    """A change whose targets a provider cannot express: reported, never silently dropped. `unexpected`:
+    converting or rendering raised an exception no one anticipated (`cdnpurge.boundary`)."""
 
     provider: str
     change_ids: frozenset[str]
     message: str
+    unexpected: bool = False
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -99,9 +100,11 @@ def build_purgers(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     concurrency: int = 1,
+    clients: Mapping[str, Any] | None = None,
 ) -> Purgers:
     """`concurrency`: how many invocations may run at once (the event source's MaximumConcurrency);
-    each paces at its share of every provider's rate, so together they never exceed it.
+    each paces at its share of every provider's rate, so together they never exceed it. `clients`: an
+    HTTP (or boto3) client per provider name, for tests that script what a CDN answers.
 
     `fresh_secret_reader` reads a secret past any cache after an auth error; by default Powertools'
     `force_fetch` for the Powertools reader, else `secret_reader` itself (test readers have no cache)."""
@@ -133,11 +136,19 @@ def build_purgers(
 
     def builder(settings: ProviderSettings) -> Callable[[Mapping[str, SecretStr]], Provider]:
         factory = REGISTRY[settings.kind]
-        return lambda resolved: RedactingProvider(factory(settings, resolved), redaction)
+        client = (clients or {}).get(settings.name)
+        return lambda resolved: RedactingProvider(factory(settings, resolved, client), redaction)
 
     providers: dict[str, Provider] = {
         settings.name: RotatingProvider(settings, builder(settings), credentials[settings.name], read_fresh)
         for settings in settings_list
     }
-    executor = Executor(providers, clock=clock, sleep=sleep, on_attempt=on_attempt, rate_share=1 / concurrency)
+    executor = Executor(
+        providers,
+        clock=clock,
+        sleep=sleep,
+        on_attempt=on_attempt,
+        rate_share=1 / concurrency,
+        redact=lambda text: redact(text, redaction),
+    )
     return Purgers(providers, executor, redaction)

@@ -17,7 +17,7 @@ the request or the credentials), *transient* otherwise.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -48,6 +48,8 @@ class RecordFailures:
     # source id -> seconds until its retry is due, for records that failed only by throttles and deferrals
     # that said when (`Outcome.retry_in`): they are made visible again then (`cdnpurge.visibility`)
     retry_in: Mapping[str, float] = field(default_factory=dict)
+    # failed (among other reasons, perhaps) by an exception no stage expected (`cdnpurge.boundary`)
+    unexpected: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class BatchReport:
             "busy_elsewhere": len(run.busy),
             "ledger_unavailable": len(run.unavailable),
             "failed_records": len(run.failures.sources),
+            "failed_unexpectedly": len(run.failures.unexpected),
             "dead_lettered": len(self.dead_letters.moved),
             "repurge_scheduled": len(self.repurge.scheduled),
             "trail_written": self.trail.written,
@@ -128,17 +131,33 @@ def classify_failures(
     ledger_failures: tuple[LedgerFailure, ...],
     redact: Callable[[str], str],
 ) -> RecordFailures:
-    """Every failed SQS record with its (redacted) reasons, and whether any of them a retry could change."""
-    source_of = {change.id: change.source_id for change in decoded.changes}
+    """Every failed SQS record with its (redacted) reasons, and whether any of them a retry could change.
+
+    A failure of a record's own content (decoding, translating) is that record's. A failure of a change
+    (planning, purging, claiming) is every record's carrying that change id: records that share one
+    (a publisher reusing its `id`, the same S3 operation seen twice) were claimed, planned and settled as
+    one change, so they share its fate, and none is acknowledged while its twin goes back unpurged.
+    """
+    sources_of: dict[str, list[str]] = defaultdict(list)
+    for change in decoded.changes:
+        sources_of[change.id].append(change.source_id)
     found: _Reasons = defaultdict(list)
     due: dict[str, list[float]] = defaultdict(list)  # the retry times of each source's timed failures
+    surprised: set[str] = set()
+
+    def fail(sources: Iterable[str], message: str, retryable: bool, unexpected: bool = False) -> None:
+        for source in sources:
+            found[source].append((message, retryable))
+            if unexpected:
+                surprised.add(source)
+
     for decode_error in decoded.errors:
-        found[decode_error.source_id].append((decode_error.message, False))
+        fail((decode_error.source_id,), decode_error.message, False, decode_error.unexpected)
     for translate_error in translation.errors:
-        found[translate_error.source_id].append((translate_error.message, False))
+        fail((translate_error.source_id,), translate_error.message, False, translate_error.unexpected)
     for plan_error in plan.errors:
         for change_id in plan_error.change_ids:
-            found[source_of[change_id]].append((f"{plan_error.provider}: {plan_error.message}", False))
+            fail(sources_of[change_id], f"{plan_error.provider}: {plan_error.message}", False, plan_error.unexpected)
     for outcome in outcomes:
         if outcome.ok:
             continue
@@ -147,11 +166,12 @@ def classify_failures(
         why = "deferred: out of time" if outcome.deferred else "failed"
         detail = f"{outcome.request.provider}: {why}: {error.message if error else ''}".rstrip(": ")
         for change_id in outcome.request.change_ids:
-            found[source_of[change_id]].append((detail, retryable))
+            fail(sources_of[change_id], detail, retryable, error is not None and error.unexpected)
             if outcome.retry_in is not None:
-                due[source_of[change_id]].append(outcome.retry_in)
+                for source in sources_of[change_id]:
+                    due[source].append(outcome.retry_in)
     for provider, change_id in busy:
-        found[source_of[change_id]].append((f"{provider}: in progress in another invocation", True))
+        fail(sources_of[change_id], f"{provider}: in progress in another invocation", True)
     causes = {
         pair: failure.cause
         for failure in ledger_failures
@@ -161,13 +181,14 @@ def classify_failures(
     for pair in unavailable:
         provider, change_id = pair
         cause = causes.get(pair, "no answer")
-        found[source_of[change_id]].append((f"{provider}: not purged: idempotency store unavailable ({cause})", True))
+        fail(sources_of[change_id], f"{provider}: not purged: idempotency store unavailable ({cause})", True)
     return RecordFailures(
         sources=tuple(sorted(found)),
         reasons={source: tuple(map(redact, dict.fromkeys(m for m, _ in why))) for source, why in found.items()},
         permanent=frozenset(source for source, why in found.items() if not any(r for _, r in why)),
         # every failure of the source said when (one entry per change and failure in both)
         retry_in={source: max(times) for source, times in due.items() if len(times) == len(found[source])},
+        unexpected=frozenset(surprised),
     )
 
 

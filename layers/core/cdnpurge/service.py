@@ -282,7 +282,7 @@ class PurgeService:
                 config.providers, environ=env, on_attempt=on_attempt, concurrency=settings.maximum_concurrency
             )
 
-        config = check(parse_config(text, source=settings.purge_config))
+        config = check(parse_config(text, source=settings.purge_config, require_credentials=True))
         service = cls.build(
             config,
             table_name=settings.idempotency_table_name,
@@ -322,7 +322,7 @@ class PurgeService:
             text = reload.read(reload.location)
             if text == reload.text:
                 return ConfigChange()
-            config = reload.check(parse_config(text, source=reload.location))
+            config = reload.check(parse_config(text, source=reload.location, require_credentials=True))
             purgers = reload.make_purgers(config)
         except Exception as exc:  # keep running the previous configuration; say why on every check
             return ConfigChange(problem=self.redact(describe_error(exc)))

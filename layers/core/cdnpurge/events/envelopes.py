@@ -79,9 +79,12 @@ def _decode_sqs_batch(event: SQSEvent, sink: Sink) -> None:
     for index, raw in enumerate(event["Records"]):
         parsed = NOT_PARSED
         if sink.fast_path and type(raw) is dict and raw.get("eventSource") == "aws:sqs":
-            parsed = parsed_body(raw.get("body"))
-            message_id = raw.get("messageId")
-            change = plain_s3_change(parsed, message_id) if type(message_id) is str and message_id else None
+            try:
+                parsed = parsed_body(raw.get("body"))
+                message_id = raw.get("messageId")
+                change = plain_s3_change(parsed, message_id) if type(message_id) is str and message_id else None
+            except Exception:  # a record the fast path cannot read: the guarded path below says why
+                parsed, change = NOT_PARSED, None
             if change is not None:
                 sink.changes.append(change)
                 sink.fast_path_records += 1

@@ -59,7 +59,10 @@ def plan(routed: Iterable[RoutedTarget], providers: Mapping[str, ProviderSpec]) 
     errors: list[PlanFailure] = []
     escalations: list[Escalation] = []
     for name, lane in lanes.items():
-        errors.extend(PlanFailure(name, frozenset(ids), message) for message, ids in lane.errors.items())
+        errors.extend(
+            PlanFailure(name, frozenset(ids), message, message in lane.unexpected)
+            for message, ids in lane.errors.items()
+        )
         lane.subsume()
         escalations.extend(lane.escalate_to_prefixes())
         chunked, unsendable = lane.chunk()
@@ -95,7 +98,10 @@ def router(providers: Mapping[str, ProviderSpec]) -> Callable[[frozenset[str] | 
 
 def _merge_errors(errors: list[PlanFailure]) -> list[PlanFailure]:
     """One entry per (provider, message), listing every change it affects."""
-    merged: dict[tuple[str, str], set[str]] = defaultdict(set)
+    merged: dict[tuple[str, str, bool], set[str]] = defaultdict(set)
     for error in errors:
-        merged[(error.provider, error.message)].update(error.change_ids)
-    return [PlanFailure(provider, frozenset(ids), message) for (provider, message), ids in sorted(merged.items())]
+        merged[(error.provider, error.message, error.unexpected)].update(error.change_ids)
+    return [
+        PlanFailure(provider, frozenset(ids), message, surprise)
+        for (provider, message, surprise), ids in sorted(merged.items())
+    ]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from cdnpurge.boundary import unexpected
 from cdnpurge.models import Escalation, PlanFailure, PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.plan.convert import Converted, converter_for
 from cdnpurge.plan.packing import Limits, limits_for, pack, wire_cost
@@ -49,6 +50,7 @@ class Lane:
     groups: dict[Group, dict[str, set[str]]] = field(default_factory=lambda: defaultdict(dict))
     converters: dict[TargetKind, Callable[[str], Converted | str]] = field(default_factory=dict)
     errors: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    unexpected: set[str] = field(default_factory=set)  # the messages of `errors` the boundary wrote
 
     def add(self, kind: TargetKind, soft_wish: bool | None, items: list[RoutedTarget]) -> None:
         """Add routed targets of one input kind and soft wish (the hot loop of the planner)."""
@@ -85,7 +87,12 @@ class Lane:
         if converter is None:
             converter = self.converters[kind] = converter_for(self.spec, kind)
         for item in items:
-            converted, change_id = converter(item.target.value), item.change_id
+            change_id = item.change_id
+            try:
+                converted = converter(item.target.value)
+            except Exception as exc:  # a fault boundary per target (`cdnpurge.boundary`)
+                converted = unexpected(exc, f"converting {item.target.kind.value} {item.target.value[:80]!r}")
+                self.unexpected.add(converted)
             if isinstance(converted, str):
                 self.errors[converted].add(change_id)
                 continue
@@ -312,6 +319,10 @@ class Lane:
                 wire = value if render is None else render(Target(kind, value))
             except ValueError as exc:  # the provider cannot express it: an error for its changes only
                 errors.append(PlanFailure(self.spec.name, frozenset(by_value[value]), str(exc)))
+                continue
+            except Exception as exc:  # a fault boundary per target (`cdnpurge.boundary`)
+                why = unexpected(exc, f"rendering {kind.value} {value[:80]!r}")
+                errors.append(PlanFailure(self.spec.name, frozenset(by_value[value]), why, unexpected=True))
                 continue
             if budget is not None:
                 size = wire_cost(wire)

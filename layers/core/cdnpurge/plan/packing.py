@@ -47,7 +47,7 @@ class Limits:
             return 0
         try:
             wire = value if self.render is None else self.render(Target(self.kind, value))
-        except ValueError:
+        except Exception:  # refused, or failing unexpectedly: it cannot be sent (`Lane.chunk` reports it)
             return None
         if self.budget is None:
             return 0

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from cdnpurge.boundary import unexpected
 from cdnpurge.models import PurgeRequest, Target
 from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.errors import (
@@ -28,6 +29,7 @@ from cdnpurge.providers.errors import (
     RejectedError,
     ThrottledError,
     UnavailableError,
+    UnreadableAnswerError,
     error_class_for_status,
 )
 from cdnpurge.providers.spec import Credentials, DeclaredProvider, ProviderSettings
@@ -61,7 +63,6 @@ class HttpProvider(DeclaredProvider, ABC):
     """
 
     default_base_url: ClassVar[str]
-    required_credentials: ClassVar[tuple[str, ...]] = ()
     # The clock a call's total deadline is measured on (`timeout_seconds` from the first byte sent).
     clock: Callable[[], float] = staticmethod(time.monotonic)
 
@@ -140,10 +141,20 @@ class HttpProvider(DeclaredProvider, ABC):
         return self._client
 
     def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+        """Check, build, send, read. Whatever reading an answer raises that is not already a provider error
+        makes the answer unreadable (transient, `cdnpurge.boundary`); what building raises is left to the
+        executor's boundary (permanent: the same request would be built the same way)."""
         self.check(request)
         response = self.send(self.build_request(request))
-        result = self.read_response(request, response)
-        wait = self.rate_signal(response)
+        try:
+            result = self.read_response(request, response)
+            wait = self.rate_signal(response)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise UnreadableAnswerError(
+                self.name, unexpected(exc, "reading the answer"), status=response.status_code
+            ) from None
         return result if wait is None or result.rate_wait is not None else replace(result, rate_wait=wait)
 
     def check(self, request: PurgeRequest) -> None:
@@ -182,6 +193,20 @@ class HttpProvider(DeclaredProvider, ABC):
         except httpx.TransportError as exc:
             # The exception text can include the URL but never headers; keep only its class name.
             raise UnavailableError(self.name, f"{type(exc).__name__} calling {call.method} {call.path}") from None
+        except httpx.DecodingError as exc:
+            # The CDN answered, but its body does not decode (`Content-Encoding: gzip` over plain bytes): the
+            # answer is unreadable, not a refusal, and the next one may be readable.
+            raise UnreadableAnswerError(
+                self.name, f"unreadable answer to {call.method} {call.path[:200]}: DecodingError: {str(exc)[:200]}"
+            ) from None
+        except (httpx.InvalidURL, UnicodeEncodeError) as exc:
+            # The request cannot be built (a URL past httpx's length limit, a header value that is not ASCII):
+            # it can never be sent. Only the class name: the text may quote the header value (a credential).
+            raise RejectedError(
+                self.name, f"cannot send {call.method} {call.path[:200]}: {type(exc).__name__}"
+            ) from None
+        except httpx.RequestError as exc:  # anything else httpx says went wrong with the exchange
+            raise UnavailableError(self.name, f"{type(exc).__name__} calling {call.method} {call.path[:200]}") from None
         if response.is_success:
             return response
         error_class = self.error_class(response)

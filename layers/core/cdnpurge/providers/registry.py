@@ -34,6 +34,9 @@ class ProviderFactory(Protocol):
     @property
     def docs(self) -> ProviderDocs: ...
 
+    @property
+    def required_credentials(self) -> tuple[str, ...]: ...
+
     def spec_for(self, settings: ProviderSettings) -> ProviderSpec: ...
 
     def __call__(

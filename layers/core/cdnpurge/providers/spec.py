@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -79,6 +79,10 @@ class ProviderSpec:
     escalation: EscalationPolicy = EscalationPolicy()
 
 
+MAX_RATE_PER_SECOND: Final = 10_000.0  # no CDN API takes more purge calls a second
+MAX_TARGETS_SETTING: Final = 100_000  # escalation thresholds: far beyond any batch (10 records x 10,000 targets)
+
+
 class ProviderSettings(BaseModel):
     """Fields every provider entry in the configuration has; each adapter subclasses it."""
 
@@ -97,16 +101,21 @@ class ProviderSettings(BaseModel):
     max_targets: dict[TargetKind, int] = Field(
         default_factory=dict, description="Lower a declared per-call limit (never raise it)."
     )
-    rate_per_second: float | None = Field(default=None, gt=0, description="Override the pacing rate.")
+    # Bounds on what could ever make sense: an absurd value is a typo (a rate of 1e9 would never pace).
+    rate_per_second: float | None = Field(
+        default=None, gt=0, le=MAX_RATE_PER_SECOND, description="Override the pacing rate."
+    )
     prefix_escalation_at: int | None = Field(
         default=None,
         ge=2,
+        le=MAX_TARGETS_SETTING,
         description="Purge at least this many paths/URLs sharing a directory as one prefix (wildcard), where "
         "the provider supports prefixes and it needs no more requests. Off when unset.",
     )
     purge_all_over: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_TARGETS_SETTING,
         description="When a batch would need more than this many requests at this provider, send one purge-all "
         "instead (providers supporting `all` only). Off when unset.",
     )
@@ -152,6 +161,9 @@ class DeclaredProvider:
     settings_model: ClassVar[type[ProviderSettings]]
     declared: ClassVar[Capabilities]
     docs: ClassVar[ProviderDocs]
+    # Credential names the adapter cannot call without: configuration lacking one is refused before any
+    # event (`cdnpurge.config`), not at every call. Empty: none (CloudFront uses the function's role).
+    required_credentials: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def capabilities_for(cls, settings: ProviderSettings) -> Capabilities:
