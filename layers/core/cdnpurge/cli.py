@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from cdnpurge.aws_errors import aws_problem
 from cdnpurge.cli_errors import reader_gone
 from cdnpurge.config import Config, ConfigError, parse_config, read_config_text
+from cdnpurge.cost import DynamoDBPathCounter, PathBill, charge_usd, month_of
 from cdnpurge.credentials import CredentialError
 from cdnpurge.deadletter import describe_dead_letter, kept_attributes
 from cdnpurge.deploy import parameter_size_warning
@@ -123,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     plan_cmd.add_argument("-c", "--config", required=True, type=Path, help="YAML configuration file")
     plan_cmd.add_argument("-e", "--event", required=True, type=Path, help="event JSON file (see events/)")
     plan_cmd.add_argument("-f", "--format", choices=("text", "json"), default="text", help="output format")
+    plan_cmd.add_argument(
+        "--table",
+        metavar="NAME",
+        help="the stack's idempotency table (output IdempotencyTableName): read the CloudFront paths billed "
+        "this month so far, for the bill and monthly_path_budget (the only AWS call `plan` makes)",
+    )
 
     purge = commands.add_parser(
         "purge",
@@ -204,13 +211,14 @@ def main(
     out: TextIO | None = None,
     sqs: Any = None,
     s3: Any = None,
+    dynamodb: Any = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> int:
     """Run one command. AWS errors become one line and exit 2; a closed stdout pipe ends the run quietly."""
     out = out or sys.stdout
     try:
         args = build_parser().parse_args(argv)
-        status = _run(args, out, sqs=sqs, s3=s3, clock=clock)
+        status = _run(args, out, sqs=sqs, s3=s3, dynamodb=dynamodb, clock=clock)
         out.flush()
     except BrokenPipeError:
         return reader_gone(out)
@@ -223,7 +231,7 @@ def main(
     return status
 
 
-def _run(args: argparse.Namespace, out: TextIO, *, sqs: Any, s3: Any, clock: Callable[[], float]) -> int:
+def _run(args: argparse.Namespace, out: TextIO, *, sqs: Any, s3: Any, dynamodb: Any, clock: Callable[[], float]) -> int:
     if args.command == "redrive":
         return _redrive(args, out, sqs, clock)
     if args.command in ("enable-eventbridge", "disable-eventbridge"):
@@ -234,7 +242,7 @@ def _run(args: argparse.Namespace, out: TextIO, *, sqs: Any, s3: Any, clock: Cal
         if args.command == "validate":
             return _validate(config, text, out)
         if args.command == "plan":
-            return _plan(config, args.event, args.format, out)
+            return _plan(config, args, out, dynamodb)
         return _purge(config, args, out)
     except (ConfigError, CredentialError) as exc:
         print(f"cdnpurge: {exc}", file=sys.stderr)
@@ -252,13 +260,24 @@ def _validate(config: Config, text: str, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _plan(config: Config, event_path: Path, output_format: str, out: TextIO) -> int:
+def _plan(config: Config, args: argparse.Namespace, out: TextIO, dynamodb: Any) -> int:
+    event_path, output_format = args.event, args.format
     try:
         event = json.loads(event_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         print(f"cdnpurge: {event_path}: cannot read event JSON: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    decoded, translation, the_plan = preview(event, config, specs(config.providers))
+    month = month_of(time.time())
+    month_so_far = None
+    if args.table:
+        if dynamodb is None:
+            import boto3
+
+            dynamodb = boto3.client("dynamodb")
+        month_so_far = DynamoDBPathCounter(dynamodb, args.table).month_so_far(month)
+    decoded, translation, the_plan, bill = preview(
+        event, config, specs(config.providers), month=month, month_so_far=month_so_far
+    )
     document = {
         "changes": [_change_json(change) for change in decoded.changes],
         "requests": [_request_json(request) for request in the_plan.requests],
@@ -266,6 +285,7 @@ def _plan(config: Config, event_path: Path, output_format: str, out: TextIO) -> 
         + [{"source_id": e.source_id, "change_id": e.change_id, "message": e.message} for e in translation.errors]
         + [{"provider": e.provider, "change_ids": sorted(e.change_ids), "message": e.message} for e in the_plan.errors],
         "escalations": [_escalation_json(escalation) for escalation in the_plan.escalations],
+        "billing": _bill_json(bill),
         "ignored": list(decoded.ignored),
         "unmatched": list(translation.unmatched),
     }
@@ -274,6 +294,8 @@ def _plan(config: Config, event_path: Path, output_format: str, out: TextIO) -> 
         out.write("\n")
     else:
         _print_plan_text(document, the_plan, out)
+        if bill.paths or bill.budget is not None:
+            print(f"billing: {bill.describe()}", file=out)
     return EXIT_OK if not document["errors"] else EXIT_FAILED
 
 
@@ -305,6 +327,19 @@ def _escalation_json(escalation: Escalation) -> dict[str, Any]:
         "replaced": escalation.replaced,
         "requests_before": escalation.requests_before,
         "requests_after": escalation.requests_after,
+    }
+
+
+def _bill_json(bill: PathBill) -> dict[str, Any]:
+    return {
+        "month": bill.month,
+        "paths": dict(bill.paths),
+        "total": bill.total,
+        "month_so_far": bill.month_so_far,
+        "estimated_usd": charge_usd(bill.month_so_far or 0, bill.total),
+        "budget": bill.budget,
+        "economised": bill.economised,
+        "exceeded": bill.exceeded,
     }
 
 

@@ -17,12 +17,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cdnpurge.credentials import InlineCredential
 from cdnpurge.errors import CdnpurgeError
+from cdnpurge.models import TargetKind
 from cdnpurge.placeholders import PLACEHOLDER
+from cdnpurge.plan.convert import can_express
 from cdnpurge.providers.registry import REGISTRY
 
 
 class ConfigError(CdnpurgeError, ValueError):
     """The configuration is invalid; the message names each offending field."""
+
+
+# The target kind each template field of a rule produces.
+RULE_KINDS = {"paths": TargetKind.PATH, "urls": TargetKind.URL, "keys": TargetKind.KEY, "prefixes": TargetKind.PREFIX}
 
 
 class Rule(BaseModel):
@@ -83,6 +89,13 @@ class Config(BaseModel):
     )
     allow_inline_secrets: bool = Field(default=False, description="Permit `value:` credentials (local only).")
     purge_index_directories: bool = Field(default=True, description="index.html also purges '/dir/' and '/dir'.")
+    monthly_path_budget: int | None = Field(
+        default=None,
+        ge=0,
+        description="CloudFront invalidation paths (wildcards and tags count one each) the account may bill a "
+        "month: a plan that would cross it purges by tag or wildcard where they cover the same objects, else "
+        "purges anyway and warns (PathBudgetExceeded). Off when unset.",
+    )
     repurge_delay_seconds: int = Field(
         default=0,
         ge=0,
@@ -106,7 +119,13 @@ class Config(BaseModel):
                 settings = REGISTRY[kind].settings_model.model_validate(entry)
             except ValidationError as exc:
                 raise ValueError("; ".join(_describe(exc, prefix=f"providers[{position}]"))) from None
-            REGISTRY[kind].spec_for(settings)  # checks limit overrides against the declared limits
+            spec = REGISTRY[kind].spec_for(settings)  # checks limit overrides against the declared limits
+            for target_kind in spec.purge_by or ():
+                if not can_express(spec, target_kind):
+                    raise ValueError(
+                        f"providers[{position}].purge_by: {settings.name} cannot purge by {target_kind.value}"
+                        + (" (it needs `hosts`)" if target_kind is not TargetKind.KEY else "")
+                    )
             typed.append(settings)
         return tuple(typed)
 
@@ -127,7 +146,19 @@ class Config(BaseModel):
             for provider_name in rule.providers or ():
                 if provider_name not in names:
                     raise ValueError(f"rules[{position}].providers: unknown provider {provider_name!r}")
+            self._check_rule_reaches_a_provider(position, rule)
         return self
+
+    def _check_rule_reaches_a_provider(self, position: int, rule: Rule) -> None:
+        """Each kind a rule produces must go to at least one of its providers (see `purge_by`): else every
+        matching upload would fail at plan time, found only when content changes."""
+        named = [p for p in self.providers if rule.providers is None or p.name in rule.providers]
+        for field_name, kind in RULE_KINDS.items():
+            if getattr(rule, field_name) and not any(p.purge_by is None or kind in p.purge_by for p in named):
+                raise ValueError(
+                    f"rules[{position}].{field_name}: none of its providers {[p.name for p in named]} receives "
+                    f"{kind.value} targets (purge_by)"
+                )
 
     def host_allowed(self, host: str) -> bool:
         host = host.lower()

@@ -22,6 +22,7 @@ from botocore.config import Config as BotoConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cdnpurge.config import Config, ConfigError, load_config
+from cdnpurge.cost import DynamoDBPathCounter, PathCounter, month_of
 from cdnpurge.credentials import SecretReader, powertools_secret_reader
 from cdnpurge.deadletter import DeadLettering, dead_letter
 from cdnpurge.execute import AttemptListener, Executor
@@ -94,6 +95,7 @@ class PurgeService:
     providers: Mapping[str, Provider]
     ledger: Ledger
     executor: Executor  # kept across warm invocations: pacing state is per provider, not per batch
+    path_counter: PathCounter | None = None  # the month's billed CloudFront paths (same table as the ledger)
     queues: Queues = field(default_factory=Queues)
     secrets: tuple[str, ...] = ()  # resolved credential values, only ever used to redact text
     sqs_factory: Callable[[], Any] = field(default=lambda: boto3.client("sqs", config=SQS_CLIENT_CONFIG))
@@ -133,14 +135,12 @@ class PurgeService:
             sleep=sleep,
             concurrency=concurrency,
         )
+        dynamodb = dynamodb_client or boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG)
         return cls(
             config=config,
             providers=purgers.providers,
-            ledger=DynamoDBLedger(
-                dynamodb_client or boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG),
-                table_name,
-                expires_after_seconds=ttl_seconds,
-            ),
+            ledger=DynamoDBLedger(dynamodb, table_name, expires_after_seconds=ttl_seconds),
+            path_counter=DynamoDBPathCounter(dynamodb, table_name),
             executor=purgers.executor,
             queues=queues or Queues(),
             secrets=purgers.secrets,
@@ -196,6 +196,8 @@ class PurgeService:
             deadline=self.executor.clock() + max(0.0, budget),
             remaining_ms=remaining_ms,
             redact=self.redact,
+            path_counter=self.path_counter,
+            month=month_of(time.time()),
         )
         return BatchReport(run, self._dead_letter(event, run), self._repurge(run))
 
