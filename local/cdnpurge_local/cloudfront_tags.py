@@ -56,8 +56,8 @@ def enforce_cache_tags(client: CloudFrontClient) -> CloudFrontClient:
         for item in items:
             problem = tag_item_problem(item)
             if problem is not None:
-                error = {"Code": "InvalidArgument", "Message": f"Invalid tag invalidation item: {problem}"}
-                raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, "CreateInvalidation")
+                message = f"Invalid tag invalidation item: {problem}"
+                raise ClientError({"Error": {"Code": "InvalidArgument", "Message": message}}, "CreateInvalidation")
 
     client.meta.events.register("before-parameter-build.cloudfront.CreateInvalidation", check)
     return client

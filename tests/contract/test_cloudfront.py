@@ -525,7 +525,7 @@ def test_keys_go_as_tag_items_deduped_case_insensitively(tag_aware: CloudFrontCl
     sent = CloudFrontProvider(tagged(distribution_id), {}, tag_aware).purge(req, idempotency_token=request_token(req))
     # Then one tag item each, in the same Paths.Items CloudFront reads paths from, serving both changes
     assert not result.errors
-    assert (req.kind, req.targets, req.change_ids) == (TargetKind.KEY, ("brand", "product:tv"), {"c1", "c2"})
+    assert (req.kind, req.targets, req.change_ids) == (TargetKind.KEY, ("brand", "product:tv"), frozenset({"c1", "c2"}))
     assert sent.provider_id
     assert paths_of(tag_aware, distribution_id, sent.provider_id) == ["#brand", "#product:tv"]
 
@@ -551,7 +551,7 @@ def test_an_invalid_tag_fails_its_change_alone(tag: str, problem: str) -> None:
     (error,) = result.errors
     assert error.change_ids == {"bad"}
     assert problem in error.message
-    assert [(req.targets, req.change_ids) for req in result.requests] == [(("good",), {"ok"})]
+    assert [(req.targets, req.change_ids) for req in result.requests] == [(("good",), frozenset({"ok"}))]
     adapter = CloudFrontProvider(tagged(), {}, client=unused_client())
     with pytest.raises(RejectedError, match=re.escape(problem)):
         adapter.purge(request(TargetKind.KEY, tag), idempotency_token="t")
