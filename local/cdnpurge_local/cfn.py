@@ -72,7 +72,7 @@ def load_template(path: Path) -> dict[str, Any]:
 
 
 class _NoValue:
-    """``AWS::_NoValue``: the property or list item disappears."""
+    """``AWS::NoValue``: the property or list item disappears."""
 
 
 _NO_VALUE: Final = _NoValue()
@@ -111,7 +111,7 @@ class Evaluator:
         return self._conditions[name]
 
     def _ref(self, name: str) -> Any:
-        if name == "AWS::_NoValue":
+        if name == "AWS::NoValue":
             return _NO_VALUE
         if name in self.parameters:
             return self.parameters[name]
