@@ -11,17 +11,21 @@ import re
 from dataclasses import replace
 
 import pytest
+from helpers import FASTLY_SERVICE, FASTLY_TOKEN, MemoryLedger
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from unit.test_plan_properties import KINDS, PROPERTY_SETTINGS, provider_specs, routed_targets
 
 from cdnpurge.config import ConfigError, parse_config
+from cdnpurge.execute import Executor
 from cdnpurge.models import RoutedTarget, Target, TargetKind
-from cdnpurge.pipeline import preview
+from cdnpurge.pipeline import preview, run_batch
 from cdnpurge.plan import UNROUTED, can_express, plan, router
-from cdnpurge.providers.registry import specs
+from cdnpurge.providers.registry import build_providers, specs
 from cdnpurge.providers.spec import ProviderSpec
 from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
+from cdnpurge_local.fakecdn.server import FakeCDN
 
 BUCKET = "example-site-content"
 
@@ -150,3 +154,43 @@ def test_a_kind_no_provider_receives_fails_its_change_alone() -> None:
 def test_configuration_mistakes_are_named(change: tuple[str, str], problem: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(problem)):
         parse_config(MULTI_CDN.replace(*change))
+
+
+def test_the_pipeline_claims_exactly_what_purge_by_routes(fake_cdn: FakeCDN) -> None:
+    # Given two Fastly providers on one fake service, one receiving keys, the other paths (as URLs)
+    endpoint = fake_cdn.endpoint("fastly")
+    config = parse_config(f"""
+providers:
+  - {{name: by-key, kind: fastly, service_id: {FASTLY_SERVICE}, endpoint: {endpoint}, hosts: [www.example.com],
+     purge_by: [key], credentials: {{token: {{env: T}}}}}}
+  - {{name: by-url, kind: fastly, service_id: {FASTLY_SERVICE}, endpoint: {endpoint}, hosts: [www.example.com],
+     purge_by: [path], credentials: {{token: {{env: T}}}}}}
+rules:
+  - {{match: "assets/{{name*}}", keys: ["asset-{{name}}"], paths: ["/assets/{{name}}"]}}
+allowed_hosts: [www.example.com]
+""")
+    providers = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
+    executor = Executor(providers, base_backoff=0.01)
+    upload = s3_notification(s3_record(BUCKET, "assets/a.jpg", sequencer="01"))
+    host_purge = {"hosts": ["www.example.com"], "id": "publish-1"}
+    # When an upload and a published host purge (a kind neither provider receives) arrive together
+    run = run_batch(
+        sqs_event(upload, host_purge, ids=["m-upload", "m-host"]),
+        config=config,
+        specs={name: p.spec for name, p in providers.items()},
+        ledger=MemoryLedger(),
+        executor=executor,
+        deadline=1e12,
+    )
+    # Then the upload is claimed, planned and purged at each provider with its own kind only
+    (upload_change,) = [c.id for c in run.decoded.changes if c.bucket]
+    assert run.owed == (("by-key", upload_change), ("by-url", upload_change))
+    assert sorted((r.provider, r.kind, r.targets) for r in run.plan.requests) == [
+        ("by-key", TargetKind.KEY, ("asset-a.jpg",)),
+        ("by-url", TargetKind.URL, ("https://www.example.com/assets/a.jpg",)),
+    ]
+    assert run.completed == run.owed
+    # and the host purge is claimed nowhere and fails its own record, permanently, with the reason
+    assert run.failures.sources == ("m-host",)
+    assert "m-host" in run.failures.permanent
+    assert "receives host targets" in run.failures.reasons["m-host"][0]
