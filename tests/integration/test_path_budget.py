@@ -9,16 +9,20 @@ billed-path counters, in the template's table) and CloudFront on moto server.
 
 from __future__ import annotations
 
+import io
+import json
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 
+from cdnpurge.cli import main
 from cdnpurge.config import parse_config
-from cdnpurge.cost import TOTAL, DynamoDBPathCounter
+from cdnpurge.cost import TOTAL, DynamoDBPathCounter, month_of
 from cdnpurge.models import TargetKind
 from cdnpurge.pipeline import run_batch
 from cdnpurge.report import BatchRun
@@ -203,3 +207,42 @@ def test_concurrent_counting_loses_nothing(table: tuple[Any, str]) -> None:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: counter.add(month, {"E1": 1, "E2": i % 2}), range(64)))
     assert (counter.count(month, "E1"), counter.count(month, "E2"), counter.month_so_far(month)) == (64, 32, 96)
+
+
+def test_plan_shows_the_bill_and_the_month_so_far_read_from_the_table(table: tuple[Any, str], tmp_path: Path) -> None:
+    # Given a month at 990 billed paths and a storm of 20 uploads in 20 directories (no wildcard helps)
+    client, name = table
+    november = 1_795_000_000.0  # 2026-11-18T...Z
+    DynamoDBPathCounter(client, name).add(month_of(november), {"E2QWRUHEXAMPLE": 990})
+    config = tmp_path / "purge.yaml"
+    config.write_text(
+        "providers: [{name: cf, kind: cloudfront, distribution_id: E2QWRUHEXAMPLE}]\n"
+        'rules: [{match: "{key*}", paths: ["/{key}"]}]\nmonthly_path_budget: 1000\n',
+        encoding="utf-8",
+    )
+    event = tmp_path / "storm.json"
+    uploads = (s3_notification(s3_record(BUCKET, f"d{i}/x.jpg", sequencer=f"{i:04X}")) for i in range(20))
+    event.write_text(json.dumps(sqs_event(*uploads)), encoding="utf-8")
+    arguments = ["plan", "-c", str(config), "-e", str(event), "--table", name]
+    # When
+    out = io.StringIO()
+    code = main([*arguments, "-f", "json"], out=out, dynamodb=client, wall_clock=lambda: november)
+    text = io.StringIO()
+    main(arguments, out=text, dynamodb=client, wall_clock=lambda: november)
+    # Then the plan bills 20 paths, 10 of them beyond the free 1,000, and crosses the budget
+    assert code == 0
+    billing = json.loads(out.getvalue())["billing"]
+    assert billing == {
+        "month": "2026-11",
+        "paths": {"E2QWRUHEXAMPLE": 20},
+        "total": 20,
+        "month_so_far": 990,
+        "estimated_usd": 0.05,
+        "budget": 1000,
+        "economised": True,
+        "exceeded": True,
+    }
+    assert (
+        "billing: 20 billed path(s) (month 2026-11 so far: 990; about $0.05 beyond the free 1,000); "
+        "budget 1,000: EXCEEDED" in text.getvalue()
+    )

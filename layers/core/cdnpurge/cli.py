@@ -213,12 +213,15 @@ def main(
     s3: Any = None,
     dynamodb: Any = None,
     clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
 ) -> int:
-    """Run one command. AWS errors become one line and exit 2; a closed stdout pipe ends the run quietly."""
+    """Run one command. AWS errors become one line and exit 2; a closed stdout pipe ends the run quietly.
+
+    `sqs`, `s3`, `dynamodb` (clients) and the clocks are for tests; by default boto3 and the system's."""
     out = out or sys.stdout
     try:
         args = build_parser().parse_args(argv)
-        status = _run(args, out, sqs=sqs, s3=s3, dynamodb=dynamodb, clock=clock)
+        status = _run(args, out, sqs=sqs, s3=s3, dynamodb=dynamodb, clock=clock, wall_clock=wall_clock)
         out.flush()
     except BrokenPipeError:
         return reader_gone(out)
@@ -231,7 +234,16 @@ def main(
     return status
 
 
-def _run(args: argparse.Namespace, out: TextIO, *, sqs: Any, s3: Any, dynamodb: Any, clock: Callable[[], float]) -> int:
+def _run(
+    args: argparse.Namespace,
+    out: TextIO,
+    *,
+    sqs: Any,
+    s3: Any,
+    dynamodb: Any,
+    clock: Callable[[], float],
+    wall_clock: Callable[[], float],
+) -> int:
     if args.command == "redrive":
         return _redrive(args, out, sqs, clock)
     if args.command in ("enable-eventbridge", "disable-eventbridge"):
@@ -242,7 +254,7 @@ def _run(args: argparse.Namespace, out: TextIO, *, sqs: Any, s3: Any, dynamodb: 
         if args.command == "validate":
             return _validate(config, text, out)
         if args.command == "plan":
-            return _plan(config, args, out, dynamodb)
+            return _plan(config, args, out, dynamodb=dynamodb, month=month_of(wall_clock()))
         return _purge(config, args, out)
     except (ConfigError, CredentialError) as exc:
         print(f"cdnpurge: {exc}", file=sys.stderr)
@@ -260,14 +272,14 @@ def _validate(config: Config, text: str, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _plan(config: Config, args: argparse.Namespace, out: TextIO, dynamodb: Any) -> int:
+def _plan(config: Config, args: argparse.Namespace, out: TextIO, *, dynamodb: Any, month: str) -> int:
+    """The plan of an event file; `month` is the calendar month whose billed paths `--table` reads."""
     event_path, output_format = args.event, args.format
     try:
         event = json.loads(event_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         print(f"cdnpurge: {event_path}: cannot read event JSON: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    month = month_of(time.time())
     month_so_far = None
     if args.table:
         if dynamodb is None:
