@@ -148,3 +148,17 @@ def test_billed_paths_are_counted_and_a_crossed_budget_is_logged_and_counted(
     )
     (emf,) = [d for d in documents if "_aws" in d and "InvalidationPaths" in d]
     assert (emf["InvalidationPaths"], emf["PathBudgetExceeded"]) == ([20.0], [1.0])
+
+
+def test_a_refused_tag_covers_nothing_so_its_changes_paths_stay() -> None:
+    # Given a change whose tag CloudFront would refuse, and a full month
+    items = [
+        *routed(TargetKind.PATH, ["/a/x.html"], {"cf"}, change="c1"),
+        *routed(TargetKind.KEY, ["not,a,tag"], {"cf"}, change="c1"),
+    ]
+    # When
+    the_plan, _ = budgeted_plan(items, specs(parse_config(CONFIG).providers), month=MONTH, budget=0, month_so_far=0)
+    # Then its path is still purged, and the tag is its change's plan error
+    assert [(r.kind, r.targets) for r in the_plan.requests] == [(TargetKind.PATH, ("/a/x.html",))]
+    (error,) = the_plan.errors
+    assert error.change_ids == frozenset({"c1"}) and "cache tag" in error.message

@@ -26,8 +26,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from cdnpurge.models import Escalation, Plan, PurgeRequest, RoutedTarget, TargetKind
-from cdnpurge.plan import plan, router
+from cdnpurge.models import Escalation, Plan, PurgeRequest, RoutedTarget, Target, TargetKind
+from cdnpurge.plan import can_express, plan, router
 from cdnpurge.providers.spec import ProviderSpec
 
 FREE_PATHS_PER_MONTH = 1000
@@ -128,7 +128,8 @@ def _covered_by_tags(
     for item in routed:
         if item.target.kind is TargetKind.KEY:
             for name in billed.intersection(destinations(item.providers, TargetKind.KEY)):
-                tags_of[(name, item.change_id)].add(item.target.value.lower())
+                if _sendable(specs[name], item.target):  # a refused tag covers nothing
+                    tags_of[(name, item.change_id)].add(item.target.value.lower())
     if not tags_of:
         return list(routed), {}
     kept: list[RoutedTarget] = []
@@ -146,6 +147,17 @@ def _covered_by_tags(
         if rest or not going:
             kept.append(item._replace(providers=rest) if covered else item)
     return kept, dropped
+
+
+def _sendable(spec: ProviderSpec, target: Target) -> bool:
+    """Whether the provider can express and render `target` (a tag it refuses is a plan error instead)."""
+    if not can_express(spec, target.kind):
+        return False
+    try:
+        spec.render(target)
+    except ValueError:
+        return False
+    return True
 
 
 def _wildcards_wherever_cheaper(specs: Mapping[str, ProviderSpec]) -> dict[str, ProviderSpec]:
