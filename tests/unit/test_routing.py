@@ -7,8 +7,10 @@ receives becomes a plan error for its change, never a silent drop.
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN, MemoryLedger
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from unit.test_plan_properties import KINDS, PROPERTY_SETTINGS, provider_specs, routed_targets
 
+from cdnpurge.cli import main
 from cdnpurge.config import ConfigError, parse_config
 from cdnpurge.execute import Executor
 from cdnpurge.models import RoutedTarget, Target, TargetKind
@@ -194,3 +197,13 @@ allowed_hosts: [www.example.com]
     assert run.failures.sources == ("m-host",)
     assert "m-host" in run.failures.permanent
     assert "receives host targets" in run.failures.reasons["m-host"][0]
+
+
+def test_a_manual_purge_is_not_routed_by_purge_by(tmp_path: Path) -> None:
+    # `cdnpurge purge -p fastly --path ...` names its provider and kind: purge_by (event routing) does not apply
+    config = tmp_path / "purge.yaml"
+    config.write_text(MULTI_CDN, encoding="utf-8")
+    out = io.StringIO()
+    code = main(["purge", "-c", str(config), "-p", "fastly", "--path", "/a.html", "--dry-run"], out=out)
+    assert code == 0
+    assert "fastly url x1" in out.getvalue()

@@ -14,6 +14,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TextIO
@@ -394,7 +395,8 @@ def _purge(config: Config, args: argparse.Namespace, out: TextIO) -> int:
             return EXIT_USAGE
     change_id = f"cli:{int(time.time())}"
     routed = [RoutedTarget(change_id, target, frozenset({settings.name}), args.soft) for target in targets]
-    spec = REGISTRY[settings.kind].spec_for(settings)
+    # A manual purge names its provider and kinds itself: `purge_by` routes events, not this command.
+    spec = replace(REGISTRY[settings.kind].spec_for(settings), purge_by=None)
     the_plan = plan(routed, {settings.name: spec})
     for error in the_plan.errors:
         print(f"error: {error.message}", file=out)
