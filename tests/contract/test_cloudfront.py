@@ -143,12 +143,13 @@ def routed(kind: TargetKind, values: list[str], change: str = "c1") -> list[Rout
 class MotoHarness:
     """CloudFront adapters on one fresh moto distribution; `calls()` counts its invalidations."""
 
-    def __init__(self, client: CloudFrontClient, distribution_id: str) -> None:
+    def __init__(self, client: CloudFrontClient, distribution_id: str, **settings: Any) -> None:
         self.client = client
         self.distribution_id = distribution_id
+        self.settings = settings
 
     def provider(self, **overrides: Any) -> CloudFrontProvider:
-        settings = settings_for(self.distribution_id).model_copy(update=overrides)
+        settings = settings_for(self.distribution_id, **self.settings).model_copy(update=overrides)
         return CloudFrontProvider(settings, {}, self.client)
 
     def calls(self) -> int:
@@ -512,6 +513,23 @@ def tag_aware(moto_endpoint: str) -> CloudFrontClient:
 
 def tagged(distribution_id: str = "E2QWRUHEXAMPLE", **overrides: Any) -> CloudFrontSettings:
     return settings_for(distribution_id, cache_tags=True, **overrides)
+
+
+@MOTO
+class TestTaggedContract(AdapterContract):
+    """The shared suite again for a distribution with cache tags, its per-call limit on tag items."""
+
+    case = ContractCase(
+        adapter=CloudFrontProvider,
+        settings={"distribution_id": "E2QWRUHEXAMPLE", "hosts": (HOST,), "cache_tags": True},
+        limit_kind=TargetKind.KEY,
+        targets=lambda n: tuple(f"Tag-{i}" for i in range(n)),
+        missing={"distribution_id": "E000000NOSUCH"},
+    )
+
+    @pytest.fixture
+    def harness(self, tag_aware: CloudFrontClient, distribution_id: str) -> MotoHarness:
+        return MotoHarness(tag_aware, distribution_id, cache_tags=True)
 
 
 @MOTO
