@@ -207,3 +207,12 @@ def test_a_manual_purge_is_not_routed_by_purge_by(tmp_path: Path) -> None:
     code = main(["purge", "-c", str(config), "-p", "fastly", "--path", "/a.html", "--dry-run"], out=out)
     assert code == 0
     assert "fastly url x1" in out.getvalue()
+
+
+def test_validate_lists_what_each_provider_receives(tmp_path: Path) -> None:
+    config = tmp_path / "purge.yaml"
+    config.write_text(MULTI_CDN, encoding="utf-8")
+    out = io.StringIO()
+    assert main(["validate", "-c", str(config)], out=out) == 0
+    assert "fastly: url<=1, key<=256, all<=1; soft=yes; purge_by=key" in out.getvalue()
+    assert "medianova: path<=100, prefix<=100; soft=no; purge_by=path" in out.getvalue()

@@ -266,7 +266,8 @@ def _validate(config: Config, text: str, out: TextIO) -> int:
     print(f"configuration OK: {len(config.providers)} provider(s), {len(config.rules)} rule(s)", file=out)
     for name, spec in specs(config.providers).items():
         kinds = ", ".join(f"{kind.value}<={limit}" for kind, limit in spec.capabilities.max_targets.items())
-        print(f"  {name}: {kinds}; soft={'yes' if spec.capabilities.soft_purge else 'no'}", file=out)
+        receives = "" if spec.purge_by is None else "; purge_by=" + ",".join(sorted(k.value for k in spec.purge_by))
+        print(f"  {name}: {kinds}; soft={'yes' if spec.capabilities.soft_purge else 'no'}{receives}", file=out)
     warning = parameter_size_warning(text)
     if warning:
         print(f"cdnpurge: warning: {warning}", file=sys.stderr)
