@@ -207,7 +207,7 @@ def invalidations(stack: LocalStack, created: Mapping[str, Mapping[str, str]]) -
 
 def show_preview(event: Mapping[str, Any], config_text: str) -> None:
     config = parse_config(config_text)
-    decoded, _translation, plan = preview(event, config, specs(config.providers))
+    decoded, _translation, plan, _bill = preview(event, config, specs(config.providers))
     print(f"  batch of {len(event['Records'])} SQS message(s) -> {len(decoded.changes)} change(s) decoded:")
     for change in decoded.changes:
         print(f"    {change.describe():<60} id={change.id[:70]}")

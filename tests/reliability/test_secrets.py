@@ -219,6 +219,10 @@ def test_the_handler_only_calls_what_its_policy_grants(
         "cloudfront:GetInvalidation",
         "s3:GetObject",
         "sqs:ChangeMessageVisibility",
+        # the month's billed-path counters (UpdateItem when a CloudFront invalidation is accepted, GetItem
+        # under monthly_path_budget): only with a cloudfront provider
+        "dynamodb:UpdateItem",
+        "dynamodb:GetItem",
     }
     # Each DynamoDB call is granted by a statement naming the very table it touched: claims, completions
     # and releases on the idempotency table; the purge trail's puts on its own table, and nothing else.

@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TextIO
@@ -26,6 +27,7 @@ from cdnpurge.aws_errors import aws_problem
 from cdnpurge.charts import FORMATS, ChartsUnavailableError, RunFileError, render_run
 from cdnpurge.cli_errors import reader_gone
 from cdnpurge.config import Config, ConfigError, parse_config, read_config_text
+from cdnpurge.cost import DynamoDBPathCounter, PathBill, charge_usd, month_of
 from cdnpurge.credentials import CredentialError
 from cdnpurge.deadletter import describe_dead_letter, kept_attributes
 from cdnpurge.deploy import parameter_size_warning
@@ -156,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     plan_cmd.add_argument("-c", "--config", required=True, type=Path, help="YAML configuration file")
     plan_cmd.add_argument("-e", "--event", required=True, type=Path, help="event JSON file (see events/)")
     plan_cmd.add_argument("-f", "--format", choices=("text", "json"), default="text", help="output format")
+    plan_cmd.add_argument(
+        "--table",
+        metavar="NAME",
+        help="the stack's idempotency table (output IdempotencyTableName): read the CloudFront paths billed "
+        "this month so far, for the bill and monthly_path_budget (the only AWS call `plan` makes)",
+    )
 
     purge = commands.add_parser(
         "purge",
@@ -282,12 +290,15 @@ def main(
     s3: Any = None,
     dynamodb: Any = None,
     clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
 ) -> int:
-    """Run one command. AWS errors become one line and exit 2; a closed stdout pipe ends the run quietly."""
+    """Run one command. AWS errors become one line and exit 2; a closed stdout pipe ends the run quietly.
+
+    `sqs`, `s3`, `dynamodb` (clients) and the clocks are for tests; by default boto3 and the system's."""
     out = out or sys.stdout
     try:
         args = build_parser().parse_args(argv)
-        status = _run(args, out, sqs=sqs, s3=s3, dynamodb=dynamodb, clock=clock)
+        status = _run(args, out, sqs=sqs, s3=s3, dynamodb=dynamodb, clock=clock, wall_clock=wall_clock)
         out.flush()
     except BrokenPipeError:
         return reader_gone(out)
@@ -300,7 +311,16 @@ def main(
     return status
 
 
-def _run(args: argparse.Namespace, out: TextIO, *, sqs: Any, s3: Any, dynamodb: Any, clock: Callable[[], float]) -> int:
+def _run(
+    args: argparse.Namespace,
+    out: TextIO,
+    *,
+    sqs: Any,
+    s3: Any,
+    dynamodb: Any,
+    clock: Callable[[], float],
+    wall_clock: Callable[[], float],
+) -> int:
     if args.command == "status":
         return _status(args, out, dynamodb, clock)
     if args.command == "redrive":
@@ -316,7 +336,7 @@ def _run(args: argparse.Namespace, out: TextIO, *, sqs: Any, s3: Any, dynamodb: 
         if args.command == "validate":
             return _validate(config, text, out)
         if args.command == "plan":
-            return _plan(config, args.event, args.format, out)
+            return _plan(config, args, out, dynamodb=dynamodb, month=month_of(wall_clock()))
         return _purge(config, args, out)
     except (ConfigError, CredentialError) as exc:
         print(f"cdnpurge: {exc}", file=sys.stderr)
@@ -338,20 +358,32 @@ def _validate(config: Config, text: str, out: TextIO) -> int:
     print(f"configuration OK: {len(config.providers)} provider(s), {len(config.rules)} rule(s)", file=out)
     for name, spec in specs(config.providers).items():
         kinds = ", ".join(f"{kind.value}<={limit}" for kind, limit in spec.capabilities.max_targets.items())
-        print(f"  {name}: {kinds}; soft={'yes' if spec.capabilities.soft_purge else 'no'}", file=out)
+        receives = "" if spec.purge_by is None else "; purge_by=" + ",".join(sorted(k.value for k in spec.purge_by))
+        print(f"  {name}: {kinds}; soft={'yes' if spec.capabilities.soft_purge else 'no'}{receives}", file=out)
     warning = parameter_size_warning(text)
     if warning:
         print(f"cdnpurge: warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
-def _plan(config: Config, event_path: Path, output_format: str, out: TextIO) -> int:
+def _plan(config: Config, args: argparse.Namespace, out: TextIO, *, dynamodb: Any, month: str) -> int:
+    """The plan of an event file; `month` is the calendar month whose billed paths `--table` reads."""
+    event_path, output_format = args.event, args.format
     try:
         event = json.loads(event_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         print(f"cdnpurge: {event_path}: cannot read event JSON: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    decoded, translation, the_plan = preview(event, config, specs(config.providers))
+    month_so_far = None
+    if args.table:
+        if dynamodb is None:
+            import boto3
+
+            dynamodb = boto3.client("dynamodb")
+        month_so_far = DynamoDBPathCounter(dynamodb, args.table).month_so_far(month)
+    decoded, translation, the_plan, bill = preview(
+        event, config, specs(config.providers), month=month, month_so_far=month_so_far
+    )
     document = {
         "changes": [_change_json(change) for change in decoded.changes],
         "requests": [_request_json(request) for request in the_plan.requests],
@@ -359,6 +391,7 @@ def _plan(config: Config, event_path: Path, output_format: str, out: TextIO) -> 
         + [{"source_id": e.source_id, "change_id": e.change_id, "message": e.message} for e in translation.errors]
         + [{"provider": e.provider, "change_ids": sorted(e.change_ids), "message": e.message} for e in the_plan.errors],
         "escalations": [_escalation_json(escalation) for escalation in the_plan.escalations],
+        "billing": _bill_json(bill),
         "ignored": list(decoded.ignored),
         "unmatched": list(translation.unmatched),
     }
@@ -367,6 +400,8 @@ def _plan(config: Config, event_path: Path, output_format: str, out: TextIO) -> 
         out.write("\n")
     else:
         _print_plan_text(document, the_plan, out)
+        if bill.paths or bill.budget is not None:
+            print(f"billing: {bill.describe()}", file=out)
     return EXIT_OK if not document["errors"] else EXIT_FAILED
 
 
@@ -398,6 +433,19 @@ def _escalation_json(escalation: Escalation) -> dict[str, Any]:
         "replaced": escalation.replaced,
         "requests_before": escalation.requests_before,
         "requests_after": escalation.requests_after,
+    }
+
+
+def _bill_json(bill: PathBill) -> dict[str, Any]:
+    return {
+        "month": bill.month,
+        "paths": dict(bill.paths),
+        "total": bill.total,
+        "month_so_far": bill.month_so_far,
+        "estimated_usd": charge_usd(bill.month_so_far or 0, bill.total),
+        "budget": bill.budget,
+        "economised": bill.economised,
+        "exceeded": bill.exceeded,
     }
 
 
@@ -440,7 +488,8 @@ def _purge(config: Config, args: argparse.Namespace, out: TextIO) -> int:
             return EXIT_USAGE
     change_id = f"cli:{int(time.time())}"
     routed = [RoutedTarget(change_id, target, frozenset({settings.name}), args.soft) for target in targets]
-    spec = REGISTRY[settings.kind].spec_for(settings)
+    # A manual purge names its provider and kinds itself: `purge_by` routes events, not this command.
+    spec = replace(REGISTRY[settings.kind].spec_for(settings), purge_by=None)
     the_plan = plan(routed, {settings.name: spec})
     for error in the_plan.errors:
         print(f"error: {error.message}", file=out)

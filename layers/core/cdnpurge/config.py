@@ -28,7 +28,9 @@ from pydantic import (
 )
 
 from cdnpurge.errors import CdnpurgeError
+from cdnpurge.models import TargetKind
 from cdnpurge.placeholders import PLACEHOLDER
+from cdnpurge.plan.convert import can_express
 from cdnpurge.providers.registry import REGISTRY
 from cdnpurge.rules import compile_match
 
@@ -38,6 +40,10 @@ REQUIRE_CREDENTIALS: Final = "require_credentials"
 
 class ConfigError(CdnpurgeError, ValueError):
     """The configuration is invalid; the message names each offending field."""
+
+
+# The target kind each template field of a rule produces.
+RULE_KINDS = {"paths": TargetKind.PATH, "urls": TargetKind.URL, "keys": TargetKind.KEY, "prefixes": TargetKind.PREFIX}
 
 
 class Rule(BaseModel):
@@ -110,6 +116,13 @@ class Config(BaseModel):
     )
     allow_inline_secrets: bool = Field(default=False, description="Permit `value:` credentials (local only).")
     purge_index_directories: bool = Field(default=True, description="index.html also purges '/dir/' and '/dir'.")
+    monthly_path_budget: int | None = Field(
+        default=None,
+        ge=0,
+        description="CloudFront invalidation paths (wildcards and tags count one each) the account may bill a "
+        "month: a plan that would cross it purges by tag or wildcard where they cover the same objects, else "
+        "purges anyway and warns (PathBudgetExceeded). Off when unset.",
+    )
     repurge_delay_seconds: int = Field(
         default=0,
         ge=0,
@@ -144,13 +157,19 @@ class Config(BaseModel):
                 problems.append(f"{where}.credentials: {kind} needs {missing}")
             try:
                 settings = adapter.settings_model.model_validate(entry)
-                adapter.spec_for(settings)  # checks limit overrides against the declared limits
+                spec = adapter.spec_for(settings)  # checks limit overrides against the declared limits
             except ValidationError as exc:
                 problems.extend(_describe(exc, prefix=where))
                 continue
             except ValueError as exc:
                 problems.append(f"{where}: {exc}")
                 continue
+            for target_kind in spec.purge_by or ():
+                if not can_express(spec, target_kind):
+                    problems.append(
+                        f"{where}.purge_by: {settings.name} cannot purge by {target_kind.value}"
+                        + (" (it needs `hosts`)" if target_kind is not TargetKind.KEY else "")
+                    )
             typed.append(settings)
         if problems:
             raise ValueError("\n".join(problems))
@@ -173,8 +192,9 @@ class Config(BaseModel):
         return config
 
     @model_validator(mode="after")
-    def _verify_hosts_allowed(self) -> Config:
-        """Probes only go to allow-listed hosts: every `verify.hosts` entry is a provider host or allowed."""
+    def _typed_cross_checks(self) -> Config:
+        """What needs the typed document: probes only go to allow-listed hosts (every `verify.hosts` entry is a
+        provider host or allowed), and each kind a rule produces reaches one of its providers."""
         problems = []
         for provider in self.providers:
             verify = provider.verify
@@ -186,9 +206,22 @@ class Config(BaseModel):
                     )
             if verify is not None and not (verify.hosts or provider.hosts):
                 problems.append(f"providers.{provider.name}.verify: no host to probe (set hosts or verify.hosts)")
+        for position, rule in enumerate(self.rules):
+            problems.extend(self._rule_reach_problems(position, rule))
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _rule_reach_problems(self, position: int, rule: Rule) -> list[str]:
+        """Each kind a rule produces must go to at least one of its providers (see `purge_by`): else every
+        matching upload would fail at plan time, found only when content changes."""
+        named = [p for p in self.providers if rule.providers is None or p.name in rule.providers]
+        return [
+            f"rules[{position}].{field_name}: none of its providers {[p.name for p in named]} receives "
+            f"{kind.value} targets (purge_by)"
+            for field_name, kind in RULE_KINDS.items()
+            if getattr(rule, field_name) and not any(p.purge_by is None or kind in p.purge_by for p in named)
+        ]
 
     def host_allowed(self, host: str) -> bool:
         host = host.lower()

@@ -65,6 +65,7 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
     _log_batch(report, logger, summary)
     _record_verification(report, logger, metrics)
     _record_visibility(report, logger, metrics)
+    _record_bill(report, logger, metrics)
     _emit_metrics(report, metrics, summary)
 
 
@@ -268,6 +269,38 @@ def _record_config_change(report: BatchReport, logger: Logger, metrics: Metrics)
             extra={"error": report.config_change.problem},
         )
         metrics.add_metric(name="ConfigReloadFailed", unit=MetricUnit.Count, value=1)
+
+
+def _record_bill(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
+    """What the batch was billed at per-path-billed providers (CloudFront), and the budget: logs and metrics
+    (`InvalidationPaths` always, `PathBudgetExceeded` under a budget, for an alarm)."""
+    count = MetricUnit.Count
+    bill = report.run.bill
+    if bill is not None and bill.exceeded:
+        # Purged anyway (stale content costs more than a few cents), but said and alarmed.
+        logger.warning(
+            "monthly path budget exceeded",
+            extra={
+                "month": bill.month,
+                "billed_paths": dict(bill.paths),
+                "month_so_far": bill.month_so_far,
+                "budget": bill.budget,
+                "economised": bill.economised,
+            },
+        )
+    if report.run.billed_paths:
+        logger.info(
+            "invalidation paths billed",
+            extra={"month": bill.month if bill else None, "paths": dict(report.run.billed_paths)},
+        )
+    for problem in report.run.billing_failures:
+        logger.error("billed-path counter unavailable", extra={"error": problem})
+    # CloudFront paths this batch was billed for (sent and accepted), and whether it crossed the budget.
+    metrics.add_metric(name="InvalidationPaths", unit=count, value=sum(report.run.billed_paths.values()))
+    if bill is not None and bill.budget is not None:
+        metrics.add_metric(name="PathBudgetExceeded", unit=count, value=int(bill.exceeded))
+    if report.run.billing_failures:
+        metrics.add_metric(name="PathCountFailed", unit=count, value=len(report.run.billing_failures))
 
 
 def _per_provider_seconds(report: BatchReport, *, now: float) -> dict[str, dict[str, float]]:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from cdnpurge.cost import PathBill
 from cdnpurge.deadletter import DeadLettering
 from cdnpurge.events import Decoded
 from cdnpurge.execute import Outcome
@@ -66,6 +67,9 @@ class BatchRun:
     busy: tuple[Pair, ...] = ()  # held by a concurrent invocation: left for redelivery
     unavailable: tuple[Pair, ...] = ()  # not claimable (store down): not purged, left for redelivery
     ledger_failures: tuple[LedgerFailure, ...] = ()
+    bill: PathBill | None = None  # what the plan bills at per-path-billed providers (CloudFront)
+    billed_paths: Mapping[str, int] = field(default_factory=dict)  # accepted billed items per distribution
+    billing_failures: tuple[str, ...] = ()  # the month's path counters could not be read or added to
     failures: RecordFailures = field(default_factory=RecordFailures)
 
 

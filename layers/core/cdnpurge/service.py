@@ -24,6 +24,7 @@ from botocore.config import Config as BotoConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cdnpurge.config import Config, ConfigError, fresh_ssm_parameter, parse_config, read_config_text
+from cdnpurge.cost import DynamoDBPathCounter, PathCounter, month_of
 from cdnpurge.credentials import SecretReader, powertools_secret_reader
 from cdnpurge.deadletter import DeadLettering, DeadLetterReason, dead_letter, dead_letter_body
 from cdnpurge.errors import describe_error
@@ -171,6 +172,7 @@ class PurgeService:
     providers: Mapping[str, Provider]
     ledger: Ledger
     executor: Executor  # kept across warm invocations: pacing state is per provider, not per batch
+    path_counter: PathCounter | None = None  # the month's billed CloudFront paths (same table as the ledger)
     queues: Queues = field(default_factory=Queues)
     secrets: Sequence[str] = ()  # resolved credential values, only ever used to redact text (may grow)
     trail: DynamoDBTrail | None = None  # the purge trail (`cdnpurge status`); None: not kept
@@ -232,6 +234,7 @@ class PurgeService:
             config=config,
             providers=purgers.providers,
             ledger=DynamoDBLedger(dynamodb, table_name, expires_after_seconds=ttl_seconds),
+            path_counter=DynamoDBPathCounter(dynamodb, table_name),
             executor=purgers.executor,
             queues=queues or Queues(),
             secrets=purgers.secrets,
@@ -360,6 +363,8 @@ class PurgeService:
             remaining_ms=remaining_ms,
             redact=self.redact,
             settle_by=settle_by,
+            path_counter=self.path_counter,
+            month=month_of(time.time()),
         )
         clock = self.executor.clock
 

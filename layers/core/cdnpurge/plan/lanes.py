@@ -61,7 +61,7 @@ class Lane:
         def group_for(target_kind: TargetKind) -> dict[str, set[str]]:
             return groups[(target_kind, wish and caps.soft_purge and target_kind not in caps.hard_only)]
 
-        if caps.supports(kind) and kind not in caps.host_qualified:  # as is: most targets
+        if caps.supports(kind) and kind not in caps.host_qualified and kind not in caps.case_insensitive:  # as is
             group = group_for(kind)
             for item in items:
                 value, change_id = item.target.value, item.change_id

@@ -33,6 +33,8 @@ class Capabilities:
     - `rate_per_second` / `burst`: the documented or configured sustained request rate, for pacing.
     - `host_qualified`: kinds whose wire form names the host (Cloudflare prefixes: `host/path`); the
       planner expands a host-relative target into one per configured host.
+    - `case_insensitive`: kinds the provider matches regardless of case (CloudFront cache tags): the planner
+      dedupes their values case-insensitively and sends them lower-cased.
     """
 
     max_targets: Mapping[TargetKind, int]
@@ -44,6 +46,7 @@ class Capabilities:
     rate_per_second: float | None = None
     burst: int = 1
     host_qualified: frozenset[TargetKind] = frozenset()
+    case_insensitive: frozenset[TargetKind] = frozenset()
 
     def supports(self, kind: TargetKind) -> bool:
         return kind in self.max_targets
@@ -68,7 +71,11 @@ class ProviderSpec:
     """What the planner knows of a provider: its name, limits, hosts, default mode and a pure renderer.
 
     Built from configuration alone (no credentials, no client), so `cdnpurge plan` works offline.
-    `render` gives a target's wire form, which the planner measures for body-byte limits.
+    `render` gives a target's wire form, which the planner measures for body-byte limits. `purge_by` is the
+    configured choice of target kinds this provider receives (None: every kind it can express; see
+    `cdnpurge.plan.router`). `billing_key` is set for providers billing every target item sent (CloudFront
+    invalidation paths) and names the counter those items count against (the distribution id), for
+    `cdnpurge.cost`.
     """
 
     name: str
@@ -77,6 +84,12 @@ class ProviderSpec:
     default_soft: bool
     render: Callable[[Target], str]
     escalation: EscalationPolicy = EscalationPolicy()
+    purge_by: frozenset[TargetKind] | None = None
+    billing_key: str | None = None
+
+    def receives(self, kind: TargetKind) -> bool:
+        """Whether the configuration lets targets of `kind` go to this provider at all."""
+        return self.purge_by is None or kind in self.purge_by
 
 
 MAX_RATE_PER_SECOND: Final = 10_000.0  # no CDN API takes more purge calls a second
@@ -104,6 +117,13 @@ class ProviderSettings(BaseModel):
     # Bounds on what could ever make sense: an absurd value is a typo (a rate of 1e9 would never pace).
     rate_per_second: float | None = Field(
         default=None, gt=0, le=MAX_RATE_PER_SECOND, description="Override the pacing rate."
+    )
+    purge_by: tuple[TargetKind, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="The target kinds this provider receives (url, path, prefix, key, host, all), as rules and "
+        "events name them; the others go only to the providers that list them. Default: every kind it can "
+        "express.",
     )
     prefix_escalation_at: int | None = Field(
         default=None,
@@ -179,7 +199,15 @@ class DeclaredProvider:
             default_soft=settings.soft,
             render=partial(cls.render, settings),
             escalation=escalation_policy(cls.capabilities_for(settings), settings),
+            purge_by=frozenset(settings.purge_by) if settings.purge_by is not None else None,
+            billing_key=cls.billing_key(settings),
         )
+
+    @classmethod
+    def billing_key(cls, settings: ProviderSettings) -> str | None:
+        """The counter this provider's target items count against when each is billed (CloudFront); None for
+        providers that bill by plan or not at all."""
+        return None
 
     @classmethod
     def render(cls, settings: ProviderSettings, target: Target) -> str:
