@@ -8,6 +8,8 @@ SAM_VENV := .tools/sam
 SAM := $(SAM_VENV)/bin/sam
 NODE_DEPS := local/node_modules/.installed
 AWS_REGION ?= us-east-1
+# Where `make demo` saves its run (`cdnpurge report $(DEMO_RUN)` draws it); ignored by git.
+DEMO_RUN ?= local/runs/demo.json
 export AWS_DEFAULT_REGION ?= $(AWS_REGION)
 # sam and boto3 must never reach a real account from a developer machine or CI.
 export AWS_ACCESS_KEY_ID ?= testing
@@ -38,7 +40,7 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 install: $(BIN)/.installed $(NODE_DEPS) ## create .venv (with the cdnpurge CLI) and the local stack's deps
 
 demo: install ## run an upload and a publish event through queue, handler, table and fake CDNs
-	$(BIN)/python -m cdnpurge_local.demo
+	$(BIN)/python -m cdnpurge_local.demo --save $(DEMO_RUN)
 
 lint: $(BIN)/.installed ## ruff
 	$(BIN)/ruff check .
@@ -66,8 +68,9 @@ sam-build: .aws-sam/build/.built ## sam build: cross-builds the arm64/python3.13
 test: install lint typecheck sam-validate sam-build ## everything: lint, types, SAM, unit, contract, integration, reliability
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-bench: install sam-build ## storms vs a naive purger (writes bench/results/); cold start and layer size
+bench: install sam-build ## storms vs a naive purger (bench/results/, JSON and charts), verification, cold start, layer size
 	$(BIN)/python -m bench.storm
+	$(BIN)/python -m bench.verification
 	$(BIN)/python -m bench.coldstart
 
 clean: ## remove build outputs (keeps the venvs)

@@ -10,7 +10,11 @@ benchmark needs a CloudFront that throttles like the other fakes, served by the 
 - over the request rate: HTTP 400 `Throttling` ("Rate exceeded"), the error CloudFront returns;
 - more than 3000 paths (or 15 wildcards) in progress: `TooManyInvalidationsInProgress`. Invalidations
   complete after `complete_after` seconds (0 by default: like moto, and so that the benchmark measures
-  the request rate rather than CloudFront's propagation time).
+  the request rate rather than CloudFront's propagation time);
+- cache tags: an item `#<tag>` invalidates a tag, by the documented rules (`cdnpurge_local.cloudfront_tags`:
+  an invalid one is `InvalidArgument`; `#A` and `#a` are one tag). Every item of a new invalidation is
+  recorded as purged (`path:/a`, `tag:a`), so the records count the billed paths. The in-progress limit for
+  tag items is not published and not modelled.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from datetime import UTC, datetime
 from xml.sax.saxutils import escape, unescape
 
+from cdnpurge_local.cloudfront_tags import tag_item_problem, tag_of
 from cdnpurge_local.fakecdn.server import Behaviour, FakeRequest, FakeResponse
 
 NAMESPACE = "http://cloudfront.amazonaws.com/doc/2020-05-31/"
@@ -85,6 +90,9 @@ class CloudFrontBehaviour(Behaviour):
         if not paths or len(paths) > MAX_PATHS or reference_match is None:
             return error(400, "InvalidArgument", f"{len(paths)} paths: allowed 1..{MAX_PATHS}"), []
         reference = unescape(reference_match.group(1))
+        problems = [problem for problem in map(tag_item_problem, paths) if problem is not None]
+        if problems:
+            return error(400, "InvalidArgument", f"Invalid tag invalidation item: {problems[0]}"), []
         wildcards = sum(1 for path in paths if path.endswith("*"))
         with self._state:
             now = time.monotonic()
@@ -102,7 +110,7 @@ class CloudFrontBehaviour(Behaviour):
             self._by_reference[reference] = (paths, invalidation_id)
             if self.complete_after > 0:
                 self._in_progress.append((now + self.complete_after, len(paths) - wildcards, wildcards))
-        return self._created(invalidation_id, paths, reference), [f"path:{path}" for path in paths]
+        return self._created(invalidation_id, paths, reference), [_purged(path) for path in paths]
 
     def _created(self, invalidation_id: str, paths: tuple[str, ...], reference: str) -> FakeResponse:
         items = "".join(f"<Path>{escape(path)}</Path>" for path in paths)
@@ -115,3 +123,9 @@ class CloudFrontBehaviour(Behaviour):
         )
         location = f"https://cloudfront.amazonaws.com/2020-05-31/distribution/{self.distribution_id}/invalidation/{invalidation_id}"
         return FakeResponse(201, body.encode(), {"Location": location}, content_type="text/xml")
+
+
+def _purged(item: str) -> str:
+    """What one item invalidates, as the benchmark records it: `tag:<tag>` (one case) or `path:<path>`."""
+    tag = tag_of(item)
+    return f"tag:{tag}" if tag is not None else f"path:{item}"

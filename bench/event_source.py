@@ -50,6 +50,8 @@ class InvocationLog:
     throttled_attempts: int = 0
     deferred: int = 0
     escalations: int = 0
+    handler_cpu: float = 0.0  # thread CPU seconds inside PurgeService.handle
+    verification_cpu: float = 0.0  # of which in verification (scheduling checks), when on
 
 
 class EventSource:
@@ -118,32 +120,61 @@ def run_cdnpurge(
     ledger: str,
     batch_size: int,
     concurrency: int,
+    verify: tuple[Any, str, Any] | None = None,
 ) -> tuple[float, InvocationLog, int]:
-    """Drive the storm through `PurgeService.handle`; returns wall time, what happened, per-batch minimum."""
+    """Drive the storm through `PurgeService.handle`; returns wall time, what happened, per-batch minimum.
+
+    `verify`: (SQS client, purge queue URL, origin versions) to run with the provider's `verify:` block on,
+    its checks sent to that queue (`bench.verification` measures what that costs the storm)."""
     from cdnpurge.config import parse_config
-    from cdnpurge.service import PurgeService
+    from cdnpurge.service import PurgeService, Queues, VerificationWiring
     from cdnpurge_local.event_source import LocalLambdaContext
     from cdnpurge_local.memory_ledger import MemoryLedger
 
-    config = parse_config(config_text(scenario, endpoints), source=scenario.name)
+    config = parse_config(config_text(scenario, endpoints, verify=verify is not None), source=scenario.name)
     environ = {"BENCH_FASTLY_TOKEN": FASTLY_TOKEN, "BENCH_MEDIANOVA_TOKEN": MEDIANOVA_TOKEN}
     shared_memory = MemoryLedger()
 
     def instance() -> PurgeService:
         # One Lambda instance, pacing at its share of each provider's rate (as MAXIMUM_CONCURRENCY sets it).
+        checks = (
+            {}
+            if verify is None
+            else {
+                "sqs_client": verify[0],
+                "queues": Queues(purge_url=verify[1]),
+                "verification": VerificationWiring(origin=verify[2]),
+            }
+        )
         service = PurgeService.build(
-            config, table_name=table, dynamodb_client=dynamodb, environ=environ, concurrency=concurrency
+            config, table_name=table, dynamodb_client=dynamodb, environ=environ, concurrency=concurrency, **checks
         )
         if ledger == "memory":
             service.ledger = shared_memory
+        if service.verification is not None:
+            service.verification.handle = _cpu_timed(service.verification.handle, "verification_cpu")  # type: ignore[method-assign]
         return service
 
     log = InvocationLog()
     lock = threading.Lock()
 
+    def _cpu_timed(call: Callable[..., Any], field: str) -> Callable[..., Any]:
+        """`call`, adding the thread CPU time it takes to `log.<field>`."""
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                with lock:
+                    setattr(log, field, getattr(log, field) + time.thread_time() - started)
+
+        return timed
+
     def invoke(service: PurgeService, batch: list[dict[str, Any]]) -> set[str]:
         context = LocalLambdaContext(timeout_seconds=LAMBDA_TIMEOUT)
-        report = service.handle({"Records": batch}, remaining_ms=context.get_remaining_time_in_millis)
+        handle = _cpu_timed(service.handle, "handler_cpu")
+        report = handle({"Records": batch}, remaining_ms=context.get_remaining_time_in_millis)
         with lock:
             log.invocations += 1
             log.requests += len(report.run.outcomes)

@@ -29,6 +29,8 @@ class Row:
     cdn_seconds: float
     min_seconds: float
     escalated: bool = False
+    # CloudFront: the items of its accepted invalidations, which AWS bills one path each (tags and wildcards too)
+    billed_paths: int | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -63,6 +65,7 @@ def measure(host: CdnHost, scenario: Scenario, storm: Storm, *, purger: str, led
         cdn_seconds=round(cdn, 3),
         min_seconds=round(min_seconds(minimum, LIMITS[scenario.provider]), 3),
         escalated=scenario.escalated,
+        billed_paths=len(stats.purged) if scenario.provider == "cloudfront" else None,
     )
 
 
@@ -127,6 +130,8 @@ def table(rows: list[Row]) -> str:
         notes = []
         if row.per_batch_minimum is not None and row.per_batch_minimum != row.minimum:
             notes.append(f"per-batch min {row.per_batch_minimum}")
+        if row.billed_paths is not None:
+            notes.append(f"billed {row.billed_paths} paths")
         if row.escalated:
             notes.append(f"escalated ({row.detail.get('escalations', 0)})")
         if row.detail.get("dropped_events"):

@@ -26,7 +26,7 @@ LIMITS = {
     "cloudfront": Limit(rate=400.0, burst=5),
     "medianova": Limit(rate=400.0, burst=1),
 }
-PER_CALL = {"fastly-key": 256, "fastly-url": 1, "cloudfront": 3000, "medianova": 100}
+PER_CALL = {"fastly-key": 256, "fastly-url": 1, "cloudfront": 3000, "cloudfront-tag": 15, "medianova": 100}
 # SQS BatchSize per scenario, as the README advises: the template's default (100) where every target is
 # its own call (Fastly URLs), 1,000 for key- and path-based setups. `--batch-size` overrides both.
 URL_BATCH_SIZE = 100
@@ -49,6 +49,14 @@ SCENARIOS = {
     "fastly-keys": Scenario("fastly-keys", "fastly", "s3", '[{match: "assets/{name*}", keys: ["asset-{name}"]}]'),
     "cloudfront-paths": Scenario(
         "cloudfront-paths", "cloudfront", "s3", '[{match: "assets/{name*}", paths: ["/assets/{name}"]}]'
+    ),
+    # The same uploads on a distribution with cache tags, purged by one tag per directory (a section).
+    "cloudfront-tags": Scenario(
+        "cloudfront-tags",
+        "cloudfront",
+        "s3",
+        '[{match: "assets/{dir}/{name}", keys: ["Section-{dir}"]}]',
+        settings=", cache_tags: true",
     ),
     "medianova-paths": Scenario(
         "medianova-paths", "medianova", "s3", '[{match: "assets/{name*}", paths: ["/assets/{name}"]}]'
@@ -127,6 +135,10 @@ def make_storm(scenario: Scenario, size: int, run: str) -> Storm:
         if scenario.name == "fastly-keys":
             call: Call = ("key", f"asset-{name}")
             owed = {f"key:asset-{name} (hard)"}
+        elif scenario.name == "cloudfront-tags":
+            section = name.split("/", 1)[0]
+            call = ("key", f"#Section-{section}")  # the naive purger: one tag invalidation per upload
+            owed = {f"tag:section-{section}"}
         elif scenario.name == "fastly-urls":
             call = ("url", f"{HOST}/assets/{name}")
             owed = {f"url:{HOST}/assets/{name} (hard)"}
@@ -136,7 +148,9 @@ def make_storm(scenario: Scenario, size: int, run: str) -> Storm:
         naive.append([call])
         expected |= owed
         targets[message_id] = owed
-    per_call = {"fastly-keys": "fastly-key", "fastly-urls": "fastly-url"}.get(scenario.name, scenario.provider)
+    per_call = {"fastly-keys": "fastly-key", "fastly-urls": "fastly-url", "cloudfront-tags": "cloudfront-tag"}.get(
+        scenario.name, scenario.provider
+    )
     return Storm(records, naive, expected, targets, lambda owed: _ceil(len(owed), PER_CALL[per_call]))
 
 
@@ -147,7 +161,11 @@ def lost_targets(expected: set[str], purged: Sequence[str]) -> int:
     return sum(1 for target in expected if target not in done and not any(target.startswith(w) for w in wildcards))
 
 
-def config_text(scenario: Scenario, endpoints: dict[str, str]) -> str:
+# With `verify=True` (bench.verification): the edge is checked after each purge, the checks enqueued only.
+VERIFY_SETTINGS = f", verify: {{hosts: [{HOST}], interval_seconds: 10}}"
+
+
+def config_text(scenario: Scenario, endpoints: dict[str, str], *, verify: bool = False) -> str:
     limit = LIMITS[scenario.provider]
     common = f"name: {scenario.provider}, endpoint: {endpoints[scenario.provider]}, rate_per_second: {limit.rate:g}"
     provider = {
@@ -156,7 +174,7 @@ def config_text(scenario: Scenario, endpoints: dict[str, str]) -> str:
         "cloudfront": f"{{{common}, kind: cloudfront, distribution_id: {DISTRIBUTION_ID}",
         "medianova": f"{{{common}, kind: medianova, organization_uuid: {MEDIANOVA_ORG}, "
         f"resource_uuid: {MEDIANOVA_RESOURCE}, credentials: {{token: {{env: BENCH_MEDIANOVA_TOKEN}}}}",
-    }[scenario.provider] + f"{scenario.settings}}}"
+    }[scenario.provider] + f"{scenario.settings}{VERIFY_SETTINGS if verify else ''}}}"
     rules = f"rules: {scenario.rule}\n" if scenario.rule else ""
     return f"providers: [{provider}]\n{rules}allowed_hosts: [{HOST}]\n"
 
@@ -171,7 +189,7 @@ def plan_of_runs(quick: bool) -> list[tuple[str, int, tuple[str, ...]]]:
     sizes = (100, 1000) if quick else (100, 1000, 10_000)
     ddb, both = ("dynamodb-local",), ("dynamodb-local", "memory")
     runs: list[tuple[str, int, tuple[str, ...]]] = []
-    for name in ("fastly-keys", "cloudfront-paths", "medianova-paths"):
+    for name in ("fastly-keys", "cloudfront-paths", "cloudfront-tags", "medianova-paths"):
         runs += [(name, size, both if (name, size) == ("fastly-keys", 10_000) else ddb) for size in sizes]
     runs += [("fastly-urls", size, both) for size in sizes if size >= 1000]
     runs += [("publish-mixed", 1000, ddb)]

@@ -26,6 +26,9 @@ Per run: provider calls (every request the CDN received, throttled ones included
 last purge answered, including decoding and the ledger), and wall / the rate-limit-implied minimum time,
 `max(0, minimum - burst) / rate` (shown where that minimum is at least `MIN_TIME_SHOWN` seconds: below, the
 storm is not rate-bound and the ratio would only measure fixed costs).
+
+The run is written to `bench/results/storm-<UTC time>.json` and drawn beside it (`cdnpurge.charts`:
+`.calls.png`, `.wall.png`, `.throughput.png`); `cdnpurge report RUN` draws a saved run again.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from bench.naive import NaivePurger
 from bench.planner import planner_throughput, throughput_lines
 from bench.report import Row, measure, table, target_summary
 from bench.scenarios import BATCH_SIZE, BUCKET, LIMITS, SCENARIOS, URL_BATCH_SIZE, make_storm, plan_of_runs
+from cdnpurge.charts import render_run
 
 RESULTS = Path(__file__).parent / "results"
 CONCURRENCY = 2  # the proposed MaximumConcurrency default
@@ -151,7 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"storm-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwritten {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
+    print()
+    for written in (out, *render_run(out)):
+        print(f"written {written.relative_to(Path.cwd()) if written.is_relative_to(Path.cwd()) else written}")
     print(f"total {report['total_seconds']} s")
     return 0
 

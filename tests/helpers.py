@@ -7,6 +7,8 @@ with the benchmark.
 from __future__ import annotations
 
 import textwrap
+from dataclasses import dataclass, field
+from typing import Any
 
 from cdnpurge.config import Config, parse_config
 from cdnpurge_local.memory_ledger import MemoryLedger
@@ -15,7 +17,11 @@ __all__ = [
     "FASTLY_SERVICE",
     "FASTLY_TOKEN",
     "MemoryLedger",
+    "RecordingSqs",
+    "Sent",
     "SimulatedClock",
+    "Trail",
+    "TrailListener",
     "config_from",
     "fastly_config",
 ]
@@ -66,3 +72,59 @@ class SimulatedClock:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
+
+
+@dataclass
+class Sent:
+    queue: str
+    body: str
+    delay: int = 0
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+class RecordingSqs:
+    """SQS's SendMessage (and SendMessageBatch) as the service calls it, kept in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+
+    def send_message(
+        self, *, QueueUrl: str, MessageBody: str, DelaySeconds: int = 0, MessageAttributes: Any = None
+    ) -> dict[str, str]:
+        self.sent.append(Sent(QueueUrl, MessageBody, DelaySeconds, dict(MessageAttributes or {})))
+        return {"MessageId": str(len(self.sent))}
+
+    def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, list[Any]]:
+        """SendMessageBatch: each entry as one SendMessage."""
+        for entry in Entries:
+            self.send_message(
+                QueueUrl=QueueUrl, MessageBody=entry["MessageBody"], DelaySeconds=entry.get("DelaySeconds", 0)
+            )
+        return {"Successful": [{"Id": entry["Id"]} for entry in Entries], "Failed": []}
+
+
+@dataclass
+class Trail:
+    """What verification told a `TrailListener` (the purge trail's part, kept in memory)."""
+
+    fresh: list[tuple[str, str, float, str]] = field(default_factory=list)
+    stale: list[tuple[str, str, str, str | None, str | None, int]] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+class TrailListener:
+    """A `cdnpurge.verification.verifier.VerificationListener` writing to a `Trail`."""
+
+    def __init__(self, trail: Trail) -> None:
+        self.trail = trail
+
+    def fresh(self, provider: str, change_id: str, at: float, url: str) -> None:
+        self.trail.fresh.append((provider, change_id, at, url))
+
+    def stale(
+        self, provider: str, change_id: str, url: str, *, served: str | None, origin: str | None, attempt: int
+    ) -> None:
+        self.trail.stale.append((provider, change_id, url, served, origin, attempt))
+
+    def failed(self, provider: str, change_id: str, reason: str) -> None:
+        self.trail.failed.append((provider, change_id, reason))

@@ -43,9 +43,11 @@ def service() -> PurgeService:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     try:
         report = service().handle(event, remaining_ms=context.get_remaining_time_in_millis)
-    except Exception:
-        # SQS redelivers the whole batch (what completed is in the idempotency table and is skipped then);
-        # say so, with the cause, instead of leaving only Lambda's bare error line.
+    except BaseException:
+        # Past every record's and request's fault boundary (`cdnpurge.boundary`), only a failure of the batch
+        # machinery itself, or the process being stopped, gets here. SQS redelivers the whole batch (what
+        # completed is in the idempotency table and is skipped then); say so, with the cause, instead of
+        # leaving only Lambda's bare error line.
         logger.exception("batch aborted; SQS will redeliver every record")
         metrics.add_metric(name="BatchAborted", unit=MetricUnit.Count, value=1)
         raise

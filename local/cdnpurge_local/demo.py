@@ -2,13 +2,18 @@
 
 Starts DynamoDB Local, moto server and the fake CDN on 127.0.0.1, provisions what `template.yaml`
 defines, stores the configuration in SSM and the CDN token in Secrets Manager (as in AWS), then:
-round 1 uploads and deletes objects and publishes two "content published" events (SNS, EventBridge),
-and drains the queue through the real Lambda handler; round 2 delivers the same messages again, as SQS
-may, and shows every purge skipped by the idempotency table. Every process started is stopped.
+round 0 publishes the site's first version and viewers fill each CDN's edge (the fake caching edge, on
+loopback, in front of the moto bucket); round 1 uploads new versions (the edges serve the stale copy),
+deletes an object and publishes two "content published" events (SNS, EventBridge), and drains the queue
+through the real Lambda handler, whose verification checks (delayed messages on the same queue) probe
+each edge until it serves the new version: Fastly's first purge is made to fail silently, so it is seen
+"still stale: purged again"; round 2 delivers the same messages again, as SQS may, and shows every purge
+skipped by the idempotency table. Every process started is stopped.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -16,15 +21,23 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
+
+from cdnpurge.cli import main as cdnpurge_cli
 from cdnpurge.config import parse_config
 from cdnpurge.pipeline import preview
 from cdnpurge.providers.registry import specs
-from cdnpurge_local.event_source import LocalLambdaContext
+from cdnpurge_local.demo_run import DemoRound, save_demo_run
+from cdnpurge_local.event_source import Invocation, LocalLambdaContext, SqsEventSource
+from cdnpurge_local.fakecdn.cloudfront_watch import CloudFrontWatcher
+from cdnpurge_local.fakecdn.edge import Edge, EdgeFault, EdgeServer
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.medianova import MedianovaBehaviour
+from cdnpurge_local.fakecdn.origin import S3Origin
 from cdnpurge_local.fakecdn.server import Received
 from cdnpurge_local.harness import deployed
 from cdnpurge_local.stack import LocalStack
@@ -36,6 +49,24 @@ BUCKET = "example-site-content"
 MEDIANOVA_TOKEN = "demo-medianova-token-not-a-real-secret"  # noqa: S105 - the fake CDN's token
 MEDIANOVA_ORG = "550e8400-e29b-41d4-a716-446655440000"
 MEDIANOVA_RESOURCE = "660f9511-f30c-52e5-b827-557766551111"
+# Medianova jobs stay pending this long (real seconds: the handler reads the fake's job listing).
+MEDIANOVA_JOB_SECONDS = 2.0
+SITE = "www.example.com"
+EDGES = ("fastly", "cloudfront", "medianova")
+# The site's first version (round 0), replaced by round 1's uploads: what viewers have cached.
+FIRST_VERSION = {
+    "index.html": b"<h1>home (old)</h1>",
+    "articles/hello-world.html": b"<h1>hello (old)</h1>",
+    "docs/annual report+2026.pdf": b"%PDF-1.6 (old)",
+}
+# What viewers ask each edge for: (public path, its S3 key, the providers its rule purges it at).
+VIEWED = (
+    ("/", "index.html", ("fastly", "cloudfront")),
+    ("/articles/hello-world.html", "articles/hello-world.html", ("fastly", "cloudfront")),
+    ("/docs/annual%20report%2B2026.pdf", "docs/annual report+2026.pdf", EDGES),
+)
+# A delayed check becomes visible within this long polling: the drain waits for it instead of stopping.
+CHECK_WAIT_SECONDS = 5
 
 # Multi-CDN: Fastly serves the site (surrogate keys + URLs), CloudFront fronts the same bucket during a
 # migration (paths and wildcards, through moto's CloudFront API), Medianova serves /docs, /img and what
@@ -50,10 +81,13 @@ providers:
     hosts: [www.example.com]
     credentials:
       token: {{secret: cdnpurge/fastly, field: token}}
+    # check the edge after each purge; probe_endpoint: the fake edge (omit in production: https://<host>)
+    verify: {{probe_endpoint: "{fastly_edge}", interval_seconds: 1, deadline_seconds: 30}}
   - name: cloudfront
     kind: cloudfront
     distribution_id: {distribution_id}   # invalidations through moto's CloudFront API
     hosts: [www.example.com]
+    verify: {{probe_endpoint: "{cloudfront_edge}", interval_seconds: 1, deadline_seconds: 30}}
   - name: medianova
     kind: medianova
     organization_uuid: {medianova_org}
@@ -61,6 +95,7 @@ providers:
     endpoint: {medianova_endpoint}
     credentials:
       token: {{secret: cdnpurge/medianova, field: token}}
+    verify: {{hosts: [www.example.com], probe_endpoint: "{medianova_edge}", interval_seconds: 1, deadline_seconds: 30}}
 rules:
   - bucket: {bucket}
     match: "articles/{{slug}}.html"
@@ -106,6 +141,21 @@ class HandlerLogPrinter(logging.Handler):
             )
         elif message == "record not completed":
             print(f"    handler: record {fields['source_id']} returned to the queue: {'; '.join(fields['reasons'])}")
+        elif message == "edge fresh":
+            urls = ", ".join(fields["urls"])
+            print(f"    verify: {fields['provider']} fresh after {fields['time_to_fresh']:.1f} s: {urls}")
+        elif message == "edge still stale after the purge":
+            print(
+                f"    verify: {fields['provider']} still stale at {fields['url']}: served {fields['served']}, "
+                f"origin {fields['origin']}"
+            )
+        elif message == "verification":
+            if fields["repurged"]:
+                print(f"    verify: {fields['provider']} still stale: purged again ({fields['repurged']} URL(s))")
+            if fields["waiting_for_job"]:
+                print(f"    verify: {fields['provider']} job still in progress: checking again later")
+        elif message == "verification failed: dead-lettered":
+            print(f"    verify: FAILED {fields['reason']}")
         elif message == "batch done":
             print(
                 f"    summary: {fields['changes']} change(s), {fields['requests']} request(s), "
@@ -157,7 +207,7 @@ def invalidations(stack: LocalStack, created: Mapping[str, Mapping[str, str]]) -
 
 def show_preview(event: Mapping[str, Any], config_text: str) -> None:
     config = parse_config(config_text)
-    decoded, _translation, plan = preview(event, config, specs(config.providers))
+    decoded, _translation, plan, _bill = preview(event, config, specs(config.providers))
     print(f"  batch of {len(event['Records'])} SQS message(s) -> {len(decoded.changes)} change(s) decoded:")
     for change in decoded.changes:
         print(f"    {change.describe():<60} id={change.id[:70]}")
@@ -203,6 +253,48 @@ def produce_changes(stack: LocalStack) -> None:
     print(f"  eventbridge put_events 'Content Published': {json.dumps(detail)}")
 
 
+def start_edges(stack: LocalStack, distribution_id: str, running: ExitStack) -> dict[str, EdgeServer]:
+    """Each CDN's edge in front of the moto bucket, on loopback: Fastly and Medianova learn purges from the
+    fake CDN (`listen`, once it runs), CloudFront's by polling moto's invalidations."""
+    servers: dict[str, EdgeServer] = {}
+    for name in EDGES:
+        edge = Edge(name, S3Origin(stack.client("s3"), BUCKET), hosts=frozenset({SITE}))
+        if name == "cloudfront":
+            CloudFrontWatcher(stack.client("cloudfront"), distribution_id).watch(edge)
+        servers[name] = running.enter_context(EdgeServer(edge))
+    return servers
+
+
+def view_edges(servers: Mapping[str, EdgeServer], stack: LocalStack, label: str) -> int:
+    """What viewers get from each edge for the viewed pages, against what the bucket holds; the stale count."""
+    stale = 0
+    for path, key, providers in VIEWED:
+        origin = stack.client("s3").head_object(Bucket=BUCKET, Key=key)["ETag"]
+        for name in providers:
+            address, headers = servers[name].address(f"https://{SITE}{path}")
+            answer = httpx.get(address, headers=headers)
+            served = answer.headers.get("ETag")
+            state = "fresh" if served == origin else "STALE"
+            stale += state == "STALE"
+            print(
+                f"  {label}: {name:<10} https://{SITE}{path:<34} {answer.headers.get('X-Cache', '-'):<5} "
+                f"ETag {served} ({state}; origin {origin})"
+            )
+    return stale
+
+
+def publish_first_version(stack: LocalStack, source: SqsEventSource, edges: Mapping[str, EdgeServer]) -> None:
+    """Round 0: the site's first version through the handler, viewers filling every edge with it; then
+    Fastly's next two purges (the URL and the surrogate-key call) are made to fail silently."""
+    banner("round 0: the site's first version goes live, and viewers fill every edge")
+    for key, first_body in FIRST_VERSION.items():
+        stack.client("s3").put_object(Bucket=BUCKET, Key=key, Body=first_body)
+        print(f"  s3 put    s3://{BUCKET}/{key} (first version)")
+    source.drain()
+    view_edges(edges, stack, "viewer")
+    edges["fastly"].edge.inject(EdgeFault.SILENT, count=2)
+
+
 def snapshot_bodies(stack: LocalStack) -> list[str]:
     """Read every queued message body without consuming it (visibility reset to 0 right away)."""
     sqs, url = stack.client("sqs"), stack.resources.queue_url
@@ -219,9 +311,8 @@ def snapshot_bodies(stack: LocalStack) -> list[str]:
     return bodies
 
 
-def run() -> int:
-    started = time.monotonic()
-    banner("starting the local stack (DynamoDB Local, moto server, fake CDNs) on 127.0.0.1")
+def demo_behaviours() -> tuple[FastlyBehaviour, MedianovaBehaviour]:
+    """The two fake CDNs the demo's providers call (CloudFront is moto), at rates a demo never hits."""
     fastly = FastlyBehaviour(token=DEMO_TOKEN, service_id=SERVICE_ID, rate_per_second=50, burst=20)
     medianova = MedianovaBehaviour(
         token=MEDIANOVA_TOKEN,
@@ -229,33 +320,74 @@ def run() -> int:
         resource_uuid=MEDIANOVA_RESOURCE,
         rate_per_second=20,
         burst=5,
+        completion_delay=MEDIANOVA_JOB_SECONDS,
     )
+    return fastly, medianova
+
+
+def describe_stack(stack: LocalStack, fake_cdn: str, config_text: str) -> None:
+    """What was started and provisioned, so a reader can follow where each message goes."""
+    resources = stack.resources
+    print(
+        f"  DynamoDB Local {stack.dynamodb.endpoint}, moto {stack.moto.endpoint} (S3, SQS, SNS, EventBridge, "
+        f"SSM, Secrets Manager, CloudFront), fake CDN {fake_cdn}"
+    )
+    print(
+        f"  provisioned from template.yaml: queue {resources.queue_url.rsplit('/', 1)[-1]} (+DLQ), "
+        f"table {resources.table_name}, topic, 2 EventBridge rules, bucket {resources.bucket_name}"
+    )
+    print(f"  configuration in SSM {os.environ['PURGE_CONFIG']}; CDN tokens in Secrets Manager cdnpurge/*")
+    print(textwrap.indent(config_text, "    | "), end="")
+
+
+def show_status(key: str) -> None:
+    """`cdnpurge status` for one object, as an operator would ask it (the stack's environment names the table)."""
+    banner(f"cdnpurge status --bucket {BUCKET} --key '{key}'   (the purge trail)")
+    cdnpurge_cli(["status", "--bucket", BUCKET, "--key", key], out=sys.stdout)
+
+
+def redeliver(stack: LocalStack, source: SqsEventSource, bodies: list[str]) -> tuple[list[Invocation], float]:
+    """Round 2: every message of round 1 delivered again; returns the invocations and their wall time."""
+    banner("round 2: the same messages delivered again (SQS is at-least-once)")
+    for body in bodies:
+        stack.client("sqs").send_message(QueueUrl=stack.resources.queue_url, MessageBody=body)
+    started = time.monotonic()
+    invocations = source.drain()
+    return invocations, time.monotonic() - started
+
+
+def run(save: Path | None = None) -> int:
+    started = time.monotonic()
+    banner("starting the local stack (DynamoDB Local, moto server, fake CDNs) on 127.0.0.1")
+    fastly, medianova = demo_behaviours()
     config = (
         CONFIG_TEMPLATE.replace("{service_id}", SERVICE_ID)
         .replace("{medianova_org}", MEDIANOVA_ORG)
         .replace("{medianova_resource}", MEDIANOVA_RESOURCE)
     )
     created: dict[str, dict[str, str]] = {}
-    with deployed(
-        config,
-        [fastly, medianova],
-        secrets={"cdnpurge/fastly": {"token": DEMO_TOKEN}, "cdnpurge/medianova": {"token": MEDIANOVA_TOKEN}},
-        bucket_name=BUCKET,
-        environment={"POWERTOOLS_METRICS_DISABLED": "true"},  # EMF blobs would drown the demo's output
-        template_values=lambda stack: created.setdefault("cloudfront", create_distribution(stack)),
-    ) as deployment:
+    edges: dict[str, EdgeServer] = {}
+
+    def stack_values(stack: LocalStack) -> dict[str, str]:
+        distribution = created.setdefault("cloudfront", create_distribution(stack))
+        edges.update(start_edges(stack, distribution["distribution_id"], running))
+        return {**distribution, **{f"{name}_edge": server.endpoint for name, server in edges.items()}}
+
+    with (
+        ExitStack() as running,
+        deployed(
+            config,
+            [fastly, medianova],
+            secrets={"cdnpurge/fastly": {"token": DEMO_TOKEN}, "cdnpurge/medianova": {"token": MEDIANOVA_TOKEN}},
+            bucket_name=BUCKET,
+            environment={"POWERTOOLS_METRICS_DISABLED": "true"},  # EMF blobs would drown the demo's output
+            template_values=stack_values,
+        ) as deployment,
+    ):
         stack, cdn, config_text = deployment.stack, deployment.cdn, deployment.config_text
-        resources = stack.resources
-        print(
-            f"  DynamoDB Local {stack.dynamodb.endpoint}, moto {stack.moto.endpoint} (S3, SQS, SNS, EventBridge, "
-            f"SSM, Secrets Manager, CloudFront), fake CDN {cdn.endpoint('fastly').rsplit('/', 1)[0]}"
-        )
-        print(
-            f"  provisioned from template.yaml: queue {resources.queue_url.rsplit('/', 1)[-1]} (+DLQ), "
-            f"table {resources.table_name}, topic, 2 EventBridge rules, bucket {resources.bucket_name}"
-        )
-        print(f"  configuration in SSM {os.environ['PURGE_CONFIG']}; CDN tokens in Secrets Manager cdnpurge/*")
-        print(textwrap.indent(config_text, "    | "), end="")
+        for name in ("fastly", "medianova"):
+            edges[name].edge.listen(cdn)
+        describe_stack(stack, cdn.endpoint("fastly").rsplit("/", 1)[0], config_text)
 
         with handler_logs_printed():
 
@@ -268,19 +400,29 @@ def run() -> int:
                 print(f"  response to SQS: {json.dumps(response)}")
                 return response
 
-            source = deployment.event_source(traced, batch_size=100, batching_window_seconds=1.0)
+            source = deployment.event_source(
+                traced, batch_size=100, batching_window_seconds=1.0, receive_wait_seconds=CHECK_WAIT_SECONDS
+            )
+
+            publish_first_version(stack, source, edges)
 
             banner("round 1: uploads, a delete and two publish events")
             produce_changes(stack)
             bodies = snapshot_bodies(stack)
-            banner(f"draining the queue through the Lambda handler ({len(bodies)} message(s) waiting)")
+            stale_before = view_edges(edges, stack, "before the purge")
+            banner(
+                f"draining the queue through the Lambda handler ({len(bodies)} message(s) waiting), "
+                "then its verification checks"
+            )
+            purges_before = len(cdn.received) + invalidations(stack, created)
+            round_started = time.monotonic()
             first = source.drain()
+            first_wall = time.monotonic() - round_started
             calls_after_first = len(cdn.received) + invalidations(stack, created)
+            stale_after = view_edges(edges, stack, "after verification")
+            show_status("docs/annual report+2026.pdf")
 
-            banner("round 2: the same messages delivered again (SQS is at-least-once)")
-            for body in bodies:
-                stack.client("sqs").send_message(QueueUrl=resources.queue_url, MessageBody=body)
-            second = source.drain()
+            second, second_wall = redeliver(stack, source, bodies)
             duplicate_calls = len(cdn.received) + invalidations(stack, created) - calls_after_first
 
             banner("summary")
@@ -295,13 +437,32 @@ def run() -> int:
                 "duplicates skipped by the table"
             )
             print(f"  dead-letter queue: {dlq} message(s); fake CDN 429s: {cdn.throttled}")
+            print(
+                f"  edges: {stale_before} stale cop(ies) served before the purge, {stale_after} after verification "
+                f"({calls_after_first - purges_before} CDN call(s) in round 1, job listings and purges again included)"
+            )
             print(f"  done in {time.monotonic() - started:.1f}s; stopping every process started")
-            ok = calls_after_first > 0 and duplicate_calls == 0 and dlq == 0 and all(purged.values())
+            ok = (
+                calls_after_first > 0
+                and duplicate_calls == 0
+                and dlq == 0
+                and all(purged.values())
+                and stale_before > 0
+                and stale_after == 0
+            )
+            if save is not None:
+                rounds = [
+                    DemoRound("round 1: new changes", len(bodies), calls_after_first, first_wall),
+                    DemoRound("round 2: delivered again", len(bodies), duplicate_calls, second_wall),
+                ]
+                print(f"  run saved to {save_demo_run(save, rounds)}; draw it: cdnpurge report {save}")
     return 0 if ok else 1
 
 
-def main() -> None:
-    raise SystemExit(run())
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--save", type=Path, metavar="RUN", help="save the run as JSON for `cdnpurge report`")
+    raise SystemExit(run(parser.parse_args(argv).save))
 
 
 if __name__ == "__main__":

@@ -62,6 +62,9 @@ class Invocation:
     deleted: int
     failed: tuple[str, ...]
     error: BaseException | None = None
+    # The handler answered (or raised) after its timeout, on the invocation's clock: Lambda would have
+    # killed it, and every record would come back, whatever it did.
+    past_deadline: bool = False
 
 
 @dataclass
@@ -80,6 +83,7 @@ class SqsEventSource:
     lambda_clock: Callable[[], float] = time.monotonic  # the invocations' clock (see LocalLambdaContext)
     region: str = "us-east-1"
     invocations: list[Invocation] = field(default_factory=list)
+    on_invocation: Callable[[Invocation], None] | None = None  # told of each invocation (test tallies)
 
     def poll_once(self) -> Invocation | None:
         """One batch: receive, invoke, settle. None when the queue had nothing to deliver."""
@@ -90,11 +94,12 @@ class SqsEventSource:
         context = LocalLambdaContext(timeout_seconds=self.timeout_seconds, clock=self.lambda_clock)
         try:
             response = self.handler(event, context)
-        except Exception as error:  # the whole batch returns to the queue, as with Lambda
+        except BaseException as error:  # the whole batch returns to the queue, as with Lambda
+            if isinstance(error, KeyboardInterrupt | SystemExit):  # the test run itself is stopping
+                raise
             self._make_visible([m["ReceiptHandle"] for m in messages])
-            invocation = Invocation(event, None, 0, tuple(m["MessageId"] for m in messages), error)
-            self.invocations.append(invocation)
-            return invocation
+            late = context.get_remaining_time_in_millis() == 0
+            return self._ran(Invocation(event, None, 0, tuple(m["MessageId"] for m in messages), error, late))
         failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
         done = [m for m in messages if m["MessageId"] not in failed]
         for start in range(0, len(done), SQS_RECEIVE_MAX):
@@ -104,8 +109,13 @@ class SqsEventSource:
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
             )
         self._make_visible([m["ReceiptHandle"] for m in messages if m["MessageId"] in failed])
-        invocation = Invocation(event, response, len(done), tuple(sorted(failed)))
+        late = context.get_remaining_time_in_millis() == 0
+        return self._ran(Invocation(event, response, len(done), tuple(sorted(failed)), past_deadline=late))
+
+    def _ran(self, invocation: Invocation) -> Invocation:
         self.invocations.append(invocation)
+        if self.on_invocation is not None:
+            self.on_invocation(invocation)
         return invocation
 
     def drain(self, *, max_batches: int = 50) -> list[Invocation]:

@@ -9,11 +9,14 @@ What moto (5.x) does not do, and how it is covered here:
   existing one). We assert the token is sent unchanged on a retry, and keep AWS's behaviour as a strict
   xfail that starts failing the day moto implements it;
 - it never throttles nor returns TooManyInvalidationsInProgress, and reports `COMPLETED` at once:
-  the error-mapping table is checked with botocore's `Stubber` (a unit-level check of our mapping).
+  the error-mapping table is checked with botocore's `Stubber` (a unit-level check of our mapping);
+- it knows no cache tags (it stores `#tag` items as paths): the client of the tag tests refuses what the
+  CloudFront Developer Guide says CloudFront refuses (`cdnpurge_local.cloudfront_tags.enforce_cache_tags`).
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 from botocore.config import Config as BotocoreConfig
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from contract.kit import AdapterContract, ContractCase
 from pydantic import ValidationError
@@ -31,6 +35,7 @@ from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.plan import plan
 from cdnpurge.providers.cloudfront import (
     IN_PROGRESS_BACKOFF_SECONDS,
+    MAX_TAGS_IN_PROGRESS,
     CloudFrontProvider,
     CloudFrontSettings,
     InvalidationStatus,
@@ -45,6 +50,7 @@ from cdnpurge.providers.errors import (
     UnavailableError,
 )
 from cdnpurge.providers.spec import ProviderSpec
+from cdnpurge_local.cloudfront_tags import enforce_cache_tags
 from cdnpurge_local.servers import MotoServer, free_port
 
 if TYPE_CHECKING:
@@ -137,12 +143,13 @@ def routed(kind: TargetKind, values: list[str], change: str = "c1") -> list[Rout
 class MotoHarness:
     """CloudFront adapters on one fresh moto distribution; `calls()` counts its invalidations."""
 
-    def __init__(self, client: CloudFrontClient, distribution_id: str) -> None:
+    def __init__(self, client: CloudFrontClient, distribution_id: str, **settings: Any) -> None:
         self.client = client
         self.distribution_id = distribution_id
+        self.settings = settings
 
     def provider(self, **overrides: Any) -> CloudFrontProvider:
-        settings = settings_for(self.distribution_id).model_copy(update=overrides)
+        settings = settings_for(self.distribution_id, **self.settings).model_copy(update=overrides)
         return CloudFrontProvider(settings, {}, self.client)
 
     def calls(self) -> int:
@@ -491,3 +498,118 @@ def test_missing_credentials_are_an_auth_error(monkeypatch: pytest.MonkeyPatch, 
     adapter = CloudFrontProvider(settings_for("E2QWRUHEXAMPLE", endpoint=f"http://127.0.0.1:{free_port()}"), {})
     with pytest.raises(AuthError, match="no AWS credentials"):
         adapter.purge(request(TargetKind.PATH, "/a"), idempotency_token="t")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cache tags (`cache_tags: true`): moto knows no tags, so its client enforces the documented rules
+# (`cdnpurge_local.cloudfront_tags`, written from the Developer Guide, not from the adapter)
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tag_aware(moto_endpoint: str) -> CloudFrontClient:
+    return enforce_cache_tags(aws_client(moto_endpoint))
+
+
+def tagged(distribution_id: str = "E2QWRUHEXAMPLE", **overrides: Any) -> CloudFrontSettings:
+    return settings_for(distribution_id, cache_tags=True, **overrides)
+
+
+@MOTO
+class TestTaggedContract(AdapterContract):
+    """The shared suite again for a distribution with cache tags, its per-call limit on tag items."""
+
+    case = ContractCase(
+        adapter=CloudFrontProvider,
+        settings={"distribution_id": "E2QWRUHEXAMPLE", "hosts": (HOST,), "cache_tags": True},
+        limit_kind=TargetKind.KEY,
+        targets=lambda n: tuple(f"Tag-{i}" for i in range(n)),
+        missing={"distribution_id": "E000000NOSUCH"},
+    )
+
+    @pytest.fixture
+    def harness(self, tag_aware: CloudFrontClient, distribution_id: str) -> MotoHarness:
+        return MotoHarness(tag_aware, distribution_id, cache_tags=True)
+
+
+@MOTO
+def test_keys_go_as_tag_items_deduped_case_insensitively(tag_aware: CloudFrontClient, distribution_id: str) -> None:
+    # Given keys from two changes, the same tag in two cases
+    items = routed(TargetKind.KEY, ["Product:TV", "brand"], "c1") + routed(TargetKind.KEY, ["product:tv"], "c2")
+    spec = provider_spec(tagged(distribution_id))
+    # When planned and sent
+    result = plan(items, {"cloudfront": spec})
+    (req,) = result.requests
+    sent = CloudFrontProvider(tagged(distribution_id), {}, tag_aware).purge(req, idempotency_token=request_token(req))
+    # Then one tag item each, in the same Paths.Items CloudFront reads paths from, serving both changes
+    assert not result.errors
+    assert (req.kind, req.targets, req.change_ids) == (TargetKind.KEY, ("brand", "product:tv"), frozenset({"c1", "c2"}))
+    assert sent.provider_id
+    assert paths_of(tag_aware, distribution_id, sent.provider_id) == ["#brand", "#product:tv"]
+
+
+@pytest.mark.parametrize(
+    ("tag", "problem"),
+    [
+        ("a,b", "without ',' or '*'"),
+        ("img*", "without ',' or '*'"),
+        ("two words", "without ',' or '*'"),
+        ("caf\u00e9", "without ',' or '*'"),
+        ("tab\there", "without ',' or '*'"),
+        ("x" * 257, "256-character"),
+    ],
+    ids=["comma", "wildcard", "space", "non-ascii", "control", "257-chars"],
+)
+def test_an_invalid_tag_fails_its_change_alone(tag: str, problem: str) -> None:
+    # Given a bad tag for one change, good targets for another
+    items = routed(TargetKind.KEY, [tag], "bad") + routed(TargetKind.KEY, ["good"], "ok")
+    # When
+    result = plan(items, {"cloudfront": provider_spec(tagged())})
+    # Then only the bad change fails, naming why; the good tag is still sent
+    (error,) = result.errors
+    assert error.change_ids == {"bad"}
+    assert problem in error.message
+    assert [(req.targets, req.change_ids) for req in result.requests] == [(("good",), frozenset({"ok"}))]
+    adapter = CloudFrontProvider(tagged(), {}, client=unused_client())
+    with pytest.raises(RejectedError, match=re.escape(problem)):
+        adapter.purge(request(TargetKind.KEY, tag), idempotency_token="t")
+
+
+@MOTO
+def test_the_longest_and_oddest_valid_tags_are_accepted(tag_aware: CloudFrontClient, distribution_id: str) -> None:
+    values = ("x" * 256, "!#$%&'()+-./:;<=>?@[\\]^_`{|}~", "product:electronics")
+    req = request(TargetKind.KEY, *values)
+    result = CloudFrontProvider(tagged(distribution_id), {}, tag_aware).purge(req, idempotency_token="t-odd")
+    assert result.provider_id
+    assert paths_of(tag_aware, distribution_id, result.provider_id) == ["#" + value for value in values]
+
+
+@MOTO
+@pytest.mark.parametrize("item", ["#a,b", "#a*", "#", "#" + "y" * 257, "#caf\u00e9"])
+def test_the_test_double_refuses_what_cloudfront_refuses(
+    tag_aware: CloudFrontClient, distribution_id: str, item: str
+) -> None:
+    # The double must be able to fail: a raw call with a bad tag item never reaches moto
+    with pytest.raises(ClientError, match="InvalidArgument"):
+        tag_aware.create_invalidation(
+            DistributionId=distribution_id,
+            InvalidationBatch={"Paths": {"Quantity": 1, "Items": [item]}, "CallerReference": uuid.uuid4().hex},
+        )
+
+
+@pytest.mark.parametrize("extra", [0, 1], ids=["N", "N+1"])
+def test_tags_per_call_stay_within_the_declared_conservative_limit(extra: int) -> None:
+    values = [f"tag-{i}" for i in range(MAX_TAGS_IN_PROGRESS + extra)]
+    result = plan(routed(TargetKind.KEY, values), {"cloudfront": provider_spec(tagged())})
+    assert [len(req.targets) for req in result.requests] == [MAX_TAGS_IN_PROGRESS] + [1] * extra
+    adapter = CloudFrontProvider(tagged(), {}, client=unused_client())
+    with pytest.raises(RejectedError, match=f"{MAX_TAGS_IN_PROGRESS + 1} key targets"):
+        adapter.purge(request(TargetKind.KEY, *(f"t{i}" for i in range(16))), idempotency_token="t")
+
+
+def test_without_cache_tags_a_key_is_a_plan_error_not_a_silent_no_op() -> None:
+    # A distribution without CacheTagConfig ignores tags: refuse rather than pay for nothing
+    (error,) = plan(routed(TargetKind.KEY, ["article-1"]), {"cloudfront": provider_spec(settings_for("E1"))}).errors
+    assert "cannot purge by key" in error.message
+    assert not CloudFrontProvider.spec_for(settings_for("E1")).capabilities.supports(TargetKind.KEY)
+    assert CloudFrontProvider.spec_for(tagged("E1")).billing_key == "E1"

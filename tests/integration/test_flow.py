@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN
 
+from cdnpurge.cli import main as cli
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.server import Fault
 from cdnpurge_local.harness import Deployment, deployed
@@ -72,6 +74,24 @@ def test_s3_upload_is_purged_once_and_redelivery_is_skipped(deployment: Deployme
     source.drain()
     # Then: the idempotency table in DynamoDB Local skips it
     assert len(deployment.cdn.received_by("fastly")) == 1
+
+
+def test_cdnpurge_status_reads_the_local_stacks_trail_from_the_environment(deployment: Deployment) -> None:
+    # Given: an upload purged through the handler, which wrote the purge trail to the stack's table
+    key = f"docs/{uuid.uuid4().hex[:8]}.html"
+    deployment.stack.client("s3").put_object(Bucket="cdnpurge-it-flow", Key=key, Body=b"<p>")
+    deployment.event_source().drain()
+    # When: `cdnpurge status` with nothing but the stack's environment (TRAIL_TABLE_NAME and
+    # AWS_ENDPOINT_URL_DYNAMODB, as `python -m cdnpurge_local.stack` exports them)
+    out = io.StringIO()
+    code = cli(["status", "--bucket", "cdnpurge-it-flow", "--key", key, "--format", "json"], out=out)
+    # Then
+    assert code == 0
+    [change] = json.loads(out.getvalue())["changes"]
+    assert change["source"]["bucket"] == "cdnpurge-it-flow" and change["source"]["key"] == key
+    assert change["rule"] == {"index": 1, "match": "{key*}", "bucket": "cdnpurge-it-flow"}
+    [fastly] = change["providers"]
+    assert fastly["targets"] == [f"path:/{key}"] and fastly["accepted_at"] and fastly["attempts"] == 1
 
 
 def test_a_new_upload_of_the_same_object_is_purged_again(deployment: Deployment) -> None:

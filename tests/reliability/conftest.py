@@ -58,5 +58,5 @@ def witness(capsys: pytest.CaptureFixture[str]) -> Iterator[Witness]:
         logging.getLogger().removeHandler(root_capture)
     seen.logs.lines.extend(root_capture.lines)
     scanned, leaks = seen.scan()
-    tally.add(scanned_lines=scanned)
+    tally.add(scanned_lines=scanned, credential_fragments=len(leaks))
     assert leaks == [], f"credential found in captured output: {leaks[:5]}"

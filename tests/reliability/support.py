@@ -18,8 +18,7 @@ import pytest
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN
 from reliability import tally
 
-from cdnpurge.redaction import FRAGMENT_CHARS
-from cdnpurge_local.event_source import SqsEventSource
+from cdnpurge_local.event_source import Invocation, SqsEventSource
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.medianova import MedianovaBehaviour
 from cdnpurge_local.fakecdn.server import Behaviour
@@ -29,9 +28,6 @@ MEDIANOVA_TOKEN: Final = "medianova-test-token-not-real-9876543210"
 MEDIANOVA_ORG: Final = "org-reliability-1"
 MEDIANOVA_RESOURCE: Final = "res-reliability-1"
 SECRETS: Final = (FASTLY_TOKEN, MEDIANOVA_TOKEN)
-_FRAGMENTS: Final = frozenset(
-    secret[start : start + FRAGMENT_CHARS] for secret in SECRETS for start in range(len(secret) - FRAGMENT_CHARS + 1)
-)
 HOST: Final = "www.example.com"
 PROVIDERS: Final = ("fastly", "medianova")
 
@@ -104,11 +100,17 @@ def source(deployment: Deployment, **options: Any) -> SqsEventSource:
     Each invocation's remaining time is its whole timeout when the handler asks (the context's clock
     stands still): a cold start that is slow on a loaded machine must not eat a test's purge budget. The
     budget itself is then spent on the executor's own clock, as in Lambda."""
-    return deployment.event_source(**{"batching_window_seconds": 0.1, "lambda_clock": _still, **options})
+    return deployment.event_source(
+        **{"batching_window_seconds": 0.1, "lambda_clock": _still, "on_invocation": _tally_run, **options}
+    )
 
 
 def _still() -> float:
     return 0.0
+
+
+def _tally_run(invocation: Invocation) -> None:
+    tally.add(handler_runs=1, past_deadline=int(invocation.past_deadline))
 
 
 # --- messages --------------------------------------------------------------------------------------
@@ -256,9 +258,23 @@ class Witness:
         return emitted_metrics(self.output())
 
     def scan(self) -> tuple[int, list[str]]:
+        """Every captured line searched for any `tally.FRAGMENT_CHARS`-character piece of a test token
+        (a token cut short is still a leak); the leaks name only a token's first characters."""
         self.output()
         texts = [*self.logs.lines, *self.stdout, *self.stderr, *self.seen]
         lines = [line for text in texts for line in text.splitlines()]
-        # Any piece of 12 or more characters of a secret is a leak, not only the whole of it.
-        leaks = [f"{piece[:6]}... in: {line[:160]}" for line in lines for piece in _FRAGMENTS if piece in line]
+        leaks = [
+            f"{secret[:6]}... in: {line[:160]}"
+            for line in lines
+            for secret, pieces in _FRAGMENTS.items()
+            if any(piece in line for piece in pieces)
+        ]
         return len(lines), leaks
+
+
+def fragments(secret: str, size: int = tally.FRAGMENT_CHARS) -> tuple[str, ...]:
+    """Every `size`-character piece of `secret` (the secret itself when shorter)."""
+    return tuple({secret[start : start + size] for start in range(max(1, len(secret) - size + 1))})
+
+
+_FRAGMENTS: Final = {secret: fragments(secret) for secret in SECRETS}

@@ -1,12 +1,25 @@
 """Session-wide reliability counters, summed across xdist workers and printed at the end of the run.
 
-Tests call `add(faults=1)`, `add(bad_inputs=3)`, `add(lost=..., duplicates=...)` with what they measured
-(lost and duplicate counts are measured, then asserted to be zero, so a failing run prints the real
-figure). Each process appends to its own JSON file in a directory the controller creates and passes to
-the workers through the environment; `pytest_terminal_summary` (registered from tests/conftest.py) merges
-them into one line:
+Tests call `add(...)` with what they measured (names from `FIELDS`): `faults=1`, `bad_inputs=3`,
+`lost=..., duplicates=...` (lost and duplicate counts are measured, then asserted to be zero, so a failing
+run prints the real figure), `credential_fragments=...` (the witness's scan), `handler_runs=...,
+past_deadline=...` (handler runs, and those that answered after their deadline).
 
-    reliability: faults injected 41, bad inputs tried 2713, changes lost 0, duplicate calls 0
+Hostile inputs are counted per class of issue 12, one line each in the summary: call
+`hostile(CLASS, count)` with a key of `CLASSES` and how many hostile inputs (messages, keys, responses,
+configuration files, injected faults) the test threw at the code, once each was checked (a hypothesis test
+counts its examples: `hostile("unexpected")` inside the test body runs once per example). To add to a
+class, call `hostile` with its key; to add a class, add a line to `CLASSES` (its key, then what it
+covers). `bad_inputs` and `faults` are the counts of the suites written before the classes; the total of
+hostile inputs includes them.
+
+Each process appends to its own JSON file in a directory the controller creates and passes to the workers
+through the environment; `pytest_terminal_summary` (registered from tests/conftest.py) merges them:
+
+    reliability: 2713 hostile inputs (issue 12 asks >= 2000): changes lost 0, duplicate calls 0,
+      credential fragments 0, handler runs past the deadline 0 of 212
+      §1 anything unexpected fails its own record or request: 1204
+      ...
 """
 
 from __future__ import annotations
@@ -23,8 +36,39 @@ from typing import Any, Final
 import pytest
 
 ENV: Final = "CDNPURGE_RELIABILITY_TALLY_DIR"
-FIELDS: Final = ("faults", "bad_inputs", "changes", "lost", "duplicates", "resent", "scanned_lines")
+FIELDS: Final = (
+    "faults",
+    "bad_inputs",
+    "changes",
+    "lost",
+    "duplicates",
+    "resent",
+    "scanned_lines",
+    "credential_fragments",
+    "handler_runs",
+    "past_deadline",
+)
+# Issue 12's classes of hostile input: key -> the line the summary prints.
+CLASSES: Final = {
+    "unexpected": "§1 anything unexpected fails its own record or request",
+    "bounds": "§2 bounds, in linear time",
+    "canonical": "§3 canonical URLs",
+    "secrets": "§4 secrets never leak",
+    "waits": "§5 every wait is bounded",
+    "fate": "§6 twins share their fate",
+    "queue": "§7 before and after the queue",
+}
+HOSTILE_TARGET: Final = 2000
+FRAGMENT_CHARS: Final = 12  # a credential fragment: any piece of a test token this long
+_HOSTILE = "hostile."
 _lock = threading.Lock()
+
+
+def hostile(kind: str, count: int = 1) -> None:
+    """Count `count` hostile inputs of class `kind` (a key of `CLASSES`)."""
+    if kind not in CLASSES:
+        raise ValueError(f"unknown hostile-input class {kind!r}; one of {sorted(CLASSES)}")
+    _write({_HOSTILE + kind: count})
 
 
 def add(**counts: int) -> None:
@@ -32,6 +76,10 @@ def add(**counts: int) -> None:
     unknown = set(counts) - set(FIELDS)
     if unknown:
         raise ValueError(f"unknown tally fields {sorted(unknown)}")
+    _write(counts)
+
+
+def _write(counts: dict[str, int]) -> None:
     directory = os.environ.get(ENV)
     if not directory:
         return
@@ -66,15 +114,24 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if not counts:
         return
     terminalreporter.write_sep("-", "reliability summary")
-    terminalreporter.write_line(
-        f"reliability: faults injected {counts['faults']}, bad inputs tried {counts['bad_inputs']}, "
-        f"changes lost {counts['lost']}, duplicate calls {counts['duplicates']}"
-    )
-    terminalreporter.write_line(
+    for line in summary_lines(counts):
+        terminalreporter.write_line(line)
+
+
+def summary_lines(counts: Counter[str]) -> list[str]:
+    """The summary: totals and the zeros issue 12 asks for, then one line per class of hostile input."""
+    per_class = {kind: counts[_HOSTILE + kind] for kind in CLASSES}
+    total = sum(per_class.values()) + counts["bad_inputs"] + counts["faults"]
+    return [
+        f"reliability: {total} hostile inputs (issue 12 asks >= {HOSTILE_TARGET}): changes lost {counts['lost']}, "
+        f"duplicate calls {counts['duplicates']}, credential fragments {counts['credential_fragments']}, "
+        f"handler runs past the deadline {counts['past_deadline']} of {counts['handler_runs']}",
+        *(f"  {CLASSES[kind]}: {count}" for kind, count in per_class.items()),
+        f"  earlier suites: faults injected {counts['faults']}, bad inputs tried {counts['bad_inputs']}",
         f"  {counts['changes']} changes audited; {counts['resent']} call(s) re-sent after a timeout left the "
         f"first unanswered (the CDN may have done it: at-least-once); "
-        f"{counts['scanned_lines']} captured lines scanned for credentials"
-    )
+        f"{counts['scanned_lines']} captured lines scanned for credentials (any {FRAGMENT_CHARS}-character piece)",
+    ]
 
 
 _DIRECTORY = pytest.StashKey[Path]()

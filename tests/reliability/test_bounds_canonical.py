@@ -53,9 +53,11 @@ def hostile_paths(rng: random.Random) -> list[str]:
     return paths
 
 
-def hostile_bodies(rng: random.Random) -> list[Any]:
+def hostile_bodies(rng: random.Random) -> tuple[list[Any], int]:
+    """The hostile messages, and how many of them are canonical-form cases (the others are bounds)."""
     bodies: list[Any] = [sns_envelope({"urls": [url]}) for url in hostile_urls(rng)]
     bodies += [eventbridge_published({"paths": [path]}) for path in hostile_paths(rng)]
+    canonical = len(bodies)
     bodies += [sns_envelope({"keys": ["k" * size]}) for size in (1025, 4096, 70_000)]
     for bucket in ["a/b", "site@evil", "ab", "with space", "bücket", "two..dots", "x" * 256, "-lead"]:
         bodies += [s3_notification(s3_record(bucket, "a.html")), eventbridge_s3(bucket, "a.html")]
@@ -64,7 +66,7 @@ def hostile_bodies(rng: random.Random) -> list[Any]:
         bodies += [eventbridge_published({"paths": ["/a"]}, event_id=identifier)]
     for sequencer in ["x" * 1025, "with space", "bidi\u202eid", "ünï"]:
         bodies += [s3_notification(s3_record(BUCKET, "a.html", sequencer=sequencer))]
-    return bodies
+    return bodies, canonical
 
 
 def test_hostile_bounds_and_urls_fail_alone_and_nothing_non_canonical_reaches_a_cdn(
@@ -73,12 +75,13 @@ def test_hostile_bounds_and_urls_fail_alone_and_nothing_non_canonical_reaches_a_
     # Given: the hostile messages, and good ones, shuffled into the same batches
     reset(deployment)
     rng = random.Random(12)
-    hostile = hostile_bodies(rng)
+    hostile, canonical = hostile_bodies(rng)
     good = [f"/good-{unique()}.html" for _ in range(20)]
     bodies = [*hostile, *(sns_envelope({"paths": [path]}) for path in good)]
     rng.shuffle(bodies)
     send(deployment, *bodies)
-    tally.add(bad_inputs=len(hostile))
+    tally.hostile("canonical", canonical)
+    tally.hostile("bounds", len(hostile) - canonical)
     # When
     invocations = source(deployment, batch_size=100).drain()
     # Then: no record came back for redelivery; every good one was purged exactly once

@@ -105,7 +105,7 @@ def test_partial_progress_survives_a_retry_calls_only_the_provider_that_failed(
     deployment.cdn.inject("medianova", Fault(status=503, count=1000))
     tally.add(faults=1)
     send(deployment, s3_notification(s3_record(BUCKET, path.lstrip("/"))))
-    poller = source(deployment, timeout_seconds=9.0)  # 9 - 5 - 1 (provider timeout) = 3 s of purge budget
+    poller = source(deployment, timeout_seconds=14.0)  # 14 - 10 - 1 (provider timeout) = 3 s of purge budget
     # When
     first = poller.poll_once()
     fastly_before = deployment.cdn.purged("fastly")

@@ -25,8 +25,11 @@ from cdnpurge_local.stack import TEMPLATE_PATH
 ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
 # Secrets Manager appends "-" and six random characters to every secret ARN, so a name prefix needs a
 # trailing wildcard; it is the only wildcard allowed, and only after the configured prefix.
+# The content bucket's objects ("/*") are the other: verification reads an object's current version.
+CONTENT_OBJECTS = "arn:${AWS::Partition}:s3:::${ContentBucketName}/*"
 ALLOWED_WILDCARD_RESOURCES = {
-    "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretsPrefix}*"
+    "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretsPrefix}*",
+    CONTENT_OBJECTS,
 }
 # X-Ray has no resource-level permissions: these two actions can only be granted on "*". Nothing else may.
 XRAY_WRITE_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
@@ -130,12 +133,25 @@ def test_queue_sends_are_limited_to_the_dead_letter_queue_and_the_purge_queue() 
     ]
 
 
+def test_s3_is_read_only_and_only_the_content_buckets_objects() -> None:
+    # Verification's HeadObject (authorised as s3:GetObject): nothing written, no other bucket, no listing.
+    s3 = [s for s in execution_role_statements() if any(a.startswith("s3:") for a in s["actions"])]
+    assert [(s["actions"], s["resources"]) for s in s3] == [(["s3:GetObject"], [{"Fn::Sub": CONTENT_OBJECTS}])]
+
+
 def test_the_event_source_reads_only_the_purge_queue() -> None:
     sqs = [s for s in execution_role_statements() if any(a.startswith("sqs:") for a in s["actions"])]
-    reads = [s for s in sqs if "sqs:SendMessage" not in s["actions"]]
+    reads = [s for s in sqs if not {"sqs:SendMessage", "sqs:ChangeMessageVisibility"} & set(s["actions"])]
     assert len(reads) == 1
     assert set(reads[0]["actions"]) == SQS_EVENT_SOURCE_ACTIONS
     assert reads[0]["resources"] == [{"Fn::GetAtt": ["PurgeQueue", "Arn"]}]
+
+
+def test_visibility_changes_are_limited_to_the_purge_queue() -> None:
+    changes = [s for s in execution_role_statements() if "sqs:ChangeMessageVisibility" in s["actions"]]
+    assert [(s["actions"], s["resources"]) for s in changes] == [
+        (["sqs:ChangeMessageVisibility"], [{"Fn::GetAtt": ["PurgeQueue", "Arn"]}])
+    ]
 
 
 def test_logs_go_only_to_the_functions_own_log_group() -> None:
@@ -159,6 +175,16 @@ def test_the_function_knows_the_dead_letter_queue_and_the_receive_limit_sqs_appl
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["PurgeDeadLetterQueue", "Arn"]}
     assert environment["PURGE_QUEUE_URL"] == {"Ref": "PurgeQueue"}
     assert int(environment["MAX_RECEIVE_COUNT"]) == int(redrive["maxReceiveCount"])
+
+
+def test_the_purge_trail_is_written_blind_and_only_to_its_own_table() -> None:
+    # The trail's items are puts in BatchWriteItems: no read, no update, no delete, and not the ledger's table.
+    trail = [s for s in execution_role_statements() if {"Fn::GetAtt": ["PurgeTrailTable", "Arn"]} in s["resources"]]
+    assert [(s["actions"], s["resources"]) for s in trail] == [
+        (["dynamodb:BatchWriteItem"], [{"Fn::GetAtt": ["PurgeTrailTable", "Arn"]}])
+    ]
+    environment = template()["Resources"]["PurgeFunction"]["Properties"]["Environment"]["Variables"]
+    assert environment["TRAIL_TABLE_NAME"] == {"Ref": "PurgeTrailTable"}
 
 
 def test_queue_policies_only_let_named_sources_send() -> None:

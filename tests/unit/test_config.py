@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import textwrap
+
 import pytest
 from helpers import config_from, fastly_config
+from reliability import tally
 
 from cdnpurge.config import ConfigError, parse_config
 from cdnpurge.credentials import CredentialError, EnvCredential, SecretCredential, resolve
@@ -24,7 +27,7 @@ def test_valid_config_types_each_provider_by_kind() -> None:
     ("yaml_text", "expected"),
     [
         ("providers: []", "providers: Tuple should have at least 1 item after validation, not 0"),
-        ("providers: [{name: x, kind: nope}]", "providers[0].kind: expected one of ['akamai'"),
+        ("providers: [{name: x, kind: nope}]", "providers[0].kind: must be one of ['akamai'"),
         ("providers: [{name: x, kind: fastly}]", "providers[0].service_id: Field required"),
         ("providers: [{name: x, kind: fastly, service_id: S1, colour: red}]", "colour: Extra inputs"),
         (
@@ -37,7 +40,7 @@ def test_valid_config_types_each_provider_by_kind() -> None:
         ),
         (
             "providers: [{name: x, kind: fastly, service_id: S1}]\nrules: [{match: 'a/{b}', keys: ['{c}']}]",
-            "capture(s) the match does not define: ['c']",
+            "uses unknown capture(s) ['c']",
         ),
         (
             "providers: [{name: x, kind: fastly, service_id: S1, credentials: {token: {value: s3cr3t}}}]",
@@ -108,3 +111,53 @@ def test_a_yaml_syntax_error_names_the_place_but_never_quotes_the_line() -> None
     message = str(raised.value)
     assert message == "purge.yaml: not valid YAML: mapping values are not allowed here at line 2, column 32"
     assert "tok-0123456789abcdef" not in message
+
+
+# A token pasted where it does not belong: never quoted back.
+PASTED_TOKEN = "pasted-token-not-real-4f9a8b7c6d5e"
+
+
+def test_every_problem_of_a_configuration_is_reported_in_one_run() -> None:
+    # Given: a configuration with a problem in nearly every place validation looks
+    text = f"""
+        providers:
+          - {{name: a, kind: fastly, service_id: S1, endpoint: "ftp://api.example.com", rate_per_second: 1e9}}
+          - {{name: b, kind: fastly, service_id: S2, endpoint: "https://api.example.com:99999",
+              credentials: {{token: {{value: {PASTED_TOKEN}}}}}}}
+          - {{name: b, kind: {PASTED_TOKEN}}}
+          - {{name: c, kind: cloudflare, zone_id: 023e105f4ecef8ad9ca31a8372d0c353, timeout_seconds: 0}}
+        rules:
+          - {{match: "{{a}}/{{a}}.html", paths: ["/{{a}}"], keys: ["{{zzz}}"]}}
+          - {{match: "{{key*}}", paths: ["/{{key}}"], providers: [{PASTED_TOKEN}]}}
+    """
+    # When
+    with pytest.raises(ConfigError) as raised:
+        parse_config(textwrap.dedent(text), require_credentials=True)
+    # Then: each problem is named, in one report
+    message = str(raised.value)
+    tally.hostile("unexpected", 12)
+    for expected in (
+        "providers[0].endpoint: must be an http(s) URL",
+        "providers[0].rate_per_second: Input should be less than or equal to 10000",
+        "providers[0].credentials: fastly needs ['token']",
+        "providers[1].endpoint: must be an http(s) URL with a host and a valid port",
+        "providers[2].kind: must be one of",
+        "providers[3].timeout_seconds: Input should be greater than 0",
+        "providers[3].credentials: cloudflare needs ['token']",
+        "providers[2].name: the same name as providers[1]",
+        "providers.b.credentials.token: inline secret values are refused",
+        "rules.0: match captures ['a'] more than once",
+        "rules.0: keys[0] uses unknown capture(s) ['zzz']",
+        "rules[1].providers: 1 name(s) not among the 3 providers' names",
+    ):
+        assert expected in message, f"{expected!r} not in {message}"
+    assert PASTED_TOKEN[:12] not in message
+
+
+def test_credentials_are_required_where_the_service_will_call() -> None:
+    text = "providers: [{name: x, kind: fastly, service_id: S1}]"
+    assert parse_config(text).providers[0].name == "x"  # planning needs none
+    with pytest.raises(ConfigError, match=r"providers\[0\]\.credentials: fastly needs \['token'\]"):
+        parse_config(text, require_credentials=True)
+    cloudfront = "providers: [{name: cf, kind: cloudfront, distribution_id: E2QWRUHAPOMQZL}]"
+    assert parse_config(cloudfront, require_credentials=True).providers[0].name == "cf"  # the function's role

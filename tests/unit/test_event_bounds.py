@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from reliability import tally
 
 from cdnpurge.events import decode_event
 from cdnpurge.events.reading import MAX_ENVELOPE_ID_CHARS, S3_BUCKET
@@ -80,6 +81,7 @@ def test_publisher_ids_that_would_disguise_themselves_in_logs_are_refused(own_id
 
 @given(identifier=st.text(max_size=200), bucket=st.text(max_size=80))
 def test_whatever_the_ids_decoded_ids_are_printable_and_bounded(identifier: str, bucket: str) -> None:
+    tally.hostile("bounds")
     # Given: arbitrary text as an EventBridge id and as a bucket name
     body = eventbridge_s3(bucket or "b", "a.html", event_id=identifier, sequencer=identifier or "1")
     # When

@@ -30,7 +30,7 @@ def test_example_is_valid_fits_a_standard_parameter_and_plans_an_upload(path: Pa
     # When
     config = parse_config(text, source=str(path))
     event = json.loads((ROOT / "events/sqs-s3-put.json").read_text())
-    _, translation, plan = preview(event, config, specs(config.providers))
+    _, translation, plan, _ = preview(event, config, specs(config.providers))
     # Then: it stores as a Standard SSM parameter, and an upload becomes requests with no error
     assert parameter_size_warning(text) is None
     assert not translation.errors and not plan.errors
@@ -52,7 +52,7 @@ def test_multi_cdn_example_routes_one_upload_to_several_providers() -> None:
     config = parse_config(MULTI_CDN.read_text(encoding="utf-8"), source=str(MULTI_CDN))
     assert len({provider.kind for provider in config.providers}) >= 3
     event = json.loads((ROOT / "events/sqs-s3-put.json").read_text())
-    _, _, plan = preview(event, config, specs(config.providers))
+    _, _, plan, _ = preview(event, config, specs(config.providers))
     assert {request.provider for request in plan.requests} == {"fastly", "cloudfront"}
 
 

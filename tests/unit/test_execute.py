@@ -9,13 +9,24 @@ from random import Random
 import httpx
 import pytest
 from helpers import FASTLY_TOKEN, SimulatedClock, fastly_config
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
+from reliability import tally
 
-from cdnpurge.execute import PACING_HEADROOM, Executor, TokenBucket
+from cdnpurge.execute import (
+    LEARNED_RATE_MEMORY_SECONDS,
+    MAX_PROVIDER_WAIT_SECONDS,
+    PACING_HEADROOM,
+    RECOVERY_PER_SECOND,
+    Executor,
+    TokenBucket,
+    bounded_wait,
+)
 from cdnpurge.models import PurgeRequest, TargetKind
 from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.errors import ProviderError, RejectedError, ThrottledError, UnavailableError
-from cdnpurge.providers.http import rate_signal_from_headers
+from cdnpurge.providers.http import parse_retry_after, rate_signal_from_headers
 from cdnpurge.providers.registry import build_providers
 from cdnpurge.providers.spec import Capabilities, ProviderSpec
 
@@ -175,10 +186,12 @@ def test_a_throttle_halves_the_rate_which_recovers_on_successes() -> None:
     bucket = executor.buckets[provider.name]
     # When
     outcome = executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t")
-    # Then: cut by half, plus one recovery step (2% of the paced rate) for the success
+    # Then: cut by half, plus one recovery step (2% of the paced rate) for the success and 2% a second for
+    # the pacing wait between the throttled call and the retry
     paced = 10.0 * PACING_HEADROOM
+    waited = provider.calls[1] - provider.calls[0]
     assert outcome.ok and outcome.throttled == 1
-    assert bucket.rate == pytest.approx(paced * 0.52)
+    assert bucket.rate == pytest.approx(paced * (0.52 + RECOVERY_PER_SECOND * waited))
     for _ in range(40):
         executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t")
     assert bucket.rate == paced  # back at the paced rate, never above it
@@ -262,3 +275,123 @@ def test_http_providers_surface_the_rate_signal_on_their_result() -> None:
     result = provider.purge(PurgeRequest("fastly", TargetKind.KEY, ("k",), False), idempotency_token="t")
     # Then: 100 s / 50 calls
     assert result.rate_wait == pytest.approx(2.0)
+
+
+# --- every wait is bounded (issue 12 §5) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("asked", [1_000_000_000.0, float("inf"), 10.0**300])
+def test_a_providers_absurd_retry_after_pauses_it_at_most_the_documented_maximum(asked: float) -> None:
+    # Given: one 429 asking for an absurd wait, in a first batch that ends before it
+    clock = SimulatedClock()
+    provider = PacedProvider(clock, script=[ThrottledError("scripted", "slow", status=429, retry_after=asked)])
+    executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep, rng=Random(5))
+    first = executor.run(REQUEST, deadline=clock() + 30, idempotency_token="t")
+    assert first.deferred and first.retry_in is not None
+    assert first.retry_in <= MAX_PROVIDER_WAIT_SECONDS * 1.1  # the cap, plus at most 10% jitter
+    # When: a later batch of the same warm container, once the capped pause is over
+    clock.sleep(MAX_PROVIDER_WAIT_SECONDS * 1.1)
+    later = [executor.run(REQUEST, deadline=clock() + 30, idempotency_token="t") for _ in range(3)]
+    # Then: the provider is called again
+    assert all(outcome.ok for outcome in later)
+    assert len(provider.calls) == 4
+
+
+def test_a_far_future_rate_limit_reset_on_a_success_is_capped_too() -> None:
+    # Given: a success whose headers say "your budget resets in 30 years"
+    clock = SimulatedClock()
+    provider = PacedProvider(clock, hint=30 * 365 * 86400.0)
+    executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep)
+    executor.run(REQUEST, deadline=clock() + 30, idempotency_token="t")
+    # When: the next call
+    executor.run(REQUEST, deadline=clock() + 600, idempotency_token="t")
+    # Then: it waited the cap, not 30 years
+    assert gaps(provider.calls) == [MAX_PROVIDER_WAIT_SECONDS]
+
+
+@pytest.mark.parametrize(
+    ("asked", "bounded"),
+    [(None, None), (float("nan"), None), (-5.0, 0.0), (2.5, 2.5), (float("inf"), MAX_PROVIDER_WAIT_SECONDS)],
+)
+def test_bounded_wait(asked: float | None, bounded: float | None) -> None:
+    assert bounded_wait(asked) == bounded
+
+
+def test_a_nan_retry_after_backs_off_on_the_executors_own_schedule() -> None:
+    clock = SimulatedClock()
+    provider = PacedProvider(clock, script=[ThrottledError("scripted", "slow", status=429, retry_after=float("nan"))])
+    executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep, rng=Random(5))
+    outcome = executor.run(REQUEST, deadline=clock() + 30, idempotency_token="t")
+    assert outcome.ok and 0 <= provider.calls[1] - provider.calls[0] <= executor.base_backoff
+
+
+def test_a_learned_rate_is_forgotten_and_later_batches_run_unpaced() -> None:
+    # Given: a provider with no declared rate (F5 XC, Medianova) throttles once in a quick burst
+    clock = SimulatedClock()
+    provider = PacedProvider(clock, script=[ThrottledError("scripted", "slow", status=429, retry_after=1.0)])
+    executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep, rng=Random(2))
+    for _ in range(5):
+        executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t")
+    assert executor.buckets[provider.name].rate is not None  # it learned a rate
+    # When: later batches, after the learned rate's memory
+    clock.sleep(LEARNED_RATE_MEMORY_SECONDS)
+    before = len(clock.sleeps)
+    for _ in range(20):
+        executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t")
+    # Then: twenty calls with no pacing wait at all
+    assert len(clock.sleeps) == before
+    assert executor.buckets[provider.name].rate is None
+
+
+def test_a_cut_rate_recovers_with_time_between_batches() -> None:
+    # Given: a declared rate cut to its floor by a run of throttles
+    clock = SimulatedClock()
+    bucket = TokenBucket(rate=10.0, burst=1)
+    for _ in range(10):
+        bucket.throttled(clock(), 0.0)
+    assert bucket.rate == pytest.approx(1.0)
+    # When: a minute without calls (the next batch)
+    clock.sleep(60)
+    # Then: back at the declared rate, not 1 call/s for the container's life
+    assert bucket.delay(clock()) == 0.0
+    assert bucket.rate == 10.0
+
+
+HEADER_VALUES = st.one_of(
+    st.text(max_size=40),
+    st.integers(min_value=-(10**30), max_value=10**30).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.sampled_from(["inf", "-inf", "nan", "1e999", "Fri, 31 Dec 9999 23:59:59 GMT", "Thu, 01 Jan 1970 00:00:00 GMT"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    retry_after=HEADER_VALUES,
+    rate_headers=st.dictionaries(
+        st.sampled_from(
+            [
+                "Fastly-RateLimit-Remaining",
+                "Fastly-RateLimit-Reset",
+                "Ratelimit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Limit-Per-Second",
+            ]
+        ),
+        HEADER_VALUES,
+    ),
+)
+def test_no_header_value_pauses_a_provider_beyond_the_cap(retry_after: str, rate_headers: dict[str, str]) -> None:
+    # Given: a 429 with any Retry-After, then a success with any rate-limit headers
+    clock = SimulatedClock()
+    throttle = ThrottledError("scripted", "slow", status=429, retry_after=parse_retry_after(retry_after))
+    provider = PacedProvider(clock, script=[throttle], hint=rate_signal_from_headers(rate_headers))
+    executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep, rng=Random(1))
+    # When
+    executor.run(REQUEST, deadline=clock() + 10 * MAX_PROVIDER_WAIT_SECONDS, idempotency_token="t")
+    # Then: no single wait, and no pause left behind, exceeds the cap (plus the jitter on a throttle)
+    assert all(0 <= wait <= MAX_PROVIDER_WAIT_SECONDS * 1.1 for wait in clock.sleeps)
+    assert executor.buckets[provider.name].pause_until - clock() <= MAX_PROVIDER_WAIT_SECONDS * 1.1
+    tally.add(bad_inputs=1)

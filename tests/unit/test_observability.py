@@ -12,6 +12,8 @@ from cdnpurge.models import Escalation, Plan, TargetKind
 from cdnpurge.observability import record
 from cdnpurge.report import BatchReport, BatchRun
 from cdnpurge.rules import Translation
+from cdnpurge.trail import TrailWriting
+from cdnpurge.verification.report import Tally, VerificationReport
 
 
 def test_an_escalation_is_logged_and_counted_per_provider(capsys: pytest.CaptureFixture[str]) -> None:
@@ -55,3 +57,65 @@ def test_changes_no_rule_matched_are_logged_and_counted(capsys: pytest.CaptureFi
     assert (logged["changes"], logged["change_ids"]) == (2, ["s3:b/x@1", "s3:b/y@2"])
     (emf,) = [d for d in documents if "_aws" in d and "Unmatched" in d]
     assert emf["Unmatched"] == [2.0]
+
+
+def test_a_trail_not_written_is_logged_and_counted(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given: a batch whose purge trail could not be written (the purges stand)
+    report = BatchReport(
+        BatchRun(decoded=Decoded((), (), ()), translation=Translation((), (), ()), plan=Plan(())),
+        trail=TrailWriting(written=3, failed=4, cause="ResourceNotFoundException: no table"),
+    )
+    metrics = Metrics(namespace="cdnpurge-test", service="cdnpurge-test")
+    metrics.clear_metrics()
+    # When
+    record(report, Logger(service="cdnpurge-test-trail", level="INFO"), metrics)
+    metrics.flush_metrics()
+    # Then
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    (logged,) = [d for d in documents if d.get("message") == "purge trail not written"]
+    assert (logged["items"], logged["written"], logged["cause"]) == (4, 3, "ResourceNotFoundException: no table")
+    (emf,) = [d for d in documents if "_aws" in d and "TrailWriteFailed" in d]
+    assert emf["TrailWriteFailed"] == [4.0]
+    assert report.response() == {"batchItemFailures": []}
+
+
+def test_verification_figures_are_metrics_per_provider_and_failures_a_batch_total(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given: a batch whose checks saw two Fastly changes fresh (after 4 s and 9 s), one URL stale and
+    # purged again, a key no URL shows, and one change failed past its deadline
+    verification = VerificationReport(
+        tallies={
+            "fastly": Tally(
+                time_to_fresh=[4.0, 9.0],
+                stale=1,
+                repurged=1,
+                unverifiable=1,
+                failed=1,
+                seen_stale=[("s3:b/a@1", "https://www.example.com/a", '"old"', '"new"')],
+            )
+        },
+        failures=['still stale at https://www.example.com/a after 300 s: ETag "old", origin "new"'],
+    )
+    report = BatchReport(
+        BatchRun(decoded=Decoded((), (), ()), translation=Translation((), (), ()), plan=Plan(())),
+        verification=verification,
+    )
+    metrics = Metrics(namespace="cdnpurge-test", service="cdnpurge-test")
+    metrics.clear_metrics()
+    # When
+    record(report, Logger(service="cdnpurge-test-verify", level="INFO"), metrics)
+    metrics.flush_metrics()
+    # Then
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    (per_provider,) = [d for d in documents if "_aws" in d and d.get("provider") == "fastly"]
+    assert per_provider["TimeToFresh"] == [4.0, 9.0]
+    assert (per_provider["StaleAfterPurge"], per_provider["Repurged"]) == ([1.0], [1.0])
+    assert (per_provider["Unverifiable"], per_provider["VerificationFailed"]) == ([1.0], [1.0])
+    (total,) = [d for d in documents if "_aws" in d and "VerificationFailed" in d and "provider" not in d]
+    assert total["VerificationFailed"] == [1.0]
+    assert {d.get("message") for d in documents} >= {
+        "edge still stale after the purge",
+        "verification failed: dead-lettered",
+        "verification",
+    }

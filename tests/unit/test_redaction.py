@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
+from reliability import tally
 
 from cdnpurge.deadletter import dead_letter
 from cdnpurge.errors import describe_error
@@ -53,6 +54,7 @@ def error_of(provider: RedactingProvider) -> ProviderError:
 
 @given(padding=st.integers(0, 600), json_body=st.booleans(), status=st.sampled_from([400, 403, 500, 503]))
 def test_an_echoed_token_leaves_no_fragment_wherever_the_cut_falls(padding: int, json_body: bool, status: int) -> None:
+    tally.hostile("secrets")
     # Given: a CDN error quoting the token after `padding` characters, as text or inside JSON
     text = "x" * padding + f" token {TOKEN} refused"
     body = json.dumps({"errors": [text]}) if json_body else text
@@ -76,6 +78,7 @@ def test_a_token_echoed_as_the_purge_id_is_redacted_in_the_result() -> None:
 
 @given(start=st.integers(0, len(TOKEN) - FRAGMENT_CHARS), length=st.integers(FRAGMENT_CHARS, len(TOKEN)))
 def test_any_piece_of_a_secret_is_redacted(start: int, length: int) -> None:
+    tally.hostile("secrets")
     piece = TOKEN[start : start + length]
     assert leaked(redact(f"the CDN quoted {piece} back", SECRETS)) == []
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import FASTLY_SERVICE, FASTLY_TOKEN
+from helpers import FASTLY_SERVICE, FASTLY_TOKEN, SimulatedClock
 
 from cdnpurge.config import ConfigError
 from cdnpurge.execute import PACING_HEADROOM
-from cdnpurge.service import PurgeService
+from cdnpurge.service import CONFIG_CHECK_SECONDS, PurgeService
 
 CONFIG = f"""
 providers:
@@ -73,3 +73,57 @@ def test_the_queues_come_from_the_environment_and_empty_means_unset(tmp_path: Pa
     )
     queues = PurgeService.from_environment(env).queues
     assert (queues.dead_letter_url, queues.purge_url, queues.max_receive_count) == ("https://sqs.example/dlq", None, 5)
+
+
+# --- the configuration is re-read when it changes (issue 12 §7) ----------------------------------------
+
+SECOND_PROVIDER = """
+  - {name: backup, kind: fastly, service_id: SVC2, hosts: [www.example.com],
+     credentials: {token: {env: FASTLY_API_TOKEN}}}
+"""
+
+
+def test_a_changed_configuration_is_applied_within_the_check_interval_keeping_unchanged_pacing(
+    tmp_path: Path,
+) -> None:
+    # Given: a warm service whose Fastly bucket holds a pause asked for by the CDN
+    config = tmp_path / "purge.yaml"
+    config.write_text(CONFIG)
+    clock = SimulatedClock()
+    service = PurgeService.from_environment(environment(config), config_clock=clock)
+    paced = service.executor.buckets["fastly"]
+    paced.pause(clock(), 120.0)
+    empty: dict[str, list[object]] = {"Records": []}
+    # When: the document gains a provider; a batch before the check interval, then one after it
+    config.write_text(CONFIG + SECOND_PROVIDER)
+    clock.sleep(CONFIG_CHECK_SECONDS - 1)
+    early = service.handle(empty)
+    providers_before_the_check = set(service.providers)
+    clock.sleep(1)
+    later = service.handle(empty)
+    # Then: applied at the first check, with Fastly's pacing state carried over
+    assert not early.config_change.reloaded and providers_before_the_check == {"fastly"}
+    assert later.config_change.reloaded and set(service.providers) == {"fastly", "backup"}
+    assert service.executor.buckets["fastly"] is paced
+    assert service.executor.buckets["backup"] is not paced
+    # When: Fastly's own settings change
+    config.write_text(CONFIG.replace("rate_per_second: 10", "rate_per_second: 5") + SECOND_PROVIDER)
+    clock.sleep(CONFIG_CHECK_SECONDS)
+    service.handle(empty)
+    # Then: its pacing starts afresh at the new rate
+    assert service.executor.buckets["fastly"] is not paced
+    assert service.executor.buckets["fastly"].ceiling == 5 * PACING_HEADROOM
+
+
+def test_an_invalid_update_is_refused_and_the_previous_configuration_keeps_running(tmp_path: Path) -> None:
+    config = tmp_path / "purge.yaml"
+    config.write_text(CONFIG)
+    clock = SimulatedClock()
+    service = PurgeService.from_environment(environment(config), config_clock=clock)
+    before = service.config
+    config.write_text(CONFIG.replace("kind: fastly", "kind: fastlyy"))
+    clock.sleep(CONFIG_CHECK_SECONDS)
+    report = service.handle({"Records": []})
+    # (the value itself is never quoted: a credential pasted into `kind` would be)
+    assert report.config_change.problem and "providers[0].kind" in report.config_change.problem
+    assert service.config is before

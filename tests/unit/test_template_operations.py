@@ -133,6 +133,7 @@ def test_the_metric_scan_finds_what_the_code_emits_and_nothing_else() -> None:
     assert {"BatchAborted", "ProviderFailed", "LedgerUnavailable", "DeadLetterSendFailed"} <= names
     assert {"Requests", "Throttles", "RequestsFailed", "DuplicatesSkipped", "ChangeToPurgeSeconds"} <= names
     assert {"ProviderThrottled", "ProviderAuthFailed"} <= names
+    assert {"TimeToFresh", "StaleAfterPurge", "Repurged", "Unverifiable", "VerificationFailed"} <= names
     assert "Content-Type" not in names and "Requestz" not in names
 
 
@@ -165,6 +166,8 @@ def test_the_dashboard_covers_what_operators_need() -> None:
     body = resources()["OperationsDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     for percentile in ("'p50'", "'p99'"):
         assert f'MetricName=\\"ChangeToPurgeSeconds\\"\', {percentile}' in body
+        assert f'MetricName=\\"TimeToFresh\\"\', {percentile}' in body
+    assert {"TimeToFresh", "StaleAfterPurge", "Repurged", "Unverifiable", "VerificationFailed"} <= per_provider
     # The alarm widget lists every alarm, so the dashboard's first row is the stack's state.
     (alarm_widget,) = [w for w in dashboard()["widgets"] if w["type"] == "alarm"]
     assert len(alarm_widget["properties"]["alarms"]) == len(of_type("AWS::CloudWatch::Alarm"))
@@ -180,6 +183,7 @@ def test_every_cdnpurge_metric_an_alarm_watches_is_emitted() -> None:
         "DeadLetterSendFailed",
         "ProviderFailed",
         "Throttles",
+        "VerificationFailed",
     }
     for alarm, name, dimensions in watched:
         assert name in emitted(), f"{alarm} watches {name}, which the code never emits"

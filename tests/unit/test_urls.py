@@ -12,6 +12,7 @@ import pytest
 from helpers import config_from, fastly_config
 from hypothesis import given
 from hypothesis import strategies as st
+from reliability import tally
 
 import cdnpurge.urls
 from cdnpurge.cli import main
@@ -122,6 +123,7 @@ _HOST_CHARS = st.sampled_from(list("abcxyz019-.@:\\[]%*/?#"))
     path=st.text(st.sampled_from(list("ab/\\.%2eE*@:?#")), max_size=20),
 )
 def test_whatever_a_url_holds_the_cdn_gets_it_canonical_and_allowed(userinfo: str, port: str, path: str) -> None:
+    tally.hostile("canonical")
     # Given: an URL with arbitrary userinfo, port and path around an allowed host
     url = f"https://{userinfo}{'@' if userinfo else ''}{ALLOWED}{':' if port else ''}{port}/{path}"
     # When
@@ -138,6 +140,7 @@ def test_whatever_a_url_holds_the_cdn_gets_it_canonical_and_allowed(userinfo: st
 
 @given(st.text(st.sampled_from(list("ab/\\.%2eE*@:?#")), max_size=30))
 def test_canonical_paths_are_fixed_points_without_hazards(path: str) -> None:
+    tally.hostile("canonical")
     try:
         canonical = canonical_path(path)
     except UrlError:

@@ -5,22 +5,28 @@ cdnpurge plan --config purge.yaml --event events/sqs-s3-put.json --format json
 cdnpurge purge --config purge.yaml --provider fastly --key article-42 --soft
 cdnpurge redrive --dlq-url URL --queue-url URL --dry-run
 cdnpurge enable-eventbridge --bucket my-site-content --dry-run
+cdnpurge status --bucket my-site-content --key docs/a.html
+cdnpurge report bench/results/storm-20261126T144126Z.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TextIO
 
 from cdnpurge.aws_errors import aws_problem
+from cdnpurge.charts import FORMATS, ChartsUnavailableError, RunFileError, render_run
 from cdnpurge.cli_errors import reader_gone
 from cdnpurge.config import Config, ConfigError, parse_config, read_config_text
+from cdnpurge.cost import DynamoDBPathCounter, PathBill, charge_usd, month_of
 from cdnpurge.credentials import CredentialError
 from cdnpurge.deadletter import describe_dead_letter, kept_attributes
 from cdnpurge.deploy import parameter_size_warning
@@ -36,6 +42,8 @@ from cdnpurge.providers.docs import purge_examples
 from cdnpurge.providers.errors import ProviderError
 from cdnpurge.providers.registry import REGISTRY, specs
 from cdnpurge.purgers import build_purgers
+from cdnpurge.status import DEFAULT_LIMIT, StatusError, TrailReader, parse_duration, write_json, write_table
+from cdnpurge.trail import DEFAULT_RETENTION_SECONDS
 from cdnpurge.urls import UrlError, canonical_host, canonical_path, canonical_url, without_userinfo
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -115,6 +123,33 @@ Exit status: 0 done (or nothing to do), 2 usage or AWS error (one line naming it
 """
 
 
+STATUS_EXAMPLES = f"""\
+examples (the table is the stack output PurgeTrailTableName, or TRAIL_TABLE_NAME in the environment):
+  cdnpurge status --bucket my-site-content --key docs/a.html     every recent change of one object
+  cdnpurge status --url https://www.example.com/docs/a.html      what purged one URL (as URL, path, prefix, host)
+  cdnpurge status --change-id 's3:my-site-content/docs/a.html@0065A1B2C3D4E5F6'
+  cdnpurge status --since 1h --format json                       the last hour, for scripts
+
+Per change: its source (bucket, key and S3's sequencer or version id; or the publisher's id), the rule that
+matched, and per provider its targets, the provider's request or job id, accepted / completed / fresh
+(the last two as seconds after acceptance, once the verifier reports them), attempts and the last error.
+Newest first, at most --limit changes. The trail is kept {DEFAULT_RETENTION_SECONDS // 86400} days by default
+(TrailRetentionSeconds). AWS endpoint, region and credentials come from the usual AWS environment
+(AWS_PROFILE, AWS_ENDPOINT_URL_DYNAMODB for the local stack). Needs dynamodb:Query on the table and its
+indexes. Exit status: 0 found, 1 nothing recorded for the question, 2 usage or AWS error.
+"""
+
+
+REPORT_EXAMPLES = """\
+examples:
+  cdnpurge report bench/results/storm-20261126T144126Z.json       storm-...{calls,wall,throughput}.png
+  cdnpurge report local/runs/demo.json -f svg -f png                 both formats
+
+Needs matplotlib, which the Lambda layer never ships: pip install -e '.[charts]' in a checkout.
+Exit status: 0 charts written, 2 usage (no such file, not a saved run, matplotlib missing).
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cdnpurge",
@@ -142,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     plan_cmd.add_argument("-c", "--config", required=True, type=Path, help="YAML configuration file")
     plan_cmd.add_argument("-e", "--event", required=True, type=Path, help="event JSON file (see events/)")
     plan_cmd.add_argument("-f", "--format", choices=("text", "json"), default="text", help="output format")
+    plan_cmd.add_argument(
+        "--table",
+        metavar="NAME",
+        help="the stack's idempotency table (output IdempotencyTableName): read the CloudFront paths billed "
+        "this month so far, for the bill and monthly_path_budget (the only AWS call `plan` makes)",
+    )
 
     purge = commands.add_parser(
         "purge",
@@ -200,6 +241,42 @@ def build_parser() -> argparse.ArgumentParser:
         switch.add_argument("--bucket", required=True, help="the content bucket (template parameter ContentBucketName)")
         switch.add_argument("--dry-run", action="store_true", help="print the merged configuration, write nothing")
         switch.set_defaults(eventbridge=enabled)
+
+    status = commands.add_parser(
+        "status",
+        help="what happened to a change: accepted, completed, fresh, per provider (the purge trail)",
+        description="Read the purge trail the function keeps for each (provider, change).",
+        epilog=STATUS_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    question = status.add_mutually_exclusive_group(required=True)
+    question.add_argument("--bucket", help="the object's bucket (with --key)")
+    question.add_argument("--url", help="an absolute URL a purge named, as URL, path, directory prefix or host")
+    question.add_argument("--change-id", help="one change id (as `cdnpurge plan` and the logs print it)")
+    question.add_argument(
+        "--since", type=_duration, metavar="AGE", help="changes recorded within AGE: 90s, 15m, 1h, 2d"
+    )
+    status.add_argument("--key", help="the object's key (with --bucket)")
+    status.add_argument(
+        "--table", default=None, help="the trail table (stack output PurgeTrailTableName; default $TRAIL_TABLE_NAME)"
+    )
+    status.add_argument("--limit", type=_positive, default=DEFAULT_LIMIT, metavar="N", help="at most N changes (50)")
+    status.add_argument("-f", "--format", choices=("text", "json"), default="text", help="output format")
+    report = commands.add_parser(
+        "report",
+        help="draw a saved bench or demo run as charts",
+        description="Draw a run saved by `make bench` (bench/results/storm-*.json) or by the demo "
+        "(`make demo` saves local/runs/demo.json) as charts written beside it: calls per storm for "
+        "cdnpurge, the naive purger and the minimum; wall time against the rate-limit minimum; planner "
+        "throughput (bench runs).",
+        epilog=REPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("run", type=Path, metavar="RUN", help="a saved run (JSON)")
+    report.add_argument(
+        "-f", "--format", action="append", choices=FORMATS, help="file format (repeatable; default png)"
+    )
+    report.add_argument("-o", "--out-dir", type=Path, help="write the charts here (default: beside RUN)")
     return parser
 
 
@@ -217,19 +294,30 @@ def _positive(text: str) -> int:
     return value
 
 
+def _duration(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except StatusError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
     out: TextIO | None = None,
     sqs: Any = None,
     s3: Any = None,
+    dynamodb: Any = None,
     clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
 ) -> int:
-    """Run one command. AWS errors become one line and exit 2; a closed stdout pipe ends the run quietly."""
+    """Run one command. AWS errors become one line and exit 2; a closed stdout pipe ends the run quietly.
+
+    `sqs`, `s3`, `dynamodb` (clients) and the clocks are for tests; by default boto3 and the system's."""
     out = out or sys.stdout
     try:
         args = build_parser().parse_args(argv)
-        status = _run(args, out, sqs=sqs, s3=s3, clock=clock)
+        status = _run(args, out, sqs=sqs, s3=s3, dynamodb=dynamodb, clock=clock, wall_clock=wall_clock)
         out.flush()
     except BrokenPipeError:
         return reader_gone(out)
@@ -242,42 +330,79 @@ def main(
     return status
 
 
-def _run(args: argparse.Namespace, out: TextIO, *, sqs: Any, s3: Any, clock: Callable[[], float]) -> int:
+def _run(
+    args: argparse.Namespace,
+    out: TextIO,
+    *,
+    sqs: Any,
+    s3: Any,
+    dynamodb: Any,
+    clock: Callable[[], float],
+    wall_clock: Callable[[], float],
+) -> int:
+    if args.command == "status":
+        return _status(args, out, dynamodb, clock)
     if args.command == "redrive":
         return _redrive(args, out, sqs, clock)
     if args.command in ("enable-eventbridge", "disable-eventbridge"):
         return _eventbridge(args, out, s3)
+    if args.command == "report":
+        return _report(args, out)
     try:
         text = read_config_text(str(args.config))
-        config = parse_config(text, source=str(args.config))
+        # validate and purge judge a configuration as the service would: credentials included
+        config = parse_config(text, source=str(args.config), require_credentials=args.command != "plan")
         if args.command == "validate":
             return _validate(config, text, out)
         if args.command == "plan":
-            return _plan(config, args.event, args.format, out)
+            return _plan(config, args, out, dynamodb=dynamodb, month=month_of(wall_clock()))
         return _purge(config, args, out)
     except (ConfigError, CredentialError) as exc:
         print(f"cdnpurge: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
 
+def _report(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        written = render_run(args.run, formats=args.format or ("png",), out_dir=args.out_dir)
+    except (RunFileError, ChartsUnavailableError) as exc:
+        print(f"cdnpurge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for path in written:
+        print(f"written {path}", file=out)
+    return EXIT_OK
+
+
 def _validate(config: Config, text: str, out: TextIO) -> int:
     print(f"configuration OK: {len(config.providers)} provider(s), {len(config.rules)} rule(s)", file=out)
     for name, spec in specs(config.providers).items():
         kinds = ", ".join(f"{kind.value}<={limit}" for kind, limit in spec.capabilities.max_targets.items())
-        print(f"  {name}: {kinds}; soft={'yes' if spec.capabilities.soft_purge else 'no'}", file=out)
+        receives = "" if spec.purge_by is None else "; purge_by=" + ",".join(sorted(k.value for k in spec.purge_by))
+        print(f"  {name}: {kinds}; soft={'yes' if spec.capabilities.soft_purge else 'no'}{receives}", file=out)
     warning = parameter_size_warning(text)
     if warning:
         print(f"cdnpurge: warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
-def _plan(config: Config, event_path: Path, output_format: str, out: TextIO) -> int:
+def _plan(config: Config, args: argparse.Namespace, out: TextIO, *, dynamodb: Any, month: str) -> int:
+    """The plan of an event file; `month` is the calendar month whose billed paths `--table` reads."""
+    event_path, output_format = args.event, args.format
     try:
         event = json.loads(event_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         print(f"cdnpurge: {event_path}: cannot read event JSON: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    decoded, translation, the_plan = preview(event, config, specs(config.providers))
+    month_so_far = None
+    if args.table:
+        if dynamodb is None:
+            import boto3
+
+            dynamodb = boto3.client("dynamodb")
+        month_so_far = DynamoDBPathCounter(dynamodb, args.table).month_so_far(month)
+    decoded, translation, the_plan, bill = preview(
+        event, config, specs(config.providers), month=month, month_so_far=month_so_far
+    )
     document = {
         "changes": [_change_json(change) for change in decoded.changes],
         "requests": [_request_json(request) for request in the_plan.requests],
@@ -285,6 +410,7 @@ def _plan(config: Config, event_path: Path, output_format: str, out: TextIO) -> 
         + [{"source_id": e.source_id, "change_id": e.change_id, "message": e.message} for e in translation.errors]
         + [{"provider": e.provider, "change_ids": sorted(e.change_ids), "message": e.message} for e in the_plan.errors],
         "escalations": [_escalation_json(escalation) for escalation in the_plan.escalations],
+        "billing": _bill_json(bill),
         "ignored": list(decoded.ignored),
         "unmatched": list(translation.unmatched),
     }
@@ -293,6 +419,8 @@ def _plan(config: Config, event_path: Path, output_format: str, out: TextIO) -> 
         out.write("\n")
     else:
         _print_plan_text(document, the_plan, out)
+        if bill.paths or bill.budget is not None:
+            print(f"billing: {bill.describe()}", file=out)
     return EXIT_OK if not document["errors"] else EXIT_FAILED
 
 
@@ -324,6 +452,19 @@ def _escalation_json(escalation: Escalation) -> dict[str, Any]:
         "replaced": escalation.replaced,
         "requests_before": escalation.requests_before,
         "requests_after": escalation.requests_after,
+    }
+
+
+def _bill_json(bill: PathBill) -> dict[str, Any]:
+    return {
+        "month": bill.month,
+        "paths": dict(bill.paths),
+        "total": bill.total,
+        "month_so_far": bill.month_so_far,
+        "estimated_usd": charge_usd(bill.month_so_far or 0, bill.total),
+        "budget": bill.budget,
+        "economised": bill.economised,
+        "exceeded": bill.exceeded,
     }
 
 
@@ -365,7 +506,8 @@ def _purge(config: Config, args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_USAGE
     change_id = f"cli:{int(time.time())}"
     routed = [RoutedTarget(change_id, target, frozenset({settings.name}), args.soft) for target in targets]
-    spec = REGISTRY[settings.kind].spec_for(settings)
+    # A manual purge names its provider and kinds itself: `purge_by` routes events, not this command.
+    spec = replace(REGISTRY[settings.kind].spec_for(settings), purge_by=None)
     the_plan = plan(routed, {settings.name: spec})
     for error in the_plan.errors:
         print(f"error: {error.message}", file=out)
@@ -486,6 +628,74 @@ def _eventbridge(args: argparse.Namespace, out: TextIO, s3: Any) -> int:
         return EXIT_OK
     print(f"{args.bucket}: EventBridge delivery turned {state}; kept {change.kept()}", file=out)
     return EXIT_OK
+
+
+def _status(args: argparse.Namespace, out: TextIO, dynamodb: Any, clock: Callable[[], float]) -> int:
+    table = args.table or os.environ.get("TRAIL_TABLE_NAME")
+    if not table:
+        print(
+            "cdnpurge: name the trail table: --table NAME (stack output PurgeTrailTableName) or TRAIL_TABLE_NAME",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if (args.bucket is None) != (args.key is None):
+        print("cdnpurge: --bucket and --key go together: name the object by both", file=sys.stderr)
+        return EXIT_USAGE
+    if dynamodb is None:
+        import boto3
+
+        dynamodb = boto3.client("dynamodb")
+    progress = Progress(sys.stderr, "status", clock=clock)
+    return print_status(
+        TrailReader(dynamodb, table, progress=progress),
+        out,
+        bucket=args.bucket,
+        key=args.key,
+        url=args.url,
+        change_id=args.change_id,
+        since_seconds=args.since,
+        limit=args.limit,
+        output_format=args.format,
+    )
+
+
+def print_status(
+    reader: TrailReader,
+    out: TextIO,
+    *,
+    bucket: str | None = None,
+    key: str | None = None,
+    url: str | None = None,
+    change_id: str | None = None,
+    since_seconds: int | None = None,
+    limit: int = DEFAULT_LIMIT,
+    output_format: str = "text",
+) -> int:
+    """Answer one `cdnpurge status` question (exactly one of object, URL, change id, age) on `out`.
+
+    The demo calls it too: `print_status(TrailReader(client, table), sys.stdout, bucket=..., key=...)`.
+    """
+    try:
+        if change_id is not None:
+            changes, asked = reader.by_change(change_id), f"change {change_id}"
+        elif url is not None:
+            changes, asked = reader.by_url(url, limit), url
+        elif since_seconds is not None:
+            changes, asked = reader.since(since_seconds, limit), f"the last {since_seconds} s"
+        elif bucket is not None and key is not None:
+            changes, asked = reader.by_object(bucket, key, limit), f"s3://{bucket}/{key}"
+        else:
+            raise StatusError("ask about one object (bucket and key), URL, change id or age")
+    except StatusError as exc:
+        print(f"cdnpurge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if output_format == "json":
+        write_json(changes, out)
+    elif changes:
+        write_table(changes, out)
+    else:
+        print(f"no purge recorded for {asked} (the trail keeps what the function purged in its retention)", file=out)
+    return EXIT_OK if changes else EXIT_FAILED
 
 
 if __name__ == "__main__":

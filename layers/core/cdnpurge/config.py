@@ -1,28 +1,49 @@
 """The one typed configuration document: providers, rules and allowed hosts.
 
-Loaded once per cold start from a YAML file (local, CLI) or an SSM parameter (`ssm:/name`, in AWS) and
-validated before any event is touched, so a typo fails the deploy's first invocation loudly with the
+Loaded at a cold start from a YAML file (local, CLI) or an SSM parameter (`ssm:/name`, in AWS), and read
+again by a warm service every minute to notice changes (`service.ConfigReload`); validated before any event
+is touched, so a typo fails the deploy's first invocation loudly with the
 field named, instead of silently purging nothing. Credentials are *references* (see `credentials`), never
 values, and a plaintext value is refused unless explicitly allowed for local use.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from cdnpurge.credentials import InlineCredential
 from cdnpurge.errors import CdnpurgeError
+from cdnpurge.models import TargetKind
 from cdnpurge.placeholders import PLACEHOLDER
+from cdnpurge.plan.convert import can_express
 from cdnpurge.providers.registry import REGISTRY
+from cdnpurge.rules import compile_match
+
+# Validation context key: refuse providers lacking the credentials their adapter needs (see `parse_config`).
+REQUIRE_CREDENTIALS: Final = "require_credentials"
 
 
 class ConfigError(CdnpurgeError, ValueError):
     """The configuration is invalid; the message names each offending field."""
+
+
+# The target kind each template field of a rule produces.
+RULE_KINDS = {"paths": TargetKind.PATH, "urls": TargetKind.URL, "keys": TargetKind.KEY, "prefixes": TargetKind.PREFIX}
 
 
 class Rule(BaseModel):
@@ -49,26 +70,35 @@ class Rule(BaseModel):
     @classmethod
     def _absolute(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         for position, value in enumerate(values):
-            if not value.startswith("/"):
+            if not value.startswith("/"):  # the value is not quoted: a credential pasted here would be
                 raise ValueError(f"entry [{position}] must be a template starting with '/' (value not shown)")
         return values
 
     @model_validator(mode="after")
     def _templates_use_known_names(self) -> Rule:
-        captured = {name for name, _ in PLACEHOLDER.findall(self.match)}
-        if not captured:
-            raise ValueError("match: the pattern has no capture such as {key*} or {slug} (value not shown)")
-        known = captured | {"key", "bucket"}
+        """Every problem of the rule at once: a rule that passes here can match and fill every template."""
+        problems = []
+        names = [name for name, _ in PLACEHOLDER.findall(self.match)]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if not names:
+            problems.append("match has no capture such as {key*} or {slug}")
+        elif repeated:
+            problems.append(f"match captures {repeated} more than once; each capture name may appear once")
+        else:
+            try:
+                compile_match(self.match)
+            except re.error as exc:
+                problems.append(f"match cannot be compiled: {exc.msg}")
+        known = set(names) | {"key", "bucket"}
         if not (self.paths or self.urls or self.keys or self.prefixes):
-            raise ValueError("a rule needs at least one of paths, urls, keys, prefixes")
+            problems.append("a rule needs at least one of paths, urls, keys, prefixes")
         for field_name in ("paths", "urls", "keys", "prefixes"):
-            for template in getattr(self, field_name):
+            for position, template in enumerate(getattr(self, field_name)):
                 unknown = {name for name, _ in PLACEHOLDER.findall(template)} - known
                 if unknown:
-                    raise ValueError(
-                        f"{field_name}: a template uses capture(s) the match does not define: {sorted(unknown)} "
-                        f"(known: {sorted(known)})"
-                    )
+                    problems.append(f"{field_name}[{position}] uses unknown capture(s) {sorted(unknown)}")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
 
@@ -86,6 +116,13 @@ class Config(BaseModel):
     )
     allow_inline_secrets: bool = Field(default=False, description="Permit `value:` credentials (local only).")
     purge_index_directories: bool = Field(default=True, description="index.html also purges '/dir/' and '/dir'.")
+    monthly_path_budget: int | None = Field(
+        default=None,
+        ge=0,
+        description="CloudFront invalidation paths (wildcards and tags count one each) the account may bill a "
+        "month: a plan that would cross it purges by tag or wildcard where they cover the same objects, else "
+        "purges anyway and warns (PathBudgetExceeded). Off when unset.",
+    )
     repurge_delay_seconds: int = Field(
         default=0,
         ge=0,
@@ -96,47 +133,95 @@ class Config(BaseModel):
 
     @field_validator("providers", mode="before")
     @classmethod
-    def _typed_providers(cls, raw: Any) -> Any:
-        """Validate each entry with its adapter's own settings model, chosen by `kind`."""
+    def _typed_providers(cls, raw: Any, info: ValidationInfo) -> Any:
+        """Validate each entry with its adapter's own settings model, chosen by `kind`; every entry's
+        problems are reported together. With `REQUIRE_CREDENTIALS` in the validation context (the service,
+        `cdnpurge validate`), an entry lacking a credential its adapter needs is refused as well."""
         if not isinstance(raw, list | tuple):
             return raw
-        typed = []
+        require_credentials = bool(info.context and info.context.get(REQUIRE_CREDENTIALS))
+        typed, problems = [], []
         for position, entry in enumerate(raw):
-            kind = str(entry.get("kind")) if isinstance(entry, dict) else None
-            if kind is None or kind not in REGISTRY:
-                # The value is not quoted: a credential pasted one line off lands here.
-                raise ValueError(f"providers[{position}].kind: expected one of {sorted(REGISTRY)} (value not shown)")
+            where = f"providers[{position}]"
+            kind = entry.get("kind") if isinstance(entry, dict) else None
+            if not isinstance(kind, str) or kind not in REGISTRY:
+                # Never quoted: a value pasted into the wrong field may be a credential.
+                problems.append(f"{where}.kind: must be one of {sorted(REGISTRY)}")
+                continue
+            adapter = REGISTRY[kind]
+            problems.extend(_endpoint_problems(entry.get("endpoint"), where))
+            credentials = entry.get("credentials")
+            given = credentials if isinstance(credentials, dict) else {}
+            missing = [name for name in adapter.required_credentials if name not in given]
+            if require_credentials and missing:
+                problems.append(f"{where}.credentials: {kind} needs {missing}")
             try:
-                settings = REGISTRY[kind].settings_model.model_validate(entry)
+                settings = adapter.settings_model.model_validate(entry)
+                spec = adapter.spec_for(settings)  # checks limit overrides against the declared limits
             except ValidationError as exc:
-                raise ValueError("; ".join(_describe(exc, prefix=f"providers[{position}]"))) from None
-            REGISTRY[kind].spec_for(settings)  # checks limit overrides against the declared limits
+                problems.extend(_describe(exc, prefix=where))
+                continue
+            except ValueError as exc:
+                problems.append(f"{where}: {exc}")
+                continue
+            for target_kind in spec.purge_by or ():
+                if not can_express(spec, target_kind):
+                    problems.append(
+                        f"{where}.purge_by: {settings.name} cannot purge by {target_kind.value}"
+                        + (" (it needs `hosts`)" if target_kind is not TargetKind.KEY else "")
+                    )
             typed.append(settings)
+        if problems:
+            raise ValueError("\n".join(problems))
         return tuple(typed)
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _every_problem(cls, raw: Any, handler: ModelWrapValidatorHandler[Config]) -> Config:
+        """The fields' problems and the cross-checks' (names, inline secrets, rule providers) in one report,
+        even when a field is invalid: fixing a configuration should take one run, not one run per problem."""
+        try:
+            config: Config | None = handler(raw)
+            problems = []
+        except ValidationError as exc:
+            config, problems = None, _describe(exc)
+        problems.extend(_cross_problems(raw))
+        if problems:
+            raise ValueError("\n".join(problems))
+        assert config is not None
+        return config
+
     @model_validator(mode="after")
-    def _cross_checks(self) -> Config:
-        names = [provider.name for provider in self.providers]
-        for position, name in enumerate(names):
-            if name in names[:position]:
-                raise ValueError(
-                    f"providers[{position}].name: the same name as providers[{names.index(name)}]; names must be unique"
-                )
+    def _typed_cross_checks(self) -> Config:
+        """What needs the typed document: probes only go to allow-listed hosts (every `verify.hosts` entry is a
+        provider host or allowed), and each kind a rule produces reaches one of its providers."""
+        problems = []
         for provider in self.providers:
-            for credential_name, ref in provider.credentials.items():
-                if isinstance(ref, InlineCredential) and not self.allow_inline_secrets:
-                    raise ValueError(
-                        f"providers.{provider.name}.credentials.{credential_name}: inline secret values are "
-                        "refused; use {env: VAR} or {secret: NAME} (or allow_inline_secrets: true locally)"
+            verify = provider.verify
+            for host in verify.hosts if verify is not None else ():
+                if not self.host_allowed(host):
+                    problems.append(
+                        f"providers.{provider.name}.verify.hosts: {host!r} is neither one of the provider's hosts "
+                        "nor in allowed_hosts (probes only go to allow-listed hosts)"
                     )
+            if verify is not None and not (verify.hosts or provider.hosts):
+                problems.append(f"providers.{provider.name}.verify: no host to probe (set hosts or verify.hosts)")
         for position, rule in enumerate(self.rules):
-            for index, provider_name in enumerate(rule.providers or ()):
-                if provider_name not in names:
-                    raise ValueError(
-                        f"rules[{position}].providers[{index}]: expected the `name` of one of the "
-                        f"{len(names)} configured providers (value not shown)"
-                    )
+            problems.extend(self._rule_reach_problems(position, rule))
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
+
+    def _rule_reach_problems(self, position: int, rule: Rule) -> list[str]:
+        """Each kind a rule produces must go to at least one of its providers (see `purge_by`): else every
+        matching upload would fail at plan time, found only when content changes."""
+        named = [p for p in self.providers if rule.providers is None or p.name in rule.providers]
+        return [
+            f"rules[{position}].{field_name}: none of its providers {[p.name for p in named]} receives "
+            f"{kind.value} targets (purge_by)"
+            for field_name, kind in RULE_KINDS.items()
+            if getattr(rule, field_name) and not any(p.purge_by is None or kind in p.purge_by for p in named)
+        ]
 
     def host_allowed(self, host: str) -> bool:
         host = host.lower()
@@ -146,8 +231,62 @@ class Config(BaseModel):
         return host in allowed
 
 
-def parse_config(text: str, *, source: str = "config") -> Config:
-    """Parse and validate YAML text; every problem is reported with its field path."""
+def _cross_problems(raw: Any) -> list[str]:
+    """What no single field can tell: duplicate provider names, inline secrets not allowed, rules naming
+    providers that do not exist. Read from the raw document, so they are reported beside field problems."""
+    if not isinstance(raw, dict):
+        return []
+    listed = raw.get("providers")
+    entries = [entry for entry in listed if isinstance(entry, dict)] if isinstance(listed, list | tuple) else []
+    names: list[str] = [name for entry in entries if isinstance(name := entry.get("name"), str)]
+    problems = []
+    for position, name in enumerate(names):
+        if name in names[:position]:  # by position: a name is not quoted (a credential pasted as one would be)
+            problems.append(f"providers[{position}].name: the same name as providers[{names.index(name)}]")
+    if raw.get("allow_inline_secrets") is not True:
+        for entry in entries:
+            credentials = entry.get("credentials")
+            for credential_name, ref in credentials.items() if isinstance(credentials, dict) else ():
+                if isinstance(ref, dict) and "value" in ref:
+                    problems.append(
+                        f"providers.{entry.get('name')}.credentials.{credential_name}: inline secret values are "
+                        "refused; use {env: VAR} or {secret: NAME} (or allow_inline_secrets: true locally)"
+                    )
+    rules = raw.get("rules")
+    for position, rule in enumerate(rules if isinstance(rules, list | tuple) else ()):
+        wanted = rule.get("providers") if isinstance(rule, dict) else None
+        unknown = [name for name in wanted if name not in names] if isinstance(wanted, list | tuple) else []
+        if unknown:
+            # Not quoted: a value pasted here by mistake may be a credential.
+            problems.append(
+                f"rules[{position}].providers: {len(unknown)} name(s) not among the {len(set(names))} "
+                "providers' names (values not shown)"
+            )
+    return problems
+
+
+def _endpoint_problems(endpoint: object, where: str) -> list[str]:
+    """An endpoint override must be an http(s) URL with a host, a valid port and no user:password part.
+    The value is never quoted: it may carry a key in its query."""
+    if endpoint is None or not isinstance(endpoint, str):
+        return []  # absent, or of the wrong type: the settings model says so
+    try:
+        parts = urlsplit(endpoint)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        return [f"{where}.endpoint: must be an http(s) URL with a host and a valid port (1-65535)"]
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        return [f"{where}.endpoint: must be an http(s) URL with a host and a valid port (1-65535)"]
+    if parts.username is not None or parts.password is not None:
+        return [f"{where}.endpoint: must not carry user:password (credentials go under credentials)"]
+    return []
+
+
+def parse_config(text: str, *, source: str = "config", require_credentials: bool = False) -> Config:
+    """Parse and validate YAML text; every problem is reported with its field path.
+
+    `require_credentials`: refuse a provider lacking a credential its adapter needs, which can never purge
+    (the service and `cdnpurge validate`; planning needs none)."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -155,7 +294,7 @@ def parse_config(text: str, *, source: str = "config") -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
     try:
-        return Config.model_validate(raw)
+        return Config.model_validate(raw, context={REQUIRE_CREDENTIALS: require_credentials})
     except ValidationError as exc:
         problems = "\n".join(f"  {problem}" for problem in _describe(exc))
         raise ConfigError(f"{source}: invalid configuration:\n{problems}") from None
@@ -176,13 +315,20 @@ def _describe(exc: ValidationError, *, prefix: str = "") -> list[str]:
     problems = []
     for error in exc.errors(include_url=False, include_input=False):
         where = ".".join([prefix, *(str(part) for part in error["loc"])] if prefix else map(str, error["loc"]))
-        problems.append(f"{where or '(top level)'}: {error['msg'].removeprefix('Value error, ')}")
+        for line in error["msg"].removeprefix("Value error, ").splitlines():
+            # Our validators' lines may already name their place (`providers[1].endpoint: ...`).
+            located = (where and line.startswith((f"{where}[", f"{where}.", f"{where}:"))) or (
+                not where and ": " in line
+            )
+            problems.append(line if located else f"{where or '(top level)'}: {line}")
     return problems
 
 
-def load_config(location: str, *, ssm_reader: Callable[[str], str] | None = None) -> Config:
-    """Load from `ssm:/parameter/name` (via Powertools Parameters, cached) or a file path."""
-    return parse_config(read_config_text(location, ssm_reader=ssm_reader), source=location)
+def fresh_ssm_parameter(name: str) -> str:
+    """An SSM parameter's value read now (Powertools `force_fetch`), for a service checking it for changes."""
+    from aws_lambda_powertools.utilities import parameters
+
+    return str(parameters.get_parameter(name, force_fetch=True))
 
 
 def read_config_text(location: str, *, ssm_reader: Callable[[str], str] | None = None) -> str:

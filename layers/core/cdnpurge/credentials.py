@@ -54,6 +54,14 @@ def powertools_secret_reader(name: str) -> Any:
     return parameters.get_secret(name, max_age=300)
 
 
+def powertools_fresh_secret_reader(name: str) -> Any:
+    """Secrets Manager past the cache (`force_fetch`), after a provider refused the cached value: a rotated
+    secret is read at once, and the cache then holds the new value."""
+    from aws_lambda_powertools.utilities import parameters
+
+    return parameters.get_secret(name, max_age=300, force_fetch=True)
+
+
 def resolve(
     refs: Mapping[str, CredentialRef],
     *,

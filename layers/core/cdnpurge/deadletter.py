@@ -40,6 +40,7 @@ class DeadLetterReason(StrEnum):
 
     PERMANENT = "permanent"  # no retry can fix it
     RETRIES_EXHAUSTED = "retries-exhausted"  # still failing on its last allowed receive
+    VERIFICATION_FAILED = "verification-failed"  # a purge accepted, and the edge still stale past the deadline
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,15 @@ def dead_letter(
     permanent: frozenset[str],
     max_receive_count: int | None,
     redact: Callable[[str], str],
+    out_of_time: Callable[[], bool] = lambda: False,
 ) -> DeadLettering:
-    """Send every failed record that should not be retried to `queue_url`, with its reasons attached."""
+    """Send every failed record that should not be retried to `queue_url`, with its reasons attached.
+
+    Once `out_of_time()`, no send starts: the rest stay in `batchItemFailures` (SQS redelivers them, and
+    its redrive policy is the fallback), so the function still answers before its deadline."""
     if not failed_sources:
         return DeadLettering()
-    records = _sqs_records(event)
+    records = sqs_records(event)
     moved: dict[str, DeadLetterReason] = {}
     errors: list[str] = []
     for source in failed_sources:
@@ -73,6 +78,9 @@ def dead_letter(
             continue
         why = _reason(source in permanent, record, max_receive_count)
         if why is None:
+            continue
+        if out_of_time():
+            errors.append(f"{source}: not sent: out of time before the function's deadline")
             continue
         try:
             sqs.send_message(
@@ -85,6 +93,24 @@ def dead_letter(
             continue
         moved[source] = why
     return DeadLettering(moved, tuple(errors))
+
+
+def dead_letter_body(
+    sqs: Any,
+    queue_url: str,
+    body: str,
+    *,
+    why: DeadLetterReason,
+    reasons: tuple[str, ...],
+    redact: Callable[[str], str],
+) -> str | None:
+    """Send a message the function wrote itself (a verification check) to `queue_url` with its reasons;
+    the (redacted) send error, or None when it was sent."""
+    try:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=body, MessageAttributes=_attributes({}, why, reasons, redact))
+    except Exception as exc:  # reported by the caller, which keeps the message with SQS
+        return redact(describe_error(exc))
+    return None
 
 
 def kept_attributes(message: Mapping[str, Any]) -> dict[str, Any]:
@@ -110,7 +136,7 @@ def describe_dead_letter(message: Mapping[str, Any]) -> str:
 def _reason(permanent: bool, record: Mapping[str, Any], max_receive_count: int | None) -> DeadLetterReason | None:
     if permanent:
         return DeadLetterReason.PERMANENT
-    if max_receive_count is not None and _receive_count(record) >= max_receive_count:
+    if max_receive_count is not None and receive_count(record) >= max_receive_count:
         return DeadLetterReason.RETRIES_EXHAUSTED
     return None
 
@@ -122,7 +148,7 @@ def _attributes(
         ERROR_ATTRIBUTE: "; ".join(reasons) or "failed",
         FAILURE_ATTRIBUTE: why.value,
         SOURCE_ATTRIBUTE: f"{record.get('eventSourceARN', '')} {record.get('messageId', '')}".strip(),
-        RECEIVES_ATTRIBUTE: str(_receive_count(record)),
+        RECEIVES_ATTRIBUTE: str(receive_count(record)),
     }
     attributes = {
         name: {"DataType": "String", "StringValue": _attribute_text(redact(value))} for name, value in ours.items()
@@ -134,7 +160,8 @@ def _attributes(
     return attributes
 
 
-def _sqs_records(event: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+def sqs_records(event: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The event's SQS records by message id (the source id of their changes); other records are skipped."""
     records = event.get("Records")
     if not isinstance(records, list):
         return {}
@@ -147,7 +174,8 @@ def _sqs_records(event: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     }
 
 
-def _receive_count(record: Mapping[str, Any]) -> int:
+def receive_count(record: Mapping[str, Any]) -> int:
+    """How many times SQS has delivered this record (1 when the attribute is absent or unreadable)."""
     attributes = record.get("attributes")
     value = attributes.get("ApproximateReceiveCount") if isinstance(attributes, Mapping) else None
     try:

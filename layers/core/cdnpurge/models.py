@@ -14,6 +14,7 @@ here relies on. The types built per error or per batch stay frozen dataclasses.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -74,6 +75,16 @@ class Change(NamedTuple):
     hosts: tuple[str, ...] = ()
     soft: bool | None = None
 
+    def event_epoch(self) -> float | None:
+        """The event's ISO 8601 time as seconds since the epoch; None when absent or not a time."""
+        if not self.event_time:
+            return None
+        try:
+            moment = datetime.fromisoformat(self.event_time)
+        except ValueError:
+            return None
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
     def describe(self) -> str:
         if self.bucket is not None:
             return f"{self.action.value} s3://{self.bucket}/{self.key}"
@@ -95,10 +106,12 @@ class RoutedTarget(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class DecodeFailure:
-    """A record that could not be turned into changes; only its own source fails."""
+    """A record that could not be turned into changes; only its own source fails. `unexpected`: by an
+    exception the decoder did not anticipate (`cdnpurge.boundary`), counted apart from malformed input."""
 
     source_id: str
     message: str
+    unexpected: bool = False
 
 
 class PurgeRequest(NamedTuple):
@@ -120,11 +133,13 @@ class PurgeRequest(NamedTuple):
 
 @dataclass(frozen=True)
 class PlanFailure:
-    """A change whose targets a provider cannot express: reported, never silently dropped."""
+    """A change whose targets a provider cannot express: reported, never silently dropped. `unexpected`:
+    converting or rendering raised an exception no one anticipated (`cdnpurge.boundary`)."""
 
     provider: str
     change_ids: frozenset[str]
     message: str
+    unexpected: bool = False
 
 
 @dataclass(frozen=True)

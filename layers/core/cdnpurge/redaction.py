@@ -13,7 +13,7 @@ Adapters therefore never truncate a provider's text themselves; the wrapper boun
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import cache
 from typing import TYPE_CHECKING, Any, Final
@@ -40,7 +40,8 @@ class RedactingProvider(ProviderWrapper):
     output and dead-letter attributes only ever see redacted, bounded text.
     """
 
-    def __init__(self, inner: Provider, secrets: tuple[str, ...]) -> None:
+    def __init__(self, inner: Provider, secrets: Sequence[str]) -> None:
+        """`secrets` may grow after this (a rotated credential, `cdnpurge.purgers`): it is read on each call."""
         super().__init__(inner)
         self._secrets = secrets
 
@@ -66,7 +67,7 @@ class RedactingProvider(ProviderWrapper):
         )
 
 
-def _cleaned(value: Any, secrets: tuple[str, ...]) -> Any:
+def _cleaned(value: Any, secrets: Sequence[str]) -> Any:
     """`value` (a provider's `extra`: JSON-like) with every string in it cleaned."""
     if isinstance(value, str):
         return clean(value, secrets)
@@ -77,12 +78,12 @@ def _cleaned(value: Any, secrets: tuple[str, ...]) -> Any:
     return value
 
 
-def redact(text: str, secrets: tuple[str, ...]) -> str:
+def redact(text: str, secrets: Sequence[str]) -> str:
     """`text` with every secret form, and every run of `FRAGMENT_CHARS`+ characters of one, redacted."""
     return _redact_fragments(_redact_whole(text, secrets), secrets)
 
 
-def clean(text: str, secrets: tuple[str, ...], limit: int = MAX_TEXT_CHARS) -> str:
+def clean(text: str, secrets: Sequence[str], limit: int = MAX_TEXT_CHARS) -> str:
     """Redact, then bound: the one way provider text becomes a message.
 
     Whole secrets are replaced first, over the full text; then the text is bounded, and only what is kept
@@ -91,17 +92,17 @@ def clean(text: str, secrets: tuple[str, ...], limit: int = MAX_TEXT_CHARS) -> s
     return _redact_fragments(bounded(_redact_whole(text, secrets), limit), secrets)
 
 
-def _redact_whole(text: str, secrets: tuple[str, ...]) -> str:
+def _redact_whole(text: str, secrets: Sequence[str]) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
 
 
-def _redact_fragments(text: str, secrets: tuple[str, ...]) -> str:
+def _redact_fragments(text: str, secrets: Sequence[str]) -> str:
     """Replace every run of text covered by `FRAGMENT_CHARS`-long pieces of a secret: one pass of
     fixed-width windows looked up in a set, so linear in `text`."""
-    pieces = _fragments(secrets)
+    pieces = _fragments(tuple(secrets))
     if not pieces or len(text) < FRAGMENT_CHARS:
         return text
     parts: list[str] = []

@@ -53,12 +53,22 @@ def repurge_candidates(
 
 
 def schedule_repurge(
-    sqs: Any, queue_url: str, changes: tuple[Change, ...], *, delay_seconds: int, redact: Callable[[str], str]
+    sqs: Any,
+    queue_url: str,
+    changes: tuple[Change, ...],
+    *,
+    delay_seconds: int,
+    redact: Callable[[str], str],
+    out_of_time: Callable[[], bool] = lambda: False,
 ) -> RepurgeScheduling:
-    """Enqueue the re-purge messages for `changes` on the purge queue, delayed by `delay_seconds`."""
+    """Enqueue the re-purge messages for `changes` on the purge queue, delayed by `delay_seconds`; once
+    `out_of_time()`, no send starts (reported like a failed one: the first purge stands)."""
     scheduled: list[str] = []
     errors: list[str] = []
     for body, change_ids in repurge_messages(changes):
+        if out_of_time():
+            errors.append(f"{len(change_ids)} change(s): not sent: out of time before the function's deadline")
+            continue
         try:
             sqs.send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay_seconds)
         except Exception as exc:  # best effort: the first purge happened

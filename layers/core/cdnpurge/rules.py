@@ -9,12 +9,13 @@ surrogate keys, because that is how a browser asks for `docs/a b.pdf` and how a 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import quote, urlsplit
 
+from cdnpurge.boundary import unexpected
 from cdnpurge.errors import show
 from cdnpurge.models import Change, RoutedTarget, Target, TargetKind
 from cdnpurge.placeholders import PLACEHOLDER
@@ -26,9 +27,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TranslateFailure:
+    """A change that cannot be translated; `unexpected`: by an exception no check anticipated."""
+
     change_id: str
     source_id: str
     message: str
+    unexpected: bool = False
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,9 @@ class Translation:
     routed: tuple[RoutedTarget, ...]
     errors: tuple[TranslateFailure, ...]
     unmatched: tuple[str, ...]  # change ids no rule matched: acknowledged, logged
+    # change id -> position in `config.rules` of the rule that matched it (S3 changes only): the purge
+    # trail records which rule turned an object into its targets.
+    rule_of: Mapping[str, int] = field(default_factory=dict)
 
 
 @cache
@@ -93,6 +100,16 @@ class _PreparedRule:
 
     @classmethod
     def of(cls, rule: Rule) -> _PreparedRule:
+        """The rule prepared; one that cannot be (its pattern does not compile) judges no key, it fails each
+        change that reaches it, inside that change's fault boundary: which keys it would have matched
+        first is unknowable, so no later rule may take them."""
+        try:
+            return cls._prepared(rule)
+        except Exception as exc:
+            return cls(rule.bucket, _raiser(exc), None, (), (), (), ())
+
+    @classmethod
+    def _prepared(cls, rule: Rule) -> _PreparedRule:
         return cls(
             bucket=rule.bucket,
             fullmatch=compile_match(rule.match).fullmatch,
@@ -102,6 +119,13 @@ class _PreparedRule:
             prefixes=tuple(map(_template, rule.prefixes)),
             keys=tuple(map(_template, rule.keys)),
         )
+
+
+def _raiser(error: Exception) -> Callable[[str], re.Match[str] | None]:
+    def fullmatch(key: str) -> re.Match[str] | None:
+        raise error
+
+    return fullmatch
 
 
 def _with_index_directories(path: str) -> list[str]:
@@ -167,34 +191,48 @@ def _published_targets(change: Change, config: Config) -> tuple[list[Target], st
 
 
 def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Translation:
+    """Each change's targets, or its failure: whatever goes wrong with one change, expected or not
+    (`cdnpurge.boundary`), fails that change alone."""
     routed: list[RoutedTarget] = []
     errors: list[TranslateFailure] = []
     unmatched: list[str] = []
+    rule_of: dict[str, int] = {}
     rules = [_PreparedRule.of(rule) for rule in config.rules]
     directories = config.purge_index_directories
     for change in changes:
-        providers: frozenset[str] | None = None
-        if change.bucket is None:
-            targets, problem = _published_targets(change, config)
-        else:
-            key = change.key or ""
-            reason = s3_key_problem(key)
-            problem = f"key {change.key!r} {reason}" if reason else None
-            targets = []
-            if problem is None:
-                for rule in rules:  # the first whose bucket and pattern match
-                    if (rule.bucket is None or rule.bucket == change.bucket) and (found := rule.fullmatch(key)):
-                        break
-                else:
-                    unmatched.append(change.id)
-                    continue
-                targets = _s3_targets(change, rule, found.groupdict(), directories)
-                providers = rule.providers
-        if problem is not None:
-            errors.append(TranslateFailure(change.id, change.source_id, problem))
+        try:
+            found = _translate_one(change, rules, config, directories)
+        except Exception as exc:
+            errors.append(TranslateFailure(change.id, change.source_id, unexpected(exc, "translating"), True))
             continue
-        if len(targets) == 1:  # the common case in a storm: one target per object
-            routed.append(RoutedTarget(change.id, targets[0], providers, change.soft))
+        if found is None:
+            unmatched.append(change.id)
+        elif isinstance(found, str):
+            errors.append(TranslateFailure(change.id, change.source_id, found))
         else:
-            routed.extend(RoutedTarget(change.id, target, providers, change.soft) for target in dict.fromkeys(targets))
-    return Translation(tuple(routed), tuple(errors), tuple(unmatched))
+            targets, providers, position = found
+            if position is not None:
+                rule_of[change.id] = position
+            if len(targets) == 1:  # the common case in a storm: one target per object
+                routed.append(RoutedTarget(change.id, targets[0], providers, change.soft))
+            else:
+                routed.extend(RoutedTarget(change.id, t, providers, change.soft) for t in dict.fromkeys(targets))
+    return Translation(tuple(routed), tuple(errors), tuple(unmatched), rule_of)
+
+
+def _translate_one(
+    change: Change, rules: list[_PreparedRule], config: Config, directories: bool
+) -> tuple[list[Target], frozenset[str] | None, int | None] | str | None:
+    """One change's targets, providers and matching rule's position (None for a published change), the
+    problem with it, or None when no rule matches its key."""
+    if change.bucket is None:
+        targets, problem = _published_targets(change, config)
+        return problem if problem is not None else (targets, None, None)
+    key = change.key or ""
+    reason = s3_key_problem(key)
+    if reason:
+        return f"key {change.key!r} {reason}"
+    for position, rule in enumerate(rules):  # the first whose bucket and pattern match
+        if (rule.bucket is None or rule.bucket == change.bucket) and (found := rule.fullmatch(key)):
+            return _s3_targets(change, rule, found.groupdict(), directories), rule.providers, position
+    return None

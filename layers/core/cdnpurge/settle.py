@@ -6,19 +6,34 @@ every request serving it succeeded (within `COMPLETION_LINGER_SECONDS`), and rel
 so a Lambda killed mid-batch leaves only the pairs still in flight, or just purged, to be purged again on
 redelivery. Ledger failures become `LedgerFailure` records (logged, counted), never exceptions: a purge
 that happened stays acknowledged even if it could not be recorded.
+
+Settling fits inside the invocation: given `settle_by` (the last moment a ledger call may start and still
+end before the function must answer), no completion or release is started after it. What is not written
+then is reported like any store failure: a completion not recorded lets a redelivery purge again
+(harmless), and a claim not released expires at this invocation's deadline (its `in_progress_expiration`),
+after which the redelivered record claims it again.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from cdnpurge.errors import describe_error
 from cdnpurge.execute import Outcome
-from cdnpurge.ledger import BATCH_WRITE_ITEMS, Claim, Ledger, LedgerOperation, LedgerUnavailableError, Pair
+from cdnpurge.ledger import (
+    BATCH_WRITE_ITEMS,
+    Claim,
+    Ledger,
+    LedgerGaveUpError,
+    LedgerOperation,
+    LedgerUnavailableError,
+    Pair,
+)
 from cdnpurge.models import Plan
 
 PURGED: dict[str, Any] = {"purged": True}  # the result stored with a completed (provider, change)
@@ -71,9 +86,20 @@ class Settlement:
     records a call, not one round trip per purge.
     """
 
-    def __init__(self, claimed: set[Pair], the_plan: Plan, ledger: Ledger) -> None:
+    def __init__(
+        self,
+        claimed: set[Pair],
+        the_plan: Plan,
+        ledger: Ledger,
+        *,
+        settle_by: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`settle_by` (on `clock`): no ledger call starts after it (None: no limit, as in the CLI)."""
         self._claimed = claimed
         self._ledger = ledger
+        self._settle_by = settle_by
+        self._clock = clock
         self._waiting: Counter[Pair] = Counter(
             pair
             for request in the_plan.requests
@@ -119,9 +145,15 @@ class Settlement:
             if not batch:
                 return  # closing, and everything is written
             try:
+                self._check_time()
                 self._ledger.complete(batch, PURGED)
             except Exception as exc:  # collected, never raised: see the class docstring
                 self._write_failures.append(_ledger_failure(LedgerOperation.COMPLETE, batch, exc))
+
+    def _check_time(self) -> None:
+        """Raise `LedgerGaveUpError` once a ledger call could no longer end before the function must answer."""
+        if self._settle_by is not None and self._clock() >= self._settle_by:
+            raise LedgerGaveUpError("not tried: out of time before the function's deadline")
 
     def finish(self) -> tuple[set[Pair], list[LedgerFailure]]:
         failures = self._wait_for_writes()
@@ -153,6 +185,7 @@ class Settlement:
         if not pairs:
             return []
         try:
+            self._check_time()
             self._ledger.release(pairs, RuntimeError("purge not completed"))
         except Exception as exc:  # collected, never raised: see the class docstring
             return [_ledger_failure(LedgerOperation.RELEASE, pairs, exc)]

@@ -85,3 +85,20 @@ class CloudFrontWatcher:
         status = "Completed" if done_at <= edge.clock() else "InProgress"
         answer["Invalidation"] = {**answer["Invalidation"], "Status": status}
         return answer
+
+
+class WatchedCloudFront:
+    """A CloudFront client for the adapter under test: moto for everything, except that `get_invalidation`
+    answers as the watcher does (`InProgress` until the edge applies it), which moto alone cannot."""
+
+    def __init__(self, cloudfront: CloudFrontClient, watcher: CloudFrontWatcher) -> None:
+        self._cloudfront = cloudfront
+        self._watcher = watcher
+
+    def get_invalidation(self, *, DistributionId: str, Id: str) -> dict[str, Any]:
+        if DistributionId != self._watcher.distribution_id:
+            raise UnknownInvalidationError(f"not watching distribution {DistributionId!r}")
+        return self._watcher.get_invalidation(Id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cloudfront, name)

@@ -120,3 +120,11 @@ class MemoryOrigin:
     def fetch(self, host: str, path: str) -> OriginObject | None:
         with self._lock:
             return self._objects.get(object_key(path, self.index_document))
+
+    def current(self, bucket: str, key: str, version_header: str) -> str | None:
+        """What verification compares with (`cdnpurge.verification.origin.OriginVersions`): the ETag."""
+        if version_header.lower() != "etag":
+            raise ValueError(f"MemoryOrigin versions objects by ETag only, not {version_header!r}")
+        with self._lock:
+            found = self._objects.get(key)
+        return None if found is None else found.etag

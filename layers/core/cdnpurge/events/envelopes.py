@@ -49,6 +49,7 @@ from cdnpurge.events.s3 import (
     add_s3_change,
     decode_s3_notification,
 )
+from cdnpurge.events.verify import is_verify_document
 
 _SNS_CONFIRMATIONS: Final = frozenset({"SubscriptionConfirmation", "UnsubscribeConfirmation"})
 
@@ -80,9 +81,12 @@ def _decode_sqs_batch(event: SQSEvent, sink: Sink) -> None:
     for index, raw in enumerate(event["Records"]):
         parsed = NOT_PARSED
         if sink.fast_path and type(raw) is dict and raw.get("eventSource") == "aws:sqs":
-            parsed = parsed_body(raw.get("body"))
-            message_id = raw.get("messageId")
-            change = plain_s3_change(parsed, message_id) if type(message_id) is str and message_id else None
+            try:
+                parsed = parsed_body(raw.get("body"))
+                message_id = raw.get("messageId")
+                change = plain_s3_change(parsed, message_id) if type(message_id) is str and message_id else None
+            except Exception:  # a record the fast path cannot read: the guarded path below says why
+                parsed, change = NOT_PARSED, None
             if change is not None:
                 sink.changes.append(change)
                 sink.fast_path_records += 1
@@ -131,7 +135,10 @@ def decode_document(doc: object, origin: Origin, sink: Sink) -> None:
     if not is_object(doc):
         raise MalformedError(f"unknown envelope: JSON {json_kind(doc)}, expected an object")
     if "cdnpurge" in doc:
-        decode_repurge(doc, origin, sink)
+        if is_verify_document(doc):  # run by cdnpurge.verification, not a change to purge
+            sink.ignore(origin, "verification check")
+        else:
+            decode_repurge(doc, origin, sink)
     elif "Records" in doc:
         decode_s3_notification(doc, origin, sink)
     elif doc.get("Event") == "s3:TestEvent":

@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any, Final, TypeGuard
 from urllib.parse import unquote_plus
 
+from cdnpurge.boundary import unexpected
 from cdnpurge.errors import CdnpurgeError, show
 from cdnpurge.models import Change, DecodeFailure
 
@@ -92,8 +93,8 @@ class Sink:
     fast_path: bool = True
     fast_path_records: int = 0
 
-    def error(self, origin: Origin, message: str) -> None:
-        self.errors.append(DecodeFailure(source_id=origin.error_id, message=f"{origin.label}: {message}"))
+    def error(self, origin: Origin, message: str, *, unexpected: bool = False) -> None:
+        self.errors.append(DecodeFailure(origin.error_id, f"{origin.label}: {message}", unexpected))
 
     def ignore(self, origin: Origin, reason: str) -> None:
         self.ignored.append(f"{origin.error_id}: {reason}")
@@ -108,13 +109,13 @@ class Sink:
 
 
 def guarded(sink: Sink, origin: Origin, decode: Callable[[], None]) -> None:
-    """Run one unit of decoding so that whatever goes wrong fails that unit only."""
+    """Run one unit of decoding so that whatever goes wrong fails that unit only (`cdnpurge.boundary`)."""
     try:
         decode()
     except MalformedError as exc:
         sink.error(origin, exc.message)
     except Exception as exc:  # the contract is "never raise": a bug must fail one record, not the batch
-        sink.error(origin, f"unexpected {type(exc).__name__} while decoding: {show(str(exc))}")
+        sink.error(origin, unexpected(exc, "decoding"), unexpected=True)
 
 
 def is_object(value: object) -> TypeGuard[Mapping[str, Any]]:

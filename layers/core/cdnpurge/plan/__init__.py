@@ -41,7 +41,10 @@ from cdnpurge.plan.lanes import Lane
 from cdnpurge.plan.packing import EXACT_SEARCH_MAX_ITEMS, lower_bound, pack
 from cdnpurge.providers.spec import ProviderSpec
 
-__all__ = ["EXACT_SEARCH_MAX_ITEMS", "can_express", "convert", "lower_bound", "pack", "plan", "router"]
+__all__ = ["EXACT_SEARCH_MAX_ITEMS", "UNROUTED", "can_express", "convert", "lower_bound", "pack", "plan", "router"]
+
+# The `provider` of a plan error for a target no provider receives (none is to blame, the routing is).
+UNROUTED = "(routing)"
 
 
 def plan(routed: Iterable[RoutedTarget], providers: Mapping[str, ProviderSpec]) -> Plan:
@@ -51,15 +54,21 @@ def plan(routed: Iterable[RoutedTarget], providers: Mapping[str, ProviderSpec]) 
     buckets: dict[tuple[frozenset[str] | None, TargetKind, bool | None], list[RoutedTarget]] = defaultdict(list)
     for item in routed:
         buckets[(item.providers, item.target.kind, item.soft)].append(item)
-    for (names, kind, soft_wish), items in buckets.items():
-        for name in destinations(names, kind):
-            lanes[name].add(kind, soft_wish, items)
-
     requests: list[PurgeRequest] = []
     errors: list[PlanFailure] = []
+    for (names, kind, soft_wish), items in buckets.items():
+        found = destinations(names, kind)
+        if not found:
+            errors.append(PlanFailure(UNROUTED, frozenset(item.change_id for item in items), unrouted(kind)))
+        for name in found:
+            lanes[name].add(kind, soft_wish, items)
+
     escalations: list[Escalation] = []
     for name, lane in lanes.items():
-        errors.extend(PlanFailure(name, frozenset(ids), message) for message, ids in lane.errors.items())
+        errors.extend(
+            PlanFailure(name, frozenset(ids), message, message in lane.unexpected)
+            for message, ids in lane.errors.items()
+        )
         lane.subsume()
         escalations.extend(lane.escalate_to_prefixes())
         chunked, unsendable = lane.chunk()
@@ -73,12 +82,14 @@ def plan(routed: Iterable[RoutedTarget], providers: Mapping[str, ProviderSpec]) 
 def router(providers: Mapping[str, ProviderSpec]) -> Callable[[frozenset[str] | None, TargetKind], tuple[str, ...]]:
     """`destinations(names, kind)`: the providers a target of `kind` goes to, memoised for one batch.
 
-    Of the providers its rule names (default: all), those able to express the kind. In a multi-CDN setup
-    a surrogate key is for the CDNs that tag objects, a path for those that purge paths: sending a key to
-    CloudFront would be a permanent failure that no retry can fix, while the same change's paths still
-    reach it. Only a kind that no candidate can express goes to all of them, so each reports a plan
-    error: a target is never dropped silently. The pipeline claims its idempotency records through this
-    same function, so what is claimed is exactly what is planned.
+    Of the providers its rule names (default: all), those the configuration lets receive the kind (their
+    `purge_by`, default every kind) and able to express it. In a multi-CDN setup a surrogate key is for the
+    CDNs that tag objects, a path for those that purge paths: sending a key to a CloudFront distribution
+    without cache tags would be a permanent failure that no retry can fix, while the same change's paths
+    still reach it. A kind that no receiving candidate can express goes to all the receiving ones, so each
+    reports a plan error; a kind that none receives goes nowhere, and `plan` reports it: a target is never
+    dropped silently, nor sent where the configuration excluded its kind. The pipeline claims its
+    idempotency records through this same function, so what is claimed is exactly what is planned.
     """
     memo: dict[tuple[frozenset[str] | None, TargetKind], tuple[str, ...]] = {}
 
@@ -86,16 +97,25 @@ def router(providers: Mapping[str, ProviderSpec]) -> Callable[[frozenset[str] | 
         found = memo.get((names, kind))
         if found is None:
             candidates = sorted(providers if names is None else names)
-            able = tuple(name for name in candidates if name in providers and can_express(providers[name], kind))
-            found = memo[(names, kind)] = able or tuple(candidates)
+            receiving = tuple(name for name in candidates if name in providers and providers[name].receives(kind))
+            able = tuple(name for name in receiving if can_express(providers[name], kind))
+            found = memo[(names, kind)] = able or receiving
         return found
 
     return destinations
 
 
+def unrouted(kind: TargetKind) -> str:
+    """Why a target went to no provider: every one it is for excludes its kind (`purge_by`)."""
+    return f"no provider this {kind.value} target is for receives {kind.value} targets (see their `purge_by`)"
+
+
 def _merge_errors(errors: list[PlanFailure]) -> list[PlanFailure]:
     """One entry per (provider, message), listing every change it affects."""
-    merged: dict[tuple[str, str], set[str]] = defaultdict(set)
+    merged: dict[tuple[str, str, bool], set[str]] = defaultdict(set)
     for error in errors:
-        merged[(error.provider, error.message)].update(error.change_ids)
-    return [PlanFailure(provider, frozenset(ids), message) for (provider, message), ids in sorted(merged.items())]
+        merged[(error.provider, error.message, error.unexpected)].update(error.change_ids)
+    return [
+        PlanFailure(provider, frozenset(ids), message, surprise)
+        for (provider, message, surprise), ids in sorted(merged.items())
+    ]

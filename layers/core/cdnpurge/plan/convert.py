@@ -1,5 +1,6 @@
 """Target conversion: express a target in a kind the provider accepts (path -> URL per configured host,
-URL -> path when its host is the provider's), or say why it cannot be: nothing is dropped silently.
+URL -> path when its host is the provider's, a case-insensitive kind lower-cased so its values dedupe), or
+say why it cannot be: nothing is dropped silently.
 
 `can_express` is the same judgement without a value, for routing a target to the providers able to
 purge it (`cdnpurge.plan.router`).
@@ -38,6 +39,8 @@ def converter_for(spec: ProviderSpec, kind: TargetKind) -> Callable[[str], Conve
         return lambda value: (
             tuple((kind, f"{host}{value}") for host in hosts) if value.startswith("/") else ((kind, value),)
         )
+    if caps.supports(kind) and kind in caps.case_insensitive:  # `A` and `a` are one target: send it once
+        return lambda value: ((kind, value.lower()),)
     if caps.supports(kind):
         return lambda value: ((kind, value),)
     if kind is TargetKind.PATH and caps.supports(TargetKind.URL):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from cdnpurge.boundary import unexpected
 from cdnpurge.models import Escalation, PlanFailure, PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.plan.convert import Converted, converter_for
 from cdnpurge.plan.packing import Limits, limits_for, pack, wire_cost
@@ -49,6 +50,7 @@ class Lane:
     groups: dict[Group, dict[str, set[str]]] = field(default_factory=lambda: defaultdict(dict))
     converters: dict[TargetKind, Callable[[str], Converted | str]] = field(default_factory=dict)
     errors: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    unexpected: set[str] = field(default_factory=set)  # the messages of `errors` the boundary wrote
 
     def add(self, kind: TargetKind, soft_wish: bool | None, items: list[RoutedTarget]) -> None:
         """Add routed targets of one input kind and soft wish (the hot loop of the planner)."""
@@ -59,7 +61,7 @@ class Lane:
         def group_for(target_kind: TargetKind) -> dict[str, set[str]]:
             return groups[(target_kind, wish and caps.soft_purge and target_kind not in caps.hard_only)]
 
-        if caps.supports(kind) and kind not in caps.host_qualified:  # as is: most targets
+        if caps.supports(kind) and kind not in caps.host_qualified and kind not in caps.case_insensitive:  # as is
             group = group_for(kind)
             for item in items:
                 value, change_id = item.target.value, item.change_id
@@ -85,7 +87,12 @@ class Lane:
         if converter is None:
             converter = self.converters[kind] = converter_for(self.spec, kind)
         for item in items:
-            converted, change_id = converter(item.target.value), item.change_id
+            change_id = item.change_id
+            try:
+                converted = converter(item.target.value)
+            except Exception as exc:  # a fault boundary per target (`cdnpurge.boundary`)
+                converted = unexpected(exc, f"converting {item.target.kind.value} {item.target.value[:80]!r}")
+                self.unexpected.add(converted)
             if isinstance(converted, str):
                 self.errors[converted].add(change_id)
                 continue
@@ -199,15 +206,23 @@ class Lane:
         """The k largest directories to collapse, k minimising (requests, targets); k = 0 unless cheaper.
 
         Collapsing the largest groups first is optimal for a given k: it removes the most targets while
-        adding the same k prefixes. Requests are priced with the lower bound (exact without byte limits).
+        adding the same k prefixes. Requests are priced with the lower bound (exact without byte limits),
+        counting only what `chunk` would send (`Limits.cost`): a target the provider cannot send costs no
+        request now, so collapsing it saves none, and a prefix it cannot send is no candidate at all (its
+        changes would fail instead of being purged).
         """
         members = self.groups[(kind, soft)]
         prefixes = self.groups.get((TargetKind.PREFIX, prefix_soft), {})
         target_limits, prefix_limits = limits_for(self.spec, kind), limits_for(self.spec, TargetKind.PREFIX)
-        sizes = {value: target_limits.size(value) for value in members}
-        remaining_count, remaining_bytes = len(members), sum(sizes.values())
-        prefix_count = len(prefixes)
-        prefix_bytes = sum(prefix_limits.size(value) for value in prefixes)
+        sizes = {value: size for value in members if (size := target_limits.cost(value)) is not None}
+        remaining_count, remaining_bytes = len(sizes), sum(sizes.values())
+        prefix_sizes = [size for size in map(prefix_limits.cost, prefixes) if size is not None]
+        prefix_count, prefix_bytes = len(prefix_sizes), sum(prefix_sizes)
+        sendable = [
+            (directory, group, size)
+            for directory, group in candidates
+            if (size := prefix_limits.cost(directory)) is not None
+        ]
 
         def requests(count: int, size: int, limits: Limits) -> int:
             if count == 0:
@@ -220,15 +235,16 @@ class Lane:
             return total, count + prefix_total
 
         best_k, best = 0, cost(remaining_count, remaining_bytes, prefix_count, prefix_bytes)
-        for k, (directory, group) in enumerate(candidates, start=1):
-            remaining_count -= len(group)
-            remaining_bytes -= sum(sizes[value] for value in group)
+        for k, (_directory, group, prefix_size) in enumerate(sendable, start=1):
+            collapsed = [sizes[value] for value in group if value in sizes]
+            remaining_count -= len(collapsed)
+            remaining_bytes -= sum(collapsed)
             prefix_count += 1
-            prefix_bytes += prefix_limits.size(directory)
+            prefix_bytes += prefix_size
             candidate = cost(remaining_count, remaining_bytes, prefix_count, prefix_bytes)
             if candidate < best:
                 best_k, best = k, candidate
-        return candidates[:best_k]
+        return [(directory, group) for directory, group, _ in sendable[:best_k]]
 
     def escalate_to_all(
         self, chunked: list[PurgeRequest], unsendable: list[PlanFailure]
@@ -256,15 +272,12 @@ class Lane:
     # -- step 5: chunking ----------------------------------------------------------------------------------
 
     def request_count(self) -> int:
-        """Requests the groups need as they stand (exact: the same packing `chunk` uses)."""
+        """Requests the groups need as they stand (exact: what `chunk` sends, packed the same way)."""
         total = 0
         for (kind, _soft), values in self.groups.items():
             limits = limits_for(self.spec, kind)
-            if limits.budget is None:
-                total += -(-len(values) // limits.count)
-            else:
-                sizes = [size for size in map(limits.size, values) if 0 < size <= limits.budget]
-                total += len(pack(sizes, limits.count, limits.budget))
+            sizes = [size for size in map(limits.cost, values) if size is not None]
+            total += len(pack(sizes, limits.count, limits.budget))
         return total
 
     def chunk(self) -> tuple[list[PurgeRequest], list[PlanFailure]]:
@@ -306,6 +319,10 @@ class Lane:
                 wire = value if render is None else render(Target(kind, value))
             except ValueError as exc:  # the provider cannot express it: an error for its changes only
                 errors.append(PlanFailure(self.spec.name, frozenset(by_value[value]), str(exc)))
+                continue
+            except Exception as exc:  # a fault boundary per target (`cdnpurge.boundary`)
+                why = unexpected(exc, f"rendering {kind.value} {value[:80]!r}")
+                errors.append(PlanFailure(self.spec.name, frozenset(by_value[value]), why, unexpected=True))
                 continue
             if budget is not None:
                 size = wire_cost(wire)

@@ -36,16 +36,23 @@ class Limits:
     budget: int | None
     render: Callable[[Target], str] | None
 
-    def size(self, value: str) -> int:
-        """A value's cost for pricing alternatives: an unrenderable value costs nothing (it is reported when
-        the group is chunked)."""
-        if self.budget is None:
+    def cost(self, value: str) -> int | None:
+        """A value's bytes as chunking will spend them (0 without a budget), or None where chunking will not
+        send it (the provider cannot express it, or it alone exceeds the budget): it becomes a plan error.
+
+        Whatever prices a plan before it is chunked (escalation) must use this, so that what it counts is
+        what `Lane.chunk` sends; `Lane._measured` is the same test inlined for the per-target hot loop.
+        """
+        if self.render is None and self.budget is None:
             return 0
         try:
             wire = value if self.render is None else self.render(Target(self.kind, value))
-        except ValueError:
+        except Exception:  # refused, or failing unexpectedly: it cannot be sent (`Lane.chunk` reports it)
+            return None
+        if self.budget is None:
             return 0
-        return wire_cost(wire)
+        size = wire_cost(wire)
+        return size if size <= self.budget else None
 
 
 def limits_for(spec: ProviderSpec, kind: TargetKind) -> Limits:

@@ -11,6 +11,14 @@
 - AWS documents no request rate for CreateInvalidation; the in-progress limits are the real constraint,
   so pacing defaults to a conservative 1 call a second, burst 5 (override with `rate_per_second`).
 - Status: `get_invalidation` -> `InProgress` / `Completed`.
+- Cache tags (AWS, 2026-04; "Invalidating content by cache tags", "What you need to know when invalidating
+  tags"): on a distribution with a `CacheTagConfig` (setting `cache_tags: true`) a surrogate key goes as an
+  item `#<tag>` in the same `Paths.Items`. A tag is ASCII 33-126 without commas, at most 256 characters, has
+  no wildcard, and is case-insensitive, so the planner dedupes tags case-insensitively (`case_insensitive`)
+  and they go lower-cased. Each tag item is billed like one path. A distribution without the configuration
+  ignores tags: the setting is off by default, and a key is then a plan error rather than a silent no-op.
+  The in-progress limit for tag items is not published (*unverified*): `MAX_TAGS_IN_PROGRESS` treats them
+  like wildcards (15), the conservative reading, since a tag too invalidates an open-ended set of objects.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -52,6 +61,10 @@ if TYPE_CHECKING:
 MAX_PATHS_IN_PROGRESS = 3000
 MAX_WILDCARDS_IN_PROGRESS = 15
 MAX_PATH_LENGTH = 4000
+# Not published by AWS (unverified): tag items in progress, taken to be limited like wildcards.
+MAX_TAGS_IN_PROGRESS = 15
+MAX_TAG_LENGTH = 256
+TAG_PREFIX = "#"
 # Not documented by AWS: a conservative default for CreateInvalidation calls.
 CALLS_PER_SECOND = 1.0
 BURST = 5
@@ -70,6 +83,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # A path of only these characters (after its leading `/`) passes every check of `_checked_encoding` and
 # needs no encoding: most paths, recognised with one regex instead of four (a plan renders every path).
 _PLAIN_PATH = re.compile(r"/[!$&'()+,\-./0-9:;=?@A-Z_a-z]*")
+# A tag: visible ASCII (33-126) except `,` (the origin header's separator) and `*` (no wildcards).
+_TAG = re.compile(r"[!-)+\--~]+")
 
 
 class InvalidationStatus(StrEnum):
@@ -90,6 +105,10 @@ class InvalidationStatus(StrEnum):
 class CloudFrontSettings(ProviderSettings):
     kind: Literal["cloudfront"] = "cloudfront"
     distribution_id: str = Field(min_length=1, max_length=32, pattern=r"^[A-Z0-9]+$")
+    cache_tags: bool = Field(
+        default=False,
+        description="The distribution has a CacheTagConfig: surrogate keys are invalidated as `#<tag>` items.",
+    )
 
     @field_validator("credentials")
     @classmethod
@@ -125,6 +144,15 @@ def _checked_encoding(path: str) -> str:
     if len(encoded) > MAX_PATH_LENGTH:
         raise ValueError(f"{path[:80]!r}: longer than CloudFront's {MAX_PATH_LENGTH} characters once encoded")
     return encoded
+
+
+def encode_tag(tag: str) -> str:
+    """A cache tag as its `Paths.Items` entry `#<tag>`; raises ValueError for a tag CloudFront refuses."""
+    if len(tag) > MAX_TAG_LENGTH:
+        raise ValueError(f"key {tag[:80]!r}: longer than CloudFront's {MAX_TAG_LENGTH}-character cache tags")
+    if not _TAG.fullmatch(tag):
+        raise ValueError(f"key {tag[:80]!r}: a CloudFront cache tag is visible ASCII (33-126) without ',' or '*'")
+    return TAG_PREFIX + tag.lower()
 
 
 _ERRORS: Mapping[str, type[ProviderError]] = {
@@ -165,14 +193,23 @@ class CloudFrontProvider(DeclaredProvider):
         rate_per_second=CALLS_PER_SECOND,
         burst=BURST,
     )
+    # With `cache_tags: true`: keys too, matched regardless of case.
+    tagged: ClassVar[Capabilities] = replace(
+        declared,
+        max_targets={**declared.max_targets, TargetKind.KEY: MAX_TAGS_IN_PROGRESS},
+        case_insensitive=frozenset({TargetKind.KEY}),
+    )
     docs: ClassVar[ProviderDocs] = ProviderDocs(
-        settings="`distribution_id`; IAM role, no credentials",
-        purges="path, prefix (`{prefix}*`), all (`/*`); `CallerReference` = request token",
-        per_call=f"{MAX_PATHS_IN_PROGRESS:,} paths, {MAX_WILDCARDS_IN_PROGRESS} wildcards",
+        settings="`distribution_id`, `cache_tags`; IAM role, no credentials",
+        purges="path, prefix (`{prefix}*`), all (`/*`), key (`#<tag>`, with `cache_tags: true`); "
+        "`CallerReference` = request token; every item billed",
+        per_call=f"{MAX_PATHS_IN_PROGRESS:,} paths, {MAX_WILDCARDS_IN_PROGRESS} wildcards, {MAX_TAGS_IN_PROGRESS} tags",
         soft="no",
         pacing=f"{CALLS_PER_SECOND:g}/s burst {BURST}; `TooManyInvalidationsInProgress` = throttle",
         example="--path /index.html --prefix /img/",
         unverified=(
+            f"cloudfront: AWS publishes no in-progress limit for cache-tag items; {MAX_TAGS_IN_PROGRESS} a call "
+            "(the wildcard limit) is a conservative assumption (lower it with `max_targets.key`)",
             "cloudfront: AWS documents no request rate for CreateInvalidation; 1 call/s, burst 5 is a "
             "conservative default (set rate_per_second)",
             'cloudfront: moto (the local stand-in) ignores `CallerReference`; the "same reference returns the '
@@ -197,10 +234,21 @@ class CloudFrontProvider(DeclaredProvider):
         self._client = client
 
     @classmethod
+    def capabilities_for(cls, settings: ProviderSettings) -> Capabilities:
+        return cls.tagged if isinstance(settings, CloudFrontSettings) and settings.cache_tags else cls.declared
+
+    @classmethod
+    def billing_key(cls, settings: ProviderSettings) -> str | None:
+        """Every path, wildcard and tag item is billed beyond the account's free 1,000 a month."""
+        return settings.distribution_id if isinstance(settings, CloudFrontSettings) else None
+
+    @classmethod
     def render(cls, settings: ProviderSettings, target: Target) -> str:
-        """path -> encoded path; prefix -> `{prefix}*` (one wildcard path); all -> `/*`."""
+        """path -> encoded path; prefix -> `{prefix}*` (one wildcard path); all -> `/*`; key -> `#<tag>`."""
         if target.kind is TargetKind.PATH:
             return encode_path(target.value)
+        if target.kind is TargetKind.KEY and isinstance(settings, CloudFrontSettings) and settings.cache_tags:
+            return encode_tag(target.value)
         if target.kind is TargetKind.PREFIX:
             wildcard = encode_path(target.value) + "*"
             if len(wildcard) > MAX_PATH_LENGTH:
@@ -233,6 +281,7 @@ class CloudFrontProvider(DeclaredProvider):
             paths = [self.render(self.settings, Target(request.kind, value)) for value in request.targets]
         except ValueError as exc:
             raise RejectedError(self.name, str(exc)) from None
+        paths = list(dict.fromkeys(paths))  # `#A` and `#a` are one tag
         limit = self.spec.capabilities.max_targets.get(request.kind, 0)
         if not paths or len(paths) > limit:
             raise RejectedError(self.name, f"{len(paths)} {request.kind.value} targets: allowed 1..{limit}")

@@ -18,6 +18,7 @@ class ProviderError(CdnpurgeError):
 
     retryable: ClassVar[bool] = False
     metric_name: ClassVar[str] = "ProviderFailed"
+    unexpected: ClassVar[bool] = False  # raised by a fault boundary (`cdnpurge.boundary`): its records say so
 
     def __init__(self, provider: str, message: str, *, status: int | None = None) -> None:
         self.provider = provider
@@ -63,6 +64,24 @@ class NotFoundError(ProviderError):
     """The service, zone, distribution or resource named in the configuration does not exist."""
 
     metric_name = "ProviderNotFound"
+
+
+class UnexpectedError(ProviderError):
+    """The call raised something no adapter maps (a bug, an unmapped library error): the request fails,
+    permanently, with the exception's type and a redacted excerpt, never the batch (`cdnpurge.boundary`).
+    Permanent, because a retry would replay the same request through the same code: the record goes to the
+    dead-letter queue with its reason, for a redrive once fixed."""
+
+    metric_name = "RequestFailedUnexpectedly"  # cdnpurge.boundary.REQUEST_METRIC
+    unexpected = True
+
+
+class UnreadableAnswerError(UnavailableError):
+    """The CDN answered, but the answer could not be read (a body that does not decode, a shape the adapter
+    fails on): transient, since the next answer may be readable, and counted as unexpected."""
+
+    metric_name = "RequestFailedUnexpectedly"  # cdnpurge.boundary.REQUEST_METRIC
+    unexpected = True
 
 
 STATUS_ERRORS: Mapping[int, type[ProviderError]] = {

@@ -14,13 +14,14 @@ import math
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import httpx
 
+from cdnpurge.boundary import unexpected
 from cdnpurge.models import PurgeRequest, Target
 from cdnpurge.providers.base import PurgeResult
 from cdnpurge.providers.errors import (
@@ -28,6 +29,7 @@ from cdnpurge.providers.errors import (
     RejectedError,
     ThrottledError,
     UnavailableError,
+    UnreadableAnswerError,
     error_class_for_status,
 )
 from cdnpurge.providers.spec import Credentials, DeclaredProvider, ProviderSettings
@@ -61,7 +63,8 @@ class HttpProvider(DeclaredProvider, ABC):
     """
 
     default_base_url: ClassVar[str]
-    required_credentials: ClassVar[tuple[str, ...]] = ()
+    # The clock a call's total deadline is measured on (`timeout_seconds` from the first byte sent).
+    clock: Callable[[], float] = staticmethod(time.monotonic)
 
     def __init__(
         self, settings: ProviderSettings, credentials: Credentials, client: httpx.Client | None = None
@@ -139,10 +142,20 @@ class HttpProvider(DeclaredProvider, ABC):
         return self._client
 
     def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+        """Check, build, send, read. Whatever reading an answer raises that is not already a provider error
+        makes the answer unreadable (transient, `cdnpurge.boundary`); what building raises is left to the
+        executor's boundary (permanent: the same request would be built the same way)."""
         self.check(request)
         response = self.send(self.build_request(request))
-        result = self.read_response(request, response)
-        wait = self.rate_signal(response)
+        try:
+            result = self.read_response(request, response)
+            wait = self.rate_signal(response)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise UnreadableAnswerError(
+                self.name, unexpected(exc, "reading the answer"), status=response.status_code
+            ) from None
         return result if wait is None or result.rate_wait is not None else replace(result, rate_wait=wait)
 
     def check(self, request: PurgeRequest) -> None:
@@ -174,19 +187,29 @@ class HttpProvider(DeclaredProvider, ABC):
             raise RejectedError(self.name, f"refused to call {call.method} {call.path[:200]!r}: it {problem}")
         headers = {"Accept": "application/json", **call.headers, **self.auth_headers()}
         try:
-            response = self.client.request(
-                call.method,
-                url,
-                headers=headers,
-                json=call.body,
-                params=call.params,
-                auth=self.request_auth() or httpx.USE_CLIENT_DEFAULT,
-            )
+            # Building the request is inside the boundary too: it is where an over-long URL or a header value
+            # that is not ASCII fails.
+            request = self.client.build_request(call.method, url, headers=headers, json=call.body, params=call.params)
+            response = self._within_deadline(request, call)
         except httpx.TimeoutException:
             raise UnavailableError(self.name, f"timed out calling {call.method} {call.path}") from None
         except httpx.TransportError as exc:
             # The exception text can include the URL but never headers; keep only its class name.
             raise UnavailableError(self.name, f"{type(exc).__name__} calling {call.method} {call.path}") from None
+        except httpx.DecodingError as exc:
+            # The CDN answered, but its body does not decode (`Content-Encoding: gzip` over plain bytes): the
+            # answer is unreadable, not a refusal, and the next one may be readable.
+            raise UnreadableAnswerError(
+                self.name, f"unreadable answer to {call.method} {call.path[:200]}: DecodingError: {str(exc)[:200]}"
+            ) from None
+        except (httpx.InvalidURL, UnicodeEncodeError) as exc:
+            # The request cannot be built (a URL past httpx's length limit, a header value that is not ASCII):
+            # it can never be sent. Only the class name: the text may quote the header value (a credential).
+            raise RejectedError(
+                self.name, f"cannot send {call.method} {call.path[:200]}: {type(exc).__name__}"
+            ) from None
+        except httpx.RequestError as exc:  # anything else httpx says went wrong with the exchange
+            raise UnavailableError(self.name, f"{type(exc).__name__} calling {call.method} {call.path[:200]}") from None
         if response.is_success:
             return response
         error_class = self.error_class(response)
@@ -196,6 +219,35 @@ class HttpProvider(DeclaredProvider, ABC):
                 self.name, message, status=response.status_code, retry_after=self.retry_after(response)
             )
         raise error_class(self.name, message, status=response.status_code)
+
+    def _within_deadline(self, request: httpx.Request, call: ApiCall) -> httpx.Response:
+        """Send `request` and read its whole body within `timeout_seconds` in total, not per read.
+
+        httpx's timeouts (and its per-request `timeout` extension) bound each network operation, so a body
+        dripping one byte just inside the read timeout kept a call alive indefinitely. The body is
+        streamed and the deadline checked between chunks: the call ends at the first chunk after it, or
+        when one read outlasts the per-read timeout, whichever comes first. The decoded body is returned
+        as an ordinary (read) response, so adapters see no difference.
+        """
+        deadline = self.clock() + self.settings.timeout_seconds
+        response = self.client.send(request, auth=self.request_auth() or httpx.USE_CLIENT_DEFAULT, stream=True)
+        try:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if self.clock() > deadline:
+                    raise UnavailableError(
+                        self.name,
+                        f"no complete answer to {call.method} {call.path} within {self.settings.timeout_seconds:g} s "
+                        f"({len(body)} body bytes read)",
+                    )
+        finally:
+            response.close()
+        # The body is decoded already: the copy must not name an encoding, or it would be decoded twice.
+        headers = [(name, value) for name, value in response.headers.multi_items() if name != "content-encoding"]
+        return httpx.Response(
+            response.status_code, headers=headers, content=bytes(body), request=request, extensions=response.extensions
+        )
 
     def response_json(self, response: httpx.Response) -> Any:
         """A 2xx body as JSON (an empty body is `{}`); a body that is not JSON is a `RejectedError` quoting it.

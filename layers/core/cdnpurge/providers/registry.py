@@ -3,12 +3,17 @@
 Adding a CDN means adding its module `cdnpurge.providers.<kind>` (which names its adapter class `ADAPTER`)
 and one line in `KINDS` (plus its fake-server behaviour and its contract test file); the planner, executor,
 configuration, CLI help and README table pick it up from `REGISTRY`.
+
+Adapter modules load on first use of their kind: a function configured for Fastly never imports the
+other seven (nor their SDKs: boto3's CloudFront client, Akamai's EdgeGrid signer), which a cold start
+would otherwise pay for. Knowing the kinds (`kind in REGISTRY`, iterating it) imports nothing.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from functools import cache
 from typing import Any, Protocol, cast
 
 from pydantic import SecretStr
@@ -28,6 +33,9 @@ class ProviderFactory(Protocol):
 
     @property
     def docs(self) -> ProviderDocs: ...
+
+    @property
+    def required_credentials(self) -> tuple[str, ...]: ...
 
     def spec_for(self, settings: ProviderSettings) -> ProviderSpec: ...
 
@@ -52,8 +60,11 @@ KINDS = (
 )
 
 
+@cache
 def adapter_of(kind: str) -> ProviderFactory:
-    """The adapter class `ADAPTER` of the module `cdnpurge.providers.<kind>`, checked to be one of that kind."""
+    """The adapter class `ADAPTER` of the module `cdnpurge.providers.<kind>`, checked to be one of that kind.
+
+    Imported once per kind (later calls return the same class)."""
     module = importlib.import_module(f"cdnpurge.providers.{kind}")
     adapter = getattr(module, "ADAPTER", None)
     if not (isinstance(adapter, type) and issubclass(adapter, DeclaredProvider) and adapter.kind == kind):
@@ -61,7 +72,25 @@ def adapter_of(kind: str) -> ProviderFactory:
     return cast(ProviderFactory, adapter)
 
 
-REGISTRY: Mapping[str, ProviderFactory] = {kind: adapter_of(kind) for kind in KINDS}
+class _Registry(Mapping[str, ProviderFactory]):
+    """`KINDS` as a mapping to their adapters, each imported when its kind is first looked up."""
+
+    def __getitem__(self, kind: str) -> ProviderFactory:
+        if kind not in KINDS:
+            raise KeyError(kind)
+        return adapter_of(kind)
+
+    def __contains__(self, kind: object) -> bool:  # Mapping's would look the adapter up, importing it
+        return kind in KINDS
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(KINDS)
+
+    def __len__(self) -> int:
+        return len(KINDS)
+
+
+REGISTRY: Mapping[str, ProviderFactory] = _Registry()
 
 
 def specs(providers: Iterable[ProviderSettings]) -> dict[str, ProviderSpec]:

@@ -19,6 +19,7 @@ from cdnpurge.credentials import CredentialRef
 from cdnpurge.errors import show
 from cdnpurge.models import Target, TargetKind
 from cdnpurge.urls import UrlError, canonical_path, canonical_url, without_userinfo
+from cdnpurge.verification.settings import VerifySettings
 
 # Target lengths for kinds a vendor documents no limit for: conservative (a URL or pattern this long is
 # already beyond what many servers accept), declared by the adapter and listed in its `unverified` docs.
@@ -45,6 +46,8 @@ class Capabilities:
       (`checked_render`, which also refuses a URL or path not in `cdnpurge.urls`' canonical form).
       Where the vendor documents no limit, the adapter declares a conservative one and lists it as
       unverified in its docs.
+    - `case_insensitive`: kinds the provider matches regardless of case (CloudFront cache tags): the planner
+      dedupes their values case-insensitively and sends them lower-cased.
     """
 
     max_targets: Mapping[TargetKind, int]
@@ -56,6 +59,7 @@ class Capabilities:
     rate_per_second: float | None = None
     burst: int = 1
     host_qualified: frozenset[TargetKind] = frozenset()
+    case_insensitive: frozenset[TargetKind] = frozenset()
     max_target_bytes: Mapping[TargetKind, int] = field(default_factory=dict)
 
     def supports(self, kind: TargetKind) -> bool:
@@ -81,7 +85,11 @@ class ProviderSpec:
     """What the planner knows of a provider: its name, limits, hosts, default mode and a pure renderer.
 
     Built from configuration alone (no credentials, no client), so `cdnpurge plan` works offline.
-    `render` gives a target's wire form, which the planner measures for body-byte limits.
+    `render` gives a target's wire form, which the planner measures for body-byte limits. `purge_by` is the
+    configured choice of target kinds this provider receives (None: every kind it can express; see
+    `cdnpurge.plan.router`). `billing_key` is set for providers billing every target item sent (CloudFront
+    invalidation paths) and names the counter those items count against (the distribution id), for
+    `cdnpurge.cost`.
     """
 
     name: str
@@ -90,6 +98,16 @@ class ProviderSpec:
     default_soft: bool
     render: Callable[[Target], str]
     escalation: EscalationPolicy = EscalationPolicy()
+    purge_by: frozenset[TargetKind] | None = None
+    billing_key: str | None = None
+
+    def receives(self, kind: TargetKind) -> bool:
+        """Whether the configuration lets targets of `kind` go to this provider at all."""
+        return self.purge_by is None or kind in self.purge_by
+
+
+MAX_RATE_PER_SECOND: Final = 10_000.0  # no CDN API takes more purge calls a second
+MAX_TARGETS_SETTING: Final = 100_000  # escalation thresholds: far beyond any batch (10 records x 10,000 targets)
 
 
 class ProviderSettings(BaseModel):
@@ -110,21 +128,36 @@ class ProviderSettings(BaseModel):
     max_targets: dict[TargetKind, int] = Field(
         default_factory=dict, description="Lower a declared per-call limit (never raise it)."
     )
-    rate_per_second: float | None = Field(default=None, gt=0, description="Override the pacing rate.")
+    # Bounds on what could ever make sense: an absurd value is a typo (a rate of 1e9 would never pace).
+    rate_per_second: float | None = Field(
+        default=None, gt=0, le=MAX_RATE_PER_SECOND, description="Override the pacing rate."
+    )
+    purge_by: tuple[TargetKind, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="The target kinds this provider receives (url, path, prefix, key, host, all), as rules and "
+        "events name them; the others go only to the providers that list them. Default: every kind it can "
+        "express.",
+    )
     prefix_escalation_at: int | None = Field(
         default=None,
         ge=2,
+        le=MAX_TARGETS_SETTING,
         description="Purge at least this many paths/URLs sharing a directory as one prefix (wildcard), where "
         "the provider supports prefixes and it needs no more requests. Off when unset.",
     )
     purge_all_over: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_TARGETS_SETTING,
         description="When a batch would need more than this many requests at this provider, send one purge-all "
         "instead (providers supporting `all` only). Off when unset.",
     )
     credentials: dict[str, CredentialRef] = Field(
         default_factory=dict, description="Credential name -> reference ({env: VAR} or {secret: NAME})."
+    )
+    verify: VerifySettings | None = Field(
+        default=None, description='Check the edge after each purge (README "Verification"); off when unset.'
     )
 
 
@@ -162,6 +195,9 @@ class DeclaredProvider:
     settings_model: ClassVar[type[ProviderSettings]]
     declared: ClassVar[Capabilities]
     docs: ClassVar[ProviderDocs]
+    # Credential names the adapter cannot call without: configuration lacking one is refused before any
+    # event (`cdnpurge.config`), not at every call. Empty: none (CloudFront uses the function's role).
+    required_credentials: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def capabilities_for(cls, settings: ProviderSettings) -> Capabilities:
@@ -178,7 +214,15 @@ class DeclaredProvider:
             default_soft=settings.soft,
             render=partial(checked_render, partial(cls.render, settings), declared.max_target_bytes, cls.label),
             escalation=escalation_policy(declared, settings),
+            purge_by=frozenset(settings.purge_by) if settings.purge_by is not None else None,
+            billing_key=cls.billing_key(settings),
         )
+
+    @classmethod
+    def billing_key(cls, settings: ProviderSettings) -> str | None:
+        """The counter this provider's target items count against when each is billed (CloudFront); None for
+        providers that bill by plan or not at all."""
+        return None
 
     @classmethod
     def render(cls, settings: ProviderSettings, target: Target) -> str:

@@ -1,0 +1,127 @@
+"""Verification with CloudFront on moto: the invalidation in progress is waited for, then the edge probed.
+
+The real CloudFront adapter creates the invalidation on moto server; the fake edge in front of the moto
+bucket applies it 20 s later on a manual clock (`CloudFrontWatcher`), and `get_invalidation` answers
+`InProgress` until then (`WatchedCloudFront`: moto alone reports every invalidation `Completed` at once).
+The origin's version is read with the production `S3Versions` (HEAD on the moto bucket).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import boto3
+import httpx
+import pytest
+from helpers import MemoryLedger, RecordingSqs, SimulatedClock, Trail, TrailListener, config_from
+
+from cdnpurge.execute import Executor
+from cdnpurge.providers.cloudfront import CloudFrontProvider
+from cdnpurge.redaction import RedactingProvider
+from cdnpurge.service import PurgeService, Queues, Verification, VerificationWiring
+from cdnpurge.verification.origin import S3Versions
+from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
+from cdnpurge_local.fakecdn.clock import ManualClock
+from cdnpurge_local.fakecdn.cloudfront_watch import CloudFrontWatcher, WatchedCloudFront
+from cdnpurge_local.fakecdn.edge import Edge, EdgeServer
+from cdnpurge_local.fakecdn.origin import S3Origin
+from cdnpurge_local.provision import local_client
+from cdnpurge_local.servers import DEFAULT_REGION, MotoServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("moto-verification")]
+
+WWW, BUCKET, KEY = "www.example.com", "verify-cloudfront-origin", "articles/a.html"
+URL = f"https://{WWW}/{KEY}"
+START = 1_764_000_000.0
+PURGE_QUEUE = "https://sqs.local/purge"
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with MotoServer() as server:
+        yield server
+
+
+def test_an_invalidation_in_progress_is_waited_for_then_the_edge_is_seen_fresh(moto: MotoServer) -> None:
+    # Given a distribution on moto, an edge in front of its bucket caching version 1, and version 2 uploaded
+    session = boto3.session.Session()
+    s3 = local_client(session, "s3", endpoint=moto.endpoint, region=DEFAULT_REGION)
+    cloudfront = local_client(session, "cloudfront", endpoint=moto.endpoint, region=DEFAULT_REGION)
+    s3.create_bucket(Bucket=BUCKET)
+    distribution_id = cloudfront.create_distribution(
+        DistributionConfig={
+            "CallerReference": uuid.uuid4().hex,
+            "Comment": "cdnpurge verification test",
+            "Enabled": True,
+            "Origins": {
+                "Quantity": 1,
+                "Items": [
+                    {
+                        "Id": "s3",
+                        "DomainName": f"{BUCKET}.s3.amazonaws.com",
+                        "S3OriginConfig": {"OriginAccessIdentity": ""},
+                    }
+                ],
+            },
+            "DefaultCacheBehavior": {"TargetOriginId": "s3", "ViewerProtocolPolicy": "allow-all"},
+        }
+    )["Distribution"]["Id"]
+    clock = ManualClock(START)
+    edge = Edge("cloudfront", S3Origin(s3, BUCKET), clock, hosts=frozenset({WWW}))
+    watcher = CloudFrontWatcher(cloudfront, distribution_id, completion_delay=20)
+    watcher.watch(edge)
+    s3.put_object(Bucket=BUCKET, Key=KEY, Body=b"version 1")
+    with EdgeServer(edge) as server:
+        address, headers = server.address(URL)
+        assert httpx.get(address, headers=headers).content == b"version 1"
+        new_etag = s3.put_object(Bucket=BUCKET, Key=KEY, Body=b"version 2")["ETag"]
+        config = config_from(
+            f"""
+            providers:
+              - name: cloudfront
+                kind: cloudfront
+                distribution_id: {distribution_id}
+                hosts: [{WWW}]
+                verify: {{probe_endpoint: "{server.endpoint}", interval_seconds: 10, deadline_seconds: 120}}
+            """
+        )
+        (settings,) = config.providers
+        adapter = CloudFrontProvider(settings, {}, client=WatchedCloudFront(cloudfront, watcher))  # type: ignore[arg-type]
+        providers = {"cloudfront": RedactingProvider(adapter, ())}
+        pacing = SimulatedClock()
+        sqs, trail = RecordingSqs(), Trail()
+        service = PurgeService(
+            config=config,
+            providers=providers,
+            ledger=MemoryLedger(),
+            executor=Executor(providers, clock=pacing, sleep=pacing.sleep),
+            queues=Queues(purge_url=PURGE_QUEUE),
+            sqs_factory=lambda: sqs,
+        )
+        service.verification = Verification(
+            service, VerificationWiring(listener=TrailListener(trail), origin=S3Versions(s3), clock=clock)
+        )
+        when = datetime.fromtimestamp(START, UTC).isoformat()
+
+        # When the S3 event is handled, and each check delivered once its delay has passed
+        service.handle(sqs_event(s3_notification(s3_record(BUCKET, KEY, event_time=when))))
+        reports = []
+        for message in sqs.sent:  # grows as checks are rescheduled
+            clock.advance(message.delay)
+            reports.append(service.handle(sqs_event(message.body)))
+        service.verification.verifier.close()
+        served = httpx.get(address, headers=headers).headers["ETag"]
+
+    # Then the first check found the invalidation in progress and probed nothing; a later one saw the
+    # edge serve version 2, with no purge sent again
+    tallies = [report.verification.tallies["cloudfront"] for report in reports]
+    assert (tallies[0].waiting, tallies[0].probes) == (1, 0)
+    assert [url for _, _, _, url in trail.fresh] == [URL]
+    assert trail.stale == [] and trail.failed == []
+    assert sum(t.repurged for t in tallies) == 0
+    assert cloudfront.list_invalidations(DistributionId=distribution_id)["InvalidationList"]["Quantity"] == 1
+    (fresh_after,) = [seconds for t in tallies for seconds in t.time_to_fresh]
+    assert fresh_after >= 20
+    assert served == new_etag

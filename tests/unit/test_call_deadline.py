@@ -1,0 +1,93 @@
+"""A provider call's total time is bounded by its `timeout_seconds`, not each read (issue 12 §5).
+
+A loopback server answers headers at once, then drips the body one byte at a time, each byte well inside
+the per-read timeout. The call must give up after its total timeout: asserted by how many bytes the
+server managed to send before the client hung up (far fewer than the drip's length), never by wall time.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from helpers import FASTLY_TOKEN, config_from
+from pydantic import SecretStr
+
+from cdnpurge.models import PurgeRequest, TargetKind
+from cdnpurge.providers.errors import UnavailableError
+from cdnpurge.providers.registry import build_providers
+
+DRIP_BYTES = 200
+DRIP_INTERVAL = 0.05  # far below the 1 s per-read timeout httpx would otherwise apply to each byte
+TIMEOUT = 0.2
+
+
+@contextmanager
+def dripping_server() -> Iterator[tuple[int, list[int]]]:
+    """One connection: the request is read, headers sent, then the body one byte per `DRIP_INTERVAL`;
+    the bytes sent before the client hung up are counted (bounded: at most `DRIP_BYTES`)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    sent: list[int] = [0]
+
+    def serve() -> None:
+        try:
+            connection, _ = listener.accept()
+        except OSError:
+            return
+        with connection:
+            connection.settimeout(10)
+            received = b""
+            while b"\r\n\r\n" not in received:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return
+                received += chunk
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {DRIP_BYTES}\r\n\r\n"
+            connection.sendall(head.encode())
+            for _ in range(DRIP_BYTES):
+                try:
+                    connection.sendall(b" ")
+                except OSError:
+                    return
+                sent[0] += 1
+                time.sleep(DRIP_INTERVAL)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], sent
+    finally:
+        listener.close()
+        thread.join(timeout=15)
+
+
+def test_a_dripping_body_ends_the_call_at_its_total_timeout() -> None:
+    with dripping_server() as (port, sent):
+        config = config_from(
+            f"""
+            providers:
+              - name: fastly
+                kind: fastly
+                service_id: S1
+                endpoint: http://127.0.0.1:{port}
+                hosts: [www.example.com]
+                timeout_seconds: {TIMEOUT}
+                credentials:
+                  token: {{env: FASTLY_API_TOKEN}}
+            """
+        )
+        provider = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})["fastly"]
+        request = PurgeRequest("fastly", TargetKind.KEY, ("k1",), False, frozenset({"c1"}))
+        # When
+        with pytest.raises(UnavailableError, match=r"no complete answer .* within 0.2 s") as caught:
+            provider.purge(request, idempotency_token="t")
+        gave_up_after = sent[0]
+    # Then: the client hung up after a handful of bytes, long before the drip's end (a per-read timeout
+    # alone would have read all 200, one every 50 ms)
+    assert gave_up_after < DRIP_BYTES // 10
+    assert caught.value.retryable
