@@ -185,8 +185,10 @@ class HttpProvider(DeclaredProvider, ABC):
         if problem:
             raise RejectedError(self.name, f"refused to call {call.method} {call.path[:200]!r}: it {problem}")
         headers = {"Accept": "application/json", **call.headers, **self.auth_headers()}
-        request = self.client.build_request(call.method, url, headers=headers, json=call.body, params=call.params)
         try:
+            # Building the request is inside the boundary too: it is where an over-long URL or a header value
+            # that is not ASCII fails.
+            request = self.client.build_request(call.method, url, headers=headers, json=call.body, params=call.params)
             response = self._within_deadline(request, call)
         except httpx.TimeoutException:
             raise UnavailableError(self.name, f"timed out calling {call.method} {call.path}") from None
