@@ -4,8 +4,8 @@ nothing EventBridge or SNS fails to deliver is dropped (dead-letter queue, retry
 
 The metric names the code emits are read from its source (every `add_metric(name=...)`, every provider
 error's `metric_name`, every `..._METRIC` name constant, and the per-provider counters keyed by name in a
-module that calls `add_metric`), so renaming a metric in the code without the template fails here instead of leaving a flat graph and an
-alarm that can never fire.
+module that calls `add_metric`), so renaming a metric in the code without the template fails here instead of
+leaving a flat graph and an alarm that can never fire.
 """
 
 from __future__ import annotations
