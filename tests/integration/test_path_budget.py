@@ -122,8 +122,9 @@ class Storm:
             f"providers: [{{name: cf, kind: cloudfront, distribution_id: {self.distribution_id}, cache_tags: true}}]\n"
             f"rules: [{rule}]\nmonthly_path_budget: {BUDGET}\n"
         )
-        self.service = PurgeService.build(self.config, table_name=name, dynamodb_client=client)
-        self.service.providers["cf"].inner._client = cloudfront  # type: ignore[attr-defined]
+        self.service = PurgeService.build(
+            self.config, table_name=name, dynamodb_client=client, clients={"cf": cloudfront}
+        )
         self.counter = DynamoDBPathCounter(client, name)
         self.month = f"{MONTH}-{self.distribution_id}"  # a month of its own per test: counters start at 0
 

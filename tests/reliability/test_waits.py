@@ -94,7 +94,7 @@ def test_an_absurd_wait_pauses_a_provider_at_most_the_cap_and_its_record_returns
     providers = cast(dict[str, Any], running.providers)
     original = providers["medianova"]
     providers["medianova"] = AsksToWait(original, HOSTILE_WAITS[name])
-    tally.add(faults=1)
+    tally.hostile("waits", 1)
     path = f"/{unique('wait')}.html"
     (message_id,) = send(deployment, sns_envelope({"paths": [path]}))
     bucket = running.executor.buckets["medianova"]
@@ -134,7 +134,7 @@ def test_a_rotated_token_is_read_again_and_nothing_is_dead_lettered(deployment: 
     deployment.cdn.reset()
     secrets = deployment.stack.client("secretsmanager")
     behaviour = deployment.cdn.behaviours["medianova"]
-    tally.add(faults=1)
+    tally.hostile("queue", 1)
     try:
         for new in (ROTATED_TOKEN, MEDIANOVA_TOKEN):  # rotated, then back (the next test's token)
             secrets.put_secret_value(SecretId="cdnpurge/medianova", SecretString=json.dumps({"token": new}))

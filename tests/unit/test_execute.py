@@ -394,4 +394,4 @@ def test_no_header_value_pauses_a_provider_beyond_the_cap(retry_after: str, rate
     # Then: no single wait, and no pause left behind, exceeds the cap (plus the jitter on a throttle)
     assert all(0 <= wait <= MAX_PROVIDER_WAIT_SECONDS * 1.1 for wait in clock.sleeps)
     assert executor.buckets[provider.name].pause_until - clock() <= MAX_PROVIDER_WAIT_SECONDS * 1.1
-    tally.add(bad_inputs=1)
+    tally.hostile("waits", 1)

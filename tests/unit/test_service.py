@@ -124,6 +124,7 @@ def test_an_invalid_update_is_refused_and_the_previous_configuration_keeps_runni
     config.write_text(CONFIG.replace("kind: fastly", "kind: fastlyy"))
     clock.sleep(CONFIG_CHECK_SECONDS)
     report = service.handle({"Records": []})
-    # (the value itself is never quoted: a credential pasted into `kind` would be)
-    assert report.config_change.problem and "providers[0].kind" in report.config_change.problem
+    # the field is named, its value never quoted (a value in the wrong field may be a credential)
+    assert report.config_change.problem and "providers[0].kind: must be one of" in report.config_change.problem
+    assert "fastlyy" not in report.config_change.problem
     assert service.config is before

@@ -3,9 +3,9 @@ CDNPurge metric an alarm or the dashboard names is one the code emits under the 
 nothing EventBridge or SNS fails to deliver is dropped (dead-letter queue, retry policy, redrive, alarms).
 
 The metric names the code emits are read from its source (every `add_metric(name=...)`, every provider
-error's `metric_name`, and the per-provider counters keyed by name in a module that calls `add_metric`),
-so renaming a metric in the code without the template fails here instead of leaving a flat graph and an
-alarm that can never fire.
+error's `metric_name`, every `..._METRIC` name constant, and the per-provider counters keyed by name in a
+module that calls `add_metric`), so renaming a metric in the code without the template fails here instead of
+leaving a flat graph and an alarm that can never fire.
 """
 
 from __future__ import annotations
@@ -71,7 +71,10 @@ def emitted_metric_names(roots: tuple[Path, ...] = CODE_ROOTS) -> set[str]:
                         names.update(s for kw in node.keywords if kw.arg == "name" and (s := _string(kw.value)))
                 elif isinstance(node, ast.Assign | ast.AnnAssign):
                     targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                    if any(isinstance(t, ast.Name) and t.id == "metric_name" for t in targets):
+                    # `metric_name = "..."` (provider errors) and `..._METRIC = "..."` constants passed to add_metric
+                    if any(
+                        isinstance(t, ast.Name) and (t.id == "metric_name" or t.id.endswith("_METRIC")) for t in targets
+                    ):
                         names.update(s for s in [_string(node.value)] if s)
                 if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store):
                     key = _string(node.slice)

@@ -205,11 +205,13 @@ class PurgeService:
         queues: Queues | None = None,
         sqs_client: Any = None,
         concurrency: int = 1,
+        clients: Mapping[str, Any] | None = None,
         trail_table_name: str | None = None,
         trail_retention_seconds: int = DEFAULT_RETENTION_SECONDS,
         verification: VerificationWiring | None = None,
     ) -> PurgeService:
         """`concurrency`: how many invocations may run at once (the event source's MaximumConcurrency);
+        `clients`: an HTTP (or boto3) client per provider name (tests, the local stack);
         `trail_table_name`: where the purge trail goes (None: no trail); `verification`: what verification
         reports to and compares with (default: the purge trail, and the content bucket)."""
         dynamodb = dynamodb_client or boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG)
@@ -221,6 +223,7 @@ class PurgeService:
             clock=clock,
             sleep=sleep,
             concurrency=concurrency,
+            clients=clients,
         )
         trail = (
             None
