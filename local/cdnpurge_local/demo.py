@@ -32,6 +32,7 @@ from cdnpurge.config import parse_config
 from cdnpurge.pipeline import preview
 from cdnpurge.providers.registry import specs
 from cdnpurge_local.demo_run import DemoRound, save_demo_run
+from cdnpurge_local.distributions import s3_distribution
 from cdnpurge_local.event_source import Invocation, LocalLambdaContext, SqsEventSource
 from cdnpurge_local.fakecdn.cloudfront_watch import CloudFrontWatcher
 from cdnpurge_local.fakecdn.edge import Edge, EdgeFault, EdgeServer
@@ -178,25 +179,7 @@ def handler_logs_printed() -> Iterator[None]:
 
 def create_distribution(stack: LocalStack) -> dict[str, str]:
     """A CloudFront distribution in moto for the demo bucket (what the user already has in AWS)."""
-    distribution = stack.client("cloudfront").create_distribution(
-        DistributionConfig={
-            "CallerReference": "cdnpurge-demo",
-            "Comment": "cdnpurge demo",
-            "Enabled": True,
-            "Origins": {
-                "Quantity": 1,
-                "Items": [
-                    {
-                        "Id": "content",
-                        "DomainName": f"{BUCKET}.s3.amazonaws.com",
-                        "S3OriginConfig": {"OriginAccessIdentity": ""},
-                    }
-                ],
-            },
-            "DefaultCacheBehavior": {"TargetOriginId": "content", "ViewerProtocolPolicy": "allow-all"},
-        }
-    )
-    return {"distribution_id": distribution["Distribution"]["Id"]}
+    return {"distribution_id": s3_distribution(stack.client("cloudfront"), BUCKET, comment="cdnpurge demo")}
 
 
 def invalidations(stack: LocalStack, created: Mapping[str, Mapping[str, str]]) -> int:

@@ -51,6 +51,7 @@ from cdnpurge.providers.errors import (
 )
 from cdnpurge.providers.spec import ProviderSpec
 from cdnpurge_local.cloudfront_tags import enforce_cache_tags
+from cdnpurge_local.distributions import s3_distribution
 from cdnpurge_local.servers import MotoServer, free_port
 
 if TYPE_CHECKING:
@@ -91,29 +92,7 @@ def cloudfront(moto_endpoint: str) -> CloudFrontClient:
 @pytest.fixture
 def distribution_id(cloudfront: CloudFrontClient) -> str:
     """A fresh distribution per test, so invalidation lists never mix."""
-    created = cloudfront.create_distribution(
-        DistributionConfig={
-            "CallerReference": uuid.uuid4().hex,
-            "Comment": "cdnpurge contract test",
-            "Enabled": True,
-            "Origins": {
-                "Quantity": 1,
-                "Items": [
-                    {
-                        "Id": "origin",
-                        "DomainName": "example-site-content.s3.amazonaws.com",
-                        "S3OriginConfig": {"OriginAccessIdentity": ""},
-                    }
-                ],
-            },
-            "DefaultCacheBehavior": {
-                "TargetOriginId": "origin",
-                "ViewerProtocolPolicy": "redirect-to-https",
-                "CachePolicyId": "658327ea-f89d-4fab-a63d-7e88639e58f6",
-            },
-        }
-    )
-    return created["Distribution"]["Id"]
+    return s3_distribution(cloudfront, "example-site-content", comment="cdnpurge contract test")
 
 
 def settings_for(distribution_id: str, **overrides: Any) -> CloudFrontSettings:

@@ -15,6 +15,7 @@ import boto3
 import httpx
 import pytest
 
+from cdnpurge_local.distributions import s3_distribution
 from cdnpurge_local.fakecdn.clock import ManualClock
 from cdnpurge_local.fakecdn.cloudfront_watch import CloudFrontWatcher, UnknownInvalidationError
 from cdnpurge_local.fakecdn.edge import Edge, EdgeServer
@@ -54,29 +55,7 @@ def cloudfront(moto: MotoServer) -> CloudFrontClient:
 
 @pytest.fixture
 def distribution_id(cloudfront: CloudFrontClient) -> str:
-    created = cloudfront.create_distribution(
-        DistributionConfig={
-            "CallerReference": uuid.uuid4().hex,
-            "Comment": "cdnpurge fake edge test",
-            "Enabled": True,
-            "Origins": {
-                "Quantity": 1,
-                "Items": [
-                    {
-                        "Id": "s3",
-                        "DomainName": f"{BUCKET}.s3.amazonaws.com",
-                        "S3OriginConfig": {"OriginAccessIdentity": ""},
-                    }
-                ],
-            },
-            "DefaultCacheBehavior": {
-                "TargetOriginId": "s3",
-                "ViewerProtocolPolicy": "redirect-to-https",
-                "CachePolicyId": "658327ea-f89d-4fab-a63d-7e88639e58f6",
-            },
-        }
-    )
-    return created["Distribution"]["Id"]
+    return s3_distribution(cloudfront, BUCKET, comment="cdnpurge fake edge test")
 
 
 def view(server: EdgeServer, public_url: str) -> httpx.Response:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +28,7 @@ from cdnpurge.report import BatchRun
 from cdnpurge.service import PurgeService
 from cdnpurge_local.cfn import load_template
 from cdnpurge_local.cloudfront_tags import enforce_cache_tags
+from cdnpurge_local.distributions import s3_distribution
 from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
 from cdnpurge_local.provision import local_client
 from cdnpurge_local.servers import DynamoDBLocal, MotoServer
@@ -76,29 +76,7 @@ def cloudfront(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> CloudFron
 
 
 def new_distribution(cloudfront: CloudFrontClient) -> str:
-    created = cloudfront.create_distribution(
-        DistributionConfig={
-            "CallerReference": uuid.uuid4().hex,
-            "Comment": "cdnpurge path budget test",
-            "Enabled": True,
-            "Origins": {
-                "Quantity": 1,
-                "Items": [
-                    {
-                        "Id": "origin",
-                        "DomainName": f"{BUCKET}.s3.amazonaws.com",
-                        "S3OriginConfig": {"OriginAccessIdentity": ""},
-                    }
-                ],
-            },
-            "DefaultCacheBehavior": {
-                "TargetOriginId": "origin",
-                "ViewerProtocolPolicy": "redirect-to-https",
-                "CachePolicyId": "658327ea-f89d-4fab-a63d-7e88639e58f6",
-            },
-        }
-    )
-    return created["Distribution"]["Id"]
+    return s3_distribution(cloudfront, BUCKET, comment="cdnpurge path budget test")
 
 
 def invalidated(cloudfront: CloudFrontClient, distribution_id: str) -> list[str]:

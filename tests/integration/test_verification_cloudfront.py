@@ -8,7 +8,6 @@ The origin's version is read with the production `S3Versions` (HEAD on the moto 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -22,6 +21,7 @@ from cdnpurge.providers.cloudfront import CloudFrontProvider
 from cdnpurge.redaction import RedactingProvider
 from cdnpurge.service import PurgeService, Queues, Verification, VerificationWiring
 from cdnpurge.verification.origin import S3Versions
+from cdnpurge_local.distributions import s3_distribution
 from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
 from cdnpurge_local.fakecdn.clock import ManualClock
 from cdnpurge_local.fakecdn.cloudfront_watch import CloudFrontWatcher, WatchedCloudFront
@@ -50,24 +50,7 @@ def test_an_invalidation_in_progress_is_waited_for_then_the_edge_is_seen_fresh(m
     s3 = local_client(session, "s3", endpoint=moto.endpoint, region=DEFAULT_REGION)
     cloudfront = local_client(session, "cloudfront", endpoint=moto.endpoint, region=DEFAULT_REGION)
     s3.create_bucket(Bucket=BUCKET)
-    distribution_id = cloudfront.create_distribution(
-        DistributionConfig={
-            "CallerReference": uuid.uuid4().hex,
-            "Comment": "cdnpurge verification test",
-            "Enabled": True,
-            "Origins": {
-                "Quantity": 1,
-                "Items": [
-                    {
-                        "Id": "s3",
-                        "DomainName": f"{BUCKET}.s3.amazonaws.com",
-                        "S3OriginConfig": {"OriginAccessIdentity": ""},
-                    }
-                ],
-            },
-            "DefaultCacheBehavior": {"TargetOriginId": "s3", "ViewerProtocolPolicy": "allow-all"},
-        }
-    )["Distribution"]["Id"]
+    distribution_id = s3_distribution(cloudfront, BUCKET, comment="cdnpurge verification test")
     clock = ManualClock(START)
     edge = Edge("cloudfront", S3Origin(s3, BUCKET), clock, hosts=frozenset({WWW}))
     watcher = CloudFrontWatcher(cloudfront, distribution_id, completion_delay=20)

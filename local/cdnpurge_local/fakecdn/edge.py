@@ -27,11 +27,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 from enum import StrEnum
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
 from cdnpurge_local.fakecdn.clock import Clock
+from cdnpurge_local.fakecdn.loopback import LoopbackHTTP
 from cdnpurge_local.fakecdn.origin import Origin, OriginError, OriginObject
 from cdnpurge_local.fakecdn.server import FakeCDN
 from cdnpurge_local.fakecdn.targets import Scope, scopes
@@ -250,8 +251,7 @@ class EdgeServer:
         self.max_requests = max_requests
         self.requests = 0
         self._count_lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http: LoopbackHTTP | None = None
 
     def count_request(self) -> bool:
         """Count one request; False once `max_requests` have been answered (then the server stays silent)."""
@@ -261,10 +261,9 @@ class EdgeServer:
 
     @property
     def endpoint(self) -> str:
-        if self._server is None:
+        if self._http is None:
             raise RuntimeError("the edge server is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._http.endpoint
 
     def address(self, public_url: str) -> tuple[str, dict[str, str]]:
         """The loopback URL and headers that ask this edge for `public_url` (its host goes in `Host`)."""
@@ -280,21 +279,13 @@ class EdgeServer:
         class Handler(_EdgeHandler):
             edge_server = server
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-edge", daemon=True
-        )
-        self._thread.start()
+        self._http = LoopbackHTTP(Handler, "fake-edge")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
 
 
 class _EdgeHandler(BaseHTTPRequestHandler):

@@ -16,9 +16,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from cdnpurge_local.fakecdn.loopback import LoopbackHTTP
 
 REDACTED = "<redacted>"
 # The longest a `Fault.release` holds an answer, so a test that never releases cannot hang the server.
@@ -147,15 +149,13 @@ class FakeCDN:
         self._faults: dict[str, list[Fault]] = {}
         self._purge_listeners: list[PurgeListener] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http: LoopbackHTTP | None = None
 
     # -- control ------------------------------------------------------------------------------------
 
     def endpoint(self, provider: str) -> str:
-        assert self._server is not None, "server not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/{provider}"
+        assert self._http is not None, "server not started"
+        return f"{self._http.endpoint}/{provider}"
 
     def inject(self, provider: str, fault: Fault) -> None:
         with self._lock:
@@ -185,20 +185,13 @@ class FakeCDN:
         class Handler(_Handler):
             cdn = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-cdn", daemon=True
-        )
-        self._thread.start()
+        self._http = LoopbackHTTP(Handler, "fake-cdn")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
 
     # -- request handling (called from server threads) -----------------------------------------------
 
