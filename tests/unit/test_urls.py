@@ -204,3 +204,32 @@ def test_the_dot_segment_check_does_linear_work(monkeypatch: pytest.MonkeyPatch,
 def test_deep_encodings_are_refused_not_decoded_forever() -> None:
     assert dot_segment_problem("/a/%" + "25" * 60_000 + "2e/x") is not None
     assert dot_segment_problem("/a/%252e%252e/x") is not None  # double encoding is still caught
+
+
+_URL_PIECES = st.sampled_from(
+    ["a", "B", "0", "-", "_", ".", "/", "%", "%2e", "*", "\\", "@", ":", "?", "#", "~", "é", ".."]
+)
+
+
+@given(
+    scheme=st.sampled_from(["http", "https", "HTTPS", "ftp"]),
+    host=st.text(st.sampled_from("abcXYZ019.-_@:[]"), min_size=0, max_size=12),
+    path=st.lists(_URL_PIECES, max_size=12).map("".join),
+    query=st.one_of(st.none(), st.lists(_URL_PIECES, max_size=6).map("".join)),
+)
+def test_the_plain_url_shortcut_agrees_with_the_parsed_way(
+    scheme: str, host: str, path: str, query: str | None
+) -> None:
+    # Given: any URL, plain (what a storm's targets are) or hostile
+    url = f"{scheme}://{host}/{path}" + (f"?{query}" if query is not None else "")
+
+    # When: checked with the shortcut (canonical_url) and the long way (urlsplit)
+    def outcome(check: Callable[[str], urllib.parse.SplitResult]) -> object:
+        try:
+            return check(url)
+        except UrlError as problem:
+            return str(problem)
+
+    # Then: the same canonical form, or the same refusal
+    assert outcome(canonical_url) == outcome(cdnpurge.urls.parsed_canonical_url)
+    tally.hostile("canonical", 1)
