@@ -12,6 +12,8 @@ from typing import Any
 
 from cdnpurge.config import Config, parse_config
 from cdnpurge_local.memory_ledger import MemoryLedger
+from cdnpurge_local.provision import load_template
+from cdnpurge_local.stack import TEMPLATE_PATH
 
 __all__ = [
     "FASTLY_SERVICE",
@@ -128,3 +130,16 @@ class TrailListener:
 
     def failed(self, provider: str, change_id: str, reason: str) -> None:
         self.trail.failed.append((provider, change_id, reason))
+
+
+# What `CreateTable` takes of a template table's properties (the rest, TTL and backups, DynamoDB Local lacks).
+_CREATE_TABLE_PROPERTIES = ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
+
+
+def create_template_table(client: Any, logical_id: str, name: str) -> None:
+    """The template's table `logical_id` (keys, indexes, billing) created as `name` on DynamoDB Local, so
+    a test runs against the very layout `sam deploy` creates."""
+    properties = load_template(TEMPLATE_PATH)["Resources"][logical_id]["Properties"]
+    client.create_table(
+        TableName=name, **{key: properties[key] for key in _CREATE_TABLE_PROPERTIES if key in properties}
+    )

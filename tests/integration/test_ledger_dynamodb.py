@@ -11,12 +11,11 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemAlreadyExistsError
+from helpers import create_template_table
 
 from cdnpurge.ledger import CLAIM_ITEMS, KEY_PREFIX, Claim, DynamoDBLedger
-from cdnpurge_local.cfn import load_template
 from cdnpurge_local.provision import local_client
 from cdnpurge_local.servers import DynamoDBLocal
-from cdnpurge_local.stack import TEMPLATE_PATH
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ledger")]
 
@@ -24,16 +23,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ledger")]
 @pytest.fixture(scope="module")
 def table() -> Iterator[tuple[Any, str]]:
     """DynamoDB Local with the template's idempotency table: (client, table name)."""
-    properties = load_template(TEMPLATE_PATH)["Resources"]["IdempotencyTable"]["Properties"]
     with DynamoDBLocal() as dynamodb:
         client = local_client(boto3.session.Session(), "dynamodb", endpoint=dynamodb.endpoint, region="us-east-1")
         name = "cdnpurge-ledger-test"
-        client.create_table(
-            TableName=name,
-            AttributeDefinitions=properties["AttributeDefinitions"],
-            KeySchema=properties["KeySchema"],
-            BillingMode=properties["BillingMode"],
-        )
+        create_template_table(client, "IdempotencyTable", name)
         yield client, name
 
 

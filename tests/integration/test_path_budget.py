@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+from helpers import create_template_table
 
 from cdnpurge.cli import main
 from cdnpurge.config import parse_config
@@ -26,13 +27,11 @@ from cdnpurge.models import TargetKind
 from cdnpurge.pipeline import run_batch
 from cdnpurge.report import BatchRun
 from cdnpurge.service import PurgeService
-from cdnpurge_local.cfn import load_template
 from cdnpurge_local.cloudfront_tags import enforce_cache_tags
 from cdnpurge_local.distributions import s3_distribution
 from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
 from cdnpurge_local.provision import local_client
 from cdnpurge_local.servers import DynamoDBLocal, MotoServer
-from cdnpurge_local.stack import TEMPLATE_PATH
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudfront import CloudFrontClient
@@ -47,16 +46,10 @@ BUDGET = 50
 @pytest.fixture(scope="module")
 def table() -> Iterator[tuple[Any, str]]:
     """DynamoDB Local with the template's idempotency table: (client, table name)."""
-    properties = load_template(TEMPLATE_PATH)["Resources"]["IdempotencyTable"]["Properties"]
     with DynamoDBLocal() as dynamodb:
         client = local_client(boto3.session.Session(), "dynamodb", endpoint=dynamodb.endpoint, region="us-east-1")
         name = "cdnpurge-path-budget-test"
-        client.create_table(
-            TableName=name,
-            AttributeDefinitions=properties["AttributeDefinitions"],
-            KeySchema=properties["KeySchema"],
-            BillingMode=properties["BillingMode"],
-        )
+        create_template_table(client, "IdempotencyTable", name)
         yield client, name
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
-from helpers import FASTLY_TOKEN, MemoryLedger, fastly_config
+from helpers import FASTLY_TOKEN, MemoryLedger, create_template_table, fastly_config
 from pydantic import SecretStr
 
 from cdnpurge.cli import main as cli
@@ -47,12 +47,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("trail")]
 BUCKET = "example-site-content"
 NOW = 1_796_000_000.0  # 2026-11-29T...Z: the trail's clock, fixed
 RETENTION = 7 * 24 * 3600
-CREATE_PROPERTIES = ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
-
-
-def create_table(client: Any, logical_id: str, name: str) -> None:
-    properties = load_template(TEMPLATE_PATH)["Resources"][logical_id]["Properties"]
-    client.create_table(TableName=name, **{key: properties[key] for key in CREATE_PROPERTIES if key in properties})
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +59,7 @@ def dynamodb() -> Iterator[Any]:
 def table(dynamodb: Any) -> str:
     """A fresh trail table per test, exactly as the template declares it (key, indexes, billing)."""
     name = f"trail-{uuid.uuid4().hex[:8]}"
-    create_table(dynamodb, "PurgeTrailTable", name)
+    create_template_table(dynamodb, "PurgeTrailTable", name)
     return name
 
 
@@ -287,7 +281,7 @@ def test_a_trail_that_cannot_be_written_never_fails_the_batch(
 ) -> None:
     # Given: the service with a real ledger table, and a trail table that does not exist
     ledger = f"ledger-{uuid.uuid4().hex[:8]}"
-    create_table(dynamodb, "IdempotencyTable", ledger)
+    create_template_table(dynamodb, "IdempotencyTable", ledger)
     service = PurgeService.build(
         fastly_config(fake_cdn.endpoint("fastly")),
         table_name=ledger,
