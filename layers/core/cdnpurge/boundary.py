@@ -30,6 +30,8 @@ from collections.abc import Callable
 from pathlib import PurePath
 from typing import Final
 
+from cdnpurge.errors import bounded
+
 RECORD_METRIC: Final = "RecordFailedUnexpectedly"  # records failed by an exception no stage expected
 REQUEST_METRIC: Final = "RequestFailedUnexpectedly"  # provider requests failed by one (per provider)
 EXCERPT_CHARS: Final = 200
@@ -39,8 +41,7 @@ def unexpected(error: BaseException, during: str, *, redact: Callable[[str], str
     """The reason a unit failed on `error` while `during` (a gerund phrase: "translating", ...).
 
     The message is redacted before it is cut, so a secret cannot survive as a fragment at the cut."""
-    text = redact(str(error))
-    excerpt = text if len(text) <= EXCERPT_CHARS else f"{text[:EXCERPT_CHARS]}... ({len(text)} chars)"
+    excerpt = bounded(redact(str(error)), EXCERPT_CHARS)
     return f"unexpected {type(error).__name__}{_raised_at(error)} while {during}: {excerpt!r}"
 
 
