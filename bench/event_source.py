@@ -126,8 +126,8 @@ def run_cdnpurge(
 
     `verify`: (SQS client, purge queue URL, origin versions) to run with the provider's `verify:` block on,
     its checks sent to that queue (`bench.verification` measures what that costs the storm)."""
-    from cdnpurge.config import parse_config
-    from cdnpurge.service import PurgeService, Queues, VerificationWiring
+    from cdnpurge.core.config import parse_config
+    from cdnpurge.runtime.service import PurgeService, Queues, VerificationWiring
     from cdnpurge_local.event_source import LocalLambdaContext
     from cdnpurge_local.memory_ledger import MemoryLedger
 

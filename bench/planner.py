@@ -19,11 +19,11 @@ def planner_throughput(records: int = 10_000, repeats: int = 9) -> dict[str, Any
     times the parses and the stages back to back and yields one ratio; the figures are the median repeat's.
     """
     clock = time.thread_time
-    from cdnpurge.config import parse_config
-    from cdnpurge.events import decode_event
-    from cdnpurge.plan import plan
-    from cdnpurge.providers.registry import specs
-    from cdnpurge.rules import translate
+    from cdnpurge.core.config import parse_config
+    from cdnpurge.core.events import decode_event
+    from cdnpurge.core.plan import plan
+    from cdnpurge.core.registry import specs
+    from cdnpurge.core.translate import translate
 
     endpoints = {"fastly": "https://api.fastly.com", "cloudfront": "https://cf", "medianova": "https://mn"}
     results: dict[str, Any] = {"records": records}

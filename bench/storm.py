@@ -27,7 +27,7 @@ last purge answered, including decoding and the ledger), and wall / the rate-lim
 `max(0, minimum - burst) / rate` (shown where that minimum is at least `MIN_TIME_SHOWN` seconds: below, the
 storm is not rate-bound and the ratio would only measure fixed costs).
 
-The run is written to `bench/results/storm-<UTC time>.json` and drawn beside it (`cdnpurge.charts`:
+The run is written to `bench/results/storm-<UTC time>.json` and drawn beside it (`cdnpurge.cli.charts`:
 `.calls.png`, `.wall.png`, `.throughput.png`); `cdnpurge report RUN` draws a saved run again.
 """
 
@@ -52,7 +52,7 @@ from bench.naive import NaivePurger
 from bench.planner import planner_throughput, throughput_lines
 from bench.report import Row, measure, table, target_summary
 from bench.scenarios import BATCH_SIZE, BUCKET, LIMITS, SCENARIOS, URL_BATCH_SIZE, make_storm, plan_of_runs
-from cdnpurge.charts import render_run
+from cdnpurge.cli.charts import render_run
 
 RESULTS = Path(__file__).parent / "results"
 CONCURRENCY = 2  # the proposed MaximumConcurrency default

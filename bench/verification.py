@@ -43,10 +43,10 @@ import httpx
 from bench.cdn_host import CdnHost
 from bench.event_source import run_cdnpurge
 from bench.scenarios import BUCKET, HOST, LIMITS, SCENARIOS, make_storm
-from cdnpurge.config import parse_config
-from cdnpurge.purgers import build_purgers
-from cdnpurge.service import PurgeService, Queues, Verification, VerificationWiring
-from cdnpurge.verification.origin import S3Versions
+from cdnpurge.core.config import parse_config
+from cdnpurge.runtime.purgers import build_purgers
+from cdnpurge.runtime.service import PurgeService, Queues, Verification, VerificationWiring
+from cdnpurge.runtime.verification.origin import S3Versions
 from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
 from cdnpurge_local.fakecdn.akamai import AkamaiBehaviour
 from cdnpurge_local.fakecdn.clock import ManualClock

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN, MemoryLedger, SimulatedClock, config_from
 
-from cdnpurge.config import Config
-from cdnpurge.pipeline import run_batch
-from cdnpurge.purgers import build_purgers
-from cdnpurge.report import BatchRun
+from cdnpurge.core.config import Config
+from cdnpurge.runtime.pipeline import run_batch
+from cdnpurge.runtime.purgers import build_purgers
+from cdnpurge.runtime.report import BatchRun
 
 Responder = Callable[[httpx.Request], httpx.Response | None]
 

@@ -10,7 +10,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdnpurge.config import Config, parse_config
+from cdnpurge.core.config import Config, parse_config
 from cdnpurge_local.memory_ledger import MemoryLedger
 from cdnpurge_local.provision import load_template
 from cdnpurge_local.stack import TEMPLATE_PATH
@@ -115,7 +115,7 @@ class Trail:
 
 
 class TrailListener:
-    """A `cdnpurge.verification.verifier.VerificationListener` writing to a `Trail`."""
+    """A `cdnpurge.runtime.verification.verifier.VerificationListener` writing to a `Trail`."""
 
     def __init__(self, trail: Trail) -> None:
         self.trail = trail

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from cdnpurge.observability import attempt_logger, record
-from cdnpurge.service import PurgeService
+from cdnpurge.runtime.observability import attempt_logger, record
+from cdnpurge.runtime.service import PurgeService
 
 if TYPE_CHECKING:
     # Types only: the batch response type alone would load Powertools' whole batch processor at cold start.
@@ -44,7 +44,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     try:
         report = service().handle(event, remaining_ms=context.get_remaining_time_in_millis)
     except BaseException:
-        # Past every record's and request's fault boundary (`cdnpurge.boundary`), only a failure of the batch
+        # Past every record's and request's fault boundary (`cdnpurge.core.boundary`), only a failure of the batch
         # machinery itself, or the process being stopped, gets here. SQS redelivers the whole batch (what
         # completed is in the idempotency table and is skipped then); say so, with the cause, instead of
         # leaving only Lambda's bare error line.

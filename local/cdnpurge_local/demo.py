@@ -27,10 +27,10 @@ from typing import Any
 
 import httpx
 
-from cdnpurge.cli import main as cdnpurge_cli
-from cdnpurge.config import parse_config
-from cdnpurge.pipeline import preview
-from cdnpurge.providers.registry import specs
+from cdnpurge.cli.main import main as cdnpurge_cli
+from cdnpurge.core.config import parse_config
+from cdnpurge.core.registry import specs
+from cdnpurge.runtime.pipeline import preview
 from cdnpurge_local.demo_run import DemoRound, save_demo_run
 from cdnpurge_local.distributions import s3_distribution
 from cdnpurge_local.event_source import Invocation, LocalLambdaContext, SqsEventSource

@@ -1,4 +1,4 @@
-"""The demo's run, saved in the shape `cdnpurge report` draws (`cdnpurge.charts.RunDocument`).
+"""The demo's run, saved in the shape `cdnpurge report` draws (`cdnpurge.cli.charts.RunDocument`).
 
 Each round of the demo is one storm through cdnpurge: the messages delivered, the provider calls they
 cost (fake CDN calls and CloudFront invalidations) and the round's wall time. Round 2 delivers the same
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cdnpurge.charts import RunDocument, RunRow
+from cdnpurge.cli.charts import RunDocument, RunRow
 
 
 @dataclass(frozen=True)

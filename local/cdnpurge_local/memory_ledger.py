@@ -1,5 +1,5 @@
 """An idempotency ledger in memory: for unit tests of the pipeline and for benchmark runs that show the
-ledger's share of the wall time. What runs in production, `cdnpurge.ledger.DynamoDBLedger`, is tested
+ledger's share of the wall time. What runs in production, `cdnpurge.runtime.ledger.DynamoDBLedger`, is tested
 on DynamoDB Local; this one keeps the same three states and is safe to share between threads."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from cdnpurge.ledger import Claim, Pair
+from cdnpurge.runtime.ledger import Claim, Pair
 
 
 class MemoryLedger:
-    """A `cdnpurge.ledger.Ledger`: `done` and `busy` hold the pairs in each state, `released` every release."""
+    """A `cdnpurge.runtime.ledger.Ledger`: `done` and `busy` hold the pairs in each state, `released` every release."""
 
     def __init__(self) -> None:
         self.done: set[Pair] = set()

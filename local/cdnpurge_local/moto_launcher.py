@@ -5,7 +5,7 @@ key unencoded. AWS documents `id` as "a UUID generated for every event", and the
 that orders events for the same key; cdnpurge keys idempotency on both, so with moto's constants two
 different uploads would look like one redelivered event. We also encode the key as S3 notifications are
 (`quote_plus`, the form Powertools' `S3EventBridgeNotificationObject.key` decodes), so the one decoding
-rule in `cdnpurge.events` is exercised end to end. Everything else is moto's own code, unchanged.
+rule in `cdnpurge.core.events` is exercised end to end. Everything else is moto's own code, unchanged.
 
     python -m cdnpurge_local.moto_launcher -H 127.0.0.1 -p 5000
 """

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 import boto3
 from botocore.config import Config
 
-from cdnpurge.notifications import set_eventbridge
+from cdnpurge.cli.notifications import set_eventbridge
 from cdnpurge_local.cfn import Evaluator, TemplateError, creation_order, load_template, parameter_values
 
 if TYPE_CHECKING:

@@ -26,9 +26,9 @@ from typing import Any, ClassVar, Protocol
 import pytest
 from pydantic import SecretStr
 
-from cdnpurge.models import PurgeRequest, TargetKind
-from cdnpurge.providers.base import Provider
-from cdnpurge.providers.errors import (
+from cdnpurge.core.models import PurgeRequest, TargetKind
+from cdnpurge.core.protocol import Provider
+from cdnpurge.core.provider_errors import (
     AuthError,
     NotFoundError,
     ProviderError,
@@ -36,9 +36,9 @@ from cdnpurge.providers.errors import (
     ThrottledError,
     UnavailableError,
 )
-from cdnpurge.providers.http import HttpProvider
-from cdnpurge.providers.spec import DeclaredProvider, ProviderSettings
-from cdnpurge.redaction import MAX_TEXT_CHARS, RedactingProvider
+from cdnpurge.core.spec import DeclaredProvider, ProviderSettings
+from cdnpurge.runtime.providers.http import HttpProvider
+from cdnpurge.runtime.redaction import MAX_TEXT_CHARS, RedactingProvider
 from cdnpurge_local.fakecdn.server import Behaviour, FakeCDN, Fault
 
 SERVER_ERRORS = (500, 502, 503, 504)

@@ -14,12 +14,12 @@ import pytest
 from contract.kit import HttpCase, HttpContract
 from pydantic import SecretStr, ValidationError
 
-from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
-from cdnpurge.plan import plan
-from cdnpurge.providers import akamai
-from cdnpurge.providers.akamai import AkamaiProvider, AkamaiSettings
-from cdnpurge.providers.edgegrid import EdgeGridAuth
-from cdnpurge.providers.errors import RejectedError, ThrottledError
+from cdnpurge.core.models import PurgeRequest, RoutedTarget, Target, TargetKind
+from cdnpurge.core.plan import plan
+from cdnpurge.core.provider_errors import RejectedError, ThrottledError
+from cdnpurge.runtime.providers import akamai
+from cdnpurge.runtime.providers.akamai import AkamaiProvider, AkamaiSettings
+from cdnpurge.runtime.providers.edgegrid import EdgeGridAuth
 from cdnpurge_local.fakecdn.akamai import AkamaiBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
 

@@ -13,11 +13,11 @@ import pytest
 from contract.kit import HttpCase, HttpContract
 from pydantic import SecretStr
 
-from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
-from cdnpurge.plan import plan
-from cdnpurge.providers import bunny
-from cdnpurge.providers.bunny import BunnyProvider, BunnySettings
-from cdnpurge.providers.errors import RejectedError
+from cdnpurge.core.models import PurgeRequest, RoutedTarget, Target, TargetKind
+from cdnpurge.core.plan import plan
+from cdnpurge.core.provider_errors import RejectedError
+from cdnpurge.runtime.providers import bunny
+from cdnpurge.runtime.providers.bunny import BunnyProvider, BunnySettings
 from cdnpurge_local.fakecdn.bunny import BunnyBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN
 

@@ -14,11 +14,11 @@ import pytest
 from contract.kit import HttpCase, HttpContract
 from pydantic import SecretStr
 
-from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
-from cdnpurge.plan import plan
-from cdnpurge.providers import cloudflare
-from cdnpurge.providers.cloudflare import CloudflareProvider, CloudflareSettings
-from cdnpurge.providers.errors import AuthError, NotFoundError, RejectedError
+from cdnpurge.core.models import PurgeRequest, RoutedTarget, Target, TargetKind
+from cdnpurge.core.plan import plan
+from cdnpurge.core.provider_errors import AuthError, NotFoundError, RejectedError
+from cdnpurge.runtime.providers import cloudflare
+from cdnpurge.runtime.providers.cloudflare import CloudflareProvider, CloudflareSettings
 from cdnpurge_local.fakecdn.cloudflare import CloudflareBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
 

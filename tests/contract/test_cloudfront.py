@@ -30,18 +30,9 @@ from botocore.stub import Stubber
 from contract.kit import AdapterContract, ContractCase
 from pydantic import ValidationError
 
-from cdnpurge.execute import request_token
-from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
-from cdnpurge.plan import plan
-from cdnpurge.providers.cloudfront import (
-    IN_PROGRESS_BACKOFF_SECONDS,
-    MAX_TAGS_IN_PROGRESS,
-    CloudFrontProvider,
-    CloudFrontSettings,
-    InvalidationStatus,
-    encode_path,
-)
-from cdnpurge.providers.errors import (
+from cdnpurge.core.models import PurgeRequest, RoutedTarget, Target, TargetKind
+from cdnpurge.core.plan import plan
+from cdnpurge.core.provider_errors import (
     AuthError,
     NotFoundError,
     ProviderError,
@@ -49,7 +40,16 @@ from cdnpurge.providers.errors import (
     ThrottledError,
     UnavailableError,
 )
-from cdnpurge.providers.spec import ProviderSpec
+from cdnpurge.core.spec import ProviderSpec
+from cdnpurge.runtime.execute import request_token
+from cdnpurge.runtime.providers.cloudfront import (
+    IN_PROGRESS_BACKOFF_SECONDS,
+    MAX_TAGS_IN_PROGRESS,
+    CloudFrontProvider,
+    CloudFrontSettings,
+    InvalidationStatus,
+    encode_path,
+)
 from cdnpurge_local.cloudfront_tags import enforce_cache_tags
 from cdnpurge_local.distributions import s3_distribution
 from cdnpurge_local.servers import MotoServer, free_port

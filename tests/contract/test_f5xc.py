@@ -13,10 +13,10 @@ import pytest
 from contract.kit import HttpCase, HttpContract
 from pydantic import SecretStr
 
-from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
-from cdnpurge.plan import plan
-from cdnpurge.providers.errors import NotFoundError, RejectedError
-from cdnpurge.providers.f5xc import F5xcProvider, F5xcSettings
+from cdnpurge.core.models import PurgeRequest, RoutedTarget, Target, TargetKind
+from cdnpurge.core.plan import plan
+from cdnpurge.core.provider_errors import NotFoundError, RejectedError
+from cdnpurge.runtime.providers.f5xc import F5xcProvider, F5xcSettings
 from cdnpurge_local.fakecdn.f5xc import F5xcBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
 

@@ -10,11 +10,11 @@ from contract.kit import HttpCase, HttpContract
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN
 from pydantic import SecretStr
 
-from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
-from cdnpurge.plan import plan
-from cdnpurge.providers.errors import RejectedError
-from cdnpurge.providers.fastly import FastlyProvider, FastlySettings
-from cdnpurge.providers.http import ApiCall
+from cdnpurge.core.models import PurgeRequest, RoutedTarget, Target, TargetKind
+from cdnpurge.core.plan import plan
+from cdnpurge.core.provider_errors import RejectedError
+from cdnpurge.runtime.providers.fastly import FastlyProvider, FastlySettings
+from cdnpurge.runtime.providers.http import ApiCall
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN
 

@@ -13,11 +13,11 @@ import pytest
 from contract.kit import HttpCase, HttpContract
 from pydantic import SecretStr
 
-from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
-from cdnpurge.plan import plan
-from cdnpurge.providers import gotipath
-from cdnpurge.providers.errors import AuthError, RejectedError
-from cdnpurge.providers.gotipath import GotipathProvider, GotipathSettings
+from cdnpurge.core.models import PurgeRequest, RoutedTarget, Target, TargetKind
+from cdnpurge.core.plan import plan
+from cdnpurge.core.provider_errors import AuthError, RejectedError
+from cdnpurge.runtime.providers import gotipath
+from cdnpurge.runtime.providers.gotipath import GotipathProvider, GotipathSettings
 from cdnpurge_local.fakecdn.gotipath import GotipathBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
 

@@ -13,10 +13,10 @@ import pytest
 from contract.kit import HttpCase, HttpContract
 from pydantic import SecretStr
 
-from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
-from cdnpurge.plan import plan
-from cdnpurge.providers.errors import AuthError, NotFoundError, RejectedError, UnavailableError
-from cdnpurge.providers.medianova import MedianovaProvider, MedianovaSettings
+from cdnpurge.core.models import PurgeRequest, RoutedTarget, Target, TargetKind
+from cdnpurge.core.plan import plan
+from cdnpurge.core.provider_errors import AuthError, NotFoundError, RejectedError, UnavailableError
+from cdnpurge.runtime.providers.medianova import MedianovaProvider, MedianovaSettings
 from cdnpurge_local.fakecdn.medianova import MedianovaBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
 

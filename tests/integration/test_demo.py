@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cdnpurge.charts import read_run, render_run
+from cdnpurge.cli.charts import read_run, render_run
 from cdnpurge_local import demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]

@@ -1,7 +1,7 @@
 """README's deploy guide, run as written against moto server: parameters, secrets, bucket notifications.
 
 Each ```bash block of the "Deploy" section is read from README.md and its commands run in order: `cdnpurge`
-through `cdnpurge.cli.main`, `aws SERVICE OPERATION --option value` through boto3 with the AWS CLI's own
+through `cdnpurge.cli.main.main`, `aws SERVICE OPERATION --option value` through boto3 with the AWS CLI's own
 argument rules (option = the input member's name in kebab case, `file://` reads a file, booleans are flags,
 structures are JSON). `sam` and `aws lambda` need a real account and are skipped; nothing else is.
 """
@@ -23,7 +23,7 @@ import pytest
 from botocore import xform_name
 from botocore.exceptions import ClientError
 
-from cdnpurge.cli import main
+from cdnpurge.cli.main import main
 from cdnpurge_local.servers import MotoServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("deploy-guide")]
@@ -163,7 +163,7 @@ def test_deploy_update_and_teardown_as_the_readme_says(
     # When: the deploy steps run
     printed = run_guide_block(deploy, aws)
     # Then: the parameter and the secret hold the files, EventBridge is on and every other notification kept
-    parameter = ssm.get_parameter(Name="/cdnpurge/config")["Parameter"]
+    parameter = ssm.get_parameter(Name="/cdnpurge/core/config")["Parameter"]
     assert parameter["Value"] == config and parameter["Type"] == "String"
     assert secrets.get_secret_value(SecretId="cdnpurge/fastly")["SecretString"] == '{"token": "test-token-1"}'
     assert notifications(aws) == {**EXISTING, "EventBridgeConfiguration": {}}
@@ -176,10 +176,10 @@ def test_deploy_update_and_teardown_as_the_readme_says(
     Path("purge.yaml").write_text(config.replace("soft: true", "soft: false"), encoding="utf-8")
     Path("fastly-secret.json").write_text('{"token": "test-token-2"}', encoding="utf-8")
     with pytest.raises(ClientError, match="ParameterAlreadyExists"):  # why the guide says --overwrite
-        ssm.put_parameter(Name="/cdnpurge/config", Type="String", Value="version: 1")
+        ssm.put_parameter(Name="/cdnpurge/core/config", Type="String", Value="version: 1")
     run_guide_block(update, aws)
     # Then
-    parameter = ssm.get_parameter(Name="/cdnpurge/config")["Parameter"]
+    parameter = ssm.get_parameter(Name="/cdnpurge/core/config")["Parameter"]
     assert "soft: false" in parameter["Value"] and parameter["Version"] == 2
     assert secrets.get_secret_value(SecretId="cdnpurge/fastly")["SecretString"] == '{"token": "test-token-2"}'
 
@@ -188,7 +188,7 @@ def test_deploy_update_and_teardown_as_the_readme_says(
     # Then: EventBridge off, the others still there; the parameter gone, the secret scheduled for deletion
     assert notifications(aws) == EXISTING
     with pytest.raises(ClientError, match="ParameterNotFound"):
-        ssm.get_parameter(Name="/cdnpurge/config")
+        ssm.get_parameter(Name="/cdnpurge/core/config")
     assert "DeletedDate" in secrets.describe_secret(SecretId="cdnpurge/fastly")
 
 

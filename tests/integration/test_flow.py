@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN
 
-from cdnpurge.cli import main as cli
+from cdnpurge.cli.main import main as cli
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.server import Fault
 from cdnpurge_local.harness import Deployment, deployed

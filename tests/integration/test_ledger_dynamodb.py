@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemAlreadyExistsError
 from helpers import create_template_table
 
-from cdnpurge.ledger import CLAIM_ITEMS, KEY_PREFIX, Claim, DynamoDBLedger
+from cdnpurge.runtime.ledger import CLAIM_ITEMS, KEY_PREFIX, Claim, DynamoDBLedger
 from cdnpurge_local.provision import local_client
 from cdnpurge_local.servers import DynamoDBLocal
 

@@ -20,13 +20,13 @@ import boto3
 import pytest
 from helpers import create_template_table
 
-from cdnpurge.cli import main
-from cdnpurge.config import parse_config
-from cdnpurge.cost import TOTAL, DynamoDBPathCounter, month_of
-from cdnpurge.models import TargetKind
-from cdnpurge.pipeline import run_batch
-from cdnpurge.report import BatchRun
-from cdnpurge.service import PurgeService
+from cdnpurge.cli.main import main
+from cdnpurge.core.config import parse_config
+from cdnpurge.core.cost import TOTAL, DynamoDBPathCounter, month_of
+from cdnpurge.core.models import TargetKind
+from cdnpurge.runtime.pipeline import run_batch
+from cdnpurge.runtime.report import BatchRun
+from cdnpurge.runtime.service import PurgeService
 from cdnpurge_local.cloudfront_tags import enforce_cache_tags
 from cdnpurge_local.distributions import s3_distribution
 from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event

@@ -341,7 +341,7 @@ def test_lambda_environment_points_boto3_at_the_local_stack(stack: LocalStack, m
     # Then they reach DynamoDB Local and moto, and the template's variables are resolved locally
     assert table["TableName"] == stack.resources.table_name
     assert stack.resources.queue_url in queues
-    assert os.environ["PURGE_CONFIG"] == "ssm:/cdnpurge/config"
+    assert os.environ["PURGE_CONFIG"] == "ssm:/cdnpurge/core/config"
     assert os.environ["POWERTOOLS_SERVICE_NAME"] == "cdnpurge"
 
 

@@ -16,16 +16,16 @@ import pytest
 from helpers import FASTLY_TOKEN, MemoryLedger, create_template_table, fastly_config
 from pydantic import SecretStr
 
-from cdnpurge.cli import main as cli
-from cdnpurge.cli import print_status
-from cdnpurge.config import Config
-from cdnpurge.execute import Executor
-from cdnpurge.pipeline import run_batch
-from cdnpurge.providers.registry import build_providers
-from cdnpurge.report import BatchRun
-from cdnpurge.service import PurgeService
-from cdnpurge.status import TrailReader
-from cdnpurge.trail import (
+from cdnpurge.cli.main import main as cli
+from cdnpurge.cli.main import print_status
+from cdnpurge.cli.status import TrailReader
+from cdnpurge.core.config import Config
+from cdnpurge.core.registry import build_providers
+from cdnpurge.runtime.execute import Executor
+from cdnpurge.runtime.pipeline import run_batch
+from cdnpurge.runtime.report import BatchRun
+from cdnpurge.runtime.service import PurgeService
+from cdnpurge.runtime.trail import (
     EXPIRES_AT,
     MAX_TARGETS_LISTED,
     PK,

@@ -16,11 +16,11 @@ import httpx
 import pytest
 from helpers import MemoryLedger, RecordingSqs, SimulatedClock, Trail, TrailListener, config_from
 
-from cdnpurge.execute import Executor
-from cdnpurge.providers.cloudfront import CloudFrontProvider
-from cdnpurge.redaction import RedactingProvider
-from cdnpurge.service import PurgeService, Queues, Verification, VerificationWiring
-from cdnpurge.verification.origin import S3Versions
+from cdnpurge.runtime.execute import Executor
+from cdnpurge.runtime.providers.cloudfront import CloudFrontProvider
+from cdnpurge.runtime.redaction import RedactingProvider
+from cdnpurge.runtime.service import PurgeService, Queues, Verification, VerificationWiring
+from cdnpurge.runtime.verification.origin import S3Versions
 from cdnpurge_local.distributions import s3_distribution
 from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
 from cdnpurge_local.fakecdn.clock import ManualClock

@@ -11,8 +11,8 @@ import pytest
 from reliability import tally
 from reliability.support import Witness, assert_exactly, dead_letter_reasons, send, source, unique
 
-import cdnpurge.rules
-from cdnpurge.urls import canonical_url
+import cdnpurge.core.translate
+from cdnpurge.core.urls import canonical_url
 from cdnpurge_local.event_builders import sns_envelope
 from cdnpurge_local.fakecdn.server import Fault
 from cdnpurge_local.harness import Deployment
@@ -24,7 +24,7 @@ BUCKET = "cdnpurge-rel-boundaries"
 def test_a_record_that_makes_translation_raise_fails_alone(
     deployment: Deployment, witness: Witness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given: a translate step that lets Python's URL parser raise (as it once did: `cdnpurge.urls` now refuses
+    # Given: a translate step that lets Python's URL parser raise (as it once did: `cdnpurge.core.urls` now refuses
     # such a URL by name, so the bug is put back for this test), and a URL the parser rejects, beside a good
     # record
     real = canonical_url
@@ -33,7 +33,7 @@ def test_a_record_that_makes_translation_raise_fails_alone(
         urlsplit(url)  # raises ValueError("Invalid IPv6 URL") for `https://[...`
         return real(url)
 
-    monkeypatch.setattr(cdnpurge.rules, "canonical_url", unguarded)
+    monkeypatch.setattr(cdnpurge.core.translate, "canonical_url", unguarded)
     path = f"/{unique('good')}.html"
     poison = sns_envelope({"urls": ["https://[www.example.com/x"]})
     send(deployment, poison, sns_envelope({"paths": [path]}))

@@ -22,10 +22,10 @@ from reliability.support import (
     unique,
 )
 
-from cdnpurge.cli import main as cli
-from cdnpurge.models import PurgeRequest
-from cdnpurge.providers.base import Provider, ProviderWrapper, PurgeResult
-from cdnpurge.service import PurgeService, Queues
+from cdnpurge.cli.main import main as cli
+from cdnpurge.core.models import PurgeRequest
+from cdnpurge.core.protocol import Provider, ProviderWrapper, PurgeResult
+from cdnpurge.runtime.service import PurgeService, Queues
 from cdnpurge_local.event_builders import s3_notification, s3_record, sns_envelope
 from cdnpurge_local.fakecdn.server import Fault
 from cdnpurge_local.harness import Deployment
@@ -211,7 +211,7 @@ def test_out_of_time_mid_batch_defers_the_rest_and_the_redelivery_finishes_it(
 
 class LambdaKilled(BaseException):
     """Stands for the runtime stopping the function: raised from inside a provider call. Not an `Exception`:
-    the fault boundaries (`cdnpurge.boundary`) contain every exception of a record or request, so only what
+    the fault boundaries (`cdnpurge.core.boundary`) contain every exception of a record or request, so only what
     stops the process itself still ends a batch."""
 
 

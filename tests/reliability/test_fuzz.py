@@ -22,14 +22,14 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from reliability import tally
 
-from cdnpurge.deadletter import ERROR_ATTRIBUTE
-from cdnpurge.execute import Executor
-from cdnpurge.observability import record
-from cdnpurge.providers.base import Provider
-from cdnpurge.providers.http import HttpProvider
-from cdnpurge.providers.registry import build_providers
-from cdnpurge.redaction import RedactingProvider, secret_forms
-from cdnpurge.service import PurgeService, Queues
+from cdnpurge.core.protocol import Provider
+from cdnpurge.core.registry import build_providers
+from cdnpurge.runtime.deadletter import ERROR_ATTRIBUTE
+from cdnpurge.runtime.execute import Executor
+from cdnpurge.runtime.observability import record
+from cdnpurge.runtime.providers.http import HttpProvider
+from cdnpurge.runtime.redaction import RedactingProvider, secret_forms
+from cdnpurge.runtime.service import PurgeService, Queues
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN
 

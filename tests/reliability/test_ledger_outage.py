@@ -21,10 +21,10 @@ from reliability.support import (
     unique,
 )
 
-from cdnpurge.ledger import Claim, DynamoDBLedger
-from cdnpurge.models import PurgeRequest
-from cdnpurge.providers.base import Provider, ProviderWrapper, PurgeResult
-from cdnpurge.service import PurgeService
+from cdnpurge.core.models import PurgeRequest
+from cdnpurge.core.protocol import Provider, ProviderWrapper, PurgeResult
+from cdnpurge.runtime.ledger import Claim, DynamoDBLedger
+from cdnpurge.runtime.service import PurgeService
 from cdnpurge_local.cfn import load_template
 from cdnpurge_local.event_builders import s3_notification, s3_record, sns_envelope
 from cdnpurge_local.harness import Deployment

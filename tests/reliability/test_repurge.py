@@ -20,7 +20,7 @@ from reliability.support import (
     unique,
 )
 
-from cdnpurge.config import ConfigError, parse_config
+from cdnpurge.core.config import ConfigError, parse_config
 from cdnpurge_local.event_builders import sns_envelope
 from cdnpurge_local.event_source import Invocation
 from cdnpurge_local.harness import Deployment

@@ -28,8 +28,8 @@ from reliability.support import (
 )
 from reliability.test_iam import function_statements
 
-from cdnpurge.cli import main as cli
-from cdnpurge.config import ConfigError, parse_config
+from cdnpurge.cli.main import main as cli
+from cdnpurge.core.config import ConfigError, parse_config
 from cdnpurge_local.event_builders import s3_notification, s3_record, sns_envelope
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN, FakeRequest, FakeResponse, Fault

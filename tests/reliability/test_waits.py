@@ -28,13 +28,13 @@ from reliability.support import (
     unique,
 )
 
-from cdnpurge.execute import MAX_PROVIDER_WAIT_SECONDS
-from cdnpurge.models import PurgeRequest
-from cdnpurge.providers.base import ProviderWrapper, PurgeResult
-from cdnpurge.providers.errors import ThrottledError
-from cdnpurge.providers.http import parse_retry_after
-from cdnpurge.service import PurgeService
-from cdnpurge.visibility import VISIBILITY_FLOOR_SECONDS
+from cdnpurge.core.models import PurgeRequest
+from cdnpurge.core.protocol import ProviderWrapper, PurgeResult
+from cdnpurge.core.provider_errors import ThrottledError
+from cdnpurge.runtime.execute import MAX_PROVIDER_WAIT_SECONDS
+from cdnpurge.runtime.providers.http import parse_retry_after
+from cdnpurge.runtime.service import PurgeService
+from cdnpurge.runtime.visibility import VISIBILITY_FLOOR_SECONDS
 from cdnpurge_local.event_builders import sns_envelope
 from cdnpurge_local.harness import Deployment
 

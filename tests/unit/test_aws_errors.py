@@ -6,8 +6,8 @@ import pytest
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.exceptions import ClientError, NoCredentialsError
 
-from cdnpurge.aws_errors import aws_problem
-from cdnpurge.notifications import with_eventbridge
+from cdnpurge.cli.notifications import with_eventbridge
+from cdnpurge.runtime.aws_errors import aws_problem
 
 
 def client_error(code: str, message: str = "", operation: str = "GetParameter") -> ClientError:

@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from reliability import tally
 
-from cdnpurge.config import parse_config
-from cdnpurge.models import PurgeRequest, RoutedTarget, Target, TargetKind
-from cdnpurge.plan import plan
-from cdnpurge.providers.errors import RejectedError
-from cdnpurge.providers.fastly import MAX_KEY_BYTES, FastlyProvider, FastlySettings
-from cdnpurge.providers.registry import KINDS, specs
+from cdnpurge.core.config import parse_config
+from cdnpurge.core.models import PurgeRequest, RoutedTarget, Target, TargetKind
+from cdnpurge.core.plan import plan
+from cdnpurge.core.provider_errors import RejectedError
+from cdnpurge.core.registry import KINDS, specs
+from cdnpurge.runtime.providers.fastly import MAX_KEY_BYTES, FastlyProvider, FastlySettings
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 

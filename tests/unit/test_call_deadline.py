@@ -17,9 +17,9 @@ import pytest
 from helpers import FASTLY_TOKEN, config_from
 from pydantic import SecretStr
 
-from cdnpurge.models import PurgeRequest, TargetKind
-from cdnpurge.providers.errors import UnavailableError
-from cdnpurge.providers.registry import build_providers
+from cdnpurge.core.models import PurgeRequest, TargetKind
+from cdnpurge.core.provider_errors import UnavailableError
+from cdnpurge.core.registry import build_providers
 
 DRIP_BYTES = 200
 DRIP_INTERVAL = 0.05  # far below the 1 s per-read timeout httpx would otherwise apply to each byte

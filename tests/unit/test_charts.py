@@ -1,4 +1,4 @@
-"""Pictures of a run: `cdnpurge report RUN` and `cdnpurge.charts` draw saved bench and demo runs.
+"""Pictures of a run: `cdnpurge report RUN` and `cdnpurge.cli.charts` draw saved bench and demo runs.
 
 The files are checked for what a reader relies on: a PNG is a PNG, an SVG names every storm (text is kept
 as text), a chart the run has no figures for is not drawn, and the same run gives the same bytes (the
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from cdnpurge.charts import read_run, render_run
-from cdnpurge.cli import main
+from cdnpurge.cli.charts import read_run, render_run
+from cdnpurge.cli.main import main
 from cdnpurge_local.demo_run import DemoRound, save_demo_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,7 +166,7 @@ def test_without_matplotlib_report_says_how_to_install_it(
 
 
 def test_the_cli_does_not_load_matplotlib_until_a_chart_is_drawn() -> None:
-    script = "import sys, cdnpurge.cli; print(any(name.split('.')[0] == 'matplotlib' for name in sys.modules))"
+    script = "import sys, cdnpurge.cli.main; print(any(name.split('.')[0] == 'matplotlib' for name in sys.modules))"
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "False"
 

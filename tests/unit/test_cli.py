@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cdnpurge.cli import main
-from cdnpurge.config import parse_config
+from cdnpurge.cli.main import main
+from cdnpurge.core.config import parse_config
 
 ROOT = Path(__file__).parents[2]
 CONFIG = """
@@ -277,7 +277,7 @@ def test_purge_for_real_prints_each_attempt_and_retries_a_503(tmp_path: Path, mo
 
 
 def test_purge_help_shows_one_example_per_registered_provider_kind(capsys: pytest.CaptureFixture[str]) -> None:
-    from cdnpurge.providers.registry import REGISTRY
+    from cdnpurge.core.registry import REGISTRY
 
     # When
     with pytest.raises(SystemExit) as exited:

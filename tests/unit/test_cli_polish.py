@@ -14,9 +14,9 @@ import pytest
 from botocore.stub import Stubber
 from unit.test_cli import REDRIVE, StubSqs, dead_letter
 
-from cdnpurge.cli import main
-from cdnpurge.cli_errors import EXIT_READER_GONE
-from cdnpurge.deploy import SSM_ADVANCED_MAX_BYTES, SSM_STANDARD_MAX_BYTES
+from cdnpurge.cli.deploy import SSM_ADVANCED_MAX_BYTES, SSM_STANDARD_MAX_BYTES
+from cdnpurge.cli.errors import EXIT_READER_GONE
+from cdnpurge.cli.main import main
 from cdnpurge_local.servers import free_port
 
 ROOT = Path(__file__).parents[2]
@@ -53,7 +53,7 @@ def test_no_region_is_one_line_and_exit_2(aws_env: pytest.MonkeyPatch, capsys: p
     ("argv", "service"),
     [
         (["enable-eventbridge", "--bucket", "site"], "S3"),
-        (["validate", "-c", "ssm:/cdnpurge/config"], "SSM"),  # through Powertools, which wraps the error
+        (["validate", "-c", "ssm:/cdnpurge/core/config"], "SSM"),  # through Powertools, which wraps the error
     ],
 )
 def test_unreachable_endpoint_is_one_line_naming_it(
@@ -105,7 +105,16 @@ def test_closed_stdout_ends_plan_quietly() -> None:
     os.close(reader)
     # When
     completed = subprocess.run(
-        [sys.executable, "-m", "cdnpurge.cli", "plan", "-c", str(CONFIG), "-e", str(ROOT / "events/sqs-s3-put.json")],
+        [
+            sys.executable,
+            "-m",
+            "cdnpurge.cli",
+            "plan",
+            "-c",
+            str(CONFIG),
+            "-e",
+            str(ROOT / "events/sqs-s3-put.json"),
+        ],
         stdout=writer,
         stderr=subprocess.PIPE,
         check=False,

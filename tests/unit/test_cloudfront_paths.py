@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdnpurge.providers.cloudfront import MAX_PATH_LENGTH, _checked_encoding, encode_path
+from cdnpurge.runtime.providers.cloudfront import MAX_PATH_LENGTH, _checked_encoding, encode_path
 
 # Every ASCII character (the shortcut's whole alphabet and what it must refuse), and a few beyond it
 characters = st.sampled_from([chr(code) for code in range(0x80)] + ["é", "€", "\u2028", "\ud800"])

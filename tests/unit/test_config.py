@@ -6,10 +6,10 @@ import pytest
 from helpers import config_from, fastly_config
 from reliability import tally
 
-from cdnpurge.config import ConfigError, parse_config
-from cdnpurge.credentials import CredentialError, EnvCredential, SecretCredential, resolve
-from cdnpurge.models import TargetKind
-from cdnpurge.providers.registry import specs
+from cdnpurge.core.config import ConfigError, parse_config
+from cdnpurge.core.credentials import CredentialError, EnvCredential, SecretCredential, resolve
+from cdnpurge.core.models import TargetKind
+from cdnpurge.core.registry import specs
 
 
 def test_valid_config_types_each_provider_by_kind() -> None:

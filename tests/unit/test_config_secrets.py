@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from reliability import tally
 
-from cdnpurge.config import ConfigError, parse_config
-from cdnpurge.redaction import FRAGMENT_CHARS
+from cdnpurge.core.config import ConfigError, parse_config
+from cdnpurge.runtime.redaction import FRAGMENT_CHARS
 
 # Not a real credential: shaped like one (letters, digits, dashes), only ever parsed locally.
 TOKEN = "cfgtest-token-not-real-4f9a1c2e7b"

@@ -1,4 +1,4 @@
-"""Cost awareness (`cdnpurge.cost`): what a plan bills at CloudFront, and holding it to a monthly budget."""
+"""Cost awareness (`cdnpurge.core.cost`): what a plan bills at CloudFront, and holding it to a monthly budget."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import json
 import pytest
 from aws_lambda_powertools import Logger, Metrics
 
-from cdnpurge.config import parse_config
-from cdnpurge.cost import PathBill, billed_paths, budgeted_plan, charge_usd, counter_key, month_of
-from cdnpurge.events import Decoded
-from cdnpurge.models import Plan, RoutedTarget, Target, TargetKind
-from cdnpurge.observability import record
-from cdnpurge.providers.registry import specs
-from cdnpurge.report import BatchReport, BatchRun
-from cdnpurge.rules import Translation
+from cdnpurge.core.config import parse_config
+from cdnpurge.core.cost import PathBill, billed_paths, budgeted_plan, charge_usd, counter_key, month_of
+from cdnpurge.core.events import Decoded
+from cdnpurge.core.models import Plan, RoutedTarget, Target, TargetKind
+from cdnpurge.core.registry import specs
+from cdnpurge.core.translate import Translation
+from cdnpurge.runtime.observability import record
+from cdnpurge.runtime.report import BatchReport, BatchRun
 
 MONTH = "2026-11"
 CONFIG = """

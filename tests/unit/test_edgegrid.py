@@ -14,7 +14,7 @@ import pytest
 import requests
 from pydantic import SecretStr
 
-from cdnpurge.providers.edgegrid import (
+from cdnpurge.runtime.providers.edgegrid import (
     EdgeGridAuth,
     content_hash,
     eg_timestamp,

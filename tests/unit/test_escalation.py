@@ -8,12 +8,12 @@ from functools import partial
 import pytest
 from helpers import config_from
 
-from cdnpurge.config import ConfigError
-from cdnpurge.models import Escalation, RoutedTarget, Target, TargetKind
-from cdnpurge.plan import plan
-from cdnpurge.providers.http import HttpProvider
-from cdnpurge.providers.registry import specs
-from cdnpurge.providers.spec import Capabilities, EscalationPolicy, ProviderSpec
+from cdnpurge.core.config import ConfigError
+from cdnpurge.core.models import Escalation, RoutedTarget, Target, TargetKind
+from cdnpurge.core.plan import plan
+from cdnpurge.core.registry import specs
+from cdnpurge.core.spec import Capabilities, EscalationPolicy, ProviderSpec
+from cdnpurge.runtime.providers.http import HttpProvider
 
 
 def spec(

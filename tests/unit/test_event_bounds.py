@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from reliability import tally
 
-from cdnpurge.events import decode_event
-from cdnpurge.events.reading import MAX_ENVELOPE_ID_CHARS, S3_BUCKET
+from cdnpurge.core.events import decode_event
+from cdnpurge.core.events.reading import MAX_ENVELOPE_ID_CHARS, S3_BUCKET
 from cdnpurge_local.event_builders import (
     eventbridge_published,
     eventbridge_s3,

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdnpurge.events import MAX_BODY_BYTES, MAX_TARGETS, Decoded, decode_event
-from cdnpurge.models import Action, Change, DecodeFailure
+from cdnpurge.core.events import MAX_BODY_BYTES, MAX_TARGETS, Decoded, decode_event
+from cdnpurge.core.models import Action, Change, DecodeFailure
 from cdnpurge_local import event_builders as builders
 from cdnpurge_local.event_builders import sqs_event
 
@@ -293,7 +293,7 @@ def test_s3_notification_key_is_url_decoded_once(raw: str, expected: str) -> Non
 
 @pytest.mark.parametrize(("raw", "expected"), KEY_CASES)
 def test_eventbridge_key_is_url_decoded_once(raw: str, expected: str) -> None:
-    # Given an EventBridge S3 event: keys are form-encoded as in notifications (see the cdnpurge.events docstring)
+    # Given an EventBridge S3 event: keys are form-encoded as in notifications (see the cdnpurge.core.events docstring)
     event = sqs_event(eventbridge_s3(raw))
 
     # When

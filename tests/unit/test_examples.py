@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cdnpurge.config import parse_config
-from cdnpurge.deploy import parameter_size_warning
-from cdnpurge.pipeline import preview
-from cdnpurge.providers.registry import REGISTRY, specs
+from cdnpurge.cli.deploy import parameter_size_warning
+from cdnpurge.core.config import parse_config
+from cdnpurge.core.registry import REGISTRY, specs
+from cdnpurge.runtime.pipeline import preview
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "examples"

@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from reliability import tally
 
-from cdnpurge.execute import (
+from cdnpurge.core.models import PurgeRequest, TargetKind
+from cdnpurge.core.protocol import PurgeResult
+from cdnpurge.core.provider_errors import ProviderError, RejectedError, ThrottledError, UnavailableError
+from cdnpurge.core.registry import build_providers
+from cdnpurge.core.spec import Capabilities, ProviderSpec
+from cdnpurge.runtime.execute import (
     LEARNED_RATE_MEMORY_SECONDS,
     MAX_PROVIDER_WAIT_SECONDS,
     PACING_HEADROOM,
@@ -23,12 +28,7 @@ from cdnpurge.execute import (
     TokenBucket,
     bounded_wait,
 )
-from cdnpurge.models import PurgeRequest, TargetKind
-from cdnpurge.providers.base import PurgeResult
-from cdnpurge.providers.errors import ProviderError, RejectedError, ThrottledError, UnavailableError
-from cdnpurge.providers.http import parse_retry_after, rate_signal_from_headers
-from cdnpurge.providers.registry import build_providers
-from cdnpurge.providers.spec import Capabilities, ProviderSpec
+from cdnpurge.runtime.providers.http import parse_retry_after, rate_signal_from_headers
 
 
 @dataclass

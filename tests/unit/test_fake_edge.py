@@ -15,7 +15,7 @@ import httpx
 import pytest
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN
 
-from cdnpurge.providers.edgegrid import EdgeGridAuth
+from cdnpurge.runtime.providers.edgegrid import EdgeGridAuth
 from cdnpurge_local.fakecdn.akamai import AkamaiBehaviour
 from cdnpurge_local.fakecdn.clock import ManualClock
 from cdnpurge_local.fakecdn.cloudflare import CloudflareBehaviour

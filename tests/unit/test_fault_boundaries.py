@@ -20,18 +20,18 @@ from helpers import FASTLY_TOKEN, config_from
 from pydantic import SecretStr
 from reliability import tally
 
-import cdnpurge.rules
-from cdnpurge.boundary import RECORD_METRIC, REQUEST_METRIC
-from cdnpurge.cli import main as cli
-from cdnpurge.config import Rule
-from cdnpurge.models import PurgeRequest, TargetKind
-from cdnpurge.observability import record
-from cdnpurge.providers.base import ProviderWrapper, PurgeResult
-from cdnpurge.providers.errors import RejectedError, UnexpectedError
-from cdnpurge.providers.fastly import FastlyProvider
-from cdnpurge.providers.http import ApiCall
-from cdnpurge.purgers import build_purgers
-from cdnpurge.report import BatchReport
+import cdnpurge.core.translate
+from cdnpurge.cli.main import main as cli
+from cdnpurge.core.boundary import RECORD_METRIC, REQUEST_METRIC
+from cdnpurge.core.config import Rule
+from cdnpurge.core.models import PurgeRequest, TargetKind
+from cdnpurge.core.protocol import ProviderWrapper, PurgeResult
+from cdnpurge.core.provider_errors import RejectedError, UnexpectedError
+from cdnpurge.runtime.observability import record
+from cdnpurge.runtime.providers.fastly import FastlyProvider
+from cdnpurge.runtime.providers.http import ApiCall
+from cdnpurge.runtime.purgers import build_purgers
+from cdnpurge.runtime.report import BatchReport
 from cdnpurge_local.event_builders import s3_notification, s3_record, sns_envelope, sqs_event
 
 GOOD = "/good.html"
@@ -46,7 +46,7 @@ def test_a_url_python_cannot_parse_fails_its_record_alone() -> None:
     tally.hostile("unexpected", 1)
     run = run_scripted(event, cdn := ScriptedCdn())
     assert run.failures.sources == ("m0",) and "m0" in run.failures.permanent
-    # refused by name since the canonical form comes first (cdnpurge.urls), not as an unexpected ValueError
+    # refused by name since the canonical form comes first (cdnpurge.core.urls), not as an unexpected ValueError
     assert "is not a URL that can be parsed" in " ".join(run.failures.reasons["m0"])
     assert cdn.purged_paths() == [f"www.example.com{GOOD}"]
     assert accounted(event, run) == []
@@ -158,7 +158,7 @@ def test_a_record_failed_unexpectedly_is_logged_and_counted(
     def broken(url: str) -> NoReturn:
         raise ValueError(f"bug for {url}")
 
-    monkeypatch.setattr(cdnpurge.rules, "canonical_url", broken)
+    monkeypatch.setattr(cdnpurge.core.translate, "canonical_url", broken)
     event = sqs_event(sns_envelope({"urls": ["https://www.example.com/x"]}), good_record())
     run = run_scripted(event, ScriptedCdn())
     metrics = Metrics(namespace="cdnpurge-test", service="cdnpurge-test")

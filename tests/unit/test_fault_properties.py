@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reliability import tally
 
-from cdnpurge.config import ConfigError, parse_config
-from cdnpurge.models import Action, Change
-from cdnpurge.rules import translate
+from cdnpurge.core.config import ConfigError, parse_config
+from cdnpurge.core.models import Action, Change
+from cdnpurge.core.translate import translate
 from cdnpurge_local.event_builders import s3_notification, s3_record, sns_envelope, sqs_event
 
 GOOD = "/good.html"

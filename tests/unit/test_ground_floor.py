@@ -14,7 +14,9 @@ import sys
 import pytest
 
 # What a pure stage may load from the provider package: the vocabulary and what the planner reads.
-ALLOWED_PROVIDER_MODULES = frozenset({"cdnpurge.providers", "cdnpurge.providers.spec", "cdnpurge.providers.errors"})
+ALLOWED_PROVIDER_MODULES = frozenset(
+    {"cdnpurge.runtime.providers", "cdnpurge.core.spec", "cdnpurge.core.provider_errors"}
+)
 
 
 def loaded_after_importing(module: str) -> set[str]:
@@ -28,11 +30,11 @@ def forbidden(loaded: set[str], sdk_packages: tuple[str, ...]) -> list[str]:
         name
         for name in loaded
         if name.split(".")[0] in sdk_packages
-        or (name.startswith("cdnpurge.providers.") and name not in ALLOWED_PROVIDER_MODULES)
+        or (name.startswith("cdnpurge.runtime.providers.") and name not in ALLOWED_PROVIDER_MODULES)
     )
 
 
-@pytest.mark.parametrize("module", ["cdnpurge.plan", "cdnpurge.rules"])
+@pytest.mark.parametrize("module", ["cdnpurge.core.plan", "cdnpurge.core.translate"])
 def test_the_planner_and_the_translator_load_no_adapter_sdk_or_http_client(module: str) -> None:
     loaded = loaded_after_importing(module)
     assert module in loaded
@@ -42,6 +44,6 @@ def test_the_planner_and_the_translator_load_no_adapter_sdk_or_http_client(modul
 def test_the_decoder_loads_no_adapter_boto3_or_http_client() -> None:
     # Powertools' package import (for its typed event views) loads botocore's top-level package, but no
     # boto3, no client and nothing of ours beyond the decoder.
-    loaded = loaded_after_importing("cdnpurge.events")
+    loaded = loaded_after_importing("cdnpurge.core.events")
     assert forbidden(loaded, ("httpx", "boto3")) == []
     assert {name for name in loaded if name.split(".")[0] == "botocore"} <= {"botocore"}

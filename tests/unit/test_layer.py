@@ -26,8 +26,9 @@ LAYER_SOURCE = ROOT / "layers" / "core"
 PYTHON_313_MAGIC = (3571).to_bytes(2, "little") + b"\r\n"
 
 # What the function imports on its way through a batch, lazily imported pieces included: the handler,
-# every cdnpurge module, the Parameters providers it reads SSM and Secrets Manager with, the X-Ray
-# patchers of the Tracer's patch_modules, and what httpx imports only when it sends (a closed loopback port).
+# every cdnpurge module but the operator tools (cdnpurge.cli), the Parameters providers it reads SSM and
+# Secrets Manager with, the X-Ray patchers of the Tracer's patch_modules, and what httpx imports only when it
+# sends (a closed loopback port).
 IMPORTED_BY_THE_FUNCTION = """
 import importlib, json, pkgutil, sys
 sys.path.insert(0, "functions/purge")
@@ -37,7 +38,8 @@ try:
 except httpx.HTTPError:
     pass
 for module in pkgutil.walk_packages(cdnpurge.__path__, "cdnpurge."):
-    importlib.import_module(module.name)
+    if not module.name.startswith("cdnpurge.cli"):  # the operator tools are not in the layer
+        importlib.import_module(module.name)
 for name in ["aws_lambda_powertools.utilities.parameters.ssm", "aws_lambda_powertools.utilities.parameters.secrets",
              *(f"aws_xray_sdk.ext.{patched}.patch" for patched in app.TRACED_MODULES)]:
     importlib.import_module(name)

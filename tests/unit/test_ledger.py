@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from cdnpurge.ledger import (
+from cdnpurge.runtime.ledger import (
     ATTEMPTS,
     CLAIM_ITEMS,
     FAILURES_BEFORE_GIVING_UP,

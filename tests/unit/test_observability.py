@@ -7,13 +7,13 @@ import json
 import pytest
 from aws_lambda_powertools import Logger, Metrics
 
-from cdnpurge.events import Decoded
-from cdnpurge.models import Escalation, Plan, TargetKind
-from cdnpurge.observability import record
-from cdnpurge.report import BatchReport, BatchRun
-from cdnpurge.rules import Translation
-from cdnpurge.trail import TrailWriting
-from cdnpurge.verification.report import Tally, VerificationReport
+from cdnpurge.core.events import Decoded
+from cdnpurge.core.models import Escalation, Plan, TargetKind
+from cdnpurge.core.translate import Translation
+from cdnpurge.runtime.observability import record
+from cdnpurge.runtime.report import BatchReport, BatchRun
+from cdnpurge.runtime.trail import TrailWriting
+from cdnpurge.runtime.verification.report import Tally, VerificationReport
 
 
 def test_an_escalation_is_logged_and_counted_per_provider(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,15 +18,15 @@ from helpers import (
 )
 from pydantic import SecretStr
 
-from cdnpurge.events import repurge_messages
-from cdnpurge.execute import Executor
-from cdnpurge.ledger import Claim, LedgerOperation, LedgerUnavailableError, Pair
-from cdnpurge.models import Change
-from cdnpurge.pipeline import run_batch
-from cdnpurge.providers.registry import build_providers
-from cdnpurge.providers.registry import specs as provider_specs
-from cdnpurge.report import BatchReport
-from cdnpurge.repurge import repurge_candidates
+from cdnpurge.core.events import repurge_messages
+from cdnpurge.core.models import Change
+from cdnpurge.core.registry import build_providers
+from cdnpurge.core.registry import specs as provider_specs
+from cdnpurge.runtime.execute import Executor
+from cdnpurge.runtime.ledger import Claim, LedgerOperation, LedgerUnavailableError, Pair
+from cdnpurge.runtime.pipeline import run_batch
+from cdnpurge.runtime.report import BatchReport
+from cdnpurge.runtime.repurge import repurge_candidates
 from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
 

@@ -5,11 +5,11 @@ from functools import partial
 
 from helpers import config_from
 
-from cdnpurge.models import RoutedTarget, Target, TargetKind
-from cdnpurge.plan import plan
-from cdnpurge.providers.http import HttpProvider
-from cdnpurge.providers.registry import specs
-from cdnpurge.providers.spec import Capabilities, ProviderSpec
+from cdnpurge.core.models import RoutedTarget, Target, TargetKind
+from cdnpurge.core.plan import plan
+from cdnpurge.core.registry import specs
+from cdnpurge.core.spec import Capabilities, ProviderSpec
+from cdnpurge.runtime.providers.http import HttpProvider
 
 # Fastly (keys and URLs) next to Medianova (paths only)
 FASTLY_AND_MEDIANOVA = """

@@ -1,6 +1,6 @@
 """Property-based tests of the planner: coverage, limits, minimality, determinism.
 
-What is guaranteed, exactly (see `cdnpurge.plan`):
+What is guaranteed, exactly (see `cdnpurge.core.plan`):
 
 - every (provider, change, target) routed is either named by a plan error for that provider and change,
   or purged by a request serving that change: the same target, a prefix covering it as a whole path
@@ -28,10 +28,10 @@ from itertools import chain
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cdnpurge.models import Plan, PurgeRequest, RoutedTarget, Target, TargetKind
-from cdnpurge.plan import EXACT_SEARCH_MAX_ITEMS, can_express, convert, lower_bound, pack, plan, router
-from cdnpurge.providers.http import HttpProvider
-from cdnpurge.providers.spec import Capabilities, EscalationPolicy, ProviderSpec
+from cdnpurge.core.models import Plan, PurgeRequest, RoutedTarget, Target, TargetKind
+from cdnpurge.core.plan import EXACT_SEARCH_MAX_ITEMS, can_express, convert, lower_bound, pack, plan, router
+from cdnpurge.core.spec import Capabilities, EscalationPolicy, ProviderSpec
+from cdnpurge.runtime.providers.http import HttpProvider
 
 SEGMENTS = ["a", "b", "img", "Doc", "x y", "é", "index.html", "p?v=1"]
 HOSTS = ["www.example.com", "m.example.com"]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cdnpurge.providers import docs
-from cdnpurge.providers.registry import REGISTRY
+from cdnpurge.cli import provider_docs as docs
+from cdnpurge.core.registry import REGISTRY
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -18,9 +18,9 @@ def test_the_readme_provider_section_is_in_step_with_the_adapters() -> None:
     readme = README.read_text(encoding="utf-8")
     # When
     wanted = docs.with_section(readme, docs.readme_section())
-    # Then: a changed or added adapter needs `python -m cdnpurge.providers.docs --write README.md`
+    # Then: a changed or added adapter needs `python -m cdnpurge.cli.provider_docs --write README.md`
     assert readme == wanted, (
-        "README.md provider section is out of step: run python -m cdnpurge.providers.docs --write README.md"
+        "README.md provider section is out of step: run python -m cdnpurge.cli.provider_docs --write README.md"
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cdnpurge.providers.registry import KINDS, REGISTRY, adapter_of
+from cdnpurge.core.registry import KINDS, REGISTRY, adapter_of
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -20,9 +20,11 @@ def test_every_kind_maps_to_the_adapter_of_that_kind_in_order() -> None:
 
 
 def test_a_module_without_an_adapter_of_its_kind_is_a_clear_error() -> None:
-    # `base` is a module of the package but holds no adapter
-    with pytest.raises(TypeError, match=r"cdnpurge.providers.base.ADAPTER must be the adapter class of kind 'base'"):
-        adapter_of("base")
+    # `http` is a module of the package (the shared HTTP adapter base) but holds no adapter of its own
+    with pytest.raises(
+        TypeError, match=r"cdnpurge.runtime.providers.http.ADAPTER must be the adapter class of kind 'http'"
+    ):
+        adapter_of("http")
 
 
 def test_a_fastly_only_config_loads_no_other_adapter() -> None:
@@ -32,12 +34,12 @@ def test_a_fastly_only_config_loads_no_other_adapter() -> None:
 import json, sys
 from pydantic import SecretStr
 from pathlib import Path
-from cdnpurge.config import parse_config
-from cdnpurge.providers.registry import KINDS, build_providers, specs
+from cdnpurge.core.config import parse_config
+from cdnpurge.core.registry import KINDS, build_providers, specs
 config = parse_config(Path({str(EXAMPLES / "fastly.yaml")!r}).read_text(), require_credentials=True)
 specs(config.providers)
 build_providers(config.providers, lambda settings: {{"token": SecretStr("not-a-real-token")}})
-print(json.dumps(sorted(kind for kind in KINDS if f"cdnpurge.providers.{{kind}}" in sys.modules)))
+print(json.dumps(sorted(kind for kind in KINDS if f"cdnpurge.runtime.providers.{{kind}}" in sys.modules)))
 print(json.dumps("akamai" in sys.modules or "boto3" in sys.modules))
 """
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
@@ -48,9 +50,9 @@ print(json.dumps("akamai" in sys.modules or "boto3" in sys.modules))
 
 def test_knowing_the_kinds_imports_no_adapter() -> None:
     script = (
-        "import sys; from cdnpurge.providers.registry import REGISTRY; "
+        "import sys; from cdnpurge.core.registry import REGISTRY; "
         "assert 'fastly' in REGISTRY and 'nope' not in REGISTRY and len(list(REGISTRY)) == len(REGISTRY); "
-        "print(sorted(kind for kind in REGISTRY if f'cdnpurge.providers.{kind}' in sys.modules))"
+        "print(sorted(kind for kind in REGISTRY if f'cdnpurge.runtime.providers.{kind}' in sys.modules))"
     )
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "[]"

@@ -18,12 +18,12 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from reliability import tally
 
-from cdnpurge.deadletter import dead_letter
-from cdnpurge.errors import describe_error
-from cdnpurge.models import PurgeRequest, TargetKind
-from cdnpurge.providers.errors import ProviderError
-from cdnpurge.providers.fastly import FastlyProvider, FastlySettings
-from cdnpurge.redaction import FRAGMENT_CHARS, MAX_TEXT_CHARS, RedactingProvider, clean, redact, secret_forms
+from cdnpurge.core.errors import describe_error
+from cdnpurge.core.models import PurgeRequest, TargetKind
+from cdnpurge.core.provider_errors import ProviderError
+from cdnpurge.runtime.deadletter import dead_letter
+from cdnpurge.runtime.providers.fastly import FastlyProvider, FastlySettings
+from cdnpurge.runtime.redaction import FRAGMENT_CHARS, MAX_TEXT_CHARS, RedactingProvider, clean, redact, secret_forms
 
 # Not a real credential: a made-up value of a plausible length, only ever sent to MockTransport.
 TOKEN = "unit-redact-token-not-real-7f3a9c"

@@ -9,9 +9,9 @@ import json
 import pytest
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN, config_from
 
-from cdnpurge.models import PurgeRequest, TargetKind
-from cdnpurge.providers.errors import AuthError
-from cdnpurge.purgers import Purgers, build_purgers
+from cdnpurge.core.models import PurgeRequest, TargetKind
+from cdnpurge.core.provider_errors import AuthError
+from cdnpurge.runtime.purgers import Purgers, build_purgers
 from cdnpurge_local.fakecdn.server import FakeCDN
 
 ROTATED_TOKEN = "fastly-rotated-token-not-real-9876543210"

@@ -1,4 +1,4 @@
-"""Routing by target kind: each provider's `purge_by` decides which kinds it receives (`cdnpurge.plan.router`).
+"""Routing by target kind: each provider's `purge_by` decides which kinds it receives (`cdnpurge.core.plan.router`).
 
 The property: routing never drops a target that some provider it is for can express (and is configured to
 receive), never sends a kind to a provider whose configuration excludes it, and a target that no provider
@@ -19,14 +19,14 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from unit.test_plan_properties import KINDS, PROPERTY_SETTINGS, provider_specs, routed_targets
 
-from cdnpurge.cli import main
-from cdnpurge.config import ConfigError, parse_config
-from cdnpurge.execute import Executor
-from cdnpurge.models import RoutedTarget, Target, TargetKind
-from cdnpurge.pipeline import preview, run_batch
-from cdnpurge.plan import UNROUTED, can_express, plan, router
-from cdnpurge.providers.registry import build_providers, specs
-from cdnpurge.providers.spec import ProviderSpec
+from cdnpurge.cli.main import main
+from cdnpurge.core.config import ConfigError, parse_config
+from cdnpurge.core.models import RoutedTarget, Target, TargetKind
+from cdnpurge.core.plan import UNROUTED, can_express, plan, router
+from cdnpurge.core.registry import build_providers, specs
+from cdnpurge.core.spec import ProviderSpec
+from cdnpurge.runtime.execute import Executor
+from cdnpurge.runtime.pipeline import preview, run_batch
 from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
 from cdnpurge_local.fakecdn.server import FakeCDN
 

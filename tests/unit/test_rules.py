@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from helpers import config_from, fastly_config
 
-from cdnpurge.models import Action, Change, Target, TargetKind
-from cdnpurge.rules import compile_match, translate
+from cdnpurge.core.models import Action, Change, Target, TargetKind
+from cdnpurge.core.translate import compile_match, translate
 
 
 def s3_change(key: str, *, bucket: str = "example-site-content", change_id: str = "c1") -> Change:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN, SimulatedClock
 
-from cdnpurge.config import ConfigError
-from cdnpurge.execute import PACING_HEADROOM
-from cdnpurge.service import CONFIG_CHECK_SECONDS, PurgeService
+from cdnpurge.core.config import ConfigError
+from cdnpurge.runtime.execute import PACING_HEADROOM
+from cdnpurge.runtime.service import CONFIG_CHECK_SECONDS, PurgeService
 
 CONFIG = f"""
 providers:

@@ -14,14 +14,14 @@ import httpx
 from helpers import FASTLY_TOKEN, MemoryLedger, SimulatedClock, fastly_config
 from pydantic import SecretStr
 
-from cdnpurge.execute import Executor, Outcome
-from cdnpurge.ledger import LedgerOperation, Pair
-from cdnpurge.models import Plan, PurgeRequest, TargetKind
-from cdnpurge.providers.base import PurgeResult
-from cdnpurge.providers.errors import UnavailableError
-from cdnpurge.providers.registry import build_providers
-from cdnpurge.service import AWS_CALL_SECONDS, PurgeService, Queues
-from cdnpurge.settle import Settlement
+from cdnpurge.core.models import Plan, PurgeRequest, TargetKind
+from cdnpurge.core.protocol import PurgeResult
+from cdnpurge.core.provider_errors import UnavailableError
+from cdnpurge.core.registry import build_providers
+from cdnpurge.runtime.execute import Executor, Outcome
+from cdnpurge.runtime.ledger import LedgerOperation, Pair
+from cdnpurge.runtime.service import AWS_CALL_SECONDS, PurgeService, Queues
+from cdnpurge.runtime.settle import Settlement
 from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
 
 

@@ -10,15 +10,15 @@ import pytest
 from helpers import MemoryLedger, config_from
 from pydantic import SecretStr
 
-from cdnpurge.config import Config
-from cdnpurge.execute import Executor
-from cdnpurge.models import Action, Change
-from cdnpurge.pipeline import run_batch
-from cdnpurge.providers.base import PurgeResult
-from cdnpurge.providers.registry import build_providers
-from cdnpurge.report import BatchRun
-from cdnpurge.status import StatusError, assemble, parse_duration, url_lookups
-from cdnpurge.trail import (
+from cdnpurge.cli.status import StatusError, assemble, parse_duration, url_lookups
+from cdnpurge.core.config import Config
+from cdnpurge.core.models import Action, Change
+from cdnpurge.core.protocol import PurgeResult
+from cdnpurge.core.registry import build_providers
+from cdnpurge.runtime.execute import Executor
+from cdnpurge.runtime.pipeline import run_batch
+from cdnpurge.runtime.report import BatchRun
+from cdnpurge.runtime.trail import (
     CHANGE_SK,
     HOUR_SHARDS,
     MAX_INDEXED_TARGETS,

@@ -1,5 +1,5 @@
 """Canonical URLs and paths (issue 12 §3) and the linear dot-segment check (§2): one function in
-`cdnpurge.urls` decides what reaches a CDN, for published messages, the CLI and the providers alike."""
+`cdnpurge.core.urls` decides what reaches a CDN, for published messages, the CLI and the providers alike."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from reliability import tally
 
-import cdnpurge.urls
-from cdnpurge.cli import main
-from cdnpurge.models import Action, Change, RoutedTarget, Target, TargetKind
-from cdnpurge.plan import plan
-from cdnpurge.providers.registry import specs
-from cdnpurge.rules import translate
-from cdnpurge.urls import MAX_DECODE_PASSES, UrlError, canonical_path, canonical_url, dot_segment_problem
+import cdnpurge.core.urls
+from cdnpurge.cli.main import main
+from cdnpurge.core.models import Action, Change, RoutedTarget, Target, TargetKind
+from cdnpurge.core.plan import plan
+from cdnpurge.core.registry import specs
+from cdnpurge.core.translate import translate
+from cdnpurge.core.urls import MAX_DECODE_PASSES, UrlError, canonical_path, canonical_url, dot_segment_problem
 
 ALLOWED = "www.example.com"
 
@@ -176,7 +176,7 @@ def _counting_unquote(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
         work[0] += len(text)
         return real(text)
 
-    monkeypatch.setattr(cdnpurge.urls, "unquote", counted)
+    monkeypatch.setattr(cdnpurge.core.urls, "unquote", counted)
     return lambda: work[0]
 
 
@@ -231,5 +231,5 @@ def test_the_plain_url_shortcut_agrees_with_the_parsed_way(
             return str(problem)
 
     # Then: the same canonical form, or the same refusal
-    assert outcome(canonical_url) == outcome(cdnpurge.urls.parsed_canonical_url)
+    assert outcome(canonical_url) == outcome(cdnpurge.core.urls.parsed_canonical_url)
     tally.hostile("canonical", 1)

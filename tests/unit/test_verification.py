@@ -28,17 +28,17 @@ from helpers import (
     config_from,
 )
 
-from cdnpurge.config import ConfigError
-from cdnpurge.deadletter import ERROR_ATTRIBUTE, FAILURE_ATTRIBUTE
-from cdnpurge.events import decode_event
-from cdnpurge.events.reading import MalformedError
-from cdnpurge.events.verify import CheckedChange, VerifyCheck, decode_check, encode_check
-from cdnpurge.models import Action
-from cdnpurge.purgers import build_purgers
-from cdnpurge.report import BatchReport
-from cdnpurge.service import PurgeService, Queues, Verification, VerificationWiring
-from cdnpurge.verification.probe import Prober, ProbeRefused
-from cdnpurge.verification.report import Tally
+from cdnpurge.core.config import ConfigError
+from cdnpurge.core.events import decode_event
+from cdnpurge.core.events.reading import MalformedError
+from cdnpurge.core.events.verify import CheckedChange, VerifyCheck, decode_check, encode_check
+from cdnpurge.core.models import Action
+from cdnpurge.runtime.deadletter import ERROR_ATTRIBUTE, FAILURE_ATTRIBUTE
+from cdnpurge.runtime.purgers import build_purgers
+from cdnpurge.runtime.report import BatchReport
+from cdnpurge.runtime.service import PurgeService, Queues, Verification, VerificationWiring
+from cdnpurge.runtime.verification.probe import Prober, ProbeRefused
+from cdnpurge.runtime.verification.report import Tally
 from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
 from cdnpurge_local.fakecdn.akamai import AkamaiBehaviour
 from cdnpurge_local.fakecdn.clock import ManualClock

@@ -11,10 +11,10 @@ import pytest
 from helpers import FASTLY_TOKEN, MemoryLedger, SimulatedClock, fastly_config
 from pydantic import SecretStr
 
-from cdnpurge.execute import Executor
-from cdnpurge.providers.registry import build_providers
-from cdnpurge.service import PurgeService, Queues
-from cdnpurge.visibility import MAX_VISIBILITY_SECONDS, VISIBILITY_FLOOR_SECONDS, visibility_for
+from cdnpurge.core.registry import build_providers
+from cdnpurge.runtime.execute import Executor
+from cdnpurge.runtime.service import PurgeService, Queues
+from cdnpurge.runtime.visibility import MAX_VISIBILITY_SECONDS, VISIBILITY_FLOOR_SECONDS, visibility_for
 from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/purge"

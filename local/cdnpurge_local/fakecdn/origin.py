@@ -122,7 +122,7 @@ class MemoryOrigin:
             return self._objects.get(object_key(path, self.index_document))
 
     def current(self, bucket: str, key: str, version_header: str) -> str | None:
-        """What verification compares with (`cdnpurge.verification.origin.OriginVersions`): the ETag."""
+        """What verification compares with (`cdnpurge.runtime.verification.origin.OriginVersions`): the ETag."""
         if version_header.lower() != "etag":
             raise ValueError(f"MemoryOrigin versions objects by ETag only, not {version_header!r}")
         with self._lock:

@@ -1,0 +1,326 @@
+"""`cdnpurge status`: read the purge trail (`cdnpurge.runtime.trail`) by change, object, URL or time, and show it.
+
+Every question is answered with Queries, never a Scan: by change id, the change's own partition; by
+object or URL, the `by-lookup` index (a URL is looked up as itself, as its path, as each directory prefix
+above it and as its host, since a rule may purge it in any of those forms); by time, the `by-hour` index,
+`HOUR_SHARDS` keys per hour. The indexes hold keys only, so the changes they name are then read from
+their partitions (up to `PARALLEL_READS` at once), newest first, at most `limit` of them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final, TextIO
+from urllib.parse import urlsplit
+
+from boto3.dynamodb.types import TypeDeserializer
+
+from cdnpurge.cli.progress import Progress
+from cdnpurge.runtime.trail import (
+    AT,
+    CHANGE_SK,
+    HOUR,
+    HOUR_INDEX,
+    LOOKUP,
+    LOOKUP_INDEX,
+    PK,
+    PROVIDER_SK,
+    TrailEvent,
+    hour_keys,
+    iso,
+    object_lookup,
+    partition_key,
+)
+
+PARALLEL_READS: Final = 8
+DEFAULT_LIMIT: Final = 50
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_deserialize = TypeDeserializer().deserialize
+
+
+class StatusError(ValueError):
+    """A `cdnpurge status` question that cannot be asked (bad URL, bad duration); the message says why."""
+
+
+def parse_duration(text: str) -> int:
+    """`90s`, `15m`, `1h`, `7d` -> seconds."""
+    match = _DURATION.fullmatch(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise StatusError(f"{text!r} is not a duration such as 90s, 15m, 1h or 2d")
+    return int(match.group(1)) * _SECONDS[match.group(2)]
+
+
+def url_lookups(url: str) -> list[str]:
+    """Every `lookup` a purge of `url` may have been recorded under: the URL, its path, each directory
+    prefix above it, its host (a prefix not ending at a directory is not found)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise StatusError(f"--url {url!r} is not an absolute http(s) URL")
+    path = parts.path or "/"
+    lookups = [f"url:{url.partition('#')[0]}", f"path:{path}"]
+    if parts.query:
+        lookups.append(f"path:{path}?{parts.query}")
+    directories = path.split("/")[:-1]
+    lookups.extend(f"prefix:{'/'.join(directories[: depth + 1])}/" for depth in range(len(directories)))
+    lookups.append(f"host:{parts.hostname}")
+    return lookups
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    """One (provider, change) as the trail knows it; times are ISO 8601 UTC, None while unknown."""
+
+    provider: str
+    targets: tuple[str, ...] = ()
+    targets_omitted: int = 0
+    provider_ids: tuple[str, ...] = ()
+    accepted_at: str | None = None
+    completed_at: str | None = None
+    fresh_at: str | None = None
+    attempts: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class ChangeStatus:
+    """One change and what each provider did with it."""
+
+    change_id: str
+    action: str | None
+    source: Mapping[str, Any]
+    rule: Mapping[str, Any] | None
+    event_time: str | None
+    recorded_at: str | None
+    providers: tuple[ProviderStatus, ...] = field(default_factory=tuple)
+
+
+class TrailReader:
+    """Answers `cdnpurge status` questions from the trail table."""
+
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        progress: Progress | None = None,
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._clock = clock
+        self._progress = progress
+
+    def by_change(self, change_id: str) -> list[ChangeStatus]:
+        found = self._load([partition_key(change_id)])
+        return [change for change in found if change.change_id == change_id]
+
+    def by_object(self, bucket: str, key: str, limit: int = DEFAULT_LIMIT) -> list[ChangeStatus]:
+        return self._load(self._newest(LOOKUP_INDEX, LOOKUP, [object_lookup(bucket, key)], None, limit))
+
+    def by_url(self, url: str, limit: int = DEFAULT_LIMIT) -> list[ChangeStatus]:
+        return self._load(self._newest(LOOKUP_INDEX, LOOKUP, url_lookups(url), None, limit))
+
+    def since(self, seconds: int, limit: int = DEFAULT_LIMIT) -> list[ChangeStatus]:
+        now = self._clock()
+        start = now - seconds
+        hours = [key for at in range(int(start // 3600), int(now // 3600) + 1) for key in hour_keys(at * 3600.0)]
+        return self._load(self._newest(HOUR_INDEX, HOUR, hours, iso(start), limit))
+
+    def _newest(self, index: str, attribute: str, values: list[str], since: str | None, limit: int) -> list[str]:
+        """The partitions an index names under any of `values` (at or after `since`), newest first."""
+        condition = "#k = :k" + (" AND #at >= :since" if since else "")
+        names = {"#k": attribute, **({"#at": AT} if since else {})}
+
+        def query(value: str) -> list[tuple[str, str]]:
+            found: list[tuple[str, str]] = []
+            arguments: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": index,
+                "KeyConditionExpression": condition,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": {":k": {"S": value}, **({":since": {"S": since}} if since else {})},
+                "ScanIndexForward": False,
+            }
+            for page in self._client.get_paginator("query").paginate(**arguments):
+                found.extend((item[AT]["S"], item[PK]["S"]) for item in page.get("Items", []))
+                if len({pk for _, pk in found}) >= limit:
+                    break
+            return found
+
+        with ThreadPoolExecutor(min(PARALLEL_READS, max(1, len(values)))) as pool:
+            hits = sorted((hit for found in pool.map(query, values) for hit in found), reverse=True)
+        return list(dict.fromkeys(pk for _, pk in hits))[:limit]
+
+    def _load(self, partitions: list[str]) -> list[ChangeStatus]:
+        """Each partition's change, newest first (a partition whose change item was never written is
+        shown from its records alone)."""
+
+        def load(pk: str) -> ChangeStatus | None:
+            items = [
+                {name: _deserialize(value) for name, value in item.items()}
+                for page in self._client.get_paginator("query").paginate(
+                    TableName=self._table,
+                    KeyConditionExpression="#pk = :pk",
+                    ExpressionAttributeNames={"#pk": PK},
+                    ExpressionAttributeValues={":pk": {"S": pk}},
+                )
+                for item in page.get("Items", [])
+            ]
+            return assemble(items)
+
+        found: list[ChangeStatus] = []
+        with ThreadPoolExecutor(min(PARALLEL_READS, max(1, len(partitions)))) as pool:
+            for done, change in enumerate(pool.map(load, partitions), start=1):
+                if change is not None:
+                    found.append(change)
+                if self._progress is not None:
+                    self._progress.update(done, lambda: f"{len(found)} of {len(partitions)} change(s) read")
+        if self._progress is not None and self._progress.reported:
+            self._progress.finish(f"{len(found)} change(s) read")
+        return sorted(found, key=lambda change: change.recorded_at or "", reverse=True)
+
+
+def assemble(items: Iterable[Mapping[str, Any]]) -> ChangeStatus | None:
+    """One partition's items -> the change and each provider's status: the record, then the verifier's
+    reports (earliest completed and fresh; attempts added; the latest error)."""
+    change: Mapping[str, Any] | None = None
+    records: dict[str, Mapping[str, Any]] = {}
+    events: dict[str, list[Mapping[str, Any]]] = {}
+    for item in items:
+        sk = str(item["sk"])
+        if sk == CHANGE_SK:
+            change = item
+        elif "event" in item:
+            events.setdefault(str(item["provider"]), []).append(item)
+        elif sk.startswith(PROVIDER_SK):
+            records[str(item["provider"])] = item
+    if change is None and not records and not events:
+        return None
+    any_item = change or next(iter(records.values()), None) or next(iter(events.values()))[0]
+    providers = tuple(
+        _provider(name, records.get(name, {}), events.get(name, [])) for name in sorted({*records, *events})
+    )
+    change = change or {}
+    return ChangeStatus(
+        change_id=str(any_item["change_id"]) if "change_id" in any_item else "?",
+        action=change.get("action"),
+        source=change.get("source") or {},
+        rule=_plain(change["rule"]) if change.get("rule") else None,
+        event_time=change.get("event_time"),
+        recorded_at=change.get(AT) or min((p.accepted_at for p in providers if p.accepted_at), default=None),
+        providers=providers,
+    )
+
+
+def _provider(name: str, record: Mapping[str, Any], events: list[Mapping[str, Any]]) -> ProviderStatus:
+    def earliest(event: TrailEvent) -> str | None:
+        return min((str(e[AT]) for e in events if e["event"] == event.value), default=None)
+
+    attempts = sorted((e for e in events if e["event"] == TrailEvent.ATTEMPT.value), key=lambda e: str(e[AT]))
+    errors = [(str(e[AT]), str(e["error"])) for e in attempts if e.get("error")]
+    if record.get("last_error"):
+        errors.append((str(record.get(AT, "")), str(record["last_error"])))
+    ids = [*record.get("provider_ids", []), *(e["provider_id"] for e in attempts if e.get("provider_id"))]
+    return ProviderStatus(
+        provider=name,
+        targets=tuple(record.get("targets", ())),
+        targets_omitted=int(record.get("targets_omitted", 0)),
+        provider_ids=tuple(dict.fromkeys(map(str, ids))),
+        accepted_at=record.get("accepted_at"),
+        completed_at=earliest(TrailEvent.COMPLETED),
+        fresh_at=earliest(TrailEvent.FRESH),
+        attempts=int(record.get("attempts", 0)) + len(attempts),
+        last_error=max(errors)[1] if errors else None,
+    )
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; JSON wants ints."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+# --- output ----------------------------------------------------------------------------------------
+
+
+def to_json(changes: list[ChangeStatus]) -> dict[str, Any]:
+    return {"changes": [_plain(asdict(change)) for change in changes]}
+
+
+def write_json(changes: list[ChangeStatus], out: TextIO) -> None:
+    json.dump(to_json(changes), out, indent=2, default=str)
+    out.write("\n")
+
+
+COLUMNS: Final = ("PROVIDER", "ACCEPTED", "COMPLETED", "FRESH", "ATTEMPTS", "REQUEST ID", "LAST ERROR")
+
+
+def write_table(changes: list[ChangeStatus], out: TextIO) -> None:
+    """Per change: where it came from, the rule, the targets; then one row per provider."""
+    for number, change in enumerate(changes):
+        if number:
+            print(file=out)
+        print(f"{_describe_source(change)}  ({change.action or '?'}, change {change.change_id})", file=out)
+        if change.rule:
+            print(f"  rule {change.rule['index']}: match {change.rule['match']!r}", file=out)
+        for provider in change.providers:
+            more = f" (+{provider.targets_omitted} more)" if provider.targets_omitted else ""
+            print(f"  {provider.provider} targets: {', '.join(provider.targets) or '-'}{more}", file=out)
+        rows = [COLUMNS, *(_row(provider) for provider in change.providers)]
+        widths = [max(len(row[column]) for row in rows) for column in range(len(COLUMNS) - 1)]
+        for row in rows:
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+            print("  " + "  ".join([*cells, row[-1]]).rstrip(), file=out)
+
+
+def _describe_source(change: ChangeStatus) -> str:
+    source = change.source
+    if "bucket" in source:
+        version = next((f"{name} {source[name]}" for name in ("version_id", "sequencer", "etag") if name in source), "")
+        return f"s3://{source['bucket']}/{source.get('key', '')}" + (f" [{version}]" if version else "")
+    if "publisher_id" in source:
+        return f"published {source['publisher_id']}"
+    return f"published via {source.get('via', '?')} {source.get('message_id', '')}".rstrip()
+
+
+def _row(provider: ProviderStatus) -> tuple[str, ...]:
+    return (
+        provider.provider,
+        _when(provider.accepted_at),
+        _after(provider.completed_at, provider.accepted_at),
+        _after(provider.fresh_at, provider.accepted_at),
+        str(provider.attempts),
+        ", ".join(provider.provider_ids[:2]) + (" ..." if len(provider.provider_ids) > 2 else "") or "-",
+        provider.last_error or "-",
+    )
+
+
+def _when(at: str | None) -> str:
+    return "-" if at is None else at[:19].replace("T", " ") + "Z"
+
+
+def _after(at: str | None, accepted: str | None) -> str:
+    """A later time as `+2.1 s` after acceptance (the number an operator asks for)."""
+    if at is None:
+        return "-"
+    if accepted is None:
+        return _when(at)
+    seconds = (_parse(at) - _parse(accepted)).total_seconds()
+    return f"+{seconds:.1f} s"
+
+
+def _parse(at: str) -> datetime:
+    return datetime.fromisoformat(at.replace("Z", "+00:00"))

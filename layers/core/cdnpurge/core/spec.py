@@ -1,0 +1,284 @@
+"""What the planner knows of a provider, as data: capabilities, limits, hosts, escalation and a renderer.
+
+Built from configuration alone (no credentials, no client, no httpx or boto3), so `cdnpurge plan` works
+offline and importing the planner loads no adapter. `DeclaredProvider` is what every adapter shares, HTTP
+or not: its declared `Capabilities` narrowed by the settings into a `ProviderSpec`, and its `ProviderDocs`,
+from which the CLI's examples and the README's provider table are generated (`providers.docs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import ClassVar, Final
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from cdnpurge.core.credentials import CredentialRef
+from cdnpurge.core.errors import show
+from cdnpurge.core.models import Target, TargetKind
+from cdnpurge.core.urls import UrlError, canonical_path, canonical_url, without_userinfo
+from cdnpurge.core.verify_settings import VerifySettings
+
+# Target lengths for kinds a vendor documents no limit for: conservative (a URL or pattern this long is
+# already beyond what many servers accept), declared by the adapter and listed in its `unverified` docs.
+UNDOCUMENTED_TARGET_BYTES: Final = 4096
+DNS_NAME_BYTES: Final = 253  # RFC 1035: the longest hostname, for `host` targets
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """A provider's purge surface and limits, declared as data so the planner has no provider branches.
+
+    - `max_targets`: the target kinds the provider accepts natively, each with its per-call maximum.
+    - `max_body_bytes`: a hard cap on the JSON request body (Akamai: 50,000) or None.
+    - `body_overhead_bytes`: bytes of the body around the target list, for byte-accurate chunking.
+    - `soft_purge`: whether the provider can mark content stale instead of evicting it.
+    - `hard_only`: kinds that are always hard even when soft is asked for (Fastly purge_all).
+    - `asynchronous`: the provider returns a job that completes later (no effect on planning).
+    - `rate_per_second` / `burst`: the documented or configured sustained request rate, for pacing.
+    - `host_qualified`: kinds whose wire form names the host (Cloudflare prefixes: `host/path`); the
+      planner expands a host-relative target into one per configured host.
+    - `max_target_bytes`: per kind, the longest wire form (UTF-8 bytes of what `render` gives) the provider
+      takes (Fastly keys: 1,024). Checked per target by the spec's render, so an over-long target fails
+      its own changes at planning, never a request (or an HTTP client's URL limit) shared with others
+      (`checked_render`, which also refuses a URL or path not in `cdnpurge.core.urls`' canonical form).
+      Where the vendor documents no limit, the adapter declares a conservative one and lists it as
+      unverified in its docs.
+    - `case_insensitive`: kinds the provider matches regardless of case (CloudFront cache tags): the planner
+      dedupes their values case-insensitively and sends them lower-cased.
+    """
+
+    max_targets: Mapping[TargetKind, int]
+    max_body_bytes: int | None = None
+    body_overhead_bytes: int = 0
+    soft_purge: bool = False
+    hard_only: frozenset[TargetKind] = frozenset()
+    asynchronous: bool = False
+    rate_per_second: float | None = None
+    burst: int = 1
+    host_qualified: frozenset[TargetKind] = frozenset()
+    case_insensitive: frozenset[TargetKind] = frozenset()
+    max_target_bytes: Mapping[TargetKind, int] = field(default_factory=dict)
+
+    def supports(self, kind: TargetKind) -> bool:
+        return kind in self.max_targets
+
+
+@dataclass(frozen=True)
+class EscalationPolicy:
+    """When the planner may purge more than asked to save requests (configured per provider, off by default).
+
+    - `prefix_at`: at least this many paths/URLs sharing a directory become one prefix (wildcard, pattern)
+      target, where the provider supports prefixes and the plan needs no more requests that way.
+    - `purge_all_over`: a plan needing more than this many requests for the provider becomes one purge-all,
+      where the provider supports it.
+    """
+
+    prefix_at: int | None = None
+    purge_all_over: int | None = None
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """What the planner knows of a provider: its name, limits, hosts, default mode and a pure renderer.
+
+    Built from configuration alone (no credentials, no client), so `cdnpurge plan` works offline.
+    `render` gives a target's wire form, which the planner measures for body-byte limits. `purge_by` is the
+    configured choice of target kinds this provider receives (None: every kind it can express; see
+    `cdnpurge.core.plan.router`). `billing_key` is set for providers billing every target item sent (CloudFront
+    invalidation paths) and names the counter those items count against (the distribution id), for
+    `cdnpurge.core.cost`.
+    """
+
+    name: str
+    capabilities: Capabilities
+    hosts: tuple[str, ...]
+    default_soft: bool
+    render: Callable[[Target], str]
+    escalation: EscalationPolicy = EscalationPolicy()
+    purge_by: frozenset[TargetKind] | None = None
+    billing_key: str | None = None
+
+    def receives(self, kind: TargetKind) -> bool:
+        """Whether the configuration lets targets of `kind` go to this provider at all."""
+        return self.purge_by is None or kind in self.purge_by
+
+
+MAX_RATE_PER_SECOND: Final = 10_000.0  # no CDN API takes more purge calls a second
+MAX_TARGETS_SETTING: Final = 100_000  # escalation thresholds: far beyond any batch (10 records x 10,000 targets)
+
+
+class ProviderSettings(BaseModel):
+    """Fields every provider entry in the configuration has; each adapter subclasses it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: str
+    endpoint: str | None = Field(
+        default=None, description="Base-URL override (fake servers, tests, regional API endpoints)."
+    )
+    hosts: tuple[str, ...] = Field(
+        default=(), description="Hostnames this provider serves; used to turn paths into URLs."
+    )
+    soft: bool = Field(default=False, description="Soft purge (mark stale) where the provider supports it.")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    max_targets: dict[TargetKind, int] = Field(
+        default_factory=dict, description="Lower a declared per-call limit (never raise it)."
+    )
+    # Bounds on what could ever make sense: an absurd value is a typo (a rate of 1e9 would never pace).
+    rate_per_second: float | None = Field(
+        default=None, gt=0, le=MAX_RATE_PER_SECOND, description="Override the pacing rate."
+    )
+    purge_by: tuple[TargetKind, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="The target kinds this provider receives (url, path, prefix, key, host, all), as rules and "
+        "events name them; the others go only to the providers that list them. Default: every kind it can "
+        "express.",
+    )
+    prefix_escalation_at: int | None = Field(
+        default=None,
+        ge=2,
+        le=MAX_TARGETS_SETTING,
+        description="Purge at least this many paths/URLs sharing a directory as one prefix (wildcard), where "
+        "the provider supports prefixes and it needs no more requests. Off when unset.",
+    )
+    purge_all_over: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TARGETS_SETTING,
+        description="When a batch would need more than this many requests at this provider, send one purge-all "
+        "instead (providers supporting `all` only). Off when unset.",
+    )
+    credentials: dict[str, CredentialRef] = Field(
+        default_factory=dict, description="Credential name -> reference ({env: VAR} or {secret: NAME})."
+    )
+    verify: VerifySettings | None = Field(
+        default=None, description='Check the edge after each purge (README "Verification"); off when unset.'
+    )
+
+
+Credentials = Mapping[str, SecretStr]
+
+
+@dataclass(frozen=True)
+class ProviderDocs:
+    """What an adapter tells its users, declared next to the code it describes so the two change together.
+
+    `providers.docs` builds the `cdnpurge purge --help` examples and the README's provider table from these
+    (a test fails when README.md is out of step), so adding a provider documents it in one place.
+
+    - `settings`: its configuration fields and credential names, as the README table shows them.
+    - `purges`: the kinds it purges and how they go on the wire.
+    - `per_call`, `soft`, `pacing`: its per-call limits, soft-purge mechanism and declared pacing.
+    - `example`: the arguments of one `cdnpurge purge` call after `-p NAME` (one line in the CLI help).
+    - `unverified`: what the vendor's documentation leaves open and the adapter assumes (one line each).
+    """
+
+    settings: str
+    purges: str
+    per_call: str
+    soft: str
+    pacing: str
+    example: str
+    unverified: tuple[str, ...] = ()
+
+
+class DeclaredProvider:
+    """What every adapter shares, HTTP or not: its declared capabilities turned into a `ProviderSpec`."""
+
+    kind: ClassVar[str]
+    label: ClassVar[str]  # the CDN's name in messages ("Cloudflare")
+    settings_model: ClassVar[type[ProviderSettings]]
+    declared: ClassVar[Capabilities]
+    docs: ClassVar[ProviderDocs]
+    # Credential names the adapter cannot call without: configuration lacking one is refused before any
+    # event (`cdnpurge.core.config`), not at every call. Empty: none (CloudFront uses the function's role).
+    required_credentials: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def capabilities_for(cls, settings: ProviderSettings) -> Capabilities:
+        """The declared capabilities; adapters whose limits depend on settings (a plan tier) override."""
+        return cls.declared
+
+    @classmethod
+    def spec_for(cls, settings: ProviderSettings) -> ProviderSpec:
+        declared = cls.capabilities_for(settings)
+        return ProviderSpec(
+            name=settings.name,
+            capabilities=narrow_capabilities(declared, settings),
+            hosts=settings.hosts,
+            default_soft=settings.soft,
+            render=partial(checked_render, partial(cls.render, settings), declared.max_target_bytes, cls.label),
+            escalation=escalation_policy(declared, settings),
+            purge_by=frozenset(settings.purge_by) if settings.purge_by is not None else None,
+            billing_key=cls.billing_key(settings),
+        )
+
+    @classmethod
+    def billing_key(cls, settings: ProviderSettings) -> str | None:
+        """The counter this provider's target items count against when each is billed (CloudFront); None for
+        providers that bill by plan or not at all."""
+        return None
+
+    @classmethod
+    def render(cls, settings: ProviderSettings, target: Target) -> str:
+        """A target's wire form; adapters override (e.g. prefix -> `/dir/*` or a PCRE pattern).
+
+        Raises ValueError for a target the provider cannot express or would refuse: the planner makes that a
+        plan error for the target's changes alone instead of a request the API refuses as a whole."""
+        return target.value
+
+
+def checked_render(
+    render: Callable[[Target], str], limits: Mapping[TargetKind, int], label: str, target: Target
+) -> str:
+    """`render(target)`, refused (ValueError, so the planner fails that target's changes alone) when the
+    target is not a URL or path in the canonical form of `cdnpurge.core.urls` (userinfo, a backslash, another
+    port, a `*`: whatever produced it, it never reaches a CDN), or when its wire form is longer than the
+    provider's declared limit for the kind. Linear in the target's length."""
+    try:
+        if target.kind is TargetKind.URL:
+            canonical_url(target.value)
+        elif target.kind is TargetKind.PATH:
+            canonical_path(target.value)
+    except UrlError as problem:
+        raise ValueError(f"{target.kind.value} {show(without_userinfo(target.value))} {problem}") from None
+    wire = render(target)
+    limit = limits.get(target.kind)
+    # At most 4 UTF-8 bytes a character: only a wire form that might be too long is encoded to be measured.
+    if limit is not None and len(wire) * 4 > limit and (size := len(wire.encode("utf-8", "surrogatepass"))) > limit:
+        raise ValueError(
+            f"{target.kind.value} {show(target.value)}: {label} takes {target.kind.value} targets of at most "
+            f"{limit} bytes; this one is {size}"
+        )
+    return wire
+
+
+def narrow_capabilities(declared: Capabilities, settings: ProviderSettings) -> Capabilities:
+    """Apply configured overrides: limits may only go down, the pacing rate may be set."""
+    limits = dict(declared.max_targets)
+    for kind, limit in settings.max_targets.items():
+        if kind not in limits:
+            raise ValueError(f"provider {settings.name!r}: max_targets.{kind.value}: kind not supported")
+        if not 1 <= limit <= limits[kind]:
+            raise ValueError(
+                f"provider {settings.name!r}: max_targets.{kind.value}={limit}: "
+                f"must be between 1 and the provider's limit {limits[kind]}"
+            )
+        limits[kind] = limit
+    return replace(declared, max_targets=limits, rate_per_second=settings.rate_per_second or declared.rate_per_second)
+
+
+def escalation_policy(declared: Capabilities, settings: ProviderSettings) -> EscalationPolicy:
+    """The configured escalations, refused where the provider cannot express them."""
+    prefix_at = getattr(settings, "prefix_escalation_at", None)
+    purge_all_over = getattr(settings, "purge_all_over", None)
+    if prefix_at is not None and not declared.supports(TargetKind.PREFIX):
+        raise ValueError(f"provider {settings.name!r}: prefix_escalation_at: this provider cannot purge by prefix")
+    if purge_all_over is not None and not declared.supports(TargetKind.ALL):
+        raise ValueError(f"provider {settings.name!r}: purge_all_over: this provider cannot purge everything")
+    return EscalationPolicy(prefix_at=prefix_at, purge_all_over=purge_all_over)

@@ -1,0 +1,238 @@
+"""translate: a decoded `Change` -> purge targets, by the configuration's declarative rules.
+
+S3 changes go through the first rule whose bucket and key pattern match; published changes name their
+targets explicitly and only need their hosts checked against the allow-list. Values captured from
+keys are percent-encoded (RFC 3986, `/` kept) where they land in a path or URL, and left as they are in
+surrogate keys, because that is how a browser asks for `docs/a b.pdf` and how a template tags it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, NamedTuple
+from urllib.parse import quote, urlsplit
+
+from cdnpurge.core.boundary import unexpected
+from cdnpurge.core.errors import show
+from cdnpurge.core.models import Change, RoutedTarget, Target, TargetKind
+from cdnpurge.core.placeholders import PLACEHOLDER
+from cdnpurge.core.urls import UrlError, canonical_host, canonical_path, canonical_url, s3_key_problem, without_userinfo
+
+if TYPE_CHECKING:
+    from cdnpurge.core.config import Config, Rule
+
+
+@dataclass(frozen=True)
+class TranslateFailure:
+    """A change that cannot be translated; `unexpected`: by an exception no check anticipated."""
+
+    change_id: str
+    source_id: str
+    message: str
+    unexpected: bool = False
+
+
+@dataclass(frozen=True)
+class Translation:
+    routed: tuple[RoutedTarget, ...]
+    errors: tuple[TranslateFailure, ...]
+    unmatched: tuple[str, ...]  # change ids no rule matched: acknowledged, logged
+    # change id -> position in `config.rules` of the rule that matched it (S3 changes only): the purge
+    # trail records which rule turned an object into its targets.
+    rule_of: Mapping[str, int] = field(default_factory=dict)
+
+
+@cache
+def compile_match(pattern: str) -> re.Pattern[str]:
+    """`articles/{slug}.html` -> a full-match regex with named groups; `{x*}` spans segments."""
+    regex, position = [], 0
+    for placeholder in PLACEHOLDER.finditer(pattern):
+        regex.append(re.escape(pattern[position : placeholder.start()]))
+        name, greedy = placeholder.groups()
+        regex.append(f"(?P<{name}>.+)" if greedy else f"(?P<{name}>[^/]+)")
+        position = placeholder.end()
+    regex.append(re.escape(pattern[position:]))
+    return re.compile("".join(regex))
+
+
+# What `quote(value, safe="/")` leaves as it is: a value made only of these needs no encoding.
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~/-]*")
+
+
+class _Template(NamedTuple):
+    """A target template split at its captures: `/a/{slug}.html` -> "/a/", then ("slug", ".html")."""
+
+    head: str
+    rest: tuple[tuple[str, str], ...]  # each capture's name, then the literal text up to the next one
+
+
+@cache
+def _template(template: str) -> _Template:
+    parts = PLACEHOLDER.split(template)  # the leading literal, then (name, star, literal) per capture
+    return _Template(parts[0], tuple(zip(parts[1::3], parts[3::3], strict=True)))
+
+
+def _fill(template: _Template, values: dict[str, str], *, encode: bool) -> str:
+    text = template.head
+    for name, literal in template.rest:
+        value = values[name]
+        if encode and not _URL_SAFE.fullmatch(value):
+            value = quote(value, safe="/")
+        text += value + literal
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class _PreparedRule:
+    """A rule as a batch applies it: its regex, providers and templates looked up once per batch, not once
+    per change (a storm applies the same rule to every change)."""
+
+    bucket: str | None
+    fullmatch: Callable[[str], re.Match[str] | None]
+    providers: frozenset[str] | None
+    paths: tuple[_Template, ...]
+    urls: tuple[_Template, ...]
+    prefixes: tuple[_Template, ...]
+    keys: tuple[_Template, ...]
+
+    @classmethod
+    def of(cls, rule: Rule) -> _PreparedRule:
+        """The rule prepared; one that cannot be (its pattern does not compile) judges no key, it fails each
+        change that reaches it, inside that change's fault boundary: which keys it would have matched
+        first is unknowable, so no later rule may take them."""
+        try:
+            return cls._prepared(rule)
+        except Exception as exc:
+            return cls(rule.bucket, _raiser(exc), None, (), (), (), ())
+
+    @classmethod
+    def _prepared(cls, rule: Rule) -> _PreparedRule:
+        return cls(
+            bucket=rule.bucket,
+            fullmatch=compile_match(rule.match).fullmatch,
+            providers=frozenset(rule.providers) if rule.providers is not None else None,
+            paths=tuple(map(_template, rule.paths)),
+            urls=tuple(map(_template, rule.urls)),
+            prefixes=tuple(map(_template, rule.prefixes)),
+            keys=tuple(map(_template, rule.keys)),
+        )
+
+
+def _raiser(error: Exception) -> Callable[[str], re.Match[str] | None]:
+    def fullmatch(key: str) -> re.Match[str] | None:
+        raise error
+
+    return fullmatch
+
+
+def _with_index_directories(path: str) -> list[str]:
+    """`/docs/index.html` is also served as `/docs/` and `/docs`; the root index as `/`."""
+    if not path.endswith("/index.html"):
+        return [path]
+    directory = path.removesuffix("index.html")
+    variants = [path, directory]
+    if directory != "/":
+        variants.append(directory.rstrip("/"))
+    return variants
+
+
+def _s3_targets(change: Change, rule: _PreparedRule, captures: dict[str, str], directories: bool) -> list[Target]:
+    """The rule's templates filled for one object (plain loops: this runs once per change of a storm)."""
+    values = captures  # a fresh dict of this match's captures
+    values["key"], values["bucket"] = change.key or "", change.bucket or ""
+    targets: list[Target] = []
+    for template in rule.paths:
+        path = _fill(template, values, encode=True)
+        if directories and path.endswith("/index.html"):
+            targets.extend(Target(TargetKind.PATH, variant) for variant in _with_index_directories(path))
+        else:
+            targets.append(Target(TargetKind.PATH, path))
+    for template in rule.urls:
+        parts = urlsplit(_fill(template, values, encode=True))
+        paths = _with_index_directories(parts.path) if directories else [parts.path]
+        targets.extend(Target(TargetKind.URL, parts._replace(path=p).geturl()) for p in paths)
+    for template in rule.prefixes:
+        targets.append(Target(TargetKind.PREFIX, _fill(template, values, encode=True)))
+    for template in rule.keys:
+        targets.append(Target(TargetKind.KEY, _fill(template, values, encode=False)))
+    return targets
+
+
+def _published_targets(change: Change, config: Config) -> tuple[list[Target], str | None]:
+    """A publisher's explicit targets, each in its canonical form (`cdnpurge.core.urls`) before the allow-list
+    sees its host, so what reaches a CDN is exactly what was checked: `https://u:p@www.example.com/x`,
+    a backslash, another port or a `*` is refused; a `#fragment` and a default port are dropped."""
+    targets = [Target(TargetKind.KEY, key) for key in change.keys]
+    try:
+        for path in change.paths:
+            targets.append(Target(TargetKind.PATH, canonical_path(path)))
+    except UrlError as problem:
+        return [], f"paths: {show(path)} {problem}"
+    for url in change.urls:
+        try:
+            parts = canonical_url(url)
+        except UrlError as problem:
+            return [], f"urls: {show(without_userinfo(url))} {problem}"
+        if not config.host_allowed(parts.hostname or ""):
+            return [], f"urls: host {parts.hostname!r} is not in allowed_hosts"
+        targets.append(Target(TargetKind.URL, parts.geturl()))
+    for host in change.hosts:
+        try:
+            canonical = canonical_host(host)
+        except UrlError as problem:
+            return [], f"hosts: {show(host)} {problem}"
+        if not config.host_allowed(canonical):
+            return [], f"hosts: {canonical!r} is not in allowed_hosts"
+        targets.append(Target(TargetKind.HOST, canonical))
+    return targets, None
+
+
+def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Translation:
+    """Each change's targets, or its failure: whatever goes wrong with one change, expected or not
+    (`cdnpurge.core.boundary`), fails that change alone."""
+    routed: list[RoutedTarget] = []
+    errors: list[TranslateFailure] = []
+    unmatched: list[str] = []
+    rule_of: dict[str, int] = {}
+    rules = [_PreparedRule.of(rule) for rule in config.rules]
+    directories = config.purge_index_directories
+    for change in changes:
+        try:
+            found = _translate_one(change, rules, config, directories)
+        except Exception as exc:
+            errors.append(TranslateFailure(change.id, change.source_id, unexpected(exc, "translating"), True))
+            continue
+        if found is None:
+            unmatched.append(change.id)
+        elif isinstance(found, str):
+            errors.append(TranslateFailure(change.id, change.source_id, found))
+        else:
+            targets, providers, position = found
+            if position is not None:
+                rule_of[change.id] = position
+            if len(targets) == 1:  # the common case in a storm: one target per object
+                routed.append(RoutedTarget(change.id, targets[0], providers, change.soft))
+            else:
+                routed.extend(RoutedTarget(change.id, t, providers, change.soft) for t in dict.fromkeys(targets))
+    return Translation(tuple(routed), tuple(errors), tuple(unmatched), rule_of)
+
+
+def _translate_one(
+    change: Change, rules: list[_PreparedRule], config: Config, directories: bool
+) -> tuple[list[Target], frozenset[str] | None, int | None] | str | None:
+    """One change's targets, providers and matching rule's position (None for a published change), the
+    problem with it, or None when no rule matches its key."""
+    if change.bucket is None:
+        targets, problem = _published_targets(change, config)
+        return problem if problem is not None else (targets, None, None)
+    key = change.key or ""
+    reason = s3_key_problem(key)
+    if reason:
+        return f"key {change.key!r} {reason}"
+    for position, rule in enumerate(rules):  # the first whose bucket and pattern match
+        if (rule.bucket is None or rule.bucket == change.bucket) and (found := rule.fullmatch(key)):
+            return _s3_targets(change, rule, found.groupdict(), directories), rule.providers, position
+    return None

@@ -1,0 +1,315 @@
+"""Idempotency at the grain that survives batching: one record per (provider, change), written in batches.
+
+One purge request serves many changes, and SQS may redeliver a change in a differently-composed batch, so
+the ledger keeps one record per (provider, change) with the states Powertools Idempotency uses: INPROGRESS
+locks out concurrent duplicates until the holder's deadline, COMPLETED short-circuits redeliveries until
+the record expires.
+
+- a redelivered or duplicated change already COMPLETED at a provider is not purged there again;
+- one already INPROGRESS elsewhere is left to that invocation and its record retried later by SQS;
+- provider A succeeded, provider B failed: only B's record is released, so a retry calls only B;
+- a new upload of the same object has a new change id (new sequencer), so it is purged again.
+
+Why not Powertools' persistence layer itself: it writes one record per call, and a 1,000-change storm
+made the ledger, not the CDN, set the pace (two round trips per change; DynamoDB Local managed ~260
+changes a second). Here claims are conditional puts in `TransactWriteItems` of 25 records, several in
+parallel (a cancelled transaction names, per record, whether its condition failed, and returns the
+existing record so DONE and BUSY are told apart), completions and releases are `BatchWriteItem`s of
+25. The records keep Powertools' layout, key hash (`record_key`) and claim condition (`CLAIM_CONDITION`),
+so a table written by either reads the same, and tests/integration/test_ledger_dynamodb.py proves it
+both ways.
+
+When the store itself fails (DynamoDB unreachable, throttled, erroring), every operation still runs for
+all its pairs and then raises `LedgerUnavailableError` naming the pairs it could not record; `claim`
+attaches what it did learn, so the pipeline purges only what it really claimed and returns the rest to
+SQS. A pair claimed by an invocation that died mid-batch is not stuck: its INPROGRESS record expires at
+that invocation's deadline (`remaining_ms`), after which a redelivery may claim it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from enum import StrEnum
+from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
+
+from cdnpurge.core.errors import CdnpurgeError, describe_error
+
+Pair = tuple[str, str]  # (provider, change id)
+
+# Powertools Idempotency's record layout (DynamoDBPersistenceLayer defaults) and our key prefix.
+KEY_PREFIX = "cdnpurge#provider-change"
+ID, EXPIRY, IN_PROGRESS_EXPIRY, STATUS, DATA = "id", "expiration", "in_progress_expiration", "status", "data"
+COMPLETED, INPROGRESS = "COMPLETED", "INPROGRESS"
+# Powertools' put condition: no record, an expired one, or an INPROGRESS one whose holder's deadline passed.
+CLAIM_CONDITION = (
+    "attribute_not_exists(#id) OR #expiry < :now OR "
+    "(#status = :inprogress AND attribute_exists(#in_progress_expiry) AND #in_progress_expiry < :now_in_millis)"
+)
+
+# Records per claim transaction. DynamoDB takes up to 100, but smaller transactions run in parallel
+# (lower latency per batch) and a cancelled one re-sends fewer records.
+CLAIM_ITEMS = 25
+BATCH_WRITE_ITEMS = 25  # BatchWriteItem's limit per call
+# Enough parallel DynamoDB calls to hide round trips for storms without throttling a table.
+PARALLEL_CALLS = 8
+# After this many failed calls in one operation the store is taken to be down and the remaining pairs
+# are not tried: an unreachable table that times out (rather than refusing) must not eat the function's
+# whole timeout one call at a time. Those pairs get the same policy as the ones that failed.
+FAILURES_BEFORE_GIVING_UP = PARALLEL_CALLS
+# Attempts per call while DynamoDB throttles records or leaves them unprocessed (backing off between).
+ATTEMPTS = 5
+BACKOFF_SECONDS = 0.05
+# Cancellation reasons that say "throttled: try again later" rather than something about the record.
+THROTTLED = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded"})
+
+
+class LedgerOperation(StrEnum):
+    """What the ledger was asked to do; a failure names it (logs, `LedgerFailure`)."""
+
+    CLAIM = "claim"
+    COMPLETE = "complete"
+    RELEASE = "release"
+
+
+class LedgerGaveUpError(CdnpurgeError):
+    """Not attempted: earlier calls of the same operation had already failed (see FAILURES_BEFORE_GIVING_UP)."""
+
+
+class LedgerRefusedError(CdnpurgeError):
+    """DynamoDB refused these records: it kept throttling them for `ATTEMPTS` calls, or named a reason
+    (validation, item collection size) no retry within this invocation can change."""
+
+
+class Claim(StrEnum):
+    CLAIMED = "claimed"  # ours to purge now
+    DONE = "done"  # purged by an earlier delivery within the idempotency window: skip
+    BUSY = "busy"  # another invocation holds it right now: leave it, let SQS redeliver
+    UNAVAILABLE = "unavailable"  # the store could not be asked: never purge blindly, let SQS redeliver
+
+
+class LedgerUnavailableError(CdnpurgeError):
+    """The idempotency store failed for some pairs of one operation (`claim`, `complete` or `release`).
+
+    `cause` names the first underlying error (type and message; the store's errors carry no secrets).
+    `claims` holds, for `claim`, the state of every pair that was answered; the others are UNAVAILABLE.
+    """
+
+    def __init__(
+        self,
+        operation: LedgerOperation,
+        pairs: Iterable[Pair],
+        cause: str,
+        claims: Mapping[Pair, Claim] | None = None,
+    ) -> None:
+        self.operation = operation
+        self.pairs = tuple(pairs)
+        self.cause = cause
+        self.claims = dict(claims or {})
+        super().__init__(f"idempotency store: {operation} failed for {len(self.pairs)} pair(s): {cause}")
+
+
+class Ledger(Protocol):
+    def claim(self, pairs: Iterable[Pair], remaining_ms: int | None) -> dict[Pair, Claim]: ...
+
+    def complete(self, pairs: Iterable[Pair], result: dict[str, Any]) -> None: ...
+
+    def release(self, pairs: Iterable[Pair], error: Exception) -> None: ...
+
+
+def record_key(pair: Pair) -> str:
+    """The record's key as Powertools computes it for `event_key_jmespath="[provider, change]"` under our
+    prefix: the md5 of the key's JSON. A hash keeps long S3 keys within DynamoDB's key size."""
+    digest = hashlib.md5(json.dumps(list(pair), sort_keys=True).encode(), usedforsecurity=False).hexdigest()
+    return f"{KEY_PREFIX}#{digest}"
+
+
+class DynamoDBLedger:
+    """A `Ledger` on a DynamoDB table with Powertools' idempotency schema (DynamoDB Local in tests)."""
+
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        *,
+        expires_after_seconds: int = 3600,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._expires_after_seconds = expires_after_seconds
+        self._clock = clock
+        self._sleep = sleep
+
+    def claim(self, pairs: Iterable[Pair], remaining_ms: int | None) -> dict[Pair, Claim]:
+        results = _each(pairs, CLAIM_ITEMS, lambda chunk: self._claim(chunk, remaining_ms))
+        claims = {pair: state for pair, state in results.items() if isinstance(state, Claim)}
+        _raise_failures(LedgerOperation.CLAIM, results, claims)
+        return claims
+
+    def complete(self, pairs: Iterable[Pair], result: dict[str, Any]) -> None:
+        expiry, data = {"N": str(self._expiry(self._clock()))}, {"S": json.dumps(result)}
+        self._write(
+            LedgerOperation.COMPLETE,
+            pairs,
+            lambda key: {"PutRequest": {"Item": {ID: key, EXPIRY: expiry, STATUS: {"S": COMPLETED}, DATA: data}}},
+        )
+
+    def release(self, pairs: Iterable[Pair], error: Exception) -> None:
+        self._write(LedgerOperation.RELEASE, pairs, lambda key: {"DeleteRequest": {"Key": {ID: key}}})
+
+    def _expiry(self, now: float) -> int:
+        return int(now) + self._expires_after_seconds
+
+    def _claim(self, chunk: Sequence[Pair], remaining_ms: int | None) -> dict[Pair, Claim | Exception]:
+        """One conditional put per pair in one transaction. A cancelled transaction writes nothing but says,
+        per record, why: a failed condition settles that pair (DONE or BUSY, from the record returned), the
+        others go again in the next transaction."""
+        settled: dict[Pair, Claim | Exception] = {}
+        pending = list(chunk)
+        for attempt in range(ATTEMPTS):
+            try:
+                self._client.transact_write_items(
+                    TransactItems=[self._claim_put(pair, remaining_ms) for pair in pending],
+                    # Makes botocore's own retry of a timed-out call idempotent (no BUSY from our own write).
+                    ClientRequestToken=uuid.uuid4().hex,
+                )
+            except ClientError as error:
+                reasons = error.response.get("CancellationReasons") or []
+                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException" or len(reasons) != len(
+                    pending
+                ):
+                    raise
+                pending, throttled = _settle_cancelled(pending, reasons, settled)
+                if not pending:
+                    return settled
+                if throttled:
+                    self._back_off(attempt)
+                continue
+            settled.update(dict.fromkeys(pending, Claim.CLAIMED))
+            return settled
+        settled.update(dict.fromkeys(pending, LedgerRefusedError(f"throttled on {ATTEMPTS} attempts")))
+        return settled
+
+    def _claim_put(self, pair: Pair, remaining_ms: int | None) -> dict[str, Any]:
+        now = self._clock()
+        item = {ID: {"S": record_key(pair)}, EXPIRY: {"N": str(self._expiry(now))}, STATUS: {"S": INPROGRESS}}
+        if remaining_ms is not None:
+            item[IN_PROGRESS_EXPIRY] = {"N": str(int(now * 1000) + remaining_ms)}
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": item,
+                "ConditionExpression": CLAIM_CONDITION,
+                "ExpressionAttributeNames": {
+                    "#id": ID,
+                    "#expiry": EXPIRY,
+                    "#in_progress_expiry": IN_PROGRESS_EXPIRY,
+                    "#status": STATUS,
+                },
+                "ExpressionAttributeValues": {
+                    ":now": {"N": str(int(now))},
+                    ":now_in_millis": {"N": str(int(now * 1000))},
+                    ":inprogress": {"S": INPROGRESS},
+                },
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    def _write(
+        self, operation: LedgerOperation, pairs: Iterable[Pair], request_for: Callable[[dict[str, str]], Any]
+    ) -> None:
+        _raise_failures(operation, _each(pairs, BATCH_WRITE_ITEMS, lambda chunk: self._batch_write(chunk, request_for)))
+
+    def _batch_write(
+        self, chunk: Sequence[Pair], request_for: Callable[[dict[str, str]], Any]
+    ) -> dict[Pair, Exception | None]:
+        """Unconditional puts or deletes (as Powertools' save_success and delete_record), re-sending what
+        DynamoDB leaves unprocessed."""
+        pending = {record_key(pair): pair for pair in chunk}
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                self._back_off(attempt - 1)
+            response = self._client.batch_write_item(
+                RequestItems={self._table: [request_for({"S": key}) for key in pending]}
+            )
+            unprocessed = response.get("UnprocessedItems", {}).get(self._table, [])
+            pending = {key: pending[key] for key in map(_request_key, unprocessed)}
+            if not pending:
+                break
+        refused = LedgerRefusedError(f"left unprocessed on {ATTEMPTS} attempts")
+        left = set(pending.values())
+        return {pair: refused if pair in left else None for pair in chunk}
+
+    def _back_off(self, attempt: int) -> None:
+        self._sleep(BACKOFF_SECONDS * 2**attempt * random.uniform(0.5, 1.5))
+
+
+def _settle_cancelled(
+    pending: Sequence[Pair], reasons: Sequence[Mapping[str, Any]], settled: dict[Pair, Claim | Exception]
+) -> tuple[list[Pair], bool]:
+    """Record what each cancellation reason says; return the pairs to try again and whether to wait first."""
+    again: list[Pair] = []
+    throttled = False
+    for pair, reason in zip(pending, reasons, strict=True):
+        code = reason.get("Code")
+        if code == "ConditionalCheckFailed":
+            status = reason.get("Item", {}).get(STATUS, {}).get("S")
+            settled[pair] = Claim.DONE if status == COMPLETED else Claim.BUSY
+        elif code == "TransactionConflict":  # another invocation is writing this very record right now
+            settled[pair] = Claim.BUSY
+        elif code in (None, "None") or code in THROTTLED:  # cancelled because of the others, or throttled
+            again.append(pair)
+            throttled = throttled or code in THROTTLED
+        else:
+            settled[pair] = LedgerRefusedError(f"{code}: {str(reason.get('Message', ''))[:200]}")
+    return again, throttled
+
+
+def _request_key(request: Mapping[str, Any]) -> str:
+    record = request["PutRequest"]["Item"] if "PutRequest" in request else request["DeleteRequest"]["Key"]
+    return str(record[ID]["S"])
+
+
+def _each(pairs: Iterable[Pair], size: int, call: Callable[[list[Pair]], Mapping[Pair, Any]]) -> dict[Pair, Any]:
+    """`call` for every chunk of `size` pairs, in parallel; an exception becomes the result of each pair of
+    its chunk instead of stopping the rest, until the store has failed `FAILURES_BEFORE_GIVING_UP` times:
+    then the rest are not tried."""
+    failures: list[Exception] = []  # list.append is atomic: no lock needed between the pool's threads
+
+    def guarded(chunk: list[Pair]) -> Mapping[Pair, Any]:
+        if len(failures) >= FAILURES_BEFORE_GIVING_UP:
+            first = failures[0]
+            gave_up = LedgerGaveUpError(f"not tried after {len(failures)} failures; first: {type(first).__name__}")
+            return dict.fromkeys(chunk, gave_up)
+        try:
+            return call(chunk)
+        except Exception as exc:  # the store's failures vary (botocore, network): each is reported
+            failures.append(exc)
+            return dict.fromkeys(chunk, exc)
+
+    ordered = list(dict.fromkeys(pairs))
+    chunks = [ordered[start : start + size] for start in range(0, len(ordered), size)]
+    if len(chunks) <= 1:
+        return dict(guarded(chunks[0])) if chunks else {}
+    results: dict[Pair, Any] = {}
+    with ThreadPoolExecutor(min(PARALLEL_CALLS, len(chunks))) as pool:
+        for answered in pool.map(guarded, chunks):
+            results.update(answered)
+    return results
+
+
+def _raise_failures(
+    operation: LedgerOperation, results: Mapping[Pair, Any], claims: Mapping[Pair, Claim] | None = None
+) -> None:
+    failed = {pair: result for pair, result in results.items() if isinstance(result, Exception)}
+    if failed:
+        raise LedgerUnavailableError(operation, failed, describe_error(next(iter(failed.values()))), claims)

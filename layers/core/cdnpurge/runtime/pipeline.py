@@ -1,0 +1,171 @@
+"""The pipeline, end to end: decode -> translate -> claim -> plan -> execute -> settle.
+
+`run_batch` is everything the Lambda handler, the CLI and the demo share. Each stage is a module of
+its own (`events`, `rules`, `settle.claim` over `ledger`, `plan`, `execute`, `settle.Settlement`), and
+this one only passes one stage's output to the next. Its result, a `BatchRun` (`cdnpurge.runtime.report`), maps
+every outcome back to the SQS records it came from and classifies each failed one, so one bad record
+never sinks its batch.
+
+Settling happens as requests finish, not at the end of the batch (`settle.Settlement`): a Lambda killed
+mid-batch leaves only the pairs still in flight, or just purged, to be purged again on redelivery.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from cdnpurge.core.config import Config
+from cdnpurge.core.cost import PathBill, PathCounter, billed_paths, budgeted_plan, month_of
+from cdnpurge.core.errors import describe_error
+from cdnpurge.core.events import Decoded, decode_event
+from cdnpurge.core.models import Plan, RoutedTarget
+from cdnpurge.core.plan import router
+from cdnpurge.core.spec import ProviderSpec
+from cdnpurge.core.translate import Translation, translate
+from cdnpurge.runtime.execute import Executor, execute_plan
+from cdnpurge.runtime.ledger import Claim, Ledger, Pair
+from cdnpurge.runtime.report import BatchRun, classify_failures
+from cdnpurge.runtime.settle import Settlement, claim
+
+__all__ = ["Preview", "preview", "run_batch"]
+
+
+class Preview(NamedTuple):
+    """What `cdnpurge plan` prints: the decoded event, its targets, the plan and what the plan bills."""
+
+    decoded: Decoded
+    translation: Translation
+    plan: Plan
+    bill: PathBill
+
+
+def preview(
+    event: Mapping[str, Any],
+    config: Config,
+    specs: Mapping[str, ProviderSpec],
+    *,
+    month: str | None = None,
+    month_so_far: int | None = None,
+) -> Preview:
+    """decode -> translate -> plan with no ledger and no calls (the month so far, if known, is given)."""
+    decoded = decode_event(event)
+    translation = translate(decoded.changes, config)
+    the_plan, bill = budgeted_plan(
+        translation.routed,
+        specs,
+        month=month or month_of(time.time()),
+        budget=config.monthly_path_budget,
+        month_so_far=month_so_far,
+    )
+    return Preview(decoded, translation, the_plan, bill)
+
+
+def run_batch(
+    event: Mapping[str, Any],
+    *,
+    config: Config,
+    specs: Mapping[str, ProviderSpec],
+    ledger: Ledger,
+    executor: Executor,
+    deadline: float,
+    remaining_ms: Callable[[], int] | None = None,
+    redact: Callable[[str], str] = str,
+    settle_by: float | None = None,
+    path_counter: PathCounter | None = None,
+    month: str | None = None,
+) -> BatchRun:
+    """One batch through every stage; `redact` cleans the failure reasons (they may quote a provider).
+
+    `deadline` and `settle_by` are on the executor's clock: no provider call starts that could not end by
+    `deadline`, no ledger write starts after `settle_by` (see `settle.Settlement`). `path_counter` keeps the
+    month's billed paths (`cdnpurge.core.cost`): read before planning when the configuration sets
+    `monthly_path_budget`, added to after the purges. `month` defaults to this one."""
+    decoded = decode_event(event)
+    translation = translate(decoded.changes, config)
+    # Each target's providers, routed once: what is claimed is exactly what the planner will send.
+    destinations = router(specs)
+    routes = [(item, destinations(item.providers, item.target.kind)) for item in translation.routed]
+    owed = sorted({(provider, item.change_id) for item, providers in routes for provider in providers})
+    claims, claim_failures = claim(ledger, owed, remaining_ms() if remaining_ms else None)
+    claimed = {pair for pair, state in claims.items() if state is Claim.CLAIMED}
+    month = month or month_of(time.time())
+    month_so_far, billing_failures = _month_so_far(path_counter, month, config.monthly_path_budget)
+    the_plan, bill = budgeted_plan(
+        _restrict(routes, claimed), specs, month=month, budget=config.monthly_path_budget, month_so_far=month_so_far
+    )
+
+    settlement = Settlement(claimed, the_plan, ledger, settle_by=settle_by, clock=executor.clock)
+    try:
+        outcomes = execute_plan(the_plan.requests, executor, deadline, settlement.record)
+    except BaseException:
+        settlement.abandon()
+        raise
+    completed, settle_failures = settlement.finish()
+    accepted_paths = billed_paths((outcome.request for outcome in outcomes if outcome.ok), specs)
+    billing_failures += _count_paths(path_counter, month, accepted_paths)
+
+    def having(state: Claim) -> tuple[Pair, ...]:
+        return tuple(sorted(pair for pair, value in claims.items() if value is state))
+
+    busy, unavailable = having(Claim.BUSY), having(Claim.UNAVAILABLE)
+    ledger_failures = (*claim_failures, *settle_failures)
+    return BatchRun(
+        decoded=decoded,
+        translation=translation,
+        plan=the_plan,
+        outcomes=outcomes,
+        owed=tuple(owed),
+        completed=tuple(sorted(completed)),
+        duplicates=having(Claim.DONE),
+        busy=busy,
+        unavailable=unavailable,
+        ledger_failures=ledger_failures,
+        bill=bill,
+        billed_paths=accepted_paths,
+        billing_failures=billing_failures,
+        failures=classify_failures(
+            decoded=decoded,
+            translation=translation,
+            plan=the_plan,
+            outcomes=outcomes,
+            busy=busy,
+            unavailable=unavailable,
+            ledger_failures=ledger_failures,
+            redact=redact,
+        ),
+    )
+
+
+def _month_so_far(counter: PathCounter | None, month: str, budget: int | None) -> tuple[int | None, tuple[str, ...]]:
+    """The month's billed paths, read only when a budget needs them; a failed read plans as if none were
+    billed yet (the purge matters more than the bill) and is reported."""
+    if counter is None or budget is None:
+        return None, ()
+    try:
+        return counter.month_so_far(month), ()
+    except Exception as exc:  # the store's failures vary (botocore, network): reported, never fatal
+        return None, (f"reading the month's billed paths: {describe_error(exc)}",)
+
+
+def _count_paths(counter: PathCounter | None, month: str, paths: Mapping[str, int]) -> tuple[str, ...]:
+    """Add what was billed to the month's counters; a failure is reported, never fatal (the purge happened)."""
+    if counter is None or not paths:
+        return ()
+    try:
+        counter.add(month, paths)
+    except Exception as exc:  # as in `_month_so_far`
+        return (f"counting {sum(paths.values())} billed path(s): {describe_error(exc)}",)
+    return ()
+
+
+def _restrict(routes: list[tuple[RoutedTarget, tuple[str, ...]]], claimed: set[Pair]) -> list[RoutedTarget]:
+    """Keep, for each routed target, only the providers whose (provider, change) we claimed; a target routed
+    to no provider at all stays (with none), so that the planner reports it."""
+    kept = []
+    for item, providers in routes:
+        mine = frozenset(p for p in providers if (p, item.change_id) in claimed)
+        if mine or not providers:
+            kept.append(item._replace(providers=mine))
+    return kept

@@ -1,0 +1,192 @@
+"""claim and settle: the pipeline's side of the ledger (`cdnpurge.runtime.ledger` is the store itself).
+
+`claim` asks the ledger for every (provider, change) a batch owes; whatever the store could not answer is
+UNAVAILABLE and is never purged blindly. `Settlement` then marks each claimed pair complete as soon as
+every request serving it succeeded (within `COMPLETION_LINGER_SECONDS`), and releases the rest at the end,
+so a Lambda killed mid-batch leaves only the pairs still in flight, or just purged, to be purged again on
+redelivery. Ledger failures become `LedgerFailure` records (logged, counted), never exceptions: a purge
+that happened stays acknowledged even if it could not be recorded.
+
+Settling fits inside the invocation: given `settle_by` (the last moment a ledger call may start and still
+end before the function must answer), no completion or release is started after it. What is not written
+then is reported like any store failure: a completion not recorded lets a redelivery purge again
+(harmless), and a claim not released expires at this invocation's deadline (its `in_progress_expiration`),
+after which the redelivered record claims it again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from cdnpurge.core.errors import describe_error
+from cdnpurge.core.models import Plan
+from cdnpurge.runtime.execute import Outcome
+from cdnpurge.runtime.ledger import (
+    BATCH_WRITE_ITEMS,
+    Claim,
+    Ledger,
+    LedgerGaveUpError,
+    LedgerOperation,
+    LedgerUnavailableError,
+    Pair,
+)
+
+PURGED: dict[str, Any] = {"purged": True}  # the result stored with a completed (provider, change)
+# How long the completion writer waits for a full BatchWriteItem before writing fewer records.
+COMPLETION_LINGER_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class LedgerFailure:
+    """One ledger operation that failed for some pairs (see `LedgerUnavailableError`): data for the
+    report, logs and metrics, not an exception."""
+
+    operation: LedgerOperation
+    pairs: tuple[Pair, ...]
+    cause: str
+
+
+def claim(
+    ledger: Ledger, pairs: list[Pair], remaining_ms: int | None
+) -> tuple[dict[Pair, Claim], tuple[LedgerFailure, ...]]:
+    """Claim every owed pair; whatever the store could not answer is UNAVAILABLE, never purged blindly."""
+    if not pairs:
+        return {}, ()
+    try:
+        return ledger.claim(pairs, remaining_ms), ()
+    except Exception as exc:  # what the store did not answer (all of it, if unmapped) stays UNAVAILABLE
+        answered = exc.claims if isinstance(exc, LedgerUnavailableError) else {}
+        failure = _ledger_failure(LedgerOperation.CLAIM, pairs, exc)
+    claims = {pair: answered.get(pair, Claim.UNAVAILABLE) for pair in pairs}
+    return claims, (failure,)
+
+
+def _ledger_failure(operation: LedgerOperation, pairs: Iterable[Pair], error: Exception) -> LedgerFailure:
+    """The pairs an operation could not record: those the ledger names, else all it was given."""
+    if isinstance(error, LedgerUnavailableError):
+        return LedgerFailure(operation, error.pairs, error.cause)
+    return LedgerFailure(operation, tuple(pairs), describe_error(error))
+
+
+class Settlement:
+    """Marks each claimed pair complete as soon as every request serving it succeeded; releases the rest.
+
+    A pair named by a plan error, or served by any failed or deferred request, is released at the end so
+    that a retry may claim it again. Ledger failures are collected, never raised: a purge that happened
+    stays acknowledged even if it could not be recorded.
+
+    Completions are written beside the provider calls by one writer thread, so marking never delays a
+    purge. The writer lingers briefly for a full `BatchWriteItem`, and whatever completes while a write
+    is in flight goes into the next one, so a storm of one-target requests (Fastly URLs) is recorded 25
+    records a call, not one round trip per purge.
+    """
+
+    def __init__(
+        self,
+        claimed: set[Pair],
+        the_plan: Plan,
+        ledger: Ledger,
+        *,
+        settle_by: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`settle_by` (on `clock`): no ledger call starts after it (None: no limit, as in the CLI)."""
+        self._claimed = claimed
+        self._ledger = ledger
+        self._settle_by = settle_by
+        self._clock = clock
+        self._waiting: Counter[Pair] = Counter(
+            pair
+            for request in the_plan.requests
+            for pair in ((request.provider, change) for change in request.change_ids)
+            if pair in claimed
+        )
+        self._failed = {(e.provider, c) for e in the_plan.errors for c in e.change_ids} & claimed
+        self._completed: set[Pair] = set()
+        self._unwritten: list[Pair] = []  # completed, not yet handed to the ledger
+        self._closing = False
+        self._write_failures: list[LedgerFailure] = []
+        self._changed = threading.Condition()
+        self._writer = threading.Thread(target=self._write_completions, name="ledger-complete", daemon=True)
+        self._writer.start()
+
+    def record(self, outcome: Outcome) -> None:
+        provider = outcome.request.provider
+        pairs = [(provider, change) for change in outcome.request.change_ids if (provider, change) in self._claimed]
+        with self._changed:
+            if not outcome.ok:
+                self._failed.update(pairs)
+                return
+            ready = []
+            for pair in pairs:
+                self._waiting[pair] -= 1
+                if self._waiting[pair] == 0 and pair not in self._failed:
+                    ready.append(pair)
+            self._completed.update(ready)
+            if ready:
+                self._unwritten.extend(ready)
+                self._changed.notify()
+
+    def _write_completions(self) -> None:
+        while True:
+            with self._changed:
+                while not self._unwritten and not self._closing:
+                    self._changed.wait()
+                self._changed.wait_for(
+                    lambda: self._closing or len(self._unwritten) >= BATCH_WRITE_ITEMS,
+                    timeout=COMPLETION_LINGER_SECONDS,
+                )
+                batch, self._unwritten = self._unwritten, []
+            if not batch:
+                return  # closing, and everything is written
+            try:
+                self._check_time()
+                self._ledger.complete(batch, PURGED)
+            except Exception as exc:  # collected, never raised: see the class docstring
+                self._write_failures.append(_ledger_failure(LedgerOperation.COMPLETE, batch, exc))
+
+    def _check_time(self) -> None:
+        """Raise `LedgerGaveUpError` once a ledger call could no longer end before the function must answer."""
+        if self._settle_by is not None and self._clock() >= self._settle_by:
+            raise LedgerGaveUpError("not tried: out of time before the function's deadline")
+
+    def finish(self) -> tuple[set[Pair], list[LedgerFailure]]:
+        failures = self._wait_for_writes()
+        # Anything claimed and neither completed nor failed (cannot happen with a consistent plan) is
+        # released too: better purged again than never.
+        release = self._claimed - self._completed
+        failures.extend(self._release(release))
+        return set(self._completed), failures
+
+    def abandon(self) -> None:
+        """The batch is dying (an unexpected error): release what is not done, best effort."""
+        self._wait_for_writes()
+        self._release(self._claimed - self._completed)
+
+    def _wait_for_writes(self) -> list[LedgerFailure]:
+        """Wait for every completion write; their failures become one `LedgerFailure` (one log line)."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify()
+        self._writer.join()
+        failures = self._write_failures
+        if not failures:
+            return []
+        pairs = sorted(pair for failure in failures for pair in failure.pairs)
+        return [LedgerFailure(LedgerOperation.COMPLETE, tuple(pairs), failures[0].cause)]
+
+    def _release(self, pairs: Iterable[Pair]) -> list[LedgerFailure]:
+        pairs = sorted(pairs)
+        if not pairs:
+            return []
+        try:
+            self._check_time()
+            self._ledger.release(pairs, RuntimeError("purge not completed"))
+        except Exception as exc:  # collected, never raised: see the class docstring
+            return [_ledger_failure(LedgerOperation.RELEASE, pairs, exc)]
+        return []
