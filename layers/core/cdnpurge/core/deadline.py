@@ -11,6 +11,7 @@ The clock is injected (tests drive it by hand); nothing here reads the wall cloc
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ class Deadline:
     @classmethod
     def after(cls, seconds: float, clock: Clock = time.monotonic) -> Deadline:
         """The deadline `seconds` from now on `clock` (a negative or NaN span is an already-passed deadline)."""
-        span = seconds if seconds == seconds else 0.0  # NaN is no time at all
+        span = 0.0 if math.isnan(seconds) else seconds  # NaN is no time at all
         return cls(clock() + max(0.0, span), clock)
 
     def remaining(self) -> float:
