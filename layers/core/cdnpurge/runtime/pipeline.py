@@ -16,14 +16,17 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from cdnpurge.core.coalesce import split_flushes
 from cdnpurge.core.config import Config
 from cdnpurge.core.cost import PathBill, PathCounter, billed_paths, budgeted_plan, month_of
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import describe_error
 from cdnpurge.core.events import Decoded, decode_event
 from cdnpurge.core.models import Plan, RoutedTarget
 from cdnpurge.core.plan import router
 from cdnpurge.core.spec import ProviderSpec
 from cdnpurge.core.translate import Translation, translate
+from cdnpurge.runtime.coalesce import Coalescer, without_store
 from cdnpurge.runtime.execute import Executor, execute_plan
 from cdnpurge.runtime.ledger import Claim, Ledger, Pair
 from cdnpurge.runtime.report import BatchRun, classify_failures
@@ -75,18 +78,28 @@ def run_batch(
     settle_by: float | None = None,
     path_counter: PathCounter | None = None,
     month: str | None = None,
+    coalescer: Coalescer | None = None,
 ) -> BatchRun:
     """One batch through every stage; `redact` cleans the failure reasons (they may quote a provider).
 
     `deadline` and `settle_by` are on the executor's clock: no provider call starts that could not end by
     `deadline`, no ledger write starts after `settle_by` (see `settle.Settlement`). `path_counter` keeps the
     month's billed paths (`cdnpurge.core.cost`): read before planning when the configuration sets
-    `monthly_path_budget`, added to after the purges. `month` defaults to this one."""
+    `monthly_path_budget`, added to after the purges. `month` defaults to this one. `coalescer` leaves shared
+    targets to their providers' windows and takes the windows the batch's flush messages name
+    (`cdnpurge.runtime.coalesce`); without one, everything is purged now."""
     decoded = decode_event(event)
-    translation = translate(decoded.changes, config)
+    flushes, changes = split_flushes(decoded.changes)
+    translation = translate(changes, config)
     # Each target's providers, routed once: what is claimed is exactly what the planner will send.
     destinations = router(specs)
-    routes = [(item, destinations(item.providers, item.target.kind)) for item in translation.routed]
+    store_deadline = Deadline(deadline if settle_by is None else settle_by, executor.clock)
+    coalesced = (
+        without_store(translation.routed, flushes)
+        if coalescer is None
+        else coalescer.gather(translation.routed, flushes, destinations, specs, store_deadline)
+    )
+    routes = [(item, destinations(item.providers, item.target.kind)) for item in coalesced.routed]
     owed = sorted({(provider, item.change_id) for item, providers in routes for provider in providers})
     claims, claim_failures = claim(ledger, owed, remaining_ms() if remaining_ms else None)
     claimed = {pair for pair, state in claims.items() if state is Claim.CLAIMED}
@@ -109,8 +122,10 @@ def run_batch(
     def having(state: Claim) -> tuple[Pair, ...]:
         return tuple(sorted(pair for pair, value in claims.items() if value is state))
 
-    busy, unavailable = having(Claim.BUSY), having(Claim.UNAVAILABLE)
-    ledger_failures = (*claim_failures, *settle_failures)
+    busy, unavailable = having(Claim.BUSY), (*having(Claim.UNAVAILABLE), *coalesced.unavailable)
+    ledger_failures = (*claim_failures, *coalesced.failures, *settle_failures)
+    done = set(completed) | set(having(Claim.DONE))
+    coalescing = coalesced.report if coalescer is None else coalescer.settle(coalesced, done, store_deadline)
     return BatchRun(
         decoded=decoded,
         translation=translation,
@@ -125,6 +140,7 @@ def run_batch(
         bill=bill,
         billed_paths=accepted_paths,
         billing_failures=billing_failures,
+        coalescing=coalescing,
         failures=classify_failures(
             decoded=decoded,
             translation=translation,

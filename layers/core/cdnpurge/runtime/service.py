@@ -32,6 +32,7 @@ from cdnpurge.core.events.verify import VerifyCheck, check_records, decode_check
 from cdnpurge.core.protocol import Provider
 from cdnpurge.core.spec import ProviderSpec
 from cdnpurge.core.verify_settings import VerifySettings
+from cdnpurge.runtime.coalesce import Coalescer, DynamoDBWindows, flush_sender
 from cdnpurge.runtime.deadletter import DeadLettering, DeadLetterReason, dead_letter, dead_letter_body
 from cdnpurge.runtime.execute import AttemptListener, Executor
 from cdnpurge.runtime.ledger import DynamoDBLedger, Ledger
@@ -180,6 +181,7 @@ class PurgeService:
     reload: ConfigReload | None = None  # None: the configuration is fixed for the service's life
     verification_wiring: VerificationWiring = field(default_factory=VerificationWiring)
     verification: Verification | None = None  # None: no provider verifies its purges
+    windows: DynamoDBWindows | None = None  # coalescing windows (same table as the ledger); None: not read
 
     @property
     def specs(self) -> dict[str, ProviderSpec]:
@@ -244,6 +246,7 @@ class PurgeService:
             trail=trail,
             sqs_factory=_default_sqs if sqs_client is None else _returning(sqs_client),
             verification_wiring=wiring,
+            windows=DynamoDBWindows(dynamodb, table_name),
         )
         service.wire_verification()
         return service
@@ -281,6 +284,8 @@ class PurgeService:
                 raise ConfigError("repurge_delay_seconds is set but environment variable PURGE_QUEUE_URL is not")
             if any(p.verify is not None for p in config.providers) and settings.purge_queue_url is None:
                 raise ConfigError("a provider has verify: set but environment variable PURGE_QUEUE_URL is not")
+            if any(p.coalesce_seconds for p in config.providers) and settings.purge_queue_url is None:
+                raise ConfigError("a provider has coalesce_seconds set but environment variable PURGE_QUEUE_URL is not")
             return config
 
         def make_purgers(config: Config) -> Purgers:
@@ -317,6 +322,14 @@ class PurgeService:
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
+
+    def coalescer(self) -> Coalescer | None:
+        """Coalescing over this service's table and purge queue (`cdnpurge.runtime.coalesce`)."""
+        if self.windows is None:
+            return None
+        return Coalescer(
+            self.windows, flush_sender(lambda: self.sqs, self.queues.purge_url), AWS_CALL_SECONDS, self.redact
+        )
 
     def reload_if_changed(self) -> ConfigChange:
         """Apply a changed configuration document (see `ConfigReload`); a refused one changes nothing."""
@@ -368,6 +381,7 @@ class PurgeService:
             settle_by=settle_by,
             path_counter=self.path_counter,
             month=month_of(time.time()),
+            coalescer=self.coalescer(),
         )
         clock = self.executor.clock
 

@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.data_classes.sns_event import SNSMessage
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from cdnpurge.core.errors import show
+from cdnpurge.core.events.coalesce import decode_flush, is_flush_document
 from cdnpurge.core.events.fastpath import NOT_PARSED, parsed_body, plain_s3_change
 from cdnpurge.core.events.published import PUBLISH_FIELDS, decode_publish
 from cdnpurge.core.events.reading import (
@@ -137,6 +138,8 @@ def decode_document(doc: object, origin: Origin, sink: Sink) -> None:
     if "cdnpurge" in doc:
         if is_verify_document(doc):  # run by cdnpurge.runtime.verification, not a change to purge
             sink.ignore(origin, "verification check")
+        elif is_flush_document(doc):  # a coalescing window's purge (`cdnpurge.runtime.coalesce`)
+            decode_flush(doc, origin, sink)
         else:
             decode_repurge(doc, origin, sink)
     elif "Records" in doc:

@@ -1,0 +1,406 @@
+"""Coalescing windows: shared targets purged once per window across batches, never lost.
+
+The pure decision (which targets wait, how they are stored, how a window's purge is named) is
+`cdnpurge.core.coalesce`; the flush message is `cdnpurge.core.events.coalesce`. Here are the store and the
+state machine.
+
+Where the obligation lives. A window is one item in the idempotency table (key `cdnpurge#coalesce#<provider>
+#<generation>`, beside the ledger's and the path counters' own prefixes: the function already reads and
+writes that table and nothing else, its TTL attribute cleans windows up, and a new table would be one more
+resource, alarm and IAM grant for a few items a window). A head item (`cdnpurge#coalesce#<provider>`) holds
+the provider's open generation, so writers find the open window with one consistent read.
+
+A window's states, each move one conditional `UpdateItem` (DynamoDB applies them to the item one at a
+time, so every write is either before a move or after it, never half):
+
+    (absent) --join--> PENDING --join--> PENDING --take--> FLUSHING --take (same taker)--> FLUSHING
+                                                             |--finish--> DONE (kept until its TTL)
+
+- *join* (a batch with shared targets): `ADD` the targets to the window's set, opening it if absent
+  (`opened_at`, `due_at = opened_at + coalesce_seconds`), only while PENDING and not full. A window that is
+  FLUSHING, DONE or full refuses; the writer moves the head past it and joins the next generation (a bounded
+  number of times). Then the batch sends a flush message for that generation to the purge queue with
+  `DelaySeconds` = what is left of the window (rounded up). Only when both the join and the send succeeded
+  are the targets left to the window and the records acknowledged; if either fails (table unreachable or
+  throttled, window full past the hops, queue unreachable, no time left), the batch purges them now, as it
+  would without coalescing: the fallback never loses a purge. Every batch that joins sends its own flush
+  message, so a window's purge does not depend on any one message arriving.
+- *take* (a flush message arrives): PENDING or FLUSHING -> FLUSHING, setting `taker` (the message's SQS id)
+  if unset, and reading the window's targets (`ReturnValues=ALL_NEW`: exactly the joins that happened before
+  the move). The batch then claims `(provider, coalesce:<provider>#<generation>)` in the ledger and purges
+  the targets like any change's, after every change that joined: the purge starts after the last change it
+  covers. A join after the move fails its condition and goes to the next generation, which gets a purge of
+  its own: a change is never skipped because an earlier purge of the same key was in flight.
+- Another flush message for the same window (each joining batch sent one; SQS may duplicate any): the
+  window is DONE or absent, so there is nothing to purge, or FLUSHING with another taker, whose own message
+  carries the obligation (SQS redelivers it until its batch succeeds, or dead-letters it, window named, for a
+  redrive within the window's 14-day TTL); either way it is acknowledged without a purge. The taker's own
+  message, redelivered after its invocation died mid-flush, takes the window again and purges it again.
+- *finish*: once the ledger records the window's purge complete (or already done), FLUSHING -> DONE. A failed
+  finish leaves the window FLUSHING: its taker's redelivered message finds the ledger's DONE and finishes it.
+- The table unreachable when a flush message arrives: that record fails as a ledger claim would (returned
+  to SQS, retried); the targets are still in the window.
+
+Delay and cost. A change waits at most `coalesce_seconds` (the window it joined was opened at most that long
+before) plus up to one second of rounding, plus the event source's batching window before the flush message
+reaches an invocation, plus that batch's own run: no starvation, since a continuous stream closes a window
+every `coalesce_seconds` and the next one opens with the next change. Each joining batch pays one `GetItem`,
+one `UpdateItem` and one `SendMessage` per coalescing provider, and each window one `UpdateItem` to take it
+and one to finish it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from functools import partial
+from typing import Any, Final
+
+from cdnpurge.core.coalesce import (
+    Destinations,
+    encode_target,
+    flush_change_id,
+    flush_delay,
+    flush_targets,
+    flush_window,
+    split,
+)
+from cdnpurge.core.deadline import Deadline
+from cdnpurge.core.errors import CdnpurgeError, describe_error
+from cdnpurge.core.events.coalesce import encode_flush
+from cdnpurge.core.models import Change, RoutedTarget
+from cdnpurge.core.spec import ProviderSpec
+from cdnpurge.runtime.ledger import LedgerOperation, Pair
+from cdnpurge.runtime.settle import LedgerFailure
+
+KEY_PREFIX: Final = "cdnpurge#coalesce"
+ID, EXPIRY = "id", "expiration"  # the idempotency table's key and TTL attributes
+# A window's item stays this long after it opened: SQS's longest retention, so a dead-lettered flush message
+# redriven within it still finds its window.
+WINDOW_KEPT_SECONDS: Final = 14 * 24 * 3600
+# A window holds at most this many distinct targets (a DynamoDB item is at most 400 KB); then the next opens.
+MAX_WINDOW_TARGETS: Final = 1000
+# How many full or closed windows a join passes before purging now instead.
+MAX_HOPS: Final = 4
+
+
+class WindowState(StrEnum):
+    PENDING = "pending"
+    FLUSHING = "flushing"
+    DONE = "done"
+
+
+class WindowBusyError(CdnpurgeError):
+    """Every window a join tried was closed or full: the targets are purged now."""
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A batch's targets are in window `generation`, which closes at `due_at` (epoch seconds)."""
+
+    generation: int
+    due_at: float
+    opened: bool  # this join opened the window
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A window moved to FLUSHING by a flush message: what it holds, and who holds the purge."""
+
+    targets: tuple[str, ...]
+    changes: int
+    opened_at: float
+    taker: str
+
+
+class DynamoDBWindows:
+    """The windows' items in the idempotency table: every state move is one conditional `UpdateItem`."""
+
+    def __init__(self, client: Any, table_name: str, *, clock: Callable[[], float] = time.time) -> None:
+        self._client = client
+        self._table = table_name
+        self.clock = clock  # epoch seconds: windows open and close on it
+
+    @staticmethod
+    def _key(provider: str, generation: int | None = None) -> dict[str, Any]:
+        suffix = "" if generation is None else f"#{generation}"
+        return {ID: {"S": f"{KEY_PREFIX}#{provider}{suffix}"}}
+
+    def open_generation(self, provider: str) -> int:
+        item = self._client.get_item(TableName=self._table, Key=self._key(provider), ConsistentRead=True).get("Item")
+        return int(item["generation"]["N"]) if item and "generation" in item else 0
+
+    def advance(self, provider: str, past: int) -> None:
+        """Move the head past `past` (a window closed or full); a head already further stays."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(provider),
+                UpdateExpression="SET #generation = :next",
+                ConditionExpression="attribute_not_exists(#generation) OR #generation < :next",
+                ExpressionAttributeNames={"#generation": "generation"},
+                ExpressionAttributeValues={":next": {"N": str(past + 1)}},
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return
+
+    def join(self, provider: str, generation: int, targets: Sequence[str], changes: int, seconds: int) -> Joined | None:
+        """Add `targets` to window `generation` (opening it), or None when it is closed or full."""
+        now = self.clock()
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key=self._key(provider, generation),
+                UpdateExpression=(
+                    "ADD #targets :targets, #changes :changes SET #state = if_not_exists(#state, :pending), "
+                    "#opened = if_not_exists(#opened, :now), #due = if_not_exists(#due, :due), "
+                    "#expiry = if_not_exists(#expiry, :expiry)"
+                ),
+                ConditionExpression=(
+                    "attribute_not_exists(#state) OR (#state = :pending AND "
+                    "(attribute_not_exists(#targets) OR size(#targets) <= :room))"
+                ),
+                ExpressionAttributeNames={
+                    "#targets": "targets",
+                    "#changes": "changes",
+                    "#state": "state",
+                    "#opened": "opened_at",
+                    "#due": "due_at",
+                    "#expiry": EXPIRY,
+                },
+                ExpressionAttributeValues={
+                    ":targets": {"SS": list(targets)},
+                    ":changes": {"N": str(changes)},
+                    ":pending": {"S": WindowState.PENDING.value},
+                    ":now": {"N": repr(now)},
+                    ":due": {"N": repr(now + seconds)},
+                    ":expiry": {"N": str(int(now) + WINDOW_KEPT_SECONDS)},
+                    ":room": {"N": str(MAX_WINDOW_TARGETS - len(targets))},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return None
+        item = answer["Attributes"]
+        return Joined(generation, float(item["due_at"]["N"]), opened=float(item["opened_at"]["N"]) == now)
+
+    def take(self, provider: str, generation: int, taker: str) -> Taken | None:
+        """Close window `generation` for its purge (PENDING or FLUSHING -> FLUSHING); None when it is absent
+        or DONE: nothing is owed."""
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key=self._key(provider, generation),
+                UpdateExpression="SET #state = :flushing, #taker = if_not_exists(#taker, :taker)",
+                ConditionExpression="#state IN (:pending, :flushing)",
+                ExpressionAttributeNames={"#state": "state", "#taker": "taker"},
+                ExpressionAttributeValues={
+                    ":flushing": {"S": WindowState.FLUSHING.value},
+                    ":pending": {"S": WindowState.PENDING.value},
+                    ":taker": {"S": taker},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return None
+        item = answer["Attributes"]
+        return Taken(
+            targets=tuple(item.get("targets", {}).get("SS", ())),
+            changes=int(item.get("changes", {}).get("N", "0")),
+            opened_at=float(item.get("opened_at", {}).get("N", "0")),
+            taker=item["taker"]["S"],
+        )
+
+    def finish(self, provider: str, generation: int) -> None:
+        """FLUSHING -> DONE once the window's purge is recorded complete (a DONE window stays DONE)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(provider, generation),
+                UpdateExpression="SET #state = :done",
+                ConditionExpression="#state IN (:flushing, :done)",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":flushing": {"S": WindowState.FLUSHING.value},
+                    ":done": {"S": WindowState.DONE.value},
+                },
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return
+
+
+@dataclass(frozen=True)
+class Deferral:
+    """A batch's shared targets for one provider, left to its window `flush_id` (durably: joined and sent)."""
+
+    provider: str
+    flush_id: str
+    change_ids: tuple[str, ...]
+    targets: int
+    opened: bool
+    due_at: float
+
+
+@dataclass(frozen=True)
+class Flush:
+    """A flush message this batch read: whether it took the window (and so owes its purge)."""
+
+    provider: str
+    flush_id: str
+    taken: bool
+    targets: int = 0
+    changes: int = 0
+    opened_at: float | None = None
+    why_not: str = ""  # not taken: "already purged" or "flushing elsewhere"
+    finished: bool = False  # marked DONE after its purge completed
+
+
+@dataclass(frozen=True)
+class CoalesceReport:
+    """What coalescing did in one batch, for the logs, the metrics, the purge trail and `cdnpurge status`."""
+
+    deferrals: tuple[Deferral, ...] = ()
+    flushes: tuple[Flush, ...] = ()
+    fallbacks: tuple[str, ...] = ()  # "<provider>: N target(s) purged now: why" (redacted)
+    errors: tuple[str, ...] = ()  # finishing a window, stored entries refused (nothing lost: see above)
+
+    def covered_by(self) -> dict[str, str]:
+        """change id -> the window purge (flush change id) that covers its shared targets."""
+        return {change: d.flush_id for d in self.deferrals for change in d.change_ids}
+
+
+@dataclass(frozen=True)
+class Coalesced:
+    """`Coalescer.gather`'s answer: what the batch plans now, and the flush records it could not read."""
+
+    routed: list[RoutedTarget]
+    unavailable: tuple[Pair, ...] = ()  # flush pairs whose window could not be read: retried like a claim
+    failures: tuple[LedgerFailure, ...] = ()
+    report: CoalesceReport = field(default_factory=CoalesceReport)
+
+
+@dataclass
+class Coalescer:
+    """The pipeline's side of coalescing: `gather` before claiming, `settle` after the purges."""
+
+    windows: DynamoDBWindows
+    send_flush: Callable[[str, int], None]  # (body, DelaySeconds) onto the purge queue; raises on failure
+    call_seconds: float  # the longest one store or queue call takes: none starts with less time left
+    redact: Callable[[str], str] = str
+
+    def gather(
+        self,
+        routed: Iterable[RoutedTarget],
+        flushes: Sequence[Change],
+        destinations: Destinations,
+        specs: Mapping[str, ProviderSpec],
+        deadline: Deadline,
+    ) -> Coalesced:
+        """Take the windows the batch's flush messages name, and leave its shared targets to windows."""
+        now: list[RoutedTarget] = []
+        unavailable: list[Pair] = []
+        failures: list[LedgerFailure] = []
+        taken: list[Flush] = []
+        errors: list[str] = []
+        for change in flushes:
+            provider, generation = flush_window(change.id)
+            try:
+                deadline.budget(self.call_seconds, need=self.call_seconds, what="taking a coalescing window")
+                window = self.windows.take(provider, generation, change.source_id)
+            except Exception as exc:  # the window stays as it was: the record is retried, like a claim
+                pair = (provider, change.id)
+                unavailable.append(pair)
+                failures.append(LedgerFailure(LedgerOperation.CLAIM, (pair,), describe_error(exc, self.redact)))
+                continue
+            if window is None or window.taker != change.source_id:
+                why = "already purged" if window is None else "flushing elsewhere"
+                taken.append(Flush(provider, change.id, taken=False, why_not=why))
+                continue
+            targets, refused = flush_targets(change.id, provider, window.targets)
+            if refused:
+                errors.append(f"{change.id}: {refused} stored entrie(s) are not targets and were skipped")
+            now.extend(targets)
+            taken.append(Flush(provider, change.id, True, len(targets), window.changes, window.opened_at))
+            self._best_effort(partial(self.windows.advance, provider, generation), deadline, errors)
+        parts = split(routed, destinations, specs)
+        deferrals: list[Deferral] = []
+        fallbacks: list[str] = []
+        for provider in sorted(parts.waiting):
+            items = parts.waiting[provider]
+            stored = sorted({encode_target(item.target.kind, item.target.value, item.soft) for item in items})
+            change_ids = parts.changes(provider)
+            try:
+                joined = self._join(provider, stored, len(change_ids), specs[provider].coalesce_seconds or 1, deadline)
+                deadline.budget(self.call_seconds, need=self.call_seconds, what="sending a coalescing flush message")
+                self.send_flush(
+                    encode_flush(provider, joined.generation, joined.due_at),
+                    flush_delay(joined.due_at, self.windows.clock()),
+                )
+            except Exception as exc:  # the fallback: purged now, as without coalescing
+                parts.give_up(provider)
+                fallbacks.append(self.redact(f"{provider}: {len(stored)} target(s) purged now: {describe_error(exc)}"))
+                continue
+            flush_id = flush_change_id(provider, joined.generation)
+            deferrals.append(Deferral(provider, flush_id, change_ids, len(stored), joined.opened, joined.due_at))
+        now.extend(parts.now)
+        report = CoalesceReport(tuple(deferrals), tuple(taken), tuple(fallbacks), tuple(errors))
+        return Coalesced(now, tuple(unavailable), tuple(failures), report)
+
+    def _join(self, provider: str, stored: list[str], changes: int, seconds: int, deadline: Deadline) -> Joined:
+        deadline.budget(self.call_seconds, need=self.call_seconds, what="reading a coalescing window")
+        generation = self.windows.open_generation(provider)
+        for _ in range(MAX_HOPS):
+            deadline.budget(self.call_seconds, need=self.call_seconds, what="joining a coalescing window")
+            joined = self.windows.join(provider, generation, stored, changes, seconds)
+            if joined is not None:
+                return joined
+            deadline.budget(self.call_seconds, need=self.call_seconds, what="opening a coalescing window")
+            self.windows.advance(provider, generation)
+            generation += 1
+        raise WindowBusyError(f"{MAX_HOPS} windows in a row were closed or full")
+
+    def settle(self, coalesced: Coalesced, done: set[Pair], deadline: Deadline) -> CoalesceReport:
+        """Mark DONE every window whose purge the ledger now records (`done`: completed or duplicates)."""
+        report = coalesced.report
+        errors = list(report.errors)
+        flushes = []
+        for flush in report.flushes:
+            if flush.taken and (flush.provider, flush.flush_id) in done:
+                provider, generation = flush_window(flush.flush_id)
+                finished = self._best_effort(partial(self.windows.finish, provider, generation), deadline, errors)
+                flushes.append(replace(flush, finished=finished))
+            else:
+                flushes.append(flush)
+        return CoalesceReport(report.deferrals, tuple(flushes), report.fallbacks, tuple(errors))
+
+    def _best_effort(self, call: Callable[[], None], deadline: Deadline, errors: list[str]) -> bool:
+        """A write that only saves work later (moving the head, marking DONE): its failure is reported."""
+        try:
+            deadline.budget(self.call_seconds, need=self.call_seconds, what="updating a coalescing window")
+            call()
+        except Exception as exc:
+            errors.append(self.redact(describe_error(exc)))
+            return False
+        return True
+
+
+def without_store(routed: Iterable[RoutedTarget], flushes: Sequence[Change]) -> Coalesced:
+    """No coalescing store (the CLI, a direct run): every target is purged now, and a flush message, whose
+    window cannot be read, is returned to its queue rather than acknowledged with its window unpurged."""
+    pairs = tuple((flush_window(change.id)[0], change.id) for change in flushes)
+    failures = (LedgerFailure(LedgerOperation.CLAIM, pairs, "no coalescing store to read the window from"),)
+    return Coalesced(list(routed), pairs, failures if pairs else ())
+
+
+def flush_sender(sqs: Callable[[], Any], queue_url: str | None) -> Callable[[str, int], None]:
+    """`send_flush` onto the function's purge queue (`sqs` builds the client on first use); without a queue
+    every send fails, so the targets are purged now."""
+
+    def send(body: str, delay_seconds: int) -> None:
+        if queue_url is None:
+            raise CdnpurgeError("coalescing needs PURGE_QUEUE_URL to schedule its purge")
+        sqs().send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay_seconds)
+
+    return send
