@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from cdnpurge.core.models import Change, RoutedTarget, Target, TargetKind
+from cdnpurge.core.plan import plan
 from cdnpurge.core.spec import MAX_COALESCE_SECONDS, ProviderSpec
 
 # Kinds that name what many objects share: these wait for the window. URLs and paths are one object's.
@@ -151,4 +152,33 @@ def split(routed: Iterable[RoutedTarget], destinations: Destinations, specs: Map
         others = frozenset(found) - frozenset(waiting)
         if others:
             result.now.append(item._replace(providers=others))
+    for name in sorted(windows):
+        if specs[name].escalation.purge_all_over is not None:
+            _escalate_across_batches(result, name, specs[name], destinations)
     return result
+
+
+def _escalate_across_batches(result: Split, name: str, spec: ProviderSpec, destinations: Destinations) -> None:
+    """A batch whose purges at `name` would escalate to a purge-all (`purge_all_over`) leaves that purge-all to
+    the window instead, serving all of the batch's changes there: a storm over many batches then purges
+    everything once per window, not once per batch."""
+    mine = [item for item in result.now if name in destinations(item.providers, item.target.kind)]
+    if not mine:
+        return
+    trial = plan([item._replace(providers=frozenset({name})) for item in mine], {name: spec})
+    everything = next((e for e in trial.escalations if e.kind is TargetKind.ALL), None)
+    if everything is None:
+        return
+    kept: list[RoutedTarget] = []
+    for item in result.now:
+        found = destinations(item.providers, item.target.kind)
+        if name not in found:
+            kept.append(item)
+        elif others := frozenset(found) - {name}:
+            kept.append(item._replace(providers=others))
+    result.now = kept
+    only = frozenset({name})
+    result.waiting[name].extend(
+        RoutedTarget(change_id, Target(TargetKind.ALL, "*"), only, everything.soft)
+        for change_id in sorted({item.change_id for item in mine})
+    )
