@@ -146,9 +146,13 @@ class DynamoDBWindows:
         except self._client.exceptions.ConditionalCheckFailedException:
             return
 
-    def join(self, provider: str, generation: int, targets: Sequence[str], changes: int, seconds: int) -> Joined | None:
-        """Add `targets` to window `generation` (opening it), or None when it is closed or full."""
+    def join(
+        self, provider: str, generation: int, targets: Sequence[str], changes: int, seconds: int, *, waited: float
+    ) -> Joined | None:
+        """Add `targets` to window `generation`, or None when it is closed or full. A window it opens counts
+        from `waited` seconds ago (how long the batch's first change may have waited to be delivered)."""
         now = self.clock()
+        opened_at = now - waited
         try:
             answer = self._client.update_item(
                 TableName=self._table,
@@ -174,8 +178,8 @@ class DynamoDBWindows:
                     ":targets": {"SS": list(targets)},
                     ":changes": {"N": str(changes)},
                     ":pending": {"S": WindowState.PENDING.value},
-                    ":now": {"N": repr(now)},
-                    ":due": {"N": repr(now + seconds)},
+                    ":now": {"N": repr(opened_at)},
+                    ":due": {"N": repr(opened_at + seconds)},
                     ":expiry": {"N": str(int(now) + WINDOW_KEPT_SECONDS)},
                     ":room": {"N": str(MAX_WINDOW_TARGETS - len(targets))},
                 },
@@ -184,7 +188,7 @@ class DynamoDBWindows:
         except self._client.exceptions.ConditionalCheckFailedException:
             return None
         item = answer["Attributes"]
-        return Joined(generation, float(item["due_at"]["N"]), opened=float(item["opened_at"]["N"]) == now)
+        return Joined(generation, float(item["due_at"]["N"]), opened=float(item["opened_at"]["N"]) == opened_at)
 
     def take(self, provider: str, generation: int, taker: str) -> Taken | None:
         """Close window `generation` for its purge (PENDING or FLUSHING -> FLUSHING); None when it is absent
@@ -289,6 +293,9 @@ class Coalescer:
     send_flush: Callable[[str, int], None]  # (body, DelaySeconds) onto the purge queue; raises on failure
     call_seconds: float  # the longest one store or queue call takes: none starts with less time left
     redact: Callable[[str], str] = str
+    # The event source's batching window (see the module docstring, "Delay and cost"): a window counts from
+    # this long before its first batch arrived, and its flush message is visible this long before it closes.
+    batching_window_seconds: float = 0.0
 
     def gather(
         self,
@@ -336,7 +343,7 @@ class Coalescer:
                 deadline.budget(self.call_seconds, need=self.call_seconds, what="sending a coalescing flush message")
                 self.send_flush(
                     encode_flush(provider, joined.generation, joined.due_at),
-                    flush_delay(joined.due_at, self.windows.clock()),
+                    flush_delay(joined.due_at - self.batching_window_seconds, self.windows.clock()),
                 )
             except Exception as exc:  # the fallback: purged now, as without coalescing
                 parts.give_up(provider)
@@ -353,7 +360,9 @@ class Coalescer:
         generation = self.windows.open_generation(provider)
         for _ in range(MAX_HOPS):
             deadline.budget(self.call_seconds, need=self.call_seconds, what="joining a coalescing window")
-            joined = self.windows.join(provider, generation, stored, changes, seconds)
+            joined = self.windows.join(
+                provider, generation, stored, changes, seconds, waited=self.batching_window_seconds
+            )
             if joined is not None:
                 return joined
             deadline.budget(self.call_seconds, need=self.call_seconds, what="opening a coalescing window")

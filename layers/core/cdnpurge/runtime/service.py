@@ -100,6 +100,7 @@ class LambdaEnvironment(BaseModel):
     purge_queue_url: str | None = Field(None, alias="PURGE_QUEUE_URL")
     max_receive_count: int | None = Field(None, alias="MAX_RECEIVE_COUNT", ge=1)
     maximum_concurrency: int = Field(1, alias="MAXIMUM_CONCURRENCY", ge=1)
+    batching_window_seconds: int = Field(0, alias="BATCHING_WINDOW_SECONDS", ge=0, le=300)
     trail_table_name: str | None = Field(None, alias="TRAIL_TABLE_NAME")  # unset: no purge trail
     trail_retention_seconds: int = Field(DEFAULT_RETENTION_SECONDS, alias="TRAIL_RETENTION_SECONDS", gt=0)
     lambda_function_name: str | None = Field(None, alias="AWS_LAMBDA_FUNCTION_NAME")
@@ -130,6 +131,7 @@ class Queues:
     dead_letter_url: str | None = None
     purge_url: str | None = None
     max_receive_count: int | None = None
+    batching_window_seconds: int = 0  # the event source's MaximumBatchingWindowInSeconds on the purge queue
 
 
 @dataclass
@@ -304,6 +306,7 @@ class PurgeService:
                 dead_letter_url=settings.dead_letter_queue_url,
                 purge_url=settings.purge_queue_url,
                 max_receive_count=settings.max_receive_count,
+                batching_window_seconds=settings.batching_window_seconds,
             ),
             concurrency=settings.maximum_concurrency,
             trail_table_name=settings.trail_table_name,
@@ -327,9 +330,8 @@ class PurgeService:
         """Coalescing over this service's table and purge queue (`cdnpurge.runtime.coalesce`)."""
         if self.windows is None:
             return None
-        return Coalescer(
-            self.windows, flush_sender(lambda: self.sqs, self.queues.purge_url), AWS_CALL_SECONDS, self.redact
-        )
+        send = flush_sender(lambda: self.sqs, self.queues.purge_url)
+        return Coalescer(self.windows, send, AWS_CALL_SECONDS, self.redact, self.queues.batching_window_seconds)
 
     def reload_if_changed(self) -> ConfigChange:
         """Apply a changed configuration document (see `ConfigReload`); a refused one changes nothing."""
