@@ -70,6 +70,7 @@ test: install lint typecheck sam-validate sam-build ## everything: lint, types, 
 
 bench: install sam-build ## storms vs a naive purger (bench/results/, JSON and charts), verification, cold start, layer size
 	$(BIN)/python -m bench.storm
+	$(BIN)/python -m bench.coalescing
 	$(BIN)/python -m bench.verification
 	$(BIN)/python -m bench.coldstart
 
