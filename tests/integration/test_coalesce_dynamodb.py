@@ -4,6 +4,7 @@ unavailable) loses a purge. The windows' clock is injected: nothing here waits o
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from collections.abc import Iterator
@@ -13,10 +14,12 @@ import boto3
 import pytest
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN, RecordingSqs, config_from, create_template_table
 
+from cdnpurge.cli.status import assemble, write_table
 from cdnpurge.core.events.coalesce import COALESCE_MARKER
-from cdnpurge.runtime.coalesce import DynamoDBWindows, WindowState
+from cdnpurge.runtime.coalesce import DynamoDBWindows, WindowState, awaited_purges
 from cdnpurge.runtime.report import BatchReport
 from cdnpurge.runtime.service import PurgeService, Queues
+from cdnpurge.runtime.trail import batch_items
 from cdnpurge_local.event_builders import eventbridge_s3, sqs_record
 from cdnpurge_local.fakecdn.server import FakeCDN
 from cdnpurge_local.provision import local_client
@@ -48,7 +51,9 @@ class Clock:
 class Stack:
     """One service on a fresh table, its flush messages recorded instead of sent, and the fake CDN."""
 
-    def __init__(self, dynamodb: Any, cdn: FakeCDN, *, windows_table: str | None = None) -> None:
+    def __init__(
+        self, dynamodb: Any, cdn: FakeCDN, *, windows_table: str | None = None, settings: str = "", keys: bool = True
+    ) -> None:
         self.table = f"coalesce-{uuid.uuid4().hex[:8]}"
         create_template_table(dynamodb, "IdempotencyTable", self.table)
         self.cdn = cdn
@@ -58,11 +63,11 @@ class Stack:
             f"""
             providers:
               - {{name: fastly, kind: fastly, service_id: {FASTLY_SERVICE}, endpoint: {cdn.endpoint("fastly")},
-                 hosts: [www.example.com], coalesce_seconds: {WINDOW},
+                 hosts: [www.example.com], coalesce_seconds: {WINDOW}{settings},
                  credentials: {{token: {{env: FASTLY_API_TOKEN}}}}}}
             rules:
               - match: "assets/{{dir}}/{{name}}"
-                keys: ["section-{{dir}}"]
+                keys: {'["section-{dir}"]' if keys else "[]"}
                 paths: ["/assets/{{dir}}/{{name}}"]
             """
         )
@@ -264,3 +269,52 @@ def test_a_full_window_hands_on_to_the_next(stack: Stack, monkeypatch: pytest.Mo
     # Then: the second did not fit and opened window 1
     assert first.run.coalescing.deferrals[0].flush_id == "coalesce:fastly#0"
     assert second.run.coalescing.deferrals[0].flush_id == "coalesce:fastly#1"
+
+
+def test_the_trail_and_status_say_which_purge_covered_each_change(stack: Stack) -> None:
+    # Given: an upload whose key waits for window 0, then that window's purge
+    deferring = stack.run(stack.uploads(1, sections=1))
+    (flush,) = stack.flush_messages()
+    stack.clock.now += WINDOW
+    flushing = stack.run([flush])
+    rules = stack.service.config.rules
+    # When: each batch's trail items are read back as `cdnpurge status` shows them
+    change = assemble(batch_items(deferring.run, rules, now=stack.clock.now, expires_at=1))
+    window = assemble(batch_items(flushing.run, rules, now=stack.clock.now, expires_at=1))
+    assert change is not None and window is not None
+    shown = io.StringIO()
+    write_table([change, window], shown)
+    # Then: the change names the window's purge, and the window's purge lists what it sent
+    (fastly,) = change.providers
+    assert fastly.coalesced_into == "coalesce:fastly#0"
+    assert "fastly shared targets coalesced into coalesce:fastly#0" in shown.getvalue()
+    assert window.change_id == "coalesce:fastly#0" and window.providers[0].targets == ("key:section-d0",)
+    assert window.providers[0].accepted_at is not None
+    assert "coalescing window fastly#0" in shown.getvalue()
+
+
+def test_verification_waits_for_the_windows_purge(stack: Stack) -> None:
+    # Given: a batch whose key waits for a window closing in WINDOW seconds
+    report = stack.run(stack.uploads(1, sections=1))
+    # When
+    (awaited,) = awaited_purges(report.run.coalescing, stack.clock.now, 10)
+    # Then: the check treats it as purged once the window's purge ran
+    assert awaited.provider == "fastly" and awaited.change_ids == frozenset(report.run.coalescing.covered_by())
+    assert awaited.estimated_seconds == WINDOW + 10
+
+
+def test_purge_all_escalations_of_many_batches_become_one_purge_all_per_window(
+    dynamodb: Any, fake_cdn: FakeCDN
+) -> None:
+    # Given: purge-all over 2 requests, and three batches of 5 URL-only uploads (5 requests each at Fastly)
+    stack = Stack(dynamodb, fake_cdn, settings=", purge_all_over: 2", keys=False)
+    for _ in range(3):
+        report = stack.run(stack.uploads(5, sections=5))
+        assert failed(report) == [] and report.run.outcomes == ()
+    flushes = stack.flush_messages()
+    # When: the window closes
+    stack.clock.now += WINDOW
+    for message in flushes:
+        stack.run([message])
+    # Then: one purge-all for the three batches
+    assert stack.cdn.purged("fastly") == ["all (hard)"]

@@ -74,6 +74,7 @@ from cdnpurge.core.models import Change, RoutedTarget
 from cdnpurge.core.spec import ProviderSpec
 from cdnpurge.runtime.ledger import LedgerOperation, Pair
 from cdnpurge.runtime.settle import LedgerFailure
+from cdnpurge.runtime.verification.verifier import Purged
 
 KEY_PREFIX: Final = "cdnpurge#coalesce"
 ID, EXPIRY = "id", "expiration"  # the idempotency table's key and TTL attributes
@@ -413,3 +414,18 @@ def flush_sender(sqs: Callable[[], Any], queue_url: str | None) -> Callable[[str
         sqs().send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay_seconds)
 
     return send
+
+
+def awaited_purges(report: CoalesceReport, now: float, batching_window_seconds: float) -> list[Purged]:
+    """What verification checks for changes whose shared targets wait for a window: a purge 'accepted' now
+    whose result is ready once the window's purge ran (its `estimated_seconds`), so the first probe at the
+    edge comes after the coalesced purge, not before it."""
+    return [
+        Purged(
+            deferral.provider,
+            frozenset(deferral.change_ids),
+            None,
+            max(0.0, deferral.due_at - now) + batching_window_seconds,
+        )
+        for deferral in report.deferrals
+    ]

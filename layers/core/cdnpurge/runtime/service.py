@@ -32,7 +32,7 @@ from cdnpurge.core.events.verify import VerifyCheck, check_records, decode_check
 from cdnpurge.core.protocol import Provider
 from cdnpurge.core.spec import ProviderSpec
 from cdnpurge.core.verify_settings import VerifySettings
-from cdnpurge.runtime.coalesce import Coalescer, DynamoDBWindows, flush_sender
+from cdnpurge.runtime.coalesce import Coalescer, DynamoDBWindows, awaited_purges, flush_sender
 from cdnpurge.runtime.deadletter import DeadLettering, DeadLetterReason, dead_letter, dead_letter_body
 from cdnpurge.runtime.execute import AttemptListener, Executor
 from cdnpurge.runtime.ledger import DynamoDBLedger, Ledger
@@ -463,6 +463,7 @@ class Verification:
 
     def __init__(self, service: PurgeService, wiring: VerificationWiring) -> None:
         self._service = service
+        self._batching_window = service.queues.batching_window_seconds
         self.clock = wiring.clock
         self.verifier = Verifier(
             settings={provider.name: provider for provider in service.config.providers},
@@ -518,7 +519,7 @@ class Verification:
             routed=run.translation.routed,
             specs=self._service.specs,
             settings=self.verifier.settings,
-            purged=purged_from(run.outcomes),
+            purged=[*purged_from(run.outcomes), *awaited_purges(run.coalescing, self.clock(), self._batching_window)],
             job_providers=frozenset(name for name, p in self._service.providers.items() if has_jobs(p)),
             now=self.clock(),
             report=report,
