@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cdnpurge",
         description="Event-driven CDN purge: plan and run purges the way the PurgeFunction Lambda does.",
-        epilog="Configuration schema and examples: see README.md, section 'Configuration'.",
+        epilog="Configuration schema and examples: see docs/configuration.md.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
