@@ -20,8 +20,9 @@ time, so every write is either before a move or after it, never half):
   (`opened_at`, `due_at = opened_at + coalesce_seconds`), only while PENDING and not full. A window that is
   FLUSHING, DONE or full refuses; the writer moves the head past it and joins the next generation (a bounded
   number of times). Then the batch sends a flush message for that generation to the purge queue with
-  `DelaySeconds` = what is left of the window (rounded up). Only when both the join and the send succeeded
-  are the targets left to the window and the records acknowledged; if either fails (table unreachable or
+  `DelaySeconds` = what is left of the window less the batching window (rounded up; see Delay). Only when
+  both the join and the send succeeded are the targets left to the window and the records acknowledged; if
+  either fails (table unreachable or
   throttled, window full past the hops, queue unreachable, no time left), the batch purges them now, as it
   would without coalescing: the fallback never loses a purge. Every batch that joins sends its own flush
   message, so a window's purge does not depend on any one message arriving.
@@ -41,12 +42,19 @@ time, so every write is either before a move or after it, never half):
 - The table unreachable when a flush message arrives: that record fails as a ledger claim would (returned
   to SQS, retried); the targets are still in the window.
 
-Delay and cost. A change waits at most `coalesce_seconds` (the window it joined was opened at most that long
-before) plus up to one second of rounding, plus the event source's batching window before the flush message
-reaches an invocation, plus that batch's own run: no starvation, since a continuous stream closes a window
-every `coalesce_seconds` and the next one opens with the next change. Each joining batch pays one `GetItem`,
-one `UpdateItem` and one `SendMessage` per coalescing provider, and each window one `UpdateItem` to take it
-and one to finish it.
+Delay. With `coalesce_seconds` W and the event source's batching window B (the template passes
+`MaximumBatchingWindowInSeconds` as `BATCHING_WINDOW_SECONDS`), a window counts from B before its first batch
+arrived (the longest that batch's first change may have waited to be gathered), so it closes at most W after
+its first change; its flush message is visible B before the window closes, so the batch gathering it starts
+the purge when the window closes. Any change is purged at most W + B after it was enqueued (plus up to one
+second of rounding the delay up, and the flush batch's own run: pacing and retries, as any purge), which is
+the stated maximum delay: no starvation, since a continuous stream closes a window at least every W and the
+next change opens the next one. A busy queue may deliver a flush message as soon as it is visible, so a
+storm's window is between W - 2B and W long; choose W well above 2B.
+
+Cost. Each joining batch pays one `GetItem`, one `UpdateItem` and one `SendMessage` per coalescing provider;
+each window one `UpdateItem` to take it, one to move the head and one to finish it; the flush messages of a
+window are read once each (most acknowledged at once, nothing to purge).
 """
 
 from __future__ import annotations
