@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
+from pathlib import Path
 
 import pytest
-from helpers import FASTLY_SERVICE, config_from
+from helpers import FASTLY_SERVICE, FASTLY_TOKEN, config_from
 
+from cdnpurge.cli.main import main
 from cdnpurge.core.coalesce import (
     decode_target,
     encode_target,
@@ -26,6 +29,10 @@ from cdnpurge.core.events.repurge import repurge_messages
 from cdnpurge.core.models import Action, Change, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import router
 from cdnpurge.core.registry import specs as specs_for
+from cdnpurge.runtime.coalesce import CoalesceReport, Deferral, awaited_purges
+from cdnpurge.runtime.service import PurgeService
+from cdnpurge.runtime.verification.verifier import Purged
+from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
 
 TWO_CDNS = f"""
 providers:
@@ -177,3 +184,42 @@ def test_no_other_change_passes_for_a_windows_purge() -> None:
 def test_a_window_outside_sqs_delay_bounds_is_refused(seconds: int) -> None:
     with pytest.raises(ConfigError, match="coalesce_seconds"):
         config_from(TWO_CDNS.replace("coalesce_seconds: 30", f"coalesce_seconds: {seconds}"))
+
+
+def test_cdnpurge_plan_shows_what_waits_for_the_window_and_plans_the_rest(tmp_path: Path) -> None:
+    # Given: Fastly coalescing keys for 30 s, and an upload that has a key and a path
+    config = tmp_path / "purge.yaml"
+    config.write_text(
+        TWO_CDNS.split("  - {name: other")[0] + 'rules: [{match: "{key*}", keys: ["k-{key}"], paths: ["/{key}"]}]\n'
+    )
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(sqs_event(s3_notification(s3_record("site", "a.jpg", sequencer="0A")))))
+    out = io.StringIO()
+    # When
+    code = main(["plan", "-c", str(config), "-e", str(event), "-f", "json"], out=out)
+    text = io.StringIO()
+    main(["plan", "-c", str(config), "-e", str(event)], out=text)
+    # Then: the URL is planned now; the key waits for the window
+    document = json.loads(out.getvalue())
+    assert code == 0
+    assert [request["kind"] for request in document["requests"]] == ["url"]
+    (waiting,) = document["coalesced"]
+    assert waiting["provider"] == "fastly" and waiting["targets"] == ["key:k-a.jpg"] and waiting["window_seconds"] == 30
+    assert "coalesced: fastly: key:k-a.jpg (1 change(s)) wait for its 30 s window" in text.getvalue()
+
+
+def test_the_deferred_changes_are_verified_after_their_windows_purge() -> None:
+    report = CoalesceReport(deferrals=(Deferral("fastly", "coalesce:fastly#2", ("c1", "c2"), 3, True, 1060.0),))
+    assert awaited_purges(report, 1000.0, 10) == [Purged("fastly", frozenset({"c1", "c2"}), None, 70.0)]
+    assert report.covered_by() == {"c1": "coalesce:fastly#2", "c2": "coalesce:fastly#2"}
+
+
+def test_the_service_refuses_a_window_without_its_purge_queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    config = tmp_path / "purge.yaml"
+    config.write_text(TWO_CDNS)
+    environ = {"PURGE_CONFIG": str(config), "IDEMPOTENCY_TABLE_NAME": "t", "FASTLY_API_TOKEN": FASTLY_TOKEN}
+    with pytest.raises(ConfigError, match="coalesce_seconds set but environment variable PURGE_QUEUE_URL is not"):
+        PurgeService.from_environment(environ)
+    service = PurgeService.from_environment({**environ, "PURGE_QUEUE_URL": "q", "BATCHING_WINDOW_SECONDS": "10"})
+    assert service.queues.batching_window_seconds == 10

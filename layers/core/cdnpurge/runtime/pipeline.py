@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from cdnpurge.core.coalesce import split_flushes
+from cdnpurge.core.coalesce import split, split_flushes
 from cdnpurge.core.config import Config
 from cdnpurge.core.cost import PathBill, PathCounter, billed_paths, budgeted_plan, month_of
 from cdnpurge.core.deadline import Deadline
@@ -52,11 +52,13 @@ def preview(
     month: str | None = None,
     month_so_far: int | None = None,
 ) -> Preview:
-    """decode -> translate -> plan with no ledger and no calls (the month so far, if known, is given)."""
+    """decode -> translate -> plan with no ledger and no calls (the month so far, if known, is given). The plan
+    is what would be sent now: shared targets of coalescing providers wait for their window
+    (`cdnpurge.core.coalesce.split`), and a flush message's targets are in its window's item."""
     decoded = decode_event(event)
-    translation = translate(decoded.changes, config)
+    translation = translate(split_flushes(decoded.changes)[1], config)
     the_plan, bill = budgeted_plan(
-        translation.routed,
+        split(translation.routed, router(specs), specs).now,
         specs,
         month=month or month_of(time.time()),
         budget=config.monthly_path_budget,
