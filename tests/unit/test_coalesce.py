@@ -190,7 +190,8 @@ def test_cdnpurge_plan_shows_what_waits_for_the_window_and_plans_the_rest(tmp_pa
     # Given: Fastly coalescing keys for 30 s, and an upload that has a key and a path
     config = tmp_path / "purge.yaml"
     config.write_text(
-        TWO_CDNS.split("  - {name: other")[0] + 'rules: [{match: "{key*}", keys: ["k-{key}"], paths: ["/{key}"]}]\n'
+        TWO_CDNS.split("  - {name: other", maxsplit=1)[0]
+        + 'rules: [{match: "{key*}", keys: ["k-{key}"], paths: ["/{key}"]}]\n'
     )
     event = tmp_path / "event.json"
     event.write_text(json.dumps(sqs_event(s3_notification(s3_record("site", "a.jpg", sequencer="0A")))))
