@@ -16,7 +16,7 @@ from helpers import FASTLY_SERVICE, FASTLY_TOKEN, RecordingSqs, config_from, cre
 
 from cdnpurge.cli.status import assemble, write_table
 from cdnpurge.core.events.coalesce import COALESCE_MARKER
-from cdnpurge.runtime.coalesce import DynamoDBWindows, WindowState, awaited_purges
+from cdnpurge.runtime.coalesce import DynamoDBWindows, WindowState, verified_purges
 from cdnpurge.runtime.report import BatchReport
 from cdnpurge.runtime.service import PurgeService, Queues
 from cdnpurge.runtime.trail import batch_items
@@ -294,13 +294,20 @@ def test_the_trail_and_status_say_which_purge_covered_each_change(stack: Stack) 
 
 
 def test_verification_waits_for_the_windows_purge(stack: Stack) -> None:
-    # Given: a batch whose key waits for a window closing in WINDOW seconds
+    # Given: a batch whose key waits for a window closing in WINDOW seconds (its URL purged now)
     report = stack.run(stack.uploads(1, sections=1))
     # When
-    (awaited,) = awaited_purges(report.run.coalescing, stack.clock.now, 10)
-    # Then: the check treats it as purged once the window's purge ran
+    url_purge, awaited = verified_purges(report.run.outcomes, report.run.coalescing, stack.clock.now, 10)
+    # Then: its URL is checked as purged now, and its key once the window's purge ran
+    assert url_purge.estimated_seconds is None
     assert awaited.provider == "fastly" and awaited.change_ids == frozenset(report.run.coalescing.covered_by())
     assert awaited.estimated_seconds == WINDOW + 10
+    # When: the window's purge runs
+    (flush,) = stack.flush_messages()
+    stack.clock.now += WINDOW
+    flushing = stack.run([flush])
+    # Then: it is no change of its own to verify (its changes were checked as waiting)
+    assert flushing.run.outcomes and verified_purges(flushing.run.outcomes, flushing.run.coalescing, 0, 10) == []
 
 
 def test_purge_all_escalations_of_many_batches_become_one_purge_all_per_window(

@@ -29,7 +29,7 @@ from cdnpurge.core.events.repurge import repurge_messages
 from cdnpurge.core.models import Action, Change, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import router
 from cdnpurge.core.registry import specs as specs_for
-from cdnpurge.runtime.coalesce import CoalesceReport, Deferral, awaited_purges
+from cdnpurge.runtime.coalesce import CoalesceReport, Deferral, verified_purges
 from cdnpurge.runtime.service import PurgeService
 from cdnpurge.runtime.verification.verifier import Purged
 from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
@@ -211,7 +211,7 @@ def test_cdnpurge_plan_shows_what_waits_for_the_window_and_plans_the_rest(tmp_pa
 
 def test_the_deferred_changes_are_verified_after_their_windows_purge() -> None:
     report = CoalesceReport(deferrals=(Deferral("fastly", "coalesce:fastly#2", ("c1", "c2"), 3, True, 1060.0),))
-    assert awaited_purges(report, 1000.0, 10) == [Purged("fastly", frozenset({"c1", "c2"}), None, 70.0)]
+    assert verified_purges((), report, 1000.0, 10) == [Purged("fastly", frozenset({"c1", "c2"}), None, 70.0)]
     assert report.covered_by() == {"c1": "coalesce:fastly#2", "c2": "coalesce:fastly#2"}
 
 

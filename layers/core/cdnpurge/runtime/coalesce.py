@@ -67,6 +67,7 @@ from functools import partial
 from typing import Any, Final
 
 from cdnpurge.core.coalesce import (
+    FLUSH_ID_PREFIX,
     Destinations,
     encode_target,
     flush_change_id,
@@ -80,9 +81,10 @@ from cdnpurge.core.errors import CdnpurgeError, describe_error
 from cdnpurge.core.events.coalesce import encode_flush
 from cdnpurge.core.models import Change, RoutedTarget
 from cdnpurge.core.spec import ProviderSpec
+from cdnpurge.runtime.execute import Outcome
 from cdnpurge.runtime.ledger import LedgerOperation, Pair
 from cdnpurge.runtime.settle import LedgerFailure
-from cdnpurge.runtime.verification.verifier import Purged
+from cdnpurge.runtime.verification.verifier import Purged, purged_from
 
 KEY_PREFIX: Final = "cdnpurge#coalesce"
 ID, EXPIRY = "id", "expiration"  # the idempotency table's key and TTL attributes
@@ -424,11 +426,19 @@ def flush_sender(sqs: Callable[[], Any], queue_url: str | None) -> Callable[[str
     return send
 
 
-def awaited_purges(report: CoalesceReport, now: float, batching_window_seconds: float) -> list[Purged]:
-    """What verification checks for changes whose shared targets wait for a window: a purge 'accepted' now
-    whose result is ready once the window's purge ran (its `estimated_seconds`), so the first probe at the
-    edge comes after the coalesced purge, not before it."""
-    return [
+def verified_purges(
+    outcomes: Iterable[Outcome], report: CoalesceReport, now: float, batching_window_seconds: float
+) -> list[Purged]:
+    """What verification checks: the batch's accepted requests, less the windows' purges (their changes were
+    checked as waiting when they joined), plus every change whose shared targets wait for a window, as a
+    purge accepted now and ready once the window's purge ran (`estimated_seconds`), so the first probe at
+    the edge comes after the coalesced purge, not before it."""
+    purged = []
+    for purge in purged_from(outcomes):
+        changes = frozenset(change for change in purge.change_ids if not change.startswith(FLUSH_ID_PREFIX))
+        if changes:
+            purged.append(replace(purge, change_ids=changes))
+    purged.extend(
         Purged(
             deferral.provider,
             frozenset(deferral.change_ids),
@@ -436,4 +446,5 @@ def awaited_purges(report: CoalesceReport, now: float, batching_window_seconds: 
             max(0.0, deferral.due_at - now) + batching_window_seconds,
         )
         for deferral in report.deferrals
-    ]
+    )
+    return purged

@@ -32,7 +32,7 @@ from cdnpurge.core.events.verify import VerifyCheck, check_records, decode_check
 from cdnpurge.core.protocol import Provider
 from cdnpurge.core.spec import ProviderSpec
 from cdnpurge.core.verify_settings import VerifySettings
-from cdnpurge.runtime.coalesce import Coalescer, DynamoDBWindows, awaited_purges, flush_sender
+from cdnpurge.runtime.coalesce import Coalescer, DynamoDBWindows, flush_sender, verified_purges
 from cdnpurge.runtime.deadletter import DeadLettering, DeadLetterReason, dead_letter, dead_letter_body
 from cdnpurge.runtime.execute import AttemptListener, Executor
 from cdnpurge.runtime.ledger import DynamoDBLedger, Ledger
@@ -52,7 +52,6 @@ from cdnpurge.runtime.verification.verifier import (
     Verifier,
     first_delay,
     plan_checks,
-    purged_from,
 )
 from cdnpurge.runtime.visibility import VisibilityChanges, return_when_due
 
@@ -519,7 +518,7 @@ class Verification:
             routed=run.translation.routed,
             specs=self._service.specs,
             settings=self.verifier.settings,
-            purged=[*purged_from(run.outcomes), *awaited_purges(run.coalescing, self.clock(), self._batching_window)],
+            purged=verified_purges(run.outcomes, run.coalescing, self.clock(), self._batching_window),
             job_providers=frozenset(name for name, p in self._service.providers.items() if has_jobs(p)),
             now=self.clock(),
             report=report,
