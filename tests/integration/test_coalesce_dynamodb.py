@@ -325,3 +325,18 @@ def test_purge_all_escalations_of_many_batches_become_one_purge_all_per_window(
         stack.run([message])
     # Then: one purge-all for the three batches
     assert stack.cdn.purged("fastly") == ["all (hard)"]
+
+
+def test_a_batch_dead_between_joining_and_scheduling_is_redelivered_and_schedules_the_purge(stack: Stack) -> None:
+    # Given: an invocation joined window 0 and died before sending its flush message (its records return)
+    records = stack.uploads(1, sections=1)
+    stack.windows.join("fastly", 0, ["key|-|section-d0"], 1, WINDOW, waited=0)
+    # When: its record is redelivered
+    report = stack.run(records)
+    # Then: it joins the same window and sends the flush message
+    (deferral,) = report.run.coalescing.deferrals
+    assert deferral.flush_id == "coalesce:fastly#0" and not deferral.opened
+    (flush,) = stack.flush_messages()
+    stack.clock.now += WINDOW
+    stack.run([flush])
+    assert stack.keys_purged() == ["key:section-d0 (hard)"]

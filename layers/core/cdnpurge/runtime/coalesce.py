@@ -194,12 +194,14 @@ class DynamoDBWindows:
                     ":expiry": {"N": str(int(now) + WINDOW_KEPT_SECONDS)},
                     ":room": {"N": str(MAX_WINDOW_TARGETS - len(targets))},
                 },
-                ReturnValues="ALL_NEW",
+                ReturnValues="UPDATED_OLD",  # nothing when this join opened the window
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             return None
-        item = answer["Attributes"]
-        return Joined(generation, float(item["due_at"]["N"]), opened=float(item["opened_at"]["N"]) == opened_at)
+        before = answer.get("Attributes", {}).get("due_at")
+        if before is None:
+            return Joined(generation, opened_at + seconds, opened=True)
+        return Joined(generation, float(before["N"]), opened=False)
 
     def take(self, provider: str, generation: int, taker: str) -> Taken | None:
         """Close window `generation` for its purge (PENDING or FLUSHING -> FLUSHING); None when it is absent
