@@ -152,7 +152,7 @@ def test_a_change_after_the_purge_started_gets_a_purge_of_its_own(stack: Stack) 
     # Given: a window joined, and taken by its flush message (its purge has started)
     stack.run(stack.uploads(1, sections=1))
     (flush,) = stack.flush_messages()
-    stack.windows.take("fastly", 0, flush["messageId"])
+    stack.windows.take("fastly", 0)
     # When: the same key changes again
     report = stack.run(stack.uploads(1, sections=1))
     # Then: it joins the next window, never the one being purged
@@ -192,25 +192,39 @@ def test_a_duplicated_flush_message_purges_once(stack: Stack) -> None:
     assert len(stack.keys_purged()) == 2
 
 
-def test_an_invocation_dead_mid_flush_leaves_the_purge_to_its_redelivered_message(stack: Stack) -> None:
+def test_a_window_taken_by_an_invocation_that_died_is_purged_by_the_next_flush_message(stack: Stack) -> None:
     # Given: a window with two flush messages; the first was taken by an invocation that died before purging
     stack.run(stack.uploads(1, sections=1))
     stack.run(stack.uploads(1, sections=1))
-    taker, other = stack.flush_messages()
+    dead, other = stack.flush_messages()
     stack.clock.now += WINDOW
-    stack.windows.take("fastly", 0, taker["messageId"])
-    # When: the other message arrives while the window is held
+    stack.windows.take("fastly", 0)
+    # When: the other message arrives (or the first, redelivered or redriven under a new message id)
     report = stack.run([other])
-    # Then: it is acknowledged without a purge: the taker's message still carries the obligation
-    assert failed(report) == []
-    assert report.run.coalescing.flushes[0].why_not == "flushing elsewhere"
-    assert stack.keys_purged() == []
-    # When: the taker's message is redelivered (same message id)
-    report = stack.run([taker])
-    # Then: the window is purged and done
+    # Then: the ledger holds no claim on the window's purge, so this message makes it
     assert failed(report) == []
     assert stack.keys_purged() == ["key:section-d0 (hard)"]
     assert stack.state(0) == WindowState.DONE
+    # When: the first message comes back
+    report = stack.run([dead])
+    # Then: nothing is owed any more
+    assert failed(report) == [] and report.run.coalescing.flushes[0].why_not == "already purged"
+    assert len(stack.keys_purged()) == 1
+
+
+def test_a_flush_message_arriving_while_the_windows_purge_runs_elsewhere_is_retried(stack: Stack) -> None:
+    # Given: a window whose purge another invocation has claimed in the ledger and is making
+    stack.run(stack.uploads(1, sections=1))
+    stack.run(stack.uploads(1, sections=1))
+    _, second = stack.flush_messages()
+    stack.clock.now += WINDOW
+    stack.windows.take("fastly", 0)
+    stack.service.ledger.claim([("fastly", "coalesce:fastly#0")], remaining_ms=60_000)
+    # When: another flush message of the window arrives
+    report = stack.run([second])
+    # Then: it is returned to SQS (not acknowledged while the purge may still fail), and nothing is sent twice
+    assert failed(report) == [second["messageId"]]
+    assert stack.keys_purged() == []
 
 
 def test_windows_unavailable_purge_the_shared_targets_now(dynamodb: Any, fake_cdn: FakeCDN) -> None:

@@ -6,14 +6,14 @@ state machine.
 
 Where the obligation lives. A window is one item in the idempotency table (key `cdnpurge#coalesce#<provider>
 #<generation>`, beside the ledger's and the path counters' own prefixes: the function already reads and
-writes that table and nothing else, its TTL attribute cleans windows up, and a new table would be one more
+writes that table, its TTL attribute cleans windows up, and a new table would be one more
 resource, alarm and IAM grant for a few items a window). A head item (`cdnpurge#coalesce#<provider>`) holds
 the provider's open generation, so writers find the open window with one consistent read.
 
 A window's states, each move one conditional `UpdateItem` (DynamoDB applies them to the item one at a
 time, so every write is either before a move or after it, never half):
 
-    (absent) --join--> PENDING --join--> PENDING --take--> FLUSHING --take (same taker)--> FLUSHING
+    (absent) --join--> PENDING --join--> PENDING --take--> FLUSHING --take--> FLUSHING
                                                              |--finish--> DONE (kept until its TTL)
 
 - *join* (a batch with shared targets): `ADD` the targets to the window's set, opening it if absent
@@ -22,23 +22,23 @@ time, so every write is either before a move or after it, never half):
   number of times). Then the batch sends a flush message for that generation to the purge queue with
   `DelaySeconds` = what is left of the window less the batching window (rounded up; see Delay). Only when
   both the join and the send succeeded are the targets left to the window and the records acknowledged; if
-  either fails (table unreachable or
-  throttled, window full past the hops, queue unreachable, no time left), the batch purges them now, as it
-  would without coalescing: the fallback never loses a purge. Every batch that joins sends its own flush
-  message, so a window's purge does not depend on any one message arriving.
-- *take* (a flush message arrives): PENDING or FLUSHING -> FLUSHING, setting `taker` (the message's SQS id)
-  if unset, and reading the window's targets (`ReturnValues=ALL_NEW`: exactly the joins that happened before
-  the move). The batch then claims `(provider, coalesce:<provider>#<generation>)` in the ledger and purges
-  the targets like any change's, after every change that joined: the purge starts after the last change it
-  covers. A join after the move fails its condition and goes to the next generation, which gets a purge of
-  its own: a change is never skipped because an earlier purge of the same key was in flight.
-- Another flush message for the same window (each joining batch sent one; SQS may duplicate any): the
-  window is DONE or absent, so there is nothing to purge, or FLUSHING with another taker, whose own message
-  carries the obligation (SQS redelivers it until its batch succeeds, or dead-letters it, window named, for a
-  redrive within the window's 14-day TTL); either way it is acknowledged without a purge. The taker's own
-  message, redelivered after its invocation died mid-flush, takes the window again and purges it again.
+  either fails (table unreachable or throttled, window full past the hops, queue unreachable, no time left),
+  the batch purges them now, as it would without coalescing: the fallback never loses a purge. Every batch
+  that joins sends its own flush message, so a window's purge does not depend on any one message arriving.
+- *take* (a flush message arrives): PENDING or FLUSHING -> FLUSHING, reading the window's targets
+  (`ReturnValues=ALL_NEW`: exactly the joins that happened before the move). The batch then claims
+  `(provider, coalesce:<provider>#<generation>)` in the ledger and purges the targets like any change's,
+  after every change that joined: the purge starts after the last change it covers. A join after the move
+  fails its condition and goes to the next generation, which gets a purge of its own: a change is never
+  skipped because an earlier purge of the same key was in flight.
+- Many flush messages for one window (each joining batch sent one; SQS may duplicate any): a DONE or absent
+  window has nothing left to purge, and the message is acknowledged. A FLUSHING one is taken again, and the
+  ledger decides, as for any change: its purge in progress elsewhere leaves the record to SQS (retried, then
+  acknowledged once that purge is done), a purge already done is skipped, and one whose invocation died or
+  failed (its claim released or expired) is made by this message. So a message redelivered, or redriven
+  from the dead-letter queue within the window's 14-day TTL, purges what is still owed and nothing twice.
 - *finish*: once the ledger records the window's purge complete (or already done), FLUSHING -> DONE. A failed
-  finish leaves the window FLUSHING: its taker's redelivered message finds the ledger's DONE and finishes it.
+  finish leaves the window FLUSHING: the next flush message for it finds the ledger's DONE and finishes it.
 - The table unreachable when a flush message arrives: that record fails as a ledger claim would (returned
   to SQS, retried); the targets are still in the window.
 
@@ -118,12 +118,11 @@ class Joined:
 
 @dataclass(frozen=True)
 class Taken:
-    """A window moved to FLUSHING by a flush message: what it holds, and who holds the purge."""
+    """A window moved to (or found in) FLUSHING by a flush message: what it holds."""
 
     targets: tuple[str, ...]
     changes: int
     opened_at: float
-    taker: str
 
 
 class DynamoDBWindows:
@@ -203,20 +202,19 @@ class DynamoDBWindows:
             return Joined(generation, opened_at + seconds, opened=True)
         return Joined(generation, float(before["N"]), opened=False)
 
-    def take(self, provider: str, generation: int, taker: str) -> Taken | None:
+    def take(self, provider: str, generation: int) -> Taken | None:
         """Close window `generation` for its purge (PENDING or FLUSHING -> FLUSHING); None when it is absent
         or DONE: nothing is owed."""
         try:
             answer = self._client.update_item(
                 TableName=self._table,
                 Key=self._key(provider, generation),
-                UpdateExpression="SET #state = :flushing, #taker = if_not_exists(#taker, :taker)",
+                UpdateExpression="SET #state = :flushing",
                 ConditionExpression="#state IN (:pending, :flushing)",
-                ExpressionAttributeNames={"#state": "state", "#taker": "taker"},
+                ExpressionAttributeNames={"#state": "state"},
                 ExpressionAttributeValues={
                     ":flushing": {"S": WindowState.FLUSHING.value},
                     ":pending": {"S": WindowState.PENDING.value},
-                    ":taker": {"S": taker},
                 },
                 ReturnValues="ALL_NEW",
             )
@@ -227,7 +225,6 @@ class DynamoDBWindows:
             targets=tuple(item.get("targets", {}).get("SS", ())),
             changes=int(item.get("changes", {}).get("N", "0")),
             opened_at=float(item.get("opened_at", {}).get("N", "0")),
-            taker=item["taker"]["S"],
         )
 
     def finish(self, provider: str, generation: int) -> None:
@@ -270,7 +267,7 @@ class Flush:
     targets: int = 0
     changes: int = 0
     opened_at: float | None = None
-    why_not: str = ""  # not taken: "already purged" or "flushing elsewhere"
+    why_not: str = ""  # not taken: why ("already purged")
     finished: bool = False  # marked DONE after its purge completed
 
 
@@ -328,15 +325,14 @@ class Coalescer:
             provider, generation = flush_window(change.id)
             try:
                 deadline.budget(self.call_seconds, need=self.call_seconds, what="taking a coalescing window")
-                window = self.windows.take(provider, generation, change.source_id)
+                window = self.windows.take(provider, generation)
             except Exception as exc:  # the window stays as it was: the record is retried, like a claim
                 pair = (provider, change.id)
                 unavailable.append(pair)
                 failures.append(LedgerFailure(LedgerOperation.CLAIM, (pair,), describe_error(exc, self.redact)))
                 continue
-            if window is None or window.taker != change.source_id:
-                why = "already purged" if window is None else "flushing elsewhere"
-                taken.append(Flush(provider, change.id, taken=False, why_not=why))
+            if window is None:
+                taken.append(Flush(provider, change.id, taken=False, why_not="already purged"))
                 continue
             targets, refused = flush_targets(change.id, provider, window.targets)
             if refused:
