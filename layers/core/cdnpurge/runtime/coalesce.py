@@ -98,6 +98,8 @@ MAX_HOPS: Final = 4
 
 
 class WindowState(StrEnum):
+    """Where a window is in its life (see the module docstring for the moves between them)."""
+
     PENDING = "pending"
     FLUSHING = "flushing"
     DONE = "done"
