@@ -1,6 +1,8 @@
-"""The pure stages stay pure: importing them loads no adapter, no AWS SDK and no HTTP client.
+"""Who imports what: the pure stages load no adapter, no AWS SDK and no HTTP client; the handler loads an
+adapter only once a configuration names its kind; the wings import one way (core <- runtime <- cli); and
+no module of the package imports itself back.
 
-Checked in a fresh interpreter (this test process has long since imported everything), so an import
+The loads are checked in a fresh interpreter (this test process has long since imported everything), so an import
 added anywhere under the planner, the decoder or the translator that drags in httpx, boto3 or a
 provider adapter fails here, not as a slower cold start in production.
 """
