@@ -32,6 +32,7 @@ from cdnpurge.cli.status import DEFAULT_LIMIT, StatusError, TrailReader, parse_d
 from cdnpurge.core.config import Config, ConfigError, parse_config, read_config_text
 from cdnpurge.core.cost import DynamoDBPathCounter, PathBill, charge_usd, month_of
 from cdnpurge.core.credentials import CredentialError
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import show
 from cdnpurge.core.models import Change, Escalation, Plan, PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import plan
@@ -524,7 +525,7 @@ def _purge(config: Config, args: argparse.Namespace, out: TextIO) -> int:
         print(f"  attempt {attempt}: {request.describe()} -> {status}", file=out)
 
     executor = build_purgers([settings], on_attempt=show).executor
-    deadline = time.monotonic() + 300
+    deadline = Deadline.after(300)
     outcomes = [executor.run(r, deadline=deadline, idempotency_token=request_token(r)) for r in the_plan.requests]
     failed = [o for o in outcomes if not o.ok]
     print(f"done: {len(outcomes) - len(failed)} request(s) accepted, {len(failed)} failed", file=out)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.spec import ProviderSpec
 
@@ -35,8 +36,10 @@ class Provider(Protocol):
     @property
     def spec(self) -> ProviderSpec: ...
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
-        """Send one planned request; raise a `ProviderError` subclass on failure."""
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
+        """Send one planned request, ending before `deadline` (None: within the provider's own timeout, as
+        in the CLI; the runtime always passes one); raise a `ProviderError` subclass on failure, or
+        `OutOfTimeError` when the call cannot start in time."""
         ...
 
 
@@ -54,5 +57,5 @@ class ProviderWrapper:
     def spec(self) -> ProviderSpec:
         return self.inner.spec
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
-        return self.inner.purge(request, idempotency_token=idempotency_token)
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
+        return self.inner.purge(request, idempotency_token=idempotency_token, deadline=deadline)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.protocol import Provider, ProviderWrapper
 from cdnpurge.core.provider_errors import ProviderError
 from cdnpurge.runtime.providers.cloudfront import CloudFrontProvider, InvalidationStatus
@@ -23,14 +24,15 @@ def has_jobs(provider: Provider) -> bool:
     return isinstance(_unwrapped(provider), CloudFrontProvider | MedianovaProvider)
 
 
-def job_pending(provider: Provider, job_id: str) -> bool:
-    """True while the provider says the job is still in progress."""
+def job_pending(provider: Provider, job_id: str, deadline: Deadline) -> bool:
+    """True while the provider says the job is still in progress; the call ends before `deadline` (one that
+    cannot start raises `OutOfTimeError`: the caller stops asking)."""
     inner = _unwrapped(provider)
     try:
         if isinstance(inner, CloudFrontProvider):
-            return inner.status(job_id) is InvalidationStatus.IN_PROGRESS
+            return inner.status(job_id, deadline=deadline) is InvalidationStatus.IN_PROGRESS
         if isinstance(inner, MedianovaProvider):
-            listing = inner.job_status(page=1, limit=1, op_id=job_id)
+            listing = inner.job_status(page=1, limit=1, op_id=job_id, deadline=deadline)
             jobs = listing.get("data")
             if isinstance(jobs, list) and jobs and isinstance(jobs[0], dict):
                 return str(jobs[0].get("status", "")).lower() in MEDIANOVA_PENDING
