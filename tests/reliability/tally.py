@@ -57,6 +57,7 @@ CLASSES: Final = {
     "waits": "§5 every wait is bounded",
     "fate": "§6 twins share their fate",
     "queue": "§7 before and after the queue",
+    "deadline": "one deadline bounds every call (dripping edges, hanging endpoints, slow tables)",
 }
 HOSTILE_TARGET: Final = 2000
 FRAGMENT_CHARS: Final = 12  # a credential fragment: any piece of a test token this long

@@ -9,12 +9,17 @@ deadline. The clients are built on first use (no I/O at import or construction).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
+from cdnpurge.core.deadline import OutOfTimeError
 from cdnpurge.runtime.bounded.aws import aws_client
+
+T = TypeVar("T")
 
 CACHE_SECONDS: Final = 300  # as Powertools' `get_secret(..., max_age=300)` of the cold start
 
@@ -37,12 +42,23 @@ class BoundedParameters:
 
     def secret(self, name: str) -> Any:
         """A secret's value, from the cache when it is younger than `CACHE_SECONDS`."""
-        return self._secrets.get(name, max_age=CACHE_SECONDS)
+        return _read(lambda: self._secrets.get(name, max_age=CACHE_SECONDS))
 
     def fresh_secret(self, name: str) -> Any:
         """A secret's value read now (a provider refused the cached one); the cache then holds it."""
-        return self._secrets.get(name, max_age=CACHE_SECONDS, force_fetch=True)
+        return _read(lambda: self._secrets.get(name, max_age=CACHE_SECONDS, force_fetch=True))
 
     def parameter(self, name: str) -> str:
         """An SSM parameter's value read now, past the cache: the configuration a service checks for changes."""
-        return str(self._ssm.get(name, max_age=CACHE_SECONDS, force_fetch=True))
+        return str(_read(lambda: self._ssm.get(name, max_age=CACHE_SECONDS, force_fetch=True)))
+
+
+def _read(read: Callable[[], T]) -> T:
+    """`read()`, with a read refused for lack of time raised as the `OutOfTimeError` it is (Powertools wraps
+    every failure in `GetParameterError`): the caller defers the work rather than taking it as a failure."""
+    try:
+        return read()
+    except GetParameterError as exc:
+        if isinstance(exc.__context__, OutOfTimeError):
+            raise exc.__context__ from None
+        raise
