@@ -64,7 +64,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from cdnpurge.core.coalesce import (
     FLUSH_ID_PREFIX,
@@ -81,10 +81,14 @@ from cdnpurge.core.errors import CdnpurgeError, describe_error
 from cdnpurge.core.events.coalesce import encode_flush
 from cdnpurge.core.models import Change, RoutedTarget
 from cdnpurge.core.spec import ProviderSpec
+from cdnpurge.runtime.bounded import bounded_call
+from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS
 from cdnpurge.runtime.execute import Outcome
 from cdnpurge.runtime.ledger import LedgerOperation, Pair
 from cdnpurge.runtime.settle import LedgerFailure
 from cdnpurge.runtime.verification.verifier import Purged, purged_from
+
+T = TypeVar("T")
 
 KEY_PREFIX: Final = "cdnpurge#coalesce"
 ID, EXPIRY = "id", "expiration"  # the idempotency table's key and TTL attributes
@@ -303,7 +307,6 @@ class Coalescer:
 
     windows: DynamoDBWindows
     send_flush: Callable[[str, int], None]  # (body, DelaySeconds) onto the purge queue; raises on failure
-    call_seconds: float  # the longest one store or queue call takes: none starts with less time left
     redact: Callable[[str], str] = str
     # The event source's batching window (see the module docstring, "Delay and cost"): a window counts from
     # this long before its first batch arrived, and its flush message is visible this long before it closes.
@@ -326,8 +329,9 @@ class Coalescer:
         for change in flushes:
             provider, generation = flush_window(change.id)
             try:
-                deadline.budget(self.call_seconds, need=self.call_seconds, what="taking a coalescing window")
-                window = self.windows.take(provider, generation)
+                window = _bounded(
+                    deadline, "taking a coalescing window", partial(self.windows.take, provider, generation)
+                )
             except Exception as exc:  # the window stays as it was: the record is retried, like a claim
                 pair = (provider, change.id)
                 unavailable.append(pair)
@@ -351,11 +355,9 @@ class Coalescer:
             change_ids = parts.changes(provider)
             try:
                 joined = self._join(provider, stored, len(change_ids), specs[provider].coalesce_seconds or 1, deadline)
-                deadline.budget(self.call_seconds, need=self.call_seconds, what="sending a coalescing flush message")
-                self.send_flush(
-                    encode_flush(provider, joined.generation, joined.due_at),
-                    flush_delay(joined.due_at - self.batching_window_seconds, self.windows.clock()),
-                )
+                body = encode_flush(provider, joined.generation, joined.due_at)
+                delay = flush_delay(joined.due_at - self.batching_window_seconds, self.windows.clock())
+                _bounded(deadline, "sending a coalescing flush message", partial(self.send_flush, body, delay))
             except Exception as exc:  # the fallback: purged now, as without coalescing
                 parts.give_up(provider)
                 fallbacks.append(self.redact(f"{provider}: {len(stored)} target(s) purged now: {describe_error(exc)}"))
@@ -367,17 +369,15 @@ class Coalescer:
         return Coalesced(now, tuple(unavailable), tuple(failures), report)
 
     def _join(self, provider: str, stored: list[str], changes: int, seconds: int, deadline: Deadline) -> Joined:
-        deadline.budget(self.call_seconds, need=self.call_seconds, what="reading a coalescing window")
-        generation = self.windows.open_generation(provider)
+        generation = _bounded(deadline, "reading a coalescing window", partial(self.windows.open_generation, provider))
         for _ in range(MAX_HOPS):
-            deadline.budget(self.call_seconds, need=self.call_seconds, what="joining a coalescing window")
-            joined = self.windows.join(
-                provider, generation, stored, changes, seconds, waited=self.batching_window_seconds
+            join = partial(
+                self.windows.join, provider, generation, stored, changes, seconds, waited=self.batching_window_seconds
             )
+            joined = _bounded(deadline, "joining a coalescing window", join)
             if joined is not None:
                 return joined
-            deadline.budget(self.call_seconds, need=self.call_seconds, what="opening a coalescing window")
-            self.windows.advance(provider, generation)
+            _bounded(deadline, "opening a coalescing window", partial(self.windows.advance, provider, generation))
             generation += 1
         raise WindowBusyError(f"{MAX_HOPS} windows in a row were closed or full")
 
@@ -398,12 +398,18 @@ class Coalescer:
     def _best_effort(self, call: Callable[[], None], deadline: Deadline, errors: list[str]) -> bool:
         """A write that only saves work later (moving the head, marking DONE): its failure is reported."""
         try:
-            deadline.budget(self.call_seconds, need=self.call_seconds, what="updating a coalescing window")
-            call()
+            _bounded(deadline, "updating a coalescing window", call)
         except Exception as exc:
             errors.append(self.redact(describe_error(exc)))
             return False
         return True
+
+
+def _bounded(deadline: Deadline, what: str, call: Callable[[], T]) -> T:
+    """One store or queue call within its bound and before `deadline` (none starts with less than one
+    attempt's time left: `OutOfTimeError`, and the caller falls back)."""
+    with bounded_call(deadline, CALL_SECONDS, what=what, need=MIN_CALL_SECONDS):
+        return call()
 
 
 def without_store(routed: Iterable[RoutedTarget], flushes: Sequence[Change]) -> Coalesced:
