@@ -345,14 +345,18 @@ def test_a_check_message_round_trips_and_the_decoder_acknowledges_it_without_a_c
     [
         (
             '{"cdnpurge":"verify","provider":"fastly","changes":[{"id":"x","action":"created","changed_at":1}]}',
-            "field accepted_at must be a number",
+            "field accepted_at: Field required",
         ),
         (
-            '{"cdnpurge":"verify","provider":"fastly","accepted_at":1,"changes":[{"id":"x","action":"moved"}]}',
-            "is not created, removed or published",
+            '{"cdnpurge":"verify","provider":"fastly","accepted_at":1764000000,"changes":[{"id":"x","action":"moved",'
+            '"bucket":null,"key":null,"changed_at":1764000000,"urls":[]}]}',
+            "field changes.0.action: Input should be 'created', 'removed' or 'published'",
         ),
-        ('{"cdnpurge":"verify","provider":"fastly","accepted_at":1,"attempt":0,"repurges":0,"changes":[]}', "changes"),
-        ("{not json", "not JSON"),
+        (
+            '{"cdnpurge":"verify","provider":"fastly","accepted_at":1764000000,"attempt":0,"repurges":0,"changes":[]}',
+            "field changes: Tuple should have at least 1 item",
+        ),
+        ("{not json", "Invalid JSON"),
     ],
 )
 def test_a_malformed_check_message_is_named(body: str, problem: str) -> None:

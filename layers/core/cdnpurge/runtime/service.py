@@ -27,6 +27,7 @@ from cdnpurge.core.config import Config, ConfigError, fresh_ssm_parameter, parse
 from cdnpurge.core.cost import DynamoDBPathCounter, PathCounter, month_of
 from cdnpurge.core.credentials import SecretReader, powertools_secret_reader
 from cdnpurge.core.errors import describe_error
+from cdnpurge.core.events.own import ExpiredMessageError
 from cdnpurge.core.events.reading import MalformedError
 from cdnpurge.core.events.verify import VerifyCheck, check_records, decode_check, encode_check, send_batches
 from cdnpurge.core.protocol import Provider
@@ -488,9 +489,11 @@ class Verification:
         executor_clock = self._service.executor.clock
         for message_id, body in check_records(event):
             try:
-                check = decode_check(body)
+                check = decode_check(body, now=self.clock())
             except MalformedError as exc:
-                self._malformed(message_id, body, exc.message, report)
+                expired = isinstance(exc, ExpiredMessageError)
+                why = DeadLetterReason.EXPIRED if expired else DeadLetterReason.PERMANENT
+                self._malformed(message_id, body, exc.message, report, why)
                 continue
             try:
                 self.verifier.run(check, report, budget_seconds=max(0.0, deadline - executor_clock()))
@@ -529,7 +532,9 @@ class Verification:
                 problems = [describe_error(exc)] * len(chunk)
             report.errors.extend(self._service.redact(f"check not scheduled: {problem}") for problem in problems)
 
-    def _malformed(self, message_id: str, body: str, message: str, report: VerificationReport) -> None:
+    def _malformed(
+        self, message_id: str, body: str, message: str, report: VerificationReport, why: DeadLetterReason
+    ) -> None:
         queue = self._service.queues.dead_letter_url
         problem = (
             "no DEAD_LETTER_QUEUE_URL"
@@ -538,7 +543,7 @@ class Verification:
                 self._service.sqs,
                 queue,
                 body,
-                why=DeadLetterReason.PERMANENT,
+                why=why,
                 reasons=(message,),
                 redact=self._service.redact,
             )

@@ -35,7 +35,7 @@ ENVELOPE_ID: Final = re.compile(r"[!-~]+")
 S3_BUCKET: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 DIRECT: Final = "event"  # source id of errors that belong to the invocation as a whole
 
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")  # refused in keys, targets and ids
 _SHOWN_KEYS: Final = 20
 
 
@@ -234,7 +234,7 @@ def parse_json(text: object, what: str) -> Any:
 
 def check_text(value: str, what: str) -> None:
     """Reject control characters: they have no business in keys or targets and break logs and URLs."""
-    control = _CONTROL.search(value)
+    control = CONTROL.search(value)
     if control is not None:
         raise MalformedError(f"{what} {show(value)} contains control character U+{ord(control.group()):04X}")
     try:
