@@ -27,13 +27,13 @@ from cdnpurge.core.config import Config, ConfigError, fresh_ssm_parameter, parse
 from cdnpurge.core.cost import DynamoDBPathCounter, PathCounter, month_of
 from cdnpurge.core.credentials import SecretReader, powertools_secret_reader
 from cdnpurge.core.errors import describe_error
-from cdnpurge.core.events.own import ExpiredMessageError
+from cdnpurge.core.events.own import ExpiredMessageError, refuse_times
 from cdnpurge.core.events.reading import MalformedError
-from cdnpurge.core.events.verify import VerifyCheck, check_records, decode_check, encode_check, send_batches
+from cdnpurge.core.events.verify import VerifyCheck, encode_check, send_batches
 from cdnpurge.core.protocol import Provider
 from cdnpurge.core.spec import ProviderSpec
 from cdnpurge.core.verify_settings import VerifySettings
-from cdnpurge.runtime.deadletter import DeadLettering, DeadLetterReason, dead_letter, dead_letter_body
+from cdnpurge.runtime.deadletter import DeadLettering, DeadLetterReason, dead_letter, dead_letter_body, sqs_records
 from cdnpurge.runtime.execute import AttemptListener, Executor
 from cdnpurge.runtime.ledger import DynamoDBLedger, Ledger
 from cdnpurge.runtime.pipeline import run_batch
@@ -487,13 +487,14 @@ class Verification:
     def handle(self, event: Mapping[str, Any], run: BatchRun, *, deadline: float) -> VerificationReport:
         report = VerificationReport()
         executor_clock = self._service.executor.clock
-        for message_id, body in check_records(event):
+        bodies = {source: record.get("body") or "" for source, record in sqs_records(event).items()}
+        for message_id, check in run.decoded.checks:  # validated by the decode stage (`core.events.own`)
             try:
-                check = decode_check(body, now=self.clock())
+                refuse_times(check, what="verification message", now=self.clock())
             except MalformedError as exc:
                 expired = isinstance(exc, ExpiredMessageError)
                 why = DeadLetterReason.EXPIRED if expired else DeadLetterReason.PERMANENT
-                self._malformed(message_id, body, exc.message, report, why)
+                self._malformed(message_id, bodies.get(message_id, encode_check(check)), exc.message, report, why)
                 continue
             try:
                 self.verifier.run(check, report, budget_seconds=max(0.0, deadline - executor_clock()))

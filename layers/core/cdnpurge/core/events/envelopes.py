@@ -50,7 +50,7 @@ from cdnpurge.core.events.s3 import (
     add_s3_change,
     decode_s3_notification,
 )
-from cdnpurge.core.events.verify import VERIFY_MARKER
+from cdnpurge.core.events.verify import VERIFY_MARKER, read_check
 
 _SNS_CONFIRMATIONS: Final = frozenset({"SubscriptionConfirmation", "UnsubscribeConfirmation"})
 
@@ -137,7 +137,8 @@ def decode_document(doc: object, origin: Origin, sink: Sink) -> None:
         raise MalformedError(f"unknown envelope: JSON {json_kind(doc)}, expected an object")
     if "cdnpurge" in doc:  # a message the function wrote to its own queue (`cdnpurge.core.events.own`)
         kind = own_kind(doc)
-        if kind == VERIFY_MARKER:  # run by cdnpurge.runtime.verification, not a change to purge
+        if kind == VERIFY_MARKER:  # run by cdnpurge.runtime.verification after the batch, not a change to purge
+            sink.checks.append((origin.error_id, read_check(doc)))
             sink.ignore(origin, "verification check")
         elif kind == REPURGE_MARKER:
             decode_repurge(doc, origin, sink)

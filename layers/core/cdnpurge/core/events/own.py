@@ -10,14 +10,17 @@ reschedules is a new message to SQS, so its redrive policy never ends a loop. He
 - carries `sends` (how many times the function has enqueued it again; at most `MAX_SENDS`) and
   `expires_at` (an absolute end, epoch seconds), so rescheduling always ends: `resend` refuses to write a
   message past either, and `read_own` refuses one that arrives past its end;
-- is read by `read_own` from the SQS body with pydantic's JSON parser, which stops at nesting depth 200
-  (a 5,000-deep body fails in microseconds, no `RecursionError`), or from a document already parsed;
-  what fails is a `MalformedError` (dead-lettered as permanent) or an `ExpiredMessageError` (dead-lettered as
-  expired), naming the field and never quoting the value.
+- is read by `read_own`, from a document the decode stage parsed (whose parser refuses a body nested too
+  deep before parsing it: `reading.nesting_problem`) or from an SQS body with pydantic's JSON parser, which
+  stops at nesting depth 200 (a 5,000-deep body fails in microseconds, no `RecursionError`); what fails is
+  a `MalformedError` (the record is dead-lettered as permanent) naming the field, never quoting the value;
+- is checked against the clock that runs it (`refuse_times`): no time it records in the future, and past
+  `expires_at` an `ExpiredMessageError` (dead-lettered as expired).
 
 Adding a kind: a dataclass deriving from `OwnMessage` with `cdnpurge: Literal["<kind>"]` (see
-`cdnpurge.core.events.verify.VerifyCheck`), read with `read_own(Kind, ...)`, written with `encode_own`, and
-a line in `cdnpurge.core.events.envelopes.decode_document`'s dispatch on `own_kind`.
+`cdnpurge.core.events.verify.VerifyCheck`), read with `read_own(Kind, ...)`, written with `encode_own` (and
+enqueued again only through `resend`), and a line in `cdnpurge.core.events.envelopes.decode_document`'s
+dispatch on `own_kind`.
 """
 
 from __future__ import annotations
@@ -101,10 +104,9 @@ def own_kind(doc: Mapping[str, Any]) -> str:
     return kind
 
 
-def read_own(kind: type[Message], data: str | Mapping[str, Any], *, what: str, now: float | None) -> Message:
+def read_own(kind: type[Message], data: str | Mapping[str, Any], *, what: str) -> Message:
     """One message of `kind` from an SQS body (parsed here, depth-bounded) or an already parsed document,
-    validated against its schema and, when `now` is known, its times: none recorded in the future, and
-    not past `expires_at`. `MalformedError` (or `ExpiredMessageError`) names the first field that fails."""
+    validated against its schema. `MalformedError` names the first field that fails, never its value."""
     adapter = _adapter(kind)
     try:
         if isinstance(data, str):
@@ -115,14 +117,19 @@ def read_own(kind: type[Message], data: str | Mapping[str, Any], *, what: str, n
             message = adapter.validate_python(dict(data))
     except ValidationError as exc:
         raise MalformedError(f"{what} {_problem(exc)}") from None
-    if now is not None:
-        for name, moment in message.future_times():
-            if moment > now + CLOCK_SKEW_SECONDS:
-                raise MalformedError(f"{what} field {name} is {moment - now:.0f} s in the future")
-        if message.expires_at is not None and now > message.expires_at:
-            late = now - message.expires_at
-            raise ExpiredMessageError(f"{what} expired {late:.0f} s ago (after {message.sends} sends)")
     return message
+
+
+def refuse_times(message: OwnMessage, *, what: str, now: float) -> None:
+    """Refuse a message that records a time in the future (beyond `CLOCK_SKEW_SECONDS`) with `MalformedError`,
+    or arrived past its `expires_at` with `ExpiredMessageError`: checked where the message is run, on the
+    clock that runs it."""
+    for name, moment in message.future_times():
+        if moment > now + CLOCK_SKEW_SECONDS:
+            raise MalformedError(f"{what} field {name} is {moment - now:.0f} s in the future")
+    if message.expires_at is not None and now > message.expires_at:
+        late = now - message.expires_at
+        raise ExpiredMessageError(f"{what} expired {late:.0f} s ago (after {message.sends} sends)")
 
 
 def _problem(exc: ValidationError) -> str:

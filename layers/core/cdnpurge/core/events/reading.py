@@ -14,12 +14,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, Final, TypeGuard
+from typing import TYPE_CHECKING, Any, Final, TypeGuard
 from urllib.parse import unquote_plus
 
 from cdnpurge.core.boundary import unexpected
 from cdnpurge.core.errors import CdnpurgeError, show
 from cdnpurge.core.models import Change, DecodeFailure
+
+if TYPE_CHECKING:
+    from cdnpurge.core.events.verify import VerifyCheck
 
 MAX_BODY_BYTES: Final = 256 * 1024  # SQS's (and SNS's) maximum message size
 MAX_TARGETS: Final = 10_000  # per target list of a publish message
@@ -46,6 +49,8 @@ class Decoded:
     changes: tuple[Change, ...]
     errors: tuple[DecodeFailure, ...]
     ignored: tuple[str, ...]  # "<source id>: <reason>" for records acknowledged without a change
+    # Verification checks (the function's own messages), validated: (source id, check), run after the batch.
+    checks: tuple[tuple[str, VerifyCheck], ...] = ()
     # SQS records the storm fast path decoded: what tells a slow storm from a fast one, not what was decoded.
     fast_path_records: int = field(default=0, compare=False)
 
@@ -90,6 +95,7 @@ class Sink:
     changes: list[Change] = field(default_factory=list)
     errors: list[DecodeFailure] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    checks: list[tuple[str, VerifyCheck]] = field(default_factory=list)
     fast_path: bool = True
     fast_path_records: int = 0
 
@@ -104,6 +110,7 @@ class Sink:
             changes=tuple(self.changes),
             errors=tuple(self.errors),
             ignored=tuple(self.ignored),
+            checks=tuple(self.checks),
             fast_path_records=self.fast_path_records,
         )
 
@@ -224,12 +231,39 @@ def parse_json(text: object, what: str) -> Any:
     size = len(text.encode("utf-8", "surrogatepass")) if len(text) * 4 > MAX_BODY_BYTES else 0
     if size > MAX_BODY_BYTES:
         raise MalformedError(f"{what} is {size} bytes, over the {MAX_BODY_BYTES}-byte (256 KiB) SQS message limit")
+    problem = nesting_problem(text)
+    if problem:
+        raise MalformedError(f"{what} {problem}")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise MalformedError(f"{what} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except (ValueError, RecursionError) as exc:
         raise MalformedError(f"{what} is not usable JSON: {type(exc).__name__}: {show(str(exc))}") from None
+
+
+MAX_NESTING: Final = 32  # the deepest document any envelope nests (an S3 record in SNS in SQS is 6 deep)
+_STRING: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET: Final = re.compile(r"[^\[\]{}]+")
+
+
+def nesting_problem(text: str) -> str | None:
+    """Why `text` nests too deep to parse, found before parsing and without recursion; None when fine.
+
+    Only a text with more brackets than `MAX_NESTING` is looked at: its strings are dropped, then its
+    innermost bracket pairs, `MAX_NESTING` times over (each pass is one C-speed replace); whatever is left
+    is nested deeper than that (or unbalanced, which the parser then reports itself)."""
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return None
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    for _ in range(MAX_NESTING):
+        shorter = brackets.replace("[]", "").replace("{}", "")
+        if shorter == brackets:
+            break
+        brackets = shorter
+    if not brackets or brackets.count("[") + brackets.count("{") != brackets.count("]") + brackets.count("}"):
+        return None
+    return f"nests arrays or objects deeper than {MAX_NESTING} levels"
 
 
 def check_text(value: str, what: str) -> None:

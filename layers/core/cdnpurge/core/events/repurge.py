@@ -100,7 +100,7 @@ def repurge_messages(changes: list[Change] | tuple[Change, ...]) -> list[tuple[s
 
 def decode_repurge(doc: Mapping[str, Any], origin: Origin, sink: Sink) -> None:
     """The changes of a re-purge message, validated whole (`read_own`): one bad field fails the record."""
-    message = read_own(RepurgeMessage, doc, what="re-purge message", now=None)
+    message = read_own(RepurgeMessage, doc, what="re-purge message")
     for item in message.changes:
         change_id = item.id if item.id.endswith(REPURGE_SUFFIX) else item.id + REPURGE_SUFFIX
         sink.changes.append(

@@ -26,6 +26,7 @@ from cdnpurge.core.events.own import (
     OwnMessage,
     encode_own,
     read_own,
+    refuse_times,
 )
 from cdnpurge.core.events.reading import MAX_KEY_BYTES, MalformedError
 from cdnpurge.core.models import Action
@@ -43,7 +44,6 @@ MAX_CHANGE_ID_CHARS: Final = 4096  # an S3 change id: bucket, a key of up to 102
 MAX_BUCKET_CHARS: Final = 255
 _BATCH_ENTRIES: Final = 10  # SendMessageBatch: at most 10 entries ...
 _BATCH_BYTES: Final = 256 * 1024  # ... and 256 KiB of bodies in all
-_BODY_PREFIX: Final = '{"cdnpurge":"verify"'
 
 Url = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_URL_CHARS), NO_CONTROL]
 Urls = Annotated[tuple[Url, ...], Field(max_length=MAX_URLS_PER_CHANGE)]
@@ -127,33 +127,20 @@ def send_batches(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return batches
 
 
-def is_verify_body(body: str) -> bool:
-    """A cheap look at an SQS body: is it a check message (as `encode_check` writes them)?"""
-    return body.startswith(_BODY_PREFIX)
-
-
-def check_records(event: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(messageId, body) of every SQS record of `event` that carries a check message."""
-    records = event.get("Records")
-    if not isinstance(records, list):
-        return []
-    # Runs over every record of every batch (a storm's too): a dict check, not an ABC isinstance.
-    return [
-        (str(record.get("messageId")), record["body"])
-        for record in records
-        if type(record) is dict
-        and isinstance(record.get("body"), str)
-        and is_verify_body(record["body"])
-        and record.get("eventSource") == "aws:sqs"
-    ]
-
-
-def decode_check(body: str, *, now: float | None = None) -> VerifyCheck:
-    """The check in an SQS body, validated (`read_own`); Akamai's ready time, when given, is between the
-    purge's acceptance and a day after it. `MalformedError` (or `ExpiredMessageError`) names what is wrong."""
-    check = read_own(VerifyCheck, body, what="verification message", now=now)
+def read_check(data: str | Mapping[str, Any]) -> VerifyCheck:
+    """The check in an SQS body or a parsed document, validated (`read_own`); Akamai's ready time, when
+    given, is between the purge's acceptance and a day after it. `MalformedError` names what is wrong."""
+    check = read_own(VerifyCheck, data, what="verification message")
     if check.ready_at is not None and not check.accepted_at <= check.ready_at <= check.accepted_at + MAX_SECONDS:
         raise MalformedError(
             f"verification message field ready_at must be within {MAX_SECONDS:.0f} s after accepted_at"
         )
+    return check
+
+
+def decode_check(body: str, *, now: float) -> VerifyCheck:
+    """`read_check`, then the times against `now` (`refuse_times`): what `cdnpurge redrive` and the tests
+    read a check with; the handler gets its checks from the decode stage (`Decoded.checks`)."""
+    check = read_check(body)
+    refuse_times(check, what="verification message", now=now)
     return check
