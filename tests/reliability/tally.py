@@ -57,6 +57,9 @@ CLASSES: Final = {
     "waits": "§5 every wait is bounded",
     "fate": "§6 twins share their fate",
     "queue": "§7 before and after the queue",
+    "own_messages": "the function's own queue messages are validated and bounded, and their rescheduling ends",
+    "answers": "numbers and ids from CDN answers are finite and bounded before use",
+    "output": "operator output escapes external text; operator commands bound their input",
 }
 HOSTILE_TARGET: Final = 2000
 FRAGMENT_CHARS: Final = 12  # a credential fragment: any piece of a test token this long
