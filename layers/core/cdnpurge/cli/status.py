@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from boto3.dynamodb.types import TypeDeserializer
 
 from cdnpurge.cli.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Commands, Context, add_command, positive
+from cdnpurge.cli.output import safe_stream
 from cdnpurge.cli.progress import Progress
 from cdnpurge.runtime.trail import (
     AT,
@@ -419,7 +420,9 @@ def print_status(
     """Answer one `cdnpurge status` question (exactly one of object, URL, change id, age) on `out`.
 
     The demo calls it too: `print_status(TrailReader(client, table), sys.stdout, bucket=..., key=...)`.
+    It writes through `cdnpurge.cli.output.safe_stream`, so the demo's output is escaped as the CLI's is.
     """
+    out = safe_stream(out)
     try:
         if change_id is not None:
             changes, asked = reader.by_change(change_id), f"change {change_id}"
