@@ -26,10 +26,11 @@ from cdnpurge.core.events.own import (
     refuse_times,
     resend,
 )
-from cdnpurge.core.events.reading import MalformedError, nesting_problem
+from cdnpurge.core.events.reading import MalformedError
 from cdnpurge.core.events.repurge import RepurgedChange, RepurgeMessage, repurge_messages
 from cdnpurge.core.events.verify import CheckedChange, VerifyCheck, decode_check, encode_check, read_check
 from cdnpurge.core.models import Action, Change
+from cdnpurge.core.nesting import nesting_problem
 from cdnpurge_local.event_builders import sqs_event
 
 NOW = 1_764_000_000.0

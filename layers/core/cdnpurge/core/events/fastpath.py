@@ -18,11 +18,11 @@ from cdnpurge.core.events.reading import (
     MAX_ENVELOPE_ID_CHARS,
     MAX_IDENTITY_CHARS,
     MAX_KEY_BYTES,
-    MAX_NESTING,
     S3_BUCKET,
 )
 from cdnpurge.core.events.s3 import EVENTBRIDGE_S3_ACTIONS, S3_ACTIONS
 from cdnpurge.core.models import Change
+from cdnpurge.core.nesting import MAX_NESTING
 
 NOT_PARSED: Final = object()  # the body was not parsed (or could not be): the validating path parses it
 # `json.loads` minus its wrappers (a BOM check and two whitespace regexes around this very call): a body

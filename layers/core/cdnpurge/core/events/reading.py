@@ -20,6 +20,7 @@ from urllib.parse import unquote_plus
 from cdnpurge.core.boundary import unexpected
 from cdnpurge.core.errors import CdnpurgeError, show
 from cdnpurge.core.models import Change, DecodeFailure
+from cdnpurge.core.nesting import nesting_problem
 
 if TYPE_CHECKING:
     from cdnpurge.core.events.verify import VerifyCheck
@@ -240,30 +241,6 @@ def parse_json(text: object, what: str) -> Any:
         raise MalformedError(f"{what} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except (ValueError, RecursionError) as exc:
         raise MalformedError(f"{what} is not usable JSON: {type(exc).__name__}: {show(str(exc))}") from None
-
-
-MAX_NESTING: Final = 32  # the deepest document any envelope nests (an S3 record in SNS in SQS is 6 deep)
-_STRING: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NOT_BRACKET: Final = re.compile(r"[^\[\]{}]+")
-
-
-def nesting_problem(text: str) -> str | None:
-    """Why `text` nests too deep to parse, found before parsing and without recursion; None when fine.
-
-    Only a text with more brackets than `MAX_NESTING` is looked at: its strings are dropped, then its
-    innermost bracket pairs, `MAX_NESTING` times over (each pass is one C-speed replace); whatever is left
-    is nested deeper than that (or unbalanced, which the parser then reports itself)."""
-    if text.count("[") + text.count("{") <= MAX_NESTING:
-        return None
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    for _ in range(MAX_NESTING):
-        shorter = brackets.replace("[]", "").replace("{}", "")
-        if shorter == brackets:
-            break
-        brackets = shorter
-    if not brackets or brackets.count("[") + brackets.count("{") != brackets.count("]") + brackets.count("}"):
-        return None
-    return f"nests arrays or objects deeper than {MAX_NESTING} levels"
 
 
 def check_text(value: str, what: str) -> None:
