@@ -83,3 +83,18 @@ def test_a_cdns_error_text_is_escaped_in_purge_output(tmp_path: Path, monkeypatc
     assert not RAW.search(out.getvalue())
     assert "\\x1b[2J" in out.getvalue() and "\\x0dok" in out.getvalue()
     hostile("output")
+
+
+def test_no_command_writes_past_the_safe_streams() -> None:
+    """Structural: every command writes to `context.out`, `sys.stdout` or `sys.stderr`, which `main` wraps;
+    none reaches for the interpreter's original streams, a raw descriptor or a stream's bytes."""
+    import cdnpurge.cli
+
+    bypasses = ("sys.__stdout__", "sys.__stderr__", "os.write(", ".buffer.write(", "os.fdopen(")
+    found = [
+        f"{path.name}: {bypass}"
+        for path in Path(cdnpurge.cli.__path__[0]).glob("*.py")
+        for bypass in bypasses
+        if bypass in path.read_text()
+    ]
+    assert found == []

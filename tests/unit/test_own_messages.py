@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -235,3 +236,20 @@ def test_an_id_from_an_answer_is_short_printable_ascii(value: Any) -> None:
     job = answer_id(value)
     assert job is None or (0 < len(job) <= 256 and job.isascii() and job.isprintable() and " " not in job)
     hostile("answers")
+
+
+def test_no_adapter_reads_a_number_from_an_answer_but_through_core_answers() -> None:
+    """Structural: `float()` appears nowhere in the adapters or verification, so a new adapter or stage
+    reading a number from an answer reaches for `answer_number` (finite, bounded), not a raw conversion."""
+    import ast
+
+    import cdnpurge.runtime.providers
+    import cdnpurge.runtime.verification
+
+    raw: list[str] = []
+    for package in (cdnpurge.runtime.providers, cdnpurge.runtime.verification):
+        for path in Path(package.__path__[0]).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "float":
+                    raw.append(f"{path.name}:{node.lineno}")
+    assert raw == []
