@@ -27,22 +27,19 @@ from cdnpurge.core.events.published import PUBLISH_FIELDS, decode_publish
 from cdnpurge.core.events.reading import (
     DIRECT_ORIGIN,
     MAX_ENVELOPE_ID_CHARS,
-    Decoded,
     MalformedError,
     Origin,
-    Sink,
     at,
     check_identifier,
-    guarded,
     is_object,
     json_kind,
     keys_of,
     optional_text,
     parse_json,
     required_text,
-    within,
 )
 from cdnpurge.core.events.repurge import REPURGE_MARKER, decode_repurge
+from cdnpurge.core.events.result import Decoded, Sink, guarded, within
 from cdnpurge.core.events.s3 import (
     EVENTBRIDGE_FIELDS,
     EVENTBRIDGE_S3_ACTIONS,

@@ -17,7 +17,14 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import AfterValidator, ConfigDict, Field, Strict, with_config
 
 from cdnpurge.core.events.own import NO_CONTROL, OwnMessage, encode_own, read_own
-from cdnpurge.core.events.reading import MAX_IDENTITY_CHARS, MAX_KEY_BYTES, MAX_TARGETS, S3_BUCKET, Origin, Sink
+from cdnpurge.core.events.reading import (
+    MAX_IDENTITY_CHARS,
+    MAX_KEY_BYTES,
+    MAX_TARGETS,
+    S3_BUCKET,
+    Origin,
+)
+from cdnpurge.core.events.result import Sink
 from cdnpurge.core.events.verify import ChangeId
 from cdnpurge.core.models import Action, Change
 
