@@ -93,6 +93,7 @@ class ProviderStatus:
     fresh_at: str | None = None
     attempts: int = 0
     last_error: str | None = None
+    coalesced_into: str | None = None  # the window's purge that covers this change's shared targets
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,7 @@ def _provider(name: str, record: Mapping[str, Any], events: list[Mapping[str, An
         fresh_at=earliest(TrailEvent.FRESH),
         attempts=int(record.get("attempts", 0)) + len(attempts),
         last_error=max(errors)[1] if errors else None,
+        coalesced_into=record.get("coalesced_into"),
     )
 
 
@@ -294,6 +296,12 @@ def write_table(changes: list[ChangeStatus], out: TextIO) -> None:
         for provider in change.providers:
             more = f" (+{provider.targets_omitted} more)" if provider.targets_omitted else ""
             print(f"  {provider.provider} targets: {', '.join(provider.targets) or '-'}{more}", file=out)
+            if provider.coalesced_into:
+                print(
+                    f"  {provider.provider} shared targets coalesced into {provider.coalesced_into} "
+                    f"(cdnpurge status --change-id '{provider.coalesced_into}')",
+                    file=out,
+                )
         rows = [COLUMNS, *(_row(provider) for provider in change.providers)]
         widths = [max(len(row[column]) for row in rows) for column in range(len(COLUMNS) - 1)]
         for row in rows:
@@ -306,6 +314,8 @@ def _describe_source(change: ChangeStatus) -> str:
     if "bucket" in source:
         version = next((f"{name} {source[name]}" for name in ("version_id", "sequencer", "etag") if name in source), "")
         return f"s3://{source['bucket']}/{source.get('key', '')}" + (f" [{version}]" if version else "")
+    if "coalescing_window" in source:
+        return f"coalescing window {source['coalescing_window']} (the shared targets of the changes it covers)"
     if "publisher_id" in source:
         return f"published {source['publisher_id']}"
     return f"published via {source.get('via', '?')} {source.get('message_id', '')}".rstrip()

@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.data_classes.sns_event import SNSMessage
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from cdnpurge.core.errors import show
+from cdnpurge.core.events.coalesce import COALESCE_MARKER, decode_flush
 from cdnpurge.core.events.fastpath import NOT_PARSED, parsed_body, plain_s3_change
 from cdnpurge.core.events.own import own_kind
 from cdnpurge.core.events.published import PUBLISH_FIELDS, decode_publish
@@ -139,6 +140,8 @@ def decode_document(doc: object, origin: Origin, sink: Sink) -> None:
             sink.ignore(origin, "verification check")
         elif kind == REPURGE_MARKER:
             decode_repurge(doc, origin, sink)
+        elif kind == COALESCE_MARKER:  # a coalescing window's purge (`cdnpurge.runtime.coalesce`)
+            decode_flush(doc, origin, sink)
         else:
             raise MalformedError(f"unknown envelope: cdnpurge message type {show(kind)}")
     elif "Records" in doc:
