@@ -110,6 +110,7 @@ class ProviderSpec:
 
 
 MAX_RATE_PER_SECOND: Final = 10_000.0  # no CDN API takes more purge calls a second
+MIN_RATE_PER_SECOND: Final = 0.001  # one call in about 17 minutes: slower, the provider is never called
 MAX_COALESCE_SECONDS: Final = 900  # the flush message's SQS DelaySeconds, whose maximum this is
 MAX_TARGETS_SETTING: Final = 100_000  # escalation thresholds: far beyond any batch (10 records x 10,000 targets)
 
@@ -134,7 +135,7 @@ class ProviderSettings(BaseModel):
     )
     # Bounds on what could ever make sense: an absurd value is a typo (a rate of 1e9 would never pace).
     rate_per_second: float | None = Field(
-        default=None, gt=0, le=MAX_RATE_PER_SECOND, description="Override the pacing rate."
+        default=None, ge=MIN_RATE_PER_SECOND, le=MAX_RATE_PER_SECOND, description="Override the pacing rate."
     )
     purge_by: tuple[TargetKind, ...] | None = Field(
         default=None,

@@ -26,8 +26,9 @@ from cdnpurge.core.cost import DynamoDBPathCounter, PathCounter, month_of
 from cdnpurge.core.credentials import SecretReader
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import describe_error
+from cdnpurge.core.events.own import ExpiredMessageError, refuse_times
 from cdnpurge.core.events.reading import MalformedError
-from cdnpurge.core.events.verify import VerifyCheck, decode_check, encode_check, send_batches
+from cdnpurge.core.events.verify import VerifyCheck, encode_check, send_batches
 from cdnpurge.core.protocol import Provider
 from cdnpurge.core.spec import ProviderSpec
 from cdnpurge.core.verify_settings import VerifySettings
@@ -557,11 +558,15 @@ class Verification:
         `deadline` (each check runs as one bounded call, its scheduling and dead-lettering inside it)."""
         report = VerificationReport()
         run = batch.run
-        for message_id, body in batch.checks:
+        for message_id, check in batch.checks:  # validated by the decode stage (`core.events.own`)
             try:
-                check = decode_check(body)
+                refuse_times(check, what="verification message", now=self.clock())
             except MalformedError as exc:
-                self._malformed(message_id, body, exc.message, report, deadline)
+                expired = isinstance(exc, ExpiredMessageError)
+                why = DeadLetterReason.EXPIRED if expired else DeadLetterReason.PERMANENT
+                record = batch.records.get(message_id)
+                body = str(record.get("body") or "") if record is not None else encode_check(check)
+                self._malformed(message_id, body, exc.message, report, why=why, deadline=deadline)
                 continue
             try:
                 with bounded_call(deadline, 0, what=f"verification check {message_id}"):
@@ -603,7 +608,14 @@ class Verification:
             report.errors.extend(self._service.redact(f"check not scheduled: {problem}") for problem in problems)
 
     def _malformed(
-        self, message_id: str, body: str, message: str, report: VerificationReport, deadline: Deadline
+        self,
+        message_id: str,
+        body: str,
+        message: str,
+        report: VerificationReport,
+        *,
+        why: DeadLetterReason,
+        deadline: Deadline,
     ) -> None:
         queue = self._service.queues.dead_letter_url
         problem = (
@@ -613,7 +625,7 @@ class Verification:
                 self._service.sqs,
                 queue,
                 body,
-                why=DeadLetterReason.PERMANENT,
+                why=why,
                 reasons=(message,),
                 redact=self._service.redact,
                 deadline=deadline,

@@ -6,58 +6,50 @@ purge queue, delayed until the window closes. The message names the window only:
 window's item in DynamoDB, so any number of such messages for one window purge it once. Decoded, it is a
 change of its own (`cdnpurge.core.coalesce.flush_change_id`) with no targets of its own: the pipeline takes
 the window's targets for it, and the ledger, the plan, the failure report and the purge trail treat it like
-any other change. It comes from our own queue but is input all the same: every field is checked and bounded.
+any other change. It comes from our own queue but is input all the same: it is one kind of the function's
+own messages (`cdnpurge.core.events.own`), every field typed with its bounds. It is never enqueued again (a
+later batch sends a message of its own for the window), so its end is SQS's redrive policy and retention.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
 from collections.abc import Mapping
-from typing import Any, Final
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import ConfigDict, Field, Strict, with_config
 
 from cdnpurge.core.coalesce import MAX_GENERATION, flush_change_id
-from cdnpurge.core.events.reading import MalformedError, Origin, Sink, json_kind
+from cdnpurge.core.events.own import Epoch, OwnMessage, encode_own, read_own
+from cdnpurge.core.events.reading import Origin
+from cdnpurge.core.events.result import Sink
 from cdnpurge.core.models import Action, Change
 
 COALESCE_MARKER: Final = "coalesce"  # value of the "cdnpurge" field of a flush message
+
 # A provider's name as the configuration allows it (`ProviderSettings.name`), bounded.
-_PROVIDER_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,128}")
-# `due_at` is epoch seconds: between 2001 and 5138, so a number that is not a time is refused.
-_EARLIEST, _LATEST = 1e9, 1e11
-_FIELDS: Final = frozenset({"cdnpurge", "provider", "generation", "due_at"})
+ProviderName = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
+Generation = Annotated[int, Strict(), Field(ge=0, le=MAX_GENERATION)]
+
+
+@with_config(ConfigDict(extra="forbid"))
+@dataclass(frozen=True)
+class FlushMessage(OwnMessage):
+    """The purge of one provider's coalescing window (`generation`), due when the window closes."""
+
+    provider: ProviderName
+    generation: Generation
+    due_at: Epoch
+    cdnpurge: Literal["coalesce"] = field(default=COALESCE_MARKER, kw_only=True)
 
 
 def encode_flush(provider: str, generation: int, due_at: float) -> str:
     """The flush message for one window (what `decode_flush` reads back)."""
-    body = {"cdnpurge": COALESCE_MARKER, "provider": provider, "generation": generation, "due_at": round(due_at, 3)}
-    return json.dumps(body, separators=(",", ":"))
-
-
-def is_flush_document(doc: Mapping[str, Any]) -> bool:
-    return doc.get("cdnpurge") == COALESCE_MARKER
+    return encode_own(FlushMessage(provider=provider, generation=generation, due_at=round(due_at, 3)))
 
 
 def decode_flush(doc: Mapping[str, Any], origin: Origin, sink: Sink) -> None:
-    """The window's purge as a `Change`, or `MalformedError` naming what is wrong."""
-    what = "coalescing flush message"
-    extra = sorted(str(name)[:40] for name in doc if name not in _FIELDS)
-    if extra:
-        raise MalformedError(f"{what} has unknown field(s) {extra[:5]}")
-    provider = doc.get("provider")
-    if not isinstance(provider, str) or not _PROVIDER_NAME.fullmatch(provider):
-        raise MalformedError(f"{what} field provider must be a provider name (letters, digits, '_', '.', '-')")
-    generation = doc.get("generation")
-    if isinstance(generation, bool) or not isinstance(generation, int) or not 0 <= generation <= MAX_GENERATION:
-        raise MalformedError(f"{what} field generation must be an integer from 0 to {MAX_GENERATION}")
-    due_at = doc.get("due_at")
-    if (
-        isinstance(due_at, bool)
-        or not isinstance(due_at, int | float)
-        or not math.isfinite(due_at)
-        or not _EARLIEST <= due_at <= _LATEST
-    ):
-        raise MalformedError(f"{what} field due_at must be a finite epoch time in seconds, got {json_kind(due_at)}")
-    change_id = flush_change_id(provider, generation)
+    """The window's purge as a `Change`, validated whole (`read_own`): one bad field fails the record."""
+    message = read_own(FlushMessage, doc, what="coalescing flush message")
+    change_id = flush_change_id(message.provider, message.generation)
     sink.changes.append(Change(id=change_id, action=Action.PUBLISHED, source_id=origin.source_for(change_id)))
