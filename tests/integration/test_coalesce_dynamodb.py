@@ -372,3 +372,18 @@ def test_a_window_whose_every_flush_message_was_lost_is_purged_with_the_next_cha
     assert stack.sqs_delays == [0]
     stack.run([flush])
     assert sorted(stack.keys_purged()) == ["key:section-d0 (hard)", "key:section-d1 (hard)"]
+
+
+def test_many_flush_messages_of_one_window_in_one_batch_take_and_purge_it_once(stack: Stack) -> None:
+    # Given: three batches joined one window; their three flush messages arrive in one batch
+    for _ in range(3):
+        stack.run(stack.uploads(2, sections=2))
+    flushes = stack.flush_messages()
+    stack.clock.now += WINDOW
+    # When
+    report = stack.run(flushes)
+    # Then: one window read, one purge, every message acknowledged
+    assert failed(report) == []
+    (flush,) = report.run.coalescing.flushes
+    assert flush.purged and flush.finished
+    assert len(stack.keys_purged()) == 2

@@ -329,25 +329,25 @@ class Coalescer:
         failures: list[LedgerFailure] = []
         taken: list[Flush] = []
         errors: list[str] = []
-        for change in flushes:
-            provider, generation = flush_window(change.id)
+        for change_id in dict.fromkeys(change.id for change in flushes):  # a window once, however many messages
+            provider, generation = flush_window(change_id)
             try:
                 window = _bounded(
                     deadline, "taking a coalescing window", partial(self.windows.take, provider, generation)
                 )
             except Exception as exc:  # the window stays as it was: the record is retried, like a claim
-                pair = (provider, change.id)
+                pair = (provider, change_id)
                 unavailable.append(pair)
                 failures.append(LedgerFailure(LedgerOperation.CLAIM, (pair,), describe_error(exc, self.redact)))
                 continue
             if window is None:
-                taken.append(Flush(provider, change.id, taken=False, why_not="already purged"))
+                taken.append(Flush(provider, change_id, taken=False, why_not="already purged"))
                 continue
-            targets, refused = flush_targets(change.id, provider, window.targets)
+            targets, refused = flush_targets(change_id, provider, window.targets)
             if refused:
-                errors.append(f"{change.id}: {refused} stored entrie(s) are not targets and were skipped")
+                errors.append(f"{change_id}: {refused} stored entrie(s) are not targets and were skipped")
             now.extend(targets)
-            taken.append(Flush(provider, change.id, True, len(targets), window.changes, window.opened_at))
+            taken.append(Flush(provider, change_id, True, len(targets), window.changes, window.opened_at))
             self._best_effort(partial(self.windows.advance, provider, generation), deadline, errors)
         parts = split(routed, destinations, specs)
         deferrals: list[Deferral] = []
