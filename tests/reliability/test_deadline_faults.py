@@ -341,7 +341,7 @@ def test_a_401_whose_secret_reread_hangs_defers_the_request_instead_of_refusing_
         parameters = BoundedParameters(secrets=client)
         provider = RotatingProvider(
             settings,
-            lambda _credentials: RefusedOnce(),  # type: ignore[arg-type,return-value]
+            lambda _credentials: RefusedOnce(),
             {"token": SecretStr(FASTLY_TOKEN)},
             lambda settings: {"token": SecretStr(str(parameters.fresh_secret("cdnpurge/fastly")))},
         )
