@@ -43,6 +43,7 @@ from cdnpurge.runtime.purgers import Purgers, build_purgers
 from cdnpurge.runtime.redaction import redact
 from cdnpurge.runtime.report import BatchReport, ConfigChange
 from cdnpurge.runtime.repurge import RepurgeScheduling, repurge_candidates, schedule_repurge
+from cdnpurge.runtime.secrets import powertools_secret_reader
 from cdnpurge.runtime.trail import DEFAULT_RETENTION_SECONDS, DynamoDBTrail, TrailVerificationListener, TrailWriting
 from cdnpurge.runtime.verification.jobs import has_jobs
 from cdnpurge.runtime.verification.origin import OriginVersions, S3Versions
@@ -263,8 +264,7 @@ class PurgeService:
         ttl_seconds: int = 3600,
         dynamodb_client: Any = None,
         environ: Mapping[str, str] | None = None,
-        secret_reader: SecretReader | None = None,
-        fresh_secret_reader: SecretReader | None = None,
+        secret_reader: SecretReader = powertools_secret_reader,
         on_attempt: AttemptListener | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -279,25 +279,18 @@ class PurgeService:
         """`concurrency`: how many invocations may run at once (the event source's MaximumConcurrency);
         `clients`: an HTTP (or boto3) client per provider name (tests, the local stack);
         `trail_table_name`: where the purge trail goes (None: no trail); `verification`: what verification
-        reports to and compares with (default: the purge trail, and the content bucket). Secrets are read
-        through the runtime's bounded clients (`BoundedParameters`) unless `secret_reader` is given, within a
-        bounded call of `CONFIGURATION_READ_SECONDS` when none encloses this one."""
+        reports to and compares with (default: the purge trail, and the content bucket)."""
         dynamodb = dynamodb_client or aws_client("dynamodb")
-        if secret_reader is None:
-            parameters = BoundedParameters()
-            secret_reader, fresh_secret_reader = parameters.secret, parameters.fresh_secret
-        with bounded_call(Deadline.after(CONFIGURATION_READ_SECONDS), 0, what="reading the providers' secrets"):
-            purgers = build_purgers(
-                config.providers,
-                environ=environ,
-                secret_reader=secret_reader,
-                fresh_secret_reader=fresh_secret_reader,
-                on_attempt=on_attempt,
-                clock=clock,
-                sleep=sleep,
-                concurrency=concurrency,
-                clients=clients,
-            )
+        purgers = build_purgers(
+            config.providers,
+            environ=environ,
+            secret_reader=secret_reader,
+            on_attempt=on_attempt,
+            clock=clock,
+            sleep=sleep,
+            concurrency=concurrency,
+            clients=clients,
+        )
         trail = (
             None
             if trail_table_name is None
@@ -349,8 +342,7 @@ class PurgeService:
         purge trail). Every read at the cold start ends within `CONFIGURATION_READ_SECONDS`."""
         env = os.environ if environ is None else environ
         settings = LambdaEnvironment.read(env)
-        parameters = BoundedParameters()
-        ssm_reader = ssm_reader or parameters.parameter
+        ssm_reader = ssm_reader or BoundedParameters().parameter
         with bounded_call(Deadline.after(CONFIGURATION_READ_SECONDS), 0, what="reading the configuration"):
             text = read_config_text(settings.purge_config, ssm_reader=ssm_reader)
 
@@ -370,8 +362,6 @@ class PurgeService:
             return build_purgers(
                 config.providers,
                 environ=env,
-                secret_reader=parameters.secret,
-                fresh_secret_reader=parameters.fresh_secret,
                 on_attempt=on_attempt,
                 concurrency=settings.maximum_concurrency,
             )
@@ -388,8 +378,6 @@ class PurgeService:
                 purge_url=settings.purge_queue_url,
                 max_receive_count=settings.max_receive_count,
             ),
-            secret_reader=parameters.secret,
-            fresh_secret_reader=parameters.fresh_secret,
             concurrency=settings.maximum_concurrency,
             trail_table_name=settings.trail_table_name,
             trail_retention_seconds=settings.trail_retention_seconds,
@@ -555,7 +543,7 @@ class PurgeService:
 
 
 class Verification:
-    """Runs the check messages of a batch and schedules checks for what it purged (README "Verification").
+    """Runs the check messages of a batch and schedules checks for what it purged (docs/verification.md).
 
     A check is a delayed message on the purge queue; one that cannot be run or rescheduled is returned in
     `batchItemFailures` (SQS redelivers it), a malformed one is dead-lettered at once.

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cached_property
-from typing import Any, Final, TypeVar
-
-from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from cdnpurge.core.deadline import OutOfTimeError
 from cdnpurge.runtime.bounded.aws import aws_client
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
 
 T = TypeVar("T")
 
@@ -32,12 +32,18 @@ class BoundedParameters:
         self._ssm_client = ssm
         self._secrets_client = secrets
 
+    # Powertools Parameters is imported on first use: it loads boto3, which a run with only environment
+    # credentials (the CLI, tests) never needs.
     @cached_property
     def _ssm(self) -> SSMProvider:
+        from aws_lambda_powertools.utilities.parameters import SSMProvider
+
         return SSMProvider(boto3_client=self._ssm_client or aws_client("ssm"))
 
     @cached_property
     def _secrets(self) -> SecretsProvider:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
         return SecretsProvider(boto3_client=self._secrets_client or aws_client("secretsmanager"))
 
     def secret(self, name: str) -> Any:
@@ -58,7 +64,7 @@ def _read(read: Callable[[], T]) -> T:
     every failure in `GetParameterError`): the caller defers the work rather than taking it as a failure."""
     try:
         return read()
-    except GetParameterError as exc:
+    except Exception as exc:  # Powertools' GetParameterError, around what went wrong
         if isinstance(exc.__context__, OutOfTimeError):
             raise exc.__context__ from None
         raise

@@ -305,6 +305,10 @@ class CloudFrontProvider(DeclaredProvider):
             response = self.client.get_invalidation(DistributionId=self.settings.distribution_id, Id=invalidation_id)
         return self._status(response["Invalidation"]["Status"])
 
+    def job_pending(self, job_id: str, deadline: Deadline | None = None) -> bool:
+        """`JobStatus`: an invalidation is pending while `GetInvalidation` says `InProgress`."""
+        return self.status(job_id, deadline=deadline) is InvalidationStatus.IN_PROGRESS
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
