@@ -399,7 +399,8 @@ class PurgeService:
     def reload_if_changed(self, deadline: Deadline) -> ConfigChange:
         """Apply a changed configuration document (see `ConfigReload`); a refused one changes nothing. The
         reads (the document, the new providers' secrets) end within `CONFIGURATION_READ_SECONDS` and before
-        `deadline`; one that cannot is a refusal, reported, and the check is made again on the next batch."""
+        `deadline`; one that cannot is reported like a refused document, and the previous configuration keeps
+        running until the next check."""
         reload = self.reload
         if reload is None or reload.clock() - reload.checked_at < reload.interval:
             return ConfigChange()
