@@ -19,9 +19,6 @@ from cdnpurge.core.deadline import OutOfTimeError
 from cdnpurge.runtime.aws_errors import aws_problem
 from cdnpurge.runtime.bounded.parameters import BoundedParameters
 
-# One cache per process, as Powertools' default provider kept (its client is built on the first read).
-_PARAMETERS = BoundedParameters()
-
 
 def powertools_secret_reader(name: str) -> Any:
     """Secrets Manager through Powertools Parameters: cached for 5 minutes across warm invocations."""
@@ -36,7 +33,8 @@ def powertools_fresh_secret_reader(name: str) -> Any:
 
 def _read(name: str, *, force_fetch: bool) -> Any:
     try:
-        return _PARAMETERS.fresh_secret(name) if force_fetch else _PARAMETERS.secret(name)
+        parameters = BoundedParameters()  # the process's one provider and cache
+        return parameters.fresh_secret(name) if force_fetch else parameters.secret(name)
     except OutOfTimeError:
         raise
     except Exception as exc:  # boto3's and Powertools' own error types: named in one line
