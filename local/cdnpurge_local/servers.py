@@ -65,6 +65,8 @@ _STOP_GRACE_SECONDS: Final = 10.0
 _PROBE_CONFIG: Final = Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 1})
 _PR_SET_PDEATHSIG: Final = 1
 _LOG_TAIL_CHARS: Final = 3000
+# Generous: a JVM starting while other test processes keep both cores busy can take minutes to answer.
+STARTUP_SECONDS: Final = 180.0
 
 # DynamoDB Local's ServerRunner, except that Jetty's connector gets a host before it starts.
 _DYNAMODB_LAUNCHER_CLASS: Final = "LoopbackDynamoDBLocal"
@@ -297,7 +299,7 @@ class DynamoDBLocal(LoopbackServer):
 
     name = "DynamoDB Local"
 
-    def __init__(self, *, install_dir: Path | None = None, startup_timeout: float = 30.0) -> None:
+    def __init__(self, *, install_dir: Path | None = None, startup_timeout: float = STARTUP_SECONDS) -> None:
         super().__init__(startup_timeout=startup_timeout)
         self._install_dir = install_dir
         self._probe_client: DynamoDBClient | None = None
@@ -350,7 +352,7 @@ class MotoServer(LoopbackServer):
 
     name = "moto server"
 
-    def __init__(self, *, startup_timeout: float = 30.0) -> None:
+    def __init__(self, *, startup_timeout: float = STARTUP_SECONDS) -> None:
         super().__init__(startup_timeout=startup_timeout)
         self._probe_client: Any = None
 
