@@ -65,8 +65,6 @@ _STOP_GRACE_SECONDS: Final = 10.0
 _PROBE_CONFIG: Final = Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 1})
 _PR_SET_PDEATHSIG: Final = 1
 _LOG_TAIL_CHARS: Final = 3000
-# Generous: a JVM starting while other test processes keep both cores busy can take minutes to answer.
-STARTUP_SECONDS: Final = 180.0
 
 # DynamoDB Local's ServerRunner, except that Jetty's connector gets a host before it starts.
 _DYNAMODB_LAUNCHER_CLASS: Final = "LoopbackDynamoDBLocal"
@@ -96,6 +94,11 @@ public final class {_DYNAMODB_LAUNCHER_CLASS} {{
     }}
 }}
 """
+
+# How long a local server may take to answer its first request. Generous on purpose: on a loaded machine
+# (CI, or both cores busy) a JVM's start has been seen to take well over 30 s; a healthy start still
+# returns as soon as the server answers, so a long bound costs nothing.
+STARTUP_SECONDS: Final = 180.0
 
 
 class StackError(RuntimeError):

@@ -92,12 +92,10 @@ class _Jobs:
         self.name = like.name
         self.spec = replace(like.spec, capabilities=replace(like.spec.capabilities, asynchronous=asynchronous))
 
-    def purge(
-        self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None
-    ) -> PurgeResult:
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
         raise AssertionError("verification never purges through job_status")
 
-    def job_pending(self, job_id: str, deadline: Deadline | None = None) -> bool:
+    def job_pending(self, job_id: str, deadline: Deadline) -> bool:
         return job_id == "running"
 
 

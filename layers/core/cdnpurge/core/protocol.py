@@ -54,10 +54,11 @@ class JobStatus(Protocol):
     CloudFront (`GetInvalidation`) and Medianova (its job listing) implement it; Akamai has no status API
     (its `estimatedSeconds` is the only word), F5 XC's request id has no documented status call."""
 
-    def job_pending(self, job_id: str, deadline: Deadline | None = None) -> bool:
+    def job_pending(self, job_id: str, deadline: Deadline) -> bool:
         """True while the provider says the job is still in progress; a `ProviderError` if it cannot say.
-        The call ends before `deadline` (None: within the provider's timeout); `OutOfTimeError` when it
-        cannot start in time."""
+
+        The call ends before `deadline`; one that cannot start raises `OutOfTimeError` (the caller stops
+        asking)."""
         ...
 
 

@@ -31,6 +31,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field
 
+from cdnpurge.core.answers import answer_id
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
 from cdnpurge.core.protocol import PurgeResult
@@ -75,8 +76,9 @@ def _job_id(body: Any) -> str | None:
     data = body.get("data")
     candidates = [data.get("id"), data.get("opID")] if isinstance(data, dict) else []
     for value in (*candidates, body.get("id"), body.get("opID")):
-        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
-            return str(value)
+        job = answer_id(value)
+        if job is not None:
+            return job
     return None
 
 
@@ -148,7 +150,7 @@ class MedianovaProvider(HttpProvider):
         response = self.send(ApiCall("GET", self._jobs_path, params=params), deadline=deadline)
         return self._json_object(response)
 
-    def job_pending(self, job_id: str, deadline: Deadline | None = None) -> bool:
+    def job_pending(self, job_id: str, deadline: Deadline) -> bool:
         """`JobStatus`: the job's status in the listing filtered by its `opID` is one of `PENDING_STATUSES`."""
         jobs = self.job_status(page=1, limit=1, op_id=job_id, deadline=deadline).get("data")
         if isinstance(jobs, list) and jobs and isinstance(jobs[0], dict):
