@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from reliability import tally
 
+from cdnpurge.core.answers import MAX_PROVIDER_WAIT_SECONDS
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest, TargetKind
 from cdnpurge.core.protocol import PurgeResult
@@ -22,7 +23,6 @@ from cdnpurge.core.registry import build_providers
 from cdnpurge.core.spec import Capabilities, ProviderSpec
 from cdnpurge.runtime.execute import (
     LEARNED_RATE_MEMORY_SECONDS,
-    MAX_PROVIDER_WAIT_SECONDS,
     PACING_HEADROOM,
     RECOVERY_PER_SECOND,
     Executor,

@@ -26,8 +26,9 @@ from cdnpurge.core.cost import DynamoDBPathCounter, PathCounter, month_of
 from cdnpurge.core.credentials import SecretReader
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import describe_error
+from cdnpurge.core.events.own import ExpiredMessageError, refuse_times
 from cdnpurge.core.events.reading import MalformedError
-from cdnpurge.core.events.verify import VerifyCheck, decode_check, encode_check, send_batches
+from cdnpurge.core.events.verify import VerifyCheck, encode_check, send_batches
 from cdnpurge.core.protocol import Provider
 from cdnpurge.core.spec import ProviderSpec
 from cdnpurge.core.verify_settings import VerifySettings
@@ -35,6 +36,7 @@ from cdnpurge.runtime.after_batch import AfterBatch, AfterBatchStep
 from cdnpurge.runtime.bounded import bounded_call, current_call, nested_call
 from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS, aws_client
 from cdnpurge.runtime.bounded.parameters import BoundedParameters
+from cdnpurge.runtime.coalesce import Coalescer, DynamoDBWindows, flush_sender, verified_purges
 from cdnpurge.runtime.deadletter import DeadLettering, DeadLetterReason, dead_letter, dead_letter_body
 from cdnpurge.runtime.execute import AttemptListener, Executor
 from cdnpurge.runtime.ledger import DynamoDBLedger, Ledger
@@ -54,7 +56,6 @@ from cdnpurge.runtime.verification.verifier import (
     Verifier,
     first_delay,
     plan_checks,
-    purged_from,
 )
 from cdnpurge.runtime.visibility import VisibilityChanges, return_when_due
 
@@ -100,6 +101,7 @@ class LambdaEnvironment(BaseModel):
     purge_queue_url: str | None = Field(None, alias="PURGE_QUEUE_URL")
     max_receive_count: int | None = Field(None, alias="MAX_RECEIVE_COUNT", ge=1)
     maximum_concurrency: int = Field(1, alias="MAXIMUM_CONCURRENCY", ge=1)
+    batching_window_seconds: int = Field(0, alias="BATCHING_WINDOW_SECONDS", ge=0, le=300)
     trail_table_name: str | None = Field(None, alias="TRAIL_TABLE_NAME")  # unset: no purge trail
     trail_retention_seconds: int = Field(DEFAULT_RETENTION_SECONDS, alias="TRAIL_RETENTION_SECONDS", gt=0)
     lambda_function_name: str | None = Field(None, alias="AWS_LAMBDA_FUNCTION_NAME")
@@ -130,6 +132,7 @@ class Queues:
     dead_letter_url: str | None = None
     purge_url: str | None = None
     max_receive_count: int | None = None
+    batching_window_seconds: int = 0  # the event source's MaximumBatchingWindowInSeconds on the purge queue
 
 
 @dataclass
@@ -181,6 +184,7 @@ class PurgeService:
     reload: ConfigReload | None = None  # None: the configuration is fixed for the service's life
     verification_wiring: VerificationWiring = field(default_factory=VerificationWiring)
     verification: Verification | None = None  # None: no provider verifies its purges
+    windows: DynamoDBWindows | None = None  # coalescing windows (same table as the ledger); None: not read
 
     @property
     def specs(self) -> dict[str, ProviderSpec]:
@@ -253,6 +257,7 @@ class PurgeService:
             trail=trail,
             sqs_factory=_default_sqs if sqs_client is None else _returning(sqs_client),
             verification_wiring=wiring,
+            windows=DynamoDBWindows(dynamodb, table_name),
         )
         service.wire_verification()
         return service
@@ -294,6 +299,8 @@ class PurgeService:
                 raise ConfigError("repurge_delay_seconds is set but environment variable PURGE_QUEUE_URL is not")
             if any(p.verify is not None for p in config.providers) and settings.purge_queue_url is None:
                 raise ConfigError("a provider has verify: set but environment variable PURGE_QUEUE_URL is not")
+            if any(p.coalesce_seconds for p in config.providers) and settings.purge_queue_url is None:
+                raise ConfigError("a provider has coalesce_seconds set but environment variable PURGE_QUEUE_URL is not")
             return config
 
         def make_purgers(config: Config) -> Purgers:
@@ -317,6 +324,7 @@ class PurgeService:
                 dead_letter_url=settings.dead_letter_queue_url,
                 purge_url=settings.purge_queue_url,
                 max_receive_count=settings.max_receive_count,
+                batching_window_seconds=settings.batching_window_seconds,
             ),
             secret_reader=parameters.secret,
             fresh_secret_reader=parameters.fresh_secret,
@@ -337,6 +345,13 @@ class PurgeService:
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
+
+    def coalescer(self) -> Coalescer | None:
+        """Coalescing over this service's table and purge queue (`cdnpurge.runtime.coalesce`)."""
+        if self.windows is None:
+            return None
+        send = flush_sender(lambda: self.sqs, self.queues.purge_url)
+        return Coalescer(self.windows, send, self.redact, self.queues.batching_window_seconds)
 
     def reload_if_changed(self, deadline: Deadline) -> ConfigChange:
         """Apply a changed configuration document (see `ConfigReload`); a refused one changes nothing. The
@@ -393,6 +408,7 @@ class PurgeService:
             settle_by=answer_by.earlier(AWS_CALL_SECONDS + REPLY_SECONDS),
             path_counter=self.path_counter,
             month=month_of(time.time()),
+            coalescer=self.coalescer(),
         )
         batch = AfterBatch.of(event, run)
         after_by = answer_by.earlier(REPLY_SECONDS)
@@ -497,6 +513,7 @@ class Verification:
 
     def __init__(self, service: PurgeService, wiring: VerificationWiring) -> None:
         self._service = service
+        self._batching_window = service.queues.batching_window_seconds
         self.clock = wiring.clock
         self.verifier = Verifier(
             settings={provider.name: provider for provider in service.config.providers},
@@ -541,11 +558,15 @@ class Verification:
         `deadline` (each check runs as one bounded call, its scheduling and dead-lettering inside it)."""
         report = VerificationReport()
         run = batch.run
-        for message_id, body in batch.checks:
+        for message_id, check in batch.checks:  # validated by the decode stage (`core.events.own`)
             try:
-                check = decode_check(body)
+                refuse_times(check, what="verification message", now=self.clock())
             except MalformedError as exc:
-                self._malformed(message_id, body, exc.message, report, deadline)
+                expired = isinstance(exc, ExpiredMessageError)
+                why = DeadLetterReason.EXPIRED if expired else DeadLetterReason.PERMANENT
+                record = batch.records.get(message_id)
+                body = str(record.get("body") or "") if record is not None else encode_check(check)
+                self._malformed(message_id, body, exc.message, report, why=why, deadline=deadline)
                 continue
             try:
                 with bounded_call(deadline, 0, what=f"verification check {message_id}"):
@@ -558,7 +579,7 @@ class Verification:
             routed=run.translation.routed,
             specs=self._service.specs,
             settings=self.verifier.settings,
-            purged=purged_from(run.outcomes),
+            purged=verified_purges(run.outcomes, run.coalescing, self.clock(), self._batching_window),
             job_providers=frozenset(name for name, p in self._service.providers.items() if has_jobs(p)),
             now=self.clock(),
             report=report,
@@ -587,7 +608,14 @@ class Verification:
             report.errors.extend(self._service.redact(f"check not scheduled: {problem}") for problem in problems)
 
     def _malformed(
-        self, message_id: str, body: str, message: str, report: VerificationReport, deadline: Deadline
+        self,
+        message_id: str,
+        body: str,
+        message: str,
+        report: VerificationReport,
+        *,
+        why: DeadLetterReason,
+        deadline: Deadline,
     ) -> None:
         queue = self._service.queues.dead_letter_url
         problem = (
@@ -597,7 +625,7 @@ class Verification:
                 self._service.sqs,
                 queue,
                 body,
-                why=DeadLetterReason.PERMANENT,
+                why=why,
                 reasons=(message,),
                 redact=self._service.redact,
                 deadline=deadline,
