@@ -268,7 +268,7 @@ def measure_storm(
         per_batch_calls=sum(storm.minimum(owed) for owed in per_batch),
         per_batch_targets=sum(len(owed) for owed in per_batch),
         lost=lost_targets(storm.expected, stats.purged),
-        window_purges=sum(1 for _, r in reports for flush in r.run.coalescing.flushes if flush.taken),
+        window_purges=sum(1 for _, r in reports for flush in r.run.coalescing.flushes if flush.purged),
         fallbacks=sum(len(r.run.coalescing.fallbacks) for _, r in reports),
         redelivered=queue.redelivered,
         dead_lettered=queue.dead_lettered,
@@ -286,7 +286,7 @@ def lone_change(scenario: Scenario, *, host: CdnHost, dynamodb: Any, table: str)
     enqueued = clock()
     _, reports = run_storm(scenario, storm, host=host, dynamodb=dynamodb, table=table, batch_size=100, clock=clock)
     purged_at = min(
-        (at for at, report in reports if any(f.taken for f in report.run.coalescing.flushes)), default=math.inf
+        (at for at, report in reports if any(f.purged for f in report.run.coalescing.flushes)), default=math.inf
     )
     seconds = purged_at - enqueued
     bound = WINDOW_SECONDS + BATCHING_WINDOW_SECONDS

@@ -58,6 +58,7 @@ class Stack:
         create_template_table(dynamodb, "IdempotencyTable", self.table)
         self.cdn = cdn
         self.sqs = RecordingSqs()
+        self.sqs_delays: list[int] = []
         self.clock = Clock()
         config = config_from(
             f"""
@@ -96,8 +97,10 @@ class Stack:
         return self.service.handle({"Records": records})
 
     def flush_messages(self) -> list[dict[str, Any]]:
-        """Every flush message sent so far, as SQS records (each its own message id), and forget them."""
+        """Every flush message sent so far, as SQS records (each its own message id), and forget them (their
+        delays stay in `sqs_delays`)."""
         sent = [message for message in self.sqs.sent if json.loads(message.body)["cdnpurge"] == COALESCE_MARKER]
+        self.sqs_delays = [message.delay for message in sent]
         self.sqs.sent.clear()
         return [sqs_record(message.body, message_id=f"flush-{uuid.uuid4().hex[:8]}") for message in sent]
 
@@ -141,7 +144,8 @@ def test_a_storm_over_five_batches_purges_each_shared_key_once(stack: Stack) -> 
     assert sorted(stack.keys_purged()) == [f"key:section-d{i} (hard)" for i in range(4)]
     assert len([r for r in stack.cdn.received_by("fastly") if any(t.startswith("key:") for t in r.purged)]) == 1
     assert all(failed(report) == [] for report in reports)
-    assert reports[0].run.coalescing.flushes[0].finished
+    assert reports[0].run.coalescing.flushes[0].purged and reports[0].run.coalescing.flushes[0].finished
+    assert not any(flush.purged for report in reports[1:] for flush in report.run.coalescing.flushes)
     assert [flush.why_not for report in reports[1:] for flush in report.run.coalescing.flushes] == [
         "already purged"
     ] * 4
@@ -354,3 +358,17 @@ def test_a_batch_dead_between_joining_and_scheduling_is_redelivered_and_schedule
     stack.clock.now += WINDOW
     stack.run([flush])
     assert stack.keys_purged() == ["key:section-d0 (hard)"]
+
+
+def test_a_window_whose_every_flush_message_was_lost_is_purged_with_the_next_change(stack: Stack) -> None:
+    # Given: a window whose only flush message was lost, long overdue
+    stack.run(stack.uploads(1, sections=1))
+    assert len(stack.flush_messages()) == 1  # ... and dropped
+    stack.clock.now += 10 * WINDOW
+    # When: the next change for the provider arrives
+    stack.run(stack.uploads(2, sections=2)[1:])
+    # Then: it joins the overdue window and schedules its purge at once
+    (flush,) = stack.flush_messages()
+    assert stack.sqs_delays == [0]
+    stack.run([flush])
+    assert sorted(stack.keys_purged()) == ["key:section-d0 (hard)", "key:section-d1 (hard)"]

@@ -24,7 +24,9 @@ time, so every write is either before a move or after it, never half):
   both the join and the send succeeded are the targets left to the window and the records acknowledged; if
   either fails (table unreachable or throttled, window full past the hops, queue unreachable, no time left),
   the batch purges them now, as it would without coalescing: the fallback never loses a purge. Every batch
-  that joins sends its own flush message, so a window's purge does not depend on any one message arriving.
+  that joins sends its own flush message, so a window's purge does not depend on any one message arriving;
+  and if every one was lost, the window stays open, so the next change joins it and its message, computed
+  from the window's `due_at`, is due at once.
 - *take* (a flush message arrives): PENDING or FLUSHING -> FLUSHING, reading the window's targets
   (`ReturnValues=ALL_NEW`: exactly the joins that happened before the move). The batch then claims
   `(provider, coalesce:<provider>#<generation>)` in the ledger and purges the targets like any change's,
@@ -274,6 +276,7 @@ class Flush:
     changes: int = 0
     opened_at: float | None = None
     why_not: str = ""  # not taken: why ("already purged")
+    purged: bool = False  # this batch made the window's purge (not only found it done by another)
     finished: bool = False  # marked DONE after its purge completed
 
 
@@ -381,16 +384,20 @@ class Coalescer:
             generation += 1
         raise WindowBusyError(f"{MAX_HOPS} windows in a row were closed or full")
 
-    def settle(self, coalesced: Coalesced, done: set[Pair], deadline: Deadline) -> CoalesceReport:
-        """Mark DONE every window whose purge the ledger now records (`done`: completed or duplicates)."""
+    def settle(
+        self, coalesced: Coalesced, completed: set[Pair], duplicates: set[Pair], deadline: Deadline
+    ) -> CoalesceReport:
+        """Mark DONE every window whose purge the ledger now records: `completed` by this batch, or found
+        done already (`duplicates`)."""
         report = coalesced.report
         errors = list(report.errors)
         flushes = []
         for flush in report.flushes:
-            if flush.taken and (flush.provider, flush.flush_id) in done:
+            pair = (flush.provider, flush.flush_id)
+            if flush.taken and (pair in completed or pair in duplicates):
                 provider, generation = flush_window(flush.flush_id)
                 finished = self._best_effort(partial(self.windows.finish, provider, generation), deadline, errors)
-                flushes.append(replace(flush, finished=finished))
+                flushes.append(replace(flush, purged=pair in completed, finished=finished))
             else:
                 flushes.append(flush)
         return CoalesceReport(report.deferrals, tuple(flushes), report.fallbacks, tuple(errors))

@@ -278,12 +278,13 @@ def _record_coalescing(report: BatchReport, logger: Logger, metrics: Metrics) ->
         )
     for flush in coalescing.flushes:
         logger.info(
-            "window purged" if flush.taken else "window flush message acknowledged",
+            "window purged" if flush.purged else "window flush message read",
             extra={
                 "provider": flush.provider,
                 "window": flush.flush_id,
                 "targets": flush.targets,
                 "changes": flush.changes,
+                "taken": flush.taken,
                 "finished": flush.finished,
                 "why_not": flush.why_not or None,
             },
@@ -297,7 +298,7 @@ def _record_coalescing(report: BatchReport, logger: Logger, metrics: Metrics) ->
     count = MetricUnit.Count
     metrics.add_metric(name="Coalesced", unit=count, value=sum(len(d.change_ids) for d in coalescing.deferrals))
     metrics.add_metric(name="CoalescedTargets", unit=count, value=sum(d.targets for d in coalescing.deferrals))
-    metrics.add_metric(name="CoalescedPurges", unit=count, value=sum(1 for f in coalescing.flushes if f.taken))
+    metrics.add_metric(name="CoalescedPurges", unit=count, value=sum(1 for f in coalescing.flushes if f.purged))
     metrics.add_metric(name="CoalesceFallbacks", unit=count, value=len(coalescing.fallbacks))
 
 

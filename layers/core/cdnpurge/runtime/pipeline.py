@@ -131,8 +131,11 @@ def run_batch(
 
     busy, unavailable = having(Claim.BUSY), (*having(Claim.UNAVAILABLE), *coalesced.unavailable)
     ledger_failures = (*claim_failures, *coalesced.failures, *settle_failures)
-    done = set(completed) | set(having(Claim.DONE))
-    coalescing = coalesced.report if coalescer is None else coalescer.settle(coalesced, done, store_deadline)
+    coalescing = (
+        coalesced.report
+        if coalescer is None
+        else coalescer.settle(coalesced, set(completed), set(having(Claim.DONE)), store_deadline)
+    )
     return BatchRun(
         decoded=decoded,
         translation=translation,
