@@ -153,7 +153,10 @@ def _put_alarms(
     extended = Evaluator(
         parameters=evaluator.parameters,
         condition_definitions=evaluator.condition_definitions,
-        attributes={**evaluator.attributes, **{k: {"Ref": v} for k, v in known.items() if k not in evaluator.attributes}},
+        attributes={
+            **evaluator.attributes,
+            **{k: {"Ref": v} for k, v in known.items() if k not in evaluator.attributes},
+        },
     )
     for logical_id, definition in template["Resources"].items():
         if definition.get("Type") != "AWS::CloudWatch::Alarm":

@@ -22,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TextIO
 
+from cdnpurge.cli import pause as pause_command
 from cdnpurge.cli.charts import FORMATS, ChartsUnavailableError, RunFileError, render_run
 from cdnpurge.cli.deploy import parameter_size_warning
 from cdnpurge.cli.errors import reader_gone
@@ -277,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-f", "--format", action="append", choices=FORMATS, help="file format (repeatable; default png)"
     )
     report.add_argument("-o", "--out-dir", type=Path, help="write the charts here (default: beside RUN)")
+    pause_command.add_parsers(commands)
     return parser
 
 
@@ -310,6 +312,7 @@ def main(
     dynamodb: Any = None,
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
+    clients: Callable[..., Any] | None = None,
 ) -> int:
     """Run one command. AWS errors become one line and exit 2; a closed stdout pipe ends the run quietly.
 
@@ -317,7 +320,9 @@ def main(
     out = out or sys.stdout
     try:
         args = build_parser().parse_args(argv)
-        status = _run(args, out, sqs=sqs, s3=s3, dynamodb=dynamodb, clock=clock, wall_clock=wall_clock)
+        status = _run(
+            args, out, sqs=sqs, s3=s3, dynamodb=dynamodb, clock=clock, wall_clock=wall_clock, clients=clients or _client
+        )
         out.flush()
     except BrokenPipeError:
         return reader_gone(out)
@@ -339,7 +344,12 @@ def _run(
     dynamodb: Any,
     clock: Callable[[], float],
     wall_clock: Callable[[], float],
+    clients: Callable[..., Any],
 ) -> int:
+    if args.command == "pause":
+        return pause_command.run_pause(args, out, clients, wall_clock)
+    if args.command == "resume":
+        return pause_command.run_resume(args, out, clients)
     if args.command == "status":
         return _status(args, out, dynamodb, clock)
     if args.command == "redrive":
@@ -360,6 +370,13 @@ def _run(
     except (ConfigError, CredentialError) as exc:
         print(f"cdnpurge: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _client(service: str, *, region: str | None = None) -> Any:
+    """A boto3 client from the usual AWS environment (profile, region, AWS_ENDPOINT_URL_* for the local stack)."""
+    import boto3
+
+    return boto3.client(service, region_name=region)  # type: ignore[call-overload]
 
 
 def _report(args: argparse.Namespace, out: TextIO) -> int:
