@@ -6,6 +6,7 @@ Local (the stack's own AWS_ENDPOINT_URL* variables), reading the stack through C
 from __future__ import annotations
 
 import io
+import json
 import os
 from collections.abc import Iterator
 
@@ -88,3 +89,107 @@ def test_bad_input_is_one_line_and_exit_2(
     assert status == 2
     assert complaint in error and error.count("\n") == 1
     assert mapping_state(stack) in ("Enabled", "Enabling")
+
+
+CONFIG = """\
+providers:
+  - name: fastly
+    kind: fastly
+    service_id: SU1Z0isxPaozGVKXdv0eY
+    hosts: [www.example.com]
+    credentials:
+      token: {secret: cdnpurge/fastly, field: token}
+"""
+
+
+def doctor(*extra: str) -> tuple[int, dict[str, dict[str, str]]]:
+    status, out = run("doctor", "--stack", STACK, "--format", "json", *extra)
+    document = json.loads(out)
+    return status, {check["name"]: check for check in document["checks"]}
+
+
+def test_doctor_names_every_broken_link_with_its_fix(stack: LocalStack) -> None:
+    # Given a stack just deployed: no configuration yet, the alarm email unconfirmed
+    status, checks = doctor()
+    # Then each broken link fails with what to run, and the working ones pass
+    assert status == 1
+    assert checks["stack"]["verdict"] == "ok" and checks["region"]["verdict"] == "ok"
+    assert checks["eventbridge"]["verdict"] == "ok" and checks["s3 rule"]["verdict"] == "ok"
+    assert checks["configuration"]["verdict"] == "FAIL"
+    assert "put-parameter --name /cdnpurge/core/config" in checks["configuration"]["fix"]
+    assert checks["alarm destinations"]["verdict"] == "FAIL"
+    assert "not confirmed" in checks["alarm destinations"]["found"]
+    assert checks["paused"]["verdict"] == "ok" and checks["dead letters"]["verdict"] == "ok"
+
+
+def test_doctor_reads_the_configuration_and_its_secrets(stack: LocalStack) -> None:
+    ssm, secrets = stack.client("ssm"), stack.client("secretsmanager")
+    ssm.put_parameter(Name="/cdnpurge/core/config", Value=CONFIG, Type="String", Overwrite=True)
+    # A secret that does not exist yet: named, never a value
+    status, checks = doctor()
+    assert checks["configuration"]["verdict"] == "ok"
+    assert checks["secrets"]["verdict"] == "FAIL"
+    assert "cannot read secret cdnpurge/fastly" in checks["secrets"]["found"]
+    secrets.create_secret(Name="cdnpurge/fastly", SecretString=json.dumps({"token": "s3cr3t-token-value"}))
+    status, checks = doctor()
+    assert checks["secrets"]["verdict"] == "ok"
+    assert "s3cr3t" not in json.dumps(checks)
+    # A configuration that does not validate names the field
+    ssm.put_parameter(Name="/cdnpurge/core/config", Value="providers: []\n", Type="String", Overwrite=True)
+    status, checks = doctor()
+    assert checks["configuration"]["verdict"] == "FAIL" and "providers" in checks["configuration"]["found"]
+    ssm.put_parameter(Name="/cdnpurge/core/config", Value=CONFIG, Type="String", Overwrite=True)
+
+
+def test_doctor_sees_eventbridge_off_a_pause_and_dead_letters(stack: LocalStack) -> None:
+    bucket = stack.resources.bucket_name
+    assert run("disable-eventbridge", "--bucket", bucket)[0] == 0
+    assert run("pause", "--stack", STACK, "--reason", "provider outage", "--by", "carol")[0] == 0
+    stack.client("sqs").send_message(QueueUrl=stack.resources.dead_letter_queue_url, MessageBody="{}")
+    try:
+        status, checks = doctor()
+        assert status == 1
+        assert checks["eventbridge"]["verdict"] == "FAIL"
+        assert checks["eventbridge"]["fix"] == f"cdnpurge enable-eventbridge --bucket {bucket}"
+        assert checks["paused"]["verdict"] == "FAIL" and "by carol: provider outage" in checks["paused"]["found"]
+        assert checks["dead letters"]["verdict"] == "warn" and "1 message" in checks["dead letters"]["found"]
+        # The text form: one line per check, a fix under each failure, a summary
+        status, text = run("doctor", "--stack", STACK)
+        assert "fix: cdnpurge resume --stack cdnpurge-ops" in text
+        assert text.rstrip().splitlines()[-1].startswith(f"{STACK}: 12 checks, ")
+    finally:
+        run("enable-eventbridge", "--bucket", bucket)
+        run("resume", "--stack", STACK)
+        stack.client("sqs").purge_queue(QueueUrl=stack.resources.dead_letter_queue_url)
+
+
+def test_doctor_catches_the_region_mistake() -> None:
+    # Given a stack deployed in us-east-1 for a bucket in eu-west-1
+    with LocalStack(bucket_name="cdnpurge-it-eu", stack_name="cdnpurge-eu", region="us-east-1") as stack:
+        s3 = stack.client("s3")
+        s3.create_bucket(Bucket="cdnpurge-it-eu-west", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        saved = dict(os.environ)
+        os.environ.pop("AWS_PROFILE", None)
+        os.environ.update(stack.lambda_environment())
+        try:
+            cloudformation = stack.client("cloudformation")
+            cloudformation.update_stack(
+                StackName="cdnpurge-eu",
+                UsePreviousTemplate=True,
+                Parameters=[
+                    {
+                        "ParameterKey": key,
+                        "ParameterValue": "cdnpurge-it-eu-west" if key == "ContentBucketName" else value,
+                    }
+                    for key, value in stack.resources.parameters.items()
+                ],
+            )
+            status, out = run("doctor", "--stack", "cdnpurge-eu", "--format", "json")
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    checks = {check["name"]: check for check in json.loads(out)["checks"]}
+    assert status == 1
+    assert checks["region"]["verdict"] == "FAIL"
+    assert "is in eu-west-1, the stack in us-east-1" in checks["region"]["found"]
+    assert checks["region"]["fix"].startswith("deploy the stack in eu-west-1")

@@ -22,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TextIO
 
+from cdnpurge.cli import doctor as doctor_command
 from cdnpurge.cli import pause as pause_command
 from cdnpurge.cli.charts import FORMATS, ChartsUnavailableError, RunFileError, render_run
 from cdnpurge.cli.deploy import parameter_size_warning
@@ -279,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("-o", "--out-dir", type=Path, help="write the charts here (default: beside RUN)")
     pause_command.add_parsers(commands)
+    doctor_command.add_parser(commands)
     return parser
 
 
@@ -346,6 +348,8 @@ def _run(
     wall_clock: Callable[[], float],
     clients: Callable[..., Any],
 ) -> int:
+    if args.command == "doctor":
+        return doctor_command.run(args, out, clients, wall_clock)
     if args.command == "pause":
         return pause_command.run_pause(args, out, clients, wall_clock)
     if args.command == "resume":
