@@ -96,6 +96,14 @@ def with_eventbridge_configuration(get_bucket_notification: Any) -> Any:
 _CONFIRMED_BY_OWNER = ("email", "email-json")
 
 
+def _as_listed(subscription: Any) -> Any:
+    if subscription.protocol not in _CONFIRMED_BY_OWNER:
+        return subscription
+    pending = copy.copy(subscription)
+    pending.arn = "PendingConfirmation"
+    return pending
+
+
 def with_pending_confirmation(list_subscriptions: Any) -> Any:
     """moto's ListSubscriptions(ByTopic), listing an email subscription as AWS does before its owner confirms.
 
@@ -107,13 +115,7 @@ def with_pending_confirmation(list_subscriptions: Any) -> Any:
 
     def listed(self: Any, *args: Any, **kwargs: Any) -> Any:
         subscriptions, next_token = list_subscriptions(self, *args, **kwargs)
-        shown = []
-        for subscription in subscriptions:
-            if subscription.protocol in _CONFIRMED_BY_OWNER:
-                subscription = copy.copy(subscription)
-                subscription.arn = "PendingConfirmation"
-            shown.append(subscription)
-        return shown, next_token
+        return [_as_listed(subscription) for subscription in subscriptions], next_token
 
     return listed
 
@@ -122,7 +124,6 @@ def main() -> None:
     from moto.s3 import notifications
     from moto.s3.responses import S3Response
     from moto.server import main as moto_main
-
     from moto.sns.models import SNSBackend
 
     notifications._send_event_bridge_message = send_event_bridge_message

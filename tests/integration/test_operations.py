@@ -126,17 +126,17 @@ def test_doctor_reads_the_configuration_and_its_secrets(stack: LocalStack) -> No
     ssm, secrets = stack.client("ssm"), stack.client("secretsmanager")
     ssm.put_parameter(Name="/cdnpurge/core/config", Value=CONFIG, Type="String", Overwrite=True)
     # A secret that does not exist yet: named, never a value
-    status, checks = doctor()
+    _, checks = doctor()
     assert checks["configuration"]["verdict"] == "ok"
     assert checks["secrets"]["verdict"] == "FAIL"
     assert "cannot read secret cdnpurge/fastly" in checks["secrets"]["found"]
     secrets.create_secret(Name="cdnpurge/fastly", SecretString=json.dumps({"token": "s3cr3t-token-value"}))
-    status, checks = doctor()
+    _, checks = doctor()
     assert checks["secrets"]["verdict"] == "ok"
     assert "s3cr3t" not in json.dumps(checks)
     # A configuration that does not validate names the field
     ssm.put_parameter(Name="/cdnpurge/core/config", Value="providers: []\n", Type="String", Overwrite=True)
-    status, checks = doctor()
+    _, checks = doctor()
     assert checks["configuration"]["verdict"] == "FAIL" and "providers" in checks["configuration"]["found"]
     ssm.put_parameter(Name="/cdnpurge/core/config", Value=CONFIG, Type="String", Overwrite=True)
 

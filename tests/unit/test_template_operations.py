@@ -303,3 +303,47 @@ def test_saved_queries_read_the_functions_log_group() -> None:
     # The fields the queries read from the EMF documents are metrics the code emits.
     for field in ("ChangeToPurgeSeconds", "RequestSeconds", "Throttles", "Requests", "Retries"):
         assert field in emitted()
+
+
+def test_every_alarm_says_when_it_is_over_to_the_same_destinations() -> None:
+    for logical_id, alarm in of_type("AWS::CloudWatch::Alarm").items():
+        assert alarm["Properties"]["OKActions"] == ALARM_ACTIONS, logical_id
+
+
+@pytest.mark.parametrize("alarm", ["DeadLetterQueueAlarm", "DeliveryDeadLetterQueueAlarm"])
+def test_dead_letter_alarms_fire_on_new_dead_letters_not_on_old_ones(alarm: str) -> None:
+    # Depth stays above zero for the queue's 14-day retention, holding the alarm in ALARM through a second
+    # incident; messages sent in the period are each incident's own.
+    properties = resources()[alarm]["Properties"]
+    assert (properties["MetricName"], properties["Statistic"]) == ("NumberOfMessagesSent", "Sum")
+    assert properties["Threshold"] == 0 and properties["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def test_a_refused_configuration_reload_is_alarmed_and_graphed() -> None:
+    alarm = resources()["ConfigReloadFailedAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (NAMESPACE, "ConfigReloadFailed")
+    assert "ConfigReloadFailed" in emitted()
+    assert ("CDNPurge", "ConfigReloadFailed", frozenset({"service"})) in set(dashboard_metrics())
+
+
+def test_the_queue_age_alarm_states_its_real_delay() -> None:
+    alarm = resources()["PurgeQueueAgeAlarm"]["Properties"]
+    minutes = alarm["EvaluationPeriods"] * alarm["Period"] // 60
+    default = template()["Parameters"]["OldestMessageAlarmSeconds"]["Default"]
+    assert f"OldestMessageAlarmSeconds + {minutes} minutes" in alarm["AlarmDescription"]
+    assert f"({default // 60 + minutes} minutes by default)" in alarm["AlarmDescription"]
+
+
+def test_the_trail_and_the_capacity_mode_are_switches() -> None:
+    parameters = template()["Parameters"]
+    assert parameters["TrailEnabled"]["AllowedValues"] == ["true", "false"]
+    assert parameters["TableCapacityMode"]["AllowedValues"] == ["PAY_PER_REQUEST", "PROVISIONED"]
+    assert resources()["PurgeTrailTable"]["Condition"] == "HasTrail"
+    variables = resources()["PurgeFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["TRAIL_TABLE_NAME"] == {"Fn::If": ["HasTrail", {"Ref": "PurgeTrailTable"}, ""]}
+    for table in ("IdempotencyTable", "PurgeTrailTable"):
+        properties = resources()[table]["Properties"]
+        assert properties["BillingMode"] == {"Ref": "TableCapacityMode"}
+        assert properties["ProvisionedThroughput"]["Fn::If"][0] == "IsProvisioned"
+        for index in properties.get("GlobalSecondaryIndexes", []):
+            assert index["ProvisionedThroughput"]["Fn::If"][0] == "IsProvisioned"
