@@ -162,16 +162,14 @@ class _Parser:
         left = self._and()
         while self._peek() == "or":
             self._take()
-            right, before = self._and(), left
-            left = lambda row, a=before, b=right: a(row) or b(row)  # noqa: E731
+            left = _either(left, self._and())
         return left
 
     def _and(self) -> Condition:
         left = self._not()
         while self._peek() == "and":
             self._take()
-            right, before = self._not(), left
-            left = lambda row, a=before, b=right: a(row) and b(row)  # noqa: E731
+            left = _both(left, self._not())
         return left
 
     def _not(self) -> Condition:
@@ -219,6 +217,20 @@ class _Parser:
         return lambda row: row.get(word) is not None and check(row[word], literal)
 
 
+def _either(first: Condition, second: Condition) -> Condition:
+    return lambda row: first(row) or second(row)
+
+
+def _both(first: Condition, second: Condition) -> Condition:
+    return lambda row: first(row) and second(row)
+
+
+_AGGREGATES: Final[Mapping[str, Callable[[list[Any]], Any]]] = {
+    "sum": sum,
+    "max": max,
+    "min": min,
+    "avg": lambda values: sum(values) / len(values),
+}
 _AGGREGATE: Final = re.compile(r"^(sum|count|max|min|avg)\(([^)]*)\)(?:\s+as\s+(\S+))?$")
 
 
@@ -245,7 +257,7 @@ def _stats(text: str, rows: list[Row]) -> list[Row]:
             elif not values:
                 result[name] = None
             else:
-                result[name] = {"sum": sum, "max": max, "min": min}.get(function, lambda v: sum(v) / len(v))(values)
+                result[name] = _AGGREGATES[function](values)
         results.append(result)
     return results
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from cdnpurge.cli.command import Context
 
 # Logical ids of template.yaml the tools read.
 FUNCTION: Final = "PurgeFunction"
@@ -54,6 +57,17 @@ class DeployedStack:
             return self.physical_ids[logical_id]
         except KeyError:
             raise StackReadError(f"stack {self.name} has no {logical_id}: is it a cdnpurge stack?") from None
+
+
+def client_in(context: Context, service: str, region: str | None = None) -> Any:
+    """The client the context injects for `service` (tests), else boto3's in `region` (the stack's own: its
+    resources are there whatever the caller's default region)."""
+    injected = getattr(context, service, None)
+    if injected is not None:
+        return injected
+    import boto3
+
+    return boto3.client(service, region_name=region)  # type: ignore[call-overload]
 
 
 def read_stack(cloudformation: Any, name: str) -> DeployedStack:

@@ -17,8 +17,9 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any, Final, TextIO
+from typing import Any, Final
 
+from cdnpurge.cli.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Commands, Context, add_command
 from cdnpurge.cli.deployed import (
     ALARM_EMAIL_TOPIC,
     DEAD_LETTER_QUEUE,
@@ -27,6 +28,7 @@ from cdnpurge.cli.deployed import (
     QUEUE,
     DeployedStack,
     StackReadError,
+    client_in,
     event_source_mapping,
     queue_arn,
     read_pause,
@@ -34,8 +36,6 @@ from cdnpurge.cli.deployed import (
 )
 from cdnpurge.cli.notifications import EVENTBRIDGE
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-Clients = Callable[..., Any]
 # How far back the function's errors are counted.
 ERRORS_WINDOW_SECONDS: Final = 3600
 
@@ -70,26 +70,28 @@ class Check:
     fix: str = ""
 
 
-def add_parser(commands: Any) -> None:
-    doctor = commands.add_parser(
+def register(commands: Commands) -> None:
+    parser = add_command(
+        commands,
         "doctor",
+        run,
         help="check that a deployed stack works end to end (region, notifications, config, secrets, alarms)",
         description="Read the deployed stack and check, one line each with a fix, everything that must hold "
         "for a change in the bucket to be purged and for someone to hear when it is not.",
         epilog=DOCTOR_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    doctor.add_argument("--stack", required=True, help="the stack's name (as deployed with sam deploy)")
-    doctor.add_argument("-f", "--format", choices=("text", "json"), default="text", help="output format")
+    parser.add_argument("--stack", required=True, help="the stack's name (as deployed with sam deploy)")
+    parser.add_argument("-f", "--format", choices=("text", "json"), default="text", help="output format")
 
 
-def run(args: argparse.Namespace, out: TextIO, clients: Clients, wall_clock: Callable[[], float]) -> int:
+def run(args: argparse.Namespace, context: Context) -> int:
+    out = context.out
     try:
-        stack = read_stack(clients("cloudformation"), args.stack)
+        stack = read_stack(client_in(context, "cloudformation"), args.stack)
     except StackReadError as exc:
         print(f"cdnpurge: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    checks = list(diagnose(stack, lambda service: clients(service, region=stack.region), now=wall_clock()))
+    checks = list(diagnose(stack, lambda service: client_in(context, service, stack.region), now=context.wall_clock()))
     if args.format == "json":
         json.dump({"stack": stack.name, "region": stack.region, "checks": [asdict(c) for c in checks]}, out, indent=2)
         out.write("\n")

@@ -17,9 +17,9 @@ import getpass
 import re
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, Final, TextIO
+from typing import Any, Final
 
+from cdnpurge.cli.command import EXIT_OK, EXIT_USAGE, Commands, Context, add_command
 from cdnpurge.cli.deployed import (
     FUNCTION,
     QUEUE,
@@ -27,6 +27,7 @@ from cdnpurge.cli.deployed import (
     PauseRecord,
     StackReadError,
     clear_pause,
+    client_in,
     event_source_mapping,
     queue_arn,
     read_pause,
@@ -34,8 +35,6 @@ from cdnpurge.cli.deployed import (
     write_pause,
 )
 
-EXIT_OK, EXIT_USAGE = 0, 2
-Clients = Callable[..., Any]
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 PAUSE_EXAMPLES = """\
@@ -50,27 +49,21 @@ cloudformation:DescribeStacks and ListStackResources. Exit status: 0 done (or al
 """
 
 
-def add_parsers(commands: Any) -> None:
-    """`pause` and `resume` on the CLI's subcommand parser."""
-    pause = commands.add_parser(
+def register(commands: Commands) -> None:
+    parser = add_command(
+        commands,
         "pause",
+        run,
         help="stop purging (disable the queue's event source mapping), recording why",
         description="Disable PurgeFunction's SQS event source mapping so changes wait in the purge queue, and "
         "record the reason (SSM parameter /cdnpurge/<stack>/paused), shown by `doctor` and `status --stack`.",
         epilog=PAUSE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    pause.add_argument("--stack", required=True, help="the stack's name (as deployed with sam deploy)")
-    pause.add_argument("--reason", required=True, help=f"why, for whoever looks next (one line, <= {REASON_MAX_CHARS})")
-    pause.add_argument("--by", default=None, help="who paused (default: the local user name)")
-    resume = commands.add_parser(
-        "resume",
-        help="restart purging paused by `cdnpurge pause`",
-        description="Enable PurgeFunction's SQS event source mapping again and delete the pause record.",
-        epilog=PAUSE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser.add_argument("--stack", required=True, help="the stack's name (as deployed with sam deploy)")
+    parser.add_argument(
+        "--reason", required=True, help=f"why, for whoever looks next (one line, <= {REASON_MAX_CHARS})"
     )
-    resume.add_argument("--stack", required=True, help="the stack's name")
+    parser.add_argument("--by", default=None, help="who paused (default: the local user name)")
 
 
 def checked_text(text: str, option: str) -> str:
@@ -85,25 +78,25 @@ def checked_text(text: str, option: str) -> str:
     return value
 
 
-def run_pause(args: argparse.Namespace, out: TextIO, clients: Clients, wall_clock: Callable[[], float]) -> int:
+def run(args: argparse.Namespace, context: Context) -> int:
     try:
         reason = checked_text(args.reason, "--reason")
         by = checked_text(args.by or _user(), "--by")
     except ValueError as exc:
         print(f"cdnpurge: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return _switch(args.stack, out, clients, enabled=False, record=PauseRecord(reason, by, _iso(wall_clock())))
+    record = PauseRecord(reason, by, _iso(context.wall_clock()))
+    return switch(args.stack, context, enabled=False, record=record)
 
 
-def run_resume(args: argparse.Namespace, out: TextIO, clients: Clients) -> int:
-    return _switch(args.stack, out, clients, enabled=True, record=None)
-
-
-def _switch(stack_name: str, out: TextIO, clients: Clients, *, enabled: bool, record: PauseRecord | None) -> int:
+def switch(stack_name: str, context: Context, *, enabled: bool, record: PauseRecord | None) -> int:
+    """Enable or disable the purge queue's event source mapping of `stack_name`; pausing keeps `record`,
+    resuming deletes it. `cdnpurge resume` runs it too."""
+    out = context.out
     try:
-        stack = read_stack(clients("cloudformation"), stack_name)
+        stack = read_stack(client_in(context, "cloudformation"), stack_name)
         function = stack.physical(FUNCTION)
-        sqs, lambda_client, ssm = (clients(s, region=stack.region) for s in ("sqs", "lambda", "ssm"))
+        sqs, lambda_client, ssm = (client_in(context, s, stack.region) for s in ("sqs", "lambda", "ssm"))
         mapping = event_source_mapping(lambda_client, function, queue_arn(sqs, stack.physical(QUEUE)))
     except StackReadError as exc:
         print(f"cdnpurge: {exc}", file=sys.stderr)
