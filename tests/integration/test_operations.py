@@ -49,7 +49,9 @@ def mapping_state(stack: LocalStack) -> str:
     return str(mapping["State"])
 
 
-def test_pause_disables_the_mapping_and_records_why_then_resume_undoes_both(stack: LocalStack) -> None:
+def test_pause_disables_the_mapping_and_records_why_then_resume_undoes_both(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Given a running stack
     assert mapping_state(stack) == "Enabled"
     # When purging is paused with a reason
@@ -60,6 +62,10 @@ def test_pause_disables_the_mapping_and_records_why_then_resume_undoes_both(stac
     assert "paused since 2027-01-15T08:00:00Z by alice: Fastly API outage, INC-123" in out
     recorded = stack.client("ssm").get_parameter(Name=pause_parameter(STACK))["Parameter"]["Value"]
     assert "INC-123" in recorded
+    # And `status --stack` says so before answering
+    status_code, _ = run("status", "--stack", STACK, "--since", "1h")
+    assert status_code == 1  # nothing recorded in the last hour
+    assert "purging is PAUSED: paused since 2027-01-15T08:00:00Z by alice" in capsys.readouterr().err
     # And pausing again is harmless
     assert run("pause", "--stack", STACK, "--reason", "still out", "--by", "bob")[1].count("already paused") == 1
     # When resumed
