@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -199,3 +200,57 @@ def test_doctor_catches_the_region_mistake() -> None:
     assert checks["region"]["verdict"] == "FAIL"
     assert "is in eu-west-1, the stack in us-east-1" in checks["region"]["found"]
     assert checks["region"]["fix"].startswith("deploy the stack in eu-west-1")
+
+
+def dead_letter(stack: LocalStack, body: str, failure: str, reasons: str) -> None:
+    stack.client("sqs").send_message(
+        QueueUrl=stack.resources.dead_letter_queue_url,
+        MessageBody=body,
+        MessageAttributes={
+            "cdnpurge-error": {"DataType": "String", "StringValue": reasons},
+            "cdnpurge-failure": {"DataType": "String", "StringValue": failure},
+        },
+    )
+
+
+def bodies(stack: LocalStack, url: str) -> list[str]:
+    sqs, found = stack.client("sqs"), []
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages"):
+        for message in messages:
+            found.append(message["Body"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return sorted(found)
+
+
+def test_redrive_moves_only_what_the_filters_name(stack: LocalStack) -> None:
+    # Given dead letters from a Fastly outage, a Bunny refusal and a verification failure
+    resources = stack.resources
+    dead_letter(stack, "fastly-1", "retries-exhausted", "fastly: failed: 503 Service Unavailable")
+    dead_letter(stack, "fastly-2", "retries-exhausted", "bunny: ok; fastly: failed: 503 Service Unavailable")
+    dead_letter(stack, "bunny-1", "permanent", "bunny: refused: 400 invalid URL")
+    dead_letter(stack, "verify-1", "verification-failed", "fastly-eu: still stale at https://www.example.com/a")
+    dlq, queue = resources.dead_letter_queue_url, resources.queue_url
+    common = ("redrive", "--dlq-url", dlq, "--queue-url", queue, "--wait-seconds", "0")
+    # When listing the Fastly outage's dead letters: exactly those two, and nothing moves
+    status, out = run(*common, "--provider", "fastly", "--dry-run")
+    assert status == 0 and "dry run: 2 message(s) would move" in out
+    assert "left 2 message(s) not matching (provider fastly)" in out
+    # When moving the exhausted retries at most one at a time
+    status, out = run(*common, "--reason", "retries-exhausted", "--max", "1")
+    assert status == 0 and "done: 1 message(s) moved" in out
+    status, out = run(*common, "--provider", "fastly", "--reason", "503")
+    assert "done: 1 message(s) moved" in out
+    # Then the queue holds the two Fastly messages; the others are still dead letters
+    assert bodies(stack, queue) == ["fastly-1", "fastly-2"]
+    # --since: what was dead-lettered within the last hour, seen from two hours later, is nothing
+    out_io = io.StringIO()
+    later = main([*common, "--since", "1h", "--dry-run"], out=out_io, wall_clock=lambda: time.time() + 7200)
+    assert later == 0 and "dry run: 0 message(s) would move" in out_io.getvalue()
+    assert bodies(stack, dlq) == ["bunny-1", "verify-1"]
+
+
+def test_redrive_refuses_a_bad_age(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["redrive", "--dlq-url", "a", "--queue-url", "b", "--since", "yesterday"])
+    assert exit_info.value.code == 2
+    assert "'yesterday' is not a duration" in capsys.readouterr().err
