@@ -9,6 +9,7 @@ cdnpurge status --bucket my-site-content --key docs/a.html
 cdnpurge report bench/results/storm-20261126T144126Z.json
 cdnpurge doctor --stack cdnpurge
 cdnpurge pause --stack cdnpurge --reason "Fastly outage"; cdnpurge resume --stack cdnpurge
+cdnpurge canary --stack cdnpurge
 
 Each command is one module of this package (`cdnpurge.cli.command` says how to write one); this module
 holds the top-level parser, the list of commands and the handling every command shares.
@@ -23,7 +24,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TextIO
 
-from cdnpurge.cli import doctor, eventbridge, pause, plan, purge, redrive, report, resume, status, validate
+from cdnpurge.cli import canary, doctor, eventbridge, pause, plan, purge, redrive, report, resume, status, validate
 from cdnpurge.cli.command import EXIT_USAGE, Commands, Context
 from cdnpurge.cli.errors import reader_gone
 from cdnpurge.core.config import ConfigError
@@ -42,6 +43,7 @@ COMMANDS: tuple[Callable[[Commands], None], ...] = (
     doctor.register,
     pause.register,
     resume.register,
+    canary.register,
 )
 
 
