@@ -15,11 +15,14 @@ import pytest
 
 from cdnpurge.cli.deployed import pause_parameter
 from cdnpurge.cli.main import main
+from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
+from cdnpurge_local.fakecdn.server import FakeCDN
 from cdnpurge_local.stack import LocalStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("stack")]
 
 STACK = "cdnpurge-ops"
+FASTLY_TOKEN = "fastly-token-the-fake-accepts-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +106,10 @@ providers:
   - name: fastly
     kind: fastly
     service_id: SU1Z0isxPaozGVKXdv0eY
+    endpoint: {endpoint}
     hosts: [www.example.com]
     credentials:
-      token: {secret: cdnpurge/fastly, field: token}
+      token: {{secret: cdnpurge/fastly, field: token}}
 """
 
 
@@ -129,23 +133,42 @@ def test_doctor_names_every_broken_link_with_its_fix(stack: LocalStack) -> None:
     assert checks["paused"]["verdict"] == "ok" and checks["dead letters"]["verdict"] == "ok"
 
 
-def test_doctor_reads_the_configuration_and_its_secrets(stack: LocalStack) -> None:
+@pytest.fixture(scope="module")
+def fastly() -> Iterator[FakeCDN]:
+    with FakeCDN([FastlyBehaviour(token=FASTLY_TOKEN, service_id="SU1Z0isxPaozGVKXdv0eY")]) as cdn:
+        yield cdn
+
+
+def test_doctor_reads_the_configuration_its_secrets_and_asks_the_provider(stack: LocalStack, fastly: FakeCDN) -> None:
     ssm, secrets = stack.client("ssm"), stack.client("secretsmanager")
-    ssm.put_parameter(Name="/cdnpurge/core/config", Value=CONFIG, Type="String", Overwrite=True)
+    config = CONFIG.format(endpoint=fastly.endpoint("fastly"))
+    ssm.put_parameter(Name="/cdnpurge/core/config", Value=config, Type="String", Overwrite=True)
     # A secret that does not exist yet: named, never a value
     _, checks = doctor()
     assert checks["configuration"]["verdict"] == "ok"
     assert checks["secrets"]["verdict"] == "FAIL"
     assert "cannot read secret cdnpurge/fastly" in checks["secrets"]["found"]
-    secrets.create_secret(Name="cdnpurge/fastly", SecretString=json.dumps({"token": "s3cr3t-token-value"}))
+    assert checks["credentials"]["verdict"] == "warn"
+    # A token Fastly never issued: readable, and refused by GET /tokens/self
+    secrets.create_secret(Name="cdnpurge/fastly", SecretString=json.dumps({"token": "s3cr3t-token-value-0000"}))
     _, checks = doctor()
     assert checks["secrets"]["verdict"] == "ok"
+    assert (
+        checks["credentials"]["verdict"] == "FAIL"
+        and "fastly refused (GET /tokens/self" in checks["credentials"]["found"]
+    )
     assert "s3cr3t" not in json.dumps(checks)
+    # The right token: accepted, and nothing was purged by asking
+    secrets.put_secret_value(SecretId="cdnpurge/fastly", SecretString=json.dumps({"token": FASTLY_TOKEN}))
+    _, checks = doctor()
+    assert checks["credentials"]["verdict"] == "ok"
+    assert checks["credentials"]["found"] == "fastly accepted (GET /tokens/self)"
+    assert fastly.purged("fastly") == []
     # A configuration that does not validate names the field
     ssm.put_parameter(Name="/cdnpurge/core/config", Value="providers: []\n", Type="String", Overwrite=True)
     _, checks = doctor()
     assert checks["configuration"]["verdict"] == "FAIL" and "providers" in checks["configuration"]["found"]
-    ssm.put_parameter(Name="/cdnpurge/core/config", Value=CONFIG, Type="String", Overwrite=True)
+    ssm.put_parameter(Name="/cdnpurge/core/config", Value=config, Type="String", Overwrite=True)
 
 
 def test_doctor_sees_eventbridge_off_a_pause_and_dead_letters(stack: LocalStack) -> None:
@@ -163,7 +186,7 @@ def test_doctor_sees_eventbridge_off_a_pause_and_dead_letters(stack: LocalStack)
         # The text form: one line per check, a fix under each failure, a summary
         status, text = run("doctor", "--stack", STACK)
         assert "fix: cdnpurge resume --stack cdnpurge-ops" in text
-        assert text.rstrip().splitlines()[-1].startswith(f"{STACK}: 12 checks, ")
+        assert text.rstrip().splitlines()[-1].startswith(f"{STACK}: 13 checks, ")
     finally:
         run("enable-eventbridge", "--bucket", bucket)
         run("resume", "--stack", STACK)

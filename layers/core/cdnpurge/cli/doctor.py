@@ -45,7 +45,8 @@ examples:
   cdnpurge doctor --stack cdnpurge --format json    for a pipeline step (a list of checks)
 
 Checks: the stack settled; stack and bucket in one region; the bucket's EventBridge delivery; the S3 rule's
-source, bucket and state; the configuration in SSM; every provider's secrets readable; alarm destinations
+source, bucket and state; the configuration in SSM; every provider's secrets readable and its credentials
+accepted (a harmless call where its API has one: Fastly, Cloudflare; the others say not checked); alarm destinations
 (email confirmed); alarms firing now; the purge queue and dead-letter queue; purging paused or not; the
 function's errors in the last hour. Read-only. Needs read access to each (cloudformation:Describe*,
 s3:GetBucketLocation/GetBucketNotification, events:DescribeRule, ssm:GetParameter, secretsmanager:
@@ -111,13 +112,26 @@ def diagnose(stack: DeployedStack, client: Callable[[str], Any], *, now: float) 
     """Every check, in the order an operator would follow the data: stack, bucket, rule, config, secrets,
     alarms, queues, pause, function. A check that raises is reported as failed with the error, and the
     rest still run."""
+    memo: dict[str, Any] = {}
+
+    def configuration() -> tuple[Check, Any]:
+        if "configuration" not in memo:
+            memo["configuration"] = _configuration(stack, client("ssm"))
+        return memo["configuration"]  # type: ignore[no-any-return]
+
+    def secrets() -> tuple[Check, dict[str, Any] | None]:
+        if "secrets" not in memo:
+            memo["secrets"] = _secrets(stack, configuration()[1], client("secretsmanager"))
+        return memo["secrets"]  # type: ignore[no-any-return]
+
     steps: tuple[tuple[str, Callable[[], Check]], ...] = (
         ("stack", lambda: _stack(stack)),
         ("region", lambda: _region(stack, client("s3"))),
         ("eventbridge", lambda: _eventbridge(stack, client("s3"))),
         ("s3 rule", lambda: _rule(stack, client("events"))),
-        ("configuration", lambda: _configuration(stack, client("ssm"))[0]),
-        ("secrets", lambda: _secrets(stack, client("ssm"), client("secretsmanager"))),
+        ("configuration", lambda: configuration()[0]),
+        ("secrets", lambda: secrets()[0]),
+        ("credentials", lambda: _credentials(configuration()[1], secrets()[1])),
         ("alarm destinations", lambda: _destinations(stack, client("sns"))),
         ("alarms", lambda: _alarms(stack, client("cloudwatch"))),
         ("purge queue", lambda: _queue(stack, client("sqs"))),
@@ -228,15 +242,16 @@ def _configuration(stack: DeployedStack, ssm: Any) -> tuple[Check, Any]:
     return Check("configuration", Verdict.OK, found), config
 
 
-def _secrets(stack: DeployedStack, ssm: Any, secretsmanager: Any) -> Check:
+def _secrets(stack: DeployedStack, config: Any, secretsmanager: Any) -> tuple[Check, dict[str, Any] | None]:
+    """Every credential the configuration names, read as the function reads it; the values by provider when
+    all were read (never shown)."""
     from cdnpurge.core.credentials import CredentialError, EnvCredential, InlineCredential, SecretCredential, resolve
 
-    _, config = _configuration(stack, ssm)
     if config is None:
-        return Check("secrets", Verdict.WARN, "not checked: the configuration does not load")
+        return Check("secrets", Verdict.WARN, "not checked: the configuration does not load"), None
     prefix = stack.parameters.get("SecretsPrefix", "cdnpurge/")
     problems: list[str] = []
-    read = 0
+    resolved: dict[str, Any] = {}
 
     def reader(secret: str) -> Any:
         return secretsmanager.get_secret_value(SecretId=secret)["SecretString"]
@@ -253,16 +268,38 @@ def _secrets(stack: DeployedStack, ssm: Any, secretsmanager: Any) -> Check:
                     f"{prefix}: the function may not read it"
                 )
         try:
-            read += len(
-                resolve(settings.credentials, owner=f"providers.{settings.name}", environ={}, secret_reader=reader)
-            )
+            owner = f"providers.{settings.name}"
+            resolved[settings.name] = resolve(settings.credentials, owner=owner, environ={}, secret_reader=reader)
         except CredentialError as exc:
             problems.append(str(exc))
     if problems:
         fix = f"store each as a Secrets Manager secret named {prefix}... and reference it with `secret:`"
-        return Check("secrets", Verdict.FAIL, "; ".join(dict.fromkeys(problems)), fix)
-    note = " (whether each provider accepts them is not checked: `cdnpurge canary` purges for real)"
-    return Check("secrets", Verdict.OK, f"{read} credential(s) of {len(config.providers)} provider(s) readable{note}")
+        return Check("secrets", Verdict.FAIL, "; ".join(dict.fromkeys(problems)), fix), None
+    read = sum(len(values) for values in resolved.values())
+    return Check("secrets", Verdict.OK, f"{read} credential(s) of {len(resolved)} provider(s) readable"), resolved
+
+
+def _credentials(config: Any, resolved: dict[str, Any] | None) -> Check:
+    """Each provider asked, with a harmless call where its API has one, whether it accepts its credentials."""
+    from cdnpurge.core.registry import REGISTRY
+    from cdnpurge.runtime.credential_check import Acceptance, check_credentials
+
+    if config is None or resolved is None:
+        return Check("credentials", Verdict.WARN, "not checked: the configuration or its secrets do not load")
+    results = []
+    for settings in config.providers:
+        values = resolved[settings.name]
+        provider = REGISTRY[settings.kind](settings, values, None)
+        results.append(check_credentials(provider, [value.get_secret_value() for value in values.values()]))
+    found = "; ".join(f"{r.provider} {r.acceptance.value} ({r.detail})" for r in results)
+    refused = [r.provider for r in results if r.acceptance is Acceptance.REFUSED]
+    if refused:
+        fix = f"put a valid token in the secret of {', '.join(refused)} (aws secretsmanager put-secret-value)"
+        return Check("credentials", Verdict.FAIL, found, fix)
+    unknown = [r for r in results if r.acceptance is Acceptance.UNKNOWN]
+    if unknown:
+        return Check("credentials", Verdict.WARN, found, "ask again later; `cdnpurge canary` purges for real")
+    return Check("credentials", Verdict.OK, found, "`cdnpurge canary` purges for real where none was asked")
 
 
 def _destinations(stack: DeployedStack, sns: Any) -> Check:
