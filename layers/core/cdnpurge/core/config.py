@@ -29,10 +29,9 @@ from pydantic import (
 
 from cdnpurge.core.errors import CdnpurgeError
 from cdnpurge.core.models import TargetKind
-from cdnpurge.core.placeholders import PLACEHOLDER
+from cdnpurge.core.placeholders import PLACEHOLDER, compile_match
 from cdnpurge.core.plan.convert import can_express
 from cdnpurge.core.registry import REGISTRY
-from cdnpurge.core.translate import compile_match
 
 # Validation context key: refuse providers lacking the credentials their adapter needs (see `parse_config`).
 REQUIRE_CREDENTIALS: Final = "require_credentials"

@@ -36,7 +36,9 @@ class Capabilities:
     - `body_overhead_bytes`: bytes of the body around the target list, for byte-accurate chunking.
     - `soft_purge`: whether the provider can mark content stale instead of evicting it.
     - `hard_only`: kinds that are always hard even when soft is asked for (Fastly purge_all).
-    - `asynchronous`: the provider returns a job that completes later (no effect on planning).
+    - `asynchronous`: an accepted purge is a job that completes later. Where the provider also reports a
+      job's progress, its adapter implements `cdnpurge.core.protocol.JobStatus`, and verification asks it
+      before probing the edge; a provider that is not asynchronous is never asked (no effect on planning).
     - `rate_per_second` / `burst`: the documented or configured sustained request rate, for pacing.
     - `host_qualified`: kinds whose wire form names the host (Cloudflare prefixes: `host/path`); the
       planner expands a host-relative target into one per configured host.

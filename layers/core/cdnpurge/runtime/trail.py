@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from boto3.dynamodb.types import TypeSerializer
 
@@ -58,8 +58,10 @@ from cdnpurge.runtime.ledger import (
 
 if TYPE_CHECKING:
     from cdnpurge.core.config import Rule
+    from cdnpurge.core.events import Decoded
+    from cdnpurge.core.models import Plan
+    from cdnpurge.core.translate import Translation
     from cdnpurge.runtime.execute import Outcome
-    from cdnpurge.runtime.report import BatchRun
 
 KEY_PREFIX: Final = "cdnpurge#trail#"
 PK, SK, AT, EXPIRES_AT, LOOKUP, HOUR = "pk", "sk", "at", "expires_at", "lookup", "hour"
@@ -192,6 +194,23 @@ class _PairState:
             why = "deferred: out of time" if outcome.deferred else "failed"
             return f"{why}: {outcome.error.message}" if outcome.error else why
         return self.errors[-1] if self.errors else None
+
+
+class BatchRun(Protocol):
+    """What the trail reads of one batch's run: `cdnpurge.runtime.report.BatchRun` is one. Named here, not
+    imported, because the batch report carries the trail's `TrailWriting` (imports point one way)."""
+
+    @property
+    def decoded(self) -> Decoded: ...
+
+    @property
+    def translation(self) -> Translation: ...
+
+    @property
+    def plan(self) -> Plan: ...
+
+    @property
+    def outcomes(self) -> tuple[Outcome, ...]: ...
 
 
 def batch_items(

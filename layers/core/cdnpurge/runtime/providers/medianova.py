@@ -25,7 +25,7 @@ Docs: https://docs.medianova.com (API reference > CDN > Purge).
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import quote
 
 import httpx
@@ -40,6 +40,8 @@ from cdnpurge.runtime.providers.http import ApiCall, HttpProvider
 BASE_URL = "https://cloud.medianova.com/api/v1"
 MAX_PATHS_PER_CALL = 100
 MAX_PAGE_LIMIT = 100
+# A job's `status` in the listing while it runs (the listing's values are undocumented: see `UNVERIFIED`).
+PENDING_STATUSES: Final = frozenset({"pending", "processing", "in_progress", "inprogress", "queued", "running"})
 UNVERIFIED = (
     "medianova: response bodies are undocumented; the job id is read from data.id / id / opID",
     "medianova: no documented rate limit; 429 is handled when it comes",
@@ -141,6 +143,13 @@ class MedianovaProvider(HttpProvider):
         params = {"page": str(page), "limit": str(limit)} | ({"opID": op_id} if op_id else {})
         response = self.send(ApiCall("GET", self._jobs_path, params=params))
         return self._json_object(response)
+
+    def job_pending(self, job_id: str) -> bool:
+        """`JobStatus`: the job's status in the listing filtered by its `opID` is one of `PENDING_STATUSES`."""
+        jobs = self.job_status(page=1, limit=1, op_id=job_id).get("data")
+        if isinstance(jobs, list) and jobs and isinstance(jobs[0], dict):
+            return str(jobs[0].get("status", "")).lower() in PENDING_STATUSES
+        return False
 
     def _json_object(self, response: httpx.Response) -> dict[str, Any]:
         """The response body as an object; a body that says the call failed is a refusal."""
