@@ -68,7 +68,7 @@ def test_a_provider_with_a_harmless_call_says_accepted_or_refused(
     accepted = check_credentials(provider(cdn, kind, extra, credential, good), [good])
     assert (accepted.acceptance, accepted.detail) == (Acceptance.ACCEPTED, asked)
     refused = check_credentials(provider(cdn, kind, extra, credential, WRONG), [WRONG])
-    assert refused.acceptance is Acceptance.REFUSED and refused.detail.startswith(asked)
+    assert refused.acceptance is Acceptance.REFUSED and refused.detail.startswith(f"{kind}: HTTP 40")
     assert WRONG not in refused.detail
     assert cdn.purged(kind) == []  # asking purged nothing
 

@@ -155,7 +155,7 @@ def test_doctor_reads_the_configuration_its_secrets_and_asks_the_provider(stack:
     assert checks["secrets"]["verdict"] == "ok"
     assert (
         checks["credentials"]["verdict"] == "FAIL"
-        and "fastly refused (GET /tokens/self" in checks["credentials"]["found"]
+        and "fastly refused (fastly: HTTP 401" in checks["credentials"]["found"]
     )
     assert "s3cr3t" not in json.dumps(checks)
     # The right token: accepted, and nothing was purged by asking

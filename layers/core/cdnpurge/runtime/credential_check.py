@@ -1,9 +1,9 @@
 """Whether a provider accepts its credentials, asked with a harmless call (`cdnpurge doctor`).
 
-An adapter that knows one overrides `HttpProvider.credentials_check` with a documented read that needs the
-credentials and changes nothing (Fastly `GET /tokens/self`, Cloudflare `GET /user/tokens/verify`); the call
-goes through the adapter's own `send`, so its base URL, auth, timeouts and error mapping are the purge
-path's. An adapter whose API has no such call is reported as not checked, never as accepted. Messages are
+An adapter implementing `core.protocol.CredentialsCheck` makes a documented read that needs the credentials
+and changes nothing (HTTP adapters name it in `credentials_check`: Fastly `GET /tokens/self`, Cloudflare
+`GET /user/tokens/verify`), through its own `send`, so its base URL, auth, timeouts and error mapping are the
+purge path's. An adapter whose API has no such call is reported as not checked, never as accepted. Messages are
 redacted with the credentials' own forms before they leave.
 """
 
@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from cdnpurge.core.protocol import Provider, ProviderWrapper
+from cdnpurge.core.protocol import Provider, credentials_check
 from cdnpurge.core.provider_errors import AuthError, ProviderError
-from cdnpurge.runtime.providers.http import HttpProvider
 from cdnpurge.runtime.redaction import redact, secret_forms
 
 
@@ -37,18 +36,13 @@ def check_credentials(provider: Provider, secrets: Sequence[str]) -> CredentialC
     """Ask `provider` (unwrapped down to its adapter) whether it accepts its credentials; `secrets`, its
     credential values, are redacted from what is said."""
     forms = secret_forms(secrets)
-    adapter = provider
-    while isinstance(adapter, ProviderWrapper):
-        adapter = adapter.inner
-    call = adapter.credentials_check() if isinstance(adapter, HttpProvider) else None
-    if call is None or not isinstance(adapter, HttpProvider):
-        label = getattr(adapter, "label", type(adapter).__name__)
-        return CredentialCheck(provider.name, Acceptance.NOT_CHECKED, f"{label}'s API has no harmless call to ask")
-    asked = f"{call.method} /{call.path}"
+    checker = credentials_check(provider)
     try:
-        adapter.send(call)
+        asked = None if checker is None else checker.check_credentials()
     except AuthError as exc:
-        return CredentialCheck(provider.name, Acceptance.REFUSED, redact(f"{asked}: {exc}", forms))
+        return CredentialCheck(provider.name, Acceptance.REFUSED, redact(str(exc), forms))
     except ProviderError as exc:
-        return CredentialCheck(provider.name, Acceptance.UNKNOWN, redact(f"{asked}: {exc}", forms))
+        return CredentialCheck(provider.name, Acceptance.UNKNOWN, redact(str(exc), forms))
+    if asked is None:
+        return CredentialCheck(provider.name, Acceptance.NOT_CHECKED, "its API has no harmless call to ask")
     return CredentialCheck(provider.name, Acceptance.ACCEPTED, asked)

@@ -99,8 +99,17 @@ class HttpProvider(DeclaredProvider, ABC):
 
     def credentials_check(self) -> ApiCall | None:
         """A harmless documented call that succeeds only with accepted credentials (reads, purges nothing), for
-        `cdnpurge doctor`; None when the provider's API has none (the default). See `runtime.credential_check`."""
+        `cdnpurge doctor`; None when the provider's API has none (the default)."""
         return None
+
+    def check_credentials(self) -> str | None:
+        """`core.protocol.CredentialsCheck`: make `credentials_check()` through `send` (base URL, auth, timeouts
+        and error mapping as a purge has them); the call made, None when there is none."""
+        call = self.credentials_check()
+        if call is None:
+            return None
+        self.send(call)
+        return f"{call.method} /{call.path}"
 
     def request_auth(self) -> httpx.Auth | None:
         """An httpx `Auth` that signs the final request (Akamai EdgeGrid); None for header tokens."""
