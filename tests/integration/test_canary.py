@@ -20,7 +20,8 @@ from cdnpurge.cli.main import main
 from cdnpurge.cli.status import TrailReader
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.harness import Deployment, deployed
-from cdnpurge_local.provision import DEFAULT_STACK_NAME
+from cdnpurge_local.provision import DEFAULT_STACK_NAME, load_template
+from cdnpurge_local.stack import TEMPLATE_PATH
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("flow")]
 
@@ -135,3 +136,22 @@ def test_canary_json_from_the_command_line_times_out_when_nothing_drains(deploym
     document = json.loads(out.getvalue())
     assert status == 1 and document["ok"] is False and document["timed_out"] is True
     deployment.event_source().drain()
+
+
+def test_the_scheduled_canary_event_is_a_change_every_provider_purges(deployment: Deployment) -> None:
+    # Given the event the template's CanaryRule sends: its InputTemplate with a scheduled event's id and
+    # time put in as EventBridge puts them (JSON values), and ${...} resolved as CloudFormation would
+    template = load_template(TEMPLATE_PATH)
+    (target,) = template["Resources"]["CanaryRule"]["Properties"]["Targets"]
+    text = target["InputTransformer"]["InputTemplate"]["Fn::Sub"]
+    values = {"AWS::AccountId": "123456789012", "AWS::Region": "us-east-1", "CanaryPath": "/cdnpurge-canary"}
+    for name, value in values.items():
+        text = text.replace("${" + name + "}", value)
+    sqs, queue = deployment.stack.client("sqs"), deployment.stack.resources.queue_url
+    for run_id in ("0d9c1a5e-0000-4000-8000-000000000001", "0d9c1a5e-0000-4000-8000-000000000002"):
+        body = text.replace("<id>", json.dumps(run_id)).replace("<time>", json.dumps("2027-01-15T08:00:00Z"))
+        sqs.send_message(QueueUrl=queue, MessageBody=body)
+        deployment.event_source().drain()
+    # Then each run purged the canary path at Fastly: two runs, two purges (never skipped as a duplicate)
+    purged = [entry for entry in deployment.cdn.purged("fastly") if "/cdnpurge-canary" in entry]
+    assert len(purged) == 2
