@@ -277,3 +277,16 @@ def test_redrive_refuses_a_bad_age(capsys: pytest.CaptureFixture[str]) -> None:
         main(["redrive", "--dlq-url", "a", "--queue-url", "b", "--since", "yesterday"])
     assert exit_info.value.code == 2
     assert "'yesterday' is not a duration" in capsys.readouterr().err
+
+
+def test_doctor_names_the_alarms_firing_now(stack: LocalStack) -> None:
+    cloudwatch = stack.client("cloudwatch")
+    name = f"{STACK}-ConfigReloadFailedAlarm-LOCAL"
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="a refused reload, for the test")
+    try:
+        _, checks = doctor()
+        assert checks["alarms"]["verdict"] == "FAIL"
+        assert checks["alarms"]["found"] == "1 in ALARM: ConfigReloadFailedAlarm"
+        assert "docs/runbook.md" in checks["alarms"]["fix"]
+    finally:
+        cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="over")

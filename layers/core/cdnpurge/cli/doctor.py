@@ -341,7 +341,8 @@ def _alarms(stack: DeployedStack, cloudwatch: Any) -> Check:
         for page in cloudwatch.get_paginator("describe_alarms").paginate(AlarmNamePrefix=prefix, StateValue="ALARM")
         for kind in ("MetricAlarms", "CompositeAlarms")
         for alarm in page.get(kind, [])
-        if alarm["AlarmName"].removeprefix(prefix).count("-") == 1
+        # The state again: moto answers a prefix query with every state (AWS applies both filters).
+        if alarm["AlarmName"].removeprefix(prefix).count("-") == 1 and alarm.get("StateValue") == "ALARM"
     )
     if firing:
         return Check(
