@@ -153,5 +153,7 @@ def test_the_scheduled_canary_event_is_a_change_every_provider_purges(deployment
         sqs.send_message(QueueUrl=queue, MessageBody=body)
         deployment.event_source().drain()
     # Then each run purged the canary path at Fastly: two runs, two purges (never skipped as a duplicate)
-    purged = [entry for entry in deployment.cdn.purged("fastly") if "/cdnpurge-canary" in entry]
+    purged = [
+        entry for entry in deployment.cdn.purged("fastly") if entry == "url:www.example.com/cdnpurge-canary (hard)"
+    ]
     assert len(purged) == 2
