@@ -75,7 +75,18 @@ def resolve(
             resolved[name] = SecretStr(environ[ref.env])
         else:
             resolved[name] = SecretStr(_secret_value(ref, where, secret_reader))
+        _check_usable(resolved[name].get_secret_value(), where)
     return resolved
+
+
+def _check_usable(value: str, where: str) -> None:
+    """Refuse a value no API accepts, naming the credential and never its value: whitespace around it (a
+    secret pasted with its trailing newline) or a control character. Sent as it is, it fails in the HTTP
+    library as a malformed header, which looked transient and was retried; it is a configuration error."""
+    if value != value.strip():
+        raise CredentialError(f"{where}: the value has whitespace around it (a trailing newline?); remove it")
+    if not value.isprintable():
+        raise CredentialError(f"{where}: the value holds a control or non-printing character; remove it")
 
 
 def _secret_value(ref: SecretCredential, where: str, secret_reader: SecretReader) -> str:
