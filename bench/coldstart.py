@@ -148,6 +148,8 @@ def build_layer(into: Path, *, python: str, bytecode: str | None) -> Path:
             f"PYTHON_VERSION={minor_version(python)}",
             f"PYTHON={sys.executable}",
             f"BYTECODE_PYTHON={bytecode or ''}",
+            # The sources-only variant on purpose (without it the recipe refuses to build one).
+            f"SOURCE_ONLY_LAYER={'' if bytecode else '1'}",
         ],
         check=True,
         stdout=subprocess.DEVNULL,
