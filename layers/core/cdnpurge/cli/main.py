@@ -7,6 +7,9 @@ cdnpurge redrive --dlq-url URL --queue-url URL --dry-run
 cdnpurge enable-eventbridge --bucket my-site-content --dry-run
 cdnpurge status --bucket my-site-content --key docs/a.html
 cdnpurge report bench/results/storm-20261126T144126Z.json
+cdnpurge doctor --stack cdnpurge
+cdnpurge pause --stack cdnpurge --reason "Fastly outage"; cdnpurge resume --stack cdnpurge
+cdnpurge canary --stack cdnpurge
 
 Each command is one module of this package (`cdnpurge.cli.command` says how to write one); this module
 holds the top-level parser, the list of commands and the handling every command shares.
@@ -22,7 +25,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TextIO
 
-from cdnpurge.cli import eventbridge, plan, purge, redrive, report, status, validate
+from cdnpurge.cli import canary, doctor, eventbridge, pause, plan, purge, redrive, report, resume, status, validate
 from cdnpurge.cli.command import EXIT_USAGE, Commands, Context
 from cdnpurge.cli.errors import reader_gone
 from cdnpurge.cli.output import safe_stream
@@ -39,6 +42,10 @@ COMMANDS: tuple[Callable[[Commands], None], ...] = (
     eventbridge.register,
     status.register,
     report.register,
+    doctor.register,
+    pause.register,
+    resume.register,
+    canary.register,
 )
 
 

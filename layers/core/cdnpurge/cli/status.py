@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from boto3.dynamodb.types import TypeDeserializer
 
 from cdnpurge.cli.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Commands, Context, add_command, positive
+from cdnpurge.cli.deployed import TRAIL_TABLE_OUTPUT, StackReadError, client_in, read_pause, read_stack
 from cdnpurge.cli.output import safe_stream
 from cdnpurge.cli.progress import Progress
 from cdnpurge.runtime.trail import (
@@ -357,6 +358,7 @@ examples (the table is the stack output PurgeTrailTableName, or TRAIL_TABLE_NAME
   cdnpurge status --url https://www.example.com/docs/a.html      what purged one URL (as URL, path, prefix, host)
   cdnpurge status --change-id 's3:my-site-content/docs/a.html@0065A1B2C3D4E5F6'
   cdnpurge status --since 1h --format json                       the last hour, for scripts
+  cdnpurge status --stack cdnpurge --since 15m                   the stack's table, and a pause if any
 
 Per change: its source (bucket, key and S3's sequencer or version id; or the publisher's id), the rule that
 matched, and per provider its targets, the provider's request or job id, accepted / completed / fresh
@@ -388,6 +390,11 @@ def register(commands: Commands) -> None:
     parser.add_argument(
         "--table", default=None, help="the trail table (stack output PurgeTrailTableName; default $TRAIL_TABLE_NAME)"
     )
+    parser.add_argument(
+        "--stack",
+        default=None,
+        help="the stack: its trail table (unless --table), and whether purging is paused (`cdnpurge pause`)",
+    )
     parser.add_argument("--limit", type=positive, default=DEFAULT_LIMIT, metavar="N", help="at most N changes (50)")
     parser.add_argument("-f", "--format", choices=("text", "json"), default="text", help="output format")
 
@@ -409,6 +416,12 @@ def _retention() -> int:
 
 def run(args: argparse.Namespace, context: Context) -> int:
     table = args.table or os.environ.get("TRAIL_TABLE_NAME")
+    if args.stack is not None:
+        try:
+            table = args.table or _stack_trail(args.stack, context)
+        except StackReadError as exc:
+            print(f"cdnpurge: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     if not table:
         print(
             "cdnpurge: name the trail table: --table NAME (stack output PurgeTrailTableName) or TRAIL_TABLE_NAME",
@@ -430,6 +443,18 @@ def run(args: argparse.Namespace, context: Context) -> int:
         limit=args.limit,
         output_format=args.format,
     )
+
+
+def _stack_trail(stack_name: str, context: Context) -> str:
+    """The stack's trail table; says on stderr (stdout may be JSON) when purging is paused."""
+    stack = read_stack(client_in(context, "cloudformation"), stack_name)
+    record = read_pause(client_in(context, "ssm", stack.region), stack.name)
+    if record is not None:
+        print(f"cdnpurge: purging is PAUSED: {record.describe()}", file=sys.stderr)
+    table = stack.outputs.get(TRAIL_TABLE_OUTPUT)
+    if not table:
+        raise StackReadError(f"stack {stack.name} keeps no purge trail (TrailEnabled is false)")
+    return table
 
 
 def print_status(

@@ -331,13 +331,6 @@ def _describe(exc: ValidationError, *, prefix: str = "") -> list[str]:
     return problems
 
 
-def fresh_ssm_parameter(name: str) -> str:
-    """An SSM parameter's value read now (Powertools `force_fetch`), for a service checking it for changes."""
-    from aws_lambda_powertools.utilities import parameters
-
-    return str(parameters.get_parameter(name, force_fetch=True))
-
-
 def read_config_text(location: str, *, ssm_reader: Callable[[str], str] | None = None) -> str:
     """The configuration document at `ssm:/parameter/name` or a file path, unparsed (`cdnpurge validate` also
     measures it against what an SSM parameter holds)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from cdnpurge.core.deadline import OutOfTimeError
 from cdnpurge.core.errors import CdnpurgeError
 
 
@@ -92,6 +93,8 @@ def _check_usable(value: str, where: str) -> None:
 def _secret_value(ref: SecretCredential, where: str, secret_reader: SecretReader) -> str:
     try:
         value = secret_reader(ref.secret)
+    except OutOfTimeError:  # not read for lack of time: the caller defers, the secret is not "unreadable"
+        raise
     except Exception as exc:  # any reader's failure: the secret is not readable, and the run must say which
         problem = str(exc) if isinstance(exc, SecretReadError) else type(exc).__name__
         raise CredentialError(f"{where}: cannot read secret {ref.secret}: {problem}") from None

@@ -227,6 +227,14 @@ class Executor:
             if name in self.buckets and name in previous.buckets:
                 self.buckets[name] = previous.buckets[name]
 
+    def pace(self, provider: str, deadline: Deadline) -> None:
+        """Take `provider`'s next token before a call made outside `run` (a job-status poll), so those calls
+        share the provider's rate with its purges; `OutOfTimeError` when the wait would pass `deadline`."""
+        bucket = self.buckets[provider]
+        with self._locks[provider]:
+            deadline.sleep(bucket.delay(self.clock()), self.sleep, what=f"pacing {provider}")
+            bucket.take(self.clock())
+
     def _bucket(self, provider: Provider) -> TokenBucket:
         caps = provider.spec.capabilities
         rate = None if caps.rate_per_second is None else caps.rate_per_second * self.rate_share * PACING_HEADROOM

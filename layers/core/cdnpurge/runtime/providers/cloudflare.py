@@ -180,6 +180,11 @@ class CloudflareProvider(HttpProvider):
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.credentials['token'].get_secret_value()}"}
 
+    def credentials_check(self) -> ApiCall:
+        """`GET /user/tokens/verify`: whether Cloudflare accepts the API token
+        (https://developers.cloudflare.com/api/resources/user/subresources/tokens/methods/verify/)."""
+        return ApiCall("GET", "user/tokens/verify")
+
     def build_request(self, request: PurgeRequest) -> ApiCall:
         body: dict[str, Any]
         if request.kind is TargetKind.ALL:

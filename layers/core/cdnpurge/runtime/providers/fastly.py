@@ -101,6 +101,11 @@ class FastlyProvider(HttpProvider):
     def auth_headers(self) -> dict[str, str]:
         return {"Fastly-Key": self.credentials["token"].get_secret_value()}
 
+    def credentials_check(self) -> ApiCall:
+        """`GET /tokens/self`: the token's own metadata, 401 when Fastly does not accept the token
+        (https://www.fastly.com/documentation/reference/api/auth-tokens/user/)."""
+        return ApiCall("GET", "tokens/self")
+
     def build_request(self, request: PurgeRequest) -> ApiCall:
         headers = {"Fastly-Soft-Purge": "1"} if request.soft and request.kind is not TargetKind.ALL else {}
         service = f"service/{self.settings.service_id}"

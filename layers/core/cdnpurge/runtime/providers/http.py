@@ -62,8 +62,8 @@ class HttpProvider(DeclaredProvider, ABC):
     Subclasses set `kind`, `label`, `settings_model`, `default_base_url`, `declared` and `docs`, and implement
     `auth_headers`, `build_request` (only ever called with a declared kind and an allowed number of targets)
     and `read_response` (`response_object` / `response_json` read the body); they may override `base_url_for`,
-    `request_auth`, `retry_after`, `rate_signal`, `error_class` and `error_message`. Only paths under the base
-    URL are ever called.
+    `request_auth`, `retry_after`, `rate_signal`, `error_class`, `error_message` and `credentials_check`. Only
+    paths under the base URL are ever called.
     """
 
     default_base_url: ClassVar[str]
@@ -98,6 +98,20 @@ class HttpProvider(DeclaredProvider, ABC):
     @abstractmethod
     def auth_headers(self) -> dict[str, str]:
         """Headers carrying the credentials; the only place a secret leaves this object."""
+
+    def credentials_check(self) -> ApiCall | None:
+        """A harmless documented call that succeeds only with accepted credentials (reads, purges nothing), for
+        `cdnpurge doctor`; None when the provider's API has none (the default)."""
+        return None
+
+    def check_credentials(self) -> str | None:
+        """`core.protocol.CredentialsCheck`: make `credentials_check()` through `send` (base URL, auth, timeouts
+        and error mapping as a purge has them); the call made, None when there is none."""
+        call = self.credentials_check()
+        if call is None:
+            return None
+        self.send(call)
+        return f"{call.method} /{call.path}"
 
     def request_auth(self) -> httpx.Auth | None:
         """An httpx `Auth` that signs the final request (Akamai EdgeGrid); None for header tokens."""

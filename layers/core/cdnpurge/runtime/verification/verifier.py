@@ -219,6 +219,23 @@ def first_delay(check: VerifyCheck, settings: VerifySettings) -> int:
 # -- running a check ---------------------------------------------------------------------------------
 
 Schedule = Callable[[VerifyCheck, int], None]  # enqueue a check with a delay (seconds)
+
+
+@dataclass(frozen=True)
+class Pacer:
+    """Calls to a provider outside the executor (job-status polls), paced by its token bucket."""
+
+    executor: Executor
+    provider: str
+    deadline: Deadline
+
+    def next_call(self) -> Deadline:
+        """Wait for the provider's next token (`OutOfTimeError` past the deadline); the deadline to call by."""
+        if self.provider in self.executor.buckets:
+            self.executor.pace(self.provider, self.deadline)
+        return self.deadline
+
+
 DeadLetter = Callable[[VerifyCheck, tuple[str, ...]], None]  # send a failed check with its reasons
 
 
@@ -293,7 +310,7 @@ class Verifier:
             self._reschedule(check, min(MAX_DELAY_SECONDS, max(1, math.ceil(check.ready_at - now))), report, {})
             return True
         provider = self.providers.get(check.provider)
-        still = () if provider is None else _pending_jobs(provider, check.jobs, deadline)
+        still = () if provider is None else _pending_jobs(provider, check.jobs, self._pacer(check.provider, deadline))
         if not still:
             return False
         tally.waiting += 1
@@ -415,6 +432,9 @@ class Verifier:
         until_deadline = check.accepted_at + verify.deadline_seconds - now
         return int(max(1, min(backoff, MAX_DELAY_SECONDS, math.ceil(until_deadline))))
 
+    def _pacer(self, provider: str, deadline: Deadline) -> Pacer:
+        return Pacer(self.executor, provider, deadline)
+
     def _prober(self, provider: str, verify: VerifySettings, provider_hosts: tuple[str, ...]) -> Prober:
         prober = self._probers.get(provider)
         if prober is None:
@@ -437,16 +457,17 @@ class Verifier:
         self._probers.clear()
 
 
-def _pending_jobs(provider: Provider, jobs: tuple[str, ...], deadline: Deadline) -> tuple[str, ...]:
-    """The jobs still in progress, each asked once before `deadline`; those not asked (past
-    `MAX_JOB_POLLS`, or out of time) are taken to be still in progress and asked next time."""
+def _pending_jobs(provider: Provider, jobs: tuple[str, ...], pacer: Pacer) -> tuple[str, ...]:
+    """The jobs still in progress, each asked once, paced at the provider's rate, before the pacer's
+    deadline; those not asked (past `MAX_JOB_POLLS`, or out of time) are taken to be still in progress and
+    asked next time."""
     pending: list[str] = []
     for number, job in enumerate(jobs):
         if number >= MAX_JOB_POLLS:
             pending.extend(jobs[number:])
             break
         try:
-            if job_pending(provider, job, deadline):
+            if job_pending(provider, job, pacer.next_call()):
                 pending.append(job)
         except OutOfTimeError:
             pending.extend(jobs[number:])
