@@ -139,7 +139,16 @@ _CREATE_TABLE_PROPERTIES = ("AttributeDefinitions", "KeySchema", "GlobalSecondar
 def create_template_table(client: Any, logical_id: str, name: str) -> None:
     """The template's table `logical_id` (keys, indexes, billing) created as `name` on DynamoDB Local, so
     a test runs against the very layout `sam deploy` creates."""
-    properties = load_template(TEMPLATE_PATH)["Resources"][logical_id]["Properties"]
+    template = load_template(TEMPLATE_PATH)
+    properties = template["Resources"][logical_id]["Properties"]
+    defaults = {name: spec.get("Default") for name, spec in template.get("Parameters", {}).items()}
+
+    def resolved(value: Any) -> Any:
+        """A parameter reference as its default (the stack as deployed without overrides)."""
+        if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in defaults:
+            return defaults[value["Ref"]]
+        return value
+
     client.create_table(
-        TableName=name, **{key: properties[key] for key in _CREATE_TABLE_PROPERTIES if key in properties}
+        TableName=name, **{key: resolved(properties[key]) for key in _CREATE_TABLE_PROPERTIES if key in properties}
     )
