@@ -1,0 +1,103 @@
+"""The shared rate meter: one rate per provider account, whoever calls (every invocation, the CLI).
+
+A `Meter` hands out slots in a scope's buckets (`cdnpurge.core.gcra`): `reserve` before every provider call,
+`throttled` after a 429 (or a provider's own pacing hint) so every other caller slows down too. Two
+implementations keep the same state with the same arithmetic:
+
+- `InProcessMeter`: a dict under a lock, shared by the services of one process (unit tests, the bench's
+  in-process event source);
+- `DynamoDBMeter` (`cdnpurge.runtime.meter_dynamodb`): one item per scope, conditional writes; for the
+  function and the CLI.
+
+A reservation whose slot lies beyond the time left is refused, not made: the caller hands the record back
+to SQS to come back at that slot, and no token is spent on a call that would never be sent.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from cdnpurge.core.deadline import Deadline
+from cdnpurge.core.errors import CdnpurgeError
+from cdnpurge.core.gcra import BucketState, Draw, Limit, after, cut, effective_rate, pushed, slot_of, step, wait_for
+
+# The metric counted each time a provider call was paced at the static share because the meter failed.
+METER_UNAVAILABLE_METRIC = "RateMeterUnavailable"
+
+
+class MeterUnavailableError(CdnpurgeError):
+    """The meter could not be read or written: the caller paces at its static share instead."""
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """`granted`: a slot was taken, go in `wait` seconds. Refused: the first slot is `wait` seconds away,
+    beyond the time left; nothing was taken."""
+
+    granted: bool
+    wait: float
+
+
+class Meter(Protocol):
+    """Slots in a scope's buckets, shared by every caller of the same account."""
+
+    def reserve(self, scope: str, draws: Sequence[Draw], deadline: Deadline) -> Reservation:
+        """Take one call's slot in every bucket of `draws`, unless it lies beyond `deadline`."""
+        ...
+
+    def throttled(self, scope: str, limits: Sequence[Limit], pause: float, deadline: Deadline, *, cut: bool) -> None:
+        """No slot of `scope` before `pause` seconds from now, for every caller; `cut`: a 429 (the rate is
+        cut), not a pacing hint on a success."""
+        ...
+
+
+class InProcessMeter:
+    """The meter of one process: its scopes' buckets under one lock. `clock`: epoch seconds (injected)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._states: dict[tuple[str, str], BucketState] = {}
+        self._paused: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.writes = 0  # reservations and throttles written, as the DynamoDB meter counts them
+
+    def reserve(self, scope: str, draws: Sequence[Draw], deadline: Deadline) -> Reservation:
+        with self._lock:
+            now = self.clock()
+            states = [self._states.get((scope, d.limit.name), BucketState()) for d in draws]
+            steps = [step(d, s, now) for d, s in zip(draws, states, strict=True)]
+            slot = max(slot_of(steps), self._paused.get(scope, 0.0))
+            if wait_for(slot, now) > deadline.remaining():
+                return Reservation(False, wait_for(slot, now))
+            for draw, state, step_ in zip(draws, states, steps, strict=True):
+                self._states[(scope, draw.limit.name)] = after(step_, state, now)
+            self.writes += 1
+            return Reservation(True, wait_for(slot, now))
+
+    def throttled(self, scope: str, limits: Sequence[Limit], pause: float, deadline: Deadline, *, cut: bool) -> None:
+        with self._lock:
+            now = self.clock()
+            until = now + pause
+            self._paused[scope] = max(self._paused.get(scope, 0.0), until)
+            for limit in limits:
+                key = (scope, limit.name)
+                state = self._states.get(key, BucketState())
+                self._states[key] = throttle_state(limit, state, until, now, cut_rate=cut)
+            self.writes += 1
+
+    def rate(self, scope: str, limit: Limit) -> float | None:
+        """The rate `limit` is paced at now (tests and the bench read what a throttle taught)."""
+        with self._lock:
+            return effective_rate(limit, self._states.get((scope, limit.name), BucketState()), self.clock())
+
+
+def throttle_state(limit: Limit, state: BucketState, until: float, now: float, *, cut_rate: bool) -> BucketState:
+    """A bucket after a throttle: (`cut_rate`) its rate cut or learned, then its `tat` pushed so that no slot
+    comes before `until`."""
+    state = (cut(limit, state, now) if cut_rate else None) or state
+    tat = pushed(limit, state, until, now)
+    return state if tat is None else replace(state, tat=tat)
