@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from cdnpurge.core.credentials import CredentialRef
 from cdnpurge.core.errors import show
+from cdnpurge.core.gcra import Limit
 from cdnpurge.core.models import Target, TargetKind
 from cdnpurge.core.urls import UrlError, canonical_path, canonical_url, without_userinfo
 from cdnpurge.core.verify_settings import VerifySettings
@@ -46,6 +47,9 @@ class Capabilities:
       (`checked_render`, which also refuses a URL or path not in `cdnpurge.core.urls`' canonical form).
       Where the vendor documents no limit, the adapter declares a conservative one and lists it as
       unverified in its docs.
+    - `item_limits`: per target kind, the account bucket each target of a call draws one token from, beside
+      the request bucket (`rate_per_second`/`burst`): Akamai's URL, CP code and tag buckets. The shared
+      meter (`cdnpurge.runtime.meter`) reserves a call's request and item tokens together.
     - `case_insensitive`: kinds the provider matches regardless of case (CloudFront cache tags): the planner
       dedupes their values case-insensitively and sends them lower-cased.
     """
@@ -61,6 +65,7 @@ class Capabilities:
     host_qualified: frozenset[TargetKind] = frozenset()
     case_insensitive: frozenset[TargetKind] = frozenset()
     max_target_bytes: Mapping[TargetKind, int] = field(default_factory=dict)
+    item_limits: Mapping[TargetKind, Limit] = field(default_factory=dict)
 
     def supports(self, kind: TargetKind) -> bool:
         return kind in self.max_targets
@@ -89,7 +94,8 @@ class ProviderSpec:
     configured choice of target kinds this provider receives (None: every kind it can express; see
     `cdnpurge.core.plan.router`). `billing_key` is set for providers billing every target item sent (CloudFront
     invalidation paths) and names the counter those items count against (the distribution id), for
-    `cdnpurge.core.cost`.
+    `cdnpurge.core.cost`. `rate_scope` names the account whose limits this provider's calls draw on (the
+    shared meter's item): `<kind>/<rate_scope setting, else the provider's name>`.
     """
 
     name: str
@@ -100,6 +106,7 @@ class ProviderSpec:
     escalation: EscalationPolicy = EscalationPolicy()
     purge_by: frozenset[TargetKind] | None = None
     billing_key: str | None = None
+    rate_scope: str = ""
 
     def receives(self, kind: TargetKind) -> bool:
         """Whether the configuration lets targets of `kind` go to this provider at all."""
@@ -131,6 +138,14 @@ class ProviderSettings(BaseModel):
     # Bounds on what could ever make sense: an absurd value is a typo (a rate of 1e9 would never pace).
     rate_per_second: float | None = Field(
         default=None, gt=0, le=MAX_RATE_PER_SECOND, description="Override the pacing rate."
+    )
+    rate_scope: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="The account whose rate limits this provider shares (docs: rate sharing): providers, stacks "
+        "and the CLI naming the same scope (on one meter table) draw on one rate. Default: the provider's name.",
     )
     purge_by: tuple[TargetKind, ...] | None = Field(
         default=None,
@@ -216,6 +231,7 @@ class DeclaredProvider:
             escalation=escalation_policy(declared, settings),
             purge_by=frozenset(settings.purge_by) if settings.purge_by is not None else None,
             billing_key=cls.billing_key(settings),
+            rate_scope=f"{cls.kind}/{settings.rate_scope or settings.name}",
         )
 
     @classmethod

@@ -1,6 +1,13 @@
 """execute: send planned requests, paced to each provider's rate, retried within the time left.
 
-Pacing is a token bucket per provider (`TokenBucket`), fed by three signals:
+With a shared meter (`cdnpurge.runtime.meter`, the normal case in the function and the CLI), every call
+first reserves its slot in its account's buckets, and 429s and pacing hints are reported to the meter, so
+every invocation of every stack paces at one account-wide rate (docs: rate sharing). A slot beyond the
+deadline defers the request (its records come back to SQS when the slot is due). When the meter cannot be
+reached, the call is paced by this process's own token bucket below, at its static share of the rate, and
+counted (`Outcome.unmetered`, metric `RateMeterUnavailable`).
+
+The fallback pacing is a token bucket per provider (`TokenBucket`), fed by three signals:
 
 - the declared (or configured) rate and burst, times `rate_share`: with `MaximumConcurrency` invocations
   running at once, each takes `1 / MaximumConcurrency` of the budget, so parallel invocations never
@@ -39,13 +46,14 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from cdnpurge.core.boundary import unexpected
+from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import Provider, PurgeResult
 from cdnpurge.core.provider_errors import ProviderError, ThrottledError, UnavailableError, UnexpectedError
+from cdnpurge.runtime.meter import Meter, MeterUnavailableError, draws_for, limits_of
 
 # AIMD: a throttle multiplies the rate by DECREASE (never below FLOOR x the declared rate); each success
 # adds RECOVERY x the declared (or learned) rate back, up to the declared rate.
@@ -66,6 +74,11 @@ MAX_PROVIDER_WAIT_SECONDS = 300.0
 _RECENT_CALLS = 16
 # Pace at this fraction of the declared rate: the provider's bucket regains 5% of its rate as slack.
 PACING_HEADROOM = 0.95
+# Calls in flight to one provider from one invocation: about rate x latency (so the rate, not the round trip,
+# is the limit), at most this many.
+MAX_CALLS_IN_FLIGHT = 8
+# Weight of the newest call in a provider's smoothed latency.
+LATENCY_WEIGHT = 0.2
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,7 @@ class Outcome:
     # For a deferred or throttled outcome: seconds until the provider may be called again (its pause or
     # pacing delay, or the back-off that did not fit): when a retry of its records is due.
     retry_in: float | None = None
+    unmetered: int = 0  # calls paced at the static share because the shared meter could not be reached
 
     @property
     def ok(self) -> bool:
@@ -207,8 +221,11 @@ class Executor:
         rate_share: float = 1.0,
         on_attempt: AttemptListener | None = None,
         redact: Callable[[str], str] = str,
+        meter: Meter | None = None,
     ) -> None:
-        """`redact`: cleans the text of exceptions no adapter mapped (the providers redact their own errors)."""
+        """`redact`: cleans the text of exceptions no adapter mapped (the providers redact their own errors);
+        `meter`: the account-wide rate meter (None: every call paced by this executor's buckets, at
+        `rate_share`, the static share)."""
         if not 0 < rate_share <= 1:
             raise ValueError(f"rate_share must be in (0, 1], got {rate_share}")
         self.providers = providers
@@ -222,6 +239,8 @@ class Executor:
         self.rate_share = rate_share
         self.on_attempt = on_attempt
         self.redact = redact
+        self.meter = meter
+        self.latency: dict[str, float] = {}  # smoothed seconds a call to each provider takes
         self.buckets = {name: self._bucket(provider) for name, provider in providers.items()}
         self._locks = {name: threading.Lock() for name in providers}
 
@@ -244,6 +263,7 @@ class Executor:
         attempts = throttled = failures = 0
         last_error: ProviderError | None = None
         started = self.clock()
+        unmetered = 0
 
         def outcome(
             *,
@@ -254,18 +274,46 @@ class Executor:
         ) -> Outcome:
             seconds = self.clock() - started
             return Outcome(
-                request, result, error, attempts, throttled, deferred=deferred, seconds=seconds, retry_in=retry_in
+                request,
+                result,
+                error,
+                attempts,
+                throttled,
+                deferred=deferred,
+                seconds=seconds,
+                retry_in=retry_in,
+                unmetered=unmetered,
             )
 
+        def report(pause: float, *, cut: bool) -> None:
+            """Tell every caller of the account (through the meter) to wait `pause` seconds."""
+            nonlocal unmetered
+            if self.meter is not None and pause > 0:
+                try:
+                    self.meter.throttled(
+                        provider.spec.rate_scope, limits_of(provider.spec, request), pause, Deadline(deadline, self.clock), cut=cut
+                    )
+                except MeterUnavailableError:
+                    unmetered += 1
+
         while True:
-            with lock:  # callers of one provider share its bucket: wait, then take a token, atomically
-                wait = bucket.delay(self.clock())
-                if self.clock() + wait > deadline:
-                    return outcome(error=last_error, deferred=True, retry_in=wait)
-                if wait:
-                    self.sleep(wait)
-                bucket.take(self.clock())
+            metered = self._metered_wait(request, deadline)
+            if metered is None:
+                unmetered += 1
+            elif metered[0] is False:
+                return outcome(error=last_error, deferred=True, retry_in=metered[1])
+            elif metered[1]:
+                self.sleep(metered[1])
+            if metered is None:
+                with lock:  # callers of one provider share its bucket: wait, then take a token, atomically
+                    wait = bucket.delay(self.clock())
+                    if self.clock() + wait > deadline:
+                        return outcome(error=last_error, deferred=True, retry_in=wait)
+                    if wait:
+                        self.sleep(wait)
+                    bucket.take(self.clock())
             attempts += 1
+            sent = self.clock()
             try:
                 result = provider.purge(request, idempotency_token=idempotency_token)
             except Exception as exc:  # the per-request fault boundary (`cdnpurge.core.boundary`)
@@ -276,8 +324,10 @@ class Executor:
                     return outcome(error=error)
                 if isinstance(error, ThrottledError):
                     throttled += 1
+                    pause = self._throttle_wait(throttled, bounded_wait(error.retry_after))
+                    report(pause, cut=True)
                     with lock:
-                        bucket.throttled(self.clock(), self._throttle_wait(throttled, bounded_wait(error.retry_after)))
+                        bucket.throttled(self.clock(), pause)
                         retry_in = bucket.delay(self.clock())
                     if throttled >= self.max_throttles:
                         return outcome(error=error, retry_in=retry_in)
@@ -290,11 +340,43 @@ class Executor:
                     return outcome(error=error, deferred=True, retry_in=backoff)
                 self.sleep(backoff)
                 continue
+            self._observe_latency(request.provider, self.clock() - sent)
+            report(bounded_wait(result.rate_wait) or 0.0, cut=False)  # the provider's hint is account-wide
             with lock:
                 rate_wait = bounded_wait(result.rate_wait / self.rate_share) if result.rate_wait else None
                 bucket.succeeded(self.clock(), rate_wait)
             self._notify(request, attempts, result)
             return outcome(result=result)
+
+    def _metered_wait(self, request: PurgeRequest, deadline: float) -> tuple[bool, float] | None:
+        """This call's slot from the shared meter: (True, seconds to wait) once reserved, (False, seconds until a
+        slot) when none is free before the deadline; None when there is no meter or it failed (the caller
+        paces at its static share)."""
+        if self.meter is None:
+            return None
+        spec = self.providers[request.provider].spec
+        try:
+            reservation = self.meter.reserve(spec.rate_scope, draws_for(spec, request), Deadline(deadline, self.clock))
+        except OutOfTimeError:
+            return (False, 0.0)
+        except MeterUnavailableError:
+            return None
+        return (reservation.granted, reservation.wait)
+
+    def _observe_latency(self, name: str, seconds: float) -> None:
+        previous = self.latency.get(name)
+        self.latency[name] = seconds if previous is None else previous + LATENCY_WEIGHT * (seconds - previous)
+
+    def calls_in_flight(self, name: str) -> int:
+        """How many calls to provider `name` one invocation keeps in flight: about rate x latency (plus one),
+        so with 100 ms round trips a 20/s account is not held to 10/s. One for an unpaced provider or before
+        any call was timed; with no shared meter the static share's rate counts."""
+        rate = self.providers[name].spec.capabilities.rate_per_second
+        latency = self.latency.get(name)
+        if rate is None or latency is None:
+            return 1
+        share = 1.0 if self.meter is not None else self.rate_share
+        return max(1, min(MAX_CALLS_IN_FLIGHT, math.ceil(rate * share * latency) + 1))
 
     def _unexpected(self, request: PurgeRequest, error: Exception) -> UnexpectedError:
         """What no adapter mapped, as this request's permanent failure, its message redacted."""
@@ -340,25 +422,52 @@ def execute_plan(
     deadline: float,
     on_outcome: Callable[[Outcome], None],
 ) -> tuple[Outcome, ...]:
-    """Each provider's queue runs on its own thread, so one slow or throttled CDN never delays another.
+    """Each provider's queue runs on threads of its own, so one slow or throttled CDN never delays another;
+    within a provider, up to `executor.calls_in_flight` calls at once (about rate x latency, read again as
+    each call ends), so a 100 ms round trip does not cap the rate one invocation reaches.
 
-    `on_outcome` is called on the provider's thread as each request ends (the settle stage marks pairs
+    `on_outcome` is called on a provider's thread as each request ends (the settle stage marks pairs
     complete from it); the outcomes are returned in the plan's order.
     """
-    by_provider: dict[str, list[PurgeRequest]] = defaultdict(list)
+    by_provider: dict[str, deque[PurgeRequest]] = defaultdict(deque)
     for request in requests:
         by_provider[request.provider].append(request)
+    outcomes: list[Outcome] = []
+    problems: list[BaseException] = []
+    condition = threading.Condition()
+    active: dict[str, int] = dict.fromkeys(by_provider, 0)
 
-    def run_all(queue: list[PurgeRequest]) -> list[Outcome]:
-        outcomes = []
-        for request in queue:
-            outcome = executor.run(request, deadline=deadline, idempotency_token=request_token(request))
-            on_outcome(outcome)
-            outcomes.append(outcome)
-        return outcomes
+    def start(name: str) -> None:
+        """One more worker on provider `name` (called holding `condition`)."""
+        active[name] += 1
+        threading.Thread(target=work, args=(name,), name=f"purge-{name}", daemon=True).start()
 
-    with ThreadPoolExecutor(max(1, len(by_provider))) as pool:
-        results = dict(zip(by_provider, pool.map(run_all, by_provider.values()), strict=True))
+    def work(name: str) -> None:
+        queue = by_provider[name]
+        while True:
+            with condition:
+                if not queue or problems:
+                    active[name] -= 1
+                    condition.notify_all()
+                    return
+                request = queue.popleft()
+                while queue and active[name] < min(executor.calls_in_flight(name), len(queue) + 1):
+                    start(name)
+            try:
+                outcome = executor.run(request, deadline=deadline, idempotency_token=request_token(request))
+                on_outcome(outcome)
+            except BaseException as problem:  # re-raised on the caller's thread, as a thread pool would
+                with condition:
+                    problems.append(problem)
+                continue
+            with condition:
+                outcomes.append(outcome)
+
+    with condition:
+        for name in by_provider:
+            start(name)
+        condition.wait_for(lambda: not any(active.values()))
+    if problems:
+        raise problems[0]
     order = {id(r): i for i, r in enumerate(requests)}
-    flat = [outcome for outcomes in results.values() for outcome in outcomes]
-    return tuple(sorted(flat, key=lambda o: order[id(o.request)]))
+    return tuple(sorted(outcomes, key=lambda o: order[id(o.request)]))

@@ -23,10 +23,14 @@ from typing import Protocol
 
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import CdnpurgeError
+from cdnpurge.core.models import PurgeRequest
+from cdnpurge.core.spec import ProviderSpec
 from cdnpurge.core.gcra import BucketState, Draw, Limit, after, cut, effective_rate, pushed, slot_of, step, wait_for
 
 # The metric counted each time a provider call was paced at the static share because the meter failed.
 METER_UNAVAILABLE_METRIC = "RateMeterUnavailable"
+# The bucket every call draws one token from (the provider's declared `rate_per_second` and `burst`).
+REQUEST_BUCKET = "requests"
 
 
 class MeterUnavailableError(CdnpurgeError):
@@ -101,3 +105,20 @@ def throttle_state(limit: Limit, state: BucketState, until: float, now: float, *
     state = (cut(limit, state, now) if cut_rate else None) or state
     tat = pushed(limit, state, until, now)
     return state if tat is None else replace(state, tat=tat)
+
+
+def limits_of(spec: ProviderSpec, request: PurgeRequest) -> list[Limit]:
+    """The account buckets a call of `request` draws on: the request bucket, and the bucket its targets
+    count against where the provider has one (Akamai's URLs, CP codes, tags)."""
+    caps = spec.capabilities
+    limits = [Limit(REQUEST_BUCKET, caps.rate_per_second, caps.burst)]
+    item = caps.item_limits.get(request.kind)
+    return limits if item is None else [*limits, item]
+
+
+def draws_for(spec: ProviderSpec, request: PurgeRequest) -> list[Draw]:
+    """What one call of `request` takes: one request token, and one item token per target."""
+    return [
+        Draw(limit, 1.0 if limit.name == REQUEST_BUCKET else float(len(request.targets)))
+        for limit in limits_of(spec, request)
+    ]
