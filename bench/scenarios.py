@@ -165,8 +165,10 @@ def lost_targets(expected: set[str], purged: Sequence[str]) -> int:
 VERIFY_SETTINGS = f", verify: {{hosts: [{HOST}], interval_seconds: 10}}"
 
 
-def config_text(scenario: Scenario, endpoints: dict[str, str], *, verify: bool = False) -> str:
-    limit = LIMITS[scenario.provider]
+def config_text(
+    scenario: Scenario, endpoints: dict[str, str], *, verify: bool = False, limits: dict[str, Limit] = LIMITS
+) -> str:
+    limit = limits[scenario.provider]
     common = f"name: {scenario.provider}, endpoint: {endpoints[scenario.provider]}, rate_per_second: {limit.rate:g}"
     provider = {
         "fastly": f"{{{common}, kind: fastly, service_id: {FASTLY_SERVICE}, hosts: [{HOST}], "

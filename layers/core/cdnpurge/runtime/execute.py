@@ -297,13 +297,16 @@ class Executor:
                     unmetered += 1
 
         while True:
+            began = self.clock()
             metered = self._metered_wait(request, deadline)
+            slept = 0.0
             if metered is None:
                 unmetered += 1
             elif metered[0] is False:
                 return outcome(error=last_error, deferred=True, retry_in=metered[1])
             elif metered[1]:
-                self.sleep(metered[1])
+                slept = metered[1]
+                self.sleep(slept)
             if metered is None:
                 with lock:  # callers of one provider share its bucket: wait, then take a token, atomically
                     wait = bucket.delay(self.clock())
@@ -313,7 +316,6 @@ class Executor:
                         self.sleep(wait)
                     bucket.take(self.clock())
             attempts += 1
-            sent = self.clock()
             try:
                 result = provider.purge(request, idempotency_token=idempotency_token)
             except Exception as exc:  # the per-request fault boundary (`cdnpurge.core.boundary`)
@@ -340,7 +342,8 @@ class Executor:
                     return outcome(error=error, deferred=True, retry_in=backoff)
                 self.sleep(backoff)
                 continue
-            self._observe_latency(request.provider, self.clock() - sent)
+            # A call's round trip, its reservation included (the fallback bucket's own wait is not excluded).
+            self._observe_latency(request.provider, self.clock() - began - slept)
             report(bounded_wait(result.rate_wait) or 0.0, cut=False)  # the provider's hint is account-wide
             with lock:
                 rate_wait = bounded_wait(result.rate_wait / self.rate_share) if result.rate_wait else None

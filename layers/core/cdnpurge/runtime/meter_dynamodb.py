@@ -24,6 +24,7 @@ difference, a rare case (both buckets near their limit at once) the provider's 4
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -133,25 +134,44 @@ class DynamoDBMeter:
         self.clock = clock
         self._cache: dict[str, _Scope] = {}
         self.writes = 0
+        self.conflicts = 0  # of which lost races (their condition failed)
+        self._locks: dict[str, threading.Lock] = {}
 
     def reserve(self, scope: str, draws: Sequence[Draw], deadline: Deadline) -> Reservation:
         limits = [draw.limit for draw in draws]
         for _ in range(MAX_CONFLICTS):
-            now = self.clock()
-            cached = self._cache.get(scope) or _Scope()
-            steps = [step(d, cached.states.get(d.limit.name, BucketState()), now) for d in draws]
-            within = deadline.remaining()
-            known = max([s.slot for s in steps] + [cached.paused_until])
-            if wait_for(known, now) > within:  # the cache is never ahead of the item: refused as it stands
-                return Reservation(False, wait_for(known, now))
-            update = self._reservation(steps, now, within)
-            item = self._write(update, scope, deadline, limits)
-            if item is None:
-                continue
-            fresh = self._cache[scope] = _parse(item, limits)
-            slot = max([self._slot(s, fresh, now) for s in steps] + [fresh.paused_until])
-            return Reservation(wait_for(slot, now) <= deadline.remaining(), wait_for(slot, now))
+            if any(self._steps(scope, draws)[1][i].absolute for i in range(len(draws))):
+                # Setting an idle bucket: one thread of this process at a time (the others add once it is set),
+                # so the calls one invocation keeps in flight never race each other for it.
+                with self._locks.setdefault(scope, threading.Lock()):
+                    result = self._attempt(scope, draws, limits, deadline)
+            else:
+                result = self._attempt(scope, draws, limits, deadline)
+            if result is not None:
+                return result
         raise MeterUnavailableError(f"rate meter {scope!r}: {MAX_CONFLICTS} conflicting writes in a row")
+
+    def _steps(self, scope: str, draws: Sequence[Draw]) -> tuple[_Scope, list[Step], float]:
+        now = self.clock()
+        cached = self._cache.get(scope) or _Scope()
+        return cached, [step(d, cached.states.get(d.limit.name, BucketState()), now) for d in draws], now
+
+    def _attempt(
+        self, scope: str, draws: Sequence[Draw], limits: Sequence[Limit], deadline: Deadline
+    ) -> Reservation | None:
+        """One conditional write of a reservation; None when it lost a race (the cache now holds the item)."""
+        cached, steps, now = self._steps(scope, draws)
+        within = deadline.remaining()
+        known = max([s.slot for s in steps] + [cached.paused_until])
+        if wait_for(known, now) > within:  # the cache is never ahead of the item: refused as it stands
+            return Reservation(False, wait_for(known, now))
+        update = self._reservation(steps, now, within)
+        item = self._write(update, scope, deadline, limits)
+        if item is None:
+            return None
+        fresh = self._cache[scope] = _parse(item, limits)
+        slot = max([self._slot(s, fresh, now) for s in steps] + [fresh.paused_until])
+        return Reservation(wait_for(slot, now) <= deadline.remaining(), wait_for(slot, now))
 
     @staticmethod
     def _slot(step_: Step, fresh: _Scope, now: float) -> float:
@@ -255,6 +275,7 @@ class DynamoDBMeter:
         except Exception as exc:
             response = getattr(exc, "response", None) or {}
             if response.get("Error", {}).get("Code") == _CONFLICT:
+                self.conflicts += 1
                 self._cache[scope] = _parse(response.get("Item"), limits)
                 return None
             raise MeterUnavailableError(f"rate meter {scope!r}: {describe_error(exc)}") from exc
