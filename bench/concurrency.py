@@ -100,7 +100,9 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def run_case(case: Case, count: int, mode: str, host: CdnHost, dynamodb: Any, table: str, run: str) -> dict[str, Any]:
+def run_case(
+    case: Case, count: int, mode: str, *, host: CdnHost, dynamodb: Any, table: str, run: str
+) -> dict[str, Any]:
     from cdnpurge.runtime.meter_dynamodb import DynamoDBMeter
 
     scenario = replace(case.scenario, settings=f"{case.scenario.settings}, rate_scope: {run}")
@@ -197,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for count in options.counts:
                 for mode in options.mode or ("static", "meter"):
                     number += 1
-                    row = run_case(case, count, mode, host, dynamodb, table, f"c{number}")
+                    row = run_case(case, count, mode, host=host, dynamodb=dynamodb, table=table, run=f"c{number}")
                     rows.append(row)
                     print(json.dumps(row), flush=True)
     judged = verdicts(rows)

@@ -22,7 +22,8 @@ from cdnpurge_local.servers import DynamoDBLocal
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("meter")]
 
-LIMIT = Limit("requests", rate=20.0, burst=10)
+RATE = 20.0
+LIMIT = Limit("requests", rate=RATE, burst=10)
 THREADS = 8
 EACH = 25
 
@@ -53,13 +54,14 @@ def test_racing_threads_get_exactly_the_in_process_meters_slots(table: tuple[Any
     reference = InProcessMeter(clock)
     expected = sorted(reference.reserve(scope, [Draw(LIMIT)], deadline).wait for _ in range(THREADS * EACH))
     assert waits == pytest.approx(expected, abs=1e-6)
-    assert all(b - a <= 1 / LIMIT.rate + 1e-9 for a, b in pairwise(waits))
+    assert all(b - a <= 1 / RATE + 1e-9 for a, b in pairwise(waits))
     # And: one write each, plus one lost race per invocation at most (its first write, from an empty cache)
     writes = sum(meter.writes for meter in meters)
     assert THREADS * EACH <= writes <= THREADS * EACH + THREADS
     item = client.get_item(TableName=name, Key={"id": {"S": KEY_PREFIX + scope}})["Item"]
-    assert float(item["requests_tat"]["N"]) == pytest.approx(clock() + expected[-1] + 1 / LIMIT.rate + (
-        LIMIT.burst - 1) / LIMIT.rate - JITTER_MARGIN_SECONDS)
+    assert float(item["requests_tat"]["N"]) == pytest.approx(
+        clock() + expected[-1] + 1 / RATE + (LIMIT.burst - 1) / RATE - JITTER_MARGIN_SECONDS
+    )
 
 
 def test_a_slot_past_the_deadline_is_refused_without_taking_it(table: tuple[Any, str]) -> None:
@@ -92,7 +94,7 @@ def test_a_throttle_reaches_every_invocation_through_the_item(table: tuple[Any, 
     # Then: the other's next slot is after the pause, and the rate was cut once, at half
     assert other.reserve(scope, [Draw(LIMIT)], far).wait >= 5.0
     item = client.get_item(TableName=name, Key={"id": {"S": KEY_PREFIX + scope}})["Item"]
-    assert float(item["requests_rate"]["N"]) == pytest.approx(LIMIT.rate / 2)
+    assert float(item["requests_rate"]["N"]) == pytest.approx(RATE / 2)
 
 
 def test_an_unreachable_table_is_reported_as_the_meter_being_unavailable(table: tuple[Any, str]) -> None:

@@ -21,8 +21,9 @@ from cdnpurge.core.gcra import (
 )
 from cdnpurge.runtime.meter import InProcessMeter
 
-REQUESTS = Limit("requests", rate=10.0, burst=5)
-BURST_ONE = Limit("requests", rate=2.0, burst=1)
+RATE, ONE_RATE = 10.0, 2.0
+REQUESTS = Limit("requests", rate=RATE, burst=5)
+BURST_ONE = Limit("requests", rate=ONE_RATE, burst=1)
 UNPACED = Limit("requests", rate=None, burst=1)
 
 
@@ -47,8 +48,8 @@ def test_a_lone_caller_gets_the_whole_rate_after_its_burst() -> None:
     # The burst (less the jitter margin's worth of tokens) goes at once, then one slot every 1/rate.
     assert taken[0] == 1000.0
     gaps = [b - a for a, b in pairwise(taken[5:])]
-    assert gaps == pytest.approx([1 / REQUESTS.rate] * len(gaps))
-    assert 25 - 1 - (taken[-1] - 1000.0) * REQUESTS.rate <= REQUESTS.burst  # never more than rate x t + burst
+    assert gaps == pytest.approx([1 / RATE] * len(gaps))
+    assert 25 - 1 - (taken[-1] - 1000.0) * RATE <= REQUESTS.burst  # never more than rate x t + burst
 
 
 def test_several_callers_share_one_sequence_of_slots_and_idle_ones_hold_nothing() -> None:
@@ -60,8 +61,8 @@ def test_several_callers_share_one_sequence_of_slots_and_idle_ones_hold_nothing(
         for _caller in "ABC":
             taken += slots(meter, clock, 1, REQUESTS)
     # Then: 30 slots paced at the account's rate (not a third of it each), never beyond its bucket
-    assert all(sum(1 for t in taken if t <= at) <= REQUESTS.burst + at * REQUESTS.rate for at in taken)
-    assert max(taken) == pytest.approx((30 - REQUESTS.burst) / REQUESTS.rate + JITTER_MARGIN_SECONDS)
+    assert all(sum(1 for t in taken if t <= at) <= REQUESTS.burst + at * RATE for at in taken)
+    assert max(taken) == pytest.approx((30 - REQUESTS.burst) / RATE + JITTER_MARGIN_SECONDS)
     # And: after an idle spell, one caller has the whole burst again
     clock.sleep(60.0)
     again = slots(meter, clock, 3, REQUESTS)
@@ -72,7 +73,7 @@ def test_burst_one_slots_are_spaced_by_the_rate_plus_a_time_margin() -> None:
     clock = SimulatedClock(0.0)
     meter = InProcessMeter(clock)
     taken = slots(meter, clock, 6, BURST_ONE)
-    assert [b - a for a, b in pairwise(taken)] == pytest.approx([1 / BURST_ONE.rate + JITTER_MARGIN_SECONDS] * 5)
+    assert [b - a for a, b in pairwise(taken)] == pytest.approx([1 / ONE_RATE + JITTER_MARGIN_SECONDS] * 5)
 
 
 def test_a_slot_beyond_the_deadline_is_refused_and_takes_nothing() -> None:
@@ -81,7 +82,7 @@ def test_a_slot_beyond_the_deadline_is_refused_and_takes_nothing() -> None:
     slots(meter, clock, 6, BURST_ONE)  # the next slot is 3 s away
     refused = meter.reserve("acct", [Draw(BURST_ONE)], Deadline(clock() + 1.0, clock))
     assert not refused.granted
-    assert refused.wait == pytest.approx(6 * (1 / BURST_ONE.rate + JITTER_MARGIN_SECONDS))
+    assert refused.wait == pytest.approx(6 * (1 / ONE_RATE + JITTER_MARGIN_SECONDS))
     # Then: the refusal took nothing: the next caller with time gets that same slot
     assert slots(meter, clock, 1, BURST_ONE) == [pytest.approx(refused.wait)]
 
@@ -101,23 +102,23 @@ def test_a_throttle_seen_by_one_caller_pushes_every_callers_slot_and_cuts_the_ra
     for _ in range(4):
         meter.throttled("acct", [REQUESTS], 2.0, far(clock), cut=True)
     # Then: the rate is cut once, not four times
-    assert meter.rate("acct", REQUESTS) == pytest.approx(REQUESTS.rate * DECREASE)
+    assert meter.rate("acct", REQUESTS) == pytest.approx(RATE * DECREASE)
     # And: nobody's next slot is before the pause ends
     assert slots(meter, clock, 1, REQUESTS)[0] >= 2.0
     # And: a 429 after the cut window cuts again; then the rate recovers with time, up to the declared one
     clock.sleep(CUT_WINDOW_SECONDS)
     meter.throttled("acct", [REQUESTS], 0.0, far(clock), cut=True)
-    recovered = REQUESTS.rate * DECREASE + RECOVERY_PER_SECOND * REQUESTS.rate * CUT_WINDOW_SECONDS
+    recovered = RATE * DECREASE + RECOVERY_PER_SECOND * RATE * CUT_WINDOW_SECONDS
     assert meter.rate("acct", REQUESTS) == pytest.approx(recovered * DECREASE)
     clock.sleep(120.0)
-    assert meter.rate("acct", REQUESTS) == REQUESTS.rate
+    assert meter.rate("acct", REQUESTS) == RATE
 
 
 def test_a_pacing_hint_pushes_slots_without_cutting_the_rate() -> None:
     clock = SimulatedClock(0.0)
     meter = InProcessMeter(clock)
     meter.throttled("acct", [REQUESTS], 1.5, far(clock), cut=False)
-    assert meter.rate("acct", REQUESTS) == REQUESTS.rate
+    assert meter.rate("acct", REQUESTS) == RATE
     assert slots(meter, clock, 1, REQUESTS)[0] >= 1.5
 
 
@@ -139,7 +140,7 @@ def test_a_fresh_provider_learns_half_the_account_wide_pace_that_was_throttled_a
         slots(meter, clock, 1, UNPACED)
         clock.sleep(0.1)
     meter.throttled("acct", [UNPACED], 0.0, far(clock), cut=True)
-    assert 30 >= MIN_SAMPLE
+    assert MIN_SAMPLE <= 30
     assert meter.rate("acct", UNPACED) == pytest.approx(10.0 * DECREASE)
     clock.sleep(LEARNED_RATE_MEMORY_SECONDS)
     assert meter.rate("acct", UNPACED) is None

@@ -93,44 +93,62 @@ def effective_rate(limit: Limit, state: BucketState, now: float) -> float | None
 
 @dataclass(frozen=True)
 class Step:
-    """How one bucket's state moves for one reservation: `increment` seconds added to `tat` (or, when
-    `absolute`, `tat` set to `now + increment`), and the slot this bucket allows."""
+    """How one bucket's state moves for a reservation of `count` calls made at `now`: `increment` seconds added
+    to `tat` (or, when `absolute`, `tat` set to `now + increment`); the calls' slots follow from `base`, the
+    `tat` the reservation starts from (`now` when absolute), `spacing` apart."""
 
     limit: Limit
     rate: float | None  # None: an unpaced bucket, only counted
-    increment: float
+    spacing: float  # seconds of `tat` one call takes
     tolerance: float
     absolute: bool
-    slot: float
-    cost: float
+    now: float
+    base: float
+    count: int
+    cost: float  # tokens one call takes
+
+    @property
+    def increment(self) -> float:
+        return self.count * self.spacing
+
+    def slot(self, call: int, base: float | None = None) -> float:
+        """When call number `call` (from 0) of the reservation may go; `base`: the `tat` it really started from
+        (a DynamoDB addition learns it from the item it wrote)."""
+        if self.rate is None:
+            return self.now
+        start = self.base if base is None else base
+        return max(self.now, start + call * self.spacing - self.tolerance)
 
 
-def step(draw: Draw, state: BucketState, now: float) -> Step:
-    """One bucket's part of a reservation made at `now`, given the state last seen."""
+def step(draw: Draw, state: BucketState, now: float, count: int = 1) -> Step:
+    """One bucket's part of a reservation of `count` calls made at `now`, given the state last seen."""
     rate = effective_rate(draw.limit, state, now)
     if rate is None:
-        return Step(draw.limit, None, 0.0, 0.0, absolute=now - state.since >= COUNT_WINDOW_SECONDS, slot=now, cost=draw.cost)
+        absolute = now - state.since >= COUNT_WINDOW_SECONDS
+        return Step(draw.limit, None, 0.0, 0.0, absolute, now, now, count, draw.cost)
     room = (draw.limit.burst - draw.cost) / rate - JITTER_MARGIN_SECONDS
-    tolerance = max(0.0, room)
-    increment = draw.cost / rate + max(0.0, -room)
+    spacing = draw.cost / rate + max(0.0, -room)
     absolute = state.tat < now
-    slot = now if absolute else max(now, state.tat - tolerance)
-    return Step(draw.limit, rate, increment, tolerance, absolute, slot, draw.cost)
+    return Step(
+        draw.limit, rate, spacing, max(0.0, room), absolute, now, now if absolute else state.tat, count, draw.cost
+    )
 
 
 def after(step_: Step, state: BucketState, now: float) -> BucketState:
     """The bucket's state once the reservation `step_` is written."""
     if step_.rate is None:
         if step_.absolute:
-            return replace(state, calls=step_.cost, since=now)
-        return replace(state, calls=state.calls + step_.cost)
+            return replace(state, calls=step_.cost * step_.count, since=now)
+        return replace(state, calls=state.calls + step_.cost * step_.count)
     tat = now + step_.increment if step_.absolute else state.tat + step_.increment
     return replace(state, tat=tat)
 
 
-def slot_of(steps: Sequence[Step]) -> float:
-    """A call goes when every bucket it draws from allows it."""
-    return max(s.slot for s in steps)
+def slots_of(steps: Sequence[Step], bases: Sequence[float | None] | None = None) -> list[float]:
+    """When each call of a reservation may go: when every bucket it draws from allows it."""
+    count = steps[0].count
+    starts = bases or [None] * len(steps)
+    return [max(s.slot(call, base) for s, base in zip(steps, starts, strict=True)) for call in range(count)]
 
 
 def pushed(limit: Limit, state: BucketState, until: float, now: float) -> float | None:

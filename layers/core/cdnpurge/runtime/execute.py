@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 
 from cdnpurge.core.boundary import unexpected
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
+from cdnpurge.core.gcra import JITTER_MARGIN_SECONDS, Draw
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import Provider, PurgeResult
 from cdnpurge.core.provider_errors import ProviderError, ThrottledError, UnavailableError, UnexpectedError
@@ -79,6 +80,29 @@ PACING_HEADROOM = 0.95
 MAX_CALLS_IN_FLIGHT = 8
 # Weight of the newest call in a provider's smoothed latency.
 LATENCY_WEIGHT = 0.2
+# One reservation in the shared meter leases the slots of the calls queued for the next this many seconds of
+# the provider's rate (at most MAX_LEASE calls).
+LEASE_SECONDS = 0.25
+MAX_LEASE = 16
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """How a call's wait for its slot ended: `deferred_for` seconds until one (none before the deadline), or
+    None after `waited` seconds; `unmetered`: 1 when the static share paced it."""
+
+    deferred_for: float | None
+    waited: float = 0.0
+    unmetered: int = 0
+
+
+@dataclass
+class _Lease:
+    """Slots of one provider reserved in the shared meter and not yet used (executor clock), for `draws`."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    draws: tuple[Draw, ...] = ()
+    slots: deque[float] = field(default_factory=deque)
 
 
 @dataclass(frozen=True)
@@ -241,6 +265,8 @@ class Executor:
         self.redact = redact
         self.meter = meter
         self.latency: dict[str, float] = {}  # smoothed seconds a call to each provider takes
+        self.queued: dict[str, int] = {}  # requests of the running plan not yet started, per provider
+        self._leases = {name: _Lease() for name in providers}
         self.buckets = {name: self._bucket(provider) for name, provider in providers.items()}
         self._locks = {name: threading.Lock() for name in providers}
 
@@ -285,36 +311,12 @@ class Executor:
                 unmetered=unmetered,
             )
 
-        def report(pause: float, *, cut: bool) -> None:
-            """Tell every caller of the account (through the meter) to wait `pause` seconds."""
-            nonlocal unmetered
-            if self.meter is not None and pause > 0:
-                try:
-                    self.meter.throttled(
-                        provider.spec.rate_scope, limits_of(provider.spec, request), pause, Deadline(deadline, self.clock), cut=cut
-                    )
-                except MeterUnavailableError:
-                    unmetered += 1
-
         while True:
             began = self.clock()
-            metered = self._metered_wait(request, deadline)
-            slept = 0.0
-            if metered is None:
-                unmetered += 1
-            elif metered[0] is False:
-                return outcome(error=last_error, deferred=True, retry_in=metered[1])
-            elif metered[1]:
-                slept = metered[1]
-                self.sleep(slept)
-            if metered is None:
-                with lock:  # callers of one provider share its bucket: wait, then take a token, atomically
-                    wait = bucket.delay(self.clock())
-                    if self.clock() + wait > deadline:
-                        return outcome(error=last_error, deferred=True, retry_in=wait)
-                    if wait:
-                        self.sleep(wait)
-                    bucket.take(self.clock())
+            turn = self._take_turn(request, deadline)
+            unmetered += turn.unmetered
+            if turn.deferred_for is not None:
+                return outcome(error=last_error, deferred=True, retry_in=turn.deferred_for)
             attempts += 1
             try:
                 result = provider.purge(request, idempotency_token=idempotency_token)
@@ -327,7 +329,7 @@ class Executor:
                 if isinstance(error, ThrottledError):
                     throttled += 1
                     pause = self._throttle_wait(throttled, bounded_wait(error.retry_after))
-                    report(pause, cut=True)
+                    unmetered += self._report(request, deadline, pause, cut=True)
                     with lock:
                         bucket.throttled(self.clock(), pause)
                         retry_in = bucket.delay(self.clock())
@@ -343,28 +345,96 @@ class Executor:
                 self.sleep(backoff)
                 continue
             # A call's round trip, its reservation included (the fallback bucket's own wait is not excluded).
-            self._observe_latency(request.provider, self.clock() - began - slept)
-            report(bounded_wait(result.rate_wait) or 0.0, cut=False)  # the provider's hint is account-wide
+            self._observe_latency(request.provider, self.clock() - began - turn.waited)
+            hint = bounded_wait(result.rate_wait) or 0.0  # the provider's hint is account-wide: no share
+            unmetered += self._report(request, deadline, hint, cut=False)
             with lock:
                 rate_wait = bounded_wait(result.rate_wait / self.rate_share) if result.rate_wait else None
                 bucket.succeeded(self.clock(), rate_wait)
             self._notify(request, attempts, result)
             return outcome(result=result)
 
+    def _take_turn(self, request: PurgeRequest, deadline: float) -> _Turn:
+        """Wait for this call's slot in the shared meter or, without one, for a token of the static share."""
+        metered = self._metered_wait(request, deadline)
+        if metered is None:
+            bucket, lock = self.buckets[request.provider], self._locks[request.provider]
+            return _Turn(self._static_share_wait(bucket, lock, deadline), unmetered=1)
+        granted, wait = metered
+        if not granted:
+            return _Turn(wait)
+        if wait:
+            self.sleep(wait)
+        return _Turn(None, waited=wait)
+
+    def _report(self, request: PurgeRequest, deadline: float, pause: float, *, cut: bool) -> int:
+        """Tell every caller of the account (through the meter) to wait `pause` seconds; 1 when the meter could
+        not be told (counted as unmetered), else 0."""
+        if self.meter is None or pause <= 0:
+            return 0
+        spec = self.providers[request.provider].spec
+        try:
+            self.meter.throttled(
+                spec.rate_scope, limits_of(spec, request), pause, Deadline(deadline, self.clock), cut=cut
+            )
+        except MeterUnavailableError:
+            return 1
+        return 0
+
+    def _static_share_wait(self, bucket: TokenBucket, lock: threading.Lock, deadline: float) -> float | None:
+        """Wait for a token of this executor's own bucket (the static share); the seconds until one when that
+        lies beyond the deadline. Callers of one provider share its bucket: wait, then take, atomically."""
+        with lock:
+            wait = bucket.delay(self.clock())
+            if self.clock() + wait > deadline:
+                return wait
+            if wait:
+                self.sleep(wait)
+            bucket.take(self.clock())
+        return None
+
     def _metered_wait(self, request: PurgeRequest, deadline: float) -> tuple[bool, float] | None:
         """This call's slot from the shared meter: (True, seconds to wait) once reserved, (False, seconds until a
         slot) when none is free before the deadline; None when there is no meter or it failed (the caller
-        paces at its static share)."""
+        paces at its static share).
+
+        Slots are leased: one reservation takes the slots of the calls this invocation is about to make to
+        the provider (`lease_size`), one thread at a time, and the next callers take theirs from the lease, so
+        a write to the meter is shared by several calls and the calls of one invocation never race each
+        other for the meter's item. A leased slot more than the jitter margin overdue is dropped unused (a
+        call that late could meet the next ones at the provider)."""
         if self.meter is None:
             return None
         spec = self.providers[request.provider].spec
-        try:
-            reservation = self.meter.reserve(spec.rate_scope, draws_for(spec, request), Deadline(deadline, self.clock))
-        except OutOfTimeError:
-            return (False, 0.0)
-        except MeterUnavailableError:
-            return None
-        return (reservation.granted, reservation.wait)
+        draws = tuple(draws_for(spec, request))
+        lease = self._leases[request.provider]
+        with lease.lock:
+            now = self.clock()
+            while lease.slots and (lease.draws != draws or lease.slots[0] < now - JITTER_MARGIN_SECONDS):
+                lease.slots.popleft()
+            if not lease.slots:
+                count = self.lease_size(request.provider)
+                try:
+                    reservation = self.meter.reserve(spec.rate_scope, draws, Deadline(deadline, self.clock), count)
+                except OutOfTimeError:
+                    return (False, 0.0)
+                except MeterUnavailableError:
+                    return None
+                if not reservation.granted:
+                    return (False, reservation.wait)
+                now = self.clock()
+                lease.draws = draws
+                lease.slots.extend(now + wait for wait in reservation.waits)
+            slot = lease.slots.popleft()
+        return (True, max(0.0, slot - self.clock()))
+
+    def lease_size(self, name: str) -> int:
+        """How many calls' slots one reservation takes: the calls this invocation has queued for the provider
+        (so no slot is leased for a call that will not be made), at most `LEASE_SECONDS` of its rate or the
+        calls it keeps in flight, whichever is more, and never more than `MAX_LEASE`."""
+        rate = self.providers[name].spec.capabilities.rate_per_second
+        horizon = 1 if rate is None else math.ceil(rate * LEASE_SECONDS)
+        return max(1, min(MAX_LEASE, self.queued.get(name, 0) + 1, max(horizon, self.calls_in_flight(name))))
 
     def _observe_latency(self, name: str, seconds: float) -> None:
         previous = self.latency.get(name)
@@ -454,6 +524,7 @@ def execute_plan(
                     condition.notify_all()
                     return
                 request = queue.popleft()
+                executor.queued[name] = len(queue)
                 while queue and active[name] < min(executor.calls_in_flight(name), len(queue) + 1):
                     start(name)
             try:

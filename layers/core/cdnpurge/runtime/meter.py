@@ -23,9 +23,21 @@ from typing import Protocol
 
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import CdnpurgeError
+from cdnpurge.core.gcra import (
+    BucketState,
+    Draw,
+    Limit,
+    Step,
+    after,
+    cut,
+    effective_rate,
+    pushed,
+    slots_of,
+    step,
+    wait_for,
+)
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.spec import ProviderSpec
-from cdnpurge.core.gcra import BucketState, Draw, Limit, after, cut, effective_rate, pushed, slot_of, step, wait_for
 
 # The metric counted each time a provider call was paced at the static share because the meter failed.
 METER_UNAVAILABLE_METRIC = "RateMeterUnavailable"
@@ -39,18 +51,44 @@ class MeterUnavailableError(CdnpurgeError):
 
 @dataclass(frozen=True)
 class Reservation:
-    """`granted`: a slot was taken, go in `wait` seconds. Refused: the first slot is `wait` seconds away,
-    beyond the time left; nothing was taken."""
+    """Granted: `waits` holds, per call reserved, the seconds until it may go (the calls of a lease, in order).
+    Refused (`waits` empty): the first slot is `refused_wait` seconds away, beyond the time left; nothing was
+    taken."""
 
-    granted: bool
-    wait: float
+    waits: tuple[float, ...]
+    refused_wait: float = 0.0
+
+    @property
+    def granted(self) -> bool:
+        return bool(self.waits)
+
+    @property
+    def wait(self) -> float:
+        """Seconds until the first call may go (granted or not)."""
+        return self.waits[0] if self.waits else self.refused_wait
+
+
+def fit(
+    draws: Sequence[Draw], states: Sequence[BucketState], now: float, *, count: int, within: float, paused: float
+) -> list[Step] | float:
+    """The steps of a reservation of as many of `count` calls as have a slot within `within` seconds, or (none
+    has) the seconds until the first slot."""
+    steps = [step(d, s, now, count) for d, s in zip(draws, states, strict=True)]
+    slots = [max(slot, paused) for slot in slots_of(steps)]
+    fitting = sum(1 for slot in slots if wait_for(slot, now) <= within)
+    if not fitting:
+        return wait_for(slots[0], now)
+    if fitting < count:
+        steps = [step(d, s, now, fitting) for d, s in zip(draws, states, strict=True)]
+    return steps
 
 
 class Meter(Protocol):
     """Slots in a scope's buckets, shared by every caller of the same account."""
 
-    def reserve(self, scope: str, draws: Sequence[Draw], deadline: Deadline) -> Reservation:
-        """Take one call's slot in every bucket of `draws`, unless it lies beyond `deadline`."""
+    def reserve(self, scope: str, draws: Sequence[Draw], deadline: Deadline, count: int = 1) -> Reservation:
+        """Take the slots of up to `count` calls (a lease: one write for several calls), each drawing `draws`,
+        as many as lie before `deadline`; refused when none does."""
         ...
 
     def throttled(self, scope: str, limits: Sequence[Limit], pause: float, deadline: Deadline, *, cut: bool) -> None:
@@ -69,18 +107,18 @@ class InProcessMeter:
         self._lock = threading.Lock()
         self.writes = 0  # reservations and throttles written, as the DynamoDB meter counts them
 
-    def reserve(self, scope: str, draws: Sequence[Draw], deadline: Deadline) -> Reservation:
+    def reserve(self, scope: str, draws: Sequence[Draw], deadline: Deadline, count: int = 1) -> Reservation:
         with self._lock:
             now = self.clock()
             states = [self._states.get((scope, d.limit.name), BucketState()) for d in draws]
-            steps = [step(d, s, now) for d, s in zip(draws, states, strict=True)]
-            slot = max(slot_of(steps), self._paused.get(scope, 0.0))
-            if wait_for(slot, now) > deadline.remaining():
-                return Reservation(False, wait_for(slot, now))
+            paused = self._paused.get(scope, 0.0)
+            steps = fit(draws, states, now, count=count, within=deadline.remaining(), paused=paused)
+            if isinstance(steps, float):
+                return Reservation((), steps)
             for draw, state, step_ in zip(draws, states, steps, strict=True):
                 self._states[(scope, draw.limit.name)] = after(step_, state, now)
             self.writes += 1
-            return Reservation(True, wait_for(slot, now))
+            return Reservation(tuple(wait_for(max(slot, paused), now) for slot in slots_of(steps)))
 
     def throttled(self, scope: str, limits: Sequence[Limit], pause: float, deadline: Deadline, *, cut: bool) -> None:
         with self._lock:

@@ -24,7 +24,6 @@ difference, a rare case (both buckets near their limit at once) the provider's 4
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,8 +31,17 @@ from typing import Any, Final
 
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.errors import describe_error
-from cdnpurge.core.gcra import COUNT_WINDOW_SECONDS, CUT_WINDOW_SECONDS, BucketState, Draw, Limit, Step, step, wait_for
-from cdnpurge.runtime.meter import MeterUnavailableError, Reservation, throttle_state
+from cdnpurge.core.gcra import (
+    COUNT_WINDOW_SECONDS,
+    CUT_WINDOW_SECONDS,
+    BucketState,
+    Draw,
+    Limit,
+    Step,
+    slots_of,
+    wait_for,
+)
+from cdnpurge.runtime.meter import MeterUnavailableError, Reservation, fit, throttle_state
 
 # The most one meter call may take; the client's own timeouts are shorter (`DYNAMODB_CLIENT_CONFIG`).
 METER_CALL_SECONDS: Final = 2.0
@@ -104,7 +112,12 @@ class _Update:
 
     def request(self, table: str, scope: str) -> dict[str, Any]:
         expression = " ".join(
-            part for part in (f"SET {', '.join(self.sets)}" if self.sets else "", f"ADD {', '.join(self.adds)}" if self.adds else "") if part
+            part
+            for part in (
+                f"SET {', '.join(self.sets)}" if self.sets else "",
+                f"ADD {', '.join(self.adds)}" if self.adds else "",
+            )
+            if part
         )
         request: dict[str, Any] = {
             "TableName": table,
@@ -135,51 +148,35 @@ class DynamoDBMeter:
         self._cache: dict[str, _Scope] = {}
         self.writes = 0
         self.conflicts = 0  # of which lost races (their condition failed)
-        self._locks: dict[str, threading.Lock] = {}
 
-    def reserve(self, scope: str, draws: Sequence[Draw], deadline: Deadline) -> Reservation:
+    def reserve(self, scope: str, draws: Sequence[Draw], deadline: Deadline, count: int = 1) -> Reservation:
         limits = [draw.limit for draw in draws]
         for _ in range(MAX_CONFLICTS):
-            if any(self._steps(scope, draws)[1][i].absolute for i in range(len(draws))):
-                # Setting an idle bucket: one thread of this process at a time (the others add once it is set),
-                # so the calls one invocation keeps in flight never race each other for it.
-                with self._locks.setdefault(scope, threading.Lock()):
-                    result = self._attempt(scope, draws, limits, deadline)
-            else:
-                result = self._attempt(scope, draws, limits, deadline)
-            if result is not None:
-                return result
+            now = self.clock()
+            cached = self._cache.get(scope) or _Scope()
+            states = [cached.states.get(d.limit.name, BucketState()) for d in draws]
+            within = deadline.remaining()
+            # The cache is never ahead of the item: a refusal from it stands.
+            steps = fit(draws, states, now, count=count, within=within, paused=cached.paused_until)
+            if isinstance(steps, float):
+                return Reservation((), steps)
+            item = self._write(self._reservation(steps, now, within), scope, deadline, limits)
+            if item is None:
+                continue
+            fresh = self._cache[scope] = _parse(item, limits)
+            bases = [self._base(s, fresh) for s in steps]
+            landed = self.clock()  # waits from when the write landed: its own time is not waited twice
+            return Reservation(
+                tuple(wait_for(max(slot, fresh.paused_until), landed) for slot in slots_of(steps, bases))
+            )
         raise MeterUnavailableError(f"rate meter {scope!r}: {MAX_CONFLICTS} conflicting writes in a row")
 
-    def _steps(self, scope: str, draws: Sequence[Draw]) -> tuple[_Scope, list[Step], float]:
-        now = self.clock()
-        cached = self._cache.get(scope) or _Scope()
-        return cached, [step(d, cached.states.get(d.limit.name, BucketState()), now) for d in draws], now
-
-    def _attempt(
-        self, scope: str, draws: Sequence[Draw], limits: Sequence[Limit], deadline: Deadline
-    ) -> Reservation | None:
-        """One conditional write of a reservation; None when it lost a race (the cache now holds the item)."""
-        cached, steps, now = self._steps(scope, draws)
-        within = deadline.remaining()
-        known = max([s.slot for s in steps] + [cached.paused_until])
-        if wait_for(known, now) > within:  # the cache is never ahead of the item: refused as it stands
-            return Reservation(False, wait_for(known, now))
-        update = self._reservation(steps, now, within)
-        item = self._write(update, scope, deadline, limits)
-        if item is None:
-            return None
-        fresh = self._cache[scope] = _parse(item, limits)
-        slot = max([self._slot(s, fresh, now) for s in steps] + [fresh.paused_until])
-        return Reservation(wait_for(slot, now) <= deadline.remaining(), wait_for(slot, now))
-
     @staticmethod
-    def _slot(step_: Step, fresh: _Scope, now: float) -> float:
-        """This bucket's slot from the item as written: for an addition, the `tat` it produced."""
+    def _base(step_: Step, fresh: _Scope) -> float | None:
+        """The `tat` an addition really started from (the item it wrote, less what it added); None for a set."""
         if step_.rate is None or step_.absolute:
-            return now
-        tat = fresh.states[step_.limit.name].tat
-        return max(now, tat - step_.increment - step_.tolerance)
+            return None
+        return fresh.states[step_.limit.name].tat - step_.increment
 
     @staticmethod
     def _reservation(steps: Sequence[Step], now: float, within: float) -> _Update:
@@ -191,10 +188,10 @@ class DynamoDBMeter:
                 calls, since = update.name(f"{name}_calls"), update.name(f"{name}_since")
                 stale = update.value(now - COUNT_WINDOW_SECONDS)
                 if step_.absolute:
-                    update.sets += [f"{calls} = {update.value(step_.cost)}", f"{since} = {at}"]
+                    update.sets += [f"{calls} = {update.value(step_.cost * step_.count)}", f"{since} = {at}"]
                     update.conditions.append(f"attribute_not_exists({since}) OR {since} < {stale}")
                 else:
-                    update.adds.append(f"{calls} {update.value(step_.cost)}")
+                    update.adds.append(f"{calls} {update.value(step_.cost * step_.count)}")
                     update.conditions.append(f"{since} >= {stale}")
                 continue
             tat = update.name(f"{name}_tat")
@@ -202,7 +199,7 @@ class DynamoDBMeter:
                 update.sets.append(f"{tat} = {update.value(now + step_.increment)}")
                 update.conditions.append(f"attribute_not_exists({tat}) OR {tat} < {at}")
             else:
-                latest = update.value(now + within + step_.tolerance)
+                latest = update.value(now + within + step_.tolerance - (step_.count - 1) * step_.spacing)
                 update.sets.append(f"{tat} = {tat} + {update.value(step_.increment)}")
                 update.conditions.append(f"{tat} >= {at} AND {tat} <= {latest}")
         update.sets.append(f"{update.name('expiration')} = {update.value(int(now) + ITEM_KEPT_SECONDS)}")
@@ -265,7 +262,9 @@ class DynamoDBMeter:
                 self._cache[scope] = _parse(item, limits)
                 return
 
-    def _write(self, update: _Update, scope: str, deadline: Deadline, limits: Sequence[Limit]) -> Mapping[str, Any] | None:
+    def _write(
+        self, update: _Update, scope: str, deadline: Deadline, limits: Sequence[Limit]
+    ) -> Mapping[str, Any] | None:
         """The item after the write, or None when its condition failed (the cache then holds the item as it
         was, returned with the failure)."""
         deadline.budget(METER_CALL_SECONDS, what="rate meter")
