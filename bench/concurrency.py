@@ -13,7 +13,7 @@ process, whose token bucket is the account's: every invocation draws on it. Each
 - `burst-1`: a Medianova-like account (burst 1), one path per batch, N invocations;
 - `trickle`: one batch at a time (one invocation busy, N - 1 idle): the share of the account's rate used.
 
-Per run: provider calls / the minimum, 429s, targets lost (must be 0), the rate used (calls after the burst
+Per run: provider calls / the minimum (the fewest calls the batches as delivered allow), 429s, targets lost (must be 0), the rate used (calls after the burst
 per second of CDN time / the account's rate), and for the meter: DynamoDB write requests per provider call
 and the mean time a reservation took (the meter's added latency per call).
 Results: `bench/results/concurrency-<UTC time>.json`.
@@ -116,7 +116,7 @@ def run_case(
 
     host.reset()
     with _quiet():
-        wall, log, _per_batch = run_cdnpurge(
+        wall, log, minimum = run_cdnpurge(
             scenario,
             storm,
             endpoints=host.endpoints,
@@ -131,7 +131,6 @@ def run_case(
         )
     stats = host.stats(scenario.provider)
     limit = LIMITS[scenario.provider]
-    minimum = storm.minimum(storm.expected)
     cdn = (stats.last - stats.first) if stats.first is not None and stats.last is not None else 0.0
     rate_used = max(0, stats.accepted - limit.burst) / cdn / limit.rate if cdn else 0.0
     writes = sum(m.inner.writes for m in meters)

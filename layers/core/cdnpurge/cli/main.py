@@ -25,6 +25,7 @@ from typing import Any, TextIO
 from cdnpurge.cli.charts import FORMATS, ChartsUnavailableError, RunFileError, render_run
 from cdnpurge.cli.deploy import parameter_size_warning
 from cdnpurge.cli.errors import reader_gone
+from cdnpurge.cli.meter import join_meter, report_unmetered
 from cdnpurge.cli.notifications import set_eventbridge
 from cdnpurge.cli.progress import Progress
 from cdnpurge.cli.provider_docs import purge_examples
@@ -209,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--soft", dest="soft", action="store_true", default=None, help="mark stale (where supported)")
     mode.add_argument("--hard", dest="soft", action="store_false", help="evict (default unless the config says soft)")
     purge.add_argument("--dry-run", action="store_true", help="print the requests, send nothing")
+    purge.add_argument(
+        "--table",
+        metavar="NAME",
+        help="share the stack's rate meter in this table (output IdempotencyTableName; default "
+        "$RATE_METER_TABLE_NAME or $IDEMPOTENCY_TABLE_NAME), so this purge and the function draw on one rate",
+    )
 
     redrive = commands.add_parser(
         "redrive",
@@ -523,9 +530,10 @@ def _purge(config: Config, args: argparse.Namespace, out: TextIO) -> int:
         status = f"ok (id {what.provider_id})" if isinstance(what, PurgeResult) else f"{type(what).__name__}: {what}"
         print(f"  attempt {attempt}: {request.describe()} -> {status}", file=out)
 
-    executor = build_purgers([settings], on_attempt=show).executor
+    executor = build_purgers([settings], on_attempt=show, meter=join_meter(args.table, out)).executor
     deadline = time.monotonic() + 300
     outcomes = [executor.run(r, deadline=deadline, idempotency_token=request_token(r)) for r in the_plan.requests]
+    report_unmetered(outcomes, out)
     failed = [o for o in outcomes if not o.ok]
     print(f"done: {len(outcomes) - len(failed)} request(s) accepted, {len(failed)} failed", file=out)
     return EXIT_FAILED if failed or the_plan.errors else EXIT_OK

@@ -34,8 +34,10 @@ JITTER_MARGIN_SECONDS = 0.05
 # AIMD on the shared rate: a throttle multiplies it by DECREASE (never below FLOOR x the declared rate)...
 DECREASE = 0.5
 FLOOR = 0.1
-# ... and each second without one adds this much x the declared (or learned) rate back.
-RECOVERY_PER_SECOND = 0.02
+# ... and each second without one adds this much x the declared (or learned) rate back: a halved rate is
+# whole again 5 s later. Quicker than a lone caller's recovery: with the meter, callers no longer collide,
+# so a 429 is a passing event (a late call, the provider's own hiccup), not a sign of an oversubscribed rate.
+RECOVERY_PER_SECOND = 0.1
 # One cut per window: callers that saw the same 429 (sent before the first cut) cut once, not N times.
 CUT_WINDOW_SECONDS = 1.0
 # A provider with no declared rate: a rate is learned only from this many calls in the counting window...
