@@ -11,11 +11,14 @@ process, whose token bucket is the account's: every invocation draws on it. Each
 - `storm`: a Fastly-like account (one URL per call, `LIMITS["fastly"]`), batches of 10, N invocations busy;
 - `oversubscribed`: the same storm with 2N invocations (a second stack on the same account) on an N share;
 - `burst-1`: a Medianova-like account (burst 1), one path per batch, N invocations;
-- `trickle`: one batch at a time (one invocation busy, N - 1 idle): the share of the account's rate used.
+- `trickle`: one batch at a time (one invocation busy, N - 1 idle): the share of the account's rate used;
+- `latency-100ms`: the trickle with every answer 100 ms late, one invocation: the rate, not the round
+  trip, must be the limit.
 
-Per run: provider calls / the minimum (the fewest calls the batches as delivered allow), 429s, targets lost (must be 0), the rate used (calls after the burst
-per second of CDN time / the account's rate), and for the meter: DynamoDB write requests per provider call
-and the mean time a reservation took (the meter's added latency per call).
+Per run: provider calls / the minimum (the fewest calls the batches as delivered allow), 429s, targets lost
+(must be 0), the rate used (calls after the burst per second of CDN time / the account's rate), and for the
+meter: DynamoDB write requests per provider call, lost races, and the mean time a reservation took (the
+meter's added latency per reservation; a reservation leases the slots of several calls).
 Results: `bench/results/concurrency-<UTC time>.json`.
 """
 
@@ -52,7 +55,13 @@ STORM_URLS = 200
 BURST_ONE_PATHS = 60
 TRICKLE_URLS = 100
 COUNTS = (1, 2, 4, 8)
-TARGETS = {"trickle_rate_used": 0.9, "storm_calls_ratio": 1.02, "burst1_n8_calls_ratio": 1.05, "writes_per_call": 1.1}
+TARGETS = {
+    "latency_rate_used": 0.85,
+    "trickle_rate_used": 0.9,
+    "storm_calls_ratio": 1.02,
+    "burst1_n8_calls_ratio": 1.05,
+    "writes_per_call": 1.1,
+}
 
 
 @dataclass
@@ -62,6 +71,8 @@ class Case:
     size: int
     batch_size: int
     oversubscribed: bool = False
+    latency: float = 0.0  # seconds the provider takes to answer
+    counts: tuple[int, ...] = COUNTS
 
 
 CASES = (
@@ -69,6 +80,7 @@ CASES = (
     Case("oversubscribed", SCENARIOS["fastly-urls"], STORM_URLS, 10, oversubscribed=True),
     Case("burst-1", SCENARIOS["medianova-paths"], BURST_ONE_PATHS, 1),
     Case("trickle", SCENARIOS["fastly-urls"], TRICKLE_URLS, TRICKLE_URLS),
+    Case("latency-100ms", SCENARIOS["fastly-urls"], TRICKLE_URLS, TRICKLE_URLS, latency=0.1, counts=(1,)),
 )
 
 
@@ -115,6 +127,7 @@ def run_case(
         return timed
 
     host.reset()
+    host.latency(scenario.provider, case.latency)
     with _quiet():
         wall, log, minimum = run_cdnpurge(
             scenario,
@@ -170,6 +183,9 @@ def verdicts(rows: Sequence[dict[str, Any]]) -> dict[str, bool]:
             r["calls_ratio"] <= TARGETS["storm_calls_ratio"] and r["lost"] == 0 for r in storms
         ),
         "burst-1 storm at N = 8 <= 1.05x": all(r["calls_ratio"] <= TARGETS["burst1_n8_calls_ratio"] for r in burst1),
+        "one invocation at 100 ms latency uses >= 0.85 of the rate": all(
+            r["rate_used"] >= TARGETS["latency_rate_used"] for r in metered if r["case"] == "latency-100ms"
+        ),
         "meter <= 1.1 writes per provider call": all(w <= TARGETS["writes_per_call"] for w in writes),
     }
 
@@ -195,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for case in CASES:
             if options.case and case.name not in options.case:
                 continue
-            for count in options.counts:
+            for count in [n for n in options.counts if n in case.counts]:
                 for mode in options.mode or ("static", "meter"):
                     number += 1
                     row = run_case(case, count, mode, host=host, dynamodb=dynamodb, table=table, run=f"c{number}")

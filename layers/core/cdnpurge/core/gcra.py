@@ -35,9 +35,10 @@ JITTER_MARGIN_SECONDS = 0.05
 DECREASE = 0.5
 FLOOR = 0.1
 # ... and each second without one adds this much x the declared (or learned) rate back: a halved rate is
-# whole again 5 s later. Quicker than a lone caller's recovery: with the meter, callers no longer collide,
-# so a 429 is a passing event (a late call, the provider's own hiccup), not a sign of an oversubscribed rate.
-RECOVERY_PER_SECOND = 0.1
+# whole again 2 s later. With the meter, callers no longer collide, so a 429 is mostly a passing event (a call
+# that left late, the provider's own hiccup); a caller outside the meter still gets the rate cut every time it
+# crowds the account, a sawtooth whose 429s cost one call each.
+RECOVERY_PER_SECOND = 0.25
 # One cut per window: callers that saw the same 429 (sent before the first cut) cut once, not N times.
 CUT_WINDOW_SECONDS = 1.0
 # A provider with no declared rate: a rate is learned only from this many calls in the counting window...
