@@ -70,9 +70,7 @@ def test_a_purge_with_the_stacks_table_reserves_its_slot_in_the_accounts_meter(
 
 
 @pytest.mark.usefixtures("environment")
-def test_the_table_comes_from_the_environment_too(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_table_comes_from_the_environment_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IDEMPOTENCY_TABLE_NAME", TABLE)
     _code, output, _calls = purge(tmp_path)
     assert f"through table {TABLE}" in output

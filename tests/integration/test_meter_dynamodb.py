@@ -103,3 +103,24 @@ def test_an_unreachable_table_is_reported_as_the_meter_being_unavailable(table: 
     meter = DynamoDBMeter(client, "no-such-table", clock=clock)
     with pytest.raises(MeterUnavailableError):
         meter.reserve("scope", [Draw(LIMIT)], Deadline(clock() + 60.0, clock))
+
+
+def test_items_in_progress_are_counted_across_invocations_and_released_with_time(table: tuple[Any, str]) -> None:
+    client, name = table
+    scope = uuid.uuid4().hex
+    clock = SimulatedClock(4_000_000.0)
+    far = Deadline(clock() + 3600.0, clock)
+    limits = {"paths": 3000, "wildcards": 15}
+    first, second = DynamoDBMeter(client, name, clock=clock), DynamoDBMeter(client, name, clock=clock)
+    assert first.hold(scope, {"paths": 2500}, limits, 60.0, far) == 0.0
+    clock.sleep(10.0)
+    assert first.hold(scope, {"wildcards": 15}, limits, 60.0, far) == 0.0
+    # Then: another invocation (its cache empty) may not pass either limit, and learns when it may
+    assert second.hold(scope, {"paths": 600}, limits, 60.0, far) == pytest.approx(50.0)
+    assert second.hold(scope, {"wildcards": 1}, limits, 60.0, far) == pytest.approx(60.0, abs=1.0)
+    assert second.hold(scope, {"paths": 500}, limits, 60.0, far) == 0.0  # 3,000 exactly
+    # And: once the first holds expire, their room is back (the expired attributes are removed)
+    clock.sleep(51.0)
+    assert second.hold(scope, {"paths": 2000}, limits, 60.0, far) == 0.0
+    item = client.get_item(TableName=name, Key={"id": {"S": KEY_PREFIX + scope}})["Item"]
+    assert sum(float(v["N"]) for k, v in item.items() if k.startswith("ip_") and k.endswith("_paths")) == 2500

@@ -17,7 +17,7 @@ from cdnpurge.core.gcra import JITTER_MARGIN_SECONDS, Draw, Limit
 from cdnpurge.core.models import PurgeRequest, TargetKind
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import ProviderError, ThrottledError
-from cdnpurge.core.spec import Capabilities, ProviderSpec
+from cdnpurge.core.spec import Capabilities, InProgressLimit, ProviderSpec
 from cdnpurge.runtime.execute import MAX_CALLS_IN_FLIGHT, Executor
 from cdnpurge.runtime.meter import InProcessMeter, MeterUnavailableError, Reservation
 
@@ -155,3 +155,51 @@ def test_calls_in_flight_follow_rate_times_latency_bounded() -> None:
     assert executor.calls_in_flight("cdn") == 3
     executor.latency["cdn"] = 60.0
     assert executor.calls_in_flight("cdn") == MAX_CALLS_IN_FLIGHT
+
+
+PATHS, WILDCARDS, HOLD = 5, 2, 60.0
+
+
+@dataclass
+class Distribution(AccountProvider):
+    """A CloudFront-like provider: paths and tags count against 5 in progress, wildcards against 2."""
+
+    @property
+    def spec(self) -> ProviderSpec:
+        caps = Capabilities(
+            max_targets={TargetKind.PATH: 5, TargetKind.KEY: 5, TargetKind.PREFIX: 2},
+            rate_per_second=100.0,
+            burst=10,
+            in_progress=(
+                InProgressLimit("paths", PATHS, frozenset({TargetKind.PATH, TargetKind.KEY})),
+                InProgressLimit("wildcards", WILDCARDS, frozenset({TargetKind.PREFIX})),
+            ),
+            in_progress_seconds=HOLD,
+        )
+        return ProviderSpec("cdn", caps, (), False, str, billing_key="EDIST", rate_scope="cloudfront/cdn")
+
+
+def invalidation(kind: TargetKind, count: int, tag: str) -> PurgeRequest:
+    return PurgeRequest("cdn", kind, tuple(f"/{tag}/{n}" for n in range(count)), False, frozenset({tag}))
+
+
+def test_parallel_invocations_never_put_more_items_in_progress_than_the_distribution_takes() -> None:
+    clock = SimulatedClock(0.0)
+    account = Account(clock)
+    meter = InProcessMeter(clock)
+    first, second = (
+        Executor({"cdn": Distribution(account)}, clock=clock, sleep=clock.sleep, meter=meter) for _ in range(2)
+    )
+    # Given: one invocation has 4 paths (tags count as paths) in progress
+    assert first.run(invalidation(TargetKind.KEY, 4, "a"), deadline=clock() + 600, idempotency_token="a").ok
+    # When: another wants 3 more, and 2 wildcards (a separate limit)
+    deferred = second.run(invalidation(TargetKind.PATH, 3, "b"), deadline=clock() + 600, idempotency_token="b")
+    wildcards = second.run(invalidation(TargetKind.PREFIX, 2, "c"), deadline=clock() + 600, idempotency_token="c")
+    # Then: the paths wait (deferred, not refused by the provider) until the first invalidation's hold ends;
+    # the wildcards go at once
+    assert deferred.deferred and deferred.attempts == 0
+    assert deferred.retry_in == pytest.approx(HOLD - (clock() - account.calls[0]), abs=0.1)
+    assert wildcards.ok
+    clock.sleep(HOLD)
+    assert second.run(invalidation(TargetKind.PATH, 3, "b"), deadline=clock() + 600, idempotency_token="b").ok
+    assert len(account.calls) == 3

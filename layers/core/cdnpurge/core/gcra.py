@@ -26,7 +26,7 @@ disagree on what a slot is.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 # How much later than its slot a call may reach the provider without being throttled.
@@ -185,3 +185,27 @@ def cut(limit: Limit, state: BucketState, now: float) -> BucketState | None:
 def wait_for(slot: float, now: float) -> float:
     """Seconds until `slot`, never negative, never NaN."""
     return 0.0 if math.isnan(slot) else max(0.0, slot - now)
+
+
+Hold = tuple[float, Mapping[str, float]]  # (until, items in progress per limit name)
+
+
+def release_wait(
+    holds: Sequence[Hold], amounts: Mapping[str, float], limits: Mapping[str, int], now: float
+) -> float | None:
+    """None when `amounts` fit beside the holds unexpired at `now` under every limit; else the seconds until
+    enough of them expire. An amount larger than its limit alone fits once nothing else is held (the
+    provider's own per-call limit is the adapter's to enforce)."""
+    live = sorted(((until, held) for until, held in holds if until > now), key=lambda hold: hold[0])
+
+    def fits(remaining: Sequence[Hold]) -> bool:
+        for name, cap in limits.items():
+            amount = amounts.get(name, 0)
+            if amount and remaining and sum(held.get(name, 0) for _, held in remaining) + amount > cap:
+                return False
+        return True
+
+    if fits(live):
+        return None
+    # The holds expire in order: the first expiry after which the amounts fit (nothing held always fits).
+    return next(until - now for index, (until, _held) in enumerate(live) if fits(live[index + 1 :]))

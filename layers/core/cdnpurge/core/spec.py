@@ -29,6 +29,17 @@ DNS_NAME_BYTES: Final = 253  # RFC 1035: the longest hostname, for `host` target
 
 
 @dataclass(frozen=True)
+class InProgressLimit:
+    """At most `limit` target items of `kinds` in progress at once (per `ProviderSpec.billing_key`, else per
+    rate scope), each held `Capabilities.in_progress_seconds` after its call: CloudFront's 3,000 paths (cache
+    tags included) and 15 wildcards per distribution."""
+
+    name: str
+    limit: int
+    kinds: frozenset[TargetKind]
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """A provider's purge surface and limits, declared as data so the planner has no provider branches.
 
@@ -50,6 +61,8 @@ class Capabilities:
     - `item_limits`: per target kind, the account bucket each target of a call draws one token from, beside
       the request bucket (`rate_per_second`/`burst`): Akamai's URL, CP code and tag buckets. The shared
       meter (`cdnpurge.runtime.meter`) reserves a call's request and item tokens together.
+    - `in_progress` / `in_progress_seconds`: limits on target items in progress at once (CloudFront), counted
+      by the shared meter for every caller and held that long after each call (`InProgressLimit`).
     - `case_insensitive`: kinds the provider matches regardless of case (CloudFront cache tags): the planner
       dedupes their values case-insensitively and sends them lower-cased.
     """
@@ -66,6 +79,8 @@ class Capabilities:
     case_insensitive: frozenset[TargetKind] = frozenset()
     max_target_bytes: Mapping[TargetKind, int] = field(default_factory=dict)
     item_limits: Mapping[TargetKind, Limit] = field(default_factory=dict)
+    in_progress: tuple[InProgressLimit, ...] = ()
+    in_progress_seconds: float = 0.0
 
     def supports(self, kind: TargetKind) -> bool:
         return kind in self.max_targets

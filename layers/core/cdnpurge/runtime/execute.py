@@ -54,7 +54,7 @@ from cdnpurge.core.gcra import JITTER_MARGIN_SECONDS, Draw
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import Provider, PurgeResult
 from cdnpurge.core.provider_errors import ProviderError, ThrottledError, UnavailableError, UnexpectedError
-from cdnpurge.runtime.meter import Meter, MeterUnavailableError, draws_for, limits_of
+from cdnpurge.runtime.meter import Meter, MeterUnavailableError, draws_for, in_progress_of, limits_of
 
 # AIMD: a throttle multiplies the rate by DECREASE (never below FLOOR x the declared rate); each success
 # adds RECOVERY x the declared (or learned) rate back, up to the declared rate.
@@ -365,7 +365,25 @@ class Executor:
             return _Turn(wait)
         if wait:
             self.sleep(wait)
-        return _Turn(None, waited=wait)
+        return _Turn(self._hold_in_progress(request, deadline), waited=wait)
+
+    def _hold_in_progress(self, request: PurgeRequest, deadline: float) -> float | None:
+        """Count the call's items in progress where the provider limits them (CloudFront, per distribution):
+        None when counted (or not limited, or the meter failed: a `TooManyInvalidationsInProgress` then
+        pauses every caller as a throttle); else the seconds until enough is released, and the request is
+        deferred to then instead of being refused by the provider."""
+        spec = self.providers[request.provider].spec
+        in_progress = in_progress_of(spec, request)
+        if in_progress is None or self.meter is None:
+            return None
+        scope, amounts, limits = in_progress
+        try:
+            wait = self.meter.hold(
+                scope, amounts, limits, spec.capabilities.in_progress_seconds, Deadline(deadline, self.clock)
+            )
+        except (MeterUnavailableError, OutOfTimeError):
+            return None
+        return wait if wait > 0 else None
 
     def _report(self, request: PurgeRequest, deadline: float, pause: float, *, cut: bool) -> int:
         """Tell every caller of the account (through the meter) to wait `pause` seconds; 1 when the meter could

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -26,12 +26,14 @@ from cdnpurge.core.errors import CdnpurgeError
 from cdnpurge.core.gcra import (
     BucketState,
     Draw,
+    Hold,
     Limit,
     Step,
     after,
     cut,
     effective_rate,
     pushed,
+    release_wait,
     slots_of,
     step,
     wait_for,
@@ -96,6 +98,13 @@ class Meter(Protocol):
         cut), not a pacing hint on a success."""
         ...
 
+    def hold(
+        self, scope: str, amounts: Mapping[str, float], limits: Mapping[str, int], seconds: float, deadline: Deadline
+    ) -> float:
+        """Count `amounts` (items per limit name) in progress in `scope` for `seconds`, unless a limit would
+        be passed: 0.0 when held, else the seconds until enough is released (nothing held)."""
+        ...
+
 
 class InProcessMeter:
     """The meter of one process: its scopes' buckets under one lock. `clock`: epoch seconds (injected)."""
@@ -104,6 +113,7 @@ class InProcessMeter:
         self.clock = clock
         self._states: dict[tuple[str, str], BucketState] = {}
         self._paused: dict[str, float] = {}
+        self._holds: dict[str, list[Hold]] = {}
         self._lock = threading.Lock()
         self.writes = 0  # reservations and throttles written, as the DynamoDB meter counts them
 
@@ -131,6 +141,19 @@ class InProcessMeter:
                 self._states[key] = throttle_state(limit, state, until, now, cut_rate=cut)
             self.writes += 1
 
+    def hold(
+        self, scope: str, amounts: Mapping[str, float], limits: Mapping[str, int], seconds: float, deadline: Deadline
+    ) -> float:
+        with self._lock:
+            now = self.clock()
+            holds = [hold for hold in self._holds.get(scope, []) if hold[0] > now]
+            wait = release_wait(holds, amounts, limits, now)
+            if wait is not None:
+                return wait
+            self._holds[scope] = [*holds, (now + seconds, dict(amounts))]
+            self.writes += 1
+            return 0.0
+
     def rate(self, scope: str, limit: Limit) -> float | None:
         """The rate `limit` is paced at now (tests and the bench read what a throttle taught)."""
         with self._lock:
@@ -152,6 +175,18 @@ def limits_of(spec: ProviderSpec, request: PurgeRequest) -> list[Limit]:
     limits = [Limit(REQUEST_BUCKET, caps.rate_per_second, caps.burst)]
     item = caps.item_limits.get(request.kind)
     return limits if item is None else [*limits, item]
+
+
+def in_progress_of(spec: ProviderSpec, request: PurgeRequest) -> tuple[str, dict[str, float], dict[str, int]] | None:
+    """Where and how much a call of `request` counts in progress (CloudFront's paths and wildcards per
+    distribution): (scope, items per limit name, the limits), or None when the provider has no such limit."""
+    caps = spec.capabilities
+    amounts = {limit.name: float(len(request.targets)) for limit in caps.in_progress if request.kind in limit.kinds}
+    if not amounts:
+        return None
+    kind = spec.rate_scope.partition("/")[0]
+    scope = f"{spec.rate_scope}/in-progress" if spec.billing_key is None else f"{kind}/{spec.billing_key}/in-progress"
+    return scope, amounts, {limit.name: limit.limit for limit in caps.in_progress}
 
 
 def draws_for(spec: ProviderSpec, request: PurgeRequest) -> list[Draw]:

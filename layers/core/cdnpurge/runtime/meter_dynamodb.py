@@ -24,6 +24,7 @@ difference, a rare case (both buckets near their limit at once) the provider's 4
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,8 +37,10 @@ from cdnpurge.core.gcra import (
     CUT_WINDOW_SECONDS,
     BucketState,
     Draw,
+    Hold,
     Limit,
     Step,
+    release_wait,
     slots_of,
     wait_for,
 )
@@ -86,6 +89,19 @@ def _parse(item: Mapping[str, Any] | None, limits: Sequence[Limit]) -> _Scope:
     return scope
 
 
+def _parse_holds(item: Mapping[str, Any] | None, names: Sequence[str]) -> tuple[int, list[Hold]]:
+    """(version, holds) from an in-progress item: `ip_<until>_<name>` attributes grouped by `until`."""
+    if not item:
+        return 0, []
+    grouped: dict[float, dict[str, float]] = {}
+    for attribute, value in item.items():
+        if attribute.startswith("ip_"):
+            until, _, name = attribute[3:].partition("_")
+            if name in names and until.isdigit():
+                grouped.setdefault(float(until), {})[name] = float(value["N"])
+    return int(_number(item, "ipv") or 0), list(grouped.items())
+
+
 def _n(value: float) -> dict[str, str]:
     return {"N": repr(float(value))}
 
@@ -96,6 +112,7 @@ class _Update:
     def __init__(self) -> None:
         self.sets: list[str] = []
         self.adds: list[str] = []
+        self.removes: list[str] = []
         self.conditions: list[str] = []
         self.names: dict[str, str] = {}
         self.values: dict[str, dict[str, str]] = {}
@@ -116,6 +133,7 @@ class _Update:
             for part in (
                 f"SET {', '.join(self.sets)}" if self.sets else "",
                 f"ADD {', '.join(self.adds)}" if self.adds else "",
+                f"REMOVE {', '.join(self.removes)}" if self.removes else "",
             )
             if part
         )
@@ -148,6 +166,7 @@ class DynamoDBMeter:
         self._cache: dict[str, _Scope] = {}
         self.writes = 0
         self.conflicts = 0  # of which lost races (their condition failed)
+        self._holds: dict[str, tuple[int, list[Hold]]] = {}  # per scope: (version, holds) as last seen
 
     def reserve(self, scope: str, draws: Sequence[Draw], deadline: Deadline, count: int = 1) -> Reservation:
         limits = [draw.limit for draw in draws]
@@ -262,8 +281,45 @@ class DynamoDBMeter:
                 self._cache[scope] = _parse(item, limits)
                 return
 
+    def hold(
+        self, scope: str, amounts: Mapping[str, float], limits: Mapping[str, int], seconds: float, deadline: Deadline
+    ) -> float:
+        """Items in progress as attributes `ip_<second they expire>_<limit name>`, under a version number
+        (`ipv`): holds are rare (CloudFront calls), so a plain optimistic write; expired attributes are
+        removed by the write that finds them."""
+        names = list(limits)
+        for _ in range(MAX_CONFLICTS):
+            now = self.clock()
+            version, holds = self._holds.get(scope, (0, []))
+            wait = release_wait(holds, amounts, limits, now)
+            if wait is not None:
+                return wait
+            update = _Update()
+            expires = math.ceil(now + seconds)
+            for name, amount in amounts.items():
+                attribute = update.name(f"ip_{expires}_{name}")
+                update.sets.append(
+                    f"{attribute} = if_not_exists({attribute}, {update.value(0)}) + {update.value(amount)}"
+                )
+            removed = sorted({until for until, _held in holds if until <= now})
+            update.removes += [update.name(f"ip_{int(until)}_{name}") for until in removed for name in names]
+            counter = update.name("ipv")
+            update.sets.append(f"{counter} = {update.value(version + 1)}")
+            update.conditions.append(f"attribute_not_exists({counter}) OR {counter} = {update.value(version)}")
+            item = self._write(update, scope, deadline, [], holds_of=names)
+            if item is not None:
+                self._holds[scope] = _parse_holds(item, names)
+                return 0.0
+        raise MeterUnavailableError(f"rate meter {scope!r}: {MAX_CONFLICTS} conflicting writes in a row")
+
     def _write(
-        self, update: _Update, scope: str, deadline: Deadline, limits: Sequence[Limit]
+        self,
+        update: _Update,
+        scope: str,
+        deadline: Deadline,
+        limits: Sequence[Limit],
+        *,
+        holds_of: Sequence[str] = (),
     ) -> Mapping[str, Any] | None:
         """The item after the write, or None when its condition failed (the cache then holds the item as it
         was, returned with the failure)."""
@@ -275,7 +331,10 @@ class DynamoDBMeter:
             response = getattr(exc, "response", None) or {}
             if response.get("Error", {}).get("Code") == _CONFLICT:
                 self.conflicts += 1
-                self._cache[scope] = _parse(response.get("Item"), limits)
+                if holds_of:
+                    self._holds[scope] = _parse_holds(response.get("Item"), holds_of)
+                else:
+                    self._cache[scope] = _parse(response.get("Item"), limits)
                 return None
             raise MeterUnavailableError(f"rate meter {scope!r}: {describe_error(exc)}") from exc
         item: Mapping[str, Any] = answer.get("Attributes", {})
