@@ -26,7 +26,7 @@ LIMITS = {
     "cloudfront": Limit(rate=400.0, burst=5),
     "medianova": Limit(rate=400.0, burst=1),
 }
-PER_CALL = {"fastly-key": 256, "fastly-url": 1, "cloudfront": 3000, "cloudfront-tag": 15, "medianova": 100}
+PER_CALL = {"fastly-key": 256, "fastly-url": 1, "cloudfront": 3000, "cloudfront-tag": 3000, "medianova": 100}
 # SQS BatchSize per scenario, as the README advises: the template's default (100) where every target is
 # its own call (Fastly URLs), 1,000 for key- and path-based setups. `--batch-size` overrides both.
 URL_BATCH_SIZE = 100
