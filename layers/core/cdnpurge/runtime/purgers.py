@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from cdnpurge.core.credentials import SecretReader, powertools_fresh_secret_reader, powertools_secret_reader, resolve
+from cdnpurge.core.credentials import SecretReader, resolve
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import Provider, ProviderWrapper, PurgeResult
 from cdnpurge.core.provider_errors import AuthError
@@ -30,6 +30,7 @@ from cdnpurge.core.spec import ProviderSettings
 from cdnpurge.runtime.execute import AttemptListener, Executor
 from cdnpurge.runtime.meter import Meter
 from cdnpurge.runtime.redaction import RedactingProvider, redact, secret_forms
+from cdnpurge.runtime.secrets import powertools_fresh_secret_reader, powertools_secret_reader
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cdnpurge.core.config import Config, ConfigError, fresh_ssm_parameter, parse_config, read_config_text
 from cdnpurge.core.cost import DynamoDBPathCounter, PathCounter, month_of
-from cdnpurge.core.credentials import SecretReader, powertools_secret_reader
+from cdnpurge.core.credentials import SecretReader
 from cdnpurge.core.errors import describe_error
 from cdnpurge.core.events.reading import MalformedError
 from cdnpurge.core.events.verify import VerifyCheck, check_records, decode_check, encode_check, send_batches
@@ -42,6 +42,7 @@ from cdnpurge.runtime.purgers import Purgers, build_purgers
 from cdnpurge.runtime.redaction import redact
 from cdnpurge.runtime.report import BatchReport, BatchRun, ConfigChange
 from cdnpurge.runtime.repurge import RepurgeScheduling, repurge_candidates, schedule_repurge
+from cdnpurge.runtime.secrets import powertools_secret_reader
 from cdnpurge.runtime.trail import DEFAULT_RETENTION_SECONDS, DynamoDBTrail, TrailVerificationListener, TrailWriting
 from cdnpurge.runtime.verification.jobs import has_jobs
 from cdnpurge.runtime.verification.origin import OriginVersions, S3Versions
@@ -460,7 +461,7 @@ class PurgeService:
 
 
 class Verification:
-    """Runs the check messages of a batch and schedules checks for what it purged (README "Verification").
+    """Runs the check messages of a batch and schedules checks for what it purged (docs/verification.md).
 
     A check is a delayed message on the purge queue; one that cannot be run or rescheduled is returned in
     `batchItemFailures` (SQS redelivers it), a malformed one is dead-lettered at once.

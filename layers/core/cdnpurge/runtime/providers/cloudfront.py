@@ -319,6 +319,10 @@ class CloudFrontProvider(DeclaredProvider):
             response = self.client.get_invalidation(DistributionId=self.settings.distribution_id, Id=invalidation_id)
         return self._status(response["Invalidation"]["Status"])
 
+    def job_pending(self, job_id: str) -> bool:
+        """`JobStatus`: an invalidation is pending while `GetInvalidation` says `InProgress`."""
+        return self.status(job_id) is InvalidationStatus.IN_PROGRESS
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()

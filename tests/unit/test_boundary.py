@@ -1,4 +1,4 @@
-"""Issue 12 §1 and §6: anything unexpected fails its own record or request, never the batch; a record
+"""Fault boundaries: anything unexpected fails its own record or request, never the batch; a record
 sharing its change id with a twin shares the twin's fate.
 
 Each example below aborted the whole batch on the main branch before the boundaries existed (the poison
@@ -147,7 +147,7 @@ def test_an_exception_no_adapter_maps_fails_its_request_permanently_and_redacted
     # Then: one attempt, a permanent failure naming the type and where, the token redacted
     assert isinstance(outcome.error, UnexpectedError) and not outcome.error.retryable and outcome.attempts == 1
     assert outcome.error.metric_name == REQUEST_METRIC
-    assert "unexpected KeyError at test_fault_boundaries.py:" in outcome.error.message
+    assert "unexpected KeyError at test_boundary.py:" in outcome.error.message
     assert FASTLY_TOKEN[:12] not in outcome.error.message and "<redacted>" in outcome.error.message
 
 
