@@ -84,6 +84,8 @@ LATENCY_WEIGHT = 0.2
 # the provider's rate (at most MAX_LEASE calls).
 LEASE_SECONDS = 0.25
 MAX_LEASE = 16
+# Reservations one call may make when the slots it gets are already overdue (a starved process).
+MAX_LEASE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -419,18 +421,20 @@ class Executor:
         Slots are leased: one reservation takes the slots of the calls this invocation is about to make to
         the provider (`lease_size`), one thread at a time, and the next callers take theirs from the lease, so
         a write to the meter is shared by several calls and the calls of one invocation never race each
-        other for the meter's item. A leased slot more than the jitter margin overdue is dropped unused (a
-        call that late could meet the next ones at the provider)."""
+        other for the meter's item. A leased slot more than half the jitter margin overdue is dropped unused
+        (a call that late, plus the network's own jitter, could meet the next ones at the provider)."""
         if self.meter is None:
             return None
         spec = self.providers[request.provider].spec
         draws = tuple(draws_for(spec, request))
         lease = self._leases[request.provider]
         with lease.lock:
-            now = self.clock()
-            while lease.slots and (lease.draws != draws or lease.slots[0] < now - JITTER_MARGIN_SECONDS):
-                lease.slots.popleft()
-            if not lease.slots:
+            for _ in range(MAX_LEASE_ATTEMPTS):  # then a late slot is used rather than none
+                now = self.clock()
+                while lease.slots and (lease.draws != draws or lease.slots[0] < now - JITTER_MARGIN_SECONDS / 2):
+                    lease.slots.popleft()
+                if lease.slots:
+                    break
                 count = self.lease_size(request.provider)
                 try:
                     reservation = self.meter.reserve(spec.rate_scope, draws, Deadline(deadline, self.clock), count)

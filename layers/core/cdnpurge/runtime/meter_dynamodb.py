@@ -13,7 +13,9 @@ A reservation is written without reading first, from the state the last write re
   never conflict while the scope is busy, which is exactly when they all call at once;
 - a bucket the cache says is idle is *set*: `SET b_tat = :now + :increment` under `b_tat < :now`; two
   callers racing there conflict once, the loser retries with the item's state that came back with the
-  failure (`ReturnValuesOnConditionCheckFailure`), without another read.
+  failure (`ReturnValuesOnConditionCheckFailure`), without another read. When the last write found others
+  ahead in the queue, an idle-looking cache is taken for stale and the bucket is added to instead (a wrong
+  guess fails the same way, once).
 
 So a provider call costs one write unit (the item stays under 1 KB), plus one for each lost race at an
 idle scope; `:latest` makes the write fail, instead of reserving, when the slot is beyond the time left.
@@ -27,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
@@ -63,6 +65,9 @@ class _Scope:
 
     states: dict[str, BucketState] = field(default_factory=dict)
     paused_until: float = 0.0
+    # Others were reserving too at the last write (ours queued behind theirs): an idle-looking cache is then
+    # probably stale, so the next reservation adds instead of setting (see `DynamoDBMeter.reserve`).
+    busy: bool = False
 
 
 def _number(item: Mapping[str, Any], name: str) -> float | None:
@@ -179,11 +184,14 @@ class DynamoDBMeter:
             steps = fit(draws, states, now, count=count, within=within, paused=cached.paused_until)
             if isinstance(steps, float):
                 return Reservation((), steps)
+            if cached.busy:  # a stale cache of a busy scope looks idle: add, and learn otherwise if wrong
+                steps = [replace(s, absolute=False) if s.rate is not None else s for s in steps]
             item = self._write(self._reservation(steps, now, within), scope, deadline, limits)
             if item is None:
                 continue
             fresh = self._cache[scope] = _parse(item, limits)
             bases = [self._base(s, fresh) for s in steps]
+            fresh.busy = any(base is not None and base > now for base in bases)
             landed = self.clock()  # waits from when the write landed: its own time is not waited twice
             return Reservation(
                 tuple(wait_for(max(slot, fresh.paused_until), landed) for slot in slots_of(steps, bases))
