@@ -57,6 +57,7 @@ CLASSES: Final = {
     "waits": "every wait is bounded",
     "fate": "twins share their fate",
     "queue": "before and after the queue",
+    "deadline": "one deadline bounds every call (dripping edges, hanging endpoints, slow tables)",
 }
 HOSTILE_TARGET: Final = 2000
 FRAGMENT_CHARS: Final = 12  # a credential fragment: any piece of a test token this long

@@ -47,7 +47,7 @@ class AccountProvider:
         caps = Capabilities(max_targets={TargetKind.KEY: 10}, rate_per_second=self.rate, burst=self.burst)
         return ProviderSpec(self.name, caps, (), False, lambda target: target.value, rate_scope="cdn/account")
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
         self.account.calls.append(self.account.clock())
         if self.account.script:
             raise self.account.script.pop(0)
@@ -78,7 +78,9 @@ def test_invocations_take_turns_at_the_accounts_whole_rate_without_collisions() 
     executors = invocations(8, account, InProcessMeter(clock))
     # When: eight invocations send 40 calls between them, in turn
     for number in range(40):
-        outcome = executors[number % 8].run(request(number), deadline=clock() + 600, idempotency_token=str(number))
+        outcome = executors[number % 8].run(
+            request(number), deadline=Deadline(clock() + 600, clock), idempotency_token=str(number)
+        )
         assert outcome.ok and outcome.unmetered == 0
     # Then: a burst-1 account sees its calls one rate-interval (plus the time margin) apart: no collision,
     # and not 1/8 of the rate each
@@ -91,7 +93,7 @@ def test_an_idle_invocation_holds_no_share_one_busy_one_gets_the_whole_rate() ->
     account = Account(clock)
     busy, *_idle = invocations(4, account, InProcessMeter(clock), burst=4)
     for number in range(20):
-        busy.run(request(number), deadline=clock() + 600, idempotency_token=str(number))
+        busy.run(request(number), deadline=Deadline(clock() + 600, clock), idempotency_token=str(number))
     # 20 calls: the burst at once, then one every 1/RATE: the whole rate, not a quarter of it
     assert account.calls[-1] == pytest.approx((20 - 4) / RATE + JITTER_MARGIN_SECONDS)
 
@@ -101,9 +103,9 @@ def test_a_call_with_no_slot_before_the_deadline_is_deferred_to_its_slot_not_sle
     account = Account(clock)
     first, second = invocations(2, account, InProcessMeter(clock))
     for number in range(4):
-        first.run(request(number), deadline=clock() + 600, idempotency_token=str(number))
+        first.run(request(number), deadline=Deadline(clock() + 600, clock), idempotency_token=str(number))
     # When: the other invocation has 0.1 s left and the account's next slot is further off
-    outcome = second.run(request(9), deadline=clock() + 0.1, idempotency_token="9")
+    outcome = second.run(request(9), deadline=Deadline(clock() + 0.1, clock), idempotency_token="9")
     # Then: not called, deferred, due when the slot comes
     assert outcome.deferred and outcome.attempts == 0
     assert len(account.calls) == 4
@@ -114,10 +116,10 @@ def test_one_invocations_429_pauses_every_invocation_of_the_account() -> None:
     clock = SimulatedClock(0.0)
     account = Account(clock, script=[ThrottledError("cdn", "slow down", retry_after=3.0)])
     first, second = invocations(2, account, InProcessMeter(clock))
-    throttled = first.run(request(1), deadline=clock() + 600, idempotency_token="1")
+    throttled = first.run(request(1), deadline=Deadline(clock() + 600, clock), idempotency_token="1")
     assert throttled.ok and throttled.throttled == 1
     # When: the other invocation calls next; then: not before the pause asked for, from the first call
-    second.run(request(2), deadline=clock() + 600, idempotency_token="2")
+    second.run(request(2), deadline=Deadline(clock() + 600, clock), idempotency_token="2")
     assert account.calls[-1] - account.calls[0] >= 3.0
 
 
@@ -140,7 +142,9 @@ def test_an_unreachable_meter_falls_back_to_the_static_share_and_is_counted() ->
     account = Account(clock)
     meter = FailingMeter()
     (executor, _other) = invocations(2, account, meter)
-    outcomes = [executor.run(request(n), deadline=clock() + 600, idempotency_token=str(n)) for n in range(5)]
+    outcomes = [
+        executor.run(request(n), deadline=Deadline(clock() + 600, clock), idempotency_token=str(n)) for n in range(5)
+    ]
     assert all(o.ok for o in outcomes)
     assert sum(o.unmetered for o in outcomes) == 5 == meter.asked
     # Paced at half the rate (two invocations' static share), less the fallback's headroom
@@ -191,15 +195,23 @@ def test_parallel_invocations_never_put_more_items_in_progress_than_the_distribu
         Executor({"cdn": Distribution(account)}, clock=clock, sleep=clock.sleep, meter=meter) for _ in range(2)
     )
     # Given: one invocation has 4 paths (tags count as paths) in progress
-    assert first.run(invalidation(TargetKind.KEY, 4, "a"), deadline=clock() + 600, idempotency_token="a").ok
+    assert first.run(
+        invalidation(TargetKind.KEY, 4, "a"), deadline=Deadline(clock() + 600, clock), idempotency_token="a"
+    ).ok
     # When: another wants 3 more, and 2 wildcards (a separate limit)
-    deferred = second.run(invalidation(TargetKind.PATH, 3, "b"), deadline=clock() + 600, idempotency_token="b")
-    wildcards = second.run(invalidation(TargetKind.PREFIX, 2, "c"), deadline=clock() + 600, idempotency_token="c")
+    deferred = second.run(
+        invalidation(TargetKind.PATH, 3, "b"), deadline=Deadline(clock() + 600, clock), idempotency_token="b"
+    )
+    wildcards = second.run(
+        invalidation(TargetKind.PREFIX, 2, "c"), deadline=Deadline(clock() + 600, clock), idempotency_token="c"
+    )
     # Then: the paths wait (deferred, not refused by the provider) until the first invalidation's hold ends;
     # the wildcards go at once
     assert deferred.deferred and deferred.attempts == 0
     assert deferred.retry_in == pytest.approx(HOLD - (clock() - account.calls[0]), abs=0.1)
     assert wildcards.ok
     clock.sleep(HOLD)
-    assert second.run(invalidation(TargetKind.PATH, 3, "b"), deadline=clock() + 600, idempotency_token="b").ok
+    assert second.run(
+        invalidation(TargetKind.PATH, 3, "b"), deadline=Deadline(clock() + 600, clock), idempotency_token="b"
+    ).ok
     assert len(account.calls) == 3

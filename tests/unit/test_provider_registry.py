@@ -12,6 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from cdnpurge.core.config import parse_config
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import JobStatus, Provider, ProviderWrapper, PurgeResult, job_status
 from cdnpurge.core.registry import KINDS, REGISTRY, adapter_of
@@ -91,10 +92,10 @@ class _Jobs:
         self.name = like.name
         self.spec = replace(like.spec, capabilities=replace(like.spec.capabilities, asynchronous=asynchronous))
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
         raise AssertionError("verification never purges through job_status")
 
-    def job_pending(self, job_id: str) -> bool:
+    def job_pending(self, job_id: str, deadline: Deadline) -> bool:
         return job_id == "running"
 
 
@@ -108,6 +109,6 @@ def test_job_status_finds_the_adapter_inside_its_wrappers_and_asks_only_an_async
     assert job_status(ProviderWrapper(ProviderWrapper(reporting))) is reporting
     assert job_status(ProviderWrapper(synchronous)) is None
     assert job_status(fastly) is None
-    assert job_pending(ProviderWrapper(reporting), "running")
-    assert not job_pending(reporting, "done")
-    assert not job_pending(synchronous, "running")
+    assert job_pending(ProviderWrapper(reporting), "running", Deadline.after(5))
+    assert not job_pending(reporting, "done", Deadline.after(5))
+    assert not job_pending(synchronous, "running", Deadline.after(5))

@@ -30,13 +30,11 @@ def join_meter(table: str | None, out: TextIO, environ: Mapping[str, str] | None
             file=out,
         )
         return None
-    import boto3
-
+    from cdnpurge.runtime.bounded.aws import aws_client
     from cdnpurge.runtime.meter_dynamodb import DynamoDBMeter
-    from cdnpurge.runtime.service import DYNAMODB_CLIENT_CONFIG
 
     print(f"rate meter: sharing the account rate through table {name}", file=out)
-    return DynamoDBMeter(boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG), name)
+    return DynamoDBMeter(aws_client("dynamodb"), name)
 
 
 def report_unmetered(outcomes: Sequence[Outcome], out: TextIO) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.spec import ProviderSpec
 
@@ -39,8 +40,10 @@ class Provider(Protocol):
     @property
     def spec(self) -> ProviderSpec: ...
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
-        """Send one planned request; raise a `ProviderError` subclass on failure."""
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
+        """Send one planned request, ending before `deadline` (None: within the provider's own timeout, as
+        in the CLI; the runtime always passes one); raise a `ProviderError` subclass on failure, or
+        `OutOfTimeError` when the call cannot start in time."""
         ...
 
 
@@ -51,8 +54,11 @@ class JobStatus(Protocol):
     CloudFront (`GetInvalidation`) and Medianova (its job listing) implement it; Akamai has no status API
     (its `estimatedSeconds` is the only word), F5 XC's request id has no documented status call."""
 
-    def job_pending(self, job_id: str) -> bool:
-        """True while the provider says the job is still in progress; a `ProviderError` if it cannot say."""
+    def job_pending(self, job_id: str, deadline: Deadline) -> bool:
+        """True while the provider says the job is still in progress; a `ProviderError` if it cannot say.
+
+        The call ends before `deadline`; one that cannot start raises `OutOfTimeError` (the caller stops
+        asking)."""
         ...
 
 
@@ -81,5 +87,5 @@ class ProviderWrapper:
     def spec(self) -> ProviderSpec:
         return self.inner.spec
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
-        return self.inner.purge(request, idempotency_token=idempotency_token)
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
+        return self.inner.purge(request, idempotency_token=idempotency_token, deadline=deadline)

@@ -53,7 +53,7 @@ from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.gcra import JITTER_MARGIN_SECONDS, Draw
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import Provider, PurgeResult
-from cdnpurge.core.provider_errors import ProviderError, ThrottledError, UnavailableError, UnexpectedError
+from cdnpurge.core.provider_errors import ProviderError, ThrottledError, UnexpectedError
 from cdnpurge.runtime.meter import Meter, MeterUnavailableError, draws_for, in_progress_of, limits_of
 
 # AIMD: a throttle multiplies the rate by DECREASE (never below FLOOR x the declared rate); each success
@@ -284,7 +284,9 @@ class Executor:
         rate = None if caps.rate_per_second is None else caps.rate_per_second * self.rate_share * PACING_HEADROOM
         return TokenBucket(rate, max(1, int(caps.burst * self.rate_share)))
 
-    def run(self, request: PurgeRequest, *, deadline: float, idempotency_token: str) -> Outcome:
+    def run(self, request: PurgeRequest, *, deadline: Deadline, idempotency_token: str) -> Outcome:
+        """Pace, call, retry: nothing waits or calls past `deadline` (the provider's call itself ends before
+        it, `cdnpurge.runtime.bounded`); what does not fit is deferred with when its retry is due."""
         provider = self.providers[request.provider]
         bucket = self.buckets[request.provider]
         lock = self._locks[request.provider]
@@ -321,7 +323,9 @@ class Executor:
                 return outcome(error=last_error, deferred=True, retry_in=turn.deferred_for)
             attempts += 1
             try:
-                result = provider.purge(request, idempotency_token=idempotency_token)
+                result = provider.purge(request, idempotency_token=idempotency_token, deadline=deadline)
+            except OutOfTimeError:  # the call could not start in time: nothing was sent
+                return outcome(error=last_error, deferred=True)
             except Exception as exc:  # the per-request fault boundary (`cdnpurge.core.boundary`)
                 error = exc if isinstance(exc, ProviderError) else self._unexpected(request, exc)
                 self._notify(request, attempts, error)
@@ -342,9 +346,10 @@ class Executor:
                 if failures >= self.max_attempts:
                     return outcome(error=error)
                 backoff = self._backoff(failures)
-                if isinstance(error, UnavailableError) and self.clock() + backoff > deadline:
+                try:
+                    deadline.sleep(backoff, self.sleep, what=f"backing off {request.provider}")
+                except OutOfTimeError:
                     return outcome(error=error, deferred=True, retry_in=backoff)
-                self.sleep(backoff)
                 continue
             # A call's round trip, its reservation included (the fallback bucket's own wait is not excluded).
             self._observe_latency(request.provider, self.clock() - began - turn.waited)
@@ -356,7 +361,7 @@ class Executor:
             self._notify(request, attempts, result)
             return outcome(result=result)
 
-    def _take_turn(self, request: PurgeRequest, deadline: float) -> _Turn:
+    def _take_turn(self, request: PurgeRequest, deadline: Deadline) -> _Turn:
         """Wait for this call's slot in the shared meter or, without one, for a token of the static share."""
         metered = self._metered_wait(request, deadline)
         if metered is None:
@@ -365,11 +370,13 @@ class Executor:
         granted, wait = metered
         if not granted:
             return _Turn(wait)
-        if wait:
-            self.sleep(wait)
+        try:
+            deadline.sleep(wait, self.sleep, what=f"waiting for {request.provider}'s slot")
+        except OutOfTimeError:  # the slot was taken, but the time to wait for it is gone (a slow write)
+            return _Turn(wait)
         return _Turn(self._hold_in_progress(request, deadline), waited=wait)
 
-    def _hold_in_progress(self, request: PurgeRequest, deadline: float) -> float | None:
+    def _hold_in_progress(self, request: PurgeRequest, deadline: Deadline) -> float | None:
         """Count the call's items in progress where the provider limits them (CloudFront, per distribution):
         None when counted (or not limited, or the meter failed: a `TooManyInvalidationsInProgress` then
         pauses every caller as a throttle); else the seconds until enough is released, and the request is
@@ -380,40 +387,38 @@ class Executor:
             return None
         scope, amounts, limits = in_progress
         try:
-            wait = self.meter.hold(
-                scope, amounts, limits, spec.capabilities.in_progress_seconds, Deadline(deadline, self.clock)
-            )
+            wait = self.meter.hold(scope, amounts, limits, spec.capabilities.in_progress_seconds, deadline)
         except (MeterUnavailableError, OutOfTimeError):
             return None
         return wait if wait > 0 else None
 
-    def _report(self, request: PurgeRequest, deadline: float, pause: float, *, cut: bool) -> int:
+    def _report(self, request: PurgeRequest, deadline: Deadline, pause: float, *, cut: bool) -> int:
         """Tell every caller of the account (through the meter) to wait `pause` seconds; 1 when the meter could
         not be told (counted as unmetered), else 0."""
         if self.meter is None or pause <= 0:
             return 0
         spec = self.providers[request.provider].spec
         try:
-            self.meter.throttled(
-                spec.rate_scope, limits_of(spec, request), pause, Deadline(deadline, self.clock), cut=cut
-            )
+            self.meter.throttled(spec.rate_scope, limits_of(spec, request), pause, deadline, cut=cut)
         except MeterUnavailableError:
             return 1
         return 0
 
-    def _static_share_wait(self, bucket: TokenBucket, lock: threading.Lock, deadline: float) -> float | None:
+    def _static_share_wait(self, bucket: TokenBucket, lock: threading.Lock, deadline: Deadline) -> float | None:
         """Wait for a token of this executor's own bucket (the static share); the seconds until one when that
         lies beyond the deadline. Callers of one provider share its bucket: wait, then take, atomically."""
         with lock:
             wait = bucket.delay(self.clock())
-            if self.clock() + wait > deadline:
+            try:
+                if deadline.expired():
+                    raise OutOfTimeError("not started, past the deadline")
+                deadline.sleep(wait, self.sleep, what="pacing")
+            except OutOfTimeError:
                 return wait
-            if wait:
-                self.sleep(wait)
             bucket.take(self.clock())
         return None
 
-    def _metered_wait(self, request: PurgeRequest, deadline: float) -> tuple[bool, float] | None:
+    def _metered_wait(self, request: PurgeRequest, deadline: Deadline) -> tuple[bool, float] | None:
         """This call's slot from the shared meter: (True, seconds to wait) once reserved, (False, seconds until a
         slot) when none is free before the deadline; None when there is no meter or it failed (the caller
         paces at its static share).
@@ -437,7 +442,7 @@ class Executor:
                     break
                 count = self.lease_size(request.provider)
                 try:
-                    reservation = self.meter.reserve(spec.rate_scope, draws, Deadline(deadline, self.clock), count)
+                    reservation = self.meter.reserve(spec.rate_scope, draws, deadline, count)
                 except OutOfTimeError:
                     return (False, 0.0)
                 except MeterUnavailableError:
@@ -514,7 +519,7 @@ def request_token(request: PurgeRequest) -> str:
 def execute_plan(
     requests: tuple[PurgeRequest, ...],
     executor: Executor,
-    deadline: float,
+    deadline: Deadline,
     on_outcome: Callable[[Outcome], None],
 ) -> tuple[Outcome, ...]:
     """Each provider's queue runs on threads of its own, so one slow or throttled CDN never delays another;

@@ -46,9 +46,10 @@ from cdnpurge.core.gcra import (
     slots_of,
     wait_for,
 )
+from cdnpurge.runtime.bounded import bounded_call
 from cdnpurge.runtime.meter import MeterUnavailableError, Reservation, fit, throttle_state
 
-# The most one meter call may take; the client's own timeouts are shorter (`DYNAMODB_CLIENT_CONFIG`).
+# The most one meter call may take (within the caller's deadline; `cdnpurge.runtime.bounded`).
 METER_CALL_SECONDS: Final = 2.0
 # Lost races before the meter is called unavailable for this call (each loss is one idle-to-busy race).
 MAX_CONFLICTS: Final = 8
@@ -160,7 +161,8 @@ class DynamoDBMeter:
     """The meter the function and the CLI share, on `table_name` (the idempotency table: key attribute `id`,
     TTL `expiration`).
 
-    `client`: a boto3 DynamoDB client (the service's factory builds it with short timeouts); `clock`: epoch
+    `client`: a boto3 DynamoDB client (the runtime's `aws_client("dynamodb")`: every call bounded by the
+    caller's deadline); `clock`: epoch
     seconds (every caller of one scope, on any machine, must read the same time). `writes` counts the
     write requests sent (conditional failures included: they consume a write unit too)."""
 
@@ -331,10 +333,12 @@ class DynamoDBMeter:
     ) -> Mapping[str, Any] | None:
         """The item after the write, or None when its condition failed (the cache then holds the item as it
         was, returned with the failure)."""
-        deadline.budget(METER_CALL_SECONDS, what="rate meter")
-        self.writes += 1
         try:
-            answer = self._client.update_item(**update.request(self._table, scope))
+            with bounded_call(deadline, METER_CALL_SECONDS, what="rate meter"):
+                self.writes += 1
+                answer = self._client.update_item(**update.request(self._table, scope))
+        except OutOfTimeError:
+            raise
         except Exception as exc:
             response = getattr(exc, "response", None) or {}
             if response.get("Error", {}).get("Code") == _CONFLICT:

@@ -31,6 +31,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field
 
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import RejectedError
@@ -132,8 +133,11 @@ class MedianovaProvider(HttpProvider):
 
     # -- job listing ---------------------------------------------------------------------------------
 
-    def job_status(self, page: int = 1, limit: int = 10, op_id: str | None = None) -> dict[str, Any]:
-        """List purge jobs (newest first, as Medianova pages them); `op_id` filters one job."""
+    def job_status(
+        self, page: int = 1, limit: int = 10, op_id: str | None = None, *, deadline: Deadline | None = None
+    ) -> dict[str, Any]:
+        """List purge jobs (newest first, as Medianova pages them); `op_id` filters one job. The call ends
+        before `deadline` (None: within the provider's timeout)."""
         if isinstance(page, bool) or not isinstance(page, int) or page < 1:
             raise ValueError(f"page must be an integer >= 1, got {page!r}")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
@@ -141,12 +145,12 @@ class MedianovaProvider(HttpProvider):
         if op_id is not None and not op_id:
             raise ValueError("op_id must not be empty")
         params = {"page": str(page), "limit": str(limit)} | ({"opID": op_id} if op_id else {})
-        response = self.send(ApiCall("GET", self._jobs_path, params=params))
+        response = self.send(ApiCall("GET", self._jobs_path, params=params), deadline=deadline)
         return self._json_object(response)
 
-    def job_pending(self, job_id: str) -> bool:
+    def job_pending(self, job_id: str, deadline: Deadline) -> bool:
         """`JobStatus`: the job's status in the listing filtered by its `opID` is one of `PENDING_STATUSES`."""
-        jobs = self.job_status(page=1, limit=1, op_id=job_id).get("data")
+        jobs = self.job_status(page=1, limit=1, op_id=job_id, deadline=deadline).get("data")
         if isinstance(jobs, list) and jobs and isinstance(jobs[0], dict):
             return str(jobs[0].get("status", "")).lower() in PENDING_STATUSES
         return False

@@ -8,6 +8,7 @@ asking counts as "not known to be pending": the probe decides.
 
 from __future__ import annotations
 
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.protocol import Provider, job_status
 from cdnpurge.core.provider_errors import ProviderError
 
@@ -17,12 +18,13 @@ def has_jobs(provider: Provider) -> bool:
     return job_status(provider) is not None
 
 
-def job_pending(provider: Provider, job_id: str) -> bool:
-    """True while the provider says the job is still in progress."""
+def job_pending(provider: Provider, job_id: str, deadline: Deadline) -> bool:
+    """True while the provider says the job is still in progress; the call ends before `deadline` (one that
+    cannot start raises `OutOfTimeError`: the caller stops asking)."""
     jobs = job_status(provider)
     if jobs is None:
         return False
     try:
-        return jobs.job_pending(job_id)
+        return jobs.job_pending(job_id, deadline)
     except ProviderError:
         return False
