@@ -63,7 +63,7 @@ def test_a_purge_with_the_stacks_table_reserves_its_slot_in_the_accounts_meter(
     tmp_path: Path, dynamodb: tuple[Any, str]
 ) -> None:
     code, output, calls = purge(tmp_path, "--table", TABLE)
-    assert code == 0 and calls == 1
+    assert code == 0 and calls == 1, output
     assert f"rate meter: sharing the account rate through table {TABLE}" in output
     item = dynamodb[0].get_item(TableName=TABLE, Key={"id": {"S": f"{KEY_PREFIX}fastly/ops-account"}}).get("Item")
     assert item is not None and "requests_tat" in item

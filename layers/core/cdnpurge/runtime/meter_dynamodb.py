@@ -338,7 +338,10 @@ class DynamoDBMeter:
                 self.writes += 1
                 answer = self._client.update_item(**update.request(self._table, scope))
         except OutOfTimeError:
-            raise
+            if deadline.expired():
+                raise
+            # The meter's own cap ran out, not the caller's time: the call goes on at the static share.
+            raise MeterUnavailableError(f"rate meter {scope!r}: no answer within {METER_CALL_SECONDS:g} s") from None
         except Exception as exc:
             response = getattr(exc, "response", None) or {}
             if response.get("Error", {}).get("Code") == _CONFLICT:
