@@ -115,7 +115,6 @@ class InProcessMeter:
         self._paused: dict[str, float] = {}
         self._holds: dict[str, list[Hold]] = {}
         self._lock = threading.Lock()
-        self.writes = 0  # reservations and throttles written, as the DynamoDB meter counts them
 
     def reserve(self, scope: str, draws: Sequence[Draw], deadline: Deadline, count: int = 1) -> Reservation:
         with self._lock:
@@ -127,7 +126,6 @@ class InProcessMeter:
                 return Reservation((), steps)
             for draw, state, step_ in zip(draws, states, steps, strict=True):
                 self._states[(scope, draw.limit.name)] = after(step_, state, now)
-            self.writes += 1
             return Reservation(tuple(wait_for(max(slot, paused), now) for slot in slots_of(steps)))
 
     def throttled(self, scope: str, limits: Sequence[Limit], pause: float, deadline: Deadline, *, cut: bool) -> None:
@@ -139,7 +137,6 @@ class InProcessMeter:
                 key = (scope, limit.name)
                 state = self._states.get(key, BucketState())
                 self._states[key] = throttle_state(limit, state, until, now, cut_rate=cut)
-            self.writes += 1
 
     def hold(
         self, scope: str, amounts: Mapping[str, float], limits: Mapping[str, int], seconds: float, deadline: Deadline
@@ -151,7 +148,6 @@ class InProcessMeter:
             if wait is not None:
                 return wait
             self._holds[scope] = [*holds, (now + seconds, dict(amounts))]
-            self.writes += 1
             return 0.0
 
     def rate(self, scope: str, limit: Limit) -> float | None:
