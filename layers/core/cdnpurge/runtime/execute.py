@@ -32,8 +32,9 @@ Backoff and Jitter"). Nothing waits past the deadline: work that cannot finish i
 deferred, so its SQS records are returned in `batchItemFailures` and redelivered, never dropped.
 The clock, sleep and random source are injected so tests and benchmarks can drive time.
 
-`execute_plan` runs a plan's requests with one thread per provider, so one slow or throttled CDN never
-delays another, and hands each outcome to the settle stage the moment it is known.
+`execute_plan` runs a plan's requests on threads of their own per provider, so one slow or throttled CDN
+never delays another, with about rate x latency calls in flight to each (`Executor.calls_in_flight`), and
+hands each outcome to the settle stage the moment it is known.
 """
 
 from __future__ import annotations
