@@ -8,6 +8,7 @@ from itertools import pairwise
 import pytest
 from helpers import SimulatedClock
 
+from cdnpurge.core.config import ConfigError, parse_config
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.gcra import (
     CUT_WINDOW_SECONDS,
@@ -19,6 +20,7 @@ from cdnpurge.core.gcra import (
     Draw,
     Limit,
 )
+from cdnpurge.core.registry import REGISTRY
 from cdnpurge.runtime.meter import InProcessMeter
 
 RATE, ONE_RATE = 10.0, 2.0
@@ -157,3 +159,26 @@ def test_akamai_style_buckets_are_reserved_together_and_the_tighter_one_binds() 
     assert taken[0] == 0.0
     assert taken[1] == pytest.approx(JITTER_MARGIN_SECONDS)  # the second fills the burst, less the margin
     assert [b - a for a, b in pairwise(taken[1:])] == pytest.approx([500 / 200.0] * 8)
+
+
+def provider_config(extra: str) -> str:
+    return (
+        "providers:\n"
+        f"  - {{name: eu, kind: fastly, service_id: S1, credentials: {{token: {{env: T}}}}{extra}}}\n"
+        '  - {name: us, kind: fastly, service_id: S2, credentials: {token: {env: T}}, rate_scope: "main-account"}\n'
+        'rules:\n  - {match: "{key*}", keys: ["{key}"]}\n'
+    )
+
+
+def test_rate_scope_names_the_account_and_defaults_to_the_provider() -> None:
+    config = parse_config(provider_config(""), source="test")
+    specs = {p.name: REGISTRY[p.kind].spec_for(p) for p in config.providers}
+    assert specs["eu"].rate_scope == "fastly/eu"
+    assert specs["us"].rate_scope == "fastly/main-account"
+    shared = parse_config(provider_config(", rate_scope: main-account"), source="test")
+    assert {REGISTRY[p.kind].spec_for(p).rate_scope for p in shared.providers} == {"fastly/main-account"}
+
+
+def test_a_malformed_rate_scope_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match="rate_scope"):
+        parse_config(provider_config(', rate_scope: "two words"'), source="test")
