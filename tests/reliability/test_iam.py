@@ -62,7 +62,9 @@ def role_statements(role_id: str, role: dict[str, Any]) -> list[dict[str, Any]]:
     """Every statement of the role's inline policies: sid, role, effect, actions, resources (unresolved)."""
     statements = []
     for policy in role["Properties"].get("Policies", []):
-        for statement in policy["PolicyDocument"]["Statement"]:
+        for written in policy["PolicyDocument"]["Statement"]:
+            # A statement granted only under a condition (the trail's, with TrailEnabled) is checked as granted.
+            statement = written["Fn::If"][1] if "Fn::If" in written else written
             statements.append(
                 {
                     "role": role_id,
@@ -184,7 +186,8 @@ def test_the_purge_trail_is_written_blind_and_only_to_its_own_table() -> None:
         (["dynamodb:BatchWriteItem"], [{"Fn::GetAtt": ["PurgeTrailTable", "Arn"]}])
     ]
     environment = template()["Resources"]["PurgeFunction"]["Properties"]["Environment"]["Variables"]
-    assert environment["TRAIL_TABLE_NAME"] == {"Ref": "PurgeTrailTable"}
+    # With TrailEnabled "false" the table is not created and the function is given no trail to write.
+    assert environment["TRAIL_TABLE_NAME"] == {"Fn::If": ["HasTrail", {"Ref": "PurgeTrailTable"}, ""]}
 
 
 def test_queue_policies_only_let_named_sources_send() -> None:
