@@ -71,8 +71,9 @@ sam-build: .aws-sam/build/.built ## sam build: cross-builds the arm64/python3.13
 test: install lint typecheck docs sam-validate sam-build ## everything: lint, types, docs, SAM, unit, contract, integration, reliability
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-bench: install sam-build ## storms vs a naive purger (bench/results/, JSON and charts), verification, cold start, layer size
+bench: install sam-build ## storms vs a naive purger (bench/results/, JSON and charts), rate sharing, verification, cold start, layer size
 	$(BIN)/python -m bench.storm
+	$(BIN)/python -m bench.concurrency
 	$(BIN)/python -m bench.coalescing
 	$(BIN)/python -m bench.verification
 	$(BIN)/python -m bench.coldstart

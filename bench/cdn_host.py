@@ -73,7 +73,11 @@ def _serve(connection: Connection, limits: dict[str, Limit]) -> None:  # runs in
             command, argument = connection.recv()
             if command == "stop":
                 break
-            if command == "reset":
+            if command == "latency":  # (provider, seconds): every answer of `provider` that much later
+                name, seconds = argument
+                next(b for b in behaviours if b.name == name).latency_seconds = seconds
+                connection.send(None)
+            elif command == "reset":
                 cdn.reset()
                 for behaviour in behaviours:
                     behaviour.refill()
@@ -123,6 +127,10 @@ class CdnHost:
 
     def reset(self) -> None:
         self._call("reset")
+
+    def latency(self, provider: str, seconds: float) -> None:
+        """Delay every answer of `provider` by `seconds` from now on (0: answer at once)."""
+        self._call("latency", (provider, seconds))
 
     def stats(self, provider: str) -> ProviderStats:
         stats: ProviderStats = self._call("stats", provider)

@@ -14,10 +14,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.cdn_host import FASTLY_TOKEN, MEDIANOVA_TOKEN
-from bench.scenarios import Scenario, Storm, config_text
+from bench.cdn_host import FASTLY_TOKEN, MEDIANOVA_TOKEN, Limit
+from bench.scenarios import LIMITS, Scenario, Storm, config_text
+
+if TYPE_CHECKING:
+    from cdnpurge.runtime.meter import Meter
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's invocation payload limit, which also caps SQS batches
 MAX_RECEIVES = 5  # the queue's maxReceiveCount
@@ -121,8 +124,14 @@ def run_cdnpurge(
     batch_size: int,
     concurrency: int,
     verify: tuple[Any, str, Any] | None = None,
+    limits: dict[str, Limit] = LIMITS,
+    meter: Callable[[], Meter] | None = None,
+    instances: int | None = None,
 ) -> tuple[float, InvocationLog, int]:
     """Drive the storm through `PurgeService.handle`; returns wall time, what happened, per-batch minimum.
+
+    `meter`: builds each invocation's shared rate meter (None: each paces at 1/`concurrency`, the static
+    share); `instances`: invocations running at once (default `concurrency`; more: over-subscription).
 
     `verify`: (SQS client, purge queue URL, origin versions) to run with the provider's `verify:` block on,
     its checks sent to that queue (`bench.verification` measures what that costs the storm)."""
@@ -131,7 +140,9 @@ def run_cdnpurge(
     from cdnpurge_local.event_source import LocalLambdaContext
     from cdnpurge_local.memory_ledger import MemoryLedger
 
-    config = parse_config(config_text(scenario, endpoints, verify=verify is not None), source=scenario.name)
+    config = parse_config(
+        config_text(scenario, endpoints, verify=verify is not None, limits=limits), source=scenario.name
+    )
     environ = {"BENCH_FASTLY_TOKEN": FASTLY_TOKEN, "BENCH_MEDIANOVA_TOKEN": MEDIANOVA_TOKEN}
     shared_memory = MemoryLedger()
 
@@ -147,7 +158,13 @@ def run_cdnpurge(
             }
         )
         service = PurgeService.build(
-            config, table_name=table, dynamodb_client=dynamodb, environ=environ, concurrency=concurrency, **checks
+            config,
+            table_name=table,
+            dynamodb_client=dynamodb,
+            environ=environ,
+            concurrency=concurrency,
+            meter=None if meter is None else meter(),
+            **checks,
         )
         if ledger == "memory":
             service.ledger = shared_memory
@@ -183,7 +200,7 @@ def run_cdnpurge(
             log.escalations += len(report.run.plan.escalations)
         return {str(item["itemIdentifier"]) for item in report.response()["batchItemFailures"]}
 
-    services = [instance() for _ in range(concurrency)]
+    services = [instance() for _ in range(instances or concurrency)]
     source = EventSource(invoke, batch_size)
     wall = source.run(services, storm.records)
     log.redelivered, log.dead_lettered = source.redelivered, source.dead_lettered

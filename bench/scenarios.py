@@ -26,7 +26,7 @@ LIMITS = {
     "cloudfront": Limit(rate=400.0, burst=5),
     "medianova": Limit(rate=400.0, burst=1),
 }
-PER_CALL = {"fastly-key": 256, "fastly-url": 1, "cloudfront": 3000, "cloudfront-tag": 15, "medianova": 100}
+PER_CALL = {"fastly-key": 256, "fastly-url": 1, "cloudfront": 3000, "cloudfront-tag": 3000, "medianova": 100}
 # SQS BatchSize per scenario, as docs/storms.md advises: the template's default (100) where every target is
 # its own call (Fastly URLs), 1,000 for key- and path-based setups. `--batch-size` overrides both.
 URL_BATCH_SIZE = 100
@@ -172,8 +172,10 @@ def lost_targets(expected: set[str], purged: Sequence[str]) -> int:
 VERIFY_SETTINGS = f", verify: {{hosts: [{HOST}], interval_seconds: 10}}"
 
 
-def config_text(scenario: Scenario, endpoints: dict[str, str], *, verify: bool = False) -> str:
-    limit = LIMITS[scenario.provider]
+def config_text(
+    scenario: Scenario, endpoints: dict[str, str], *, verify: bool = False, limits: dict[str, Limit] = LIMITS
+) -> str:
+    limit = limits[scenario.provider]
     common = f"name: {scenario.provider}, endpoint: {endpoints[scenario.provider]}, rate_per_second: {limit.rate:g}"
     provider = {
         "fastly": f"{{{common}, kind: fastly, service_id: {FASTLY_SERVICE}, hosts: [{HOST}], "

@@ -578,13 +578,15 @@ def test_the_test_double_refuses_what_cloudfront_refuses(
 
 
 @pytest.mark.parametrize("extra", [0, 1], ids=["N", "N+1"])
-def test_tags_per_call_stay_within_the_declared_conservative_limit(extra: int) -> None:
+def test_tags_per_call_count_against_the_paths_in_progress(extra: int) -> None:
     values = [f"tag-{i}" for i in range(MAX_TAGS_IN_PROGRESS + extra)]
     result = plan(routed(TargetKind.KEY, values), {"cloudfront": provider_spec(tagged())})
     assert [len(req.targets) for req in result.requests] == [MAX_TAGS_IN_PROGRESS] + [1] * extra
     adapter = CloudFrontProvider(tagged(), {}, client=unused_client())
     with pytest.raises(RejectedError, match=f"{MAX_TAGS_IN_PROGRESS + 1} key targets"):
-        adapter.purge(request(TargetKind.KEY, *(f"t{i}" for i in range(16))), idempotency_token="t")
+        adapter.purge(
+            request(TargetKind.KEY, *(f"t{i}" for i in range(MAX_TAGS_IN_PROGRESS + 1))), idempotency_token="t"
+        )
 
 
 def test_without_cache_tags_a_key_is_a_plan_error_not_a_silent_no_op() -> None:

@@ -33,6 +33,7 @@ from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import ProviderWrapper, PurgeResult
 from cdnpurge.core.provider_errors import ThrottledError
+from cdnpurge.runtime.meter_dynamodb import KEY_PREFIX, DynamoDBMeter
 from cdnpurge.runtime.providers.http import parse_retry_after
 from cdnpurge.runtime.service import PurgeService
 from cdnpurge.runtime.visibility import VISIBILITY_FLOOR_SECONDS
@@ -116,6 +117,7 @@ def test_an_absurd_wait_pauses_a_provider_at_most_the_cap_and_its_record_returns
             assert change["QueueUrl"] == deployment.stack.resources.queue_url
             # When: the pause is over (the warm container's clock moved on), the record is redelivered
             bucket.pause_until = 0.0
+            end_shared_pause(deployment, running, "medianova")
             source(deployment).drain()
     finally:
         providers["medianova"] = original
@@ -123,6 +125,15 @@ def test_an_absurd_wait_pauses_a_provider_at_most_the_cap_and_its_record_returns
     # Then: purged exactly once at each provider
     assert_exactly(deployment, [path])
     assert deployment.dead_letters() == []
+
+
+def end_shared_pause(deployment: Deployment, running: PurgeService, provider: str) -> None:
+    """The account's pause in the shared rate meter is over too: its item goes (as if its time had passed),
+    and the warm container gets a meter that cached nothing of it."""
+    dynamodb, table = deployment.stack.client("dynamodb"), deployment.stack.resources.table_name
+    scope = running.providers[provider].spec.rate_scope
+    dynamodb.delete_item(TableName=table, Key={"id": {"S": KEY_PREFIX + scope}})
+    running.executor.meter = DynamoDBMeter(dynamodb, table)
 
 
 ROTATED_TOKEN = "medianova-rotated-token-not-real-0246813579"

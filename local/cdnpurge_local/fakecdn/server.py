@@ -25,6 +25,8 @@ from cdnpurge_local.fakecdn.loopback import LoopbackHTTP
 REDACTED = "<redacted>"
 # The longest a `Fault.release` holds an answer, so a test that never releases cannot hang the server.
 HOLD_LIMIT_SECONDS = 10.0
+# The longest answer delay a behaviour may ask for (`Behaviour.latency_seconds`).
+MAX_LATENCY_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,12 @@ PurgeListener = Callable[[str, tuple[str, ...], float], None]
 
 
 class Behaviour:
-    """Base for one provider's API: subclasses implement `route()` and the auth check."""
+    """Base for one provider's API: subclasses implement `route()` and the auth check. `latency_seconds`: how
+    long every answer takes after the request arrived (the benchmark's far-away provider; at most
+    `MAX_LATENCY_SECONDS`)."""
 
     name: str = ""
+    latency_seconds: float = 0.0
     auth_headers: tuple[str, ...] = ()
 
     def __init__(self, *, rate_per_second: float | None = None, burst: int = 1) -> None:
@@ -235,6 +240,8 @@ class FakeCDN:
             limited = True
         else:
             response, purged = behaviour.route(request)
+        if behaviour.latency_seconds > 0:
+            time.sleep(min(MAX_LATENCY_SECONDS, behaviour.latency_seconds))
         if fault is not None and fault.headers:
             response = replace(response, headers={**response.headers, **fault.headers})
         if response.status == 429 or limited:

@@ -17,6 +17,7 @@ from cdnpurge.cli.command import (
     add_config_option,
     load_config,
 )
+from cdnpurge.cli.meter import join_meter, report_unmetered
 from cdnpurge.cli.provider_docs import purge_examples
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import show
@@ -73,6 +74,12 @@ def register(commands: Commands) -> None:
     mode.add_argument("--soft", dest="soft", action="store_true", default=None, help="mark stale (where supported)")
     mode.add_argument("--hard", dest="soft", action="store_false", help="evict (default unless the config says soft)")
     parser.add_argument("--dry-run", action="store_true", help="print the requests, send nothing")
+    parser.add_argument(
+        "--table",
+        metavar="NAME",
+        help="share the stack's rate meter in this table (output IdempotencyTableName; default "
+        "$RATE_METER_TABLE_NAME or $IDEMPOTENCY_TABLE_NAME), so this purge and the function draw on one rate",
+    )
 
 
 def canonical_target(target: Target) -> Target:
@@ -134,9 +141,10 @@ def run(args: argparse.Namespace, context: Context) -> int:
         status = f"ok (id {what.provider_id})" if isinstance(what, PurgeResult) else f"{type(what).__name__}: {what}"
         print(f"  attempt {attempt}: {request.describe()} -> {status}", file=out)
 
-    executor = build_purgers([settings], on_attempt=show_attempt).executor
+    executor = build_purgers([settings], on_attempt=show_attempt, meter=join_meter(args.table, out)).executor
     deadline = Deadline.after(PURGE_SECONDS)
     outcomes = [executor.run(r, deadline=deadline, idempotency_token=request_token(r)) for r in the_plan.requests]
+    report_unmetered(outcomes, out)
     failed = [o for o in outcomes if not o.ok]
     print(f"done: {len(outcomes) - len(failed)} request(s) accepted, {len(failed)} failed", file=out)
     return EXIT_FAILED if failed or the_plan.errors else EXIT_OK

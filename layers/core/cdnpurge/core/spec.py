@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from cdnpurge.core.credentials import CredentialRef
 from cdnpurge.core.errors import show
+from cdnpurge.core.gcra import Limit
 from cdnpurge.core.models import Target, TargetKind
 from cdnpurge.core.urls import UrlError, canonical_path, canonical_url, without_userinfo
 from cdnpurge.core.verify_settings import VerifySettings
@@ -25,6 +26,17 @@ from cdnpurge.core.verify_settings import VerifySettings
 # already beyond what many servers accept), declared by the adapter and listed in its `unverified` docs.
 UNDOCUMENTED_TARGET_BYTES: Final = 4096
 DNS_NAME_BYTES: Final = 253  # RFC 1035: the longest hostname, for `host` targets
+
+
+@dataclass(frozen=True)
+class InProgressLimit:
+    """At most `limit` target items of `kinds` in progress at once (per `ProviderSpec.billing_key`, else per
+    rate scope), each held `Capabilities.in_progress_seconds` after its call: CloudFront's 3,000 paths (cache
+    tags included) and 15 wildcards per distribution."""
+
+    name: str
+    limit: int
+    kinds: frozenset[TargetKind]
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,11 @@ class Capabilities:
       (`checked_render`, which also refuses a URL or path not in `cdnpurge.core.urls`' canonical form).
       Where the vendor documents no limit, the adapter declares a conservative one and lists it as
       unverified in its docs.
+    - `item_limits`: per target kind, the account bucket each target of a call draws one token from, beside
+      the request bucket (`rate_per_second`/`burst`): Akamai's URL, CP code and tag buckets. The shared
+      meter (`cdnpurge.runtime.meter`) reserves a call's request and item tokens together.
+    - `in_progress` / `in_progress_seconds`: limits on target items in progress at once (CloudFront), counted
+      by the shared meter for every caller and held that long after each call (`InProgressLimit`).
     - `case_insensitive`: kinds the provider matches regardless of case (CloudFront cache tags): the planner
       dedupes their values case-insensitively and sends them lower-cased.
     """
@@ -63,6 +80,9 @@ class Capabilities:
     host_qualified: frozenset[TargetKind] = frozenset()
     case_insensitive: frozenset[TargetKind] = frozenset()
     max_target_bytes: Mapping[TargetKind, int] = field(default_factory=dict)
+    item_limits: Mapping[TargetKind, Limit] = field(default_factory=dict)
+    in_progress: tuple[InProgressLimit, ...] = ()
+    in_progress_seconds: float = 0.0
 
     def supports(self, kind: TargetKind) -> bool:
         return kind in self.max_targets
@@ -91,7 +111,8 @@ class ProviderSpec:
     configured choice of target kinds this provider receives (None: every kind it can express; see
     `cdnpurge.core.plan.router`). `billing_key` is set for providers billing every target item sent (CloudFront
     invalidation paths) and names the counter those items count against (the distribution id), for
-    `cdnpurge.core.cost`.
+    `cdnpurge.core.cost`. `rate_scope` names the account whose limits this provider's calls draw on (the
+    shared meter's item): `<kind>/<rate_scope setting, else the provider's name>`.
     """
 
     name: str
@@ -102,6 +123,7 @@ class ProviderSpec:
     escalation: EscalationPolicy = EscalationPolicy()
     purge_by: frozenset[TargetKind] | None = None
     billing_key: str | None = None
+    rate_scope: str = ""
     coalesce_seconds: int | None = None  # the coalescing window for shared targets (`cdnpurge.core.coalesce`)
 
     def receives(self, kind: TargetKind) -> bool:
@@ -136,6 +158,14 @@ class ProviderSettings(BaseModel):
     # Bounds on what could ever make sense: an absurd value is a typo (a rate of 1e9 would never pace).
     rate_per_second: float | None = Field(
         default=None, ge=MIN_RATE_PER_SECOND, le=MAX_RATE_PER_SECOND, description="Override the pacing rate."
+    )
+    rate_scope: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="The account whose rate limits this provider shares (docs: rate sharing): providers, stacks "
+        "and the CLI naming the same scope (on one meter table) draw on one rate. Default: the provider's name.",
     )
     purge_by: tuple[TargetKind, ...] | None = Field(
         default=None,
@@ -230,6 +260,7 @@ class DeclaredProvider:
             escalation=escalation_policy(declared, settings),
             purge_by=frozenset(settings.purge_by) if settings.purge_by is not None else None,
             billing_key=cls.billing_key(settings),
+            rate_scope=f"{cls.kind}/{settings.rate_scope or settings.name}",
             coalesce_seconds=settings.coalesce_seconds,
         )
 

@@ -1,6 +1,13 @@
 """execute: send planned requests, paced to each provider's rate, retried within the time left.
 
-Pacing is a token bucket per provider (`TokenBucket`), fed by three signals:
+With a shared meter (`cdnpurge.runtime.meter`, the normal case in the function and the CLI), every call
+first reserves its slot in its account's buckets, and 429s and pacing hints are reported to the meter, so
+every invocation of every stack paces at one account-wide rate (docs: rate sharing). A slot beyond the
+deadline defers the request (its records come back to SQS when the slot is due). When the meter cannot be
+reached, the call is paced by this process's own token bucket below, at its static share of the rate, and
+counted (`Outcome.unmetered`, metric `RateMeterUnavailable`).
+
+The fallback pacing is a token bucket per provider (`TokenBucket`), fed by three signals:
 
 - the declared (or configured) rate and burst, times `rate_share`: with `MaximumConcurrency` invocations
   running at once, each takes `1 / MaximumConcurrency` of the budget, so parallel invocations never
@@ -25,28 +32,31 @@ Backoff and Jitter"). Nothing waits past the deadline: work that cannot finish i
 deferred, so its SQS records are returned in `batchItemFailures` and redelivered, never dropped.
 The clock, sleep and random source are injected so tests and benchmarks can drive time.
 
-`execute_plan` runs a plan's requests with one thread per provider, so one slow or throttled CDN never
-delays another, and hands each outcome to the settle stage the moment it is known.
+`execute_plan` runs a plan's requests on threads of their own per provider, so one slow or throttled CDN
+never delays another, with about rate x latency calls in flight to each (`Executor.calls_in_flight`), and
+hands each outcome to the settle stage the moment it is known.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from cdnpurge.core.answers import MAX_PROVIDER_WAIT_SECONDS, answer_number
 from cdnpurge.core.boundary import unexpected
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
+from cdnpurge.core.gcra import JITTER_MARGIN_SECONDS, Draw
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import Provider, PurgeResult
 from cdnpurge.core.provider_errors import ProviderError, ThrottledError, UnexpectedError
+from cdnpurge.runtime.meter import Meter, MeterUnavailableError, draws_for, in_progress_of, limits_of
 
 # AIMD: a throttle multiplies the rate by DECREASE (never below FLOOR x the declared rate); each success
 # adds RECOVERY x the declared (or learned) rate back, up to the declared rate.
@@ -63,6 +73,36 @@ LEARNED_RATE_MEMORY_SECONDS = 300.0
 _RECENT_CALLS = 16
 # Pace at this fraction of the declared rate: the provider's bucket regains 5% of its rate as slack.
 PACING_HEADROOM = 0.95
+# Calls in flight to one provider from one invocation: about rate x latency (so the rate, not the round trip,
+# is the limit), at most this many.
+MAX_CALLS_IN_FLIGHT = 8
+# Weight of the newest call in a provider's smoothed latency.
+LATENCY_WEIGHT = 0.2
+# One reservation in the shared meter leases the slots of the calls queued for the next this many seconds of
+# the provider's rate (at most MAX_LEASE calls).
+LEASE_SECONDS = 0.25
+MAX_LEASE = 16
+# Reservations one call may make when the slots it gets are already overdue (a starved process).
+MAX_LEASE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """How a call's wait for its slot ended: `deferred_for` seconds until one (none before the deadline), or
+    None after `waited` seconds; `unmetered`: 1 when the static share paced it."""
+
+    deferred_for: float | None
+    waited: float = 0.0
+    unmetered: int = 0
+
+
+@dataclass
+class _Lease:
+    """Slots of one provider reserved in the shared meter and not yet used (executor clock), for `draws`."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    draws: tuple[Draw, ...] = ()
+    slots: deque[float] = field(default_factory=deque)
 
 
 @dataclass(frozen=True)
@@ -79,6 +119,7 @@ class Outcome:
     # For a deferred or throttled outcome: seconds until the provider may be called again (its pause or
     # pacing delay, or the back-off that did not fit): when a retry of its records is due.
     retry_in: float | None = None
+    unmetered: int = 0  # calls paced at the static share because the shared meter could not be reached
 
     @property
     def ok(self) -> bool:
@@ -202,8 +243,11 @@ class Executor:
         rate_share: float = 1.0,
         on_attempt: AttemptListener | None = None,
         redact: Callable[[str], str] = str,
+        meter: Meter | None = None,
     ) -> None:
-        """`redact`: cleans the text of exceptions no adapter mapped (the providers redact their own errors)."""
+        """`redact`: cleans the text of exceptions no adapter mapped (the providers redact their own errors);
+        `meter`: the account-wide rate meter (None: every call paced by this executor's buckets, at
+        `rate_share`, the static share)."""
         if not 0 < rate_share <= 1:
             raise ValueError(f"rate_share must be in (0, 1], got {rate_share}")
         self.providers = providers
@@ -217,6 +261,10 @@ class Executor:
         self.rate_share = rate_share
         self.on_attempt = on_attempt
         self.redact = redact
+        self.meter = meter
+        self.latency: dict[str, float] = {}  # smoothed seconds a call to each provider takes
+        self.queued: dict[str, int] = {}  # requests of the running plan not yet started, per provider
+        self._leases = {name: _Lease() for name in providers}
         self.buckets = {name: self._bucket(provider) for name, provider in providers.items()}
         self._locks = {name: threading.Lock() for name in providers}
 
@@ -249,6 +297,7 @@ class Executor:
         attempts = throttled = failures = 0
         last_error: ProviderError | None = None
         started = self.clock()
+        unmetered = 0
 
         def outcome(
             *,
@@ -259,19 +308,23 @@ class Executor:
         ) -> Outcome:
             seconds = self.clock() - started
             return Outcome(
-                request, result, error, attempts, throttled, deferred=deferred, seconds=seconds, retry_in=retry_in
+                request,
+                result,
+                error,
+                attempts,
+                throttled,
+                deferred=deferred,
+                seconds=seconds,
+                retry_in=retry_in,
+                unmetered=unmetered,
             )
 
         while True:
-            with lock:  # callers of one provider share its bucket: wait, then take a token, atomically
-                wait = bucket.delay(self.clock())
-                try:
-                    if deadline.expired():
-                        raise OutOfTimeError(f"{request.provider}: not started, past the deadline")
-                    deadline.sleep(wait, self.sleep, what=f"pacing {request.provider}")
-                except OutOfTimeError:
-                    return outcome(error=last_error, deferred=True, retry_in=wait)
-                bucket.take(self.clock())
+            began = self.clock()
+            turn = self._take_turn(request, deadline)
+            unmetered += turn.unmetered
+            if turn.deferred_for is not None:
+                return outcome(error=last_error, deferred=True, retry_in=turn.deferred_for)
             attempts += 1
             try:
                 result = provider.purge(request, idempotency_token=idempotency_token, deadline=deadline)
@@ -285,8 +338,10 @@ class Executor:
                     return outcome(error=error)
                 if isinstance(error, ThrottledError):
                     throttled += 1
+                    pause = self._throttle_wait(throttled, bounded_wait(error.retry_after))
+                    unmetered += self._report(request, deadline, pause, cut=True)
                     with lock:
-                        bucket.throttled(self.clock(), self._throttle_wait(throttled, bounded_wait(error.retry_after)))
+                        bucket.throttled(self.clock(), pause)
                         retry_in = bucket.delay(self.clock())
                     if throttled >= self.max_throttles:
                         return outcome(error=error, retry_in=retry_in)
@@ -300,11 +355,132 @@ class Executor:
                 except OutOfTimeError:
                     return outcome(error=error, deferred=True, retry_in=backoff)
                 continue
+            # A call's round trip, its reservation included (the fallback bucket's own wait is not excluded).
+            self._observe_latency(request.provider, self.clock() - began - turn.waited)
+            hint = bounded_wait(result.rate_wait) or 0.0  # the provider's hint is account-wide: no share
+            unmetered += self._report(request, deadline, hint, cut=False)
             with lock:
                 rate_wait = bounded_wait(result.rate_wait / self.rate_share) if result.rate_wait else None
                 bucket.succeeded(self.clock(), rate_wait)
             self._notify(request, attempts, result)
             return outcome(result=result)
+
+    def _take_turn(self, request: PurgeRequest, deadline: Deadline) -> _Turn:
+        """Wait for this call's slot in the shared meter or, without one, for a token of the static share."""
+        metered = self._metered_wait(request, deadline)
+        if metered is None:
+            bucket, lock = self.buckets[request.provider], self._locks[request.provider]
+            return _Turn(self._static_share_wait(bucket, lock, deadline), unmetered=1)
+        granted, wait = metered
+        if not granted:
+            return _Turn(wait)
+        try:
+            deadline.sleep(wait, self.sleep, what=f"waiting for {request.provider}'s slot")
+        except OutOfTimeError:  # the slot was taken, but the time to wait for it is gone (a slow write)
+            return _Turn(wait)
+        return _Turn(self._hold_in_progress(request, deadline), waited=wait)
+
+    def _hold_in_progress(self, request: PurgeRequest, deadline: Deadline) -> float | None:
+        """Count the call's items in progress where the provider limits them (CloudFront, per distribution):
+        None when counted (or not limited, or the meter failed: a `TooManyInvalidationsInProgress` then
+        pauses every caller as a throttle); else the seconds until enough is released, and the request is
+        deferred to then instead of being refused by the provider."""
+        spec = self.providers[request.provider].spec
+        in_progress = in_progress_of(spec, request)
+        if in_progress is None or self.meter is None:
+            return None
+        scope, amounts, limits = in_progress
+        try:
+            wait = self.meter.hold(scope, amounts, limits, spec.capabilities.in_progress_seconds, deadline)
+        except (MeterUnavailableError, OutOfTimeError):
+            return None
+        return wait if wait > 0 else None
+
+    def _report(self, request: PurgeRequest, deadline: Deadline, pause: float, *, cut: bool) -> int:
+        """Tell every caller of the account (through the meter) to wait `pause` seconds; 1 when the meter could
+        not be told (counted as unmetered), else 0."""
+        if self.meter is None or pause <= 0:
+            return 0
+        spec = self.providers[request.provider].spec
+        try:
+            self.meter.throttled(spec.rate_scope, limits_of(spec, request), pause, deadline, cut=cut)
+        except MeterUnavailableError:
+            return 1
+        return 0
+
+    def _static_share_wait(self, bucket: TokenBucket, lock: threading.Lock, deadline: Deadline) -> float | None:
+        """Wait for a token of this executor's own bucket (the static share); the seconds until one when that
+        lies beyond the deadline. Callers of one provider share its bucket: wait, then take, atomically."""
+        with lock:
+            wait = bucket.delay(self.clock())
+            try:
+                if deadline.expired():
+                    raise OutOfTimeError("not started, past the deadline")
+                deadline.sleep(wait, self.sleep, what="pacing")
+            except OutOfTimeError:
+                return wait
+            bucket.take(self.clock())
+        return None
+
+    def _metered_wait(self, request: PurgeRequest, deadline: Deadline) -> tuple[bool, float] | None:
+        """This call's slot from the shared meter: (True, seconds to wait) once reserved, (False, seconds until a
+        slot) when none is free before the deadline; None when there is no meter or it failed (the caller
+        paces at its static share).
+
+        Slots are leased: one reservation takes the slots of the calls this invocation is about to make to
+        the provider (`lease_size`), one thread at a time, and the next callers take theirs from the lease, so
+        a write to the meter is shared by several calls and the calls of one invocation never race each
+        other for the meter's item. A leased slot more than half the jitter margin overdue is dropped unused
+        (a call that late, plus the network's own jitter, could meet the next ones at the provider)."""
+        if self.meter is None:
+            return None
+        spec = self.providers[request.provider].spec
+        draws = tuple(draws_for(spec, request))
+        lease = self._leases[request.provider]
+        with lease.lock:
+            for _ in range(MAX_LEASE_ATTEMPTS):  # then a late slot is used rather than none
+                now = self.clock()
+                while lease.slots and (lease.draws != draws or lease.slots[0] < now - JITTER_MARGIN_SECONDS / 2):
+                    lease.slots.popleft()
+                if lease.slots:
+                    break
+                count = self.lease_size(request.provider)
+                try:
+                    reservation = self.meter.reserve(spec.rate_scope, draws, deadline, count)
+                except OutOfTimeError:
+                    return (False, 0.0)
+                except MeterUnavailableError:
+                    return None
+                if not reservation.granted:
+                    return (False, reservation.wait)
+                now = self.clock()
+                lease.draws = draws
+                lease.slots.extend(now + wait for wait in reservation.waits)
+            slot = lease.slots.popleft()
+        return (True, max(0.0, slot - self.clock()))
+
+    def lease_size(self, name: str) -> int:
+        """How many calls' slots one reservation takes: the calls this invocation has queued for the provider
+        (so no slot is leased for a call that will not be made), at most `LEASE_SECONDS` of its rate or the
+        calls it keeps in flight, whichever is more, and never more than `MAX_LEASE`."""
+        rate = self.providers[name].spec.capabilities.rate_per_second
+        horizon = 1 if rate is None else math.ceil(rate * LEASE_SECONDS)
+        return max(1, min(MAX_LEASE, self.queued.get(name, 0) + 1, max(horizon, self.calls_in_flight(name))))
+
+    def _observe_latency(self, name: str, seconds: float) -> None:
+        previous = self.latency.get(name)
+        self.latency[name] = seconds if previous is None else previous + LATENCY_WEIGHT * (seconds - previous)
+
+    def calls_in_flight(self, name: str) -> int:
+        """How many calls to provider `name` one invocation keeps in flight: about rate x latency (plus one),
+        so with 100 ms round trips a 20/s account is not held to 10/s. One for an unpaced provider or before
+        any call was timed; with no shared meter the static share's rate counts."""
+        rate = self.providers[name].spec.capabilities.rate_per_second
+        latency = self.latency.get(name)
+        if rate is None or latency is None:
+            return 1
+        share = 1.0 if self.meter is not None else self.rate_share
+        return max(1, min(MAX_CALLS_IN_FLIGHT, math.ceil(rate * share * latency) + 1))
 
     def _unexpected(self, request: PurgeRequest, error: Exception) -> UnexpectedError:
         """What no adapter mapped, as this request's permanent failure, its message redacted."""
@@ -350,25 +526,53 @@ def execute_plan(
     deadline: Deadline,
     on_outcome: Callable[[Outcome], None],
 ) -> tuple[Outcome, ...]:
-    """Each provider's queue runs on its own thread, so one slow or throttled CDN never delays another.
+    """Each provider's queue runs on threads of its own, so one slow or throttled CDN never delays another;
+    within a provider, up to `executor.calls_in_flight` calls at once (about rate x latency, read again as
+    each call ends), so a 100 ms round trip does not cap the rate one invocation reaches.
 
-    `on_outcome` is called on the provider's thread as each request ends (the settle stage marks pairs
+    `on_outcome` is called on a provider's thread as each request ends (the settle stage marks pairs
     complete from it); the outcomes are returned in the plan's order.
     """
-    by_provider: dict[str, list[PurgeRequest]] = defaultdict(list)
+    by_provider: dict[str, deque[PurgeRequest]] = defaultdict(deque)
     for request in requests:
         by_provider[request.provider].append(request)
+    outcomes: list[Outcome] = []
+    problems: list[BaseException] = []
+    condition = threading.Condition()
+    active: dict[str, int] = dict.fromkeys(by_provider, 0)
 
-    def run_all(queue: list[PurgeRequest]) -> list[Outcome]:
-        outcomes = []
-        for request in queue:
-            outcome = executor.run(request, deadline=deadline, idempotency_token=request_token(request))
-            on_outcome(outcome)
-            outcomes.append(outcome)
-        return outcomes
+    def start(name: str) -> None:
+        """One more worker on provider `name` (called holding `condition`)."""
+        active[name] += 1
+        threading.Thread(target=work, args=(name,), name=f"purge-{name}", daemon=True).start()
 
-    with ThreadPoolExecutor(max(1, len(by_provider))) as pool:
-        results = dict(zip(by_provider, pool.map(run_all, by_provider.values()), strict=True))
+    def work(name: str) -> None:
+        queue = by_provider[name]
+        while True:
+            with condition:
+                if not queue or problems:
+                    active[name] -= 1
+                    condition.notify_all()
+                    return
+                request = queue.popleft()
+                executor.queued[name] = len(queue)
+                while queue and active[name] < min(executor.calls_in_flight(name), len(queue) + 1):
+                    start(name)
+            try:
+                outcome = executor.run(request, deadline=deadline, idempotency_token=request_token(request))
+                on_outcome(outcome)
+            except BaseException as problem:  # re-raised on the caller's thread, as a thread pool would
+                with condition:
+                    problems.append(problem)
+                continue
+            with condition:
+                outcomes.append(outcome)
+
+    with condition:
+        for name in by_provider:
+            start(name)
+        condition.wait_for(lambda: not any(active.values()))
+    if problems:
+        raise problems[0]
     order = {id(r): i for i, r in enumerate(requests)}
-    flat = [outcome for outcomes in results.values() for outcome in outcomes]
-    return tuple(sorted(flat, key=lambda o: order[id(o.request)]))
+    return tuple(sorted(outcomes, key=lambda o: order[id(o.request)]))

@@ -24,6 +24,7 @@ from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import ProviderError
 from cdnpurge.runtime.execute import AttemptListener, request_token
 from cdnpurge.runtime.ledger import LedgerOperation
+from cdnpurge.runtime.meter import METER_UNAVAILABLE_METRIC
 from cdnpurge.runtime.report import BatchReport
 
 # What each idempotency-store failure means for the records, in the log line that reports it.
@@ -176,6 +177,8 @@ def _emit_metrics(report: BatchReport, metrics: Metrics, summary: dict[str, int]
     metrics.add_metric(name="ProviderFailed", unit=count, value=summary["failed_requests"])
     metrics.add_metric(name="DeadLettered", unit=count, value=summary["dead_lettered"])
     metrics.add_metric(name="LedgerUnavailable", unit=count, value=summary["ledger_unavailable"])
+    # Calls paced at the static share because the shared rate meter failed (alarmed in template.yaml).
+    metrics.add_metric(name=METER_UNAVAILABLE_METRIC, unit=count, value=sum(o.unmetered for o in report.run.outcomes))
     store_writes_failed = sum(
         len(f.pairs) for f in report.run.ledger_failures if f.operation is not LedgerOperation.CLAIM
     )

@@ -30,6 +30,7 @@ from cdnpurge.core.registry import REGISTRY
 from cdnpurge.core.spec import ProviderSettings
 from cdnpurge.runtime.bounded import bounded_call
 from cdnpurge.runtime.execute import AttemptListener, Executor
+from cdnpurge.runtime.meter import Meter
 from cdnpurge.runtime.redaction import RedactingProvider, redact, secret_forms
 from cdnpurge.runtime.secrets import powertools_fresh_secret_reader, powertools_secret_reader
 
@@ -115,9 +116,11 @@ def build_purgers(
     sleep: Callable[[float], None] = time.sleep,
     concurrency: int = 1,
     clients: Mapping[str, Any] | None = None,
+    meter: Meter | None = None,
 ) -> Purgers:
-    """`concurrency`: how many invocations may run at once (the event source's MaximumConcurrency);
-    each paces at its share of every provider's rate, so together they never exceed it. `clients`: an
+    """`meter`: the account-wide rate meter every call reserves its slot in (None, or unreachable: each
+    invocation paces at its static share, 1/`concurrency` of every provider's rate, `concurrency` being the
+    event source's MaximumConcurrency, so together they never exceed it). `clients`: an
     HTTP (or boto3) client per provider name, for tests that script what a CDN answers.
 
     `fresh_secret_reader` reads a secret past any cache after an auth error; by default Powertools'
@@ -168,5 +171,6 @@ def build_purgers(
         on_attempt=on_attempt,
         rate_share=1 / concurrency,
         redact=lambda text: redact(text, redaction),
+        meter=meter,
     )
     return Purgers(providers, executor, redaction)

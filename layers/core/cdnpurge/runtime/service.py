@@ -40,6 +40,8 @@ from cdnpurge.runtime.coalesce import Coalescer, DynamoDBWindows, flush_sender, 
 from cdnpurge.runtime.deadletter import DeadLettering, DeadLetterReason, dead_letter, dead_letter_body
 from cdnpurge.runtime.execute import AttemptListener, Executor
 from cdnpurge.runtime.ledger import DynamoDBLedger, Ledger
+from cdnpurge.runtime.meter import Meter
+from cdnpurge.runtime.meter_dynamodb import DynamoDBMeter
 from cdnpurge.runtime.pipeline import run_batch
 from cdnpurge.runtime.purgers import Purgers, build_purgers
 from cdnpurge.runtime.redaction import redact
@@ -102,6 +104,9 @@ class LambdaEnvironment(BaseModel):
     purge_queue_url: str | None = Field(None, alias="PURGE_QUEUE_URL")
     max_receive_count: int | None = Field(None, alias="MAX_RECEIVE_COUNT", ge=1)
     maximum_concurrency: int = Field(1, alias="MAXIMUM_CONCURRENCY", ge=1)
+    # Where the shared rate meter's items live (unset: the idempotency table); RATE_METER=off: no meter.
+    rate_meter_table_name: str | None = Field(None, alias="RATE_METER_TABLE_NAME")
+    rate_meter: bool = Field(True, alias="RATE_METER")
     batching_window_seconds: int = Field(0, alias="BATCHING_WINDOW_SECONDS", ge=0, le=300)
     trail_table_name: str | None = Field(None, alias="TRAIL_TABLE_NAME")  # unset: no purge trail
     trail_retention_seconds: int = Field(DEFAULT_RETENTION_SECONDS, alias="TRAIL_RETENTION_SECONDS", gt=0)
@@ -280,8 +285,10 @@ class PurgeService:
         trail_table_name: str | None = None,
         trail_retention_seconds: int = DEFAULT_RETENTION_SECONDS,
         verification: VerificationWiring | None = None,
+        meter: Meter | None = None,
     ) -> PurgeService:
-        """`concurrency`: how many invocations may run at once (the event source's MaximumConcurrency);
+        """`meter`: the account-wide rate meter (None: each invocation paces at its static share);
+        `concurrency`: how many invocations may run at once (the event source's MaximumConcurrency);
         `clients`: an HTTP (or boto3) client per provider name (tests, the local stack);
         `trail_table_name`: where the purge trail goes (None: no trail); `verification`: what verification
         reports to and compares with (default: the purge trail, and the content bucket)."""
@@ -295,6 +302,7 @@ class PurgeService:
             sleep=sleep,
             concurrency=concurrency,
             clients=clients,
+            meter=meter,
         )
         trail = (
             None
@@ -351,6 +359,11 @@ class PurgeService:
         ssm_reader = ssm_reader or BoundedParameters().parameter
         with bounded_call(Deadline.after(CONFIGURATION_READ_SECONDS), 0, what="reading the configuration"):
             text = read_config_text(settings.purge_config, ssm_reader=ssm_reader)
+        meter = (
+            DynamoDBMeter(aws_client("dynamodb"), settings.rate_meter_table_name or settings.idempotency_table_name)
+            if settings.rate_meter
+            else None
+        )
 
         def check(config: Config) -> Config:
             if config.allow_inline_secrets and settings.lambda_function_name:
@@ -372,6 +385,7 @@ class PurgeService:
                 environ=env,
                 on_attempt=on_attempt,
                 concurrency=settings.maximum_concurrency,
+                meter=meter,
             )
 
         config = check(parse_config(text, source=settings.purge_config, require_credentials=True))
@@ -391,6 +405,7 @@ class PurgeService:
             trail_table_name=settings.trail_table_name,
             trail_retention_seconds=settings.trail_retention_seconds,
             verification=verification,
+            meter=meter,
         )
         service.reload = ConfigReload(
             location=settings.purge_config,

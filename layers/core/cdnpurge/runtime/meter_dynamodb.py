@@ -1,0 +1,356 @@
+"""The shared rate meter on DynamoDB: one item per scope, every reservation one conditional `UpdateItem`.
+
+Item `{"id": "cdnpurge#meter#<scope>"}` in the idempotency table (`KEY_PREFIX`: the function's role may
+update only items under it); per bucket `b` of the scope: `b_tat` (GCRA's theoretical
+arrival time, epoch seconds), `b_rate`/`b_rate_at`/`b_base`/`b_cut_at` (a cut or learned rate and when),
+`b_calls`/`b_since` (unpaced buckets: calls counted since); `paused_until` (the latest Retry-After of the
+scope) and `expiration` (TTL: a meter idle for a day is deleted; the next call starts it afresh).
+
+A reservation is written without reading first, from the state the last write returned (`ALL_NEW`):
+
+- a bucket the cache says is busy (`tat >= now`) is *added to*: `SET b_tat = b_tat + :increment` under
+  `b_tat >= :now AND b_tat <= :latest`. Additions commute, so any number of callers reserving at once
+  never conflict while the scope is busy, which is exactly when they all call at once;
+- a bucket the cache says is idle is *set*: `SET b_tat = :now + :increment` under `b_tat < :now`; two
+  callers racing there conflict once, the loser retries with the item's state that came back with the
+  failure (`ReturnValuesOnConditionCheckFailure`), without another read. When the last write found others
+  ahead in the queue, an idle-looking cache is taken for stale and the bucket is added to instead (a wrong
+  guess fails the same way, once).
+
+So a provider call costs one write unit (the item stays under 1 KB), plus one for each lost race at an
+idle scope; `:latest` makes the write fail, instead of reserving, when the slot is beyond the time left.
+Where a call draws on two buckets (Akamai: requests and URLs) the slot is the later of the two, and the
+bucket that did not bind is advanced from its own state, not from that slot: it may under-count by the
+difference, a rare case (both buckets near their limit at once) the provider's 429 still covers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+from cdnpurge.core.deadline import Deadline, OutOfTimeError
+from cdnpurge.core.errors import describe_error
+from cdnpurge.core.gcra import (
+    COUNT_WINDOW_SECONDS,
+    CUT_WINDOW_SECONDS,
+    BucketState,
+    Draw,
+    Hold,
+    Limit,
+    Step,
+    release_wait,
+    slots_of,
+    wait_for,
+)
+from cdnpurge.runtime.bounded import bounded_call
+from cdnpurge.runtime.meter import MeterUnavailableError, Reservation, fit, throttle_state
+
+# The most one meter call may take (within the caller's deadline; `cdnpurge.runtime.bounded`).
+METER_CALL_SECONDS: Final = 2.0
+# Lost races before the meter is called unavailable for this call (each loss is one idle-to-busy race).
+MAX_CONFLICTS: Final = 8
+# An idle meter item is deleted this long after its last write (DynamoDB TTL).
+ITEM_KEPT_SECONDS: Final = 86_400
+KEY_PREFIX: Final = "cdnpurge#meter#"
+_FIELDS: Final = ("tat", "rate", "rate_at", "base", "cut_at", "calls", "since")
+_CONFLICT: Final = "ConditionalCheckFailedException"
+
+
+@dataclass
+class _Scope:
+    """What the last write (or failed condition) said of one scope's item."""
+
+    states: dict[str, BucketState] = field(default_factory=dict)
+    paused_until: float = 0.0
+    # Others were reserving too at the last write (ours queued behind theirs): an idle-looking cache is then
+    # probably stale, so the next reservation adds instead of setting (see `DynamoDBMeter.reserve`).
+    busy: bool = False
+
+
+def _number(item: Mapping[str, Any], name: str) -> float | None:
+    value = item.get(name)
+    return None if value is None else float(value["N"])
+
+
+def _parse(item: Mapping[str, Any] | None, limits: Sequence[Limit]) -> _Scope:
+    scope = _Scope()
+    if not item:
+        return scope
+    scope.paused_until = _number(item, "paused_until") or 0.0
+    for limit in limits:
+        values = {name: _number(item, f"{limit.name}_{name}") for name in _FIELDS}
+        scope.states[limit.name] = BucketState(
+            tat=values["tat"] or 0.0,
+            rate=values["rate"],
+            rate_at=values["rate_at"] or 0.0,
+            base=values["base"],
+            cut_at=values["cut_at"] or 0.0,
+            calls=values["calls"] or 0.0,
+            since=values["since"] or 0.0,
+        )
+    return scope
+
+
+def _parse_holds(item: Mapping[str, Any] | None, names: Sequence[str]) -> tuple[int, list[Hold]]:
+    """(version, holds) from an in-progress item: `ip_<until>_<name>` attributes grouped by `until`."""
+    if not item:
+        return 0, []
+    grouped: dict[float, dict[str, float]] = {}
+    for attribute, value in item.items():
+        if attribute.startswith("ip_"):
+            until, _, name = attribute[3:].partition("_")
+            if name in names and until.isdigit():
+                grouped.setdefault(float(until), {})[name] = float(value["N"])
+    return int(_number(item, "ipv") or 0), list(grouped.items())
+
+
+def _n(value: float) -> dict[str, str]:
+    return {"N": repr(float(value))}
+
+
+class _Update:
+    """One UpdateItem's expression, built clause by clause."""
+
+    def __init__(self) -> None:
+        self.sets: list[str] = []
+        self.adds: list[str] = []
+        self.removes: list[str] = []
+        self.conditions: list[str] = []
+        self.names: dict[str, str] = {}
+        self.values: dict[str, dict[str, str]] = {}
+
+    def name(self, attribute: str) -> str:
+        placeholder = f"#a{len(self.names)}"
+        self.names[placeholder] = attribute
+        return placeholder
+
+    def value(self, number: float) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = _n(number)
+        return placeholder
+
+    def request(self, table: str, scope: str) -> dict[str, Any]:
+        expression = " ".join(
+            part
+            for part in (
+                f"SET {', '.join(self.sets)}" if self.sets else "",
+                f"ADD {', '.join(self.adds)}" if self.adds else "",
+                f"REMOVE {', '.join(self.removes)}" if self.removes else "",
+            )
+            if part
+        )
+        request: dict[str, Any] = {
+            "TableName": table,
+            "Key": {"id": {"S": KEY_PREFIX + scope}},
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": self.names,
+            "ExpressionAttributeValues": self.values,
+            "ReturnValues": "ALL_NEW",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if self.conditions:
+            request["ConditionExpression"] = " AND ".join(f"({c})" for c in self.conditions)
+        return request
+
+
+class DynamoDBMeter:
+    """The meter the function and the CLI share, on `table_name` (the idempotency table: key attribute `id`,
+    TTL `expiration`).
+
+    `client`: a boto3 DynamoDB client (the runtime's `aws_client("dynamodb")`: every call bounded by the
+    caller's deadline); `clock`: epoch
+    seconds (every caller of one scope, on any machine, must read the same time). `writes` counts the
+    write requests sent (conditional failures included: they consume a write unit too)."""
+
+    def __init__(self, client: Any, table_name: str, *, clock: Callable[[], float] = time.time) -> None:
+        self._client = client
+        self._table = table_name
+        self.clock = clock
+        self._cache: dict[str, _Scope] = {}
+        self.writes = 0
+        self.conflicts = 0  # of which lost races (their condition failed)
+        self._holds: dict[str, tuple[int, list[Hold]]] = {}  # per scope: (version, holds) as last seen
+
+    def reserve(self, scope: str, draws: Sequence[Draw], deadline: Deadline, count: int = 1) -> Reservation:
+        limits = [draw.limit for draw in draws]
+        for _ in range(MAX_CONFLICTS):
+            now = self.clock()
+            cached = self._cache.get(scope) or _Scope()
+            states = [cached.states.get(d.limit.name, BucketState()) for d in draws]
+            within = deadline.remaining()
+            # The cache is never ahead of the item: a refusal from it stands.
+            steps = fit(draws, states, now, count=count, within=within, paused=cached.paused_until)
+            if isinstance(steps, float):
+                return Reservation((), steps)
+            if cached.busy:  # a stale cache of a busy scope looks idle: add, and learn otherwise if wrong
+                steps = [replace(s, absolute=False) if s.rate is not None else s for s in steps]
+            item = self._write(self._reservation(steps, now, within), scope, deadline, limits)
+            if item is None:
+                continue
+            fresh = self._cache[scope] = _parse(item, limits)
+            bases = [self._base(s, fresh) for s in steps]
+            fresh.busy = any(base is not None and base > now for base in bases)
+            landed = self.clock()  # waits from when the write landed: its own time is not waited twice
+            return Reservation(
+                tuple(wait_for(max(slot, fresh.paused_until), landed) for slot in slots_of(steps, bases))
+            )
+        raise MeterUnavailableError(f"rate meter {scope!r}: {MAX_CONFLICTS} conflicting writes in a row")
+
+    @staticmethod
+    def _base(step_: Step, fresh: _Scope) -> float | None:
+        """The `tat` an addition really started from (the item it wrote, less what it added); None for a set."""
+        if step_.rate is None or step_.absolute:
+            return None
+        return fresh.states[step_.limit.name].tat - step_.increment
+
+    @staticmethod
+    def _reservation(steps: Sequence[Step], now: float, within: float) -> _Update:
+        update = _Update()
+        at = update.value(now)
+        for step_ in steps:
+            name = step_.limit.name
+            if step_.rate is None:  # unpaced: count the call (the pace a first 429 learns a rate from)
+                calls, since = update.name(f"{name}_calls"), update.name(f"{name}_since")
+                stale = update.value(now - COUNT_WINDOW_SECONDS)
+                if step_.absolute:
+                    update.sets += [f"{calls} = {update.value(step_.cost * step_.count)}", f"{since} = {at}"]
+                    update.conditions.append(f"attribute_not_exists({since}) OR {since} < {stale}")
+                else:
+                    update.adds.append(f"{calls} {update.value(step_.cost * step_.count)}")
+                    update.conditions.append(f"{since} >= {stale}")
+                continue
+            tat = update.name(f"{name}_tat")
+            if step_.absolute:
+                update.sets.append(f"{tat} = {update.value(now + step_.increment)}")
+                update.conditions.append(f"attribute_not_exists({tat}) OR {tat} < {at}")
+            else:
+                latest = update.value(now + within + step_.tolerance - (step_.count - 1) * step_.spacing)
+                update.sets.append(f"{tat} = {tat} + {update.value(step_.increment)}")
+                update.conditions.append(f"{tat} >= {at} AND {tat} <= {latest}")
+        update.sets.append(f"{update.name('expiration')} = {update.value(int(now) + ITEM_KEPT_SECONDS)}")
+        return update
+
+    def throttled(self, scope: str, limits: Sequence[Limit], pause: float, deadline: Deadline, *, cut: bool) -> None:
+        """Two writes at most: the rate cut (one per `CUT_WINDOW_SECONDS`, whoever saw the 429), then the push
+        of every bucket's slot past the pause. Best effort: out of time, nothing is written."""
+        try:
+            if cut:
+                self._cut(scope, limits, deadline)
+            self._push(scope, limits, pause, deadline)
+        except OutOfTimeError:
+            return
+
+    def _cut(self, scope: str, limits: Sequence[Limit], deadline: Deadline) -> None:
+        now = self.clock()
+        cached = self._cache.get(scope) or _Scope()
+        update = _Update()
+        for limit in limits:
+            state = cached.states.get(limit.name, BucketState())
+            new = throttle_state(limit, state, now, now, cut_rate=True)
+            if new.cut_at != now:
+                continue  # no cut due (cut within the window, or too few calls to learn from)
+            cut_at = update.name(f"{limit.name}_cut_at")
+            for attribute in ("rate", "rate_at", "base", "cut_at", "calls", "since"):
+                value = getattr(new, attribute)
+                if value is not None:
+                    update.sets.append(f"{update.name(f'{limit.name}_{attribute}')} = {update.value(value)}")
+            update.conditions.append(
+                f"attribute_not_exists({cut_at}) OR {cut_at} < {update.value(now - CUT_WINDOW_SECONDS)}"
+            )
+        if update.sets:
+            item = self._write(update, scope, deadline, limits)
+            if item is not None:
+                self._cache[scope] = _parse(item, limits)
+
+    def _push(self, scope: str, limits: Sequence[Limit], pause: float, deadline: Deadline) -> None:
+        for _ in range(MAX_CONFLICTS):
+            now = self.clock()
+            until = now + pause
+            cached = self._cache.get(scope) or _Scope()
+            update = _Update()
+            for limit in limits:
+                state = cached.states.get(limit.name, BucketState())
+                tat = throttle_state(limit, state, until, now, cut_rate=False).tat
+                if tat > state.tat:
+                    attribute = update.name(f"{limit.name}_tat")
+                    target = update.value(tat)
+                    update.sets.append(f"{attribute} = {target}")
+                    update.conditions.append(f"attribute_not_exists({attribute}) OR {attribute} < {target}")
+            if until > cached.paused_until:
+                paused, target = update.name("paused_until"), update.value(until)
+                update.sets.append(f"{paused} = {target}")
+                update.conditions.append(f"attribute_not_exists({paused}) OR {paused} < {target}")
+            if not update.sets:
+                return
+            item = self._write(update, scope, deadline, limits)
+            if item is not None:
+                self._cache[scope] = _parse(item, limits)
+                return
+
+    def hold(
+        self, scope: str, amounts: Mapping[str, float], limits: Mapping[str, int], seconds: float, deadline: Deadline
+    ) -> float:
+        """Items in progress as attributes `ip_<second they expire>_<limit name>`, under a version number
+        (`ipv`): holds are rare (CloudFront calls), so a plain optimistic write; expired attributes are
+        removed by the write that finds them."""
+        names = list(limits)
+        for _ in range(MAX_CONFLICTS):
+            now = self.clock()
+            version, holds = self._holds.get(scope, (0, []))
+            wait = release_wait(holds, amounts, limits, now)
+            if wait is not None:
+                return wait
+            update = _Update()
+            expires = math.ceil(now + seconds)
+            for name, amount in amounts.items():
+                attribute = update.name(f"ip_{expires}_{name}")
+                update.sets.append(
+                    f"{attribute} = if_not_exists({attribute}, {update.value(0)}) + {update.value(amount)}"
+                )
+            removed = sorted({until for until, _held in holds if until <= now})
+            update.removes += [update.name(f"ip_{int(until)}_{name}") for until in removed for name in names]
+            counter = update.name("ipv")
+            update.sets.append(f"{counter} = {update.value(version + 1)}")
+            update.conditions.append(f"attribute_not_exists({counter}) OR {counter} = {update.value(version)}")
+            item = self._write(update, scope, deadline, [], holds_of=names)
+            if item is not None:
+                self._holds[scope] = _parse_holds(item, names)
+                return 0.0
+        raise MeterUnavailableError(f"rate meter {scope!r}: {MAX_CONFLICTS} conflicting writes in a row")
+
+    def _write(
+        self,
+        update: _Update,
+        scope: str,
+        deadline: Deadline,
+        limits: Sequence[Limit],
+        *,
+        holds_of: Sequence[str] = (),
+    ) -> Mapping[str, Any] | None:
+        """The item after the write, or None when its condition failed (the cache then holds the item as it
+        was, returned with the failure)."""
+        try:
+            with bounded_call(deadline, METER_CALL_SECONDS, what="rate meter"):
+                self.writes += 1
+                answer = self._client.update_item(**update.request(self._table, scope))
+        except OutOfTimeError:
+            if deadline.expired():
+                raise
+            # The meter's own cap ran out, not the caller's time: the call goes on at the static share.
+            raise MeterUnavailableError(f"rate meter {scope!r}: no answer within {METER_CALL_SECONDS:g} s") from None
+        except Exception as exc:
+            response = getattr(exc, "response", None) or {}
+            if response.get("Error", {}).get("Code") == _CONFLICT:
+                self.conflicts += 1
+                if holds_of:
+                    self._holds[scope] = _parse_holds(response.get("Item"), holds_of)
+                else:
+                    self._cache[scope] = _parse(response.get("Item"), limits)
+                return None
+            raise MeterUnavailableError(f"rate meter {scope!r}: {describe_error(exc)}") from exc
+        item: Mapping[str, Any] = answer.get("Attributes", {})
+        return item
