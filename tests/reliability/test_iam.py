@@ -125,12 +125,17 @@ def test_each_statement_names_its_actions_and_resources(statement: dict[str, Any
 
 
 def test_queue_sends_are_limited_to_the_dead_letter_queue_and_the_purge_queue() -> None:
-    sends = [s for s in execution_role_statements() if "sqs:SendMessage" in s["actions"]]
-    assert [s["actions"] for s in sends] == [["sqs:SendMessage"]]
-    assert sends[0]["resources"] == [
+    sends = {s["role"]: s for s in execution_role_statements() if "sqs:SendMessage" in s["actions"]}
+    assert {role: s["actions"] for role, s in sends.items()} == {
+        "PurgeFunctionRole": ["sqs:SendMessage"],
+        "WebhookFunctionRole": ["sqs:SendMessage"],
+    }
+    assert sends["PurgeFunctionRole"]["resources"] == [
         {"Fn::GetAtt": ["PurgeDeadLetterQueue", "Arn"]},
         {"Fn::GetAtt": ["PurgeQueue", "Arn"]},
     ]
+    # The webhook intake only enqueues publish messages: no dead-letter queue, no other queue.
+    assert sends["WebhookFunctionRole"]["resources"] == [{"Fn::GetAtt": ["PurgeQueue", "Arn"]}]
 
 
 def test_s3_is_read_only_and_only_the_content_buckets_objects() -> None:
@@ -154,13 +159,15 @@ def test_visibility_changes_are_limited_to_the_purge_queue() -> None:
     ]
 
 
-def test_logs_go_only_to_the_functions_own_log_group() -> None:
+@pytest.mark.parametrize("function", ["PurgeFunction", "WebhookFunction"])
+def test_logs_go_only_to_the_functions_own_log_group(function: str) -> None:
     resources = template()["Resources"]
-    properties = resources["PurgeFunction"]["Properties"]
+    properties = resources[function]["Properties"]
     log_group = properties["LoggingConfig"]["LogGroup"]["Ref"]
     assert resources[log_group]["Type"] == "AWS::Logs::LogGroup"
     assert resources[log_group]["Properties"]["RetentionInDays"] > 0
-    writes = [s for s in execution_role_statements() if any(a.startswith("logs:") for a in s["actions"])]
+    role = role_of(function, resources[function], resources)
+    writes = [s for s in role_statements(role, resources[role]) if any(a.startswith("logs:") for a in s["actions"])]
     assert len(writes) == 1
     assert set(writes[0]["actions"]) == {"logs:CreateLogStream", "logs:PutLogEvents"}
     # The LogGroup's Arn attribute ends in ":*": the group's streams, and nothing else.
