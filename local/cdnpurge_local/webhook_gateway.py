@@ -84,7 +84,7 @@ def webhook_gateway(handler: Handler) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: Any) -> None:
             """Quiet: the demo prints what matters."""
 
     server = LoopbackHTTP(Gateway, "webhook-gateway")

@@ -85,12 +85,18 @@ def clean(deployment: Deployment) -> None:
     deployment.cdn.reset()
 
 
-def standard_post(endpoint: str, payload: dict[str, object], *, secret: str = NEW_SECRET, msg_id: str = "") -> httpx.Response:
+def standard_post(
+    endpoint: str, payload: dict[str, object], *, secret: str = NEW_SECRET, msg_id: str = ""
+) -> httpx.Response:
     body = json.dumps(payload).encode()
     msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
     signature = Webhook(secret).sign(msg_id, datetime.now(UTC), body)
-    headers = {"webhook-id": msg_id, "webhook-timestamp": str(int(datetime.now(UTC).timestamp())),
-               "webhook-signature": signature, "content-type": "application/json"}
+    headers = {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(datetime.now(UTC).timestamp())),
+        "webhook-signature": signature,
+        "content-type": "application/json",
+    }
     return httpx.post(f"{endpoint}/webhooks/cms", content=body, headers=headers, timeout=30)
 
 

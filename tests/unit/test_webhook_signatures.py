@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -69,7 +70,7 @@ def contentful_headers(
     return {**all_headers, "x-contentful-signature": signature, "X-Unsigned": "anything"}
 
 
-SENDERS = {
+SENDERS: dict[Scheme, tuple[Callable[[], dict[str, str]], str]] = {
     Scheme.STANDARD: (standard_headers, STANDARD_SECRET),
     Scheme.GITHUB: (github_headers, PLAIN_SECRET),
     Scheme.SANITY: (sanity_headers, PLAIN_SECRET),
@@ -140,7 +141,11 @@ def test_standard_accepts_any_of_several_signatures_the_sender_sent() -> None:
 def test_the_token_scheme_compares_its_header_with_the_secret() -> None:
     verify(Scheme.TOKEN, request({"x-cdnpurge-token": PLAIN_SECRET}), [PLAIN_SECRET], now=NOW, tolerance_seconds=1)
     verify(
-        Scheme.TOKEN, request({"x-wp-token": PLAIN_SECRET}), [PLAIN_SECRET], now=NOW, tolerance_seconds=1,
+        Scheme.TOKEN,
+        request({"x-wp-token": PLAIN_SECRET}),
+        [PLAIN_SECRET],
+        now=NOW,
+        tolerance_seconds=1,
         token_header="x-wp-token",
     )
     with pytest.raises(SignatureRejected) as caught:
@@ -176,8 +181,14 @@ def test_no_header_value_raises_anything_but_a_rejection(signature: str, timesta
         (Scheme.STANDARD, {"webhook-id": "x", "webhook-timestamp": timestamp, "webhook-signature": signature}),
         (Scheme.GITHUB, {"x-hub-signature-256": signature}),
         (Scheme.SANITY, {"sanity-webhook-signature": signature}),
-        (Scheme.CONTENTFUL, {"x-contentful-signature": signature, "x-contentful-timestamp": timestamp,
-                             "x-contentful-signed-headers": signature}),
+        (
+            Scheme.CONTENTFUL,
+            {
+                "x-contentful-signature": signature,
+                "x-contentful-timestamp": timestamp,
+                "x-contentful-signed-headers": signature,
+            },
+        ),
         (Scheme.TOKEN, {"x-cdnpurge-token": signature}),
     ]:
         with pytest.raises(SignatureRejected):

@@ -41,9 +41,7 @@ def _strings(value: Any, where: str) -> list[str]:
     values = value if isinstance(value, list) else [value]
     for index, item in enumerate(values):
         if not isinstance(item, str):
-            raise MappingError(
-                f"{where}[{index}] is {type(item).__name__}, not a string (wrap numbers in to_string())"
-            )
+            raise MappingError(f"{where}[{index}] is {type(item).__name__}, not a string (wrap numbers in to_string())")
     return [item for item in values if item]
 
 

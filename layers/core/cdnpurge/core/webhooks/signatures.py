@@ -45,7 +45,7 @@ class Scheme(StrEnum):
     GITHUB = "github"
     SANITY = "sanity"
     CONTENTFUL = "contentful"
-    TOKEN = "token"
+    TOKEN = "token"  # noqa: S105 - a scheme name
 
 
 class RejectReason(StrEnum):
@@ -83,8 +83,8 @@ class Verified:
     delivery_id: str | None
 
 
-STANDARD_SECRET_PREFIX: Final = "whsec_"
-DEFAULT_TOKEN_HEADER: Final = "x-cdnpurge-token"
+STANDARD_SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - the format's prefix, not a secret
+DEFAULT_TOKEN_HEADER: Final = "x-cdnpurge-token"  # noqa: S105 - a header name
 # Sanity did not sign payloads before 2021-01-01 (`@sanity/webhook`'s MINIMUM_TIMESTAMP): anything older is
 # not a Sanity timestamp in milliseconds.
 _SANITY_MINIMUM_MS: Final = 1_609_459_200_000

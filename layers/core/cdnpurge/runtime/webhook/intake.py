@@ -15,8 +15,8 @@ chosen by whoever calls is never a metric dimension).
 from __future__ import annotations
 
 import json
-from contextlib import suppress
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
@@ -73,7 +73,7 @@ def accepted_secrets(source: WebhookSource, reader: SecretReader) -> tuple[str, 
             document = json.loads(text)
             secrets = [document[name] for name in ("current", "previous") if document.get(name)]
         except (ValueError, TypeError, AttributeError):
-            raise CredentialError(f"{where}: a JSON secret must be {{\"current\": ..., \"previous\": ...}}") from None
+            raise CredentialError(f'{where}: a JSON secret must be {{"current": ..., "previous": ...}}') from None
     if not secrets or not all(isinstance(secret, str) and secret for secret in secrets):
         raise CredentialError(f"{where}: no secret value (current and previous must be non-empty strings)")
     if source.scheme is Scheme.STANDARD:
