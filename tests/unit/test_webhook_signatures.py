@@ -2,7 +2,7 @@
 
 Senders are independent of the code under test: Standard Webhooks through its reference library
 (`standardwebhooks`), the others written out here from each vendor's documentation (GitHub's "Validating
-webhook deliveries", `@sanity/webhook`'s encodeSignatureHeader, Contentful's request verification as
+webhook deliveries", `@sanity/webhook`'s encodeSignatureHeader, Ghost's WebhookTrigger, Contentful's request verification as
 `@contentful/node-apps-toolkit` signs), kept as plain as the documentation reads.
 """
 
@@ -70,11 +70,18 @@ def contentful_headers(
     return {**all_headers, "x-contentful-signature": signature, "X-Unsigned": "anything"}
 
 
+def ghost_headers(secret: str = PLAIN_SECRET, *, at_ms: int = int(NOW * 1000), body: bytes = BODY) -> dict[str, str]:
+    # Ghost's WebhookTrigger: sha256=<hex HMAC-SHA256(secret, payload + ts)>, t=<ts in ms>
+    digest = hmac.new(secret.encode(), body + str(at_ms).encode(), hashlib.sha256).hexdigest()
+    return {"X-Ghost-Signature": f"sha256={digest}, t={at_ms}"}
+
+
 SENDERS: dict[Scheme, tuple[Callable[[], dict[str, str]], str]] = {
     Scheme.STANDARD: (standard_headers, STANDARD_SECRET),
     Scheme.GITHUB: (github_headers, PLAIN_SECRET),
     Scheme.SANITY: (sanity_headers, PLAIN_SECRET),
     Scheme.CONTENTFUL: (contentful_headers, PLAIN_SECRET),
+    Scheme.GHOST: (ghost_headers, PLAIN_SECRET),
 }
 
 
@@ -114,7 +121,7 @@ def test_another_secret_is_a_bad_signature_and_both_rotation_secrets_are_accepte
     check(scheme, request(sign()), [secret, other])
 
 
-@pytest.mark.parametrize("scheme", [Scheme.STANDARD, Scheme.SANITY, Scheme.CONTENTFUL])
+@pytest.mark.parametrize("scheme", [Scheme.STANDARD, Scheme.SANITY, Scheme.CONTENTFUL, Scheme.GHOST])
 def test_a_timestamp_outside_the_window_is_stale_either_way(scheme: Scheme) -> None:
     sign, secret = SENDERS[scheme]
     for now in (NOW + 301, NOW - 301):
@@ -160,6 +167,7 @@ def test_malformed_headers_are_named_malformed() -> None:
         (Scheme.GITHUB, {"x-hub-signature-256": "sha1=abc"}),
         (Scheme.SANITY, {"sanity-webhook-signature": "t=12,v1=abc"}),  # before Sanity signed anything
         (Scheme.CONTENTFUL, {**contentful_headers(), "x-contentful-timestamp": "-1"}),
+        (Scheme.GHOST, {"x-ghost-signature": "sha256=zz, t=1"}),
     ]:
         with pytest.raises(SignatureRejected) as caught:
             check(scheme, request(headers), [PLAIN_SECRET])
@@ -189,6 +197,7 @@ def test_no_header_value_raises_anything_but_a_rejection(signature: str, timesta
                 "x-contentful-signed-headers": signature,
             },
         ),
+        (Scheme.GHOST, {"x-ghost-signature": signature}),
         (Scheme.TOKEN, {"x-cdnpurge-token": signature}),
     ]:
         with pytest.raises(SignatureRejected):

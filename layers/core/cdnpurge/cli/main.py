@@ -29,6 +29,7 @@ from cdnpurge.cli.notifications import set_eventbridge
 from cdnpurge.cli.progress import Progress
 from cdnpurge.cli.provider_docs import purge_examples
 from cdnpurge.cli.status import DEFAULT_LIMIT, StatusError, TrailReader, parse_duration, write_json, write_table
+from cdnpurge.cli.webhook_plan import WebhookPlanError, webhook_event
 from cdnpurge.core.config import Config, ConfigError, parse_config, read_config_text
 from cdnpurge.core.cost import DynamoDBPathCounter, PathBill, charge_usd, month_of
 from cdnpurge.core.credentials import CredentialError
@@ -175,7 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     plan_cmd.add_argument("-c", "--config", required=True, type=Path, help="YAML configuration file")
-    plan_cmd.add_argument("-e", "--event", required=True, type=Path, help="event JSON file (see events/)")
+    given = plan_cmd.add_mutually_exclusive_group(required=True)
+    given.add_argument("-e", "--event", type=Path, help="event JSON file (see events/)")
+    given.add_argument("--webhook", type=Path, metavar="FILE", help="a CMS webhook payload (JSON body; with --source)")
+    plan_cmd.add_argument("--source", metavar="NAME", help="the configuration's webhook source the payload is for")
     plan_cmd.add_argument("-f", "--format", choices=("text", "json"), default="text", help="output format")
     plan_cmd.add_argument(
         "--table",
@@ -388,11 +392,27 @@ def _validate(config: Config, text: str, out: TextIO) -> int:
 def _plan(config: Config, args: argparse.Namespace, out: TextIO, *, dynamodb: Any, month: str) -> int:
     """The plan of an event file; `month` is the calendar month whose billed paths `--table` reads."""
     event_path, output_format = args.event, args.format
-    try:
-        event = json.loads(event_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        print(f"cdnpurge: {event_path}: cannot read event JSON: {exc}", file=sys.stderr)
+    if (args.webhook is None) != (args.source is None):
+        print("cdnpurge: --webhook FILE and --source NAME go together", file=sys.stderr)
         return EXIT_USAGE
+    if args.webhook is not None:
+        try:
+            message = webhook_event(config, args.webhook, args.source)
+        except WebhookPlanError as exc:
+            print(f"cdnpurge: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if message is None:
+            print(
+                f"{args.webhook}: webhooks.{args.source}.map.when is false for this payload: nothing to purge", file=out
+            )
+            return EXIT_OK
+        event: Any = message
+    else:
+        try:
+            event = json.loads(event_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"cdnpurge: {event_path}: cannot read event JSON: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     month_so_far = None
     if args.table:
         if dynamodb is None:

@@ -36,13 +36,15 @@ def _search(expression: str, payload: Any, where: str) -> Any:
 
 
 def _strings(value: Any, where: str) -> list[str]:
+    """A string or list of strings; nulls are dropped (a multi-select such as `[_id, _type]` gives null for a
+    field this payload lacks), anything else is refused by position."""
     if value is None:
         return []
     values = value if isinstance(value, list) else [value]
     for index, item in enumerate(values):
-        if not isinstance(item, str):
+        if item is not None and not isinstance(item, str):
             raise MappingError(f"{where}[{index}] is {type(item).__name__}, not a string (wrap numbers in to_string())")
-    return [item for item in values if item]
+    return [item for item in values if isinstance(item, str) and item]
 
 
 def is_wanted(source: WebhookSource, payload: Any) -> bool:
@@ -57,7 +59,9 @@ def publish_message(source: WebhookSource, payload: Any, *, delivery_id: str | N
     message: dict[str, Any] = {}
     for name in MAPPED_FIELDS:
         expression = getattr(source.map, name)
-        if expression is not None and (values := _strings(_search(expression, payload, f"{where}.{name}"), name)):
+        if expression is not None and (
+            values := _strings(_search(expression, payload, f"{where}.{name}"), f"{where}.{name}")
+        ):
             message[name] = values
     if not message:
         raise MappingError(f"the payload names nothing to purge ({where}: {', '.join(MAPPED_FIELDS)} all empty)")

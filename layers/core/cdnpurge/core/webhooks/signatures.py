@@ -15,6 +15,8 @@ documentation and reference library:
   lower-cased and trimmed, values trimmed, the signed-headers value itself re-derived as their sorted
   names), sorted by name, joined `name:value` with `;`, in `method\\npath\\nheaders\\nbody`; HMAC-SHA256 in
   hex (`x-contentful-signature`); `x-contentful-timestamp` in milliseconds.
+- `ghost`: `X-Ghost-Signature: sha256=<hex HMAC-SHA256 of body followed by t>, t=<milliseconds>`, as Ghost's
+  WebhookTrigger signs when the webhook has a secret.
 - `token`: a shared token in a header, for senders that sign nothing (WordPress, Ghost without a secret,
   Strapi): only as strong as TLS and the secrecy of the token; compared in constant time too.
 
@@ -45,6 +47,7 @@ class Scheme(StrEnum):
     GITHUB = "github"
     SANITY = "sanity"
     CONTENTFUL = "contentful"
+    GHOST = "ghost"
     TOKEN = "token"  # noqa: S105 - a scheme name
 
 
@@ -89,6 +92,7 @@ DEFAULT_TOKEN_HEADER: Final = "x-cdnpurge-token"  # noqa: S105 - a header name
 # not a Sanity timestamp in milliseconds.
 _SANITY_MINIMUM_MS: Final = 1_609_459_200_000
 _SANITY_HEADER: Final = re.compile(r"t=(\d{1,20})[, ]+v1=([^, ]+)")
+_GHOST_HEADER: Final = re.compile(r"sha256=([0-9a-fA-F]{1,128}), ?t=(\d{1,20})")
 _DIGITS: Final = re.compile(r"\d{1,20}")
 _MAX_HEADER_CHARS: Final = 4096  # a signature header is tens of characters; more is not worth hashing
 
@@ -185,6 +189,21 @@ def _verify_sanity(request: SignedRequest, secrets: Sequence[str], now: float, t
     return Verified(request.headers.get("idempotency-key") or None)
 
 
+def _verify_ghost(request: SignedRequest, secrets: Sequence[str], now: float, tolerance: float) -> Verified:
+    match = _GHOST_HEADER.fullmatch(_header(request, "x-ghost-signature"))
+    if match is None:
+        raise SignatureRejected(RejectReason.MALFORMED_SIGNATURE)
+    sent_ms = match[2]
+    _fresh(int(sent_ms) / 1000, now, tolerance)
+    signed = request.body + sent_ms.encode()
+
+    def expected(secret: str) -> str:
+        return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+    _any_match([match[1].lower()], expected, secrets)
+    return Verified(None)
+
+
 def contentful_path(path: str) -> str:
     """The path as Contentful's `getNormalizedEncodedURI` canonicalises it: the query escaped as Node's
     `querystring.escape`, then the whole URI as `encodeURI` (which escapes that query's `%` once more)."""
@@ -242,5 +261,6 @@ def verify(
         Scheme.GITHUB: _verify_github,
         Scheme.SANITY: _verify_sanity,
         Scheme.CONTENTFUL: _verify_contentful,
+        Scheme.GHOST: _verify_ghost,
     }
     return verifiers[scheme](request, secrets, now, tolerance_seconds)
