@@ -80,5 +80,5 @@ def test_what_the_purge_function_would_refuse_is_refused_here() -> None:
     source = parse_config(
         config_with("  - {name: cms, scheme: token, secret: {env: TOKEN}, map: {paths: paths}}\n")
     ).webhooks[0]
-    with pytest.raises(MappingError, match="paths\[0\] .* contains control character U+0000"):
+    with pytest.raises(MappingError, match=r"paths\[0\] .* contains control character U\+0000"):
         publish_message(source, {"paths": ["/a\x00b"]}, delivery_id="d", body=b"{}")

@@ -2,8 +2,8 @@
 
 Senders are independent of the code under test: Standard Webhooks through its reference library
 (`standardwebhooks`), the others written out here from each vendor's documentation (GitHub's "Validating
-webhook deliveries", `@sanity/webhook`'s encodeSignatureHeader, Ghost's WebhookTrigger, Contentful's request verification as
-`@contentful/node-apps-toolkit` signs), kept as plain as the documentation reads.
+webhook deliveries", `@sanity/webhook`'s encodeSignatureHeader, Ghost's WebhookTrigger, Contentful's request
+verification as `@contentful/node-apps-toolkit` signs), kept as plain as the documentation reads.
 """
 
 from __future__ import annotations
