@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from cdnpurge_local.cfn import load_template
+from cdnpurge_local.cfn import Evaluator, load_template, parameter_values
 from cdnpurge_local.servers import REPO_ROOT
 from cdnpurge_local.stack import TEMPLATE_PATH
 
@@ -58,11 +58,18 @@ def role_of(logical_id: str, function: dict[str, Any], resources: dict[str, Any]
     return str(role_id)
 
 
+def statement_branches(statement: dict[str, Any]) -> list[dict[str, Any]]:
+    """A statement, or each statement a conditional (`Fn::If`) may put in its place (AWS::NoValue: none)."""
+    if "Fn::If" not in statement:
+        return [statement]
+    return [branch for branch in statement["Fn::If"][1:] if isinstance(branch, dict) and "Effect" in branch]
+
+
 def role_statements(role_id: str, role: dict[str, Any]) -> list[dict[str, Any]]:
     """Every statement of the role's inline policies: sid, role, effect, actions, resources (unresolved)."""
     statements = []
     for policy in role["Properties"].get("Policies", []):
-        for statement in policy["PolicyDocument"]["Statement"]:
+        for statement in (s for listed in policy["PolicyDocument"]["Statement"] for s in statement_branches(listed)):
             statements.append(
                 {
                     "role": role_id,
@@ -117,7 +124,11 @@ def test_each_statement_names_its_actions_and_resources(statement: dict[str, Any
         return
     for resource in statement["resources"]:
         assert resource not in ("*", "arn:aws:*"), "a statement on every resource"
-        if isinstance(resource, dict) and "Fn::Sub" in resource:
+        if isinstance(resource, dict) and "Fn::Split" in resource:
+            # A list built from a parameter: each ARN it gives must name one listed bucket's objects.
+            for arn in resolve(resource, AdditionalContentBucketNames="site-a,site-b"):
+                assert re.fullmatch(r"arn:aws:s3:::site-[ab]/\*", arn), f"resolved to {arn!r}"
+        elif isinstance(resource, dict) and "Fn::Sub" in resource:
             text = resource["Fn::Sub"]
             assert "*" not in text or text in ALLOWED_WILDCARD_RESOURCES, f"wildcard resource {text!r}"
         else:
@@ -138,10 +149,68 @@ def test_queue_sends_are_limited_to_the_dead_letter_queue_and_the_purge_queue() 
     assert sends["WebhookFunctionRole"]["resources"] == [{"Fn::GetAtt": ["PurgeQueue", "Arn"]}]
 
 
+def resolve(value: Any, **parameters: str) -> Any:
+    """`value` with its intrinsic functions evaluated as CloudFormation would, for `parameters` (others at their
+    defaults) in account 123456789012 of us-east-1 (partition aws)."""
+    document = template()
+    pseudo: dict[str, str | list[str]] = {
+        "AWS::Partition": "aws",
+        "AWS::Region": "us-east-1",
+        "AWS::AccountId": "123456789012",
+        "AWS::StackName": "cdnpurge",
+    }
+    values = {**parameter_values(document, {"ContentBucketName": "site", **parameters}), **pseudo}
+    return Evaluator(parameters=values, condition_definitions=document["Conditions"]).resolve(value)
+
+
 def test_s3_is_read_only_and_only_the_content_buckets_objects() -> None:
     # Verification's HeadObject (authorised as s3:GetObject): nothing written, no other bucket, no listing.
     s3 = [s for s in execution_role_statements() if any(a.startswith("s3:") for a in s["actions"])]
-    assert [(s["actions"], s["resources"]) for s in s3] == [(["s3:GetObject"], [{"Fn::Sub": CONTENT_OBJECTS}])]
+    assert [s["actions"] for s in s3] == [["s3:GetObject"], ["s3:GetObject"]]
+    assert s3[0]["resources"] == [{"Fn::Sub": CONTENT_OBJECTS}]
+    # The additional buckets' statement is there only when some are listed, and then names each one's objects.
+    statements = template()["Resources"]["PurgeFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    last = statements["Statement"][-1:]
+    assert resolve(last) == []
+    assert resolve(last, AdditionalContentBucketNames="site-a, site-b") == [
+        {
+            "Sid": "ReadAdditionalContentVersions",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": ["arn:aws:s3:::site-a/*", "arn:aws:s3:::site-b/*"],
+        }
+    ]
+
+
+def test_the_object_rule_follows_the_bucket_list() -> None:
+    rule = template()["Resources"]["ObjectChangedRule"]["Properties"]["EventPattern"]
+    assert resolve(rule)["detail"]["bucket"]["name"] == ["site"]
+    assert resolve(rule, AdditionalContentBucketNames="site-a,site-b")["detail"]["bucket"]["name"] == [
+        "site",
+        "site-a",
+        "site-b",
+    ]
+
+
+def test_other_accounts_may_only_put_events_on_the_default_bus() -> None:
+    resources = template()["Resources"]
+    policies = {k: v for k, v in resources.items() if v["Type"] == "AWS::Events::EventBusPolicy"}
+    assert set(policies) == {"EventSourceAccountsPolicy", "EventSourceOrganizationPolicy"}
+    by_accounts = resolve(policies["EventSourceAccountsPolicy"], EventSourceAccountIds="111111111111,222222222222")
+    assert by_accounts["Properties"]["Statement"] == {
+        "Effect": "Allow",
+        "Principal": {"AWS": ["111111111111", "222222222222"]},
+        "Action": "events:PutEvents",
+        "Resource": "arn:aws:events:us-east-1:123456789012:event-bus/default",
+    }
+    by_organization = resolve(policies["EventSourceOrganizationPolicy"], EventSourceOrganizationId="o-a1b2c3d4e5")
+    statement = by_organization["Properties"]["Statement"]
+    assert (statement["Principal"], statement["Action"]) == ("*", "events:PutEvents")
+    assert statement["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}
+    assert {policy["Condition"] for policy in policies.values()} == {
+        "HasEventSourceAccounts",
+        "HasEventSourceOrganization",
+    }
 
 
 def test_the_event_source_reads_only_the_purge_queue() -> None:

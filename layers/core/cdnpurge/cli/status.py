@@ -290,7 +290,8 @@ def _describe_source(change: ChangeStatus) -> str:
     source = change.source
     if "bucket" in source:
         version = next((f"{name} {source[name]}" for name in ("version_id", "sequencer", "etag") if name in source), "")
-        return f"s3://{source['bucket']}/{source.get('key', '')}" + (f" [{version}]" if version else "")
+        account = f"account {source['account']} " if "account" in source else ""
+        return f"{account}s3://{source['bucket']}/{source.get('key', '')}" + (f" [{version}]" if version else "")
     if "publisher_id" in source:
         return f"published {source['publisher_id']}"
     return f"published via {source.get('via', '?')} {source.get('message_id', '')}".rstrip()

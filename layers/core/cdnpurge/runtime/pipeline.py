@@ -75,14 +75,16 @@ def run_batch(
     settle_by: float | None = None,
     path_counter: PathCounter | None = None,
     month: str | None = None,
+    home_account: str | None = None,
 ) -> BatchRun:
     """One batch through every stage; `redact` cleans the failure reasons (they may quote a provider).
 
     `deadline` and `settle_by` are on the executor's clock: no provider call starts that could not end by
     `deadline`, no ledger write starts after `settle_by` (see `settle.Settlement`). `path_counter` keeps the
     month's billed paths (`cdnpurge.core.cost`): read before planning when the configuration sets
-    `monthly_path_budget`, added to after the purges. `month` defaults to this one."""
-    decoded = decode_event(event)
+    `monthly_path_budget`, added to after the purges. `month` defaults to this one. `home_account`: the
+    stack's account (`decode_event`)."""
+    decoded = decode_event(event, home_account=home_account)
     translation = translate(decoded.changes, config)
     # Each target's providers, routed once: what is claimed is exactly what the planner will send.
     destinations = router(specs)

@@ -102,6 +102,7 @@ class LambdaEnvironment(BaseModel):
     trail_table_name: str | None = Field(None, alias="TRAIL_TABLE_NAME")  # unset: no purge trail
     trail_retention_seconds: int = Field(DEFAULT_RETENTION_SECONDS, alias="TRAIL_RETENTION_SECONDS", gt=0)
     lambda_function_name: str | None = Field(None, alias="AWS_LAMBDA_FUNCTION_NAME")
+    home_account_id: str | None = Field(None, alias="HOME_ACCOUNT_ID", pattern=r"^[0-9]{12}$")
 
     @field_validator("*", mode="before")
     @classmethod
@@ -180,6 +181,7 @@ class PurgeService:
     reload: ConfigReload | None = None  # None: the configuration is fixed for the service's life
     verification_wiring: VerificationWiring = field(default_factory=VerificationWiring)
     verification: Verification | None = None  # None: no provider verifies its purges
+    home_account: str | None = None  # the stack's account: other accounts' changes carry theirs in their ids
 
     @property
     def specs(self) -> dict[str, ProviderSpec]:
@@ -305,6 +307,7 @@ class PurgeService:
             trail_retention_seconds=settings.trail_retention_seconds,
             verification=verification,
         )
+        service.home_account = settings.home_account_id
         service.reload = ConfigReload(
             location=settings.purge_config,
             text=text,
@@ -368,6 +371,7 @@ class PurgeService:
             settle_by=settle_by,
             path_counter=self.path_counter,
             month=month_of(time.time()),
+            home_account=self.home_account,
         )
         clock = self.executor.clock
 

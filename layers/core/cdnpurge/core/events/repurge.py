@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from cdnpurge.core.errors import show
 from cdnpurge.core.events.reading import (
+    AWS_ACCOUNT,
     MAX_KEY_BYTES,
     MAX_TARGETS,
     MalformedError,
@@ -59,6 +60,8 @@ def repurge_messages(changes: list[Change] | tuple[Change, ...]) -> list[tuple[s
         item = {"id": change.id, "action": change.action.value, "bucket": change.bucket, "key": change.key}
         if change.event_time:
             item["event_time"] = change.event_time
+        if change.account:
+            item["account"] = change.account
         size = len(json.dumps(item).encode()) + 1
         if chunk and used + size > _REPURGE_BODY_BYTES:
             flush()
@@ -100,6 +103,9 @@ def _decode_repurge_change(raw: object, what: str, origin: Origin, sink: Sink) -
     if len(key.encode("utf-8")) > MAX_KEY_BYTES:
         raise MalformedError(f"{what} key is over S3's {MAX_KEY_BYTES}-byte limit")
     change_id = first_id if first_id.endswith(REPURGE_SUFFIX) else first_id + REPURGE_SUFFIX
+    account = optional_text(raw, "account")
+    if account is not None and not AWS_ACCOUNT.fullmatch(account):
+        raise MalformedError(f"{what} field account must be a 12-digit AWS account id, got {show(account)}")
     sink.changes.append(
         Change(
             id=change_id,
@@ -108,5 +114,6 @@ def _decode_repurge_change(raw: object, what: str, origin: Origin, sink: Sink) -
             bucket=bucket,
             key=key,
             event_time=optional_text(raw, "event_time"),
+            account=account,
         )
     )
