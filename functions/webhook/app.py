@@ -23,12 +23,18 @@ if TYPE_CHECKING:
 
 # Time kept back from Lambda's timeout to answer (and flush metrics) after the last call is refused.
 ANSWER_MARGIN_SECONDS: Final = 1.0
+# Dimensions {service, source}; a rejection {reason, service, source} (the template's dashboard graphs them).
+ACCEPTED_METRIC: Final = "WebhookAccepted"
+DUPLICATE_METRIC: Final = "WebhookDuplicate"
+IGNORED_METRIC: Final = "WebhookIgnored"
+REJECTED_METRIC: Final = "WebhookRejected"
+UNAVAILABLE_METRIC: Final = "WebhookUnavailable"
 METRIC_NAMES: Final = {
-    Outcome.ACCEPTED: "WebhookAccepted",
-    Outcome.DUPLICATE: "WebhookDuplicate",
-    Outcome.IGNORED: "WebhookIgnored",
-    Outcome.REJECTED: "WebhookRejected",
-    Outcome.UNAVAILABLE: "WebhookUnavailable",
+    Outcome.ACCEPTED: ACCEPTED_METRIC,
+    Outcome.DUPLICATE: DUPLICATE_METRIC,
+    Outcome.IGNORED: IGNORED_METRIC,
+    Outcome.REJECTED: REJECTED_METRIC,
+    Outcome.UNAVAILABLE: UNAVAILABLE_METRIC,
 }
 
 logger = Logger()
