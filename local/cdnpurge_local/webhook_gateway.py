@@ -4,13 +4,15 @@
 lower-cased, the body as text, `pathParameters.source`), the real handler (functions/webhook/app.py) runs
 in-process against the local stack, and its response is written back. A request body is read only up to
 `MAX_REQUEST_BYTES` (API Gateway's own 10 MB limit is far above any source's cap, which the handler
-enforces); anything else (another path, another method) is answered as API Gateway would, 404.
+enforces); anything else (another path, another method) is answered as API Gateway would, 404, and a
+function that raises as API Gateway answers it, 500 (the traceback printed, as Lambda logs it).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -69,7 +71,12 @@ def webhook_gateway(handler: Handler) -> Iterator[str]:
             body = self.rfile.read(length)
             event = http_api_event(path, query, dict(self.headers.items()), body)
             context = LocalLambdaContext(function_name="cdnpurge-WebhookFunction-local", timeout_seconds=20)
-            response = handler(event, context)
+            try:
+                response = handler(event, context)
+            except Exception:  # a function error: API Gateway answers 500 and the traceback is in the logs
+                traceback.print_exc()
+                self._answer(500, {"message": "Internal Server Error"})
+                return
             self._answer(int(response["statusCode"]), json.loads(response["body"]))
 
         def do_GET(self) -> None:
