@@ -1,4 +1,4 @@
-"""Every wait is bounded, and what waits comes back when due (issue 12 §5, §7), on the real handler with
+"""Every wait is bounded, and what waits comes back when due, on the real handler with
 DynamoDB Local, moto and the fake CDNs.
 
 - a provider asking for an absurd wait (`Retry-After: 1000000000`, infinity, a date in the year 9999) is
@@ -28,6 +28,7 @@ from reliability.support import (
     unique,
 )
 
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import ProviderWrapper, PurgeResult
 from cdnpurge.core.provider_errors import ThrottledError
@@ -59,11 +60,11 @@ class AsksToWait(ProviderWrapper):
         self.seconds = seconds
         self.asked = False
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
         if not self.asked:
             self.asked = True
             raise ThrottledError(self.name, "injected: slow down", status=429, retry_after=self.seconds)
-        return self.inner.purge(request, idempotency_token=idempotency_token)
+        return self.inner.purge(request, idempotency_token=idempotency_token, deadline=deadline)
 
 
 def service(deployment: Deployment) -> PurgeService:

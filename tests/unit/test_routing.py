@@ -21,6 +21,7 @@ from unit.test_plan_properties import KINDS, PROPERTY_SETTINGS, provider_specs, 
 
 from cdnpurge.cli.main import main
 from cdnpurge.core.config import ConfigError, parse_config
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import UNROUTED, can_express, plan, router
 from cdnpurge.core.registry import build_providers, specs
@@ -102,7 +103,7 @@ rules:
 
 
 def test_a_deploy_sends_keys_only_to_fastly_and_paths_only_to_medianova() -> None:
-    # Given the storm: 1,000 uploads, a rule with keys and paths, Fastly and Medianova
+    # Given a deploy storm: 1,000 uploads, a rule with keys and paths, Fastly and Medianova
     config = parse_config(MULTI_CDN)
     event = sqs_event(
         *(s3_notification(s3_record(BUCKET, f"assets/{i}.jpg", sequencer=f"{i:04X}")) for i in range(1000))
@@ -183,7 +184,7 @@ allowed_hosts: [www.example.com]
         specs={name: p.spec for name, p in providers.items()},
         ledger=MemoryLedger(),
         executor=executor,
-        deadline=1e12,
+        deadline=Deadline.after(60),
     )
     # Then the upload is claimed, planned and purged at each provider with its own kind only
     (upload_change,) = [c.id for c in run.decoded.changes if c.bucket]

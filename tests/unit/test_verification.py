@@ -29,6 +29,7 @@ from helpers import (
 )
 
 from cdnpurge.core.config import ConfigError
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.events import decode_event
 from cdnpurge.core.events.reading import MalformedError
 from cdnpurge.core.events.verify import CheckedChange, VerifyCheck, decode_check, encode_check
@@ -375,9 +376,9 @@ def test_probes_go_only_to_allow_listed_hosts_and_never_follow_a_redirect_elsewh
         hosts=frozenset({WWW}), version_header="ETag", timeout_seconds=1, transport=httpx.MockTransport(edge)
     )
     with pytest.raises(ProbeRefused):
-        prober.probe("https://evil.example.net/a")
-    moved = prober.probe(f"https://{WWW}/moved")
-    followed = prober.probe(f"https://{WWW}/here")
+        prober.probe("https://evil.example.net/a", Deadline.after(60))
+    moved = prober.probe(f"https://{WWW}/moved", Deadline.after(60))
+    followed = prober.probe(f"https://{WWW}/here", Deadline.after(60))
     prober.close()
     assert moved.error is not None and "another host" in moved.error
     assert (followed.status, followed.version) == (200, '"v2"')

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +19,10 @@ from cdnpurge.core.credentials import CredentialError
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.events import decode_event
 from cdnpurge.core.models import Action
+from cdnpurge.runtime.bounded import bounded_call
+from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS
 from cdnpurge.runtime.webhook.intake import Outcome, WebhookIntake, accepted_secrets
-from cdnpurge.runtime.webhook.stores import CALL_SECONDS
+from cdnpurge.runtime.webhook.wiring import CONFIG_CHECK_SECONDS, ConfigSource
 
 NOW = 1_780_000_000.0
 SECRET = "repo-secret"
@@ -41,7 +44,8 @@ class Records:
     live: dict[str, float] = field(default_factory=dict)
 
     def claim(self, key: str, *, now: float, remember_seconds: int, deadline: Deadline) -> bool:
-        deadline.budget(CALL_SECONDS, need=CALL_SECONDS)
+        with bounded_call(deadline, CALL_SECONDS, need=MIN_CALL_SECONDS, what="claim"):
+            pass  # what the DynamoDB store does around its call
         if self.live.get(key, 0) > now:
             return False
         self.live[key] = now + remember_seconds
@@ -57,7 +61,8 @@ class Queue:
     fail: bool = False
 
     def send(self, body: str, *, deadline: Deadline) -> None:
-        deadline.budget(CALL_SECONDS, need=CALL_SECONDS)
+        with bounded_call(deadline, CALL_SECONDS, need=MIN_CALL_SECONDS, what="send"):
+            pass  # what the SQS store does around its call
         if self.fail:
             from botocore.exceptions import EndpointConnectionError
 
@@ -67,8 +72,8 @@ class Queue:
 
 def intake(records: Records, queue: Queue, config: Config = CONFIG) -> WebhookIntake:
     return WebhookIntake(
-        config=lambda: config,
-        secrets=lambda source: (SECRET,),
+        config=lambda deadline: config,
+        secrets=lambda source, deadline: (SECRET,),
         records=records,
         queue=queue,
         wall_clock=lambda: NOW,
@@ -157,7 +162,7 @@ def test_a_failed_send_forgets_the_delivery_so_the_retry_is_not_a_replay() -> No
 
 def test_no_call_starts_that_could_outlast_the_invocation() -> None:
     records, queue = Records(), Queue()
-    short = Deadline(ends_at=CALL_SECONDS - 0.5, clock=lambda: 0.0)
+    short = Deadline(ends_at=MIN_CALL_SECONDS - 0.5, clock=lambda: 0.0)
     result = intake(records, queue).handle(event(PUSH), short)
     assert (result.response["statusCode"], result.outcome) == (503, Outcome.UNAVAILABLE)
     assert not records.live and not queue.sent
@@ -194,3 +199,20 @@ webhooks: [{name: cms, scheme: standard, secret: {secret: cdnpurge/webhooks/cms}
     with pytest.raises(CredentialError) as caught:
         accepted_secrets(standard, lambda name: json.dumps({"current": ""}))
     assert "webhooks.cms.secret" in str(caught.value)
+
+
+def test_the_configuration_is_read_again_once_a_minute_and_parsed_when_it_changed(tmp_path: Path) -> None:
+    # Given: a configuration file and a clock the test moves
+    path = tmp_path / "purge.yaml"
+    first = "providers: [{name: fastly, kind: fastly, service_id: S}]\n"
+    path.write_text(first)
+    now = [0.0]
+    source = ConfigSource(str(path), read_ssm=lambda name: "", clock=lambda: now[0])
+    assert source(PLENTY).webhooks == ()
+    # When: a webhook source is added
+    path.write_text(first + "webhooks: [{name: cms, scheme: token, secret: {env: T}, map: {keys: k}}]\n")
+    now[0] = CONFIG_CHECK_SECONDS - 1
+    # Then: seen once the minute has passed, not before
+    assert source(PLENTY).webhook("cms") is None
+    now[0] = CONFIG_CHECK_SECONDS
+    assert source(PLENTY).webhook("cms") is not None

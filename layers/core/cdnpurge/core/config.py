@@ -29,10 +29,9 @@ from pydantic import (
 
 from cdnpurge.core.errors import CdnpurgeError
 from cdnpurge.core.models import TargetKind
-from cdnpurge.core.placeholders import PLACEHOLDER
+from cdnpurge.core.placeholders import PLACEHOLDER, compile_match
 from cdnpurge.core.plan.convert import can_express
 from cdnpurge.core.registry import REGISTRY
-from cdnpurge.core.translate import compile_match
 from cdnpurge.core.webhooks.settings import WebhookSource, webhook_problems
 
 # Validation context key: refuse providers lacking the credentials their adapter needs (see `parse_config`).
@@ -104,7 +103,7 @@ class Rule(BaseModel):
 
 
 class Config(BaseModel):
-    """The whole document. See README "Configuration" for a commented example."""
+    """The whole document. See docs/configuration.md for a commented example."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -3,7 +3,7 @@
 Built from configuration alone (no credentials, no client, no httpx or boto3), so `cdnpurge plan` works
 offline and importing the planner loads no adapter. `DeclaredProvider` is what every adapter shares, HTTP
 or not: its declared `Capabilities` narrowed by the settings into a `ProviderSpec`, and its `ProviderDocs`,
-from which the CLI's examples and the README's provider table are generated (`providers.docs`).
+from which the CLI's examples and the documentation's provider table are generated (`providers.docs`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ class Capabilities:
     - `body_overhead_bytes`: bytes of the body around the target list, for byte-accurate chunking.
     - `soft_purge`: whether the provider can mark content stale instead of evicting it.
     - `hard_only`: kinds that are always hard even when soft is asked for (Fastly purge_all).
-    - `asynchronous`: the provider returns a job that completes later (no effect on planning).
+    - `asynchronous`: an accepted purge is a job that completes later. Where the provider also reports a
+      job's progress, its adapter implements `cdnpurge.core.protocol.JobStatus`, and verification asks it
+      before probing the edge; a provider that is not asynchronous is never asked (no effect on planning).
     - `rate_per_second` / `burst`: the documented or configured sustained request rate, for pacing.
     - `host_qualified`: kinds whose wire form names the host (Cloudflare prefixes: `host/path`); the
       planner expands a host-relative target into one per configured host.
@@ -157,7 +159,7 @@ class ProviderSettings(BaseModel):
         default_factory=dict, description="Credential name -> reference ({env: VAR} or {secret: NAME})."
     )
     verify: VerifySettings | None = Field(
-        default=None, description='Check the edge after each purge (README "Verification"); off when unset.'
+        default=None, description="Check the edge after each purge (docs/verification.md); off when unset."
     )
 
 
@@ -168,10 +170,10 @@ Credentials = Mapping[str, SecretStr]
 class ProviderDocs:
     """What an adapter tells its users, declared next to the code it describes so the two change together.
 
-    `providers.docs` builds the `cdnpurge purge --help` examples and the README's provider table from these
-    (a test fails when README.md is out of step), so adding a provider documents it in one place.
+    `providers.docs` builds the `cdnpurge purge --help` examples and the provider table of docs/providers.md from these
+    (a test fails when the page is out of step), so adding a provider documents it in one place.
 
-    - `settings`: its configuration fields and credential names, as the README table shows them.
+    - `settings`: its configuration fields and credential names, as the provider table shows them.
     - `purges`: the kinds it purges and how they go on the wire.
     - `per_call`, `soft`, `pacing`: its per-call limits, soft-purge mechanism and declared pacing.
     - `example`: the arguments of one `cdnpurge purge` call after `-p NAME` (one line in the CLI help).

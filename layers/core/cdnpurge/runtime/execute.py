@@ -43,9 +43,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from cdnpurge.core.boundary import unexpected
+from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import Provider, PurgeResult
-from cdnpurge.core.provider_errors import ProviderError, ThrottledError, UnavailableError, UnexpectedError
+from cdnpurge.core.provider_errors import ProviderError, ThrottledError, UnexpectedError
 
 # AIMD: a throttle multiplies the rate by DECREASE (never below FLOOR x the declared rate); each success
 # adds RECOVERY x the declared (or learned) rate back, up to the declared rate.
@@ -237,7 +238,9 @@ class Executor:
         rate = None if caps.rate_per_second is None else caps.rate_per_second * self.rate_share * PACING_HEADROOM
         return TokenBucket(rate, max(1, int(caps.burst * self.rate_share)))
 
-    def run(self, request: PurgeRequest, *, deadline: float, idempotency_token: str) -> Outcome:
+    def run(self, request: PurgeRequest, *, deadline: Deadline, idempotency_token: str) -> Outcome:
+        """Pace, call, retry: nothing waits or calls past `deadline` (the provider's call itself ends before
+        it, `cdnpurge.runtime.bounded`); what does not fit is deferred with when its retry is due."""
         provider = self.providers[request.provider]
         bucket = self.buckets[request.provider]
         lock = self._locks[request.provider]
@@ -260,14 +263,18 @@ class Executor:
         while True:
             with lock:  # callers of one provider share its bucket: wait, then take a token, atomically
                 wait = bucket.delay(self.clock())
-                if self.clock() + wait > deadline:
+                try:
+                    if deadline.expired():
+                        raise OutOfTimeError(f"{request.provider}: not started, past the deadline")
+                    deadline.sleep(wait, self.sleep, what=f"pacing {request.provider}")
+                except OutOfTimeError:
                     return outcome(error=last_error, deferred=True, retry_in=wait)
-                if wait:
-                    self.sleep(wait)
                 bucket.take(self.clock())
             attempts += 1
             try:
-                result = provider.purge(request, idempotency_token=idempotency_token)
+                result = provider.purge(request, idempotency_token=idempotency_token, deadline=deadline)
+            except OutOfTimeError:  # the call could not start in time: nothing was sent
+                return outcome(error=last_error, deferred=True)
             except Exception as exc:  # the per-request fault boundary (`cdnpurge.core.boundary`)
                 error = exc if isinstance(exc, ProviderError) else self._unexpected(request, exc)
                 self._notify(request, attempts, error)
@@ -286,9 +293,10 @@ class Executor:
                 if failures >= self.max_attempts:
                     return outcome(error=error)
                 backoff = self._backoff(failures)
-                if isinstance(error, UnavailableError) and self.clock() + backoff > deadline:
+                try:
+                    deadline.sleep(backoff, self.sleep, what=f"backing off {request.provider}")
+                except OutOfTimeError:
                     return outcome(error=error, deferred=True, retry_in=backoff)
-                self.sleep(backoff)
                 continue
             with lock:
                 rate_wait = bounded_wait(result.rate_wait / self.rate_share) if result.rate_wait else None
@@ -337,7 +345,7 @@ def request_token(request: PurgeRequest) -> str:
 def execute_plan(
     requests: tuple[PurgeRequest, ...],
     executor: Executor,
-    deadline: float,
+    deadline: Deadline,
     on_outcome: Callable[[Outcome], None],
 ) -> tuple[Outcome, ...]:
     """Each provider's queue runs on its own thread, so one slow or throttled CDN never delays another.

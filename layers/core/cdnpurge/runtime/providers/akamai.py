@@ -9,7 +9,7 @@
   numbers. `path` targets become URLs for the configured hosts (planner).
 - Soft purge is `invalidate` (serve stale while revalidating), hard is `delete`: the mode changes the path.
 - Response 201 `{"purgeId", "estimatedSeconds", "httpStatus": 201, "detail", "supportId"}`; purges finish in
-  about 5 s and there is no status to poll (`asynchronous=False`).
+  about 5 s and there is no status to poll (so it is not `asynchronous`: nothing to ask, see `JobStatus`).
 - Errors are problem+json (`title`, `detail`, `httpStatus`, `supportId`): 400, 401, 403, 413 (body over
   50,000 bytes), 429, 500, 503, 504, 507. If any object fails, the whole request fails, so `render` refuses
   what Akamai would, and the planner reports it for that target's changes alone: URLs that are not

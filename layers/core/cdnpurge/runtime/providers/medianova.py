@@ -1,7 +1,6 @@
 """Medianova CDN purge adapter.
 
-Docs: https://docs.medianova.com (API reference > CDN > Purge; the page is kept as the seed
-`medianova-purge.txt`).
+Docs: https://docs.medianova.com (API reference > CDN > Purge).
 
 - Base `https://cloud.medianova.com/api/v1`, `Authorization: Bearer <token>`.
 - Create a job: `POST /cdn/{organization_uuid}/job/{resource_uuid}/purge` with
@@ -13,25 +12,26 @@ Docs: https://docs.medianova.com (API reference > CDN > Purge; the page is kept 
   `/img` -> `/img*`, which covers `/img` itself as the planner assumes, and `/imgx` too: a harmless
   over-purge). `url` is not native: the planner turns URLs of the configured hosts into paths. No soft purge.
 
-*Unverified* (the seed documents "200" without a body; see `UNVERIFIED`):
+*Unverified* (the page documents "200" without a body; see `UNVERIFIED`):
 - the shape of the create and list responses: the job id is read from `data.id`, `id`, `opID` or
   `data.opID`, whichever is present, and a body saying `"status": false` / `"success": false` is taken
   as a refusal;
 - the error body shape (we read `message` / `error`) and any rate limit;
 - a literal `*` inside a path cannot be escaped: it is always a wildcard;
-- `*` matching any characters, `/` included, so `/img/*` covers `/img/a/b.png` (the seed shows `*` at the end
+- `*` matching any characters, `/` included, so `/img/*` covers `/img/a/b.png` (the page shows `*` at the end
   and mid-path, `/images/*.jpg`, but not what it spans).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import quote
 
 import httpx
 from pydantic import Field
 
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import RejectedError
@@ -41,6 +41,8 @@ from cdnpurge.runtime.providers.http import ApiCall, HttpProvider
 BASE_URL = "https://cloud.medianova.com/api/v1"
 MAX_PATHS_PER_CALL = 100
 MAX_PAGE_LIMIT = 100
+# A job's `status` in the listing while it runs (the listing's values are undocumented: see `UNVERIFIED`).
+PENDING_STATUSES: Final = frozenset({"pending", "processing", "in_progress", "inprogress", "queued", "running"})
 UNVERIFIED = (
     "medianova: response bodies are undocumented; the job id is read from data.id / id / opID",
     "medianova: no documented rate limit; 429 is handled when it comes",
@@ -62,7 +64,7 @@ def wildcard(prefix: str) -> str:
     """`/img/` -> `/img/*`, `/img` -> `/img*`, `/` -> `/*`; a prefix already ending in `*` is kept.
 
     Not `/img` -> `/img/*`: the planner counts the path `/img` as covered by the prefix `/img` (and drops it
-    from the plan), and `/img/*` would not purge it. `*` may stand anywhere in a Medianova path (the seed's
+    from the plan), and `/img/*` would not purge it. `*` may stand anywhere in a Medianova path (the page's
     `/images/*.jpg`), so `/img*` is a valid wildcard."""
     return prefix if prefix.endswith("*") else prefix + "*"
 
@@ -131,8 +133,11 @@ class MedianovaProvider(HttpProvider):
 
     # -- job listing ---------------------------------------------------------------------------------
 
-    def job_status(self, page: int = 1, limit: int = 10, op_id: str | None = None) -> dict[str, Any]:
-        """List purge jobs (newest first, as Medianova pages them); `op_id` filters one job."""
+    def job_status(
+        self, page: int = 1, limit: int = 10, op_id: str | None = None, *, deadline: Deadline | None = None
+    ) -> dict[str, Any]:
+        """List purge jobs (newest first, as Medianova pages them); `op_id` filters one job. The call ends
+        before `deadline` (None: within the provider's timeout)."""
         if isinstance(page, bool) or not isinstance(page, int) or page < 1:
             raise ValueError(f"page must be an integer >= 1, got {page!r}")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
@@ -140,8 +145,15 @@ class MedianovaProvider(HttpProvider):
         if op_id is not None and not op_id:
             raise ValueError("op_id must not be empty")
         params = {"page": str(page), "limit": str(limit)} | ({"opID": op_id} if op_id else {})
-        response = self.send(ApiCall("GET", self._jobs_path, params=params))
+        response = self.send(ApiCall("GET", self._jobs_path, params=params), deadline=deadline)
         return self._json_object(response)
+
+    def job_pending(self, job_id: str, deadline: Deadline) -> bool:
+        """`JobStatus`: the job's status in the listing filtered by its `opID` is one of `PENDING_STATUSES`."""
+        jobs = self.job_status(page=1, limit=1, op_id=job_id, deadline=deadline).get("data")
+        if isinstance(jobs, list) and jobs and isinstance(jobs[0], dict):
+            return str(jobs[0].get("status", "")).lower() in PENDING_STATUSES
+        return False
 
     def _json_object(self, response: httpx.Response) -> dict[str, Any]:
         """The response body as an object; a body that says the call failed is a refusal."""

@@ -21,12 +21,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.events.verify import MAX_CHANGES_PER_CHECK, MAX_CHECK_BYTES, CheckedChange, VerifyCheck, change_bytes
 from cdnpurge.core.models import Change, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import plan, router
 from cdnpurge.core.protocol import Provider
 from cdnpurge.core.spec import ProviderSettings, ProviderSpec
 from cdnpurge.core.verify_settings import MAX_DELAY_SECONDS, VerifySettings
+from cdnpurge.runtime.bounded import bounded_call
+from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS
 from cdnpurge.runtime.execute import Executor, Outcome, execute_plan
 from cdnpurge.runtime.verification.jobs import job_pending
 from cdnpurge.runtime.verification.origin import OriginUnreadable, OriginVersions, same_version
@@ -35,6 +38,8 @@ from cdnpurge.runtime.verification.report import Tally, VerificationReport
 
 # An edge answering these for an object the origin has: the URL does not serve it (not stale, unverifiable).
 NOT_SERVED = frozenset({404, 410})
+# Job ids asked about per check run: the rest are taken to be still in progress (asked next time).
+MAX_JOB_POLLS = 10
 
 
 class VerificationListener(Protocol):
@@ -217,8 +222,9 @@ class Verifier:
     prober_factory: Callable[[VerifySettings, frozenset[str]], Prober] | None = None
     _probers: dict[str, Prober] = field(default_factory=dict)
 
-    def run(self, check: VerifyCheck, report: VerificationReport, *, budget_seconds: float) -> None:
-        """One check, within `budget_seconds` of probing and purging (what is left over waits for the next)."""
+    def run(self, check: VerifyCheck, report: VerificationReport, *, deadline: Deadline) -> None:
+        """One check, every call of it (job status, origin, probes, purges) ending before `deadline`; what
+        it leaves unprobed waits for the next run of the check."""
         provider_settings = self.settings.get(check.provider)
         verify = None if provider_settings is None else provider_settings.verify
         if provider_settings is None or verify is None:
@@ -227,18 +233,17 @@ class Verifier:
         now = self.clock()
         elapsed = now - check.accepted_at
         tally = report.tally(check.provider)
-        if elapsed < verify.deadline_seconds and self._put_back_while_pending(check, verify, now, tally):
+        if elapsed < verify.deadline_seconds and self._put_back_while_pending(check, verify, now, tally, deadline):
             return
         prober = self._prober(check.provider, verify, provider_settings.hosts)
-        stop_at = self.clock() + budget_seconds
         remaining: list[CheckedChange] = []
         stale_urls: list[tuple[str, str]] = []  # (change id, url)
         reasons: dict[str, str] = {}
         for change in check.changes:
-            if self.clock() >= stop_at:
+            if deadline.expired():
                 remaining.append(change)
                 continue
-            looked, stale, reason = self._check_change(check, change, verify, prober, tally)
+            looked, stale, reason = self._check_change(check, change, verify, prober, tally, deadline=deadline)
             if not looked.urls:  # every URL answered "not here": nothing showed the version (unverifiable)
                 continue
             if len(looked.fresh) == len(looked.urls):
@@ -257,18 +262,20 @@ class Verifier:
             return
         repurged = False
         if stale_urls and check.repurges < verify.max_repurges:
-            tally.repurged += self._purge_again(check.provider, stale_urls, stop_at)
+            tally.repurged += self._purge_again(check.provider, stale_urls, deadline)
             repurged = True
         self.schedule(check.next(tuple(remaining), repurged=repurged, jobs=()), self._delay(check, verify, now))
 
-    def _put_back_while_pending(self, check: VerifyCheck, verify: VerifySettings, now: float, tally: Tally) -> bool:
+    def _put_back_while_pending(
+        self, check: VerifyCheck, verify: VerifySettings, now: float, tally: Tally, deadline: Deadline
+    ) -> bool:
         """Check again later, probing nothing, while Akamai's estimate has not passed or a job is in progress."""
         if check.ready_at is not None and now < check.ready_at:
             tally.waiting += 1
             self.schedule(check, min(MAX_DELAY_SECONDS, max(1, math.ceil(check.ready_at - now))))
             return True
         provider = self.providers.get(check.provider)
-        still = tuple(job for job in check.jobs if provider is not None and job_pending(provider, job))
+        still = () if provider is None else _pending_jobs(provider, check.jobs, deadline)
         if not still:
             return False
         tally.waiting += 1
@@ -295,18 +302,28 @@ class Verifier:
             self.schedule(check.next(unprobed, repurged=False, jobs=()), 1)
 
     def _check_change(
-        self, check: VerifyCheck, change: CheckedChange, verify: VerifySettings, prober: Prober, tally: Tally
+        self,
+        check: VerifyCheck,
+        change: CheckedChange,
+        verify: VerifySettings,
+        prober: Prober,
+        tally: Tally,
+        *,
+        deadline: Deadline,
     ) -> tuple[CheckedChange, list[str], str]:
-        """Probe a change's URLs not yet seen fresh: the change as now known (URLs that do not serve the object
-        at all dropped, those seen fresh in `fresh`), its stale URLs, and why it is not fresh yet."""
+        """Probe a change's URLs not yet seen fresh, while the deadline leaves time: the change as now known
+        (URLs that do not serve the object at all dropped, those seen fresh in `fresh`), its stale URLs, and
+        why it is not fresh yet (empty when time ran out before anything was seen: looked at next time)."""
         try:
-            origin = (
-                None
-                if change.bucket is None or change.key is None
-                else self.origin.current(change.bucket, change.key, verify.version_header)
-            )
+            if change.bucket is None or change.key is None:
+                origin = None
+            else:
+                with bounded_call(deadline, CALL_SECONDS, what="reading the origin's version", need=MIN_CALL_SECONDS):
+                    origin = self.origin.current(change.bucket, change.key, verify.version_header)
         except OriginUnreadable as exc:
             return change, [], f"origin unreadable for {change.id}: {exc}"
+        except OutOfTimeError:
+            return change, [], ""
         fresh = list(change.fresh)
         stale: list[str] = []
         unserved: list[str] = []
@@ -315,7 +332,10 @@ class Verifier:
         for url in change.urls:
             if url in change.fresh:
                 continue
-            probe = prober.probe(url)
+            try:
+                probe = prober.probe(url, deadline)
+            except OutOfTimeError:  # the rest of the change's URLs are probed next time
+                break
             tally.probes += 1
             if _is_fresh(probe, origin):
                 fresh.append(url)
@@ -341,14 +361,14 @@ class Verifier:
         )
         return looked, stale, reason
 
-    def _purge_again(self, provider: str, stale: list[tuple[str, str]], stop_at: float) -> int:
-        """Purge the stale URLs once more through the planner and executor (paced, retried); URLs accepted."""
+    def _purge_again(self, provider: str, stale: list[tuple[str, str]], deadline: Deadline) -> int:
+        """Purge the stale URLs once more through the planner and executor (paced, retried, before
+        `deadline`); URLs accepted."""
         routed = [
             RoutedTarget(change_id, Target(TargetKind.URL, url), frozenset({provider}), None)
             for change_id, url in stale
         ]
         requests = plan(routed, {provider: self.specs[provider]}).requests
-        deadline = self.executor.clock() + max(0.0, stop_at - self.clock())
         outcomes = execute_plan(requests, self.executor, deadline, lambda _outcome: None)
         return sum(len(o.request.targets) for o in outcomes if o.ok)
 
@@ -378,6 +398,23 @@ class Verifier:
         for prober in self._probers.values():
             prober.close()
         self._probers.clear()
+
+
+def _pending_jobs(provider: Provider, jobs: tuple[str, ...], deadline: Deadline) -> tuple[str, ...]:
+    """The jobs still in progress, each asked once before `deadline`; those not asked (past
+    `MAX_JOB_POLLS`, or out of time) are taken to be still in progress and asked next time."""
+    pending: list[str] = []
+    for number, job in enumerate(jobs):
+        if number >= MAX_JOB_POLLS:
+            pending.extend(jobs[number:])
+            break
+        try:
+            if job_pending(provider, job, deadline):
+                pending.append(job)
+        except OutOfTimeError:
+            pending.extend(jobs[number:])
+            break
+    return tuple(pending)
 
 
 def _is_fresh(probe: Probe, origin: str | None) -> bool:

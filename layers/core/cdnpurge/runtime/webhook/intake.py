@@ -90,8 +90,8 @@ class WebhookIntake:
     """What the webhook function runs per request; every dependency injected (tests and the local stack
     pass DynamoDB Local, moto's SQS and a clock by hand)."""
 
-    config: Callable[[], Config]
-    secrets: Callable[[WebhookSource], Sequence[str]]
+    config: Callable[[Deadline], Config]
+    secrets: Callable[[WebhookSource, Deadline], Sequence[str]]
     records: DeliveryRecords
     queue: PurgeQueue
     wall_clock: Callable[[], float]
@@ -105,7 +105,7 @@ class WebhookIntake:
             return IntakeResult(respond(405, {"message": "POST only"}), Outcome.REJECTED, UNKNOWN_SOURCE, "method")
         name = UNKNOWN_SOURCE
         try:
-            source = self.config().webhook(incoming.source)
+            source = self.config(deadline).webhook(incoming.source)
             if source is None:
                 return _unauthorized(UNKNOWN_SOURCE, "unknown_source")
             name = source.name
@@ -133,7 +133,7 @@ class WebhookIntake:
             verified = verify(
                 source.scheme,
                 request,
-                self.secrets(source),
+                self.secrets(source, deadline),
                 now=now,
                 tolerance_seconds=source.tolerance_seconds,
                 token_header=source.token_header,

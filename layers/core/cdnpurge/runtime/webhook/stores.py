@@ -3,32 +3,21 @@
 The delivery record lives in the idempotency table under `cdnpurge#webhook#<source>#<delivery>` with the
 table's TTL attribute (`expiration`), written by a conditional put that succeeds only when no live record
 exists: two concurrent deliveries of the same webhook cannot both pass. A record whose send then fails is
-deleted, so the sender's retry is not refused as a replay. Each call first asks the `Deadline` for its
-budget, and the clients are built with bounded timeouts and retries, so no call outlives the invocation.
+deleted, so the sender's retry is not refused as a replay. Each call runs inside `bounded_call` on a client
+from `cdnpurge.runtime.bounded.aws` (bounded timeouts and retries), so none outlives the invocation.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import Any, Final, Protocol
 
 from botocore.exceptions import ClientError
 
 from cdnpurge.core.deadline import Deadline
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_sqs import SQSClient
+from cdnpurge.runtime.bounded import bounded_call
+from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS
 
 DELIVERY_KEY_PREFIX: Final = "cdnpurge#webhook#"
-# Each client call: 1 s to connect, 2 s to read, 2 attempts (`CLIENT_CONFIG`), so at most this long.
-CALL_SECONDS: Final = 6.0
-
-
-def client_config() -> object:
-    """The bounded botocore configuration of the intake's clients (what CALL_SECONDS assumes)."""
-    from botocore.config import Config
-
-    return Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 2, "mode": "standard"})
 
 
 class DeliveryRecords(Protocol):
@@ -48,22 +37,23 @@ def delivery_key(source: str, delivery_id: str) -> str:
 
 
 class DynamoDBDeliveryRecords:
-    """Delivery records in the idempotency table (key `id`, TTL attribute `expiration`)."""
+    """Delivery records in the idempotency table (key `id`, TTL attribute `expiration`); `client` from
+    `cdnpurge.runtime.bounded.aws.aws_client`."""
 
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+    def __init__(self, client: Any, table_name: str) -> None:
         self._client = client
         self._table = table_name
 
     def claim(self, key: str, *, now: float, remember_seconds: int, deadline: Deadline) -> bool:
-        deadline.budget(CALL_SECONDS, need=CALL_SECONDS, what="delivery record")
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item={"id": {"S": key}, "expiration": {"N": str(int(now) + remember_seconds)}},
-                # TTL deletion lags expiry by up to days: an expired record is as good as absent.
-                ConditionExpression="attribute_not_exists(id) OR expiration < :now",
-                ExpressionAttributeValues={":now": {"N": str(int(now))}},
-            )
+            with bounded_call(deadline, CALL_SECONDS, need=MIN_CALL_SECONDS, what="delivery record"):
+                self._client.put_item(
+                    TableName=self._table,
+                    Item={"id": {"S": key}, "expiration": {"N": str(int(now) + remember_seconds)}},
+                    # TTL deletion lags expiry by up to days: an expired record is as good as absent.
+                    ConditionExpression="attribute_not_exists(id) OR expiration < :now",
+                    ExpressionAttributeValues={":now": {"N": str(int(now))}},
+                )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 return False
@@ -71,15 +61,17 @@ class DynamoDBDeliveryRecords:
         return True
 
     def release(self, key: str, *, deadline: Deadline) -> None:
-        deadline.budget(CALL_SECONDS, need=CALL_SECONDS, what="delivery record release")
-        self._client.delete_item(TableName=self._table, Key={"id": {"S": key}})
+        with bounded_call(deadline, CALL_SECONDS, need=MIN_CALL_SECONDS, what="delivery record release"):
+            self._client.delete_item(TableName=self._table, Key={"id": {"S": key}})
 
 
 class SqsPurgeQueue:
-    def __init__(self, client: SQSClient, queue_url: str) -> None:
+    """The purge queue; `client` from `cdnpurge.runtime.bounded.aws.aws_client`."""
+
+    def __init__(self, client: Any, queue_url: str) -> None:
         self._client = client
         self._url = queue_url
 
     def send(self, body: str, *, deadline: Deadline) -> None:
-        deadline.budget(CALL_SECONDS, need=CALL_SECONDS, what="purge queue send")
-        self._client.send_message(QueueUrl=self._url, MessageBody=body)
+        with bounded_call(deadline, CALL_SECONDS, need=MIN_CALL_SECONDS, what="purge queue send"):
+            self._client.send_message(QueueUrl=self._url, MessageBody=body)

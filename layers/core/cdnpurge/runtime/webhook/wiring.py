@@ -1,9 +1,9 @@
 """The deployed intake, built from the environment the template sets (`WebhookFunction`'s variables).
 
-Nothing is built at import: the function builds this once per cold start. The configuration is the purge
-function's own document (`PURGE_CONFIG`, its `webhooks:` list), read through Powertools' 5-minute cache and
-parsed again only when its text changed; secrets are cached for a minute, so a rotation's new secret is in
-use within one minute of being stored (rotate as docs/webhooks.md says: both accepted meanwhile).
+Nothing is built at import, and no client before its first call: the function builds this once per cold start.
+The configuration is the purge function's own document (`PURGE_CONFIG`, its `webhooks:` list), read again at
+most every `CONFIG_CHECK_SECONDS` and parsed only when its text changed; secrets come from Powertools' cache
+(five minutes, `BoundedParameters`). Every read runs inside `bounded_call` on the runtime's bounded clients.
 """
 
 from __future__ import annotations
@@ -11,21 +11,20 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Final
+from typing import Final
 
 from cdnpurge.core.config import Config, parse_config, read_config_text
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.webhooks.settings import WebhookSource
+from cdnpurge.runtime.bounded import bounded_call
+from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS, aws_client
+from cdnpurge.runtime.bounded.parameters import BoundedParameters
 from cdnpurge.runtime.webhook.intake import WebhookIntake, accepted_secrets
-from cdnpurge.runtime.webhook.stores import DynamoDBDeliveryRecords, SqsPurgeQueue, client_config
+from cdnpurge.runtime.webhook.stores import DynamoDBDeliveryRecords, SqsPurgeQueue
 
-SECRET_MAX_AGE_SECONDS: Final = 60
-
-
-def _webhook_secret_reader(name: str) -> Any:
-    from aws_lambda_powertools.utilities import parameters
-
-    return parameters.get_secret(name, max_age=SECRET_MAX_AGE_SECONDS)
+CONFIG_CHECK_SECONDS: Final = 60.0
 
 
 @lru_cache(maxsize=2)
@@ -33,31 +32,38 @@ def _parsed(text: str) -> Config:
     return parse_config(text, source="PURGE_CONFIG")
 
 
-def config_loader(location: str, *, ssm_reader: Callable[[str], str] | None = None) -> Callable[[], Config]:
-    """The configuration now (cached reads; parsed once per distinct text)."""
+@dataclass
+class ConfigSource:
+    """The configuration at `location` (a file or `ssm:/name`), read again once `CONFIG_CHECK_SECONDS` of
+    `clock` have passed since the last read."""
 
-    def load() -> Config:
-        return _parsed(read_config_text(location, ssm_reader=ssm_reader))
+    location: str
+    read_ssm: Callable[[str], str]
+    clock: Callable[[], float] = time.monotonic
+    _text: str | None = field(default=None, init=False)
+    _read_at: float = field(default=0.0, init=False)
 
-    return load
+    def __call__(self, deadline: Deadline) -> Config:
+        if self._text is None or self.clock() - self._read_at >= CONFIG_CHECK_SECONDS:
+            with bounded_call(deadline, CALL_SECONDS, need=MIN_CALL_SECONDS, what="reading the configuration"):
+                self._text = read_config_text(self.location, ssm_reader=self.read_ssm)
+            self._read_at = self.clock()
+        return _parsed(self._text)
 
 
 def intake_from_environment(environ: Mapping[str, str] | None = None) -> WebhookIntake:
-    """The intake with boto3 clients bounded as `stores.CALL_SECONDS` assumes."""
-    import boto3
-
+    """The intake on the runtime's bounded clients (built on their first call)."""
     env = os.environ if environ is None else environ
-    config = client_config()
-    dynamodb = boto3.client("dynamodb", config=config)  # type: ignore[call-overload]
-    sqs = boto3.client("sqs", config=config)  # type: ignore[call-overload]
+    parameters = BoundedParameters()
 
-    def secrets(source: WebhookSource) -> tuple[str, ...]:
-        return accepted_secrets(source, _webhook_secret_reader)
+    def secrets(source: WebhookSource, deadline: Deadline) -> tuple[str, ...]:
+        with bounded_call(deadline, CALL_SECONDS, need=MIN_CALL_SECONDS, what=f"webhooks.{source.name} secret"):
+            return accepted_secrets(source, parameters.secret)
 
     return WebhookIntake(
-        config=config_loader(env["PURGE_CONFIG"]),
+        config=ConfigSource(env["PURGE_CONFIG"], parameters.parameter),
         secrets=secrets,
-        records=DynamoDBDeliveryRecords(dynamodb, env["IDEMPOTENCY_TABLE_NAME"]),
-        queue=SqsPurgeQueue(sqs, env["PURGE_QUEUE_URL"]),
+        records=DynamoDBDeliveryRecords(aws_client("dynamodb"), env["IDEMPOTENCY_TABLE_NAME"]),
+        queue=SqsPurgeQueue(aws_client("sqs"), env["PURGE_QUEUE_URL"]),
         wall_clock=time.time,
     )
