@@ -14,20 +14,25 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
+import botocore.client
 import httpx
 import pytest
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN
 from standardwebhooks.webhooks import Webhook
 
+from cdnpurge_local.cfn import load_template
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.harness import Deployment, deployed
+from cdnpurge_local.stack import TEMPLATE_PATH
 from cdnpurge_local.webhook_gateway import load_webhook_handler, webhook_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("webhooks")]
 
 NEW_SECRET = "whsec_" + base64.b64encode(b"the-new-standard-webhooks-key-32").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"the-old-standard-webhooks-key-32").decode()
+FORGED_SECRET = "whsec_" + base64.b64encode(b"a-key-the-sender-does-not-hold!!").decode()
 GITHUB_SECRET = "github-shared-secret-for-tests"
 CONFIG = """
 providers:
@@ -133,8 +138,7 @@ def test_the_previous_secret_is_accepted_while_rotating(deployment: Deployment, 
 
 
 def test_nothing_unverified_or_oversized_is_enqueued(deployment: Deployment, endpoint: str) -> None:
-    other = "whsec_" + base64.b64encode(b"a-key-the-sender-does-not-hold!!").decode()
-    bad = standard_post(endpoint, published("x"), secret=other)
+    bad = standard_post(endpoint, published("x"), secret=FORGED_SECRET)
     assert (bad.status_code, bad.json()) == (401, {"message": "unauthorized"})
     unknown = httpx.post(f"{endpoint}/webhooks/nobody", content=b"{}", timeout=30)
     assert (unknown.status_code, unknown.json()) == (401, {"message": "unauthorized"})
@@ -161,3 +165,37 @@ def test_a_github_style_signature_purges_the_paths_a_push_modified(deployment: D
         "url:www.example.com/about.html (hard)",
         "url:www.example.com/index.html (hard)",
     ]
+
+
+def test_the_webhook_function_only_calls_what_its_role_grants(
+    deployment: Deployment, endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given: every AWS call made while the webhook handler runs is recorded
+    calls: list[tuple[str, dict[str, Any]]] = []
+    original = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]
+
+    def record(client: Any, operation: str, api_params: dict[str, Any]) -> Any:
+        calls.append((f"{client.meta.service_model.signing_name}:{operation}", api_params))
+        return original(client, operation, api_params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", record)
+    # When: a delivery accepted, its replay, and a forgery
+    standard_post(endpoint, published(uuid.uuid4().hex[:8]), msg_id="msg_iam")
+    standard_post(endpoint, published("again"), msg_id="msg_iam")
+    standard_post(endpoint, published("forged"), secret=FORGED_SECRET)
+    # Then: each call is one of the role's actions, on the resources its statements name
+    resources = load_template(TEMPLATE_PATH)["Resources"]
+    statements = resources["WebhookFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    granted = {action for statement in statements for action in as_list(statement["Action"])}
+    used = {action for action, _ in calls}
+    assert {"dynamodb:PutItem", "sqs:SendMessage"} <= used <= granted
+    for action, params in calls:
+        if action.startswith("dynamodb:"):
+            assert params["TableName"] == deployment.stack.resources.table_name
+            assert params.get("Item", params.get("Key", {}))["id"]["S"].startswith("cdnpurge#webhook#")
+        elif action.startswith("sqs:"):
+            assert params["QueueUrl"] == deployment.stack.resources.queue_url
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
