@@ -73,6 +73,7 @@ test: install lint typecheck docs sam-validate sam-build ## everything: lint, ty
 
 bench: install sam-build ## storms vs a naive purger (bench/results/, JSON and charts), verification, cold start, layer size
 	$(BIN)/python -m bench.storm
+	$(BIN)/python -m bench.coalescing
 	$(BIN)/python -m bench.verification
 	$(BIN)/python -m bench.coldstart
 

@@ -14,8 +14,11 @@ What runs:
   "runtime" (boto3 at the version .venv has, compiled, as Lambda's /var/runtime is), made read-only, and
   imported the way Lambda does: a fresh interpreter with PYTHONDONTWRITEBYTECODE=1, sys.path = task, layer, runtime,
   Lambda's environment variables set (so Tracer is enabled and patches), `import app` and nothing else;
-- the yardstick: `import boto3` in the same interpreter and environment. The two run in turn (A B A B ...);
-  the figure is the median of the pairwise ratios.
+- the yardstick: `import boto3` in the same interpreter and environment. The two run in turn, with a third
+  process, import + first batch (`FIRST_BATCH`: the service built from a file configuration, one event
+  planned), so that cost moved from the import into the first invocation still shows; the figures are the
+  median of the per-round ratios, in CPU time (user + system: on a shared, loaded machine the wall clock
+  mostly measures waiting) and, for reference, in wall time.
 
 Caveats printed with the figures: the interpreter is this machine's (x86_64 here, arm64 on Lambda), and
 when no Python 3.13 is found it is the local Python, whose timings of a sources-only layer are not 3.13's.
@@ -27,6 +30,7 @@ import argparse
 import importlib.metadata
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -55,21 +59,56 @@ LAMBDA_ENVIRONMENT = {
 }
 
 
+# The first batch's work that needs no network, after the import: the service built from a file configuration
+# (its adapter loaded, its clients made, the configuration parsed) and one S3 event planned. Timed too, so that
+# cost moved out of the import into the first invocation is still counted.
+FIRST_BATCH = """
+import json, sys
+import app
+from cdnpurge.core.registry import specs
+from cdnpurge.runtime.pipeline import preview
+service = app.service()
+event = json.loads(open(sys.argv[1], encoding="utf-8").read())
+_, _, plan, _ = preview(event, service.config, specs(service.config.providers), month="2026-01", month_so_far=None)
+assert plan.requests, "the first batch planned nothing"
+"""
+FIRST_BATCH_CONFIG = """version: 1
+providers:
+  - {name: fastly, kind: fastly, service_id: SU1Z0isxPaozGVKXdv0eY, hosts: [www.example.com],
+     credentials: {token: {env: FASTLY_TOKEN}}}
+"""
+FIRST_BATCH_EVENT = ROOT / "events" / "sqs-s3-put.json"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One process: wall seconds, and CPU seconds (user + system), which a loaded machine does not inflate."""
+
+    wall_s: float
+    cpu_s: float
+
+
 @dataclass(frozen=True)
 class Timing:
-    """One layer variant: per-pair seconds of `import app` and `import boto3`, and their pairwise ratios."""
+    """One layer variant: per round, `import app`, `import boto3` and import + first batch, in turn."""
 
     label: str
-    handler_s: list[float]
-    boto3_s: list[float]
+    handler: list[Run]
+    boto3: list[Run]
+    first_batch: list[Run]
 
-    @property
-    def ratios(self) -> list[float]:
-        return [handler / boto3 for handler, boto3 in zip(self.handler_s, self.boto3_s, strict=True)]
+    @staticmethod
+    def _ratios(runs: list[Run], yardstick: list[Run], cpu: bool) -> list[float]:
+        return [
+            (run.cpu_s / base.cpu_s) if cpu else (run.wall_s / base.wall_s)
+            for run, base in zip(runs, yardstick, strict=True)
+        ]
 
-    @property
-    def ratio(self) -> float:
-        return statistics.median(self.ratios)
+    def ratios(self, *, cpu: bool, first_batch: bool = False) -> list[float]:
+        return self._ratios(self.first_batch if first_batch else self.handler, self.boto3, cpu)
+
+    def ratio(self, *, cpu: bool, first_batch: bool = False) -> float:
+        return statistics.median(self.ratios(cpu=cpu, first_batch=first_batch))
 
 
 def bytecode_python() -> str | None:
@@ -109,6 +148,8 @@ def build_layer(into: Path, *, python: str, bytecode: str | None) -> Path:
             f"PYTHON_VERSION={minor_version(python)}",
             f"PYTHON={sys.executable}",
             f"BYTECODE_PYTHON={bytecode or ''}",
+            # The sources-only variant on purpose (without it the recipe refuses to build one).
+            f"SOURCE_ONLY_LAYER={'' if bytecode else '1'}",
         ],
         check=True,
         stdout=subprocess.DEVNULL,
@@ -147,47 +188,64 @@ def read_only(path: Path) -> None:
         entry.chmod(entry.stat().st_mode & ~0o222)
 
 
-def time_imports(python: str, task: Path, layer: Path, runtime: Path, *, runs: int, label: str) -> Timing:
-    """`import app` against `import boto3`, in turn, one warm-up pair first; wall seconds per process."""
+def time_imports(
+    python: str, task: Path, layer: Path, runtime: Path, first_batch: Path, *, runs: int, label: str
+) -> Timing:
+    """`import app`, `import boto3` and import + first batch, in turn, one warm-up round first."""
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LAMBDA_TASK_ROOT": str(task),
         "PYTHONPATH": os.pathsep.join(str(path) for path in (task, layer, runtime)),
         **LAMBDA_ENVIRONMENT,
+        # The first batch's service: a file configuration and clients aimed at a port nothing listens on
+        # (building a client connects nowhere; planning makes no call).
+        "PURGE_CONFIG": str(first_batch / "purge.yaml"),
+        "IDEMPOTENCY_TABLE_NAME": "cdnpurge-coldstart",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "FASTLY_TOKEN": "coldstart-token",
     }
 
-    def seconds(statement: str) -> float:
-        started = time.perf_counter()
+    def timed(*arguments: str) -> Run:
+        before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
         # -S: no site module. Lambda's interpreter imports site, but its site-packages holds no .pth files,
         # while a developer's interpreter may hold some that import packages at start-up (both sides alike),
         # which would shrink the ratio; site itself costs both sides the same few milliseconds.
-        subprocess.run([python, "-S", "-c", statement], check=True, env=environment, cwd=task)
-        return time.perf_counter() - started
+        subprocess.run([python, "-S", *arguments], check=True, env=environment, cwd=task)
+        wall, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
+        return Run(wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
 
-    seconds("import app")
-    seconds("import boto3")
-    handler_s: list[float] = []
-    boto3_s: list[float] = []
-    for _ in range(runs):
-        handler_s.append(seconds("import app"))
-        boto3_s.append(seconds("import boto3"))
-    return Timing(label, handler_s, boto3_s)
+    rounds = [
+        (timed("-c", "import app"), timed("-c", "import boto3"), timed("-c", FIRST_BATCH, str(FIRST_BATCH_EVENT)))
+        for _ in range(runs + 1)
+    ][1:]
+    return Timing(label, *(list(column) for column in zip(*rounds, strict=True)))
 
 
 def measure(python: str, layer: Path, runtime: Path, scratch: Path, *, runs: int, label: str) -> Timing:
     """Copies the task, layer and runtime side by side, read-only, and times them."""
     mounted = scratch / label.replace(" ", "-")
     task = mounted / "task"
+    first_batch = scratch / "first-batch"
+    first_batch.mkdir(exist_ok=True)
+    (first_batch / "purge.yaml").write_text(FIRST_BATCH_CONFIG, encoding="utf-8")
     shutil.copytree(FUNCTION_SOURCE, task, ignore=shutil.ignore_patterns("__pycache__", "Makefile"))
     shutil.copytree(layer, mounted / "opt" / "python")
     shutil.copytree(runtime, mounted / "runtime")
     read_only(mounted)
     try:
-        return time_imports(python, task, mounted / "opt" / "python", mounted / "runtime", runs=runs, label=label)
+        return time_imports(
+            python, task, mounted / "opt" / "python", mounted / "runtime", first_batch, runs=runs, label=label
+        )
     finally:
         for entry in [mounted, *mounted.rglob("*")]:
             if not entry.is_symlink():
                 entry.chmod(entry.stat().st_mode | 0o200)
+
+
+def _columns(timing: Timing) -> dict[str, list[Run]]:
+    return {"app": timing.handler, "boto3": timing.boto3, "first": timing.first_batch}
 
 
 def verdict(met: bool) -> str:
@@ -230,14 +288,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
 
     for timing in timings:
+        cpu = {name: statistics.median(run.cpu_s for run in runs) for name, runs in _columns(timing).items()}
         print(
-            f"  {timing.label:>12}: import app {statistics.median(timing.handler_s):.3f} s, "
-            f"import boto3 {statistics.median(timing.boto3_s):.3f} s (medians); "
-            f"ratio {timing.ratio:.2f}x (pairs: {', '.join(f'{ratio:.2f}' for ratio in timing.ratios)})"
+            f"  {timing.label:>12}: CPU import app {cpu['app']:.3f} s, import boto3 {cpu['boto3']:.3f} s, "
+            f"import + first batch {cpu['first']:.3f} s (medians)"
         )
+        for what, first_batch in (("import app", False), ("import + first batch", True)):
+            print(
+                f"    {what:>20}: {timing.ratio(cpu=True, first_batch=first_batch):.2f}x import boto3 in CPU "
+                f"(rounds: {', '.join(f'{r:.2f}' for r in timing.ratios(cpu=True, first_batch=first_batch))}); "
+                f"{timing.ratio(cpu=False, first_batch=first_batch):.2f}x in wall time"
+            )
     shipped = timings[-1]
-    met = verdict(shipped.ratio <= RATIO_GOAL)
-    print(f"  goal: handler import <= {RATIO_GOAL}x import boto3 ({shipped.label}): {met}")
+    met = verdict(shipped.ratio(cpu=True) <= RATIO_GOAL)
+    print(f"  goal: handler import <= {RATIO_GOAL}x import boto3 ({shipped.label}, CPU): {met}")
 
     if BUILT_LAYER.is_dir():
         size = layer_bytes(BUILT_LAYER)

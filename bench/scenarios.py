@@ -135,6 +135,10 @@ def make_storm(scenario: Scenario, size: int, run: str) -> Storm:
         if scenario.name == "fastly-keys":
             call: Call = ("key", f"asset-{name}")
             owed = {f"key:asset-{name} (hard)"}
+        elif scenario.name == "fastly-sections":  # one shared surrogate key per directory (a section)
+            section = name.split("/", 1)[0]
+            call = ("key", f"Section-{section}")
+            owed = {f"key:Section-{section} (hard)"}
         elif scenario.name == "cloudfront-tags":
             section = name.split("/", 1)[0]
             call = ("key", f"#Section-{section}")  # the naive purger: one tag invalidation per upload
@@ -148,9 +152,12 @@ def make_storm(scenario: Scenario, size: int, run: str) -> Storm:
         naive.append([call])
         expected |= owed
         targets[message_id] = owed
-    per_call = {"fastly-keys": "fastly-key", "fastly-urls": "fastly-url", "cloudfront-tags": "cloudfront-tag"}.get(
-        scenario.name, scenario.provider
-    )
+    per_call = {
+        "fastly-keys": "fastly-key",
+        "fastly-sections": "fastly-key",
+        "fastly-urls": "fastly-url",
+        "cloudfront-tags": "cloudfront-tag",
+    }.get(scenario.name, scenario.provider)
     return Storm(records, naive, expected, targets, lambda owed: _ceil(len(owed), PER_CALL[per_call]))
 
 

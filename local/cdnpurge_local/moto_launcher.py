@@ -5,13 +5,15 @@ key unencoded. AWS documents `id` as "a UUID generated for every event", and the
 that orders events for the same key; cdnpurge keys idempotency on both, so with moto's constants two
 different uploads would look like one redelivered event. We also encode the key as S3 notifications are
 (`quote_plus`, the form Powertools' `S3EventBridgeNotificationObject.key` decodes), so the one decoding
-rule in `cdnpurge.core.events` is exercised end to end. Everything else is moto's own code, unchanged.
+rule in `cdnpurge.core.events` is exercised end to end. An email subscription is listed as pending until
+confirmed, as in AWS (`with_pending_confirmation`). Everything else is moto's own code, unchanged.
 
     python -m cdnpurge_local.moto_launcher -H 127.0.0.1 -p 5000
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 import sys
@@ -90,12 +92,43 @@ def with_eventbridge_configuration(get_bucket_notification: Any) -> Any:
     return get_with_eventbridge
 
 
+# Protocols whose subscriptions wait for the endpoint's owner to confirm (SNS sends them a confirmation).
+_CONFIRMED_BY_OWNER = ("email", "email-json")
+
+
+def _as_listed(subscription: Any) -> Any:
+    if subscription.protocol not in _CONFIRMED_BY_OWNER:
+        return subscription
+    pending = copy.copy(subscription)
+    pending.arn = "PendingConfirmation"
+    return pending
+
+
+def with_pending_confirmation(list_subscriptions: Any) -> Any:
+    """moto's ListSubscriptions(ByTopic), listing an email subscription as AWS does before its owner confirms.
+
+    AWS documents ListSubscriptionsByTopic's `SubscriptionArn` as `PendingConfirmation` until the owner follows
+    the link in the confirmation email; moto confirms every subscription at once, which would make
+    `cdnpurge doctor`'s "alarm email confirmed" check pass on a stack whose alarms reach nobody. No email is
+    ever sent locally, so an email subscription stays pending, as an unconfirmed one does in AWS.
+    """
+
+    def listed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        subscriptions, next_token = list_subscriptions(self, *args, **kwargs)
+        return [_as_listed(subscription) for subscription in subscriptions], next_token
+
+    return listed
+
+
 def main() -> None:
     from moto.s3 import notifications
     from moto.s3.responses import S3Response
     from moto.server import main as moto_main
+    from moto.sns.models import SNSBackend
 
     notifications._send_event_bridge_message = send_event_bridge_message
+    for name in ("list_subscriptions", "list_subscriptions_by_topic"):
+        setattr(SNSBackend, name, with_pending_confirmation(getattr(SNSBackend, name)))
     S3Response.get_bucket_notification = with_eventbridge_configuration(S3Response.get_bucket_notification)  # type: ignore[method-assign]
     moto_main(sys.argv[1:])
 

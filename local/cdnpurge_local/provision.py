@@ -4,8 +4,10 @@ Everything is read from the template (properties, parameter defaults, intrinsic 
 stack cannot drift from what ``sam deploy`` creates: a property this module does not know is an error,
 not a silent difference. Supported resource types are the ones the data flow needs (SQS queues and queue
 policies, the SNS topic and subscription, EventBridge rules and targets, the DynamoDB table, the KMS key
-the topic is encrypted with); the others (function, layer, log group, alarms, dashboard, topic policy)
-have no local counterpart and are skipped.
+the topic is encrypted with); the layer, dashboard and topic policy have no local counterpart and are
+skipped. The function (never run by moto: tests run the handler in-process), its event source mapping, log
+group and alarms exist on moto for the operator's tools, in a CloudFormation stack of the stack's name
+(``cdnpurge_local.cfn_stack``).
 
 The content bucket is a parameter in the template (an existing bucket); it is created here with
 EventBridge notifications enabled, which is the prerequisite the template documents.
@@ -24,6 +26,7 @@ from botocore.config import Config
 
 from cdnpurge.cli.notifications import set_eventbridge
 from cdnpurge_local.cfn import Evaluator, TemplateError, creation_order, load_template, parameter_values
+from cdnpurge_local.cfn_stack import register_stack
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -397,6 +400,15 @@ def provision(
         except Exception as exc:
             raise ProvisionError(f"{logical_id} ({definition['Type']}): {exc}") from exc
 
+    resolved = {name: ",".join(v) if isinstance(v, list) else v for name, v in values.items()}
+    # What CloudFormation reports for the stack (`cdnpurge doctor`, `pause`, `canary` read it).
+    operated = register_stack(
+        {"cloudformation": moto("cloudformation"), "cloudwatch": moto("cloudwatch")},
+        template,
+        evaluator,
+        stack_name=stack_name,
+        parameters=resolved,
+    )
     environment = evaluator.resolve(
         resources[FUNCTION].get("Properties", {}).get("Environment", {}).get("Variables", {})
     )
@@ -416,8 +428,8 @@ def provision(
         object_changed_rule_name=attributes[OBJECT_CHANGED_RULE]["Ref"],
         content_published_rule_name=attributes[CONTENT_PUBLISHED_RULE]["Ref"],
         published_event_source=str(values[EVENT_SOURCE_PARAMETER]),
-        parameters={name: ",".join(v) if isinstance(v, list) else v for name, v in values.items()},
+        parameters=resolved,
         function_environment={key: str(value) for key, value in environment.items()},
-        physical_ids={logical_id: attrs["Ref"] for logical_id, attrs in attributes.items()},
+        physical_ids={**{logical_id: attrs["Ref"] for logical_id, attrs in attributes.items()}, **operated},
         skipped_properties=tuple(provisioner.skipped),
     )

@@ -107,7 +107,8 @@ def test_idempotency_table_has_key_id_and_ttl_on_expiration(stack: LocalStack, t
     # Then key, billing and TTL are the template's, and those are Powertools' defaults
     assert table["KeySchema"] == declared["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
     assert table["AttributeDefinitions"] == [{"AttributeName": "id", "AttributeType": "S"}]
-    assert table.get("BillingModeSummary", {}).get("BillingMode") == declared["BillingMode"]
+    assert declared["BillingMode"] == {"Ref": "TableCapacityMode"}  # a cost switch, on demand by default
+    assert table.get("BillingModeSummary", {}).get("BillingMode") == stack.resources.parameters["TableCapacityMode"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiration"}
     assert stack.resources.skipped_properties == ("IdempotencyTable.PointInTimeRecoverySpecification",)
 

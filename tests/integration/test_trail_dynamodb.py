@@ -272,7 +272,7 @@ def test_items_left_unprocessed_are_counted_not_raised(fake_cdn: FakeCDN) -> Non
     client = Unprocessing()
     written = DynamoDBTrail(client, "trail", sleep=lambda _: None).record(run, config.rules)
     assert written.written == 0 and written.failed > 0
-    assert written.cause == "left unprocessed on 5 attempts"
+    assert written.cause == "UnprocessedError: left unprocessed on 5 attempts"
     assert client.calls == 5
 
 

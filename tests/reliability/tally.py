@@ -57,6 +57,9 @@ CLASSES: Final = {
     "waits": "every wait is bounded",
     "fate": "twins share their fate",
     "queue": "before and after the queue",
+    "own_messages": "the function's own queue messages are validated and bounded, and their rescheduling ends",
+    "answers": "numbers and ids from CDN answers are finite and bounded before use",
+    "output": "operator output escapes external text; operator commands bound their input",
     "deadline": "one deadline bounds every call (dripping edges, hanging endpoints, slow tables)",
 }
 HOSTILE_TARGET: Final = 2000

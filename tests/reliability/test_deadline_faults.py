@@ -33,8 +33,6 @@ from reliability import tally
 
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.models import Plan, PurgeRequest, TargetKind
-from cdnpurge.core.protocol import PurgeResult
-from cdnpurge.core.provider_errors import AuthError
 from cdnpurge.core.registry import build_providers
 from cdnpurge.runtime.bounded import UnboundedCallError, bounded_call
 from cdnpurge.runtime.bounded.aws import aws_client
@@ -42,7 +40,7 @@ from cdnpurge.runtime.bounded.http import bounded_http_client
 from cdnpurge.runtime.bounded.parameters import BoundedParameters
 from cdnpurge.runtime.execute import Executor
 from cdnpurge.runtime.ledger import DynamoDBLedger, LedgerOperation
-from cdnpurge.runtime.purgers import RotatingProvider
+from cdnpurge.runtime.purgers import build_purgers
 from cdnpurge.runtime.settle import Settlement
 from cdnpurge.runtime.trail import DynamoDBTrail, TrailEvent, TrailUpdate
 from cdnpurge.runtime.verification.probe import Prober
@@ -295,35 +293,10 @@ def test_the_configuration_recheck_against_a_hanging_ssm_is_cut_at_the_calls_end
     tally.hostile("deadline")
 
 
-class RefusedOnce:
-    """A provider answering 401, as one whose token was rotated under a warm container."""
-
-    name = "fastly"
-
-    def __init__(self) -> None:
-        providers = build_providers(
-            config_from(
-                """
-                providers:
-                  - name: fastly
-                    kind: fastly
-                    service_id: S1
-                    hosts: [www.example.com]
-                    credentials:
-                      token: {secret: cdnpurge/fastly}
-                """
-            ).providers,
-            lambda settings: {"token": SecretStr(FASTLY_TOKEN)},
-        )
-        self.spec = providers["fastly"].spec
-
-    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
-        raise AuthError("fastly", "401: token revoked", status=401)
-
-
 @pytest.mark.usefixtures("aws_credentials")
 def test_a_401_whose_secret_reread_hangs_defers_the_request_instead_of_refusing_it() -> None:
-    # Given: a provider refusing its token, Secrets Manager hanging on the re-read, a batch deadline 0.5 s away
+    # Given: Fastly refusing its token (a rotation), Secrets Manager hanging on the re-read, the providers
+    # built as the function builds them, and a batch deadline 0.5 s away
     clock = SimulatedClock()
     config = config_from(
         """
@@ -336,21 +309,22 @@ def test_a_401_whose_secret_reread_hangs_defers_the_request_instead_of_refusing_
               token: {secret: cdnpurge/fastly}
         """
     )
-    settings = config.providers[0]
+    refusing = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(401, json={"msg": "no"})))
     with hanging("secretsmanager", clock) as (client, state, given):
         parameters = BoundedParameters(secrets=client)
-        provider = RotatingProvider(
-            settings,
-            lambda _credentials: RefusedOnce(),
-            {"token": SecretStr(FASTLY_TOKEN)},
-            lambda settings: {"token": SecretStr(str(parameters.fresh_secret("cdnpurge/fastly")))},
+        purgers = build_purgers(
+            config.providers,
+            secret_reader=lambda name: FASTLY_TOKEN,  # the cold start's read, before the rotation
+            fresh_secret_reader=parameters.fresh_secret,
+            clock=clock,
+            sleep=clock.sleep,
+            clients={"fastly": refusing},
         )
-        executor = Executor({"fastly": provider}, clock=clock, sleep=clock.sleep)
         request = PurgeRequest("fastly", TargetKind.KEY, ("k1",), False, frozenset({"c1"}))
         # When
-        outcome = executor.run(request, deadline=Deadline.after(0.5, clock), idempotency_token="t")
-    # Then: the re-read was cut at the deadline (one attempt, read cut to the time left) and the request is
-    # deferred (SQS redelivers it) rather than failed as refused credentials (dead-lettered)
+        outcome = purgers.executor.run(request, deadline=Deadline.after(0.5, clock), idempotency_token="t")
+    # Then: the re-read was cut at the deadline (one attempt, its read cut to the time left) and the request
+    # is deferred (SQS redelivers it), not failed as refused credentials (which is dead-lettered)
     assert state["calls"] == 1 and given == [pytest.approx(0.5)]
     assert outcome.deferred and not outcome.ok
     tally.hostile("deadline")

@@ -260,7 +260,8 @@ def test_the_purge_trail_is_written_blind_and_only_to_its_own_table() -> None:
         (["dynamodb:BatchWriteItem"], [{"Fn::GetAtt": ["PurgeTrailTable", "Arn"]}])
     ]
     environment = template()["Resources"]["PurgeFunction"]["Properties"]["Environment"]["Variables"]
-    assert environment["TRAIL_TABLE_NAME"] == {"Ref": "PurgeTrailTable"}
+    # With TrailEnabled "false" the table is not created and the function is given no trail to write.
+    assert environment["TRAIL_TABLE_NAME"] == {"Fn::If": ["HasTrail", {"Ref": "PurgeTrailTable"}, ""]}
 
 
 def test_queue_policies_only_let_named_sources_send() -> None:

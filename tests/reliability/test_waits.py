@@ -28,11 +28,11 @@ from reliability.support import (
     unique,
 )
 
+from cdnpurge.core.answers import MAX_PROVIDER_WAIT_SECONDS
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import ProviderWrapper, PurgeResult
 from cdnpurge.core.provider_errors import ThrottledError
-from cdnpurge.runtime.execute import MAX_PROVIDER_WAIT_SECONDS
 from cdnpurge.runtime.providers.http import parse_retry_after
 from cdnpurge.runtime.service import PurgeService
 from cdnpurge.runtime.visibility import VISIBILITY_FLOOR_SECONDS

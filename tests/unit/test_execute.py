@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from reliability import tally
 
-from cdnpurge.core.deadline import Deadline
+from cdnpurge.core.answers import MAX_PROVIDER_WAIT_SECONDS
+from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.models import PurgeRequest, TargetKind
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import ProviderError, RejectedError, ThrottledError, UnavailableError
@@ -22,7 +23,6 @@ from cdnpurge.core.registry import build_providers
 from cdnpurge.core.spec import Capabilities, ProviderSpec
 from cdnpurge.runtime.execute import (
     LEARNED_RATE_MEMORY_SECONDS,
-    MAX_PROVIDER_WAIT_SECONDS,
     PACING_HEADROOM,
     RECOVERY_PER_SECOND,
     Executor,
@@ -396,3 +396,18 @@ def test_no_header_value_pauses_a_provider_beyond_the_cap(retry_after: str, rate
     assert all(0 <= wait <= MAX_PROVIDER_WAIT_SECONDS * 1.1 for wait in clock.sleeps)
     assert executor.buckets[provider.name].pause_until - clock() <= MAX_PROVIDER_WAIT_SECONDS * 1.1
     tally.hostile("waits", 1)
+
+
+def test_a_call_outside_run_is_paced_with_the_providers_purges_and_never_past_the_deadline() -> None:
+    # Given: a provider paced at 1 call a second (burst 1), its token just taken by a purge
+    clock = SimulatedClock()
+    provider = ScriptedProvider([], clock, rate=1.0)
+    executor = executor_for(provider, clock)
+    assert executor.run(REQUEST, deadline=Deadline(clock() + 60, clock), idempotency_token="t").ok
+    # When: a job-status poll asks for the next token
+    executor.pace("scripted", Deadline(clock() + 60, clock))
+    # Then: it waited for it, as a purge would have
+    assert sum(clock.sleeps) >= 1 / PACING_HEADROOM - 1e-9
+    # And: a poll whose wait would pass the deadline is refused, not waited for
+    with pytest.raises(OutOfTimeError):
+        executor.pace("scripted", Deadline(clock() + 0.1, clock))

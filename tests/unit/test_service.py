@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,25 @@ def test_an_invalid_update_is_refused_and_the_previous_configuration_keeps_runni
     assert report.config_change.problem and "providers[0].kind: must be one of" in report.config_change.problem
     assert "fastlyy" not in report.config_change.problem
     assert service.config is before
+
+
+def test_a_reload_swaps_one_frozen_snapshot_and_changes_nothing_in_the_running_one(tmp_path: Path) -> None:
+    # Given: a warm service and the snapshot it runs
+    config = tmp_path / "purge.yaml"
+    config.write_text(CONFIG)
+    clock = SimulatedClock()
+    service = PurgeService.from_environment(environment(config), config_clock=clock)
+    running = service.runtime
+    providers, executor, settings = dict(running.providers), running.executor, running.config
+    # When: the document gains a provider and the check interval passes
+    config.write_text(CONFIG + SECOND_PROVIDER)
+    clock.sleep(CONFIG_CHECK_SECONDS)
+    assert service.handle({"Records": []}).config_change.reloaded
+    # Then: a new snapshot replaced the old one whole; the old one (what a batch in flight holds) is untouched
+    assert service.runtime is not running and set(service.providers) == {"fastly", "backup"}
+    assert dict(running.providers) == providers and running.executor is executor and running.config is settings
+    # And: neither the snapshot nor the service's view of it can be changed in place
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        running.config = service.config  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        service.config = settings  # type: ignore[misc]

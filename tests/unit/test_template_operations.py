@@ -174,10 +174,12 @@ def test_the_dashboard_covers_what_operators_need() -> None:
         assert f'MetricName=\\"ChangeToPurgeSeconds\\"\', {percentile}' in body
         assert f'MetricName=\\"TimeToFresh\\"\', {percentile}' in body
     assert {"TimeToFresh", "StaleAfterPurge", "Repurged", "Unverifiable", "VerificationFailed"} <= per_provider
-    # The alarm widget lists every alarm, so the dashboard's first row is the stack's state.
+    # The alarm widget lists every alarm, so the dashboard's first row is the stack's state. An alarm that
+    # exists only under a condition (the scheduled canary's) cannot be named in the dashboard's one string.
+    always = {k: v for k, v in of_type("AWS::CloudWatch::Alarm").items() if "Condition" not in v}
     (alarm_widget,) = [w for w in dashboard()["widgets"] if w["type"] == "alarm"]
-    assert len(alarm_widget["properties"]["alarms"]) == len(of_type("AWS::CloudWatch::Alarm"))
-    for logical_id in of_type("AWS::CloudWatch::Alarm"):
+    assert len(alarm_widget["properties"]["alarms"]) == len(always)
+    for logical_id in always:
         assert f"${{{logical_id}.Arn}}" in body, f"{logical_id} is missing from the dashboard"
 
 
@@ -263,12 +265,15 @@ def test_undeliverable_events_are_alarmed() -> None:
     }
     rules = {
         dimension["Value"]["Ref"]
-        for query in resources()["EventDeliveryFailedAlarm"]["Properties"]["Metrics"]
+        for alarm in ("EventDeliveryFailedAlarm", "CanaryDeliveryFailedAlarm")
+        for query in resources()[alarm]["Properties"]["Metrics"]
         if "MetricStat" in query
         for dimension in query["MetricStat"]["Metric"]["Dimensions"]
         if dimension["Name"] == "RuleName"
     }
     assert rules == set(of_type("AWS::Events::Rule"))
+    # The canary's rule and its alarm exist together, or not at all (CanarySchedule empty: off).
+    assert resources()["CanaryRule"]["Condition"] == resources()["CanaryDeliveryFailedAlarm"]["Condition"]
 
 
 def test_topics_are_encrypted_with_a_key_publishers_can_be_granted() -> None:
@@ -306,3 +311,63 @@ def test_saved_queries_read_the_functions_log_group() -> None:
     # The fields the queries read from the EMF documents are metrics the code emits.
     for field in ("ChangeToPurgeSeconds", "RequestSeconds", "Throttles", "Requests", "Retries"):
         assert field in emitted()
+
+
+def test_every_alarm_says_when_it_is_over_to_the_same_destinations() -> None:
+    for logical_id, alarm in of_type("AWS::CloudWatch::Alarm").items():
+        assert alarm["Properties"]["OKActions"] == ALARM_ACTIONS, logical_id
+
+
+@pytest.mark.parametrize("alarm", ["DeadLetterQueueAlarm", "DeliveryDeadLetterQueueAlarm"])
+def test_dead_letter_alarms_fire_on_new_dead_letters_not_on_old_ones(alarm: str) -> None:
+    # Depth stays above zero for the queue's 14-day retention, holding the alarm in ALARM through a second
+    # incident; messages sent in the period are each incident's own.
+    properties = resources()[alarm]["Properties"]
+    assert (properties["MetricName"], properties["Statistic"]) == ("NumberOfMessagesSent", "Sum")
+    assert properties["Threshold"] == 0 and properties["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def test_a_refused_configuration_reload_is_alarmed_and_graphed() -> None:
+    alarm = resources()["ConfigReloadFailedAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (NAMESPACE, "ConfigReloadFailed")
+    assert "ConfigReloadFailed" in emitted()
+    assert ("CDNPurge", "ConfigReloadFailed", frozenset({"service"})) in set(dashboard_metrics())
+
+
+def test_the_queue_age_alarm_states_its_real_delay() -> None:
+    alarm = resources()["PurgeQueueAgeAlarm"]["Properties"]
+    minutes = alarm["EvaluationPeriods"] * alarm["Period"] // 60
+    default = template()["Parameters"]["OldestMessageAlarmSeconds"]["Default"]
+    assert f"OldestMessageAlarmSeconds + {minutes} minutes" in alarm["AlarmDescription"]
+    assert f"({default // 60 + minutes} minutes by default)" in alarm["AlarmDescription"]
+
+
+def test_the_trail_and_the_capacity_mode_are_switches() -> None:
+    parameters = template()["Parameters"]
+    assert parameters["TrailEnabled"]["AllowedValues"] == ["true", "false"]
+    assert parameters["TableCapacityMode"]["AllowedValues"] == ["PAY_PER_REQUEST", "PROVISIONED"]
+    assert resources()["PurgeTrailTable"]["Condition"] == "HasTrail"
+    variables = resources()["PurgeFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["TRAIL_TABLE_NAME"] == {"Fn::If": ["HasTrail", {"Ref": "PurgeTrailTable"}, ""]}
+    for table in ("IdempotencyTable", "PurgeTrailTable"):
+        properties = resources()[table]["Properties"]
+        assert properties["BillingMode"] == {"Ref": "TableCapacityMode"}
+        assert properties["ProvisionedThroughput"]["Fn::If"][0] == "IsProvisioned"
+        for index in properties.get("GlobalSecondaryIndexes", []):
+            assert index["ProvisionedThroughput"]["Fn::If"][0] == "IsProvisioned"
+
+
+def test_the_scheduled_canary_is_off_by_default_and_each_run_is_a_new_change() -> None:
+    parameters = template()["Parameters"]
+    assert parameters["CanarySchedule"]["Default"] == ""
+    pattern = re.compile(parameters["CanarySchedule"]["AllowedPattern"])
+    assert pattern.fullmatch("") and pattern.fullmatch("rate(15 minutes)") and not pattern.fullmatch("15m")
+    (target,) = resources()["CanaryRule"]["Properties"]["Targets"]
+    # The scheduled event's own id becomes the published event's id: the ledger never sees a duplicate.
+    assert target["InputTransformer"]["InputPathsMap"]["id"] == "$.id"
+    assert '"id": <id>' in target["InputTransformer"]["InputTemplate"]["Fn::Sub"]
+    statements = resources()["PurgeQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    (events,) = [s for s in statements if s["Principal"] == {"Service": "events.amazonaws.com"}]
+    assert {"Fn::If": ["HasCanary", {"Fn::GetAtt": ["CanaryRule", "Arn"]}, {"Ref": "AWS::NoValue"}]} in events[
+        "Condition"
+    ]["ArnEquals"]["aws:SourceArn"]

@@ -88,6 +88,9 @@ class CloudflareBehaviour(Behaviour):
         return envelope(status, (10001 if status >= 500 else 1001, f"injected {status}"))
 
     def route(self, request: FakeRequest) -> tuple[FakeResponse, list[str]]:
+        if request.method == "GET" and request.path == "/user/tokens/verify":
+            # A well-authorised token (checked before routing): its id and status, as Cloudflare answers.
+            return envelope(200, result={"id": "fake-token", "status": "active"}), []
         match = _PATH.fullmatch(request.path)
         if match is None:
             return envelope(404, (7000, "No route for that URI")), []

@@ -53,6 +53,9 @@ class FastlyBehaviour(Behaviour):
         return f"fake-{next(self._ids):08d}"
 
     def route(self, request: FakeRequest) -> tuple[FakeResponse, list[str]]:
+        if request.method == "GET" and request.path == "/tokens/self":
+            # The token's metadata (a well-authorised request only reaches here): what `doctor` asks.
+            return FakeResponse(200, {"id": "fake-token", "name": "cdnpurge", "scope": "purge_select"}), []
         if request.method != "POST":
             return FakeResponse(405, {"msg": "Method not allowed"}), []
         soft = "fastly-soft-purge" in request.headers

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -19,10 +20,14 @@ from cdnpurge.cli.command import (
     load_config,
 )
 from cdnpurge.cli.webhook_plan import WebhookPlanError, webhook_event
+from cdnpurge.core.coalesce import Split, split
 from cdnpurge.core.config import Config
 from cdnpurge.core.cost import DynamoDBPathCounter, PathBill, charge_usd, month_of
 from cdnpurge.core.models import Change, Escalation, Plan, PurgeRequest
+from cdnpurge.core.nesting import nesting_problem
+from cdnpurge.core.plan import router
 from cdnpurge.core.registry import specs
+from cdnpurge.core.spec import ProviderSpec
 from cdnpurge.runtime.pipeline import preview
 
 PLAN_EXAMPLES = """\
@@ -34,7 +39,9 @@ examples:
 JSON output: {"changes": [{"id", "action" (created/removed/published), "source_id", "bucket" + "key" for S3,
 "keys"/"paths"/"urls"/"hosts" for published}], "requests": [{"provider", "kind", "targets", "soft",
 "change_ids"}], "errors": [one per record or target that cannot be handled, with a "message" naming the
-problem], "escalations": [...], "ignored": [...], "unmatched": [change ids no rule matched]}.
+problem], "escalations": [...], "coalesced": [{"provider", "window_seconds", "targets", "change_ids"}: shared
+targets waiting for the provider's coalescing window instead of this plan], "ignored": [...], "unmatched": [change
+ids no rule matched]}.
 Exit status: 0 no errors, 1 some record or target has an error, 2 usage (bad config or event file).
 """
 
@@ -82,8 +89,9 @@ def run(args: argparse.Namespace, context: Context) -> int:
     month_so_far = None
     if args.table:
         month_so_far = DynamoDBPathCounter(context.client("dynamodb"), args.table).month_so_far(month)
+    provider_specs = specs(config.providers)
     decoded, translation, the_plan, bill = preview(
-        event, config, specs(config.providers), month=month, month_so_far=month_so_far
+        event, config, provider_specs, month=month, month_so_far=month_so_far
     )
     document = {
         "changes": [_change_json(change) for change in decoded.changes],
@@ -92,6 +100,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
         + [{"source_id": e.source_id, "change_id": e.change_id, "message": e.message} for e in translation.errors]
         + [{"provider": e.provider, "change_ids": sorted(e.change_ids), "message": e.message} for e in the_plan.errors],
         "escalations": [_escalation_json(escalation) for escalation in the_plan.escalations],
+        "coalesced": _coalesced_json(split(translation.routed, router(provider_specs), provider_specs), provider_specs),
         "billing": _bill_json(bill),
         "ignored": list(decoded.ignored),
         "unmatched": list(translation.unmatched),
@@ -111,8 +120,12 @@ def _event(args: argparse.Namespace, config: Config) -> Any:
     if args.webhook is not None:
         return webhook_event(config, args.webhook, args.source)
     try:
-        return json.loads(args.event.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        text = args.event.read_text(encoding="utf-8")
+        problem = nesting_problem(text)
+        if problem:
+            raise ValueError(f"it {problem}")
+        return json.loads(text)
+    except (OSError, ValueError, RecursionError) as exc:
         raise ValueError(f"{args.event}: cannot read event JSON: {exc}") from None
 
 
@@ -136,6 +149,19 @@ def _request_json(request: PurgeRequest) -> dict[str, Any]:
         "soft": request.soft,
         "change_ids": sorted(request.change_ids),
     }
+
+
+def _coalesced_json(parts: Split, provider_specs: Mapping[str, ProviderSpec]) -> list[dict[str, Any]]:
+    """Per coalescing provider, the shared targets that wait for its window instead of this plan."""
+    return [
+        {
+            "provider": provider,
+            "window_seconds": provider_specs[provider].coalesce_seconds,
+            "targets": sorted({str(item.target) for item in items}),
+            "change_ids": list(parts.changes(provider)),
+        }
+        for provider, items in sorted(parts.waiting.items())
+    ]
 
 
 def _escalation_json(escalation: Escalation) -> dict[str, Any]:
@@ -172,5 +198,11 @@ def _print_plan_text(document: dict[str, Any], the_plan: Plan, out: TextIO) -> N
         print(f"  {request.describe()}: {', '.join(request.targets)}", file=out)
     for escalation in the_plan.escalations:
         print(f"escalated: {escalation.describe()}", file=out)
+    for waiting in document["coalesced"]:
+        print(
+            f"coalesced: {waiting['provider']}: {', '.join(waiting['targets'])} ({len(waiting['change_ids'])} "
+            f"change(s)) wait for its {waiting['window_seconds']} s window: one purge across batches",
+            file=out,
+        )
     for error in document["errors"]:
         print(f"error: {error['message']}", file=out)

@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 from boto3.dynamodb.types import TypeDeserializer
 
 from cdnpurge.cli.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Commands, Context, add_command, positive
+from cdnpurge.cli.deployed import TRAIL_TABLE_OUTPUT, StackReadError, client_in, read_pause, read_stack
+from cdnpurge.cli.output import safe_stream
 from cdnpurge.cli.progress import Progress
 from cdnpurge.runtime.trail import (
     AT,
@@ -92,6 +94,7 @@ class ProviderStatus:
     fresh_at: str | None = None
     attempts: int = 0
     last_error: str | None = None
+    coalesced_into: str | None = None  # the window's purge that covers this change's shared targets
 
 
 @dataclass(frozen=True)
@@ -117,11 +120,13 @@ class TrailReader:
         *,
         clock: Callable[[], float] = time.time,
         progress: Progress | None = None,
+        retention_seconds: int = DEFAULT_RETENTION_SECONDS,
     ) -> None:
         self._client = client
         self._table = table_name
         self._clock = clock
         self._progress = progress
+        self.retention_seconds = retention_seconds  # the trail keeps nothing older: `since` asks no further
 
     def by_change(self, change_id: str) -> list[ChangeStatus]:
         found = self._load([partition_key(change_id)])
@@ -134,6 +139,13 @@ class TrailReader:
         return self._load(self._newest(LOOKUP_INDEX, LOOKUP, url_lookups(url), None, limit))
 
     def since(self, seconds: int, limit: int = DEFAULT_LIMIT) -> list[ChangeStatus]:
+        """Changes recorded in the last `seconds`: one query per hour (and shard) of the range, so the range
+        is bounded by what the trail keeps (`StatusError` past it), never by the operator's patience."""
+        if seconds > self.retention_seconds:
+            raise StatusError(
+                f"--since {seconds} s reaches past what the trail keeps ({self.retention_seconds} s, "
+                "TRAIL_RETENTION_SECONDS): ask for at most that"
+            )
         now = self._clock()
         start = now - seconds
         hours = [key for at in range(int(start // 3600), int(now // 3600) + 1) for key in hour_keys(at * 3600.0)]
@@ -244,6 +256,7 @@ def _provider(name: str, record: Mapping[str, Any], events: list[Mapping[str, An
         fresh_at=earliest(TrailEvent.FRESH),
         attempts=int(record.get("attempts", 0)) + len(attempts),
         last_error=max(errors)[1] if errors else None,
+        coalesced_into=record.get("coalesced_into"),
     )
 
 
@@ -284,6 +297,12 @@ def write_table(changes: list[ChangeStatus], out: TextIO) -> None:
         for provider in change.providers:
             more = f" (+{provider.targets_omitted} more)" if provider.targets_omitted else ""
             print(f"  {provider.provider} targets: {', '.join(provider.targets) or '-'}{more}", file=out)
+            if provider.coalesced_into:
+                print(
+                    f"  {provider.provider} shared targets coalesced into {provider.coalesced_into} "
+                    f"(cdnpurge status --change-id '{provider.coalesced_into}')",
+                    file=out,
+                )
         rows = [COLUMNS, *(_row(provider) for provider in change.providers)]
         widths = [max(len(row[column]) for row in rows) for column in range(len(COLUMNS) - 1)]
         for row in rows:
@@ -297,6 +316,8 @@ def _describe_source(change: ChangeStatus) -> str:
         version = next((f"{name} {source[name]}" for name in ("version_id", "sequencer", "etag") if name in source), "")
         account = f"account {source['account']} " if "account" in source else ""
         return f"{account}s3://{source['bucket']}/{source.get('key', '')}" + (f" [{version}]" if version else "")
+    if "coalescing_window" in source:
+        return f"coalescing window {source['coalescing_window']} (the shared targets of the changes it covers)"
     if "publisher_id" in source:
         return f"published {source['publisher_id']}"
     return f"published via {source.get('via', '?')} {source.get('message_id', '')}".rstrip()
@@ -338,6 +359,7 @@ examples (the table is the stack output PurgeTrailTableName, or TRAIL_TABLE_NAME
   cdnpurge status --url https://www.example.com/docs/a.html      what purged one URL (as URL, path, prefix, host)
   cdnpurge status --change-id 's3:my-site-content/docs/a.html@0065A1B2C3D4E5F6'
   cdnpurge status --since 1h --format json                       the last hour, for scripts
+  cdnpurge status --stack cdnpurge --since 15m                   the stack's table, and a pause if any
 
 Per change: its source (bucket, key and S3's sequencer or version id; or the publisher's id), the rule that
 matched, and per provider its targets, the provider's request or job id, accepted / completed / fresh
@@ -369,6 +391,11 @@ def register(commands: Commands) -> None:
     parser.add_argument(
         "--table", default=None, help="the trail table (stack output PurgeTrailTableName; default $TRAIL_TABLE_NAME)"
     )
+    parser.add_argument(
+        "--stack",
+        default=None,
+        help="the stack: its trail table (unless --table), and whether purging is paused (`cdnpurge pause`)",
+    )
     parser.add_argument("--limit", type=positive, default=DEFAULT_LIMIT, metavar="N", help="at most N changes (50)")
     parser.add_argument("-f", "--format", choices=("text", "json"), default="text", help="output format")
 
@@ -380,8 +407,22 @@ def _duration(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _retention() -> int:
+    """The trail's retention as the stack sets it (TRAIL_RETENTION_SECONDS), else the template's default."""
+    text = os.environ.get("TRAIL_RETENTION_SECONDS", "")
+    return (
+        int(text) if text.isdigit() and 0 < int(text) <= 10 * DEFAULT_RETENTION_SECONDS else DEFAULT_RETENTION_SECONDS
+    )
+
+
 def run(args: argparse.Namespace, context: Context) -> int:
     table = args.table or os.environ.get("TRAIL_TABLE_NAME")
+    if args.stack is not None:
+        try:
+            table = args.table or _stack_trail(args.stack, context)
+        except StackReadError as exc:
+            print(f"cdnpurge: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     if not table:
         print(
             "cdnpurge: name the trail table: --table NAME (stack output PurgeTrailTableName) or TRAIL_TABLE_NAME",
@@ -393,7 +434,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
         return EXIT_USAGE
     progress = Progress(sys.stderr, "status", clock=context.clock)
     return print_status(
-        TrailReader(context.client("dynamodb"), table, progress=progress),
+        TrailReader(context.client("dynamodb"), table, progress=progress, retention_seconds=_retention()),
         context.out,
         bucket=args.bucket,
         key=args.key,
@@ -403,6 +444,18 @@ def run(args: argparse.Namespace, context: Context) -> int:
         limit=args.limit,
         output_format=args.format,
     )
+
+
+def _stack_trail(stack_name: str, context: Context) -> str:
+    """The stack's trail table; says on stderr (stdout may be JSON) when purging is paused."""
+    stack = read_stack(client_in(context, "cloudformation"), stack_name)
+    record = read_pause(client_in(context, "ssm", stack.region), stack.name)
+    if record is not None:
+        print(f"cdnpurge: purging is PAUSED: {record.describe()}", file=sys.stderr)
+    table = stack.outputs.get(TRAIL_TABLE_OUTPUT)
+    if not table:
+        raise StackReadError(f"stack {stack.name} keeps no purge trail (TrailEnabled is false)")
+    return table
 
 
 def print_status(
@@ -420,7 +473,9 @@ def print_status(
     """Answer one `cdnpurge status` question (exactly one of object, URL, change id, age) on `out`.
 
     The demo calls it too: `print_status(TrailReader(client, table), sys.stdout, bucket=..., key=...)`.
+    It writes through `cdnpurge.cli.output.safe_stream`, so the demo's output is escaped as the CLI's is.
     """
+    out = safe_stream(out)
     try:
         if change_id is not None:
             changes, asked = reader.by_change(change_id), f"change {change_id}"

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from cdnpurge.core.deadline import OutOfTimeError
 from cdnpurge.core.errors import CdnpurgeError
 
 
@@ -75,12 +76,25 @@ def resolve(
             resolved[name] = SecretStr(environ[ref.env])
         else:
             resolved[name] = SecretStr(_secret_value(ref, where, secret_reader))
+        _check_usable(resolved[name].get_secret_value(), where)
     return resolved
+
+
+def _check_usable(value: str, where: str) -> None:
+    """Refuse a value no API accepts, naming the credential and never its value: whitespace around it (a
+    secret pasted with its trailing newline) or a control character. Sent as it is, it fails in the HTTP
+    library as a malformed header, which looked transient and was retried; it is a configuration error."""
+    if value != value.strip():
+        raise CredentialError(f"{where}: the value has whitespace around it (a trailing newline?); remove it")
+    if not value.isprintable():
+        raise CredentialError(f"{where}: the value holds a control or non-printing character; remove it")
 
 
 def _secret_value(ref: SecretCredential, where: str, secret_reader: SecretReader) -> str:
     try:
         value = secret_reader(ref.secret)
+    except OutOfTimeError:  # not read for lack of time: the caller defers, the secret is not "unreadable"
+        raise
     except Exception as exc:  # any reader's failure: the secret is not readable, and the run must say which
         problem = str(exc) if isinstance(exc, SecretReadError) else type(exc).__name__
         raise CredentialError(f"{where}: cannot read secret {ref.secret}: {problem}") from None

@@ -3,7 +3,8 @@ capability protocols a provider may implement besides.
 
 The executor only calls `purge()` and reacts to the error classes of `core.provider_errors`; the planner only
 reads the `ProviderSpec` of `core.spec`. The shared HTTP flow is `runtime.providers.http.HttpProvider`.
-A capability (asking a job's progress: `JobStatus`) is found through the wrappers by what the adapter
+A capability (asking a job's progress: `JobStatus`; asking whether credentials are accepted:
+`CredentialsCheck`) is found through the wrappers by what the adapter
 declares and implements (`job_status(provider)`), never by testing for an adapter class, so no caller
 imports an adapter module to use one.
 """
@@ -71,6 +72,24 @@ def job_status(provider: Provider) -> JobStatus | None:
     if provider.spec.capabilities.asynchronous and isinstance(provider, JobStatus):
         return provider
     return None
+
+
+@runtime_checkable
+class CredentialsCheck(Protocol):
+    """A provider that can ask its API, harmlessly, whether it accepts its credentials (`cdnpurge doctor`)."""
+
+    def check_credentials(self) -> str | None:
+        """Make the provider's documented harmless call that needs the credentials and purges nothing; the call
+        made (`GET /tokens/self`), or None when its API has none. Refused credentials raise `AuthError`, any
+        other failure its `ProviderError`."""
+        ...
+
+
+def credentials_check(provider: Provider) -> CredentialsCheck | None:
+    """The adapter inside `provider`'s wrappers, if it implements `CredentialsCheck`."""
+    while isinstance(provider, ProviderWrapper):
+        provider = provider.inner
+    return provider if isinstance(provider, CredentialsCheck) else None
 
 
 class ProviderWrapper:

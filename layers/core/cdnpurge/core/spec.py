@@ -102,6 +102,7 @@ class ProviderSpec:
     escalation: EscalationPolicy = EscalationPolicy()
     purge_by: frozenset[TargetKind] | None = None
     billing_key: str | None = None
+    coalesce_seconds: int | None = None  # the coalescing window for shared targets (`cdnpurge.core.coalesce`)
 
     def receives(self, kind: TargetKind) -> bool:
         """Whether the configuration lets targets of `kind` go to this provider at all."""
@@ -109,6 +110,8 @@ class ProviderSpec:
 
 
 MAX_RATE_PER_SECOND: Final = 10_000.0  # no CDN API takes more purge calls a second
+MIN_RATE_PER_SECOND: Final = 0.001  # one call in about 17 minutes: slower, the provider is never called
+MAX_COALESCE_SECONDS: Final = 900  # the flush message's SQS DelaySeconds, whose maximum this is
 MAX_TARGETS_SETTING: Final = 100_000  # escalation thresholds: far beyond any batch (10 records x 10,000 targets)
 
 
@@ -132,7 +135,7 @@ class ProviderSettings(BaseModel):
     )
     # Bounds on what could ever make sense: an absurd value is a typo (a rate of 1e9 would never pace).
     rate_per_second: float | None = Field(
-        default=None, gt=0, le=MAX_RATE_PER_SECOND, description="Override the pacing rate."
+        default=None, ge=MIN_RATE_PER_SECOND, le=MAX_RATE_PER_SECOND, description="Override the pacing rate."
     )
     purge_by: tuple[TargetKind, ...] | None = Field(
         default=None,
@@ -154,6 +157,15 @@ class ProviderSettings(BaseModel):
         le=MAX_TARGETS_SETTING,
         description="When a batch would need more than this many requests at this provider, send one purge-all "
         "instead (providers supporting `all` only). Off when unset.",
+    )
+    coalesce_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_COALESCE_SECONDS,
+        description="Purge shared targets (keys, tags, prefixes, hosts, purge-all) once per window of this many "
+        "seconds across batches instead of once per batch: the first change opens the window, later ones join "
+        "it, one purge after it serves them all (docs/coalescing.md). URLs and paths are never delayed. At "
+        "most 900 (SQS's longest delay). Off when unset.",
     )
     credentials: dict[str, CredentialRef] = Field(
         default_factory=dict, description="Credential name -> reference ({env: VAR} or {secret: NAME})."
@@ -218,6 +230,7 @@ class DeclaredProvider:
             escalation=escalation_policy(declared, settings),
             purge_by=frozenset(settings.purge_by) if settings.purge_by is not None else None,
             billing_key=cls.billing_key(settings),
+            coalesce_seconds=settings.coalesce_seconds,
         )
 
     @classmethod

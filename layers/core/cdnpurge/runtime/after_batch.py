@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import describe_error
-from cdnpurge.core.events.verify import check_records
+from cdnpurge.core.events.verify import VerifyCheck
 from cdnpurge.runtime.deadletter import sqs_records
 from cdnpurge.runtime.report import BatchRun
 
@@ -35,11 +35,11 @@ class AfterBatch:
 
     run: BatchRun
     records: Mapping[str, Mapping[str, Any]]  # the event's SQS records by message id
-    checks: tuple[tuple[str, str], ...]  # (message id, body) of each verification check message
+    checks: tuple[tuple[str, VerifyCheck], ...]  # (message id, check): the batch's checks, validated when decoded
 
     @classmethod
     def of(cls, event: Mapping[str, Any], run: BatchRun) -> AfterBatch:
-        return cls(run, sqs_records(event), tuple(check_records(event)))
+        return cls(run, sqs_records(event), run.decoded.checks)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ class DeadLetterReason(StrEnum):
     PERMANENT = "permanent"  # no retry can fix it
     RETRIES_EXHAUSTED = "retries-exhausted"  # still failing on its last allowed receive
     VERIFICATION_FAILED = "verification-failed"  # a purge accepted, and the edge still stale past the deadline
+    EXPIRED = "expired"  # a message the function wrote itself, arrived past its end time: never run
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 import threading
 import time
@@ -42,6 +41,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from cdnpurge.core.answers import MAX_PROVIDER_WAIT_SECONDS, answer_number
 from cdnpurge.core.boundary import unexpected
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.models import PurgeRequest
@@ -60,10 +60,6 @@ RECOVERY_PER_SECOND = 0.02
 MIN_LEARNED_RATE = 0.2
 # ... which is forgotten (back to unpaced) after this long without another throttle.
 LEARNED_RATE_MEMORY_SECONDS = 300.0
-# The longest a provider's own answer (Retry-After, a rate-limit reset, CloudFront's back-off) may pause it.
-# A longer ask (`Retry-After: 1000000000`, a reset date years ahead) would otherwise stop every later batch
-# of the warm container; capped, the records deferred meanwhile come back when the pause ends.
-MAX_PROVIDER_WAIT_SECONDS = 300.0
 _RECENT_CALLS = 16
 # Pace at this fraction of the declared rate: the provider's bucket regains 5% of its rate as slack.
 PACING_HEADROOM = 0.95
@@ -182,9 +178,7 @@ def bounded_wait(seconds: float | None) -> float | None:
     """A wait a provider asked for, made safe to pause on: the one place every externally supplied wait is
     capped. At most `MAX_PROVIDER_WAIT_SECONDS` (infinity included), never negative; None when it names no
     number (NaN), so the executor backs off on its own schedule instead."""
-    if seconds is None or math.isnan(seconds):
-        return None
-    return min(MAX_PROVIDER_WAIT_SECONDS, max(0.0, seconds))
+    return answer_number(seconds, low=0.0, high=MAX_PROVIDER_WAIT_SECONDS)
 
 
 AttemptListener = Callable[[PurgeRequest, int, PurgeResult | ProviderError], None]
@@ -232,6 +226,14 @@ class Executor:
         for name in names:
             if name in self.buckets and name in previous.buckets:
                 self.buckets[name] = previous.buckets[name]
+
+    def pace(self, provider: str, deadline: Deadline) -> None:
+        """Take `provider`'s next token before a call made outside `run` (a job-status poll), so those calls
+        share the provider's rate with its purges; `OutOfTimeError` when the wait would pass `deadline`."""
+        bucket = self.buckets[provider]
+        with self._locks[provider]:
+            deadline.sleep(bucket.delay(self.clock()), self.sleep, what=f"pacing {provider}")
+            bucket.take(self.clock())
 
     def _bucket(self, provider: Provider) -> TokenBucket:
         caps = provider.spec.capabilities

@@ -66,6 +66,7 @@ def record(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
     _record_verification(report, logger, metrics)
     _record_visibility(report, logger, metrics)
     _record_bill(report, logger, metrics)
+    _record_coalescing(report, logger, metrics)
     _emit_metrics(report, metrics, summary)
 
 
@@ -257,6 +258,48 @@ def _record_visibility(report: BatchReport, logger: Logger, metrics: Metrics) ->
         logger.error("visibility not changed; record returns after the queue's timeout", extra={"error": problem})
     metrics.add_metric(name="VisibilityChanged", unit=MetricUnit.Count, value=len(changes.changed))
     metrics.add_metric(name="VisibilityChangeFailed", unit=MetricUnit.Count, value=len(changes.errors))
+
+
+def _record_coalescing(report: BatchReport, logger: Logger, metrics: Metrics) -> None:
+    """Shared targets left to a window (which purge covers each change), windows purged, and fallbacks."""
+    coalescing = report.run.coalescing
+    for deferral in coalescing.deferrals:
+        logger.info(
+            "coalesced into a window's purge",
+            extra={
+                "provider": deferral.provider,
+                "coalesced_into": deferral.flush_id,
+                "targets": deferral.targets,
+                "changes": len(deferral.change_ids),
+                "change_ids": list(deferral.change_ids[:20]),
+                "opened_window": deferral.opened,
+                "due_at": deferral.due_at,
+            },
+        )
+    for flush in coalescing.flushes:
+        logger.info(
+            "window purged" if flush.purged else "window flush message read",
+            extra={
+                "provider": flush.provider,
+                "window": flush.flush_id,
+                "targets": flush.targets,
+                "changes": flush.changes,
+                "taken": flush.taken,
+                "finished": flush.finished,
+                "why_not": flush.why_not or None,
+            },
+        )
+    for problem in coalescing.fallbacks:
+        logger.warning("coalescing fell back to purging now", extra={"error": problem})
+    for problem in coalescing.errors:
+        logger.warning("coalescing window not updated (nothing lost)", extra={"error": problem})
+    if not (coalescing.deferrals or coalescing.flushes or coalescing.fallbacks):
+        return
+    count = MetricUnit.Count
+    metrics.add_metric(name="Coalesced", unit=count, value=sum(len(d.change_ids) for d in coalescing.deferrals))
+    metrics.add_metric(name="CoalescedTargets", unit=count, value=sum(d.targets for d in coalescing.deferrals))
+    metrics.add_metric(name="CoalescedPurges", unit=count, value=sum(1 for f in coalescing.flushes if f.purged))
+    metrics.add_metric(name="CoalesceFallbacks", unit=count, value=len(coalescing.fallbacks))
 
 
 def _record_config_change(report: BatchReport, logger: Logger, metrics: Metrics) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Final, NamedTuple
 
+from cdnpurge.core.coalesce import split, split_flushes
 from cdnpurge.core.config import Config
 from cdnpurge.core.cost import PathBill, PathCounter, billed_paths, budgeted_plan, month_of
 from cdnpurge.core.deadline import Deadline
@@ -27,6 +28,7 @@ from cdnpurge.core.plan import router
 from cdnpurge.core.spec import ProviderSpec
 from cdnpurge.core.translate import Translation, translate
 from cdnpurge.runtime.bounded import bounded_call
+from cdnpurge.runtime.coalesce import Coalescer, without_store
 from cdnpurge.runtime.execute import Executor, execute_plan
 from cdnpurge.runtime.ledger import Claim, Ledger, Pair
 from cdnpurge.runtime.report import BatchRun, classify_failures
@@ -55,11 +57,13 @@ def preview(
     month: str | None = None,
     month_so_far: int | None = None,
 ) -> Preview:
-    """decode -> translate -> plan with no ledger and no calls (the month so far, if known, is given)."""
+    """decode -> translate -> plan with no ledger and no calls (the month so far, if known, is given). The plan
+    is what would be sent now: shared targets of coalescing providers wait for their window
+    (`cdnpurge.core.coalesce.split`), and a flush message's targets are in its window's item."""
     decoded = decode_event(event)
-    translation = translate(decoded.changes, config)
+    translation = translate(split_flushes(decoded.changes)[1], config)
     the_plan, bill = budgeted_plan(
-        translation.routed,
+        split(translation.routed, router(specs), specs).now,
         specs,
         month=month or month_of(time.time()),
         budget=config.monthly_path_budget,
@@ -82,19 +86,29 @@ def run_batch(
     path_counter: PathCounter | None = None,
     month: str | None = None,
     home_account: str | None = None,
+    coalescer: Coalescer | None = None,
 ) -> BatchRun:
     """One batch through every stage; `redact` cleans the failure reasons (they may quote a provider).
 
     No provider call runs past `deadline`, no ledger or counter call past `settle_by` (None: each within its
     own bound; see `settle.Settlement`). `path_counter` keeps the
     month's billed paths (`cdnpurge.core.cost`): read before planning when the configuration sets
-    `monthly_path_budget`, added to after the purges. `month` defaults to this one. `home_account`: the
-    stack's account (`decode_event`)."""
+    `monthly_path_budget`, added to after the purges. `month` defaults to this one. `coalescer` leaves shared
+    targets to their providers' windows and takes the windows the batch's flush messages name
+    (`cdnpurge.runtime.coalesce`); without one, everything is purged now. `home_account`: the stack's account
+    (`decode_event`)."""
     decoded = decode_event(event, home_account=home_account)
-    translation = translate(decoded.changes, config)
+    flushes, changes = split_flushes(decoded.changes)
+    translation = translate(changes, config)
     # Each target's providers, routed once: what is claimed is exactly what the planner will send.
     destinations = router(specs)
-    routes = [(item, destinations(item.providers, item.target.kind)) for item in translation.routed]
+    store_deadline = deadline if settle_by is None else settle_by
+    coalesced = (
+        without_store(translation.routed, flushes)
+        if coalescer is None
+        else coalescer.gather(translation.routed, flushes, destinations, specs, store_deadline)
+    )
+    routes = [(item, destinations(item.providers, item.target.kind)) for item in coalesced.routed]
     owed = sorted({(provider, item.change_id) for item, providers in routes for provider in providers})
     claims, claim_failures = claim(ledger, owed, remaining_ms() if remaining_ms else None, deadline=settle_by)
     claimed = {pair for pair, state in claims.items() if state is Claim.CLAIMED}
@@ -117,8 +131,13 @@ def run_batch(
     def having(state: Claim) -> tuple[Pair, ...]:
         return tuple(sorted(pair for pair, value in claims.items() if value is state))
 
-    busy, unavailable = having(Claim.BUSY), having(Claim.UNAVAILABLE)
-    ledger_failures = (*claim_failures, *settle_failures)
+    busy, unavailable = having(Claim.BUSY), (*having(Claim.UNAVAILABLE), *coalesced.unavailable)
+    ledger_failures = (*claim_failures, *coalesced.failures, *settle_failures)
+    coalescing = (
+        coalesced.report
+        if coalescer is None
+        else coalescer.settle(coalesced, set(completed), set(having(Claim.DONE)), store_deadline)
+    )
     return BatchRun(
         decoded=decoded,
         translation=translation,
@@ -133,6 +152,7 @@ def run_batch(
         bill=bill,
         billed_paths=accepted_paths,
         billing_failures=billing_failures,
+        coalescing=coalescing,
         failures=classify_failures(
             decoded=decoded,
             translation=translation,

@@ -35,6 +35,8 @@ from cdnpurge.runtime.secrets import powertools_fresh_secret_reader, powertools_
 
 # The longest one re-read of a provider's secrets may take after a refusal (a Secrets Manager call or two).
 FRESH_SECRET_SECONDS: Final = 5.0
+# The longest reading every provider's secrets may take at a cold start or a reload.
+SECRETS_READ_SECONDS: Final = 10.0
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,11 @@ def build_purgers(
 
     fresh = resolved_with(fresh_secret_reader)
     settings_list = list(provider_settings)
-    credentials = {settings.name: resolved_with(secret_reader)(settings) for settings in settings_list}
+    # One bounded call for every read (within the enclosing one, if any: a reload's).
+    with bounded_call(
+        Deadline.after(SECRETS_READ_SECONDS), SECRETS_READ_SECONDS, what="reading the providers' secrets"
+    ):
+        credentials = {settings.name: resolved_with(secret_reader)(settings) for settings in settings_list}
     redaction = list(secret_forms(values))  # every credential is resolved before any provider is built
 
     def read_fresh(settings: ProviderSettings) -> dict[str, SecretStr]:

@@ -25,6 +25,7 @@ from cdnpurge.core.cost import PathBill
 from cdnpurge.core.events import Decoded
 from cdnpurge.core.models import Plan
 from cdnpurge.core.translate import Translation
+from cdnpurge.runtime.coalesce import CoalesceReport
 from cdnpurge.runtime.deadletter import DeadLettering
 from cdnpurge.runtime.execute import Outcome
 from cdnpurge.runtime.ledger import LedgerOperation, Pair
@@ -70,6 +71,7 @@ class BatchRun:
     bill: PathBill | None = None  # what the plan bills at per-path-billed providers (CloudFront)
     billed_paths: Mapping[str, int] = field(default_factory=dict)  # accepted billed items per distribution
     billing_failures: tuple[str, ...] = ()  # the month's path counters could not be read or added to
+    coalescing: CoalesceReport = field(default_factory=CoalesceReport)  # shared targets left to windows
     failures: RecordFailures = field(default_factory=RecordFailures)
 
 

@@ -26,8 +26,9 @@ from cdnpurge.core.cost import DynamoDBPathCounter, PathCounter, month_of
 from cdnpurge.core.credentials import SecretReader
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import describe_error
+from cdnpurge.core.events.own import ExpiredMessageError, refuse_times
 from cdnpurge.core.events.reading import MalformedError
-from cdnpurge.core.events.verify import VerifyCheck, decode_check, encode_check, send_batches
+from cdnpurge.core.events.verify import VerifyCheck, encode_check, send_batches
 from cdnpurge.core.protocol import Provider
 from cdnpurge.core.spec import ProviderSpec
 from cdnpurge.core.verify_settings import VerifySettings
@@ -35,6 +36,7 @@ from cdnpurge.runtime.after_batch import AfterBatch, AfterBatchStep
 from cdnpurge.runtime.bounded import bounded_call, current_call, nested_call
 from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS, aws_client
 from cdnpurge.runtime.bounded.parameters import BoundedParameters
+from cdnpurge.runtime.coalesce import Coalescer, DynamoDBWindows, flush_sender, verified_purges
 from cdnpurge.runtime.deadletter import DeadLettering, DeadLetterReason, dead_letter, dead_letter_body
 from cdnpurge.runtime.execute import AttemptListener, Executor
 from cdnpurge.runtime.ledger import DynamoDBLedger, Ledger
@@ -43,6 +45,7 @@ from cdnpurge.runtime.purgers import Purgers, build_purgers
 from cdnpurge.runtime.redaction import redact
 from cdnpurge.runtime.report import BatchReport, ConfigChange
 from cdnpurge.runtime.repurge import RepurgeScheduling, repurge_candidates, schedule_repurge
+from cdnpurge.runtime.secrets import powertools_secret_reader
 from cdnpurge.runtime.trail import DEFAULT_RETENTION_SECONDS, DynamoDBTrail, TrailVerificationListener, TrailWriting
 from cdnpurge.runtime.verification.jobs import has_jobs
 from cdnpurge.runtime.verification.origin import OriginVersions, S3Versions
@@ -54,7 +57,6 @@ from cdnpurge.runtime.verification.verifier import (
     Verifier,
     first_delay,
     plan_checks,
-    purged_from,
 )
 from cdnpurge.runtime.visibility import VisibilityChanges, return_when_due
 
@@ -100,6 +102,7 @@ class LambdaEnvironment(BaseModel):
     purge_queue_url: str | None = Field(None, alias="PURGE_QUEUE_URL")
     max_receive_count: int | None = Field(None, alias="MAX_RECEIVE_COUNT", ge=1)
     maximum_concurrency: int = Field(1, alias="MAXIMUM_CONCURRENCY", ge=1)
+    batching_window_seconds: int = Field(0, alias="BATCHING_WINDOW_SECONDS", ge=0, le=300)
     trail_table_name: str | None = Field(None, alias="TRAIL_TABLE_NAME")  # unset: no purge trail
     trail_retention_seconds: int = Field(DEFAULT_RETENTION_SECONDS, alias="TRAIL_RETENTION_SECONDS", gt=0)
     lambda_function_name: str | None = Field(None, alias="AWS_LAMBDA_FUNCTION_NAME")
@@ -131,6 +134,7 @@ class Queues:
     dead_letter_url: str | None = None
     purge_url: str | None = None
     max_receive_count: int | None = None
+    batching_window_seconds: int = 0  # the event source's MaximumBatchingWindowInSeconds on the purge queue
 
 
 @dataclass
@@ -168,25 +172,92 @@ class VerificationWiring:
     prober_factory: Callable[[VerifySettings, frozenset[str]], Prober] | None = None
 
 
-@dataclass
-class PurgeService:
+@dataclass(frozen=True)
+class Runtime:
+    """What one configuration document runs, frozen: its configuration, providers, executor, the secrets to
+    redact and verification. A configuration reload builds a new one and swaps it in whole (one assignment,
+    `PurgeService.runtime`); nothing in a running one is ever changed, and a batch takes one snapshot at its
+    start and runs on it to its last call."""
+
     config: Config
     providers: Mapping[str, Provider]
-    ledger: Ledger
-    executor: Executor  # kept across warm invocations: pacing state is per provider, not per batch
-    path_counter: PathCounter | None = None  # the month's billed CloudFront paths (same table as the ledger)
-    queues: Queues = field(default_factory=Queues)
+    executor: Executor  # kept across reloads for unchanged providers: pacing state is per provider
     secrets: Sequence[str] = ()  # resolved credential values, only ever used to redact text (may grow)
-    trail: DynamoDBTrail | None = None  # the purge trail (`cdnpurge status`); None: not kept
-    sqs_factory: Callable[[], Any] = field(default=_default_sqs)
-    reload: ConfigReload | None = None  # None: the configuration is fixed for the service's life
-    verification_wiring: VerificationWiring = field(default_factory=VerificationWiring)
     verification: Verification | None = None  # None: no provider verifies its purges
-    home_account: str | None = None  # the stack's account: other accounts' changes carry theirs in their ids
 
     @property
     def specs(self) -> dict[str, ProviderSpec]:
         return {name: provider.spec for name, provider in self.providers.items()}
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secrets)
+
+
+class PurgeService:
+    """The function's wiring, built once per cold start: the running `Runtime` snapshot (replaced whole on a
+    configuration reload), the ledger and trail, the queues and where verification reports."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        providers: Mapping[str, Provider],
+        ledger: Ledger,
+        executor: Executor,
+        path_counter: PathCounter | None = None,
+        windows: DynamoDBWindows | None = None,
+        queues: Queues | None = None,
+        secrets: Sequence[str] = (),
+        trail: DynamoDBTrail | None = None,
+        sqs_factory: Callable[[], Any] = _default_sqs,
+        reload: ConfigReload | None = None,
+        verification_wiring: VerificationWiring | None = None,
+        verification: Verification | None = None,
+    ) -> None:
+        """`path_counter`: the month's billed CloudFront paths (same table as the ledger); `windows`: coalescing
+        windows (same table; None: not read); `trail`: the purge trail (`cdnpurge status`, None: not kept);
+        `reload`: None when the configuration is fixed for the service's life."""
+        self.runtime = Runtime(config, providers, executor, secrets, verification)
+        self.ledger = ledger
+        self.path_counter = path_counter
+        self.windows = windows
+        self.queues = queues or Queues()
+        self.trail = trail
+        self.sqs_factory = sqs_factory
+        self.reload = reload
+        self.verification_wiring = verification_wiring or VerificationWiring()
+        # The stack's account (HOME_ACCOUNT_ID): other accounts' changes carry theirs in their ids.
+        self.home_account: str | None = None
+
+    # The running snapshot's parts, read-only: change them by swapping the whole `runtime`.
+    @property
+    def config(self) -> Config:
+        return self.runtime.config
+
+    @property
+    def providers(self) -> Mapping[str, Provider]:
+        return self.runtime.providers
+
+    @property
+    def executor(self) -> Executor:
+        return self.runtime.executor
+
+    @property
+    def secrets(self) -> Sequence[str]:
+        return self.runtime.secrets
+
+    @property
+    def specs(self) -> dict[str, ProviderSpec]:
+        return self.runtime.specs
+
+    @property
+    def verification(self) -> Verification | None:
+        return self.runtime.verification
+
+    @verification.setter
+    def verification(self, verification: Verification | None) -> None:
+        """Tests and the bench wire their own verification: the snapshot is replaced, not changed."""
+        self.runtime = replace(self.runtime, verification=verification)
 
     @cached_property
     def sqs(self) -> Any:
@@ -201,8 +272,7 @@ class PurgeService:
         ttl_seconds: int = 3600,
         dynamodb_client: Any = None,
         environ: Mapping[str, str] | None = None,
-        secret_reader: SecretReader | None = None,
-        fresh_secret_reader: SecretReader | None = None,
+        secret_reader: SecretReader = powertools_secret_reader,
         on_attempt: AttemptListener | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -217,25 +287,18 @@ class PurgeService:
         """`concurrency`: how many invocations may run at once (the event source's MaximumConcurrency);
         `clients`: an HTTP (or boto3) client per provider name (tests, the local stack);
         `trail_table_name`: where the purge trail goes (None: no trail); `verification`: what verification
-        reports to and compares with (default: the purge trail, and the content bucket). Secrets are read
-        through the runtime's bounded clients (`BoundedParameters`) unless `secret_reader` is given, within a
-        bounded call of `CONFIGURATION_READ_SECONDS` when none encloses this one."""
+        reports to and compares with (default: the purge trail, and the content bucket)."""
         dynamodb = dynamodb_client or aws_client("dynamodb")
-        if secret_reader is None:
-            parameters = BoundedParameters()
-            secret_reader, fresh_secret_reader = parameters.secret, parameters.fresh_secret
-        with bounded_call(Deadline.after(CONFIGURATION_READ_SECONDS), 0, what="reading the providers' secrets"):
-            purgers = build_purgers(
-                config.providers,
-                environ=environ,
-                secret_reader=secret_reader,
-                fresh_secret_reader=fresh_secret_reader,
-                on_attempt=on_attempt,
-                clock=clock,
-                sleep=sleep,
-                concurrency=concurrency,
-                clients=clients,
-            )
+        purgers = build_purgers(
+            config.providers,
+            environ=environ,
+            secret_reader=secret_reader,
+            on_attempt=on_attempt,
+            clock=clock,
+            sleep=sleep,
+            concurrency=concurrency,
+            clients=clients,
+        )
         trail = (
             None
             if trail_table_name is None
@@ -255,15 +318,22 @@ class PurgeService:
             trail=trail,
             sqs_factory=_default_sqs if sqs_client is None else _returning(sqs_client),
             verification_wiring=wiring,
+            windows=DynamoDBWindows(dynamodb, table_name),
         )
         service.wire_verification()
         return service
 
     def wire_verification(self) -> None:
-        """Build verification over the current providers and executor (again after a configuration reload),
-        or none when no provider has a `verify:` block."""
-        verifies = any(provider.verify is not None for provider in self.config.providers)
-        self.verification = Verification(self, self.verification_wiring) if verifies else None
+        """Build verification over the running snapshot's providers and executor, or none when no provider
+        has a `verify:` block."""
+        self.runtime = self._with_verification(self.runtime)
+
+    def _with_verification(self, runtime: Runtime) -> Runtime:
+        """`runtime` with verification built over its own providers and executor (or none)."""
+        verifies = any(provider.verify is not None for provider in runtime.config.providers)
+        return replace(
+            runtime, verification=Verification(self, self.verification_wiring, runtime) if verifies else None
+        )
 
     @classmethod
     def from_environment(
@@ -281,8 +351,7 @@ class PurgeService:
         purge trail). Every read at the cold start ends within `CONFIGURATION_READ_SECONDS`."""
         env = os.environ if environ is None else environ
         settings = LambdaEnvironment.read(env)
-        parameters = BoundedParameters()
-        ssm_reader = ssm_reader or parameters.parameter
+        ssm_reader = ssm_reader or BoundedParameters().parameter
         with bounded_call(Deadline.after(CONFIGURATION_READ_SECONDS), 0, what="reading the configuration"):
             text = read_config_text(settings.purge_config, ssm_reader=ssm_reader)
 
@@ -296,14 +365,14 @@ class PurgeService:
                 raise ConfigError("repurge_delay_seconds is set but environment variable PURGE_QUEUE_URL is not")
             if any(p.verify is not None for p in config.providers) and settings.purge_queue_url is None:
                 raise ConfigError("a provider has verify: set but environment variable PURGE_QUEUE_URL is not")
+            if any(p.coalesce_seconds for p in config.providers) and settings.purge_queue_url is None:
+                raise ConfigError("a provider has coalesce_seconds set but environment variable PURGE_QUEUE_URL is not")
             return config
 
         def make_purgers(config: Config) -> Purgers:
             return build_purgers(
                 config.providers,
                 environ=env,
-                secret_reader=parameters.secret,
-                fresh_secret_reader=parameters.fresh_secret,
                 on_attempt=on_attempt,
                 concurrency=settings.maximum_concurrency,
             )
@@ -319,9 +388,8 @@ class PurgeService:
                 dead_letter_url=settings.dead_letter_queue_url,
                 purge_url=settings.purge_queue_url,
                 max_receive_count=settings.max_receive_count,
+                batching_window_seconds=settings.batching_window_seconds,
             ),
-            secret_reader=parameters.secret,
-            fresh_secret_reader=parameters.fresh_secret,
             concurrency=settings.maximum_concurrency,
             trail_table_name=settings.trail_table_name,
             trail_retention_seconds=settings.trail_retention_seconds,
@@ -339,12 +407,20 @@ class PurgeService:
         return service
 
     def redact(self, text: str) -> str:
-        return redact(text, self.secrets)
+        return self.runtime.redact(text)
+
+    def coalescer(self) -> Coalescer | None:
+        """Coalescing over this service's table and purge queue (`cdnpurge.runtime.coalesce`)."""
+        if self.windows is None:
+            return None
+        send = flush_sender(lambda: self.sqs, self.queues.purge_url)
+        return Coalescer(self.windows, send, self.redact, self.queues.batching_window_seconds)
 
     def reload_if_changed(self, deadline: Deadline) -> ConfigChange:
         """Apply a changed configuration document (see `ConfigReload`); a refused one changes nothing. The
         reads (the document, the new providers' secrets) end within `CONFIGURATION_READ_SECONDS` and before
-        `deadline`; one that cannot is a refusal, reported, and the check is made again on the next batch."""
+        `deadline`; one that cannot is reported like a refused document, and the previous configuration keeps
+        running until the next check."""
         reload = self.reload
         if reload is None or reload.clock() - reload.checked_at < reload.interval:
             return ConfigChange()
@@ -361,9 +437,8 @@ class PurgeService:
         before = {settings.name: settings for settings in self.config.providers}
         unchanged = [settings.name for settings in config.providers if before.get(settings.name) == settings]
         purgers.executor.adopt_pacing(self.executor, unchanged)
-        self.config, self.providers, self.executor = config, purgers.providers, purgers.executor
-        self.secrets = purgers.secrets
-        self.wire_verification()  # it holds the providers and executor it was built with
+        # One new snapshot, swapped in whole: nothing of the running one is changed.
+        self.runtime = self._with_verification(Runtime(config, purgers.providers, purgers.executor, purgers.secrets))
         reload.text = text
         return ConfigChange(reloaded=True)
 
@@ -382,52 +457,52 @@ class PurgeService:
         config_change = self.reload_if_changed(
             (given or Deadline.after(NO_CONTEXT_SECONDS, clock)).earlier(REPLY_SECONDS)
         )
-        margin = SAFETY_MARGIN_SECONDS + max((p.timeout_seconds for p in self.config.providers), default=0.0)
+        runtime = self.runtime  # this batch's snapshot, from its first call to its last
+        margin = SAFETY_MARGIN_SECONDS + max((p.timeout_seconds for p in runtime.config.providers), default=0.0)
         answer_by = given or Deadline.after(NO_CONTEXT_SECONDS + margin, clock)
         run = run_batch(
             event,
-            config=self.config,
-            specs=self.specs,
+            config=runtime.config,
+            specs=runtime.specs,
             ledger=self.ledger,
-            executor=self.executor,
+            executor=runtime.executor,
             deadline=answer_by.earlier(margin),
             remaining_ms=remaining_ms,
-            redact=self.redact,
+            redact=runtime.redact,
             settle_by=answer_by.earlier(AWS_CALL_SECONDS + REPLY_SECONDS),
             path_counter=self.path_counter,
             month=month_of(time.time()),
             home_account=self.home_account,
+            coalescer=self.coalescer(),
         )
         batch = AfterBatch.of(event, run)
         after_by = answer_by.earlier(REPLY_SECONDS)
-        trail = self._trail_step.run(batch, after_by, self.redact)
-        verified = self._verification_step.run(batch, after_by, self.redact)
-        dead_letters = self._dead_letter_step.run(batch, after_by, self.redact)
+        trail = self._trail_step(runtime).run(batch, after_by, runtime.redact)
+        verified = self._verification_step(runtime).run(batch, after_by, runtime.redact)
+        dead_letters = self._dead_letter_step(runtime).run(batch, after_by, runtime.redact)
         return BatchReport(
             run,
             dead_letters=dead_letters,
-            repurge=self._repurge_step.run(batch, after_by, self.redact),
+            repurge=self._repurge_step(runtime).run(batch, after_by, runtime.redact),
             trail=trail,
             verification=verified,
-            visibility=self._visibility_step(dead_letters).run(batch, after_by, self.redact),
+            visibility=self._visibility_step(runtime, dead_letters).run(batch, after_by, runtime.redact),
             config_change=config_change,
         )
 
-    @property
-    def _trail_step(self) -> AfterBatchStep[TrailWriting]:
+    def _trail_step(self, runtime: Runtime) -> AfterBatchStep[TrailWriting]:
         def write(batch: AfterBatch, deadline: Deadline) -> TrailWriting:
             if self.trail is None:
                 return TrailWriting()
-            return self.trail.record(batch.run, self.config.rules, self.redact, deadline=deadline)
+            return self.trail.record(batch.run, runtime.config.rules, runtime.redact, deadline=deadline)
 
         return AfterBatchStep("purge trail", write, lambda _batch, why: TrailWriting(failed=1, cause=why))
 
-    @property
-    def _verification_step(self) -> AfterBatchStep[VerificationReport]:
+    def _verification_step(self, runtime: Runtime) -> AfterBatchStep[VerificationReport]:
         def verify(batch: AfterBatch, deadline: Deadline) -> VerificationReport:
-            if self.verification is None:
+            if runtime.verification is None:
                 return VerificationReport()
-            return self.verification.handle(batch, deadline=deadline)
+            return runtime.verification.handle(batch, deadline=deadline)
 
         def failed(batch: AfterBatch, why: str) -> VerificationReport:
             # Every check message goes back to SQS: run again on redelivery, never acknowledged unrun.
@@ -435,8 +510,7 @@ class PurgeService:
 
         return AfterBatchStep("verification", verify, failed)
 
-    @property
-    def _dead_letter_step(self) -> AfterBatchStep[DeadLettering]:
+    def _dead_letter_step(self, runtime: Runtime) -> AfterBatchStep[DeadLettering]:
         def send(batch: AfterBatch, deadline: Deadline) -> DeadLettering:
             if self.queues.dead_letter_url is None:
                 return DeadLettering()
@@ -449,14 +523,14 @@ class PurgeService:
                 reasons=failures.reasons,
                 permanent=failures.permanent,
                 max_receive_count=self.queues.max_receive_count,
-                redact=self.redact,
+                redact=runtime.redact,
                 deadline=deadline,
             )
 
         # Nothing moved: every failed record stays in batchItemFailures (SQS's redrive is the fallback).
         return AfterBatchStep("dead letters", send, lambda _batch, why: DeadLettering(errors=(why,)))
 
-    def _visibility_step(self, dead_letters: DeadLettering) -> AfterBatchStep[VisibilityChanges]:
+    def _visibility_step(self, runtime: Runtime, dead_letters: DeadLettering) -> AfterBatchStep[VisibilityChanges]:
         def change(batch: AfterBatch, deadline: Deadline) -> VisibilityChanges:
             purge_url, failures = self.queues.purge_url, batch.run.failures
             if purge_url is None or not failures.retry_in:
@@ -467,17 +541,16 @@ class PurgeService:
                 batch.records,
                 returned=[source for source in failures.sources if source not in dead_letters.moved],
                 retry_in=failures.retry_in,
-                redact=self.redact,
+                redact=runtime.redact,
                 deadline=deadline,
             )
 
         # Unchanged records come back after the queue's own visibility timeout.
         return AfterBatchStep("visibility", change, lambda _batch, why: VisibilityChanges(errors=(why,)))
 
-    @property
-    def _repurge_step(self) -> AfterBatchStep[RepurgeScheduling]:
+    def _repurge_step(self, runtime: Runtime) -> AfterBatchStep[RepurgeScheduling]:
         def schedule(batch: AfterBatch, deadline: Deadline) -> RepurgeScheduling:
-            delay, purge_url, run = self.config.repurge_delay_seconds, self.queues.purge_url, batch.run
+            delay, purge_url, run = runtime.config.repurge_delay_seconds, self.queues.purge_url, batch.run
             if not delay or purge_url is None:
                 return RepurgeScheduling()
             changes = repurge_candidates(
@@ -486,7 +559,7 @@ class PurgeService:
             if not changes:
                 return RepurgeScheduling()
             return schedule_repurge(
-                self.sqs, purge_url, changes, delay_seconds=delay, redact=self.redact, deadline=deadline
+                self.sqs, purge_url, changes, delay_seconds=delay, redact=runtime.redact, deadline=deadline
             )
 
         return AfterBatchStep("re-purges", schedule, lambda _batch, why: RepurgeScheduling(errors=(why,)))
@@ -499,14 +572,17 @@ class Verification:
     `batchItemFailures` (SQS redelivers it), a malformed one is dead-lettered at once.
     """
 
-    def __init__(self, service: PurgeService, wiring: VerificationWiring) -> None:
+    def __init__(self, service: PurgeService, wiring: VerificationWiring, runtime: Runtime | None = None) -> None:
+        """Over `runtime`'s providers and executor (default: the service's running snapshot)."""
         self._service = service
+        self._runtime = runtime or service.runtime
+        self._batching_window = service.queues.batching_window_seconds
         self.clock = wiring.clock
         self.verifier = Verifier(
-            settings={provider.name: provider for provider in service.config.providers},
-            providers=service.providers,
-            specs=service.specs,
-            executor=service.executor,
+            settings={provider.name: provider for provider in self._runtime.config.providers},
+            providers=self._runtime.providers,
+            specs=self._runtime.specs,
+            executor=self._runtime.executor,
             origin=wiring.origin or S3Versions(aws_client("s3")),
             schedule=self.schedule,
             dead_letter=self._dead_letter,
@@ -534,7 +610,7 @@ class Verification:
             encode_check(check),
             why=DeadLetterReason.VERIFICATION_FAILED,
             reasons=reasons,
-            redact=self._service.redact,
+            redact=self._runtime.redact,
             deadline=current_call("dead-lettering a check"),
         )
         if problem is not None:
@@ -545,25 +621,29 @@ class Verification:
         `deadline` (each check runs as one bounded call, its scheduling and dead-lettering inside it)."""
         report = VerificationReport()
         run = batch.run
-        for message_id, body in batch.checks:
+        for message_id, check in batch.checks:  # validated by the decode stage (`core.events.own`)
             try:
-                check = decode_check(body)
+                refuse_times(check, what="verification message", now=self.clock())
             except MalformedError as exc:
-                self._malformed(message_id, body, exc.message, report, deadline)
+                expired = isinstance(exc, ExpiredMessageError)
+                why = DeadLetterReason.EXPIRED if expired else DeadLetterReason.PERMANENT
+                record = batch.records.get(message_id)
+                body = str(record.get("body") or "") if record is not None else encode_check(check)
+                self._malformed(message_id, body, exc.message, report, why=why, deadline=deadline)
                 continue
             try:
                 with bounded_call(deadline, 0, what=f"verification check {message_id}"):
                     self.verifier.run(check, report, deadline=current_call("verification check"))
             except Exception as exc:  # the check stays with SQS: redelivered, run again
                 report.failed_sources.append(message_id)
-                report.errors.append(self._service.redact(f"{message_id}: {describe_error(exc)}"))
+                report.errors.append(self._runtime.redact(f"{message_id}: {describe_error(exc)}"))
         checks = plan_checks(
             changes=run.decoded.changes,
             routed=run.translation.routed,
-            specs=self._service.specs,
+            specs=self._runtime.specs,
             settings=self.verifier.settings,
-            purged=purged_from(run.outcomes),
-            job_providers=frozenset(name for name, p in self._service.providers.items() if has_jobs(p)),
+            purged=verified_purges(run.outcomes, run.coalescing, self.clock(), self._batching_window),
+            job_providers=frozenset(name for name, p in self._runtime.providers.items() if has_jobs(p)),
             now=self.clock(),
             report=report,
         )
@@ -588,10 +668,17 @@ class Verification:
                 problems = [f"{f.get('Code')}: {f.get('Message', '')}" for f in answer.get("Failed", [])]
             except Exception as exc:
                 problems = [describe_error(exc)] * len(chunk)
-            report.errors.extend(self._service.redact(f"check not scheduled: {problem}") for problem in problems)
+            report.errors.extend(self._runtime.redact(f"check not scheduled: {problem}") for problem in problems)
 
     def _malformed(
-        self, message_id: str, body: str, message: str, report: VerificationReport, deadline: Deadline
+        self,
+        message_id: str,
+        body: str,
+        message: str,
+        report: VerificationReport,
+        *,
+        why: DeadLetterReason,
+        deadline: Deadline,
     ) -> None:
         queue = self._service.queues.dead_letter_url
         problem = (
@@ -601,12 +688,12 @@ class Verification:
                 self._service.sqs,
                 queue,
                 body,
-                why=DeadLetterReason.PERMANENT,
+                why=why,
                 reasons=(message,),
-                redact=self._service.redact,
+                redact=self._runtime.redact,
                 deadline=deadline,
             )
         )
         if problem is not None:
             report.failed_sources.append(message_id)
-            report.errors.append(self._service.redact(f"{message_id}: {message}; {problem}"))
+            report.errors.append(self._runtime.redact(f"{message_id}: {message}; {problem}"))

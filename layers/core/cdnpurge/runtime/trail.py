@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from boto3.dynamodb.types import TypeSerializer
 
+from cdnpurge.core.coalesce import FLUSH_ID_PREFIX
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import describe_error
 from cdnpurge.core.events.repurge import REPURGE_SUFFIX
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from cdnpurge.core.events import Decoded
     from cdnpurge.core.models import Plan
     from cdnpurge.core.translate import Translation
+    from cdnpurge.runtime.coalesce import CoalesceReport
     from cdnpurge.runtime.execute import Outcome
 
 KEY_PREFIX: Final = "cdnpurge#trail#"
@@ -154,6 +156,8 @@ def source_of(change: Change) -> dict[str, str]:
             source["account"] = change.account  # another account's bucket (its S3 event forwarded here)
         return source
     origin, _, identity = change.id.partition(":")
+    if origin == "coalesce":  # a coalescing window's purge: `<provider>#<generation>`, from its flush message
+        return {"coalescing_window": identity, "message_id": change.source_id}
     if origin == "pub":
         return {"publisher_id": identity, "message": change.source_id}
     return {"via": origin, "message_id": identity}
@@ -212,6 +216,9 @@ class BatchRun(Protocol):
     @property
     def outcomes(self) -> tuple[Outcome, ...]: ...
 
+    @property
+    def coalescing(self) -> CoalesceReport: ...
+
 
 def batch_items(
     run: BatchRun,
@@ -231,11 +238,20 @@ def batch_items(
     for failure in run.plan.errors:
         for change_id in failure.change_ids:
             pairs[(failure.provider, change_id)].errors.append(failure.message)
+    coalesced = {(d.provider, change_id): d.flush_id for d in run.coalescing.deferrals for change_id in d.change_ids}
+    for pair in coalesced:
+        pairs[pair]  # a record even where nothing was sent now: it says which purge will serve the change
     if not pairs:
         return []
     targets: dict[str, list[tuple[Target, frozenset[str] | None]]] = defaultdict(list)
     for routed in run.translation.routed:
         targets[routed.change_id].append((routed.target, routed.providers))
+    for outcome in run.outcomes:  # a coalescing window's purge has no rule: its targets are its requests'
+        request = outcome.request
+        for change_id in request.change_ids:
+            if change_id.startswith(FLUSH_ID_PREFIX):
+                only = frozenset({request.provider})
+                targets[change_id].extend((Target(request.kind, value), only) for value in request.targets)
     at = iso(now)
     common = {AT: at, EXPIRES_AT: expires_at}
     changes = {change.id: change for change in run.decoded.changes}
@@ -283,6 +299,8 @@ def batch_items(
         }
         if state.accepted:
             record["accepted_at"] = at
+        if (provider, change_id) in coalesced:
+            record["coalesced_into"] = coalesced[(provider, change_id)]
         error = state.last_error()
         if error is not None:
             record["last_error"] = redact(error)[:MAX_ERROR_CHARS]

@@ -20,13 +20,13 @@ does not drip, so a read cut to the time left at the attempt's start bounds the 
 
 from __future__ import annotations
 
-from typing import Any, Final
-
-import boto3
-from botocore.config import Config
+from typing import TYPE_CHECKING, Any, Final
 
 from cdnpurge.core.deadline import OutOfTimeError
 from cdnpurge.runtime.bounded import current_call
+
+if TYPE_CHECKING:
+    import boto3
 
 CONNECT_SECONDS: Final = 1.0
 READ_SECONDS: Final = 2.0
@@ -54,6 +54,10 @@ def aws_client(
     Without `endpoint_url`, boto3 honours `AWS_ENDPOINT_URL_<SERVICE>` / `AWS_ENDPOINT_URL` (the local stack);
     without `region_name`, the session's region, else `default_region`.
     """
+    # Imported here: the stages that only name the bounds (dead letters, visibility) load no AWS SDK.
+    import boto3
+    from botocore.config import Config
+
     config = Config(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,

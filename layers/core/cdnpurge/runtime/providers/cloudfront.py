@@ -40,6 +40,7 @@ from botocore.exceptions import (
 )
 from pydantic import Field, SecretStr, field_validator
 
+from cdnpurge.core.answers import answer_id
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
 from cdnpurge.core.protocol import PurgeResult
@@ -294,7 +295,7 @@ class CloudFrontProvider(DeclaredProvider):
             )
         invalidation = response["Invalidation"]
         return PurgeResult(
-            provider_id=invalidation["Id"],
+            provider_id=answer_id(invalidation.get("Id")),
             detail=self._status(invalidation["Status"]).value,
             extra={"location": response.get("Location", "")},
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import email.utils
 import json
-import math
 import re
 import time
 from abc import ABC, abstractmethod
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from cdnpurge.core.answers import MAX_ANSWER_COUNT, MAX_PROVIDER_WAIT_SECONDS, answer_number
 from cdnpurge.core.boundary import unexpected
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest, Target
@@ -38,21 +38,22 @@ from cdnpurge.core.urls import dot_segment_problem
 from cdnpurge.runtime.bounded import bounded_call
 from cdnpurge.runtime.bounded.http import bounded_http_client
 
+_HTTP_DATE_CHARS = 64  # "Sun, 06 Nov 1994 08:49:37 GMT" is 29
+
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date (RFC 9110 10.2.3), finite
+    and at most `MAX_PROVIDER_WAIT_SECONDS` (`cdnpurge.core.answers`)."""
     if not value:
         return None
-    value = value.strip()
+    seconds = answer_number(value, low=0.0, high=MAX_PROVIDER_WAIT_SECONDS)
+    if seconds is not None or len(value) > _HTTP_DATE_CHARS:
+        return seconds
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(value.strip()).timestamp()
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, when - (time.time() if now is None else now))
+    return answer_number(when - (time.time() if now is None else now), low=0.0, high=MAX_PROVIDER_WAIT_SECONDS)
 
 
 class HttpProvider(DeclaredProvider, ABC):
@@ -61,8 +62,8 @@ class HttpProvider(DeclaredProvider, ABC):
     Subclasses set `kind`, `label`, `settings_model`, `default_base_url`, `declared` and `docs`, and implement
     `auth_headers`, `build_request` (only ever called with a declared kind and an allowed number of targets)
     and `read_response` (`response_object` / `response_json` read the body); they may override `base_url_for`,
-    `request_auth`, `retry_after`, `rate_signal`, `error_class` and `error_message`. Only paths under the base
-    URL are ever called.
+    `request_auth`, `retry_after`, `rate_signal`, `error_class`, `error_message` and `credentials_check`. Only
+    paths under the base URL are ever called.
     """
 
     default_base_url: ClassVar[str]
@@ -97,6 +98,20 @@ class HttpProvider(DeclaredProvider, ABC):
     @abstractmethod
     def auth_headers(self) -> dict[str, str]:
         """Headers carrying the credentials; the only place a secret leaves this object."""
+
+    def credentials_check(self) -> ApiCall | None:
+        """A harmless documented call that succeeds only with accepted credentials (reads, purges nothing), for
+        `cdnpurge doctor`; None when the provider's API has none (the default)."""
+        return None
+
+    def check_credentials(self) -> str | None:
+        """`core.protocol.CredentialsCheck`: make `credentials_check()` through `send` (base URL, auth, timeouts
+        and error mapping as a purge has them); the call made, None when there is none."""
+        call = self.credentials_check()
+        if call is None:
+            return None
+        self.send(call)
+        return f"{call.method} /{call.path}"
 
     def request_auth(self) -> httpx.Auth | None:
         """An httpx `Auth` that signs the final request (Akamai EdgeGrid); None for header tokens."""
@@ -292,7 +307,7 @@ def rate_signal_from_headers(headers: Mapping[str, str], *, now: float | None = 
             found = _STRUCTURED_LIMIT.search(item)
             if found:
                 r, t = (found.group(1), found.group(2)) if found.group(1) else (found.group(4), found.group(3))
-                waits.append(_spread(float(r), float(t)))
+                waits.append(_spread(_float(r) or 0.0, _float(t) or 0.0))
         known = [wait for wait in waits if wait is not None]
         return max(known) if known else None
     remaining, reset = _float(lowered.get("ratelimit-remaining")), _float(lowered.get("ratelimit-reset"))
@@ -311,10 +326,5 @@ def _spread(remaining: float, reset_seconds: float) -> float | None:
 
 
 def _float(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
+    """A rate-limit header's number: finite, not negative, bounded (`cdnpurge.core.answers`)."""
+    return answer_number(value, low=0.0, high=MAX_ANSWER_COUNT)

@@ -31,6 +31,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field
 
+from cdnpurge.core.answers import answer_id
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
 from cdnpurge.core.protocol import PurgeResult
@@ -75,8 +76,9 @@ def _job_id(body: Any) -> str | None:
     data = body.get("data")
     candidates = [data.get("id"), data.get("opID")] if isinstance(data, dict) else []
     for value in (*candidates, body.get("id"), body.get("opID")):
-        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
-            return str(value)
+        job = answer_id(value)
+        if job is not None:
+            return job
     return None
 
 

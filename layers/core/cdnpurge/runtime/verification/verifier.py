@@ -21,8 +21,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from cdnpurge.core.answers import answer_number
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
-from cdnpurge.core.events.verify import MAX_CHANGES_PER_CHECK, MAX_CHECK_BYTES, CheckedChange, VerifyCheck, change_bytes
+from cdnpurge.core.events.own import MAX_SECONDS, MIN_EPOCH, ResendRefusedError, resend
+from cdnpurge.core.events.verify import (
+    MAX_CHANGES_PER_CHECK,
+    MAX_CHECK_BYTES,
+    MAX_URL_CHARS,
+    CheckedChange,
+    VerifyCheck,
+    change_bytes,
+)
 from cdnpurge.core.models import Change, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import plan, router
 from cdnpurge.core.protocol import Provider
@@ -91,7 +100,7 @@ def purged_from(outcomes: Iterable[Outcome]) -> list[Purged]:
             outcome.request.provider,
             outcome.request.change_ids,
             outcome.result.provider_id,
-            _number(outcome.result.extra.get("estimatedSeconds")),
+            answer_number(outcome.result.extra.get("estimatedSeconds"), low=0.0, high=MAX_SECONDS),
         )
         for outcome in outcomes
         if outcome.result is not None
@@ -140,7 +149,9 @@ def plan_checks(
         if change is None or change.bucket is None or not urls:
             report.tally(provider).unverifiable += len(mine) or 1
             continue
-        checked = CheckedChange(change.id, change.action, change.bucket, change.key, change.event_epoch() or now, urls)
+        # The event's own time, within what a check may carry: never before 2001 nor after the purge.
+        changed_at = min(max(change.event_epoch() or now, MIN_EPOCH), now)
+        checked = CheckedChange(change.id, change.action, change.bucket, change.key, changed_at, urls)
         pending.setdefault(provider, []).append((checked, purges))
     checks = []
     for provider, entries in pending.items():
@@ -155,6 +166,8 @@ def plan_checks(
                     changes=tuple(checked for checked, _ in chunk),
                     jobs=jobs,
                     ready_at=now + max(etas) if etas else None,
+                    # The lineage's end: the last look after the deadline (rescheduling always ends).
+                    expires_at=now + verifying[provider].deadline_seconds + MAX_DELAY_SECONDS,
                 )
             )
             report.tally(provider).checks_scheduled += 1
@@ -179,7 +192,8 @@ def _packed(
 
 def urls_for(targets: list[Target], *, hosts: tuple[str, ...], limit: int) -> tuple[str, ...]:
     """The public URLs that show a change at a provider: URL targets on the allow-listed `hosts` (lower-case,
-    distinct), paths on each, in target order. Called once per change in a storm: kept lean."""
+    distinct), paths on each, in target order; none longer than a check carries. Called once per change in a
+    storm: kept lean."""
     allowed = hosts
     urls: list[str] = []
     for target in sorted(targets) if len(targets) > 1 else targets:
@@ -189,6 +203,8 @@ def urls_for(targets: list[Target], *, hosts: tuple[str, ...], limit: int) -> tu
                 urls.append(target.value)
         elif target.kind is TargetKind.PATH:
             urls.extend(f"https://{host}{target.value}" for host in allowed)
+    if any(len(url) > MAX_URL_CHARS for url in urls):
+        urls = [url for url in urls if len(url) <= MAX_URL_CHARS]
     return tuple(dict.fromkeys(urls) if len(urls) > 1 else urls)[:limit]
 
 
@@ -203,6 +219,23 @@ def first_delay(check: VerifyCheck, settings: VerifySettings) -> int:
 # -- running a check ---------------------------------------------------------------------------------
 
 Schedule = Callable[[VerifyCheck, int], None]  # enqueue a check with a delay (seconds)
+
+
+@dataclass(frozen=True)
+class Pacer:
+    """Calls to a provider outside the executor (job-status polls), paced by its token bucket."""
+
+    executor: Executor
+    provider: str
+    deadline: Deadline
+
+    def next_call(self) -> Deadline:
+        """Wait for the provider's next token (`OutOfTimeError` past the deadline); the deadline to call by."""
+        if self.provider in self.executor.buckets:
+            self.executor.pace(self.provider, self.deadline)
+        return self.deadline
+
+
 DeadLetter = Callable[[VerifyCheck, tuple[str, ...]], None]  # send a failed check with its reasons
 
 
@@ -233,7 +266,7 @@ class Verifier:
         now = self.clock()
         elapsed = now - check.accepted_at
         tally = report.tally(check.provider)
-        if elapsed < verify.deadline_seconds and self._put_back_while_pending(check, verify, now, tally, deadline):
+        if elapsed < verify.deadline_seconds and self._put_back_while_pending(check, verify, now, report, deadline):
             return
         prober = self._prober(check.provider, verify, provider_settings.hosts)
         remaining: list[CheckedChange] = []
@@ -264,25 +297,27 @@ class Verifier:
         if stale_urls and check.repurges < verify.max_repurges:
             tally.repurged += self._purge_again(check.provider, stale_urls, deadline)
             repurged = True
-        self.schedule(check.next(tuple(remaining), repurged=repurged, jobs=()), self._delay(check, verify, now))
+        following = check.next(tuple(remaining), repurged=repurged, jobs=())
+        self._reschedule(following, self._delay(check, verify, now), report, reasons)
 
     def _put_back_while_pending(
-        self, check: VerifyCheck, verify: VerifySettings, now: float, tally: Tally, deadline: Deadline
+        self, check: VerifyCheck, verify: VerifySettings, now: float, report: VerificationReport, deadline: Deadline
     ) -> bool:
         """Check again later, probing nothing, while Akamai's estimate has not passed or a job is in progress."""
+        tally = report.tally(check.provider)
         if check.ready_at is not None and now < check.ready_at:
             tally.waiting += 1
-            self.schedule(check, min(MAX_DELAY_SECONDS, max(1, math.ceil(check.ready_at - now))))
+            self._reschedule(check, min(MAX_DELAY_SECONDS, max(1, math.ceil(check.ready_at - now))), report, {})
             return True
         provider = self.providers.get(check.provider)
-        still = () if provider is None else _pending_jobs(provider, check.jobs, deadline)
+        still = () if provider is None else _pending_jobs(provider, check.jobs, self._pacer(check.provider, deadline))
         if not still:
             return False
         tally.waiting += 1
         # Every interval, not backing off: a job's end is news worth seeing within one interval.
         until_deadline = math.ceil(check.accepted_at + verify.deadline_seconds - now)
         delay = max(1, min(verify.interval_seconds, until_deadline))
-        self.schedule(check.next(check.changes, repurged=False, jobs=still), delay)
+        self._reschedule(check.next(check.changes, repurged=False, jobs=still), delay, report, {})
         return True
 
     def _give_up(
@@ -299,7 +334,26 @@ class Verifier:
             self.dead_letter(check.next(failed, repurged=False, jobs=()), tuple(reasons[c.id] for c in failed))
         unprobed = tuple(c for c in remaining if c.id not in reasons)
         if unprobed:
-            self.schedule(check.next(unprobed, repurged=False, jobs=()), 1)
+            self._reschedule(check.next(unprobed, repurged=False, jobs=()), 1, report, {})
+
+    def _reschedule(
+        self, check: VerifyCheck, delay: int, report: VerificationReport, reasons: Mapping[str, str]
+    ) -> None:
+        """Enqueue `check` again after `delay` seconds, one more send of its lineage (`resend`); past the
+        lineage's send cap or end time, its changes are dead-lettered with the reason instead, so no check
+        is rescheduled forever."""
+        try:
+            following = resend(check, now=self.clock(), delay_seconds=delay)
+        except ResendRefusedError as exc:
+            ended = f"verification ended: {exc.message}"
+            why = {c.id: f"{reasons[c.id]}; {ended}" if c.id in reasons else ended for c in check.changes}
+            for change in check.changes:
+                self.listener.failed(check.provider, change.id, why[change.id])
+            report.tally(check.provider).failed += len(check.changes)
+            report.failures.extend(why.values())
+            self.dead_letter(check, tuple(why.values()))
+            return
+        self.schedule(following, delay)
 
     def _check_change(
         self,
@@ -378,6 +432,9 @@ class Verifier:
         until_deadline = check.accepted_at + verify.deadline_seconds - now
         return int(max(1, min(backoff, MAX_DELAY_SECONDS, math.ceil(until_deadline))))
 
+    def _pacer(self, provider: str, deadline: Deadline) -> Pacer:
+        return Pacer(self.executor, provider, deadline)
+
     def _prober(self, provider: str, verify: VerifySettings, provider_hosts: tuple[str, ...]) -> Prober:
         prober = self._probers.get(provider)
         if prober is None:
@@ -400,16 +457,17 @@ class Verifier:
         self._probers.clear()
 
 
-def _pending_jobs(provider: Provider, jobs: tuple[str, ...], deadline: Deadline) -> tuple[str, ...]:
-    """The jobs still in progress, each asked once before `deadline`; those not asked (past
-    `MAX_JOB_POLLS`, or out of time) are taken to be still in progress and asked next time."""
+def _pending_jobs(provider: Provider, jobs: tuple[str, ...], pacer: Pacer) -> tuple[str, ...]:
+    """The jobs still in progress, each asked once, paced at the provider's rate, before the pacer's
+    deadline; those not asked (past `MAX_JOB_POLLS`, or out of time) are taken to be still in progress and
+    asked next time."""
     pending: list[str] = []
     for number, job in enumerate(jobs):
         if number >= MAX_JOB_POLLS:
             pending.extend(jobs[number:])
             break
         try:
-            if job_pending(provider, job, deadline):
+            if job_pending(provider, job, pacer.next_call()):
                 pending.append(job)
         except OutOfTimeError:
             pending.extend(jobs[number:])
@@ -434,7 +492,3 @@ def _reason(url: str, probe: Probe, origin: str | None, header: str, elapsed: in
         return f"no answer from {url} after {elapsed} s: {probe.error}"
     held = "gone" if origin is None else origin
     return f"still stale at {url} after {elapsed} s: {header} {_served(probe)}, origin {held}"
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

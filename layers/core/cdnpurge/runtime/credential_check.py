@@ -1,0 +1,48 @@
+"""Whether a provider accepts its credentials, asked with a harmless call (`cdnpurge doctor`).
+
+An adapter implementing `core.protocol.CredentialsCheck` makes a documented read that needs the credentials
+and changes nothing (HTTP adapters name it in `credentials_check`: Fastly `GET /tokens/self`, Cloudflare
+`GET /user/tokens/verify`), through its own `send`, so its base URL, auth, timeouts and error mapping are the
+purge path's. An adapter whose API has no such call is reported as not checked, never as accepted. Messages are
+redacted with the credentials' own forms before they leave.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from cdnpurge.core.protocol import Provider, credentials_check
+from cdnpurge.core.provider_errors import AuthError, ProviderError
+from cdnpurge.runtime.redaction import redact, secret_forms
+
+
+class Acceptance(StrEnum):
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    UNKNOWN = "unknown"  # the provider did not answer the question (down, throttled, an unexpected answer)
+    NOT_CHECKED = "not checked"  # its API has no harmless call that needs the credentials
+
+
+@dataclass(frozen=True)
+class CredentialCheck:
+    provider: str
+    acceptance: Acceptance
+    detail: str
+
+
+def check_credentials(provider: Provider, secrets: Sequence[str]) -> CredentialCheck:
+    """Ask `provider` (unwrapped down to its adapter) whether it accepts its credentials; `secrets`, its
+    credential values, are redacted from what is said."""
+    forms = secret_forms(secrets)
+    checker = credentials_check(provider)
+    try:
+        asked = None if checker is None else checker.check_credentials()
+    except AuthError as exc:
+        return CredentialCheck(provider.name, Acceptance.REFUSED, redact(str(exc), forms))
+    except ProviderError as exc:
+        return CredentialCheck(provider.name, Acceptance.UNKNOWN, redact(str(exc), forms))
+    if asked is None:
+        return CredentialCheck(provider.name, Acceptance.NOT_CHECKED, "its API has no harmless call to ask")
+    return CredentialCheck(provider.name, Acceptance.ACCEPTED, asked)
