@@ -8,7 +8,8 @@ deletes an object and publishes two "content published" events (SNS, EventBridge
 through the real Lambda handler, whose verification checks (delayed messages on the same queue) probe
 each edge until it serves the new version: Fastly's first purge is made to fail silently, so it is seen
 "still stale: purged again"; round 2 delivers the same messages again, as SQS may, and shows every purge
-skipped by the idempotency table. Every process started is stopped.
+skipped by the idempotency table; then a CMS's signed webhook goes from a loopback client through the webhook
+endpoint's handler to the queue and the CDNs (`demo_webhook`). Every process started is stopped.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from cdnpurge.core.config import parse_config
 from cdnpurge.core.registry import specs
 from cdnpurge.runtime.pipeline import preview
 from cdnpurge_local.demo_run import DemoRound, save_demo_run
+from cdnpurge_local.demo_webhook import CONFIG_ENTRY as WEBHOOK_CONFIG
+from cdnpurge_local.demo_webhook import SECRETS as WEBHOOK_SECRETS
+from cdnpurge_local.demo_webhook import webhook_round
 from cdnpurge_local.distributions import s3_distribution
 from cdnpurge_local.event_source import Invocation, LocalLambdaContext, SqsEventSource
 from cdnpurge_local.fakecdn.cloudfront_watch import CloudFrontWatcher
@@ -72,7 +76,8 @@ CHECK_WAIT_SECONDS = 5
 # Multi-CDN: Fastly serves the site (surrogate keys + URLs), CloudFront fronts the same bucket during a
 # migration (paths and wildcards, through moto's CloudFront API), Medianova serves /docs, /img and what
 # publish events name. Surrogate keys go only to Fastly, the one of the three that tags objects.
-CONFIG_TEMPLATE = """\
+CONFIG_TEMPLATE = (
+    """\
 # The demo's configuration, stored in SSM Parameter Store as the deployed function reads it.
 providers:
   - name: fastly
@@ -112,6 +117,8 @@ rules:
     providers: [fastly, cloudfront]
 allowed_hosts: [www.example.com]
 """
+    + WEBHOOK_CONFIG
+)
 
 
 def banner(text: str) -> None:
@@ -361,7 +368,11 @@ def run(save: Path | None = None) -> int:
         deployed(
             config,
             [fastly, medianova],
-            secrets={"cdnpurge/fastly": {"token": DEMO_TOKEN}, "cdnpurge/medianova": {"token": MEDIANOVA_TOKEN}},
+            secrets={
+                "cdnpurge/fastly": {"token": DEMO_TOKEN},
+                "cdnpurge/medianova": {"token": MEDIANOVA_TOKEN},
+                **WEBHOOK_SECRETS,
+            },
             bucket_name=BUCKET,
             environment={"POWERTOOLS_METRICS_DISABLED": "true"},  # EMF blobs would drown the demo's output
             template_values=stack_values,
@@ -408,6 +419,8 @@ def run(save: Path | None = None) -> int:
             second, second_wall = redeliver(stack, source, bodies)
             duplicate_calls = len(cdn.received) + invalidations(stack, created) - calls_after_first
 
+            webhook_ok = webhook_round(source.drain, announce=banner)
+
             banner("summary")
             dlq = deployment.queue_depth(dead_letter=True)
             purged = {name: len(cdn.purged(name)) for name in cdn.behaviours}
@@ -432,6 +445,7 @@ def run(save: Path | None = None) -> int:
                 and all(purged.values())
                 and stale_before > 0
                 and stale_after == 0
+                and webhook_ok
             )
             if save is not None:
                 rounds = [

@@ -106,12 +106,14 @@ def deployed(
     bucket_name: str = "example-site-content",
     environment: Mapping[str, str] | None = None,
     template_values: Callable[[LocalStack], Mapping[str, str]] | None = None,
+    template_parameters: Mapping[str, str] | None = None,
 ) -> Iterator[Deployment]:
     """Start everything; `config_template` may use `{<provider>_endpoint}` for each fake behaviour,
-    `{bucket}`, and whatever `template_values` returns once the stack runs (e.g. a distribution id)."""
+    `{bucket}`, and whatever `template_values` returns once the stack runs (e.g. a distribution id).
+    `template_parameters` override the template's (as `--parameter-overrides` would)."""
     saved = dict(os.environ)
     try:
-        with FakeCDN(behaviours) as cdn, LocalStack(bucket_name=bucket_name) as stack:
+        with FakeCDN(behaviours) as cdn, LocalStack(bucket_name=bucket_name, parameters=template_parameters) as stack:
             endpoints = {f"{name}_endpoint": cdn.endpoint(name) for name in cdn.behaviours}
             extra = template_values(stack) if template_values else {}
             config_text = config_template.format(**endpoints, **extra, bucket=bucket_name)

@@ -23,6 +23,10 @@ def test_the_demo_purges_once_skips_the_redelivery_and_dead_letters_nothing(
     assert "0 record(s) failed" in output and "FAILED" not in output
     assert "round 2: 1 invocation(s), 0 CDN call(s): duplicates skipped by the table" in output
     assert "dead-letter queue: 0 message(s)" in output
+    # A signed webhook goes through the endpoint's handler to the queue and the CDNs; a replay or forgery does not
+    webhook = output.split("a signed CMS webhook", 1)[1]
+    assert "signed: HTTP 202" in webhook and "the same delivery again: HTTP 200" in webhook
+    assert "signed with another secret: HTTP 401" in webhook and "fastly key x2" in webhook
     assert "created s3://example-site-content/docs/annual report+2026.pdf" in output
     assert "cloudfront path" in output and "medianova path" in output and "fastly key" in output
     assert demo.DEMO_TOKEN not in output and demo.MEDIANOVA_TOKEN not in output

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from cdnpurge_local.cfn import load_template
+from cdnpurge_local.cfn import Evaluator, load_template, parameter_values
 from cdnpurge_local.servers import REPO_ROOT
 from cdnpurge_local.stack import TEMPLATE_PATH
 
@@ -58,13 +58,18 @@ def role_of(logical_id: str, function: dict[str, Any], resources: dict[str, Any]
     return str(role_id)
 
 
+def statement_branches(statement: dict[str, Any]) -> list[dict[str, Any]]:
+    """A statement, or each statement a conditional (`Fn::If`) may put in its place (AWS::NoValue: none)."""
+    if "Fn::If" not in statement:
+        return [statement]
+    return [branch for branch in statement["Fn::If"][1:] if isinstance(branch, dict) and "Effect" in branch]
+
+
 def role_statements(role_id: str, role: dict[str, Any]) -> list[dict[str, Any]]:
     """Every statement of the role's inline policies: sid, role, effect, actions, resources (unresolved)."""
     statements = []
     for policy in role["Properties"].get("Policies", []):
-        for written in policy["PolicyDocument"]["Statement"]:
-            # A statement granted only under a condition (the trail's, with TrailEnabled) is checked as granted.
-            statement = written["Fn::If"][1] if "Fn::If" in written else written
+        for statement in (s for listed in policy["PolicyDocument"]["Statement"] for s in statement_branches(listed)):
             statements.append(
                 {
                     "role": role_id,
@@ -119,7 +124,11 @@ def test_each_statement_names_its_actions_and_resources(statement: dict[str, Any
         return
     for resource in statement["resources"]:
         assert resource not in ("*", "arn:aws:*"), "a statement on every resource"
-        if isinstance(resource, dict) and "Fn::Sub" in resource:
+        if isinstance(resource, dict) and "Fn::Split" in resource:
+            # A list built from a parameter: each ARN it gives must name one listed bucket's objects.
+            for arn in resolve(resource, AdditionalContentBucketNames="site-a,site-b"):
+                assert re.fullmatch(r"arn:aws:s3:::site-[ab]/\*", arn), f"resolved to {arn!r}"
+        elif isinstance(resource, dict) and "Fn::Sub" in resource:
             text = resource["Fn::Sub"]
             assert "*" not in text or text in ALLOWED_WILDCARD_RESOURCES, f"wildcard resource {text!r}"
         else:
@@ -127,18 +136,81 @@ def test_each_statement_names_its_actions_and_resources(statement: dict[str, Any
 
 
 def test_queue_sends_are_limited_to_the_dead_letter_queue_and_the_purge_queue() -> None:
-    sends = [s for s in execution_role_statements() if "sqs:SendMessage" in s["actions"]]
-    assert [s["actions"] for s in sends] == [["sqs:SendMessage"]]
-    assert sends[0]["resources"] == [
+    sends = {s["role"]: s for s in execution_role_statements() if "sqs:SendMessage" in s["actions"]}
+    assert {role: s["actions"] for role, s in sends.items()} == {
+        "PurgeFunctionRole": ["sqs:SendMessage"],
+        "WebhookFunctionRole": ["sqs:SendMessage"],
+    }
+    assert sends["PurgeFunctionRole"]["resources"] == [
         {"Fn::GetAtt": ["PurgeDeadLetterQueue", "Arn"]},
         {"Fn::GetAtt": ["PurgeQueue", "Arn"]},
     ]
+    # The webhook intake only enqueues publish messages: no dead-letter queue, no other queue.
+    assert sends["WebhookFunctionRole"]["resources"] == [{"Fn::GetAtt": ["PurgeQueue", "Arn"]}]
+
+
+def resolve(value: Any, **parameters: str) -> Any:
+    """`value` with its intrinsic functions evaluated as CloudFormation would, for `parameters` (others at their
+    defaults) in account 123456789012 of us-east-1 (partition aws)."""
+    document = template()
+    pseudo: dict[str, str | list[str]] = {
+        "AWS::Partition": "aws",
+        "AWS::Region": "us-east-1",
+        "AWS::AccountId": "123456789012",
+        "AWS::StackName": "cdnpurge",
+    }
+    values = {**parameter_values(document, {"ContentBucketName": "site", **parameters}), **pseudo}
+    return Evaluator(parameters=values, condition_definitions=document["Conditions"]).resolve(value)
 
 
 def test_s3_is_read_only_and_only_the_content_buckets_objects() -> None:
     # Verification's HeadObject (authorised as s3:GetObject): nothing written, no other bucket, no listing.
     s3 = [s for s in execution_role_statements() if any(a.startswith("s3:") for a in s["actions"])]
-    assert [(s["actions"], s["resources"]) for s in s3] == [(["s3:GetObject"], [{"Fn::Sub": CONTENT_OBJECTS}])]
+    assert [s["actions"] for s in s3] == [["s3:GetObject"], ["s3:GetObject"]]
+    assert s3[0]["resources"] == [{"Fn::Sub": CONTENT_OBJECTS}]
+    # The additional buckets' statement is there only when some are listed, and then names each one's objects.
+    statements = template()["Resources"]["PurgeFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    last = statements["Statement"][-1:]
+    assert resolve(last) == []
+    assert resolve(last, AdditionalContentBucketNames="site-a, site-b") == [
+        {
+            "Sid": "ReadAdditionalContentVersions",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": ["arn:aws:s3:::site-a/*", "arn:aws:s3:::site-b/*"],
+        }
+    ]
+
+
+def test_the_object_rule_follows_the_bucket_list() -> None:
+    rule = template()["Resources"]["ObjectChangedRule"]["Properties"]["EventPattern"]
+    assert resolve(rule)["detail"]["bucket"]["name"] == ["site"]
+    assert resolve(rule, AdditionalContentBucketNames="site-a,site-b")["detail"]["bucket"]["name"] == [
+        "site",
+        "site-a",
+        "site-b",
+    ]
+
+
+def test_other_accounts_may_only_put_events_on_the_default_bus() -> None:
+    resources = template()["Resources"]
+    policies = {k: v for k, v in resources.items() if v["Type"] == "AWS::Events::EventBusPolicy"}
+    assert set(policies) == {"EventSourceAccountsPolicy", "EventSourceOrganizationPolicy"}
+    by_accounts = resolve(policies["EventSourceAccountsPolicy"], EventSourceAccountIds="111111111111,222222222222")
+    assert by_accounts["Properties"]["Statement"] == {
+        "Effect": "Allow",
+        "Principal": {"AWS": ["111111111111", "222222222222"]},
+        "Action": "events:PutEvents",
+        "Resource": "arn:aws:events:us-east-1:123456789012:event-bus/default",
+    }
+    by_organization = resolve(policies["EventSourceOrganizationPolicy"], EventSourceOrganizationId="o-a1b2c3d4e5")
+    statement = by_organization["Properties"]["Statement"]
+    assert (statement["Principal"], statement["Action"]) == ("*", "events:PutEvents")
+    assert statement["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}
+    assert {policy["Condition"] for policy in policies.values()} == {
+        "HasEventSourceAccounts",
+        "HasEventSourceOrganization",
+    }
 
 
 def test_the_event_source_reads_only_the_purge_queue() -> None:
@@ -156,13 +228,15 @@ def test_visibility_changes_are_limited_to_the_purge_queue() -> None:
     ]
 
 
-def test_logs_go_only_to_the_functions_own_log_group() -> None:
+@pytest.mark.parametrize("function", ["PurgeFunction", "WebhookFunction"])
+def test_logs_go_only_to_the_functions_own_log_group(function: str) -> None:
     resources = template()["Resources"]
-    properties = resources["PurgeFunction"]["Properties"]
+    properties = resources[function]["Properties"]
     log_group = properties["LoggingConfig"]["LogGroup"]["Ref"]
     assert resources[log_group]["Type"] == "AWS::Logs::LogGroup"
     assert resources[log_group]["Properties"]["RetentionInDays"] > 0
-    writes = [s for s in execution_role_statements() if any(a.startswith("logs:") for a in s["actions"])]
+    role = role_of(function, resources[function], resources)
+    writes = [s for s in role_statements(role, resources[role]) if any(a.startswith("logs:") for a in s["actions"])]
     assert len(writes) == 1
     assert set(writes[0]["actions"]) == {"logs:CreateLogStream", "logs:PutLogEvents"}
     # The LogGroup's Arn attribute ends in ":*": the group's streams, and nothing else.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 
 from cdnpurge.cli.deploy import parameter_size_warning
+from cdnpurge.cli.main import main as cli
 from cdnpurge.core.config import parse_config
 from cdnpurge.core.registry import REGISTRY, specs
 from cdnpurge.runtime.pipeline import preview
@@ -63,3 +65,62 @@ def test_examples_name_secrets_under_the_default_secrets_prefix() -> None:
         for provider in config.providers:
             for reference in provider.credentials.values():
                 assert reference.secret.startswith("cdnpurge/"), f"{path.name}: {provider.name}: {reference}"
+
+
+WEBHOOK_EXAMPLES = sorted((EXAMPLES / "webhooks").glob("*.yaml"))
+# What each CMS example's sample payload purges, as `cdnpurge plan --webhook` prints it (target strings).
+WEBHOOK_TARGETS = {
+    "contentful": {
+        "key:entry-5KsDBWseXY6QegucYAoacS",
+        "key:type-blogPost",
+        "url:https://www.example.com/blog/hello-world",
+    },
+    "ghost": {"key:post-6571a2b3c4d5e6f708192a3b", "url:https://www.example.com/hello-world/"},
+    "sanity": {"key:post-7d5f3c2a", "key:post", "url:https://www.example.com/posts/hello-world"},
+    "standard-webhooks": {
+        "key:article-hello-world",
+        "key:home",
+        "url:https://www.example.com/articles/hello-world",
+        "url:https://www.example.com/",
+    },
+    "strapi": {"key:article-42", "url:https://www.example.com/article/hello-world"},
+    "wordpress": {"key:post-123", "key:type-post", "url:https://www.example.com/2026/12/hello-world/"},
+}
+
+
+def test_there_is_a_webhook_example_for_each_cms_the_docs_name() -> None:
+    assert {path.stem for path in WEBHOOK_EXAMPLES} == set(WEBHOOK_TARGETS)
+
+
+@pytest.mark.parametrize("path", WEBHOOK_EXAMPLES, ids=lambda path: path.stem)
+def test_webhook_example_plans_its_sample_payload(path: Path) -> None:
+    # Given: the example's configuration and the payload its CMS sends
+    config = parse_config(path.read_text(encoding="utf-8"), source=str(path))
+    [source] = config.webhooks
+    assert source.secret.secret.startswith("cdnpurge/webhooks/")  # type: ignore[union-attr]
+    out = io.StringIO()
+    # When: `cdnpurge plan --webhook FILE --source NAME`
+    code = cli(
+        ["plan", "-c", str(path), "--webhook", str(path.with_suffix(".json")), "--source", source.name, "-f", "json"],
+        out=out,
+    )
+    # Then: the payload becomes requests with no error, naming what the example says it purges
+    document = json.loads(out.getvalue())
+    assert code == 0 and not document["errors"]
+    [change] = document["changes"]
+    assert change["id"].startswith(f"pub:webhook:{source.name}:sha256-")
+    targets = {f"{request['kind']}:{target}" for request in document["requests"] for target in request["targets"]}
+    assert targets == WEBHOOK_TARGETS[path.stem]
+    assert parameter_size_warning(path.read_text(encoding="utf-8")) is None
+
+
+def test_plan_webhook_names_what_is_wrong_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(EXAMPLES / "webhooks" / "sanity.yaml")
+    payload = tmp_path / "payload.json"
+    payload.write_text(json.dumps({"_id": "x"}))
+    assert cli(["plan", "-c", config, "--webhook", str(payload), "--source", "nobody"], out=io.StringIO()) == 2
+    assert "--source 'nobody': no such webhook source (webhooks: sanity)" in capsys.readouterr().err
+    assert cli(["plan", "-c", config, "--webhook", str(payload)], out=io.StringIO()) == 2
+    assert "--webhook FILE and --source NAME go together" in capsys.readouterr().err
+    assert cli(["plan", "-c", config, "--webhook", str(payload), "--source", "sanity"], out=io.StringIO()) == 2
+    assert "webhooks.sanity.map.paths: " in capsys.readouterr().err

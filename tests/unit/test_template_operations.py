@@ -137,6 +137,7 @@ def test_the_metric_scan_finds_what_the_code_emits_and_nothing_else() -> None:
     assert {"Requests", "Throttles", "RequestsFailed", "DuplicatesSkipped", "ChangeToPurgeSeconds"} <= names
     assert {"ProviderThrottled", "ProviderAuthFailed"} <= names
     assert {"TimeToFresh", "StaleAfterPurge", "Repurged", "Unverifiable", "VerificationFailed"} <= names
+    assert {"WebhookAccepted", "WebhookRejected", "WebhookUnavailable"} <= names
     assert "Content-Type" not in names and "Requestz" not in names
 
 
@@ -151,8 +152,10 @@ def test_every_cdnpurge_metric_the_dashboard_graphs_is_emitted() -> None:
     assert graphed
     for name, dimensions in graphed:
         assert name in emitted(), f"the dashboard graphs {name}, which the code never emits"
-        # Batch totals carry {service}; per-provider counts {provider, service} (Powertools adds service).
-        assert dimensions in ({"service"}, {"provider", "service"}), f"{name}: dimensions {sorted(dimensions)}"
+        # Batch totals carry {service}; per-provider counts {provider, service} (Powertools adds service); the
+        # webhook intake's per source {service, source}, a rejection's with its reason too.
+        allowed = [{"service"}, {"provider", "service"}, {"service", "source"}, {"reason", "service", "source"}]
+        assert dimensions in allowed, f"{name}: dimensions {sorted(dimensions)}"
 
 
 def test_the_dashboard_covers_what_operators_need() -> None:

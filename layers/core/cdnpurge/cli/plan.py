@@ -19,7 +19,9 @@ from cdnpurge.cli.command import (
     add_config_option,
     load_config,
 )
+from cdnpurge.cli.webhook_plan import WebhookPlanError, webhook_event
 from cdnpurge.core.coalesce import Split, split
+from cdnpurge.core.config import Config
 from cdnpurge.core.cost import DynamoDBPathCounter, PathBill, charge_usd, month_of
 from cdnpurge.core.models import Change, Escalation, Plan, PurgeRequest
 from cdnpurge.core.nesting import nesting_problem
@@ -32,6 +34,7 @@ PLAN_EXAMPLES = """\
 examples:
   cdnpurge plan -c purge.yaml -e events/sqs-s3-put.json                 readable summary
   cdnpurge plan -c purge.yaml -e events/sqs-mixed-batch.json -f json    the JSON document below
+  cdnpurge plan -c purge.yaml --webhook payload.json --source cms       what a CMS webhook payload purges
 
 JSON output: {"changes": [{"id", "action" (created/removed/published), "source_id", "bucket" + "key" for S3,
 "keys"/"paths"/"urls"/"hosts" for published}], "requests": [{"provider", "kind", "targets", "soft",
@@ -54,7 +57,10 @@ def register(commands: Commands) -> None:
         epilog=PLAN_EXAMPLES,
     )
     add_config_option(parser)
-    parser.add_argument("-e", "--event", required=True, type=Path, help="event JSON file (see events/)")
+    given = parser.add_mutually_exclusive_group(required=True)
+    given.add_argument("-e", "--event", type=Path, help="event JSON file (see events/)")
+    given.add_argument("--webhook", type=Path, metavar="FILE", help="a CMS webhook payload (JSON body; with --source)")
+    parser.add_argument("--source", metavar="NAME", help="the configuration's webhook source the payload is for")
     parser.add_argument("-f", "--format", choices=("text", "json"), default="text", help="output format")
     parser.add_argument(
         "--table",
@@ -67,16 +73,18 @@ def register(commands: Commands) -> None:
 def run(args: argparse.Namespace, context: Context) -> int:
     """The plan of an event file; with `--table`, the bill counts the paths billed this calendar month."""
     config, _ = load_config(args, require_credentials=False)
-    event_path, out = args.event, context.out
-    try:
-        text = event_path.read_text(encoding="utf-8")
-        problem = nesting_problem(text)
-        if problem:
-            raise ValueError(f"it {problem}")
-        event = json.loads(text)
-    except (OSError, ValueError, RecursionError) as exc:
-        print(f"cdnpurge: {event_path}: cannot read event JSON: {exc}", file=sys.stderr)
+    out = context.out
+    if (args.webhook is None) != (args.source is None):
+        print("cdnpurge: --webhook FILE and --source NAME go together", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        event = _event(args, config)
+    except (WebhookPlanError, OSError, ValueError) as exc:
+        print(f"cdnpurge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if event is None:
+        print(f"{args.webhook}: webhooks.{args.source}.map.when is false for it: nothing to purge", file=out)
+        return EXIT_OK
     month = month_of(context.wall_clock())
     month_so_far = None
     if args.table:
@@ -107,10 +115,26 @@ def run(args: argparse.Namespace, context: Context) -> int:
     return EXIT_OK if not document["errors"] else EXIT_FAILED
 
 
+def _event(args: argparse.Namespace, config: Config) -> Any:
+    """The event file's document, or the publish message a webhook payload becomes (None: its `when` is false)."""
+    if args.webhook is not None:
+        return webhook_event(config, args.webhook, args.source)
+    try:
+        text = args.event.read_text(encoding="utf-8")
+        problem = nesting_problem(text)
+        if problem:
+            raise ValueError(f"it {problem}")
+        return json.loads(text)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{args.event}: cannot read event JSON: {exc}") from None
+
+
 def _change_json(change: Change) -> dict[str, Any]:
     item: dict[str, Any] = {"id": change.id, "action": change.action.value, "source_id": change.source_id}
     if change.bucket is not None:
         item.update(bucket=change.bucket, key=change.key)
+    if change.account is not None:
+        item["account"] = change.account
     for name in ("keys", "paths", "urls", "hosts"):
         if getattr(change, name):
             item[name] = list(getattr(change, name))

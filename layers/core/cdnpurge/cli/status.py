@@ -314,7 +314,8 @@ def _describe_source(change: ChangeStatus) -> str:
     source = change.source
     if "bucket" in source:
         version = next((f"{name} {source[name]}" for name in ("version_id", "sequencer", "etag") if name in source), "")
-        return f"s3://{source['bucket']}/{source.get('key', '')}" + (f" [{version}]" if version else "")
+        account = f"account {source['account']} " if "account" in source else ""
+        return f"{account}s3://{source['bucket']}/{source.get('key', '')}" + (f" [{version}]" if version else "")
     if "coalescing_window" in source:
         return f"coalescing window {source['coalescing_window']} (the shared targets of the changes it covers)"
     if "publisher_id" in source:

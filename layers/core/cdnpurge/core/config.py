@@ -33,6 +33,7 @@ from cdnpurge.core.nesting import nesting_problem
 from cdnpurge.core.placeholders import PLACEHOLDER, compile_match
 from cdnpurge.core.plan.convert import can_express
 from cdnpurge.core.registry import REGISTRY
+from cdnpurge.core.webhooks.settings import WebhookSource, webhook_problems
 
 # Validation context key: refuse providers lacking the credentials their adapter needs (see `parse_config`).
 REQUIRE_CREDENTIALS: Final = "require_credentials"
@@ -130,6 +131,10 @@ class Config(BaseModel):
         description="Purge S3 changes a second time this many seconds later (SQS delay, at most 900) to cover "
         "origin replication lag; 0 (the default) turns it off.",
     )
+    webhooks: tuple[WebhookSource, ...] = Field(
+        default=(),
+        description="Signed CMS webhooks the intake function accepts at POST /webhooks/<name> (docs/webhooks.md).",
+    )
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -208,6 +213,7 @@ class Config(BaseModel):
                 problems.append(f"providers.{provider.name}.verify: no host to probe (set hosts or verify.hosts)")
         for position, rule in enumerate(self.rules):
             problems.extend(self._rule_reach_problems(position, rule))
+        problems.extend(webhook_problems(self.webhooks, allow_inline_secrets=self.allow_inline_secrets))
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -222,6 +228,10 @@ class Config(BaseModel):
             for field_name, kind in RULE_KINDS.items()
             if getattr(rule, field_name) and not any(p.purge_by is None or kind in p.purge_by for p in named)
         ]
+
+    def webhook(self, name: str) -> WebhookSource | None:
+        """The webhook source called `name`, if the configuration has one."""
+        return next((source for source in self.webhooks if source.name == name), None)
 
     def host_allowed(self, host: str) -> bool:
         host = host.lower()

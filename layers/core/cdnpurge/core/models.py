@@ -74,6 +74,9 @@ class Change(NamedTuple):
     urls: tuple[str, ...] = ()
     hosts: tuple[str, ...] = ()
     soft: bool | None = None
+    # The AWS account of a change from another account's bucket (its S3 event forwarded to this stack's bus);
+    # part of the id then. None for this account's own changes and for publish messages.
+    account: str | None = None
 
     def event_epoch(self) -> float | None:
         """The event's ISO 8601 time as seconds since the epoch; None when absent or not a time."""

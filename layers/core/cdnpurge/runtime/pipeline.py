@@ -85,6 +85,7 @@ def run_batch(
     settle_by: Deadline | None = None,
     path_counter: PathCounter | None = None,
     month: str | None = None,
+    home_account: str | None = None,
     coalescer: Coalescer | None = None,
 ) -> BatchRun:
     """One batch through every stage; `redact` cleans the failure reasons (they may quote a provider).
@@ -94,8 +95,9 @@ def run_batch(
     month's billed paths (`cdnpurge.core.cost`): read before planning when the configuration sets
     `monthly_path_budget`, added to after the purges. `month` defaults to this one. `coalescer` leaves shared
     targets to their providers' windows and takes the windows the batch's flush messages name
-    (`cdnpurge.runtime.coalesce`); without one, everything is purged now."""
-    decoded = decode_event(event)
+    (`cdnpurge.runtime.coalesce`); without one, everything is purged now. `home_account`: the stack's account
+    (`decode_event`)."""
+    decoded = decode_event(event, home_account=home_account)
     flushes, changes = split_flushes(decoded.changes)
     translation = translate(changes, config)
     # Each target's providers, routed once: what is claimed is exactly what the planner will send.

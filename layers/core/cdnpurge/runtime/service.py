@@ -111,6 +111,7 @@ class LambdaEnvironment(BaseModel):
     trail_table_name: str | None = Field(None, alias="TRAIL_TABLE_NAME")  # unset: no purge trail
     trail_retention_seconds: int = Field(DEFAULT_RETENTION_SECONDS, alias="TRAIL_RETENTION_SECONDS", gt=0)
     lambda_function_name: str | None = Field(None, alias="AWS_LAMBDA_FUNCTION_NAME")
+    home_account_id: str | None = Field(None, alias="HOME_ACCOUNT_ID", pattern=r"^[0-9]{12}$")
 
     @field_validator("*", mode="before")
     @classmethod
@@ -230,6 +231,8 @@ class PurgeService:
         self.sqs_factory = sqs_factory
         self.reload = reload
         self.verification_wiring = verification_wiring or VerificationWiring()
+        # The stack's account (HOME_ACCOUNT_ID): other accounts' changes carry theirs in their ids.
+        self.home_account: str | None = None
 
     # The running snapshot's parts, read-only: change them by swapping the whole `runtime`.
     @property
@@ -407,6 +410,7 @@ class PurgeService:
             verification=verification,
             meter=meter,
         )
+        service.home_account = settings.home_account_id
         service.reload = ConfigReload(
             location=settings.purge_config,
             text=text,
@@ -483,6 +487,7 @@ class PurgeService:
             settle_by=answer_by.earlier(AWS_CALL_SECONDS + REPLY_SECONDS),
             path_counter=self.path_counter,
             month=month_of(time.time()),
+            home_account=self.home_account,
             coalescer=self.coalescer(),
         )
         batch = AfterBatch.of(event, run)

@@ -147,11 +147,13 @@ def source_of(change: Change) -> dict[str, str]:
     """Where a change came from: the S3 object and the identity S3 gave this version, or the publisher."""
     if change.bucket is not None:
         source = {"bucket": change.bucket, "key": change.key or ""}
-        identity = change.id.removesuffix(REPURGE_SUFFIX).rpartition("@")[2]
+        identity = change.id.removesuffix(REPURGE_SUFFIX).rpartition("@")[2]  # the account is before the bucket
         name = next((name for prefix, name in _IDENTITY_FIELDS if identity.startswith(prefix)), "sequencer")
         source[name] = identity.split(":", 1)[1] if name != "sequencer" else identity
         if change.id.endswith(REPURGE_SUFFIX):
             source["repurge"] = "delayed second purge"
+        if change.account is not None:
+            source["account"] = change.account  # another account's bucket (its S3 event forwarded here)
         return source
     origin, _, identity = change.id.partition(":")
     if origin == "coalesce":  # a coalescing window's purge: `<provider>#<generation>`, from its flush message

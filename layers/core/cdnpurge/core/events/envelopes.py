@@ -26,6 +26,7 @@ from cdnpurge.core.events.fastpath import NOT_PARSED, parsed_body, plain_s3_chan
 from cdnpurge.core.events.own import own_kind
 from cdnpurge.core.events.published import PUBLISH_FIELDS, decode_publish
 from cdnpurge.core.events.reading import (
+    AWS_ACCOUNT,
     DIRECT_ORIGIN,
     MAX_ENVELOPE_ID_CHARS,
     MalformedError,
@@ -53,12 +54,13 @@ from cdnpurge.core.events.verify import VERIFY_MARKER, read_check
 _SNS_CONFIRMATIONS: Final = frozenset({"SubscriptionConfirmation", "UnsubscribeConfirmation"})
 
 
-def decode_event(event: Mapping[str, Any], *, fast_path: bool = True) -> Decoded:
+def decode_event(event: Mapping[str, Any], *, fast_path: bool = True, home_account: str | None = None) -> Decoded:
     """Decode any supported Lambda event; every problem becomes a `DecodeFailure`, nothing is raised.
 
     `fast_path=False` decodes every record on the validating path: the result must be the same (the tests
-    hold the fast path to that); only the time differs."""
-    sink = Sink(fast_path=fast_path)
+    hold the fast path to that); only the time differs. `home_account`: the stack's account; an S3 change
+    from another account's bucket gets that account in its id (None: unknown, every id as S3 names it)."""
+    sink = Sink(fast_path=fast_path, home_account=home_account)
     guarded(sink, DIRECT_ORIGIN, partial(_decode_invocation, event, sink))
     return sink.result()
 
@@ -83,7 +85,11 @@ def _decode_sqs_batch(event: SQSEvent, sink: Sink) -> None:
             try:
                 parsed = parsed_body(raw.get("body"))
                 message_id = raw.get("messageId")
-                change = plain_s3_change(parsed, message_id) if type(message_id) is str and message_id else None
+                change = (
+                    plain_s3_change(parsed, message_id, sink.home_account)
+                    if type(message_id) is str and message_id
+                    else None
+                )
             except Exception:  # a record the fast path cannot read: the guarded path below says why
                 parsed, change = NOT_PARSED, None
             if change is not None:
@@ -236,4 +242,18 @@ def _decode_eventbridge_body(event: EventBridgeEvent, event_id: str, origin: Ori
         raise MalformedError(f"unsupported EventBridge S3 detail-type {show(detail_type)}")
     # The key is read raw (not through Powertools' `S3EventBridgeNotificationObject.key`, which already
     # unquotes) and decoded by `add_s3_change`: one place decodes keys, exactly once, for every shape.
-    add_s3_change(event, EVENTBRIDGE_FIELDS, action, event_time, what="EventBridge S3 event", origin=origin, sink=sink)
+    account = event.get("account")
+    if account is not None and not (isinstance(account, str) and AWS_ACCOUNT.fullmatch(account)):
+        raise MalformedError(
+            f"EventBridge S3 event field account must be a 12-digit AWS account id, got {show(str(account))}"
+        )
+    add_s3_change(
+        event,
+        EVENTBRIDGE_FIELDS,
+        action,
+        event_time,
+        what="EventBridge S3 event",
+        origin=origin,
+        sink=sink,
+        account=account,
+    )

@@ -14,6 +14,7 @@ from typing import Final
 import msgspec
 
 from cdnpurge.core.events.reading import (
+    AWS_ACCOUNT,
     ENVELOPE_ID,
     MAX_BODY_BYTES,
     MAX_ENVELOPE_ID_CHARS,
@@ -45,8 +46,9 @@ def parsed_body(body: object) -> object:
         return NOT_PARSED
 
 
-def plain_s3_change(doc: object, message_id: str) -> Change | None:
-    """The change of an EventBridge S3 event or one-record S3 notification with plain fields, else None."""
+def plain_s3_change(doc: object, message_id: str, home_account: str | None = None) -> Change | None:
+    """The change of an EventBridge S3 event or one-record S3 notification with plain fields, else None (an
+    event from an account other than `home_account` included: its id is the validating path's to build)."""
     if type(doc) is not dict or "cdnpurge" in doc:
         return None
     try:
@@ -63,6 +65,12 @@ def plain_s3_change(doc: object, message_id: str) -> Change | None:
             action = EVENTBRIDGE_S3_ACTIONS.get(doc["detail-type"]) if doc.get("source") == "aws.s3" else None
             detail = doc["detail"]
             bucket, obj, event_time = detail["bucket"]["name"], detail["object"], doc.get("time")
+            account = doc.get("account")
+            # Another account's change, or an account the validating path refuses: the validating path's.
+            if account is not None and (
+                type(account) is not str or not AWS_ACCOUNT.fullmatch(account) or account != (home_account or account)
+            ):
+                return None
             event_id = doc["id"]  # as the validating path checks it (`check_identifier`)
             if (
                 type(event_id) is not str

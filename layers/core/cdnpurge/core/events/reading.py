@@ -31,6 +31,7 @@ ENVELOPE_ID: Final = re.compile(r"[!-~]+")
 # S3 bucket names: today's rules (3-63 lowercase letters, digits, `.` and `-`, starting and ending with a
 # letter or digit) widened to legacy us-east-1 names (up to 255 characters, uppercase and `_` allowed), so
 # no real bucket is refused and nothing else (`/`, `@`, spaces, Unicode) gets into a change id.
+AWS_ACCOUNT: Final = re.compile(r"[0-9]{12}")
 S3_BUCKET: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 DIRECT: Final = "event"  # source id of errors that belong to the invocation as a whole
 

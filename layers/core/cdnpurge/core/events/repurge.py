@@ -50,6 +50,7 @@ Bucket = Annotated[str, Strict(), Field(min_length=3, max_length=255), AfterVali
 # Stored decoded: never URL-decoded again.
 Key = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_KEY_BYTES), NO_CONTROL, AfterValidator(_s3_key_bytes)]
 EventTime = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_IDENTITY_CHARS), NO_CONTROL]
+Account = Annotated[str, Strict(), Field(pattern=r"^[0-9]{12}$")]
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -62,6 +63,7 @@ class RepurgedChange:
     bucket: Bucket
     key: Key
     event_time: EventTime | None = None
+    account: Account | None = None  # another account's change keeps it (part of its id already)
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -93,7 +95,9 @@ def repurge_messages(changes: list[Change] | tuple[Change, ...]) -> list[tuple[s
     for change in changes:
         if change.bucket is None or change.key is None or change.action is Action.PUBLISHED:
             continue
-        item = RepurgedChange(change.id, change.action, change.bucket, change.key, change.event_time or None)
+        item = RepurgedChange(
+            change.id, change.action, change.bucket, change.key, change.event_time or None, change.account
+        )
         size = len(json.dumps(item.__dict__, default=str).encode()) + 1
         if chunk and used + size > _REPURGE_BODY_BYTES:
             flush()
@@ -118,5 +122,6 @@ def decode_repurge(doc: Mapping[str, Any], origin: Origin, sink: Sink) -> None:
                 bucket=item.bucket,
                 key=item.key,
                 event_time=item.event_time,
+                account=item.account,
             )
         )

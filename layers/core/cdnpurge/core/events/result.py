@@ -37,6 +37,8 @@ class Sink:
     checks: list[tuple[str, VerifyCheck]] = field(default_factory=list)
     fast_path: bool = True
     fast_path_records: int = 0
+    # The stack's own account: a change from any other one carries its account in its id (`s3.add_s3_change`).
+    home_account: str | None = None
 
     def error(self, origin: Origin, message: str, *, unexpected: bool = False) -> None:
         self.errors.append(DecodeFailure(origin.error_id, f"{origin.label}: {message}", unexpected))

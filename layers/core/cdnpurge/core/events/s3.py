@@ -129,9 +129,12 @@ def add_s3_change(
     what: str,
     origin: Origin,
     sink: Sink,
+    account: str | None = None,
 ) -> None:
     """One S3 change, whatever the envelope: the key URL-decoded once, the id from the first identity
-    field present."""
+    field present. A change from another account than the stack's (`account`, an EventBridge event's) has it
+    in its id, `s3:<account>:<bucket>/<key>@<identity>` (no bucket name holds a colon): buckets are unique per
+    partition, but the account is who changed it, and an account's ledger entries stay its own."""
     bucket = required_text(doc, fields.bucket, what)
     check_bucket(bucket, what)
     key = decode_key(required_text(doc, fields.key, what), what)
@@ -139,7 +142,8 @@ def add_s3_change(
     if version is None:
         raise MalformedError(f"{what} has no {', '.join(fields.identity[:3])} or {fields.identity[3]} to identify it")
     check_identifier(version, f"{what} identity (sequencer, version id, ETag or time)", MAX_IDENTITY_CHARS)
-    change_id = f"s3:{bucket}/{key}@{version}"
+    foreign = account if account is not None and sink.home_account not in (None, account) else None
+    change_id = f"s3:{foreign}:{bucket}/{key}@{version}" if foreign else f"s3:{bucket}/{key}@{version}"
     sink.changes.append(
         Change(
             id=change_id,
@@ -148,5 +152,6 @@ def add_s3_change(
             bucket=bucket,
             key=key,
             event_time=event_time,
+            account=foreign,
         )
     )
