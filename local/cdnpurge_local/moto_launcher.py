@@ -5,7 +5,8 @@ key unencoded. AWS documents `id` as "a UUID generated for every event", and the
 that orders events for the same key; cdnpurge keys idempotency on both, so with moto's constants two
 different uploads would look like one redelivered event. We also encode the key as S3 notifications are
 (`quote_plus`, the form Powertools' `S3EventBridgeNotificationObject.key` decodes), so the one decoding
-rule in `cdnpurge.core.events` is exercised end to end. Everything else is moto's own code, unchanged.
+rule in `cdnpurge.core.events` is exercised end to end. CloudFront follows AWS's documented `CallerReference`
+rule (`cdnpurge_local.cloudfront_references`). Everything else is moto's own code, unchanged.
 
     python -m cdnpurge_local.moto_launcher -H 127.0.0.1 -p 5000
 """
@@ -95,6 +96,9 @@ def main() -> None:
     from moto.s3.responses import S3Response
     from moto.server import main as moto_main
 
+    from cdnpurge_local.cloudfront_references import enforce_caller_references
+
+    enforce_caller_references()
     notifications._send_event_bridge_message = send_event_bridge_message
     S3Response.get_bucket_notification = with_eventbridge_configuration(S3Response.get_bucket_notification)  # type: ignore[method-assign]
     moto_main(sys.argv[1:])

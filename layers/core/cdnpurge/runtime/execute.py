@@ -82,6 +82,7 @@ class Outcome:
     # For a deferred or throttled outcome: seconds until the provider may be called again (its pause or
     # pacing delay, or the back-off that did not fit): when a retry of its records is due.
     retry_in: float | None = None
+    token: str = ""  # the idempotency token the calls carried (CloudFront's CallerReference)
 
     @property
     def ok(self) -> bool:
@@ -254,7 +255,15 @@ class Executor:
         ) -> Outcome:
             seconds = self.clock() - started
             return Outcome(
-                request, result, error, attempts, throttled, deferred=deferred, seconds=seconds, retry_in=retry_in
+                request,
+                result,
+                error,
+                attempts,
+                throttled,
+                deferred=deferred,
+                seconds=seconds,
+                retry_in=retry_in,
+                token=idempotency_token,
             )
 
         while True:
@@ -315,19 +324,24 @@ class Executor:
             self.on_attempt(request, attempt, what)
 
 
-def request_token(request: PurgeRequest) -> str:
-    """A stable idempotency token for one request (CloudFront's CallerReference, log correlation).
+def request_token(request: PurgeRequest, generations: Mapping[str, str] | None = None) -> str:
+    """The idempotency token of one attempt at one request (CloudFront's CallerReference, log correlation).
 
-    Derived from content and the changes served, so the same request retried gets the same token and a
-    provider that deduplicates on it (CloudFront) can never create a second job for it.
+    It identifies the *attempt*, not only the content: the request's provider, kind, targets and mode, and
+    each change it serves with that change's purge generation (`generations`: the ledger's `Attempt` for a
+    first purge, `verify-<n>` for verification's n-th re-purge). So a retry of the same attempt (botocore's
+    retry, a redelivery that continues it) gets the same token and CloudFront creates nothing new, while a
+    re-purge of a stale path, or a change purged again after the idempotency window, is a new invalidation:
+    CloudFront answers a repeated reference with the invalidation it created the first time.
     """
+    attempts = generations or {}
     canonical = json.dumps(
         [
             request.provider,
             request.kind.value,
             list(request.targets),
             request.soft,
-            sorted(request.change_ids),
+            sorted((change, attempts.get(change, "")) for change in request.change_ids),
         ],
         separators=(",", ":"),
     )
@@ -339,11 +353,13 @@ def execute_plan(
     executor: Executor,
     deadline: float,
     on_outcome: Callable[[Outcome], None],
+    token_for: Callable[[PurgeRequest], str] = request_token,
 ) -> tuple[Outcome, ...]:
     """Each provider's queue runs on its own thread, so one slow or throttled CDN never delays another.
 
     `on_outcome` is called on the provider's thread as each request ends (the settle stage marks pairs
-    complete from it); the outcomes are returned in the plan's order.
+    complete from it); the outcomes are returned in the plan's order. `token_for` names each request's
+    attempt (`request_token` with the changes' generations).
     """
     by_provider: dict[str, list[PurgeRequest]] = defaultdict(list)
     for request in requests:
@@ -352,7 +368,7 @@ def execute_plan(
     def run_all(queue: list[PurgeRequest]) -> list[Outcome]:
         outcomes = []
         for request in queue:
-            outcome = executor.run(request, deadline=deadline, idempotency_token=request_token(request))
+            outcome = executor.run(request, deadline=deadline, idempotency_token=token_for(request))
             on_outcome(outcome)
             outcomes.append(outcome)
         return outcomes

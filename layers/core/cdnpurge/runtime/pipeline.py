@@ -20,12 +20,13 @@ from cdnpurge.core.config import Config
 from cdnpurge.core.cost import PathBill, PathCounter, billed_paths, budgeted_plan, month_of
 from cdnpurge.core.errors import describe_error
 from cdnpurge.core.events import Decoded, decode_event
-from cdnpurge.core.models import Plan, RoutedTarget
+from cdnpurge.core.models import Plan, PurgeRequest, RoutedTarget
 from cdnpurge.core.plan import router
 from cdnpurge.core.spec import ProviderSpec
 from cdnpurge.core.translate import Translation, translate
-from cdnpurge.runtime.execute import Executor, execute_plan
-from cdnpurge.runtime.ledger import Claim, Ledger, Pair
+from cdnpurge.runtime.execute import Executor, execute_plan, request_token
+from cdnpurge.runtime.ledger import Attempt, Claim, Claims, Ledger, Pair
+from cdnpurge.runtime.progress import skip_done
 from cdnpurge.runtime.report import BatchRun, classify_failures
 from cdnpurge.runtime.settle import Settlement, claim
 
@@ -90,15 +91,22 @@ def run_batch(
     owed = sorted({(provider, item.change_id) for item, providers in routes for provider in providers})
     claims, claim_failures = claim(ledger, owed, remaining_ms() if remaining_ms else None)
     claimed = {pair for pair, state in claims.items() if state is Claim.CLAIMED}
+    attempts = claims.attempts if isinstance(claims, Claims) else {}
     month = month or month_of(time.time())
     month_so_far, billing_failures = _month_so_far(path_counter, month, config.monthly_path_budget)
     the_plan, bill = budgeted_plan(
-        _restrict(routes, claimed), specs, month=month, budget=config.monthly_path_budget, month_so_far=month_so_far
+        skip_done(_restrict(routes, claimed), attempts, specs),
+        specs,
+        month=month,
+        budget=config.monthly_path_budget,
+        month_so_far=month_so_far,
     )
 
-    settlement = Settlement(claimed, the_plan, ledger, settle_by=settle_by, clock=executor.clock)
+    settlement = Settlement(claimed, the_plan, ledger, settle_by=settle_by, clock=executor.clock, attempts=attempts)
     try:
-        outcomes = execute_plan(the_plan.requests, executor, deadline, settlement.record)
+        outcomes = execute_plan(
+            the_plan.requests, executor, deadline, settlement.record, token_for=_attempt_tokens(attempts)
+        )
     except BaseException:
         settlement.abandon()
         raise
@@ -136,6 +144,21 @@ def run_batch(
             redact=redact,
         ),
     )
+
+
+def _attempt_tokens(attempts: Mapping[Pair, Attempt]) -> Callable[[PurgeRequest], str]:
+    """Each request's token names the attempt of every change it serves at its provider (CloudFront's
+    `CallerReference`: the same for a redelivery continuing an attempt, new for a new one)."""
+
+    def token_for(request: PurgeRequest) -> str:
+        generations = {
+            change: attempts[(request.provider, change)].generation
+            for change in request.change_ids
+            if (request.provider, change) in attempts
+        }
+        return request_token(request, generations)
+
+    return token_for
 
 
 def _month_so_far(counter: PathCounter | None, month: str, budget: int | None) -> tuple[int | None, tuple[str, ...]]:

@@ -27,7 +27,7 @@ from cdnpurge.core.plan import plan, router
 from cdnpurge.core.protocol import Provider
 from cdnpurge.core.spec import ProviderSettings, ProviderSpec
 from cdnpurge.core.verify_settings import MAX_DELAY_SECONDS, VerifySettings
-from cdnpurge.runtime.execute import Executor, Outcome, execute_plan
+from cdnpurge.runtime.execute import Executor, Outcome, execute_plan, request_token
 from cdnpurge.runtime.verification.jobs import job_pending
 from cdnpurge.runtime.verification.origin import OriginUnreadable, OriginVersions, same_version
 from cdnpurge.runtime.verification.probe import Probe, Prober
@@ -257,7 +257,7 @@ class Verifier:
             return
         repurged = False
         if stale_urls and check.repurges < verify.max_repurges:
-            tally.repurged += self._purge_again(check.provider, stale_urls, stop_at)
+            tally.repurged += self._purge_again(check, stale_urls, stop_at)
             repurged = True
         self.schedule(check.next(tuple(remaining), repurged=repurged, jobs=()), self._delay(check, verify, now))
 
@@ -341,15 +341,27 @@ class Verifier:
         )
         return looked, stale, reason
 
-    def _purge_again(self, provider: str, stale: list[tuple[str, str]], stop_at: float) -> int:
-        """Purge the stale URLs once more through the planner and executor (paced, retried); URLs accepted."""
+    def _purge_again(self, check: VerifyCheck, stale: list[tuple[str, str]], stop_at: float) -> int:
+        """Purge the stale URLs once more through the planner and executor (paced, retried); URLs accepted.
+
+        Each re-purge is an attempt of its own (`verify-<n>`, n counting this check's re-purges): CloudFront
+        would answer a repeated `CallerReference` with the first invalidation and invalidate nothing, while
+        a redelivered check message (the same n) must not create a second one."""
+        provider = check.provider
+        generation = f"verify-{check.repurges + 1}"
         routed = [
             RoutedTarget(change_id, Target(TargetKind.URL, url), frozenset({provider}), None)
             for change_id, url in stale
         ]
         requests = plan(routed, {provider: self.specs[provider]}).requests
         deadline = self.executor.clock() + max(0.0, stop_at - self.clock())
-        outcomes = execute_plan(requests, self.executor, deadline, lambda _outcome: None)
+        outcomes = execute_plan(
+            requests,
+            self.executor,
+            deadline,
+            lambda _outcome: None,
+            token_for=lambda request: request_token(request, dict.fromkeys(request.change_ids, generation)),
+        )
         return sum(len(o.request.targets) for o in outcomes if o.ok)
 
     def _delay(self, check: VerifyCheck, verify: VerifySettings, now: float) -> int:
