@@ -219,7 +219,9 @@ def test_a_retry_returns_the_existing_invalidation(cloudfront: CloudFrontClient,
 
 
 @MOTO
-def test_a_new_attempt_at_the_same_paths_is_a_new_invalidation(cloudfront: CloudFrontClient, distribution_id: str) -> None:
+def test_a_new_attempt_at_the_same_paths_is_a_new_invalidation(
+    cloudfront: CloudFrontClient, distribution_id: str
+) -> None:
     # Given a path purged once (its change's first attempt)
     req = request(TargetKind.PATH, "/a.html")
     adapter = provider(cloudfront, distribution_id)
