@@ -66,7 +66,7 @@ def _answer_conflicts_with_409() -> None:
     from moto.core import serialize
     from moto.core.errors import ErrorShape
 
-    error_model = serialize.get_error_model
+    error_model = getattr(serialize, "get_error_model")  # imported there from moto.core.errors  # noqa: B009
 
     def get_error_model(exception: Exception, service_model: Any) -> Any:
         if getattr(exception, "code", None) != ALREADY_EXISTS:
@@ -75,4 +75,4 @@ def _answer_conflicts_with_409() -> None:
         shape = {"exception": True, "type": "structure", "members": {}, "error": model}
         return ErrorShape(shape_name=ALREADY_EXISTS, shape_model=shape)
 
-    serialize.get_error_model = get_error_model
+    setattr(serialize, "get_error_model", get_error_model)  # noqa: B010

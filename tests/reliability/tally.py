@@ -57,6 +57,10 @@ CLASSES: Final = {
     "waits": "§5 every wait is bounded",
     "fate": "§6 twins share their fate",
     "queue": "§7 before and after the queue",
+    "attempts": "§8 a new attempt is a new invalidation, a redelivery the same one",
+    "coverage": "§9 economising never drops a target",
+    "progress": "§10 a change too big for one receive advances on each",
+    "iam": "§11 what the function's role would be refused, the local stack refuses",
 }
 HOSTILE_TARGET: Final = 2000
 FRAGMENT_CHARS: Final = 12  # a credential fragment: any piece of a test token this long

@@ -45,6 +45,15 @@ class Translation:
     rule_of: Mapping[str, int] = field(default_factory=dict)
 
 
+def tag_covered(translation: Translation, config: Config) -> frozenset[str]:
+    """The changes whose rule declares that its keys tag the objects its other targets name (`keys_cover`):
+    the only changes whose paths a cache tag may stand in for (`cdnpurge.core.cost.budgeted_plan`)."""
+    covering = {position for position, rule in enumerate(config.rules) if rule.keys_cover}
+    if not covering:
+        return frozenset()
+    return frozenset(change for change, position in translation.rule_of.items() if position in covering)
+
+
 @cache
 def compile_match(pattern: str) -> re.Pattern[str]:
     """`articles/{slug}.html` -> a full-match regex with named groups; `{x*}` spans segments."""

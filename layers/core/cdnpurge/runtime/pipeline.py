@@ -23,7 +23,7 @@ from cdnpurge.core.events import Decoded, decode_event
 from cdnpurge.core.models import Plan, PurgeRequest, RoutedTarget
 from cdnpurge.core.plan import router
 from cdnpurge.core.spec import ProviderSpec
-from cdnpurge.core.translate import Translation, translate
+from cdnpurge.core.translate import Translation, tag_covered, translate
 from cdnpurge.runtime.execute import Executor, execute_plan, request_token
 from cdnpurge.runtime.ledger import Attempt, Claim, Claims, Ledger, Pair
 from cdnpurge.runtime.progress import skip_done
@@ -59,6 +59,7 @@ def preview(
         month=month or month_of(time.time()),
         budget=config.monthly_path_budget,
         month_so_far=month_so_far,
+        tag_covered=tag_covered(translation, config),
     )
     return Preview(decoded, translation, the_plan, bill)
 
@@ -100,6 +101,7 @@ def run_batch(
         month=month,
         budget=config.monthly_path_budget,
         month_so_far=month_so_far,
+        tag_covered=tag_covered(translation, config),
     )
 
     settlement = Settlement(claimed, the_plan, ledger, settle_by=settle_by, clock=executor.clock, attempts=attempts)
