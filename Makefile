@@ -16,7 +16,7 @@ export AWS_ACCESS_KEY_ID ?= testing
 export AWS_SECRET_ACCESS_KEY ?= testing
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install demo test lint typecheck unit sam-validate sam-build bench clean
+.PHONY: help install demo test lint typecheck docs unit sam-validate sam-build bench clean
 .DEFAULT_GOAL := help
 
 help: ## list targets
@@ -49,6 +49,9 @@ lint: $(BIN)/.installed ## ruff
 typecheck: $(BIN)/.installed ## mypy (strict)
 	$(BIN)/mypy layers/core local/cdnpurge_local functions tests bench
 
+docs: $(BIN)/.installed ## the documentation site (mkdocs.yml, docs/) built into site/; a broken link fails it
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 # What `sam build` reads: rebuilt only when one of these changed (the stamps live in .aws-sam/, ignored).
 BUILD_INPUTS := template.yaml $(shell find layers/core functions -type f -not -path '*/__pycache__/*')
 
@@ -65,7 +68,7 @@ sam-validate: .aws-sam/.validated ## sam validate --lint (offline; again only wh
 sam-build: .aws-sam/build/.built ## sam build: cross-builds the arm64/python3.13 layer (again only when inputs changed)
 	@du -sh --apparent-size .aws-sam/build/CoreLayer | awk '{print "layer size: " $$1 " unzipped (budget 12 MiB)"}'
 
-test: install lint typecheck sam-validate sam-build ## everything: lint, types, SAM, unit, contract, integration, reliability
+test: install lint typecheck docs sam-validate sam-build ## everything: lint, types, docs, SAM, unit, contract, integration, reliability
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: install sam-build ## storms vs a naive purger (bench/results/, JSON and charts), verification, cold start, layer size
@@ -74,4 +77,4 @@ bench: install sam-build ## storms vs a naive purger (bench/results/, JSON and c
 	$(BIN)/python -m bench.coldstart
 
 clean: ## remove build outputs (keeps the venvs)
-	rm -rf .aws-sam build .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .aws-sam build site .mypy_cache .ruff_cache .pytest_cache

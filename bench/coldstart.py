@@ -9,10 +9,10 @@ What runs:
   `bench.layer.LAYER_BUDGET_BYTES` (unzipped bytes);
 - cold start: the layer cannot be imported here as built (its pydantic_core and wrapt are aarch64), so the
   same recipe (layers/core/Makefile) is built again for this machine, once as built (bytecode from the
-  Makefile's Python 3.13, when one is found) and once with sources only (how every layer before issue 14
-  shipped). Each is copied to a temporary directory with the function's app.py and a boto3 "runtime"
-  (boto3 at the version .venv has, compiled, as Lambda's /var/runtime is), made read-only, and imported the
-  way Lambda does: a fresh interpreter with PYTHONDONTWRITEBYTECODE=1, sys.path = task, layer, runtime,
+  Makefile's Python 3.13, when one is found) and once with sources only (how a layer ships without
+  precompiled bytecode). Each is copied to a temporary directory with the function's app.py and a boto3
+  "runtime" (boto3 at the version .venv has, compiled, as Lambda's /var/runtime is), made read-only, and
+  imported the way Lambda does: a fresh interpreter with PYTHONDONTWRITEBYTECODE=1, sys.path = task, layer, runtime,
   Lambda's environment variables set (so Tracer is enabled and patches), `import app` and nothing else;
 - the yardstick: `import boto3` in the same interpreter and environment. The two run in turn (A B A B ...);
   the figure is the median of the pairwise ratios.

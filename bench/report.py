@@ -1,5 +1,5 @@
 """The report: one row per run (calls, minimum, 429s, lost targets, wall time), the table, and the
-issue's targets judged against this run's figures."""
+benchmark's targets judged against this run's figures."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def measure(host: CdnHost, scenario: Scenario, storm: Storm, *, purger: str, led
 
 
 def target_summary(rows: Sequence[Row], throughput: dict[str, Any]) -> list[str]:
-    """The issue's targets against this run's figures: met or missed, never hidden."""
+    """The benchmark's targets against this run's figures: met or missed, never hidden."""
     ours = [row for row in rows if row.purger == "cdnpurge" and not row.escalated]
     worst_calls = max(ours, key=lambda row: row.calls / (row.per_batch_minimum or row.minimum))
     ratios = {name: figures for name, figures in throughput.items() if isinstance(figures, dict)}

@@ -27,7 +27,7 @@ LIMITS = {
     "medianova": Limit(rate=400.0, burst=1),
 }
 PER_CALL = {"fastly-key": 256, "fastly-url": 1, "cloudfront": 3000, "cloudfront-tag": 15, "medianova": 100}
-# SQS BatchSize per scenario, as the README advises: the template's default (100) where every target is
+# SQS BatchSize per scenario, as docs/storms.md advises: the template's default (100) where every target is
 # its own call (Fastly URLs), 1,000 for key- and path-based setups. `--batch-size` overrides both.
 URL_BATCH_SIZE = 100
 BATCH_SIZE = 1000

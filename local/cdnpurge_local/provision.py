@@ -333,7 +333,7 @@ def _create_bucket(s3: S3Client, bucket_name: str, region: str) -> None:
         s3.create_bucket(Bucket=bucket_name)
     else:
         s3.create_bucket(Bucket=bucket_name, CreateBucketConfiguration={"LocationConstraint": region})  # type: ignore[typeddict-item]
-    # The template's documented prerequisite, done the README's way: S3 -> EventBridge on the content bucket.
+    # The template's documented prerequisite, done the deploy guide's way: S3 -> EventBridge on the content bucket.
     set_eventbridge(s3, bucket_name, enabled=True)
 
 

@@ -142,7 +142,7 @@ def test_missing_credentials_fail_at_construction() -> None:
 
 
 def test_unverified_facts_are_listed() -> None:
-    # Then: the README/CLI can print what the docs leave open
+    # Then: the docs/CLI can print what the docs leave open
     assert any('"url"' in fact for fact in gotipath.UNVERIFIED)
     assert any("pattern" in fact for fact in gotipath.UNVERIFIED)
     assert any("limits" in fact for fact in gotipath.UNVERIFIED)

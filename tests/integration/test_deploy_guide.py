@@ -1,6 +1,7 @@
-"""README's deploy guide, run as written against moto server: parameters, secrets, bucket notifications.
+"""The deploy guide, run as written against moto server: parameters, secrets, bucket notifications.
 
-Each ```bash block of the "Deploy" section is read from README.md and its commands run in order: `cdnpurge`
+Each ```bash block of docs/deploy.md is read and its commands run in order (the README's five-minute deploy is
+the guide's first block, checked to be the same): `cdnpurge`
 through `cdnpurge.cli.main.main`, `aws SERVICE OPERATION --option value` through boto3 with the AWS CLI's own
 argument rules (option = the input member's name in kebab case, `file://` reads a file, booleans are flags,
 structures are JSON). `sam` and `aws lambda` need a real account and are skipped; nothing else is.
@@ -57,15 +58,24 @@ EXISTING = {
 }
 
 
-def guide_blocks() -> list[list[list[str]]]:
-    """The Deploy section's bash blocks, each a list of commands (argv), comments and continuations resolved."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Deploy\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
+def bash_blocks(markdown: str) -> list[list[list[str]]]:
+    """The ```bash blocks of a page, each a list of commands (argv), comments and continuations resolved."""
+    blocks = re.findall(r"```bash\n(.*?)```", markdown, flags=re.DOTALL)
     return [
         [argv for line in block.replace("\\\n", " ").splitlines() if (argv := shlex.split(line, comments=True))]
         for block in blocks
     ]
+
+
+def guide_blocks() -> list[list[list[str]]]:
+    """The deploy guide's blocks: deploy, update, teardown."""
+    return bash_blocks((ROOT / "docs/deploy.md").read_text(encoding="utf-8"))
+
+
+def test_the_readmes_five_minute_deploy_is_the_guides_first_block() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Deploy in five minutes\n", 1)[1].split("\n## ", 1)[0]
+    assert bash_blocks(section) == guide_blocks()[:1]
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +157,7 @@ def notifications(session: boto3.session.Session) -> dict[str, Any]:
     return {key: value for key, value in response.items() if key != "ResponseMetadata"}
 
 
-def test_deploy_update_and_teardown_as_the_readme_says(
+def test_deploy_update_and_teardown_as_the_guide_says(
     aws: boto3.session.Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given: a bucket with a queue, a topic and a Lambda notification of someone else's, and the guide's files

@@ -17,8 +17,7 @@ from helpers import FASTLY_TOKEN, MemoryLedger, create_template_table, fastly_co
 from pydantic import SecretStr
 
 from cdnpurge.cli.main import main as cli
-from cdnpurge.cli.main import print_status
-from cdnpurge.cli.status import TrailReader
+from cdnpurge.cli.status import TrailReader, print_status
 from cdnpurge.core.config import Config
 from cdnpurge.core.registry import build_providers
 from cdnpurge.runtime.execute import Executor

@@ -5,7 +5,7 @@ Tests call `add(...)` with what they measured (names from `FIELDS`): `faults=1`,
 run prints the real figure), `credential_fragments=...` (the witness's scan), `handler_runs=...,
 past_deadline=...` (handler runs, and those that answered after their deadline).
 
-Hostile inputs are counted per class of issue 12, one line each in the summary: call
+Hostile inputs are counted per class of guarantee, one line each in the summary: call
 `hostile(CLASS, count)` with a key of `CLASSES` and how many hostile inputs (messages, keys, responses,
 configuration files, injected faults) the test threw at the code, once each was checked (a hypothesis test
 counts its examples: `hostile("unexpected")` inside the test body runs once per example). To add to a
@@ -16,9 +16,9 @@ hostile inputs includes them.
 Each process appends to its own JSON file in a directory the controller creates and passes to the workers
 through the environment; `pytest_terminal_summary` (registered from tests/conftest.py) merges them:
 
-    reliability: 2713 hostile inputs (issue 12 asks >= 2000): changes lost 0, duplicate calls 0,
+    reliability: 2713 hostile inputs (target >= 2000): changes lost 0, duplicate calls 0,
       credential fragments 0, handler runs past the deadline 0 of 212
-      §1 anything unexpected fails its own record or request: 1204
+      anything unexpected fails its own record or request: 1204
       ...
 """
 
@@ -48,19 +48,19 @@ FIELDS: Final = (
     "handler_runs",
     "past_deadline",
 )
-# Issue 12's classes of hostile input: key -> the line the summary prints.
+# The classes of hostile input, one per guarantee: key -> the line the summary prints.
 CLASSES: Final = {
-    "unexpected": "§1 anything unexpected fails its own record or request",
-    "bounds": "§2 bounds, in linear time",
-    "canonical": "§3 canonical URLs",
-    "secrets": "§4 secrets never leak",
-    "waits": "§5 every wait is bounded",
-    "fate": "§6 twins share their fate",
-    "queue": "§7 before and after the queue",
-    "attempts": "§8 a new attempt is a new invalidation, a redelivery the same one",
-    "coverage": "§9 economising never drops a target",
-    "progress": "§10 a change too big for one receive advances on each",
-    "iam": "§11 what the function's role would be refused, the local stack refuses",
+    "unexpected": "anything unexpected fails its own record or request",
+    "bounds": "bounds, in linear time",
+    "canonical": "canonical URLs",
+    "secrets": "secrets never leak",
+    "waits": "every wait is bounded",
+    "fate": "twins share their fate",
+    "queue": "before and after the queue",
+    "attempts": "a new attempt is a new invalidation, a redelivery the same one",
+    "coverage": "economising never drops a target",
+    "progress": "a change too big for one receive advances on each",
+    "iam": "what the function's role would be refused, the local stack refuses",
 }
 HOSTILE_TARGET: Final = 2000
 FRAGMENT_CHARS: Final = 12  # a credential fragment: any piece of a test token this long
@@ -123,11 +123,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 
 def summary_lines(counts: Counter[str]) -> list[str]:
-    """The summary: totals and the zeros issue 12 asks for, then one line per class of hostile input."""
+    """The summary: totals and the zeros the suite asks for, then one line per class of hostile input."""
     per_class = {kind: counts[_HOSTILE + kind] for kind in CLASSES}
     total = sum(per_class.values()) + counts["bad_inputs"] + counts["faults"]
     return [
-        f"reliability: {total} hostile inputs (issue 12 asks >= {HOSTILE_TARGET}): changes lost {counts['lost']}, "
+        f"reliability: {total} hostile inputs (target >= {HOSTILE_TARGET}): changes lost {counts['lost']}, "
         f"duplicate calls {counts['duplicates']}, credential fragments {counts['credential_fragments']}, "
         f"handler runs past the deadline {counts['past_deadline']} of {counts['handler_runs']}",
         *(f"  {CLASSES[kind]}: {count}" for kind, count in per_class.items()),

@@ -1,4 +1,4 @@
-"""Issue 12 §1 and §6 on the real stack (the handler on DynamoDB Local, moto and the fake CDNs): a record
+"""Fault boundaries on the real stack (the handler on DynamoDB Local, moto and the fake CDNs): a record
 that makes any stage raise fails alone, dead-lettered with its reason, logged and counted; twins sharing a
 change id go, or stay, together.
 """

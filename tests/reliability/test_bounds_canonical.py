@@ -1,4 +1,4 @@
-"""Bounds and canonical forms through the real queue (issue 12 §2, §3): hundreds of hostile messages
+"""Bounds and canonical forms through the real queue: hundreds of hostile messages
 (userinfo, backslashes, ports and `*` in published URLs and paths, encodings nested past any honest path,
 over-long keys, bucket names and ids S3/SNS/EventBridge never send) each fail alone and are dead-lettered
 with a reason; the good messages beside them are purged exactly once; and nothing non-canonical ever

@@ -1,4 +1,4 @@
-"""Every wait is bounded, and what waits comes back when due (issue 12 §5, §7), on the real handler with
+"""Every wait is bounded, and what waits comes back when due, on the real handler with
 DynamoDB Local, moto and the fake CDNs.
 
 - a provider asking for an absurd wait (`Retry-After: 1000000000`, infinity, a date in the year 9999) is

@@ -1,4 +1,4 @@
-"""Bounds (issue 12 §2): every provider declares how long a target of each kind may be, and an over-long
+"""Target lengths: every provider declares how long a target of each kind may be, and an over-long
 target fails its own change at planning, never a request shared with others (nor an HTTP client's URL
 limit, as a 70,000-character Fastly key once did, raising for the whole batch)."""
 

@@ -1,4 +1,4 @@
-"""A provider call's total time is bounded by its `timeout_seconds`, not each read (issue 12 §5).
+"""A provider call's total time is bounded by its `timeout_seconds`, not each read.
 
 A loopback server answers headers at once, then drips the body one byte at a time, each byte well inside
 the per-read timeout. The call must give up after its total timeout: asserted by how many bytes the

@@ -1,4 +1,5 @@
-"""The `cdnpurge` command line: plan output shape, validation messages, dry-run purges, README example."""
+"""The `cdnpurge` command line: plan output shape, validation messages, dry-run purges, the documented
+configuration examples."""
 
 from __future__ import annotations
 
@@ -101,9 +102,10 @@ def test_help_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:
     assert "cloudfront  cdnpurge purge" in capsys.readouterr().out
 
 
-def test_readme_configuration_example_is_valid() -> None:
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"## Configuration.*?```yaml\n(.*?)```", readme, re.DOTALL)
+@pytest.mark.parametrize("page", ["README.md", "docs/configuration.md"])
+def test_the_documented_configuration_example_is_valid(page: str) -> None:
+    text = (ROOT / page).read_text()
+    block = re.search(r"^#+ Configuration.*?```yaml\n(.*?)```", text, re.DOTALL | re.MULTILINE)
     assert block is not None
     config = parse_config(block.group(1))
     assert [p.name for p in config.providers]

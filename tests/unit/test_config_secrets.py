@@ -1,4 +1,4 @@
-"""Config errors never quote a value that may be a secret (issue 12 §4): a token pasted into the wrong
+"""Config errors never quote a value that may be a secret: a token pasted into the wrong
 field is named by its field and what was expected, never shown."""
 
 from __future__ import annotations

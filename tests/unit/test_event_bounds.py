@@ -1,4 +1,4 @@
-"""Bounds on what becomes a change id or a log field (issue 12 §2): S3 bucket names by S3's naming rules,
+"""Bounds on what becomes a change id or a log field: S3 bucket names by S3's naming rules,
 SNS MessageIds, EventBridge ids, S3 identities (sequencer, version id, ETag) and publisher ids are length-
 and character-checked at decode, failing their own record only, on the fast path and the validating one."""
 

@@ -277,7 +277,7 @@ def test_http_providers_surface_the_rate_signal_on_their_result() -> None:
     assert result.rate_wait == pytest.approx(2.0)
 
 
-# --- every wait is bounded (issue 12 §5) ---------------------------------------------------------------
+# --- every wait is bounded -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("asked", [1_000_000_000.0, float("inf"), 10.0**300])

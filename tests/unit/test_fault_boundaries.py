@@ -1,4 +1,4 @@
-"""Issue 12 §1 and §6: anything unexpected fails its own record or request, never the batch; a record
+"""Fault boundaries: anything unexpected fails its own record or request, never the batch; a record
 sharing its change id with a twin shares the twin's fate.
 
 Each example below aborted the whole batch on the main branch before the boundaries existed (the poison

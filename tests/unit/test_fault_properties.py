@@ -1,8 +1,8 @@
-"""Issue 12 §1 and §6, by property: whatever a publisher, a bucket, a CDN or a configuration throws at the
+"""Fault boundaries, by property: whatever a publisher, a bucket, a CDN or a configuration throws at the
 pipeline, the batch is answered, every record is accounted for (acknowledged with its work done, returned,
 or failed with a reason), and the good record beside the hostile ones is purged.
 
-Each example is one hostile input in the reliability tally (class §1, or §6 for twins).
+Each example is one hostile input in the reliability tally (class "unexpected", or "fate" for twins).
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def test_any_answer_from_a_cdn_fails_only_its_own_request(
     tally.hostile("unexpected")
     event = sqs_event(sns_envelope({"paths": ["/hostile.html"]}), good_record())
     # A throttle or a rate-limit header pauses the provider for everyone, the good record included: then it is
-    # only returned, never lost (how long a pause may last is §5's business).
+    # only returned, never lost (how long a pause may last is tested with the bounded waits).
     pausing = status == 429 or any(name in headers for name in RATE_HEADERS)
     assert_survived(event, ScriptedCdn(hostile), good_purged=not pausing)
 

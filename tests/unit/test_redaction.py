@@ -1,4 +1,4 @@
-"""Secrets (issue 12 §4): redacted before any cut, on success paths too, and never in part.
+"""Secrets are redacted before any cut, on success paths too, and never in part.
 
 A real adapter (Fastly) answers through httpx's MockTransport, wrapped as every built provider is
 (`RedactingProvider` with `secret_forms`), so the tests hold the whole path from a CDN's answer to the

@@ -1,4 +1,4 @@
-"""Rotated credentials (issue 12 §7): on 401/403 the secret is read again past the cache and, if it
+"""Rotated credentials: on 401/403 the secret is read again past the cache and, if it
 changed, the call is retried once with it; an unchanged secret is not retried. Against the fake Fastly,
 whose accepted token is rotated under a running provider."""
 

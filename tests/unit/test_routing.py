@@ -102,7 +102,7 @@ rules:
 
 
 def test_a_deploy_sends_keys_only_to_fastly_and_paths_only_to_medianova() -> None:
-    # Given the storm: 1,000 uploads, a rule with keys and paths, Fastly and Medianova
+    # Given a deploy storm: 1,000 uploads, a rule with keys and paths, Fastly and Medianova
     config = parse_config(MULTI_CDN)
     event = sqs_event(
         *(s3_notification(s3_record(BUCKET, f"assets/{i}.jpg", sequencer=f"{i:04X}")) for i in range(1000))

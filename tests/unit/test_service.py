@@ -75,7 +75,7 @@ def test_the_queues_come_from_the_environment_and_empty_means_unset(tmp_path: Pa
     assert (queues.dead_letter_url, queues.purge_url, queues.max_receive_count) == ("https://sqs.example/dlq", None, 5)
 
 
-# --- the configuration is re-read when it changes (issue 12 §7) ----------------------------------------
+# --- the configuration is re-read when it changes -----------------------------------------------------
 
 SECOND_PROVIDER = """
   - {name: backup, kind: fastly, service_id: SVC2, hosts: [www.example.com],

@@ -1,4 +1,4 @@
-"""Settling fits inside the invocation (issue 12 §5): with a slow table, no ledger call starts after
+"""Settling fits inside the invocation: with a slow table, no ledger call starts after
 `settle_by`, so the handler answers before Lambda's deadline; what was not written is reported, and the
 claims left expire at the invocation's deadline. Simulated clock: each ledger call takes the longest the
 service's DynamoDB client configuration allows."""

@@ -1,4 +1,4 @@
-"""The settings of template.yaml that the code and README rely on, which `sam validate --lint` would not
+"""The settings of template.yaml that the code and docs rely on, which `sam validate --lint` would not
 miss if they disappeared: runtime and architecture, the SQS event source's batching, partial failures
 and concurrency cap (passed to the function, which paces at its share), the queue's visibility timeout."""
 

@@ -1,4 +1,4 @@
-"""Canonical URLs and paths (issue 12 §3) and the linear dot-segment check (§2): one function in
+"""Canonical URLs and paths, and the linear dot-segment check: one function in
 `cdnpurge.core.urls` decides what reaches a CDN, for published messages, the CLI and the providers alike."""
 
 from __future__ import annotations

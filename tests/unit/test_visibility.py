@@ -1,4 +1,4 @@
-"""A throttled or deferred record comes back when its retry is due (issue 12 §7), not after the queue's
+"""A throttled or deferred record comes back when its retry is due, not after the queue's
 720 s visibility timeout: `ChangeMessageVisibility` to the planned delay, bounded, best effort."""
 
 from __future__ import annotations

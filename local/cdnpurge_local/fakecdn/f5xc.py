@@ -6,7 +6,7 @@ body: exactly one of `url` / `hostname` / `pattern` / `purge_all: {}` and exactl
 `soft_purge: {}` / `hard_purge: {}`, nothing else (else 400 with a message). A `pattern` must compile
 (Python's `re` stands in for PCRE 1). Answers `{"purge_request_id": <number>}` as the example does, or a
 string id with `string_ids=True`. Error bodies use the XC API's `{"code", "message", "details"}` shape
-(the seed shows only "example": an assumption). Its 429 carries `Retry-After`.
+(the documentation shows only "example": an assumption). Its 429 carries `Retry-After`.
 """
 
 from __future__ import annotations

@@ -7,13 +7,13 @@ Checks `Authorization: Bearer <token>` exactly, the organisation and resource (e
 body or a `resource_uuid` unlike the path's is 400; a bad `file_path` (empty, over 100, relative) is 422;
 bad listing parameters are 400.
 
-The seed documents "200" without bodies, so the shapes here are assumptions the adapter must read
-defensively: a created job answers `{"status": true, "data": {"id": opID, ...}}` (`response_shape="data"`),
+Medianova's API reference documents "200" without bodies, so the shapes here are assumptions the adapter
+must read defensively: a created job answers `{"status": true, "data": {"id": opID, ...}}` (`response_shape="data"`),
 `{"id": opID}` (`"flat"`) or `{"opID": opID}` (`"opid"`); errors are `{"status": false, "message": ...}`.
 A job is `pending` until `completion_delay` seconds (on the injected `clock`) have passed, then `completed`;
 the fake edge applies the purge at that moment too (`settles_after`).
-`covered(path)` tells whether a created job purged a path: `*` matches any characters, `/` included (the seed
-allows `*` anywhere, `/images/*.jpg`, without saying what it spans: this is the adapter's assumption too).
+`covered(path)` tells whether a created job purged a path: `*` matches any characters, `/` included (the
+documentation allows `*` anywhere, `/images/*.jpg`, without saying what it spans: this is the adapter's assumption too).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 FORMATS = ("png", "svg")
 INSTALL_HINT = "pip install 'matplotlib>=3.10' (in a checkout: pip install -e '.[charts]')"
-# The planner's target (issue 14): decode + translate + plan in less than this many times json.loads.
+# The planner's target: decode + translate + plan in less than this many times json.loads of the envelope.
 THROUGHPUT_TARGET = 3.0
 _LEDGERS = {"dynamodb-local": "DynamoDB Local ledger", "memory": "in-memory ledger"}
 _COLOURS = {"cdnpurge": "#1f77b4", "naive": "#d62728", "minimum": "#7f7f7f"}

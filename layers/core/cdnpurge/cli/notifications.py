@@ -6,7 +6,7 @@ anyone else. So the configuration is read, only `EventBridgeConfiguration` is ad
 other entry is written back exactly as read (ids, events, filters). Nothing is written when nothing changes.
 
 S3 has no conditional write for this document: a change someone else makes between the read and the write
-is lost. Run it when nothing else is editing the bucket's notifications (the README says so).
+is lost. Run it when nothing else is editing the bucket's notifications (the deploy guide says so).
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 Two outputs, so adding a provider documents it in one place (its module) and nothing can drift:
 
 - `purge_examples()`: the examples of `cdnpurge purge --help`, one line per registered kind;
-- `readme_section()`: the README's provider table and its list of unverified facts, kept between the
-  `BEGIN` and `END` markers of README.md. `tests/unit/test_provider_docs.py` fails when README.md is out of
-  step; `python -m cdnpurge.cli.provider_docs --write README.md` brings it back in step.
+- `providers_section()`: the provider table of the documentation and its list of unverified facts, kept
+  between the `BEGIN` and `END` markers of `docs/providers.md` (`PROVIDERS_PAGE`).
+  `tests/unit/test_provider_docs.py` fails when the page is out of step;
+  `python -m cdnpurge.cli.provider_docs --write` brings it back in step.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from pathlib import Path
 
 from cdnpurge.core.registry import REGISTRY, ProviderFactory
 
-BEGIN = "<!-- providers:begin (generated: python -m cdnpurge.cli.provider_docs --write README.md) -->"
+# The page holding the generated section, relative to the repository's root.
+PROVIDERS_PAGE = Path("docs/providers.md")
+BEGIN = "<!-- providers:begin (generated: python -m cdnpurge.cli.provider_docs --write) -->"
 END = "<!-- providers:end -->"
 TABLE_HEADER = (
     "| kind | settings | purges | per call | soft | pacing (declared) |",
@@ -35,8 +38,8 @@ def purge_examples(factories: Iterable[ProviderFactory] | None = None) -> str:
     return "\n".join(lines)
 
 
-def readme_section(factories: Iterable[ProviderFactory] | None = None) -> str:
-    """The README's provider table and unverified facts, markers included."""
+def providers_section(factories: Iterable[ProviderFactory] | None = None) -> str:
+    """The documentation's provider table and unverified facts, markers included."""
     chosen = _all(factories)
     rows = [
         f"| `{factory.kind}` | {docs.settings} | {docs.purges} | {docs.per_call} | {docs.soft} | {docs.pacing} |"
@@ -48,12 +51,12 @@ def readme_section(factories: Iterable[ProviderFactory] | None = None) -> str:
     return "\n".join([BEGIN, *TABLE_HEADER, *rows, "", intro, "", *facts, END])
 
 
-def with_section(readme: str, section: str) -> str:
-    """`readme` with the text between the markers replaced by `section`; ValueError if a marker is missing."""
-    start, end = readme.find(BEGIN), readme.find(END)
+def with_section(page: str, section: str) -> str:
+    """`page` with the text between the markers replaced by `section`; ValueError if a marker is missing."""
+    start, end = page.find(BEGIN), page.find(END)
     if start < 0 or end < start:
-        raise ValueError(f"README: the markers {BEGIN!r} ... {END!r} are missing or out of order")
-    return readme[:start] + section + readme[end + len(END) :]
+        raise ValueError(f"the markers {BEGIN!r} ... {END!r} are missing or out of order")
+    return page[:start] + section + page[end + len(END) :]
 
 
 def _all(factories: Iterable[ProviderFactory] | None) -> list[ProviderFactory]:
@@ -63,19 +66,21 @@ def _all(factories: Iterable[ProviderFactory] | None) -> list[ProviderFactory]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cdnpurge.cli.provider_docs",
-        description="Check or rewrite the README's provider section from the adapters' declarations.",
+        description="Check or rewrite the documentation's provider section from the adapters' declarations.",
     )
-    parser.add_argument("readme", type=Path, help="README.md to check or rewrite")
+    parser.add_argument(
+        "page", type=Path, nargs="?", default=PROVIDERS_PAGE, help=f"the page to check or rewrite ({PROVIDERS_PAGE})"
+    )
     parser.add_argument("--write", action="store_true", help="rewrite the section instead of checking it")
     arguments = parser.parse_args(argv)
-    current = arguments.readme.read_text(encoding="utf-8")
-    wanted = with_section(current, readme_section())
+    current = arguments.page.read_text(encoding="utf-8")
+    wanted = with_section(current, providers_section())
     if wanted == current:
         return 0
     if arguments.write:
-        arguments.readme.write_text(wanted, encoding="utf-8")
+        arguments.page.write_text(wanted, encoding="utf-8")
         return 0
-    print(f"{arguments.readme}: provider section out of step; run with --write", file=sys.stderr)
+    print(f"{arguments.page}: provider section out of step; run with --write", file=sys.stderr)
     return 1
 
 

@@ -9,8 +9,11 @@ their partitions (up to `PARALLEL_READS` at once), newest first, at most `limit`
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -22,10 +25,12 @@ from urllib.parse import urlsplit
 
 from boto3.dynamodb.types import TypeDeserializer
 
+from cdnpurge.cli.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Commands, Context, add_command, positive
 from cdnpurge.cli.progress import Progress
 from cdnpurge.runtime.trail import (
     AT,
     CHANGE_SK,
+    DEFAULT_RETENTION_SECONDS,
     HOUR,
     HOUR_INDEX,
     LOOKUP,
@@ -324,3 +329,115 @@ def _after(at: str | None, accepted: str | None) -> str:
 
 def _parse(at: str) -> datetime:
     return datetime.fromisoformat(at.replace("Z", "+00:00"))
+
+
+STATUS_EXAMPLES = f"""\
+examples (the table is the stack output PurgeTrailTableName, or TRAIL_TABLE_NAME in the environment):
+  cdnpurge status --bucket my-site-content --key docs/a.html     every recent change of one object
+  cdnpurge status --url https://www.example.com/docs/a.html      what purged one URL (as URL, path, prefix, host)
+  cdnpurge status --change-id 's3:my-site-content/docs/a.html@0065A1B2C3D4E5F6'
+  cdnpurge status --since 1h --format json                       the last hour, for scripts
+
+Per change: its source (bucket, key and S3's sequencer or version id; or the publisher's id), the rule that
+matched, and per provider its targets, the provider's request or job id, accepted / completed / fresh
+(the last two as seconds after acceptance, once the verifier reports them), attempts and the last error.
+Newest first, at most --limit changes. The trail is kept {DEFAULT_RETENTION_SECONDS // 86400} days by default
+(TrailRetentionSeconds). AWS endpoint, region and credentials come from the usual AWS environment
+(AWS_PROFILE, AWS_ENDPOINT_URL_DYNAMODB for the local stack). Needs dynamodb:Query on the table and its
+indexes. Exit status: 0 found, 1 nothing recorded for the question, 2 usage or AWS error.
+"""
+
+
+def register(commands: Commands) -> None:
+    parser = add_command(
+        commands,
+        "status",
+        run,
+        help="what happened to a change: accepted, completed, fresh, per provider (the purge trail)",
+        description="Read the purge trail the function keeps for each (provider, change).",
+        epilog=STATUS_EXAMPLES,
+    )
+    question = parser.add_mutually_exclusive_group(required=True)
+    question.add_argument("--bucket", help="the object's bucket (with --key)")
+    question.add_argument("--url", help="an absolute URL a purge named, as URL, path, directory prefix or host")
+    question.add_argument("--change-id", help="one change id (as `cdnpurge plan` and the logs print it)")
+    question.add_argument(
+        "--since", type=_duration, metavar="AGE", help="changes recorded within AGE: 90s, 15m, 1h, 2d"
+    )
+    parser.add_argument("--key", help="the object's key (with --bucket)")
+    parser.add_argument(
+        "--table", default=None, help="the trail table (stack output PurgeTrailTableName; default $TRAIL_TABLE_NAME)"
+    )
+    parser.add_argument("--limit", type=positive, default=DEFAULT_LIMIT, metavar="N", help="at most N changes (50)")
+    parser.add_argument("-f", "--format", choices=("text", "json"), default="text", help="output format")
+
+
+def _duration(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except StatusError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def run(args: argparse.Namespace, context: Context) -> int:
+    table = args.table or os.environ.get("TRAIL_TABLE_NAME")
+    if not table:
+        print(
+            "cdnpurge: name the trail table: --table NAME (stack output PurgeTrailTableName) or TRAIL_TABLE_NAME",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if (args.bucket is None) != (args.key is None):
+        print("cdnpurge: --bucket and --key go together: name the object by both", file=sys.stderr)
+        return EXIT_USAGE
+    progress = Progress(sys.stderr, "status", clock=context.clock)
+    return print_status(
+        TrailReader(context.client("dynamodb"), table, progress=progress),
+        context.out,
+        bucket=args.bucket,
+        key=args.key,
+        url=args.url,
+        change_id=args.change_id,
+        since_seconds=args.since,
+        limit=args.limit,
+        output_format=args.format,
+    )
+
+
+def print_status(
+    reader: TrailReader,
+    out: TextIO,
+    *,
+    bucket: str | None = None,
+    key: str | None = None,
+    url: str | None = None,
+    change_id: str | None = None,
+    since_seconds: int | None = None,
+    limit: int = DEFAULT_LIMIT,
+    output_format: str = "text",
+) -> int:
+    """Answer one `cdnpurge status` question (exactly one of object, URL, change id, age) on `out`.
+
+    The demo calls it too: `print_status(TrailReader(client, table), sys.stdout, bucket=..., key=...)`.
+    """
+    try:
+        if change_id is not None:
+            changes, asked = reader.by_change(change_id), f"change {change_id}"
+        elif url is not None:
+            changes, asked = reader.by_url(url, limit), url
+        elif since_seconds is not None:
+            changes, asked = reader.since(since_seconds, limit), f"the last {since_seconds} s"
+        elif bucket is not None and key is not None:
+            changes, asked = reader.by_object(bucket, key, limit), f"s3://{bucket}/{key}"
+        else:
+            raise StatusError("ask about one object (bucket and key), URL, change id or age")
+    except StatusError as exc:
+        print(f"cdnpurge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if output_format == "json":
+        write_json(changes, out)
+    elif changes:
+        write_table(changes, out)
+    else:
+        print(f"no purge recorded for {asked} (the trail keeps what the function purged in its retention)", file=out)
+    return EXIT_OK if changes else EXIT_FAILED

@@ -111,7 +111,7 @@ class Rule(BaseModel):
 
 
 class Config(BaseModel):
-    """The whole document. See README "Configuration" for a commented example."""
+    """The whole document. See docs/configuration.md for a commented example."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

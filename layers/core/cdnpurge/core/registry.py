@@ -2,7 +2,7 @@
 
 Adding a CDN means adding its module `cdnpurge.runtime.providers.<kind>` (which names its adapter class `ADAPTER`)
 and one line in `KINDS` (plus its fake-server behaviour and its contract test file); the planner, executor,
-configuration, CLI help and README table pick it up from `REGISTRY`.
+configuration, CLI help and the docs' provider table pick it up from `REGISTRY`.
 
 Adapter modules load on first use of their kind: a function configured for Fastly never imports the
 other seven (nor their SDKs: boto3's CloudFront client, Akamai's EdgeGrid signer), which a cold start
@@ -47,7 +47,7 @@ class ProviderFactory(Protocol):
     ) -> Provider: ...
 
 
-# One line per provider, in the order the CLI help and README list them.
+# One line per provider, in the order the CLI help and the docs list them.
 KINDS = (
     "fastly",
     "f5xc",

@@ -3,7 +3,7 @@
 Built from configuration alone (no credentials, no client, no httpx or boto3), so `cdnpurge plan` works
 offline and importing the planner loads no adapter. `DeclaredProvider` is what every adapter shares, HTTP
 or not: its declared `Capabilities` narrowed by the settings into a `ProviderSpec`, and its `ProviderDocs`,
-from which the CLI's examples and the README's provider table are generated (`providers.docs`).
+from which the CLI's examples and the documentation's provider table are generated (`providers.docs`).
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class ProviderSettings(BaseModel):
         default_factory=dict, description="Credential name -> reference ({env: VAR} or {secret: NAME})."
     )
     verify: VerifySettings | None = Field(
-        default=None, description='Check the edge after each purge (README "Verification"); off when unset.'
+        default=None, description="Check the edge after each purge (docs/verification.md); off when unset."
     )
 
 
@@ -168,10 +168,10 @@ Credentials = Mapping[str, SecretStr]
 class ProviderDocs:
     """What an adapter tells its users, declared next to the code it describes so the two change together.
 
-    `providers.docs` builds the `cdnpurge purge --help` examples and the README's provider table from these
-    (a test fails when README.md is out of step), so adding a provider documents it in one place.
+    `providers.docs` builds the `cdnpurge purge --help` examples and the provider table of docs/providers.md from these
+    (a test fails when the page is out of step), so adding a provider documents it in one place.
 
-    - `settings`: its configuration fields and credential names, as the README table shows them.
+    - `settings`: its configuration fields and credential names, as the provider table shows them.
     - `purges`: the kinds it purges and how they go on the wire.
     - `per_call`, `soft`, `pacing`: its per-call limits, soft-purge mechanism and declared pacing.
     - `example`: the arguments of one `cdnpurge purge` call after `-p NAME` (one line in the CLI help).

@@ -15,7 +15,7 @@ MAX_DELAY_SECONDS: Final = 900
 
 
 class VerifySettings(BaseModel):
-    """How a provider's purges are verified at its edge (README "Verification")."""
+    """How a provider's purges are verified at its edge (docs/verification.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -439,7 +439,7 @@ class PurgeService:
 
 
 class Verification:
-    """Runs the check messages of a batch and schedules checks for what it purged (README "Verification").
+    """Runs the check messages of a batch and schedules checks for what it purged (docs/verification.md).
 
     A check is a delayed message on the purge queue; one that cannot be run or rescheduled is returned in
     `batchItemFailures` (SQS redelivers it), a malformed one is dead-lettered at once.

@@ -4,8 +4,8 @@ The idempotency ledger answers "was this purged already?" for an hour; the trail
 my change, and is it live yet?" for `retention_seconds` (7 days by default). It lives in a table of its own
 (`PurgeTrailTable`), not in the ledger's: its key has a sort key (the ledger's is a hash key only, fixed
 by Powertools' layout), so one change's records come back in one Query; its indexes are created with it
-(CloudFormation adds at most one index to an existing table per update, and issue 15 shares the ledger's
-table); and a failed trail write can never be mistaken for, or slow down, a claim.
+(CloudFormation adds at most one index to an existing table per update, and the ledger's table already
+holds the billed-path counters); and a failed trail write can never be mistaken for, or slow down, a claim.
 
 Layout: one partition per change, `pk = cdnpurge#trail#<hash of the change id>`:
 
@@ -22,7 +22,7 @@ Layout: one partition per change, `pk = cdnpurge#trail#<hash of the change id>`:
 
 Two KEYS_ONLY global secondary indexes: `by-lookup` (`lookup`, `at`: by object, by URL) and `by-hour`
 (`hour`, `at`: by time; the hour is split over `HOUR_SHARDS` keys so a storm's writes spread over several
-index partitions). README "Purge trail" weighs their cost. Every item has `expires_at`, the table's TTL.
+index partitions). docs/trail.md weighs their cost. Every item has `expires_at`, the table's TTL.
 
 Writes never fail or delay a purge: the service writes the batch's trail after its purges were made, in
 `BatchWriteItem`s of 25 in parallel; what cannot be written is returned as a `TrailWriting` (logged and

@@ -1,7 +1,6 @@
 """F5 Distributed Cloud (XC) CDN cache-purge adapter.
 
-Docs: https://docs.cloud.f5.com/docs-v2/api (API reference > CDN > "Purge CDN Cache"; the page is
-kept as the seed `f5xc-cdn-cache-purge.txt`).
+Docs: https://docs.cloud.f5.com/docs-v2/api (API reference > CDN > "Purge CDN Cache").
 
 - `POST https://{tenant}.console.ves.volterra.io/api/cdn/namespaces/{namespace}/cdn_loadbalancer/{name}/cache-purge`
   with `Authorization: APIToken <token>`.
@@ -14,11 +13,11 @@ kept as the seed `f5xc-cdn-cache-purge.txt`).
 - Errors: 401, 403, 404, 409 (conflict: a `RejectedError`), 429, 500, 503, 504.
 - `path` targets are not native: the planner turns them into `url` targets per configured host.
 
-*Unverified* (the seed does not say; see `UNVERIFIED`):
+*Unverified* (the page does not say; see `UNVERIFIED`):
 - the regular expression in `pattern` is matched against the URL path (not host + path, not the full
   URL); a `prefix` is therefore rendered `^<escaped prefix>.*`, e.g. `/img/` -> `^/img/.*`;
 - `url` is described as "a URL path" but the example is an absolute URL; we send the absolute URL;
-- the seed's example URL carries a doc-generator prefix (`/api/v1/api/production/us-east-1/...`);
+- the page's example URL carries a doc-generator prefix (`/api/v1/api/production/us-east-1/...`);
   we call the tenant API path `/api/cdn/namespaces/...` shown in the operation itself;
 - the shape of error bodies (we read `message`, as for the other XC APIs) and any rate-limit numbers.
 """

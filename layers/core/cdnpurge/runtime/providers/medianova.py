@@ -1,7 +1,6 @@
 """Medianova CDN purge adapter.
 
-Docs: https://docs.medianova.com (API reference > CDN > Purge; the page is kept as the seed
-`medianova-purge.txt`).
+Docs: https://docs.medianova.com (API reference > CDN > Purge).
 
 - Base `https://cloud.medianova.com/api/v1`, `Authorization: Bearer <token>`.
 - Create a job: `POST /cdn/{organization_uuid}/job/{resource_uuid}/purge` with
@@ -13,13 +12,13 @@ Docs: https://docs.medianova.com (API reference > CDN > Purge; the page is kept 
   `/img` -> `/img*`, which covers `/img` itself as the planner assumes, and `/imgx` too: a harmless
   over-purge). `url` is not native: the planner turns URLs of the configured hosts into paths. No soft purge.
 
-*Unverified* (the seed documents "200" without a body; see `UNVERIFIED`):
+*Unverified* (the page documents "200" without a body; see `UNVERIFIED`):
 - the shape of the create and list responses: the job id is read from `data.id`, `id`, `opID` or
   `data.opID`, whichever is present, and a body saying `"status": false` / `"success": false` is taken
   as a refusal;
 - the error body shape (we read `message` / `error`) and any rate limit;
 - a literal `*` inside a path cannot be escaped: it is always a wildcard;
-- `*` matching any characters, `/` included, so `/img/*` covers `/img/a/b.png` (the seed shows `*` at the end
+- `*` matching any characters, `/` included, so `/img/*` covers `/img/a/b.png` (the page shows `*` at the end
   and mid-path, `/images/*.jpg`, but not what it spans).
 """
 
@@ -62,7 +61,7 @@ def wildcard(prefix: str) -> str:
     """`/img/` -> `/img/*`, `/img` -> `/img*`, `/` -> `/*`; a prefix already ending in `*` is kept.
 
     Not `/img` -> `/img/*`: the planner counts the path `/img` as covered by the prefix `/img` (and drops it
-    from the plan), and `/img/*` would not purge it. `*` may stand anywhere in a Medianova path (the seed's
+    from the plan), and `/img/*` would not purge it. `*` may stand anywhere in a Medianova path (the page's
     `/images/*.jpg`), so `/img*` is a valid wildcard."""
     return prefix if prefix.endswith("*") else prefix + "*"
 

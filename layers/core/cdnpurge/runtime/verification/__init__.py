@@ -10,6 +10,6 @@
   `VerificationListener`, where it reports what it learns (the purge trail).
 - `report`: what verification did in one invocation (figures per provider), carried by the batch report.
 
-The check travels as a delayed SQS message on the purge queue (`cdnpurge.core.events.verify`); see README
-"Verification" for why not a queue of its own or Step Functions.
+The check travels as a delayed SQS message on the purge queue (`cdnpurge.core.events.verify`); see
+docs/verification.md for why not a queue of its own or Step Functions.
 """
