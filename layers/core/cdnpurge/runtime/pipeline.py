@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 from cdnpurge.core.config import Config
@@ -121,6 +122,18 @@ def run_batch(
 
     busy, unavailable = having(Claim.BUSY), having(Claim.UNAVAILABLE)
     ledger_failures = (*claim_failures, *settle_failures)
+    failures = classify_failures(
+        decoded=decoded,
+        translation=translation,
+        plan=the_plan,
+        outcomes=outcomes,
+        busy=busy,
+        unavailable=unavailable,
+        ledger_failures=ledger_failures,
+        redact=redact,
+    )
+    moved = {change for _, change in settlement.advanced}
+    progressing = {change.source_id for change in decoded.changes if change.id in moved}
     return BatchRun(
         decoded=decoded,
         translation=translation,
@@ -135,16 +148,7 @@ def run_batch(
         bill=bill,
         billed_paths=accepted_paths,
         billing_failures=billing_failures,
-        failures=classify_failures(
-            decoded=decoded,
-            translation=translation,
-            plan=the_plan,
-            outcomes=outcomes,
-            busy=busy,
-            unavailable=unavailable,
-            ledger_failures=ledger_failures,
-            redact=redact,
-        ),
+        failures=replace(failures, progressing=frozenset(progressing.intersection(failures.sources))),
     )
 
 

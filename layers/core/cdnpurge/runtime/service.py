@@ -32,6 +32,7 @@ from cdnpurge.core.events.verify import VerifyCheck, check_records, decode_check
 from cdnpurge.core.protocol import Provider
 from cdnpurge.core.spec import ProviderSpec
 from cdnpurge.core.verify_settings import VerifySettings
+from cdnpurge.runtime.continuation import Continuations, continue_progressing
 from cdnpurge.runtime.deadletter import DeadLettering, DeadLetterReason, dead_letter, dead_letter_body
 from cdnpurge.runtime.execute import AttemptListener, Executor
 from cdnpurge.runtime.ledger import DynamoDBLedger, Ledger
@@ -381,6 +382,10 @@ class PurgeService:
             if self.verification is None
             else self.verification.handle(event, run, deadline=deadline)
         )
+        continued = self._continue(event, run, out_of_time)
+        if continued.continued:  # acknowledged: neither dead-lettered nor made visible again
+            kept = tuple(source for source in run.failures.sources if source not in continued.continued)
+            run = replace(run, failures=replace(run.failures, sources=kept))
         dead_letters = self._dead_letter(event, run, out_of_time)
         return BatchReport(
             run,
@@ -390,6 +395,26 @@ class PurgeService:
             verification=verified,
             visibility=self._return_when_due(event, run, dead_letters, out_of_time),
             config_change=config_change,
+            continuations=continued,
+        )
+
+    def _continue(self, event: Mapping[str, Any], run: BatchRun, out_of_time: Callable[[], bool]) -> Continuations:
+        """Send again the records that advanced on their last allowed receive (`cdnpurge.runtime.continuation`)."""
+        purge_url, progressing = self.queues.purge_url, run.failures.progressing - run.failures.permanent
+        if purge_url is None or not progressing:
+            return Continuations()
+        change_ids: dict[str, tuple[str, ...]] = {}
+        for change in run.decoded.changes:
+            change_ids[change.source_id] = (*change_ids.get(change.source_id, ()), change.id)
+        return continue_progressing(
+            self.sqs,
+            purge_url,
+            event,
+            progressing=progressing,
+            change_ids=change_ids,
+            max_receive_count=self.queues.max_receive_count,
+            redact=self.redact,
+            out_of_time=out_of_time,
         )
 
     def _return_when_due(
