@@ -156,10 +156,7 @@ def test_a_tagged_storm_crossing_the_budget_is_purged_by_its_distinct_tags(
 ) -> None:
     # Given uploads tagged by section (the origin returns the tag; the rule names it and declares that it
     # covers the rule's paths) and a full month
-    rule = (
-        '{match: "assets/{dir}/{name}", paths: ["/assets/{dir}/{name}"], keys: ["Section-{dir}"], '
-        "keys_cover: true}"
-    )
+    rule = '{match: "assets/{dir}/{name}", paths: ["/assets/{dir}/{name}"], keys: ["Section-{dir}"], keys_cover: true}'
     storm = Storm(table, cloudfront, rule)
     storm.counter.add(storm.month, {storm.distribution_id: BUDGET})
     # When 40 uploads in 4 sections (and 40 directories' worth of paths) arrive
