@@ -77,7 +77,9 @@ def test_an_economy_that_drops_targets_is_caught_and_they_are_purged_as_they_wer
     sent = {(request.kind, value) for request in the_plan.requests for value in request.targets}
     assert sent == {(TargetKind.KEY, "home"), (TargetKind.PATH, "/news/"), (TargetKind.PATH, "/feed.xml")}
     missing = unserved(items, plan(items[:1], specs), specs, router(specs))
-    assert [(item.target, item.providers) for item in missing] == [(item.target, {"cf"}) for item in items[1:]]
+    assert [(item.target, item.providers) for item in missing] == [
+        (item.target, frozenset({"cf"})) for item in items[1:]
+    ]
     tally.hostile("coverage", 2)
 
 
