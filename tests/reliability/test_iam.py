@@ -27,6 +27,7 @@ ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
 # trailing wildcard; it is the only wildcard allowed, and only after the configured prefix.
 # The content bucket's objects ("/*") are the other: verification reads an object's current version.
 CONTENT_OBJECTS = "arn:${AWS::Partition}:s3:::${ContentBucketName}/*"
+CONTENT_BUCKET = "arn:${AWS::Partition}:s3:::${ContentBucketName}"
 ALLOWED_WILDCARD_RESOURCES = {
     "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretsPrefix}*",
     CONTENT_OBJECTS,
@@ -133,10 +134,14 @@ def test_queue_sends_are_limited_to_the_dead_letter_queue_and_the_purge_queue() 
     ]
 
 
-def test_s3_is_read_only_and_only_the_content_buckets_objects() -> None:
-    # Verification's HeadObject (authorised as s3:GetObject): nothing written, no other bucket, no listing.
+def test_s3_is_read_only_and_only_the_content_bucket() -> None:
+    # Verification's HeadObject (authorised as s3:GetObject), and s3:ListBucket on the same bucket, without
+    # which S3 answers 403 (not 404) for a missing key: nothing written, no other bucket.
     s3 = [s for s in execution_role_statements() if any(a.startswith("s3:") for a in s["actions"])]
-    assert [(s["actions"], s["resources"]) for s in s3] == [(["s3:GetObject"], [{"Fn::Sub": CONTENT_OBJECTS}])]
+    assert [(s["actions"], s["resources"]) for s in s3] == [
+        (["s3:GetObject"], [{"Fn::Sub": CONTENT_OBJECTS}]),
+        (["s3:ListBucket"], [{"Fn::Sub": CONTENT_BUCKET}]),
+    ]
 
 
 def test_the_event_source_reads_only_the_purge_queue() -> None:
