@@ -10,9 +10,11 @@ resources (`cdnpurge_local.cfn`); `enforce_role` makes a boto3 client refuse, be
 stand-in, every call the policy does not allow, with the answer AWS gives (`AccessDenied`, HTTP 403), and
 turns S3's 404 for a missing key into 403 when the policy lacks `s3:ListBucket` on its bucket. Each call is
 mapped to the IAM actions and resource ARNs AWS authorises it by (`required`): TransactWriteItems per item,
-SendMessageBatch as SendMessage, HeadObject as s3:GetObject. A call this module cannot map is refused too:
-the function's calls are few, and an unknown one is a permission to review. A statement whose resource
-cannot be evaluated locally (a resource not provisioned) grants nothing.
+SendMessageBatch as SendMessage, HeadObject as s3:GetObject; a DynamoDB call's partition keys meet a
+statement's `ForAllValues:StringLike` `dynamodb:LeadingKeys` condition. A call this module cannot map is
+refused too: the function's calls are few, and an unknown one is a permission to review. A statement whose
+resource cannot be evaluated locally (a resource not provisioned), or with a condition this module does not
+evaluate, grants nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from cdnpurge_local.cfn import Evaluator, TemplateError
+from cdnpurge_local.cfn import Evaluator, TemplateError, parameter_values
 
 ACCESS_DENIED: Final = "AccessDenied"
 FORBIDDEN: Final = 403
@@ -42,13 +44,19 @@ _BUCKET: Final = "cdnpurge_local.iam.bucket"
 
 @dataclass(frozen=True)
 class Statement:
-    """One Allow statement: its actions and resource patterns (IAM wildcards `*` and `?`)."""
+    """One Allow statement: its actions and resource patterns (IAM wildcards `*` and `?`), and the
+    `dynamodb:LeadingKeys` patterns its `ForAllValues:StringLike` condition allows (None: no condition)."""
 
     actions: frozenset[str]
     resources: tuple[str, ...]
+    leading_keys: tuple[str, ...] | None = None
 
-    def allows(self, action: str, resource: str) -> bool:
-        return action.lower() in self.actions and any(_pattern(r).fullmatch(resource) for r in self.resources)
+    def allows(self, action: str, resource: str, keys: tuple[str, ...] = ()) -> bool:
+        if action.lower() not in self.actions or not any(_pattern(r).fullmatch(resource) for r in self.resources):
+            return False
+        if self.leading_keys is None:
+            return True
+        return all(any(_pattern(p).fullmatch(key) for p in self.leading_keys) for key in keys)
 
 
 @dataclass(frozen=True)
@@ -57,8 +65,9 @@ class RolePolicy:
 
     statements: tuple[Statement, ...]
 
-    def allows(self, action: str, resource: str) -> bool:
-        return any(statement.allows(action, resource) for statement in self.statements)
+    def allows(self, action: str, resource: str, keys: tuple[str, ...] = ()) -> bool:
+        """Whether a statement allows `action` on `resource` for items with partition keys `keys`."""
+        return any(statement.allows(action, resource, keys) for statement in self.statements)
 
     @classmethod
     def of_function(cls, template: Mapping[str, Any], function: str, evaluator: Evaluator) -> RolePolicy:
@@ -75,8 +84,53 @@ class RolePolicy:
                 except TemplateError:
                     continue  # not evaluable locally: grants nothing
                 actions = frozenset(str(a).lower() for a in _flat(raw["Action"]))
-                statements.append(Statement(actions, patterns))
+                condition = raw.get("Condition")
+                if condition is None:
+                    statements.append(Statement(actions, patterns))
+                elif set(condition) == {"ForAllValues:StringLike"} and set(condition["ForAllValues:StringLike"]) == {
+                    "dynamodb:LeadingKeys"
+                }:
+                    keys = tuple(str(k) for k in _flat(condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]))
+                    statements.append(Statement(actions, patterns, keys))
+                # any other condition is not evaluated here: the statement grants nothing
         return cls(tuple(statements))
+
+
+def function_role(
+    template: Mapping[str, Any],
+    *,
+    parameters: Mapping[str, str],
+    region: str,
+    account: str,
+    attributes: Mapping[str, Mapping[str, str]] | None = None,
+    function: str = "PurgeFunction",
+) -> RolePolicy:
+    """`function`'s role in a stack of `template` deployed in `account`/`region` with `parameters`;
+    `attributes` are the GetAtt values of its resources (`{"PurgeQueue": {"Arn": ...}}`)."""
+    pseudo = {"AWS::Partition": "aws", "AWS::Region": region, "AWS::AccountId": account}
+    evaluator = Evaluator(
+        parameters={**parameter_values(template, parameters), **pseudo},
+        condition_definitions=template.get("Conditions", {}),
+        attributes={name: dict(values) for name, values in (attributes or {}).items()},
+    )
+    return RolePolicy.of_function(template, function, evaluator)
+
+
+def leading_keys(operation: str, params: Mapping[str, Any]) -> tuple[str, ...]:
+    """The partition keys (attribute `id`, the key of the template's tables) a DynamoDB call touches."""
+    items: list[Mapping[str, Any]] = []
+    if operation == "TransactWriteItems":
+        items = [
+            body.get("Item") or body.get("Key") or {} for item in params["TransactItems"] for body in item.values()
+        ]
+    elif operation == "BatchWriteItem":
+        for requests in params["RequestItems"].values():
+            for request in requests:
+                for body in request.values():
+                    items.append(body.get("Item") or body.get("Key") or {})
+    else:
+        items = [params.get("Item") or params.get("Key") or {}]
+    return tuple(str(item["id"]["S"]) for item in items if "id" in item and "S" in item["id"])
 
 
 def required(
@@ -135,8 +189,9 @@ def enforce_role(client: Any, policy: RolePolicy, *, region: str, account: str) 
             needed = required(service, model.name, params, region, account)
         except KeyError:
             needed = [(f"{service}:{model.name}", "(not mapped by cdnpurge_local.iam)")]
+        keys = leading_keys(model.name, params) if service == "dynamodb" else ()
         for action, resource in needed:
-            if not policy.allows(action, resource):
+            if not policy.allows(action, resource, keys):
                 raise _denied(model.name, f"not authorized to perform: {action} on resource: {resource}")
 
     def missing_key_is_forbidden(http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:

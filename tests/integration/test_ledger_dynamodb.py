@@ -11,11 +11,15 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemAlreadyExistsError
+from botocore.exceptions import ClientError
 from helpers import create_template_table
 
 from cdnpurge.runtime.ledger import CLAIM_ITEMS, KEY_PREFIX, Attempt, Claim, DynamoDBLedger
+from cdnpurge_local.cfn import load_template
+from cdnpurge_local.iam import enforce_role, function_role
 from cdnpurge_local.provision import local_client
 from cdnpurge_local.servers import DynamoDBLocal
+from cdnpurge_local.stack import TEMPLATE_PATH
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ledger")]
 
@@ -160,3 +164,39 @@ def test_a_parked_record_is_taken_over_by_powertools_too(table: tuple[Any, str])
     persistence.save_inprogress({"provider": pair[0], "change": pair[1]}, remaining_time_in_millis=60_000)
     stored = persistence.get_record({"provider": pair[0], "change": pair[1]})
     assert stored is not None and stored.status == "INPROGRESS"
+
+
+def test_the_ledger_needs_no_more_than_the_functions_role_grants(table: tuple[Any, str]) -> None:
+    # Given the ledger's client authorised as AWS would by the template's role (no UpdateItem on its records)
+    client, name = table
+    account = "123456789012"
+    arn = f"arn:aws:dynamodb:us-east-1:{account}:table/{name}"
+    policy = function_role(
+        load_template(TEMPLATE_PATH),
+        parameters={"ContentBucketName": "site-content"},
+        region="us-east-1",
+        account=account,
+        attributes={"IdempotencyTable": {"Arn": arn}},
+    )
+    guarded = local_client(boto3.session.Session(), "dynamodb", endpoint=client.meta.endpoint_url, region="us-east-1")
+    clock = Clock()
+    ledger = DynamoDBLedger(enforce_role(guarded, policy, region="us-east-1", account=account), name, clock=clock)
+    done, parked, abandoned = pairs(3)
+    # When it claims, completes, parks with progress, takes over a dead holder's claim and claims again
+    first = ledger.claim([done, parked, abandoned], remaining_ms=1_000)
+    ledger.complete([done], {"purged": True})
+    ledger.release([parked], RuntimeError("deferred"), {parked: first.attempts[parked]._replace(done=frozenset({"d"}))})
+    clock.now += 10
+    again = ledger.claim([done, parked, abandoned], remaining_ms=60_000)
+    # Then every call was allowed, and the states are as without the role
+    assert again == {done: Claim.DONE, parked: Claim.CLAIMED, abandoned: Claim.CLAIMED}
+    assert again.attempts[parked].done == {"d"}
+    assert again.attempts[abandoned].generation == first.attempts[abandoned].generation
+    # And what the role does not grant is refused (an update of a ledger record)
+    with pytest.raises(ClientError, match="AccessDenied"):
+        enforce_role(guarded, policy, region="us-east-1", account=account).update_item(
+            TableName=name,
+            Key={"id": {"S": "cdnpurge#provider-change#x"}},
+            UpdateExpression="SET a = :a",
+            ExpressionAttributeValues={":a": {"S": "b"}},
+        )

@@ -26,14 +26,14 @@ from cdnpurge.runtime.redaction import RedactingProvider
 from cdnpurge.runtime.service import PurgeService, Queues, Verification, VerificationWiring
 from cdnpurge.runtime.verification.origin import S3Versions
 from cdnpurge.runtime.verification.report import Tally
-from cdnpurge_local.cfn import Evaluator, load_template, parameter_values
+from cdnpurge_local.cfn import load_template
 from cdnpurge_local.distributions import s3_distribution
 from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
 from cdnpurge_local.fakecdn.clock import ManualClock
 from cdnpurge_local.fakecdn.cloudfront_watch import CloudFrontWatcher, WatchedCloudFront
 from cdnpurge_local.fakecdn.edge import Edge, EdgeFault, EdgeServer
 from cdnpurge_local.fakecdn.origin import S3Origin
-from cdnpurge_local.iam import RolePolicy, enforce_role
+from cdnpurge_local.iam import RolePolicy, enforce_role, function_role
 from cdnpurge_local.provision import local_client
 from cdnpurge_local.servers import DEFAULT_REGION, MotoServer
 from cdnpurge_local.stack import TEMPLATE_PATH
@@ -186,16 +186,11 @@ def test_a_verification_re_purge_creates_a_second_invalidation(moto: MotoServer)
 
 def function_policy(template: Mapping[str, Any], bucket: str, distribution_id: str) -> RolePolicy:
     """The purge function's role policy from `template`, for this test's bucket and distribution."""
-    values = parameter_values(
-        template,
-        {
-            "ContentBucketName": bucket,
-            "CloudFrontDistributionArns": f"arn:aws:cloudfront::{ACCOUNT}:distribution/{distribution_id}",
-        },
-    )
-    pseudo = {"AWS::Partition": "aws", "AWS::Region": DEFAULT_REGION, "AWS::AccountId": ACCOUNT}
-    evaluator = Evaluator(parameters={**values, **pseudo}, condition_definitions=template.get("Conditions", {}))
-    return RolePolicy.of_function(template, "PurgeFunction", evaluator)
+    parameters = {
+        "ContentBucketName": bucket,
+        "CloudFrontDistributionArns": f"arn:aws:cloudfront::{ACCOUNT}:distribution/{distribution_id}",
+    }
+    return function_role(template, parameters=parameters, region=DEFAULT_REGION, account=ACCOUNT)
 
 
 def without_statement(sid: str) -> Callable[[Mapping[str, Any]], Mapping[str, Any]]:

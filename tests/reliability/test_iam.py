@@ -23,8 +23,8 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from reliability import tally
 
-from cdnpurge_local.cfn import Evaluator, load_template, parameter_values
-from cdnpurge_local.iam import RolePolicy, enforce_role, required
+from cdnpurge_local.cfn import load_template
+from cdnpurge_local.iam import RolePolicy, enforce_role, function_role, leading_keys, required
 from cdnpurge_local.servers import REPO_ROOT
 from cdnpurge_local.stack import TEMPLATE_PATH
 
@@ -304,8 +304,6 @@ def applied_role(edit: Callable[[dict[str, Any]], None] | None = None) -> RolePo
     raw = template()
     if edit is not None:
         edit(raw)
-    values = parameter_values(raw, {"ContentBucketName": BUCKET_NAME})
-    pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
     queue = f"arn:aws:sqs:{REGION}:{ACCOUNT}:"
     attributes = {
         "PurgeQueue": {"Arn": queue + "purge"},
@@ -313,8 +311,9 @@ def applied_role(edit: Callable[[dict[str, Any]], None] | None = None) -> RolePo
         "IdempotencyTable": {"Arn": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/idempotency"},
         "PurgeTrailTable": {"Arn": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/trail"},
     }
-    evaluator = Evaluator({**values, **pseudo}, raw.get("Conditions", {}), attributes)
-    return RolePolicy.of_function(raw, "PurgeFunction", evaluator)
+    return function_role(
+        raw, parameters={"ContentBucketName": BUCKET_NAME}, region=REGION, account=ACCOUNT, attributes=attributes
+    )
 
 
 def stubbed_s3(policy: RolePolicy) -> tuple[Any, Stubber]:
@@ -335,6 +334,18 @@ def stubbed_s3(policy: RolePolicy) -> tuple[Any, Stubber]:
         ("dynamodb", "DeleteItem", {"TableName": "trail"}, False),
         ("dynamodb", "TransactWriteItems", {"TransactItems": [{"Update": {"TableName": "idempotency"}}]}, True),
         ("ssm", "GetParameter", {"Name": "/cdnpurge/other"}, False),
+        (
+            "dynamodb",
+            "UpdateItem",
+            {"TableName": "idempotency", "Key": {"id": {"S": "cdnpurge#paths#2026-11#E1"}}},
+            True,
+        ),
+        (
+            "dynamodb",
+            "UpdateItem",
+            {"TableName": "idempotency", "Key": {"id": {"S": "cdnpurge#provider-change#x"}}},
+            False,
+        ),
     ],
 )
 def test_the_applied_role_allows_what_the_template_grants_and_nothing_else(
@@ -342,7 +353,8 @@ def test_the_applied_role_allows_what_the_template_grants_and_nothing_else(
 ) -> None:
     policy = applied_role()
     needed = required(service, operation, params, REGION, ACCOUNT)
-    assert all(policy.allows(action, resource) for action, resource in needed) is allowed
+    keys = leading_keys(operation, params) if service == "dynamodb" else ()
+    assert all(policy.allows(action, resource, keys) for action, resource in needed) is allowed
     tally.hostile("iam")
 
 

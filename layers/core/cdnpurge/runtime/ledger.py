@@ -15,9 +15,11 @@ made the ledger, not the CDN, set the pace (two round trips per change; DynamoDB
 changes a second). Here claims are conditional puts in `TransactWriteItems` of 25 records, several in
 parallel (a cancelled transaction names, per record, whether its condition failed, and returns the
 existing record so DONE and BUSY are told apart), completions and releases are `BatchWriteItem`s of
-25. The records keep Powertools' layout, key hash (`record_key`) and claim condition (`CLAIM_CONDITION`),
-so a table written by either reads the same, and tests/integration/test_ledger_dynamodb.py proves it
-both ways.
+25. The records keep Powertools' layout, key hash (`record_key`) and claim condition (no record, an
+expired one, or an INPROGRESS one whose holder's deadline passed; here in two steps, `FRESH_CONDITION`
+then `TAKEOVER_CONDITION`), so a table written by either reads the same, and
+tests/integration/test_ledger_dynamodb.py proves it both ways. Every write is a put or a delete (the
+function's role grants no UpdateItem on ledger records).
 
 When the store itself fails (DynamoDB unreachable, throttled, erroring), every operation still runs for
 all its pairs and then raises `LedgerUnavailableError` naming the pairs it could not record; `claim`
@@ -58,13 +60,9 @@ ID, EXPIRY, IN_PROGRESS_EXPIRY, STATUS, DATA = "id", "expiration", "in_progress_
 COMPLETED, INPROGRESS = "COMPLETED", "INPROGRESS"
 # Ours, beside Powertools' attributes: the attempt a claim belongs to, and the targets it already purged.
 GENERATION, DONE = "generation", "done"
-# Powertools' put condition: no record, an expired one, or an INPROGRESS one whose holder's deadline passed.
-CLAIM_CONDITION = (
-    "attribute_not_exists(#id) OR #expiry < :now OR "
-    "(#status = :inprogress AND attribute_exists(#in_progress_expiry) AND #in_progress_expiry < :now_in_millis)"
-)
-# Our claim in two steps, together the same condition: a fresh claim (no record, or an expired one) starts
-# a new attempt; taking over a record whose holder's deadline passed keeps the attempt it names.
+# Powertools' claim condition (no record, an expired one, or an INPROGRESS one whose holder's deadline
+# passed) in two conditional puts: a fresh claim (no record, or an expired one) starts a new attempt;
+# taking over a record whose holder's deadline passed keeps the attempt it names.
 FRESH_CONDITION = "attribute_not_exists(#id) OR #expiry < :now"
 TAKEOVER_CONDITION = "#status = :inprogress AND #in_progress_expiry = :seen"
 
@@ -244,7 +242,7 @@ class DynamoDBLedger:
         attempts = {pair: _attempt_of(record) for pair, record in takeovers.items()}
 
         def takeover(pair: Pair) -> dict[str, Any]:
-            return self._takeover(pair, remaining_ms, takeovers[pair], attempts[pair].generation)
+            return self._takeover(pair, remaining_ms, takeovers[pair], attempts[pair])
 
         taken, lost = self._transact(list(takeovers), takeover)
         for pair, state in taken.items():
@@ -309,33 +307,18 @@ class DynamoDBLedger:
         }
 
     def _takeover(
-        self, pair: Pair, remaining_ms: int | None, record: Mapping[str, Any], generation: str
+        self, pair: Pair, remaining_ms: int | None, record: Mapping[str, Any], attempt: Attempt
     ) -> dict[str, Any]:
-        """Hold the record again, its attempt kept, if it is still the one we saw (its holder's deadline)."""
-        now = self._clock()
-        names = {"#status": STATUS, "#in_progress_expiry": IN_PROGRESS_EXPIRY, "#expiry": EXPIRY, "#gen": GENERATION}
-        values: dict[str, Any] = {
-            ":inprogress": {"S": INPROGRESS},
-            ":seen": record[IN_PROGRESS_EXPIRY],
-            ":expiry": {"N": str(self._expiry(now))},
-            ":gen": {"S": generation},
-        }
-        if remaining_ms is None:
-            update = "SET #expiry = :expiry, #gen = :gen REMOVE #in_progress_expiry"
-        else:
-            update = "SET #expiry = :expiry, #gen = :gen, #in_progress_expiry = :until"
-            values[":until"] = {"N": str(int(now * 1000) + remaining_ms)}
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": {ID: {"S": record_key(pair)}},
-                "UpdateExpression": update,
-                "ConditionExpression": TAKEOVER_CONDITION,
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values,
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            }
-        }
+        """Hold the record again, its attempt kept, if it is still the one we saw (its holder's deadline): a
+        conditional put of the record as it was, under our deadline."""
+        item = self._fresh_put(pair, remaining_ms, attempt.generation)
+        put = item["Put"]
+        if attempt.done:
+            put["Item"][DONE] = {"SS": sorted(attempt.done)}
+        put["ConditionExpression"] = TAKEOVER_CONDITION
+        put["ExpressionAttributeNames"] = {"#status": STATUS, "#in_progress_expiry": IN_PROGRESS_EXPIRY}
+        put["ExpressionAttributeValues"] = {":inprogress": {"S": INPROGRESS}, ":seen": record[IN_PROGRESS_EXPIRY]}
+        return item
 
     def _write(
         self, operation: LedgerOperation, pairs: Iterable[Pair], request_for: Callable[[dict[str, str]], Any]
