@@ -13,6 +13,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN
 from reliability.tally import pytest_configure, pytest_terminal_summary
 
+from cdnpurge.core.deadline import Deadline
+from cdnpurge.runtime.bounded import bounded_call
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN
 
@@ -30,3 +32,11 @@ def fake_cdn() -> Iterator[FakeCDN]:
 @pytest.fixture
 def credentials_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FASTLY_API_TOKEN", FASTLY_TOKEN)
+
+
+@pytest.fixture
+def within_a_minute() -> Iterator[None]:
+    """Calls a test makes on a store directly (the ledger, the trail) run inside one bounded call of a
+    minute, as the pipeline's own calls do (the runtime's clients and back-offs refuse to run outside one)."""
+    with bounded_call(Deadline.after(60), 60, what="a test's direct store call"):
+        yield

@@ -19,6 +19,7 @@ import httpx
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN, MemoryLedger, SimulatedClock, config_from
 
 from cdnpurge.core.config import Config
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.runtime.pipeline import run_batch
 from cdnpurge.runtime.purgers import build_purgers
 from cdnpurge.runtime.report import BatchRun
@@ -87,7 +88,7 @@ def run_scripted(
         specs={name: p.spec for name, p in purgers.providers.items()},
         ledger=MemoryLedger(),
         executor=purgers.executor,
-        deadline=clock() + 60,
+        deadline=Deadline.after(60, clock),
         redact=purgers.redact,
     )
 

@@ -95,6 +95,11 @@ public final class {_DYNAMODB_LAUNCHER_CLASS} {{
 }}
 """
 
+# How long a local server may take to answer its first request. Generous on purpose: on a loaded machine
+# (CI, or both cores busy) a JVM's start has been seen to take well over 30 s; a healthy start still
+# returns as soon as the server answers, so a long bound costs nothing.
+STARTUP_SECONDS: Final = 180.0
+
 
 class StackError(RuntimeError):
     """Base error of the local stack."""
@@ -297,7 +302,7 @@ class DynamoDBLocal(LoopbackServer):
 
     name = "DynamoDB Local"
 
-    def __init__(self, *, install_dir: Path | None = None, startup_timeout: float = 30.0) -> None:
+    def __init__(self, *, install_dir: Path | None = None, startup_timeout: float = STARTUP_SECONDS) -> None:
         super().__init__(startup_timeout=startup_timeout)
         self._install_dir = install_dir
         self._probe_client: DynamoDBClient | None = None
@@ -350,7 +355,7 @@ class MotoServer(LoopbackServer):
 
     name = "moto server"
 
-    def __init__(self, *, startup_timeout: float = 30.0) -> None:
+    def __init__(self, *, startup_timeout: float = STARTUP_SECONDS) -> None:
         super().__init__(startup_timeout=startup_timeout)
         self._probe_client: Any = None
 

@@ -31,6 +31,7 @@ from cdnpurge_local.provision import (
 from cdnpurge_local.servers import (
     DEFAULT_REGION,
     REPO_ROOT,
+    STARTUP_SECONDS,
     DynamoDBLocal,
     MotoServer,
     StackError,
@@ -86,7 +87,7 @@ class LocalStack(StartsAndStops):
         region: str = DEFAULT_REGION,
         parameters: Mapping[str, str] | None = None,
         stack_name: str = DEFAULT_STACK_NAME,
-        startup_timeout: float = 30.0,
+        startup_timeout: float = STARTUP_SECONDS,
     ) -> None:
         self._template_path = template_path
         self._bucket_name = bucket_name

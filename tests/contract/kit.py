@@ -18,6 +18,7 @@ file then provides the `harness` fixture itself.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,9 @@ from typing import Any, ClassVar, Protocol
 
 import pytest
 from pydantic import SecretStr
+from reliability.tally import hostile
 
+from cdnpurge.core.answers import MAX_PROVIDER_WAIT_SECONDS
 from cdnpurge.core.models import PurgeRequest, TargetKind
 from cdnpurge.core.protocol import Provider
 from cdnpurge.core.provider_errors import (
@@ -45,6 +48,19 @@ SERVER_ERRORS = (500, 502, 503, 504)
 # Short enough to keep the suite fast; the fake holds its answer until released, so nothing races it.
 TIMEOUT_SECONDS = 0.05
 MAINTENANCE_PAGE = b"<html><body>Down for maintenance</body></html>"
+# Numbers no API should send, in every retry and rate-limit header any provider reads.
+HOSTILE_NUMBERS = ("1e999", "-1e999", "nan", "Infinity", "-5", "1e308", "9" * 5000, "0x10", " ", "1e-320")
+RATE_HEADERS = (
+    "Retry-After",
+    "Fastly-RateLimit-Remaining",
+    "Fastly-RateLimit-Reset",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Limit-Per-Second",
+    "X-RateLimit-Remaining-Objects",
+    "X-RateLimit-Limit-Per-Second-Objects",
+)
 
 
 @dataclass(frozen=True)
@@ -239,6 +255,23 @@ class HttpContract(AdapterContract):
         # Then
         assert raised.value.status == 429 and raised.value.retry_after is not None
         assert harness.cdn.throttled == 1
+
+    def test_hostile_numbers_in_an_answer_are_read_finite_and_bounded(self, harness: HttpHarness) -> None:
+        # Given answers (a 429, then a success) whose every retry and rate-limit header holds a hostile number
+        adapter = harness.provider()
+        for value in HOSTILE_NUMBERS:
+            headers = dict.fromkeys(RATE_HEADERS, value) | {"Ratelimit": f'"default";r={value};t={value}'}
+            harness.inject(Fault(status=429, headers=headers))
+            # When the adapter reads them
+            with pytest.raises(ThrottledError) as raised:
+                adapter.purge(self.small(), idempotency_token="t")
+            harness.inject(Fault(headers=headers))
+            result = adapter.purge(self.small(), idempotency_token="t")
+            # Then every wait is a finite number within bounds, or none (the executor backs off on its own)
+            wait = raised.value.retry_after
+            assert wait is None or 0 <= wait <= MAX_PROVIDER_WAIT_SECONDS, (value, wait)
+            assert result.rate_wait is None or 0 <= result.rate_wait < math.inf, (value, result.rate_wait)
+            hostile("answers", 2)
 
     def test_server_errors_are_unavailable_and_retryable(self, harness: HttpHarness) -> None:
         adapter = harness.provider()

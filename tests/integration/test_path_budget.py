@@ -24,6 +24,7 @@ from helpers import create_template_table
 from cdnpurge.cli.main import main
 from cdnpurge.core.config import parse_config
 from cdnpurge.core.cost import TOTAL, DynamoDBPathCounter, month_of
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import TargetKind
 from cdnpurge.runtime.pipeline import run_batch
 from cdnpurge.runtime.report import BatchRun
@@ -110,7 +111,7 @@ class Storm:
             specs=self.service.specs,
             ledger=self.service.ledger,
             executor=self.service.executor,
-            deadline=self.service.executor.clock() + 60,
+            deadline=Deadline.after(60, self.service.executor.clock),
             path_counter=self.service.path_counter,
             month=self.month,
         )

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from cdnpurge.cli.main import main as cli
 from cdnpurge.cli.status import TrailReader, print_status
 from cdnpurge.core.config import Config
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.registry import build_providers
 from cdnpurge.runtime.execute import Executor
 from cdnpurge.runtime.pipeline import run_batch
@@ -71,7 +72,7 @@ def purge(cdn: FakeCDN, event: dict[str, Any]) -> tuple[Config, BatchRun]:
         specs={name: p.spec for name, p in providers.items()},
         ledger=MemoryLedger(),
         executor=Executor(providers, base_backoff=0.01),
-        deadline=1e12,
+        deadline=Deadline.after(60),
     )
     return config, run
 

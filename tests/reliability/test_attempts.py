@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from reliability import tally
 
 from cdnpurge.core.config import parse_config
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest, TargetKind
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import UnavailableError
@@ -55,7 +56,7 @@ class DedupingCloudFront:
         self.invalidations: dict[str, tuple[str, ...]] = {}
         self.failures = failures
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
         created = idempotency_token not in self.invalidations
         self.invalidations.setdefault(idempotency_token, request.targets)
         if self.failures:  # created, then the answer is lost (a 5xx after the fact)
@@ -73,7 +74,7 @@ def run(provider: DedupingCloudFront, ledger: MemoryLedger, body: dict[str, Any]
         specs={"cf": provider.spec},
         ledger=ledger,
         executor=executor,
-        deadline=clock() + 60,
+        deadline=Deadline.after(60, clock),
     )
 
 

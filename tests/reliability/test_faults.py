@@ -23,6 +23,7 @@ from reliability.support import (
 )
 
 from cdnpurge.cli.main import main as cli
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import Provider, ProviderWrapper, PurgeResult
 from cdnpurge.runtime.service import PurgeService, Queues
@@ -222,11 +223,11 @@ class DiesOnCall(ProviderWrapper):
         super().__init__(inner)
         self.die_on, self.calls = die_on, 0
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
         self.calls += 1
         if self.calls == self.die_on:
             raise LambdaKilled("the function stopped here")
-        return self.inner.purge(request, idempotency_token=idempotency_token)
+        return self.inner.purge(request, idempotency_token=idempotency_token, deadline=deadline)
 
 
 def test_a_batch_that_dies_mid_way_repeats_only_what_was_not_done(deployment: Deployment, witness: Witness) -> None:

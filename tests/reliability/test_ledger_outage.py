@@ -21,6 +21,7 @@ from reliability.support import (
     unique,
 )
 
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import Provider, ProviderWrapper, PurgeResult
 from cdnpurge.runtime.ledger import Claim, DynamoDBLedger
@@ -80,9 +81,9 @@ class StopsTheTable(ProviderWrapper):
         super().__init__(inner)
         self.deployment = deployment
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
         self.deployment.stack.dynamodb.stop()
-        return self.inner.purge(request, idempotency_token=idempotency_token)
+        return self.inner.purge(request, idempotency_token=idempotency_token, deadline=deadline)
 
 
 def test_table_lost_after_the_purge_acknowledges_the_record_and_says_so(

@@ -28,10 +28,11 @@ from reliability.support import (
     unique,
 )
 
+from cdnpurge.core.answers import MAX_PROVIDER_WAIT_SECONDS
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import ProviderWrapper, PurgeResult
 from cdnpurge.core.provider_errors import ThrottledError
-from cdnpurge.runtime.execute import MAX_PROVIDER_WAIT_SECONDS
 from cdnpurge.runtime.providers.http import parse_retry_after
 from cdnpurge.runtime.service import PurgeService
 from cdnpurge.runtime.visibility import VISIBILITY_FLOOR_SECONDS
@@ -59,11 +60,11 @@ class AsksToWait(ProviderWrapper):
         self.seconds = seconds
         self.asked = False
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
         if not self.asked:
             self.asked = True
             raise ThrottledError(self.name, "injected: slow down", status=429, retry_after=self.seconds)
-        return self.inner.purge(request, idempotency_token=idempotency_token)
+        return self.inner.purge(request, idempotency_token=idempotency_token, deadline=deadline)
 
 
 def service(deployment: Deployment) -> PurgeService:

@@ -7,7 +7,7 @@ from helpers import config_from, fastly_config
 from reliability import tally
 
 from cdnpurge.core.config import ConfigError, parse_config
-from cdnpurge.core.credentials import CredentialError, EnvCredential, SecretCredential, resolve
+from cdnpurge.core.credentials import CredentialError, EnvCredential, SecretCredential, SecretReadError, resolve
 from cdnpurge.core.models import TargetKind
 from cdnpurge.core.registry import specs
 
@@ -67,7 +67,7 @@ def test_inline_secret_allowed_only_when_opted_in_and_never_printed() -> None:
         """
     )
     # When
-    resolved = resolve(config.providers[0].credentials, owner="providers.x")
+    resolved = resolve(config.providers[0].credentials, owner="providers.x", secret_reader=no_secret_store)
     # Then
     assert resolved["token"].get_secret_value() == "s3cr3t-value"
     assert "s3cr3t-value" not in repr(config) + str(resolved) + repr(resolved)
@@ -75,7 +75,13 @@ def test_inline_secret_allowed_only_when_opted_in_and_never_printed() -> None:
 
 def test_missing_env_credential_names_the_variable_not_a_value() -> None:
     with pytest.raises(CredentialError, match=r"providers.fastly.credentials.token: environment variable X_TOKEN"):
-        resolve({"token": EnvCredential(env="X_TOKEN")}, owner="providers.fastly", environ={})
+        resolve(
+            {"token": EnvCredential(env="X_TOKEN")}, owner="providers.fastly", environ={}, secret_reader=no_secret_store
+        )
+
+
+def no_secret_store(name: str) -> str:
+    raise AssertionError(f"no secret was referenced, yet {name} was read")
 
 
 def test_secret_credential_reads_one_json_field() -> None:
@@ -90,6 +96,26 @@ def test_secret_credential_reads_one_json_field() -> None:
     )
     # Then
     assert resolved["token"].get_secret_value() == "from-secrets-manager"
+
+
+def test_a_reader_failure_is_named_by_the_reader_and_any_other_by_its_type() -> None:
+    # Given: a reader that names its problem, and one that fails in its own way
+    def named(name: str) -> str:
+        raise SecretReadError("GetSecretValue failed: AccessDeniedException")
+
+    def unnamed(name: str) -> str:
+        raise TimeoutError("a message that could hold anything")
+
+    refs = {"token": SecretCredential(secret="cdnpurge/fastly")}
+    # When / Then
+    with pytest.raises(CredentialError) as raised:
+        resolve(refs, owner="p", secret_reader=named)
+    assert str(raised.value) == "p.credentials.token: cannot read secret cdnpurge/fastly: GetSecretValue failed: " + (
+        "AccessDeniedException"
+    )
+    with pytest.raises(CredentialError) as raised:
+        resolve(refs, owner="p", secret_reader=unnamed)
+    assert str(raised.value) == "p.credentials.token: cannot read secret cdnpurge/fastly: TimeoutError"
 
 
 def test_limit_overrides_may_only_lower_declared_limits() -> None:

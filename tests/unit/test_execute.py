@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from reliability import tally
 
+from cdnpurge.core.answers import MAX_PROVIDER_WAIT_SECONDS
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest, TargetKind
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import ProviderError, RejectedError, ThrottledError, UnavailableError
@@ -21,7 +23,6 @@ from cdnpurge.core.registry import build_providers
 from cdnpurge.core.spec import Capabilities, ProviderSpec
 from cdnpurge.runtime.execute import (
     LEARNED_RATE_MEMORY_SECONDS,
-    MAX_PROVIDER_WAIT_SECONDS,
     PACING_HEADROOM,
     RECOVERY_PER_SECOND,
     Executor,
@@ -46,7 +47,7 @@ class ScriptedProvider:
         caps = Capabilities(max_targets={TargetKind.KEY: 10}, rate_per_second=self.rate, burst=1)
         return ProviderSpec(self.name, caps, (), False, lambda target: target.value)
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
         self.calls.append(self.clock())
         if self.script:
             raise self.script.pop(0)
@@ -65,7 +66,7 @@ def test_throttle_waits_retry_after_then_succeeds() -> None:
     clock = SimulatedClock()
     provider = ScriptedProvider([ThrottledError("scripted", "slow down", status=429, retry_after=3.0)], clock)
     # When
-    outcome = executor_for(provider, clock).run(REQUEST, deadline=clock() + 60, idempotency_token="t")
+    outcome = executor_for(provider, clock).run(REQUEST, deadline=Deadline(clock() + 60, clock), idempotency_token="t")
     # Then
     assert outcome.ok and outcome.attempts == 2 and outcome.throttled == 1
     assert provider.calls[1] - provider.calls[0] >= 3.0
@@ -74,7 +75,7 @@ def test_throttle_waits_retry_after_then_succeeds() -> None:
 def test_rejected_is_not_retried() -> None:
     clock = SimulatedClock()
     provider = ScriptedProvider([RejectedError("scripted", "bad", status=400)], clock)
-    outcome = executor_for(provider, clock).run(REQUEST, deadline=clock() + 60, idempotency_token="t")
+    outcome = executor_for(provider, clock).run(REQUEST, deadline=Deadline(clock() + 60, clock), idempotency_token="t")
     assert not outcome.ok and outcome.attempts == 1 and not outcome.deferred
     assert isinstance(outcome.error, RejectedError)
 
@@ -84,7 +85,7 @@ def test_unavailable_backs_off_with_jitter_and_gives_up_after_max_attempts() -> 
     clock = SimulatedClock()
     provider = ScriptedProvider([UnavailableError("scripted", "down", status=503) for _ in range(10)], clock)
     # When
-    outcome = executor_for(provider, clock).run(REQUEST, deadline=clock() + 600, idempotency_token="t")
+    outcome = executor_for(provider, clock).run(REQUEST, deadline=Deadline(clock() + 600, clock), idempotency_token="t")
     # Then: six attempts, each back-off within its exponential cap
     assert not outcome.ok and outcome.attempts == 6 and not outcome.deferred
     caps = [0.2 * 2**i for i in range(5)]
@@ -96,7 +97,7 @@ def test_retry_after_beyond_the_deadline_defers_instead_of_waiting() -> None:
     clock = SimulatedClock()
     provider = ScriptedProvider([ThrottledError("scripted", "slow down", status=429, retry_after=120.0)], clock)
     # When
-    outcome = executor_for(provider, clock).run(REQUEST, deadline=clock() + 30, idempotency_token="t")
+    outcome = executor_for(provider, clock).run(REQUEST, deadline=Deadline(clock() + 30, clock), idempotency_token="t")
     # Then: no call after the deadline, reported as deferred so SQS redelivers it
     assert outcome.deferred and not outcome.ok and len(provider.calls) == 1
     assert clock() <= 1000.0 + 30
@@ -109,7 +110,7 @@ def test_pacing_spreads_calls_just_under_the_declared_rate() -> None:
     executor = executor_for(provider, clock)
     # When
     for _ in range(5):
-        assert executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t").ok
+        assert executor.run(REQUEST, deadline=Deadline(clock() + 60, clock), idempotency_token="t").ok
     # Then: 0.5 s apart, widened by the headroom (never faster than declared)
     gaps = [b - a for a, b in zip(provider.calls, provider.calls[1:], strict=False)]
     assert all(abs(gap - 0.5 / PACING_HEADROOM) < 1e-9 for gap in gaps) and PACING_HEADROOM < 1
@@ -141,7 +142,7 @@ class PacedProvider:
         caps = Capabilities(max_targets={TargetKind.KEY: 10}, rate_per_second=self.rate, burst=self.burst)
         return ProviderSpec(self.name, caps, (), False, lambda target: target.value)
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
         self.calls.append(self.clock())
         if self.script:
             raise self.script.pop(0)
@@ -159,7 +160,7 @@ def test_a_share_of_the_rate_per_concurrent_invocation() -> None:
     executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep, rate_share=0.5)
     # When
     for _ in range(4):
-        assert executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t").ok
+        assert executor.run(REQUEST, deadline=Deadline(clock() + 60, clock), idempotency_token="t").ok
     # Then: burst 1 and 2 calls a second for this invocation (less the headroom)
     assert gaps(provider.calls) == [round(0.5 / PACING_HEADROOM, 9)] * 3
     with pytest.raises(ValueError, match="rate_share"):
@@ -173,7 +174,7 @@ def test_rate_limit_headers_slow_the_next_call_before_any_429() -> None:
     executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep, rate_share=0.5)
     # When
     for _ in range(3):
-        executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t")
+        executor.run(REQUEST, deadline=Deadline(clock() + 60, clock), idempotency_token="t")
     # Then: spread by the hint, doubled because this invocation has half the budget
     assert gaps(provider.calls) == [0.5, 0.5]
 
@@ -185,7 +186,7 @@ def test_a_throttle_halves_the_rate_which_recovers_on_successes() -> None:
     executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep, rng=Random(1))
     bucket = executor.buckets[provider.name]
     # When
-    outcome = executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t")
+    outcome = executor.run(REQUEST, deadline=Deadline(clock() + 60, clock), idempotency_token="t")
     # Then: cut by half, plus one recovery step (2% of the paced rate) for the success and 2% a second for
     # the pacing wait between the throttled call and the retry
     paced = 10.0 * PACING_HEADROOM
@@ -193,7 +194,7 @@ def test_a_throttle_halves_the_rate_which_recovers_on_successes() -> None:
     assert outcome.ok and outcome.throttled == 1
     assert bucket.rate == pytest.approx(paced * (0.52 + RECOVERY_PER_SECOND * waited))
     for _ in range(40):
-        executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t")
+        executor.run(REQUEST, deadline=Deadline(clock() + 60, clock), idempotency_token="t")
     assert bucket.rate == paced  # back at the paced rate, never above it
 
 
@@ -218,14 +219,14 @@ def test_throttles_do_not_use_up_the_retry_budget_but_are_bounded() -> None:
     provider = PacedProvider(clock, script=script)
     executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep, rng=Random(3))
     # When
-    outcome = executor.run(REQUEST, deadline=clock() + 600, idempotency_token="t")
+    outcome = executor.run(REQUEST, deadline=Deadline(clock() + 600, clock), idempotency_token="t")
     # Then
     assert outcome.ok and outcome.attempts == 9 and outcome.throttled == 8
     # Given: a provider that never stops throttling
     endless = PacedProvider(clock, script=[ThrottledError("scripted", "slow", status=429, retry_after=0.1)] * 50)
     executor = Executor({endless.name: endless}, clock=clock, sleep=clock.sleep, max_throttles=5)
     # When
-    outcome = executor.run(REQUEST, deadline=clock() + 600, idempotency_token="t")
+    outcome = executor.run(REQUEST, deadline=Deadline(clock() + 600, clock), idempotency_token="t")
     # Then: a transient failure (its record is redelivered), not an endless loop
     assert not outcome.ok and outcome.throttled == 5 and isinstance(outcome.error, ThrottledError)
 
@@ -234,7 +235,7 @@ def test_retry_after_gets_jitter_so_paused_callers_do_not_return_together() -> N
     clock = SimulatedClock()
     provider = PacedProvider(clock, script=[ThrottledError("scripted", "slow", status=429, retry_after=2.0)])
     executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep, rng=Random(11))
-    executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t")
+    executor.run(REQUEST, deadline=Deadline(clock() + 60, clock), idempotency_token="t")
     assert 2.0 <= provider.calls[1] - provider.calls[0] <= 2.2
 
 
@@ -286,12 +287,12 @@ def test_a_providers_absurd_retry_after_pauses_it_at_most_the_documented_maximum
     clock = SimulatedClock()
     provider = PacedProvider(clock, script=[ThrottledError("scripted", "slow", status=429, retry_after=asked)])
     executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep, rng=Random(5))
-    first = executor.run(REQUEST, deadline=clock() + 30, idempotency_token="t")
+    first = executor.run(REQUEST, deadline=Deadline(clock() + 30, clock), idempotency_token="t")
     assert first.deferred and first.retry_in is not None
     assert first.retry_in <= MAX_PROVIDER_WAIT_SECONDS * 1.1  # the cap, plus at most 10% jitter
     # When: a later batch of the same warm container, once the capped pause is over
     clock.sleep(MAX_PROVIDER_WAIT_SECONDS * 1.1)
-    later = [executor.run(REQUEST, deadline=clock() + 30, idempotency_token="t") for _ in range(3)]
+    later = [executor.run(REQUEST, deadline=Deadline(clock() + 30, clock), idempotency_token="t") for _ in range(3)]
     # Then: the provider is called again
     assert all(outcome.ok for outcome in later)
     assert len(provider.calls) == 4
@@ -302,9 +303,9 @@ def test_a_far_future_rate_limit_reset_on_a_success_is_capped_too() -> None:
     clock = SimulatedClock()
     provider = PacedProvider(clock, hint=30 * 365 * 86400.0)
     executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep)
-    executor.run(REQUEST, deadline=clock() + 30, idempotency_token="t")
+    executor.run(REQUEST, deadline=Deadline(clock() + 30, clock), idempotency_token="t")
     # When: the next call
-    executor.run(REQUEST, deadline=clock() + 600, idempotency_token="t")
+    executor.run(REQUEST, deadline=Deadline(clock() + 600, clock), idempotency_token="t")
     # Then: it waited the cap, not 30 years
     assert gaps(provider.calls) == [MAX_PROVIDER_WAIT_SECONDS]
 
@@ -321,7 +322,7 @@ def test_a_nan_retry_after_backs_off_on_the_executors_own_schedule() -> None:
     clock = SimulatedClock()
     provider = PacedProvider(clock, script=[ThrottledError("scripted", "slow", status=429, retry_after=float("nan"))])
     executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep, rng=Random(5))
-    outcome = executor.run(REQUEST, deadline=clock() + 30, idempotency_token="t")
+    outcome = executor.run(REQUEST, deadline=Deadline(clock() + 30, clock), idempotency_token="t")
     assert outcome.ok and 0 <= provider.calls[1] - provider.calls[0] <= executor.base_backoff
 
 
@@ -331,13 +332,13 @@ def test_a_learned_rate_is_forgotten_and_later_batches_run_unpaced() -> None:
     provider = PacedProvider(clock, script=[ThrottledError("scripted", "slow", status=429, retry_after=1.0)])
     executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep, rng=Random(2))
     for _ in range(5):
-        executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t")
+        executor.run(REQUEST, deadline=Deadline(clock() + 60, clock), idempotency_token="t")
     assert executor.buckets[provider.name].rate is not None  # it learned a rate
     # When: later batches, after the learned rate's memory
     clock.sleep(LEARNED_RATE_MEMORY_SECONDS)
     before = len(clock.sleeps)
     for _ in range(20):
-        executor.run(REQUEST, deadline=clock() + 60, idempotency_token="t")
+        executor.run(REQUEST, deadline=Deadline(clock() + 60, clock), idempotency_token="t")
     # Then: twenty calls with no pacing wait at all
     assert len(clock.sleeps) == before
     assert executor.buckets[provider.name].rate is None
@@ -390,7 +391,7 @@ def test_no_header_value_pauses_a_provider_beyond_the_cap(retry_after: str, rate
     provider = PacedProvider(clock, script=[throttle], hint=rate_signal_from_headers(rate_headers))
     executor = Executor({provider.name: provider}, clock=clock, sleep=clock.sleep, rng=Random(1))
     # When
-    executor.run(REQUEST, deadline=clock() + 10 * MAX_PROVIDER_WAIT_SECONDS, idempotency_token="t")
+    executor.run(REQUEST, deadline=Deadline(clock() + 10 * MAX_PROVIDER_WAIT_SECONDS, clock), idempotency_token="t")
     # Then: no single wait, and no pause left behind, exceeds the cap (plus the jitter on a throttle)
     assert all(0 <= wait <= MAX_PROVIDER_WAIT_SECONDS * 1.1 for wait in clock.sleeps)
     assert executor.buckets[provider.name].pause_until - clock() <= MAX_PROVIDER_WAIT_SECONDS * 1.1

@@ -22,6 +22,7 @@ from cdnpurge.runtime.ledger import (
 )
 
 TABLE = "cdnpurge-idempotency"
+pytestmark = pytest.mark.usefixtures("within_a_minute")
 
 
 class TimingOutClient:

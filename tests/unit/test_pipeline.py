@@ -18,6 +18,7 @@ from helpers import (
 )
 from pydantic import SecretStr
 
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.events import repurge_messages
 from cdnpurge.core.models import Change
 from cdnpurge.core.registry import build_providers
@@ -39,7 +40,9 @@ def run(cdn: FakeCDN, event: dict[str, Any], ledger: MemoryLedger) -> BatchRepor
     providers = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
     executor = Executor(providers, base_backoff=0.01)
     specs = {name: p.spec for name, p in providers.items()}
-    return BatchReport(run_batch(event, config=config, specs=specs, ledger=ledger, executor=executor, deadline=1e12))
+    return BatchReport(
+        run_batch(event, config=config, specs=specs, ledger=ledger, executor=executor, deadline=Deadline.after(60))
+    )
 
 
 def candidates(report: BatchReport) -> tuple[Change, ...]:
@@ -211,7 +214,9 @@ def test_failures_are_classified_permanent_only_when_no_retry_can_help(
     specs = {name: p.spec for name, p in providers.items()}
     event = sqs_event(s3_notification(s3_record(BUCKET, "articles/a.html", sequencer="01")))
     report = BatchReport(
-        run_batch(event, config=config, specs=specs, ledger=MemoryLedger(), executor=executor, deadline=1e12)
+        run_batch(
+            event, config=config, specs=specs, ledger=MemoryLedger(), executor=executor, deadline=Deadline.after(60)
+        )
     )
     assert report.run.failures.sources == ("m0",)
     assert (report.run.failures.permanent == frozenset({"m0"})) is permanent
@@ -265,7 +270,14 @@ def test_a_multi_cdn_batch_claims_only_what_each_provider_is_sent(fake_cdn: Fake
     executor = Executor(providers, base_backoff=0.01)
     # When: a CMS publishes a surrogate key, which CloudFront cannot purge
     report = BatchReport(
-        run_batch(sqs_event(published), config=config, specs=specs, ledger=ledger, executor=executor, deadline=1e12)
+        run_batch(
+            sqs_event(published),
+            config=config,
+            specs=specs,
+            ledger=ledger,
+            executor=executor,
+            deadline=Deadline.after(60),
+        )
     )
     # Then: purged at Fastly, acknowledged, and no CloudFront claim left owed or failed
     assert report.response() == {"batchItemFailures": []} and not report.run.plan.errors

@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
+from cdnpurge.core.config import parse_config
+from cdnpurge.core.deadline import Deadline
+from cdnpurge.core.models import PurgeRequest
+from cdnpurge.core.protocol import JobStatus, Provider, ProviderWrapper, PurgeResult, job_status
 from cdnpurge.core.registry import KINDS, REGISTRY, adapter_of
+from cdnpurge.core.spec import DeclaredProvider
+from cdnpurge.runtime.verification.jobs import job_pending
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+FASTLY_ONLY = "providers: [{name: site, kind: fastly, service_id: S1, hosts: [www.example.com]}]"
 
 
 def test_every_kind_maps_to_the_adapter_of_that_kind_in_order() -> None:
@@ -61,3 +70,45 @@ def test_knowing_the_kinds_imports_no_adapter() -> None:
 def test_an_unknown_kind_is_a_key_error_naming_it() -> None:
     with pytest.raises(KeyError, match="nope"):
         REGISTRY["nope"]
+
+
+def test_the_providers_that_report_job_progress_implement_job_status_and_declare_asynchronous() -> None:
+    # Verification asks a job's progress by capability (`JobStatus`, `Capabilities.asynchronous`), never by
+    # adapter class: a new provider with a status API is asked by implementing the protocol, nothing else.
+    adapters = {kind: adapter_of(kind) for kind in KINDS}
+    reporting = set()
+    for kind, adapter in adapters.items():
+        assert isinstance(adapter, type) and issubclass(adapter, DeclaredProvider)
+        if issubclass(adapter, JobStatus):
+            reporting.add(kind)
+            assert adapter.declared.asynchronous, f"{kind} reports jobs, so its purges are asynchronous"
+    assert reporting == {"cloudfront", "medianova"}
+
+
+class _Jobs:
+    """A provider with jobs of its own (its spec says whether it is asynchronous), for what `job_status` finds."""
+
+    def __init__(self, like: Provider, *, asynchronous: bool) -> None:
+        self.name = like.name
+        self.spec = replace(like.spec, capabilities=replace(like.spec.capabilities, asynchronous=asynchronous))
+
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
+        raise AssertionError("verification never purges through job_status")
+
+    def job_pending(self, job_id: str, deadline: Deadline) -> bool:
+        return job_id == "running"
+
+
+def test_job_status_finds_the_adapter_inside_its_wrappers_and_asks_only_an_asynchronous_one() -> None:
+    # Given: a provider reporting jobs, wrapped twice (redaction and rotation wrap every built provider), one
+    # with the method that is not asynchronous, and Fastly, which reports no jobs
+    settings = parse_config(FASTLY_ONLY).providers[0]
+    fastly = REGISTRY["fastly"](settings, {"token": SecretStr("fastly-test-token")})
+    reporting, synchronous = _Jobs(fastly, asynchronous=True), _Jobs(fastly, asynchronous=False)
+    # When / Then
+    assert job_status(ProviderWrapper(ProviderWrapper(reporting))) is reporting
+    assert job_status(ProviderWrapper(synchronous)) is None
+    assert job_status(fastly) is None
+    assert job_pending(ProviderWrapper(reporting), "running", Deadline.after(5))
+    assert not job_pending(reporting, "done", Deadline.after(5))
+    assert not job_pending(synchronous, "running", Deadline.after(5))

@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from reliability import tally
 
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import describe_error
 from cdnpurge.core.models import PurgeRequest, TargetKind
 from cdnpurge.core.provider_errors import ProviderError
-from cdnpurge.runtime.deadletter import dead_letter
+from cdnpurge.runtime.deadletter import dead_letter, sqs_records
 from cdnpurge.runtime.providers.fastly import FastlyProvider, FastlySettings
 from cdnpurge.runtime.redaction import FRAGMENT_CHARS, MAX_TEXT_CHARS, RedactingProvider, clean, redact, secret_forms
 
@@ -110,12 +111,13 @@ def test_a_dead_letter_send_failure_leaks_no_fragment() -> None:
     done = dead_letter(
         FailingSqs(),
         "https://sqs/dlq",
-        event,
+        sqs_records(event),
         failed_sources=("m1",),
         reasons={"m1": ("failed",)},
         permanent=frozenset({"m1"}),
         max_receive_count=5,
         redact=lambda text: redact(text, SECRETS),
+        deadline=Deadline.after(60),
     )
     # Then
     (problem,) = done.errors

@@ -21,6 +21,7 @@ from unit.test_plan_properties import KINDS, PROPERTY_SETTINGS, provider_specs, 
 
 from cdnpurge.cli.main import main
 from cdnpurge.core.config import ConfigError, parse_config
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import UNROUTED, can_express, plan, router
 from cdnpurge.core.registry import build_providers, specs
@@ -183,7 +184,7 @@ allowed_hosts: [www.example.com]
         specs={name: p.spec for name, p in providers.items()},
         ledger=MemoryLedger(),
         executor=executor,
-        deadline=1e12,
+        deadline=Deadline.after(60),
     )
     # Then the upload is claimed, planned and purged at each provider with its own kind only
     (upload_change,) = [c.id for c in run.decoded.changes if c.bucket]

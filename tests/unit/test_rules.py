@@ -4,7 +4,8 @@ import pytest
 from helpers import config_from, fastly_config
 
 from cdnpurge.core.models import Action, Change, Target, TargetKind
-from cdnpurge.core.translate import compile_match, translate
+from cdnpurge.core.placeholders import compile_match
+from cdnpurge.core.translate import translate
 
 
 def s3_change(key: str, *, bucket: str = "example-site-content", change_id: str = "c1") -> Change:

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from cdnpurge.cli.status import StatusError, assemble, parse_duration, url_lookups
 from cdnpurge.core.config import Config
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import Action, Change
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.registry import build_providers
@@ -40,7 +41,7 @@ class Accepting:
         self.spec = spec
         self.name = "fastly"
 
-    def purge(self, request: object, *, idempotency_token: str) -> PurgeResult:
+    def purge(self, request: object, *, idempotency_token: str, deadline: object = None) -> PurgeResult:
         return PurgeResult(provider_id=f"job-{idempotency_token[:6]}")
 
 
@@ -65,7 +66,7 @@ def batch(*keys: str, paths: int = 1) -> tuple[Config, BatchRun]:
         specs={"fastly": real["fastly"].spec},
         ledger=MemoryLedger(),
         executor=Executor(providers),  # type: ignore[arg-type]
-        deadline=1e12,
+        deadline=Deadline.after(60),
     )
 
 

@@ -29,7 +29,9 @@ from helpers import (
 )
 
 from cdnpurge.core.config import ConfigError
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.events import decode_event
+from cdnpurge.core.events.own import MAX_SENDS
 from cdnpurge.core.events.reading import MalformedError
 from cdnpurge.core.events.verify import CheckedChange, VerifyCheck, decode_check, encode_check
 from cdnpurge.core.models import Action
@@ -312,7 +314,7 @@ def test_still_stale_past_the_deadline_is_dead_lettered_with_the_reason(world: W
     (letter,) = [m for m in world.sqs.sent if m.queue == DEAD_LETTERS]
     assert letter.attributes[FAILURE_ATTRIBUTE]["StringValue"] == "verification-failed"
     assert letter.attributes[ERROR_ATTRIBUTE]["StringValue"] == reason
-    assert decode_check(letter.body).changes[0].id == change_id
+    assert decode_check(letter.body, now=START).changes[0].id == change_id
     assert FASTLY_TOKEN not in json.dumps([m.__dict__ for m in world.sqs.sent])
 
 
@@ -334,7 +336,7 @@ def test_a_check_message_round_trips_and_the_decoder_acknowledges_it_without_a_c
         repurges=1,
     )
     body = encode_check(check)
-    assert decode_check(body) == check
+    assert decode_check(body, now=START) == check
     decoded = decode_event(sqs_event(body))
     assert (decoded.changes, decoded.errors) == ((), ())
     assert decoded.ignored == ("m0: verification check",)
@@ -345,19 +347,23 @@ def test_a_check_message_round_trips_and_the_decoder_acknowledges_it_without_a_c
     [
         (
             '{"cdnpurge":"verify","provider":"fastly","changes":[{"id":"x","action":"created","changed_at":1}]}',
-            "field accepted_at must be a number",
+            "field accepted_at: Field required",
         ),
         (
-            '{"cdnpurge":"verify","provider":"fastly","accepted_at":1,"changes":[{"id":"x","action":"moved"}]}',
-            "is not created, removed or published",
+            '{"cdnpurge":"verify","provider":"fastly","accepted_at":1764000000,"changes":[{"id":"x","action":"moved",'
+            '"bucket":null,"key":null,"changed_at":1764000000,"urls":[]}]}',
+            "field changes.0.action: Input should be 'created', 'removed' or 'published'",
         ),
-        ('{"cdnpurge":"verify","provider":"fastly","accepted_at":1,"attempt":0,"repurges":0,"changes":[]}', "changes"),
-        ("{not json", "not JSON"),
+        (
+            '{"cdnpurge":"verify","provider":"fastly","accepted_at":1764000000,"attempt":0,"repurges":0,"changes":[]}',
+            "field changes: Tuple should have at least 1 item",
+        ),
+        ("{not json", "Invalid JSON"),
     ],
 )
 def test_a_malformed_check_message_is_named(body: str, problem: str) -> None:
     with pytest.raises(MalformedError, match=problem):
-        decode_check(body)
+        decode_check(body, now=START)
 
 
 def test_probes_go_only_to_allow_listed_hosts_and_never_follow_a_redirect_elsewhere() -> None:
@@ -375,9 +381,9 @@ def test_probes_go_only_to_allow_listed_hosts_and_never_follow_a_redirect_elsewh
         hosts=frozenset({WWW}), version_header="ETag", timeout_seconds=1, transport=httpx.MockTransport(edge)
     )
     with pytest.raises(ProbeRefused):
-        prober.probe("https://evil.example.net/a")
-    moved = prober.probe(f"https://{WWW}/moved")
-    followed = prober.probe(f"https://{WWW}/here")
+        prober.probe("https://evil.example.net/a", Deadline.after(60))
+    moved = prober.probe(f"https://{WWW}/moved", Deadline.after(60))
+    followed = prober.probe(f"https://{WWW}/here", Deadline.after(60))
     prober.close()
     assert moved.error is not None and "another host" in moved.error
     assert (followed.status, followed.version) == (200, '"v2"')
@@ -412,3 +418,86 @@ def test_verification_needs_a_host_to_probe_and_a_plain_probe_endpoint() -> None
         config_from(base.replace("VERIFY", "{}"))
     with pytest.raises(ConfigError, match=r"probe_endpoint .* must be http\(s\)://host\[:port\] with no path"):
         config_from(base.replace("VERIFY", '{hosts: [www.example.com], probe_endpoint: "http://127.0.0.1:9/x"}'))
+
+
+# -- hostile check messages and hostile answers ---------------------------------------------------------
+
+
+def _hostile_check(**changes: object) -> str:
+    """A check message as the function writes it, with `changes` applied to its JSON fields."""
+    check = VerifyCheck(
+        provider="fastly",
+        accepted_at=START,
+        changes=(CheckedChange(f"s3:{BUCKET}/{ARTICLE}@1", Action.CREATED, BUCKET, ARTICLE, START, (ARTICLE_URL,)),),
+        expires_at=START + 3600,
+    )
+    doc = json.loads(encode_check(check))
+    doc.update(changes)
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize(
+    ("fields", "failure", "reason"),
+    [
+        ({"attempt": float("nan")}, "permanent", "field attempt: Input should be a valid integer"),
+        ({"attempt": float("inf")}, "permanent", "field attempt: Input should be a valid integer"),
+        ({"repurges": -1}, "permanent", "field repurges: Input should be greater than or equal to 0"),
+        ({"attempt": 1e308}, "permanent", "field attempt: Input should be a valid integer"),
+        ({"accepted_at": START + 86_400}, "permanent", "field accepted_at is 86400 s in the future"),
+        ({"jobs": [f"job-{n}" for n in range(5000)]}, "permanent", "field jobs: Tuple should have at most 200"),
+        ({"changes": [json.loads("[" * 150 + "]" * 150)]}, "permanent", "nests arrays or objects deeper than 32"),
+        ({"expires_at": START - 1}, "expired", "verification message expired 1 s ago"),
+    ],
+)
+def test_a_hostile_check_message_is_dead_lettered_with_its_reason_and_the_batch_goes_on(
+    world: World, fields: dict[str, object], failure: str, reason: str
+) -> None:
+    # Given a batch holding a hostile check message and an upload
+    world.origin.put(ARTICLE, b"version 2")
+    when = datetime.fromtimestamp(world.clock(), UTC).isoformat()
+    upload = s3_notification(s3_record(BUCKET, ARTICLE, event_time=when))
+    # When it is handled
+    report = world.service.handle(sqs_event(_hostile_check(**fields), upload))
+    # Then the upload was purged, and the check dead-lettered with the reason, not run
+    assert "m1" not in report.run.failures.sources
+    assert world.purge_calls("fastly") >= 1
+    (letter,) = [m for m in world.sqs.sent if m.queue == DEAD_LETTERS]
+    assert letter.attributes[FAILURE_ATTRIBUTE]["StringValue"] == failure
+    assert reason in letter.attributes[ERROR_ATTRIBUTE]["StringValue"]
+    assert report.verification.failed_sources == []
+
+
+def test_a_5000_deep_check_message_is_refused_without_recursion(world: World) -> None:
+    body = '{"cdnpurge":"verify","provider":' + "[" * 5000 + "]" * 5000 + "}"
+    report = world.service.handle(sqs_event(body))
+    (letter,) = [m for m in world.sqs.sent if m.queue == DEAD_LETTERS]
+    assert "deeper than 32 levels" in letter.attributes[ERROR_ATTRIBUTE]["StringValue"]
+    assert report.verification.errors == []
+
+
+def test_an_infinite_akamai_estimate_still_schedules_a_bounded_check(world: World) -> None:
+    # Given Akamai answers that its purge will take 1e999 seconds (JSON's infinity)
+    behaviour = world.cdn.behaviours["akamai"]
+    assert isinstance(behaviour, AkamaiBehaviour)
+    behaviour.estimated_seconds = float("inf")  # type: ignore[assignment]
+    # When version 2 is uploaded and purged
+    report = world.upload(ARTICLE, b"version 2")
+    # Then the batch ends normally and Akamai's check is scheduled, waiting at most SQS's 15 minutes
+    assert report.run.failures.sources == ()
+    checks = [decode_check(m.body, now=START) for m in world.checks()]
+    (akamai,) = [c for c in checks if c.provider == "akamai"]
+    assert akamai.ready_at is not None and akamai.ready_at <= akamai.accepted_at + 86_400
+    assert all(m.delay <= 900 for m in world.checks())
+
+
+def test_a_check_lineage_ends_at_its_send_cap(world: World) -> None:
+    # Given a check that was already sent again as often as any lineage may be, whose job is still pending
+    check = json.loads(_hostile_check())
+    check.update(sends=MAX_SENDS, ready_at=START + 600)
+    # When it is run, and the provider's estimate has not passed
+    world.service.handle(sqs_event(json.dumps(check)))
+    # Then it is not enqueued again: its change is dead-lettered, saying why
+    assert world.checks() == []
+    (letter,) = [m for m in world.sqs.sent if m.queue == DEAD_LETTERS]
+    assert "verification ended" in letter.attributes[ERROR_ATTRIBUTE]["StringValue"]
+    assert f"cap is {MAX_SENDS}" in letter.attributes[ERROR_ATTRIBUTE]["StringValue"]

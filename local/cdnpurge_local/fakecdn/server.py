@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -75,6 +75,8 @@ class Fault:
     # Hold the answer until this event is set (at most HOLD_LIMIT_SECONDS): a client's own timeout is tested
     # by releasing after it gave up, with no sleep and no duration measured in the test.
     release: threading.Event | None = None
+    # Headers added to (or replacing those of) whatever the answer is: hostile rate-limit or retry numbers.
+    headers: Mapping[str, str] | None = None
 
 
 # Told of every accepted purge: (provider, what it purged, seconds until it takes effect at the edges).
@@ -233,6 +235,8 @@ class FakeCDN:
             limited = True
         else:
             response, purged = behaviour.route(request)
+        if fault is not None and fault.headers:
+            response = replace(response, headers={**response.headers, **fault.headers})
         if response.status == 429 or limited:
             with self._lock:
                 self.throttled += 1

@@ -20,11 +20,13 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cdnpurge.cli.output import chart_text, terminal_text
 from cdnpurge.core.errors import CdnpurgeError
+from cdnpurge.core.nesting import nesting_problem
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -49,21 +51,35 @@ class ChartsUnavailableError(CdnpurgeError):
     """matplotlib is not installed."""
 
 
+# A run file is input: its numbers finite and within what any run could measure, its texts short and drawn
+# as the text they are (`cdnpurge.cli.output.chart_text`), its lists bounded.
+_RUN_CONFIG: Final = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False, str_max_length=200)
+MAX_RUN_FILE_BYTES: Final = 50 * 1024 * 1024
+_MAX_COUNT: Final = 10**12  # events, calls
+_MAX_SECONDS: Final = 10**7  # about four months
+_MAX_ROWS: Final = 10_000
+
+
 class RunRow(BaseModel):
     """One storm (or demo round) through one purger: what the charts need of a bench `Row`."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = _RUN_CONFIG
 
     scenario: str
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=_MAX_COUNT)
     purger: str
     ledger: str = "-"
-    calls: int = Field(ge=0)
-    minimum: int | None = Field(default=None, ge=0)
-    per_batch_minimum: int | None = Field(default=None, ge=0)
-    wall_seconds: float = Field(ge=0)
-    min_seconds: float | None = Field(default=None, ge=0)
+    calls: int = Field(ge=0, le=_MAX_COUNT)
+    minimum: int | None = Field(default=None, ge=0, le=_MAX_COUNT)
+    per_batch_minimum: int | None = Field(default=None, ge=0, le=_MAX_COUNT)
+    wall_seconds: float = Field(ge=0, le=_MAX_SECONDS)
+    min_seconds: float | None = Field(default=None, ge=0, le=_MAX_SECONDS)
     escalated: bool = False
+
+    @field_validator("scenario", "purger", "ledger")
+    @classmethod
+    def _drawable(cls, text: str) -> str:
+        return chart_text(text)
 
     @property
     def storm(self) -> str:
@@ -80,46 +96,52 @@ class RunRow(BaseModel):
 class ThroughputFigures(BaseModel):
     """One scenario's planner throughput (`bench.planner`): every repeat's ratio, and the median's."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = _RUN_CONFIG
 
-    ratios: list[float] = Field(min_length=1)
-    ratio: float
-    ratio_to_full_parse: float | None = None
+    ratios: list[Annotated[float, Field(ge=0, le=_MAX_SECONDS)]] = Field(min_length=1, max_length=_MAX_ROWS)
+    ratio: float = Field(ge=0, le=_MAX_SECONDS)
+    ratio_to_full_parse: float | None = Field(default=None, ge=0, le=_MAX_SECONDS)
 
 
 class RunDocument(BaseModel):
     """A saved run: its rows, and the planner's throughput when the run measured it (bench runs do)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, str_max_length=200)
 
     when: str | None = None
-    runs: list[RunRow] = Field(min_length=1)
-    planner_throughput: dict[str, ThroughputFigures] = Field(default_factory=dict)
+    runs: list[RunRow] = Field(min_length=1, max_length=_MAX_ROWS)
+    planner_throughput: dict[str, ThroughputFigures] = Field(default_factory=dict, max_length=100)
 
     @field_validator("planner_throughput", mode="before")
     @classmethod
     def _scenarios_only(cls, value: Any) -> Any:
         """The bench stores the batch size (`records`) beside the scenarios' figures: keep the scenarios."""
         if isinstance(value, dict):
-            return {name: figures for name, figures in value.items() if isinstance(figures, dict)}
+            return {chart_text(str(name)): figures for name, figures in value.items() if isinstance(figures, dict)}
         return value
 
 
 def read_run(path: Path) -> RunDocument:
     """The run saved at `path`, or RunFileError naming the file and the first problem in one line."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_RUN_FILE_BYTES:
+            raise RunFileError(f"{path}: over {MAX_RUN_FILE_BYTES // 2**20} MiB: not a saved run")
+        text = path.read_text(encoding="utf-8")
+        problem = nesting_problem(text)
+        if problem:
+            raise RunFileError(f"{path}: not a saved run: it {problem}")
+        document = json.loads(text)
     except OSError as exc:
         raise RunFileError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except ValueError as exc:
-        raise RunFileError(f"{path}: not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise RunFileError(f"{path}: not JSON: {terminal_text(str(exc), 200)}") from exc
     try:
         return RunDocument.model_validate(document)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "document"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise RunFileError(f"{path}: not a saved run: {where}: {first['msg']}{more}") from exc
+        raise RunFileError(f"{path}: not a saved run: {terminal_text(where, 200)}: {first['msg']}{more}") from exc
 
 
 def render_run(path: Path, *, formats: Sequence[str] = ("png",), out_dir: Path | None = None) -> list[Path]:
@@ -151,7 +173,7 @@ def render_run(path: Path, *, formats: Sequence[str] = ("png",), out_dir: Path |
 def _title(path: Path, when: str | None) -> str:
     """The file's name, and when the run was made unless the name says it (`storm-20261126T144126Z`)."""
     compact = "" if when is None else when.replace("-", "").replace(":", "")[:15]
-    return path.stem if not compact or compact in path.stem else f"{path.stem}, {when}"
+    return chart_text(path.stem if not compact or compact in path.stem else f"{path.stem}, {when}")
 
 
 def _figure_class() -> type[Figure]:

@@ -18,12 +18,14 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import redirect_stderr, redirect_stdout
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TextIO
 
 from cdnpurge.cli import eventbridge, plan, purge, redrive, report, status, validate
 from cdnpurge.cli.command import EXIT_USAGE, Commands, Context
 from cdnpurge.cli.errors import reader_gone
+from cdnpurge.cli.output import safe_stream
 from cdnpurge.core.config import ConfigError
 from cdnpurge.core.credentials import CredentialError
 from cdnpurge.runtime.aws_errors import aws_problem
@@ -73,15 +75,25 @@ def main(
     """Run one command. A bad configuration and AWS errors become one line and exit 2; a closed stdout pipe
     ends the run quietly.
 
+    Everything written (the command's `out`, stdout and stderr) goes through `cdnpurge.cli.output.SafeText`:
+    text from a CDN, a bucket or a queue reaches the terminal escaped, whichever command prints it.
+
     `sqs`, `s3`, `dynamodb` (clients) and the clocks are for tests; by default boto3 and the system's."""
-    out = out or sys.stdout
+    raw = out or sys.stdout
+    out = safe_stream(raw)
     context = Context(out=out, sqs=sqs, s3=s3, dynamodb=dynamodb, clock=clock, wall_clock=wall_clock)
+    with redirect_stdout(safe_stream(sys.stdout)), redirect_stderr(safe_stream(sys.stderr)):
+        return _run(argv, context, raw)
+
+
+def _run(argv: Sequence[str] | None, context: Context, raw: TextIO) -> int:
+    out = context.out
     try:
         args = build_parser().parse_args(argv)
         exit_status: int = args.handler(args, context)
         out.flush()
     except BrokenPipeError:
-        return reader_gone(out)
+        return reader_gone(raw)
     except (ConfigError, CredentialError) as exc:
         print(f"cdnpurge: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -20,6 +20,7 @@ from cdnpurge.cli.command import (
 )
 from cdnpurge.core.cost import DynamoDBPathCounter, PathBill, charge_usd, month_of
 from cdnpurge.core.models import Change, Escalation, Plan, PurgeRequest
+from cdnpurge.core.nesting import nesting_problem
 from cdnpurge.core.registry import specs
 from cdnpurge.runtime.pipeline import preview
 
@@ -62,8 +63,12 @@ def run(args: argparse.Namespace, context: Context) -> int:
     config, _ = load_config(args, require_credentials=False)
     event_path, out = args.event, context.out
     try:
-        event = json.loads(event_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        text = event_path.read_text(encoding="utf-8")
+        problem = nesting_problem(text)
+        if problem:
+            raise ValueError(f"it {problem}")
+        event = json.loads(text)
+    except (OSError, ValueError, RecursionError) as exc:
         print(f"cdnpurge: {event_path}: cannot read event JSON: {exc}", file=sys.stderr)
         return EXIT_USAGE
     month = month_of(context.wall_clock())

@@ -18,6 +18,7 @@ from cdnpurge.cli.command import (
     load_config,
 )
 from cdnpurge.cli.provider_docs import purge_examples
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import show
 from cdnpurge.core.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import plan
@@ -134,7 +135,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
         print(f"  attempt {attempt}: {request.describe()} -> {status}", file=out)
 
     executor = build_purgers([settings], on_attempt=show_attempt).executor
-    deadline = time.monotonic() + PURGE_SECONDS
+    deadline = Deadline.after(PURGE_SECONDS)
     outcomes = [executor.run(r, deadline=deadline, idempotency_token=request_token(r)) for r in the_plan.requests]
     failed = [o for o in outcomes if not o.ok]
     print(f"done: {len(outcomes) - len(failed)} request(s) accepted, {len(failed)} failed", file=out)

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from boto3.dynamodb.types import TypeDeserializer
 
 from cdnpurge.cli.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Commands, Context, add_command, positive
+from cdnpurge.cli.output import safe_stream
 from cdnpurge.cli.progress import Progress
 from cdnpurge.runtime.trail import (
     AT,
@@ -117,11 +118,13 @@ class TrailReader:
         *,
         clock: Callable[[], float] = time.time,
         progress: Progress | None = None,
+        retention_seconds: int = DEFAULT_RETENTION_SECONDS,
     ) -> None:
         self._client = client
         self._table = table_name
         self._clock = clock
         self._progress = progress
+        self.retention_seconds = retention_seconds  # the trail keeps nothing older: `since` asks no further
 
     def by_change(self, change_id: str) -> list[ChangeStatus]:
         found = self._load([partition_key(change_id)])
@@ -134,6 +137,13 @@ class TrailReader:
         return self._load(self._newest(LOOKUP_INDEX, LOOKUP, url_lookups(url), None, limit))
 
     def since(self, seconds: int, limit: int = DEFAULT_LIMIT) -> list[ChangeStatus]:
+        """Changes recorded in the last `seconds`: one query per hour (and shard) of the range, so the range
+        is bounded by what the trail keeps (`StatusError` past it), never by the operator's patience."""
+        if seconds > self.retention_seconds:
+            raise StatusError(
+                f"--since {seconds} s reaches past what the trail keeps ({self.retention_seconds} s, "
+                "TRAIL_RETENTION_SECONDS): ask for at most that"
+            )
         now = self._clock()
         start = now - seconds
         hours = [key for at in range(int(start // 3600), int(now // 3600) + 1) for key in hour_keys(at * 3600.0)]
@@ -379,6 +389,14 @@ def _duration(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _retention() -> int:
+    """The trail's retention as the stack sets it (TRAIL_RETENTION_SECONDS), else the template's default."""
+    text = os.environ.get("TRAIL_RETENTION_SECONDS", "")
+    return (
+        int(text) if text.isdigit() and 0 < int(text) <= 10 * DEFAULT_RETENTION_SECONDS else DEFAULT_RETENTION_SECONDS
+    )
+
+
 def run(args: argparse.Namespace, context: Context) -> int:
     table = args.table or os.environ.get("TRAIL_TABLE_NAME")
     if not table:
@@ -392,7 +410,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
         return EXIT_USAGE
     progress = Progress(sys.stderr, "status", clock=context.clock)
     return print_status(
-        TrailReader(context.client("dynamodb"), table, progress=progress),
+        TrailReader(context.client("dynamodb"), table, progress=progress, retention_seconds=_retention()),
         context.out,
         bucket=args.bucket,
         key=args.key,
@@ -419,7 +437,9 @@ def print_status(
     """Answer one `cdnpurge status` question (exactly one of object, URL, change id, age) on `out`.
 
     The demo calls it too: `print_status(TrailReader(client, table), sys.stdout, bucket=..., key=...)`.
+    It writes through `cdnpurge.cli.output.safe_stream`, so the demo's output is escaped as the CLI's is.
     """
+    out = safe_stream(out)
     try:
         if change_id is not None:
             changes, asked = reader.by_change(change_id), f"change {change_id}"

@@ -29,10 +29,10 @@ from pydantic import (
 
 from cdnpurge.core.errors import CdnpurgeError
 from cdnpurge.core.models import TargetKind
-from cdnpurge.core.placeholders import PLACEHOLDER
+from cdnpurge.core.nesting import nesting_problem
+from cdnpurge.core.placeholders import PLACEHOLDER, compile_match
 from cdnpurge.core.plan.convert import can_express
 from cdnpurge.core.registry import REGISTRY
-from cdnpurge.core.translate import compile_match
 
 # Validation context key: refuse providers lacking the credentials their adapter needs (see `parse_config`).
 REQUIRE_CREDENTIALS: Final = "require_credentials"
@@ -295,10 +295,17 @@ def parse_config(text: str, *, source: str = "config", require_credentials: bool
 
     `require_credentials`: refuse a provider lacking a credential its adapter needs, which can never purge
     (the service and `cdnpurge validate`; planning needs none)."""
+    # YAML's parser recurses per level: a document nested thousands deep is refused by name, before parsing
+    # when its flow brackets show it, or when the parser runs out of stack.
+    problem = nesting_problem(text)
+    if problem:
+        raise ConfigError(f"{source}: not a configuration: it {problem}")
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not a configuration: it nests deeper than YAML can be read") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
     try:

@@ -1,8 +1,10 @@
 """Credential references and their resolution.
 
 The configuration never holds a secret, only where to find it: an environment variable (local runs, CI,
-the CLI) or a Secrets Manager secret (in AWS, read through Powertools Parameters with caching). Resolved
-values are `SecretStr`, whose repr and str are masked, so a stray log line or exception cannot leak them.
+the CLI) or a Secrets Manager secret. Resolved values are `SecretStr`, whose repr and str are masked, so a
+stray log line or exception cannot leak them. Reading a secret is I/O, so the reader is passed in: the
+runtime's (`cdnpurge.runtime.secrets`, Secrets Manager through Powertools Parameters with caching), or a
+test's.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ from cdnpurge.core.errors import CdnpurgeError
 
 class CredentialError(CdnpurgeError, ValueError):
     """A credential reference could not be resolved; names the reference, never a value."""
+
+
+class SecretReadError(CdnpurgeError):
+    """A secret reader could not read a secret; the message is the reader's one line naming the problem
+    (it knows its SDK's errors), never a value."""
 
 
 class EnvCredential(BaseModel):
@@ -47,29 +54,15 @@ CredentialRef = EnvCredential | SecretCredential | InlineCredential
 SecretReader = Callable[[str], Any]
 
 
-def powertools_secret_reader(name: str) -> Any:
-    """Secrets Manager through Powertools Parameters: cached for 5 minutes across warm invocations."""
-    from aws_lambda_powertools.utilities import parameters
-
-    return parameters.get_secret(name, max_age=300)
-
-
-def powertools_fresh_secret_reader(name: str) -> Any:
-    """Secrets Manager past the cache (`force_fetch`), after a provider refused the cached value: a rotated
-    secret is read at once, and the cache then holds the new value."""
-    from aws_lambda_powertools.utilities import parameters
-
-    return parameters.get_secret(name, max_age=300, force_fetch=True)
-
-
 def resolve(
     refs: Mapping[str, CredentialRef],
     *,
     owner: str,
+    secret_reader: SecretReader,
     environ: Mapping[str, str] | None = None,
-    secret_reader: SecretReader = powertools_secret_reader,
 ) -> dict[str, SecretStr]:
-    """Resolve a provider's references; `owner` prefixes error messages (e.g. `providers.fastly`)."""
+    """Resolve a provider's references with `secret_reader` for Secrets Manager ones; `owner` prefixes error
+    messages (e.g. `providers.fastly`)."""
     environ = os.environ if environ is None else environ
     resolved: dict[str, SecretStr] = {}
     for name, ref in refs.items():
@@ -82,18 +75,25 @@ def resolve(
             resolved[name] = SecretStr(environ[ref.env])
         else:
             resolved[name] = SecretStr(_secret_value(ref, where, secret_reader))
+        _check_usable(resolved[name].get_secret_value(), where)
     return resolved
+
+
+def _check_usable(value: str, where: str) -> None:
+    """Refuse a value no API accepts, naming the credential and never its value: whitespace around it (a
+    secret pasted with its trailing newline) or a control character. Sent as it is, it fails in the HTTP
+    library as a malformed header, which looked transient and was retried; it is a configuration error."""
+    if value != value.strip():
+        raise CredentialError(f"{where}: the value has whitespace around it (a trailing newline?); remove it")
+    if not value.isprintable():
+        raise CredentialError(f"{where}: the value holds a control or non-printing character; remove it")
 
 
 def _secret_value(ref: SecretCredential, where: str, secret_reader: SecretReader) -> str:
     try:
         value = secret_reader(ref.secret)
-    except Exception as exc:  # the reader's own error type varies (boto3, Powertools)
-        # Imported here: it loads botocore, and the credential *references* above are part of every provider's
-        # settings, which the planner reads without any AWS SDK.
-        from cdnpurge.runtime.aws_errors import aws_problem
-
-        problem = aws_problem(exc) or type(exc).__name__
+    except Exception as exc:  # any reader's failure: the secret is not readable, and the run must say which
+        problem = str(exc) if isinstance(exc, SecretReadError) else type(exc).__name__
         raise CredentialError(f"{where}: cannot read secret {ref.secret}: {problem}") from None
     if ref.field is None:
         return str(value)

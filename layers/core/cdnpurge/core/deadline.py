@@ -64,6 +64,16 @@ class Deadline:
             raise OutOfTimeError(f"{what}: not started, out of time before the function's deadline")
         return min(cap, left) if cap > 0 else left
 
+    def within(self, cap: float, *, need: float = 0.0, what: str = "call") -> Deadline:
+        """The deadline of one call started now: the earlier of `cap` seconds from now and this deadline.
+
+        Raises `OutOfTimeError` as `budget` does, so a call that could not finish is never started. What the
+        call does (connect, send, every read of its answer, its retries and their back-off) is then bounded
+        by the one value returned (`cdnpurge.runtime.bounded` holds every client to it).
+        """
+        seconds = self.budget(cap, need=need, what=what)
+        return Deadline(min(self.ends_at, self.clock() + seconds), self.clock)
+
     def sleep(self, seconds: float, sleeper: Callable[[float], None] = time.sleep, *, what: str = "wait") -> None:
         """Wait `seconds`, or refuse with `OutOfTimeError` when the wait would pass the deadline."""
         if not self.allows(seconds):

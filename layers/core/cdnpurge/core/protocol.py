@@ -1,15 +1,20 @@
-"""The one small provider protocol the executor sees, and what one accepted purge call returns.
+"""The one small provider protocol the executor sees, what one accepted purge call returns, and the
+capability protocols a provider may implement besides.
 
-The executor only calls `purge()` and reacts to the error classes of `providers.errors`; the planner only
-reads the `ProviderSpec` of `providers.spec`. The shared HTTP flow is `providers.http.HttpProvider`.
+The executor only calls `purge()` and reacts to the error classes of `core.provider_errors`; the planner only
+reads the `ProviderSpec` of `core.spec`. The shared HTTP flow is `runtime.providers.http.HttpProvider`.
+A capability (asking a job's progress: `JobStatus`) is found through the wrappers by what the adapter
+declares and implements (`job_status(provider)`), never by testing for an adapter class, so no caller
+imports an adapter module to use one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.spec import ProviderSpec
 
@@ -35,9 +40,37 @@ class Provider(Protocol):
     @property
     def spec(self) -> ProviderSpec: ...
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
-        """Send one planned request; raise a `ProviderError` subclass on failure."""
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
+        """Send one planned request, ending before `deadline` (None: within the provider's own timeout, as
+        in the CLI; the runtime always passes one); raise a `ProviderError` subclass on failure, or
+        `OutOfTimeError` when the call cannot start in time."""
         ...
+
+
+@runtime_checkable
+class JobStatus(Protocol):
+    """A provider whose purges are jobs (`Capabilities.asynchronous`) and that reports their progress.
+
+    CloudFront (`GetInvalidation`) and Medianova (its job listing) implement it; Akamai has no status API
+    (its `estimatedSeconds` is the only word), F5 XC's request id has no documented status call."""
+
+    def job_pending(self, job_id: str, deadline: Deadline) -> bool:
+        """True while the provider says the job is still in progress; a `ProviderError` if it cannot say.
+
+        The call ends before `deadline`; one that cannot start raises `OutOfTimeError` (the caller stops
+        asking)."""
+        ...
+
+
+def job_status(provider: Provider) -> JobStatus | None:
+    """The adapter inside `provider`'s wrappers, if it declares `asynchronous` and implements `JobStatus`.
+
+    Wrappers add behaviour to `purge` only (redaction, rotation; faults in tests), so the adapter answers."""
+    while isinstance(provider, ProviderWrapper):
+        provider = provider.inner
+    if provider.spec.capabilities.asynchronous and isinstance(provider, JobStatus):
+        return provider
+    return None
 
 
 class ProviderWrapper:
@@ -54,5 +87,5 @@ class ProviderWrapper:
     def spec(self) -> ProviderSpec:
         return self.inner.spec
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
-        return self.inner.purge(request, idempotency_token=idempotency_token)
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
+        return self.inner.purge(request, idempotency_token=idempotency_token, deadline=deadline)

@@ -36,7 +36,9 @@ class Capabilities:
     - `body_overhead_bytes`: bytes of the body around the target list, for byte-accurate chunking.
     - `soft_purge`: whether the provider can mark content stale instead of evicting it.
     - `hard_only`: kinds that are always hard even when soft is asked for (Fastly purge_all).
-    - `asynchronous`: the provider returns a job that completes later (no effect on planning).
+    - `asynchronous`: an accepted purge is a job that completes later. Where the provider also reports a
+      job's progress, its adapter implements `cdnpurge.core.protocol.JobStatus`, and verification asks it
+      before probing the edge; a provider that is not asynchronous is never asked (no effect on planning).
     - `rate_per_second` / `burst`: the documented or configured sustained request rate, for pacing.
     - `host_qualified`: kinds whose wire form names the host (Cloudflare prefixes: `host/path`); the
       planner expands a host-relative target into one per configured host.
@@ -107,6 +109,7 @@ class ProviderSpec:
 
 
 MAX_RATE_PER_SECOND: Final = 10_000.0  # no CDN API takes more purge calls a second
+MIN_RATE_PER_SECOND: Final = 0.001  # one call in about 17 minutes: slower, the provider is never called
 MAX_TARGETS_SETTING: Final = 100_000  # escalation thresholds: far beyond any batch (10 records x 10,000 targets)
 
 
@@ -130,7 +133,7 @@ class ProviderSettings(BaseModel):
     )
     # Bounds on what could ever make sense: an absurd value is a typo (a rate of 1e9 would never pace).
     rate_per_second: float | None = Field(
-        default=None, gt=0, le=MAX_RATE_PER_SECOND, description="Override the pacing rate."
+        default=None, ge=MIN_RATE_PER_SECOND, le=MAX_RATE_PER_SECOND, description="Override the pacing rate."
     )
     purge_by: tuple[TargetKind, ...] | None = Field(
         default=None,

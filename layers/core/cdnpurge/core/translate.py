@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit
 from cdnpurge.core.boundary import unexpected
 from cdnpurge.core.errors import show
 from cdnpurge.core.models import Change, RoutedTarget, Target, TargetKind
-from cdnpurge.core.placeholders import PLACEHOLDER
+from cdnpurge.core.placeholders import PLACEHOLDER, compile_match
 from cdnpurge.core.urls import UrlError, canonical_host, canonical_path, canonical_url, s3_key_problem, without_userinfo
 
 if TYPE_CHECKING:
@@ -52,19 +52,6 @@ def tag_covered(translation: Translation, config: Config) -> frozenset[str]:
     if not covering:
         return frozenset()
     return frozenset(change for change, position in translation.rule_of.items() if position in covering)
-
-
-@cache
-def compile_match(pattern: str) -> re.Pattern[str]:
-    """`articles/{slug}.html` -> a full-match regex with named groups; `{x*}` spans segments."""
-    regex, position = [], 0
-    for placeholder in PLACEHOLDER.finditer(pattern):
-        regex.append(re.escape(pattern[position : placeholder.start()]))
-        name, greedy = placeholder.groups()
-        regex.append(f"(?P<{name}>.+)" if greedy else f"(?P<{name}>[^/]+)")
-        position = placeholder.end()
-    regex.append(re.escape(pattern[position:]))
-    return re.compile("".join(regex))
 
 
 # What `quote(value, safe="/")` leaves as it is: a value made only of these needs no encoding.

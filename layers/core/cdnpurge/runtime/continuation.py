@@ -21,8 +21,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.errors import describe_error
-from cdnpurge.runtime.deadletter import original_attributes, receive_count, sqs_records
+from cdnpurge.runtime.bounded import bounded_call
+from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS
+from cdnpurge.runtime.deadletter import original_attributes, receive_count
 
 CONTINUED_ATTRIBUTE: Final = "cdnpurge-continued"  # how many times the record was continued
 _SQS_MAX_ATTRIBUTES: Final = 10
@@ -41,19 +44,19 @@ class Continuations:
 def continue_progressing(
     sqs: Any,
     queue_url: str,
-    event: Mapping[str, Any],
+    records: Mapping[str, Mapping[str, Any]],
     *,
     progressing: Iterable[str],
     change_ids: Mapping[str, tuple[str, ...]],
     max_receive_count: int | None,
     redact: Callable[[str], str],
-    out_of_time: Callable[[], bool] = lambda: False,
+    deadline: Deadline,
 ) -> Continuations:
-    """Send again, as new messages, the `progressing` records on their last allowed receive (`change_ids`:
-    each source's change ids)."""
+    """Send again, as new messages, the `progressing` records (of `records`, the batch's SQS records by id)
+    on their last allowed receive (`change_ids`: each source's change ids); every send ends before
+    `deadline`."""
     if max_receive_count is None:
         return Continuations()
-    records = sqs_records(event)
     continued: list[str] = []
     errors: list[str] = []
     for source in sorted(progressing):
@@ -62,11 +65,12 @@ def continue_progressing(
             continue  # SQS's own redelivery continues it
         if any(change.startswith(MESSAGE_ID_CHANGES) for change in change_ids.get(source, ())):
             continue
-        if out_of_time():
+        try:
+            with bounded_call(deadline, CALL_SECONDS, what="continuing a record", need=MIN_CALL_SECONDS):
+                sqs.send_message(QueueUrl=queue_url, MessageBody=record.get("body") or "", **_attributes(record))
+        except OutOfTimeError:
             errors.append(f"{source}: not continued: out of time before the function's deadline")
             continue
-        try:
-            sqs.send_message(QueueUrl=queue_url, MessageBody=record.get("body") or "", **_attributes(record))
         except Exception as exc:  # the record stays failed: dead-lettering applies as before
             errors.append(f"{source}: {describe_error(exc, redact)}")
             continue

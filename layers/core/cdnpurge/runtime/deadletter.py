@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
+from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.errors import describe_error
+from cdnpurge.runtime.bounded import bounded_call
+from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS
 
 ATTRIBUTE_PREFIX: Final = "cdnpurge-"  # every attribute the function adds; `cdnpurge redrive` strips them
 ERROR_ATTRIBUTE: Final = "cdnpurge-error"  # the reasons, "; "-separated
@@ -41,6 +44,7 @@ class DeadLetterReason(StrEnum):
     PERMANENT = "permanent"  # no retry can fix it
     RETRIES_EXHAUSTED = "retries-exhausted"  # still failing on its last allowed receive
     VERIFICATION_FAILED = "verification-failed"  # a purge accepted, and the edge still stale past the deadline
+    EXPIRED = "expired"  # a message the function wrote itself, arrived past its end time: never run
 
 
 @dataclass(frozen=True)
@@ -54,22 +58,22 @@ class DeadLettering:
 def dead_letter(
     sqs: Any,
     queue_url: str,
-    event: Mapping[str, Any],
+    records: Mapping[str, Mapping[str, Any]],
     *,
     failed_sources: tuple[str, ...],
     reasons: Mapping[str, tuple[str, ...]],
     permanent: frozenset[str],
     max_receive_count: int | None,
     redact: Callable[[str], str],
-    out_of_time: Callable[[], bool] = lambda: False,
+    deadline: Deadline,
 ) -> DeadLettering:
-    """Send every failed record that should not be retried to `queue_url`, with its reasons attached.
+    """Send every failed record (of `records`, the batch's SQS records by id) that should not be retried to
+    `queue_url`, with its reasons attached.
 
-    Once `out_of_time()`, no send starts: the rest stay in `batchItemFailures` (SQS redelivers them, and
-    its redrive policy is the fallback), so the function still answers before its deadline."""
+    Every send ends before `deadline`; one that cannot leaves its record in `batchItemFailures` (SQS
+    redelivers it, and its redrive policy is the fallback), so the function still answers in time."""
     if not failed_sources:
         return DeadLettering()
-    records = sqs_records(event)
     moved: dict[str, DeadLetterReason] = {}
     errors: list[str] = []
     for source in failed_sources:
@@ -79,15 +83,16 @@ def dead_letter(
         why = _reason(source in permanent, record, max_receive_count)
         if why is None:
             continue
-        if out_of_time():
+        try:
+            with bounded_call(deadline, CALL_SECONDS, what="dead-lettering", need=MIN_CALL_SECONDS):
+                sqs.send_message(
+                    QueueUrl=queue_url,
+                    MessageBody=record.get("body") or "",
+                    MessageAttributes=_attributes(record, why, reasons.get(source, ()), redact),
+                )
+        except OutOfTimeError:
             errors.append(f"{source}: not sent: out of time before the function's deadline")
             continue
-        try:
-            sqs.send_message(
-                QueueUrl=queue_url,
-                MessageBody=record.get("body") or "",
-                MessageAttributes=_attributes(record, why, reasons.get(source, ()), redact),
-            )
         except Exception as exc:  # SQS unreachable or the message refused: SQS's own redrive remains
             errors.append(f"{source}: {describe_error(exc, redact)}")
             continue
@@ -103,11 +108,15 @@ def dead_letter_body(
     why: DeadLetterReason,
     reasons: tuple[str, ...],
     redact: Callable[[str], str],
+    deadline: Deadline,
 ) -> str | None:
-    """Send a message the function wrote itself (a verification check) to `queue_url` with its reasons;
-    the (redacted) send error, or None when it was sent."""
+    """Send a message the function wrote itself (a verification check) to `queue_url` with its reasons,
+    before `deadline`; the (redacted) send error, or None when it was sent."""
     try:
-        sqs.send_message(QueueUrl=queue_url, MessageBody=body, MessageAttributes=_attributes({}, why, reasons, redact))
+        with bounded_call(deadline, CALL_SECONDS, what="dead-lettering a check", need=MIN_CALL_SECONDS):
+            sqs.send_message(
+                QueueUrl=queue_url, MessageBody=body, MessageAttributes=_attributes({}, why, reasons, redact)
+            )
     except Exception as exc:  # reported by the caller, which keeps the message with SQS
         return redact(describe_error(exc))
     return None

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 import threading
 import time
@@ -42,10 +41,12 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from cdnpurge.core.answers import MAX_PROVIDER_WAIT_SECONDS, answer_number
 from cdnpurge.core.boundary import unexpected
+from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import Provider, PurgeResult
-from cdnpurge.core.provider_errors import ProviderError, ThrottledError, UnavailableError, UnexpectedError
+from cdnpurge.core.provider_errors import ProviderError, ThrottledError, UnexpectedError
 
 # AIMD: a throttle multiplies the rate by DECREASE (never below FLOOR x the declared rate); each success
 # adds RECOVERY x the declared (or learned) rate back, up to the declared rate.
@@ -59,10 +60,6 @@ RECOVERY_PER_SECOND = 0.02
 MIN_LEARNED_RATE = 0.2
 # ... which is forgotten (back to unpaced) after this long without another throttle.
 LEARNED_RATE_MEMORY_SECONDS = 300.0
-# The longest a provider's own answer (Retry-After, a rate-limit reset, CloudFront's back-off) may pause it.
-# A longer ask (`Retry-After: 1000000000`, a reset date years ahead) would otherwise stop every later batch
-# of the warm container; capped, the records deferred meanwhile come back when the pause ends.
-MAX_PROVIDER_WAIT_SECONDS = 300.0
 _RECENT_CALLS = 16
 # Pace at this fraction of the declared rate: the provider's bucket regains 5% of its rate as slack.
 PACING_HEADROOM = 0.95
@@ -182,9 +179,7 @@ def bounded_wait(seconds: float | None) -> float | None:
     """A wait a provider asked for, made safe to pause on: the one place every externally supplied wait is
     capped. At most `MAX_PROVIDER_WAIT_SECONDS` (infinity included), never negative; None when it names no
     number (NaN), so the executor backs off on its own schedule instead."""
-    if seconds is None or math.isnan(seconds):
-        return None
-    return min(MAX_PROVIDER_WAIT_SECONDS, max(0.0, seconds))
+    return answer_number(seconds, low=0.0, high=MAX_PROVIDER_WAIT_SECONDS)
 
 
 AttemptListener = Callable[[PurgeRequest, int, PurgeResult | ProviderError], None]
@@ -238,7 +233,9 @@ class Executor:
         rate = None if caps.rate_per_second is None else caps.rate_per_second * self.rate_share * PACING_HEADROOM
         return TokenBucket(rate, max(1, int(caps.burst * self.rate_share)))
 
-    def run(self, request: PurgeRequest, *, deadline: float, idempotency_token: str) -> Outcome:
+    def run(self, request: PurgeRequest, *, deadline: Deadline, idempotency_token: str) -> Outcome:
+        """Pace, call, retry: nothing waits or calls past `deadline` (the provider's call itself ends before
+        it, `cdnpurge.runtime.bounded`); what does not fit is deferred with when its retry is due."""
         provider = self.providers[request.provider]
         bucket = self.buckets[request.provider]
         lock = self._locks[request.provider]
@@ -269,14 +266,18 @@ class Executor:
         while True:
             with lock:  # callers of one provider share its bucket: wait, then take a token, atomically
                 wait = bucket.delay(self.clock())
-                if self.clock() + wait > deadline:
+                try:
+                    if deadline.expired():
+                        raise OutOfTimeError(f"{request.provider}: not started, past the deadline")
+                    deadline.sleep(wait, self.sleep, what=f"pacing {request.provider}")
+                except OutOfTimeError:
                     return outcome(error=last_error, deferred=True, retry_in=wait)
-                if wait:
-                    self.sleep(wait)
                 bucket.take(self.clock())
             attempts += 1
             try:
-                result = provider.purge(request, idempotency_token=idempotency_token)
+                result = provider.purge(request, idempotency_token=idempotency_token, deadline=deadline)
+            except OutOfTimeError:  # the call could not start in time: nothing was sent
+                return outcome(error=last_error, deferred=True)
             except Exception as exc:  # the per-request fault boundary (`cdnpurge.core.boundary`)
                 error = exc if isinstance(exc, ProviderError) else self._unexpected(request, exc)
                 self._notify(request, attempts, error)
@@ -295,9 +296,10 @@ class Executor:
                 if failures >= self.max_attempts:
                     return outcome(error=error)
                 backoff = self._backoff(failures)
-                if isinstance(error, UnavailableError) and self.clock() + backoff > deadline:
+                try:
+                    deadline.sleep(backoff, self.sleep, what=f"backing off {request.provider}")
+                except OutOfTimeError:
                     return outcome(error=error, deferred=True, retry_in=backoff)
-                self.sleep(backoff)
                 continue
             with lock:
                 rate_wait = bounded_wait(result.rate_wait / self.rate_share) if result.rate_wait else None
@@ -351,7 +353,7 @@ def request_token(request: PurgeRequest, generations: Mapping[str, str] | None =
 def execute_plan(
     requests: tuple[PurgeRequest, ...],
     executor: Executor,
-    deadline: float,
+    deadline: Deadline,
     on_outcome: Callable[[Outcome], None],
     token_for: Callable[[PurgeRequest], str] = request_token,
 ) -> tuple[Outcome, ...]:

@@ -15,9 +15,10 @@ made the ledger, not the CDN, set the pace (two round trips per change; DynamoDB
 changes a second). Here claims are conditional puts in `TransactWriteItems` of 25 records, several in
 parallel (a cancelled transaction names, per record, whether its condition failed, and returns the
 existing record so DONE and BUSY are told apart), completions and releases are `BatchWriteItem`s of
-25. The records keep Powertools' layout, key hash (`record_key`) and claim condition (no record, an
-expired one, or an INPROGRESS one whose holder's deadline passed; here in two steps, `FRESH_CONDITION`
-then `TAKEOVER_CONDITION`), so a table written by either reads the same, and
+25 through the writer the purge trail uses too (`cdnpurge.runtime.dynamodb_batch`). The records keep
+Powertools' layout, key hash (`record_key`) and claim condition (no record, an expired one, or an
+INPROGRESS one whose holder's deadline passed; here in two steps, `FRESH_CONDITION` then
+`TAKEOVER_CONDITION`), so a table written by either reads the same, and
 tests/integration/test_ledger_dynamodb.py proves it both ways. Every write is a put or a delete (the
 function's role grants no UpdateItem on ledger records).
 
@@ -34,23 +35,34 @@ deleted on release but *parked*: INPROGRESS with its holder's deadline in the pa
 ledger both take it over at once), its generation and progress kept. So a redelivery continues the same
 attempt (same CloudFront `CallerReference` for the same request, targets already purged skipped), while a
 change purged again after the idempotency window (its record expired) is a new attempt.
+
+Every operation runs inside the caller's `bounded_call` (`cdnpurge.runtime.settle` opens it): each call and
+each back-off ends before the settling deadline, so a throttled table answering slowly cannot hold the
+function past it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
 from botocore.exceptions import ClientError
 
 from cdnpurge.core.errors import CdnpurgeError, describe_error
+from cdnpurge.runtime.bounded import in_threads
+from cdnpurge.runtime.dynamodb_batch import (
+    BATCH_WRITE_ITEMS,
+    DYNAMODB_RETRY,
+    FAILURES_BEFORE_GIVING_UP,
+    PARALLEL_CALLS,
+    BatchWriter,
+    StoreGaveUpError,
+)
 
 Pair = tuple[str, str]  # (provider, change id)
 
@@ -69,16 +81,9 @@ TAKEOVER_CONDITION = "#status = :inprogress AND #in_progress_expiry = :seen"
 # Records per claim transaction. DynamoDB takes up to 100, but smaller transactions run in parallel
 # (lower latency per batch) and a cancelled one re-sends fewer records.
 CLAIM_ITEMS = 25
-BATCH_WRITE_ITEMS = 25  # BatchWriteItem's limit per call
-# Enough parallel DynamoDB calls to hide round trips for storms without throttling a table.
-PARALLEL_CALLS = 8
-# After this many failed calls in one operation the store is taken to be down and the remaining pairs
-# are not tried: an unreachable table that times out (rather than refusing) must not eat the function's
-# whole timeout one call at a time. Those pairs get the same policy as the ones that failed.
-FAILURES_BEFORE_GIVING_UP = PARALLEL_CALLS
-# Attempts per call while DynamoDB throttles records or leaves them unprocessed (backing off between).
-ATTEMPTS = 5
-BACKOFF_SECONDS = 0.05
+# Attempts per call while DynamoDB throttles records or leaves them unprocessed (the shared policy).
+ATTEMPTS = DYNAMODB_RETRY.attempts
+__all__ = ["BATCH_WRITE_ITEMS", "FAILURES_BEFORE_GIVING_UP", "PARALLEL_CALLS"]  # re-exported (one policy)
 # Cancellation reasons that say "throttled: try again later" rather than something about the record.
 THROTTLED = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded"})
 
@@ -91,8 +96,7 @@ class LedgerOperation(StrEnum):
     RELEASE = "release"
 
 
-class LedgerGaveUpError(CdnpurgeError):
-    """Not attempted: earlier calls of the same operation had already failed (see FAILURES_BEFORE_GIVING_UP)."""
+LedgerGaveUpError = StoreGaveUpError  # not attempted: earlier calls of the same operation had already failed
 
 
 class LedgerRefusedError(CdnpurgeError):
@@ -186,6 +190,7 @@ class DynamoDBLedger:
         self._expires_after_seconds = expires_after_seconds
         self._clock = clock
         self._sleep = sleep
+        self._writer = BatchWriter(client, table_name, sleep=sleep)
 
     def claim(self, pairs: Iterable[Pair], remaining_ms: int | None) -> Claims:
         results = _each(pairs, CLAIM_ITEMS, lambda chunk: self._claim(chunk, remaining_ms))
@@ -278,7 +283,7 @@ class DynamoDBLedger:
                     raise
                 pending, throttled = _settle_cancelled(pending, reasons, settled, takeovers, self._clock())
                 if throttled:
-                    self._back_off(attempt)
+                    DYNAMODB_RETRY.pause(attempt, self._sleep, what="claiming again after a throttle")
                 continue
             settled.update(dict.fromkeys(pending, Claim.CLAIMED))
             return settled, takeovers
@@ -323,30 +328,11 @@ class DynamoDBLedger:
     def _write(
         self, operation: LedgerOperation, pairs: Iterable[Pair], request_for: Callable[[dict[str, str]], Any]
     ) -> None:
-        _raise_failures(operation, _each(pairs, BATCH_WRITE_ITEMS, lambda chunk: self._batch_write(chunk, request_for)))
-
-    def _batch_write(
-        self, chunk: Sequence[Pair], request_for: Callable[[dict[str, str]], Any]
-    ) -> dict[Pair, Exception | None]:
-        """Unconditional puts or deletes (as Powertools' save_success and delete_record), re-sending what
-        DynamoDB leaves unprocessed."""
-        pending = {record_key(pair): pair for pair in chunk}
-        for attempt in range(ATTEMPTS):
-            if attempt:
-                self._back_off(attempt - 1)
-            response = self._client.batch_write_item(
-                RequestItems={self._table: [request_for({"S": key}) for key in pending]}
-            )
-            unprocessed = response.get("UnprocessedItems", {}).get(self._table, [])
-            pending = {key: pending[key] for key in map(_request_key, unprocessed)}
-            if not pending:
-                break
-        refused = LedgerRefusedError(f"left unprocessed on {ATTEMPTS} attempts")
-        left = set(pending.values())
-        return {pair: refused if pair in left else None for pair in chunk}
-
-    def _back_off(self, attempt: int) -> None:
-        self._sleep(BACKOFF_SECONDS * 2**attempt * random.uniform(0.5, 1.5))
+        """Unconditional puts or deletes (as Powertools' save_success and delete_record) through the shared
+        batch writer; the pairs it could not write are raised as one `LedgerUnavailableError`."""
+        ordered = list(dict.fromkeys(pairs))
+        outcomes = self._writer.write([request_for({"S": record_key(pair)}) for pair in ordered])
+        _raise_failures(operation, dict(zip(ordered, outcomes, strict=True)))
 
 
 def _settle_cancelled(
@@ -396,11 +382,6 @@ def _attempt_of(record: Mapping[str, Any]) -> Attempt:
     return Attempt(generation, frozenset(record.get(DONE, {}).get("SS", ())))
 
 
-def _request_key(request: Mapping[str, Any]) -> str:
-    record = request["PutRequest"]["Item"] if "PutRequest" in request else request["DeleteRequest"]["Key"]
-    return str(record[ID]["S"])
-
-
 def _each(pairs: Iterable[Pair], size: int, call: Callable[[list[Pair]], Mapping[Pair, Any]]) -> dict[Pair, Any]:
     """`call` for every chunk of `size` pairs, in parallel; an exception becomes the result of each pair of
     its chunk instead of stopping the rest, until the store has failed `FAILURES_BEFORE_GIVING_UP` times:
@@ -420,12 +401,9 @@ def _each(pairs: Iterable[Pair], size: int, call: Callable[[list[Pair]], Mapping
 
     ordered = list(dict.fromkeys(pairs))
     chunks = [ordered[start : start + size] for start in range(0, len(ordered), size)]
-    if len(chunks) <= 1:
-        return dict(guarded(chunks[0])) if chunks else {}
     results: dict[Pair, Any] = {}
-    with ThreadPoolExecutor(min(PARALLEL_CALLS, len(chunks))) as pool:
-        for answered in pool.map(guarded, chunks):
-            results.update(answered)
+    for answered in in_threads(guarded, chunks, threads=PARALLEL_CALLS):
+        results.update(answered)
     return results
 
 

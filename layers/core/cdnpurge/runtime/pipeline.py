@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from cdnpurge.core.config import Config
 from cdnpurge.core.cost import PathBill, PathCounter, billed_paths, budgeted_plan, month_of
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import describe_error
 from cdnpurge.core.events import Decoded, decode_event
 from cdnpurge.core.models import Plan, PurgeRequest, RoutedTarget
 from cdnpurge.core.plan import router
 from cdnpurge.core.spec import ProviderSpec
 from cdnpurge.core.translate import Translation, tag_covered, translate
+from cdnpurge.runtime.bounded import bounded_call
 from cdnpurge.runtime.execute import Executor, execute_plan, request_token
 from cdnpurge.runtime.ledger import Attempt, Claim, Claims, Ledger, Pair
 from cdnpurge.runtime.progress import skip_done
@@ -32,6 +35,9 @@ from cdnpurge.runtime.report import BatchRun, classify_failures
 from cdnpurge.runtime.settle import Settlement, claim
 
 __all__ = ["Preview", "preview", "run_batch"]
+
+# The longest one path-counter operation may take (a GetItem, or an UpdateItem per distribution).
+COUNTER_SECONDS: Final = 5.0
 
 
 class Preview(NamedTuple):
@@ -72,17 +78,17 @@ def run_batch(
     specs: Mapping[str, ProviderSpec],
     ledger: Ledger,
     executor: Executor,
-    deadline: float,
+    deadline: Deadline,
     remaining_ms: Callable[[], int] | None = None,
     redact: Callable[[str], str] = str,
-    settle_by: float | None = None,
+    settle_by: Deadline | None = None,
     path_counter: PathCounter | None = None,
     month: str | None = None,
 ) -> BatchRun:
     """One batch through every stage; `redact` cleans the failure reasons (they may quote a provider).
 
-    `deadline` and `settle_by` are on the executor's clock: no provider call starts that could not end by
-    `deadline`, no ledger write starts after `settle_by` (see `settle.Settlement`). `path_counter` keeps the
+    No provider call runs past `deadline`, no ledger or counter call past `settle_by` (None: each within its
+    own bound; see `settle.Settlement`). `path_counter` keeps the
     month's billed paths (`cdnpurge.core.cost`): read before planning when the configuration sets
     `monthly_path_budget`, added to after the purges. `month` defaults to this one."""
     decoded = decode_event(event)
@@ -91,11 +97,11 @@ def run_batch(
     destinations = router(specs)
     routes = [(item, destinations(item.providers, item.target.kind)) for item in translation.routed]
     owed = sorted({(provider, item.change_id) for item, providers in routes for provider in providers})
-    claims, claim_failures = claim(ledger, owed, remaining_ms() if remaining_ms else None)
+    claims, claim_failures = claim(ledger, owed, remaining_ms() if remaining_ms else None, deadline=settle_by)
     claimed = {pair for pair, state in claims.items() if state is Claim.CLAIMED}
     attempts = claims.attempts if isinstance(claims, Claims) else {}
     month = month or month_of(time.time())
-    month_so_far, billing_failures = _month_so_far(path_counter, month, config.monthly_path_budget)
+    month_so_far, billing_failures = _month_so_far(path_counter, month, config.monthly_path_budget, settle_by)
     the_plan, bill = budgeted_plan(
         skip_done(_restrict(routes, claimed), attempts, specs),
         specs,
@@ -105,7 +111,7 @@ def run_batch(
         tag_covered=tag_covered(translation, config),
     )
 
-    settlement = Settlement(claimed, the_plan, ledger, settle_by=settle_by, clock=executor.clock, attempts=attempts)
+    settlement = Settlement(claimed, the_plan, ledger, settle_by=settle_by, attempts=attempts)
     try:
         outcomes = execute_plan(
             the_plan.requests, executor, deadline, settlement.record, token_for=_attempt_tokens(attempts)
@@ -115,7 +121,7 @@ def run_batch(
         raise
     completed, settle_failures = settlement.finish()
     accepted_paths = billed_paths((outcome.request for outcome in outcomes if outcome.ok), specs)
-    billing_failures += _count_paths(path_counter, month, accepted_paths)
+    billing_failures += _count_paths(path_counter, month, accepted_paths, settle_by)
 
     def having(state: Claim) -> tuple[Pair, ...]:
         return tuple(sorted(pair for pair, value in claims.items() if value is state))
@@ -167,23 +173,35 @@ def _attempt_tokens(attempts: Mapping[Pair, Attempt]) -> Callable[[PurgeRequest]
     return token_for
 
 
-def _month_so_far(counter: PathCounter | None, month: str, budget: int | None) -> tuple[int | None, tuple[str, ...]]:
-    """The month's billed paths, read only when a budget needs them; a failed read plans as if none were
-    billed yet (the purge matters more than the bill) and is reported."""
+def _counter_call(deadline: Deadline | None, what: str) -> AbstractContextManager[Deadline]:
+    """One path-counter operation as one bounded call, before `deadline` (None: within its own bound)."""
+    until = deadline or Deadline.after(COUNTER_SECONDS)
+    return bounded_call(until, COUNTER_SECONDS, what=f"path counters: {what}")
+
+
+def _month_so_far(
+    counter: PathCounter | None, month: str, budget: int | None, deadline: Deadline | None
+) -> tuple[int | None, tuple[str, ...]]:
+    """The month's billed paths, read only when a budget needs them; a failed (or late) read plans as if
+    none were billed yet (the purge matters more than the bill) and is reported."""
     if counter is None or budget is None:
         return None, ()
     try:
-        return counter.month_so_far(month), ()
+        with _counter_call(deadline, "reading the month"):
+            return counter.month_so_far(month), ()
     except Exception as exc:  # the store's failures vary (botocore, network): reported, never fatal
         return None, (f"reading the month's billed paths: {describe_error(exc)}",)
 
 
-def _count_paths(counter: PathCounter | None, month: str, paths: Mapping[str, int]) -> tuple[str, ...]:
+def _count_paths(
+    counter: PathCounter | None, month: str, paths: Mapping[str, int], deadline: Deadline | None
+) -> tuple[str, ...]:
     """Add what was billed to the month's counters; a failure is reported, never fatal (the purge happened)."""
     if counter is None or not paths:
         return ()
     try:
-        counter.add(month, paths)
+        with _counter_call(deadline, "adding the batch"):
+            counter.add(month, paths)
     except Exception as exc:  # as in `_month_so_far`
         return (f"counting {sum(paths.values())} billed path(s): {describe_error(exc)}",)
     return ()

@@ -17,18 +17,24 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from pydantic import SecretStr
 
-from cdnpurge.core.credentials import SecretReader, powertools_fresh_secret_reader, powertools_secret_reader, resolve
+from cdnpurge.core.credentials import SecretReader, resolve
+from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import Provider, ProviderWrapper, PurgeResult
 from cdnpurge.core.provider_errors import AuthError
 from cdnpurge.core.registry import REGISTRY
 from cdnpurge.core.spec import ProviderSettings
+from cdnpurge.runtime.bounded import bounded_call
 from cdnpurge.runtime.execute import AttemptListener, Executor
 from cdnpurge.runtime.redaction import RedactingProvider, redact, secret_forms
+from cdnpurge.runtime.secrets import powertools_fresh_secret_reader, powertools_secret_reader
+
+# The longest one re-read of a provider's secrets may take after a refusal (a Secrets Manager call or two).
+FRESH_SECRET_SECONDS: Final = 5.0
 
 
 @dataclass(frozen=True)
@@ -63,22 +69,28 @@ class RotatingProvider(ProviderWrapper):
         self._read_fresh = read_fresh
         self._lock = threading.Lock()
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
         refused_by = self.inner
         try:
-            return refused_by.purge(request, idempotency_token=idempotency_token)
+            return refused_by.purge(request, idempotency_token=idempotency_token, deadline=deadline)
         except AuthError:
-            if not self._rotated(refused_by):
+            if not self._rotated(refused_by, deadline or Deadline.after(FRESH_SECRET_SECONDS)):
                 raise
-        return self.inner.purge(request, idempotency_token=idempotency_token)
+        return self.inner.purge(request, idempotency_token=idempotency_token, deadline=deadline)
 
-    def _rotated(self, refused_by: Provider) -> bool:
-        """Whether the credentials are new since `refused_by` was built (rebuilding it if they are just read)."""
+    def _rotated(self, refused_by: Provider, deadline: Deadline) -> bool:
+        """Whether the credentials are new since `refused_by` was built (rebuilding it if they are just read).
+
+        The read is one bounded call (`FRESH_SECRET_SECONDS`, before `deadline`); when it cannot start in
+        time, `OutOfTimeError` defers the request rather than letting the refusal stand."""
         with self._lock:
             if self.inner is not refused_by:  # another caller already rebuilt it with newer credentials
                 return True
             try:
-                fresh = dict(self._read_fresh(self._settings))
+                with bounded_call(deadline, FRESH_SECRET_SECONDS, what=f"re-reading {self._settings.name}'s secret"):
+                    fresh = dict(self._read_fresh(self._settings))
+            except OutOfTimeError:
+                raise
             except Exception:  # unreadable now: the original refusal is the truer answer
                 return False
             if {name: value.get_secret_value() for name, value in fresh.items()} == {

@@ -24,6 +24,7 @@ from cdnpurge.core.protocol import Provider, ProviderWrapper, PurgeResult
 from cdnpurge.core.provider_errors import ProviderError
 
 if TYPE_CHECKING:
+    from cdnpurge.core.deadline import Deadline
     from cdnpurge.core.models import PurgeRequest
 
 REDACTED: Final = "<redacted>"
@@ -45,9 +46,9 @@ class RedactingProvider(ProviderWrapper):
         super().__init__(inner)
         self._secrets = secrets
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
         try:
-            result = self.inner.purge(request, idempotency_token=idempotency_token)
+            result = self.inner.purge(request, idempotency_token=idempotency_token, deadline=deadline)
         except ProviderError as error:
             text = str(error)
             message, clean_text = clean(error.message, self._secrets), clean(text, self._secrets)

@@ -14,9 +14,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.errors import describe_error
 from cdnpurge.core.events.repurge import is_repurge, repurge_messages
 from cdnpurge.core.models import Change
+from cdnpurge.runtime.bounded import bounded_call
+from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS
 from cdnpurge.runtime.ledger import Pair
 
 
@@ -59,18 +62,19 @@ def schedule_repurge(
     *,
     delay_seconds: int,
     redact: Callable[[str], str],
-    out_of_time: Callable[[], bool] = lambda: False,
+    deadline: Deadline,
 ) -> RepurgeScheduling:
-    """Enqueue the re-purge messages for `changes` on the purge queue, delayed by `delay_seconds`; once
-    `out_of_time()`, no send starts (reported like a failed one: the first purge stands)."""
+    """Enqueue the re-purge messages for `changes` on the purge queue, delayed by `delay_seconds`, each send
+    ending before `deadline` (one that cannot is reported like a failed one: the first purge stands)."""
     scheduled: list[str] = []
     errors: list[str] = []
     for body, change_ids in repurge_messages(changes):
-        if out_of_time():
+        try:
+            with bounded_call(deadline, CALL_SECONDS, what="scheduling a re-purge", need=MIN_CALL_SECONDS):
+                sqs.send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay_seconds)
+        except OutOfTimeError:
             errors.append(f"{len(change_ids)} change(s): not sent: out of time before the function's deadline")
             continue
-        try:
-            sqs.send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay_seconds)
         except Exception as exc:  # best effort: the first purge happened
             errors.append(f"{len(change_ids)} change(s): {describe_error(exc, redact)}")
             continue

@@ -17,21 +17,25 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Final
+from typing import Any
 
-import boto3
-from botocore.config import Config as BotoConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cdnpurge.core.config import Config, ConfigError, fresh_ssm_parameter, parse_config, read_config_text
+from cdnpurge.core.config import Config, ConfigError, parse_config, read_config_text
 from cdnpurge.core.cost import DynamoDBPathCounter, PathCounter, month_of
-from cdnpurge.core.credentials import SecretReader, powertools_secret_reader
+from cdnpurge.core.credentials import SecretReader
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import describe_error
+from cdnpurge.core.events.own import ExpiredMessageError, refuse_times
 from cdnpurge.core.events.reading import MalformedError
-from cdnpurge.core.events.verify import VerifyCheck, check_records, decode_check, encode_check, send_batches
+from cdnpurge.core.events.verify import VerifyCheck, encode_check, send_batches
 from cdnpurge.core.protocol import Provider
 from cdnpurge.core.spec import ProviderSpec
 from cdnpurge.core.verify_settings import VerifySettings
+from cdnpurge.runtime.after_batch import AfterBatch, AfterBatchStep
+from cdnpurge.runtime.bounded import bounded_call, current_call, nested_call
+from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS, aws_client
+from cdnpurge.runtime.bounded.parameters import BoundedParameters
 from cdnpurge.runtime.continuation import Continuations, continue_progressing
 from cdnpurge.runtime.deadletter import DeadLettering, DeadLetterReason, dead_letter, dead_letter_body
 from cdnpurge.runtime.execute import AttemptListener, Executor
@@ -39,7 +43,7 @@ from cdnpurge.runtime.ledger import DynamoDBLedger, Ledger
 from cdnpurge.runtime.pipeline import run_batch
 from cdnpurge.runtime.purgers import Purgers, build_purgers
 from cdnpurge.runtime.redaction import redact
-from cdnpurge.runtime.report import BatchReport, BatchRun, ConfigChange
+from cdnpurge.runtime.report import BatchReport, ConfigChange
 from cdnpurge.runtime.repurge import RepurgeScheduling, repurge_candidates, schedule_repurge
 from cdnpurge.runtime.trail import DEFAULT_RETENTION_SECONDS, DynamoDBTrail, TrailVerificationListener, TrailWriting
 from cdnpurge.runtime.verification.jobs import has_jobs
@@ -56,20 +60,18 @@ from cdnpurge.runtime.verification.verifier import (
 )
 from cdnpurge.runtime.visibility import VisibilityChanges, return_when_due
 
-# DynamoDB and SQS calls fail fast (a few seconds, not botocore's default minute) so an unreachable table or
-# queue turns into redelivered records well within the function's timeout: two attempts of at most 1 s to
-# connect and 2 s to read, with botocore's jittered back-off (at most 1 s) between them.
-DYNAMODB_CLIENT_CONFIG: Final = BotoConfig(
-    connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2}
-)
-SQS_CLIENT_CONFIG: Final = DYNAMODB_CLIENT_CONFIG
-# Verification reads the object's current version (HeadObject): bounded like the calls above.
-S3_CLIENT_CONFIG: Final = DYNAMODB_CLIENT_CONFIG
+# Every AWS client comes from `cdnpurge.runtime.bounded.aws.aws_client` (a few seconds per call, standard
+# retries, every attempt within the current bounded call), so an unreachable table or queue turns into
+# redelivered records well within the function's timeout.
 # How often a warm service reads its configuration document again to notice a change (`ConfigReload`).
 CONFIG_CHECK_SECONDS = 60.0
-# The longest one such call can take (2 x (1 + 2) s, plus the back-off): no ledger call starts later than
-# this before the function must answer (`settle.Settlement`'s `settle_by`).
-AWS_CALL_SECONDS = 7.0
+# Time kept for settling the ledger after the provider calls stop: every ledger call ends this long before
+# the function must answer, leaving it to the steps after the batch (`settle.Settlement`'s `settle_by`).
+AWS_CALL_SECONDS = CALL_SECONDS
+# Reading the configuration (SSM) and the providers' secrets at a cold start, or again on a reload.
+CONFIGURATION_READ_SECONDS = 10.0
+# Without a Lambda context (the CLI, the demo), provider calls stop this long after the batch starts.
+NO_CONTEXT_SECONDS = 60.0
 # Kept for the reply itself and the SQS calls after settling (dead letters, visibility, re-purges).
 REPLY_SECONDS = 1.0
 # Stop starting new provider calls this long before Lambda's deadline, plus the longest provider timeout
@@ -80,7 +82,7 @@ SAFETY_MARGIN_SECONDS = 10.0
 
 def _default_sqs() -> Any:
     """The function's SQS client (dead letters, re-purges, visibility), built on first use."""
-    return boto3.client("sqs", config=SQS_CLIENT_CONFIG)
+    return aws_client("sqs")
 
 
 def _returning(client: Any) -> Callable[[], Any]:
@@ -145,7 +147,7 @@ class ConfigReload:
 
     location: str  # file path or ssm:<parameter name>
     text: str  # the document the service runs
-    read: Callable[[str], str]  # location -> the document now
+    read: Callable[[str], str]  # location -> the document now (called inside a bounded call)
     check: Callable[[Config], Config]  # the cold start's checks beyond the document itself
     make_purgers: Callable[[Config], Purgers]
     clock: Callable[[], float] = time.monotonic
@@ -199,7 +201,8 @@ class PurgeService:
         ttl_seconds: int = 3600,
         dynamodb_client: Any = None,
         environ: Mapping[str, str] | None = None,
-        secret_reader: SecretReader = powertools_secret_reader,
+        secret_reader: SecretReader | None = None,
+        fresh_secret_reader: SecretReader | None = None,
         on_attempt: AttemptListener | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -214,18 +217,25 @@ class PurgeService:
         """`concurrency`: how many invocations may run at once (the event source's MaximumConcurrency);
         `clients`: an HTTP (or boto3) client per provider name (tests, the local stack);
         `trail_table_name`: where the purge trail goes (None: no trail); `verification`: what verification
-        reports to and compares with (default: the purge trail, and the content bucket)."""
-        dynamodb = dynamodb_client or boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG)
-        purgers = build_purgers(
-            config.providers,
-            environ=environ,
-            secret_reader=secret_reader,
-            on_attempt=on_attempt,
-            clock=clock,
-            sleep=sleep,
-            concurrency=concurrency,
-            clients=clients,
-        )
+        reports to and compares with (default: the purge trail, and the content bucket). Secrets are read
+        through the runtime's bounded clients (`BoundedParameters`) unless `secret_reader` is given, within a
+        bounded call of `CONFIGURATION_READ_SECONDS` when none encloses this one."""
+        dynamodb = dynamodb_client or aws_client("dynamodb")
+        if secret_reader is None:
+            parameters = BoundedParameters()
+            secret_reader, fresh_secret_reader = parameters.secret, parameters.fresh_secret
+        with bounded_call(Deadline.after(CONFIGURATION_READ_SECONDS), 0, what="reading the providers' secrets"):
+            purgers = build_purgers(
+                config.providers,
+                environ=environ,
+                secret_reader=secret_reader,
+                fresh_secret_reader=fresh_secret_reader,
+                on_attempt=on_attempt,
+                clock=clock,
+                sleep=sleep,
+                concurrency=concurrency,
+                clients=clients,
+            )
         trail = (
             None
             if trail_table_name is None
@@ -262,15 +272,19 @@ class PurgeService:
         *,
         on_attempt: AttemptListener | None = None,
         config_clock: Callable[[], float] = time.monotonic,
-        ssm_reader: Callable[[str], str] = fresh_ssm_parameter,
+        ssm_reader: Callable[[str], str] | None = None,
         verification: VerificationWiring | None = None,
     ) -> PurgeService:
         """The deployed service; its configuration is checked for changes every `CONFIG_CHECK_SECONDS`
-        of `config_clock` (`ConfigReload`), reading an SSM parameter with `ssm_reader`; `verification`
-        overrides what verification reports to (default: the purge trail)."""
+        of `config_clock` (`ConfigReload`), reading an SSM parameter with `ssm_reader` (default: through the
+        runtime's bounded SSM client); `verification` overrides what verification reports to (default: the
+        purge trail). Every read at the cold start ends within `CONFIGURATION_READ_SECONDS`."""
         env = os.environ if environ is None else environ
         settings = LambdaEnvironment.read(env)
-        text = read_config_text(settings.purge_config, ssm_reader=ssm_reader)
+        parameters = BoundedParameters()
+        ssm_reader = ssm_reader or parameters.parameter
+        with bounded_call(Deadline.after(CONFIGURATION_READ_SECONDS), 0, what="reading the configuration"):
+            text = read_config_text(settings.purge_config, ssm_reader=ssm_reader)
 
         def check(config: Config) -> Config:
             if config.allow_inline_secrets and settings.lambda_function_name:
@@ -286,7 +300,12 @@ class PurgeService:
 
         def make_purgers(config: Config) -> Purgers:
             return build_purgers(
-                config.providers, environ=env, on_attempt=on_attempt, concurrency=settings.maximum_concurrency
+                config.providers,
+                environ=env,
+                secret_reader=parameters.secret,
+                fresh_secret_reader=parameters.fresh_secret,
+                on_attempt=on_attempt,
+                concurrency=settings.maximum_concurrency,
             )
 
         config = check(parse_config(text, source=settings.purge_config, require_credentials=True))
@@ -301,6 +320,8 @@ class PurgeService:
                 purge_url=settings.purge_queue_url,
                 max_receive_count=settings.max_receive_count,
             ),
+            secret_reader=parameters.secret,
+            fresh_secret_reader=parameters.fresh_secret,
             concurrency=settings.maximum_concurrency,
             trail_table_name=settings.trail_table_name,
             trail_retention_seconds=settings.trail_retention_seconds,
@@ -319,18 +340,21 @@ class PurgeService:
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
 
-    def reload_if_changed(self) -> ConfigChange:
-        """Apply a changed configuration document (see `ConfigReload`); a refused one changes nothing."""
+    def reload_if_changed(self, deadline: Deadline) -> ConfigChange:
+        """Apply a changed configuration document (see `ConfigReload`); a refused one changes nothing. The
+        reads (the document, the new providers' secrets) end within `CONFIGURATION_READ_SECONDS` and before
+        `deadline`; one that cannot is a refusal, reported, and the check is made again on the next batch."""
         reload = self.reload
         if reload is None or reload.clock() - reload.checked_at < reload.interval:
             return ConfigChange()
         reload.checked_at = reload.clock()
         try:
-            text = reload.read(reload.location)
-            if text == reload.text:
-                return ConfigChange()
-            config = reload.check(parse_config(text, source=reload.location, require_credentials=True))
-            purgers = reload.make_purgers(config)
+            with bounded_call(deadline, CONFIGURATION_READ_SECONDS, what="re-checking the configuration"):
+                text = reload.read(reload.location)
+                if text == reload.text:
+                    return ConfigChange()
+                config = reload.check(parse_config(text, source=reload.location, require_credentials=True))
+                purgers = reload.make_purgers(config)
         except Exception as exc:  # keep running the previous configuration; say why on every check
             return ConfigChange(problem=self.redact(describe_error(exc)))
         before = {settings.name: settings for settings in self.config.providers}
@@ -348,119 +372,152 @@ class PurgeService:
         *,
         remaining_ms: Callable[[], int] | None = None,
     ) -> BatchReport:
-        """Run one batch; without a Lambda context (CLI, demo) the budget is a fixed minute and settling has no
-        deadline. With one, the answer comes before Lambda's deadline: provider calls stop `margin` before
-        it, ledger writes `AWS_CALL_SECONDS + REPLY_SECONDS` before it."""
-        config_change = self.reload_if_changed()
+        """Run one batch before one deadline. With a Lambda context, the answer comes before Lambda's
+        deadline: provider calls end `margin` before it, ledger calls `AWS_CALL_SECONDS + REPLY_SECONDS`
+        before it, the steps after the batch `REPLY_SECONDS` before it. Without one (CLI, demo), provider
+        calls have `NO_CONTEXT_SECONDS`."""
+        clock = self.executor.clock
+        given = Deadline(clock() + remaining_ms() / 1000, clock) if remaining_ms else None
+        config_change = self.reload_if_changed(
+            (given or Deadline.after(NO_CONTEXT_SECONDS, clock)).earlier(REPLY_SECONDS)
+        )
         margin = SAFETY_MARGIN_SECONDS + max((p.timeout_seconds for p in self.config.providers), default=0.0)
-        now = self.executor.clock()
-        answer_by = now + remaining_ms() / 1000 if remaining_ms else None
-        settle_by = None if answer_by is None else answer_by - AWS_CALL_SECONDS - REPLY_SECONDS
-        deadline = now + 60.0 if answer_by is None else max(now, answer_by - margin)
+        answer_by = given or Deadline.after(NO_CONTEXT_SECONDS + margin, clock)
         run = run_batch(
             event,
             config=self.config,
             specs=self.specs,
             ledger=self.ledger,
             executor=self.executor,
-            deadline=deadline,
+            deadline=answer_by.earlier(margin),
             remaining_ms=remaining_ms,
             redact=self.redact,
-            settle_by=settle_by,
+            settle_by=answer_by.earlier(AWS_CALL_SECONDS + REPLY_SECONDS),
             path_counter=self.path_counter,
             month=month_of(time.time()),
         )
-        clock = self.executor.clock
-
-        def out_of_time() -> bool:
-            """No AWS call may start now: it might not end before the function must answer."""
-            return settle_by is not None and clock() >= settle_by
-
-        trail = self.trail.record(run, self.config.rules, self.redact) if self.trail else TrailWriting()
-        verified = (
-            VerificationReport()
-            if self.verification is None
-            else self.verification.handle(event, run, deadline=deadline)
-        )
-        continued = self._continue(event, run, out_of_time)
+        batch = AfterBatch.of(event, run)
+        after_by = answer_by.earlier(REPLY_SECONDS)
+        trail = self._trail_step.run(batch, after_by, self.redact)
+        verified = self._verification_step.run(batch, after_by, self.redact)
+        continued = self._continuation_step.run(batch, after_by, self.redact)
         if continued.continued:  # acknowledged: neither dead-lettered nor made visible again
             kept = tuple(source for source in run.failures.sources if source not in continued.continued)
-            run = replace(run, failures=replace(run.failures, sources=kept))
-        dead_letters = self._dead_letter(event, run, out_of_time)
+            batch = AfterBatch.of(event, run := replace(run, failures=replace(run.failures, sources=kept)))
+        dead_letters = self._dead_letter_step.run(batch, after_by, self.redact)
         return BatchReport(
             run,
             dead_letters=dead_letters,
-            repurge=self._repurge(run, out_of_time),
+            repurge=self._repurge_step.run(batch, after_by, self.redact),
             trail=trail,
             verification=verified,
-            visibility=self._return_when_due(event, run, dead_letters, out_of_time),
+            visibility=self._visibility_step(dead_letters).run(batch, after_by, self.redact),
             config_change=config_change,
             continuations=continued,
         )
 
-    def _continue(self, event: Mapping[str, Any], run: BatchRun, out_of_time: Callable[[], bool]) -> Continuations:
-        """Send again the records that advanced on their last allowed receive (`cdnpurge.runtime.continuation`)."""
-        purge_url, progressing = self.queues.purge_url, run.failures.progressing - run.failures.permanent
-        if purge_url is None or not progressing:
-            return Continuations()
-        change_ids: dict[str, tuple[str, ...]] = {}
-        for change in run.decoded.changes:
-            change_ids[change.source_id] = (*change_ids.get(change.source_id, ()), change.id)
-        return continue_progressing(
-            self.sqs,
-            purge_url,
-            event,
-            progressing=progressing,
-            change_ids=change_ids,
-            max_receive_count=self.queues.max_receive_count,
-            redact=self.redact,
-            out_of_time=out_of_time,
-        )
+    @property
+    def _continuation_step(self) -> AfterBatchStep[Continuations]:
+        def send(batch: AfterBatch, deadline: Deadline) -> Continuations:
+            """Send again the records that advanced, on their last allowed receive (`runtime.continuation`)."""
+            failures = batch.run.failures
+            purge_url, progressing = self.queues.purge_url, failures.progressing - failures.permanent
+            if purge_url is None or not progressing:
+                return Continuations()
+            change_ids: dict[str, tuple[str, ...]] = {}
+            for change in batch.run.decoded.changes:
+                change_ids[change.source_id] = (*change_ids.get(change.source_id, ()), change.id)
+            return continue_progressing(
+                self.sqs,
+                purge_url,
+                batch.records,
+                progressing=progressing,
+                change_ids=change_ids,
+                max_receive_count=self.queues.max_receive_count,
+                redact=self.redact,
+                deadline=deadline,
+            )
 
-    def _return_when_due(
-        self, event: Mapping[str, Any], run: BatchRun, dead_letters: DeadLettering, out_of_time: Callable[[], bool]
-    ) -> VisibilityChanges:
-        purge_url = self.queues.purge_url
-        if purge_url is None or not run.failures.retry_in:
-            return VisibilityChanges()
-        returned = [source for source in run.failures.sources if source not in dead_letters.moved]
-        return return_when_due(
-            self.sqs,
-            purge_url,
-            event,
-            returned=returned,
-            retry_in=run.failures.retry_in,
-            redact=self.redact,
-            out_of_time=out_of_time,
-        )
+        # Nothing continued: the records stay failed, and dead-lettering applies as before.
+        return AfterBatchStep("continuations", send, lambda _batch, why: Continuations(errors=(why,)))
 
-    def _dead_letter(self, event: Mapping[str, Any], run: BatchRun, out_of_time: Callable[[], bool]) -> DeadLettering:
-        if self.queues.dead_letter_url is None:
-            return DeadLettering()
-        return dead_letter(
-            self.sqs,
-            self.queues.dead_letter_url,
-            event,
-            failed_sources=run.failures.sources,
-            reasons=run.failures.reasons,
-            permanent=run.failures.permanent,
-            max_receive_count=self.queues.max_receive_count,
-            redact=self.redact,
-            out_of_time=out_of_time,
-        )
+    @property
+    def _trail_step(self) -> AfterBatchStep[TrailWriting]:
+        def write(batch: AfterBatch, deadline: Deadline) -> TrailWriting:
+            if self.trail is None:
+                return TrailWriting()
+            return self.trail.record(batch.run, self.config.rules, self.redact, deadline=deadline)
 
-    def _repurge(self, run: BatchRun, out_of_time: Callable[[], bool]) -> RepurgeScheduling:
-        delay, purge_url = self.config.repurge_delay_seconds, self.queues.purge_url
-        if not delay or purge_url is None:
-            return RepurgeScheduling()
-        changes = repurge_candidates(
-            run.decoded.changes, owed=run.owed, completed=run.completed, duplicates=run.duplicates
-        )
-        if not changes:
-            return RepurgeScheduling()
-        return schedule_repurge(
-            self.sqs, purge_url, changes, delay_seconds=delay, redact=self.redact, out_of_time=out_of_time
-        )
+        return AfterBatchStep("purge trail", write, lambda _batch, why: TrailWriting(failed=1, cause=why))
+
+    @property
+    def _verification_step(self) -> AfterBatchStep[VerificationReport]:
+        def verify(batch: AfterBatch, deadline: Deadline) -> VerificationReport:
+            if self.verification is None:
+                return VerificationReport()
+            return self.verification.handle(batch, deadline=deadline)
+
+        def failed(batch: AfterBatch, why: str) -> VerificationReport:
+            # Every check message goes back to SQS: run again on redelivery, never acknowledged unrun.
+            return VerificationReport(failed_sources=[message_id for message_id, _ in batch.checks], errors=[why])
+
+        return AfterBatchStep("verification", verify, failed)
+
+    @property
+    def _dead_letter_step(self) -> AfterBatchStep[DeadLettering]:
+        def send(batch: AfterBatch, deadline: Deadline) -> DeadLettering:
+            if self.queues.dead_letter_url is None:
+                return DeadLettering()
+            failures = batch.run.failures
+            return dead_letter(
+                self.sqs,
+                self.queues.dead_letter_url,
+                batch.records,
+                failed_sources=failures.sources,
+                reasons=failures.reasons,
+                permanent=failures.permanent,
+                max_receive_count=self.queues.max_receive_count,
+                redact=self.redact,
+                deadline=deadline,
+            )
+
+        # Nothing moved: every failed record stays in batchItemFailures (SQS's redrive is the fallback).
+        return AfterBatchStep("dead letters", send, lambda _batch, why: DeadLettering(errors=(why,)))
+
+    def _visibility_step(self, dead_letters: DeadLettering) -> AfterBatchStep[VisibilityChanges]:
+        def change(batch: AfterBatch, deadline: Deadline) -> VisibilityChanges:
+            purge_url, failures = self.queues.purge_url, batch.run.failures
+            if purge_url is None or not failures.retry_in:
+                return VisibilityChanges()
+            return return_when_due(
+                self.sqs,
+                purge_url,
+                batch.records,
+                returned=[source for source in failures.sources if source not in dead_letters.moved],
+                retry_in=failures.retry_in,
+                redact=self.redact,
+                deadline=deadline,
+            )
+
+        # Unchanged records come back after the queue's own visibility timeout.
+        return AfterBatchStep("visibility", change, lambda _batch, why: VisibilityChanges(errors=(why,)))
+
+    @property
+    def _repurge_step(self) -> AfterBatchStep[RepurgeScheduling]:
+        def schedule(batch: AfterBatch, deadline: Deadline) -> RepurgeScheduling:
+            delay, purge_url, run = self.config.repurge_delay_seconds, self.queues.purge_url, batch.run
+            if not delay or purge_url is None:
+                return RepurgeScheduling()
+            changes = repurge_candidates(
+                run.decoded.changes, owed=run.owed, completed=run.completed, duplicates=run.duplicates
+            )
+            if not changes:
+                return RepurgeScheduling()
+            return schedule_repurge(
+                self.sqs, purge_url, changes, delay_seconds=delay, redact=self.redact, deadline=deadline
+            )
+
+        return AfterBatchStep("re-purges", schedule, lambda _batch, why: RepurgeScheduling(errors=(why,)))
 
 
 class Verification:
@@ -478,7 +535,7 @@ class Verification:
             providers=service.providers,
             specs=service.specs,
             executor=service.executor,
-            origin=wiring.origin or S3Versions(boto3.client("s3", config=S3_CLIENT_CONFIG)),
+            origin=wiring.origin or S3Versions(aws_client("s3")),
             schedule=self.schedule,
             dead_letter=self._dead_letter,
             clock=wiring.clock,
@@ -487,11 +544,13 @@ class Verification:
         )
 
     def schedule(self, check: VerifyCheck, delay_seconds: int) -> None:
-        """Enqueue `check` on the purge queue, delayed (raises when it cannot)."""
+        """Enqueue `check` on the purge queue, delayed, within the check's bounded call (raises when it
+        cannot: the check message is then returned to SQS)."""
         queue = self._service.queues.purge_url
         if queue is None:
             raise ConfigError("verification needs PURGE_QUEUE_URL to schedule its checks")
-        self._service.sqs.send_message(QueueUrl=queue, MessageBody=encode_check(check), DelaySeconds=delay_seconds)
+        with nested_call(CALL_SECONDS, what="scheduling a check", need=MIN_CALL_SECONDS):
+            self._service.sqs.send_message(QueueUrl=queue, MessageBody=encode_check(check), DelaySeconds=delay_seconds)
 
     def _dead_letter(self, check: VerifyCheck, reasons: tuple[str, ...]) -> None:
         queue = self._service.queues.dead_letter_url
@@ -504,21 +563,29 @@ class Verification:
             why=DeadLetterReason.VERIFICATION_FAILED,
             reasons=reasons,
             redact=self._service.redact,
+            deadline=current_call("dead-lettering a check"),
         )
         if problem is not None:
             raise RuntimeError(f"dead-letter send failed: {problem}")
 
-    def handle(self, event: Mapping[str, Any], run: BatchRun, *, deadline: float) -> VerificationReport:
+    def handle(self, batch: AfterBatch, *, deadline: Deadline) -> VerificationReport:
+        """Run the batch's check messages, then schedule checks for what it purged; every call ends before
+        `deadline` (each check runs as one bounded call, its scheduling and dead-lettering inside it)."""
         report = VerificationReport()
-        executor_clock = self._service.executor.clock
-        for message_id, body in check_records(event):
+        run = batch.run
+        for message_id, check in batch.checks:  # validated by the decode stage (`core.events.own`)
             try:
-                check = decode_check(body)
+                refuse_times(check, what="verification message", now=self.clock())
             except MalformedError as exc:
-                self._malformed(message_id, body, exc.message, report)
+                expired = isinstance(exc, ExpiredMessageError)
+                why = DeadLetterReason.EXPIRED if expired else DeadLetterReason.PERMANENT
+                record = batch.records.get(message_id)
+                body = str(record.get("body") or "") if record is not None else encode_check(check)
+                self._malformed(message_id, body, exc.message, report, why=why, deadline=deadline)
                 continue
             try:
-                self.verifier.run(check, report, budget_seconds=max(0.0, deadline - executor_clock()))
+                with bounded_call(deadline, 0, what=f"verification check {message_id}"):
+                    self.verifier.run(check, report, deadline=current_call("verification check"))
             except Exception as exc:  # the check stays with SQS: redelivered, run again
                 report.failed_sources.append(message_id)
                 report.errors.append(self._service.redact(f"{message_id}: {describe_error(exc)}"))
@@ -532,10 +599,10 @@ class Verification:
             now=self.clock(),
             report=report,
         )
-        self._schedule_all(checks, report)
+        self._schedule_all(checks, report, deadline)
         return report
 
-    def _schedule_all(self, checks: list[VerifyCheck], report: VerificationReport) -> None:
+    def _schedule_all(self, checks: list[VerifyCheck], report: VerificationReport, deadline: Deadline) -> None:
         """Enqueue a batch's new checks, ten to a SendMessageBatch call (a storm's checks cost a few calls).
         Best effort, as re-purges: the purges happened; a check not sent is reported and counted."""
         queue = self._service.queues.purge_url
@@ -548,13 +615,23 @@ class Verification:
             try:
                 if queue is None:
                     raise ConfigError("verification needs PURGE_QUEUE_URL to schedule its checks")
-                answer = self._service.sqs.send_message_batch(QueueUrl=queue, Entries=chunk)
+                with bounded_call(deadline, CALL_SECONDS, what="scheduling checks", need=MIN_CALL_SECONDS):
+                    answer = self._service.sqs.send_message_batch(QueueUrl=queue, Entries=chunk)
                 problems = [f"{f.get('Code')}: {f.get('Message', '')}" for f in answer.get("Failed", [])]
             except Exception as exc:
                 problems = [describe_error(exc)] * len(chunk)
             report.errors.extend(self._service.redact(f"check not scheduled: {problem}") for problem in problems)
 
-    def _malformed(self, message_id: str, body: str, message: str, report: VerificationReport) -> None:
+    def _malformed(
+        self,
+        message_id: str,
+        body: str,
+        message: str,
+        report: VerificationReport,
+        *,
+        why: DeadLetterReason,
+        deadline: Deadline,
+    ) -> None:
         queue = self._service.queues.dead_letter_url
         problem = (
             "no DEAD_LETTER_QUEUE_URL"
@@ -563,9 +640,10 @@ class Verification:
                 self._service.sqs,
                 queue,
                 body,
-                why=DeadLetterReason.PERMANENT,
+                why=why,
                 reasons=(message,),
                 redact=self._service.redact,
+                deadline=deadline,
             )
         )
         if problem is not None:

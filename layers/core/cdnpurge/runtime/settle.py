@@ -7,9 +7,10 @@ so a Lambda killed mid-batch leaves only the pairs still in flight, or just purg
 redelivery. Ledger failures become `LedgerFailure` records (logged, counted), never exceptions: a purge
 that happened stays acknowledged even if it could not be recorded.
 
-Settling fits inside the invocation: given `settle_by` (the last moment a ledger call may start and still
-end before the function must answer), no completion or release is started after it. What is not written
-then is reported like any store failure: a completion not recorded lets a redelivery purge again
+Settling fits inside the invocation: every ledger operation (claiming, each completion write, the release)
+is one bounded call (`cdnpurge.runtime.bounded.bounded_call`) that ends by `settle_by`, so no call and no
+back-off runs past it, however slowly the table answers. What is not written then is reported like any
+store failure: a completion not recorded lets a redelivery purge again
 (harmless), and a claim not released expires at this invocation's deadline (its `in_progress_expiration`),
 after which the redelivered record claims it again.
 """
@@ -17,21 +18,23 @@ after which the redelivered record claims it again.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import describe_error
 from cdnpurge.core.models import Plan, PurgeRequest
+from cdnpurge.runtime.bounded import bounded_call
+from cdnpurge.runtime.bounded.aws import MIN_CALL_SECONDS
 from cdnpurge.runtime.execute import Outcome
 from cdnpurge.runtime.ledger import (
     BATCH_WRITE_ITEMS,
     Attempt,
     Claim,
     Ledger,
-    LedgerGaveUpError,
     LedgerOperation,
     LedgerUnavailableError,
     Pair,
@@ -41,6 +44,9 @@ from cdnpurge.runtime.progress import advanced, purged_digests
 PURGED: dict[str, Any] = {"purged": True}  # the result stored with a completed (provider, change)
 # How long the completion writer waits for a full BatchWriteItem before writing fewer records.
 COMPLETION_LINGER_SECONDS = 0.1
+# The longest one ledger operation (a claim of the whole batch, a completion write, the release) may take,
+# when the deadline leaves more: a few rounds of parallel calls and their back-offs.
+LEDGER_OPERATION_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -54,18 +60,26 @@ class LedgerFailure:
 
 
 def claim(
-    ledger: Ledger, pairs: list[Pair], remaining_ms: int | None
+    ledger: Ledger, pairs: list[Pair], remaining_ms: int | None, *, deadline: Deadline | None = None
 ) -> tuple[dict[Pair, Claim], tuple[LedgerFailure, ...]]:
-    """Claim every owed pair; whatever the store could not answer is UNAVAILABLE, never purged blindly."""
+    """Claim every owed pair, ending before `deadline` (None: within `LEDGER_OPERATION_SECONDS`); whatever
+    the store could not answer (in time) is UNAVAILABLE, never purged blindly."""
     if not pairs:
         return {}, ()
     try:
-        return ledger.claim(pairs, remaining_ms), ()
+        with _ledger_call(deadline, "claiming"):
+            return ledger.claim(pairs, remaining_ms), ()
     except Exception as exc:  # what the store did not answer (all of it, if unmapped) stays UNAVAILABLE
         answered = exc.claims if isinstance(exc, LedgerUnavailableError) else {}
         failure = _ledger_failure(LedgerOperation.CLAIM, pairs, exc)
     claims = {pair: answered.get(pair, Claim.UNAVAILABLE) for pair in pairs}
     return claims, (failure,)
+
+
+def _ledger_call(deadline: Deadline | None, what: str) -> AbstractContextManager[Deadline]:
+    """One ledger operation as one bounded call: within `LEDGER_OPERATION_SECONDS`, before `deadline`."""
+    until = deadline or Deadline.after(LEDGER_OPERATION_SECONDS)
+    return bounded_call(until, LEDGER_OPERATION_SECONDS, what=f"idempotency store: {what}", need=MIN_CALL_SECONDS)
 
 
 def _ledger_failure(operation: LedgerOperation, pairs: Iterable[Pair], error: Exception) -> LedgerFailure:
@@ -94,17 +108,16 @@ class Settlement:
         the_plan: Plan,
         ledger: Ledger,
         *,
-        settle_by: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        settle_by: Deadline | None = None,
         attempts: Mapping[Pair, Attempt] | None = None,
     ) -> None:
-        """`settle_by` (on `clock`): no ledger call starts after it (None: no limit, as in the CLI)."""
+        """`settle_by`: every ledger call ends before it (None: each operation within
+        `LEDGER_OPERATION_SECONDS`)."""
         self._claimed = claimed
         self._attempts = dict(attempts or {})
         self._purged: dict[Pair, list[PurgeRequest]] = defaultdict(list)  # accepted requests per unfinished pair
         self._ledger = ledger
         self._settle_by = settle_by
-        self._clock = clock
         self._waiting: Counter[Pair] = Counter(
             pair
             for request in the_plan.requests
@@ -158,15 +171,10 @@ class Settlement:
             if not batch:
                 return  # closing, and everything is written
             try:
-                self._check_time()
-                self._ledger.complete(batch, PURGED)
+                with _ledger_call(self._settle_by, "recording completions"):
+                    self._ledger.complete(batch, PURGED)
             except Exception as exc:  # collected, never raised: see the class docstring
                 self._write_failures.append(_ledger_failure(LedgerOperation.COMPLETE, batch, exc))
-
-    def _check_time(self) -> None:
-        """Raise `LedgerGaveUpError` once a ledger call could no longer end before the function must answer."""
-        if self._settle_by is not None and self._clock() >= self._settle_by:
-            raise LedgerGaveUpError("not tried: out of time before the function's deadline")
 
     def finish(self) -> tuple[set[Pair], list[LedgerFailure]]:
         failures = self._wait_for_writes()
@@ -213,8 +221,8 @@ class Settlement:
         if not pairs:
             return []
         try:
-            self._check_time()
-            self._ledger.release(pairs, RuntimeError("purge not completed"), self._parked(pairs))
+            with _ledger_call(self._settle_by, "releasing claims"):
+                self._ledger.release(pairs, RuntimeError("purge not completed"), self._parked(pairs))
         except Exception as exc:  # collected, never raised: see the class docstring
             return [_ledger_failure(LedgerOperation.RELEASE, pairs, exc)]
         return []

@@ -25,41 +25,39 @@ Two KEYS_ONLY global secondary indexes: `by-lookup` (`lookup`, `at`: by object, 
 index partitions). docs/trail.md weighs their cost. Every item has `expires_at`, the table's TTL.
 
 Writes never fail or delay a purge: the service writes the batch's trail after its purges were made, in
-`BatchWriteItem`s of 25 in parallel; what cannot be written is returned as a `TrailWriting` (logged and
-counted as `TrailWriteFailed`), never raised.
+`BatchWriteItem`s of 25 in parallel through the writer the ledger uses too (`cdnpurge.runtime.dynamodb_batch`),
+each write one bounded call that ends before the deadline it is given (or, without one, within
+`TRAIL_WRITE_SECONDS` and the enclosing bounded call); what cannot be written is returned as a
+`TrailWriting` (logged and counted as `TrailWriteFailed`), never raised.
 """
 
 from __future__ import annotations
 
 import hashlib
-import random
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from boto3.dynamodb.types import TypeSerializer
 
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import describe_error
 from cdnpurge.core.events.repurge import REPURGE_SUFFIX
 from cdnpurge.core.models import Change, Target, TargetKind
-from cdnpurge.runtime.ledger import (
-    ATTEMPTS,
-    BACKOFF_SECONDS,
-    BATCH_WRITE_ITEMS,
-    FAILURES_BEFORE_GIVING_UP,
-    PARALLEL_CALLS,
-)
+from cdnpurge.runtime.bounded import bounded_call
+from cdnpurge.runtime.dynamodb_batch import BatchWriter
 
 if TYPE_CHECKING:
     from cdnpurge.core.config import Rule
+    from cdnpurge.core.events import Decoded
+    from cdnpurge.core.models import Plan
+    from cdnpurge.core.translate import Translation
     from cdnpurge.runtime.execute import Outcome
-    from cdnpurge.runtime.report import BatchRun
 
 KEY_PREFIX: Final = "cdnpurge#trail#"
 PK, SK, AT, EXPIRES_AT, LOOKUP, HOUR = "pk", "sk", "at", "expires_at", "lookup", "hour"
@@ -68,6 +66,8 @@ CHANGE_SK: Final = "change"
 PROVIDER_SK: Final = "provider#"
 TARGET_SK: Final = "target#"
 DEFAULT_RETENTION_SECONDS: Final = 7 * 24 * 3600
+# The longest one trail write (a batch's items, or a verifier's reports) may take when its deadline leaves more.
+TRAIL_WRITE_SECONDS: Final = 5.0
 # Index keys per hour: a storm writes thousands of change items within the same hour, and one index
 # partition key takes about 1,000 writes a second; four keys cost `cdnpurge status --since` four Queries
 # an hour.
@@ -194,6 +194,23 @@ class _PairState:
         return self.errors[-1] if self.errors else None
 
 
+class BatchRun(Protocol):
+    """What the trail reads of one batch's run: `cdnpurge.runtime.report.BatchRun` is one. Named here, not
+    imported, because the batch report carries the trail's `TrailWriting` (imports point one way)."""
+
+    @property
+    def decoded(self) -> Decoded: ...
+
+    @property
+    def translation(self) -> Translation: ...
+
+    @property
+    def plan(self) -> Plan: ...
+
+    @property
+    def outcomes(self) -> tuple[Outcome, ...]: ...
+
+
 def batch_items(
     run: BatchRun,
     rules: Sequence[Rule],
@@ -307,16 +324,23 @@ class DynamoDBTrail:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._client = client
         self.table_name = table_name
         self._retention = retention_seconds
         self._clock = clock
-        self._sleep = sleep
+        self._writer = BatchWriter(client, table_name, sleep=sleep)
 
-    def record(self, run: BatchRun, rules: Sequence[Rule], redact: Callable[[str], str] = str) -> TrailWriting:
-        """Write one batch's trail (after its purges were made)."""
+    def record(
+        self,
+        run: BatchRun,
+        rules: Sequence[Rule],
+        redact: Callable[[str], str] = str,
+        *,
+        deadline: Deadline | None = None,
+    ) -> TrailWriting:
+        """Write one batch's trail (after its purges were made), ending before `deadline`."""
         now = self._clock()
-        return self._put(batch_items(run, rules, now=now, expires_at=self._expiry(now), redact=redact))
+        items = batch_items(run, rules, now=now, expires_at=self._expiry(now), redact=redact)
+        return self._put(items, deadline)
 
     def completed(self, provider: str, change_id: str, at: float) -> TrailWriting:
         """The provider reported the purge done (its job finished) at `at` (seconds since the epoch)."""
@@ -333,49 +357,27 @@ class DynamoDBTrail:
         failed (the caller redacts it), `provider_id` if the provider accepted it. Counts as an attempt."""
         return self.report([TrailUpdate(TrailEvent.ATTEMPT, provider, change_id, at, error, provider_id)])
 
-    def report(self, updates: Iterable[TrailUpdate]) -> TrailWriting:
-        """Many verifier reports in as few `BatchWriteItem`s as they fit."""
+    def report(self, updates: Iterable[TrailUpdate], *, deadline: Deadline | None = None) -> TrailWriting:
+        """Many verifier reports in as few `BatchWriteItem`s as they fit, ending before `deadline`."""
         expires_at = self._expiry(self._clock())
-        return self._put([update_item(update, expires_at=expires_at) for update in updates])
+        return self._put([update_item(update, expires_at=expires_at) for update in updates], deadline)
 
     def _expiry(self, now: float) -> int:
         return int(now) + self._retention
 
-    def _put(self, items: Sequence[Mapping[str, Any]]) -> TrailWriting:
+    def _put(self, items: Sequence[Mapping[str, Any]], deadline: Deadline | None) -> TrailWriting:
         unique = {(item[PK], item[SK]): item for item in items}  # a BatchWriteItem refuses a key twice
         requests = [{"PutRequest": {"Item": {k: _serialize(v) for k, v in item.items()}}} for item in unique.values()]
-        chunks = [requests[start : start + BATCH_WRITE_ITEMS] for start in range(0, len(requests), BATCH_WRITE_ITEMS)]
-        if not chunks:
+        if not requests:
             return TrailWriting()
-        failures: list[Exception] = []  # list.append is atomic: no lock needed between the pool's threads
-
-        def write(chunk: list[dict[str, Any]]) -> int:
-            if len(failures) >= FAILURES_BEFORE_GIVING_UP:  # the store is down: do not wait on it again
-                return len(chunk)
-            try:
-                return self._batch_write(chunk)
-            except Exception as exc:  # the store's failures vary (botocore, network): counted, never raised
-                failures.append(exc)
-                return len(chunk)
-
-        with ThreadPoolExecutor(min(PARALLEL_CALLS, len(chunks))) as pool:
-            failed = sum(pool.map(write, chunks))
-        cause = describe_error(failures[0]) if failures else None
-        if failed and cause is None:
-            cause = f"left unprocessed on {ATTEMPTS} attempts"
-        return TrailWriting(written=len(requests) - failed, failed=failed, cause=cause)
-
-    def _batch_write(self, chunk: list[dict[str, Any]]) -> int:
-        """One `BatchWriteItem`, re-sending what DynamoDB leaves unprocessed; returns how many never went."""
-        pending = chunk
-        for attempt in range(ATTEMPTS):
-            if attempt:
-                self._sleep(BACKOFF_SECONDS * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
-            response = self._client.batch_write_item(RequestItems={self.table_name: pending})
-            pending = response.get("UnprocessedItems", {}).get(self.table_name, [])
-            if not pending:
-                return 0
-        return len(pending)
+        try:
+            with bounded_call(deadline or Deadline.after(TRAIL_WRITE_SECONDS), TRAIL_WRITE_SECONDS, what="trail write"):
+                outcomes = self._writer.write(requests)
+        except Exception as exc:  # not started in time: nothing written, reported
+            return TrailWriting(failed=len(requests), cause=describe_error(exc))
+        problems = [outcome for outcome in outcomes if outcome is not None]
+        cause = describe_error(problems[0]) if problems else None
+        return TrailWriting(written=len(requests) - len(problems), failed=len(problems), cause=cause)
 
 
 class TrailVerificationListener:

@@ -21,8 +21,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.errors import describe_error
-from cdnpurge.runtime.deadletter import receive_count, sqs_records
+from cdnpurge.runtime.bounded import bounded_call
+from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS
+from cdnpurge.runtime.deadletter import receive_count
 
 VISIBILITY_FLOOR_SECONDS: Final = 30
 MAX_VISIBILITY_SECONDS: Final = 43_200  # SQS's limit for ChangeMessageVisibility
@@ -46,16 +49,16 @@ def visibility_for(retry_in: float, receives: int) -> int:
 def return_when_due(
     sqs: Any,
     queue_url: str,
-    event: Mapping[str, Any],
+    records: Mapping[str, Mapping[str, Any]],
     *,
     returned: Iterable[str],
     retry_in: Mapping[str, float],
     redact: Callable[[str], str],
-    out_of_time: Callable[[], bool] = lambda: False,
+    deadline: Deadline,
 ) -> VisibilityChanges:
-    """`ChangeMessageVisibility` for each returned record of `event` whose retry time is known; once
-    `out_of_time()`, no call starts (those records keep the queue's visibility timeout)."""
-    records = sqs_records(event)
+    """`ChangeMessageVisibility` for each returned record (of `records`, the batch's SQS records by id)
+    whose retry time is known, each call ending before `deadline` (a record whose call cannot keeps the
+    queue's visibility timeout)."""
     changed: dict[str, int] = {}
     errors: list[str] = []
     for source in returned:
@@ -64,13 +67,14 @@ def return_when_due(
         if record is None or due is None or not isinstance(record.get("receiptHandle"), str):
             continue
         seconds = visibility_for(due, receive_count(record))
-        if out_of_time():
+        try:
+            with bounded_call(deadline, CALL_SECONDS, what="changing visibility", need=MIN_CALL_SECONDS):
+                sqs.change_message_visibility(
+                    QueueUrl=queue_url, ReceiptHandle=record["receiptHandle"], VisibilityTimeout=seconds
+                )
+        except OutOfTimeError:
             errors.append(f"{source}: not changed: out of time before the function's deadline")
             continue
-        try:
-            sqs.change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=record["receiptHandle"], VisibilityTimeout=seconds
-            )
         except Exception as exc:  # best effort: the queue's own visibility timeout still brings it back
             errors.append(redact(f"{source}: {describe_error(exc)}"))
             continue

@@ -44,12 +44,18 @@ so local tests through that path must avoid `+` and `%` in keys.
 
 Modules: `envelopes` (SQS, SNS, EventBridge, dispatch; `decode_event`), `s3` (notifications and
 EventBridge S3 events), `published` ("content published" messages), `repurge` (the re-purge message,
-both ways), `fastpath` (plain S3 records of a storm), `reading` (the result, origins, field readers).
+both ways), `verify` (the check message), `own` (the schema of the function's own messages), `fastpath` (plain
+S3 records of a storm), `reading` (origins, field readers), `result` (`Decoded`, `Sink`, the per-unit boundary).
 """
 
 from cdnpurge.core.events.envelopes import decode_event
-from cdnpurge.core.events.reading import MAX_BODY_BYTES, MAX_KEY_BYTES, MAX_TARGETS, Decoded
+from cdnpurge.core.events.reading import (
+    MAX_BODY_BYTES,
+    MAX_KEY_BYTES,
+    MAX_TARGETS,
+)
 from cdnpurge.core.events.repurge import REPURGE_SUFFIX, is_repurge, repurge_messages
+from cdnpurge.core.events.result import Decoded
 
 __all__ = [
     "MAX_BODY_BYTES",

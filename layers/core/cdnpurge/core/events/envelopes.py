@@ -22,26 +22,24 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from cdnpurge.core.errors import show
 from cdnpurge.core.events.fastpath import NOT_PARSED, parsed_body, plain_s3_change
+from cdnpurge.core.events.own import own_kind
 from cdnpurge.core.events.published import PUBLISH_FIELDS, decode_publish
 from cdnpurge.core.events.reading import (
     DIRECT_ORIGIN,
     MAX_ENVELOPE_ID_CHARS,
-    Decoded,
     MalformedError,
     Origin,
-    Sink,
     at,
     check_identifier,
-    guarded,
     is_object,
     json_kind,
     keys_of,
     optional_text,
     parse_json,
     required_text,
-    within,
 )
-from cdnpurge.core.events.repurge import decode_repurge
+from cdnpurge.core.events.repurge import REPURGE_MARKER, decode_repurge
+from cdnpurge.core.events.result import Decoded, Sink, guarded, within
 from cdnpurge.core.events.s3 import (
     EVENTBRIDGE_FIELDS,
     EVENTBRIDGE_S3_ACTIONS,
@@ -49,7 +47,7 @@ from cdnpurge.core.events.s3 import (
     add_s3_change,
     decode_s3_notification,
 )
-from cdnpurge.core.events.verify import is_verify_document
+from cdnpurge.core.events.verify import VERIFY_MARKER, read_check
 
 _SNS_CONFIRMATIONS: Final = frozenset({"SubscriptionConfirmation", "UnsubscribeConfirmation"})
 
@@ -134,11 +132,15 @@ def decode_document(doc: object, origin: Origin, sink: Sink) -> None:
     """Dispatch one JSON document (SQS body, SNS Message or direct event) on its shape."""
     if not is_object(doc):
         raise MalformedError(f"unknown envelope: JSON {json_kind(doc)}, expected an object")
-    if "cdnpurge" in doc:
-        if is_verify_document(doc):  # run by cdnpurge.runtime.verification, not a change to purge
+    if "cdnpurge" in doc:  # a message the function wrote to its own queue (`cdnpurge.core.events.own`)
+        kind = own_kind(doc)
+        if kind == VERIFY_MARKER:  # run by cdnpurge.runtime.verification after the batch, not a change to purge
+            sink.checks.append((origin.error_id, read_check(doc)))
             sink.ignore(origin, "verification check")
-        else:
+        elif kind == REPURGE_MARKER:
             decode_repurge(doc, origin, sink)
+        else:
+            raise MalformedError(f"unknown envelope: cdnpurge message type {show(kind)}")
     elif "Records" in doc:
         decode_s3_notification(doc, origin, sink)
     elif doc.get("Event") == "s3:TestEvent":

@@ -22,6 +22,7 @@ from cdnpurge.core.events.reading import (
 )
 from cdnpurge.core.events.s3 import EVENTBRIDGE_S3_ACTIONS, S3_ACTIONS
 from cdnpurge.core.models import Change
+from cdnpurge.core.nesting import MAX_NESTING
 
 NOT_PARSED: Final = object()  # the body was not parsed (or could not be): the validating path parses it
 # `json.loads` minus its wrappers (a BOM check and two whitespace regexes around this very call): a body
@@ -31,9 +32,10 @@ _BODY_DECODER: Final = json.JSONDecoder()
 
 
 def parsed_body(body: object) -> object:
-    """The body as JSON, when it is a string small enough that it cannot exceed the size limit and holds
-    nothing but one JSON document."""
-    if type(body) is not str or len(body) * 4 > MAX_BODY_BYTES:
+    """The body as JSON, when it is a string small enough that it cannot exceed the size limit, with few
+    enough brackets that it cannot nest deeper than the limit (no recursion), and nothing but one JSON
+    document."""
+    if type(body) is not str or len(body) * 4 > MAX_BODY_BYTES or body.count("[") + body.count("{") > MAX_NESTING:
         return NOT_PARSED
     try:
         doc, end = _BODY_DECODER.raw_decode(body)

@@ -16,11 +16,11 @@ from cdnpurge.core.events.reading import (
     MAX_TARGETS,
     MalformedError,
     Origin,
-    Sink,
     check_text,
     json_kind,
     keys_of,
 )
+from cdnpurge.core.events.result import Sink
 from cdnpurge.core.models import Action, Change
 
 PUBLISH_FIELDS: Final = ("keys", "paths", "urls", "hosts")

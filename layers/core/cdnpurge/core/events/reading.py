@@ -1,6 +1,6 @@
-"""Reading untrusted JSON documents for the decode stage: the `Decoded` result, where a document came
-from (`Origin`), where its changes and failures go (`Sink`), and field readers whose errors name the
-path that is missing or wrong, so a malformed record fails alone with a message a person can act on.
+"""Reading untrusted JSON documents for the decode stage: where a document came from (`Origin`), and field
+readers whose errors name the path that is missing or wrong, so a malformed record fails alone with a
+message a person can act on. (What decoding produces, `Decoded` and its `Sink`: `cdnpurge.core.events.result`.)
 
 Powertools data classes are the typed views of each envelope; required fields are checked first by the
 small `at`/`required_text` helpers so a missing field yields a message naming its path rather than a `KeyError`.
@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Final, TypeGuard
 from urllib.parse import unquote_plus
 
-from cdnpurge.core.boundary import unexpected
 from cdnpurge.core.errors import CdnpurgeError, show
-from cdnpurge.core.models import Change, DecodeFailure
+from cdnpurge.core.nesting import nesting_problem
 
 MAX_BODY_BYTES: Final = 256 * 1024  # SQS's (and SNS's) maximum message size
 MAX_TARGETS: Final = 10_000  # per target list of a publish message
@@ -35,19 +34,8 @@ ENVELOPE_ID: Final = re.compile(r"[!-~]+")
 S3_BUCKET: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 DIRECT: Final = "event"  # source id of errors that belong to the invocation as a whole
 
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")  # refused in keys, targets and ids
 _SHOWN_KEYS: Final = 20
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """Everything one invocation carried: changes to purge, records that failed, records acknowledged."""
-
-    changes: tuple[Change, ...]
-    errors: tuple[DecodeFailure, ...]
-    ignored: tuple[str, ...]  # "<source id>: <reason>" for records acknowledged without a change
-    # SQS records the storm fast path decoded: what tells a slow storm from a fast one, not what was decoded.
-    fast_path_records: int = field(default=0, compare=False)
 
 
 class MalformedError(CdnpurgeError):
@@ -85,51 +73,9 @@ class Origin:
 DIRECT_ORIGIN: Final = Origin(label="event", error_id=DIRECT)
 
 
-@dataclass
-class Sink:
-    changes: list[Change] = field(default_factory=list)
-    errors: list[DecodeFailure] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
-    fast_path: bool = True
-    fast_path_records: int = 0
-
-    def error(self, origin: Origin, message: str, *, unexpected: bool = False) -> None:
-        self.errors.append(DecodeFailure(origin.error_id, f"{origin.label}: {message}", unexpected))
-
-    def ignore(self, origin: Origin, reason: str) -> None:
-        self.ignored.append(f"{origin.error_id}: {reason}")
-
-    def result(self) -> Decoded:
-        return Decoded(
-            changes=tuple(self.changes),
-            errors=tuple(self.errors),
-            ignored=tuple(self.ignored),
-            fast_path_records=self.fast_path_records,
-        )
-
-
-def guarded(sink: Sink, origin: Origin, decode: Callable[[], None]) -> None:
-    """Run one unit of decoding so that whatever goes wrong fails that unit only (`cdnpurge.core.boundary`)."""
-    try:
-        decode()
-    except MalformedError as exc:
-        sink.error(origin, exc.message)
-    except Exception as exc:  # the contract is "never raise": a bug must fail one record, not the batch
-        sink.error(origin, unexpected(exc, "decoding"), unexpected=True)
-
-
 def is_object(value: object) -> TypeGuard[Mapping[str, Any]]:
     """`isinstance(value, Mapping)`, with the plain dict that `json.loads` returns checked first (cheaply)."""
     return type(value) is dict or isinstance(value, Mapping)
-
-
-def within(sink: Sink, origin: Origin, decode: Callable[[], None]) -> None:
-    """Decode the body of an envelope whose id is now known: a direct invocation's errors are reported
-    under that id (guarded); an SQS body is already guarded under its messageId."""
-    if origin.message_id is not None:
-        decode()
-    else:
-        guarded(sink, origin, decode)
 
 
 def json_kind(value: object) -> str:
@@ -224,6 +170,9 @@ def parse_json(text: object, what: str) -> Any:
     size = len(text.encode("utf-8", "surrogatepass")) if len(text) * 4 > MAX_BODY_BYTES else 0
     if size > MAX_BODY_BYTES:
         raise MalformedError(f"{what} is {size} bytes, over the {MAX_BODY_BYTES}-byte (256 KiB) SQS message limit")
+    problem = nesting_problem(text)
+    if problem:
+        raise MalformedError(f"{what} {problem}")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -234,7 +183,7 @@ def parse_json(text: object, what: str) -> Any:
 
 def check_text(value: str, what: str) -> None:
     """Reject control characters: they have no business in keys or targets and break logs and URLs."""
-    control = _CONTROL.search(value)
+    control = CONTROL.search(value)
     if control is not None:
         raise MalformedError(f"{what} {show(value)} contains control character U+{ord(control.group()):04X}")
     try:

@@ -11,30 +11,68 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from functools import partial
-from typing import Any, Final
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Final, Literal
 
-from cdnpurge.core.errors import show
+from pydantic import AfterValidator, ConfigDict, Field, Strict, with_config
+
+from cdnpurge.core.events.own import NO_CONTROL, OwnMessage, encode_own, read_own
 from cdnpurge.core.events.reading import (
+    MAX_IDENTITY_CHARS,
     MAX_KEY_BYTES,
     MAX_TARGETS,
-    MalformedError,
+    S3_BUCKET,
     Origin,
-    Sink,
-    check_bucket,
-    check_text,
-    guarded,
-    is_object,
-    json_kind,
-    optional_text,
-    required_text,
 )
+from cdnpurge.core.events.result import Sink
+from cdnpurge.core.events.verify import ChangeId
 from cdnpurge.core.models import Action, Change
 
 REPURGE_MARKER: Final = "repurge"  # value of the "cdnpurge" field of a re-purge message
 REPURGE_SUFFIX: Final = "#repurge"  # appended to the change ids a re-purge message carries
-MAX_CHANGE_ID_CHARS: Final = 4096  # an S3 change id: bucket, a key of up to 1024 bytes, a sequencer
 _REPURGE_BODY_BYTES: Final = 200 * 1024  # well under the SQS limit, leaving room for attributes
+
+
+def _s3_bucket(bucket: str) -> str:
+    """S3's naming rules (legacy us-east-1 names included), as every decoded S3 change is held to."""
+    if not S3_BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise ValueError("is not an S3 bucket name (3-255 letters, digits, '.', '-', '_')")
+    return bucket
+
+
+def _s3_key_bytes(key: str) -> str:
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise ValueError(f"is over S3's {MAX_KEY_BYTES}-byte key limit")
+    return key
+
+
+Bucket = Annotated[str, Strict(), Field(min_length=3, max_length=255), AfterValidator(_s3_bucket)]
+# Stored decoded: never URL-decoded again.
+Key = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_KEY_BYTES), NO_CONTROL, AfterValidator(_s3_key_bytes)]
+EventTime = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_IDENTITY_CHARS), NO_CONTROL]
+
+
+@with_config(ConfigDict(extra="forbid"))
+@dataclass(frozen=True)
+class RepurgedChange:
+    """One S3 change to purge once more: what identifies it, and its object."""
+
+    id: ChangeId
+    action: Literal[Action.CREATED, Action.REMOVED]
+    bucket: Bucket
+    key: Key
+    event_time: EventTime | None = None
+
+
+@with_config(ConfigDict(extra="forbid"))
+@dataclass(frozen=True)
+class RepurgeMessage(OwnMessage):
+    """A delayed second purge of S3 changes (a message the function writes to its own queue). Never
+    enqueued again by the function (a re-purge is not re-purged), so it needs no end time: SQS's redrive
+    policy ends its retries."""
+
+    changes: Annotated[tuple[RepurgedChange, ...], Field(min_length=1, max_length=MAX_TARGETS)]
+    cdnpurge: Literal["repurge"] = field(default=REPURGE_MARKER, kw_only=True)
 
 
 def is_repurge(change: Change) -> bool:
@@ -46,20 +84,17 @@ def repurge_messages(changes: list[Change] | tuple[Change, ...]) -> list[tuple[s
     """SQS bodies asking for a second purge of these S3 changes, each under `_REPURGE_BODY_BYTES`,
     with the ids of the changes each one carries."""
     messages: list[tuple[str, tuple[str, ...]]] = []
-    chunk: list[dict[str, str]] = []
+    chunk: list[RepurgedChange] = []
     used = 0
 
     def flush() -> None:
-        body = json.dumps({"cdnpurge": REPURGE_MARKER, "changes": chunk}, separators=(",", ":"))
-        messages.append((body, tuple(item["id"] for item in chunk)))
+        messages.append((encode_own(RepurgeMessage(changes=tuple(chunk))), tuple(item.id for item in chunk)))
 
     for change in changes:
-        if change.bucket is None or change.key is None:
+        if change.bucket is None or change.key is None or change.action is Action.PUBLISHED:
             continue
-        item = {"id": change.id, "action": change.action.value, "bucket": change.bucket, "key": change.key}
-        if change.event_time:
-            item["event_time"] = change.event_time
-        size = len(json.dumps(item).encode()) + 1
+        item = RepurgedChange(change.id, change.action, change.bucket, change.key, change.event_time or None)
+        size = len(json.dumps(item.__dict__, default=str).encode()) + 1
         if chunk and used + size > _REPURGE_BODY_BYTES:
             flush()
             chunk, used = [], 0
@@ -71,42 +106,17 @@ def repurge_messages(changes: list[Change] | tuple[Change, ...]) -> list[tuple[s
 
 
 def decode_repurge(doc: Mapping[str, Any], origin: Origin, sink: Sink) -> None:
-    what = "re-purge message"
-    if doc["cdnpurge"] != REPURGE_MARKER:
-        raise MalformedError(f"unknown envelope: cdnpurge message type {show(str(doc['cdnpurge']))}")
-    changes = doc.get("changes")
-    if not isinstance(changes, list) or not changes:
-        raise MalformedError(f"{what} field changes must be a non-empty array, got {json_kind(changes)}")
-    if len(changes) > MAX_TARGETS:
-        raise MalformedError(f"{what} field changes has {len(changes)} entries, over the limit of {MAX_TARGETS}")
-    for index, raw in enumerate(changes):
-        guarded(sink, origin, partial(_decode_repurge_change, raw, f"{what} changes[{index}]", origin, sink))
-
-
-def _decode_repurge_change(raw: object, what: str, origin: Origin, sink: Sink) -> None:
-    if not is_object(raw):
-        raise MalformedError(f"{what} must be an object, got {json_kind(raw)}")
-    first_id = required_text(raw, "id", what)
-    if len(first_id) > MAX_CHANGE_ID_CHARS:
-        raise MalformedError(f"{what} field id has {len(first_id)} characters, over the limit of {MAX_CHANGE_ID_CHARS}")
-    check_text(first_id, f"{what} field id")
-    action = required_text(raw, "action", what)
-    if action not in (Action.CREATED.value, Action.REMOVED.value):
-        raise MalformedError(f"{what} field action must be 'created' or 'removed', got {show(action)}")
-    bucket = required_text(raw, "bucket", what)
-    check_bucket(bucket, what)
-    key = required_text(raw, "key", what)  # stored decoded: never URL-decoded again
-    check_text(key, f"{what} key")
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-        raise MalformedError(f"{what} key is over S3's {MAX_KEY_BYTES}-byte limit")
-    change_id = first_id if first_id.endswith(REPURGE_SUFFIX) else first_id + REPURGE_SUFFIX
-    sink.changes.append(
-        Change(
-            id=change_id,
-            action=Action(action),
-            source_id=origin.source_for(change_id),
-            bucket=bucket,
-            key=key,
-            event_time=optional_text(raw, "event_time"),
+    """The changes of a re-purge message, validated whole (`read_own`): one bad field fails the record."""
+    message = read_own(RepurgeMessage, doc, what="re-purge message")
+    for item in message.changes:
+        change_id = item.id if item.id.endswith(REPURGE_SUFFIX) else item.id + REPURGE_SUFFIX
+        sink.changes.append(
+            Change(
+                id=change_id,
+                action=item.action,
+                source_id=origin.source_for(change_id),
+                bucket=item.bucket,
+                key=item.key,
+                event_time=item.event_time,
+            )
         )
-    )

@@ -22,17 +22,16 @@ from cdnpurge.core.events.reading import (
     MAX_IDENTITY_CHARS,
     MalformedError,
     Origin,
-    Sink,
     check_bucket,
     check_identifier,
     decode_key,
     first_text,
-    guarded,
     is_object,
     json_kind,
     optional_text,
     required_text,
 )
+from cdnpurge.core.events.result import Sink, guarded
 from cdnpurge.core.models import Action, Change
 
 S3_ACTIONS: Final = (

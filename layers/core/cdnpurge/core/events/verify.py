@@ -4,52 +4,88 @@ After a batch, the handler enqueues one delayed message per provider (and up to 
 changes) on the purge queue: `{"cdnpurge": "verify", "provider": ..., "changes": [...]}` with everything the
 check needs (the URLs to probe, when the purge was accepted, the provider's job ids or Akamai's ready
 time, how many checks and re-purges came before), so no state is kept anywhere else. The decode stage
-acknowledges these records without a change (`is_verify_document`); `cdnpurge.runtime.verification` runs them.
+acknowledges these records without a change; `cdnpurge.runtime.verification` runs them.
+
+It is one kind of the function's own messages (`cdnpurge.core.events.own`): every field is bounded by its
+type, it carries its lineage's end (`expires_at`: the deadline's last look) and send count, and
+`decode_check` refuses a check recorded in the future or past its end.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Any, Final
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any, Final, Literal
 
-from cdnpurge.core.errors import show
-from cdnpurge.core.events.reading import MalformedError, is_object, json_kind
+from pydantic import AllowInfNan, ConfigDict, Field, Strict, with_config
+
+from cdnpurge.core.events.own import (
+    MAX_SECONDS,
+    NO_CONTROL,
+    Epoch,
+    OwnMessage,
+    encode_own,
+    read_own,
+    refuse_times,
+)
+from cdnpurge.core.events.reading import MAX_KEY_BYTES, MalformedError
 from cdnpurge.core.models import Action
 
 VERIFY_MARKER: Final = "verify"  # value of the "cdnpurge" field of a check message
 MAX_CHANGES_PER_CHECK: Final = 50  # bounds the probes one message asks for (x max_urls)
 MAX_CHECK_BYTES: Final = 200 * 1024  # a check's body, well under SQS's 256 KiB message limit
+MAX_URLS_PER_CHANGE: Final = 20  # `verify.max_urls` is at most 20
+MAX_URL_CHARS: Final = 8192  # a probed URL; longer ones are not probed (no edge serves them)
+MAX_JOBS: Final = 200  # job ids one check waits for (one per request of up to 50 changes, with room)
+MAX_JOB_ID_CHARS: Final = 256  # a CloudFront invalidation id is 14 characters, a Medianova job a UUID
+MAX_REPURGES: Final = 10  # `verify.max_repurges` is at most 10
+MAX_CHECKS: Final = 5000  # checks of one lineage (it also ends at `expires_at`)
+MAX_CHANGE_ID_CHARS: Final = 4096  # an S3 change id: bucket, a key of up to 1024 bytes, a sequencer
+MAX_BUCKET_CHARS: Final = 255
 _BATCH_ENTRIES: Final = 10  # SendMessageBatch: at most 10 entries ...
 _BATCH_BYTES: Final = 256 * 1024  # ... and 256 KiB of bodies in all
-_BODY_PREFIX: Final = '{"cdnpurge":"verify"'
+
+Url = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_URL_CHARS), NO_CONTROL]
+Urls = Annotated[tuple[Url, ...], Field(max_length=MAX_URLS_PER_CHANGE)]
+ChangeId = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_CHANGE_ID_CHARS), NO_CONTROL]
+Bucket = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_BUCKET_CHARS), NO_CONTROL]
+Key = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_KEY_BYTES), NO_CONTROL]
+ProviderName = Annotated[str, Strict(), Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+JobId = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_JOB_ID_CHARS), NO_CONTROL]
+CheckCount = Annotated[int, Strict(), Field(ge=0, le=MAX_CHECKS)]
+RepurgeCount = Annotated[int, Strict(), Field(ge=0, le=MAX_REPURGES)]
+# Akamai's ready time: `Epoch`, and no more than `MAX_SECONDS` after the purge was accepted (see `read_check`).
+ReadyAt = Annotated[float, Strict(), AllowInfNan(False), Field(ge=0)]
 
 
+@with_config(ConfigDict(extra="forbid"))
 @dataclass(frozen=True)
 class CheckedChange:
     """One change to verify at one provider: its object, the URLs that serve it, what is known so far."""
 
-    id: str
+    id: ChangeId
     action: Action
-    bucket: str | None
-    key: str | None
-    changed_at: float  # epoch seconds of the event (TimeToFresh counts from here)
-    urls: tuple[str, ...]
-    fresh: tuple[str, ...] = ()  # URLs already seen fresh: not probed again
+    bucket: Bucket | None
+    key: Key | None
+    changed_at: Epoch  # epoch seconds of the event (TimeToFresh counts from here)
+    urls: Urls
+    fresh: Urls = ()  # URLs already seen fresh: not probed again
 
 
+@with_config(ConfigDict(extra="forbid"))
 @dataclass(frozen=True)
-class VerifyCheck:
-    """One scheduled check of one provider's purges."""
+class VerifyCheck(OwnMessage):
+    """One scheduled check of one provider's purges (a message the function writes to its own queue)."""
 
-    provider: str
-    accepted_at: float  # epoch seconds the purge was accepted (the deadline counts from here)
-    changes: tuple[CheckedChange, ...]
-    jobs: tuple[str, ...] = ()  # provider job ids to wait for (CloudFront invalidations, Medianova jobs)
-    ready_at: float | None = None  # Akamai: accepted + estimatedSeconds
-    attempt: int = 0  # checks already made
-    repurges: int = 0  # purges sent again so far
+    provider: ProviderName
+    accepted_at: Epoch  # epoch seconds the purge was accepted (the deadline counts from here)
+    changes: Annotated[tuple[CheckedChange, ...], Field(min_length=1, max_length=MAX_CHANGES_PER_CHECK)]
+    # provider job ids to wait for (CloudFront invalidations, Medianova jobs)
+    jobs: Annotated[tuple[JobId, ...], Field(max_length=MAX_JOBS)] = ()
+    ready_at: ReadyAt | None = None  # Akamai: accepted + estimatedSeconds
+    attempt: CheckCount = 0  # checks already made
+    repurges: RepurgeCount = 0  # purges sent again so far
+    cdnpurge: Literal["verify"] = field(default=VERIFY_MARKER, kw_only=True)
 
     def next(
         self, changes: tuple[CheckedChange, ...], *, repurged: bool, jobs: tuple[str, ...] | None = None
@@ -58,36 +94,18 @@ class VerifyCheck:
         return replace(
             self,
             changes=changes,
-            attempt=self.attempt + 1,
-            repurges=self.repurges + int(repurged),
+            attempt=min(self.attempt + 1, MAX_CHECKS),
+            repurges=min(self.repurges + int(repurged), MAX_REPURGES),
             jobs=self.jobs if jobs is None else jobs,
         )
 
+    def future_times(self) -> tuple[tuple[str, float], ...]:
+        changed = ((f"changes.{index}.changed_at", change.changed_at) for index, change in enumerate(self.changes))
+        return (("accepted_at", self.accepted_at), *changed)
+
 
 def encode_check(check: VerifyCheck) -> str:
-    body: dict[str, Any] = {
-        "cdnpurge": VERIFY_MARKER,
-        "provider": check.provider,
-        "accepted_at": round(check.accepted_at, 3),
-        "attempt": check.attempt,
-        "repurges": check.repurges,
-        "jobs": list(check.jobs),
-        "changes": [
-            {
-                "id": change.id,
-                "action": change.action.value,
-                "bucket": change.bucket,
-                "key": change.key,
-                "changed_at": round(change.changed_at, 3),
-                "urls": list(change.urls),
-                "fresh": list(change.fresh),
-            }
-            for change in check.changes
-        ],
-    }
-    if check.ready_at is not None:
-        body["ready_at"] = round(check.ready_at, 3)
-    return json.dumps(body, separators=(",", ":"))
+    return encode_own(check)
 
 
 def change_bytes(change: CheckedChange) -> int:
@@ -109,98 +127,20 @@ def send_batches(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return batches
 
 
-def is_verify_body(body: str) -> bool:
-    """A cheap look at an SQS body: is it a check message (as `encode_check` writes them)?"""
-    return body.startswith(_BODY_PREFIX)
-
-
-def check_records(event: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(messageId, body) of every SQS record of `event` that carries a check message."""
-    records = event.get("Records")
-    if not isinstance(records, list):
-        return []
-    # Runs over every record of every batch (a storm's too): a dict check, not an ABC isinstance.
-    return [
-        (str(record.get("messageId")), record["body"])
-        for record in records
-        if type(record) is dict
-        and isinstance(record.get("body"), str)
-        and is_verify_body(record["body"])
-        and record.get("eventSource") == "aws:sqs"
-    ]
-
-
-def is_verify_document(doc: Mapping[str, Any]) -> bool:
-    return doc.get("cdnpurge") == VERIFY_MARKER
-
-
-def decode_check(body: str) -> VerifyCheck:
-    """The check in an SQS body; `MalformedError` names what is wrong."""
-    try:
-        doc = json.loads(body)
-    except ValueError as exc:
-        raise MalformedError(f"verification message is not JSON: {exc}") from None
-    if not is_object(doc) or not is_verify_document(doc):
-        raise MalformedError("not a verification message")
-    what = "verification message"
-    provider = _text(doc, "provider", what)
-    changes = doc.get("changes")
-    if not isinstance(changes, list) or not changes or len(changes) > MAX_CHANGES_PER_CHECK:
+def read_check(data: str | Mapping[str, Any]) -> VerifyCheck:
+    """The check in an SQS body or a parsed document, validated (`read_own`); Akamai's ready time, when
+    given, is between the purge's acceptance and a day after it. `MalformedError` names what is wrong."""
+    check = read_own(VerifyCheck, data, what="verification message")
+    if check.ready_at is not None and not check.accepted_at <= check.ready_at <= check.accepted_at + MAX_SECONDS:
         raise MalformedError(
-            f"{what} field changes must be an array of 1 to {MAX_CHANGES_PER_CHECK}, got {json_kind(changes)}"
+            f"verification message field ready_at must be within {MAX_SECONDS:.0f} s after accepted_at"
         )
-    jobs = doc.get("jobs", [])
-    if not isinstance(jobs, list) or not all(isinstance(job, str) for job in jobs):
-        raise MalformedError(f"{what} field jobs must be an array of strings")
-    ready_at = doc.get("ready_at")
-    return VerifyCheck(
-        provider=provider,
-        accepted_at=_number(doc, "accepted_at", what),
-        changes=tuple(_change(raw, f"{what} changes[{index}]") for index, raw in enumerate(changes)),
-        jobs=tuple(jobs),
-        ready_at=None if ready_at is None else _number(doc, "ready_at", what),
-        attempt=int(_number(doc, "attempt", what)),
-        repurges=int(_number(doc, "repurges", what)),
-    )
+    return check
 
 
-def _change(raw: object, what: str) -> CheckedChange:
-    if not is_object(raw):
-        raise MalformedError(f"{what} must be an object, got {json_kind(raw)}")
-    action = _text(raw, "action", what)
-    if action not in (Action.CREATED.value, Action.REMOVED.value, Action.PUBLISHED.value):
-        raise MalformedError(f"{what} field action {show(action)} is not created, removed or published")
-    return CheckedChange(
-        id=_text(raw, "id", what),
-        action=Action(action),
-        bucket=_optional(raw, "bucket", what),
-        key=_optional(raw, "key", what),
-        changed_at=_number(raw, "changed_at", what),
-        urls=_texts(raw, "urls", what),
-        fresh=_texts(raw, "fresh", what),
-    )
-
-
-def _text(doc: Mapping[str, Any], name: str, what: str) -> str:
-    value = doc.get(name)
-    if not isinstance(value, str) or not value:
-        raise MalformedError(f"{what} field {name} must be a non-empty string, got {json_kind(value)}")
-    return value
-
-
-def _optional(doc: Mapping[str, Any], name: str, what: str) -> str | None:
-    return None if doc.get(name) is None else _text(doc, name, what)
-
-
-def _texts(doc: Mapping[str, Any], name: str, what: str) -> tuple[str, ...]:
-    values = doc.get(name, [])
-    if not isinstance(values, list) or not all(isinstance(value, str) for value in values):
-        raise MalformedError(f"{what} field {name} must be an array of strings")
-    return tuple(values)
-
-
-def _number(doc: Mapping[str, Any], name: str, what: str) -> float:
-    value = doc.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise MalformedError(f"{what} field {name} must be a number, got {json_kind(value)}")
-    return float(value)
+def decode_check(body: str, *, now: float) -> VerifyCheck:
+    """`read_check`, then the times against `now` (`refuse_times`): what `cdnpurge redrive` and the tests
+    read a check with; the handler gets its checks from the decode stage (`Decoded.checks`)."""
+    check = read_check(body)
+    refuse_times(check, what="verification message", now=now)
+    return check

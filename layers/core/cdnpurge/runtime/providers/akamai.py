@@ -9,7 +9,7 @@
   numbers. `path` targets become URLs for the configured hosts (planner).
 - Soft purge is `invalidate` (serve stale while revalidating), hard is `delete`: the mode changes the path.
 - Response 201 `{"purgeId", "estimatedSeconds", "httpStatus": 201, "detail", "supportId"}`; purges finish in
-  about 5 s and there is no status to poll (`asynchronous=False`).
+  about 5 s and there is no status to poll (so it is not `asynchronous`: nothing to ask, see `JobStatus`).
 - Errors are problem+json (`title`, `detail`, `httpStatus`, `supportId`): 400, 401, 403, 413 (body over
   50,000 bytes), 429, 500, 503, 504, 507. If any object fails, the whole request fails, so `render` refuses
   what Akamai would, and the planner reports it for that target's changes alone: URLs that are not
@@ -34,7 +34,6 @@ from them, else the documented "wait five seconds".
 from __future__ import annotations
 
 import json
-import math
 import re
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -42,6 +41,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field
 
+from cdnpurge.core.answers import MAX_ANSWER_COUNT, MAX_ANSWER_SECONDS, answer_id, answer_number
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import RejectedError
@@ -184,8 +184,15 @@ class AkamaiProvider(HttpProvider):
         body = self.response_json(response)
         if not isinstance(body, dict) or body.get("httpStatus", response.status_code) != 201:
             raise RejectedError(self.name, f"unexpected response {body}", status=response.status_code)
-        extra = {name: body[name] for name in ("estimatedSeconds", "supportId") if name in body}
-        return PurgeResult(provider_id=body.get("purgeId"), detail=str(body.get("detail", "ok")), extra=extra)
+        extra = {
+            "estimatedSeconds": answer_number(body.get("estimatedSeconds"), low=0.0, high=MAX_ANSWER_SECONDS),
+            "supportId": answer_id(body.get("supportId")),
+        }
+        return PurgeResult(
+            provider_id=answer_id(body.get("purgeId")),
+            detail=str(body.get("detail", "ok")),
+            extra={name: value for name, value in extra.items() if value is not None},
+        )
 
     def error_message(self, response: httpx.Response) -> str:
         """problem+json: `title: detail`, as Akamai's own tools print it."""
@@ -221,11 +228,8 @@ class AkamaiProvider(HttpProvider):
 
 
 def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+    """A rate-limit number of a 429 (a header or the body's request size): finite, bounded, not negative."""
+    return answer_number(value, low=0.0, high=MAX_ANSWER_COUNT)
 
 
 ADAPTER = AkamaiProvider

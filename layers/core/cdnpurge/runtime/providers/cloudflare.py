@@ -39,6 +39,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field
 
+from cdnpurge.core.answers import MAX_ANSWER_COUNT, answer_number
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import AuthError, NotFoundError, ProviderError, RejectedError
@@ -212,7 +213,8 @@ class CloudflareProvider(HttpProvider):
     def error_class(self, response: httpx.Response) -> type[ProviderError]:
         """Cloudflare's error codes decide before the status (see `ERROR_CODES`)."""
         match = _CODE_PREFIX.match(self.error_message(response))
-        by_code = ERROR_CODES.get(int(match.group(1))) if match else None
+        code = answer_number(match.group(1), low=0, high=MAX_ANSWER_COUNT) if match else None
+        by_code = ERROR_CODES.get(int(code)) if code is not None else None
         return by_code or super().error_class(response)
 
 

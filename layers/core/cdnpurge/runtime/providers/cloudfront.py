@@ -31,8 +31,6 @@ from dataclasses import replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-import boto3
-from botocore.config import Config as BotocoreConfig
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -43,6 +41,8 @@ from botocore.exceptions import (
 )
 from pydantic import Field, SecretStr, field_validator
 
+from cdnpurge.core.answers import answer_id
+from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import (
@@ -55,6 +55,8 @@ from cdnpurge.core.provider_errors import (
     error_class_for_status,
 )
 from cdnpurge.core.spec import Capabilities, DeclaredProvider, ProviderDocs, ProviderSettings
+from cdnpurge.runtime.bounded import bounded_call
+from cdnpurge.runtime.bounded.aws import CONNECT_SECONDS, aws_client
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudfront import CloudFrontClient
@@ -263,21 +265,19 @@ class CloudFrontProvider(DeclaredProvider):
     def client(self) -> CloudFrontClient:
         if self._client is None:
             timeout = self.settings.timeout_seconds
-            config = BotocoreConfig(
-                retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
-                connect_timeout=timeout,
-                read_timeout=timeout,
-            )
-            session = boto3.session.Session()
-            # CloudFront is global, but a custom endpoint still needs a signing region: its home, us-east-1.
-            region = session.region_name or SIGNING_REGION
             # Without an `endpoint`, boto3 honours AWS_ENDPOINT_URL_CLOUDFRONT / AWS_ENDPOINT_URL itself.
-            self._client = session.client(
-                "cloudfront", endpoint_url=self.settings.endpoint, region_name=region, config=config
+            self._client = aws_client(
+                "cloudfront",
+                endpoint_url=self.settings.endpoint,
+                # CloudFront is global, but a custom endpoint still needs a signing region: its home.
+                default_region=SIGNING_REGION,
+                connect_timeout=min(timeout, CONNECT_SECONDS),
+                read_timeout=timeout,
+                max_attempts=MAX_ATTEMPTS,
             )
         return self._client
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
         try:
             paths = [self.render(self.settings, Target(request.kind, value)) for value in request.targets]
         except ValueError as exc:
@@ -286,7 +286,7 @@ class CloudFrontProvider(DeclaredProvider):
         limit = self.spec.capabilities.max_targets.get(request.kind, 0)
         if not paths or len(paths) > limit:
             raise RejectedError(self.name, f"{len(paths)} {request.kind.value} targets: allowed 1..{limit}")
-        with self._translated_errors("CreateInvalidation"):
+        with self._translated_errors("CreateInvalidation", deadline):
             response = self.client.create_invalidation(
                 DistributionId=self.settings.distribution_id,
                 InvalidationBatch={
@@ -296,16 +296,20 @@ class CloudFrontProvider(DeclaredProvider):
             )
         invalidation = response["Invalidation"]
         return PurgeResult(
-            provider_id=invalidation["Id"],
+            provider_id=answer_id(invalidation.get("Id")),
             detail=self._status(invalidation["Status"]).value,
             extra={"location": response.get("Location", "")},
         )
 
-    def status(self, invalidation_id: str) -> InvalidationStatus:
+    def status(self, invalidation_id: str, *, deadline: Deadline | None = None) -> InvalidationStatus:
         """The invalidation's progress: `InProgress` until every edge has dropped the paths."""
-        with self._translated_errors("GetInvalidation"):
+        with self._translated_errors("GetInvalidation", deadline):
             response = self.client.get_invalidation(DistributionId=self.settings.distribution_id, Id=invalidation_id)
         return self._status(response["Invalidation"]["Status"])
+
+    def job_pending(self, job_id: str, deadline: Deadline) -> bool:
+        """`JobStatus`: an invalidation is pending while `GetInvalidation` says `InProgress`."""
+        return self.status(job_id, deadline=deadline) is InvalidationStatus.IN_PROGRESS
 
     def close(self) -> None:
         if self._client is not None:
@@ -320,10 +324,16 @@ class CloudFrontProvider(DeclaredProvider):
             raise RejectedError(self.name, f"unknown invalidation status {str(value)!r}") from None
 
     @contextmanager
-    def _translated_errors(self, operation: str) -> Iterator[None]:
-        """boto3/botocore exceptions -> the provider error vocabulary, in one place, most specific first."""
+    def _translated_errors(self, operation: str, deadline: Deadline | None) -> Iterator[None]:
+        """One call within `timeout_seconds` (retries included) and before `deadline` (None: the timeout
+        alone); boto3/botocore exceptions -> the provider error vocabulary, in one place, most specific first.
+        An attempt refused for lack of time (`OutOfTimeError`) is raised as is: the executor defers it."""
+        timeout = self.settings.timeout_seconds
         try:
-            yield
+            with bounded_call(deadline or Deadline.after(timeout), timeout, what=f"{self.name}: {operation}"):
+                yield
+        except OutOfTimeError:
+            raise
         except ClientError as exc:
             raise client_error(self.name, exc) from None
         except NoCredentialsError:

@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import Field
 
+from cdnpurge.core.answers import MAX_ANSWER_COUNT, MAX_PROVIDER_WAIT_SECONDS, answer_number
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import RejectedError
@@ -133,11 +134,8 @@ class FastlyProvider(HttpProvider):
         explicit = parse_retry_after(response.headers.get("Retry-After"))
         if explicit is not None:
             return explicit
-        reset = response.headers.get("Fastly-RateLimit-Reset")
-        try:
-            return max(0.0, float(reset) - time.time()) if reset else None
-        except ValueError:
-            return None
+        reset = answer_number(response.headers.get("Fastly-RateLimit-Reset"), low=0.0, high=MAX_ANSWER_COUNT)
+        return None if reset is None else answer_number(reset - time.time(), low=0.0, high=MAX_PROVIDER_WAIT_SECONDS)
 
 
 ADAPTER = FastlyProvider

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import email.utils
 import json
-import math
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import httpx
 
+from cdnpurge.core.answers import MAX_ANSWER_COUNT, MAX_PROVIDER_WAIT_SECONDS, answer_number
 from cdnpurge.core.boundary import unexpected
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest, Target
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import (
@@ -34,22 +35,25 @@ from cdnpurge.core.provider_errors import (
 )
 from cdnpurge.core.spec import Credentials, DeclaredProvider, ProviderSettings
 from cdnpurge.core.urls import dot_segment_problem
+from cdnpurge.runtime.bounded import bounded_call
+from cdnpurge.runtime.bounded.http import bounded_http_client
+
+_HTTP_DATE_CHARS = 64  # "Sun, 06 Nov 1994 08:49:37 GMT" is 29
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date (RFC 9110 10.2.3), finite
+    and at most `MAX_PROVIDER_WAIT_SECONDS` (`cdnpurge.core.answers`)."""
     if not value:
         return None
-    value = value.strip()
+    seconds = answer_number(value, low=0.0, high=MAX_PROVIDER_WAIT_SECONDS)
+    if seconds is not None or len(value) > _HTTP_DATE_CHARS:
+        return seconds
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(value.strip()).timestamp()
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, when - (time.time() if now is None else now))
+    return answer_number(when - (time.time() if now is None else now), low=0.0, high=MAX_PROVIDER_WAIT_SECONDS)
 
 
 class HttpProvider(DeclaredProvider, ABC):
@@ -63,8 +67,6 @@ class HttpProvider(DeclaredProvider, ABC):
     """
 
     default_base_url: ClassVar[str]
-    # The clock a call's total deadline is measured on (`timeout_seconds` from the first byte sent).
-    clock: Callable[[], float] = staticmethod(time.monotonic)
 
     def __init__(
         self, settings: ProviderSettings, credentials: Credentials, client: httpx.Client | None = None
@@ -134,19 +136,15 @@ class HttpProvider(DeclaredProvider, ABC):
     @property
     def client(self) -> httpx.Client:
         if self._client is None:
-            self._client = httpx.Client(
-                timeout=self.settings.timeout_seconds,
-                transport=httpx.HTTPTransport(retries=1),
-                follow_redirects=False,
-            )
+            self._client = bounded_http_client(timeout=self.settings.timeout_seconds, retries=1)
         return self._client
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
         """Check, build, send, read. Whatever reading an answer raises that is not already a provider error
         makes the answer unreadable (transient, `cdnpurge.core.boundary`); what building raises is left to the
         executor's boundary (permanent: the same request would be built the same way)."""
         self.check(request)
-        response = self.send(self.build_request(request))
+        response = self.send(self.build_request(request), deadline=deadline)
         try:
             result = self.read_response(request, response)
             wait = self.rate_signal(response)
@@ -176,9 +174,12 @@ class HttpProvider(DeclaredProvider, ABC):
             except ValueError as exc:
                 raise RejectedError(self.name, str(exc)) from None
 
-    def send(self, call: ApiCall) -> httpx.Response:
+    def send(self, call: ApiCall, *, deadline: Deadline | None = None) -> httpx.Response:
         """Make one call under the base URL with auth; map failures to the shared error vocabulary.
 
+        The whole call (connect, request, the answer's head and body) ends within `timeout_seconds` and
+        before `deadline` (None: only the timeout bounds it, as in the CLI), however slowly the answer
+        arrives (`cdnpurge.runtime.bounded.http`); a call that cannot start in time raises `OutOfTimeError`.
         A path with dot segments is refused here, for every adapter: the URL actually requested would not be
         the one built (see `dot_segment_problem`)."""
         url = f"{self.base_url}/{call.path.lstrip('/')}"
@@ -186,13 +187,22 @@ class HttpProvider(DeclaredProvider, ABC):
         if problem:
             raise RejectedError(self.name, f"refused to call {call.method} {call.path[:200]!r}: it {problem}")
         headers = {"Accept": "application/json", **call.headers, **self.auth_headers()}
+        timeout = self.settings.timeout_seconds
+        bound = deadline or Deadline.after(timeout)
         try:
-            # Building the request is inside the boundary too: it is where an over-long URL or a header value
-            # that is not ASCII fails.
-            request = self.client.build_request(call.method, url, headers=headers, json=call.body, params=call.params)
-            response = self._within_deadline(request, call)
+            with bounded_call(bound, timeout, what=f"{self.name}: {call.method} {call.path[:200]}"):
+                # Building the request is inside the boundary too: it is where an over-long URL or a header
+                # value that is not ASCII fails.
+                request = self.client.build_request(
+                    call.method, url, headers=headers, json=call.body, params=call.params
+                )
+                response = self.client.send(request, auth=self.request_auth() or httpx.USE_CLIENT_DEFAULT)
         except httpx.TimeoutException:
-            raise UnavailableError(self.name, f"timed out calling {call.method} {call.path}") from None
+            raise UnavailableError(
+                self.name,
+                f"timed out calling {call.method} {call.path[:200]}: no complete answer within {timeout:g} s "
+                "or before the deadline",
+            ) from None
         except httpx.TransportError as exc:
             # The exception text can include the URL but never headers; keep only its class name.
             raise UnavailableError(self.name, f"{type(exc).__name__} calling {call.method} {call.path}") from None
@@ -219,35 +229,6 @@ class HttpProvider(DeclaredProvider, ABC):
                 self.name, message, status=response.status_code, retry_after=self.retry_after(response)
             )
         raise error_class(self.name, message, status=response.status_code)
-
-    def _within_deadline(self, request: httpx.Request, call: ApiCall) -> httpx.Response:
-        """Send `request` and read its whole body within `timeout_seconds` in total, not per read.
-
-        httpx's timeouts (and its per-request `timeout` extension) bound each network operation, so a body
-        dripping one byte just inside the read timeout kept a call alive indefinitely. The body is
-        streamed and the deadline checked between chunks: the call ends at the first chunk after it, or
-        when one read outlasts the per-read timeout, whichever comes first. The decoded body is returned
-        as an ordinary (read) response, so adapters see no difference.
-        """
-        deadline = self.clock() + self.settings.timeout_seconds
-        response = self.client.send(request, auth=self.request_auth() or httpx.USE_CLIENT_DEFAULT, stream=True)
-        try:
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if self.clock() > deadline:
-                    raise UnavailableError(
-                        self.name,
-                        f"no complete answer to {call.method} {call.path} within {self.settings.timeout_seconds:g} s "
-                        f"({len(body)} body bytes read)",
-                    )
-        finally:
-            response.close()
-        # The body is decoded already: the copy must not name an encoding, or it would be decoded twice.
-        headers = [(name, value) for name, value in response.headers.multi_items() if name != "content-encoding"]
-        return httpx.Response(
-            response.status_code, headers=headers, content=bytes(body), request=request, extensions=response.extensions
-        )
 
     def response_json(self, response: httpx.Response) -> Any:
         """A 2xx body as JSON (an empty body is `{}`); a body that is not JSON is a `RejectedError` quoting it.
@@ -312,7 +293,7 @@ def rate_signal_from_headers(headers: Mapping[str, str], *, now: float | None = 
             found = _STRUCTURED_LIMIT.search(item)
             if found:
                 r, t = (found.group(1), found.group(2)) if found.group(1) else (found.group(4), found.group(3))
-                waits.append(_spread(float(r), float(t)))
+                waits.append(_spread(_float(r) or 0.0, _float(t) or 0.0))
         known = [wait for wait in waits if wait is not None]
         return max(known) if known else None
     remaining, reset = _float(lowered.get("ratelimit-remaining")), _float(lowered.get("ratelimit-reset"))
@@ -331,10 +312,5 @@ def _spread(remaining: float, reset_seconds: float) -> float | None:
 
 
 def _float(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
+    """A rate-limit header's number: finite, not negative, bounded (`cdnpurge.core.answers`)."""
+    return answer_number(value, low=0.0, high=MAX_ANSWER_COUNT)

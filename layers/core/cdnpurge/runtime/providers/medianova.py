@@ -25,12 +25,14 @@ Docs: https://docs.medianova.com (API reference > CDN > Purge).
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import quote
 
 import httpx
 from pydantic import Field
 
+from cdnpurge.core.answers import answer_id
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import RejectedError
@@ -40,6 +42,8 @@ from cdnpurge.runtime.providers.http import ApiCall, HttpProvider
 BASE_URL = "https://cloud.medianova.com/api/v1"
 MAX_PATHS_PER_CALL = 100
 MAX_PAGE_LIMIT = 100
+# A job's `status` in the listing while it runs (the listing's values are undocumented: see `UNVERIFIED`).
+PENDING_STATUSES: Final = frozenset({"pending", "processing", "in_progress", "inprogress", "queued", "running"})
 UNVERIFIED = (
     "medianova: response bodies are undocumented; the job id is read from data.id / id / opID",
     "medianova: no documented rate limit; 429 is handled when it comes",
@@ -72,8 +76,9 @@ def _job_id(body: Any) -> str | None:
     data = body.get("data")
     candidates = [data.get("id"), data.get("opID")] if isinstance(data, dict) else []
     for value in (*candidates, body.get("id"), body.get("opID")):
-        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
-            return str(value)
+        job = answer_id(value)
+        if job is not None:
+            return job
     return None
 
 
@@ -130,8 +135,11 @@ class MedianovaProvider(HttpProvider):
 
     # -- job listing ---------------------------------------------------------------------------------
 
-    def job_status(self, page: int = 1, limit: int = 10, op_id: str | None = None) -> dict[str, Any]:
-        """List purge jobs (newest first, as Medianova pages them); `op_id` filters one job."""
+    def job_status(
+        self, page: int = 1, limit: int = 10, op_id: str | None = None, *, deadline: Deadline | None = None
+    ) -> dict[str, Any]:
+        """List purge jobs (newest first, as Medianova pages them); `op_id` filters one job. The call ends
+        before `deadline` (None: within the provider's timeout)."""
         if isinstance(page, bool) or not isinstance(page, int) or page < 1:
             raise ValueError(f"page must be an integer >= 1, got {page!r}")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
@@ -139,8 +147,15 @@ class MedianovaProvider(HttpProvider):
         if op_id is not None and not op_id:
             raise ValueError("op_id must not be empty")
         params = {"page": str(page), "limit": str(limit)} | ({"opID": op_id} if op_id else {})
-        response = self.send(ApiCall("GET", self._jobs_path, params=params))
+        response = self.send(ApiCall("GET", self._jobs_path, params=params), deadline=deadline)
         return self._json_object(response)
+
+    def job_pending(self, job_id: str, deadline: Deadline) -> bool:
+        """`JobStatus`: the job's status in the listing filtered by its `opID` is one of `PENDING_STATUSES`."""
+        jobs = self.job_status(page=1, limit=1, op_id=job_id, deadline=deadline).get("data")
+        if isinstance(jobs, list) and jobs and isinstance(jobs[0], dict):
+            return str(jobs[0].get("status", "")).lower() in PENDING_STATUSES
+        return False
 
     def _json_object(self, response: httpx.Response) -> dict[str, Any]:
         """The response body as an object; a body that says the call failed is a refusal."""

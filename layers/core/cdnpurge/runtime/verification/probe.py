@@ -1,8 +1,9 @@
 """Probing the edge: ask a public URL what version it serves, never anything else.
 
-Bounded on every side: only hosts on the provider's `verify.hosts` list, one timeout per probe, redirects
-followed only within the same host (at most `MAX_REDIRECTS`), HEAD only (no body is read), and the
-caller bounds how many probes a check makes and the time they may take. With `probe_endpoint` set (the
+Bounded on every side: only hosts on the provider's `verify.hosts` list, one timeout per probe for the whole
+exchange (redirects included, however slowly the edge answers: `cdnpurge.runtime.bounded.http`) and never
+past the check's deadline, redirects followed only within the same host (at most `MAX_REDIRECTS`), HEAD
+only (no body is read), and the caller bounds how many probes a check makes. With `probe_endpoint` set (the
 local fake edge) the request goes to that address with the public host in `Host`; otherwise to
 `https://<host>`.
 """
@@ -14,6 +15,10 @@ from typing import Final
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+
+from cdnpurge.core.deadline import Deadline
+from cdnpurge.runtime.bounded import bounded_call
+from cdnpurge.runtime.bounded.http import bounded_http_client
 
 MAX_REDIRECTS: Final = 3
 
@@ -48,9 +53,9 @@ class Prober:
         self.hosts = hosts
         self.version_header = version_header
         self.probe_endpoint = probe_endpoint
-        self._client = httpx.Client(
+        self.timeout_seconds = timeout_seconds
+        self._client = bounded_http_client(
             timeout=timeout_seconds,
-            follow_redirects=False,
             transport=transport,
             headers={"User-Agent": "cdnpurge-verify/1", "Cache-Control": "no-transform"},
         )
@@ -59,9 +64,14 @@ class Prober:
     def close(self) -> None:
         self._client.close()
 
-    def probe(self, url: str) -> Probe:
-        """Ask the edge for `url`; redirects within its host are followed, any other is an error."""
+    def probe(self, url: str, deadline: Deadline) -> Probe:
+        """Ask the edge for `url`, redirects within its host followed (any other is an error), all of it
+        within `timeout_seconds` and before `deadline`; `OutOfTimeError` when it cannot start in time."""
         host = self._allowed_host(url)
+        with bounded_call(deadline, self.timeout_seconds, what=f"probing {host}"):
+            return self._follow(url, host)
+
+    def _follow(self, url: str, host: str) -> Probe:
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             try:

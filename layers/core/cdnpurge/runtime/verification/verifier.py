@@ -21,12 +21,24 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from cdnpurge.core.events.verify import MAX_CHANGES_PER_CHECK, MAX_CHECK_BYTES, CheckedChange, VerifyCheck, change_bytes
+from cdnpurge.core.answers import answer_number
+from cdnpurge.core.deadline import Deadline, OutOfTimeError
+from cdnpurge.core.events.own import MAX_SECONDS, MIN_EPOCH, ResendRefusedError, resend
+from cdnpurge.core.events.verify import (
+    MAX_CHANGES_PER_CHECK,
+    MAX_CHECK_BYTES,
+    MAX_URL_CHARS,
+    CheckedChange,
+    VerifyCheck,
+    change_bytes,
+)
 from cdnpurge.core.models import Change, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import plan, router
 from cdnpurge.core.protocol import Provider
 from cdnpurge.core.spec import ProviderSettings, ProviderSpec
 from cdnpurge.core.verify_settings import MAX_DELAY_SECONDS, VerifySettings
+from cdnpurge.runtime.bounded import bounded_call
+from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS
 from cdnpurge.runtime.execute import Executor, Outcome, execute_plan, request_token
 from cdnpurge.runtime.verification.jobs import has_jobs, job_pending
 from cdnpurge.runtime.verification.origin import OriginUnreadable, OriginVersions, same_version
@@ -35,6 +47,8 @@ from cdnpurge.runtime.verification.report import Tally, VerificationReport
 
 # An edge answering these for an object the origin has: the URL does not serve it (not stale, unverifiable).
 NOT_SERVED = frozenset({404, 410})
+# Job ids asked about per check run: the rest are taken to be still in progress (asked next time).
+MAX_JOB_POLLS = 10
 
 
 class VerificationListener(Protocol):
@@ -86,7 +100,7 @@ def purged_from(outcomes: Iterable[Outcome]) -> list[Purged]:
             outcome.request.provider,
             outcome.request.change_ids,
             outcome.result.provider_id,
-            _number(outcome.result.extra.get("estimatedSeconds")),
+            answer_number(outcome.result.extra.get("estimatedSeconds"), low=0.0, high=MAX_SECONDS),
         )
         for outcome in outcomes
         if outcome.result is not None
@@ -135,7 +149,9 @@ def plan_checks(
         if change is None or change.bucket is None or not urls:
             report.tally(provider).unverifiable += len(mine) or 1
             continue
-        checked = CheckedChange(change.id, change.action, change.bucket, change.key, change.event_epoch() or now, urls)
+        # The event's own time, within what a check may carry: never before 2001 nor after the purge.
+        changed_at = min(max(change.event_epoch() or now, MIN_EPOCH), now)
+        checked = CheckedChange(change.id, change.action, change.bucket, change.key, changed_at, urls)
         pending.setdefault(provider, []).append((checked, purges))
     checks = []
     for provider, entries in pending.items():
@@ -150,6 +166,8 @@ def plan_checks(
                     changes=tuple(checked for checked, _ in chunk),
                     jobs=jobs,
                     ready_at=now + max(etas) if etas else None,
+                    # The lineage's end: the last look after the deadline (rescheduling always ends).
+                    expires_at=now + verifying[provider].deadline_seconds + MAX_DELAY_SECONDS,
                 )
             )
             report.tally(provider).checks_scheduled += 1
@@ -174,7 +192,8 @@ def _packed(
 
 def urls_for(targets: list[Target], *, hosts: tuple[str, ...], limit: int) -> tuple[str, ...]:
     """The public URLs that show a change at a provider: URL targets on the allow-listed `hosts` (lower-case,
-    distinct), paths on each, in target order. Called once per change in a storm: kept lean."""
+    distinct), paths on each, in target order; none longer than a check carries. Called once per change in a
+    storm: kept lean."""
     allowed = hosts
     urls: list[str] = []
     for target in sorted(targets) if len(targets) > 1 else targets:
@@ -184,6 +203,8 @@ def urls_for(targets: list[Target], *, hosts: tuple[str, ...], limit: int) -> tu
                 urls.append(target.value)
         elif target.kind is TargetKind.PATH:
             urls.extend(f"https://{host}{target.value}" for host in allowed)
+    if any(len(url) > MAX_URL_CHARS for url in urls):
+        urls = [url for url in urls if len(url) <= MAX_URL_CHARS]
     return tuple(dict.fromkeys(urls) if len(urls) > 1 else urls)[:limit]
 
 
@@ -217,8 +238,9 @@ class Verifier:
     prober_factory: Callable[[VerifySettings, frozenset[str]], Prober] | None = None
     _probers: dict[str, Prober] = field(default_factory=dict)
 
-    def run(self, check: VerifyCheck, report: VerificationReport, *, budget_seconds: float) -> None:
-        """One check, within `budget_seconds` of probing and purging (what is left over waits for the next)."""
+    def run(self, check: VerifyCheck, report: VerificationReport, *, deadline: Deadline) -> None:
+        """One check, every call of it (job status, origin, probes, purges) ending before `deadline`; what
+        it leaves unprobed waits for the next run of the check."""
         provider_settings = self.settings.get(check.provider)
         verify = None if provider_settings is None else provider_settings.verify
         if provider_settings is None or verify is None:
@@ -227,18 +249,17 @@ class Verifier:
         now = self.clock()
         elapsed = now - check.accepted_at
         tally = report.tally(check.provider)
-        if elapsed < verify.deadline_seconds and self._put_back_while_pending(check, verify, now, tally):
+        if elapsed < verify.deadline_seconds and self._put_back_while_pending(check, verify, now, report, deadline):
             return
         prober = self._prober(check.provider, verify, provider_settings.hosts)
-        stop_at = self.clock() + budget_seconds
         remaining: list[CheckedChange] = []
         stale_urls: list[tuple[str, str]] = []  # (change id, url)
         reasons: dict[str, str] = {}
         for change in check.changes:
-            if self.clock() >= stop_at:
+            if deadline.expired():
                 remaining.append(change)
                 continue
-            looked, stale, reason = self._check_change(check, change, verify, prober, tally)
+            looked, stale, reason = self._check_change(check, change, verify, prober, tally, deadline=deadline)
             if not looked.urls:  # every URL answered "not here": nothing showed the version (unverifiable)
                 continue
             if len(looked.fresh) == len(looked.urls):
@@ -257,26 +278,30 @@ class Verifier:
             return
         repurged, jobs = False, tuple[str, ...]()
         if stale_urls and check.repurges < verify.max_repurges:
-            accepted, jobs = self._purge_again(check, stale_urls, stop_at)
+            accepted, jobs = self._purge_again(check, stale_urls, deadline)
             tally.repurged += accepted
             repurged = True
-        self.schedule(check.next(tuple(remaining), repurged=repurged, jobs=jobs), self._delay(check, verify, now))
+        following = check.next(tuple(remaining), repurged=repurged, jobs=jobs)
+        self._reschedule(following, self._delay(check, verify, now), report, reasons)
 
-    def _put_back_while_pending(self, check: VerifyCheck, verify: VerifySettings, now: float, tally: Tally) -> bool:
+    def _put_back_while_pending(
+        self, check: VerifyCheck, verify: VerifySettings, now: float, report: VerificationReport, deadline: Deadline
+    ) -> bool:
         """Check again later, probing nothing, while Akamai's estimate has not passed or a job is in progress."""
+        tally = report.tally(check.provider)
         if check.ready_at is not None and now < check.ready_at:
             tally.waiting += 1
-            self.schedule(check, min(MAX_DELAY_SECONDS, max(1, math.ceil(check.ready_at - now))))
+            self._reschedule(check, min(MAX_DELAY_SECONDS, max(1, math.ceil(check.ready_at - now))), report, {})
             return True
         provider = self.providers.get(check.provider)
-        still = tuple(job for job in check.jobs if provider is not None and job_pending(provider, job))
+        still = () if provider is None else _pending_jobs(provider, check.jobs, deadline)
         if not still:
             return False
         tally.waiting += 1
         # Every interval, not backing off: a job's end is news worth seeing within one interval.
         until_deadline = math.ceil(check.accepted_at + verify.deadline_seconds - now)
         delay = max(1, min(verify.interval_seconds, until_deadline))
-        self.schedule(check.next(check.changes, repurged=False, jobs=still), delay)
+        self._reschedule(check.next(check.changes, repurged=False, jobs=still), delay, report, {})
         return True
 
     def _give_up(
@@ -293,21 +318,50 @@ class Verifier:
             self.dead_letter(check.next(failed, repurged=False, jobs=()), tuple(reasons[c.id] for c in failed))
         unprobed = tuple(c for c in remaining if c.id not in reasons)
         if unprobed:
-            self.schedule(check.next(unprobed, repurged=False, jobs=()), 1)
+            self._reschedule(check.next(unprobed, repurged=False, jobs=()), 1, report, {})
+
+    def _reschedule(
+        self, check: VerifyCheck, delay: int, report: VerificationReport, reasons: Mapping[str, str]
+    ) -> None:
+        """Enqueue `check` again after `delay` seconds, one more send of its lineage (`resend`); past the
+        lineage's send cap or end time, its changes are dead-lettered with the reason instead, so no check
+        is rescheduled forever."""
+        try:
+            following = resend(check, now=self.clock(), delay_seconds=delay)
+        except ResendRefusedError as exc:
+            ended = f"verification ended: {exc.message}"
+            why = {c.id: f"{reasons[c.id]}; {ended}" if c.id in reasons else ended for c in check.changes}
+            for change in check.changes:
+                self.listener.failed(check.provider, change.id, why[change.id])
+            report.tally(check.provider).failed += len(check.changes)
+            report.failures.extend(why.values())
+            self.dead_letter(check, tuple(why.values()))
+            return
+        self.schedule(following, delay)
 
     def _check_change(
-        self, check: VerifyCheck, change: CheckedChange, verify: VerifySettings, prober: Prober, tally: Tally
+        self,
+        check: VerifyCheck,
+        change: CheckedChange,
+        verify: VerifySettings,
+        prober: Prober,
+        tally: Tally,
+        *,
+        deadline: Deadline,
     ) -> tuple[CheckedChange, list[str], str]:
-        """Probe a change's URLs not yet seen fresh: the change as now known (URLs that do not serve the object
-        at all dropped, those seen fresh in `fresh`), its stale URLs, and why it is not fresh yet."""
+        """Probe a change's URLs not yet seen fresh, while the deadline leaves time: the change as now known
+        (URLs that do not serve the object at all dropped, those seen fresh in `fresh`), its stale URLs, and
+        why it is not fresh yet (empty when time ran out before anything was seen: looked at next time)."""
         try:
-            origin = (
-                None
-                if change.bucket is None or change.key is None
-                else self.origin.current(change.bucket, change.key, verify.version_header)
-            )
+            if change.bucket is None or change.key is None:
+                origin = None
+            else:
+                with bounded_call(deadline, CALL_SECONDS, what="reading the origin's version", need=MIN_CALL_SECONDS):
+                    origin = self.origin.current(change.bucket, change.key, verify.version_header)
         except OriginUnreadable as exc:
             return change, [], f"origin unreadable for {change.id}: {exc}"
+        except OutOfTimeError:
+            return change, [], ""
         fresh = list(change.fresh)
         stale: list[str] = []
         unserved: list[str] = []
@@ -316,7 +370,10 @@ class Verifier:
         for url in change.urls:
             if url in change.fresh:
                 continue
-            probe = prober.probe(url)
+            try:
+                probe = prober.probe(url, deadline)
+            except OutOfTimeError:  # the rest of the change's URLs are probed next time
+                break
             tally.probes += 1
             if _is_fresh(probe, origin):
                 fresh.append(url)
@@ -343,11 +400,11 @@ class Verifier:
         return looked, stale, reason
 
     def _purge_again(
-        self, check: VerifyCheck, stale: list[tuple[str, str]], stop_at: float
+        self, check: VerifyCheck, stale: list[tuple[str, str]], deadline: Deadline
     ) -> tuple[int, tuple[str, ...]]:
-        """Purge the stale URLs once more through the planner and executor (paced, retried): the URLs
-        accepted, and the provider's job ids for them (the next check waits for those jobs, as for the first
-        purge's, before it probes again).
+        """Purge the stale URLs once more through the planner and executor (paced, retried, before
+        `deadline`): the URLs accepted, and the provider's job ids for them (the next check waits for those
+        jobs, as for the first purge's, before it probes again).
 
         Each re-purge is an attempt of its own (`verify-<n>`, n counting this check's re-purges): CloudFront
         would answer a repeated `CallerReference` with the first invalidation and invalidate nothing, while
@@ -359,7 +416,6 @@ class Verifier:
             for change_id, url in stale
         ]
         requests = plan(routed, {provider: self.specs[provider]}).requests
-        deadline = self.executor.clock() + max(0.0, stop_at - self.clock())
         outcomes = execute_plan(
             requests,
             self.executor,
@@ -400,6 +456,23 @@ class Verifier:
         self._probers.clear()
 
 
+def _pending_jobs(provider: Provider, jobs: tuple[str, ...], deadline: Deadline) -> tuple[str, ...]:
+    """The jobs still in progress, each asked once before `deadline`; those not asked (past
+    `MAX_JOB_POLLS`, or out of time) are taken to be still in progress and asked next time."""
+    pending: list[str] = []
+    for number, job in enumerate(jobs):
+        if number >= MAX_JOB_POLLS:
+            pending.extend(jobs[number:])
+            break
+        try:
+            if job_pending(provider, job, deadline):
+                pending.append(job)
+        except OutOfTimeError:
+            pending.extend(jobs[number:])
+            break
+    return tuple(pending)
+
+
 def _is_fresh(probe: Probe, origin: str | None) -> bool:
     if probe.error is not None or probe.status is None:
         return False
@@ -417,7 +490,3 @@ def _reason(url: str, probe: Probe, origin: str | None, header: str, elapsed: in
         return f"no answer from {url} after {elapsed} s: {probe.error}"
     held = "gone" if origin is None else origin
     return f"still stale at {url} after {elapsed} s: {header} {_served(probe)}, origin {held}"
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -24,6 +24,7 @@ import cdnpurge.core.translate
 from cdnpurge.cli.main import main as cli
 from cdnpurge.core.boundary import RECORD_METRIC, REQUEST_METRIC
 from cdnpurge.core.config import Rule
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest, TargetKind
 from cdnpurge.core.protocol import ProviderWrapper, PurgeResult
 from cdnpurge.core.provider_errors import RejectedError, UnexpectedError
@@ -130,7 +131,7 @@ def test_twins_sharing_a_publisher_id_share_their_fate() -> None:
 class Exploding(ProviderWrapper):
     """A provider whose call raises what no adapter maps, quoting the token (a library's error might)."""
 
-    def purge(self, request: PurgeRequest, *, idempotency_token: str) -> PurgeResult:
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
         raise KeyError(f"surprise while holding {FASTLY_TOKEN}")
 
 
@@ -143,11 +144,11 @@ def test_an_exception_no_adapter_maps_fails_its_request_permanently_and_redacted
     request = PurgeRequest("fastly", TargetKind.URL, ("https://www.example.com/a",), False, frozenset({"c"}))
     tally.hostile("unexpected", 1)
     # When
-    outcome = executor.run(request, deadline=executor.clock() + 60, idempotency_token="t")
+    outcome = executor.run(request, deadline=Deadline.after(60, executor.clock), idempotency_token="t")
     # Then: one attempt, a permanent failure naming the type and where, the token redacted
     assert isinstance(outcome.error, UnexpectedError) and not outcome.error.retryable and outcome.attempts == 1
     assert outcome.error.metric_name == REQUEST_METRIC
-    assert "unexpected KeyError at test_fault_boundaries.py:" in outcome.error.message
+    assert "unexpected KeyError at test_boundary.py:" in outcome.error.message
     assert FASTLY_TOKEN[:12] not in outcome.error.message and "<redacted>" in outcome.error.message
 
 

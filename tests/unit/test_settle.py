@@ -14,6 +14,7 @@ import httpx
 from helpers import FASTLY_TOKEN, MemoryLedger, SimulatedClock, fastly_config
 from pydantic import SecretStr
 
+from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import Plan, PurgeRequest, TargetKind
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import UnavailableError
@@ -56,8 +57,8 @@ def test_no_ledger_call_starts_after_settle_by_and_what_is_left_is_reported() ->
     ledger = SlowLedger(clock)
     requests = [request(f"c{i}") for i in range(4)]
     claimed = {("fastly", f"c{i}") for i in range(4)}
-    settle_by = clock() + 10
-    settlement = Settlement(claimed, Plan(tuple(requests)), ledger, settle_by=settle_by, clock=clock)
+    settle_by = Deadline(clock() + 10, clock)
+    settlement = Settlement(claimed, Plan(tuple(requests)), ledger, settle_by=settle_by)
     # When: each success arrives after the previous one is written (sequential writes of 7 s), then the failure
     for ok in requests[:2]:
         settlement.record(Outcome(ok, result=PurgeResult("id")))
@@ -66,7 +67,7 @@ def test_no_ledger_call_starts_after_settle_by_and_what_is_left_is_reported() ->
     settlement.record(Outcome(requests[3], error=UnavailableError("fastly", "503", status=503)))
     completed, failures = settlement.finish()
     # Then: the calls started before settle_by ran (ending at most one call after it); the rest did not
-    assert clock() <= settle_by + AWS_CALL_SECONDS
+    assert clock() <= settle_by.ends_at + AWS_CALL_SECONDS
     assert ledger.calls == ["complete", "complete"]
     assert {failure.operation for failure in failures} == {LedgerOperation.COMPLETE, LedgerOperation.RELEASE}
     assert all("out of time" in failure.cause for failure in failures)
