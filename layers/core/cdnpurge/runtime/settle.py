@@ -132,7 +132,12 @@ class Settlement:
         self._changed = threading.Condition()
         self._writer = threading.Thread(target=self._write_completions, name="ledger-complete", daemon=True)
         self._writer.start()
-        nothing_left = sorted(claimed - set(self._waiting) - self._failed)  # done by earlier receives
+        # Pairs whose attempt purged every target on earlier receives (`progress.skip_done` left nothing to send)
+        nothing_left = sorted(
+            pair
+            for pair in claimed - set(self._waiting) - self._failed
+            if pair in self._attempts and self._attempts[pair].done
+        )
         if nothing_left:
             with self._changed:
                 self._completed.update(nothing_left)
