@@ -6,7 +6,8 @@ that orders events for the same key; cdnpurge keys idempotency on both, so with 
 different uploads would look like one redelivered event. We also encode the key as S3 notifications are
 (`quote_plus`, the form Powertools' `S3EventBridgeNotificationObject.key` decodes), so the one decoding
 rule in `cdnpurge.core.events` is exercised end to end. An email subscription is listed as pending until
-confirmed, as in AWS (`with_pending_confirmation`). Everything else is moto's own code, unchanged.
+confirmed, as in AWS (`with_pending_confirmation`). CloudFront follows AWS's documented `CallerReference`
+rule (`cdnpurge_local.cloudfront_references`). Everything else is moto's own code, unchanged.
 
     python -m cdnpurge_local.moto_launcher -H 127.0.0.1 -p 5000
 """
@@ -126,6 +127,9 @@ def main() -> None:
     from moto.server import main as moto_main
     from moto.sns.models import SNSBackend
 
+    from cdnpurge_local.cloudfront_references import enforce_caller_references
+
+    enforce_caller_references()
     notifications._send_event_bridge_message = send_event_bridge_message
     for name in ("list_subscriptions", "list_subscriptions_by_topic"):
         setattr(SNSBackend, name, with_pending_confirmation(getattr(SNSBackend, name)))

@@ -5,9 +5,9 @@ at N and N+1, undeclared kinds, an unknown distribution); the HTTP faults it inj
 apply to a boto3 client, whose error mapping is checked below with botocore's `Stubber`.
 
 What moto (5.x) does not do, and how it is covered here:
-- it ignores `CallerReference`: a repeated reference creates a second invalidation (AWS returns the
-  existing one). We assert the token is sent unchanged on a retry, and keep AWS's behaviour as a strict
-  xfail that starts failing the day moto implements it;
+- it ignores `CallerReference`: a repeated reference would create a second invalidation (AWS returns the
+  existing one, and refuses the reference with other paths). The local stack's moto server follows AWS's
+  documented rule (`cdnpurge_local.cloudfront_references`), so the tests below see what AWS would do;
 - it never throttles nor returns TooManyInvalidationsInProgress, and reports `COMPLETED` at once:
   the error-mapping table is checked with botocore's `Stubber` (a unit-level check of our mapping);
 - it knows no cache tags (it stores `#tag` items as paths): the client of the tag tests refuses what the
@@ -208,7 +208,7 @@ def test_a_retry_sends_the_same_caller_reference(cloudfront: CloudFrontClient, d
 
 
 @MOTO
-@pytest.mark.xfail(strict=True, reason="moto ignores CallerReference; AWS returns the existing invalidation")
+@MOTO
 def test_a_retry_returns_the_existing_invalidation(cloudfront: CloudFrontClient, distribution_id: str) -> None:
     req = request(TargetKind.PATH, "/a.html")
     adapter = provider(cloudfront, distribution_id)
@@ -216,6 +216,37 @@ def test_a_retry_returns_the_existing_invalidation(cloudfront: CloudFrontClient,
     second = adapter.purge(req, idempotency_token=request_token(req))
     assert second.provider_id == first.provider_id
     assert cloudfront.list_invalidations(DistributionId=distribution_id)["InvalidationList"]["Quantity"] == 1
+
+
+@MOTO
+def test_a_new_attempt_at_the_same_paths_is_a_new_invalidation(
+    cloudfront: CloudFrontClient, distribution_id: str
+) -> None:
+    # Given a path purged once (its change's first attempt)
+    req = request(TargetKind.PATH, "/a.html")
+    adapter = provider(cloudfront, distribution_id)
+    first = adapter.purge(req, idempotency_token=request_token(req, {"c1": "attempt-1"}))
+    # When the same path is purged again by another attempt (a re-purge, an id reused after the window)
+    again = adapter.purge(req, idempotency_token=request_token(req, {"c1": "verify-1"}))
+    # Then CloudFront creates a second invalidation
+    assert again.provider_id != first.provider_id
+    assert cloudfront.list_invalidations(DistributionId=distribution_id)["InvalidationList"]["Quantity"] == 2
+
+
+@MOTO
+def test_a_reference_reused_for_other_paths_is_refused(cloudfront: CloudFrontClient, distribution_id: str) -> None:
+    # AWS: the same CallerReference with a different batch is InvalidationBatchAlreadyExists (HTTP 409)
+    adapter = provider(cloudfront, distribution_id)
+    adapter.purge(request(TargetKind.PATH, "/a.html"), idempotency_token="t-reused")
+    with pytest.raises(ClientError) as refused:
+        cloudfront.create_invalidation(
+            DistributionId=distribution_id,
+            InvalidationBatch={"Paths": {"Quantity": 1, "Items": ["/b.html"]}, "CallerReference": "t-reused"},
+        )
+    assert refused.value.response["Error"]["Code"] == "InvalidationBatchAlreadyExists"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+    with pytest.raises(RejectedError, match="InvalidationBatchAlreadyExists"):
+        adapter.purge(request(TargetKind.PATH, "/b.html"), idempotency_token="t-reused")
 
 
 @MOTO

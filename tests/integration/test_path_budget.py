@@ -3,7 +3,8 @@ billed-path counters, in the template's table) and CloudFront on moto server.
 
 - a storm under one directory crosses the budget: it is purged by one wildcard, billed one path;
 - a scattered storm crosses it with nothing to cover it: purged anyway path by path, and flagged;
-- a storm whose uploads also carry a cache tag: purged by the distinct tags alone;
+- a storm whose uploads also carry a cache tag their rule declares covering their paths: purged by the
+  distinct tags alone;
 - concurrent invocations adding to the counters never lose a count (`UpdateItem ADD` is atomic).
 """
 
@@ -154,8 +155,9 @@ def test_a_scattered_storm_crossing_the_budget_is_purged_anyway_and_flagged(
 def test_a_tagged_storm_crossing_the_budget_is_purged_by_its_distinct_tags(
     table: tuple[Any, str], cloudfront: CloudFrontClient
 ) -> None:
-    # Given uploads tagged by section (the origin returns the tag; the rule names it) and a full month
-    rule = '{match: "assets/{dir}/{name}", paths: ["/assets/{dir}/{name}"], keys: ["Section-{dir}"]}'
+    # Given uploads tagged by section (the origin returns the tag; the rule names it and declares that it
+    # covers the rule's paths) and a full month
+    rule = '{match: "assets/{dir}/{name}", paths: ["/assets/{dir}/{name}"], keys: ["Section-{dir}"], keys_cover: true}'
     storm = Storm(table, cloudfront, rule)
     storm.counter.add(storm.month, {storm.distribution_id: BUDGET})
     # When 40 uploads in 4 sections (and 40 directories' worth of paths) arrive

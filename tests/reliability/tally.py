@@ -61,6 +61,10 @@ CLASSES: Final = {
     "answers": "numbers and ids from CDN answers are finite and bounded before use",
     "output": "operator output escapes external text; operator commands bound their input",
     "deadline": "one deadline bounds every call (dripping edges, hanging endpoints, slow tables)",
+    "attempts": "a new attempt is a new invalidation, a redelivery the same one",
+    "coverage": "economising never drops a target",
+    "progress": "a change too big for one receive advances on each",
+    "iam": "what the function's role would be refused, the local stack refuses",
 }
 HOSTILE_TARGET: Final = 2000
 FRAGMENT_CHARS: Final = 12  # a credential fragment: any piece of a test token this long

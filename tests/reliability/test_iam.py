@@ -13,12 +13,18 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+from reliability import tally
 
 from cdnpurge_local.cfn import Evaluator, load_template, parameter_values
+from cdnpurge_local.iam import RolePolicy, enforce_role, function_role, leading_keys, required
 from cdnpurge_local.servers import REPO_ROOT
 from cdnpurge_local.stack import TEMPLATE_PATH
 
@@ -27,6 +33,7 @@ ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
 # trailing wildcard; it is the only wildcard allowed, and only after the configured prefix.
 # The content bucket's objects ("/*") are the other: verification reads an object's current version.
 CONTENT_OBJECTS = "arn:${AWS::Partition}:s3:::${ContentBucketName}/*"
+CONTENT_BUCKET = "arn:${AWS::Partition}:s3:::${ContentBucketName}"
 ALLOWED_WILDCARD_RESOURCES = {
     "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretsPrefix}*",
     CONTENT_OBJECTS,
@@ -163,11 +170,13 @@ def resolve(value: Any, **parameters: str) -> Any:
     return Evaluator(parameters=values, condition_definitions=document["Conditions"]).resolve(value)
 
 
-def test_s3_is_read_only_and_only_the_content_buckets_objects() -> None:
-    # Verification's HeadObject (authorised as s3:GetObject): nothing written, no other bucket, no listing.
+def test_s3_is_read_only_and_only_the_content_bucket() -> None:
+    # Verification's HeadObject (authorised as s3:GetObject), and s3:ListBucket on the same bucket, without
+    # which S3 answers 403 (not 404) for a missing key: nothing written, no other bucket.
     s3 = [s for s in execution_role_statements() if any(a.startswith("s3:") for a in s["actions"])]
-    assert [s["actions"] for s in s3] == [["s3:GetObject"], ["s3:GetObject"]]
+    assert [s["actions"] for s in s3] == [["s3:GetObject"], ["s3:ListBucket"], ["s3:GetObject"]]
     assert s3[0]["resources"] == [{"Fn::Sub": CONTENT_OBJECTS}]
+    assert s3[1]["resources"] == [{"Fn::Sub": CONTENT_BUCKET}]
     # The additional buckets' statement is there only when some are listed, and then names each one's objects.
     statements = template()["Resources"]["PurgeFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]
     last = statements["Statement"][-1:]
@@ -357,3 +366,96 @@ def test_the_transformed_event_source_can_poll_with_the_functions_role() -> None
             if set(s["actions"]) >= SQS_EVENT_SOURCE_ACTIONS and mapping["EventSourceArn"] in s["resources"]
         ]
         assert granted, f"{role_id} cannot poll {mapping['EventSourceArn']}"
+
+
+# --------------------------------------------------------------------------------------------------
+# The role applied as AWS would (`cdnpurge_local.iam`): what the template does not grant is refused.
+
+ACCOUNT, REGION, BUCKET_NAME = "123456789012", "us-east-1", "site-content"
+
+
+def applied_role(edit: Callable[[dict[str, Any]], None] | None = None) -> RolePolicy:
+    """The purge function's role, evaluated for a stack in ACCOUNT/REGION (`edit` changes the template)."""
+    raw = template()
+    if edit is not None:
+        edit(raw)
+    queue = f"arn:aws:sqs:{REGION}:{ACCOUNT}:"
+    attributes = {
+        "PurgeQueue": {"Arn": queue + "purge"},
+        "PurgeDeadLetterQueue": {"Arn": queue + "purge-dlq"},
+        "IdempotencyTable": {"Arn": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/idempotency"},
+        "PurgeTrailTable": {"Arn": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/trail"},
+    }
+    return function_role(
+        raw, parameters={"ContentBucketName": BUCKET_NAME}, region=REGION, account=ACCOUNT, attributes=attributes
+    )
+
+
+def stubbed_s3(policy: RolePolicy) -> tuple[Any, Stubber]:
+    client = boto3.client("s3", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+    return enforce_role(client, policy, region=REGION, account=ACCOUNT), Stubber(client)
+
+
+@pytest.mark.parametrize(
+    ("service", "operation", "params", "allowed"),
+    [
+        ("s3", "HeadObject", {"Bucket": BUCKET_NAME, "Key": "a/b.html"}, True),
+        ("s3", "HeadObject", {"Bucket": "another-bucket", "Key": "a/b.html"}, False),
+        ("s3", "ListObjectsV2", {"Bucket": BUCKET_NAME}, True),
+        ("s3", "ListObjectsV2", {"Bucket": "another-bucket"}, False),
+        ("sqs", "SendMessageBatch", {"QueueUrl": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/purge"}, True),
+        ("sqs", "SendMessage", {"QueueUrl": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/other"}, False),
+        ("dynamodb", "BatchWriteItem", {"RequestItems": {"trail": []}}, True),
+        ("dynamodb", "DeleteItem", {"TableName": "trail"}, False),
+        ("dynamodb", "TransactWriteItems", {"TransactItems": [{"Update": {"TableName": "idempotency"}}]}, True),
+        ("ssm", "GetParameter", {"Name": "/cdnpurge/other"}, False),
+        (
+            "dynamodb",
+            "UpdateItem",
+            {"TableName": "idempotency", "Key": {"id": {"S": "cdnpurge#paths#2026-11#E1"}}},
+            True,
+        ),
+        (
+            "dynamodb",
+            "UpdateItem",
+            {"TableName": "idempotency", "Key": {"id": {"S": "cdnpurge#provider-change#x"}}},
+            False,
+        ),
+    ],
+)
+def test_the_applied_role_allows_what_the_template_grants_and_nothing_else(
+    service: str, operation: str, params: dict[str, Any], allowed: bool
+) -> None:
+    policy = applied_role()
+    needed = required(service, operation, params, REGION, ACCOUNT)
+    keys = leading_keys(operation, params) if service == "dynamodb" else ()
+    assert all(policy.allows(action, resource, keys) for action, resource in needed) is allowed
+    tally.hostile("iam")
+
+
+def test_a_call_the_role_does_not_allow_is_refused_before_it_is_sent() -> None:
+    s3, stubber = stubbed_s3(applied_role())
+    stubber.add_response("head_object", {})  # what the bucket would answer: never reached
+    with stubber, pytest.raises(ClientError) as refused:
+        s3.head_object(Bucket="another-bucket", Key="a.html")
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    with pytest.raises(AssertionError):  # the stubbed answer was never taken: the call was not sent
+        stubber.assert_no_pending_responses()
+    tally.hostile("iam")
+
+
+@pytest.mark.parametrize("with_list_bucket", [True, False])
+def test_a_missing_key_is_404_only_with_list_bucket(with_list_bucket: bool) -> None:
+    # S3: "If you don't have the s3:ListBucket permission, Amazon S3 returns an HTTP status code 403"
+    def drop_list_bucket(raw: dict[str, Any]) -> None:
+        for policy in raw["Resources"]["PurgeFunctionRole"]["Properties"]["Policies"]:
+            statements = policy["PolicyDocument"]["Statement"]
+            policy["PolicyDocument"]["Statement"] = [s for s in statements if s.get("Sid") != "ListContentBucket"]
+
+    s3, stubber = stubbed_s3(applied_role(None if with_list_bucket else drop_list_bucket))
+    stubber.add_client_error("head_object", service_error_code="404", http_status_code=404)
+    with stubber, pytest.raises(ClientError) as missing:
+        s3.head_object(Bucket=BUCKET_NAME, Key="deleted.html")
+    assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == (404 if with_list_bucket else 403)
+    tally.hostile("iam")

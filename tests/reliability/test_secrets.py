@@ -260,6 +260,7 @@ def test_the_handler_only_calls_what_its_policy_grants(
         "cloudfront:CreateInvalidation",
         "cloudfront:GetInvalidation",
         "s3:GetObject",
+        "s3:ListBucket",
         "sqs:ChangeMessageVisibility",
         # the month's billed-path counters (UpdateItem when a CloudFront invalidation is accepted, GetItem
         # under monthly_path_budget): only with a cloudfront provider

@@ -74,15 +74,21 @@ def test_crossing_the_budget_purges_a_directory_by_wildcard() -> None:
     )
 
 
-def test_crossing_the_budget_lets_a_changes_cache_tag_cover_its_paths() -> None:
-    # Given 100 uploads, each with a path and a shared section tag, for the tagged distribution and Fastly
+def test_crossing_the_budget_lets_a_declared_cache_tag_cover_its_changes_paths() -> None:
+    # Given 100 uploads, each with a path and a shared section tag its rule declares covering the path
+    # (`keys_cover`), for the tagged distribution and Fastly
     items = []
     for i in range(100):
         items += routed(TargetKind.PATH, [f"/p{i}/x.html"], {"cf", "fastly"}, change=f"c{i}")
         items += routed(TargetKind.KEY, [f"Section-{i % 4}"], {"cf", "fastly"}, change=f"c{i}")
     # When the month has no room left
     the_plan, bill = budgeted_plan(
-        items, specs(parse_config(CONFIG).providers), month=MONTH, budget=1000, month_so_far=1000
+        items,
+        specs(parse_config(CONFIG).providers),
+        month=MONTH,
+        budget=1000,
+        month_so_far=1000,
+        tag_covered={f"c{i}" for i in range(100)},
     )
     # Then CloudFront gets the 4 tags only (billed 4), still serving all 100 changes; Fastly is untouched
     cloudfront = [r for r in the_plan.requests if r.provider == "cf"]
@@ -162,3 +168,28 @@ def test_a_refused_tag_covers_nothing_so_its_changes_paths_stay() -> None:
     assert [(r.kind, r.targets) for r in the_plan.requests] == [(TargetKind.PATH, ("/a/x.html",))]
     (error,) = the_plan.errors
     assert error.change_ids == frozenset({"c1"}) and "cache tag" in error.message
+
+
+def test_an_undeclared_tag_replaces_nothing_so_a_published_changes_paths_are_purged() -> None:
+    # Given a published change with keys [home], paths [/news/] and urls [.../feed.xml], and a full month
+    items = [
+        *routed(TargetKind.KEY, ["home"], {"cf"}, change="pub:1"),
+        *routed(TargetKind.PATH, ["/news/"], {"cf"}, change="pub:1"),
+        *routed(TargetKind.URL, ["https://www.example.com/feed.xml"], {"cf"}, change="pub:1"),
+    ]
+    # When the plan is economised (no rule declares that `home` tags those objects)
+    the_plan, bill = budgeted_plan(items, specs(parse_config(CONFIG).providers), month=MONTH, budget=0, month_so_far=0)
+    # Then the tag and both paths go to CloudFront: nothing is dropped in favour of the tag
+    sent = sorted((r.kind, value) for r in the_plan.requests for value in r.targets)
+    assert sent == [(TargetKind.KEY, "home"), (TargetKind.PATH, "/feed.xml"), (TargetKind.PATH, "/news/")]
+    assert all(e.kind is not TargetKind.KEY for e in the_plan.escalations)
+    assert (bill.economised, bill.exceeded) == (True, True)
+
+
+def test_keys_cover_is_declared_per_rule_and_needs_keys() -> None:
+    config = parse_config(
+        CONFIG + 'rules: [{match: "a/{name}", paths: ["/a/{name}"], keys: ["a"], keys_cover: true}]\n'
+    )
+    assert config.rules[0].keys_cover
+    with pytest.raises(ValueError, match="keys_cover is set but the rule has no keys"):
+        parse_config(CONFIG + 'rules: [{match: "a/{name}", paths: ["/a/{name}"], keys_cover: true}]\n')

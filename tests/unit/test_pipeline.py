@@ -24,7 +24,7 @@ from cdnpurge.core.models import Change
 from cdnpurge.core.registry import build_providers
 from cdnpurge.core.registry import specs as provider_specs
 from cdnpurge.runtime.execute import Executor
-from cdnpurge.runtime.ledger import Claim, LedgerOperation, LedgerUnavailableError, Pair
+from cdnpurge.runtime.ledger import Claims, LedgerOperation, LedgerUnavailableError, Pair
 from cdnpurge.runtime.pipeline import run_batch
 from cdnpurge.runtime.report import BatchReport
 from cdnpurge.runtime.repurge import repurge_candidates
@@ -160,7 +160,7 @@ class UnreachableLedger(MemoryLedger):
         super().__init__()
         self.fail = fail
 
-    def claim(self, pairs: Iterable[Pair], remaining_ms: int | None) -> dict[Pair, Claim]:
+    def claim(self, pairs: Iterable[Pair], remaining_ms: int | None) -> Claims:
         pairs = list(pairs)
         if self.fail == "claim":
             raise LedgerUnavailableError(LedgerOperation.CLAIM, pairs, "EndpointConnectionError: down")

@@ -153,9 +153,14 @@ PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_ch
 
 
 def check_every_target_is_covered_by_a_request_for_its_change_or_named_by_an_error(
-    items: list[RoutedTarget], specs: dict[str, ProviderSpec]
+    items: list[RoutedTarget],
+    specs: dict[str, ProviderSpec],
+    result: Plan | None = None,
+    tag_covered: frozenset[str] = frozenset(),
 ) -> None:
-    result = plan(items, specs)
+    """`result` (default: the plan of `items`) serves every target owed; a change in `tag_covered` may have
+    its paths, URLs and prefixes served by a cache-tag request serving it at the same provider."""
+    result = plan(items, specs) if result is None else result
     errors = {(error.provider, change) for error in result.errors for change in error.change_ids}
     for item in items:
         names = specs if item.providers is None else item.providers
@@ -165,6 +170,15 @@ def check_every_target_is_covered_by_a_request_for_its_change_or_named_by_an_err
                 continue
             if able and name not in able:
                 continue  # routed to the providers (of those named) that can express its kind instead
+            if (
+                item.change_id in tag_covered
+                and item.target.kind in (TargetKind.PATH, TargetKind.URL, TargetKind.PREFIX)
+                and any(
+                    r.provider == name and r.kind is TargetKind.KEY and item.change_id in r.change_ids
+                    for r in result.requests
+                )
+            ):
+                continue  # declared covered by its change's cache tag, sent to the same provider
             converted, problem = convert(item.target, spec)
             assert problem is None, f"{item} has no plan error at {name} but cannot be converted: {problem}"
             for target in converted:

@@ -41,7 +41,7 @@ class SlowLedger(MemoryLedger):
         self.calls.append("complete")
         self.written.release()
 
-    def release(self, pairs: Iterable[Pair], error: Exception) -> None:
+    def release(self, pairs: Iterable[Pair], error: Exception, attempts: object = None) -> None:
         self.clock.sleep(AWS_CALL_SECONDS)
         super().release(pairs, error)
         self.calls.append("release")

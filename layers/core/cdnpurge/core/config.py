@@ -66,6 +66,12 @@ class Rule(BaseModel):
     providers: tuple[str, ...] | None = Field(
         default=None, description="Send these targets only to the named providers (default: all)."
     )
+    keys_cover: bool = Field(
+        default=False,
+        description="The objects this rule's paths, urls and prefixes name are served with each of its keys as "
+        "a cache tag: under monthly_path_budget a tag may stand in for them. Off by default, since nothing else "
+        "proves that a tag covers a path.",
+    )
 
     @field_validator("paths", "prefixes")
     @classmethod
@@ -93,6 +99,8 @@ class Rule(BaseModel):
         known = set(names) | {"key", "bucket"}
         if not (self.paths or self.urls or self.keys or self.prefixes):
             problems.append("a rule needs at least one of paths, urls, keys, prefixes")
+        if self.keys_cover and not self.keys:
+            problems.append("keys_cover is set but the rule has no keys to cover its targets with")
         for field_name in ("paths", "urls", "keys", "prefixes"):
             for position, template in enumerate(getattr(self, field_name)):
                 unknown = {name for name, _ in PLACEHOLDER.findall(template)} - known

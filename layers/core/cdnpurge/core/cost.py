@@ -8,11 +8,16 @@ cost orders of magnitude more than the same storm purged by wildcard or tag. Thi
 - keeps the month's count in the idempotency table, one atomic counter per distribution and one in total
   (`DynamoDBPathCounter`: `UpdateItem ADD` on `cdnpurge#paths#<YYYY-MM>#<distribution>` and `...#total`);
 - holds a plan to `monthly_path_budget` (`budgeted_plan`): when the plan would take the month over it, it
-  first drops the paths of changes that also send a cache tag to the same distribution (the rule's keys are
-  the object's tags, so the tag covers the object), then lets the planner's prefix escalation turn every
-  directory of two or more paths into one wildcard where that needs no more requests; if the plan still
-  crosses the budget it is sent anyway, because stale content costs more than a few cents, and the
-  `PathBill` says so (logged and counted as `PathBudgetExceeded` by `observability`).
+  first drops the paths of changes whose rule declares that its keys tag them (`keys_cover`) and that send
+  such a tag to the same distribution, then lets the planner's prefix escalation turn every directory of
+  two or more paths into one wildcard where that needs no more requests; if the plan still crosses the
+  budget it is sent anyway, because stale content costs more than a few cents, and the `PathBill` says so
+  (logged and counted as `PathBudgetExceeded` by `observability`).
+
+Economising never drops a target: the economical plan is checked with `cdnpurge.core.plan.coverage`
+(every target owed is sent, provably covered by a sent one, or named by a plan error), and whatever it
+would leave unserved is planned as it was. A tag covers nothing that is not declared: a publisher's
+`keys: [home]` beside `paths: [/news/]` sends `#home` *and* `/news/`.
 
 Planning stays pure: the month so far is read by the caller (the pipeline, or `cdnpurge plan --table`).
 """
@@ -21,13 +26,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from cdnpurge.core.models import Escalation, Plan, PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import can_express, plan, router
+from cdnpurge.core.plan.coverage import TAG_COVERABLE, unserved
 from cdnpurge.core.spec import ProviderSpec
 
 FREE_PATHS_PER_MONTH = 1000
@@ -37,8 +43,6 @@ TOTAL = "total"
 PATHS = "paths"  # the counter's attribute
 # Counters outlive their month by a year (the table's TTL attribute), for looking back at a bill.
 COUNTER_KEPT_SECONDS = 400 * 86_400
-# Kinds a cache tag of the same change makes redundant at the same distribution when the budget is tight.
-COVERED_BY_TAGS = frozenset({TargetKind.PATH, TargetKind.URL, TargetKind.PREFIX})
 
 
 def month_of(epoch_seconds: float) -> str:
@@ -103,30 +107,52 @@ def budgeted_plan(
     month: str,
     budget: int | None,
     month_so_far: int | None,
+    tag_covered: Collection[str] = frozenset(),
 ) -> tuple[Plan, PathBill]:
     """The plan, and its bill; under a budget the plan would cross, the economical plan (see the module
-    docstring) with the escalations that made it so."""
+    docstring) with the escalations that made it so. `tag_covered`: the changes whose keys are declared to
+    tag the objects their other targets name (a rule's `keys_cover`)."""
     the_plan = plan(routed, specs)
     bill = PathBill(month, billed_paths(the_plan.requests, specs), month_so_far, budget)
     if not bill.exceeded:
         return the_plan, bill
-    tagged, by_tags = _covered_by_tags(routed, specs)
-    cheaper = plan(tagged, _wildcards_wherever_cheaper(specs))
-    escalations = _tag_escalations(by_tags, the_plan, cheaper)
+    tagged, by_tags = _covered_by_tags(routed, specs, tag_covered)
+    cheaper = _serving_everything(routed, tagged, specs, tag_covered) or the_plan
+    escalations = _tag_escalations(by_tags, the_plan, cheaper) if cheaper is not the_plan else []
     cheaper = replace(cheaper, escalations=(*escalations, *cheaper.escalations))
     return cheaper, replace(bill, paths=billed_paths(cheaper.requests, specs), economised=True)
 
 
+def _serving_everything(
+    routed: Sequence[RoutedTarget],
+    tagged: list[RoutedTarget],
+    specs: Mapping[str, ProviderSpec],
+    tag_covered: Collection[str],
+) -> Plan | None:
+    """The economical plan of `tagged`, with whatever of `routed` it would leave unserved added back as it
+    was (`cdnpurge.core.plan.coverage`); None if even that leaves something unserved (the caller then sends
+    the plan it would have sent without a budget)."""
+    cheap_specs = _wildcards_wherever_cheaper(specs)
+    destinations = router(specs)
+    cheaper = plan(tagged, cheap_specs)
+    missing = unserved(routed, cheaper, specs, destinations, tag_covered=tag_covered)
+    if not missing:
+        return cheaper
+    cheaper = plan([*tagged, *missing], cheap_specs)
+    return None if unserved(routed, cheaper, specs, destinations, tag_covered=tag_covered) else cheaper
+
+
 def _covered_by_tags(
-    routed: Sequence[RoutedTarget], specs: Mapping[str, ProviderSpec]
+    routed: Sequence[RoutedTarget], specs: Mapping[str, ProviderSpec], tag_covered: Collection[str]
 ) -> tuple[list[RoutedTarget], dict[str, tuple[set[str], int]]]:
-    """Drop, at each billed provider, the paths, URLs and prefixes of every change that sends that provider a
-    cache tag; returns the kept targets and, per provider, (the tags, the targets dropped)."""
+    """Drop, at each billed provider, the paths, URLs and prefixes of every change declared tag-covered
+    (`tag_covered`) that sends that provider a cache tag; returns the kept targets and, per provider, (the
+    tags, the targets dropped)."""
     destinations = router(specs)
     billed = {name for name, spec in specs.items() if spec.billing_key is not None}
     tags_of: dict[tuple[str, str], set[str]] = defaultdict(set)  # (provider, change) -> its tags there
     for item in routed:
-        if item.target.kind is TargetKind.KEY:
+        if item.target.kind is TargetKind.KEY and item.change_id in tag_covered:
             for name in billed.intersection(destinations(item.providers, TargetKind.KEY)):
                 if _sendable(specs[name], item.target):  # a refused tag covers nothing
                     tags_of[(name, item.change_id)].add(item.target.value.lower())
@@ -135,7 +161,7 @@ def _covered_by_tags(
     kept: list[RoutedTarget] = []
     dropped: dict[str, tuple[set[str], int]] = {}
     for item in routed:
-        if item.target.kind not in COVERED_BY_TAGS:
+        if item.target.kind not in TAG_COVERABLE:
             kept.append(item)
             continue
         going = destinations(item.providers, item.target.kind)

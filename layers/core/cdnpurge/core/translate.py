@@ -45,6 +45,15 @@ class Translation:
     rule_of: Mapping[str, int] = field(default_factory=dict)
 
 
+def tag_covered(translation: Translation, config: Config) -> frozenset[str]:
+    """The changes whose rule declares that its keys tag the objects its other targets name (`keys_cover`):
+    the only changes whose paths a cache tag may stand in for (`cdnpurge.core.cost.budgeted_plan`)."""
+    covering = {position for position, rule in enumerate(config.rules) if rule.keys_cover}
+    if not covering:
+        return frozenset()
+    return frozenset(change for change, position in translation.rule_of.items() if position in covering)
+
+
 # What `quote(value, safe="/")` leaves as it is: a value made only of these needs no encoding.
 _URL_SAFE = re.compile(r"[A-Za-z0-9_.~/-]*")
 

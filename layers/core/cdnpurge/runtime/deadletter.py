@@ -162,7 +162,7 @@ def _attributes(
     attributes = {
         name: {"DataType": "String", "StringValue": _attribute_text(redact(value))} for name, value in ours.items()
     }
-    for name, value in _original_attributes(record).items():
+    for name, value in original_attributes(record).items():
         if len(attributes) >= _SQS_MAX_ATTRIBUTES:
             break
         attributes.setdefault(name, value)
@@ -198,7 +198,7 @@ def _attribute_text(value: str) -> str:
     return text or "-"
 
 
-def _original_attributes(record: Mapping[str, Any]) -> dict[str, Any]:
+def original_attributes(record: Mapping[str, Any]) -> dict[str, Any]:
     """The record's own message attributes in SendMessage form (Lambda's event uses other field names)."""
     converted: dict[str, Any] = {}
     attributes = record.get("messageAttributes")

@@ -120,6 +120,7 @@ class Outcome:
     # pacing delay, or the back-off that did not fit): when a retry of its records is due.
     retry_in: float | None = None
     unmetered: int = 0  # calls paced at the static share because the shared meter could not be reached
+    token: str = ""  # the idempotency token the calls carried (CloudFront's CallerReference)
 
     @property
     def ok(self) -> bool:
@@ -317,6 +318,7 @@ class Executor:
                 seconds=seconds,
                 retry_in=retry_in,
                 unmetered=unmetered,
+                token=idempotency_token,
             )
 
         while True:
@@ -501,19 +503,24 @@ class Executor:
             self.on_attempt(request, attempt, what)
 
 
-def request_token(request: PurgeRequest) -> str:
-    """A stable idempotency token for one request (CloudFront's CallerReference, log correlation).
+def request_token(request: PurgeRequest, generations: Mapping[str, str] | None = None) -> str:
+    """The idempotency token of one attempt at one request (CloudFront's CallerReference, log correlation).
 
-    Derived from content and the changes served, so the same request retried gets the same token and a
-    provider that deduplicates on it (CloudFront) can never create a second job for it.
+    It identifies the *attempt*, not only the content: the request's provider, kind, targets and mode, and
+    each change it serves with that change's purge generation (`generations`: the ledger's `Attempt` for a
+    first purge, `verify-<n>` for verification's n-th re-purge). So a retry of the same attempt (botocore's
+    retry, a redelivery that continues it) gets the same token and CloudFront creates nothing new, while a
+    re-purge of a stale path, or a change purged again after the idempotency window, is a new invalidation:
+    CloudFront answers a repeated reference with the invalidation it created the first time.
     """
+    attempts = generations or {}
     canonical = json.dumps(
         [
             request.provider,
             request.kind.value,
             list(request.targets),
             request.soft,
-            sorted(request.change_ids),
+            sorted((change, attempts.get(change, "")) for change in request.change_ids),
         ],
         separators=(",", ":"),
     )
@@ -525,13 +532,15 @@ def execute_plan(
     executor: Executor,
     deadline: Deadline,
     on_outcome: Callable[[Outcome], None],
+    token_for: Callable[[PurgeRequest], str] = request_token,
 ) -> tuple[Outcome, ...]:
     """Each provider's queue runs on threads of its own, so one slow or throttled CDN never delays another;
     within a provider, up to `executor.calls_in_flight` calls at once (about rate x latency, read again as
     each call ends), so a 100 ms round trip does not cap the rate one invocation reaches.
 
     `on_outcome` is called on a provider's thread as each request ends (the settle stage marks pairs
-    complete from it); the outcomes are returned in the plan's order.
+    complete from it); the outcomes are returned in the plan's order. `token_for` names each request's
+    attempt (`request_token` with the changes' generations).
     """
     by_provider: dict[str, deque[PurgeRequest]] = defaultdict(deque)
     for request in requests:
@@ -559,7 +568,7 @@ def execute_plan(
                 while queue and active[name] < min(executor.calls_in_flight(name), len(queue) + 1):
                     start(name)
             try:
-                outcome = executor.run(request, deadline=deadline, idempotency_token=request_token(request))
+                outcome = executor.run(request, deadline=deadline, idempotency_token=token_for(request))
                 on_outcome(outcome)
             except BaseException as problem:  # re-raised on the caller's thread, as a thread pool would
                 with condition:

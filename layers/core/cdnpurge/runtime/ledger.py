@@ -16,14 +16,25 @@ changes a second). Here claims are conditional puts in `TransactWriteItems` of 2
 parallel (a cancelled transaction names, per record, whether its condition failed, and returns the
 existing record so DONE and BUSY are told apart), completions and releases are `BatchWriteItem`s of
 25 through the writer the purge trail uses too (`cdnpurge.runtime.dynamodb_batch`). The records keep
-Powertools' layout, key hash (`record_key`) and claim condition (`CLAIM_CONDITION`), so a table written by
-either reads the same, and tests/integration/test_ledger_dynamodb.py proves it both ways.
+Powertools' layout, key hash (`record_key`) and claim condition (no record, an expired one, or an
+INPROGRESS one whose holder's deadline passed; here in two steps, `FRESH_CONDITION` then
+`TAKEOVER_CONDITION`), so a table written by either reads the same, and
+tests/integration/test_ledger_dynamodb.py proves it both ways. Every write is a put or a delete (the
+function's role grants no UpdateItem on ledger records).
 
 When the store itself fails (DynamoDB unreachable, throttled, erroring), every operation still runs for
 all its pairs and then raises `LedgerUnavailableError` naming the pairs it could not record; `claim`
 attaches what it did learn, so the pipeline purges only what it really claimed and returns the rest to
 SQS. A pair claimed by an invocation that died mid-batch is not stuck: its INPROGRESS record expires at
 that invocation's deadline (`remaining_ms`), after which a redelivery may claim it again.
+
+Each claim also names its *attempt* (`Attempt`): a `generation` written with a fresh claim and kept by
+every later claim of the same record until it completes or expires, and `done`, the digests of the
+targets that attempt already purged (`cdnpurge.runtime.progress`). A pair that is not completed is not
+deleted on release but *parked*: INPROGRESS with its holder's deadline in the past (so Powertools and this
+ledger both take it over at once), its generation and progress kept. So a redelivery continues the same
+attempt (same CloudFront `CallerReference` for the same request, targets already purged skipped), while a
+change purged again after the idempotency window (its record expired) is a new attempt.
 
 Every operation runs inside the caller's `bounded_call` (`cdnpurge.runtime.settle` opens it): each call and
 each back-off ends before the settling deadline, so a throttled table answering slowly cannot hold the
@@ -38,7 +49,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -59,11 +70,13 @@ Pair = tuple[str, str]  # (provider, change id)
 KEY_PREFIX = "cdnpurge#provider-change"
 ID, EXPIRY, IN_PROGRESS_EXPIRY, STATUS, DATA = "id", "expiration", "in_progress_expiration", "status", "data"
 COMPLETED, INPROGRESS = "COMPLETED", "INPROGRESS"
-# Powertools' put condition: no record, an expired one, or an INPROGRESS one whose holder's deadline passed.
-CLAIM_CONDITION = (
-    "attribute_not_exists(#id) OR #expiry < :now OR "
-    "(#status = :inprogress AND attribute_exists(#in_progress_expiry) AND #in_progress_expiry < :now_in_millis)"
-)
+# Ours, beside Powertools' attributes: the attempt a claim belongs to, and the targets it already purged.
+GENERATION, DONE = "generation", "done"
+# Powertools' claim condition (no record, an expired one, or an INPROGRESS one whose holder's deadline
+# passed) in two conditional puts: a fresh claim (no record, or an expired one) starts a new attempt;
+# taking over a record whose holder's deadline passed keeps the attempt it names.
+FRESH_CONDITION = "attribute_not_exists(#id) OR #expiry < :now"
+TAKEOVER_CONDITION = "#status = :inprogress AND #in_progress_expiry = :seen"
 
 # Records per claim transaction. DynamoDB takes up to 100, but smaller transactions run in parallel
 # (lower latency per batch) and a cancelled one re-sends fewer records.
@@ -98,6 +111,28 @@ class Claim(StrEnum):
     UNAVAILABLE = "unavailable"  # the store could not be asked: never purge blindly, let SQS redeliver
 
 
+class Attempt(NamedTuple):
+    """Which attempt a claimed pair belongs to: `generation` is the same for every claim of one record until
+    it completes or expires (a redelivery), new after that (a purge asked for again); `done` holds the
+    digests of the targets this attempt already purged (`cdnpurge.runtime.progress`)."""
+
+    generation: str
+    done: frozenset[str] = frozenset()
+
+
+class Claims(dict[Pair, Claim]):
+    """`claim`'s answer: each pair's state, and `attempts`, the attempt of every CLAIMED pair."""
+
+    def __init__(self, states: Mapping[Pair, Claim] | None = None, attempts: Mapping[Pair, Attempt] | None = None):
+        super().__init__(states or {})
+        self.attempts: dict[Pair, Attempt] = dict(attempts or {})
+
+
+def new_generation() -> str:
+    """A fresh attempt's name: random, so two attempts never share a CloudFront `CallerReference`."""
+    return uuid.uuid4().hex[:16]
+
+
 class LedgerUnavailableError(CdnpurgeError):
     """The idempotency store failed for some pairs of one operation (`claim`, `complete` or `release`).
 
@@ -120,11 +155,15 @@ class LedgerUnavailableError(CdnpurgeError):
 
 
 class Ledger(Protocol):
-    def claim(self, pairs: Iterable[Pair], remaining_ms: int | None) -> dict[Pair, Claim]: ...
+    def claim(self, pairs: Iterable[Pair], remaining_ms: int | None) -> dict[Pair, Claim]:
+        """Each pair's state; a `Claims` also names the attempt of each CLAIMED pair."""
+        ...
 
     def complete(self, pairs: Iterable[Pair], result: dict[str, Any]) -> None: ...
 
-    def release(self, pairs: Iterable[Pair], error: Exception) -> None: ...
+    def release(self, pairs: Iterable[Pair], error: Exception, attempts: Mapping[Pair, Attempt] | None = None) -> None:
+        """Let the pairs be claimed again; those with an `attempts` entry are parked with it (kept)."""
+        ...
 
 
 def record_key(pair: Pair) -> str:
@@ -153,9 +192,11 @@ class DynamoDBLedger:
         self._sleep = sleep
         self._writer = BatchWriter(client, table_name, sleep=sleep)
 
-    def claim(self, pairs: Iterable[Pair], remaining_ms: int | None) -> dict[Pair, Claim]:
+    def claim(self, pairs: Iterable[Pair], remaining_ms: int | None) -> Claims:
         results = _each(pairs, CLAIM_ITEMS, lambda chunk: self._claim(chunk, remaining_ms))
-        claims = {pair: state for pair, state in results.items() if isinstance(state, Claim)}
+        attempts = {pair: state for pair, state in results.items() if isinstance(state, Attempt)}
+        states = {pair: state for pair, state in results.items() if isinstance(state, Claim)}
+        claims = Claims({**states, **dict.fromkeys(attempts, Claim.CLAIMED)}, attempts)
         _raise_failures(LedgerOperation.CLAIM, results, claims)
         return claims
 
@@ -167,22 +208,70 @@ class DynamoDBLedger:
             lambda key: {"PutRequest": {"Item": {ID: key, EXPIRY: expiry, STATUS: {"S": COMPLETED}, DATA: data}}},
         )
 
-    def release(self, pairs: Iterable[Pair], error: Exception) -> None:
-        self._write(LedgerOperation.RELEASE, pairs, lambda key: {"DeleteRequest": {"Key": {ID: key}}})
+    def release(self, pairs: Iterable[Pair], error: Exception, attempts: Mapping[Pair, Attempt] | None = None) -> None:
+        """Delete each record, or park it with its attempt: INPROGRESS, its holder's deadline long passed."""
+        pairs, known = list(pairs), attempts or {}
+        parked: dict[str, Attempt] = {record_key(pair): known[pair] for pair in pairs if pair in known}
+        expiry = {"N": str(self._expiry(self._clock()))}
+
+        def request_for(key: dict[str, str]) -> Any:
+            attempt = parked.get(key["S"])
+            if attempt is None:
+                return {"DeleteRequest": {"Key": {ID: key}}}
+            item: dict[str, Any] = {
+                ID: key,
+                EXPIRY: expiry,
+                STATUS: {"S": INPROGRESS},
+                IN_PROGRESS_EXPIRY: {"N": "0"},
+                GENERATION: {"S": attempt.generation},
+            }
+            if attempt.done:
+                item[DONE] = {"SS": sorted(attempt.done)}
+            return {"PutRequest": {"Item": item}}
+
+        self._write(LedgerOperation.RELEASE, pairs, request_for)
 
     def _expiry(self, now: float) -> int:
         return int(now) + self._expires_after_seconds
 
-    def _claim(self, chunk: Sequence[Pair], remaining_ms: int | None) -> dict[Pair, Claim | Exception]:
-        """One conditional put per pair in one transaction. A cancelled transaction writes nothing but says,
-        per record, why: a failed condition settles that pair (DONE or BUSY, from the record returned), the
-        others go again in the next transaction."""
+    def _claim(self, chunk: Sequence[Pair], remaining_ms: int | None) -> dict[Pair, Claim | Attempt | Exception]:
+        """Fresh claims in one transaction, then takeovers of the records whose holder's deadline passed in a
+        second one: a claimed pair's answer is its `Attempt`."""
+        generations = {pair: new_generation() for pair in chunk}
+        fresh, takeovers = self._transact(chunk, lambda pair: self._fresh_put(pair, remaining_ms, generations[pair]))
+        settled: dict[Pair, Claim | Attempt | Exception] = {
+            pair: Attempt(generations[pair]) if state is Claim.CLAIMED else state for pair, state in fresh.items()
+        }
+        if not takeovers:
+            return settled
+        attempts = {pair: _attempt_of(record) for pair, record in takeovers.items()}
+
+        def takeover(pair: Pair) -> dict[str, Any]:
+            return self._takeover(pair, remaining_ms, takeovers[pair], attempts[pair])
+
+        taken, lost = self._transact(list(takeovers), takeover)
+        for pair, state in taken.items():
+            settled[pair] = attempts[pair] if state is Claim.CLAIMED else state
+        for pair in lost:  # taken over by another invocation between our two steps
+            settled[pair] = Claim.BUSY
+        return settled
+
+    def _transact(
+        self, chunk: Sequence[Pair], item_for: Callable[[Pair], dict[str, Any]]
+    ) -> tuple[dict[Pair, Claim | Exception], dict[Pair, Mapping[str, Any]]]:
+        """One conditional write per pair in one transaction. A cancelled transaction writes nothing but says,
+        per record, why: a failed condition settles that pair (DONE or BUSY, from the record returned) or,
+        for an INPROGRESS record whose holder's deadline passed, names it as one to take over; the others go
+        again in the next transaction. Returns (settled pairs, takeover candidates with their record)."""
         settled: dict[Pair, Claim | Exception] = {}
+        takeovers: dict[Pair, Mapping[str, Any]] = {}
         pending = list(chunk)
         for attempt in range(ATTEMPTS):
+            if not pending:
+                break
             try:
                 self._client.transact_write_items(
-                    TransactItems=[self._claim_put(pair, remaining_ms) for pair in pending],
+                    TransactItems=[item_for(pair) for pair in pending],
                     # Makes botocore's own retry of a timed-out call idempotent (no BUSY from our own write).
                     ClientRequestToken=uuid.uuid4().hex,
                 )
@@ -192,41 +281,49 @@ class DynamoDBLedger:
                     pending
                 ):
                     raise
-                pending, throttled = _settle_cancelled(pending, reasons, settled)
-                if not pending:
-                    return settled
+                pending, throttled = _settle_cancelled(pending, reasons, settled, takeovers, self._clock())
                 if throttled:
                     DYNAMODB_RETRY.pause(attempt, self._sleep, what="claiming again after a throttle")
                 continue
             settled.update(dict.fromkeys(pending, Claim.CLAIMED))
-            return settled
+            return settled, takeovers
         settled.update(dict.fromkeys(pending, LedgerRefusedError(f"throttled on {ATTEMPTS} attempts")))
-        return settled
+        return settled, takeovers
 
-    def _claim_put(self, pair: Pair, remaining_ms: int | None) -> dict[str, Any]:
+    def _fresh_put(self, pair: Pair, remaining_ms: int | None, generation: str) -> dict[str, Any]:
         now = self._clock()
-        item = {ID: {"S": record_key(pair)}, EXPIRY: {"N": str(self._expiry(now))}, STATUS: {"S": INPROGRESS}}
+        item = {
+            ID: {"S": record_key(pair)},
+            EXPIRY: {"N": str(self._expiry(now))},
+            STATUS: {"S": INPROGRESS},
+            GENERATION: {"S": generation},
+        }
         if remaining_ms is not None:
             item[IN_PROGRESS_EXPIRY] = {"N": str(int(now * 1000) + remaining_ms)}
         return {
             "Put": {
                 "TableName": self._table,
                 "Item": item,
-                "ConditionExpression": CLAIM_CONDITION,
-                "ExpressionAttributeNames": {
-                    "#id": ID,
-                    "#expiry": EXPIRY,
-                    "#in_progress_expiry": IN_PROGRESS_EXPIRY,
-                    "#status": STATUS,
-                },
-                "ExpressionAttributeValues": {
-                    ":now": {"N": str(int(now))},
-                    ":now_in_millis": {"N": str(int(now * 1000))},
-                    ":inprogress": {"S": INPROGRESS},
-                },
+                "ConditionExpression": FRESH_CONDITION,
+                "ExpressionAttributeNames": {"#id": ID, "#expiry": EXPIRY},
+                "ExpressionAttributeValues": {":now": {"N": str(int(now))}},
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
         }
+
+    def _takeover(
+        self, pair: Pair, remaining_ms: int | None, record: Mapping[str, Any], attempt: Attempt
+    ) -> dict[str, Any]:
+        """Hold the record again, its attempt kept, if it is still the one we saw (its holder's deadline): a
+        conditional put of the record as it was, under our deadline."""
+        item = self._fresh_put(pair, remaining_ms, attempt.generation)
+        put = item["Put"]
+        if attempt.done:
+            put["Item"][DONE] = {"SS": sorted(attempt.done)}
+        put["ConditionExpression"] = TAKEOVER_CONDITION
+        put["ExpressionAttributeNames"] = {"#status": STATUS, "#in_progress_expiry": IN_PROGRESS_EXPIRY}
+        put["ExpressionAttributeValues"] = {":inprogress": {"S": INPROGRESS}, ":seen": record[IN_PROGRESS_EXPIRY]}
+        return item
 
     def _write(
         self, operation: LedgerOperation, pairs: Iterable[Pair], request_for: Callable[[dict[str, str]], Any]
@@ -239,7 +336,11 @@ class DynamoDBLedger:
 
 
 def _settle_cancelled(
-    pending: Sequence[Pair], reasons: Sequence[Mapping[str, Any]], settled: dict[Pair, Claim | Exception]
+    pending: Sequence[Pair],
+    reasons: Sequence[Mapping[str, Any]],
+    settled: dict[Pair, Claim | Exception],
+    takeovers: dict[Pair, Mapping[str, Any]],
+    now: float,
 ) -> tuple[list[Pair], bool]:
     """Record what each cancellation reason says; return the pairs to try again and whether to wait first."""
     again: list[Pair] = []
@@ -247,8 +348,14 @@ def _settle_cancelled(
     for pair, reason in zip(pending, reasons, strict=True):
         code = reason.get("Code")
         if code == "ConditionalCheckFailed":
-            status = reason.get("Item", {}).get(STATUS, {}).get("S")
-            settled[pair] = Claim.DONE if status == COMPLETED else Claim.BUSY
+            record = reason.get("Item", {})
+            status = record.get(STATUS, {}).get("S")
+            if status == COMPLETED:
+                settled[pair] = Claim.DONE
+            elif _holder_gone(record, now) and pair not in takeovers:
+                takeovers[pair] = record
+            else:
+                settled[pair] = Claim.BUSY
         elif code == "TransactionConflict":  # another invocation is writing this very record right now
             settled[pair] = Claim.BUSY
         elif code in (None, "None") or code in THROTTLED:  # cancelled because of the others, or throttled
@@ -257,6 +364,22 @@ def _settle_cancelled(
         else:
             settled[pair] = LedgerRefusedError(f"{code}: {str(reason.get('Message', ''))[:200]}")
     return again, throttled
+
+
+def _holder_gone(record: Mapping[str, Any], now: float) -> bool:
+    """An INPROGRESS record whose holder's deadline passed (Powertools' takeover condition)."""
+    if record.get(STATUS, {}).get("S") != INPROGRESS or IN_PROGRESS_EXPIRY not in record:
+        return False
+    try:
+        return int(record[IN_PROGRESS_EXPIRY]["N"]) < int(now * 1000)
+    except (KeyError, ValueError):
+        return False
+
+
+def _attempt_of(record: Mapping[str, Any]) -> Attempt:
+    """The attempt a stored record names (a record without one, written by Powertools, gets a new one)."""
+    generation = record.get(GENERATION, {}).get("S") or new_generation()
+    return Attempt(generation, frozenset(record.get(DONE, {}).get("SS", ())))
 
 
 def _each(pairs: Iterable[Pair], size: int, call: Callable[[list[Pair]], Mapping[Pair, Any]]) -> dict[Pair, Any]:

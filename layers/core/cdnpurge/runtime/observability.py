@@ -81,7 +81,7 @@ def _log_batch(report: BatchReport, logger: Logger, summary: dict[str, int]) -> 
             "soft": request.soft,
             "attempts": outcome.attempts,
             "throttled": outcome.throttled,
-            "request_token": request_token(request),
+            "request_token": outcome.token,
             "change_ids": sorted(request.change_ids)[:20],
         }
         if outcome.ok and outcome.result is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any, Final, NamedTuple
 
 from cdnpurge.core.coalesce import split, split_flushes
@@ -23,14 +24,15 @@ from cdnpurge.core.cost import PathBill, PathCounter, billed_paths, budgeted_pla
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import describe_error
 from cdnpurge.core.events import Decoded, decode_event
-from cdnpurge.core.models import Plan, RoutedTarget
+from cdnpurge.core.models import Plan, PurgeRequest, RoutedTarget
 from cdnpurge.core.plan import router
 from cdnpurge.core.spec import ProviderSpec
-from cdnpurge.core.translate import Translation, translate
+from cdnpurge.core.translate import Translation, tag_covered, translate
 from cdnpurge.runtime.bounded import bounded_call
 from cdnpurge.runtime.coalesce import Coalescer, without_store
-from cdnpurge.runtime.execute import Executor, execute_plan
-from cdnpurge.runtime.ledger import Claim, Ledger, Pair
+from cdnpurge.runtime.execute import Executor, execute_plan, request_token
+from cdnpurge.runtime.ledger import Attempt, Claim, Claims, Ledger, Pair
+from cdnpurge.runtime.progress import skip_done
 from cdnpurge.runtime.report import BatchRun, classify_failures
 from cdnpurge.runtime.settle import Settlement, claim
 
@@ -68,6 +70,7 @@ def preview(
         month=month or month_of(time.time()),
         budget=config.monthly_path_budget,
         month_so_far=month_so_far,
+        tag_covered=tag_covered(translation, config),
     )
     return Preview(decoded, translation, the_plan, bill)
 
@@ -112,15 +115,23 @@ def run_batch(
     owed = sorted({(provider, item.change_id) for item, providers in routes for provider in providers})
     claims, claim_failures = claim(ledger, owed, remaining_ms() if remaining_ms else None, deadline=settle_by)
     claimed = {pair for pair, state in claims.items() if state is Claim.CLAIMED}
+    attempts = claims.attempts if isinstance(claims, Claims) else {}
     month = month or month_of(time.time())
     month_so_far, billing_failures = _month_so_far(path_counter, month, config.monthly_path_budget, settle_by)
     the_plan, bill = budgeted_plan(
-        _restrict(routes, claimed), specs, month=month, budget=config.monthly_path_budget, month_so_far=month_so_far
+        skip_done(_restrict(routes, claimed), attempts, specs),
+        specs,
+        month=month,
+        budget=config.monthly_path_budget,
+        month_so_far=month_so_far,
+        tag_covered=tag_covered(translation, config),
     )
 
-    settlement = Settlement(claimed, the_plan, ledger, settle_by=settle_by)
+    settlement = Settlement(claimed, the_plan, ledger, settle_by=settle_by, attempts=attempts)
     try:
-        outcomes = execute_plan(the_plan.requests, executor, deadline, settlement.record)
+        outcomes = execute_plan(
+            the_plan.requests, executor, deadline, settlement.record, token_for=_attempt_tokens(attempts)
+        )
     except BaseException:
         settlement.abandon()
         raise
@@ -138,6 +149,18 @@ def run_batch(
         if coalescer is None
         else coalescer.settle(coalesced, set(completed), set(having(Claim.DONE)), store_deadline)
     )
+    failures = classify_failures(
+        decoded=decoded,
+        translation=translation,
+        plan=the_plan,
+        outcomes=outcomes,
+        busy=busy,
+        unavailable=unavailable,
+        ledger_failures=ledger_failures,
+        redact=redact,
+    )
+    moved = {change for _, change in settlement.advanced}
+    progressing = {change.source_id for change in decoded.changes if change.id in moved}
     return BatchRun(
         decoded=decoded,
         translation=translation,
@@ -153,17 +176,23 @@ def run_batch(
         billed_paths=accepted_paths,
         billing_failures=billing_failures,
         coalescing=coalescing,
-        failures=classify_failures(
-            decoded=decoded,
-            translation=translation,
-            plan=the_plan,
-            outcomes=outcomes,
-            busy=busy,
-            unavailable=unavailable,
-            ledger_failures=ledger_failures,
-            redact=redact,
-        ),
+        failures=replace(failures, progressing=frozenset(progressing.intersection(failures.sources))),
     )
+
+
+def _attempt_tokens(attempts: Mapping[Pair, Attempt]) -> Callable[[PurgeRequest], str]:
+    """Each request's token names the attempt of every change it serves at its provider (CloudFront's
+    `CallerReference`: the same for a redelivery continuing an attempt, new for a new one)."""
+
+    def token_for(request: PurgeRequest) -> str:
+        generations = {
+            change: attempts[(request.provider, change)].generation
+            for change in request.change_ids
+            if (request.provider, change) in attempts
+        }
+        return request_token(request, generations)
+
+    return token_for
 
 
 def _counter_call(deadline: Deadline | None, what: str) -> AbstractContextManager[Deadline]:

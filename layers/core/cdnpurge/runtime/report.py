@@ -26,6 +26,7 @@ from cdnpurge.core.events import Decoded
 from cdnpurge.core.models import Plan
 from cdnpurge.core.translate import Translation
 from cdnpurge.runtime.coalesce import CoalesceReport
+from cdnpurge.runtime.continuation import Continuations
 from cdnpurge.runtime.deadletter import DeadLettering
 from cdnpurge.runtime.execute import Outcome
 from cdnpurge.runtime.ledger import LedgerOperation, Pair
@@ -52,6 +53,9 @@ class RecordFailures:
     retry_in: Mapping[str, float] = field(default_factory=dict)
     # failed (among other reasons, perhaps) by an exception no stage expected (`cdnpurge.core.boundary`)
     unexpected: frozenset[str] = frozenset()
+    # failed, yet moved forward by this receive (some of their targets purged): continued on their last
+    # allowed receive instead of dead-lettered (`cdnpurge.runtime.continuation`)
+    progressing: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -95,9 +99,10 @@ class BatchReport:
     verification: VerificationReport = field(default_factory=VerificationReport)
     visibility: VisibilityChanges = field(default_factory=VisibilityChanges)
     config_change: ConfigChange = field(default_factory=ConfigChange)
+    continuations: Continuations = field(default_factory=Continuations)  # records sent again as new messages
 
     def response(self) -> PartialItemFailureResponse:
-        moved = self.dead_letters.moved
+        moved = {*self.dead_letters.moved, *self.continuations.continued}
         failed = [source for source in self.run.failures.sources if source not in moved]
         failed += [source for source in self.verification.failed_sources if source not in failed]
         return {"batchItemFailures": [{"itemIdentifier": source} for source in failed]}
@@ -118,6 +123,7 @@ class BatchReport:
             "failed_records": len(run.failures.sources),
             "failed_unexpectedly": len(run.failures.unexpected),
             "dead_lettered": len(self.dead_letters.moved),
+            "continued": len(self.continuations.continued),
             "repurge_scheduled": len(self.repurge.scheduled),
             "trail_written": self.trail.written,
             "trail_write_failed": self.trail.failed,

@@ -37,6 +37,7 @@ from cdnpurge.runtime.bounded import bounded_call, current_call, nested_call
 from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS, aws_client
 from cdnpurge.runtime.bounded.parameters import BoundedParameters
 from cdnpurge.runtime.coalesce import Coalescer, DynamoDBWindows, flush_sender, verified_purges
+from cdnpurge.runtime.continuation import Continuations, continue_progressing
 from cdnpurge.runtime.deadletter import DeadLettering, DeadLetterReason, dead_letter, dead_letter_body
 from cdnpurge.runtime.execute import AttemptListener, Executor
 from cdnpurge.runtime.ledger import DynamoDBLedger, Ledger
@@ -494,6 +495,10 @@ class PurgeService:
         after_by = answer_by.earlier(REPLY_SECONDS)
         trail = self._trail_step(runtime).run(batch, after_by, runtime.redact)
         verified = self._verification_step(runtime).run(batch, after_by, runtime.redact)
+        continued = self._continuation_step(runtime).run(batch, after_by, runtime.redact)
+        if continued.continued:  # acknowledged: neither dead-lettered nor made visible again
+            kept = tuple(source for source in run.failures.sources if source not in continued.continued)
+            batch = AfterBatch.of(event, run := replace(run, failures=replace(run.failures, sources=kept)))
         dead_letters = self._dead_letter_step(runtime).run(batch, after_by, runtime.redact)
         return BatchReport(
             run,
@@ -503,7 +508,32 @@ class PurgeService:
             verification=verified,
             visibility=self._visibility_step(runtime, dead_letters).run(batch, after_by, runtime.redact),
             config_change=config_change,
+            continuations=continued,
         )
+
+    def _continuation_step(self, runtime: Runtime) -> AfterBatchStep[Continuations]:
+        def send(batch: AfterBatch, deadline: Deadline) -> Continuations:
+            """Send again the records that advanced, on their last allowed receive (`runtime.continuation`)."""
+            failures = batch.run.failures
+            purge_url, progressing = self.queues.purge_url, failures.progressing - failures.permanent
+            if purge_url is None or not progressing:
+                return Continuations()
+            change_ids: dict[str, tuple[str, ...]] = {}
+            for change in batch.run.decoded.changes:
+                change_ids[change.source_id] = (*change_ids.get(change.source_id, ()), change.id)
+            return continue_progressing(
+                self.sqs,
+                purge_url,
+                batch.records,
+                progressing=progressing,
+                change_ids=change_ids,
+                max_receive_count=self.queues.max_receive_count,
+                redact=runtime.redact,
+                deadline=deadline,
+            )
+
+        # Nothing continued: the records stay failed, and dead-lettering applies as before.
+        return AfterBatchStep("continuations", send, lambda _batch, why: Continuations(errors=(why,)))
 
     def _trail_step(self, runtime: Runtime) -> AfterBatchStep[TrailWriting]:
         def write(batch: AfterBatch, deadline: Deadline) -> TrailWriting:

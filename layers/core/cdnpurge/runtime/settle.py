@@ -18,26 +18,28 @@ after which the redelivered record claims it again.
 from __future__ import annotations
 
 import threading
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import describe_error
-from cdnpurge.core.models import Plan
+from cdnpurge.core.models import Plan, PurgeRequest
 from cdnpurge.runtime.bounded import bounded_call
 from cdnpurge.runtime.bounded.aws import MIN_CALL_SECONDS
 from cdnpurge.runtime.execute import Outcome
 from cdnpurge.runtime.ledger import (
     BATCH_WRITE_ITEMS,
+    Attempt,
     Claim,
     Ledger,
     LedgerOperation,
     LedgerUnavailableError,
     Pair,
 )
+from cdnpurge.runtime.progress import advanced, purged_digests
 
 PURGED: dict[str, Any] = {"purged": True}  # the result stored with a completed (provider, change)
 # How long the completion writer waits for a full BatchWriteItem before writing fewer records.
@@ -107,10 +109,13 @@ class Settlement:
         ledger: Ledger,
         *,
         settle_by: Deadline | None = None,
+        attempts: Mapping[Pair, Attempt] | None = None,
     ) -> None:
         """`settle_by`: every ledger call ends before it (None: each operation within
         `LEDGER_OPERATION_SECONDS`)."""
         self._claimed = claimed
+        self._attempts = dict(attempts or {})
+        self._purged: dict[Pair, list[PurgeRequest]] = defaultdict(list)  # accepted requests per unfinished pair
         self._ledger = ledger
         self._settle_by = settle_by
         self._waiting: Counter[Pair] = Counter(
@@ -127,6 +132,17 @@ class Settlement:
         self._changed = threading.Condition()
         self._writer = threading.Thread(target=self._write_completions, name="ledger-complete", daemon=True)
         self._writer.start()
+        # Pairs whose attempt purged every target on earlier receives (`progress.skip_done` left nothing to send)
+        nothing_left = sorted(
+            pair
+            for pair in claimed - set(self._waiting) - self._failed
+            if pair in self._attempts and self._attempts[pair].done
+        )
+        if nothing_left:
+            with self._changed:
+                self._completed.update(nothing_left)
+                self._unwritten.extend(nothing_left)
+                self._changed.notify()
 
     def record(self, outcome: Outcome) -> None:
         provider = outcome.request.provider
@@ -140,6 +156,8 @@ class Settlement:
                 self._waiting[pair] -= 1
                 if self._waiting[pair] == 0 and pair not in self._failed:
                     ready.append(pair)
+                elif pair in self._attempts:
+                    self._purged[pair].append(outcome.request)
             self._completed.update(ready)
             if ready:
                 self._unwritten.extend(ready)
@@ -171,6 +189,21 @@ class Settlement:
         failures.extend(self._release(release))
         return set(self._completed), failures
 
+    @property
+    def advanced(self) -> set[Pair]:
+        """Pairs this batch completed or moved forward (some of their targets purged)."""
+        with self._changed:
+            return set(self._completed) | {pair for pair, purged in self._purged.items() if purged}
+
+    def _parked(self, pairs: Iterable[Pair]) -> dict[Pair, Attempt]:
+        """The attempt of each released pair we know one of, with what this batch purged for it."""
+        with self._changed:
+            return {
+                pair: advanced(self._attempts[pair], purged_digests(self._purged.get(pair, ())))
+                for pair in pairs
+                if pair in self._attempts
+            }
+
     def abandon(self) -> None:
         """The batch is dying (an unexpected error): release what is not done, best effort."""
         self._wait_for_writes()
@@ -194,7 +227,7 @@ class Settlement:
             return []
         try:
             with _ledger_call(self._settle_by, "releasing claims"):
-                self._ledger.release(pairs, RuntimeError("purge not completed"))
+                self._ledger.release(pairs, RuntimeError("purge not completed"), self._parked(pairs))
         except Exception as exc:  # collected, never raised: see the class docstring
             return [_ledger_failure(LedgerOperation.RELEASE, pairs, exc)]
         return []

@@ -24,7 +24,7 @@ COLLAPSIBLE = (TargetKind.PATH, TargetKind.URL)
 Group = tuple[TargetKind, bool]  # (kind, soft)
 
 
-def _location(kind: TargetKind, value: str, host_qualified: bool) -> str:
+def target_location(kind: TargetKind, value: str, host_qualified: bool) -> str:
     """Where a target points, comparable with prefixes: `/a/b` (or `host/a/b` for host-qualified prefixes)."""
     if kind is TargetKind.URL:
         parts = urlsplit(value)
@@ -142,7 +142,7 @@ class Lane:
                 if kind not in (*COLLAPSIBLE, TargetKind.PREFIX) or (soft is False and prefix_soft):
                     continue
                 for value in list(values):
-                    location = _location(kind, value, host_qualified)
+                    location = target_location(kind, value, host_qualified)
                     cover = _covering(ordered, location, exclude=value if values is prefixes else None)
                     if cover is not None:
                         prefixes[cover] |= values.pop(value)
@@ -165,7 +165,7 @@ class Lane:
                 continue  # its prefixes would need a host per configured host: not worth the complexity
             by_directory: dict[str, list[str]] = defaultdict(list)
             for value in values:
-                directory = _directory(_location(kind, value, host_qualified))
+                directory = _directory(target_location(kind, value, host_qualified))
                 if directory is not None:
                     by_directory[directory].append(value)
             candidates = sorted(
@@ -337,13 +337,13 @@ class Lane:
 
 def _covering(ordered: list[str], location: str, *, exclude: str | None) -> str | None:
     """The shortest prefix in sorted `ordered` covering `location` (other than `exclude` itself)."""
-    for candidate in _ancestors(location):
+    for candidate in covering_prefixes(location):
         if candidate != exclude and _bisect_contains(ordered, candidate):
             return candidate
     return None
 
 
-def _ancestors(location: str) -> Iterable[str]:
+def covering_prefixes(location: str) -> Iterable[str]:
     """Every prefix spelling that could cover `location`, shortest first: `/a/b` -> `/`, `/a`, `/a/`, `/a/b`
     (`host/a` -> `host`, `host/`, `host/a`); a prefix equal to the location covers it too."""
     position = location.find("/")

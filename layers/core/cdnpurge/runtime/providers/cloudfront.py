@@ -1,8 +1,9 @@
 """Amazon CloudFront invalidation adapter (boto3, not httpx).
 
 - `create_invalidation(DistributionId, InvalidationBatch={Paths: {Quantity, Items}, CallerReference})`.
-  `CallerReference` is our request token: the same reference with the same batch returns the existing
-  invalidation, so a retried request never creates (or pays for) a second one.
+  `CallerReference` is our request token, which names the attempt (`execute.request_token`): the same
+  reference with the same batch returns the existing invalidation, so a retry of one attempt never creates
+  (or pays for) a second one, and a new attempt at the same paths (a re-purge) is a new invalidation.
 - Paths start with `/`, at most 4,000 characters; `*` is a wildcard and only allowed as the last character.
   CloudFront matches on the encoded path: non-ASCII and RFC 1738 "unsafe" characters are percent-encoded,
   nothing else is (our paths arrive percent-encoded from the rules; existing escapes are kept).
@@ -216,7 +217,7 @@ class CloudFrontProvider(DeclaredProvider):
     docs: ClassVar[ProviderDocs] = ProviderDocs(
         settings="`distribution_id`, `cache_tags`; IAM role, no credentials",
         purges="path, prefix (`{prefix}*`), all (`/*`), key (`#<tag>`, with `cache_tags: true`); "
-        "`CallerReference` = request token; every item billed",
+        "`CallerReference` = the attempt's request token; every item billed",
         per_call=f"{MAX_PATHS_IN_PROGRESS:,} paths and tags, {MAX_WILDCARDS_IN_PROGRESS} wildcards (in progress, "
         "counted for every caller)",
         soft="no",
@@ -227,9 +228,9 @@ class CloudFrontProvider(DeclaredProvider):
             "under 25 s, p95); a slower one can still meet `TooManyInvalidationsInProgress`, a shared throttle",
             "cloudfront: AWS documents no request rate for CreateInvalidation; 1 call/s, burst 5 is a "
             "conservative default (set rate_per_second)",
-            'cloudfront: moto (the local stand-in) ignores `CallerReference`; the "same reference returns the '
-            "same invalidation\" behaviour is AWS's documented one, asserted by a strict xfail that flags moto "
-            "fixing it",
+            "cloudfront: moto (the local stand-in) ignores `CallerReference`; the local stack's moto server "
+            "is made to follow AWS's documented rule (same reference and batch: the existing invalidation; "
+            "other paths: InvalidationBatchAlreadyExists)",
         ),
     )
 

@@ -39,8 +39,8 @@ from cdnpurge.core.spec import ProviderSettings, ProviderSpec
 from cdnpurge.core.verify_settings import MAX_DELAY_SECONDS, VerifySettings
 from cdnpurge.runtime.bounded import bounded_call
 from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS
-from cdnpurge.runtime.execute import Executor, Outcome, execute_plan
-from cdnpurge.runtime.verification.jobs import job_pending
+from cdnpurge.runtime.execute import Executor, Outcome, execute_plan, request_token
+from cdnpurge.runtime.verification.jobs import has_jobs, job_pending
 from cdnpurge.runtime.verification.origin import OriginUnreadable, OriginVersions, same_version
 from cdnpurge.runtime.verification.probe import Probe, Prober
 from cdnpurge.runtime.verification.report import Tally, VerificationReport
@@ -293,11 +293,12 @@ class Verifier:
         if now - check.accepted_at >= verify.deadline_seconds:
             self._give_up(check, remaining, reasons, report)
             return
-        repurged = False
+        repurged, jobs = False, tuple[str, ...]()
         if stale_urls and check.repurges < verify.max_repurges:
-            tally.repurged += self._purge_again(check.provider, stale_urls, deadline)
+            accepted, jobs = self._purge_again(check, stale_urls, deadline)
+            tally.repurged += accepted
             repurged = True
-        following = check.next(tuple(remaining), repurged=repurged, jobs=())
+        following = check.next(tuple(remaining), repurged=repurged, jobs=jobs)
         self._reschedule(following, self._delay(check, verify, now), report, reasons)
 
     def _put_back_while_pending(
@@ -415,16 +416,34 @@ class Verifier:
         )
         return looked, stale, reason
 
-    def _purge_again(self, provider: str, stale: list[tuple[str, str]], deadline: Deadline) -> int:
+    def _purge_again(
+        self, check: VerifyCheck, stale: list[tuple[str, str]], deadline: Deadline
+    ) -> tuple[int, tuple[str, ...]]:
         """Purge the stale URLs once more through the planner and executor (paced, retried, before
-        `deadline`); URLs accepted."""
+        `deadline`): the URLs accepted, and the provider's job ids for them (the next check waits for those
+        jobs, as for the first purge's, before it probes again).
+
+        Each re-purge is an attempt of its own (`verify-<n>`, n counting this check's re-purges): CloudFront
+        would answer a repeated `CallerReference` with the first invalidation and invalidate nothing, while
+        a redelivered check message (the same n) must not create a second one."""
+        provider = check.provider
+        generation = f"verify-{check.repurges + 1}"
         routed = [
             RoutedTarget(change_id, Target(TargetKind.URL, url), frozenset({provider}), None)
             for change_id, url in stale
         ]
         requests = plan(routed, {provider: self.specs[provider]}).requests
-        outcomes = execute_plan(requests, self.executor, deadline, lambda _outcome: None)
-        return sum(len(o.request.targets) for o in outcomes if o.ok)
+        outcomes = execute_plan(
+            requests,
+            self.executor,
+            deadline,
+            lambda _outcome: None,
+            token_for=lambda request: request_token(request, dict.fromkeys(request.change_ids, generation)),
+        )
+        accepted = [o for o in outcomes if o.ok and o.result is not None]
+        provider_jobs = has_jobs(self.providers[provider]) if provider in self.providers else False
+        jobs = tuple(o.result.provider_id for o in accepted if provider_jobs and o.result and o.result.provider_id)
+        return sum(len(o.request.targets) for o in accepted), jobs
 
     def _delay(self, check: VerifyCheck, verify: VerifySettings, now: float) -> int:
         """Back off: interval x 2^attempt, never past the deadline's last look (nor SQS's 15 minutes)."""
