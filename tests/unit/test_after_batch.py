@@ -6,14 +6,15 @@ erring towards redelivery, and the steps after it still run on the event decoded
 
 from __future__ import annotations
 
-import json
+import time
 from typing import Any
 
 from helpers import FASTLY_TOKEN, MemoryLedger, RecordingSqs, SimulatedClock, fastly_config
 from pydantic import SecretStr
 
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
-from cdnpurge.core.events.verify import VERIFY_MARKER
+from cdnpurge.core.events.verify import CheckedChange, VerifyCheck, encode_check
+from cdnpurge.core.models import Action
 from cdnpurge.core.registry import build_providers
 from cdnpurge.runtime.after_batch import AfterBatch, AfterBatchStep
 from cdnpurge.runtime.execute import Executor
@@ -54,7 +55,9 @@ def test_a_failing_step_is_reported_and_the_steps_after_it_still_run() -> None:
         sqs_factory=lambda: sqs,
     )
     service.verification = OutOfTimeVerification()  # type: ignore[assignment]
-    check = json.dumps({"cdnpurge": VERIFY_MARKER}, separators=(",", ":"))  # as encode_check writes it
+    now = time.time()  # the decode stage refuses a check from the future or past its end
+    change = CheckedChange("s3:b/k@1", Action.CREATED, "b", "k", now - 3, ("https://www.example.com/k",))
+    check = encode_check(VerifyCheck(provider="fastly", accepted_at=now, changes=(change,), expires_at=now + 3600))
     event = sqs_event("{poison", check)
     # When
     report = service.handle(event, remaining_ms=lambda: 60_000)
