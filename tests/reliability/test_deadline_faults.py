@@ -305,6 +305,7 @@ def test_a_401_whose_secret_reread_hangs_defers_the_request_instead_of_refusing_
             kind: fastly
             service_id: S1
             hosts: [www.example.com]
+            timeout_seconds: 0.2
             credentials:
               token: {secret: cdnpurge/fastly}
         """

@@ -77,9 +77,9 @@ CONFIGURATION_READ_SECONDS = 10.0
 NO_CONTEXT_SECONDS = 60.0
 # Kept for the reply itself and the SQS calls after settling (dead letters, visibility, re-purges).
 REPLY_SECONDS = 1.0
-# Stop starting new provider calls this long before Lambda's deadline, plus the longest provider timeout
-# (a call started just before the cut-off ends, or is cut off, within its timeout): releasing the claims
-# that were not completed (one ledger call, `AWS_CALL_SECONDS`) and replying must still fit.
+# Provider calls end this long before Lambda's deadline (a purge starts only if its whole timeout fits
+# before then): releasing the claims that were not completed (`AWS_CALL_SECONDS`), the steps after the
+# batch and the reply must still fit.
 SAFETY_MARGIN_SECONDS = 10.0
 
 
@@ -465,7 +465,7 @@ class PurgeService:
         remaining_ms: Callable[[], int] | None = None,
     ) -> BatchReport:
         """Run one batch before one deadline. With a Lambda context, the answer comes before Lambda's
-        deadline: provider calls end `margin` before it, ledger calls `AWS_CALL_SECONDS + REPLY_SECONDS`
+        deadline: provider calls end `SAFETY_MARGIN_SECONDS` before it, ledger calls `AWS_CALL_SECONDS + REPLY_SECONDS`
         before it, the steps after the batch `REPLY_SECONDS` before it. Without one (CLI, demo), provider
         calls have `NO_CONTEXT_SECONDS`."""
         clock = self.executor.clock
@@ -474,15 +474,14 @@ class PurgeService:
             (given or Deadline.after(NO_CONTEXT_SECONDS, clock)).earlier(REPLY_SECONDS)
         )
         runtime = self.runtime  # this batch's snapshot, from its first call to its last
-        margin = SAFETY_MARGIN_SECONDS + max((p.timeout_seconds for p in runtime.config.providers), default=0.0)
-        answer_by = given or Deadline.after(NO_CONTEXT_SECONDS + margin, clock)
+        answer_by = given or Deadline.after(NO_CONTEXT_SECONDS + SAFETY_MARGIN_SECONDS, clock)
         run = run_batch(
             event,
             config=runtime.config,
             specs=runtime.specs,
             ledger=self.ledger,
             executor=runtime.executor,
-            deadline=answer_by.earlier(margin),
+            deadline=answer_by.earlier(SAFETY_MARGIN_SECONDS),
             remaining_ms=remaining_ms,
             redact=runtime.redact,
             settle_by=answer_by.earlier(AWS_CALL_SECONDS + REPLY_SECONDS),

@@ -28,7 +28,7 @@ from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import describe_error
 from cdnpurge.core.models import Plan, PurgeRequest
 from cdnpurge.runtime.bounded import bounded_call
-from cdnpurge.runtime.bounded.aws import MIN_CALL_SECONDS
+from cdnpurge.runtime.bounded.aws import CONNECT_SECONDS
 from cdnpurge.runtime.execute import Outcome
 from cdnpurge.runtime.ledger import (
     BATCH_WRITE_ITEMS,
@@ -79,7 +79,10 @@ def claim(
 def _ledger_call(deadline: Deadline | None, what: str) -> AbstractContextManager[Deadline]:
     """One ledger operation as one bounded call: within `LEDGER_OPERATION_SECONDS`, before `deadline`."""
     until = deadline or Deadline.after(LEDGER_OPERATION_SECONDS)
-    return bounded_call(until, LEDGER_OPERATION_SECONDS, what=f"idempotency store: {what}", need=MIN_CALL_SECONDS)
+    # Only a connection's time is needed to start: the release comes right after the provider calls stop,
+    # with little more than `AWS_CALL_SECONDS` before `settle_by`, and a claim not released stays busy until
+    # the invocation's deadline (its redeliveries find it held by this invocation meanwhile).
+    return bounded_call(until, LEDGER_OPERATION_SECONDS, what=f"idempotency store: {what}", need=CONNECT_SECONDS)
 
 
 def _ledger_failure(operation: LedgerOperation, pairs: Iterable[Pair], error: Exception) -> LedgerFailure:

@@ -299,7 +299,7 @@ class CloudFrontProvider(DeclaredProvider):
         limit = self.spec.capabilities.max_targets.get(request.kind, 0)
         if not paths or len(paths) > limit:
             raise RejectedError(self.name, f"{len(paths)} {request.kind.value} targets: allowed 1..{limit}")
-        with self._translated_errors("CreateInvalidation", deadline):
+        with self._translated_errors("CreateInvalidation", deadline, whole=True):
             response = self.client.create_invalidation(
                 DistributionId=self.settings.distribution_id,
                 InvalidationBatch={
@@ -337,13 +337,14 @@ class CloudFrontProvider(DeclaredProvider):
             raise RejectedError(self.name, f"unknown invalidation status {str(value)!r}") from None
 
     @contextmanager
-    def _translated_errors(self, operation: str, deadline: Deadline | None) -> Iterator[None]:
+    def _translated_errors(self, operation: str, deadline: Deadline | None, *, whole: bool = False) -> Iterator[None]:
         """One call within `timeout_seconds` (retries included) and before `deadline` (None: the timeout
         alone); boto3/botocore exceptions -> the provider error vocabulary, in one place, most specific first.
         An attempt refused for lack of time (`OutOfTimeError`) is raised as is: the executor defers it."""
         timeout = self.settings.timeout_seconds
         try:
-            with bounded_call(deadline or Deadline.after(timeout), timeout, what=f"{self.name}: {operation}"):
+            until, what = deadline or Deadline.after(timeout), f"{self.name}: {operation}"
+            with bounded_call(until, timeout, what=what, need=timeout if whole and deadline else 0.0):
                 yield
         except OutOfTimeError:
             raise

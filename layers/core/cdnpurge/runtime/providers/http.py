@@ -158,7 +158,9 @@ class HttpProvider(DeclaredProvider, ABC):
         makes the answer unreadable (transient, `cdnpurge.core.boundary`); what building raises is left to the
         executor's boundary (permanent: the same request would be built the same way)."""
         self.check(request)
-        response = self.send(self.build_request(request), deadline=deadline)
+        # A purge starts only if its whole timeout fits before the deadline: cut short, the CDN may have done it
+        # without our knowing, and the redelivery would purge again.
+        response = self.send(self.build_request(request), deadline=deadline, whole=True)
         try:
             result = self.read_response(request, response)
             wait = self.rate_signal(response)
@@ -188,12 +190,13 @@ class HttpProvider(DeclaredProvider, ABC):
             except ValueError as exc:
                 raise RejectedError(self.name, str(exc)) from None
 
-    def send(self, call: ApiCall, *, deadline: Deadline | None = None) -> httpx.Response:
+    def send(self, call: ApiCall, *, deadline: Deadline | None = None, whole: bool = False) -> httpx.Response:
         """Make one call under the base URL with auth; map failures to the shared error vocabulary.
 
         The whole call (connect, request, the answer's head and body) ends within `timeout_seconds` and
         before `deadline` (None: only the timeout bounds it, as in the CLI), however slowly the answer
-        arrives (`cdnpurge.runtime.bounded.http`); a call that cannot start in time raises `OutOfTimeError`.
+        arrives (`cdnpurge.runtime.bounded.http`); a call that cannot start in time (`whole`: with its whole
+        timeout before the deadline) raises `OutOfTimeError`.
         A path with dot segments is refused here, for every adapter: the URL actually requested would not be
         the one built (see `dot_segment_problem`)."""
         url = f"{self.base_url}/{call.path.lstrip('/')}"
@@ -204,7 +207,8 @@ class HttpProvider(DeclaredProvider, ABC):
         timeout = self.settings.timeout_seconds
         bound = deadline or Deadline.after(timeout)
         try:
-            with bounded_call(bound, timeout, what=f"{self.name}: {call.method} {call.path[:200]}"):
+            what = f"{self.name}: {call.method} {call.path[:200]}"
+            with bounded_call(bound, timeout, what=what, need=timeout if whole and deadline else 0.0):
                 # Building the request is inside the boundary too: it is where an over-long URL or a header
                 # value that is not ASCII fails.
                 request = self.client.build_request(
