@@ -7,7 +7,9 @@ different uploads would look like one redelivered event. We also encode the key 
 (`quote_plus`, the form Powertools' `S3EventBridgeNotificationObject.key` decodes), so the one decoding
 rule in `cdnpurge.core.events` is exercised end to end. An email subscription is listed as pending until
 confirmed, as in AWS (`with_pending_confirmation`). CloudFront follows AWS's documented `CallerReference`
-rule (`cdnpurge_local.cloudfront_references`). Everything else is moto's own code, unchanged.
+rule (`cdnpurge_local.cloudfront_references`). moto's Lambda never polls a queue (`without_lambda_polling`):
+the function's event source mapping exists for the operator's tools, while the tests run the handler
+in-process. Everything else is moto's own code, unchanged.
 
     python -m cdnpurge_local.moto_launcher -H 127.0.0.1 -p 5000
 """
@@ -121,6 +123,26 @@ def with_pending_confirmation(list_subscriptions: Any) -> Any:
     return listed
 
 
+def without_lambda_polling() -> None:
+    """Queues never hand their messages to moto's own Lambda.
+
+    The local stack registers the function's SQS event source mapping on moto (`cdnpurge_local.cfn_stack`) so
+    `cdnpurge doctor`, `pause` and `resume` read and switch it as they would in AWS. moto then receives every
+    message sent to the queue for that mapping and tries to run the function in a container (there is none),
+    which counts a receive on every message before the handler under test sees it: a record dead-lettered "at
+    once" would carry a receive count of 2. The mapping stays readable and switchable; only the delivery is off.
+    """
+    from moto.sqs.models import Queue
+
+    def mappings(_queue: Queue) -> dict[str, Any]:
+        return {}  # a fresh empty dict: nothing is ever delivered, and what moto's Lambda adds to it is dropped
+
+    def ignore(_queue: Queue, _value: dict[str, Any]) -> None:
+        """moto's Queue sets its (empty) mappings at creation."""
+
+    Queue.lambda_event_source_mappings = property(mappings, ignore)  # type: ignore[assignment]
+
+
 def main() -> None:
     from moto.s3 import notifications
     from moto.s3.responses import S3Response
@@ -130,6 +152,7 @@ def main() -> None:
     from cdnpurge_local.cloudfront_references import enforce_caller_references
 
     enforce_caller_references()
+    without_lambda_polling()
     notifications._send_event_bridge_message = send_event_bridge_message
     for name in ("list_subscriptions", "list_subscriptions_by_topic"):
         setattr(SNSBackend, name, with_pending_confirmation(getattr(SNSBackend, name)))
