@@ -290,3 +290,30 @@ def test_doctor_names_the_alarms_firing_now(stack: LocalStack) -> None:
         assert "docs/runbook.md" in checks["alarms"]["fix"]
     finally:
         cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="over")
+
+
+def test_messages_wait_for_the_poller_however_many_are_sent_while_the_mapping_is_enabled(stack: LocalStack) -> None:
+    # Given the stack's event source mapping, enabled as CloudFormation reports it
+    assert mapping_state(stack) == "Enabled"
+    sqs, queue = stack.client("sqs"), stack.resources.queue_url
+    redrive = json.loads(
+        sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"]
+    )
+    sent = [f"unpolled-{number}" for number in range(int(redrive["maxReceiveCount"]) + 2)]
+    # When more messages are sent than the redrive policy's receive count allows
+    for body in sent:
+        sqs.send_message(QueueUrl=queue, MessageBody=body)
+    received = []
+    for _ in range(5):
+        received += sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
+            "Messages", []
+        )
+    ours = [message for message in received if message["Body"] in sent]
+    for message in received:
+        if message in ours:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        else:  # another test's message: back to the queue as it was
+            sqs.change_message_visibility(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+    # Then each is received once, by its first consumer, and none was moved to the dead-letter queue unread
+    assert sorted(message["Body"] for message in ours) == sorted(sent)
+    assert {message["Attributes"]["ApproximateReceiveCount"] for message in ours} == {"1"}
