@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cdnpurge.core.config import Config, parse_config
+from cdnpurge_local.cfn import Evaluator, parameter_values
 from cdnpurge_local.memory_ledger import MemoryLedger
 from cdnpurge_local.provision import load_template
 from cdnpurge_local.stack import TEMPLATE_PATH
@@ -133,22 +134,32 @@ class TrailListener:
 
 
 # What `CreateTable` takes of a template table's properties (the rest, TTL and backups, DynamoDB Local lacks).
-_CREATE_TABLE_PROPERTIES = ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
+_CREATE_TABLE_PROPERTIES = (
+    "AttributeDefinitions",
+    "KeySchema",
+    "GlobalSecondaryIndexes",
+    "BillingMode",
+    "ProvisionedThroughput",
+)
+
+
+def template_table(logical_id: str) -> dict[str, Any]:
+    """The `CreateTable` arguments of the template's table `logical_id`, its intrinsic functions evaluated as
+    CloudFormation would for the stack deployed with its parameters' defaults (capacity mode included)."""
+    template = load_template(TEMPLATE_PATH)
+    values = parameter_values(template, {"ContentBucketName": "cdnpurge-test-content"})
+    pseudo: dict[str, str | list[str]] = {
+        "AWS::AccountId": "123456789012",
+        "AWS::Partition": "aws",
+        "AWS::Region": "us-east-1",
+        "AWS::StackName": "cdnpurge",
+    }
+    evaluator = Evaluator(parameters={**values, **pseudo}, condition_definitions=template.get("Conditions", {}))
+    properties = evaluator.resolve(template["Resources"][logical_id]["Properties"])
+    return {key: properties[key] for key in _CREATE_TABLE_PROPERTIES if key in properties}
 
 
 def create_template_table(client: Any, logical_id: str, name: str) -> None:
     """The template's table `logical_id` (keys, indexes, billing) created as `name` on DynamoDB Local, so
     a test runs against the very layout `sam deploy` creates."""
-    template = load_template(TEMPLATE_PATH)
-    properties = template["Resources"][logical_id]["Properties"]
-    defaults = {name: spec.get("Default") for name, spec in template.get("Parameters", {}).items()}
-
-    def resolved(value: Any) -> Any:
-        """A parameter reference as its default (the stack as deployed without overrides)."""
-        if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in defaults:
-            return defaults[value["Ref"]]
-        return value
-
-    client.create_table(
-        TableName=name, **{key: resolved(properties[key]) for key in _CREATE_TABLE_PROPERTIES if key in properties}
-    )
+    client.create_table(TableName=name, **template_table(logical_id))

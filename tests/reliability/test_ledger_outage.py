@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import pytest
-from helpers import SimulatedClock
+from helpers import SimulatedClock, create_template_table
 from reliability import tally
 from reliability.support import (
     Witness,
@@ -26,10 +26,8 @@ from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import Provider, ProviderWrapper, PurgeResult
 from cdnpurge.runtime.ledger import Claim, DynamoDBLedger
 from cdnpurge.runtime.service import PurgeService
-from cdnpurge_local.cfn import load_template
 from cdnpurge_local.event_builders import s3_notification, s3_record, sns_envelope
 from cdnpurge_local.harness import Deployment
-from cdnpurge_local.stack import TEMPLATE_PATH
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("reliability-ledger")]
 BUCKET = "cdnpurge-rel-ledger"
@@ -38,12 +36,8 @@ BUCKET = "cdnpurge-rel-ledger"
 def restart_dynamodb(deployment: Deployment, port: int) -> None:
     """Start DynamoDB Local again on the port the handler's client knows, with an empty table."""
     deployment.stack.dynamodb.start(port=port)
-    table = load_template(TEMPLATE_PATH)["Resources"]["IdempotencyTable"]["Properties"]
-    deployment.stack.client("dynamodb").create_table(
-        TableName=deployment.stack.resources.table_name,
-        AttributeDefinitions=table["AttributeDefinitions"],
-        KeySchema=table["KeySchema"],
-        BillingMode=table["BillingMode"],
+    create_template_table(
+        deployment.stack.client("dynamodb"), "IdempotencyTable", deployment.stack.resources.table_name
     )
 
 
