@@ -76,13 +76,17 @@ class RolePolicy:
         role_id = resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]
         statements = []
         for policy in resources[role_id]["Properties"].get("Policies", []):
-            for raw in policy["PolicyDocument"]["Statement"]:
-                if raw.get("Effect") != "Allow":
-                    continue
+            for listed in policy["PolicyDocument"]["Statement"]:
                 try:
-                    patterns = tuple(str(r) for r in _flat(evaluator.resolve(raw["Resource"])))
+                    # A statement under a condition (`!If [HasTrail, {...}, !Ref AWS::NoValue]`) is the branch the
+                    # stack's parameters choose, or nothing at all.
+                    chosen = evaluator.resolve([listed])
                 except TemplateError:
                     continue  # not evaluable locally: grants nothing
+                if not chosen or chosen[0].get("Effect") != "Allow":
+                    continue
+                raw = chosen[0]
+                patterns = tuple(str(r) for r in _flat(raw["Resource"]))
                 actions = frozenset(str(a).lower() for a in _flat(raw["Action"]))
                 condition = raw.get("Condition")
                 if condition is None:

@@ -250,6 +250,7 @@ def test_the_handler_only_calls_what_its_policy_grants(
         "secretsmanager:GetSecretValue",
         "dynamodb:PutItem",  # claims: the Puts of TransactWriteItems
         "dynamodb:BatchWriteItem",  # completions and releases; the purge trail
+        "dynamodb:UpdateItem",  # the shared rate meter's reservations (one conditional update, no read)
         "sqs:SendMessage",
     }
     assert used <= granted
@@ -262,13 +263,13 @@ def test_the_handler_only_calls_what_its_policy_grants(
         "s3:GetObject",
         "s3:ListBucket",
         "sqs:ChangeMessageVisibility",
-        # the month's billed-path counters (UpdateItem when a CloudFront invalidation is accepted, GetItem
-        # under monthly_path_budget): only with a cloudfront provider
-        "dynamodb:UpdateItem",
+        # the month's billed-path counters and coalescing windows (GetItem under monthly_path_budget, or
+        # reading a window): only with a cloudfront provider or coalesce_seconds
         "dynamodb:GetItem",
     }
     # Each DynamoDB call is granted by a statement naming the very table it touched: claims, completions
-    # and releases on the idempotency table; the purge trail's puts on its own table, and nothing else.
+    # and releases (and the rate meter's reservations) on the idempotency table; the purge trail's puts on its
+    # own table, and nothing else.
     tables = {physical: logical for logical, physical in resources.physical_ids.items()}
     touched: dict[str, set[str]] = defaultdict(set)
     for action, params in calls:
@@ -284,7 +285,7 @@ def test_the_handler_only_calls_what_its_policy_grants(
         elif action.startswith("secretsmanager:"):
             assert params["SecretId"].startswith(resources.parameters["SecretsPrefix"])
     assert touched == {
-        "IdempotencyTable": {"dynamodb:PutItem", "dynamodb:BatchWriteItem"},
+        "IdempotencyTable": {"dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem"},
         "PurgeTrailTable": {"dynamodb:BatchWriteItem"},
     }
     witness.see(calls)
