@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 import boto3
 from botocore.config import Config
 
+from cdnpurge.cli.deployed import DEAD_LETTER_QUEUE, FUNCTION, OBJECT_CHANGED_RULE, QUEUE
 from cdnpurge.cli.notifications import set_eventbridge
 from cdnpurge_local.cfn import Evaluator, TemplateError, creation_order, load_template, parameter_values
 from cdnpurge_local.cfn_stack import register_stack
@@ -55,15 +56,12 @@ DUMMY_CREDENTIALS: Final[Mapping[str, str]] = {
     "aws_secret_access_key": "testing",
 }
 
-# Logical ids the application and the local tooling rely on (see template.yaml).
-QUEUE: Final = "PurgeQueue"
-DEAD_LETTER_QUEUE: Final = "PurgeDeadLetterQueue"
+# Logical ids the application and the local tooling rely on (see template.yaml); those the operator's tools
+# read too come from `cdnpurge.cli.deployed`.
 TABLE: Final = "IdempotencyTable"
 TOPIC: Final = "ContentPublishedTopic"
 SUBSCRIPTION: Final = "ContentPublishedSubscription"
-OBJECT_CHANGED_RULE: Final = "ObjectChangedRule"
 CONTENT_PUBLISHED_RULE: Final = "ContentPublishedRule"
-FUNCTION: Final = "PurgeFunction"
 BUCKET_PARAMETER: Final = "ContentBucketName"
 EVENT_SOURCE_PARAMETER: Final = "PublishedEventSource"
 
