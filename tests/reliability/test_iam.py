@@ -132,9 +132,9 @@ def test_each_statement_names_its_actions_and_resources(statement: dict[str, Any
     for resource in statement["resources"]:
         assert resource not in ("*", "arn:aws:*"), "a statement on every resource"
         if isinstance(resource, dict) and "Fn::Split" in resource:
-            # A list built from a parameter: each ARN it gives must name one listed bucket's objects.
+            # A list built from a parameter: each ARN it gives must name one listed bucket or its objects.
             for arn in resolve(resource, AdditionalContentBucketNames="site-a,site-b"):
-                assert re.fullmatch(r"arn:aws:s3:::site-[ab]/\*", arn), f"resolved to {arn!r}"
+                assert re.fullmatch(r"arn:aws:s3:::site-[ab](/\*)?", arn), f"resolved to {arn!r}"
         elif isinstance(resource, dict) and "Fn::Sub" in resource:
             text = resource["Fn::Sub"]
             assert "*" not in text or text in ALLOWED_WILDCARD_RESOURCES, f"wildcard resource {text!r}"
@@ -174,20 +174,26 @@ def test_s3_is_read_only_and_only_the_content_bucket() -> None:
     # Verification's HeadObject (authorised as s3:GetObject), and s3:ListBucket on the same bucket, without
     # which S3 answers 403 (not 404) for a missing key: nothing written, no other bucket.
     s3 = [s for s in execution_role_statements() if any(a.startswith("s3:") for a in s["actions"])]
-    assert [s["actions"] for s in s3] == [["s3:GetObject"], ["s3:ListBucket"], ["s3:GetObject"]]
+    assert [s["actions"] for s in s3] == [["s3:GetObject"], ["s3:ListBucket"], ["s3:ListBucket"], ["s3:GetObject"]]
     assert s3[0]["resources"] == [{"Fn::Sub": CONTENT_OBJECTS}]
     assert s3[1]["resources"] == [{"Fn::Sub": CONTENT_BUCKET}]
     # The additional buckets' statement is there only when some are listed, and then names each one's objects.
     statements = template()["Resources"]["PurgeFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]
-    last = statements["Statement"][-1:]
+    last = statements["Statement"][-2:]
     assert resolve(last) == []
     assert resolve(last, AdditionalContentBucketNames="site-a, site-b") == [
+        {
+            "Sid": "ListAdditionalContentBuckets",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": ["arn:aws:s3:::site-a", "arn:aws:s3:::site-b"],
+        },
         {
             "Sid": "ReadAdditionalContentVersions",
             "Effect": "Allow",
             "Action": "s3:GetObject",
             "Resource": ["arn:aws:s3:::site-a/*", "arn:aws:s3:::site-b/*"],
-        }
+        },
     ]
 
 
