@@ -12,7 +12,6 @@ A failure becomes `SecretReadError` with one line naming the AWS problem (`aws_e
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any, Final
 
 from cdnpurge.core.credentials import SecretReadError
@@ -22,12 +21,6 @@ from cdnpurge.runtime.bounded import bounded_call
 from cdnpurge.runtime.bounded.parameters import BoundedParameters
 
 READ_SECONDS: Final = 10.0
-
-
-@cache
-def _parameters() -> BoundedParameters:
-    """One set of bounded clients (and Powertools' cache) per process, built on first read."""
-    return BoundedParameters()
 
 
 def powertools_secret_reader(name: str) -> Any:
@@ -42,7 +35,9 @@ def powertools_fresh_secret_reader(name: str) -> Any:
 
 
 def _read(name: str, *, fresh: bool) -> Any:
-    parameters = _parameters()
+    # Powertools' shared providers hold the bounded clients and the cache (`BoundedParameters`), so a fresh
+    # view per read keeps both, and `parameters.clear_caches()` drops both.
+    parameters = BoundedParameters()
     try:
         with bounded_call(Deadline.after(READ_SECONDS), READ_SECONDS, what=f"reading secret {name}"):
             return parameters.fresh_secret(name) if fresh else parameters.secret(name)
