@@ -10,6 +10,8 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from cdnpurge.core.config import Config, parse_config
 from cdnpurge_local.cfn import Evaluator, parameter_values
 from cdnpurge_local.memory_ledger import MemoryLedger
@@ -163,3 +165,12 @@ def create_template_table(client: Any, logical_id: str, name: str) -> None:
     """The template's table `logical_id` (keys, indexes, billing) created as `name` on DynamoDB Local, so
     a test runs against the very layout `sam deploy` creates."""
     client.create_table(TableName=name, **template_table(logical_id))
+
+
+def fresh_parameter_providers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget Powertools' cached parameter providers for this test (its own and the runtime's bounded ones,
+    with their clients and cached values), so the next read builds clients from this test's environment."""
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+
+    for provider in list(DEFAULT_PROVIDERS):
+        monkeypatch.delitem(DEFAULT_PROVIDERS, provider)

@@ -23,6 +23,7 @@ import httpx
 import pytest
 from botocore import xform_name
 from botocore.exceptions import ClientError
+from helpers import fresh_parameter_providers
 
 from cdnpurge.cli.main import main
 from cdnpurge_local.servers import MotoServer
@@ -87,8 +88,6 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture
 def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[boto3.session.Session]:
     """Every AWS client of this process (ours and boto3's defaults in the CLI) aimed at a reset moto server."""
-    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
-
     for name in [name for name in os.environ if name.startswith("AWS_")]:
         monkeypatch.delenv(name)
     environment = {
@@ -101,8 +100,7 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    for provider in ("ssm", "secrets"):  # Powertools' cached clients: fresh ones read this environment
-        monkeypatch.delitem(DEFAULT_PROVIDERS, provider, raising=False)
+    fresh_parameter_providers(monkeypatch)  # fresh clients read this environment and this account
     httpx.post(f"{moto_endpoint}/moto-api/reset").raise_for_status()  # each test starts from an empty account
     yield boto3.session.Session()
 

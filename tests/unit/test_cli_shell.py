@@ -12,6 +12,7 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.stub import Stubber
+from helpers import fresh_parameter_providers
 from unit.test_cli import REDRIVE, StubSqs, dead_letter
 
 from cdnpurge.cli.deploy import SSM_ADVANCED_MAX_BYTES, SSM_STANDARD_MAX_BYTES
@@ -60,9 +61,7 @@ def test_unreachable_endpoint_is_one_line_naming_it(
     aws_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str], service: str
 ) -> None:
     # Given: the service's endpoint is a loopback port nobody listens on
-    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
-
-    aws_env.delitem(DEFAULT_PROVIDERS, "ssm", raising=False)  # a fresh client reads this environment
+    fresh_parameter_providers(aws_env)  # fresh clients read this environment
     endpoint = f"http://127.0.0.1:{free_port()}"
     aws_env.setenv(f"AWS_ENDPOINT_URL_{service}", endpoint)
     # When
