@@ -6,7 +6,11 @@ with the benchmark.
 
 from __future__ import annotations
 
+import socket
 import textwrap
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,3 +178,46 @@ def fresh_parameter_providers(monkeypatch: pytest.MonkeyPatch) -> None:
 
     for provider in list(DEFAULT_PROVIDERS):
         monkeypatch.delitem(DEFAULT_PROVIDERS, provider)
+
+
+@contextmanager
+def dripping_server(
+    at_once: bytes, dripped: bytes, *, interval: float, connections: int = 1
+) -> Iterator[tuple[int, list[int]]]:
+    """A loopback HTTP server for `connections` connections, one at a time: each request is read, `at_once`
+    sent, then `dripped` one byte per `interval` seconds; yields the port and how many bytes were dripped
+    before the client hung up (bounded: at most `len(dripped)` a connection)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    sent = [0]
+
+    def serve() -> None:
+        for _ in range(connections):
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                connection.settimeout(10)
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    chunk = connection.recv(65536)
+                    if not chunk:
+                        break
+                    received += chunk
+                try:
+                    connection.sendall(at_once)
+                    for byte in dripped:
+                        connection.sendall(bytes([byte]))
+                        sent[0] += 1
+                        threading.Event().wait(interval)
+                except OSError:
+                    continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], sent
+    finally:
+        listener.close()
+        thread.join(timeout=15)

@@ -18,7 +18,6 @@ how long anything took:
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import FASTLY_TOKEN, SimulatedClock, config_from
+from helpers import FASTLY_TOKEN, SimulatedClock, config_from, dripping_server
 from pydantic import SecretStr
 from reliability import tally
 
@@ -68,43 +67,11 @@ class TickingClock:
 
 @contextmanager
 def dripping_head() -> Iterator[tuple[str, list[int]]]:
-    """One connection at a time (at most two): the request is read, then a response head sent one byte per
-    `DRIP_INTERVAL`; how many bytes went out before the client hung up is counted."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(10)
-    sent = [0]
+    """At most two connections: the request is read, then a response head sent one byte per `DRIP_INTERVAL`;
+    how many bytes went out before the client hung up is counted."""
     head = b'HTTP/1.1 200 OK\r\nETag: "v2"\r\nX-Filler: ' + b"x" * DRIP_BYTES + b"\r\nContent-Length: 0\r\n\r\n"
-
-    def serve() -> None:
-        for _ in range(2):
-            try:
-                connection, _ = listener.accept()
-            except OSError:
-                return
-            with connection:
-                connection.settimeout(10)
-                received = b""
-                while b"\r\n\r\n" not in received:
-                    chunk = connection.recv(65536)
-                    if not chunk:
-                        break
-                    received += chunk
-                for byte in head:
-                    try:
-                        connection.sendall(bytes([byte]))
-                    except OSError:
-                        break
-                    sent[0] += 1
-                    threading.Event().wait(DRIP_INTERVAL)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        host, port = listener.getsockname()[:2]
-        yield f"http://{host}:{port}", sent
-    finally:
-        listener.close()
-        thread.join(timeout=15)
+    with dripping_server(b"", head, interval=DRIP_INTERVAL, connections=2) as (port, sent):
+        yield f"http://127.0.0.1:{port}", sent
 
 
 def test_a_dripping_edge_ends_the_probe_at_its_timeout_not_per_read() -> None:

@@ -7,14 +7,8 @@ server managed to send before the client hung up (far fewer than the drip's leng
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
-from helpers import FASTLY_TOKEN, config_from
+from helpers import FASTLY_TOKEN, config_from, dripping_server
 from pydantic import SecretStr
 
 from cdnpurge.core.models import PurgeRequest, TargetKind
@@ -26,48 +20,9 @@ DRIP_INTERVAL = 0.05  # far below the 1 s per-read timeout httpx would otherwise
 TIMEOUT = 0.2
 
 
-@contextmanager
-def dripping_server() -> Iterator[tuple[int, list[int]]]:
-    """One connection: the request is read, headers sent, then the body one byte per `DRIP_INTERVAL`;
-    the bytes sent before the client hung up are counted (bounded: at most `DRIP_BYTES`)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(10)
-    sent: list[int] = [0]
-
-    def serve() -> None:
-        try:
-            connection, _ = listener.accept()
-        except OSError:
-            return
-        with connection:
-            connection.settimeout(10)
-            received = b""
-            while b"\r\n\r\n" not in received:
-                chunk = connection.recv(65536)
-                if not chunk:
-                    return
-                received += chunk
-            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {DRIP_BYTES}\r\n\r\n"
-            connection.sendall(head.encode())
-            for _ in range(DRIP_BYTES):
-                try:
-                    connection.sendall(b" ")
-                except OSError:
-                    return
-                sent[0] += 1
-                time.sleep(DRIP_INTERVAL)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1], sent
-    finally:
-        listener.close()
-        thread.join(timeout=15)
-
-
 def test_a_dripping_body_ends_the_call_at_its_total_timeout() -> None:
-    with dripping_server() as (port, sent):
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {DRIP_BYTES}\r\n\r\n"
+    with dripping_server(head.encode(), b" " * DRIP_BYTES, interval=DRIP_INTERVAL) as (port, sent):
         config = config_from(
             f"""
             providers:
