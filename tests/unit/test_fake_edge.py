@@ -327,6 +327,27 @@ def test_a_silently_failed_purge_is_accepted_and_never_takes_effect(
     assert still_stale(edge) == set()
 
 
+def test_a_fault_aimed_at_one_page_spares_purges_of_other_pages_whatever_their_order(
+    cdn: FakeCDN, origin: MemoryOrigin, clock: ManualClock
+) -> None:
+    # Given a Cloudflare edge whose next purge covering www's /articles/a.html will silently do nothing
+    edge = edge_for("cloudflare", origin, clock, cdn)
+    fill(edge)
+    republish(origin)
+    edge.inject(EdgeFault.SILENT, covering=(WWW, "/articles/a.html"))
+    # When purges of other pages arrive first, then the one covering it (by tag), then another covering it
+    purge(cdn, PurgeCall("cloudflare", CF_PURGE, {"files": [f"https://{WWW}/images/logo.png"]}))
+    purge(cdn, PurgeCall("cloudflare", CF_PURGE, {"tags": ["article-b"]}))
+    purge(cdn, PurgeCall("cloudflare", CF_PURGE, {"tags": ["article-a"]}))
+    # Then only the purge covering the page failed: the other pages are fresh, the page (and its twin on
+    # static, which the same tag purge covered) still stale
+    assert still_stale(edge) == {(WWW, "/articles/a.html"), (STATIC, "/articles/a.html")}
+    assert [purge.fault for purge in edge.applied] == [None, None, EdgeFault.SILENT]
+    # And the next purge covering it takes effect: the fault was used up
+    purge(cdn, PurgeCall("cloudflare", CF_PURGE, {"files": [f"https://{WWW}/articles/a.html"]}))
+    assert still_stale(edge) == {(STATIC, "/articles/a.html")}
+
+
 def test_a_shield_refill_puts_the_stale_copy_back_right_after_the_purge(
     cdn: FakeCDN, origin: MemoryOrigin, clock: ManualClock
 ) -> None:

@@ -10,9 +10,10 @@ origin (the S3 bucket on moto, or `MemoryOrigin`), and keeps serving the cached 
   provider's behaviour says (near-instant for Fastly and Cloudflare, a job delay for Medianova and
   CloudFront, Akamai's `estimatedSeconds`), measured on the injected clock;
 - a hard purge evicts, a soft purge marks the copy stale: the next request revalidates it at the origin;
-- two faults, injected for the next N purges: `SILENT` (accepted, never takes effect: the failure no
-  purge API reports) and `SHIELD_REFILL` (takes effect, then a shield refills the edge with the copy it
-  still held, so the stale object is back, with a fresh `Age`, right after the purge).
+- two faults, injected for the next N purges (or the next N that cover one cached page, whatever the order
+  concurrent purges arrive in): `SILENT` (accepted, never takes effect: the failure no purge API reports)
+  and `SHIELD_REFILL` (takes effect, then a shield refills the edge with the copy it still held, so the
+  stale object is back, with a fresh `Age`, right after the purge).
 
 Purges are applied lazily, before each request is answered, in the order they take effect; the result
 is the same as applying them on time, because nothing is served in between.
@@ -90,6 +91,7 @@ class EdgeResponse:
 class _InjectedFault:
     fault: EdgeFault
     count: int
+    covering: tuple[str, str] | None  # (host, path): only purges covering that cached page misbehave
 
 
 @dataclass
@@ -132,24 +134,38 @@ class Edge:
 
     def accept(self, purged: Iterable[Scope], settles_after: float) -> PendingPurge:
         """Record a purge accepted now that takes effect `settles_after` seconds later."""
+        purged_scopes = tuple(purged)
         with self._lock:
             now = self.clock()
-            fault = None
-            if self._faults:
-                fault = self._faults[0].fault
-                self._faults[0].count -= 1
-                if self._faults[0].count <= 0:
-                    self._faults.pop(0)
-            purge = PendingPurge(self.provider, tuple(purged), now, now + max(0.0, settles_after), fault)
+            fault = self._take_fault(purged_scopes)
+            purge = PendingPurge(self.provider, purged_scopes, now, now + max(0.0, settles_after), fault)
             self._pending.append(purge)
             return purge
 
-    def inject(self, fault: EdgeFault, count: int = 1) -> None:
-        """Make the next `count` purges this edge learns misbehave as `fault` says."""
+    def inject(self, fault: EdgeFault, count: int = 1, *, covering: tuple[str, str] | None = None) -> None:
+        """Make the next `count` purges this edge learns misbehave as `fault` says; with `covering`
+        (host, path), only the next `count` that cover that cached page, so that which purges fail does not
+        depend on the order concurrent purges arrive in."""
         if count < 1:
             raise ValueError(f"inject needs a count of at least 1, got {count}")
+        target = None if covering is None else (covering[0].lower(), covering[1])
         with self._lock:
-            self._faults.append(_InjectedFault(fault, count))
+            self._faults.append(_InjectedFault(fault, count, target))
+
+    def _take_fault(self, purged: tuple[Scope, ...]) -> EdgeFault | None:
+        """The first injected fault this purge consumes (under the lock), if any."""
+        for injected in self._faults:
+            if injected.covering is not None:
+                copy = self._cache.get(injected.covering)
+                if copy is None or not any(
+                    scope.covers(copy.host, copy.path, copy.object.tags, self.cp_code) for scope in purged
+                ):
+                    continue
+            injected.count -= 1
+            if injected.count <= 0:
+                self._faults.remove(injected)
+            return injected.fault
+        return None
 
     def pending(self) -> list[PendingPurge]:
         """Purges accepted that have not taken effect yet (as of the clock now)."""
