@@ -363,8 +363,11 @@ class PurgeService:
         ssm_reader = ssm_reader or BoundedParameters().parameter
         with bounded_call(Deadline.after(CONFIGURATION_READ_SECONDS), 0, what="reading the configuration"):
             text = read_config_text(settings.purge_config, ssm_reader=ssm_reader)
+        # One DynamoDB client for the ledger, trail, windows and the rate meter: each client costs a cold start
+        # its own session and service model (tens of milliseconds), and boto3 clients are safe across threads.
+        dynamodb = aws_client("dynamodb")
         meter = (
-            DynamoDBMeter(aws_client("dynamodb"), settings.rate_meter_table_name or settings.idempotency_table_name)
+            DynamoDBMeter(dynamodb, settings.rate_meter_table_name or settings.idempotency_table_name)
             if settings.rate_meter
             else None
         )
@@ -397,6 +400,7 @@ class PurgeService:
             config,
             table_name=settings.idempotency_table_name,
             ttl_seconds=settings.idempotency_ttl_seconds,
+            dynamodb_client=dynamodb,
             environ=env,
             on_attempt=on_attempt,
             queues=Queues(
