@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -52,7 +52,6 @@ from cdnpurge.runtime.secrets import powertools_secret_reader
 from cdnpurge.runtime.trail import DEFAULT_RETENTION_SECONDS, DynamoDBTrail, TrailVerificationListener, TrailWriting
 from cdnpurge.runtime.verification.jobs import has_jobs
 from cdnpurge.runtime.verification.origin import OriginVersions, S3Versions
-from cdnpurge.runtime.verification.probe import Prober
 from cdnpurge.runtime.verification.report import VerificationReport
 from cdnpurge.runtime.verification.verifier import (
     SilentListener,
@@ -62,6 +61,9 @@ from cdnpurge.runtime.verification.verifier import (
     plan_checks,
 )
 from cdnpurge.runtime.visibility import VisibilityChanges, return_when_due
+
+if TYPE_CHECKING:
+    from cdnpurge.runtime.verification.probe import Prober
 
 # Every AWS client comes from `cdnpurge.runtime.bounded.aws.aws_client` (a few seconds per call, standard
 # retries, every attempt within the current bounded call), so an unreachable table or queue turns into

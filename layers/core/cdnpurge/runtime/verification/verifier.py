@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cdnpurge.core.answers import answer_number
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
@@ -42,8 +42,12 @@ from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS
 from cdnpurge.runtime.execute import Executor, Outcome, execute_plan, request_token
 from cdnpurge.runtime.verification.jobs import has_jobs, job_pending
 from cdnpurge.runtime.verification.origin import OriginUnreadable, OriginVersions, same_version
-from cdnpurge.runtime.verification.probe import Probe, Prober
 from cdnpurge.runtime.verification.report import Tally, VerificationReport
+
+if TYPE_CHECKING:
+    # Built with the first check (`Verifier._prober`): probing loads the HTTP client, which a cold start whose
+    # configuration names no HTTP CDN never needs, and a batch that runs no check never uses.
+    from cdnpurge.runtime.verification.probe import Probe, Prober
 
 # An edge answering these for an object the origin has: the URL does not serve it (not stale, unverifiable).
 NOT_SERVED = frozenset({404, 410})
@@ -461,6 +465,8 @@ class Verifier:
             if self.prober_factory is not None:
                 prober = self.prober_factory(verify, hosts)
             else:
+                from cdnpurge.runtime.verification.probe import Prober
+
                 prober = Prober(
                     hosts=hosts,
                     version_header=verify.version_header,
