@@ -11,11 +11,16 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from cdnpurge.runtime.collector import long_lived
 
-from cdnpurge.runtime.observability import attempt_logger, record
-from cdnpurge.runtime.service import PurgeService
+# What the imports build lives as long as the process: collection paused meanwhile, then frozen (tens of
+# milliseconds of every cold start, `cdnpurge.runtime.collector`).
+with long_lived():
+    from aws_lambda_powertools import Logger, Metrics, Tracer
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    from cdnpurge.runtime.observability import attempt_logger, record
+    from cdnpurge.runtime.service import PurgeService
 
 if TYPE_CHECKING:
     # Types only: the batch response type alone would load Powertools' whole batch processor at cold start.
@@ -33,8 +38,10 @@ tracer = Tracer(patch_modules=TRACED_MODULES)
 
 @cache
 def service() -> PurgeService:
-    """Configuration, credentials and clients, built on first use and reused while warm."""
-    return PurgeService.from_environment(on_attempt=attempt_logger(logger))
+    """Configuration, credentials and clients, built on first use and reused while warm (long-lived, as the
+    imports: `cdnpurge.runtime.collector`)."""
+    with long_lived():
+        return PurgeService.from_environment(on_attempt=attempt_logger(logger))
 
 
 @logger.inject_lambda_context(clear_state=True)

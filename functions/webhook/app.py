@@ -10,13 +10,18 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from cdnpurge.runtime.collector import long_lived
 
-from cdnpurge.core.deadline import Deadline
-from cdnpurge.runtime.webhook.http import HttpResponse
-from cdnpurge.runtime.webhook.intake import IntakeResult, Outcome, WebhookIntake
-from cdnpurge.runtime.webhook.wiring import intake_from_environment
+# What the imports build lives as long as the process: collection paused meanwhile, then frozen
+# (`cdnpurge.runtime.collector`).
+with long_lived():
+    from aws_lambda_powertools import Logger, Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    from cdnpurge.core.deadline import Deadline
+    from cdnpurge.runtime.webhook.http import HttpResponse
+    from cdnpurge.runtime.webhook.intake import IntakeResult, Outcome, WebhookIntake
+    from cdnpurge.runtime.webhook.wiring import intake_from_environment
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -47,7 +52,8 @@ metrics = Metrics(service=SERVICE_NAME)
 
 @cache
 def intake() -> WebhookIntake:
-    return intake_from_environment()
+    with long_lived():
+        return intake_from_environment()
 
 
 def record(result: IntakeResult) -> None:
