@@ -98,6 +98,49 @@ def test_the_handler_loads_no_adapter_until_a_configuration_names_its_kind() -> 
     assert loaded == {"at_import": [], "configured": ["cdnpurge.runtime.providers.fastly"]}
 
 
+# --- what the handler's import leaves for later: its cold-start guarantees -------------------------------------
+
+# Loaded by the first verification check (its prober) or the first HTTP adapter, never by the import itself:
+# the HTTP client's transport (httpcore, h11) and the probe. asyncio: nothing the function runs uses it (the
+# X-Ray SDK's wrapt 2 imported it; layers/core/requirements.txt holds wrapt at 1.x).
+LAZY_AT_IMPORT = (
+    "asyncio",
+    "cdnpurge.runtime.bounded.http",
+    "cdnpurge.runtime.verification.probe",
+    "h11",
+    "httpcore",
+)
+COLD_START_SCRIPT = f"""
+import gc, json, sys
+import app
+print(json.dumps({{
+    "loaded": [name for name in {list(LAZY_AT_IMPORT)!r} if name in sys.modules],
+    "frozen": gc.get_freeze_count(),
+    "collecting": gc.isenabled(),
+}}))
+"""
+
+
+def test_the_handler_import_loads_nothing_left_for_later_and_freezes_what_it_built() -> None:
+    # Given: a fresh interpreter with Lambda's task root set (Tracer enabled: it patches at import)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(HANDLER), os.environ.get("PYTHONPATH", "")]),
+        "LAMBDA_TASK_ROOT": str(HANDLER),
+        "AWS_REGION": "us-east-1",
+    }
+    # When: it imports app.py, as Lambda's init does
+    completed = subprocess.run(
+        [sys.executable, "-c", COLD_START_SCRIPT], capture_output=True, text=True, check=True, env=environment
+    )
+    state = json.loads(completed.stdout.strip().splitlines()[-1])
+    # Then: nothing that only a check or an HTTP call needs is loaded; what the import built is frozen out of
+    # the collector's sight, and collection runs again for what invocations allocate
+    assert state["loaded"] == []
+    assert state["frozen"] > 10_000
+    assert state["collecting"] is True
+
+
 # --- imports point one way: core <- runtime <- cli, and no module imports itself back --------------------
 
 PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "core"
