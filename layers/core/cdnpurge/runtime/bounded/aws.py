@@ -20,6 +20,8 @@ does not drip, so a read cut to the time left at the attempt's start bounds the 
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import TYPE_CHECKING, Any, Final
 
 from cdnpurge.core.deadline import OutOfTimeError
@@ -37,6 +39,29 @@ CALL_SECONDS: Final = MAX_ATTEMPTS * (CONNECT_SECONDS + READ_SECONDS) + 1.0
 # A stage does not start an AWS call with less than one attempt's time left (`bounded_call`'s `need`).
 MIN_CALL_SECONDS: Final = CONNECT_SECONDS + READ_SECONDS
 
+# The boto3 session every client is made from, with the AWS_* environment it was made under. A session costs
+# a cold start tens of milliseconds (its handlers, its endpoint resolver, its loader's caches of endpoints and
+# service models), and the first batch of a deployed function makes three or four clients (SSM, Secrets
+# Manager, DynamoDB, then SQS, CloudFront, S3); one session makes them all. A session reads credentials and its
+# profile once, so a changed AWS_* environment (tests, the operator tools) gets a new one, as a new session per
+# client did. Sessions are not thread-safe (clients are): clients are made under the lock.
+_SESSION_LOCK: Final = threading.Lock()
+_shared_session: list[tuple[tuple[tuple[str, str], ...], boto3.session.Session]] = []
+
+
+def _aws_environment() -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((name, value) for name, value in os.environ.items() if name.startswith("AWS_")))
+
+
+def _session() -> boto3.session.Session:
+    """The shared session (made under `_SESSION_LOCK`), made again when the AWS_* environment changed."""
+    import boto3
+
+    environment = _aws_environment()
+    if not _shared_session or _shared_session[0][0] != environment:
+        _shared_session[:] = [(environment, boto3.session.Session())]
+    return _shared_session[0][1]
+
 
 def aws_client(
     service: str,
@@ -52,10 +77,10 @@ def aws_client(
     """A boto3 client for `service` whose every call must run inside `bounded_call` and ends by its deadline.
 
     Without `endpoint_url`, boto3 honours `AWS_ENDPOINT_URL_<SERVICE>` / `AWS_ENDPOINT_URL` (the local stack);
-    without `region_name`, the session's region, else `default_region`.
+    without `region_name`, the session's region, else `default_region`; without `session`, the runtime's shared
+    one (`_session`).
     """
     # Imported here: the stages that only name the bounds (dead letters, visibility) load no AWS SDK.
-    import boto3
     from botocore.config import Config
 
     config = Config(
@@ -63,9 +88,10 @@ def aws_client(
         read_timeout=read_timeout,
         retries={"mode": "standard", "total_max_attempts": max_attempts},
     )
-    session = session or boto3.session.Session()
-    region = region_name or session.region_name or default_region
-    client = session.client(service, endpoint_url=endpoint_url, region_name=region, config=config)  # type: ignore[call-overload]
+    with _SESSION_LOCK:
+        session = session or _session()
+        region = region_name or session.region_name or default_region
+        client = session.client(service, endpoint_url=endpoint_url, region_name=region, config=config)  # type: ignore[call-overload]
     client.meta.events.register("before-send", _AttemptInTime(read_timeout))
     return client
 
