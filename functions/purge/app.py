@@ -18,6 +18,7 @@ from cdnpurge.runtime.collector import long_lived
 with long_lived():
     from aws_lambda_powertools import Logger, Metrics, Tracer
     from aws_lambda_powertools.metrics import MetricUnit
+    from wrapt import register_post_import_hook
 
     from cdnpurge.runtime.observability import attempt_logger, record
     from cdnpurge.runtime.service import PurgeService
@@ -30,10 +31,17 @@ if TYPE_CHECKING:
 # What the function calls out to: AWS through botocore (DynamoDB, SQS, SSM, Secrets Manager, CloudFront)
 # and the CDNs through httpx. Tracer() alone would patch every library X-Ray supports at cold start.
 TRACED_MODULES = ("botocore", "httpx")
+# Patched when first imported rather than at init (patching imports the module): httpx loads with the first
+# HTTP CDN's adapter or verification's first probe, so a configuration naming only CloudFront never loads it.
+PATCHED_ON_FIRST_IMPORT = ("httpx",)
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer(patch_modules=TRACED_MODULES)
+tracer = Tracer(patch_modules=[module for module in TRACED_MODULES if module not in PATCHED_ON_FIRST_IMPORT])
+for _module in PATCHED_ON_FIRST_IMPORT:
+    # Runs as soon as the module's import completes, before its importer uses it (at once if already imported);
+    # a disabled Tracer (outside Lambda) patches nothing.
+    register_post_import_hook(lambda _imported, name=_module: tracer.patch((name,)), _module)
 
 
 @cache

@@ -101,22 +101,28 @@ def test_the_handler_loads_no_adapter_until_a_configuration_names_its_kind() -> 
 # --- what the handler's import leaves for later: its cold-start guarantees -------------------------------------
 
 # Loaded by the first verification check (its prober) or the first HTTP adapter, never by the import itself:
-# the HTTP client's transport (httpcore, h11) and the probe. asyncio: nothing the function runs uses it (the
-# X-Ray SDK's wrapt 2 imported it; layers/core/requirements.txt holds wrapt at 1.x).
+# the HTTP client (httpx, which the Tracer patches when it is first imported), its transport (httpcore, h11)
+# and the probe. asyncio: nothing the function runs uses it (the X-Ray SDK's wrapt 2 imported it;
+# layers/core/requirements.txt holds wrapt at 1.x).
 LAZY_AT_IMPORT = (
     "asyncio",
     "cdnpurge.runtime.bounded.http",
     "cdnpurge.runtime.verification.probe",
     "h11",
     "httpcore",
+    "httpx",
 )
 COLD_START_SCRIPT = f"""
 import gc, json, sys
 import app
+loaded = [name for name in {list(LAZY_AT_IMPORT)!r} if name in sys.modules]
+frozen, collecting = gc.get_freeze_count(), gc.isenabled()
+import httpx
 print(json.dumps({{
-    "loaded": [name for name in {list(LAZY_AT_IMPORT)!r} if name in sys.modules],
-    "frozen": gc.get_freeze_count(),
-    "collecting": gc.isenabled(),
+    "loaded": loaded,
+    "frozen": frozen,
+    "collecting": collecting,
+    "client_once_imported": httpx.Client.__module__,
 }}))
 """
 
@@ -139,6 +145,8 @@ def test_the_handler_import_loads_nothing_left_for_later_and_freezes_what_it_bui
     assert state["loaded"] == []
     assert state["frozen"] > 10_000
     assert state["collecting"] is True
+    # And: httpx, once something imports it, is traced (X-Ray's instrumented client)
+    assert state["client_once_imported"] == "aws_xray_sdk.ext.httpx.patch"
 
 
 # --- imports point one way: core <- runtime <- cli, and no module imports itself back --------------------
