@@ -13,16 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from cdnpurge.runtime.collector import long_lived
 
-# What the imports build lives as long as the process: collection paused meanwhile, then frozen (tens of
-# milliseconds of every cold start, `cdnpurge.runtime.collector`).
-with long_lived():
-    from aws_lambda_powertools import Logger, Metrics, Tracer
-    from aws_lambda_powertools.metrics import MetricUnit
-    from wrapt import register_post_import_hook
-
-    from cdnpurge.runtime.observability import attempt_logger, record
-    from cdnpurge.runtime.service import PurgeService
-
 if TYPE_CHECKING:
     # Types only: the batch response type alone would load Powertools' whole batch processor at cold start.
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -35,13 +25,23 @@ TRACED_MODULES = ("botocore", "httpx")
 # HTTP CDN's adapter or verification's first probe, so a configuration naming only CloudFront never loads it.
 PATCHED_ON_FIRST_IMPORT = ("httpx",)
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer(patch_modules=[module for module in TRACED_MODULES if module not in PATCHED_ON_FIRST_IMPORT])
-for _module in PATCHED_ON_FIRST_IMPORT:
-    # Runs as soon as the module's import completes, before its importer uses it (at once if already imported);
-    # a disabled Tracer (outside Lambda) patches nothing.
-    register_post_import_hook(lambda _imported, name=_module: tracer.patch((name,)), _module)
+# What init builds (the imports, Powertools' objects, the Tracer's patches) lives as long as the process:
+# collection paused meanwhile, then frozen (tens of milliseconds of every cold start, `cdnpurge.runtime.collector`).
+with long_lived():
+    from aws_lambda_powertools import Logger, Metrics, Tracer
+    from aws_lambda_powertools.metrics import MetricUnit
+    from wrapt import register_post_import_hook
+
+    from cdnpurge.runtime.observability import attempt_logger, record
+    from cdnpurge.runtime.service import PurgeService
+
+    logger = Logger()
+    metrics = Metrics()
+    tracer = Tracer(patch_modules=[module for module in TRACED_MODULES if module not in PATCHED_ON_FIRST_IMPORT])
+    for _module in PATCHED_ON_FIRST_IMPORT:
+        # Runs as soon as the module's import completes, before its importer uses it (at once if already
+        # imported); a disabled Tracer (outside Lambda) patches nothing.
+        register_post_import_hook(lambda _imported, name=_module: tracer.patch((name,)), _module)
 
 
 @cache
