@@ -1,6 +1,6 @@
 """Cold start and size of CoreLayer: handler import against a bare `import boto3`, and the built layer's bytes.
 
-    python -m bench.coldstart            # 9 pairs per layer variant (make bench runs this)
+    python -m bench.coldstart            # 9 rounds per layer variant (make bench runs this)
     python -m bench.coldstart --runs 15
 
 What runs:
@@ -299,10 +299,10 @@ def verdict(met: bool) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=9, help="pairs per layer variant (at least 7)")
+    parser.add_argument("--runs", type=int, default=9, help="rounds per layer variant (at least 7)")
     options = parser.parse_args(argv)
     if options.runs < 7:
-        parser.error("--runs must be at least 7 (the figure is a median of pairs)")
+        parser.error("--runs must be at least 7 (the figure is a median of rounds)")
 
     compiler = bytecode_python()
     python = compiler or sys.executable
