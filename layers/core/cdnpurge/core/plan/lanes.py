@@ -19,6 +19,9 @@ from cdnpurge.core.plan.convert import Converted, converter_for
 from cdnpurge.core.plan.packing import Limits, limits_for, pack, wire_cost
 from cdnpurge.core.spec import ProviderSpec
 
+# `Target` and `PurgeRequest` built in C where one is built per target: their generated `__new__` (a Python
+# call filling keyword defaults) costs about twice as much (measured with bench/planner.py's storms).
+_new_tuple = tuple.__new__
 # Kinds escalation may collapse into a prefix.
 COLLAPSIBLE = (TargetKind.PATH, TargetKind.URL)
 Group = tuple[TargetKind, bool]  # (kind, soft)
@@ -291,7 +294,9 @@ class Lane:
             if limits.render is not None or limits.budget is not None:  # something to check or to size
                 values, sizes = self._measured(by_value, values, limits, errors)
             if limits.count == 1 and limits.budget is None:  # one target per call: the hot case at scale
-                requests.extend(PurgeRequest(name, kind, (v,), soft, frozenset(by_value[v])) for v in values)
+                requests.extend(
+                    _new_tuple(PurgeRequest, (name, kind, (v,), soft, frozenset(by_value[v]))) for v in values
+                )
                 continue
             if limits.budget is None:
                 chunks = [values[start : start + limits.count] for start in range(0, len(values), limits.count)]
@@ -316,7 +321,7 @@ class Lane:
         sizes: list[int] = []
         for value in values:
             try:
-                wire = value if render is None else render(Target(kind, value))
+                wire = value if render is None else render(_new_tuple(Target, (kind, value)))
             except ValueError as exc:  # the provider cannot express it: an error for its changes only
                 errors.append(PlanFailure(self.spec.name, frozenset(by_value[value]), str(exc)))
                 continue
