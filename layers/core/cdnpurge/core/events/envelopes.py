@@ -80,7 +80,7 @@ def _decode_invocation(event: object, sink: Sink) -> None:
 
 
 def _decode_sqs_batch(event: SQSEvent, sink: Sink) -> None:
-    fast_path, home_account, changes = sink.fast_path, sink.home_account, sink.changes
+    fast_path, home_account, changes, fast = sink.fast_path, sink.home_account, sink.changes, 0
     for index, raw in enumerate(event["Records"]):
         parsed = NOT_PARSED
         if fast_path and type(raw) is dict and raw.get("eventSource") == "aws:sqs":
@@ -97,7 +97,7 @@ def _decode_sqs_batch(event: SQSEvent, sink: Sink) -> None:
                 parsed, change = NOT_PARSED, None
             if change is not None:
                 changes.append(change)
-                sink.fast_path_records += 1
+                fast += 1
                 continue
         if not is_object(raw):
             sink.error(DIRECT_ORIGIN, f"SQS record [{index}] must be an object, got {json_kind(raw)}")
@@ -117,6 +117,7 @@ def _decode_sqs_batch(event: SQSEvent, sink: Sink) -> None:
             sent_millis=sent if isinstance(sent, str) else None,
         )
         guarded(sink, origin, partial(_decode_sqs_record, record, parsed, origin, sink))
+    sink.fast_path_records += fast
 
 
 def _decode_sqs_record(record: SQSRecord, parsed: object, origin: Origin, sink: Sink) -> None:
