@@ -216,7 +216,8 @@ def _published_targets(change: Change, config: Config) -> tuple[list[Target], st
 
 def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Translation:
     """Each change's targets, or its failure: whatever goes wrong with one change, expected or not
-    (`cdnpurge.core.boundary`), fails that change alone."""
+    (`cdnpurge.core.boundary`), fails that change alone. One loop, the rule lookup inline: it runs once per
+    change of a storm, where a function call and its result taken apart again cost a tenth of the stage."""
     routed: list[RoutedTarget] = []
     errors: list[TranslateFailure] = []
     unmatched: list[str] = []
@@ -225,41 +226,35 @@ def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Tra
     directories = config.purge_index_directories
     add = routed.append
     for change in changes:
+        change_id, bucket = change.id, change.bucket
         try:
-            found = _translate_one(change, rules, config, directories)
-        except Exception as exc:
-            errors.append(TranslateFailure(change.id, change.source_id, unexpected(exc, "translating"), True))
-            continue
-        if found is None:
-            unmatched.append(change.id)
-        elif isinstance(found, str):
-            errors.append(TranslateFailure(change.id, change.source_id, found))
-        else:
-            targets, providers, position = found
-            change_id, soft = change.id, change.soft
-            if position is not None:
+            if bucket is None:  # a published change: its own targets, for every provider
+                targets, problem = _published_targets(change, config)
+                if problem is not None:
+                    errors.append(TranslateFailure(change_id, change.source_id, problem))
+                    continue
+                providers = None
+            else:  # an S3 change: the first rule whose bucket and pattern match
+                key = change.key or ""
+                if may_hold_dot_segment(key) and (reason := s3_key_problem(key)):
+                    errors.append(TranslateFailure(change_id, change.source_id, f"key {change.key!r} {reason}"))
+                    continue
+                for position, rule in enumerate(rules):  # noqa: B007 (read after the loop breaks)
+                    if (rule.bucket is None or rule.bucket == bucket) and (found := rule.fullmatch(key)):
+                        break
+                else:
+                    unmatched.append(change_id)
+                    continue
+                targets = _s3_targets(change, rule, found.groupdict(), directories)
+                providers = rule.providers
                 rule_of[change_id] = position
-            if len(targets) == 1:  # the common case in a storm: one target per object
-                add(_new_tuple(RoutedTarget, (change_id, targets[0], providers, soft)))
-            else:
-                for target in dict.fromkeys(targets):
-                    add(_new_tuple(RoutedTarget, (change_id, target, providers, soft)))
+        except Exception as exc:
+            errors.append(TranslateFailure(change_id, change.source_id, unexpected(exc, "translating"), True))
+            continue
+        soft = change.soft
+        if len(targets) == 1:  # the common case in a storm: one target per object
+            add(_new_tuple(RoutedTarget, (change_id, targets[0], providers, soft)))
+        else:
+            for target in dict.fromkeys(targets):
+                add(_new_tuple(RoutedTarget, (change_id, target, providers, soft)))
     return Translation(tuple(routed), tuple(errors), tuple(unmatched), rule_of)
-
-
-def _translate_one(
-    change: Change, rules: list[_PreparedRule], config: Config, directories: bool
-) -> tuple[list[Target], frozenset[str] | None, int | None] | str | None:
-    """One change's targets, providers and matching rule's position (None for a published change), the
-    problem with it, or None when no rule matches its key."""
-    bucket = change.bucket
-    if bucket is None:
-        targets, problem = _published_targets(change, config)
-        return problem if problem is not None else (targets, None, None)
-    key = change.key or ""
-    if may_hold_dot_segment(key) and (reason := s3_key_problem(key)):
-        return f"key {change.key!r} {reason}"
-    for position, rule in enumerate(rules):  # the first whose bucket and pattern match
-        if (rule.bucket is None or rule.bucket == bucket) and (found := rule.fullmatch(key)):
-            return _s3_targets(change, rule, found.groupdict(), directories), rule.providers, position
-    return None
