@@ -170,12 +170,6 @@ def _plain_bucket(bucket: str) -> bool:
     return S3_BUCKET.fullmatch(bucket) is not None and ".." not in bucket
 
 
-@lru_cache(maxsize=64)
-def _plain_account(account: str, home_account: str | None) -> bool:
-    """An event's account the validating path accepts and leaves out of the id: 12 digits, the stack's own."""
-    return AWS_ACCOUNT.fullmatch(account) is not None and account == (home_account or account)
-
-
 def typed_s3_change(body: str, message_id: str, home_account: str | None = None) -> Change | None:
     """The change of a storm record's body with plain fields, exactly as `plain_s3_change` reads it; None for
     anything else (step 2 then reads it: see the module docstring). `body` is at most `MAX_BODY_BYTES`."""
@@ -199,7 +193,10 @@ def typed_s3_change(body: str, message_id: str, home_account: str | None = None)
             return None
         if not event_id.isprintable() or " " in event_id:
             return None
-        if account is not None and not _plain_account(account, home_account):
+        # The account as `AWS_ACCOUNT` reads it (12 ASCII digits), and the stack's own (or none known).
+        if account is not None and not (len(account) == 12 and account.isascii() and account.isdigit()):
+            return None
+        if account is not None and home_account is not None and account != home_account:
             return None
         location, event_time = detail, doc.time
     bucket, key, sequencer = location.bucket.name, location.object_.key, location.object_.sequencer
