@@ -24,6 +24,7 @@ DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _HOSTNAME = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*")
 _MAX_HOSTNAME_CHARS: Final = 253
 _PORT = re.compile(r"[0-9]{1,5}")
+_new_tuple: Final = tuple.__new__
 _MAX_PORT: Final = 65535
 # A URL already in canonical form, with nothing a check could refuse: lowercase http(s) scheme and host, no
 # userinfo, port, fragment, backslash, `*` or `%` in the path. `canonical_url` takes it apart with this one
@@ -112,9 +113,6 @@ def canonical_url(url: str) -> SplitResult:
         # Built in C (`tuple.__new__`): SplitResult's generated `__new__` was a fifth of this function's time.
         return _new_tuple(SplitResult, (scheme, _canonical_plain_host(host), path, query or "", ""))
     return parsed_canonical_url(url)
-
-
-_new_tuple: Final = tuple.__new__
 
 
 def parsed_canonical_url(url: str) -> SplitResult:
