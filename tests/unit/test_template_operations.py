@@ -371,3 +371,14 @@ def test_the_scheduled_canary_is_off_by_default_and_each_run_is_a_new_change() -
     assert {"Fn::If": ["HasCanary", {"Fn::GetAtt": ["CanaryRule", "Arn"]}, {"Ref": "AWS::NoValue"}]} in events[
         "Condition"
     ]["ArnEquals"]["aws:SourceArn"]
+
+
+def test_the_rate_meter_is_a_switch_that_takes_its_permission_with_it() -> None:
+    parameter = template()["Parameters"]["RateMeter"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("on", ["on", "off"])
+    assert template()["Conditions"]["HasRateMeter"] == {"Fn::Equals": [{"Ref": "RateMeter"}, "on"]}
+    variables = resources()["PurgeFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["RATE_METER"] == {"Ref": "RateMeter"}
+    statements = resources()["PurgeFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    (meter,) = [s for s in statements if "Fn::If" in s and s["Fn::If"][1].get("Sid") == "SharedRateMeter"]
+    assert meter["Fn::If"][0] == "HasRateMeter" and meter["Fn::If"][2] == {"Ref": "AWS::NoValue"}
