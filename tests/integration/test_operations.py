@@ -279,14 +279,19 @@ def test_redrive_refuses_a_bad_age(capsys: pytest.CaptureFixture[str]) -> None:
     assert "'yesterday' is not a duration" in capsys.readouterr().err
 
 
-def test_doctor_names_the_alarms_firing_now(stack: LocalStack) -> None:
+@pytest.mark.parametrize(
+    "alarm",
+    ["ConfigReloadFailedAlarm", "WebhookFunctionErrorsAlarm", "WebhookFunctionThrottlesAlarm", "WebhookRejectedAlarm"],
+)
+def test_doctor_names_the_alarms_firing_now(stack: LocalStack, alarm: str) -> None:
+    # The purge function's alarms and the webhook intake's alike
     cloudwatch = stack.client("cloudwatch")
-    name = f"{STACK}-ConfigReloadFailedAlarm-LOCAL"
-    cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="a refused reload, for the test")
+    name = f"{STACK}-{alarm}-LOCAL"
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="firing, for the test")
     try:
         _, checks = doctor()
         assert checks["alarms"]["verdict"] == "FAIL"
-        assert checks["alarms"]["found"] == "1 in ALARM: ConfigReloadFailedAlarm"
+        assert checks["alarms"]["found"] == f"1 in ALARM: {alarm}"
         assert "docs/runbook.md" in checks["alarms"]["fix"]
     finally:
         cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="over")
