@@ -292,7 +292,7 @@ class Lane:
             if limits.render is not None or limits.budget is not None:  # something to check or to size
                 values, sizes = self._measured(by_value, values, limits, errors)
             if limits.count == 1 and limits.budget is None:  # one target per call: the hot case at scale
-                requests.extend(_new_tuple(PurgeRequest, (name, kind, (v,), soft, by_value[v])) for v in values)
+                requests += [_new_tuple(PurgeRequest, (name, kind, (v,), soft, by_value[v])) for v in values]
                 continue
             if limits.budget is None:
                 chunks = [values[start : start + limits.count] for start in range(0, len(values), limits.count)]
