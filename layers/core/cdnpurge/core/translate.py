@@ -222,7 +222,7 @@ def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Tra
     errors: list[TranslateFailure] = []
     unmatched: list[str] = []
     rule_of: dict[str, int] = {}
-    rules = [_PreparedRule.of(rule) for rule in config.rules]
+    rules = list(enumerate(_PreparedRule.of(rule) for rule in config.rules))  # with their positions
     directories = config.purge_index_directories
     add = routed.append
     for change in changes:
@@ -239,7 +239,7 @@ def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Tra
                 if may_hold_dot_segment(key) and (reason := s3_key_problem(key)):
                     errors.append(TranslateFailure(change_id, change.source_id, f"key {change.key!r} {reason}"))
                     continue
-                for position, rule in enumerate(rules):  # noqa: B007 (read after the loop breaks)
+                for position, rule in rules:  # noqa: B007 (read after the loop breaks)
                     if (rule.bucket is None or rule.bucket == bucket) and (found := rule.fullmatch(key)):
                         break
                 else:
