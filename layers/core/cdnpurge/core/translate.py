@@ -103,6 +103,9 @@ class _PreparedRule:
     providers: frozenset[str] | None
     fills: tuple[_Fill, ...]
     uses_object: bool
+    # Its one template, when it has just one, a path, prefix or key filled with one capture of the pattern
+    # (kind, head, capture, literal, encode): `translate` fills it inline (see `_s3_targets`).
+    single: tuple[TargetKind, str, str, str, bool] | None
 
     @classmethod
     def of(cls, rule: Rule) -> _PreparedRule:
@@ -112,7 +115,7 @@ class _PreparedRule:
         try:
             return cls._prepared(rule)
         except Exception as exc:
-            return cls(rule.bucket, _raiser(exc), None, (), False)
+            return cls(rule.bucket, _raiser(exc), None, (), False, None)
 
     @classmethod
     def _prepared(cls, rule: Rule) -> _PreparedRule:
@@ -132,7 +135,15 @@ class _PreparedRule:
             providers=frozenset(rule.providers) if rule.providers is not None else None,
             fills=fills,
             uses_object=any(name in ("key", "bucket") for fill in fills for name, _ in fill.rest),
+            single=_single(fills),
         )
+
+
+def _single(fills: tuple[_Fill, ...]) -> tuple[TargetKind, str, str, str, bool] | None:
+    if len(fills) != 1 or len(fills[0].rest) != 1 or fills[0].kind is TargetKind.URL:
+        return None
+    kind, head, ((name, literal),), encode = fills[0]
+    return None if name in ("key", "bucket") else (kind, head, name, literal, encode)
 
 
 def _raiser(error: Exception) -> Callable[[str], re.Match[str] | None]:
@@ -245,7 +256,19 @@ def translate(changes: tuple[Change, ...] | list[Change], config: Config) -> Tra
                 else:
                     unmatched.append(change_id)
                     continue
-                targets = _s3_targets(change, rule, found.groupdict(), directories)
+                single = rule.single
+                if single is None:
+                    targets = _s3_targets(change, rule, found.groupdict(), directories)
+                else:  # one capture into one template: `_s3_targets` written out for it
+                    kind, head, name, literal, encode = single
+                    value = found[name]
+                    if encode and not _URL_SAFE.fullmatch(value):
+                        value = quote(value, safe="/")
+                    text = head + value + literal
+                    if kind is _PATH and directories and text.endswith("/index.html"):
+                        targets = [_new_tuple(Target, (_PATH, path)) for path in _with_index_directories(text)]
+                    else:
+                        targets = [_new_tuple(Target, (kind, text))]
                 providers = rule.providers
                 rule_of[change_id] = position
         except Exception as exc:
