@@ -144,8 +144,16 @@ def _problem(exc: ValidationError) -> str:
 
 
 def encode_own(message: OwnMessage) -> str:
-    """The SQS body of `message`: compact JSON whose first field is its kind (`{"cdnpurge":"<kind>",`)."""
-    return _adapter(type(message)).dump_json(message).decode()
+    """The SQS body of `message`: compact JSON whose first field is its kind (`{"cdnpurge":"<kind>",`).
+
+    Validated on the way out by the reader that will take it back (`read_own`): a dataclass is built without
+    checking its field types, so a value read from a table (a window's `due_at` of `1e125`, a generation past
+    2^53) or an answer would otherwise be enqueued, then refused on arrival and dead-lettered with the purge it
+    carried. Refused here (`MalformedError` naming the field), the caller's fallback runs instead (a window's
+    targets are purged now)."""
+    body = _adapter(type(message)).dump_json(message).decode()
+    read_own(type(message), body, what=f"{message.cdnpurge} message to enqueue")
+    return body
 
 
 class ResendRefusedError(MalformedError):
