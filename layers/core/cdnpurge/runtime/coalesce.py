@@ -159,8 +159,8 @@ class DynamoDBWindows:
         item = self._client.get_item(TableName=self._table, Key=self._key(provider), ConsistentRead=True).get("Item")
         if not item or "generation" not in item:
             return 0
-        generation = _stored_number(item, "generation", high=MAX_GENERATION)
-        if generation is None or generation != int(generation) or generation >= MAX_GENERATION:
+        generation = _stored_number(item, "generation", low=-1, high=MAX_GENERATION)
+        if generation is None or not 0 <= generation < MAX_GENERATION or generation != int(generation):
             raise WindowBusyError("the open window's generation is not a whole number below 2^53")
         return int(generation)
 
@@ -440,11 +440,11 @@ class Coalescer:
         return True
 
 
-def _stored_number(item: Mapping[str, Any], name: str, *, high: float) -> float | None:
-    """A number attribute of an item read back from the table, finite and within [0, `high`] (None when absent
-    or not a number): the table is input too, whoever wrote it."""
+def _stored_number(item: Mapping[str, Any], name: str, *, high: float, low: float = 0) -> float | None:
+    """A number attribute of an item read back from the table, finite and clamped into [`low`, `high`] (None
+    when absent or not a number): the table is input too, whoever wrote it."""
     value = item.get(name)
-    return answer_number(value.get("N") if isinstance(value, Mapping) else None, low=0, high=high)
+    return answer_number(value.get("N") if isinstance(value, Mapping) else None, low=low, high=high)
 
 
 def stored_bytes(targets: Iterable[str]) -> int:
