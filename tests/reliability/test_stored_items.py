@@ -72,7 +72,7 @@ def test_dynamodb_local_refuses_an_item_over_400_kb(windows: DynamoDBWindows) ->
             ExpressionAttributeNames={"#t": "targets"},
             ExpressionAttributeValues={":t": {"SS": long_prefixes(100, start)}},
         )
-    with pytest.raises(client.exceptions.ClientError, match="ValidationException|size"):
+    with pytest.raises(client.exceptions.ClientError, match=r"ValidationException|size"):
         client.update_item(
             TableName=windows._table,
             Key=key,
