@@ -98,3 +98,34 @@ def test_no_command_writes_past_the_safe_streams() -> None:
         if bypass in path.read_text()
     ]
     assert found == []
+
+
+def test_a_status_row_shows_trail_values_as_one_bounded_field_each() -> None:
+    """The trail holds keys, targets, a CDN's error text and ids: each is one field of its row, so a line break
+    in any of them cannot print a row of its own, and a time that is not one is shown, not a traceback."""
+    from cdnpurge.cli.status import ChangeStatus, ProviderStatus, write_table
+
+    forged = "\nfastly    2026-01-01 00:00:00Z  +1.0 s  +2.0 s  1  -  -" + HOSTILE
+    provider = ProviderStatus(
+        provider="fastly" + forged,
+        targets=("url:https://www.example.com/a" + forged, "x" * 50_000),
+        targets_omitted=0,
+        provider_ids=("id" + forged,),
+        accepted_at="not a time" + forged,
+        completed_at="2026-13-99T99:99:99Z",
+        fresh_at=None,
+        attempts=1,
+        last_error="503" + forged + "y" * 10_000,
+        coalesced_into="coalesce:fastly#1" + forged,
+    )
+    change = ChangeStatus(
+        "pub:x" + forged, "published" + forged, {"publisher_id": "p" + forged}, None, None, None, (provider,)
+    )
+    shown = io.StringIO()
+    write_table([change], shown)
+    lines = shown.getvalue().splitlines()
+    # The header, targets, coalesced, column titles and the one provider row: nothing more
+    assert len(lines) == 5, lines
+    assert all(len(line) < 6_000 and not RAW.search(line) for line in lines)
+    assert "503\\x0afastly" in lines[-1]
+    hostile("output", 8)

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from cdnpurge.cli.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Commands, Context, add_command
 from cdnpurge.cli.deployed import TRAIL_TABLE_OUTPUT, DeployedStack, StackReadError, client_in, read_stack
+from cdnpurge.cli.output import external
 from cdnpurge.cli.progress import Progress
 from cdnpurge.cli.status import ChangeStatus, TrailReader
 
@@ -237,7 +238,7 @@ def _print(result: CanaryResult, out: Any) -> None:
             if provider.fresh_after is not None
             else (", not verified (no verify: block)" if not provider.verified else ", not fresh in time")
         )
-        failed = f", failed: {provider.error}" if provider.error else ""
+        failed = f", failed: {external(provider.error)}" if provider.error else ""
         print(f"  {provider.provider}: {purged}{fresh}{failed}", file=out)
     verdict = "ok" if result.ok else ("timed out" if result.timed_out else "failed")
     print(f"canary {verdict}", file=out)

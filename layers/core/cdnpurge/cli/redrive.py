@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdnpurge.cli.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Commands, Context, add_command, positive
+from cdnpurge.cli.output import external
 from cdnpurge.cli.progress import Progress
 from cdnpurge.cli.status import StatusError, parse_duration
 from cdnpurge.runtime.deadletter import ERROR_ATTRIBUTE, FAILURE_ATTRIBUTE, describe_dead_letter, kept_attributes
@@ -150,7 +151,8 @@ def run(args: argparse.Namespace, context: Context) -> int:
                     held.append(message["ReceiptHandle"])
                     continue
                 listed += 1
-                print(f"  {'would move' if args.dry_run else 'moving'} {describe_dead_letter(message)}", file=out)
+                shown = external(describe_dead_letter(message))  # the reason is the message's: one line, bounded
+                print(f"  {'would move' if args.dry_run else 'moving'} {shown}", file=out)
                 if args.dry_run:
                     held.append(message["ReceiptHandle"])
                 elif _move(sqs, message, args, out):
@@ -185,7 +187,7 @@ def _move(sqs: Any, message: dict[str, Any], args: argparse.Namespace, out: Any)
         )
         sqs.delete_message(QueueUrl=args.dlq_url, ReceiptHandle=message["ReceiptHandle"])
     except Exception as exc:  # report and carry on: the message stays in the DLQ
-        print(f"    not moved: {type(exc).__name__}: {exc}", file=out)
+        print(f"    not moved: {type(exc).__name__}: {external(exc)}", file=out)
         return False
     return True
 

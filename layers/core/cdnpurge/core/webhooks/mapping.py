@@ -42,7 +42,7 @@ def _search(expression: str, payload: Any, where: str) -> Any:
         return compiled(expression).search(payload)
     except JMESPathError as exc:
         raise MappingError(f"{where}: {str(exc).splitlines()[0]}") from None
-    except Exception as exc:  # noqa: BLE001 - the payload is input: its failure is a refusal, never a crash
+    except Exception as exc:  # the payload is input: its failure is a refusal (400), never a crash
         raise MappingError(f"{where}: the payload cannot be evaluated ({type(exc).__name__})") from None
 
 
