@@ -354,3 +354,23 @@ def test_text_read_back_from_aws_cannot_print_a_row_of_its_own(stack: LocalStack
     assert "moving" not in redrive_text and "would move forged" not in redrive_text
     assert "[permanent\\x0aok    paused" in redrive_text and "chars)" in redrive_text
     hostile("output", 2)
+
+
+def test_a_redrive_run_looks_at_a_bounded_number_of_dead_letters(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given: three dead letters, and runs that look at two at most
+    monkeypatch.setattr("cdnpurge.cli.redrive.MAX_LOOKED_AT", 2)
+    for number in range(3):
+        dead_letter(stack, f"bounded-{number}", "permanent", "fastly: refused")
+    resources = stack.resources
+    common = ("redrive", "--dlq-url", resources.dead_letter_queue_url, "--queue-url", resources.queue_url)
+    try:
+        # When
+        status, out = run(*common, "--wait-seconds", "0", "--dry-run")
+    finally:
+        bodies(stack, resources.dead_letter_queue_url)
+    # Then: it stops, saying so, with what it held made visible again
+    assert status == 0 and out.count("  would move ") == 2
+    assert "stopped after looking at 2 dead letters: run again for the rest" in out
+    hostile("output")

@@ -197,7 +197,7 @@ def canary(
             if progress is not None:
                 line = "waiting for " + (", ".join(r.provider for r in results if not r.done) or "the trail")
                 progress.update(int(clock() - ends + timeout_seconds), functools.partial(str, line))
-            sleep(POLL_SECONDS)
+            sleep(max(0.0, min(POLL_SECONDS, ends - clock())))  # never past the timeout
     finally:
         if not keep:
             s3.delete_object(Bucket=bucket, Key=key)
@@ -207,9 +207,12 @@ def canary(
 
 def _results(change: ChangeStatus, written_at: float, verifying: frozenset[str]) -> tuple[ProviderResult, ...]:
     def after(at: str | None) -> float | None:
-        if at is None:
+        """Seconds from the write to a time the trail recorded; None for none, or for one that is not a time
+        (the trail is read back: an item's field is input)."""
+        try:
+            return round(datetime.fromisoformat(str(at).replace("Z", "+00:00")).timestamp() - written_at, 1)
+        except ValueError:
             return None
-        return round(datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp() - written_at, 1)
 
     return tuple(
         ProviderResult(

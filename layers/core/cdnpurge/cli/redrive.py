@@ -36,6 +36,9 @@ crash can only duplicate it, and the idempotency table absorbs the duplicate. Fi
 DRY_RUN_HOLD_SECONDS = 60
 # A progress line on stderr every this many dead letters (or every 10 s) on long redrive runs.
 REDRIVE_PROGRESS_EVERY = 500
+# One run looks at most at this many dead letters (each is held, and remembered to be seen once): a queue of a
+# million keeps neither the run's memory nor its hold on messages unbounded; the next run takes the rest.
+MAX_LOOKED_AT = 10_000
 
 
 def register(commands: Commands) -> None:
@@ -116,14 +119,14 @@ def run(args: argparse.Namespace, context: Context) -> int:
     listed = moved = failed = returned = skipped = 0
     held: list[str] = []
     seen: set[str] = set()
-    started_ms = int(time.time() * 1000)
+    started_ms = int(context.wall_clock() * 1000)
     progress = Progress(sys.stderr, "redrive", clock=context.clock, every=REDRIVE_PROGRESS_EVERY)
 
     def counts() -> str:
         return f"{listed} listed" if args.dry_run else f"{listed} listed, {moved} moved, {failed} failed"
 
     try:
-        while args.max is None or listed < args.max:
+        while (args.max is None or listed < args.max) and len(seen) < MAX_LOOKED_AT:
             wanted = 10 if args.max is None or selection.filtering else min(10, args.max - listed)
             messages = sqs.receive_message(
                 QueueUrl=args.dlq_url,
@@ -142,6 +145,9 @@ def run(args: argparse.Namespace, context: Context) -> int:
             if not fresh:
                 break
             for message in fresh:
+                if len(seen) >= MAX_LOOKED_AT:
+                    held.append(message["ReceiptHandle"])
+                    continue
                 seen.add(message["MessageId"])
                 if not selection.matches(message):
                     skipped += 1
@@ -164,6 +170,8 @@ def run(args: argparse.Namespace, context: Context) -> int:
         for receipt in held:  # listed by a dry run, or left for the next run: visible again at once
             sqs.change_message_visibility(QueueUrl=args.dlq_url, ReceiptHandle=receipt, VisibilityTimeout=0)
     progress.finish(counts())
+    if len(seen) >= MAX_LOOKED_AT:
+        print(f"stopped after looking at {MAX_LOOKED_AT} dead letters: run again for the rest", file=out)
     if skipped:
         print(f"left {skipped} message(s) not matching ({selection.describe()}) in the dead-letter queue", file=out)
     if returned:
