@@ -154,3 +154,24 @@ def test_a_window_due_time_no_writer_makes_never_reaches_a_flush_message(windows
     assert taken is not None and taken.changes <= 10**12 and taken.opened_at >= 0
     assert sent == []
     tally.hostile("stored")
+
+
+def test_a_full_progress_record_fits_one_item_with_the_longest_key(dynamodb: Any) -> None:
+    """Durable progress keeps at most MAX_DONE digests in the ledger's record: parked at its largest, beside the
+    longest pair key a change id allows, the record is still written (DynamoDB Local refuses over 400 KB), and
+    reads back whole."""
+    from cdnpurge.core.events.reading import MAX_ID_CHARS
+    from cdnpurge.core.models import TargetKind
+    from cdnpurge.runtime.ledger import Claim, DynamoDBLedger
+    from cdnpurge.runtime.progress import MAX_DONE, target_digest
+
+    table = f"progress-{uuid.uuid4().hex[:8]}"
+    create_template_table(dynamodb, "IdempotencyTable", table)
+    ledger = DynamoDBLedger(dynamodb, table)
+    pair = ("fastly", "pub:" + "i" * MAX_ID_CHARS)
+    attempt = ledger.claim([pair], remaining_ms=60_000).attempts[pair]
+    full = frozenset(target_digest(TargetKind.URL, f"https://www.example.com/{n}") for n in range(MAX_DONE))
+    ledger.release([pair], RuntimeError("deferred"), {pair: attempt._replace(done=full)})
+    again = ledger.claim([pair], remaining_ms=60_000)
+    assert again == {pair: Claim.CLAIMED} and again.attempts[pair].done == full
+    tally.hostile("stored")
