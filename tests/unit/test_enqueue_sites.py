@@ -35,7 +35,7 @@ ENQUEUE_SITES = {
 
 def enqueue_sites() -> set[tuple[str, str]]:
     """(module, innermost enclosing function) of every SQS send in what the Lambda runs."""
-    found = set()
+    found: set[tuple[str, str]] = set()
     for root in SCANNED:
         for path in root.rglob("*.py"):
             module = str(path.relative_to(REPO_ROOT / "layers/core/cdnpurge")) if "layers" in str(path) else path.name

@@ -170,7 +170,17 @@ def run(args: argparse.Namespace, context: Context) -> int:
         for receipt in held:  # listed by a dry run, or left for the next run: visible again at once
             sqs.change_message_visibility(QueueUrl=args.dlq_url, ReceiptHandle=receipt, VisibilityTimeout=0)
     progress.finish(counts())
-    if len(seen) >= MAX_LOOKED_AT:
+    _left(out, selection, stopped=len(seen) >= MAX_LOOKED_AT, skipped=skipped, returned=returned)
+    if args.dry_run:
+        print(f"dry run: {listed} message(s) would move; nothing was sent", file=out)
+        return EXIT_OK
+    print(f"done: {moved} message(s) moved back to the queue, {failed} failed", file=out)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _left(out: Any, selection: Selection, *, stopped: bool, skipped: int, returned: int) -> None:
+    """What the run left in the dead-letter queue, and why."""
+    if stopped:
         print(f"stopped after looking at {MAX_LOOKED_AT} dead letters: run again for the rest", file=out)
     if skipped:
         print(f"left {skipped} message(s) not matching ({selection.describe()}) in the dead-letter queue", file=out)
@@ -178,11 +188,6 @@ def run(args: argparse.Namespace, context: Context) -> int:
         print(
             f"left {returned} message(s) dead-lettered after this run began: fix their cause, then run again", file=out
         )
-    if args.dry_run:
-        print(f"dry run: {listed} message(s) would move; nothing was sent", file=out)
-        return EXIT_OK
-    print(f"done: {moved} message(s) moved back to the queue, {failed} failed", file=out)
-    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _move(sqs: Any, message: dict[str, Any], args: argparse.Namespace, out: Any) -> bool:

@@ -11,10 +11,10 @@ come from the body), so the next receive continues the same attempt where this o
 It ends: a continuation is sent only for a record that advanced on this receive (progress *recorded* in its
 attempt: `Settlement.advanced`), an attempt records at most `MAX_DONE` targets, and a record is continued at
 most `MAX_CONTINUATIONS` times (its `cdnpurge-continued` count, read back as untrusted input: a publisher
-can set any attribute on its message), after which it is dead-lettered as any record out of receives. A record that made no progress is dead-lettered as before
-(`cdnpurge.runtime.deadletter`), and so is one whose change id is its SQS message id (a bare publish
-message without `id`: a new message would be a new change). Best effort: a failed send leaves the record
-in `batchItemFailures` (dead-lettering then applies, as before).
+can set any attribute on its message), after which it is dead-lettered as any record out of receives. A
+record that made no progress is dead-lettered as before (`cdnpurge.runtime.deadletter`), and so is one whose
+change id is its SQS message id (a bare publish message without `id`: a new message would be a new change).
+Best effort: a failed send leaves the record in `batchItemFailures` (dead-lettering then applies, as before).
 """
 
 from __future__ import annotations
