@@ -374,7 +374,9 @@ def test_text_read_back_from_aws_cannot_print_a_row_of_its_own(stack: LocalStack
         Type="String",
         Overwrite=True,
     )
-    dead_letter(stack, "forged-1", "permanent" + FORGED_ROW, "fastly: refused" + FORGED_ROW + SCREENFUL[:200_000])
+    # SQS refuses ESC in an attribute (InvalidMessageContents): a dead letter's forged row is line breaks and bidi
+    forged_attribute = FORGED_ROW.replace("\x1b", "")
+    dead_letter(stack, "forged-1", "permanent" + forged_attribute, "fastly: refused" + forged_attribute + SCREENFUL)
     resources = stack.resources
     try:
         # When: doctor and a redrive dry run show them
