@@ -233,7 +233,7 @@ def _print(result: CanaryResult, out: Any) -> None:
             f"canary {where}: no purge reached the trail (bucket events, the rule, the function: run doctor)", file=out
         )
         return
-    print(f"canary {where} (change {result.change_id}):", file=out)
+    print(f"canary {where} (change {external(result.change_id)}):", file=out)
     for provider in result.providers:
         purged = "-" if provider.purged_after is None else f"purged after {provider.purged_after:.1f} s"
         fresh = (
