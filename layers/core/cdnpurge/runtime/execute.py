@@ -56,7 +56,8 @@ from cdnpurge.core.gcra import JITTER_MARGIN_SECONDS, Draw
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import Provider, PurgeResult
 from cdnpurge.core.provider_errors import ProviderError, ThrottledError, UnexpectedError
-from cdnpurge.runtime.meter import Meter, MeterUnavailableError, draws_for, in_progress_of, limits_of
+from cdnpurge.runtime.meter import Meter, MeterUnavailableError, draws_for, limits_of
+from cdnpurge.runtime.meter_holds import InProgressHolds
 
 # AIMD: a throttle multiplies the rate by DECREASE (never below FLOOR x the declared rate); each success
 # adds RECOVERY x the declared (or learned) rate back, up to the declared rate.
@@ -268,6 +269,7 @@ class Executor:
         self._leases = {name: _Lease() for name in providers}
         self.buckets = {name: self._bucket(provider) for name, provider in providers.items()}
         self._locks = {name: threading.Lock() for name in providers}
+        self.holds = None if meter is None else InProgressHolds(meter, dict(providers), self.pace)
 
     def adopt_pacing(self, previous: Executor, names: Iterable[str]) -> None:
         """Take over `previous`'s pacing state for `names` (providers whose settings did not change when the
@@ -323,13 +325,13 @@ class Executor:
 
         while True:
             began = self.clock()
-            turn = self._take_turn(request, deadline)
+            turn = self._take_turn(request, deadline, idempotency_token)
             unmetered += turn.unmetered
             if turn.deferred_for is not None:
                 return outcome(error=last_error, deferred=True, retry_in=turn.deferred_for)
             attempts += 1
             try:
-                result = provider.purge(request, idempotency_token=idempotency_token, deadline=deadline)
+                result = self._purge(provider, request, idempotency_token, deadline)
             except OutOfTimeError:  # the call could not start in time: nothing was sent
                 return outcome(error=last_error, deferred=True)
             except Exception as exc:  # the per-request fault boundary (`cdnpurge.core.boundary`)
@@ -367,7 +369,7 @@ class Executor:
             self._notify(request, attempts, result)
             return outcome(result=result)
 
-    def _take_turn(self, request: PurgeRequest, deadline: Deadline) -> _Turn:
+    def _take_turn(self, request: PurgeRequest, deadline: Deadline, token: str) -> _Turn:
         """Wait for this call's slot in the shared meter or, without one, for a token of the static share."""
         metered = self._metered_wait(request, deadline)
         if metered is None:
@@ -380,23 +382,20 @@ class Executor:
             deadline.sleep(wait, self.sleep, what=f"waiting for {request.provider}'s slot")
         except OutOfTimeError:  # the slot was taken, but the time to wait for it is gone (a slow write)
             return _Turn(wait)
-        return _Turn(self._hold_in_progress(request, deadline), waited=wait)
+        held = None if self.holds is None else self.holds.hold(request, token, deadline)
+        return _Turn(held, waited=wait)
 
-    def _hold_in_progress(self, request: PurgeRequest, deadline: Deadline) -> float | None:
-        """Count the call's items in progress where the provider limits them (CloudFront, per distribution):
-        None when counted (or not limited, or the meter failed: a `TooManyInvalidationsInProgress` then
-        pauses every caller as a throttle); else the seconds until enough is released, and the request is
-        deferred to then instead of being refused by the provider."""
-        spec = self.providers[request.provider].spec
-        in_progress = in_progress_of(spec, request)
-        if in_progress is None or self.meter is None:
-            return None
-        scope, amounts, limits = in_progress
+    def _purge(self, provider: Provider, request: PurgeRequest, token: str, deadline: Deadline) -> PurgeResult:
+        """One call; its items in progress settled by its answer (`InProgressHolds.settle`)."""
         try:
-            wait = self.meter.hold(scope, amounts, limits, spec.capabilities.in_progress_seconds, deadline)
-        except (MeterUnavailableError, OutOfTimeError):
-            return None
-        return wait if wait > 0 else None
+            result = provider.purge(request, idempotency_token=token, deadline=deadline)
+        except Exception as exc:
+            if self.holds is not None:
+                self.holds.settle(request, token, deadline, exc)
+            raise
+        if self.holds is not None:
+            self.holds.settle(request, token, deadline, result)
+        return result
 
     def _report(self, request: PurgeRequest, deadline: Deadline, pause: float, *, cut: bool) -> int:
         """Tell every caller of the account (through the meter) to wait `pause` seconds; 1 when the meter could

@@ -47,7 +47,7 @@ from cdnpurge.core.gcra import (
     wait_for,
 )
 from cdnpurge.runtime.bounded import bounded_call
-from cdnpurge.runtime.meter import MeterUnavailableError, Reservation, fit, throttle_state
+from cdnpurge.runtime.meter import MeterUnavailableError, Reservation, checked_key, fit, throttle_state
 
 # The most one meter call may take (within the caller's deadline; `cdnpurge.runtime.bounded`).
 METER_CALL_SECONDS: Final = 2.0
@@ -95,17 +95,24 @@ def _parse(item: Mapping[str, Any] | None, limits: Sequence[Limit]) -> _Scope:
     return scope
 
 
-def _parse_holds(item: Mapping[str, Any] | None, names: Sequence[str]) -> tuple[int, list[Hold]]:
-    """(version, holds) from an in-progress item: `ip_<until>_<name>` attributes grouped by `until`."""
+def _parse_holds(item: Mapping[str, Any] | None, names: Sequence[str]) -> tuple[int, dict[str, Hold]]:
+    """(version, holds by key) from an in-progress item: `ipx_<key>` (when the hold expires) and
+    `ip_<key>_<name>` (its items per limit name)."""
     if not item:
-        return 0, []
-    grouped: dict[float, dict[str, float]] = {}
+        return 0, {}
+    expiries = {attribute[4:]: float(value["N"]) for attribute, value in item.items() if attribute.startswith("ipx_")}
+    amounts: dict[str, dict[str, float]] = {key: {} for key in expiries}
     for attribute, value in item.items():
         if attribute.startswith("ip_"):
-            until, _, name = attribute[3:].partition("_")
-            if name in names and until.isdigit():
-                grouped.setdefault(float(until), {})[name] = float(value["N"])
-    return int(_number(item, "ipv") or 0), list(grouped.items())
+            key, _, name = attribute[3:].rpartition("_")
+            if key in amounts and name in names:
+                amounts[key][name] = float(value["N"])
+    return int(_number(item, "ipv") or 0), {key: (until, amounts[key]) for key, until in expiries.items()}
+
+
+def _hold_attributes(key: str, names: Sequence[str]) -> list[str]:
+    """Every attribute a hold of `key` may have in a scope whose limits are `names`."""
+    return [f"ipx_{key}", *(f"ip_{key}_{name}" for name in names)]
 
 
 def _n(value: float) -> dict[str, str]:
@@ -173,7 +180,7 @@ class DynamoDBMeter:
         self._cache: dict[str, _Scope] = {}
         self.writes = 0
         self.conflicts = 0  # of which lost races (their condition failed)
-        self._holds: dict[str, tuple[int, list[Hold]]] = {}  # per scope: (version, holds) as last seen
+        self._holds: dict[str, tuple[int, dict[str, Hold]]] = {}  # per scope: (version, holds by key) as last seen
 
     def reserve(self, scope: str, draws: Sequence[Draw], deadline: Deadline, count: int = 1) -> Reservation:
         limits = [draw.limit for draw in draws]
@@ -292,35 +299,86 @@ class DynamoDBMeter:
                 return
 
     def hold(
-        self, scope: str, amounts: Mapping[str, float], limits: Mapping[str, int], seconds: float, deadline: Deadline
+        self,
+        scope: str,
+        key: str,
+        amounts: Mapping[str, float],
+        limits: Mapping[str, int],
+        *,
+        seconds: float,
+        deadline: Deadline,
     ) -> float:
-        """Items in progress as attributes `ip_<second they expire>_<limit name>`, under a version number
-        (`ipv`): holds are rare (CloudFront calls), so a plain optimistic write; expired attributes are
-        removed by the write that finds them."""
+        """A hold is the attributes `ipx_<key>` (the second it expires) and `ip_<key>_<limit name>`, written
+        under a version number (`ipv`): holds are rare (CloudFront calls), so a plain optimistic write;
+        expired holds are removed by the write that finds them. Releases do not move the version (a hold
+        computed without seeing one over-counts, never under-counts), so a refusal read from the cache is
+        checked against the item first (one write that changes nothing)."""
         names = list(limits)
+        checked_key(key)
+        refreshed = False
         for _ in range(MAX_CONFLICTS):
             now = self.clock()
-            version, holds = self._holds.get(scope, (0, []))
-            wait = release_wait(holds, amounts, limits, now)
+            version, holds = self._holds.get(scope, (0, {}))
+            others = [hold for other, hold in holds.items() if other != key]
+            wait = release_wait(others, amounts, limits, now)
             if wait is not None:
-                return wait
+                if refreshed:
+                    return wait
+                self._refresh(scope, deadline, names)
+                refreshed = True
+                continue
             update = _Update()
-            expires = math.ceil(now + seconds)
             for name, amount in amounts.items():
-                attribute = update.name(f"ip_{expires}_{name}")
-                update.sets.append(
-                    f"{attribute} = if_not_exists({attribute}, {update.value(0)}) + {update.value(amount)}"
-                )
-            removed = sorted({until for until, _held in holds if until <= now})
-            update.removes += [update.name(f"ip_{int(until)}_{name}") for until in removed for name in names]
+                update.sets.append(f"{update.name(f'ip_{key}_{name}')} = {update.value(amount)}")
+            update.sets.append(f"{update.name(f'ipx_{key}')} = {update.value(math.ceil(now + seconds))}")
+            expired = [other for other, (until, _held) in holds.items() if until <= now and other != key]
+            update.removes += [update.name(a) for other in expired for a in _hold_attributes(other, names)]
             counter = update.name("ipv")
             update.sets.append(f"{counter} = {update.value(version + 1)}")
+            update.sets.append(f"{update.name('expiration')} = {update.value(int(now) + ITEM_KEPT_SECONDS)}")
             update.conditions.append(f"attribute_not_exists({counter}) OR {counter} = {update.value(version)}")
             item = self._write(update, scope, deadline, [], holds_of=names)
             if item is not None:
                 self._holds[scope] = _parse_holds(item, names)
                 return 0.0
         raise MeterUnavailableError(f"rate meter {scope!r}: {MAX_CONFLICTS} conflicting writes in a row")
+
+    def release(
+        self, scope: str, key: str, names: Sequence[str], deadline: Deadline, *, renamed: str | None = None
+    ) -> None:
+        """One write: the hold's attributes removed (with `renamed`, set again under the new key, if the hold
+        was still there). Whoever learns of the job's end releases it, whether or not it made the hold."""
+        update = _Update()
+        update.removes += [update.name(attribute) for attribute in _hold_attributes(checked_key(key), names)]
+        update.sets.append(f"{update.name('expiration')} = {update.value(int(self.clock()) + ITEM_KEPT_SECONDS)}")
+        if renamed is not None:
+            held = self._holds.get(scope, (0, {}))[1].get(key)
+            if held is None:
+                return  # not held (the meter failed at the call, or the hold already expired): nothing to rename
+            until, amounts = held
+            new = checked_key(renamed)
+            for name, amount in amounts.items():
+                update.sets.append(f"{update.name(f'ip_{new}_{name}')} = {update.value(amount)}")
+            update.sets.append(f"{update.name(f'ipx_{new}')} = {update.value(until)}")
+            update.conditions.append(f"attribute_exists({update.name(f'ipx_{key}')})")
+        item = self._write(update, scope, deadline, [], holds_of=names)
+        if item is not None:
+            self._holds[scope] = _parse_holds(item, names)
+
+    def holders(self, scope: str) -> tuple[str, ...]:
+        now = self.clock()
+        holds = self._holds.get(scope, (0, {}))[1]
+        return tuple(key for _until, key in sorted((until, key) for key, (until, _) in holds.items() if until > now))
+
+    def _refresh(self, scope: str, deadline: Deadline, names: Sequence[str]) -> None:
+        """Read the in-progress item through a write that changes nothing (the role may only update meter
+        items)."""
+        update = _Update()
+        counter = update.name("ipv")
+        update.sets.append(f"{counter} = if_not_exists({counter}, {update.value(0)})")
+        item = self._write(update, scope, deadline, [], holds_of=names)
+        if item is not None:
+            self._holds[scope] = _parse_holds(item, names)
 
     def _write(
         self,
