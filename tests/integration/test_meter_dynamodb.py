@@ -42,7 +42,8 @@ def test_racing_threads_get_exactly_the_in_process_meters_slots(table: tuple[Any
     scope = uuid.uuid4().hex
     clock = SimulatedClock(1_000_000.0)  # frozen: every reservation is made at the same instant
     deadline = Deadline(clock() + 3600.0, clock)
-    meters = [DynamoDBMeter(client, name, clock=clock) for _ in range(THREADS)]  # one per invocation
+    # One per invocation; the clock does not move during a write, so no write is taken to last any time
+    meters = [DynamoDBMeter(client, name, clock=clock, first_lead=0.0) for _ in range(THREADS)]
 
     def reserve_all(meter: DynamoDBMeter) -> list[float]:
         return [meter.reserve(scope, [Draw(LIMIT)], deadline).wait for _ in range(EACH)]
@@ -69,7 +70,7 @@ def test_a_slot_past_the_deadline_is_refused_without_taking_it(table: tuple[Any,
     scope = uuid.uuid4().hex
     clock = SimulatedClock(2_000_000.0)
     one = Limit("requests", rate=1.0, burst=1)
-    first, second = DynamoDBMeter(client, name, clock=clock), DynamoDBMeter(client, name, clock=clock)
+    first, second = (DynamoDBMeter(client, name, clock=clock, first_lead=0.0) for _ in range(2))
     far = Deadline(clock() + 3600.0, clock)
     for _ in range(5):
         first.reserve(scope, [Draw(one)], far)
@@ -160,3 +161,37 @@ def test_a_hold_key_that_could_not_name_an_attribute_is_refused(table: tuple[Any
     meter = DynamoDBMeter(client, name, clock=clock)
     with pytest.raises(ValueError, match="not a hold key"):
         meter.hold("scope", "t_x #1", {"paths": 1}, LIMITS, seconds=60.0, deadline=Deadline(clock() + 60.0, clock))
+
+
+class SlowWrites:
+    """The DynamoDB client, every write taking `seconds` on the test's clock (a loaded host, a cold connection)."""
+
+    def __init__(self, client: Any, clock: SimulatedClock, seconds: float) -> None:
+        self._client, self._clock, self._seconds = client, clock, seconds
+
+    def update_item(self, **request: Any) -> Any:
+        answer = self._client.update_item(**request)
+        self._clock.sleep(self._seconds)
+        return answer
+
+
+def test_slots_are_reserved_as_of_when_the_write_lands_so_a_slow_write_does_not_crowd_the_next_call(
+    table: tuple[Any, str],
+) -> None:
+    client, name = table
+    scope = uuid.uuid4().hex
+    clock = SimulatedClock(5_000_000.0)
+    far = Deadline(clock() + 3600.0, clock)
+    one = Limit("requests", rate=10.0, burst=1)
+    spacing = 1 / 10.0 + JITTER_MARGIN_SECONDS
+    first = DynamoDBMeter(SlowWrites(client, clock, 0.3), name, clock=clock, first_lead=0.0)
+    second = DynamoDBMeter(client, name, clock=clock, first_lead=0.0)
+    first.reserve(scope, [Draw(one)], far)  # the first write is timed: 0.3 s
+    clock.sleep(5.0)  # the scope idle again
+    # When: an invocation reserves at an idle scope (its writes take 0.3 s), then another (quick) right behind
+    started = clock()
+    went = first.reserve(scope, [Draw(one)], far).wait + clock()  # its call leaves once the write landed
+    following = second.reserve(scope, [Draw(one)], far).wait + clock()
+    # Then: the next call is a whole spacing after the first one really left, not after its write started
+    assert went == pytest.approx(started + 0.3)
+    assert following - went >= spacing - 1e-6

@@ -124,13 +124,15 @@ class Step:
         return max(self.now, start + call * self.spacing - self.tolerance)
 
 
-def step(draw: Draw, state: BucketState, now: float, count: int = 1) -> Step:
-    """One bucket's part of a reservation of `count` calls made at `now`, given the state last seen."""
+def step(draw: Draw, state: BucketState, now: float, count: int = 1, margin: float = JITTER_MARGIN_SECONDS) -> Step:
+    """One bucket's part of a reservation of `count` calls made at `now`, given the state last seen; `margin`:
+    how late after its slot the caller's calls may reach the provider (at least `JITTER_MARGIN_SECONDS`; a
+    caller that measures its calls running later passes more, and spaces the calls after its own by that)."""
     rate = effective_rate(draw.limit, state, now)
     if rate is None:
         absolute = now - state.since >= COUNT_WINDOW_SECONDS
         return Step(draw.limit, None, 0.0, 0.0, absolute, now, now, count, draw.cost)
-    room = (draw.limit.burst - draw.cost) / rate - JITTER_MARGIN_SECONDS
+    room = (draw.limit.burst - draw.cost) / rate - max(JITTER_MARGIN_SECONDS, margin)
     spacing = draw.cost / rate + max(0.0, -room)
     absolute = state.tat < now
     return Step(

@@ -29,6 +29,7 @@ from typing import Protocol
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import CdnpurgeError
 from cdnpurge.core.gcra import (
+    JITTER_MARGIN_SECONDS,
     BucketState,
     Draw,
     Hold,
@@ -85,26 +86,42 @@ class Reservation:
 
 
 def fit(
-    draws: Sequence[Draw], states: Sequence[BucketState], now: float, *, count: int, within: float, paused: float
+    draws: Sequence[Draw],
+    states: Sequence[BucketState],
+    now: float,
+    *,
+    count: int,
+    within: float,
+    paused: float,
+    margin: float = JITTER_MARGIN_SECONDS,
 ) -> list[Step] | float:
     """The steps of a reservation of as many of `count` calls as have a slot within `within` seconds, or (none
-    has) the seconds until the first slot."""
-    steps = [step(d, s, now, count) for d, s in zip(draws, states, strict=True)]
+    has) the seconds until the first slot; `margin` as in `cdnpurge.core.gcra.step`."""
+    steps = [step(d, s, now, count, margin) for d, s in zip(draws, states, strict=True)]
     slots = [max(slot, paused) for slot in slots_of(steps)]
     fitting = sum(1 for slot in slots if wait_for(slot, now) <= within)
     if not fitting:
         return wait_for(slots[0], now)
     if fitting < count:
-        steps = [step(d, s, now, fitting) for d, s in zip(draws, states, strict=True)]
+        steps = [step(d, s, now, fitting, margin) for d, s in zip(draws, states, strict=True)]
     return steps
 
 
 class Meter(Protocol):
     """Slots in a scope's buckets, shared by every caller of the same account."""
 
-    def reserve(self, scope: str, draws: Sequence[Draw], deadline: Deadline, count: int = 1) -> Reservation:
+    def reserve(
+        self,
+        scope: str,
+        draws: Sequence[Draw],
+        deadline: Deadline,
+        count: int = 1,
+        *,
+        margin: float = JITTER_MARGIN_SECONDS,
+    ) -> Reservation:
         """Take the slots of up to `count` calls (a lease: one write for several calls), each drawing `draws`,
-        as many as lie before `deadline`; refused when none does."""
+        as many as lie before `deadline`; refused when none does. `margin`: how late the caller's calls reach
+        the provider after their slots (`cdnpurge.core.gcra.step`)."""
         ...
 
     def throttled(self, scope: str, limits: Sequence[Limit], pause: float, deadline: Deadline, *, cut: bool) -> None:
@@ -151,12 +168,20 @@ class InProcessMeter:
         self._holds: dict[str, dict[str, Hold]] = {}
         self._lock = threading.Lock()
 
-    def reserve(self, scope: str, draws: Sequence[Draw], deadline: Deadline, count: int = 1) -> Reservation:
+    def reserve(
+        self,
+        scope: str,
+        draws: Sequence[Draw],
+        deadline: Deadline,
+        count: int = 1,
+        *,
+        margin: float = JITTER_MARGIN_SECONDS,
+    ) -> Reservation:
         with self._lock:
             now = self.clock()
             states = [self._states.get((scope, d.limit.name), BucketState()) for d in draws]
             paused = self._paused.get(scope, 0.0)
-            steps = fit(draws, states, now, count=count, within=deadline.remaining(), paused=paused)
+            steps = fit(draws, states, now, count=count, within=deadline.remaining(), paused=paused, margin=margin)
             if isinstance(steps, float):
                 return Reservation((), steps)
             for draw, state, step_ in zip(draws, states, steps, strict=True):

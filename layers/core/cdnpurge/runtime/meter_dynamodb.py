@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
@@ -37,6 +38,7 @@ from cdnpurge.core.errors import describe_error
 from cdnpurge.core.gcra import (
     COUNT_WINDOW_SECONDS,
     CUT_WINDOW_SECONDS,
+    JITTER_MARGIN_SECONDS,
     BucketState,
     Draw,
     Hold,
@@ -53,6 +55,16 @@ from cdnpurge.runtime.meter import MeterUnavailableError, Reservation, checked_k
 METER_CALL_SECONDS: Final = 2.0
 # Lost races before the meter is called unavailable for this call (each loss is one idle-to-busy race).
 MAX_CONFLICTS: Final = 8
+# After the table failed (throttled, slow, unreachable), it is not asked again for this long: the calls meanwhile
+# go at the static share at once, so a failing table costs one bounded call per interval, not one per provider
+# call (each up to `METER_CALL_SECONDS`, which would eat the stage's time).
+RETRY_AFTER_FAILURE_SECONDS: Final = 5.0
+# A reservation is made as of when its write will have landed: the longest of the last `TIMED_WRITES` writes,
+# `FIRST_LEAD_SECONDS` before any was timed (DynamoDB answers in a few ms in-region; a new connection takes
+# longer), never more than `MAX_LEAD_SECONDS`.
+TIMED_WRITES: Final = 8
+FIRST_LEAD_SECONDS: Final = 0.05
+MAX_LEAD_SECONDS: Final = 0.5
 # An idle meter item is deleted this long after its last write (DynamoDB TTL).
 ITEM_KEPT_SECONDS: Final = 86_400
 KEY_PREFIX: Final = "cdnpurge#meter#"
@@ -170,10 +182,18 @@ class DynamoDBMeter:
 
     `client`: a boto3 DynamoDB client (the runtime's `aws_client("dynamodb")`: every call bounded by the
     caller's deadline); `clock`: epoch
-    seconds (every caller of one scope, on any machine, must read the same time). `writes` counts the
-    write requests sent (conditional failures included: they consume a write unit too)."""
+    seconds (every caller of one scope, on any machine, must read the same time); `first_lead`: how long the
+    first write is taken to last before one was timed (see `lead`). `writes` counts the write requests sent
+    (conditional failures included: they consume a write unit too)."""
 
-    def __init__(self, client: Any, table_name: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        first_lead: float = FIRST_LEAD_SECONDS,
+    ) -> None:
         self._client = client
         self._table = table_name
         self.clock = clock
@@ -181,18 +201,33 @@ class DynamoDBMeter:
         self.writes = 0
         self.conflicts = 0  # of which lost races (their condition failed)
         self._holds: dict[str, tuple[int, dict[str, Hold]]] = {}  # per scope: (version, holds by key) as last seen
+        self._write_seconds: deque[float] = deque(maxlen=TIMED_WRITES)  # how long the last writes took
+        self._first_lead = first_lead
+        self._failed_until = -math.inf  # no call to the table before this (it failed: `RETRY_AFTER_FAILURE_SECONDS`)
 
-    def reserve(self, scope: str, draws: Sequence[Draw], deadline: Deadline, count: int = 1) -> Reservation:
+    def reserve(
+        self,
+        scope: str,
+        draws: Sequence[Draw],
+        deadline: Deadline,
+        count: int = 1,
+        *,
+        margin: float = JITTER_MARGIN_SECONDS,
+    ) -> Reservation:
         limits = [draw.limit for draw in draws]
         for _ in range(MAX_CONFLICTS):
-            now = self.clock()
+            # Slots are reserved as of when the write will have landed (`lead`): a call cannot leave before its
+            # reservation lands, so a slot given as of the write's start would leave the call late by the
+            # write's own time, and the next caller's slot too close behind it.
+            lead = self.lead()
+            now = self.clock() + lead
             cached = self._cache.get(scope) or _Scope()
             states = [cached.states.get(d.limit.name, BucketState()) for d in draws]
-            within = deadline.remaining()
+            within = deadline.remaining() - lead
             # The cache is never ahead of the item: a refusal from it stands.
-            steps = fit(draws, states, now, count=count, within=within, paused=cached.paused_until)
+            steps = fit(draws, states, now, count=count, within=within, paused=cached.paused_until, margin=margin)
             if isinstance(steps, float):
-                return Reservation((), steps)
+                return Reservation((), steps + lead)
             if cached.busy:  # a stale cache of a busy scope looks idle: add, and learn otherwise if wrong
                 steps = [replace(s, absolute=False) if s.rate is not None else s for s in steps]
             item = self._write(self._reservation(steps, now, within), scope, deadline, limits)
@@ -206,6 +241,11 @@ class DynamoDBMeter:
                 tuple(wait_for(max(slot, fresh.paused_until), landed) for slot in slots_of(steps, bases))
             )
         raise MeterUnavailableError(f"rate meter {scope!r}: {MAX_CONFLICTS} conflicting writes in a row")
+
+    def lead(self) -> float:
+        """How long a write is expected to take: the longest of the last few, at most `MAX_LEAD_SECONDS`
+        (`first_lead` before any was timed)."""
+        return min(MAX_LEAD_SECONDS, max(self._write_seconds, default=self._first_lead))
 
     @staticmethod
     def _base(step_: Step, fresh: _Scope) -> float | None:
@@ -391,14 +431,23 @@ class DynamoDBMeter:
     ) -> Mapping[str, Any] | None:
         """The item after the write, or None when its condition failed (the cache then holds the item as it
         was, returned with the failure)."""
+        if self.clock() < self._failed_until:
+            raise MeterUnavailableError(
+                f"rate meter {scope!r}: the table failed less than {RETRY_AFTER_FAILURE_SECONDS:g} s ago"
+            )
         try:
             with bounded_call(deadline, METER_CALL_SECONDS, what="rate meter"):
                 self.writes += 1
-                answer = self._client.update_item(**update.request(self._table, scope))
+                started = self.clock()
+                try:
+                    answer = self._client.update_item(**update.request(self._table, scope))
+                finally:
+                    self._write_seconds.append(self.clock() - started)
         except OutOfTimeError:
             if deadline.expired():
                 raise
             # The meter's own cap ran out, not the caller's time: the call goes on at the static share.
+            self._failed_until = self.clock() + RETRY_AFTER_FAILURE_SECONDS
             raise MeterUnavailableError(f"rate meter {scope!r}: no answer within {METER_CALL_SECONDS:g} s") from None
         except Exception as exc:
             response = getattr(exc, "response", None) or {}
@@ -409,6 +458,7 @@ class DynamoDBMeter:
                 else:
                     self._cache[scope] = _parse(response.get("Item"), limits)
                 return None
+            self._failed_until = self.clock() + RETRY_AFTER_FAILURE_SECONDS
             raise MeterUnavailableError(f"rate meter {scope!r}: {describe_error(exc)}") from exc
         item: Mapping[str, Any] = answer.get("Attributes", {})
         return item
