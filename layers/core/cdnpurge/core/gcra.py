@@ -11,7 +11,9 @@ Jitter margin: a call leaves at its slot but reaches the provider a little later
 network, clocks of different machines). Reserving as if the bucket were `JITTER_MARGIN_SECONDS` smaller
 keeps every arrival inside the provider's limit as long as no call is later than that margin relative to
 another. With a burst of 1 (Medianova, Gotipath) the bucket has no room to shrink, so calls are spaced
-`1 / rate + margin` apart instead: a time margin, not a percentage of the rate.
+`1 / rate + margin` apart instead: a time margin, not a percentage of the rate. The margin is the caller's
+(`step`'s `margin`, never below `JITTER_MARGIN_SECONDS`): a caller whose calls run later than that spaces the
+calls after its own by its own lateness.
 
 Throttles are shared: a 429 pushes `tat` so no caller's slot comes before the provider's Retry-After, and
 cuts the rate multiplicatively (at most once per `CUT_WINDOW_SECONDS`, however many callers saw the same

@@ -19,6 +19,13 @@ A reservation is written without reading first, from the state the last write re
 
 So a provider call costs one write unit (the item stays under 1 KB), plus one for each lost race at an
 idle scope; `:latest` makes the write fail, instead of reserving, when the slot is beyond the time left.
+Slots are reserved as of when the write will have landed (`DynamoDBMeter.lead`), not when it starts: a call
+cannot leave before its reservation is written.
+
+Items in progress (CloudFront) live in an item of their own per distribution: a hold is `ipx_<key>` (when it
+expires) and `ip_<key>_<limit>` (its items), under a version number (`DynamoDBMeter.hold`).
+
+A table that failed (throttled, slow, unreachable) is not asked again for `RETRY_AFTER_FAILURE_SECONDS`.
 Where a call draws on two buckets (Akamai: requests and URLs) the slot is the later of the two, and the
 bucket that did not bind is advanced from its own state, not from that slot: it may under-count by the
 difference, a rare case (both buckets near their limit at once) the provider's 429 still covers.
