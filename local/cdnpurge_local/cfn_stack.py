@@ -150,10 +150,18 @@ def register_stack(
 def _put_alarms(
     cloudwatch: Any, template: Mapping[str, Any], evaluator: Evaluator, *, stack_name: str, known: Mapping[str, str]
 ) -> None:
+    # A function not run on moto (the webhook function) is named as CloudFormation would name it: its alarms
+    # watch a function of that name.
+    unregistered = {
+        logical_id: {"Ref": f"{stack_name}-{logical_id}-LOCAL"}
+        for logical_id, definition in template["Resources"].items()
+        if definition.get("Type") == "AWS::Serverless::Function" and logical_id not in known
+    }
     extended = Evaluator(
         parameters=evaluator.parameters,
         condition_definitions=evaluator.condition_definitions,
         attributes={
+            **unregistered,
             **evaluator.attributes,
             **{k: {"Ref": v} for k, v in known.items() if k not in evaluator.attributes},
         },

@@ -179,6 +179,8 @@ def required(
         return [("secretsmanager:GetSecretValue", arn)]
     if service == "cloudfront" and operation in ("CreateInvalidation", "GetInvalidation"):
         return [(f"cloudfront:{operation}", f"arn:aws:cloudfront::{account}:distribution/{params['DistributionId']}")]
+    if service == "cloudfront" and operation == "GetDistribution":
+        return [("cloudfront:GetDistribution", f"arn:aws:cloudfront::{account}:distribution/{params['Id']}")]
     raise KeyError(f"{service}:{operation}")
 
 

@@ -10,9 +10,11 @@ to the provider:
 403, 404 for a resource the fake lacks, 429 with the provider's own retry header, 5xx, a dropped
 connection, a timeout, a 2xx that is not JSON, no credential in any error, log or record, the per-call
 limit at N (accepted) and N+1 (refused before any call, and by the fake where the provider documents the
-limit), and a kind the provider does not declare refused before any call. `AdapterContract` holds the checks
-that need no injected faults, for adapters whose stand-in cannot inject them (CloudFront on moto): the
-file then provides the `harness` fixture itself.
+limit), a kind the provider does not declare refused before any call, and the credential check `cdnpurge
+doctor` makes (the provider's documented harmless call): accepted with the right credentials, refused with
+each wrong one, unknown for a resource the fake lacks, never a purge and never a credential in what it says.
+`AdapterContract` holds the checks that need no injected faults, for adapters whose stand-in cannot inject
+them (CloudFront on moto): the file then provides the `harness` fixture itself.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from cdnpurge.core.provider_errors import (
     UnavailableError,
 )
 from cdnpurge.core.spec import DeclaredProvider, ProviderSettings
+from cdnpurge.runtime.credential_check import Acceptance, check_credentials
 from cdnpurge.runtime.providers.http import HttpProvider
 from cdnpurge.runtime.redaction import MAX_TEXT_CHARS, RedactingProvider
 from cdnpurge_local.fakecdn.server import Behaviour, FakeCDN, Fault
@@ -220,6 +223,46 @@ class HttpContract(AdapterContract):
             assert raised.value.status == self.case.wrong_credential_status, name
             everything = str(raised.value) + repr(raised.value) + caplog.text + repr(harness.cdn.received)
             assert not [value for value in (wrong, *self.case.credentials.values()) if value in everything], name
+
+    def test_the_credential_check_is_accepted_refused_for_each_wrong_credential_and_purges_nothing(
+        self, harness: HttpHarness, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # Given the provider's documented harmless call
+        caplog.set_level(logging.DEBUG)
+        kind, right = self.case.adapter.kind, self.case.credentials
+        call = harness.provider().credentials_check()
+        assert call is not None, f"{kind}: no credential check"
+        # When asked with the right credentials, then with each wrong one in turn
+        accepted = check_credentials(harness.provider(), list(right.values()))
+        said = [accepted.detail]
+        for name in right:
+            credentials = {**right, name: f"wrong-{name}-not-real-0123456789"}
+            refused = check_credentials(harness.provider(credentials), list(credentials.values()))
+            # Then each wrong credential is refused with the provider's own status
+            assert refused.acceptance is Acceptance.REFUSED, (name, refused)
+            assert refused.detail.startswith(f"{kind}: HTTP {self.case.wrong_credential_status}"), refused.detail
+            said.append(refused.detail)
+        # And the right ones are accepted, naming the call; nothing was purged; no credential was said
+        assert (accepted.acceptance, accepted.detail) == (Acceptance.ACCEPTED, f"{call.method} /{call.path}")
+        assert harness.cdn.purged(harness.behaviour_name) == []
+        assert {received.method for received in harness.cdn.received} == {call.method}
+        everything = "".join(said) + caplog.text + repr(harness.cdn.received)
+        wrong = [f"wrong-{name}-not-real-0123456789" for name in right]
+        assert not [value for value in (*right.values(), *wrong) if value in everything]
+
+    def test_the_credential_check_of_a_resource_the_provider_lacks_is_unknown_not_accepted(
+        self, harness: HttpHarness
+    ) -> None:
+        if self.case.missing is None:
+            pytest.skip(f"{self.case.adapter.kind}: its configuration names no resource a call could miss")
+        missing = harness.provider(**self.case.missing)
+        if missing.credentials_check() == harness.provider().credentials_check():
+            pytest.skip(f"{self.case.adapter.kind}: its credential check names no configured resource")
+        # When the check reads a resource the provider does not have
+        result = check_credentials(missing, list(self.case.credentials.values()))
+        # Then it says nothing about the credentials, rather than "accepted"
+        assert result.acceptance is Acceptance.UNKNOWN, result
+        assert result.detail.startswith(f"{self.case.adapter.kind}: HTTP {self.case.missing_status}"), result.detail
 
     def test_403_is_an_auth_error(self, harness: HttpHarness) -> None:
         # Given

@@ -41,6 +41,7 @@ from cdnpurge.core.provider_errors import (
     UnavailableError,
 )
 from cdnpurge.core.spec import ProviderSpec
+from cdnpurge.runtime.credential_check import Acceptance, check_credentials
 from cdnpurge.runtime.execute import request_token
 from cdnpurge.runtime.providers.cloudfront import (
     IN_PROGRESS_BACKOFF_SECONDS,
@@ -52,7 +53,10 @@ from cdnpurge.runtime.providers.cloudfront import (
 )
 from cdnpurge_local.cloudfront_tags import enforce_cache_tags
 from cdnpurge_local.distributions import s3_distribution
+from cdnpurge_local.iam import enforce_role, function_role
+from cdnpurge_local.provision import load_template
 from cdnpurge_local.servers import MotoServer, free_port
+from cdnpurge_local.stack import TEMPLATE_PATH
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudfront import CloudFrontClient
@@ -626,3 +630,46 @@ def test_without_cache_tags_a_key_is_a_plan_error_not_a_silent_no_op() -> None:
     assert "cannot purge by key" in error.message
     assert not CloudFrontProvider.spec_for(settings_for("E1")).capabilities.supports(TargetKind.KEY)
     assert CloudFrontProvider.spec_for(tagged("E1")).billing_key == "E1"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The credential check (`cdnpurge doctor`): GetDistribution with the adapter's AWS credentials
+# ---------------------------------------------------------------------------------------------------
+
+
+@MOTO
+def test_the_credential_check_reads_the_distribution_and_invalidates_nothing(
+    cloudfront: CloudFrontClient, distribution_id: str
+) -> None:
+    # When
+    result = check_credentials(provider(cloudfront, distribution_id), [])
+    # Then
+    assert (result.acceptance, result.detail) == (Acceptance.ACCEPTED, f"GetDistribution {distribution_id}")
+    assert cloudfront.list_invalidations(DistributionId=distribution_id)["InvalidationList"]["Quantity"] == 0
+
+
+@MOTO
+def test_the_credential_check_of_a_distribution_moto_lacks_is_unknown(cloudfront: CloudFrontClient) -> None:
+    result = check_credentials(provider(cloudfront, "E000000NOSUCH"), [])
+    assert result.acceptance is Acceptance.UNKNOWN and "NoSuchDistribution" in result.detail
+
+
+@MOTO
+def test_credentials_iam_does_not_let_read_the_distribution_are_refused(
+    moto_endpoint: str, distribution_id: str
+) -> None:
+    # Given the adapter's client authorised as AWS would by the function's own role, which may invalidate the
+    # distribution but not read it (no cloudfront:GetDistribution): AWS answers AccessDenied
+    account = "123456789012"
+    arn = f"arn:aws:cloudfront::{account}:distribution/{distribution_id}"
+    role = function_role(
+        load_template(TEMPLATE_PATH),
+        parameters={"ContentBucketName": "site-content", "CloudFrontDistributionArns": arn},
+        region="us-east-1",
+        account=account,
+    )
+    assert role.allows("cloudfront:CreateInvalidation", arn) and not role.allows("cloudfront:GetDistribution", arn)
+    guarded = enforce_role(aws_client(moto_endpoint), role, region="us-east-1", account=account)
+    # When / Then
+    result = check_credentials(provider(guarded, distribution_id), [])
+    assert result.acceptance is Acceptance.REFUSED and "AccessDenied" in result.detail

@@ -15,6 +15,7 @@ import pytest
 
 from cdnpurge.cli.deployed import pause_parameter
 from cdnpurge.cli.main import main
+from cdnpurge_local.distributions import s3_distribution
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN
 from cdnpurge_local.stack import LocalStack
@@ -171,6 +172,40 @@ def test_doctor_reads_the_configuration_its_secrets_and_asks_the_provider(stack:
     ssm.put_parameter(Name="/cdnpurge/core/config", Value=config, Type="String", Overwrite=True)
 
 
+def test_doctor_reads_a_cloudfront_distribution_and_names_a_role_that_may_not_invalidate_it(
+    stack: LocalStack,
+) -> None:
+    # Given a CloudFront provider on a distribution the stack's moto has, and one it lacks; the stack is deployed
+    # with the CloudFrontDistributionArns placeholder, so the function's role may invalidate neither
+    ssm = stack.client("ssm")
+    before = ssm.get_parameter(Name="/cdnpurge/core/config")["Parameter"]["Value"]
+    distribution_id = s3_distribution(stack.client("cloudfront"), stack.resources.bucket_name)
+    config = (
+        "providers:\n"
+        f"  - {{name: cf, kind: cloudfront, distribution_id: {distribution_id}, hosts: [www.example.com]}}\n"
+        "  - {name: gone, kind: cloudfront, distribution_id: E000000NOSUCH, hosts: [www.example.com]}\n"
+    )
+    ssm.put_parameter(Name="/cdnpurge/core/config", Value=config, Type="String", Overwrite=True)
+    try:
+        # When
+        _, checks = doctor()
+    finally:
+        ssm.put_parameter(Name="/cdnpurge/core/config", Value=before, Type="String", Overwrite=True)
+    # Then the distribution was read (GetDistribution), and the role's missing grant is what fails
+    credentials = checks["credentials"]
+    assert credentials["verdict"] == "FAIL"
+    assert (
+        f"cf refused (the function's role may not invalidate it: CloudFrontDistributionArns names no "
+        f"distribution/{distribution_id})" in credentials["found"]
+    )
+    assert "NoSuchDistribution" in credentials["found"]  # the missing one is said too
+    assert f"list distribution/{distribution_id} in CloudFrontDistributionArns" in credentials["fix"]
+    assert (
+        stack.client("cloudfront").list_invalidations(DistributionId=distribution_id)["InvalidationList"]["Quantity"]
+        == 0
+    )
+
+
 def test_doctor_sees_eventbridge_off_a_pause_and_dead_letters(stack: LocalStack) -> None:
     bucket = stack.resources.bucket_name
     assert run("disable-eventbridge", "--bucket", bucket)[0] == 0
@@ -279,14 +314,19 @@ def test_redrive_refuses_a_bad_age(capsys: pytest.CaptureFixture[str]) -> None:
     assert "'yesterday' is not a duration" in capsys.readouterr().err
 
 
-def test_doctor_names_the_alarms_firing_now(stack: LocalStack) -> None:
+@pytest.mark.parametrize(
+    "alarm",
+    ["ConfigReloadFailedAlarm", "WebhookFunctionErrorsAlarm", "WebhookFunctionThrottlesAlarm", "WebhookRejectedAlarm"],
+)
+def test_doctor_names_the_alarms_firing_now(stack: LocalStack, alarm: str) -> None:
+    # The purge function's alarms and the webhook intake's alike
     cloudwatch = stack.client("cloudwatch")
-    name = f"{STACK}-ConfigReloadFailedAlarm-LOCAL"
-    cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="a refused reload, for the test")
+    name = f"{STACK}-{alarm}-LOCAL"
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="firing, for the test")
     try:
         _, checks = doctor()
         assert checks["alarms"]["verdict"] == "FAIL"
-        assert checks["alarms"]["found"] == "1 in ALARM: ConfigReloadFailedAlarm"
+        assert checks["alarms"]["found"] == f"1 in ALARM: {alarm}"
         assert "docs/runbook.md" in checks["alarms"]["fix"]
     finally:
         cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="over")

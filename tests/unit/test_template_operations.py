@@ -195,7 +195,9 @@ def test_every_cdnpurge_metric_an_alarm_watches_is_emitted() -> None:
     }
     for alarm, name, dimensions in watched:
         assert name in emitted(), f"{alarm} watches {name}, which the code never emits"
-        assert dimensions in ({"service"}, {"provider", "service"}), f"{alarm}: dimensions {sorted(dimensions)}"
+        # The webhook intake's refusals per source carry {reason, service, source}, as the handler emits them.
+        allowed = ({"service"}, {"provider", "service"}, {"reason", "service", "source"})
+        assert dimensions in allowed, f"{alarm}: dimensions {sorted(dimensions)}"
 
 
 def test_every_alarm_notifies_the_alarm_email_and_the_alarm_topic() -> None:
@@ -371,3 +373,45 @@ def test_the_scheduled_canary_is_off_by_default_and_each_run_is_a_new_change() -
     assert {"Fn::If": ["HasCanary", {"Fn::GetAtt": ["CanaryRule", "Arn"]}, {"Ref": "AWS::NoValue"}]} in events[
         "Condition"
     ]["ArnEquals"]["aws:SourceArn"]
+
+
+def test_the_rate_meter_is_a_switch_that_takes_its_permission_with_it() -> None:
+    parameter = template()["Parameters"]["RateMeter"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("on", ["on", "off"])
+    assert template()["Conditions"]["HasRateMeter"] == {"Fn::Equals": [{"Ref": "RateMeter"}, "on"]}
+    variables = resources()["PurgeFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["RATE_METER"] == {"Ref": "RateMeter"}
+    statements = resources()["PurgeFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    (meter,) = [s for s in statements if "Fn::If" in s and s["Fn::If"][1].get("Sid") == "SharedRateMeter"]
+    assert meter["Fn::If"][0] == "HasRateMeter" and meter["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+
+
+def test_the_webhook_function_is_bounded_and_alarmed_like_the_purge_function() -> None:
+    # Reserved concurrency from a parameter, 0 meaning unreserved (Lambda would refuse every invocation at 0)
+    parameter = template()["Parameters"]["WebhookReservedConcurrency"]
+    assert parameter["Default"] > 0 and parameter["MinValue"] == 0
+    assert resources()["WebhookFunction"]["Properties"]["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["HasWebhookReservedConcurrency", {"Ref": "WebhookReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert template()["Conditions"]["HasWebhookReservedConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "WebhookReservedConcurrency"}, 0]}]
+    }
+    # Its errors and throttles, as the purge function's errors are
+    function = {"Ref": "WebhookFunction"}
+    watched = {
+        (namespace, name)
+        for alarm, namespace, name, _ in alarm_metrics()
+        if resources()[alarm]["Properties"].get("Dimensions") == [{"Name": "FunctionName", "Value": function}]
+    }
+    assert watched == {("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles")}
+    # A spike of refused deliveries, one contributor per source, from the handler's own metric and service
+    alarm = resources()["WebhookRejectedAlarm"]["Properties"]
+    (query,) = alarm["Metrics"]
+    assert "SUM(WebhookRejected)" in query["Expression"] and "GROUP BY source" in query["Expression"]
+    assert "service = 'cdnpurge-webhook'" in query["Expression"]
+    assert alarm["Threshold"] == {"Ref": "WebhookRejectedAlarmThreshold"}
+    # Graphed beside the purge function's
+    graphed = {(namespace, name) for namespace, name, _ in dashboard_metrics()}
+    assert {("AWS/Lambda", "Throttles"), ("AWS/Lambda", "ConcurrentExecutions")} <= graphed
+    body = resources()["OperationsDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert '"FunctionName", "${WebhookFunction}"' in body

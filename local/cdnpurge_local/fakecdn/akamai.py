@@ -9,6 +9,9 @@
   production), body `{"objects": [...]}`: over 50,000 bytes is a 413; bad JSON, bad objects (non-ASCII
   or relative URLs, tags over 128 characters or with disallowed characters, non-numeric CP codes) are a 400,
   all problem+json. Success is 201 `{"httpStatus", "detail", "estimatedSeconds", "purgeId", "supportId"}`.
+- `POST /ccu/v3/rate-limit-status/{url|cpcode|tag}` ("Check rate and object limit statuses", what `doctor`
+  asks), signed like a purge: 200 with the buckets' remaining tokens (members named as in the 429 bodies; the
+  answer's shape is not documented); it purges nothing and takes no object token.
 - Rate limits answer 429 with `X-Ratelimit-*` headers and `rateLimit*` body members, no `Retry-After`, as
   documented (https://techdocs.akamai.com/purge-cache/reference/rate-limit-response-examples); an
   optional object bucket (`objects_per_second`, `objects_burst`) mimics the per-object limits.
@@ -153,6 +156,8 @@ class AkamaiBehaviour(Behaviour):
 
     def route(self, request: FakeRequest) -> tuple[FakeResponse, list[str]]:
         parts = request.path.strip("/").split("/")
+        if parts[:3] == ["ccu", "v3", "rate-limit-status"]:
+            return self._rate_limit_status(request, parts[3:]), []
         if len(parts) not in (4, 5) or parts[:2] != ["ccu", "v3"]:
             return self.problem(404, "Not found", f"no such resource {request.path}"), []
         operation, object_type = parts[2], parts[3]
@@ -188,6 +193,18 @@ class AkamaiBehaviour(Behaviour):
             "supportId": self._id(),
         }
         return FakeResponse(201, accepted), [f"{object_type}:{item} ({operation}, {network})" for item in objects]
+
+    def _rate_limit_status(self, request: FakeRequest, rest: list[str]) -> FakeResponse:
+        if len(rest) != 1 or rest[0] not in OBJECT_TYPES:
+            return self.problem(404, "Not found", f"no such resource {request.path}")
+        if request.method != "POST":
+            return self.problem(405, "Method not allowed", f"{request.method} is not allowed")
+        with self._state_lock:
+            objects = None if self.objects_per_second is None else int(self._objects)
+        with self._lock:
+            requests = int(self._tokens) if self.rate_per_second else None
+        limits = {"rateLimitRemaining": requests, "objectRateLimitRemaining": objects}
+        return FakeResponse(200, {"purgeType": rest[0], **{k: v for k, v in limits.items() if v is not None}})
 
     def settles_after(self, response: FakeResponse) -> float:
         """A purge takes effect when its answer said it would: `estimatedSeconds` after acceptance."""

@@ -6,6 +6,8 @@
   a prefix (recorded `prefix:`), else exactly (`url:`), as the rate-limit page classifies them. Answers 200.
 - `POST /pullzone/{id}/purgeCache`: an unknown pull zone is 404; no body purges the whole zone (`all`), a JSON
   object `{"CacheTag": "<tag>"}` purges that tag (`tag:`); any other body is 400. Answers 204.
+- `GET /pullzone/{id}` ("Get Pull Zone", what `doctor` asks): the pull zone (a few of its documented fields),
+  404 for another id; purges nothing.
 - Bunny's rate limit is per purge type; this fake has the server's one bucket for all calls, with a 429
   carrying `Retry-After`.
 Error bodies use Bunny's API error model `{"ErrorKey", "Field", "Message"}` (its shape is unverified).
@@ -20,6 +22,7 @@ from urllib.parse import urlsplit
 from cdnpurge_local.fakecdn.server import Behaviour, FakeRequest, FakeResponse
 
 _ZONE_PURGE = re.compile(r"/pullzone/([^/]+)/purgeCache")
+_ZONE = re.compile(r"/pullzone/([^/]+)")
 _BOOLEANS = {"true": True, "false": False}
 
 
@@ -53,6 +56,9 @@ class BunnyBehaviour(Behaviour):
         return bunny_error(status, "injected", f"injected {status}")
 
     def route(self, request: FakeRequest) -> tuple[FakeResponse, list[str]]:
+        read = _ZONE.fullmatch(request.path)
+        if read is not None and request.method == "GET":
+            return self._get_zone(read.group(1)), []
         zone = _ZONE_PURGE.fullmatch(request.path)
         if request.path != "/purge" and zone is None:
             return bunny_error(404, "not_found", "Not found"), []
@@ -63,6 +69,11 @@ class BunnyBehaviour(Behaviour):
         if zone.group(1) != str(self.pull_zone_id):
             return bunny_error(404, "pullzone.not_found", "The Pull Zone with the requested ID does not exist"), []
         return self._purge_zone(request)
+
+    def _get_zone(self, zone_id: str) -> FakeResponse:
+        if zone_id != str(self.pull_zone_id):
+            return bunny_error(404, "pullzone.not_found", "The Pull Zone with the requested ID does not exist")
+        return FakeResponse(200, {"Id": self.pull_zone_id, "Name": "fake-zone", "Enabled": True, "Hostnames": []})
 
     def _purge_url(self, request: FakeRequest) -> tuple[FakeResponse, list[str]]:
         urls = request.query.get("url", [])

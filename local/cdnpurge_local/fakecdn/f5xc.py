@@ -7,6 +7,8 @@ body: exactly one of `url` / `hostname` / `pattern` / `purge_all: {}` and exactl
 (Python's `re` stands in for PCRE 1). Answers `{"purge_request_id": <number>}` as the example does, or a
 string id with `string_ids=True`. Error bodies use the XC API's `{"code", "message", "details"}` shape
 (the documentation shows only "example": an assumption). Its 429 carries `Retry-After`.
+`GET /api/config/namespaces/{namespace}/cdn_loadbalancers/{name}` (the config API's "Get", what `doctor` asks)
+answers the load balancer's metadata, 404 for another; it purges nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ MODE_FIELDS = ("soft_purge", "hard_purge")
 # gRPC status codes the XC API gateway reports beside the HTTP status.
 _CODES = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 429: 8, 500: 13, 503: 14, 504: 4}
 _ROUTE = re.compile(r"/api/cdn/namespaces/([^/]+)/cdn_loadbalancer/([^/]+)/cache-purge")
+_CONFIG = re.compile(r"/api/config/namespaces/([^/]+)/cdn_loadbalancers/([^/]+)")
 
 
 def xc_error(status: int, message: str) -> FakeResponse:
@@ -64,6 +67,13 @@ class F5xcBehaviour(Behaviour):
         return xc_error(status, f"injected {status}")
 
     def route(self, request: FakeRequest) -> tuple[FakeResponse, list[str]]:
+        read = _CONFIG.fullmatch(request.path)
+        if read is not None and request.method == "GET":
+            namespace, load_balancer = read.groups()
+            if (namespace, load_balancer) != (self.namespace, self.load_balancer):
+                return xc_error(404, f"cdn_loadbalancer {namespace}/{load_balancer} not found"), []
+            metadata = {"name": load_balancer, "namespace": namespace}
+            return FakeResponse(200, {"metadata": metadata, "spec": {}, "system_metadata": {}}), []
         match = _ROUTE.fullmatch(request.path)
         if match is None:
             return xc_error(404, f"no such API {request.path}"), []

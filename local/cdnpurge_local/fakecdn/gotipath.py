@@ -7,8 +7,10 @@ documented is `type: "all"` with empty `paths`, and `paths` of host-relative URL
 adapter's assumption) and refuses any other type with 422, as it does inconsistent type/paths and relative
 paths. Gotipath documents no number of paths per call, so the fake enforces none unless given `max_paths`
 (then more is a 422), to try a limit an account turns out to have. A body that is not a JSON object is 400.
-Success is 200 `{}`. The error body shape is not documented: `{"message": ..., "errors": {field: [...]}}` is
-an assumption. Its 429 carries `Retry-After`.
+Success is 200 `{}`. `GET /distributions/{distribution_id}` ("Get Distribution", what `doctor` asks; its path
+is inferred, as the adapter's) answers the distribution, 404 for another; it purges nothing. The error body
+shape is not documented: `{"message": ..., "errors": {field: [...]}}` is an assumption. Its 429 carries
+`Retry-After`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from cdnpurge_local.fakecdn.server import Behaviour, FakeRequest, FakeResponse
 
 PURGE_TYPES = ("all", "url")
 _ROUTE = re.compile(r"/distributions/([^/]+)/purges")
+_DISTRIBUTION = re.compile(r"/distributions/([^/]+)")
 
 
 def parameter_error(field: str, problem: str) -> FakeResponse:
@@ -66,6 +69,11 @@ class GotipathBehaviour(Behaviour):
         return FakeResponse(status, {"message": f"injected {status}"})
 
     def route(self, request: FakeRequest) -> tuple[FakeResponse, list[str]]:
+        read = _DISTRIBUTION.fullmatch(request.path)
+        if read is not None and request.method == "GET":
+            if read.group(1) != self.distribution_id:
+                return FakeResponse(404, {"message": "Distribution not found"}), []
+            return FakeResponse(200, {"id": self.distribution_id, "status": "deployed"}), []
         match = _ROUTE.fullmatch(request.path)
         if match is None or match.group(1) != self.distribution_id:
             return FakeResponse(404, {"message": "Distribution not found"}), []

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+from fnmatch import fnmatchcase
 from typing import Any, Final
 
 from cdnpurge.cli.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Commands, Context, add_command
@@ -46,12 +47,14 @@ examples:
 
 Checks: the stack settled; stack and bucket in one region; the bucket's EventBridge delivery; the S3 rule's
 source, bucket and state; the configuration in SSM; every provider's secrets readable and its credentials
-accepted (a harmless call where its API has one: Fastly, Cloudflare; the others say not checked); alarm destinations
-(email confirmed); alarms firing now; the purge queue and dead-letter queue; purging paused or not; the
+accepted (each provider's documented harmless call, docs/providers.md; CloudFront: the distribution read and the
+function's role granted it in CloudFrontDistributionArns); alarm destinations (email confirmed); alarms firing
+now, the webhook intake's included; the purge queue and dead-letter queue; purging paused or not; the
 function's errors in the last hour. Read-only. Needs read access to each (cloudformation:Describe*,
 s3:GetBucketLocation/GetBucketNotification, events:DescribeRule, ssm:GetParameter, secretsmanager:
 GetSecretValue, sns:ListSubscriptionsByTopic, cloudwatch:DescribeAlarms/GetMetricStatistics, sqs:
-GetQueueAttributes, lambda:ListEventSourceMappings). Exit status: 0 all passed, 1 a check failed, 2 usage.
+GetQueueAttributes, lambda:ListEventSourceMappings, cloudfront:GetDistribution). Exit status: 0 all passed,
+1 a check failed, 2 usage.
 """
 
 
@@ -131,7 +134,7 @@ def diagnose(stack: DeployedStack, client: Callable[[str], Any], *, now: float) 
         ("s3 rule", lambda: _rule(stack, client("events"))),
         ("configuration", lambda: configuration()[0]),
         ("secrets", lambda: secrets()[0]),
-        ("credentials", lambda: _credentials(configuration()[1], secrets()[1])),
+        ("credentials", lambda: _credentials(stack, configuration()[1], secrets()[1])),
         ("alarm destinations", lambda: _destinations(stack, client("sns"))),
         ("alarms", lambda: _alarms(stack, client("cloudwatch"))),
         ("purge queue", lambda: _queue(stack, client("sqs"))),
@@ -279,27 +282,58 @@ def _secrets(stack: DeployedStack, config: Any, secretsmanager: Any) -> tuple[Ch
     return Check("secrets", Verdict.OK, f"{read} credential(s) of {len(resolved)} provider(s) readable"), resolved
 
 
-def _credentials(config: Any, resolved: dict[str, Any] | None) -> Check:
-    """Each provider asked, with a harmless call where its API has one, whether it accepts its credentials."""
+def _credentials(stack: DeployedStack, config: Any, resolved: dict[str, Any] | None) -> Check:
+    """Each provider asked, with a harmless call where its API has one, whether it accepts its credentials; for
+    CloudFront (the function's IAM role, no token), also whether the role may invalidate the distribution."""
     from cdnpurge.core.registry import REGISTRY
-    from cdnpurge.runtime.credential_check import Acceptance, check_credentials
+    from cdnpurge.runtime.credential_check import Acceptance, CredentialCheck, check_credentials
+    from cdnpurge.runtime.providers.cloudfront import CloudFrontSettings
 
     if config is None or resolved is None:
         return Check("credentials", Verdict.WARN, "not checked: the configuration or its secrets do not load")
     results = []
+    distributions: dict[str, str] = {}
     for settings in config.providers:
         values = resolved[settings.name]
         provider = REGISTRY[settings.kind](settings, values, None)
-        results.append(check_credentials(provider, [value.get_secret_value() for value in values.values()]))
+        result = check_credentials(provider, [value.get_secret_value() for value in values.values()])
+        if isinstance(settings, CloudFrontSettings):
+            distributions[settings.name] = settings.distribution_id
+            ungranted = role_cannot_invalidate(stack, settings.distribution_id)
+            if ungranted is not None:
+                detail = ungranted if result.acceptance is Acceptance.ACCEPTED else f"{ungranted}; {result.detail}"
+                result = CredentialCheck(result.provider, Acceptance.REFUSED, detail)
+        results.append(result)
     found = "; ".join(f"{r.provider} {r.acceptance.value} ({r.detail})" for r in results)
     refused = [r.provider for r in results if r.acceptance is Acceptance.REFUSED]
     if refused:
-        fix = f"put a valid token in the secret of {', '.join(refused)} (aws secretsmanager put-secret-value)"
-        return Check("credentials", Verdict.FAIL, found, fix)
+        fixes = []
+        tokens = [name for name in refused if name not in distributions]
+        if tokens:
+            fixes.append(
+                f"put a valid token in the secret of {', '.join(tokens)} (aws secretsmanager put-secret-value)"
+            )
+        for name in (name for name in refused if name in distributions):
+            fixes.append(
+                f"list distribution/{distributions[name]} in CloudFrontDistributionArns (sam deploy "
+                "--parameter-overrides) and let whoever runs doctor call cloudfront:GetDistribution on it"
+            )
+        return Check("credentials", Verdict.FAIL, found, "; ".join(fixes))
     unknown = [r for r in results if r.acceptance is Acceptance.UNKNOWN]
     if unknown:
         return Check("credentials", Verdict.WARN, found, "ask again later; `cdnpurge canary` purges for real")
     return Check("credentials", Verdict.OK, found, "`cdnpurge canary` purges for real where none was asked")
+
+
+def role_cannot_invalidate(stack: DeployedStack, distribution_id: str) -> str | None:
+    """Why the function's role may not invalidate `distribution_id`, or None: its InvalidateCloudFront statement
+    names the ARNs of the stack's CloudFrontDistributionArns (IAM wildcards `*` and `?`), and the default is a
+    placeholder that grants nothing. Read from the stack, no call: the role is not the operator's to assume."""
+    wanted = f"distribution/{distribution_id}"
+    listed = [arn.strip() for arn in stack.parameters.get("CloudFrontDistributionArns", "").split(",") if arn.strip()]
+    if any(fnmatchcase(wanted, arn.rpartition(":")[2]) for arn in listed if "[" not in arn):
+        return None
+    return f"the function's role may not invalidate it: CloudFrontDistributionArns names no {wanted}"
 
 
 def _destinations(stack: DeployedStack, sns: Any) -> Check:

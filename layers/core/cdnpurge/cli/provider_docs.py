@@ -23,8 +23,8 @@ PROVIDERS_PAGE = Path("docs/providers.md")
 BEGIN = "<!-- providers:begin (generated: python -m cdnpurge.cli.provider_docs --write) -->"
 END = "<!-- providers:end -->"
 TABLE_HEADER = (
-    "| kind | settings | purges | per call | soft | pacing (declared) |",
-    "|---|---|---|---|---|---|",
+    "| kind | settings | purges | per call | soft | pacing (declared) | credentials checked by `doctor` with |",
+    "|---|---|---|---|---|---|---|",
 )
 KIND_COLUMN = 11
 
@@ -42,7 +42,8 @@ def providers_section(factories: Iterable[ProviderFactory] | None = None) -> str
     """The documentation's provider table and unverified facts, markers included."""
     chosen = _all(factories)
     rows = [
-        f"| `{factory.kind}` | {docs.settings} | {docs.purges} | {docs.per_call} | {docs.soft} | {docs.pacing} |"
+        f"| `{factory.kind}` | {docs.settings} | {docs.purges} | {docs.per_call} | {docs.soft} | {docs.pacing} "
+        f"| {docs.credential_check} |"
         for factory in chosen
         for docs in (factory.docs,)
     ]

@@ -137,7 +137,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
     if args.dry_run or not the_plan.requests:
         return EXIT_FAILED if the_plan.errors else EXIT_OK
 
-    def show_attempt(request: PurgeRequest, attempt: int, what: PurgeResult | ProviderError) -> None:
+    def show_attempt(request: PurgeRequest, attempt: int, what: PurgeResult | ProviderError, token: str) -> None:
         status = f"ok (id {what.provider_id})" if isinstance(what, PurgeResult) else f"{type(what).__name__}: {what}"
         print(f"  attempt {attempt}: {request.describe()} -> {status}", file=out)
 

@@ -220,6 +220,8 @@ class ProviderDocs:
     - `per_call`, `soft`, `pacing`: its per-call limits, soft-purge mechanism and declared pacing.
     - `example`: the arguments of one `cdnpurge purge` call after `-p NAME` (one line in the CLI help).
     - `unverified`: what the vendor's documentation leaves open and the adapter assumes (one line each).
+    - `credential_check`: the harmless documented call `cdnpurge doctor` asks whether the credentials are
+      accepted with, or why there is none.
     """
 
     settings: str
@@ -229,6 +231,7 @@ class ProviderDocs:
     pacing: str
     example: str
     unverified: tuple[str, ...] = ()
+    credential_check: str = "not checked: its API documents no harmless call needing the credentials"
 
 
 class DeclaredProvider:

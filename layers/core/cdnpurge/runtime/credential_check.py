@@ -1,10 +1,15 @@
 """Whether a provider accepts its credentials, asked with a harmless call (`cdnpurge doctor`).
 
-An adapter implementing `core.protocol.CredentialsCheck` makes a documented read that needs the credentials
-and changes nothing (HTTP adapters name it in `credentials_check`: Fastly `GET /tokens/self`, Cloudflare
-`GET /user/tokens/verify`), through its own `send`, so its base URL, auth, timeouts and error mapping are the
-purge path's. An adapter whose API has no such call is reported as not checked, never as accepted. Messages are
-redacted with the credentials' own forms before they leave.
+An adapter implementing `core.protocol.CredentialsCheck` makes a documented call that needs the credentials
+and purges nothing. HTTP adapters name it in `credentials_check` and make it through their own `send`, so its
+base URL, auth, timeouts and error mapping are the purge path's: Fastly `GET /tokens/self`, Cloudflare
+`GET /user/tokens/verify`, Akamai `POST /ccu/v3/rate-limit-status/{type}` (EdgeGrid signed), Bunny
+`GET /pullzone/{id}`, Medianova the purge-job listing, F5 XC the load balancer's config `GET`, Gotipath
+`GET /distributions/{id}`. CloudFront has no token: its adapter reads the distribution (`GetDistribution`) with
+the AWS credentials it holds, within its bounded call. Each is listed in docs/providers.md (`ProviderDocs`
+`credential_check`). An adapter whose API has no such call is reported as not checked, never as accepted; a
+call that names a resource the provider lacks (404) is unknown, never accepted. Messages are redacted with the
+credentials' own forms before they leave.
 """
 
 from __future__ import annotations

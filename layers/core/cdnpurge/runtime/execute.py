@@ -242,7 +242,9 @@ def bounded_wait(seconds: float | None) -> float | None:
     return answer_number(seconds, low=0.0, high=MAX_PROVIDER_WAIT_SECONDS)
 
 
-AttemptListener = Callable[[PurgeRequest, int, PurgeResult | ProviderError], None]
+# Told of every attempt: the request, the attempt's number, what it gave, and the request token it sent (the
+# attempt's own, e.g. CloudFront's CallerReference, never one recomputed from the request alone).
+AttemptListener = Callable[[PurgeRequest, int, PurgeResult | ProviderError, str], None]
 
 
 class Executor:
@@ -354,7 +356,7 @@ class Executor:
                 return outcome(error=last_error, deferred=True)
             except Exception as exc:  # the per-request fault boundary (`cdnpurge.core.boundary`)
                 error = exc if isinstance(exc, ProviderError) else self._unexpected(request, exc)
-                self._notify(request, attempts, error)
+                self._notify(request, attempts, error, idempotency_token)
                 last_error = error
                 if not error.retryable:
                     return outcome(error=error)
@@ -384,7 +386,7 @@ class Executor:
             with lock:
                 rate_wait = bounded_wait(result.rate_wait / self.rate_share) if result.rate_wait else None
                 bucket.succeeded(self.clock(), rate_wait)
-            self._notify(request, attempts, result)
+            self._notify(request, attempts, result, idempotency_token)
             return outcome(result=result)
 
     def _take_turn(self, request: PurgeRequest, deadline: Deadline, token: str) -> _Turn:
@@ -549,9 +551,9 @@ class Executor:
             return self._backoff(throttled)
         return retry_after + self.rng.uniform(0, min(1.0, 0.1 * retry_after))
 
-    def _notify(self, request: PurgeRequest, attempt: int, what: PurgeResult | ProviderError) -> None:
+    def _notify(self, request: PurgeRequest, attempt: int, what: PurgeResult | ProviderError, token: str) -> None:
         if self.on_attempt is not None:
-            self.on_attempt(request, attempt, what)
+            self.on_attempt(request, attempt, what, token)
 
 
 def request_token(request: PurgeRequest, generations: Mapping[str, str] | None = None) -> str:

@@ -22,7 +22,7 @@ from cdnpurge.core.boundary import RECORD_METRIC
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import ProviderError
-from cdnpurge.runtime.execute import AttemptListener, request_token
+from cdnpurge.runtime.execute import AttemptListener
 from cdnpurge.runtime.ledger import LedgerOperation
 from cdnpurge.runtime.meter import METER_UNAVAILABLE_METRIC
 from cdnpurge.runtime.report import BatchReport
@@ -38,9 +38,10 @@ STORE_POLICY: Final = {
 
 
 def attempt_logger(logger: Logger) -> AttemptListener:
-    """An executor listener logging every failed provider attempt (429, 5xx, timeout, reset, refusal)."""
+    """An executor listener logging every failed provider attempt (429, 5xx, timeout, reset, refusal), with the
+    request token that attempt sent (CloudFront's CallerReference: the content and each change's generation)."""
 
-    def log(request: PurgeRequest, attempt: int, what: PurgeResult | ProviderError) -> None:
+    def log(request: PurgeRequest, attempt: int, what: PurgeResult | ProviderError, token: str) -> None:
         if isinstance(what, ProviderError):
             logger.warning(
                 "provider attempt failed",
@@ -53,7 +54,7 @@ def attempt_logger(logger: Logger) -> AttemptListener:
                     "status": what.status,
                     "retryable": what.retryable,
                     "provider_message": what.message,
-                    "request_token": request_token(request),
+                    "request_token": token,
                 },
             )
 

@@ -110,6 +110,7 @@ class AkamaiProvider(HttpProvider):
         pacing=f"{REQUESTS_PER_SECOND:g}/s burst {REQUEST_BURST}; 429 `X-Ratelimit-*`",
         example="--url https://www.example.com/ --soft",
         unverified=UNVERIFIED,
+        credential_check="`POST /ccu/v3/rate-limit-status/{tag|cpcode}` (the account's purge budget), EdgeGrid signed",
     )
 
     settings: AkamaiSettings
@@ -158,6 +159,13 @@ class AkamaiProvider(HttpProvider):
 
     def auth_headers(self) -> dict[str, str]:
         return {}  # EdgeGrid signs the final request in `EdgeGridAuth.auth_flow`.
+
+    def credentials_check(self) -> ApiCall:
+        """`POST /ccu/v3/rate-limit-status/{purge-type}` ("Check rate and object limit statuses",
+        https://techdocs.akamai.com/purge-cache/reference/rate-limits): the account's remaining requests and
+        objects of the entry's key type, signed with EdgeGrid like a purge and purging nothing; 401 when the API
+        client's credentials are not accepted."""
+        return ApiCall("POST", f"ccu/v3/rate-limit-status/{self.settings.keys_are}")
 
     def build_request(self, request: PurgeRequest) -> ApiCall:
         objects: list[Any]

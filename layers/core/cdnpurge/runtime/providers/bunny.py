@@ -89,6 +89,7 @@ class BunnyProvider(HttpProvider):
         pacing=f"{EXACT_PURGES_PER_SECOND:g}/s burst {EXACT_PURGE_BURST} (exact-URL bucket); 429 `Retry-After`",
         example="--key product-7 --url https://www.example.com/index.html",
         unverified=UNVERIFIED,
+        credential_check="`GET /pullzone/{id}` (the pull zone purged)",
     )
 
     settings: BunnySettings
@@ -109,6 +110,12 @@ class BunnyProvider(HttpProvider):
 
     def auth_headers(self) -> dict[str, str]:
         return {"AccessKey": self.credentials["access_key"].get_secret_value()}
+
+    def credentials_check(self) -> ApiCall:
+        """`GET /pullzone/{id}` ("Get Pull Zone", https://docs.bunny.net/api-reference/core/pull-zone/get-pull-zone):
+        the configured pull zone, read with the account's `AccessKey`; 401 when Bunny does not accept the key,
+        404 when the zone is not the account's."""
+        return ApiCall("GET", f"pullzone/{self.settings.pull_zone_id}")
 
     def build_request(self, request: PurgeRequest) -> ApiCall:
         (value,) = request.targets

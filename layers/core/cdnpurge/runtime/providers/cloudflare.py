@@ -148,6 +148,7 @@ class CloudflareProvider(HttpProvider):
         pacing="per plan (5/min .. 50/s); 429 `Retry-After`",
         example="--key product-7 --host www.example.com",
         unverified=UNVERIFIED,
+        credential_check="`GET /user/tokens/verify`",
     )
 
     settings: CloudflareSettings

@@ -235,6 +235,8 @@ class CloudFrontProvider(DeclaredProvider):
             "is made to follow AWS's documented rule (same reference and batch: the existing invalidation; "
             "other paths: InvalidationBatchAlreadyExists)",
         ),
+        credential_check="`GetDistribution` with the caller's AWS credentials, and (`doctor`) the function's role "
+        "checked against `CloudFrontDistributionArns`",
     )
 
     settings: CloudFrontSettings
@@ -316,6 +318,16 @@ class CloudFrontProvider(DeclaredProvider):
             detail=self._status(invalidation["Status"]).value,
             extra={"location": response.get("Location", "")},
         )
+
+    def check_credentials(self) -> str:
+        """`core.protocol.CredentialsCheck`: `GetDistribution` (read-only, documented; IAM action
+        `cloudfront:GetDistribution`) on the configured distribution with the AWS credentials this adapter
+        holds: `AccessDenied` or an unknown key is an `AuthError`, a missing distribution a `NotFoundError`.
+        There is no token: what it tells is whether these credentials reach the distribution. Whether the
+        function's role may invalidate it is the role's policy (`cdnpurge doctor` reads it from the stack)."""
+        with self._translated_errors("GetDistribution", None):
+            self.client.get_distribution(Id=self.settings.distribution_id)
+        return f"GetDistribution {self.settings.distribution_id}"
 
     def status(self, invalidation_id: str, *, deadline: Deadline | None = None) -> InvalidationStatus:
         """The invalidation's progress: `InProgress` until every edge has dropped the paths."""

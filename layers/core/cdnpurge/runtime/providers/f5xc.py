@@ -57,6 +57,8 @@ UNVERIFIED = (
     "f5xc: no documented rate limit; 429 is handled when it comes",
     "f5xc: the error body shape is undocumented; `message` is read, as for the other XC APIs",
     f"f5xc: no documented length limit for `url` or `pattern`; each is bounded at {UNDOCUMENTED_TARGET_BYTES} bytes",
+    "f5xc: the credential check reads the load balancer's configuration: a token allowed to purge but not to read "
+    "it is reported refused (403)",
 )
 
 _NAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
@@ -98,6 +100,7 @@ class F5xcProvider(HttpProvider):
         pacing="on 429",
         example="--prefix /img/ --soft      (one call per target)",
         unverified=UNVERIFIED,
+        credential_check="`GET /api/config/namespaces/{namespace}/cdn_loadbalancers/{name}` (the load balancer purged)",
     )
 
     settings: F5xcSettings
@@ -115,6 +118,16 @@ class F5xcProvider(HttpProvider):
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"APIToken {self.credentials['token'].get_secret_value()}"}
+
+    def credentials_check(self) -> ApiCall:
+        """`GET /api/config/namespaces/{namespace}/cdn_loadbalancers/{name}` (the CDN load balancer's "Get"
+        operation of the XC config API): the load balancer purged, read with the same `APIToken`; 401 when the
+        token is not accepted, 404 when the namespace or load balancer is not the tenant's."""
+        return ApiCall(
+            "GET",
+            f"api/config/namespaces/{quote(self.settings.namespace, safe='')}"
+            f"/cdn_loadbalancers/{quote(self.settings.load_balancer, safe='')}",
+        )
 
     def build_request(self, request: PurgeRequest) -> ApiCall:
         field_name = TARGET_FIELDS[request.kind]

@@ -77,6 +77,7 @@ class FastlyProvider(HttpProvider):
         soft="`Fastly-Soft-Purge: 1`",
         pacing="~27.8/s (100,000/h); 429 `Fastly-RateLimit-Reset`",
         example="--key article-42 --key home --soft",
+        credential_check="`GET /tokens/self` (the token's own metadata)",
     )
 
     settings: FastlySettings

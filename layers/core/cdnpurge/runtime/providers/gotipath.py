@@ -45,6 +45,8 @@ UNVERIFIED = (
     f"{DEFAULT_RATE_PER_SECOND:g} call/s (lower them with max_targets / rate_per_second)",
     "gotipath: the error body shape is undocumented; `message` and per-field `errors` are read",
     f"gotipath: no documented length limit for a path; each is bounded at {UNDOCUMENTED_TARGET_BYTES} bytes",
+    "gotipath: the credential check's path `GET /distributions/{id}` is inferred from the reference's \"Get "
+    'Distribution" entry beside the documented purge path; any answer but 2xx, 401 or 403 is reported unknown',
 )
 
 
@@ -73,6 +75,7 @@ class GotipathProvider(HttpProvider):
         pacing=f"{DEFAULT_RATE_PER_SECOND:g}/s (configurable)",
         example="--path '/a.css?v=2'",
         unverified=UNVERIFIED,
+        credential_check="`GET /distributions/{distribution_id}` (Get Distribution; path unverified)",
     )
 
     settings: GotipathSettings
@@ -87,6 +90,12 @@ class GotipathProvider(HttpProvider):
         if bearer is not None:
             headers["Authorization"] = f"Bearer {bearer.get_secret_value()}"
         return headers
+
+    def credentials_check(self) -> ApiCall:
+        """`GET /distributions/{distribution_id}` ("Get Distribution" in Gotipath's CDN API reference): the
+        distribution purged, read with the same `X-Auth-*` headers; 401 when they are not accepted. The path is
+        inferred (see `UNVERIFIED`): a wrong one answers 404, reported unknown, never accepted."""
+        return ApiCall("GET", f"distributions/{quote(self.settings.distribution_id, safe='')}")
 
     def build_request(self, request: PurgeRequest) -> ApiCall:
         if request.kind is TargetKind.ALL:

@@ -100,7 +100,7 @@ class HttpProvider(DeclaredProvider, ABC):
         """Headers carrying the credentials; the only place a secret leaves this object."""
 
     def credentials_check(self) -> ApiCall | None:
-        """A harmless documented call that succeeds only with accepted credentials (reads, purges nothing), for
+        """A harmless documented call that succeeds only with accepted credentials (changes and purges nothing), for
         `cdnpurge doctor`; None when the provider's API has none (the default)."""
         return None
 

@@ -101,6 +101,7 @@ class MedianovaProvider(HttpProvider):
         pacing="on 429",
         example="--path /index.html --prefix /assets/",
         unverified=UNVERIFIED,
+        credential_check="`GET /cdn/{organization}/job/{resource}/purge?page=1&limit=1` (List Purge Requests)",
     )
 
     settings: MedianovaSettings
@@ -123,6 +124,11 @@ class MedianovaProvider(HttpProvider):
         org = quote(self.settings.organization_uuid, safe="")
         resource = quote(self.settings.resource_uuid, safe="")
         return f"cdn/{org}/job/{resource}/purge"
+
+    def credentials_check(self) -> ApiCall:
+        """`GET` on the jobs path, one job of the first page ("List Purge Requests", the listing `job_status`
+        reads): needs the same bearer token as a purge and creates no job."""
+        return ApiCall("GET", self._jobs_path, params={"page": "1", "limit": "1"})
 
     def build_request(self, request: PurgeRequest) -> ApiCall:
         paths = [self.render(self.settings, Target(request.kind, value)) for value in request.targets]
