@@ -398,11 +398,11 @@ class Executor:
         granted, wait = metered
         if not granted:
             return _Turn(wait)
+        slot = self.clock() + wait
         try:
             deadline.sleep(wait, self.sleep, what=f"waiting for {request.provider}'s slot")
         except OutOfTimeError:  # the slot was taken, but the time to wait for it is gone (a slow write)
             return _Turn(wait)
-        slot = self.clock()
         held = None if self.holds is None else self.holds.hold(request, token, deadline)
         return _Turn(held, waited=wait, slot=slot)
 
