@@ -284,3 +284,38 @@ def test_one_record_invocations_lease_a_spare_slot_for_their_next_when_others_ar
     executor.run(request(6), deadline=deadline, idempotency_token="6")
     executor.run(request(7), deadline=deadline, idempotency_token="7")
     assert meter.reservations - before == 2
+
+
+class OversleepingClock(SimulatedClock):
+    """A starved process: the next sleep after `oversleep(seconds)` wakes that much late."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+        self.late = 0.0
+
+    def oversleep(self, seconds: float) -> None:
+        self.late = seconds
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds + self.late)
+        self.late = 0.0
+
+
+def test_a_call_that_woke_too_late_for_its_burst_one_slot_takes_the_next_one_instead() -> None:
+    clock = OversleepingClock()
+    account = Account(clock)
+    meter = InProcessMeter(clock)
+    first, second = (
+        Executor({"cdn": AccountProvider(account)}, clock=clock, sleep=clock.sleep, meter=meter) for _ in range(2)
+    )
+    deadline = Deadline(600.0, clock)
+    assert first.run(request(0), deadline=deadline, idempotency_token="0").ok
+    # When: the next call's process wakes 0.3 s after its slot (0.35 s after the first call)
+    clock.oversleep(0.3)
+    late = second.run(request(1), deadline=deadline, idempotency_token="1")
+    assert first.run(request(2), deadline=deadline, idempotency_token="2").ok
+    # Then: it was not sent on the slot it overslept (it would have reached the provider 0.05 s before the
+    # next call): it took the next slot, which the call after it follows by a whole interval
+    interval = 1 / RATE + JITTER_MARGIN_SECONDS
+    assert late.ok and late.attempts == 1
+    assert [b - a for a, b in pairwise(account.calls)] == pytest.approx([2 * interval, interval])

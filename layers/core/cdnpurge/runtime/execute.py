@@ -390,21 +390,34 @@ class Executor:
             return outcome(result=result)
 
     def _take_turn(self, request: PurgeRequest, deadline: Deadline, token: str) -> _Turn:
-        """Wait for this call's slot in the shared meter or, without one, for a token of the static share."""
-        metered = self._metered_wait(request, deadline)
-        if metered is None:
-            bucket, lock = self.buckets[request.provider], self._locks[request.provider]
-            return _Turn(self._static_share_wait(bucket, lock, deadline), unmetered=1)
-        granted, wait = metered
-        if not granted:
-            return _Turn(wait)
-        slot = self.clock() + wait
-        try:
-            deadline.sleep(wait, self.sleep, what=f"waiting for {request.provider}'s slot")
-        except OutOfTimeError:  # the slot was taken, but the time to wait for it is gone (a slow write)
-            return _Turn(wait)
-        held = None if self.holds is None else self.holds.hold(request, token, deadline)
-        return _Turn(held, waited=wait, slot=slot)
+        """Wait for this call's slot in the shared meter or, without one, for a token of the static share.
+
+        At a burst-1 account, a call that woke more than half the jitter margin after its slot (a starved
+        process) is not sent on it: it would reach the provider just before the next caller's call. It
+        takes the next slot instead (the late one goes unused), at most `MAX_LEASE_ATTEMPTS` times."""
+        waited, attempts = 0.0, 0
+        while True:
+            metered = self._metered_wait(request, deadline)
+            if metered is None:
+                bucket, lock = self.buckets[request.provider], self._locks[request.provider]
+                return _Turn(self._static_share_wait(bucket, lock, deadline), unmetered=1)
+            granted, wait = metered
+            if not granted:
+                return _Turn(wait)
+            slot = self.clock() + wait
+            try:
+                deadline.sleep(wait, self.sleep, what=f"waiting for {request.provider}'s slot")
+            except OutOfTimeError:  # the slot was taken, but the time to wait for it is gone (a slow write)
+                return _Turn(wait)
+            waited, attempts = waited + wait, attempts + 1
+            if attempts < MAX_LEASE_ATTEMPTS and self._woke_late(request.provider, slot):
+                continue
+            held = None if self.holds is None else self.holds.hold(request, token, deadline)
+            return _Turn(held, waited=waited, slot=slot)
+
+    def _woke_late(self, name: str, slot: float) -> bool:
+        """Whether a call to a burst-1 account is past its slot by more than half the jitter margin."""
+        return self.providers[name].spec.capabilities.burst <= 1 and self.clock() - slot > JITTER_MARGIN_SECONDS / 2
 
     def _purge(
         self, provider: Provider, request: PurgeRequest, token: str, deadline: Deadline, turn: _Turn
