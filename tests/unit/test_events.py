@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdnpurge.core.events import MAX_BODY_BYTES, MAX_TARGETS, Decoded, decode_event
+from cdnpurge.core.events.fastpath import parsed_body, plain_s3_change, typed_s3_change
 from cdnpurge.core.models import Action, Change, DecodeFailure
 from cdnpurge_local import event_builders as builders
 from cdnpurge_local.event_builders import sqs_event
@@ -870,6 +871,113 @@ def test_each_odd_value_decodes_exactly_as_the_validating_path(
 def test_text_around_a_body_decodes_exactly_as_the_validating_path(before: str, after: str) -> None:
     event = sqs_event(before + json.dumps(eventbridge_s3()) + after)
     assert decode_event(event) == validated(event)
+
+
+# The typed step of the fast path (`fastpath.typed_s3_change`) decides only what the dictionary step decides the
+# same way: a change it returns is the one `plain_s3_change` returns for the same body.
+# Where a storm body's plain values sit, and values for them, plain or not: bodies the typed step decodes, and
+# bodies one value away from it (each of `plain_s3_change`'s checks), in both shapes.
+TYPED_PLACES: dict[str, list[tuple[str | int, ...]]] = {
+    "eventbridge": [
+        ("id",),
+        ("time",),
+        ("account",),
+        ("source",),
+        ("detail-type",),
+        ("detail", "bucket", "name"),
+        ("detail", "object", "key"),
+        ("detail", "object", "sequencer"),
+    ],
+    "notification": [
+        ("Records", 0, "eventSource"),
+        ("Records", 0, "eventName"),
+        ("Records", 0, "eventTime"),
+        ("Records", 0, "s3", "bucket", "name"),
+        ("Records", 0, "s3", "object", "key"),
+        ("Records", 0, "s3", "object", "sequencer"),
+    ],
+}
+TYPED_VALUES: list[Any] = [
+    *ODD_VALUES,
+    "a b",
+    "x" * 129,
+    "Object Deleted",
+    "ObjectTagging:Put",
+    "s3:ObjectRemoved:Delete",
+    "aws.s3",
+    "cms",
+    "my.bucket",
+    "a..b",
+    "Legacy_Bucket",
+    "123456789012",
+    "210987654321",
+    "12345",
+    [],
+    "é",
+    "a\u202eb",
+]
+
+
+@st.composite
+def typed_bodies(draw: st.DrawFn) -> tuple[str, str | None]:
+    """A storm body with a few values replaced (most bodies stay plain), and the stack's account."""
+    shape = draw(st.sampled_from(sorted(TYPED_PLACES)))
+    body: Any = eventbridge_s3("assets/a.jpg") if shape == "eventbridge" else s3_notification()
+    for path in draw(st.lists(st.sampled_from(TYPED_PLACES[shape]), max_size=2, unique=True)):
+        parent = body
+        for step in path[:-1]:
+            parent = parent[step]
+        if draw(st.integers(0, 4)):
+            parent[path[-1]] = draw(st.sampled_from(TYPED_VALUES))
+        else:
+            parent.pop(path[-1], None)
+    if not draw(st.integers(0, 5)):
+        body.update(draw(st.sampled_from([{"Records": []}, {"Type": "x"}, {"Event": "x"}, {"cdnpurge": "repurge"}])))
+    return json.dumps(body), draw(st.sampled_from([None, builders.ACCOUNT, "210987654321"]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(typed_bodies())
+def test_the_typed_fast_path_returns_what_the_dictionary_fast_path_returns(case: tuple[str, str | None]) -> None:
+    body, home_account = case
+    typed = typed_s3_change(body, "m", home_account)
+    assert typed is None or typed == plain_s3_change(parsed_body(body), "m", home_account)
+
+
+@pytest.mark.parametrize("document", [eventbridge_s3, s3_notification], ids=["eventbridge", "notification"])
+def test_plain_storm_bodies_take_the_typed_fast_path(document: Callable[[], dict[str, Any]]) -> None:
+    body = json.dumps(document())
+    assert typed_s3_change(body, "m") == plain_s3_change(parsed_body(body), "m") != None  # noqa: E711
+
+
+# JSON `json.loads` refuses, in a field the typed step skips without building: the typed step refuses it too
+# (the validating path then names the problem), as it does keys of other shapes, whatever their value.
+SKIPPED_FIELD_VALUES = {
+    "control character": '"a\x01b"',
+    "invalid escape": '"\\q"',
+    "invalid unicode escape": '"\\u12G4"',
+    "unbalanced": "[}",
+    "bad literal": "tru",
+    "trailing comma": "[1,]",
+    "leading zero": "01",
+    "nested past the parser": "[" * 5000 + "]" * 5000,
+}
+
+
+@pytest.mark.parametrize("value", SKIPPED_FIELD_VALUES.values(), ids=SKIPPED_FIELD_VALUES.keys())
+def test_the_typed_fast_path_refuses_malformed_json_in_fields_it_skips(value: str) -> None:
+    body = json.dumps(eventbridge_s3())
+    malformed = body[:-1] + ',"skipped":' + value + "}"
+    with pytest.raises((ValueError, RecursionError)):
+        json.loads(malformed)
+    assert typed_s3_change(malformed, "m") is None
+
+
+@pytest.mark.parametrize("key", ["cdnpurge", "Records", "Event", "Type", "MessageId", "cdnpurg\\u0065"])
+@pytest.mark.parametrize("value", ["null", '"repurge"', "{}"])
+def test_a_key_of_another_shape_leaves_the_body_to_the_dictionary_step(key: str, value: str) -> None:
+    body = json.dumps(eventbridge_s3())
+    assert typed_s3_change(body[:-1] + f',"{key}":{value}}}', "m") is None
 
 
 def test_plain_storm_records_take_the_fast_path() -> None:

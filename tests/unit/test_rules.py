@@ -180,3 +180,30 @@ def test_a_published_fragment_is_dropped_so_every_provider_purges_the_same_objec
         "path:/",
         "url:https://www.example.com/a?page=2",
     ]
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("docs/annual report+2026.pdf", ["path:/docs/annual%20report%2B2026.pdf"]),
+        ("docs/guide/index.html", ["path:/docs/guide/index.html", "path:/docs/guide/", "path:/docs/guide"]),
+        ("docs/index.html", ["path:/docs/index.html", "path:/docs/", "path:/docs"]),
+    ],
+)
+def test_a_rule_of_one_template_and_one_capture_fills_as_any_rule(key: str, expected: list[str]) -> None:
+    # Such a rule is filled without the general loop (`translate`); encoding and index directories hold the same
+    yaml_config = """
+        providers: [{name: f, kind: fastly, service_id: S1}]
+        rules:
+          - {match: "docs/{rest*}", paths: ["/docs/{rest}"]}
+    """
+    assert targets_of(s3_change(key), yaml_config) == expected
+
+
+def test_a_one_capture_surrogate_key_is_not_encoded() -> None:
+    yaml_config = """
+        providers: [{name: f, kind: fastly, service_id: S1}]
+        rules:
+          - {match: "img/{name}", keys: ["img-{name}"]}
+    """
+    assert targets_of(s3_change("img/a b+c.jpg"), yaml_config) == ["key:img-a b+c.jpg"]

@@ -22,12 +22,13 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from cdnpurge.core.errors import show
 from cdnpurge.core.events.coalesce import COALESCE_MARKER, decode_flush
-from cdnpurge.core.events.fastpath import NOT_PARSED, parsed_body, plain_s3_change
+from cdnpurge.core.events.fastpath import NOT_PARSED, parsed_body, plain_s3_change, typed_s3_change
 from cdnpurge.core.events.own import own_kind
 from cdnpurge.core.events.published import PUBLISH_FIELDS, decode_publish
 from cdnpurge.core.events.reading import (
     AWS_ACCOUNT,
     DIRECT_ORIGIN,
+    MAX_BODY_BYTES,
     MAX_ENVELOPE_ID_CHARS,
     MalformedError,
     Origin,
@@ -79,22 +80,24 @@ def _decode_invocation(event: object, sink: Sink) -> None:
 
 
 def _decode_sqs_batch(event: SQSEvent, sink: Sink) -> None:
+    fast_path, home_account, changes, fast = sink.fast_path, sink.home_account, sink.changes, 0
     for index, raw in enumerate(event["Records"]):
         parsed = NOT_PARSED
-        if sink.fast_path and type(raw) is dict and raw.get("eventSource") == "aws:sqs":
+        if fast_path and type(raw) is dict and raw.get("eventSource") == "aws:sqs":
             try:
-                parsed = parsed_body(raw.get("body"))
-                message_id = raw.get("messageId")
-                change = (
-                    plain_s3_change(parsed, message_id, sink.home_account)
-                    if type(message_id) is str and message_id
-                    else None
-                )
+                body, message_id = raw.get("body"), raw.get("messageId")
+                change = None
+                if type(message_id) is str and message_id:  # without one, the record fails whatever its body
+                    if type(body) is str and len(body) * 4 <= MAX_BODY_BYTES:
+                        change = typed_s3_change(body, message_id, home_account)
+                    if change is None:
+                        parsed = parsed_body(body)
+                        change = plain_s3_change(parsed, message_id, home_account)
             except Exception:  # a record the fast path cannot read: the guarded path below says why
                 parsed, change = NOT_PARSED, None
             if change is not None:
-                sink.changes.append(change)
-                sink.fast_path_records += 1
+                changes.append(change)
+                fast += 1
                 continue
         if not is_object(raw):
             sink.error(DIRECT_ORIGIN, f"SQS record [{index}] must be an object, got {json_kind(raw)}")
@@ -114,6 +117,7 @@ def _decode_sqs_batch(event: SQSEvent, sink: Sink) -> None:
             sent_millis=sent if isinstance(sent, str) else None,
         )
         guarded(sink, origin, partial(_decode_sqs_record, record, parsed, origin, sink))
+    sink.fast_path_records += fast
 
 
 def _decode_sqs_record(record: SQSRecord, parsed: object, origin: Origin, sink: Sink) -> None:

@@ -19,6 +19,9 @@ from cdnpurge.core.plan.convert import Converted, converter_for
 from cdnpurge.core.plan.packing import Limits, limits_for, pack, wire_cost
 from cdnpurge.core.spec import ProviderSpec
 
+# `Target` and `PurgeRequest` built in C where one is built per target: their generated `__new__` (a Python
+# call filling keyword defaults) costs about twice as much (measured with bench/planner.py's storms).
+_new_tuple = tuple.__new__
 # Kinds escalation may collapse into a prefix.
 COLLAPSIBLE = (TargetKind.PATH, TargetKind.URL)
 Group = tuple[TargetKind, bool]  # (kind, soft)
@@ -47,7 +50,7 @@ class Lane:
     """Everything one provider is owed by the batch, grouped by (kind, soft) -> value -> change ids."""
 
     spec: ProviderSpec
-    groups: dict[Group, dict[str, set[str]]] = field(default_factory=lambda: defaultdict(dict))
+    groups: dict[Group, dict[str, frozenset[str]]] = field(default_factory=lambda: defaultdict(dict))
     converters: dict[TargetKind, Callable[[str], Converted | str]] = field(default_factory=dict)
     errors: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     unexpected: set[str] = field(default_factory=set)  # the messages of `errors` the boundary wrote
@@ -58,18 +61,20 @@ class Lane:
         wish = self.spec.default_soft if soft_wish is None else soft_wish
         groups = self.groups
 
-        def group_for(target_kind: TargetKind) -> dict[str, set[str]]:
+        def group_for(target_kind: TargetKind) -> dict[str, frozenset[str]]:
             return groups[(target_kind, wish and caps.soft_purge and target_kind not in caps.hard_only)]
 
+        # Each value's change ids are a frozenset from the start, shared by a change's consecutive targets: the
+        # request takes it as it is (a set copied into a frozenset per request was two objects a target).
+        last, only = None, frozenset[str]()
         if caps.supports(kind) and kind not in caps.host_qualified and kind not in caps.case_insensitive:  # as is
             group = group_for(kind)
             for item in items:
                 value, change_id = item.target.value, item.change_id
+                if change_id != last:
+                    last, only = change_id, frozenset((change_id,))
                 ids = group.get(value)
-                if ids is None:
-                    group[value] = {change_id}
-                else:
-                    ids.add(change_id)
+                group[value] = only if ids is None else ids | only
             return
         if kind is TargetKind.PATH and not caps.supports(kind) and caps.supports(TargetKind.URL) and self.spec.hosts:
             group = group_for(TargetKind.URL)  # path -> one URL per host, inline: the second most common case
@@ -77,11 +82,10 @@ class Lane:
                 base = f"https://{host}"
                 for item in items:
                     url, change_id = base + item.target.value, item.change_id
+                    if change_id != last:
+                        last, only = change_id, frozenset((change_id,))
                     ids = group.get(url)
-                    if ids is None:
-                        group[url] = {change_id}
-                    else:
-                        ids.add(change_id)
+                    group[url] = only if ids is None else ids | only
             return
         converter = self.converters.get(kind)
         if converter is None:
@@ -96,13 +100,12 @@ class Lane:
             if isinstance(converted, str):
                 self.errors[converted].add(change_id)
                 continue
+            if change_id != last:
+                last, only = change_id, frozenset((change_id,))
             for target_kind, target_value in converted:
                 group = group_for(target_kind)
                 ids = group.get(target_value)
-                if ids is None:
-                    group[target_value] = {change_id}
-                else:
-                    ids.add(change_id)
+                group[target_value] = only if ids is None else ids | only
 
     # -- step 3: dedupe and subsume ----------------------------------------------------------------------
 
@@ -120,13 +123,13 @@ class Lane:
                 continue
             ids = set().union(*everything.values())
             value = min(everything)
-            everything.clear()
-            everything[value] = ids
             for (kind, other_soft), values in groups.items():
                 if (kind, other_soft) != (TargetKind.ALL, soft) and (other_soft or not soft):
                     for served in values.values():
                         ids |= served
                     values.clear()
+            everything.clear()
+            everything[value] = frozenset(ids)
         self._subsume_prefixes()
         for key in [key for key, values in groups.items() if not values]:
             del groups[key]
@@ -182,9 +185,7 @@ class Lane:
             prefixes = self.groups[(TargetKind.PREFIX, prefix_soft)]
             replaced = 0
             for directory, members in chosen:
-                ids = prefixes.setdefault(directory, set())
-                for member in members:
-                    ids |= values.pop(member)
+                prefixes[directory] = prefixes.get(directory, frozenset()).union(*map(values.pop, members))
                 replaced += len(members)
             self.subsume()
             escalations.append(
@@ -291,23 +292,19 @@ class Lane:
             if limits.render is not None or limits.budget is not None:  # something to check or to size
                 values, sizes = self._measured(by_value, values, limits, errors)
             if limits.count == 1 and limits.budget is None:  # one target per call: the hot case at scale
-                requests.extend(PurgeRequest(name, kind, (v,), soft, frozenset(by_value[v])) for v in values)
+                requests += [_new_tuple(PurgeRequest, (name, kind, (v,), soft, by_value[v])) for v in values]
                 continue
             if limits.budget is None:
                 chunks = [values[start : start + limits.count] for start in range(0, len(values), limits.count)]
             else:
                 chunks = [[values[i] for i in chunk] for chunk in pack(sizes, limits.count, limits.budget)]
             for chunk in chunks:
-                ids = (
-                    frozenset(by_value[chunk[0]])
-                    if len(chunk) == 1
-                    else frozenset().union(*(by_value[v] for v in chunk))
-                )
+                ids = by_value[chunk[0]] if len(chunk) == 1 else frozenset().union(*map(by_value.__getitem__, chunk))
                 requests.append(PurgeRequest(name, kind, tuple(chunk), soft, ids))
         return requests, errors
 
     def _measured(
-        self, by_value: dict[str, set[str]], values: list[str], limits: Limits, errors: list[PlanFailure]
+        self, by_value: dict[str, frozenset[str]], values: list[str], limits: Limits, errors: list[PlanFailure]
     ) -> tuple[list[str], list[int]]:
         """The values the provider can express and send, and their sizes (under a byte budget only); the
         others become plan errors. Renders inline, not through `Limits.size`: this runs once per target."""
@@ -316,19 +313,19 @@ class Lane:
         sizes: list[int] = []
         for value in values:
             try:
-                wire = value if render is None else render(Target(kind, value))
+                wire = value if render is None else render(_new_tuple(Target, (kind, value)))
             except ValueError as exc:  # the provider cannot express it: an error for its changes only
-                errors.append(PlanFailure(self.spec.name, frozenset(by_value[value]), str(exc)))
+                errors.append(PlanFailure(self.spec.name, by_value[value], str(exc)))
                 continue
             except Exception as exc:  # a fault boundary per target (`cdnpurge.core.boundary`)
                 why = unexpected(exc, f"rendering {kind.value} {value[:80]!r}")
-                errors.append(PlanFailure(self.spec.name, frozenset(by_value[value]), why, unexpected=True))
+                errors.append(PlanFailure(self.spec.name, by_value[value], why, unexpected=True))
                 continue
             if budget is not None:
                 size = wire_cost(wire)
                 if size > budget:
                     message = f"{kind.value}:{value[:80]} alone exceeds {self.spec.name}'s body limit"
-                    errors.append(PlanFailure(self.spec.name, frozenset(by_value[value]), message))
+                    errors.append(PlanFailure(self.spec.name, by_value[value], message))
                     continue
                 sizes.append(size)
             kept.append(value)
