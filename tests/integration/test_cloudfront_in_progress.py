@@ -152,7 +152,8 @@ def test_a_job_seen_complete_by_verification_releases_its_count_for_every_invoca
 
 
 def test_a_refused_invalidation_releases_its_hold_at_once(distribution: Distribution) -> None:
-    # Given: the distribution is full outside the meter (another tool's invalidations)
+    # Given: the distribution is full outside the meter (another tool's invalidations, running all along)
+    distribution.watcher.completion_delay = 3600.0
     distribution.cloudfront.create_invalidation(
         DistributionId=distribution.watcher.distribution_id,
         InvalidationBatch={
