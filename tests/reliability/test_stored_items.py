@@ -24,6 +24,7 @@ from helpers import create_template_table
 from reliability import tally
 
 from cdnpurge.core.deadline import Deadline
+from cdnpurge.core.gcra import Draw, Limit
 from cdnpurge.runtime.coalesce import (
     KEY_PREFIX,
     MAX_WINDOW_BYTES,
@@ -32,6 +33,9 @@ from cdnpurge.runtime.coalesce import (
     WindowBusyError,
     stored_bytes,
 )
+from cdnpurge.runtime.meter import MeterUnavailableError
+from cdnpurge.runtime.meter_dynamodb import KEY_PREFIX as METER_PREFIX
+from cdnpurge.runtime.meter_dynamodb import STORED_AHEAD_SECONDS, DynamoDBMeter
 from cdnpurge_local.provision import local_client
 from cdnpurge_local.servers import DynamoDBLocal
 
@@ -39,6 +43,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("stored-items")]
 
 NOW = 1_800_000_000.0
 DEADLINE = Deadline(ends_at=10_000.0, clock=lambda: 0.0)
+DAY = Deadline(ends_at=NOW + 86_400.0, clock=lambda: NOW)
 
 
 @pytest.fixture(scope="module")
@@ -174,4 +179,52 @@ def test_a_full_progress_record_fits_one_item_with_the_longest_key(dynamodb: Any
     ledger.release([pair], RuntimeError("deferred"), {pair: attempt._replace(done=full)})
     again = ledger.claim([pair], remaining_ms=60_000)
     assert again == {pair: Claim.CLAIMED} and again.attempts[pair].done == full
+    tally.hostile("stored")
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"paused_until": "9E+125"},
+        {"requests_tat": "9E+125"},
+        {"requests_rate": "0", "requests_rate_at": "9E+125"},
+        {"requests_rate": "-5", "requests_cut_at": "9E+125"},
+        {"requests_rate": "1E-130", "requests_base": "-1"},
+    ],
+    ids=["paused-for-ever", "tat-for-ever", "rate-zero", "rate-negative", "rate-tiny"],
+)
+def test_a_meter_item_no_writer_makes_stalls_its_account_an_hour_at_most(dynamodb: Any, stored: dict[str, str]) -> None:
+    # Given a meter item whose numbers cdnpurge never writes (DynamoDB stores numbers up to 9.9E+125)
+    table = f"meter-{uuid.uuid4().hex[:8]}"
+    create_template_table(dynamodb, "IdempotencyTable", table)
+    item = {"id": {"S": METER_PREFIX + "fastly/account"}} | {name: {"N": value} for name, value in stored.items()}
+    dynamodb.put_item(TableName=table, Item=item)
+    meter = DynamoDBMeter(dynamodb, table, clock=lambda: NOW, first_lead=0.0)
+    # When a call of that account asks for its slot with a day to spare
+    try:
+        reservation = meter.reserve("fastly/account", [Draw(Limit("requests", rate=10.0, burst=1))], DAY)
+    except MeterUnavailableError:
+        reservation = None  # the calls go at the static share: bounded as well
+    # Then its wait is bounded by what cdnpurge could have written, never the stored number, and no rate of 0
+    # or below reaches the arithmetic
+    assert reservation is None or reservation.wait <= STORED_AHEAD_SECONDS
+    tally.hostile("stored")
+
+
+def test_an_in_progress_hold_no_writer_makes_expires_within_an_hour(dynamodb: Any) -> None:
+    # Given a CloudFront in-progress item holding every wildcard until 9.9E+125, with a count of 9.9E+125
+    table = f"meter-{uuid.uuid4().hex[:8]}"
+    create_template_table(dynamodb, "IdempotencyTable", table)
+    item = {
+        "id": {"S": METER_PREFIX + "cloudfront/E1"},
+        "ipv": {"N": "1"},
+        "ipx_x": {"N": "9E+125"},
+        "ip_x_wildcards": {"N": "9E+125"},
+    }
+    dynamodb.put_item(TableName=table, Item=item)
+    meter = DynamoDBMeter(dynamodb, table, clock=lambda: NOW, first_lead=0.0)
+    # When a call needs one wildcard
+    wait = meter.hold("cloudfront/E1", "mine", {"wildcards": 1}, {"wildcards": 15}, seconds=60.0, deadline=DAY)
+    # Then it is told to wait an hour at most, not for ever
+    assert 0.0 < wait <= STORED_AHEAD_SECONDS
     tally.hostile("stored")

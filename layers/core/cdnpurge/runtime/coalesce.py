@@ -68,7 +68,7 @@ from enum import StrEnum
 from functools import partial
 from typing import Any, Final, TypeVar
 
-from cdnpurge.core.answers import answer_number
+from cdnpurge.core.answers import stored_number
 from cdnpurge.core.coalesce import (
     FLUSH_ID_PREFIX,
     MAX_GENERATION,
@@ -85,7 +85,7 @@ from cdnpurge.core.errors import CdnpurgeError, describe_error
 from cdnpurge.core.events.coalesce import encode_flush
 from cdnpurge.core.events.own import MAX_EPOCH
 from cdnpurge.core.models import Change, RoutedTarget
-from cdnpurge.core.spec import ProviderSpec
+from cdnpurge.core.spec import MAX_COALESCE_SECONDS, ProviderSpec
 from cdnpurge.runtime.bounded import bounded_call
 from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS
 from cdnpurge.runtime.execute import Outcome
@@ -106,6 +106,8 @@ WINDOW_KEPT_SECONDS: Final = 14 * 24 * 3600
 # a target joined twice counts twice: the count errs towards handing on early, never towards an item refused.
 MAX_WINDOW_TARGETS: Final = 1000
 MAX_WINDOW_BYTES: Final = 300 * 1024
+# How far apart two invocations' clocks may be (Lambda's are NTP-synchronised: milliseconds in practice).
+CLOCK_SKEW_SECONDS: Final = 60.0
 MAX_STORED_COUNT: Final = 1e12  # a window's count of changes, as read back (a report figure, never arithmetic)
 # How many full or closed windows a join passes before purging now instead.
 MAX_HOPS: Final = 4
@@ -159,7 +161,7 @@ class DynamoDBWindows:
         item = self._client.get_item(TableName=self._table, Key=self._key(provider), ConsistentRead=True).get("Item")
         if not item or "generation" not in item:
             return 0
-        generation = _stored_number(item, "generation", low=-1, high=MAX_GENERATION)
+        generation = stored_number(item, "generation", low=-1, high=MAX_GENERATION)
         if generation is None or not 0 <= generation < MAX_GENERATION or generation != int(generation):
             raise WindowBusyError("the open window's generation is not a whole number below 2^53")
         return int(generation)
@@ -233,8 +235,10 @@ class DynamoDBWindows:
         before = answer.get("Attributes", {})
         if "due_at" not in before:
             return Joined(generation, opened_at + seconds, opened=True)
-        due_at = _stored_number(before, "due_at", high=MAX_EPOCH)
-        if due_at is None:  # not a time: purged now (the window's own flush messages are refused the same way)
+        due_at = stored_number(before, "due_at", low=0, high=MAX_EPOCH)
+        # Not a time, or one no joiner writes (a window is due within MAX_COALESCE_SECONDS of its opening,
+        # give or take clock skew): purged now (the window's own flush messages are refused the same way)
+        if due_at is None or due_at > now + MAX_COALESCE_SECONDS + CLOCK_SKEW_SECONDS:
             raise WindowBusyError(f"window {generation} holds no readable due_at")
         return Joined(generation, due_at, opened=False)
 
@@ -259,8 +263,8 @@ class DynamoDBWindows:
         item = answer["Attributes"]
         return Taken(
             targets=tuple(item.get("targets", {}).get("SS", ())),  # each checked by `flush_targets`
-            changes=int(_stored_number(item, "changes", high=MAX_STORED_COUNT) or 0),
-            opened_at=_stored_number(item, "opened_at", high=MAX_EPOCH) or 0.0,
+            changes=int(stored_number(item, "changes", low=0, high=MAX_STORED_COUNT) or 0),
+            opened_at=stored_number(item, "opened_at", low=0, high=MAX_EPOCH) or 0.0,
         )
 
     def finish(self, provider: str, generation: int) -> None:
@@ -438,13 +442,6 @@ class Coalescer:
             errors.append(self.redact(describe_error(exc)))
             return False
         return True
-
-
-def _stored_number(item: Mapping[str, Any], name: str, *, high: float, low: float = 0) -> float | None:
-    """A number attribute of an item read back from the table, finite and clamped into [`low`, `high`] (None
-    when absent or not a number): the table is input too, whoever wrote it."""
-    value = item.get(name)
-    return answer_number(value.get("N") if isinstance(value, Mapping) else None, low=low, high=high)
 
 
 def stored_bytes(targets: Iterable[str]) -> int:

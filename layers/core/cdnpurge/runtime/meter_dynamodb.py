@@ -40,12 +40,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from cdnpurge.core.answers import stored_number
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.errors import describe_error
 from cdnpurge.core.gcra import (
     COUNT_WINDOW_SECONDS,
     CUT_WINDOW_SECONDS,
+    FLOOR,
     JITTER_MARGIN_SECONDS,
+    MIN_LEARNED_RATE,
     BucketState,
     Draw,
     Hold,
@@ -75,7 +78,13 @@ MAX_LEAD_SECONDS: Final = 0.5
 # An idle meter item is deleted this long after its last write (DynamoDB TTL).
 ITEM_KEPT_SECONDS: Final = 86_400
 KEY_PREFIX: Final = "cdnpurge#meter#"
-_FIELDS: Final = ("tat", "rate", "rate_at", "base", "cut_at", "calls", "since")
+# Numbers read back are bounded (the table is input): no time cdnpurge writes lies further ahead than this (a
+# stage reserves within its deadline, 15 minutes at most for a Lambda invocation; a pause is at most
+# `MAX_PROVIDER_WAIT_SECONDS`; a CloudFront hold 15 minutes), so a far-future `tat` or `paused_until` stalls an
+# account for at most this long, not until the item expires; rates and counts have a ceiling too.
+STORED_AHEAD_SECONDS: Final = 3600.0
+MAX_STORED_RATE: Final = 1e6
+MAX_STORED_CALLS: Final = 1e12
 _CONFLICT: Final = "ConditionalCheckFailedException"
 
 
@@ -90,43 +99,52 @@ class _Scope:
     busy: bool = False
 
 
-def _number(item: Mapping[str, Any], name: str) -> float | None:
-    value = item.get(name)
-    return None if value is None else float(value["N"])
-
-
-def _parse(item: Mapping[str, Any] | None, limits: Sequence[Limit]) -> _Scope:
+def _parse(item: Mapping[str, Any] | None, limits: Sequence[Limit], now: float) -> _Scope:
+    """What the item says of a scope's buckets, every number bounded: times to come at most
+    `STORED_AHEAD_SECONDS` ahead, times gone by never after `now`, rates no slower than cdnpurge ever sets."""
     scope = _Scope()
     if not item:
         return scope
-    scope.paused_until = _number(item, "paused_until") or 0.0
+    ahead = now + STORED_AHEAD_SECONDS
+    scope.paused_until = stored_number(item, "paused_until", low=0.0, high=ahead) or 0.0
     for limit in limits:
-        values = {name: _number(item, f"{limit.name}_{name}") for name in _FIELDS}
+
+        def read(name: str, high: float, low: float = 0.0, *, limit: Limit = limit) -> float | None:
+            return stored_number(item, f"{limit.name}_{name}", low=low, high=high)
+
+        # No cut takes a declared rate below FLOOR of it, and no rate is learned below MIN_LEARNED_RATE.
+        slowest = FLOOR * limit.rate if limit.rate is not None else MIN_LEARNED_RATE
         scope.states[limit.name] = BucketState(
-            tat=values["tat"] or 0.0,
-            rate=values["rate"],
-            rate_at=values["rate_at"] or 0.0,
-            base=values["base"],
-            cut_at=values["cut_at"] or 0.0,
-            calls=values["calls"] or 0.0,
-            since=values["since"] or 0.0,
+            tat=read("tat", ahead) or 0.0,
+            rate=read("rate", MAX_STORED_RATE, slowest),
+            rate_at=read("rate_at", now) or 0.0,
+            base=read("base", MAX_STORED_RATE, MIN_LEARNED_RATE),
+            cut_at=read("cut_at", now) or 0.0,
+            calls=read("calls", MAX_STORED_CALLS) or 0.0,
+            since=read("since", now) or 0.0,
         )
     return scope
 
 
-def _parse_holds(item: Mapping[str, Any] | None, names: Sequence[str]) -> tuple[int, dict[str, Hold]]:
-    """(version, holds by key) from an in-progress item: `ipx_<key>` (when the hold expires) and
-    `ip_<key>_<name>` (its items per limit name)."""
+def _parse_holds(item: Mapping[str, Any] | None, names: Sequence[str], now: float) -> tuple[int, dict[str, Hold]]:
+    """(version, holds by key) from an in-progress item: `ipx_<key>` (when the hold expires, at most
+    `STORED_AHEAD_SECONDS` ahead) and `ip_<key>_<name>` (its items per limit name), every number bounded."""
     if not item:
         return 0, {}
-    expiries = {attribute[4:]: float(value["N"]) for attribute, value in item.items() if attribute.startswith("ipx_")}
+    ahead = now + STORED_AHEAD_SECONDS
+    expiries = {
+        attribute[4:]: until
+        for attribute in item
+        if attribute.startswith("ipx_") and (until := stored_number(item, attribute, low=0.0, high=ahead)) is not None
+    }
     amounts: dict[str, dict[str, float]] = {key: {} for key in expiries}
-    for attribute, value in item.items():
+    for attribute in item:
         if attribute.startswith("ip_"):
             key, _, name = attribute[3:].rpartition("_")
             if key in amounts and name in names:
-                amounts[key][name] = float(value["N"])
-    return int(_number(item, "ipv") or 0), {key: (until, amounts[key]) for key, until in expiries.items()}
+                amounts[key][name] = stored_number(item, attribute, low=0.0, high=MAX_STORED_CALLS) or 0.0
+    version = int(stored_number(item, "ipv", low=0.0, high=MAX_STORED_CALLS) or 0)
+    return version, {key: (until, amounts[key]) for key, until in expiries.items()}
 
 
 def _hold_attributes(key: str, names: Sequence[str]) -> list[str]:
@@ -240,7 +258,7 @@ class DynamoDBMeter:
             item = self._write(self._reservation(steps, now, within), scope, deadline, limits)
             if item is None:
                 continue
-            fresh = self._cache[scope] = _parse(item, limits)
+            fresh = self._cache[scope] = _parse(item, limits, self.clock())
             bases = [self._base(s, fresh) for s in steps]
             fresh.busy = any(base is not None and base > now for base in bases)
             landed = self.clock()  # waits from when the write landed: its own time is not waited twice
@@ -318,7 +336,7 @@ class DynamoDBMeter:
         if update.sets:
             item = self._write(update, scope, deadline, limits)
             if item is not None:
-                self._cache[scope] = _parse(item, limits)
+                self._cache[scope] = _parse(item, limits, self.clock())
 
     def _push(self, scope: str, limits: Sequence[Limit], pause: float, deadline: Deadline) -> None:
         for _ in range(MAX_CONFLICTS):
@@ -342,7 +360,7 @@ class DynamoDBMeter:
                 return
             item = self._write(update, scope, deadline, limits)
             if item is not None:
-                self._cache[scope] = _parse(item, limits)
+                self._cache[scope] = _parse(item, limits, self.clock())
                 return
 
     def hold(
@@ -386,7 +404,7 @@ class DynamoDBMeter:
             update.conditions.append(f"attribute_not_exists({counter}) OR {counter} = {update.value(version)}")
             item = self._write(update, scope, deadline, [], holds_of=names)
             if item is not None:
-                self._holds[scope] = _parse_holds(item, names)
+                self._holds[scope] = _parse_holds(item, names, self.clock())
                 return 0.0
         raise MeterUnavailableError(f"rate meter {scope!r}: {MAX_CONFLICTS} conflicting writes in a row")
 
@@ -410,7 +428,7 @@ class DynamoDBMeter:
             update.conditions.append(f"attribute_exists({update.name(f'ipx_{key}')})")
         item = self._write(update, scope, deadline, [], holds_of=names)
         if item is not None:
-            self._holds[scope] = _parse_holds(item, names)
+            self._holds[scope] = _parse_holds(item, names, self.clock())
 
     def holders(self, scope: str) -> tuple[str, ...]:
         now = self.clock()
@@ -425,7 +443,7 @@ class DynamoDBMeter:
         update.sets.append(f"{counter} = if_not_exists({counter}, {update.value(0)})")
         item = self._write(update, scope, deadline, [], holds_of=names)
         if item is not None:
-            self._holds[scope] = _parse_holds(item, names)
+            self._holds[scope] = _parse_holds(item, names, self.clock())
 
     def _write(
         self,
@@ -461,9 +479,9 @@ class DynamoDBMeter:
             if response.get("Error", {}).get("Code") == _CONFLICT:
                 self.conflicts += 1
                 if holds_of:
-                    self._holds[scope] = _parse_holds(response.get("Item"), holds_of)
+                    self._holds[scope] = _parse_holds(response.get("Item"), holds_of, self.clock())
                 else:
-                    self._cache[scope] = _parse(response.get("Item"), limits)
+                    self._cache[scope] = _parse(response.get("Item"), limits, self.clock())
                 return None
             self._failed_until = self.clock() + RETRY_AFTER_FAILURE_SECONDS
             raise MeterUnavailableError(f"rate meter {scope!r}: {describe_error(exc)}") from exc
