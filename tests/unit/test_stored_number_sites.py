@@ -33,7 +33,9 @@ def raw_number_reads(source: str) -> list[int]:
             and node.args[0].value == "N"
         )
 
-    return sorted(node.lineno for node in ast.walk(ast.parse(source)) if reads_number(node))
+    return sorted(
+        node.lineno for node in ast.walk(ast.parse(source)) if isinstance(node, ast.expr) and reads_number(node)
+    )
 
 
 def scanned_modules() -> list[Path]:
