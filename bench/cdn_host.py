@@ -39,6 +39,7 @@ class ProviderStats:
     purged: tuple[str, ...]  # what the behaviour recorded as purged, e.g. "key:asset-1 (hard)"
     first: float | None  # time.monotonic() of the first and last answer (same clock as the parent's)
     last: float | None
+    arrivals: tuple[tuple[float, bool], ...] = ()  # per call: (time.monotonic() answered, throttled)
 
 
 def _serve(connection: Connection, limits: dict[str, Limit]) -> None:  # runs in the child
@@ -96,6 +97,7 @@ def _serve(connection: Connection, limits: dict[str, Limit]) -> None:  # runs in
                         purged=tuple(target for r in received for target in r.purged),
                         first=received[0].at if received else None,
                         last=received[-1].at if received else None,
+                        arrivals=tuple((r.at, r.throttled) for r in received),
                     )
                 )
 

@@ -27,6 +27,7 @@ Results: `bench/results/concurrency-<UTC time>.json`.
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import io
 import json
@@ -91,22 +92,28 @@ CASES = (
 
 
 class TimedMeter:
-    """A meter that adds up how long its reservations took (the latency the meter adds to a call)."""
+    """A meter that adds up how long its reservations took (the latency the meter adds to a call), and keeps
+    every slot it handed out (`time.monotonic()`, the fake CDN's clock) for the per-call figures."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.reserved = 0
         self.seconds = 0.0
+        self.slots: list[float] = []
         self._lock = threading.Lock()
 
     def reserve(self, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
-            return self.inner.reserve(*args, **kwargs)
+            reservation = self.inner.reserve(*args, **kwargs)
         finally:
             with self._lock:
                 self.reserved += 1
                 self.seconds += time.perf_counter() - started
+        now = time.monotonic()
+        with self._lock:
+            self.slots.extend(now + wait for wait in reservation.waits)
+        return reservation
 
     def throttled(self, *args: Any, **kwargs: Any) -> None:
         self.inner.throttled(*args, **kwargs)
@@ -200,6 +207,37 @@ def run_case(
         "meter_ms_per_reservation": round(1000 * sum(m.seconds for m in meters) / reserved, 2) if reserved else None,
         "redelivered": log.redelivered,
         "dead_lettered": log.dead_lettered,
+        "per_call": per_call([slot for m in meters for slot in m.slots], stats.arrivals) if meters else None,
+    }
+
+
+def per_call(slots: Sequence[float], arrivals: Sequence[tuple[float, bool]]) -> dict[str, Any]:
+    """How late calls reached the CDN after their slot (each arrival against the latest slot handed out
+    before it), and for each throttled call its own lateness, the previous call's and the gap between them:
+    whether a 429 followed a late call (lateness) or came on time (a slot handed out wrongly)."""
+    ordered = sorted(slots)
+    late: list[float] = []
+    for at, _throttled in arrivals:
+        index = bisect.bisect_right(ordered, at)
+        late.append(at - ordered[index - 1] if index else 0.0)
+    if not late:
+        return {}
+    ranked = sorted(late)
+    throttled = [
+        {
+            "late_ms": round(1000 * late[n], 1),
+            "previous_late_ms": round(1000 * late[n - 1], 1),
+            "gap_ms": round(1000 * (arrivals[n][0] - arrivals[n - 1][0]), 1),
+        }
+        for n, (_at, was_throttled) in enumerate(arrivals)
+        if was_throttled and n
+    ]
+    return {
+        "late_ms_p50": round(1000 * ranked[len(ranked) // 2], 1),
+        "late_ms_p95": round(1000 * ranked[int(0.95 * (len(ranked) - 1))], 1),
+        "late_ms_max": round(1000 * ranked[-1], 1),
+        "slots_unused": max(0, len(slots) - len(arrivals)),
+        "throttled_calls": throttled,
     }
 
 

@@ -7,7 +7,8 @@ different uploads would look like one redelivered event. We also encode the key 
 (`quote_plus`, the form Powertools' `S3EventBridgeNotificationObject.key` decodes), so the one decoding
 rule in `cdnpurge.core.events` is exercised end to end. An email subscription is listed as pending until
 confirmed, as in AWS (`with_pending_confirmation`). CloudFront follows AWS's documented `CallerReference`
-rule (`cdnpurge_local.cloudfront_references`). moto's Lambda never polls a queue (`without_lambda_polling`):
+rule (`cdnpurge_local.cloudfront_references`), and SQS its documented message characters and byte size
+(`cdnpurge_local.sqs_contents`). moto's Lambda never polls a queue (`without_lambda_polling`):
 the function's event source mapping exists for the operator's tools, while the tests run the handler
 in-process. Everything else is moto's own code, unchanged.
 
@@ -150,8 +151,10 @@ def main() -> None:
     from moto.sns.models import SNSBackend
 
     from cdnpurge_local.cloudfront_references import enforce_caller_references
+    from cdnpurge_local.sqs_contents import enforce_message_contents
 
     enforce_caller_references()
+    enforce_message_contents()
     without_lambda_polling()
     notifications._send_event_bridge_message = send_event_bridge_message
     for name in ("list_subscriptions", "list_subscriptions_by_topic"):

@@ -42,7 +42,8 @@ def test_racing_threads_get_exactly_the_in_process_meters_slots(table: tuple[Any
     scope = uuid.uuid4().hex
     clock = SimulatedClock(1_000_000.0)  # frozen: every reservation is made at the same instant
     deadline = Deadline(clock() + 3600.0, clock)
-    meters = [DynamoDBMeter(client, name, clock=clock) for _ in range(THREADS)]  # one per invocation
+    # One per invocation; the clock does not move during a write, so no write is taken to last any time
+    meters = [DynamoDBMeter(client, name, clock=clock, first_lead=0.0) for _ in range(THREADS)]
 
     def reserve_all(meter: DynamoDBMeter) -> list[float]:
         return [meter.reserve(scope, [Draw(LIMIT)], deadline).wait for _ in range(EACH)]
@@ -69,7 +70,7 @@ def test_a_slot_past_the_deadline_is_refused_without_taking_it(table: tuple[Any,
     scope = uuid.uuid4().hex
     clock = SimulatedClock(2_000_000.0)
     one = Limit("requests", rate=1.0, burst=1)
-    first, second = DynamoDBMeter(client, name, clock=clock), DynamoDBMeter(client, name, clock=clock)
+    first, second = (DynamoDBMeter(client, name, clock=clock, first_lead=0.0) for _ in range(2))
     far = Deadline(clock() + 3600.0, clock)
     for _ in range(5):
         first.reserve(scope, [Draw(one)], far)
@@ -105,22 +106,92 @@ def test_an_unreachable_table_is_reported_as_the_meter_being_unavailable(table: 
         meter.reserve("scope", [Draw(LIMIT)], Deadline(clock() + 60.0, clock))
 
 
-def test_items_in_progress_are_counted_across_invocations_and_released_with_time(table: tuple[Any, str]) -> None:
+LIMITS = {"paths": 3000, "wildcards": 15}
+
+
+def test_items_in_progress_are_counted_across_invocations_and_expire_at_their_bound(table: tuple[Any, str]) -> None:
     client, name = table
     scope = uuid.uuid4().hex
     clock = SimulatedClock(4_000_000.0)
     far = Deadline(clock() + 3600.0, clock)
-    limits = {"paths": 3000, "wildcards": 15}
     first, second = DynamoDBMeter(client, name, clock=clock), DynamoDBMeter(client, name, clock=clock)
-    assert first.hold(scope, {"paths": 2500}, limits, 60.0, far) == 0.0
+    assert first.hold(scope, "ta", {"paths": 2500}, LIMITS, seconds=60.0, deadline=far) == 0.0
     clock.sleep(10.0)
-    assert first.hold(scope, {"wildcards": 15}, limits, 60.0, far) == 0.0
-    # Then: another invocation (its cache empty) may not pass either limit, and learns when it may
-    assert second.hold(scope, {"paths": 600}, limits, 60.0, far) == pytest.approx(50.0)
-    assert second.hold(scope, {"wildcards": 1}, limits, 60.0, far) == pytest.approx(60.0, abs=1.0)
-    assert second.hold(scope, {"paths": 500}, limits, 60.0, far) == 0.0  # 3,000 exactly
-    # And: once the first holds expire, their room is back (the expired attributes are removed)
+    assert first.hold(scope, "tb", {"wildcards": 15}, LIMITS, seconds=60.0, deadline=far) == 0.0
+    # Then: another invocation (its cache empty) may not pass either limit, and learns when it may at the latest
+    assert second.hold(scope, "tc", {"paths": 600}, LIMITS, seconds=60.0, deadline=far) == pytest.approx(50.0)
+    assert second.hold(scope, "td", {"wildcards": 1}, LIMITS, seconds=60.0, deadline=far) == pytest.approx(
+        60.0, abs=1.0
+    )
+    assert second.hold(scope, "te", {"paths": 500}, LIMITS, seconds=60.0, deadline=far) == 0.0  # 3,000 exactly
+    # And: a hold nobody releases expires at its bound (the expired attributes are removed)
     clock.sleep(51.0)
-    assert second.hold(scope, {"paths": 2000}, limits, 60.0, far) == 0.0
+    assert second.hold(scope, "tf", {"paths": 2000}, LIMITS, seconds=60.0, deadline=far) == 0.0
     item = client.get_item(TableName=name, Key={"id": {"S": KEY_PREFIX + scope}})["Item"]
     assert sum(float(v["N"]) for k, v in item.items() if k.startswith("ip_") and k.endswith("_paths")) == 2500
+    assert not any(k.startswith(("ipx_ta", "ip_ta_")) for k in item)  # the wildcards held at 10 s still are
+
+
+def test_a_hold_renamed_to_its_job_is_released_by_whoever_sees_the_job_complete(table: tuple[Any, str]) -> None:
+    client, name = table
+    scope = uuid.uuid4().hex
+    clock = SimulatedClock(4_100_000.0)
+    far = Deadline(clock() + 3600.0, clock)
+    caller, verifier, other = (DynamoDBMeter(client, name, clock=clock) for _ in range(3))
+    # Given: one call holds 15 wildcards under its token, then its invalidation's id
+    assert caller.hold(scope, "tcall", {"wildcards": 15}, LIMITS, seconds=900.0, deadline=far) == 0.0
+    caller.release(scope, "tcall", list(LIMITS), far, renamed="jI2J0I21PCUYOIK")
+    assert caller.holders(scope) == ("jI2J0I21PCUYOIK",)
+    assert other.hold(scope, "tnext", {"wildcards": 1}, LIMITS, seconds=900.0, deadline=far) == pytest.approx(
+        900.0, abs=1.0
+    )
+    # When: another invocation (its cache empty) sees the job complete 20 s later
+    clock.sleep(20.0)
+    verifier.release(scope, "jI2J0I21PCUYOIK", list(LIMITS), far)
+    # Then: the room is back at once for a caller whose cache still shows it full (the refusal is checked)
+    assert other.hold(scope, "tnext", {"wildcards": 15}, LIMITS, seconds=900.0, deadline=far) == 0.0
+    # And: a retry of the same attempt replaces its own hold rather than counting twice
+    assert other.hold(scope, "tnext", {"wildcards": 15}, LIMITS, seconds=900.0, deadline=far) == 0.0
+    assert other.holders(scope) == ("tnext",)
+
+
+def test_a_hold_key_that_could_not_name_an_attribute_is_refused(table: tuple[Any, str]) -> None:
+    client, name = table
+    clock = SimulatedClock(4_200_000.0)
+    meter = DynamoDBMeter(client, name, clock=clock)
+    with pytest.raises(ValueError, match="not a hold key"):
+        meter.hold("scope", "t_x #1", {"paths": 1}, LIMITS, seconds=60.0, deadline=Deadline(clock() + 60.0, clock))
+
+
+class SlowWrites:
+    """The DynamoDB client, every write taking `seconds` on the test's clock (a loaded host, a cold connection)."""
+
+    def __init__(self, client: Any, clock: SimulatedClock, seconds: float) -> None:
+        self._client, self._clock, self._seconds = client, clock, seconds
+
+    def update_item(self, **request: Any) -> Any:
+        answer = self._client.update_item(**request)
+        self._clock.sleep(self._seconds)
+        return answer
+
+
+def test_slots_are_reserved_as_of_when_the_write_lands_so_a_slow_write_does_not_crowd_the_next_call(
+    table: tuple[Any, str],
+) -> None:
+    client, name = table
+    scope = uuid.uuid4().hex
+    clock = SimulatedClock(5_000_000.0)
+    far = Deadline(clock() + 3600.0, clock)
+    one = Limit("requests", rate=10.0, burst=1)
+    spacing = 1 / 10.0 + JITTER_MARGIN_SECONDS
+    first = DynamoDBMeter(SlowWrites(client, clock, 0.3), name, clock=clock, first_lead=0.0)
+    second = DynamoDBMeter(client, name, clock=clock, first_lead=0.0)
+    first.reserve(scope, [Draw(one)], far)  # the first write is timed: 0.3 s
+    clock.sleep(5.0)  # the scope idle again
+    # When: an invocation reserves at an idle scope (its writes take 0.3 s), then another (quick) right behind
+    started = clock()
+    went = first.reserve(scope, [Draw(one)], far).wait + clock()  # its call leaves once the write landed
+    following = second.reserve(scope, [Draw(one)], far).wait + clock()
+    # Then: the next call is a whole spacing after the first one really left, not after its write started
+    assert went == pytest.approx(started + 0.3)
+    assert following - went >= spacing - 1e-6

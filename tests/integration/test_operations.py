@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from reliability.tally import hostile
 
 from cdnpurge.cli.deployed import pause_parameter
 from cdnpurge.cli.main import main
@@ -357,3 +358,61 @@ def test_messages_wait_for_the_poller_however_many_are_sent_while_the_mapping_is
     # Then each is received once, by its first consumer, and none was moved to the dead-letter queue unread
     assert sorted(message["Body"] for message in ours) == sorted(sent)
     assert {message["Attributes"]["ApproximateReceiveCount"] for message in ours} == {"1"}
+
+
+# A value written where the operator's tools read it (SSM by hand or a script, a dead letter's attributes, a CDN's
+# error): a line break and a fake row, terminal controls, a bidi override, and a screenful.
+FORGED_ROW = "\nok    paused                   purging runs\x1b[2J\r\u202e"
+SCREENFUL = "x" * 100_000
+
+
+def test_text_read_back_from_aws_cannot_print_a_row_of_its_own(stack: LocalStack) -> None:
+    # Given: a pause record written by hand in SSM, and dead letters whose reasons carry a forged row
+    stack.client("ssm").put_parameter(
+        Name=pause_parameter(STACK),
+        Value=json.dumps({"reason": "outage" + FORGED_ROW + SCREENFUL, "by": "mallory" + FORGED_ROW, "at": "x\ny"}),
+        Type="String",
+        Overwrite=True,
+    )
+    # SQS refuses ESC in an attribute (InvalidMessageContents): a dead letter's forged row is line breaks and bidi
+    forged_attribute = FORGED_ROW.replace("\x1b", "")
+    dead_letter(stack, "forged-1", "permanent" + forged_attribute, "fastly: refused" + forged_attribute + SCREENFUL)
+    resources = stack.resources
+    try:
+        # When: doctor and a redrive dry run show them
+        doctor_status, doctor_text = run("doctor", "--stack", STACK)
+        common = ("redrive", "--dlq-url", resources.dead_letter_queue_url, "--queue-url", resources.queue_url)
+        redrive_status, redrive_text = run(*common, "--wait-seconds", "0", "--dry-run")
+    finally:
+        run("resume", "--stack", STACK)
+        bodies(stack, resources.dead_letter_queue_url)  # drained (PurgeQueue is allowed once a minute)
+    # Then: every line is one the command wrote (no forged row, no control, no screenful), and the values show
+    assert doctor_status == 1 and redrive_status == 0
+    for text in (doctor_text, redrive_text):
+        lines = text.splitlines()
+        assert not [line for line in lines if line.startswith(("ok    paused", "\x1b"))], text[:2000]
+        assert all(len(line) < 1_500 and "\x1b" not in line and "\u202e" not in line for line in lines)
+    assert "by mallory\\x0aok    paused" in doctor_text
+    assert "moving" not in redrive_text and "would move forged" not in redrive_text
+    assert "[permanent\\x0aok    paused" in redrive_text and "chars)" in redrive_text
+    hostile("output", 2)
+
+
+def test_a_redrive_run_looks_at_a_bounded_number_of_dead_letters(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given: three dead letters, and runs that look at two at most
+    monkeypatch.setattr("cdnpurge.cli.redrive.MAX_LOOKED_AT", 2)
+    for number in range(3):
+        dead_letter(stack, f"bounded-{number}", "permanent", "fastly: refused")
+    resources = stack.resources
+    common = ("redrive", "--dlq-url", resources.dead_letter_queue_url, "--queue-url", resources.queue_url)
+    try:
+        # When
+        status, out = run(*common, "--wait-seconds", "0", "--dry-run")
+    finally:
+        bodies(stack, resources.dead_letter_queue_url)
+    # Then: it stops, saying so, with what it held made visible again
+    assert status == 0 and out.count("  would move ") == 2
+    assert "stopped after looking at 2 dead letters: run again for the rest" in out
+    hostile("output")

@@ -65,6 +65,9 @@ CLASSES: Final = {
     "coverage": "economising never drops a target",
     "progress": "a change too big for one receive advances on each",
     "iam": "what the function's role would be refused, the local stack refuses",
+    "webhooks": "a webhook delivery is named only by what its signature covers; what it maps is bounded before "
+    "it is enqueued",
+    "stored": "items read back from the table are input; what is written fits DynamoDB's documented limits",
 }
 HOSTILE_TARGET: Final = 2000
 FRAGMENT_CHARS: Final = 12  # a credential fragment: any piece of a test token this long

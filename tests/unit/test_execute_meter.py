@@ -129,7 +129,9 @@ class FailingMeter:
     def __init__(self) -> None:
         self.asked = 0
 
-    def reserve(self, scope: str, draws: Sequence[Draw], deadline: Deadline, count: int = 1) -> Reservation:
+    def reserve(
+        self, scope: str, draws: Sequence[Draw], deadline: Deadline, count: int = 1, *, margin: float = 0.0
+    ) -> Reservation:
         self.asked += 1
         raise MeterUnavailableError("rate meter: table unreachable")
 
@@ -215,3 +217,105 @@ def test_parallel_invocations_never_put_more_items_in_progress_than_the_distribu
         invalidation(TargetKind.PATH, 3, "b"), deadline=Deadline(clock() + 600, clock), idempotency_token="b"
     ).ok
     assert len(account.calls) == 3
+
+
+@dataclass
+class LateAnswers(AccountProvider):
+    """A burst-1 account whose answers take `seconds[n]` for its n-th call (0.01 s once the script runs out)."""
+
+    seconds: list[float] = field(default_factory=list)
+
+    def purge(self, request: PurgeRequest, *, idempotency_token: str, deadline: Deadline | None = None) -> PurgeResult:
+        result = super().purge(request, idempotency_token=idempotency_token, deadline=deadline)
+        self.account.clock.sleep(self.seconds.pop(0) if self.seconds else 0.01)
+        return result
+
+
+def test_an_invocation_whose_calls_run_late_spaces_the_calls_after_its_own_by_that_lateness() -> None:
+    clock = SimulatedClock(0.0)
+    account = Account(clock)
+    meter = InProcessMeter(clock)
+    late = Executor({"cdn": LateAnswers(account, seconds=[0.01, 0.35])}, clock=clock, sleep=clock.sleep, meter=meter)
+    # Given: one call answered at once, then one 0.34 s later than the quickest (an overloaded host)
+    for number in range(2):
+        assert late.run(request(number), deadline=Deadline(clock() + 600, clock), idempotency_token=str(number)).ok
+    assert late.margin("cdn") == pytest.approx(0.34)
+    # When: it makes its next call, and another invocation (no late calls) follows it
+    quick = Executor({"cdn": AccountProvider(account)}, clock=clock, sleep=clock.sleep, meter=meter)
+    assert quick.margin("cdn") == JITTER_MARGIN_SECONDS
+    late.run(request(2), deadline=Deadline(clock() + 600, clock), idempotency_token="2")
+    quick.run(request(3), deadline=Deadline(clock() + 600, clock), idempotency_token="3")
+    # Then: the call after the late invocation's own is spaced by its lateness, not by the fixed margin
+    assert account.calls[3] - account.calls[2] == pytest.approx(1 / RATE + 0.34)
+
+
+class CountingMeter(InProcessMeter):
+    """The in-process meter, counting reservations (each one write on DynamoDB)."""
+
+    def __init__(self, clock: SimulatedClock) -> None:
+        super().__init__(clock)
+        self.reservations = 0
+
+    def reserve(
+        self, scope: str, draws: Sequence[Draw], deadline: Deadline, count: int = 1, *, margin: float = 0.1
+    ) -> Reservation:
+        self.reservations += 1
+        return super().reserve(scope, draws, deadline, count, margin=margin)
+
+
+def test_one_record_invocations_lease_a_spare_slot_for_their_next_when_others_are_queued() -> None:
+    clock = SimulatedClock(0.0)
+    account = Account(clock)
+    meter = CountingMeter(clock)
+    (executor,) = invocations(1, account, meter)
+    scope, draws = "cdn/account", [Draw(Limit("requests", RATE, 1))]
+    deadline = Deadline(clock() + 600, clock)
+    # Given: other invocations have three slots queued ahead (a storm)
+    meter.reserve(scope, draws, deadline, 3)
+    # When: one-record invocations of one warm container follow one another, with others queueing meanwhile
+    for number in range(6):
+        assert executor.run(request(number), deadline=deadline, idempotency_token=str(number)).ok
+        meter.reserve(scope, draws, deadline, 1)
+    # Then: after the first reservation found the queue, each reservation served two calls (4 for 6 calls)
+    assert meter.reservations - 1 - 6 == 4
+    # And: when the next invocation comes too late for its spare slot, spare slots stop
+    clock.sleep(60.0)
+    before = meter.reservations
+    executor.run(request(6), deadline=deadline, idempotency_token="6")
+    executor.run(request(7), deadline=deadline, idempotency_token="7")
+    assert meter.reservations - before == 2
+
+
+class OversleepingClock(SimulatedClock):
+    """A starved process: the next sleep after `oversleep(seconds)` wakes that much late."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+        self.late = 0.0
+
+    def oversleep(self, seconds: float) -> None:
+        self.late = seconds
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds + self.late)
+        self.late = 0.0
+
+
+def test_a_call_that_woke_too_late_for_its_burst_one_slot_takes_the_next_one_instead() -> None:
+    clock = OversleepingClock()
+    account = Account(clock)
+    meter = InProcessMeter(clock)
+    first, second = (
+        Executor({"cdn": AccountProvider(account)}, clock=clock, sleep=clock.sleep, meter=meter) for _ in range(2)
+    )
+    deadline = Deadline(600.0, clock)
+    assert first.run(request(0), deadline=deadline, idempotency_token="0").ok
+    # When: the next call's process wakes 0.3 s after its slot (0.35 s after the first call)
+    clock.oversleep(0.3)
+    late = second.run(request(1), deadline=deadline, idempotency_token="1")
+    assert first.run(request(2), deadline=deadline, idempotency_token="2").ok
+    # Then: it was not sent on the slot it overslept (it would have reached the provider 0.05 s before the
+    # next call): it took the next slot, which the call after it follows by a whole interval
+    interval = 1 / RATE + JITTER_MARGIN_SECONDS
+    assert late.ok and late.attempts == 1
+    assert [b - a for a, b in pairwise(account.calls)] == pytest.approx([2 * interval, interval])

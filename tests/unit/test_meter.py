@@ -17,8 +17,10 @@ from cdnpurge.core.gcra import (
     LEARNED_RATE_MEMORY_SECONDS,
     MIN_SAMPLE,
     RECOVERY_PER_SECOND,
+    BucketState,
     Draw,
     Limit,
+    step,
 )
 from cdnpurge.core.registry import REGISTRY
 from cdnpurge.runtime.meter import InProcessMeter
@@ -182,3 +184,14 @@ def test_rate_scope_names_the_account_and_defaults_to_the_provider() -> None:
 def test_a_malformed_rate_scope_is_refused_by_name() -> None:
     with pytest.raises(ConfigError, match="rate_scope"):
         parse_config(provider_config(', rate_scope: "two words"'), source="test")
+
+
+def test_a_callers_own_margin_spaces_a_burst_one_bucket_and_leaves_a_roomy_one_to_its_tolerance() -> None:
+    # Given: a caller that measured its calls reaching the provider 0.3 s after their slots
+    one, roomy = Draw(Limit("requests", 10.0, 1)), Draw(Limit("requests", 40.0, 10))
+    # Then: the call after its own on a burst-1 account is 0.3 s behind the rate's interval, not 0.1 s
+    assert step(one, BucketState(), 0.0, margin=0.3).spacing == pytest.approx(0.1 + 0.3)
+    assert step(one, BucketState(), 0.0).spacing == pytest.approx(0.1 + JITTER_MARGIN_SECONDS)
+    # And: a bucket with room keeps its pace (its tolerance, less the fixed margin, absorbs lateness)
+    assert step(roomy, BucketState(), 0.0, margin=0.3).spacing == pytest.approx(1 / 40.0)
+    assert step(roomy, BucketState(), 0.0, margin=0.3).tolerance == pytest.approx(9 / 40.0 - JITTER_MARGIN_SECONDS)

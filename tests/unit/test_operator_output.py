@@ -98,3 +98,69 @@ def test_no_command_writes_past_the_safe_streams() -> None:
         if bypass in path.read_text()
     ]
     assert found == []
+
+
+def test_a_status_row_shows_trail_values_as_one_bounded_field_each() -> None:
+    """The trail holds keys, targets, a CDN's error text and ids: each is one field of its row, so a line break
+    in any of them cannot print a row of its own, and a time that is not one is shown, not a traceback."""
+    from cdnpurge.cli.status import ChangeStatus, ProviderStatus, write_table
+
+    forged = "\nfastly    2026-01-01 00:00:00Z  +1.0 s  +2.0 s  1  -  -" + HOSTILE
+    provider = ProviderStatus(
+        provider="fastly" + forged,
+        targets=("url:https://www.example.com/a" + forged, "x" * 50_000),
+        targets_omitted=0,
+        provider_ids=("id" + forged,),
+        accepted_at="not a time" + forged,
+        completed_at="2026-13-99T99:99:99Z",
+        fresh_at=None,
+        attempts=1,
+        last_error="503" + forged + "y" * 10_000,
+        coalesced_into="coalesce:fastly#1" + forged,
+    )
+    change = ChangeStatus(
+        "pub:x" + forged, "published" + forged, {"publisher_id": "p" + forged}, None, None, None, (provider,)
+    )
+    shown = io.StringIO()
+    write_table([change], shown)
+    lines = shown.getvalue().splitlines()
+    # The header, targets, coalesced, column titles and the one provider row: nothing more
+    assert len(lines) == 5, lines
+    assert all(len(line) < 6_000 and not RAW.search(line) for line in lines)
+    assert "503\\x0afastly" in lines[-1]
+    hostile("output", 8)
+
+
+# Fields that hold text a command read back from AWS or a CDN (a doctor finding, a dead letter's reason, a trail's
+# targets, ids and errors, a pause record's author), by the attribute names the commands' types give them.
+EXTERNAL_FIELDS = frozenset(
+    {"found", "fix", "reason", "reasons", "last_error", "error", "targets", "provider_ids", "change_id"}
+    | {"coalesced_into", "by", "message"}
+)
+# Interpolations of such a name that are the operator's own words, with why.
+OPERATORS_OWN = {
+    ("purge.py", "error.message"): "the planner's message about the targets the operator typed",
+    ("redrive.py", "self.reason"): "the operator's --reason filter, echoed",
+}
+
+
+def test_no_command_interpolates_an_external_field_into_a_line_raw() -> None:
+    """Structural: a line a command writes quotes an external field (`x.found`, `x.last_error`, ...) only through
+    `external` (one line, escaped, bounded), so a line break in it cannot print a row of its own; a new command
+    or row that forgets is reported with file and line."""
+    import ast
+
+    import cdnpurge.cli
+
+    raw = []
+    for path in sorted(Path(cdnpurge.cli.__path__[0]).glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.JoinedStr):
+                continue
+            for value in node.values:
+                expression = value.value if isinstance(value, ast.FormattedValue) else None
+                if isinstance(expression, ast.Attribute) and expression.attr in EXTERNAL_FIELDS:
+                    shown = ast.unparse(expression)
+                    if (path.name, shown) not in OPERATORS_OWN:
+                        raw.append(f"{path.name}:{node.lineno}: {{{shown}}}")
+    assert raw == [], f"quote these through cdnpurge.cli.output.external: {raw}"

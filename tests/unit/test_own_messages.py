@@ -8,6 +8,7 @@ of rescheduled checks always ends; and numbers read from a CDN's answer are fini
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -20,10 +21,14 @@ from reliability.tally import hostile
 
 from cdnpurge.core.answers import answer_id, answer_number
 from cdnpurge.core.events import decode_event
+from cdnpurge.core.events.coalesce import FlushMessage
 from cdnpurge.core.events.own import (
     MAX_SENDS,
     ExpiredMessageError,
+    OwnMessage,
     ResendRefusedError,
+    encode_own,
+    read_own,
     refuse_times,
     resend,
 )
@@ -264,3 +269,41 @@ def test_no_adapter_reads_a_number_from_an_answer_but_through_core_answers() -> 
                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "float":
                     raw.append(f"{path.name}:{node.lineno}")
     assert raw == []
+
+
+def _own_kinds() -> set[type[OwnMessage]]:
+    import cdnpurge.core.events  # noqa: F401 - every kind's module, so every subclass is defined
+
+    kinds, todo = set(), [OwnMessage]
+    while todo:
+        for kind in todo.pop().__subclasses__():
+            kinds.add(kind)
+            todo.append(kind)
+    return kinds
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydantic warns when serialising a value of the wrong type
+def test_no_kind_of_own_message_is_written_unless_its_reader_takes_it_back() -> None:
+    """Structural: every kind of own message (one added later included: it must have an example here) is
+    validated on write by the schema that reads it, so a value read from a table or an answer (a window's due
+    time of 1e125, a generation past 2^53) is refused where it is written, and the caller's fallback runs,
+    instead of a message that is dead-lettered on arrival with the purge it carried."""
+    examples: dict[type[OwnMessage], OwnMessage] = {
+        VerifyCheck: _check(),
+        RepurgeMessage: RepurgeMessage(changes=(RepurgedChange("i", Action.CREATED, "bucket-1", "k"),)),
+        FlushMessage: FlushMessage(provider="fastly", generation=3, due_at=NOW),
+    }
+    assert _own_kinds() <= set(examples), "a new kind of own message needs an example in this test"
+    tried = 0
+    for kind, example in examples.items():
+        for name in (field.name for field in dataclasses.fields(example) if field.name != "cdnpurge"):
+            for value in (*HOSTILE_VALUES, 2**60, 1e125, -1e125):
+                hostile_message = dataclasses.replace(example, **{name: value})
+                try:
+                    body = encode_own(hostile_message)
+                except Exception:
+                    tried += 1
+                    continue
+                read_own(kind, body, what=f"{kind.__name__} with {name}={value!r:.40}")  # never refused on arrival
+                tried += 1
+    hostile("own_messages", tried)

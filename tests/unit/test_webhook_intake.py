@@ -80,11 +80,13 @@ def intake(records: Records, queue: Queue, config: Config = CONFIG) -> WebhookIn
     )
 
 
-def event(body: bytes, *, signed_with: str = SECRET, source: str = "repo", method: str = "POST") -> dict[str, Any]:
+def event(
+    body: bytes, *, signed_with: str = SECRET, source: str = "repo", method: str = "POST", delivery: str = "d-1"
+) -> dict[str, Any]:
     digest = hmac.new(signed_with.encode(), body, hashlib.sha256).hexdigest()
     return {
         "rawPath": f"/webhooks/{source}",
-        "headers": {"X-Hub-Signature-256": f"sha256={digest}", "X-GitHub-Delivery": "d-1"},
+        "headers": {"X-Hub-Signature-256": f"sha256={digest}", "X-GitHub-Delivery": delivery},
         "pathParameters": {"source": source},
         "requestContext": {"http": {"method": method}},
         "body": body.decode(),
@@ -105,9 +107,12 @@ def test_an_authentic_push_enqueues_the_publish_message_the_purge_function_decod
     assert (result.response["statusCode"], result.outcome, result.source) == (202, Outcome.ACCEPTED, "repo")
     [body] = queue.sent
     [change] = decode_event({"Records": [{"eventSource": "aws:sqs", "messageId": "m-1", "body": body}]}).changes
-    assert change.action is Action.PUBLISHED and change.id == "pub:webhook:repo:d-1" == result.change_id
+    # The change and the delivery are named by what the signature covers (the body), never by the unsigned
+    # X-GitHub-Delivery header
+    digest = "sha256-" + hashlib.sha256(PUSH).hexdigest()
+    assert change.action is Action.PUBLISHED and change.id == f"pub:webhook:repo:{digest}" == result.change_id
     assert change.keys == ("site",) and change.paths == ("/a.html",)
-    assert list(records.live) == ["cdnpurge#webhook#repo#d-1"]
+    assert list(records.live) == [f"cdnpurge#webhook#repo#{digest}"]
 
 
 def test_a_replay_is_answered_duplicate_and_not_enqueued() -> None:
@@ -115,6 +120,9 @@ def test_a_replay_is_answered_duplicate_and_not_enqueued() -> None:
     intake(records, queue).handle(event(PUSH), PLENTY)
     again = intake(records, queue).handle(event(PUSH), PLENTY)
     assert (again.response["statusCode"], again.outcome) == (200, Outcome.DUPLICATE)
+    # A captured request replayed under a fresh (unsigned) delivery id is the same delivery
+    renamed = intake(records, queue).handle(event(PUSH, delivery="replayed-under-a-new-id"), PLENTY)
+    assert (renamed.response["statusCode"], renamed.outcome) == (200, Outcome.DUPLICATE)
     assert len(queue.sent) == 1
 
 

@@ -3,10 +3,13 @@ the publish message the purge function decodes (or says in one line why it canno
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from reliability.tally import hostile
 
 from cdnpurge.core.config import ConfigError, parse_config
-from cdnpurge.core.webhooks.mapping import MappingError, publish_message
+from cdnpurge.core.webhooks.mapping import MappingError, is_wanted, publish_message
 
 PROVIDERS = "providers: [{name: fastly, kind: fastly, service_id: S, hosts: [www.example.com]}]\n"
 
@@ -82,3 +85,47 @@ def test_what_the_purge_function_would_refuse_is_refused_here() -> None:
     ).webhooks[0]
     with pytest.raises(MappingError, match=r"paths\[0\] .* contains control character U\+0000"):
         publish_message(source, {"paths": ["/a\x00b"]}, delivery_id="d", body=b"{}")
+
+
+def test_a_mapped_message_over_the_purge_functions_body_limit_is_refused_before_it_is_enqueued() -> None:
+    # Given: each list within the decoder's count, but together past the purge function's 256 KB body limit
+    source = parse_config(
+        config_with("  - {name: cms, scheme: token, secret: {env: TOKEN}, map: {paths: paths, keys: keys}}\n")
+    ).webhooks[0]
+    tried = 0
+    for paths, keys in (
+        ([f"/article/{n:05d}/" + "p" * 200 for n in range(2000)], []),  # 2,000 paths of 216 bytes: ~450 KB
+        ([f"/a/{n}" for n in range(9000)], [f"k{n:04d}-" + "k" * 40 for n in range(9000)]),  # two long lists
+    ):
+        # When / Then: refused with the size named (400), never a 202 the purge function then dead-letters
+        with pytest.raises(MappingError, match=r"the mapped message is \d+ bytes, over the purge queue's 262144"):
+            publish_message(source, {"paths": paths, "keys": keys}, delivery_id="d", body=b"{}")
+        tried += 1
+    hostile("webhooks", tried)
+
+
+def test_whatever_a_hostile_payload_makes_the_mapping_raise_is_the_payloads_refusal() -> None:
+    # Given: expressions that stringify a value the payload controls, and a body nested as deep as json.loads
+    # still reads (JMESPath's own errors were handled already; the RecursionError of to_string() was not)
+    source = parse_config(
+        config_with(
+            "  - {name: cms, scheme: token, secret: {env: TOKEN},"
+            " map: {keys: 'to_string(doc)', when: 'length(to_string(doc)) > `0`'}}\n"
+        )
+    ).webhooks[0]
+    payload = deepest_json_loads_reads()
+    # When / Then: a MappingError (answered 400), not a crash of the request
+    with pytest.raises(MappingError, match="cannot be evaluated"):
+        if is_wanted(source, payload):
+            publish_message(source, payload, delivery_id="d", body=b"{}")
+    hostile("webhooks")
+
+
+def deepest_json_loads_reads() -> dict[str, object]:
+    """`{"doc": [[[...]]]}` parsed by json.loads, nested as deep as it still parses here."""
+    for depth in range(1000, 0, -5):
+        try:
+            return dict(json.loads('{"doc": ' + "[" * depth + "]" * depth + "}"))
+        except RecursionError:
+            continue
+    raise AssertionError("json.loads reads no nesting at all")

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from reliability.tally import hostile
 from standardwebhooks.webhooks import Webhook
 
 from cdnpurge.core.webhooks.signatures import (
@@ -96,10 +97,48 @@ def test_each_scheme_accepts_what_its_sender_signs(scheme: Scheme) -> None:
     check(scheme, request(sign()), [secret])
 
 
-def test_delivery_ids_come_from_the_scheme_headers() -> None:
-    assert check(Scheme.STANDARD, request(standard_headers()), [STANDARD_SECRET]) == "msg_2b1x"
-    assert check(Scheme.GITHUB, request(github_headers()), [PLAIN_SECRET]) == "72d3162e-cc78-11e3"
-    assert check(Scheme.SANITY, request(sanity_headers()), [PLAIN_SECRET]) == "evt-1"
+def test_delivery_ids_come_only_from_what_the_signature_covers() -> None:
+    assert check(Scheme.STANDARD, request(standard_headers()), [STANDARD_SECRET]) == "msg_2b1x"  # signed
+    # X-GitHub-Delivery and Sanity's idempotency-key are not signed: a replay could rename itself with them
+    assert check(Scheme.GITHUB, request(github_headers()), [PLAIN_SECRET]) is None
+    assert check(Scheme.SANITY, request(sanity_headers()), [PLAIN_SECRET]) is None
+
+
+# Headers a sender sets besides its signature, which a replayer could set to anything: delivery ids of every
+# scheme, and a few more a future scheme might be tempted to read.
+REPLAYABLE_HEADERS = (
+    "x-github-delivery",
+    "idempotency-key",
+    "webhook-id",
+    "x-request-id",
+    "x-contentful-webhook-name",
+    "x-ghost-delivery",
+    "x-cdnpurge-token",
+)
+
+
+@pytest.mark.parametrize("scheme", [*SENDERS, Scheme.TOKEN])
+def test_no_header_outside_the_signature_names_the_delivery(scheme: Scheme) -> None:
+    """Structural: for every scheme (one added later included, once it is in SENDERS), a request still verified
+    after any header was changed or added is the same delivery. A delivery id taken from a header the signature
+    does not cover would let a captured request be replayed under a fresh id, past the replay record."""
+    sign, secret = SENDERS.get(scheme, (lambda: {"x-cdnpurge-token": PLAIN_SECRET}, PLAIN_SECRET))
+    headers = {name.lower(): value for name, value in sign().items()}
+    original = check_with(scheme, request(headers), [secret])
+    tried = 0
+    for name in sorted({*headers, *REPLAYABLE_HEADERS}):
+        for value in ("replayed-1", "replayed-2" * 30, "\x1b[2Jreplayed"):
+            try:
+                renamed = check_with(scheme, request({**headers, name: value}), [secret])
+            except SignatureRejected:
+                continue  # the header is covered by the signature: changing it is refused
+            tried += 1
+            assert renamed == original, f"{scheme}: header {name} changed the delivery id, the signature held"
+    hostile("webhooks", tried)
+
+
+def check_with(scheme: Scheme, req: SignedRequest, secrets: list[str]) -> str | None:
+    return verify(scheme, req, secrets, now=NOW, tolerance_seconds=300, token_header="x-cdnpurge-token").delivery_id
 
 
 @pytest.mark.parametrize("scheme", list(SENDERS))

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from cdnpurge.cli.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Commands, Context, add_command
 from cdnpurge.cli.deployed import TRAIL_TABLE_OUTPUT, DeployedStack, StackReadError, client_in, read_stack
+from cdnpurge.cli.output import external
 from cdnpurge.cli.progress import Progress
 from cdnpurge.cli.status import ChangeStatus, TrailReader
 
@@ -196,7 +197,7 @@ def canary(
             if progress is not None:
                 line = "waiting for " + (", ".join(r.provider for r in results if not r.done) or "the trail")
                 progress.update(int(clock() - ends + timeout_seconds), functools.partial(str, line))
-            sleep(POLL_SECONDS)
+            sleep(max(0.0, min(POLL_SECONDS, ends - clock())))  # never past the timeout
     finally:
         if not keep:
             s3.delete_object(Bucket=bucket, Key=key)
@@ -206,9 +207,12 @@ def canary(
 
 def _results(change: ChangeStatus, written_at: float, verifying: frozenset[str]) -> tuple[ProviderResult, ...]:
     def after(at: str | None) -> float | None:
-        if at is None:
+        """Seconds from the write to a time the trail recorded; None for none, or for one that is not a time
+        (the trail is read back: an item's field is input)."""
+        try:
+            return round(datetime.fromisoformat(str(at).replace("Z", "+00:00")).timestamp() - written_at, 1)
+        except ValueError:
             return None
-        return round(datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp() - written_at, 1)
 
     return tuple(
         ProviderResult(
@@ -229,7 +233,7 @@ def _print(result: CanaryResult, out: Any) -> None:
             f"canary {where}: no purge reached the trail (bucket events, the rule, the function: run doctor)", file=out
         )
         return
-    print(f"canary {where} (change {result.change_id}):", file=out)
+    print(f"canary {where} (change {external(result.change_id)}):", file=out)
     for provider in result.providers:
         purged = "-" if provider.purged_after is None else f"purged after {provider.purged_after:.1f} s"
         fresh = (
@@ -237,7 +241,7 @@ def _print(result: CanaryResult, out: Any) -> None:
             if provider.fresh_after is not None
             else (", not verified (no verify: block)" if not provider.verified else ", not fresh in time")
         )
-        failed = f", failed: {provider.error}" if provider.error else ""
+        failed = f", failed: {external(provider.error)}" if provider.error else ""
         print(f"  {provider.provider}: {purged}{fresh}{failed}", file=out)
     verdict = "ok" if result.ok else ("timed out" if result.timed_out else "failed")
     print(f"canary {verdict}", file=out)

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from cdnpurge.cli.output import external
+
 if TYPE_CHECKING:
     from cdnpurge.cli.command import Context
 
@@ -133,7 +135,10 @@ class PauseRecord:
     at: str
 
     def describe(self) -> str:
-        return f"paused since {self.at} by {self.by}: {self.reason}"
+        """One line for doctor, status and pause. The record is read back from SSM, where anyone allowed to
+        write the parameter (the console, a script) may have put anything: each part is one bounded field."""
+        reason = external(self.reason, REASON_MAX_CHARS)
+        return f"paused since {external(self.at, 40)} by {external(self.by, 100)}: {reason}"
 
 
 def read_pause(ssm: Any, stack_name: str) -> PauseRecord | None:

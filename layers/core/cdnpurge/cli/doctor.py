@@ -36,6 +36,7 @@ from cdnpurge.cli.deployed import (
     read_stack,
 )
 from cdnpurge.cli.notifications import EVENTBRIDGE
+from cdnpurge.cli.output import external
 
 # How far back the function's errors are counted.
 ERRORS_WINDOW_SECONDS: Final = 3600
@@ -102,9 +103,11 @@ def run(args: argparse.Namespace, context: Context) -> int:
     else:
         width = max(len(check.name) for check in checks)
         for check in checks:
-            print(f"{check.verdict.value:<4}  {check.name:<{width}}  {check.found}", file=out)
+            # What a check found quotes AWS's answers (an alarm's name, a pause reason, a rule's pattern): one
+            # field each, so none can print a row of its own that reads "ok".
+            print(f"{check.verdict.value:<4}  {check.name:<{width}}  {external(check.found)}", file=out)
             if check.fix and check.verdict is not Verdict.OK:
-                print(f"{'':<4}  {'':<{width}}  fix: {check.fix}", file=out)
+                print(f"{'':<4}  {'':<{width}}  fix: {external(check.fix)}", file=out)
         failed = sum(1 for c in checks if c.verdict is Verdict.FAIL)
         warned = sum(1 for c in checks if c.verdict is Verdict.WARN)
         print(f"{stack.name}: {len(checks)} checks, {failed} failed, {warned} warning(s)", file=out)

@@ -12,7 +12,12 @@ CDN's answer can recolour or clear the terminal, a carriage return overwrite a s
   the command's `out` in it), so no output path can forget: a line a command writes reaches the terminal
   escaped, whatever it quotes;
 - `chart_text` does the same for a chart's labels, and escapes matplotlib's mathtext (`$`), so a label
-  from a run file draws as the text it is.
+  from a run file draws as the text it is;
+- `external` is for one external value inside a line a command writes (a CDN's error in a status row, a dead
+  letter's reason, a pause reason read back from SSM, what doctor found): escaped as above, its line breaks
+  escaped too, and cut at `MAX_FIELD_CHARS`. The stream cannot tell a command's own line break from one
+  inside a value it quotes, so a row that quotes a value passes it through `external`: a reason written as
+  `"...\nok    PurgeFunction ..."` would otherwise print a row of its own that looks like the command's.
 """
 
 from __future__ import annotations
@@ -38,6 +43,12 @@ def terminal_text(text: str, limit: int | None = None) -> str:
     if limit is not None and len(text) > limit:
         text = f"{text[:limit]}... ({len(text)} chars)"
     return _UNSAFE.sub(_escaped, text)
+
+
+def external(value: object, limit: int = MAX_FIELD_CHARS) -> str:
+    """One external value inside a line: escaped as `terminal_text`, its line breaks shown as `\\x0a`, and cut
+    to `limit` characters (saying how long it was), so it can neither start a line of its own nor fill a screen."""
+    return terminal_text(str(value), limit).replace("\n", "\\x0a")
 
 
 def chart_text(text: str, limit: int = 120) -> str:

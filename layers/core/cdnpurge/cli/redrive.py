@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdnpurge.cli.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Commands, Context, add_command, positive
+from cdnpurge.cli.output import external
 from cdnpurge.cli.progress import Progress
 from cdnpurge.cli.status import StatusError, parse_duration
 from cdnpurge.runtime.deadletter import ERROR_ATTRIBUTE, FAILURE_ATTRIBUTE, describe_dead_letter, kept_attributes
@@ -35,6 +36,9 @@ crash can only duplicate it, and the idempotency table absorbs the duplicate. Fi
 DRY_RUN_HOLD_SECONDS = 60
 # A progress line on stderr every this many dead letters (or every 10 s) on long redrive runs.
 REDRIVE_PROGRESS_EVERY = 500
+# One run looks at most at this many dead letters (each is held, and remembered to be seen once): a queue of a
+# million keeps neither the run's memory nor its hold on messages unbounded; the next run takes the rest.
+MAX_LOOKED_AT = 10_000
 
 
 def register(commands: Commands) -> None:
@@ -115,14 +119,14 @@ def run(args: argparse.Namespace, context: Context) -> int:
     listed = moved = failed = returned = skipped = 0
     held: list[str] = []
     seen: set[str] = set()
-    started_ms = int(time.time() * 1000)
+    started_ms = int(context.wall_clock() * 1000)
     progress = Progress(sys.stderr, "redrive", clock=context.clock, every=REDRIVE_PROGRESS_EVERY)
 
     def counts() -> str:
         return f"{listed} listed" if args.dry_run else f"{listed} listed, {moved} moved, {failed} failed"
 
     try:
-        while args.max is None or listed < args.max:
+        while (args.max is None or listed < args.max) and len(seen) < MAX_LOOKED_AT:
             wanted = 10 if args.max is None or selection.filtering else min(10, args.max - listed)
             messages = sqs.receive_message(
                 QueueUrl=args.dlq_url,
@@ -141,6 +145,9 @@ def run(args: argparse.Namespace, context: Context) -> int:
             if not fresh:
                 break
             for message in fresh:
+                if len(seen) >= MAX_LOOKED_AT:
+                    held.append(message["ReceiptHandle"])
+                    continue
                 seen.add(message["MessageId"])
                 if not selection.matches(message):
                     skipped += 1
@@ -150,7 +157,8 @@ def run(args: argparse.Namespace, context: Context) -> int:
                     held.append(message["ReceiptHandle"])
                     continue
                 listed += 1
-                print(f"  {'would move' if args.dry_run else 'moving'} {describe_dead_letter(message)}", file=out)
+                shown = external(describe_dead_letter(message))  # the reason is the message's: one line, bounded
+                print(f"  {'would move' if args.dry_run else 'moving'} {shown}", file=out)
                 if args.dry_run:
                     held.append(message["ReceiptHandle"])
                 elif _move(sqs, message, args, out):
@@ -162,17 +170,24 @@ def run(args: argparse.Namespace, context: Context) -> int:
         for receipt in held:  # listed by a dry run, or left for the next run: visible again at once
             sqs.change_message_visibility(QueueUrl=args.dlq_url, ReceiptHandle=receipt, VisibilityTimeout=0)
     progress.finish(counts())
+    _left(out, selection, stopped=len(seen) >= MAX_LOOKED_AT, skipped=skipped, returned=returned)
+    if args.dry_run:
+        print(f"dry run: {listed} message(s) would move; nothing was sent", file=out)
+        return EXIT_OK
+    print(f"done: {moved} message(s) moved back to the queue, {failed} failed", file=out)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _left(out: Any, selection: Selection, *, stopped: bool, skipped: int, returned: int) -> None:
+    """What the run left in the dead-letter queue, and why."""
+    if stopped:
+        print(f"stopped after looking at {MAX_LOOKED_AT} dead letters: run again for the rest", file=out)
     if skipped:
         print(f"left {skipped} message(s) not matching ({selection.describe()}) in the dead-letter queue", file=out)
     if returned:
         print(
             f"left {returned} message(s) dead-lettered after this run began: fix their cause, then run again", file=out
         )
-    if args.dry_run:
-        print(f"dry run: {listed} message(s) would move; nothing was sent", file=out)
-        return EXIT_OK
-    print(f"done: {moved} message(s) moved back to the queue, {failed} failed", file=out)
-    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _move(sqs: Any, message: dict[str, Any], args: argparse.Namespace, out: Any) -> bool:
@@ -185,7 +200,7 @@ def _move(sqs: Any, message: dict[str, Any], args: argparse.Namespace, out: Any)
         )
         sqs.delete_message(QueueUrl=args.dlq_url, ReceiptHandle=message["ReceiptHandle"])
     except Exception as exc:  # report and carry on: the message stays in the DLQ
-        print(f"    not moved: {type(exc).__name__}: {exc}", file=out)
+        print(f"    not moved: {type(exc).__name__}: {external(exc)}", file=out)
         return False
     return True
 

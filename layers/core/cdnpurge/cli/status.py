@@ -27,7 +27,7 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from cdnpurge.cli.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Commands, Context, add_command, positive
 from cdnpurge.cli.deployed import TRAIL_TABLE_OUTPUT, StackReadError, client_in, read_pause, read_stack
-from cdnpurge.cli.output import safe_stream
+from cdnpurge.cli.output import external, safe_stream
 from cdnpurge.cli.progress import Progress
 from cdnpurge.runtime.trail import (
     AT,
@@ -191,7 +191,12 @@ class TrailReader:
                 )
                 for item in page.get("Items", [])
             ]
-            return assemble(items)
+            try:
+                return assemble(items)
+            except Exception as exc:  # the table is input: an item without its fields is shown, not a crash
+                return ChangeStatus(
+                    pk, None, {"via": f"an unreadable trail item ({type(exc).__name__})"}, None, None, None
+                )
 
         found: list[ChangeStatus] = []
         with ThreadPoolExecutor(min(PARALLEL_READS, max(1, len(partitions)))) as pool:
@@ -283,6 +288,7 @@ def write_json(changes: list[ChangeStatus], out: TextIO) -> None:
     out.write("\n")
 
 
+TARGETS_CHARS: Final = 2000  # a change's targets on one line: longer is cut, saying how long
 COLUMNS: Final = ("PROVIDER", "ACCEPTED", "COMPLETED", "FRESH", "ATTEMPTS", "REQUEST ID", "LAST ERROR")
 
 
@@ -291,19 +297,28 @@ def write_table(changes: list[ChangeStatus], out: TextIO) -> None:
     for number, change in enumerate(changes):
         if number:
             print(file=out)
-        print(f"{_describe_source(change)}  ({change.action or '?'}, change {change.change_id})", file=out)
+        # Every value below was read from the trail (keys, targets, a CDN's error and ids): one field each.
+        action, change_id = external(change.action or "?"), external(change.change_id)
+        print(f"{external(_describe_source(change))}  ({action}, change {change_id})", file=out)
         if change.rule:
-            print(f"  rule {change.rule['index']}: match {change.rule['match']!r}", file=out)
+            print(
+                f"  rule {external(change.rule.get('index'))}: match {external(repr(change.rule.get('match')))}",
+                file=out,
+            )
         for provider in change.providers:
+            name = external(provider.provider)
             more = f" (+{provider.targets_omitted} more)" if provider.targets_omitted else ""
-            print(f"  {provider.provider} targets: {', '.join(provider.targets) or '-'}{more}", file=out)
+            print(
+                f"  {name} targets: {external(', '.join(map(str, provider.targets)) or '-', TARGETS_CHARS)}{more}",
+                file=out,
+            )
             if provider.coalesced_into:
+                window = external(provider.coalesced_into)
                 print(
-                    f"  {provider.provider} shared targets coalesced into {provider.coalesced_into} "
-                    f"(cdnpurge status --change-id '{provider.coalesced_into}')",
+                    f"  {name} shared targets coalesced into {window} (cdnpurge status --change-id '{window}')",
                     file=out,
                 )
-        rows = [COLUMNS, *(_row(provider) for provider in change.providers)]
+        rows = [COLUMNS, *(tuple(external(cell) for cell in _row(provider)) for provider in change.providers)]
         widths = [max(len(row[column]) for row in rows) for column in range(len(COLUMNS) - 1)]
         for row in rows:
             cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
@@ -336,16 +351,18 @@ def _row(provider: ProviderStatus) -> tuple[str, ...]:
 
 
 def _when(at: str | None) -> str:
-    return "-" if at is None else at[:19].replace("T", " ") + "Z"
+    return "-" if at is None else str(at)[:19].replace("T", " ") + "Z"
 
 
 def _after(at: str | None, accepted: str | None) -> str:
-    """A later time as `+2.1 s` after acceptance (the number an operator asks for)."""
+    """A later time as `+2.1 s` after acceptance (the number an operator asks for); a time read back that is not
+    one is shown as it is."""
     if at is None:
         return "-"
-    if accepted is None:
+    try:
+        seconds = (_parse(str(at)) - _parse(str(accepted))).total_seconds()
+    except (TypeError, ValueError):
         return _when(at)
-    seconds = (_parse(at) - _parse(accepted)).total_seconds()
     return f"+{seconds:.1f} s"
 
 

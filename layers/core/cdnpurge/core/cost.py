@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from cdnpurge.core.answers import MAX_ANSWER_COUNT, stored_number
 from cdnpurge.core.models import Escalation, Plan, PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import can_express, plan, router
 from cdnpurge.core.plan.coverage import TAG_COVERABLE, unserved
@@ -257,4 +258,4 @@ class DynamoDBPathCounter:
         item = self._client.get_item(
             TableName=self._table, Key={"id": {"S": counter_key(month, billing_key)}}, ConsistentRead=True
         ).get("Item")
-        return int(item[PATHS]["N"]) if item and PATHS in item else 0
+        return int(stored_number(item, PATHS, low=0, high=MAX_ANSWER_COUNT) or 0) if item else 0

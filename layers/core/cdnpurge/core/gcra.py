@@ -11,7 +11,9 @@ Jitter margin: a call leaves at its slot but reaches the provider a little later
 network, clocks of different machines). Reserving as if the bucket were `JITTER_MARGIN_SECONDS` smaller
 keeps every arrival inside the provider's limit as long as no call is later than that margin relative to
 another. With a burst of 1 (Medianova, Gotipath) the bucket has no room to shrink, so calls are spaced
-`1 / rate + margin` apart instead: a time margin, not a percentage of the rate.
+`1 / rate + margin` apart instead: a time margin, not a percentage of the rate. The margin is the caller's
+(`step`'s `margin`, never below `JITTER_MARGIN_SECONDS`): a caller whose calls run later than that spaces the
+calls after its own by its own lateness (buckets with room keep the fixed margin inside their tolerance).
 
 Throttles are shared: a 429 pushes `tat` so no caller's slot comes before the provider's Retry-After, and
 cuts the rate multiplicatively (at most once per `CUT_WINDOW_SECONDS`, however many callers saw the same
@@ -124,13 +126,19 @@ class Step:
         return max(self.now, start + call * self.spacing - self.tolerance)
 
 
-def step(draw: Draw, state: BucketState, now: float, count: int = 1) -> Step:
-    """One bucket's part of a reservation of `count` calls made at `now`, given the state last seen."""
+def step(draw: Draw, state: BucketState, now: float, count: int = 1, margin: float = JITTER_MARGIN_SECONDS) -> Step:
+    """One bucket's part of a reservation of `count` calls made at `now`, given the state last seen; `margin`:
+    how late after its slot the caller's calls may reach the provider (at least `JITTER_MARGIN_SECONDS`; a
+    caller that measures its calls running later passes more, and a bucket of one call spaces the calls
+    after its own by that)."""
     rate = effective_rate(draw.limit, state, now)
     if rate is None:
         absolute = now - state.since >= COUNT_WINDOW_SECONDS
         return Step(draw.limit, None, 0.0, 0.0, absolute, now, now, count, draw.cost)
-    room = (draw.limit.burst - draw.cost) / rate - JITTER_MARGIN_SECONDS
+    # A bucket with room for more than this call absorbs lateness up to its tolerance less the fixed margin;
+    # one without (burst 1) spaces the next call by the caller's own lateness.
+    margin = max(JITTER_MARGIN_SECONDS, margin) if draw.limit.burst <= draw.cost else JITTER_MARGIN_SECONDS
+    room = (draw.limit.burst - draw.cost) / rate - margin
     spacing = draw.cost / rate + max(0.0, -room)
     absolute = state.tat < now
     return Step(

@@ -68,8 +68,10 @@ from enum import StrEnum
 from functools import partial
 from typing import Any, Final, TypeVar
 
+from cdnpurge.core.answers import stored_number
 from cdnpurge.core.coalesce import (
     FLUSH_ID_PREFIX,
+    MAX_GENERATION,
     Destinations,
     encode_target,
     flush_change_id,
@@ -81,8 +83,9 @@ from cdnpurge.core.coalesce import (
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import CdnpurgeError, describe_error
 from cdnpurge.core.events.coalesce import encode_flush
+from cdnpurge.core.events.own import MAX_EPOCH
 from cdnpurge.core.models import Change, RoutedTarget
-from cdnpurge.core.spec import ProviderSpec
+from cdnpurge.core.spec import MAX_COALESCE_SECONDS, ProviderSpec
 from cdnpurge.runtime.bounded import bounded_call
 from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS
 from cdnpurge.runtime.execute import Outcome
@@ -97,8 +100,15 @@ ID, EXPIRY = "id", "expiration"  # the idempotency table's key and TTL attribute
 # A window's item stays this long after it opened: SQS's longest retention, so a dead-lettered flush message
 # redriven within it still finds its window.
 WINDOW_KEPT_SECONDS: Final = 14 * 24 * 3600
-# A window holds at most this many distinct targets (a DynamoDB item is at most 400 KB); then the next opens.
+# A window holds at most this many distinct targets, and at most this many bytes of them (a DynamoDB item is at
+# most 400 KB, names and values together: a thousand stored targets of 2 KB each would be 2 MB, refused by
+# DynamoDB with a ValidationException on every later join); then the next opens. Bytes are counted per join, so
+# a target joined twice counts twice: the count errs towards handing on early, never towards an item refused.
 MAX_WINDOW_TARGETS: Final = 1000
+MAX_WINDOW_BYTES: Final = 300 * 1024
+# How far apart two invocations' clocks may be (Lambda's are NTP-synchronised: milliseconds in practice).
+CLOCK_SKEW_SECONDS: Final = 60.0
+MAX_STORED_COUNT: Final = 1e12  # a window's count of changes, as read back (a report figure, never arithmetic)
 # How many full or closed windows a join passes before purging now instead.
 MAX_HOPS: Final = 4
 
@@ -112,7 +122,8 @@ class WindowState(StrEnum):
 
 
 class WindowBusyError(CdnpurgeError):
-    """Every window a join tried was closed or full: the targets are purged now."""
+    """No window can take the join (every one tried was closed or full, the join alone is larger than a window,
+    or the window's item cannot be read): the targets are purged now."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +159,12 @@ class DynamoDBWindows:
 
     def open_generation(self, provider: str) -> int:
         item = self._client.get_item(TableName=self._table, Key=self._key(provider), ConsistentRead=True).get("Item")
-        return int(item["generation"]["N"]) if item and "generation" in item else 0
+        if not item or "generation" not in item:
+            return 0
+        generation = stored_number(item, "generation", low=-1, high=MAX_GENERATION)
+        if generation is None or not 0 <= generation < MAX_GENERATION or generation != int(generation):
+            raise WindowBusyError("the open window's generation is not a whole number below 2^53")
+        return int(generation)
 
     def advance(self, provider: str, past: int) -> None:
         """Move the head past `past` (a window closed or full); a head already further stays."""
@@ -169,6 +185,12 @@ class DynamoDBWindows:
     ) -> Joined | None:
         """Add `targets` to window `generation`, or None when it is closed or full. A window it opens counts
         from `waited` seconds ago (how long the batch's first change may have waited to be delivered)."""
+        size = stored_bytes(targets)
+        if len(targets) > MAX_WINDOW_TARGETS or size > MAX_WINDOW_BYTES:
+            raise WindowBusyError(
+                f"{len(targets)} target(s) of {size} bytes do not fit one window "
+                f"({MAX_WINDOW_TARGETS} targets, {MAX_WINDOW_BYTES} bytes)"
+            )
         now = self.clock()
         opened_at = now - waited
         try:
@@ -176,13 +198,15 @@ class DynamoDBWindows:
                 TableName=self._table,
                 Key=self._key(provider, generation),
                 UpdateExpression=(
-                    "ADD #targets :targets, #changes :changes SET #state = if_not_exists(#state, :pending), "
+                    "ADD #targets :targets, #changes :changes, #bytes :bytes "
+                    "SET #state = if_not_exists(#state, :pending), "
                     "#opened = if_not_exists(#opened, :now), #due = if_not_exists(#due, :due), "
                     "#expiry = if_not_exists(#expiry, :expiry)"
                 ),
                 ConditionExpression=(
                     "attribute_not_exists(#state) OR (#state = :pending AND "
-                    "(attribute_not_exists(#targets) OR size(#targets) <= :room))"
+                    "(attribute_not_exists(#targets) OR size(#targets) <= :room) AND "
+                    "(attribute_not_exists(#bytes) OR #bytes <= :room_bytes))"
                 ),
                 ExpressionAttributeNames={
                     "#targets": "targets",
@@ -191,6 +215,7 @@ class DynamoDBWindows:
                     "#opened": "opened_at",
                     "#due": "due_at",
                     "#expiry": EXPIRY,
+                    "#bytes": "bytes",
                 },
                 ExpressionAttributeValues={
                     ":targets": {"SS": list(targets)},
@@ -200,15 +225,22 @@ class DynamoDBWindows:
                     ":due": {"N": repr(opened_at + seconds)},
                     ":expiry": {"N": str(int(now) + WINDOW_KEPT_SECONDS)},
                     ":room": {"N": str(MAX_WINDOW_TARGETS - len(targets))},
+                    ":bytes": {"N": str(size)},
+                    ":room_bytes": {"N": str(MAX_WINDOW_BYTES - size)},
                 },
                 ReturnValues="UPDATED_OLD",  # nothing when this join opened the window
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             return None
-        before = answer.get("Attributes", {}).get("due_at")
-        if before is None:
+        before = answer.get("Attributes", {})
+        if "due_at" not in before:
             return Joined(generation, opened_at + seconds, opened=True)
-        return Joined(generation, float(before["N"]), opened=False)
+        due_at = stored_number(before, "due_at", low=0, high=MAX_EPOCH)
+        # Not a time, or one no joiner writes (a window is due within MAX_COALESCE_SECONDS of its opening,
+        # give or take clock skew): purged now (the window's own flush messages are refused the same way)
+        if due_at is None or due_at > now + MAX_COALESCE_SECONDS + CLOCK_SKEW_SECONDS:
+            raise WindowBusyError(f"window {generation} holds no readable due_at")
+        return Joined(generation, due_at, opened=False)
 
     def take(self, provider: str, generation: int) -> Taken | None:
         """Close window `generation` for its purge (PENDING or FLUSHING -> FLUSHING); None when it is absent
@@ -230,9 +262,9 @@ class DynamoDBWindows:
             return None
         item = answer["Attributes"]
         return Taken(
-            targets=tuple(item.get("targets", {}).get("SS", ())),
-            changes=int(item.get("changes", {}).get("N", "0")),
-            opened_at=float(item.get("opened_at", {}).get("N", "0")),
+            targets=tuple(item.get("targets", {}).get("SS", ())),  # each checked by `flush_targets`
+            changes=int(stored_number(item, "changes", low=0, high=MAX_STORED_COUNT) or 0),
+            opened_at=stored_number(item, "opened_at", low=0, high=MAX_EPOCH) or 0.0,
         )
 
     def finish(self, provider: str, generation: int) -> None:
@@ -410,6 +442,11 @@ class Coalescer:
             errors.append(self.redact(describe_error(exc)))
             return False
         return True
+
+
+def stored_bytes(targets: Iterable[str]) -> int:
+    """What `targets` add to a window's item: DynamoDB counts a string set's members in UTF-8 bytes."""
+    return sum(len(target.encode("utf-8", "surrogatepass")) for target in targets)
 
 
 def _bounded(deadline: Deadline, what: str, call: Callable[[], T]) -> T:

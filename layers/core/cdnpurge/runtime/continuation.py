@@ -8,11 +8,13 @@ message (same body, its own attributes kept, `cdnpurge-continued` counting the c
 acknowledged: the new message starts with a receive count of one, and its changes keep their ids (the ids
 come from the body), so the next receive continues the same attempt where this one stopped.
 
-It ends: a continuation is sent only for a record that advanced on this receive, and an attempt has
-finitely many targets, each purged once. A record that made no progress is dead-lettered as before
-(`cdnpurge.runtime.deadletter`), and so is one whose change id is its SQS message id (a bare publish
-message without `id`: a new message would be a new change). Best effort: a failed send leaves the record
-in `batchItemFailures` (dead-lettering then applies, as before).
+It ends: a continuation is sent only for a record that advanced on this receive (progress *recorded* in its
+attempt: `Settlement.advanced`), an attempt records at most `MAX_DONE` targets, and a record is continued at
+most `MAX_CONTINUATIONS` times (its `cdnpurge-continued` count, read back as untrusted input: a publisher
+can set any attribute on its message), after which it is dead-lettered as any record out of receives. A
+record that made no progress is dead-lettered as before (`cdnpurge.runtime.deadletter`), and so is one whose
+change id is its SQS message id (a bare publish message without `id`: a new message would be a new change).
+Best effort: a failed send leaves the record in `batchItemFailures` (dead-lettering then applies, as before).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from cdnpurge.core.answers import answer_number
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.errors import describe_error
 from cdnpurge.runtime.bounded import bounded_call
@@ -28,6 +31,8 @@ from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS
 from cdnpurge.runtime.deadletter import original_attributes, receive_count
 
 CONTINUED_ATTRIBUTE: Final = "cdnpurge-continued"  # how many times the record was continued
+# At most this many continuations of one record (each follows maxReceiveCount receives that all advanced).
+MAX_CONTINUATIONS: Final = 1000
 _SQS_MAX_ATTRIBUTES: Final = 10
 # Change ids taken from the SQS message id (raw publish messages without `id`): not kept by a new message.
 MESSAGE_ID_CHANGES: Final = "sqs:"
@@ -65,6 +70,9 @@ def continue_progressing(
             continue  # SQS's own redelivery continues it
         if any(change.startswith(MESSAGE_ID_CHANGES) for change in change_ids.get(source, ())):
             continue
+        if continued_count(record) >= MAX_CONTINUATIONS:
+            errors.append(f"{source}: not continued: continued {MAX_CONTINUATIONS} times already")
+            continue
         try:
             with bounded_call(deadline, CALL_SECONDS, what="continuing a record", need=MIN_CALL_SECONDS):
                 sqs.send_message(QueueUrl=queue_url, MessageBody=record.get("body") or "", **_attributes(record))
@@ -78,14 +86,23 @@ def continue_progressing(
     return Continuations(tuple(continued), tuple(errors))
 
 
+def continued_count(record: Mapping[str, Any]) -> int:
+    """How many times the record was continued: its attribute, a whole number within [0, MAX_CONTINUATIONS]
+    (anything else, which this function never writes, counts as the cap: the record is not continued again)."""
+    attributes = record.get("messageAttributes")
+    before = attributes.get(CONTINUED_ATTRIBUTE) if isinstance(attributes, Mapping) else None
+    if before is None:
+        return 0
+    text = before.get("stringValue") if isinstance(before, Mapping) else None
+    count = answer_number(text, low=-1, high=MAX_CONTINUATIONS + 1)
+    if count is None or count != int(count) or not 0 <= count <= MAX_CONTINUATIONS:
+        return MAX_CONTINUATIONS
+    return int(count)
+
+
 def _attributes(record: Mapping[str, Any]) -> dict[str, Any]:
     """The record's own attributes, and the count of its continuations."""
     attributes = original_attributes(record)
-    before = record.get("messageAttributes", {}).get(CONTINUED_ATTRIBUTE, {})
-    try:
-        count = int(before.get("stringValue", 0)) + 1 if isinstance(before, Mapping) else 1
-    except (TypeError, ValueError):
-        count = 1
     kept = dict(list(attributes.items())[: _SQS_MAX_ATTRIBUTES - 1])
-    kept[CONTINUED_ATTRIBUTE] = {"DataType": "Number", "StringValue": str(count)}
+    kept[CONTINUED_ATTRIBUTE] = {"DataType": "Number", "StringValue": str(continued_count(record) + 1)}
     return {"MessageAttributes": kept}

@@ -56,7 +56,8 @@ from cdnpurge.core.gcra import JITTER_MARGIN_SECONDS, Draw
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import Provider, PurgeResult
 from cdnpurge.core.provider_errors import ProviderError, ThrottledError, UnexpectedError
-from cdnpurge.runtime.meter import Meter, MeterUnavailableError, draws_for, in_progress_of, limits_of
+from cdnpurge.runtime.meter import Meter, MeterUnavailableError, draws_for, limits_of
+from cdnpurge.runtime.meter_holds import InProgressHolds
 
 # AIMD: a throttle multiplies the rate by DECREASE (never below FLOOR x the declared rate); each success
 # adds RECOVERY x the declared (or learned) rate back, up to the declared rate.
@@ -82,6 +83,19 @@ LATENCY_WEIGHT = 0.2
 # the provider's rate (at most MAX_LEASE calls).
 LEASE_SECONDS = 0.25
 MAX_LEASE = 16
+# A provider paced at one call per this many seconds or slower (burst-1 accounts: Medianova, Gotipath) whose
+# meter showed a backlog at the last reservation (other callers' slots ahead of this one: a storm, records
+# queued) leases one slot more than the plan's calls: kept by the warm executor for its next invocation,
+# which comes well within that interval while records are queued. One-record batches would otherwise make
+# every call a reservation (a write) of its own.
+SPARE_SLOT_INTERVAL = 0.1
+# How late after their slots this process's calls reach a provider is measured over the last LATE_CALLS calls
+# (the call's end, less its slot, less the quickest round trip seen): the longest of them, within
+# [JITTER_MARGIN_SECONDS, MAX_MARGIN_SECONDS], is the margin its reservations space the following calls by.
+LATE_CALLS = 16
+MAX_MARGIN_SECONDS = 0.5
+# A leased slot dropped unused (the next invocation came too late for it) stops spare slots for this long.
+SPARE_PAUSE_SECONDS = 60.0
 # Reservations one call may make when the slots it gets are already overdue (a starved process).
 MAX_LEASE_ATTEMPTS = 3
 
@@ -94,6 +108,7 @@ class _Turn:
     deferred_for: float | None
     waited: float = 0.0
     unmetered: int = 0
+    slot: float | None = None  # when the call's metered slot was (executor clock)
 
 
 @dataclass
@@ -103,6 +118,10 @@ class _Lease:
     lock: threading.Lock = field(default_factory=threading.Lock)
     draws: tuple[Draw, ...] = ()
     slots: deque[float] = field(default_factory=deque)
+    backlog: bool = False  # other callers' slots lay ahead of this one at the last reservation
+    late: deque[float] = field(default_factory=lambda: deque(maxlen=LATE_CALLS))  # seconds, the last calls
+    fastest: float = math.inf  # the quickest round trip seen: the part of a call's time that is not lateness
+    no_spare_until: float = 0.0  # a leased slot went unused: no spare slot before then (executor clock)
 
 
 @dataclass(frozen=True)
@@ -270,6 +289,7 @@ class Executor:
         self._leases = {name: _Lease() for name in providers}
         self.buckets = {name: self._bucket(provider) for name, provider in providers.items()}
         self._locks = {name: threading.Lock() for name in providers}
+        self.holds = None if meter is None else InProgressHolds(meter, dict(providers), self.pace)
 
     def adopt_pacing(self, previous: Executor, names: Iterable[str]) -> None:
         """Take over `previous`'s pacing state for `names` (providers whose settings did not change when the
@@ -325,13 +345,13 @@ class Executor:
 
         while True:
             began = self.clock()
-            turn = self._take_turn(request, deadline)
+            turn = self._take_turn(request, deadline, idempotency_token)
             unmetered += turn.unmetered
             if turn.deferred_for is not None:
                 return outcome(error=last_error, deferred=True, retry_in=turn.deferred_for)
             attempts += 1
             try:
-                result = provider.purge(request, idempotency_token=idempotency_token, deadline=deadline)
+                result = self._purge(provider, request, idempotency_token, deadline, turn)
             except OutOfTimeError:  # the call could not start in time: nothing was sent
                 return outcome(error=last_error, deferred=True)
             except Exception as exc:  # the per-request fault boundary (`cdnpurge.core.boundary`)
@@ -369,36 +389,64 @@ class Executor:
             self._notify(request, attempts, result, idempotency_token)
             return outcome(result=result)
 
-    def _take_turn(self, request: PurgeRequest, deadline: Deadline) -> _Turn:
-        """Wait for this call's slot in the shared meter or, without one, for a token of the static share."""
-        metered = self._metered_wait(request, deadline)
-        if metered is None:
-            bucket, lock = self.buckets[request.provider], self._locks[request.provider]
-            return _Turn(self._static_share_wait(bucket, lock, deadline), unmetered=1)
-        granted, wait = metered
-        if not granted:
-            return _Turn(wait)
-        try:
-            deadline.sleep(wait, self.sleep, what=f"waiting for {request.provider}'s slot")
-        except OutOfTimeError:  # the slot was taken, but the time to wait for it is gone (a slow write)
-            return _Turn(wait)
-        return _Turn(self._hold_in_progress(request, deadline), waited=wait)
+    def _take_turn(self, request: PurgeRequest, deadline: Deadline, token: str) -> _Turn:
+        """Wait for this call's slot in the shared meter or, without one, for a token of the static share.
 
-    def _hold_in_progress(self, request: PurgeRequest, deadline: Deadline) -> float | None:
-        """Count the call's items in progress where the provider limits them (CloudFront, per distribution):
-        None when counted (or not limited, or the meter failed: a `TooManyInvalidationsInProgress` then
-        pauses every caller as a throttle); else the seconds until enough is released, and the request is
-        deferred to then instead of being refused by the provider."""
-        spec = self.providers[request.provider].spec
-        in_progress = in_progress_of(spec, request)
-        if in_progress is None or self.meter is None:
-            return None
-        scope, amounts, limits = in_progress
+        At a burst-1 account, a call that woke more than half the jitter margin after its slot (a starved
+        process) is not sent on it: it would reach the provider just before the next caller's call. It
+        takes the next slot instead (the late one goes unused), at most `MAX_LEASE_ATTEMPTS` times."""
+        waited, attempts = 0.0, 0
+        while True:
+            metered = self._metered_wait(request, deadline)
+            if metered is None:
+                bucket, lock = self.buckets[request.provider], self._locks[request.provider]
+                return _Turn(self._static_share_wait(bucket, lock, deadline), unmetered=1)
+            granted, wait = metered
+            if not granted:
+                return _Turn(wait)
+            slot = self.clock() + wait
+            try:
+                deadline.sleep(wait, self.sleep, what=f"waiting for {request.provider}'s slot")
+            except OutOfTimeError:  # the slot was taken, but the time to wait for it is gone (a slow write)
+                return _Turn(wait)
+            waited, attempts = waited + wait, attempts + 1
+            if attempts < MAX_LEASE_ATTEMPTS and self._woke_late(request.provider, slot):
+                continue
+            held = None if self.holds is None else self.holds.hold(request, token, deadline)
+            return _Turn(held, waited=waited, slot=slot)
+
+    def _woke_late(self, name: str, slot: float) -> bool:
+        """Whether a call to a burst-1 account is past its slot by more than half the jitter margin."""
+        return self.providers[name].spec.capabilities.burst <= 1 and self.clock() - slot > JITTER_MARGIN_SECONDS / 2
+
+    def _purge(
+        self, provider: Provider, request: PurgeRequest, token: str, deadline: Deadline, turn: _Turn
+    ) -> PurgeResult:
+        """One call; its items in progress settled by its answer (`InProgressHolds.settle`), and (a metered
+        call) how late it ran measured (`margin`)."""
+        sent = self.clock()
         try:
-            wait = self.meter.hold(scope, amounts, limits, spec.capabilities.in_progress_seconds, deadline)
-        except (MeterUnavailableError, OutOfTimeError):
-            return None
-        return wait if wait > 0 else None
+            result = provider.purge(request, idempotency_token=token, deadline=deadline)
+        except Exception as exc:
+            if self.holds is not None:
+                self.holds.settle(request, token, deadline, exc)
+            raise
+        finally:
+            if turn.slot is not None:
+                lease, answered = self._leases[request.provider], self.clock()
+                lease.fastest = min(lease.fastest, answered - sent)
+                lease.late.append(answered - turn.slot - lease.fastest)
+        if self.holds is not None:
+            self.holds.settle(request, token, deadline, result)
+        return result
+
+    def margin(self, name: str) -> float:
+        """How late after their slots this process's calls to `name` reach it: the most of its last calls
+        (`LATE_CALLS`), within [JITTER_MARGIN_SECONDS, MAX_MARGIN_SECONDS]. Reserved with it, the calls after
+        this process's own are spaced by its own lateness: an overloaded host spaces itself, a quick one
+        does not pay for it."""
+        late = max(self._leases[name].late, default=0.0)
+        return min(MAX_MARGIN_SECONDS, max(JITTER_MARGIN_SECONDS, late))
 
     def _report(self, request: PurgeRequest, deadline: Deadline, pause: float, *, cut: bool) -> int:
         """Tell every caller of the account (through the meter) to wait `pause` seconds; 1 when the meter could
@@ -446,11 +494,14 @@ class Executor:
                 now = self.clock()
                 while lease.slots and (lease.draws != draws or lease.slots[0] < now - JITTER_MARGIN_SECONDS / 2):
                     lease.slots.popleft()
+                    lease.no_spare_until = now + SPARE_PAUSE_SECONDS
                 if lease.slots:
                     break
                 count = self.lease_size(request.provider)
                 try:
-                    reservation = self.meter.reserve(spec.rate_scope, draws, deadline, count)
+                    reservation = self.meter.reserve(
+                        spec.rate_scope, draws, deadline, count, margin=self.margin(request.provider)
+                    )
                 except OutOfTimeError:
                     return (False, 0.0)
                 except MeterUnavailableError:
@@ -459,6 +510,8 @@ class Executor:
                     return (False, reservation.wait)
                 now = self.clock()
                 lease.draws = draws
+                rate = spec.capabilities.rate_per_second
+                lease.backlog = rate is not None and reservation.wait > 2 / rate
                 lease.slots.extend(now + wait for wait in reservation.waits)
             slot = lease.slots.popleft()
         return (True, max(0.0, slot - self.clock()))
@@ -466,10 +519,21 @@ class Executor:
     def lease_size(self, name: str) -> int:
         """How many calls' slots one reservation takes: the calls this invocation has queued for the provider
         (so no slot is leased for a call that will not be made), at most `LEASE_SECONDS` of its rate or the
-        calls it keeps in flight, whichever is more, and never more than `MAX_LEASE`."""
+        calls it keeps in flight, whichever is more, and never more than `MAX_LEASE`; plus a spare slot for the
+        next invocation when the meter shows a backlog and the account is paced slowly (`SPARE_SLOT_INTERVAL`)."""
         rate = self.providers[name].spec.capabilities.rate_per_second
         horizon = 1 if rate is None else math.ceil(rate * LEASE_SECONDS)
-        return max(1, min(MAX_LEASE, self.queued.get(name, 0) + 1, max(horizon, self.calls_in_flight(name))))
+        queued = self.queued.get(name, 0)
+        size = max(1, min(MAX_LEASE, queued + 1, max(horizon, self.calls_in_flight(name))))
+        lease = self._leases[name]
+        spare = (
+            rate is not None
+            and 1 / rate >= SPARE_SLOT_INTERVAL
+            and lease.backlog
+            and lease.no_spare_until <= self.clock()
+            and size == queued + 1
+        )
+        return size + 1 if spare else size
 
     def _observe_latency(self, name: str, seconds: float) -> None:
         previous = self.latency.get(name)

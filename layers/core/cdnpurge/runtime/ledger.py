@@ -53,6 +53,7 @@ from typing import Any, NamedTuple, Protocol
 
 from botocore.exceptions import ClientError
 
+from cdnpurge.core.answers import stored_number
 from cdnpurge.core.errors import CdnpurgeError, describe_error
 from cdnpurge.runtime.bounded import in_threads
 from cdnpurge.runtime.dynamodb_batch import (
@@ -370,10 +371,8 @@ def _holder_gone(record: Mapping[str, Any], now: float) -> bool:
     """An INPROGRESS record whose holder's deadline passed (Powertools' takeover condition)."""
     if record.get(STATUS, {}).get("S") != INPROGRESS or IN_PROGRESS_EXPIRY not in record:
         return False
-    try:
-        return int(record[IN_PROGRESS_EXPIRY]["N"]) < int(now * 1000)
-    except (KeyError, ValueError):
-        return False
+    expiry = stored_number(record, IN_PROGRESS_EXPIRY, low=0, high=1e15)  # epoch milliseconds
+    return expiry is not None and int(expiry) < int(now * 1000)
 
 
 def _attempt_of(record: Mapping[str, Any]) -> Attempt:

@@ -11,7 +11,8 @@ when its request's outcome was lost (at least once, as any purge).
 
 Digests are short (`DIGEST_CHARS` characters of SHA-256, 72 bits: a collision among one change's targets
 is out of reach), and a record keeps at most `MAX_DONE` of them (well under DynamoDB's 400 KB item);
-beyond that a change still finishes, re-purging what it could not record.
+beyond that a receive records nothing new, so it is not progress: the record is no longer continued and ends
+in the dead-letter queue after its receives, as a change without progress does (`records_progress`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ def advanced(attempt: Attempt, purged: set[str]) -> Attempt:
         return attempt
     room = MAX_DONE - len(attempt.done)
     return attempt._replace(done=attempt.done | frozenset(sorted(new)[:room]))
+
+
+def records_progress(attempt: Attempt, purged: set[str]) -> bool:
+    """Whether parking `attempt` with `purged` records anything new (not when its record is full: `MAX_DONE`)."""
+    return advanced(attempt, purged) is not attempt
 
 
 def skip_done(

@@ -708,7 +708,12 @@ class Verification:
         for number, check in enumerate(checks):
             verify = self.verifier.settings[check.provider].verify
             delay = first_delay(check, verify) if verify else 1
-            entries.append({"Id": str(number), "MessageBody": encode_check(check), "DelaySeconds": delay})
+            try:  # validated on write: one check its reader would refuse is reported, the others still sent
+                body = encode_check(check)
+            except Exception as exc:
+                report.errors.append(self._runtime.redact(f"check not scheduled: {describe_error(exc)}"))
+                continue
+            entries.append({"Id": str(number), "MessageBody": body, "DelaySeconds": delay})
         for chunk in send_batches(entries):
             try:
                 if queue is None:

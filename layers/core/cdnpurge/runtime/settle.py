@@ -39,7 +39,7 @@ from cdnpurge.runtime.ledger import (
     LedgerUnavailableError,
     Pair,
 )
-from cdnpurge.runtime.progress import advanced, purged_digests
+from cdnpurge.runtime.progress import advanced, purged_digests, records_progress
 
 PURGED: dict[str, Any] = {"purged": True}  # the result stored with a completed (provider, change)
 # How long the completion writer waits for a full BatchWriteItem before writing fewer records.
@@ -119,6 +119,7 @@ class Settlement:
         self._claimed = claimed
         self._attempts = dict(attempts or {})
         self._purged: dict[Pair, list[PurgeRequest]] = defaultdict(list)  # accepted requests per unfinished pair
+        self._unparked: set[Pair] = set()  # pairs whose release (and so their progress) was not written
         self._ledger = ledger
         self._settle_by = settle_by
         self._waiting: Counter[Pair] = Counter(
@@ -194,9 +195,19 @@ class Settlement:
 
     @property
     def advanced(self) -> set[Pair]:
-        """Pairs this batch completed or moved forward (some of their targets purged)."""
+        """Pairs this batch completed or moved forward durably: some of their targets purged *and recorded* in
+        the attempt it parked. A purge not recorded (the attempt's record is full, or parking it failed) is no
+        progress: the next receive would purge the same targets again, and a record continued for it would
+        circle for ever (`cdnpurge.runtime.continuation` continues only what advanced)."""
         with self._changed:
-            return set(self._completed) | {pair for pair, purged in self._purged.items() if purged}
+            recorded = {
+                pair
+                for pair, purged in self._purged.items()
+                if pair in self._attempts
+                and pair not in self._unparked
+                and records_progress(self._attempts[pair], purged_digests(purged))
+            }
+            return set(self._completed) | recorded
 
     def _parked(self, pairs: Iterable[Pair]) -> dict[Pair, Attempt]:
         """The attempt of each released pair we know one of, with what this batch purged for it."""
@@ -232,5 +243,7 @@ class Settlement:
             with _ledger_call(self._settle_by, "releasing claims"):
                 self._ledger.release(pairs, RuntimeError("purge not completed"), self._parked(pairs))
         except Exception as exc:  # collected, never raised: see the class docstring
+            with self._changed:
+                self._unparked.update(pairs)
             return [_ledger_failure(LedgerOperation.RELEASE, pairs, exc)]
         return []

@@ -25,6 +25,7 @@ dispatch on `own_kind`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, Final, TypeVar
@@ -144,8 +145,25 @@ def _problem(exc: ValidationError) -> str:
 
 
 def encode_own(message: OwnMessage) -> str:
-    """The SQS body of `message`: compact JSON whose first field is its kind (`{"cdnpurge":"<kind>",`)."""
-    return _adapter(type(message)).dump_json(message).decode()
+    """The SQS body of `message`: compact JSON whose first field is its kind (`{"cdnpurge":"<kind>",`).
+
+    Validated on the way out by the reader that will take it back (`read_own`): a dataclass is built without
+    checking its field types, so a value read from a table (a window's `due_at` of `1e125`, a generation past
+    2^53) or an answer would otherwise be enqueued, then refused on arrival and dead-lettered with the purge it
+    carried. Refused here (`MalformedError` naming the field), the caller's fallback runs instead (a window's
+    targets are purged now)."""
+    body = _SQS_REFUSED.sub(_json_escape, _adapter(type(message)).dump_json(message).decode())
+    read_own(type(message), body, what=f"{message.cdnpurge} message to enqueue")
+    return body
+
+
+# What SQS refuses in a message body (`InvalidMessageContents`), that JSON writes raw: U+FFFE and U+FFFF (an S3
+# key may hold them). Only inside strings, so escaped as JSON escapes them, the message reads back the same.
+_SQS_REFUSED: Final = re.compile("[\ufffe\uffff]")
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 class ResendRefusedError(MalformedError):

@@ -9,12 +9,13 @@ id, else a hash of the body (identical redeliveries share it).
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any, Final
 
 from jmespath.exceptions import JMESPathError
 
 from cdnpurge.core.errors import CdnpurgeError
-from cdnpurge.core.events import decode_event
+from cdnpurge.core.events import MAX_BODY_BYTES, decode_event
 from cdnpurge.core.webhooks.settings import MAPPED_FIELDS, WebhookSource, compiled
 
 WEBHOOK_ID_PREFIX: Final = "webhook"
@@ -28,11 +29,21 @@ def body_digest(body: bytes) -> str:
     return "sha256-" + hashlib.sha256(body).hexdigest()
 
 
+def encode_message(message: dict[str, Any]) -> str:
+    """The publish message as it is enqueued (and measured against the purge function's body limit)."""
+    return json.dumps(message, separators=(",", ":"))
+
+
 def _search(expression: str, payload: Any, where: str) -> Any:
+    """The expression's result on the payload. Whatever evaluating it raises is this payload's problem, answered
+    400: a function applied to the wrong type (`join()` over a null), and also what a hostile payload provokes
+    beyond JMESPath's own errors (`to_string()` or `==` over a value nested hundreds deep: `RecursionError`)."""
     try:
         return compiled(expression).search(payload)
-    except JMESPathError as exc:  # a function applied to the wrong type, say join() over a null
+    except JMESPathError as exc:
         raise MappingError(f"{where}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # the payload is input: its failure is a refusal (400), never a crash
+        raise MappingError(f"{where}: the payload cannot be evaluated ({type(exc).__name__})") from None
 
 
 def _strings(value: Any, where: str) -> list[str]:
@@ -79,4 +90,9 @@ def publish_message(source: WebhookSource, payload: Any, *, delivery_id: str | N
     decoded = decode_event(message)  # the purge function's own decoder: bounds, characters, id length
     if decoded.errors:
         raise MappingError(decoded.errors[0].message)
+    # The decoder bounds each list, not their sum: ten thousand long URLs would pass it, then be refused by the
+    # purge function (a body over its limit) after this intake answered 202.
+    size = len(encode_message(message).encode("utf-8", "surrogatepass"))
+    if size > MAX_BODY_BYTES:
+        raise MappingError(f"the mapped message is {size} bytes, over the purge queue's {MAX_BODY_BYTES}-byte limit")
     return message

@@ -8,7 +8,8 @@ documentation and reference library:
   `{id}.{timestamp}.{body}` keyed by the base64 part of `whsec_...`, sent as space-separated `v1,<base64>`
   entries (a sender mid-rotation signs with several keys), timestamp in seconds.
 - `github`: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`; no timestamp, so replays are
-  stopped only by the delivery id being remembered (`X-GitHub-Delivery`).
+  stopped only by the delivery being remembered. `X-GitHub-Delivery` is not signed, so it is not the
+  delivery's id here (see `Verified`).
 - `sanity`: `sanity-webhook-signature: t=<milliseconds>,v1=<base64url, unpadded, HMAC-SHA256 of
   "{t}.{body}">` as `@sanity/webhook` encodes it.
 - `contentful`: Contentful's request verification: the headers named in `x-contentful-signed-headers` (keys
@@ -81,7 +82,12 @@ class SignedRequest:
 
 @dataclass(frozen=True, slots=True)
 class Verified:
-    """A request proven authentic: the sender's delivery id, when its scheme carries one."""
+    """A request proven authentic: the sender's delivery id, when its scheme *signs* one.
+
+    The id names the delivery in the replay record and the change id, so it must be covered by the signature:
+    a header the signature does not cover (GitHub's `X-GitHub-Delivery`, Sanity's `idempotency-key`) can be
+    changed by whoever replays a captured request, and a replay under a fresh id would pass as a new delivery.
+    Schemes without a signed id give None, and the delivery is then named by a digest of its body."""
 
     delivery_id: str | None
 
@@ -171,7 +177,7 @@ def _verify_github(request: SignedRequest, secrets: Sequence[str], now: float, t
         return hmac.new(secret.encode(), request.body, hashlib.sha256).hexdigest()
 
     _any_match([hex_digest.lower()], expected, secrets)
-    return Verified(request.headers.get("x-github-delivery") or None)
+    return Verified(None)  # X-GitHub-Delivery is not signed: the body names the delivery
 
 
 def _verify_sanity(request: SignedRequest, secrets: Sequence[str], now: float, tolerance: float) -> Verified:
@@ -186,7 +192,7 @@ def _verify_sanity(request: SignedRequest, secrets: Sequence[str], now: float, t
         return base64.urlsafe_b64encode(_hmac(secret.encode(), signed)).rstrip(b"=").decode("ascii")
 
     _any_match([match[2]], expected, secrets)
-    return Verified(request.headers.get("idempotency-key") or None)
+    return Verified(None)  # idempotency-key is not signed (only t and the body are): the body names the delivery
 
 
 def _verify_ghost(request: SignedRequest, secrets: Sequence[str], now: float, tolerance: float) -> Verified:

@@ -74,10 +74,12 @@ CALLS_PER_SECOND = 1.0
 BURST = 5
 # Invalidations usually finish within a minute or two; a full in-progress quota frees up on that scale.
 IN_PROGRESS_BACKOFF_SECONDS = 60.0
-# How long the shared meter counts an invalidation's items as in progress: AWS states invalidations complete
-# in under 25 s (p95) since 2026-04; held longer so the slow 5% rarely outlive their count (one that does can
-# still meet `TooManyInvalidationsInProgress`, which pauses every caller as a throttle).
-IN_PROGRESS_HOLD_SECONDS = 60.0
+# The longest the shared meter counts an invalidation's items as in progress when no one sees it complete:
+# it is released as soon as a `GetInvalidation` says `Completed` (verification's poll, or a caller that
+# found the distribution full), so this bound only matters when nobody asks. AWS states invalidations
+# complete in under 25 s (p95) since 2026-04, and documented 10 to 15 minutes before: the slowest it has
+# ever described, so a count never expires under an invalidation still running.
+IN_PROGRESS_HOLD_SECONDS = 900.0
 # Total attempts, first included (botocore's `max_attempts` would count retries only: 3 -> 4 calls).
 MAX_ATTEMPTS = 3
 SIGNING_REGION = "us-east-1"
@@ -224,8 +226,9 @@ class CloudFrontProvider(DeclaredProvider):
         pacing=f"{CALLS_PER_SECOND:g}/s burst {BURST}; `TooManyInvalidationsInProgress` = throttle",
         example="--path /index.html --prefix /img/",
         unverified=(
-            "cloudfront: items are counted in progress for 60 s after each call (AWS: invalidations complete in "
-            "under 25 s, p95); a slower one can still meet `TooManyInvalidationsInProgress`, a shared throttle",
+            "cloudfront: items are counted in progress until GetInvalidation says Completed, at most 15 minutes "
+            "(the longest AWS has documented); an invalidation slower than that can still meet "
+            "`TooManyInvalidationsInProgress`, a shared throttle",
             "cloudfront: AWS documents no request rate for CreateInvalidation; 1 call/s, burst 5 is a "
             "conservative default (set rate_per_second)",
             "cloudfront: moto (the local stand-in) ignores `CallerReference`; the local stack's moto server "

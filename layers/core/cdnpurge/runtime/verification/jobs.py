@@ -8,6 +8,8 @@ asking counts as "not known to be pending": the probe decides.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.protocol import Provider, job_status
 from cdnpurge.core.provider_errors import ProviderError
@@ -18,13 +20,19 @@ def has_jobs(provider: Provider) -> bool:
     return job_status(provider) is not None
 
 
-def job_pending(provider: Provider, job_id: str, deadline: Deadline) -> bool:
+def job_pending(
+    provider: Provider, job_id: str, deadline: Deadline, *, done: Callable[[str], None] | None = None
+) -> bool:
     """True while the provider says the job is still in progress; the call ends before `deadline` (one that
-    cannot start raises `OutOfTimeError`: the caller stops asking)."""
+    cannot start raises `OutOfTimeError`: the caller stops asking). `done(job_id)` is told when the provider
+    said the job is complete (not when it could not say): its items in progress are released."""
     jobs = job_status(provider)
     if jobs is None:
         return False
     try:
-        return jobs.job_pending(job_id, deadline)
+        pending = jobs.job_pending(job_id, deadline)
     except ProviderError:
         return False
+    if not pending and done is not None:
+        done(job_id)
+    return pending

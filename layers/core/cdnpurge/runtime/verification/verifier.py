@@ -239,6 +239,11 @@ class Pacer:
             self.executor.pace(self.provider, self.deadline)
         return self.deadline
 
+    def finished(self, job: str) -> None:
+        """The provider said `job` is complete: its items in progress are released for every caller."""
+        if self.executor.holds is not None and self.provider in self.executor.providers:
+            self.executor.holds.finished(self.provider, job, self.deadline)
+
 
 DeadLetter = Callable[[VerifyCheck, tuple[str, ...]], None]  # send a failed check with its reasons
 
@@ -492,7 +497,7 @@ def _pending_jobs(provider: Provider, jobs: tuple[str, ...], pacer: Pacer) -> tu
             pending.extend(jobs[number:])
             break
         try:
-            if job_pending(provider, job, pacer.next_call()):
+            if job_pending(provider, job, pacer.next_call(), done=pacer.finished):
                 pending.append(job)
         except OutOfTimeError:
             pending.extend(jobs[number:])

@@ -24,7 +24,7 @@ from typing import Any, Final
 from cdnpurge.core.config import Config
 from cdnpurge.core.credentials import CredentialError, SecretReader, resolve
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
-from cdnpurge.core.webhooks.mapping import MappingError, body_digest, is_wanted, publish_message
+from cdnpurge.core.webhooks.mapping import MappingError, body_digest, encode_message, is_wanted, publish_message
 from cdnpurge.core.webhooks.settings import WebhookSource
 from cdnpurge.core.webhooks.signatures import Scheme, SignatureRejected, standard_key, verify
 from cdnpurge.runtime.webhook.http import (
@@ -157,7 +157,7 @@ class WebhookIntake:
                 respond(200, {"status": "duplicate", "change_id": change_id}), Outcome.DUPLICATE, name, None, change_id
             )
         try:
-            self.queue.send(json.dumps(message, separators=(",", ":")), deadline=deadline)
+            self.queue.send(encode_message(message), deadline=deadline)
         except Exception:
             # Not enqueued: forget the delivery so the sender's retry is not refused as a replay. If even that
             # fails, the retry is refused until remember_seconds pass; the send's error is the one reported.
