@@ -22,8 +22,8 @@ What runs:
   the per-round ratios, in CPU time (user + system: on a shared, loaded machine the wall clock mostly
   measures waiting) and, for reference, in wall time.
 - every process ends with `os._exit(0)` once its work is done: a cold start ends when the handler's import (or
-  the first batch) returns, and the interpreter's teardown (freeing every module's objects, far more of them
-  for the handler than for boto3 alone) is no part of it.
+  the first batch) returns, and the interpreter's teardown (freeing every module's objects: more of them for
+  the handler than for boto3 alone, and far cheaper once init froze them) is no part of it.
 
 Caveats printed with the figures: the interpreter is this machine's (x86_64 here, arm64 on Lambda), and
 when no Python 3.13 is found it is the local Python, whose timings of a sources-only layer are not 3.13's.
