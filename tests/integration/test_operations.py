@@ -179,7 +179,10 @@ def test_doctor_reads_a_cloudfront_distribution_and_names_a_role_that_may_not_in
     # Given a CloudFront provider on a distribution the stack's moto has, and one it lacks; the stack is deployed
     # with the CloudFrontDistributionArns placeholder, so the function's role may invalidate neither
     ssm = stack.client("ssm")
-    before = ssm.get_parameter(Name="/cdnpurge/core/config")["Parameter"]["Value"]
+    try:  # whatever configuration an earlier test left is put back after (this test may also run alone)
+        before: str | None = ssm.get_parameter(Name="/cdnpurge/core/config")["Parameter"]["Value"]
+    except ssm.exceptions.ParameterNotFound:
+        before = None
     distribution_id = s3_distribution(stack.client("cloudfront"), stack.resources.bucket_name)
     config = (
         "providers:\n"
@@ -191,7 +194,10 @@ def test_doctor_reads_a_cloudfront_distribution_and_names_a_role_that_may_not_in
         # When
         _, checks = doctor()
     finally:
-        ssm.put_parameter(Name="/cdnpurge/core/config", Value=before, Type="String", Overwrite=True)
+        if before is None:
+            ssm.delete_parameter(Name="/cdnpurge/core/config")
+        else:
+            ssm.put_parameter(Name="/cdnpurge/core/config", Value=before, Type="String", Overwrite=True)
     # Then the distribution was read (GetDistribution), and the role's missing grant is what fails
     credentials = checks["credentials"]
     assert credentials["verdict"] == "FAIL"
