@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import threading
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -58,7 +59,10 @@ def http_api_event(path: str, query: str, headers: Mapping[str, str], body: byte
 
 @contextmanager
 def webhook_gateway(handler: Handler) -> Iterator[str]:
-    """Serve `handler` at `<endpoint>/webhooks/<source>` on 127.0.0.1; yields the endpoint."""
+    """Serve `handler` at `<endpoint>/webhooks/<source>` on 127.0.0.1; yields the endpoint. Requests are
+    answered on threads, but the handler runs one invocation at a time, as in one Lambda execution environment
+    (its module-level logger and metrics are not built for two invocations at once)."""
+    environment = threading.Lock()
 
     class Gateway(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -72,7 +76,8 @@ def webhook_gateway(handler: Handler) -> Iterator[str]:
             event = http_api_event(path, query, dict(self.headers.items()), body)
             context = LocalLambdaContext(function_name="cdnpurge-WebhookFunction-local", timeout_seconds=20)
             try:
-                response = handler(event, context)
+                with environment:
+                    response = handler(event, context)
             except Exception:  # a function error: API Gateway answers 500 and the traceback is in the logs
                 traceback.print_exc()
                 self._answer(500, {"message": "Internal Server Error"})
