@@ -6,7 +6,7 @@ cdnpurge purge --config purge.yaml --provider fastly --key article-42 --soft
 cdnpurge redrive --dlq-url URL --queue-url URL --dry-run
 cdnpurge enable-eventbridge --bucket my-site-content --dry-run
 cdnpurge status --bucket my-site-content --key docs/a.html
-cdnpurge report bench/results/storm-20261126T144126Z.json
+cdnpurge report bench/results/storm-20261206T035521Z.json
 cdnpurge doctor --stack cdnpurge
 cdnpurge pause --stack cdnpurge --reason "Fastly outage"; cdnpurge resume --stack cdnpurge
 cdnpurge canary --stack cdnpurge

@@ -11,7 +11,7 @@ from cdnpurge.cli.command import EXIT_OK, EXIT_USAGE, Commands, Context, add_com
 
 REPORT_EXAMPLES = """\
 examples:
-  cdnpurge report bench/results/storm-20261126T144126Z.json       storm-...{calls,wall,throughput}.png
+  cdnpurge report bench/results/storm-20261206T035521Z.json       storm-...{calls,wall,throughput}.png
   cdnpurge report local/runs/demo.json -f svg -f png                 both formats
 
 Needs matplotlib, which the Lambda layer never ships: pip install -e '.[charts]' in a checkout.
