@@ -6,25 +6,31 @@ with the benchmark.
 
 from __future__ import annotations
 
+import json
 import socket
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
 from cdnpurge.core.config import Config, parse_config
+from cdnpurge.runtime.bounded.aws import aws_client
 from cdnpurge_local.cfn import Evaluator, parameter_values
+from cdnpurge_local.fakecdn.loopback import LoopbackHTTP
 from cdnpurge_local.memory_ledger import MemoryLedger
 from cdnpurge_local.provision import load_template
 from cdnpurge_local.stack import TEMPLATE_PATH
 
 __all__ = [
+    "FASTLY_PROVIDERS",
     "FASTLY_SERVICE",
     "FASTLY_TOKEN",
+    "SLOW_TABLE_SECONDS",
     "MemoryLedger",
     "RecordingSqs",
     "Sent",
@@ -33,10 +39,23 @@ __all__ = [
     "TrailListener",
     "config_from",
     "fastly_config",
+    "slow_dynamodb",
 ]
 
 FASTLY_TOKEN = "fastly-test-token-not-real-0123456789"
 FASTLY_SERVICE = "SU1Z0isxPaozGVKXdv0eY"
+# The configuration's Fastly provider at the fake CDN, as the integration deployments name it: a template for
+# `cdnpurge_local.harness.deployed` (which fills in `{fastly_endpoint}`), followed by each test's rules.
+FASTLY_PROVIDERS = f"""\
+providers:
+  - name: fastly
+    kind: fastly
+    service_id: {FASTLY_SERVICE}
+    endpoint: {{fastly_endpoint}}
+    hosts: [www.example.com]
+    credentials:
+      token: {{{{secret: cdnpurge/fastly, field: token}}}}
+"""
 
 
 def config_from(yaml_text: str) -> Config:
@@ -221,3 +240,39 @@ def dripping_server(
     finally:
         listener.close()
         thread.join(timeout=15)
+
+
+# What each call to `slow_dynamodb` costs on the test's clock.
+SLOW_TABLE_SECONDS = 1.5
+
+
+@contextmanager
+def slow_dynamodb(
+    clock: SimulatedClock, answer: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]
+) -> Iterator[tuple[Any, dict[str, int]]]:
+    """DynamoDB's JSON protocol on 127.0.0.1, every request answered `answer(body)` (HTTP status, document) and
+    moving `clock` by `SLOW_TABLE_SECONDS`: a throttled, slow table, counted on the test's clock, never timed.
+    Yields the runtime's own bounded client for it (`aws_client`) and the count of calls it answered."""
+    calls = {"calls": 0}
+
+    class Table(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+            calls["calls"] += 1
+            clock.now += SLOW_TABLE_SECONDS
+            status, document = answer(body)
+            data = json.dumps(document).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/x-amz-json-1.0")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = LoopbackHTTP(Table, "slow-dynamodb")
+    try:
+        yield aws_client("dynamodb", endpoint_url=server.endpoint, region_name="us-east-1"), calls
+    finally:
+        server.stop()

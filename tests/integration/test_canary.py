@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from helpers import FASTLY_SERVICE, FASTLY_TOKEN
+from helpers import FASTLY_PROVIDERS, FASTLY_SERVICE, FASTLY_TOKEN
 
 from cdnpurge.cli.canary import canary
 from cdnpurge.cli.deployed import read_stack
@@ -26,21 +26,16 @@ from cdnpurge_local.stack import TEMPLATE_PATH
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("flow")]
 
 BUCKET = "cdnpurge-it-canary"
-CONFIG = """
-providers:
-  - name: fastly
-    kind: fastly
-    service_id: SU1Z0isxPaozGVKXdv0eY
-    endpoint: {fastly_endpoint}
-    hosts: [www.example.com]
-    credentials:
-      token: {{secret: cdnpurge/fastly, field: token}}
+CONFIG = (
+    FASTLY_PROVIDERS
+    + """\
 rules:
   - bucket: {bucket}
     match: "{{key*}}"
     paths: ["/{{key}}"]
 allowed_hosts: [www.example.com]
 """
+)
 
 
 @pytest.fixture(scope="module")

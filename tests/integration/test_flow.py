@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from helpers import FASTLY_SERVICE, FASTLY_TOKEN
+from helpers import FASTLY_PROVIDERS, FASTLY_SERVICE, FASTLY_TOKEN
 
 from cdnpurge.cli.main import main as cli
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
@@ -17,15 +17,9 @@ from cdnpurge_local.harness import Deployment, deployed
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("flow")]
 
-CONFIG = """
-providers:
-  - name: fastly
-    kind: fastly
-    service_id: SU1Z0isxPaozGVKXdv0eY
-    endpoint: {fastly_endpoint}
-    hosts: [www.example.com]
-    credentials:
-      token: {{secret: cdnpurge/fastly, field: token}}
+CONFIG = (
+    FASTLY_PROVIDERS
+    + """\
 rules:
   - bucket: {bucket}
     match: "articles/{{slug}}.html"
@@ -35,6 +29,7 @@ rules:
     paths: ["/{{key}}"]
 allowed_hosts: [www.example.com]
 """
+)
 
 
 @pytest.fixture(scope="module")

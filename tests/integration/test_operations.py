@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from helpers import FASTLY_PROVIDERS, FASTLY_SERVICE
 from reliability.tally import hostile
 
 from cdnpurge.cli.deployed import pause_parameter
@@ -103,16 +104,7 @@ def test_bad_input_is_one_line_and_exit_2(
     assert mapping_state(stack) in ("Enabled", "Enabling")
 
 
-CONFIG = """\
-providers:
-  - name: fastly
-    kind: fastly
-    service_id: SU1Z0isxPaozGVKXdv0eY
-    endpoint: {endpoint}
-    hosts: [www.example.com]
-    credentials:
-      token: {{secret: cdnpurge/fastly, field: token}}
-"""
+CONFIG = FASTLY_PROVIDERS
 
 
 def doctor(*extra: str) -> tuple[int, dict[str, dict[str, str]]]:
@@ -137,13 +129,13 @@ def test_doctor_names_every_broken_link_with_its_fix(stack: LocalStack) -> None:
 
 @pytest.fixture(scope="module")
 def fastly() -> Iterator[FakeCDN]:
-    with FakeCDN([FastlyBehaviour(token=FASTLY_TOKEN, service_id="SU1Z0isxPaozGVKXdv0eY")]) as cdn:
+    with FakeCDN([FastlyBehaviour(token=FASTLY_TOKEN, service_id=FASTLY_SERVICE)]) as cdn:
         yield cdn
 
 
 def test_doctor_reads_the_configuration_its_secrets_and_asks_the_provider(stack: LocalStack, fastly: FakeCDN) -> None:
     ssm, secrets = stack.client("ssm"), stack.client("secretsmanager")
-    config = CONFIG.format(endpoint=fastly.endpoint("fastly"))
+    config = CONFIG.format(fastly_endpoint=fastly.endpoint("fastly"))
     ssm.put_parameter(Name="/cdnpurge/core/config", Value=config, Type="String", Overwrite=True)
     # A secret that does not exist yet: named, never a value
     _, checks = doctor()

@@ -12,7 +12,7 @@ from typing import Any
 import botocore.client
 import pytest
 from aws_lambda_powertools.utilities import parameters
-from helpers import FASTLY_SERVICE, FASTLY_TOKEN
+from helpers import FASTLY_PROVIDERS, FASTLY_SERVICE, FASTLY_TOKEN
 
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.harness import Deployment, deployed
@@ -24,17 +24,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("flow")]
 
 BUCKET = "cdnpurge-it-meter-off"
 METER_KEY = "cdnpurge#meter#fastly"
-CONFIG = """
-providers:
-  - name: fastly
-    kind: fastly
-    service_id: SU1Z0isxPaozGVKXdv0eY
-    endpoint: {fastly_endpoint}
-    hosts: [www.example.com]
-    credentials:
-      token: {{secret: cdnpurge/fastly, field: token}}
+CONFIG = (
+    FASTLY_PROVIDERS
+    + """\
 allowed_hosts: [www.example.com]
 """
+)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from helpers import FASTLY_SERVICE, FASTLY_TOKEN
+from helpers import FASTLY_PROVIDERS, FASTLY_SERVICE, FASTLY_TOKEN
 
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.server import Fault
@@ -27,21 +27,16 @@ from cdnpurge_local.stack import TEMPLATE_PATH
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("flow")]
 
-CONFIG = """
-providers:
-  - name: fastly
-    kind: fastly
-    service_id: SU1Z0isxPaozGVKXdv0eY
-    endpoint: {fastly_endpoint}
-    hosts: [www.example.com]
-    credentials:
-      token: {{secret: cdnpurge/fastly, field: token}}
+CONFIG = (
+    FASTLY_PROVIDERS
+    + """\
 rules:
   - bucket: {bucket}
     match: "{{key*}}"
     paths: ["/{{key}}"]
 allowed_hosts: [www.example.com]
 """
+)
 BUCKET = "cdnpurge-it-queries"
 
 

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from helpers import FASTLY_SERVICE, FASTLY_TOKEN
+from helpers import FASTLY_PROVIDERS, FASTLY_SERVICE, FASTLY_TOKEN
 
 from cdnpurge.cli.main import main as cli
 from cdnpurge.cli.notifications import set_eventbridge
@@ -21,15 +21,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("sources")]
 
 FIRST, SECOND, UNLISTED = "cdnpurge-it-sources", "cdnpurge-it-sources-2", "cdnpurge-it-unlisted"
 MEMBER_ACCOUNT = "210987654321"
-CONFIG = """
-providers:
-  - name: fastly
-    kind: fastly
-    service_id: SU1Z0isxPaozGVKXdv0eY
-    endpoint: {fastly_endpoint}
-    hosts: [www.example.com]
-    credentials:
-      token: {{secret: cdnpurge/fastly, field: token}}
+CONFIG = (
+    FASTLY_PROVIDERS
+    + """\
 rules:
   - bucket: cdnpurge-it-sources-2
     match: "{{key*}}"
@@ -37,6 +31,7 @@ rules:
   - match: "{{key*}}"
     paths: ["/{{key}}"]
 """
+)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from typing import Any
 import botocore.client
 import httpx
 import pytest
-from helpers import FASTLY_SERVICE, FASTLY_TOKEN
+from helpers import FASTLY_PROVIDERS, FASTLY_SERVICE, FASTLY_TOKEN
 from standardwebhooks.webhooks import Webhook
 
 from cdnpurge_local.cfn import load_template
@@ -34,15 +34,9 @@ NEW_SECRET = "whsec_" + base64.b64encode(b"the-new-standard-webhooks-key-32").de
 OLD_SECRET = "whsec_" + base64.b64encode(b"the-old-standard-webhooks-key-32").decode()
 FORGED_SECRET = "whsec_" + base64.b64encode(b"a-key-the-sender-does-not-hold!!").decode()
 GITHUB_SECRET = "github-shared-secret-for-tests"
-CONFIG = """
-providers:
-  - name: fastly
-    kind: fastly
-    service_id: SU1Z0isxPaozGVKXdv0eY
-    endpoint: {fastly_endpoint}
-    hosts: [www.example.com]
-    credentials:
-      token: {{secret: cdnpurge/fastly, field: token}}
+CONFIG = (
+    FASTLY_PROVIDERS
+    + """\
 webhooks:
   - name: cms
     scheme: standard
@@ -58,6 +52,7 @@ webhooks:
     map: {{paths: "commits[].modified[] | map(&join('', ['/', @]), @)"}}
 allowed_hosts: [www.example.com]
 """
+)
 
 
 @pytest.fixture(scope="module")

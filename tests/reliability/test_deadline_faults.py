@@ -17,7 +17,6 @@ how long anything took:
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import FASTLY_TOKEN, SimulatedClock, config_from, dripping_server
+from helpers import FASTLY_TOKEN, SLOW_TABLE_SECONDS, SimulatedClock, config_from, dripping_server, slow_dynamodb
 from pydantic import SecretStr
 from reliability import tally
 
@@ -47,7 +46,6 @@ from cdnpurge_local.fakecdn.loopback import LoopbackHTTP
 
 DRIP_BYTES = 400
 DRIP_INTERVAL = 0.002  # real seconds between bytes: far inside any per-read timeout
-SLOW_CALL_SECONDS = 1.5  # what each call to the throttled table costs on the test's clock
 TABLE = "cdnpurge-idempotency"
 
 
@@ -139,35 +137,9 @@ def test_a_provider_api_dripping_its_answer_is_deferred_not_waited_for() -> None
     tally.hostile("deadline")
 
 
-class ThrottledTable(BaseHTTPRequestHandler):
-    """DynamoDB's JSON protocol, answering every BatchWriteItem with every item unprocessed (throttled),
-    each call costing `SLOW_CALL_SECONDS` on the test's clock (`server.clock`); counts the calls."""
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
-        state = self.server.state  # type: ignore[attr-defined]
-        state["calls"] += 1
-        state["clock"].now += SLOW_CALL_SECONDS
-        answer = json.dumps({"UnprocessedItems": body.get("RequestItems", {})}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-amz-json-1.0")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
-
-
-@contextmanager
-def throttled_table(clock: SimulatedClock) -> Iterator[tuple[Any, dict[str, Any]]]:
-    server = LoopbackHTTP(ThrottledTable, "throttled-dynamodb")
-    state: dict[str, Any] = {"calls": 0, "clock": clock}
-    server._server.state = state  # type: ignore[attr-defined]
-    try:
-        yield aws_client("dynamodb", endpoint_url=server.endpoint, region_name="us-east-1"), state
-    finally:
-        server.stop()
+def every_item_unprocessed(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Every BatchWriteItem answered with every item unprocessed (throttled)."""
+    return 200, {"UnprocessedItems": body.get("RequestItems", {})}
 
 
 @pytest.fixture
@@ -181,7 +153,7 @@ def test_releasing_claims_against_a_slow_throttled_table_stops_at_the_deadline_a
     # Given: 25 claimed pairs to release, a table taking 1.5 s a call and throttling every write, 6 s to settle
     clock = SimulatedClock()
     pairs = {("fastly", f"c{i}") for i in range(25)}  # one BatchWriteItem: the calls follow one another
-    with throttled_table(clock) as (client, state):
+    with slow_dynamodb(clock, every_item_unprocessed) as (client, state):
         ledger = DynamoDBLedger(client, TABLE, clock=clock, sleep=clock.sleep)
         settle_by = Deadline.after(6, clock)
         settlement = Settlement(pairs, Plan(()), ledger, settle_by=settle_by)
@@ -189,8 +161,8 @@ def test_releasing_claims_against_a_slow_throttled_table_stops_at_the_deadline_a
         completed, failures = settlement.finish()
     # Then: no call after the deadline (the last started before it may end one call after), nothing raised,
     # and every pair not released is reported (its claim expires at the invocation's deadline)
-    assert clock() <= settle_by.ends_at + SLOW_CALL_SECONDS
-    assert state["calls"] <= 6 / SLOW_CALL_SECONDS + 1
+    assert clock() <= settle_by.ends_at + SLOW_TABLE_SECONDS
+    assert state["calls"] <= 6 / SLOW_TABLE_SECONDS + 1
     assert completed == set()
     (failure,) = failures
     assert failure.operation is LedgerOperation.RELEASE and set(failure.pairs) == pairs
@@ -202,14 +174,14 @@ def test_the_trail_write_against_a_slow_throttled_table_stops_at_the_deadline_an
     # Given: 25 verifier reports, the same table, 4 s left
     clock = SimulatedClock()
     updates = [TrailUpdate(TrailEvent.FRESH, "fastly", f"c{i}", 1.7e9) for i in range(25)]
-    with throttled_table(clock) as (client, state):
+    with slow_dynamodb(clock, every_item_unprocessed) as (client, state):
         trail = DynamoDBTrail(client, "cdnpurge-trail", clock=lambda: 1.7e9, sleep=clock.sleep)
         deadline = Deadline.after(4, clock)
         # When
         written = trail.report(updates, deadline=deadline)
     # Then
-    assert clock() <= deadline.ends_at + SLOW_CALL_SECONDS
-    assert state["calls"] <= 4 / SLOW_CALL_SECONDS + 1
+    assert clock() <= deadline.ends_at + SLOW_TABLE_SECONDS
+    assert state["calls"] <= 4 / SLOW_TABLE_SECONDS + 1
     assert written.written == 0 and written.failed == 25 and written.cause
     tally.hostile("deadline")
 

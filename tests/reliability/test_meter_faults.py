@@ -10,64 +10,30 @@ would do, counted on the test's clock, never timed.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
-from helpers import SimulatedClock
+from helpers import SimulatedClock, slow_dynamodb
 from reliability import tally
 
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest, TargetKind
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.spec import Capabilities, ProviderSpec
-from cdnpurge.runtime.bounded.aws import aws_client
 from cdnpurge.runtime.execute import Executor
 from cdnpurge.runtime.meter_dynamodb import RETRY_AFTER_FAILURE_SECONDS, DynamoDBMeter
-from cdnpurge_local.fakecdn.loopback import LoopbackHTTP
 
-SLOW_CALL_SECONDS = 1.5
 CALLS = 40
 STAGE_SECONDS = 10.0
 
 
-class ThrottlingTable(BaseHTTPRequestHandler):
-    """Every request throttled (HTTP 400, as DynamoDB answers it), each costing `SLOW_CALL_SECONDS`."""
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        state = self.server.state  # type: ignore[attr-defined]
-        state["calls"] += 1
-        state["clock"].now += SLOW_CALL_SECONDS
-        answer = json.dumps(
-            {
-                "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
-                "message": "The level of configured provisioned throughput for the table was exceeded.",
-            }
-        ).encode()
-        self.send_response(400)
-        self.send_header("Content-Type", "application/x-amz-json-1.0")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
-
-
-@contextmanager
-def throttling_table(clock: SimulatedClock) -> Iterator[tuple[Any, dict[str, Any]]]:
-    server = LoopbackHTTP(ThrottlingTable, "throttling-dynamodb")
-    state: dict[str, Any] = {"calls": 0, "clock": clock}
-    server._server.state = state  # type: ignore[attr-defined]
-    try:
-        yield aws_client("dynamodb", endpoint_url=server.endpoint, region_name="us-east-1"), state
-    finally:
-        server.stop()
+def throttling(_body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Every request throttled: HTTP 400, as DynamoDB answers it."""
+    return 400, {
+        "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+        "message": "The level of configured provisioned throughput for the table was exceeded.",
+    }
 
 
 @dataclass
@@ -99,7 +65,7 @@ def test_a_throttling_slow_meter_table_costs_one_bounded_call_per_interval_and_t
     # Given: 40 calls to make in a 10 s stage, the meter's table throttling every write at 1.5 s a call
     clock = SimulatedClock()
     provider = Recorder(clock)
-    with throttling_table(clock) as (client, state):
+    with slow_dynamodb(clock, throttling) as (client, state):
         meter = DynamoDBMeter(client, "cdnpurge-idempotency", clock=clock)
         executor = Executor({"cdn": provider}, clock=clock, sleep=clock.sleep, meter=meter)
         deadline = Deadline.after(STAGE_SECONDS, clock)
