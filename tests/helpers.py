@@ -10,7 +10,7 @@ import json
 import socket
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -21,7 +21,9 @@ import pytest
 from cdnpurge.core.config import Config, parse_config
 from cdnpurge.runtime.bounded.aws import aws_client
 from cdnpurge_local.cfn import Evaluator, parameter_values
+from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.loopback import LoopbackHTTP
+from cdnpurge_local.harness import Deployment, deployed
 from cdnpurge_local.memory_ledger import MemoryLedger
 from cdnpurge_local.provision import load_template
 from cdnpurge_local.stack import TEMPLATE_PATH
@@ -39,6 +41,7 @@ __all__ = [
     "TrailListener",
     "config_from",
     "fastly_config",
+    "fastly_deployment",
     "slow_dynamodb",
 ]
 
@@ -56,6 +59,29 @@ providers:
     credentials:
       token: {{{{secret: cdnpurge/fastly, field: token}}}}
 """
+
+
+@contextmanager
+def fastly_deployment(
+    config_template: str,
+    *,
+    bucket_name: str,
+    secrets: Mapping[str, Mapping[str, str]] | None = None,
+    environment: Mapping[str, str] | None = None,
+    template_parameters: Mapping[str, str] | None = None,
+) -> Iterator[Deployment]:
+    """`deployed` with the fake Fastly the configuration's `FASTLY_PROVIDERS` names, its token in Secrets
+    Manager beside `secrets`."""
+    fastly = FastlyBehaviour(token=FASTLY_TOKEN, service_id=FASTLY_SERVICE)
+    with deployed(
+        config_template,
+        [fastly],
+        secrets={"cdnpurge/fastly": {"token": FASTLY_TOKEN}, **(secrets or {})},
+        bucket_name=bucket_name,
+        environment=environment,
+        template_parameters=template_parameters,
+    ) as deployment:
+        yield deployment
 
 
 def config_from(yaml_text: str) -> Config:

@@ -12,14 +12,13 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from helpers import FASTLY_PROVIDERS, FASTLY_SERVICE, FASTLY_TOKEN
+from helpers import FASTLY_PROVIDERS, fastly_deployment
 
 from cdnpurge.cli.canary import canary
 from cdnpurge.cli.deployed import read_stack
 from cdnpurge.cli.main import main
 from cdnpurge.cli.status import TrailReader
-from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
-from cdnpurge_local.harness import Deployment, deployed
+from cdnpurge_local.harness import Deployment
 from cdnpurge_local.provision import DEFAULT_STACK_NAME, load_template
 from cdnpurge_local.stack import TEMPLATE_PATH
 
@@ -40,8 +39,7 @@ allowed_hosts: [www.example.com]
 
 @pytest.fixture(scope="module")
 def deployment() -> Iterator[Deployment]:
-    fastly = FastlyBehaviour(token=FASTLY_TOKEN, service_id=FASTLY_SERVICE)
-    with deployed(CONFIG, [fastly], secrets={"cdnpurge/fastly": {"token": FASTLY_TOKEN}}, bucket_name=BUCKET) as app:
+    with fastly_deployment(CONFIG, bucket_name=BUCKET) as app:
         yield app
 
 

@@ -8,12 +8,11 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from helpers import FASTLY_PROVIDERS, FASTLY_SERVICE, FASTLY_TOKEN
+from helpers import FASTLY_PROVIDERS, fastly_deployment
 
 from cdnpurge.cli.main import main as cli
-from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.server import Fault
-from cdnpurge_local.harness import Deployment, deployed
+from cdnpurge_local.harness import Deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("flow")]
 
@@ -34,11 +33,8 @@ allowed_hosts: [www.example.com]
 
 @pytest.fixture(scope="module")
 def deployment() -> Iterator[Deployment]:
-    fastly = FastlyBehaviour(token=FASTLY_TOKEN, service_id=FASTLY_SERVICE)
-    with deployed(
+    with fastly_deployment(
         CONFIG,
-        [fastly],
-        secrets={"cdnpurge/fastly": {"token": FASTLY_TOKEN}},
         bucket_name="cdnpurge-it-flow",
         environment={"POWERTOOLS_METRICS_DISABLED": "true"},
     ) as running:

@@ -12,10 +12,9 @@ from typing import Any
 import botocore.client
 import pytest
 from aws_lambda_powertools.utilities import parameters
-from helpers import FASTLY_PROVIDERS, FASTLY_SERVICE, FASTLY_TOKEN
+from helpers import FASTLY_PROVIDERS, fastly_deployment
 
-from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
-from cdnpurge_local.harness import Deployment, deployed
+from cdnpurge_local.harness import Deployment
 from cdnpurge_local.iam import RolePolicy, function_role, leading_keys, required
 from cdnpurge_local.provision import load_template
 from cdnpurge_local.stack import TEMPLATE_PATH
@@ -34,11 +33,8 @@ allowed_hosts: [www.example.com]
 
 @pytest.fixture(scope="module")
 def deployment() -> Iterator[Deployment]:
-    fastly = FastlyBehaviour(token=FASTLY_TOKEN, service_id=FASTLY_SERVICE)
-    with deployed(
+    with fastly_deployment(
         CONFIG,
-        [fastly],
-        secrets={"cdnpurge/fastly": {"token": FASTLY_TOKEN}},
         bucket_name=BUCKET,
         template_parameters={"RateMeter": "off"},
     ) as app:

@@ -16,11 +16,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from helpers import FASTLY_PROVIDERS, FASTLY_SERVICE, FASTLY_TOKEN
+from helpers import FASTLY_PROVIDERS, fastly_deployment
 
-from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.server import Fault
-from cdnpurge_local.harness import deployed
 from cdnpurge_local.insights import LogEvent, run_query
 from cdnpurge_local.provision import load_template
 from cdnpurge_local.stack import TEMPLATE_PATH
@@ -43,8 +41,7 @@ BUCKET = "cdnpurge-it-queries"
 @pytest.fixture(scope="module")
 def log_lines() -> Iterator[list[str]]:
     """What the function printed for: two uploads in one batch, then an upload whose first call got a 429."""
-    fastly = FastlyBehaviour(token=FASTLY_TOKEN, service_id=FASTLY_SERVICE)
-    with deployed(CONFIG, [fastly], secrets={"cdnpurge/fastly": {"token": FASTLY_TOKEN}}, bucket_name=BUCKET) as app:
+    with fastly_deployment(CONFIG, bucket_name=BUCKET) as app:
         captured = io.StringIO()
         # The handler's logger writes to the stream it was built with; a second handler with its formatter
         # receives the same lines. Metrics (EMF) are printed to stdout when each batch flushes them.

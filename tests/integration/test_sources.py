@@ -10,12 +10,11 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from helpers import FASTLY_PROVIDERS, FASTLY_SERVICE, FASTLY_TOKEN
+from helpers import FASTLY_PROVIDERS, fastly_deployment
 
 from cdnpurge.cli.main import main as cli
 from cdnpurge.cli.notifications import set_eventbridge
-from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
-from cdnpurge_local.harness import Deployment, deployed
+from cdnpurge_local.harness import Deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("sources")]
 
@@ -36,11 +35,8 @@ rules:
 
 @pytest.fixture(scope="module")
 def deployment() -> Iterator[Deployment]:
-    fastly = FastlyBehaviour(token=FASTLY_TOKEN, service_id=FASTLY_SERVICE)
-    with deployed(
+    with fastly_deployment(
         CONFIG,
-        [fastly],
-        secrets={"cdnpurge/fastly": {"token": FASTLY_TOKEN}},
         bucket_name=FIRST,
         environment={"POWERTOOLS_METRICS_DISABLED": "true"},
         template_parameters={"AdditionalContentBucketNames": SECOND},

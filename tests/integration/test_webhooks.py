@@ -19,12 +19,11 @@ from typing import Any
 import botocore.client
 import httpx
 import pytest
-from helpers import FASTLY_PROVIDERS, FASTLY_SERVICE, FASTLY_TOKEN
+from helpers import FASTLY_PROVIDERS, fastly_deployment
 from standardwebhooks.webhooks import Webhook
 
 from cdnpurge_local.cfn import load_template
-from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
-from cdnpurge_local.harness import Deployment, deployed
+from cdnpurge_local.harness import Deployment
 from cdnpurge_local.stack import TEMPLATE_PATH
 from cdnpurge_local.webhook_gateway import load_webhook_handler, webhook_gateway
 
@@ -57,12 +56,9 @@ allowed_hosts: [www.example.com]
 
 @pytest.fixture(scope="module")
 def deployment() -> Iterator[Deployment]:
-    fastly = FastlyBehaviour(token=FASTLY_TOKEN, service_id=FASTLY_SERVICE)
-    with deployed(
+    with fastly_deployment(
         CONFIG,
-        [fastly],
         secrets={
-            "cdnpurge/fastly": {"token": FASTLY_TOKEN},
             # Mid-rotation: the new secret and the old one are both accepted.
             "cdnpurge/webhooks/cms": {"current": NEW_SECRET, "previous": OLD_SECRET},
             "cdnpurge/webhooks/repo": {"secret": GITHUB_SECRET},
