@@ -26,7 +26,6 @@ import argparse
 import bisect
 import json
 import math
-import os
 import sys
 import threading
 import time
@@ -37,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import use_local_aws
 from bench.cdn_host import FASTLY_TOKEN, CdnHost
 from bench.event_source import LAMBDA_TIMEOUT, MAX_RECEIVES, split_batches
 from bench.scenarios import BUCKET, LIMITS, Scenario, Storm, config_text, lost_targets, make_storm
@@ -320,10 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1,000 uploads instead of 10,000")
     options = parser.parse_args(argv)
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
-        os.environ.setdefault(name, value)
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    use_local_aws()
     from cdnpurge_local.stack import LocalStack
 
     size = 1000 if options.quick else 10_000

@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import use_local_aws
 from bench.cdn_host import FASTLY_TOKEN, CdnHost, Limit
 from bench.event_source import run_cdnpurge
 from bench.scenarios import BUCKET, HOST, SCENARIOS, Scenario, config_text, lost_targets, make_storm
@@ -267,10 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--case", action="append", choices=[c.name for c in CASES], help="only these cases")
     parser.add_argument("--mode", action="append", choices=["static", "meter"], help="only these modes")
     options = parser.parse_args(argv)
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
-        os.environ.setdefault(name, value)
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    use_local_aws()
     from cdnpurge_local.stack import LocalStack
 
     started = time.monotonic()

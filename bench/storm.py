@@ -46,6 +46,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import use_local_aws
 from bench.cdn_host import CdnHost
 from bench.event_source import MAX_PAYLOAD_BYTES, run_cdnpurge
 from bench.naive import NaivePurger
@@ -84,10 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run only this scenario (repeatable; default: all)",
     )
     options = parser.parse_args(argv)
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
-        os.environ.setdefault(name, value)
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    use_local_aws()
 
     from cdnpurge_local.stack import LocalStack
 

@@ -40,6 +40,7 @@ from typing import Any
 import boto3
 import httpx
 
+from bench import use_local_aws
 from bench.cdn_host import CdnHost
 from bench.event_source import run_cdnpurge
 from bench.scenarios import BUCKET, HOST, LIMITS, SCENARIOS, make_storm
@@ -363,10 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="50 changes per provider, storms of 100")
     options = parser.parse_args(argv)
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
-        os.environ.setdefault(name, value)
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    use_local_aws()
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     started = time.monotonic()
     changes, storm_size = (50, 100) if options.quick else (200, 1000)
