@@ -152,6 +152,14 @@ def _hold_attributes(key: str, names: Sequence[str]) -> list[str]:
     return [f"ipx_{key}", *(f"ip_{key}_{name}" for name in names)]
 
 
+def _set_hold(update: _Update, key: str, amounts: Mapping[str, float], until: float) -> None:
+    """SET the attributes of a hold of `key`: its items per limit name and when it expires (what
+    `_parse_holds` reads back)."""
+    for name, amount in amounts.items():
+        update.sets.append(f"{update.name(f'ip_{key}_{name}')} = {update.value(amount)}")
+    update.sets.append(f"{update.name(f'ipx_{key}')} = {update.value(until)}")
+
+
 def _n(value: float) -> dict[str, str]:
     return {"N": repr(float(value))}
 
@@ -393,9 +401,7 @@ class DynamoDBMeter:
                 refreshed = True
                 continue
             update = _Update()
-            for name, amount in amounts.items():
-                update.sets.append(f"{update.name(f'ip_{key}_{name}')} = {update.value(amount)}")
-            update.sets.append(f"{update.name(f'ipx_{key}')} = {update.value(math.ceil(now + seconds))}")
+            _set_hold(update, key, amounts, math.ceil(now + seconds))
             expired = [other for other, (until, _held) in holds.items() if until <= now and other != key]
             update.removes += [update.name(a) for other in expired for a in _hold_attributes(other, names)]
             counter = update.name("ipv")
@@ -421,10 +427,7 @@ class DynamoDBMeter:
             if held is None:
                 return  # not held (the meter failed at the call, or the hold already expired): nothing to rename
             until, amounts = held
-            new = checked_key(renamed)
-            for name, amount in amounts.items():
-                update.sets.append(f"{update.name(f'ip_{new}_{name}')} = {update.value(amount)}")
-            update.sets.append(f"{update.name(f'ipx_{new}')} = {update.value(until)}")
+            _set_hold(update, checked_key(renamed), amounts, until)
             update.conditions.append(f"attribute_exists({update.name(f'ipx_{key}')})")
         item = self._write(update, scope, deadline, [], holds_of=names)
         if item is not None:
