@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,6 +43,7 @@ __all__ = [
     "config_from",
     "fastly_config",
     "fastly_deployment",
+    "key_purge_config",
     "slow_dynamodb",
 ]
 
@@ -82,6 +84,18 @@ def fastly_deployment(
         template_parameters=template_parameters,
     ) as deployment:
         yield deployment
+
+
+def key_purge_config(directory: Path, endpoint: str) -> Path:
+    """A `cdnpurge purge -c` configuration file in `directory`: Fastly at `endpoint` (the fake on loopback),
+    its token read from FASTLY_API_TOKEN, every object key purged as a surrogate key."""
+    config = directory / "purge.yaml"
+    config.write_text(
+        f"providers:\n  - {{name: fastly, kind: fastly, service_id: {FASTLY_SERVICE}, "
+        f"endpoint: '{endpoint}', credentials: {{token: {{env: FASTLY_API_TOKEN}}}}}}\n"
+        'rules:\n  - {match: "{key*}", keys: ["{key}"]}\n'
+    )
+    return config
 
 
 def config_from(yaml_text: str) -> Config:

@@ -249,7 +249,7 @@ def test_redrive_leaves_what_was_dead_lettered_again_during_the_run() -> None:
 
 
 def test_purge_for_real_prints_each_attempt_and_retries_a_503(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from helpers import FASTLY_SERVICE, FASTLY_TOKEN
+    from helpers import FASTLY_SERVICE, FASTLY_TOKEN, key_purge_config
 
     from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
     from cdnpurge_local.fakecdn.server import FakeCDN, Fault
@@ -257,12 +257,7 @@ def test_purge_for_real_prints_each_attempt_and_retries_a_503(tmp_path: Path, mo
     # Given: the fake Fastly on loopback answering the first call with a 503, and a config aimed at it
     monkeypatch.setenv("FASTLY_API_TOKEN", FASTLY_TOKEN)
     with FakeCDN([FastlyBehaviour(token=FASTLY_TOKEN, service_id=FASTLY_SERVICE)]) as cdn:
-        config = tmp_path / "purge.yaml"
-        config.write_text(
-            f"providers:\n  - {{name: fastly, kind: fastly, service_id: {FASTLY_SERVICE}, "
-            f"endpoint: '{cdn.endpoint('fastly')}', credentials: {{token: {{env: FASTLY_API_TOKEN}}}}}}\n"
-            'rules:\n  - {match: "{key*}", keys: ["{key}"]}\n'
-        )
+        config = key_purge_config(tmp_path, cdn.endpoint("fastly"))
         cdn.inject("fastly", Fault(status=503))
         # When
         code, output = run("purge", "-c", str(config), "-p", "fastly", "--key", "article-1")

@@ -60,7 +60,7 @@ def test_every_stream_a_command_writes_is_escaped(
 
 
 def test_a_cdns_error_text_is_escaped_in_purge_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from helpers import FASTLY_SERVICE, FASTLY_TOKEN
+    from helpers import FASTLY_SERVICE, FASTLY_TOKEN, key_purge_config
 
     from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
     from cdnpurge_local.fakecdn.server import FakeCDN, Fault
@@ -68,12 +68,7 @@ def test_a_cdns_error_text_is_escaped_in_purge_output(tmp_path: Path, monkeypatc
     # Given a CDN whose refusal carries an ESC sequence, a carriage return and a fake "ok"
     monkeypatch.setenv("FASTLY_API_TOKEN", FASTLY_TOKEN)
     with FakeCDN([FastlyBehaviour(token=FASTLY_TOKEN, service_id=FASTLY_SERVICE)]) as cdn:
-        config = tmp_path / "purge.yaml"
-        config.write_text(
-            f"providers:\n  - {{name: fastly, kind: fastly, service_id: {FASTLY_SERVICE}, "
-            f"endpoint: '{cdn.endpoint('fastly')}', credentials: {{token: {{env: FASTLY_API_TOKEN}}}}}}\n"
-            'rules:\n  - {match: "{key*}", keys: ["{key}"]}\n'
-        )
+        config = key_purge_config(tmp_path, cdn.endpoint("fastly"))
         cdn.inject("fastly", Fault(status=400, body=HOSTILE.encode()))
         out = io.StringIO()
         # When the purge is refused
