@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import pytest
-from pydantic import SecretStr
 from reliability.tally import hostile
 
 from cdnpurge.core.answers import MAX_PROVIDER_WAIT_SECONDS
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.models import PurgeRequest, TargetKind
 from cdnpurge.core.protocol import Provider
 from cdnpurge.core.provider_errors import (
@@ -41,7 +41,7 @@ from cdnpurge.core.provider_errors import (
     ThrottledError,
     UnavailableError,
 )
-from cdnpurge.core.spec import DeclaredProvider, ProviderSettings
+from cdnpurge.core.spec import DeclaredProvider, ProviderSettings, parse_settings
 from cdnpurge.runtime.credential_check import Acceptance, check_credentials
 from cdnpurge.runtime.providers.http import HttpProvider
 from cdnpurge.runtime.redaction import MAX_TEXT_CHARS, RedactingProvider
@@ -122,7 +122,7 @@ def request(kind: TargetKind, targets: tuple[str, ...], *, soft: bool = False) -
 
 def settings_for(case: ContractCase, **overrides: Any) -> ProviderSettings:
     fields = {"name": case.adapter.kind, "kind": case.adapter.kind, **case.settings, **overrides}
-    return case.adapter.settings_model.model_validate(fields)
+    return parse_settings(case.adapter.settings_model, fields)
 
 
 class AdapterContract:
@@ -186,7 +186,7 @@ class HttpHarness:
         assert issubclass(adapter, HttpProvider)
         settings = settings_for(self.case, endpoint=self.cdn.endpoint(self.behaviour_name), **overrides)
         values = self.case.credentials if credentials is None else credentials
-        return adapter(settings, {name: SecretStr(value) for name, value in values.items()})
+        return adapter(settings, {name: Secret(value) for name, value in values.items()})
 
     def calls(self) -> int:
         return len(self.cdn.received_by(self.behaviour_name))

@@ -12,11 +12,13 @@ from typing import Any
 import httpx
 import pytest
 from contract.kit import HttpCase, HttpContract
-from pydantic import SecretStr, ValidationError
 
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import plan
 from cdnpurge.core.provider_errors import RejectedError, ThrottledError
+from cdnpurge.core.schema import DocumentError
+from cdnpurge.core.spec import parse_settings
 from cdnpurge.runtime.providers import akamai
 from cdnpurge.runtime.providers.akamai import AkamaiProvider, AkamaiSettings
 from cdnpurge.runtime.providers.edgegrid import EdgeGridAuth
@@ -62,15 +64,15 @@ def settings(endpoint: str | None = None, **overrides: Any) -> AkamaiSettings:
         "endpoint": endpoint,
         "hosts": ("www.example.com",),
     }
-    return AkamaiSettings(**(values | overrides))
+    return parse_settings(AkamaiSettings, values | overrides)
 
 
-def credentials(**overrides: str) -> dict[str, SecretStr]:
+def credentials(**overrides: str) -> dict[str, Secret]:
     values = {"client_token": CLIENT_TOKEN, "client_secret": CLIENT_SECRET, "access_token": ACCESS_TOKEN}
-    return {name: SecretStr(value) for name, value in (values | overrides).items()}
+    return {name: Secret(value) for name, value in (values | overrides).items()}
 
 
-def provider(cdn: FakeCDN, *, creds: dict[str, SecretStr] | None = None, **overrides: Any) -> AkamaiProvider:
+def provider(cdn: FakeCDN, *, creds: dict[str, Secret] | None = None, **overrides: Any) -> AkamaiProvider:
     return AkamaiProvider(settings(cdn.endpoint("akamai"), **overrides), creds or credentials())
 
 
@@ -169,15 +171,15 @@ def test_base_url_is_the_edgegrid_host_and_only_akamai_hosts_are_accepted(cdn: F
     # Then
     assert default.base_url == f"https://{HOST}"
     assert provider(cdn).base_url == cdn.endpoint("akamai")
-    with pytest.raises(ValidationError):
+    with pytest.raises(DocumentError):
         settings(host="attacker.example.com")
-    with pytest.raises(ValidationError):
+    with pytest.raises(DocumentError):
         settings(host=f"https://{HOST}")
 
 
 def test_missing_credentials_are_refused_at_construction() -> None:
     with pytest.raises(ValueError, match="missing credentials"):
-        AkamaiProvider(settings(), {"client_token": SecretStr(CLIENT_TOKEN)})
+        AkamaiProvider(settings(), {"client_token": Secret(CLIENT_TOKEN)})
 
 
 # -- limits ------------------------------------------------------------------------------------------------

@@ -11,11 +11,12 @@ from typing import Any
 import httpx
 import pytest
 from contract.kit import HttpCase, HttpContract
-from pydantic import SecretStr
 
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import plan
 from cdnpurge.core.provider_errors import RejectedError
+from cdnpurge.core.spec import parse_settings
 from cdnpurge.runtime.providers import bunny
 from cdnpurge.runtime.providers.bunny import BunnyProvider, BunnySettings
 from cdnpurge_local.fakecdn.bunny import BunnyBehaviour
@@ -55,11 +56,11 @@ def settings(endpoint: str | None = None, **overrides: Any) -> BunnySettings:
         "endpoint": endpoint,
         "hosts": ("www.example.com",),
     }
-    return BunnySettings(**(values | overrides))
+    return parse_settings(BunnySettings, values | overrides)
 
 
 def provider(cdn: FakeCDN, **overrides: Any) -> BunnyProvider:
-    return BunnyProvider(settings(cdn.endpoint("bunny"), **overrides), {"access_key": SecretStr(ACCESS_KEY)})
+    return BunnyProvider(settings(cdn.endpoint("bunny"), **overrides), {"access_key": Secret(ACCESS_KEY)})
 
 
 def request(kind: TargetKind, *targets: str, soft: bool = False) -> PurgeRequest:
@@ -248,7 +249,7 @@ def test_unverified_facts_are_declared_and_in_the_docstring() -> None:
 
 
 def test_base_url_is_bunnys_api_unless_overridden(cdn: FakeCDN) -> None:
-    default = BunnyProvider(settings(), {"access_key": SecretStr(ACCESS_KEY)})
+    default = BunnyProvider(settings(), {"access_key": Secret(ACCESS_KEY)})
     assert default.base_url == "https://api.bunny.net"
     assert provider(cdn).base_url == cdn.endpoint("bunny")
 

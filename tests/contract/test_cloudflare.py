@@ -12,11 +12,12 @@ from typing import Any
 import httpx
 import pytest
 from contract.kit import HttpCase, HttpContract
-from pydantic import SecretStr
 
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import plan
 from cdnpurge.core.provider_errors import AuthError, NotFoundError, RejectedError
+from cdnpurge.core.spec import parse_settings
 from cdnpurge.runtime.providers import cloudflare
 from cdnpurge.runtime.providers.cloudflare import CloudflareProvider, CloudflareSettings
 from cdnpurge_local.fakecdn.cloudflare import CloudflareBehaviour
@@ -63,11 +64,11 @@ def settings(endpoint: str | None = None, **overrides: Any) -> CloudflareSetting
         "endpoint": endpoint,
         "hosts": ("www.example.com",),
     }
-    return CloudflareSettings(**(values | overrides))
+    return parse_settings(CloudflareSettings, values | overrides)
 
 
 def provider(cdn: FakeCDN, *, token: str = TOKEN, **overrides: Any) -> CloudflareProvider:
-    return CloudflareProvider(settings(cdn.endpoint("cloudflare"), **overrides), {"token": SecretStr(token)})
+    return CloudflareProvider(settings(cdn.endpoint("cloudflare"), **overrides), {"token": Secret(token)})
 
 
 def request(kind: TargetKind, *targets: str, soft: bool = False) -> PurgeRequest:
@@ -192,7 +193,7 @@ def test_a_prefix_over_31_separators_is_refused_before_sending(cdn: FakeCDN) -> 
 
 
 def test_base_url_is_the_v4_api_unless_overridden(cdn: FakeCDN) -> None:
-    default = CloudflareProvider(settings(), {"token": SecretStr(TOKEN)})
+    default = CloudflareProvider(settings(), {"token": Secret(TOKEN)})
     assert default.base_url == "https://api.cloudflare.com/client/v4"
     assert provider(cdn).base_url == cdn.endpoint("cloudflare")
 

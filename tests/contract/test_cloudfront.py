@@ -28,7 +28,6 @@ from botocore.config import Config as BotocoreConfig
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from contract.kit import AdapterContract, ContractCase
-from pydantic import ValidationError
 
 from cdnpurge.core.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import plan
@@ -40,7 +39,8 @@ from cdnpurge.core.provider_errors import (
     ThrottledError,
     UnavailableError,
 )
-from cdnpurge.core.spec import ProviderSpec
+from cdnpurge.core.schema import DocumentError
+from cdnpurge.core.spec import ProviderSpec, parse_settings
 from cdnpurge.runtime.credential_check import Acceptance, check_credentials
 from cdnpurge.runtime.execute import request_token
 from cdnpurge.runtime.providers.cloudfront import (
@@ -103,7 +103,7 @@ def settings_for(distribution_id: str, **overrides: Any) -> CloudFrontSettings:
     fields: dict[str, Any] = {"name": "cloudfront", "kind": "cloudfront", "distribution_id": distribution_id}
     fields["hosts"] = (HOST,)
     fields.update(overrides)
-    return CloudFrontSettings(**fields)
+    return parse_settings(CloudFrontSettings, fields)
 
 
 def provider(client: CloudFrontClient, distribution_id: str) -> CloudFrontProvider:
@@ -132,7 +132,7 @@ class MotoHarness:
         self.settings = settings
 
     def provider(self, **overrides: Any) -> CloudFrontProvider:
-        settings = settings_for(self.distribution_id, **self.settings).model_copy(update=overrides)
+        settings = settings_for(self.distribution_id, **(self.settings | overrides))
         return CloudFrontProvider(settings, {}, self.client)
 
     def calls(self) -> int:
@@ -385,9 +385,9 @@ def test_encoding_keeps_escapes_and_encodes_only_unsafe_characters() -> None:
 
 
 def test_settings_validate_the_distribution_and_refuse_credentials() -> None:
-    with pytest.raises(ValidationError, match="distribution_id"):
+    with pytest.raises(DocumentError, match="distribution_id"):
         settings_for("e2qwruhexample")
-    with pytest.raises(ValidationError, match="IAM role"):
+    with pytest.raises(DocumentError, match="IAM role"):
         settings_for("E2QWRUHEXAMPLE", credentials={"token": {"env": "X"}})
     assert CloudFrontProvider.declared.asynchronous
     assert not CloudFrontProvider.declared.soft_purge

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from pydantic import SecretStr
 
 from cdnpurge.core.config import parse_config
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import Provider, PurgeResult
@@ -52,7 +52,7 @@ providers:
 """
     )
     (settings,) = config.providers
-    return REGISTRY[kind](settings, {credential: SecretStr(value)}, None)
+    return REGISTRY[kind](settings, {credential: Secret(value)}, None)
 
 
 def test_a_wrapped_provider_is_asked_through_its_adapter(cdn: FakeCDN) -> None:

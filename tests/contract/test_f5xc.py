@@ -11,11 +11,12 @@ from typing import Any
 import httpx
 import pytest
 from contract.kit import HttpCase, HttpContract
-from pydantic import SecretStr
 
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import plan
 from cdnpurge.core.provider_errors import NotFoundError, RejectedError
+from cdnpurge.core.spec import parse_settings
 from cdnpurge.runtime.providers.f5xc import F5xcProvider, F5xcSettings
 from cdnpurge_local.fakecdn.f5xc import F5xcBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
@@ -54,11 +55,11 @@ def settings(endpoint: str | None = None, **overrides: Any) -> F5xcSettings:
         "endpoint": endpoint,
         "hosts": ("www.example.com",),
     }
-    return F5xcSettings(**(values | overrides))
+    return parse_settings(F5xcSettings, values | overrides)
 
 
 def provider(cdn: FakeCDN, *, token: str = TOKEN, **overrides: Any) -> F5xcProvider:
-    return F5xcProvider(settings(cdn.endpoint("f5xc"), **overrides), {"token": SecretStr(token)})
+    return F5xcProvider(settings(cdn.endpoint("f5xc"), **overrides), {"token": Secret(token)})
 
 
 def request(kind: TargetKind, *targets: str, soft: bool = False) -> PurgeRequest:
@@ -137,7 +138,7 @@ def test_a_string_purge_request_id_is_accepted(cdn: FakeCDN) -> None:
 
 def test_base_url_is_the_tenant_console_unless_overridden(cdn: FakeCDN) -> None:
     # Given / When
-    default = F5xcProvider(settings(), {"token": SecretStr(TOKEN)})
+    default = F5xcProvider(settings(), {"token": Secret(TOKEN)})
     # Then
     assert default.base_url == f"https://{TENANT}.console.ves.volterra.io"
     assert provider(cdn).base_url == cdn.endpoint("f5xc")

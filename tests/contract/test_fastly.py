@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from contract.kit import HttpCase, HttpContract
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN
-from pydantic import SecretStr
 
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import plan
 from cdnpurge.core.provider_errors import RejectedError
@@ -38,7 +38,7 @@ class TestContract(HttpContract):
 
 def provider(cdn: FakeCDN, *, token: str = FASTLY_TOKEN, service_id: str = FASTLY_SERVICE) -> FastlyProvider:
     settings = FastlySettings(name="fastly", kind="fastly", service_id=service_id, endpoint=cdn.endpoint("fastly"))
-    return FastlyProvider(settings, {"token": SecretStr(token)})
+    return FastlyProvider(settings, {"token": Secret(token)})
 
 
 def request(kind: TargetKind, *targets: str, soft: bool = False) -> PurgeRequest:
@@ -89,9 +89,7 @@ def test_purge_all_is_never_sent_soft(fake_cdn: FakeCDN) -> None:
 def test_requests_only_go_to_the_configured_base(fake_cdn: FakeCDN) -> None:
     adapter = provider(fake_cdn)
     assert adapter.base_url == fake_cdn.endpoint("fastly")
-    default = FastlyProvider(
-        FastlySettings(name="f", kind="fastly", service_id="S1"), {"token": SecretStr(FASTLY_TOKEN)}
-    )
+    default = FastlyProvider(FastlySettings(name="f", kind="fastly", service_id="S1"), {"token": Secret(FASTLY_TOKEN)})
     assert default.base_url == "https://api.fastly.com"
 
 

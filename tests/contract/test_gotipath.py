@@ -11,11 +11,12 @@ from typing import Any
 import httpx
 import pytest
 from contract.kit import HttpCase, HttpContract
-from pydantic import SecretStr
 
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import plan
 from cdnpurge.core.provider_errors import AuthError, RejectedError
+from cdnpurge.core.spec import parse_settings
 from cdnpurge.runtime.providers import gotipath
 from cdnpurge.runtime.providers.gotipath import GotipathProvider, GotipathSettings
 from cdnpurge_local.fakecdn.gotipath import GotipathBehaviour
@@ -50,15 +51,15 @@ def settings(endpoint: str | None = None, **overrides: Any) -> GotipathSettings:
         "endpoint": endpoint,
         "hosts": ("www.example.com",),
     }
-    return GotipathSettings(**(values | overrides))
+    return parse_settings(GotipathSettings, values | overrides)
 
 
-def credentials(**overrides: str) -> dict[str, SecretStr]:
+def credentials(**overrides: str) -> dict[str, Secret]:
     values = {"client_id": CLIENT_ID, "library_id": LIBRARY_ID, "api_key": API_KEY} | overrides
-    return {name: SecretStr(value) for name, value in values.items()}
+    return {name: Secret(value) for name, value in values.items()}
 
 
-def provider(cdn: FakeCDN, creds: dict[str, SecretStr] | None = None, **overrides: Any) -> GotipathProvider:
+def provider(cdn: FakeCDN, creds: dict[str, Secret] | None = None, **overrides: Any) -> GotipathProvider:
     return GotipathProvider(settings(cdn.endpoint("gotipath"), **overrides), creds or credentials())
 
 
@@ -138,7 +139,7 @@ def test_a_configured_bearer_token_is_sent_too() -> None:
 def test_missing_credentials_fail_at_construction() -> None:
     # When / Then
     with pytest.raises(ValueError, match=r"missing credentials \['api_key'\]"):
-        GotipathProvider(settings(), {"client_id": SecretStr(CLIENT_ID), "library_id": SecretStr(LIBRARY_ID)})
+        GotipathProvider(settings(), {"client_id": Secret(CLIENT_ID), "library_id": Secret(LIBRARY_ID)})
 
 
 def test_unverified_facts_are_listed() -> None:

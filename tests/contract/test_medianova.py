@@ -11,11 +11,12 @@ from typing import Any
 import httpx
 import pytest
 from contract.kit import HttpCase, HttpContract
-from pydantic import SecretStr
 
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import plan
 from cdnpurge.core.provider_errors import AuthError, NotFoundError, RejectedError, UnavailableError
+from cdnpurge.core.spec import parse_settings
 from cdnpurge.runtime.providers.medianova import MedianovaProvider, MedianovaSettings
 from cdnpurge_local.fakecdn.medianova import MedianovaBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN, Fault
@@ -45,11 +46,11 @@ def settings(endpoint: str | None = None, **overrides: Any) -> MedianovaSettings
         "endpoint": endpoint,
         "hosts": ("www.example.com",),
     }
-    return MedianovaSettings(**(values | overrides))
+    return parse_settings(MedianovaSettings, values | overrides)
 
 
 def provider(cdn: FakeCDN, *, token: str = TOKEN, **overrides: Any) -> MedianovaProvider:
-    return MedianovaProvider(settings(cdn.endpoint("medianova"), **overrides), {"token": SecretStr(token)})
+    return MedianovaProvider(settings(cdn.endpoint("medianova"), **overrides), {"token": Secret(token)})
 
 
 def request(kind: TargetKind, *targets: str) -> PurgeRequest:
@@ -293,7 +294,7 @@ def test_a_body_saying_the_job_failed_is_rejected(cdn: FakeCDN) -> None:
     # Given: an HTTP 200 whose body says it failed
     adapter = MedianovaProvider(
         settings("https://cloud.medianova.invalid/api/v1"),
-        {"token": SecretStr(TOKEN)},
+        {"token": Secret(TOKEN)},
         httpx.Client(
             transport=httpx.MockTransport(
                 lambda _: httpx.Response(200, json={"status": False, "message": "Resource is suspended"})
@@ -307,7 +308,7 @@ def test_a_body_saying_the_job_failed_is_rejected(cdn: FakeCDN) -> None:
 
 def test_base_url_is_medianovas_unless_overridden(cdn: FakeCDN) -> None:
     # Given / When
-    default = MedianovaProvider(settings(), {"token": SecretStr(TOKEN)})
+    default = MedianovaProvider(settings(), {"token": Secret(TOKEN)})
     # Then
     assert default.base_url == "https://cloud.medianova.com/api/v1"
     assert provider(cdn).base_url == cdn.endpoint("medianova")

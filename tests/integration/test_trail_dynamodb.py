@@ -14,11 +14,11 @@ from typing import Any
 import boto3
 import pytest
 from helpers import FASTLY_TOKEN, MemoryLedger, create_template_table, fastly_config
-from pydantic import SecretStr
 
 from cdnpurge.cli.main import main as cli
 from cdnpurge.cli.status import TrailReader, print_status
 from cdnpurge.core.config import Config
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.registry import build_providers
 from cdnpurge.runtime.execute import Executor
@@ -65,7 +65,7 @@ def table(dynamodb: Any) -> str:
 
 def purge(cdn: FakeCDN, event: dict[str, Any]) -> tuple[Config, BatchRun]:
     config = fastly_config(cdn.endpoint("fastly"))
-    providers = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
+    providers = build_providers(config.providers, lambda settings: {"token": Secret(FASTLY_TOKEN)})
     run = run_batch(
         event,
         config=config,

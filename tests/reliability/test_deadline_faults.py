@@ -26,9 +26,9 @@ from typing import Any
 import httpx
 import pytest
 from helpers import FASTLY_TOKEN, SLOW_TABLE_SECONDS, SimulatedClock, config_from, dripping_server, slow_dynamodb
-from pydantic import SecretStr
 from reliability import tally
 
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.models import Plan, PurgeRequest, TargetKind
 from cdnpurge.core.registry import build_providers
@@ -125,7 +125,7 @@ def test_a_provider_api_dripping_its_answer_is_deferred_not_waited_for() -> None
                   token: {{env: FASTLY_API_TOKEN}}
             """
         )
-        providers = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
+        providers = build_providers(config.providers, lambda settings: {"token": Secret(FASTLY_TOKEN)})
         executor = Executor(providers, clock=clock, sleep=lambda _: None, max_attempts=1)
         request = PurgeRequest("fastly", TargetKind.KEY, ("k1",), False, frozenset({"c1"}))
         # When

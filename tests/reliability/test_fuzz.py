@@ -19,9 +19,9 @@ from aws_lambda_powertools import Logger, Metrics
 from helpers import FASTLY_TOKEN, MemoryLedger, SimulatedClock, fastly_config
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 from reliability import tally
 
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.protocol import Provider
 from cdnpurge.core.registry import build_providers
 from cdnpurge.runtime.deadletter import ERROR_ATTRIBUTE
@@ -210,7 +210,7 @@ def service_for(cdn: FakeCDN, sqs: RecordingSqs, destinations: list[str]) -> Pur
     """The service as deployed, with every HTTP request's destination (scheme, host, port) recorded at the
     transport: a call to anywhere but the fake CDN is seen even if no server answered it."""
     config = fastly_config(cdn.endpoint("fastly"))
-    raw = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
+    raw = build_providers(config.providers, lambda settings: {"token": Secret(FASTLY_TOKEN)})
     for provider in raw.values():
         if isinstance(provider, HttpProvider):
             provider.client.event_hooks["request"].append(

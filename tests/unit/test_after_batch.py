@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from helpers import FASTLY_TOKEN, MemoryLedger, RecordingSqs, SimulatedClock, fastly_config
-from pydantic import SecretStr
 
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.events.verify import CheckedChange, VerifyCheck, encode_check
 from cdnpurge.core.models import Action
@@ -42,7 +42,7 @@ def test_a_failing_step_is_reported_and_the_steps_after_it_still_run() -> None:
     # that runs out of time
     clock = SimulatedClock()
     config = fastly_config()
-    providers = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
+    providers = build_providers(config.providers, lambda settings: {"token": Secret(FASTLY_TOKEN)})
     sqs = RecordingSqs()
     service = PurgeService(
         config=config,

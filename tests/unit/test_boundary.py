@@ -17,13 +17,13 @@ import pytest
 from aws_lambda_powertools import Logger, Metrics
 from faultkit import FAULT_CONFIG, ScriptedCdn, accounted, run_scripted
 from helpers import FASTLY_TOKEN, config_from
-from pydantic import SecretStr
 from reliability import tally
 
 import cdnpurge.core.translate
 from cdnpurge.cli.main import main as cli
 from cdnpurge.core.boundary import RECORD_METRIC, REQUEST_METRIC
 from cdnpurge.core.config import Rule
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest, TargetKind
 from cdnpurge.core.protocol import ProviderWrapper, PurgeResult
@@ -177,7 +177,7 @@ def test_a_call_the_http_client_cannot_build_is_refused_not_raised() -> None:
     # Given: the adapter's own send, below any length check the planner may make
     cdn = ScriptedCdn()
     (settings,) = config_from(FAULT_CONFIG).providers
-    provider = FastlyProvider(settings, {"token": SecretStr(FASTLY_TOKEN)}, cdn.client())
+    provider = FastlyProvider(settings, {"token": Secret(FASTLY_TOKEN)}, cdn.client())
     tally.hostile("unexpected", 2)
     # When / Then: a URL past httpx's limit, and a header value that is not ASCII, are permanent refusals
     with pytest.raises(RejectedError, match="InvalidURL"):

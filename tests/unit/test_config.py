@@ -7,7 +7,7 @@ from helpers import config_from, fastly_config
 from reliability import tally
 
 from cdnpurge.core.config import ConfigError, parse_config
-from cdnpurge.core.credentials import CredentialError, EnvCredential, SecretCredential, SecretReadError, resolve
+from cdnpurge.core.credentials import CredentialError, CredentialRef, SecretReadError, resolve
 from cdnpurge.core.models import TargetKind
 from cdnpurge.core.registry import specs
 
@@ -18,7 +18,7 @@ def test_valid_config_types_each_provider_by_kind() -> None:
     # Then
     (provider,) = config.providers
     assert type(provider).__name__ == "FastlySettings"
-    assert provider.credentials == {"token": EnvCredential(env="FASTLY_API_TOKEN")}
+    assert provider.credentials == {"token": CredentialRef(env="FASTLY_API_TOKEN")}
     assert config.host_allowed("WWW.example.com") and config.host_allowed("cdn.example.com")
     assert not config.host_allowed("evil.example.net")
 
@@ -26,17 +26,31 @@ def test_valid_config_types_each_provider_by_kind() -> None:
 @pytest.mark.parametrize(
     ("yaml_text", "expected"),
     [
-        ("providers: []", "providers: Tuple should have at least 1 item after validation, not 0"),
+        ("providers: []", "providers: at least one provider is needed"),
+        ("providers: {name: x}", "providers: Expected `array`, got `object`"),
         ("providers: [{name: x, kind: nope}]", "providers[0].kind: must be one of ['akamai'"),
-        ("providers: [{name: x, kind: fastly}]", "providers[0].service_id: Field required"),
-        ("providers: [{name: x, kind: fastly, service_id: S1, colour: red}]", "colour: Extra inputs"),
+        ("providers: [{name: x, kind: fastly}]", "providers[0].service_id: field required"),
+        (
+            "providers: [{name: x, kind: fastly, service_id: S1, colour: red}]",
+            "providers[0].colour: unknown field (not one this document has)",
+        ),
+        ("providers: [{name: x, kind: fastly, service_id: S1}]\nversion: 2", "version: must be one of [1]"),
+        ("providers: [{name: x, kind: fastly, service_id: S1, purge_by: [tags]}]", "providers[0].purge_by[0]: must be"),
+        (
+            "providers: [{name: x, kind: fastly, service_id: S1, max_targets: {keys: 1}}]",
+            "providers[0].max_targets: a key: must be one of ['url', 'path'",
+        ),
+        (
+            "providers: [{name: x, kind: fastly, service_id: S1, credentials: {token: {env: A, secret: B}}}]",
+            "providers[0].credentials.token: a credential is one of {env: VAR}, {secret: NAME} or {value: ...}",
+        ),
         (
             "providers: [{name: x, kind: fastly, service_id: S1}, {name: x, kind: fastly, service_id: S2}]",
             "providers[1].name: the same name as providers[0]",
         ),
         (
             "providers: [{name: x, kind: fastly, service_id: S1}]\nrules: [{match: 'a/{b}', paths: [nope]}]",
-            "rules.0.paths: entry [0] must be a template starting with '/'",
+            "rules[0]: paths[0] must be a template starting with '/' (value not shown)",
         ),
         (
             "providers: [{name: x, kind: fastly, service_id: S1}]\nrules: [{match: 'a/{b}', keys: ['{c}']}]",
@@ -76,7 +90,7 @@ def test_inline_secret_allowed_only_when_opted_in_and_never_printed() -> None:
 def test_missing_env_credential_names_the_variable_not_a_value() -> None:
     with pytest.raises(CredentialError, match=r"providers.fastly.credentials.token: environment variable X_TOKEN"):
         resolve(
-            {"token": EnvCredential(env="X_TOKEN")}, owner="providers.fastly", environ={}, secret_reader=no_secret_store
+            {"token": CredentialRef(env="X_TOKEN")}, owner="providers.fastly", environ={}, secret_reader=no_secret_store
         )
 
 
@@ -92,7 +106,7 @@ def test_secret_credential_reads_one_json_field() -> None:
 
     # When
     resolved = resolve(
-        {"token": SecretCredential(secret="cdnpurge/fastly", field="token")}, owner="p", secret_reader=reader
+        {"token": CredentialRef(secret="cdnpurge/fastly", field="token")}, owner="p", secret_reader=reader
     )
     # Then
     assert resolved["token"].get_secret_value() == "from-secrets-manager"
@@ -106,7 +120,7 @@ def test_a_reader_failure_is_named_by_the_reader_and_any_other_by_its_type() -> 
     def unnamed(name: str) -> str:
         raise TimeoutError("a message that could hold anything")
 
-    refs = {"token": SecretCredential(secret="cdnpurge/fastly")}
+    refs = {"token": CredentialRef(secret="cdnpurge/fastly")}
     # When / Then
     with pytest.raises(CredentialError) as raised:
         resolve(refs, owner="p", secret_reader=named)
@@ -164,16 +178,16 @@ def test_every_problem_of_a_configuration_is_reported_in_one_run() -> None:
     tally.hostile("unexpected", 12)
     for expected in (
         "providers[0].endpoint: must be an http(s) URL",
-        "providers[0].rate_per_second: Input should be less than or equal to 10000",
+        "providers[0].rate_per_second: Expected `float` <= 10000.0",
         "providers[0].credentials: fastly needs ['token']",
         "providers[1].endpoint: must be an http(s) URL with a host and a valid port",
         "providers[2].kind: must be one of",
-        "providers[3].timeout_seconds: Input should be greater than 0",
+        "providers[3].timeout_seconds: Expected `float` > 0.0",
         "providers[3].credentials: cloudflare needs ['token']",
         "providers[2].name: the same name as providers[1]",
         "providers.b.credentials.token: inline secret values are refused",
-        "rules.0: match captures ['a'] more than once",
-        "rules.0: keys[0] uses unknown capture(s) ['zzz']",
+        "rules[0]: match captures ['a'] more than once",
+        "rules[0]: keys[0] uses unknown capture(s) ['zzz']",
         "rules[1].providers: 1 name(s) not among the 3 providers' names",
     ):
         assert expected in message, f"{expected!r} not in {message}"

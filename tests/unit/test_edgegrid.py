@@ -12,8 +12,8 @@ import akamai.edgegrid.edgegrid as reference
 import httpx
 import pytest
 import requests
-from pydantic import SecretStr
 
+from cdnpurge.core.credentials import Secret
 from cdnpurge.runtime.providers.edgegrid import (
     EdgeGridAuth,
     content_hash,
@@ -47,7 +47,7 @@ def ours(
 ) -> EdgeGridAuth:
     return EdgeGridAuth(
         CLIENT_TOKEN,
-        SecretStr(CLIENT_SECRET),
+        Secret(CLIENT_SECRET),
         ACCESS_TOKEN,
         max_body=max_body,
         headers_to_sign=headers_to_sign,

@@ -11,10 +11,10 @@ import pytest
 from helpers import FASTLY_TOKEN, SimulatedClock, fastly_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 from reliability import tally
 
 from cdnpurge.core.answers import MAX_PROVIDER_WAIT_SECONDS
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.models import PurgeRequest, TargetKind
 from cdnpurge.core.protocol import PurgeResult
@@ -269,7 +269,7 @@ def test_http_providers_surface_the_rate_signal_on_their_result() -> None:
     config = fastly_config()
     provider = build_providers(
         config.providers,
-        lambda settings: {"token": SecretStr(FASTLY_TOKEN)},
+        lambda settings: {"token": Secret(FASTLY_TOKEN)},
         {"fastly": httpx.Client(transport=httpx.MockTransport(answer))},
     )["fastly"]
     # When

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 from helpers import FASTLY_TOKEN, config_from, dripping_server
-from pydantic import SecretStr
 
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.models import PurgeRequest, TargetKind
 from cdnpurge.core.provider_errors import UnavailableError
 from cdnpurge.core.registry import build_providers
@@ -36,7 +36,7 @@ def test_a_dripping_body_ends_the_call_at_its_total_timeout() -> None:
                   token: {{env: FASTLY_API_TOKEN}}
             """
         )
-        provider = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})["fastly"]
+        provider = build_providers(config.providers, lambda settings: {"token": Secret(FASTLY_TOKEN)})["fastly"]
         request = PurgeRequest("fastly", TargetKind.KEY, ("k1",), False, frozenset({"c1"}))
         # When
         with pytest.raises(UnavailableError, match=r"timed out calling .*: no complete answer within 0.2 s") as caught:

@@ -16,8 +16,8 @@ from helpers import (
     config_from,
     fastly_config,
 )
-from pydantic import SecretStr
 
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.events import repurge_messages
 from cdnpurge.core.models import Change
@@ -37,7 +37,7 @@ BUCKET = "example-site-content"
 
 def run(cdn: FakeCDN, event: dict[str, Any], ledger: MemoryLedger) -> BatchReport:
     config = fastly_config(cdn.endpoint("fastly"))
-    providers = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
+    providers = build_providers(config.providers, lambda settings: {"token": Secret(FASTLY_TOKEN)})
     executor = Executor(providers, base_backoff=0.01)
     specs = {name: p.spec for name, p in providers.items()}
     return BatchReport(
@@ -208,7 +208,7 @@ def test_failures_are_classified_permanent_only_when_no_retry_can_help(
 ) -> None:
     fake_cdn.inject("fastly", Fault(status=status, count=100))
     config = fastly_config(fake_cdn.endpoint("fastly"))
-    providers = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
+    providers = build_providers(config.providers, lambda settings: {"token": Secret(FASTLY_TOKEN)})
     clock = SimulatedClock()
     executor = Executor(providers, clock=clock, sleep=clock.sleep, max_attempts=2)
     specs = {name: p.spec for name, p in providers.items()}
@@ -266,7 +266,7 @@ def test_a_multi_cdn_batch_claims_only_what_each_provider_is_sent(fake_cdn: Fake
     published = {"Type": "Notification", "MessageId": "sns-1", "Message": json.dumps({"keys": ["home"]})}
     specs = provider_specs(config.providers)
     ledger = MemoryLedger()
-    providers = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
+    providers = build_providers(config.providers, lambda settings: {"token": Secret(FASTLY_TOKEN)})
     executor = Executor(providers, base_backoff=0.01)
     # When: a CMS publishes a surrogate key, which CloudFront cannot purge
     report = BatchReport(

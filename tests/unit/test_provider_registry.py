@@ -9,9 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from cdnpurge.core.config import parse_config
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import JobStatus, Provider, ProviderWrapper, PurgeResult, job_status
@@ -41,13 +41,13 @@ def test_a_fastly_only_config_loads_no_other_adapter() -> None:
     # plan for it and build its provider, as the handler does at cold start.
     script = f"""
 import json, sys
-from pydantic import SecretStr
+from cdnpurge.core.credentials import Secret
 from pathlib import Path
 from cdnpurge.core.config import parse_config
 from cdnpurge.core.registry import KINDS, build_providers, specs
 config = parse_config(Path({str(EXAMPLES / "fastly.yaml")!r}).read_text(), require_credentials=True)
 specs(config.providers)
-build_providers(config.providers, lambda settings: {{"token": SecretStr("not-a-real-token")}})
+build_providers(config.providers, lambda settings: {{"token": Secret("not-a-real-token")}})
 print(json.dumps(sorted(kind for kind in KINDS if f"cdnpurge.runtime.providers.{{kind}}" in sys.modules)))
 print(json.dumps("akamai" in sys.modules or "boto3" in sys.modules))
 """
@@ -103,7 +103,7 @@ def test_job_status_finds_the_adapter_inside_its_wrappers_and_asks_only_an_async
     # Given: a provider reporting jobs, wrapped twice (redaction and rotation wrap every built provider), one
     # with the method that is not asynchronous, and Fastly, which reports no jobs
     settings = parse_config(FASTLY_ONLY).providers[0]
-    fastly = REGISTRY["fastly"](settings, {"token": SecretStr("fastly-test-token")})
+    fastly = REGISTRY["fastly"](settings, {"token": Secret("fastly-test-token")})
     reporting, synchronous = _Jobs(fastly, asynchronous=True), _Jobs(fastly, asynchronous=False)
     # When / Then
     assert job_status(ProviderWrapper(ProviderWrapper(reporting))) is reporting

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import SecretStr
 from reliability import tally
 
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import describe_error
 from cdnpurge.core.models import PurgeRequest, TargetKind
@@ -44,7 +44,7 @@ def leaked(text: str) -> list[str]:
 def fastly(answer: Callable[[httpx.Request], httpx.Response]) -> RedactingProvider:
     client = httpx.Client(transport=httpx.MockTransport(answer))
     settings = FastlySettings(name="fastly", service_id="S1")
-    return RedactingProvider(FastlyProvider(settings, {"token": SecretStr(TOKEN)}, client), SECRETS)
+    return RedactingProvider(FastlyProvider(settings, {"token": Secret(TOKEN)}, client), SECRETS)
 
 
 def error_of(provider: RedactingProvider) -> ProviderError:

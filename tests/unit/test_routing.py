@@ -16,11 +16,11 @@ import pytest
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN, MemoryLedger
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import SecretStr
 from unit.test_plan_properties import KINDS, PROPERTY_SETTINGS, provider_specs, routed_targets
 
 from cdnpurge.cli.main import main
 from cdnpurge.core.config import ConfigError, parse_config
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import UNROUTED, can_express, plan, router
@@ -173,7 +173,7 @@ rules:
   - {{match: "assets/{{name*}}", keys: ["asset-{{name}}"], paths: ["/assets/{{name}}"]}}
 allowed_hosts: [www.example.com]
 """)
-    providers = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
+    providers = build_providers(config.providers, lambda settings: {"token": Secret(FASTLY_TOKEN)})
     executor = Executor(providers, base_backoff=0.01)
     upload = s3_notification(s3_record(BUCKET, "assets/a.jpg", sequencer="01"))
     host_purge = {"hosts": ["www.example.com"], "id": "publish-1"}

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 from helpers import FASTLY_TOKEN, MemoryLedger, SimulatedClock, fastly_config
-from pydantic import SecretStr
 
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import Plan, PurgeRequest, TargetKind
 from cdnpurge.core.protocol import PurgeResult
@@ -98,7 +98,7 @@ def test_the_handler_answers_before_lambdas_deadline_with_a_slow_table_and_a_fai
     config = fastly_config()
     providers = build_providers(
         config.providers,
-        lambda settings: {"token": SecretStr(FASTLY_TOKEN)},
+        lambda settings: {"token": Secret(FASTLY_TOKEN)},
         {"fastly": httpx.Client(transport=httpx.MockTransport(answer))},
     )
     executor = Executor(providers, clock=clock, sleep=clock.sleep, rng=Random(4), max_attempts=1000)
@@ -132,7 +132,7 @@ def test_dead_lettering_with_a_slow_queue_stops_in_time_and_leaves_the_rest_to_s
     # Given: a 30 s invocation, six malformed records (each to be dead-lettered), a queue taking 7 s a send
     clock = SimulatedClock()
     config = fastly_config()
-    providers = build_providers(config.providers, lambda settings: {"token": SecretStr(FASTLY_TOKEN)})
+    providers = build_providers(config.providers, lambda settings: {"token": Secret(FASTLY_TOKEN)})
     sqs = SlowSqs(clock)
     service = PurgeService(
         config=config,

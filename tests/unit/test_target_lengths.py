@@ -10,10 +10,10 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import SecretStr
 from reliability import tally
 
 from cdnpurge.core.config import parse_config
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.models import PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import plan
 from cdnpurge.core.provider_errors import RejectedError
@@ -92,7 +92,7 @@ def test_the_adapter_refuses_an_over_long_key_before_calling() -> None:
         return httpx.Response(200, json={"status": "ok", "id": "1"})
 
     client = httpx.Client(transport=httpx.MockTransport(answer))
-    adapter = FastlyProvider(FastlySettings(name="fastly", service_id="S1"), {"token": SecretStr("t" * 20)}, client)
+    adapter = FastlyProvider(FastlySettings(name="fastly", service_id="S1"), {"token": Secret("t" * 20)}, client)
     request = PurgeRequest("fastly", TargetKind.KEY, ("k" * 70_000,), False)
     # When / Then: a permanent refusal for that request, no call
     with pytest.raises(RejectedError, match="at most 1024 bytes"):

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from helpers import MemoryLedger, config_from
-from pydantic import SecretStr
 
 from cdnpurge.cli.status import StatusError, assemble, parse_duration, url_lookups
 from cdnpurge.core.config import Config
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import Action, Change
 from cdnpurge.core.protocol import PurgeResult
@@ -57,7 +57,7 @@ def batch(*keys: str, paths: int = 1) -> tuple[Config, BatchRun]:
           - {{match: "{{key*}}", paths: [{templates}]}}
         """
     )
-    real = build_providers(config.providers, lambda settings: {"token": SecretStr("t")})
+    real = build_providers(config.providers, lambda settings: {"token": Secret("t")})
     providers = {"fastly": Accepting(real["fastly"].spec)}
     event = sqs_event(*(s3_notification(s3_record("site", key, sequencer=f"0{n}")) for n, key in enumerate(keys)))
     return config, run_batch(

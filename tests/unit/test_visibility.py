@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 from helpers import FASTLY_TOKEN, MemoryLedger, SimulatedClock, fastly_config
-from pydantic import SecretStr
 
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.registry import build_providers
 from cdnpurge.runtime.execute import Executor
 from cdnpurge.runtime.service import PurgeService, Queues
@@ -43,7 +43,7 @@ def throttled_service(sqs: RecordingSqs, *, retry_after: str) -> PurgeService:
     clock = SimulatedClock()
     providers = build_providers(
         config.providers,
-        lambda settings: {"token": SecretStr(FASTLY_TOKEN)},
+        lambda settings: {"token": Secret(FASTLY_TOKEN)},
         {"fastly": httpx.Client(transport=httpx.MockTransport(answer))},
     )
     executor = Executor(providers, clock=clock, sleep=clock.sleep, rng=Random(3))

@@ -1,7 +1,7 @@
 """Credential references and their resolution.
 
 The configuration never holds a secret, only where to find it: an environment variable (local runs, CI,
-the CLI) or a Secrets Manager secret. Resolved values are `SecretStr`, whose repr and str are masked, so a
+the CLI) or a Secrets Manager secret. Resolved values are `Secret`, whose repr and str are masked, so a
 stray log line or exception cannot leak them. Reading a secret is I/O, so the reader is passed in: the
 runtime's (`cdnpurge.runtime.secrets`, Secrets Manager through Powertools Parameters with caching), or a
 test's.
@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+import msgspec
 
 from cdnpurge.core.deadline import OutOfTimeError
 from cdnpurge.core.errors import CdnpurgeError
+
+MASK: Final = "**********"
 
 
 class CredentialError(CdnpurgeError, ValueError):
@@ -29,29 +31,71 @@ class SecretReadError(CdnpurgeError):
     (it knows its SDK's errors), never a value."""
 
 
-class EnvCredential(BaseModel):
-    """Read the value from an environment variable."""
+class Secret:
+    """A credential's value: `get_secret_value()` gives it; repr and str show `**********`, so a log line, an
+    exception or a configuration's repr that holds one never shows it. Compared and hashed by value (a
+    reloaded configuration whose inline secret did not change is the same configuration)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    env: str = Field(min_length=1)
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK!r})"
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
 
-class SecretCredential(BaseModel):
-    """Read the value from Secrets Manager, optionally one field of a JSON secret."""
+def decode_secret(type_: type, value: Any) -> Any:
+    """msgspec's `dec_hook` for documents holding a `Secret` (an inline credential): a string becomes one;
+    anything else is refused by its type alone, never quoted."""
+    if type_ is Secret:
+        if isinstance(value, str):
+            return Secret(value)
+        raise TypeError(f"Expected `str`, got `{type(value).__name__}`")
+    raise NotImplementedError(f"no decoding for {type_!r}")
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    secret: str = Field(min_length=1)
+
+def encode_secret(value: Any) -> Any:
+    """msgspec's `enc_hook` for documents holding a `Secret`: encoded masked, as its str."""
+    if isinstance(value, Secret):
+        return str(value)
+    raise NotImplementedError(f"no encoding for {type(value)!r}")
+
+
+class CredentialRef(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Where a credential's value is, exactly one of: `env` (an environment variable), `secret` (a Secrets
+    Manager secret, optionally its JSON `field`), or `value` (a literal: local experiments only, and only with
+    `allow_inline_secrets: true`)."""
+
+    env: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    secret: Annotated[str, msgspec.Meta(min_length=1)] | None = None
     field: str | None = None
+    value: Secret | None = None
+
+    def __post_init__(self) -> None:
+        given = [name for name in ("env", "secret", "value") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("a credential is one of {env: VAR}, {secret: NAME} or {value: ...}")
+        if self.field is not None and self.secret is None:
+            raise ValueError("field names a JSON field of a secret: it goes with secret")
+
+    @property
+    def inline(self) -> bool:
+        return self.value is not None
 
 
-class InlineCredential(BaseModel):
-    """A literal value: only for local experiments, and only with `allow_inline_secrets: true`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    value: SecretStr
-
-
-CredentialRef = EnvCredential | SecretCredential | InlineCredential
 SecretReader = Callable[[str], Any]
 
 
@@ -61,21 +105,21 @@ def resolve(
     owner: str,
     secret_reader: SecretReader,
     environ: Mapping[str, str] | None = None,
-) -> dict[str, SecretStr]:
+) -> dict[str, Secret]:
     """Resolve a provider's references with `secret_reader` for Secrets Manager ones; `owner` prefixes error
     messages (e.g. `providers.fastly`)."""
     environ = os.environ if environ is None else environ
-    resolved: dict[str, SecretStr] = {}
+    resolved: dict[str, Secret] = {}
     for name, ref in refs.items():
         where = f"{owner}.credentials.{name}"
-        if isinstance(ref, InlineCredential):
+        if ref.value is not None:
             resolved[name] = ref.value
-        elif isinstance(ref, EnvCredential):
+        elif ref.env is not None:
             if ref.env not in environ:
                 raise CredentialError(f"{where}: environment variable {ref.env} is not set")
-            resolved[name] = SecretStr(environ[ref.env])
+            resolved[name] = Secret(environ[ref.env])
         else:
-            resolved[name] = SecretStr(_secret_value(ref, where, secret_reader))
+            resolved[name] = Secret(_secret_value(ref, where, secret_reader))
         _check_usable(resolved[name].get_secret_value(), where)
     return resolved
 
@@ -90,18 +134,20 @@ def _check_usable(value: str, where: str) -> None:
         raise CredentialError(f"{where}: the value holds a control or non-printing character; remove it")
 
 
-def _secret_value(ref: SecretCredential, where: str, secret_reader: SecretReader) -> str:
+def _secret_value(ref: CredentialRef, where: str, secret_reader: SecretReader) -> str:
+    secret = ref.secret
+    assert secret is not None  # a reference is one of env, secret, value (`CredentialRef.__post_init__`)
     try:
-        value = secret_reader(ref.secret)
+        value = secret_reader(secret)
     except OutOfTimeError:  # not read for lack of time: the caller defers, the secret is not "unreadable"
         raise
     except Exception as exc:  # any reader's failure: the secret is not readable, and the run must say which
         problem = str(exc) if isinstance(exc, SecretReadError) else type(exc).__name__
-        raise CredentialError(f"{where}: cannot read secret {ref.secret}: {problem}") from None
+        raise CredentialError(f"{where}: cannot read secret {secret}: {problem}") from None
     if ref.field is None:
         return str(value)
     try:
         document = json.loads(value) if isinstance(value, str) else value
         return str(document[ref.field])
     except (ValueError, KeyError, TypeError):
-        raise CredentialError(f"{where}: secret {ref.secret} has no JSON field {ref.field!r}") from None
+        raise CredentialError(f"{where}: secret {secret} has no JSON field {ref.field!r}") from None

@@ -16,8 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from typing import Any, Protocol, cast
 
-from pydantic import SecretStr
-
+from cdnpurge.core.credentials import Secret
 from cdnpurge.core.protocol import Provider
 from cdnpurge.core.spec import DeclaredProvider, ProviderDocs, ProviderSettings, ProviderSpec
 
@@ -42,7 +41,7 @@ class ProviderFactory(Protocol):
     def __call__(
         self,
         settings: ProviderSettings,
-        credentials: Mapping[str, SecretStr],
+        credentials: Mapping[str, Secret],
         client: Any = None,  # an httpx.Client, or a boto3 client for CloudFront,
     ) -> Provider: ...
 
@@ -111,4 +110,4 @@ def build_providers(
 
 
 class CredentialSource(Protocol):
-    def __call__(self, settings: ProviderSettings) -> Mapping[str, SecretStr]: ...
+    def __call__(self, settings: ProviderSettings) -> Mapping[str, Secret]: ...

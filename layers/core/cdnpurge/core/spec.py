@@ -9,16 +9,16 @@ from which the CLI's examples and the documentation's provider table are generat
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+import msgspec
 
-from cdnpurge.core.credentials import CredentialRef
+from cdnpurge.core.credentials import CredentialRef, Secret, decode_secret
 from cdnpurge.core.errors import show
 from cdnpurge.core.gcra import Limit
 from cdnpurge.core.models import Target, TargetKind
+from cdnpurge.core.schema import convert_every
 from cdnpurge.core.urls import UrlError, canonical_path, canonical_url, without_userinfo
 from cdnpurge.core.verify_settings import VerifySettings
 
@@ -28,8 +28,7 @@ UNDOCUMENTED_TARGET_BYTES: Final = 4096
 DNS_NAME_BYTES: Final = 253  # RFC 1035: the longest hostname, for `host` targets
 
 
-@dataclass(frozen=True)
-class InProgressLimit:
+class InProgressLimit(msgspec.Struct, frozen=True):
     """At most `limit` target items of `kinds` in progress at once (per `ProviderSpec.billing_key`, else per
     rate scope), each held `Capabilities.in_progress_seconds` after its call: CloudFront's 3,000 paths (cache
     tags included) and 15 wildcards per distribution."""
@@ -39,8 +38,7 @@ class InProgressLimit:
     kinds: frozenset[TargetKind]
 
 
-@dataclass(frozen=True)
-class Capabilities:
+class Capabilities(msgspec.Struct, frozen=True):
     """A provider's purge surface and limits, declared as data so the planner has no provider branches.
 
     - `max_targets`: the target kinds the provider accepts natively, each with its per-call maximum.
@@ -79,8 +77,8 @@ class Capabilities:
     burst: int = 1
     host_qualified: frozenset[TargetKind] = frozenset()
     case_insensitive: frozenset[TargetKind] = frozenset()
-    max_target_bytes: Mapping[TargetKind, int] = field(default_factory=dict)
-    item_limits: Mapping[TargetKind, Limit] = field(default_factory=dict)
+    max_target_bytes: Mapping[TargetKind, int] = msgspec.field(default_factory=dict)
+    item_limits: Mapping[TargetKind, Limit] = msgspec.field(default_factory=dict)
     in_progress: tuple[InProgressLimit, ...] = ()
     in_progress_seconds: float = 0.0
 
@@ -88,8 +86,7 @@ class Capabilities:
         return kind in self.max_targets
 
 
-@dataclass(frozen=True)
-class EscalationPolicy:
+class EscalationPolicy(msgspec.Struct, frozen=True):
     """When the planner may purge more than asked to save requests (configured per provider, off by default).
 
     - `prefix_at`: at least this many paths/URLs sharing a directory become one prefix (wildcard, pattern)
@@ -102,8 +99,7 @@ class EscalationPolicy:
     purge_all_over: int | None = None
 
 
-@dataclass(frozen=True)
-class ProviderSpec:
+class ProviderSpec(msgspec.Struct, frozen=True):
     """What the planner knows of a provider: its name, limits, hosts, default mode and a pure renderer.
 
     Built from configuration alone (no credentials, no client), so `cdnpurge plan` works offline.
@@ -137,79 +133,61 @@ MAX_COALESCE_SECONDS: Final = 900  # the flush message's SQS DelaySeconds, whose
 MAX_TARGETS_SETTING: Final = 100_000  # escalation thresholds: far beyond any batch (10 records x 10,000 targets)
 
 
-class ProviderSettings(BaseModel):
-    """Fields every provider entry in the configuration has; each adapter subclasses it."""
+class ProviderSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Fields every provider entry in the configuration has; each adapter subclasses it (with `kw_only=True`,
+    and its `kind` as a Literal). Read from a document with `parse_settings`: every problem named."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
     kind: str
-    endpoint: str | None = Field(
-        default=None, description="Base-URL override (fake servers, tests, regional API endpoints)."
-    )
-    hosts: tuple[str, ...] = Field(
-        default=(), description="Hostnames this provider serves; used to turn paths into URLs."
-    )
-    soft: bool = Field(default=False, description="Soft purge (mark stale) where the provider supports it.")
-    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
-    max_targets: dict[TargetKind, int] = Field(
-        default_factory=dict, description="Lower a declared per-call limit (never raise it)."
-    )
-    # Bounds on what could ever make sense: an absurd value is a typo (a rate of 1e9 would never pace).
-    rate_per_second: float | None = Field(
-        default=None, ge=MIN_RATE_PER_SECOND, le=MAX_RATE_PER_SECOND, description="Override the pacing rate."
-    )
-    rate_scope: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=200,
-        pattern=r"^[A-Za-z0-9_.:-]+$",
-        description="The account whose rate limits this provider shares (docs: rate sharing): providers, stacks "
-        "and the CLI naming the same scope (on one meter table) draw on one rate. Default: the provider's name.",
-    )
-    purge_by: tuple[TargetKind, ...] | None = Field(
-        default=None,
-        min_length=1,
-        description="The target kinds this provider receives (url, path, prefix, key, host, all), as rules and "
-        "events name them; the others go only to the providers that list them. Default: every kind it can "
-        "express.",
-    )
-    prefix_escalation_at: int | None = Field(
-        default=None,
-        ge=2,
-        le=MAX_TARGETS_SETTING,
-        description="Purge at least this many paths/URLs sharing a directory as one prefix (wildcard), where "
-        "the provider supports prefixes and it needs no more requests. Off when unset.",
-    )
-    purge_all_over: int | None = Field(
-        default=None,
-        ge=1,
-        le=MAX_TARGETS_SETTING,
-        description="When a batch would need more than this many requests at this provider, send one purge-all "
-        "instead (providers supporting `all` only). Off when unset.",
-    )
-    coalesce_seconds: int | None = Field(
-        default=None,
-        ge=1,
-        le=MAX_COALESCE_SECONDS,
-        description="Purge shared targets (keys, tags, prefixes, hosts, purge-all) once per window of this many "
-        "seconds across batches instead of once per batch: the first change opens the window, later ones join "
-        "it, one purge after it serves them all (docs/coalescing.md). URLs and paths are never delayed. At "
-        "most 900 (SQS's longest delay). Off when unset.",
-    )
-    credentials: dict[str, CredentialRef] = Field(
-        default_factory=dict, description="Credential name -> reference ({env: VAR} or {secret: NAME})."
-    )
-    verify: VerifySettings | None = Field(
-        default=None, description="Check the edge after each purge (docs/verification.md); off when unset."
-    )
+    # Base-URL override (fake servers, tests, regional API endpoints).
+    endpoint: str | None = None
+    # Hostnames this provider serves; used to turn paths into URLs.
+    hosts: tuple[str, ...] = ()
+    # Soft purge (mark stale) where the provider supports it.
+    soft: bool = False
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 10.0
+    # Lower a declared per-call limit (never raise it).
+    max_targets: dict[TargetKind, int] = {}
+    # Override the pacing rate. Bounds on what could ever make sense: an absurd value is a typo (a rate of
+    # 1e9 would never pace).
+    rate_per_second: Annotated[float, msgspec.Meta(ge=MIN_RATE_PER_SECOND, le=MAX_RATE_PER_SECOND)] | None = None
+    # The account whose rate limits this provider shares (docs: rate sharing): providers, stacks and the CLI
+    # naming the same scope (on one meter table) draw on one rate. Default: the provider's name.
+    rate_scope: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")] | None = None
+    # The target kinds this provider receives (url, path, prefix, key, host, all), as rules and events name
+    # them; the others go only to the providers that list them. Default: every kind it can express.
+    purge_by: Annotated[tuple[TargetKind, ...], msgspec.Meta(min_length=1)] | None = None
+    # Purge at least this many paths/URLs sharing a directory as one prefix (wildcard), where the provider
+    # supports prefixes and it needs no more requests. Off when unset.
+    prefix_escalation_at: Annotated[int, msgspec.Meta(ge=2, le=MAX_TARGETS_SETTING)] | None = None
+    # When a batch would need more than this many requests at this provider, send one purge-all instead
+    # (providers supporting `all` only). Off when unset.
+    purge_all_over: Annotated[int, msgspec.Meta(ge=1, le=MAX_TARGETS_SETTING)] | None = None
+    # Purge shared targets (keys, tags, prefixes, hosts, purge-all) once per window of this many seconds across
+    # batches instead of once per batch: the first change opens the window, later ones join it, one purge
+    # after it serves them all (docs/coalescing.md). URLs and paths are never delayed. At most 900 (SQS's
+    # longest delay). Off when unset.
+    coalesce_seconds: Annotated[int, msgspec.Meta(ge=1, le=MAX_COALESCE_SECONDS)] | None = None
+    # Credential name -> reference ({env: VAR} or {secret: NAME}).
+    credentials: dict[str, CredentialRef] = {}
+    # Check the edge after each purge (docs/verification.md); off when unset.
+    verify: VerifySettings | None = None
 
 
-Credentials = Mapping[str, SecretStr]
+SettingsT = TypeVar("SettingsT", bound=ProviderSettings)
 
 
-@dataclass(frozen=True)
-class ProviderDocs:
+def parse_settings(model: type[SettingsT], entry: Any) -> SettingsT:
+    """One entry of the configuration's `providers:` list as its adapter's settings `model`, or a
+    `cdnpurge.core.schema.DocumentError` naming every problem of the entry. Numbers written as strings are
+    read as numbers (YAML reads `1e9` as a string)."""
+    return convert_every(entry, model, dec_hook=decode_secret, strict=False)
+
+
+Credentials = Mapping[str, Secret]
+
+
+class ProviderDocs(msgspec.Struct, frozen=True):
     """What an adapter tells its users, declared next to the code it describes so the two change together.
 
     `providers.docs` builds the `cdnpurge purge --help` examples and the provider table of docs/providers.md from these
@@ -319,7 +297,9 @@ def narrow_capabilities(declared: Capabilities, settings: ProviderSettings) -> C
                 f"must be between 1 and the provider's limit {limits[kind]}"
             )
         limits[kind] = limit
-    return replace(declared, max_targets=limits, rate_per_second=settings.rate_per_second or declared.rate_per_second)
+    return msgspec.structs.replace(
+        declared, max_targets=limits, rate_per_second=settings.rate_per_second or declared.rate_per_second
+    )
 
 
 def escalation_policy(declared: Capabilities, settings: ProviderSettings) -> EscalationPolicy:

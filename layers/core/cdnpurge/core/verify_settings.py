@@ -1,66 +1,54 @@
 """The `verify:` block of a provider entry: where to look, how much, and how long to keep trying.
 
-Pure pydantic, imported by `providers.spec` (the configuration's ground floor loads no HTTP client).
+A msgspec Struct, imported by `providers.spec` (the configuration's ground floor loads no HTTP client).
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Annotated, Final
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import msgspec
 
 # SQS caps a message's delay at 15 minutes: no wait between two checks can be longer.
 MAX_DELAY_SECONDS: Final = 900
 
 
-class VerifySettings(BaseModel):
+class VerifySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """How a provider's purges are verified at its edge (docs/verification.md)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Public hosts to probe (default: the provider's hosts); each must be one of the provider's hosts or in
+    # allowed_hosts. Probes never go to any other host. Kept lower-cased.
+    hosts: tuple[str, ...] = ()
+    # At most this many URLs probed per change.
+    max_urls: Annotated[int, msgspec.Meta(ge=1, le=20)] = 3
+    # The response header that proves the version: ETag (compared with the S3 object's ETag), or
+    # x-amz-meta-<name> (compared with the object's metadata <name>).
+    version_header: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")] = "ETag"
+    # First check, and backoff unit.
+    interval_seconds: Annotated[int, msgspec.Meta(ge=1, le=MAX_DELAY_SECONDS)] = 10
+    # Purge again what is still stale at most this often.
+    max_repurges: Annotated[int, msgspec.Meta(ge=0, le=10)] = 2
+    # Still stale this long after the purge: dead-lettered with the reason.
+    deadline_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 300
+    # Per probe.
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=10)] = 3.0
+    # Send probes to this base address with the real Host header (the local fake edge); default:
+    # https://<host>. Kept without a trailing slash.
+    probe_endpoint: str | None = None
 
-    hosts: tuple[str, ...] = Field(
-        default=(),
-        description="Public hosts to probe (default: the provider's hosts); each must be one of the provider's "
-        "hosts or in allowed_hosts. Probes never go to any other host.",
-    )
-    max_urls: int = Field(default=3, ge=1, le=20, description="At most this many URLs probed per change.")
-    version_header: str = Field(
-        default="ETag",
-        min_length=1,
-        description="The response header that proves the version: ETag (compared with the S3 object's ETag), "
-        "or x-amz-meta-<name> (compared with the object's metadata <name>).",
-    )
-    interval_seconds: int = Field(default=10, ge=1, le=MAX_DELAY_SECONDS, description="First check, and backoff unit.")
-    max_repurges: int = Field(default=2, ge=0, le=10, description="Purge again what is still stale at most this often.")
-    deadline_seconds: int = Field(
-        default=300, ge=1, le=3600, description="Still stale this long after the purge: dead-lettered with the reason."
-    )
-    timeout_seconds: float = Field(default=3.0, gt=0, le=10, description="Per probe.")
-    probe_endpoint: str | None = Field(
-        default=None,
-        description="Send probes to this base address with the real Host header (the local fake edge); "
-        "default: https://<host>.",
-    )
+    def __post_init__(self) -> None:
+        msgspec.structs.force_setattr(self, "hosts", tuple(host.lower() for host in self.hosts))
+        endpoint = self.probe_endpoint
+        if endpoint is not None:
+            if not _base_address(endpoint):  # not quoted: an address may carry a key in its query
+                raise ValueError("probe_endpoint must be http(s)://host[:port] with no path")
+            msgspec.structs.force_setattr(self, "probe_endpoint", endpoint.rstrip("/"))
 
-    @field_validator("hosts")
-    @classmethod
-    def _lower(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(host.lower() for host in hosts)
 
-    @field_validator("version_header")
-    @classmethod
-    def _header_name(cls, name: str) -> str:
-        if not all(c.isalnum() or c in "-_" for c in name):
-            raise ValueError(f"{name!r} is not an HTTP header name")
-        return name
-
-    @field_validator("probe_endpoint")
-    @classmethod
-    def _endpoint(cls, endpoint: str | None) -> str | None:
-        if endpoint is None:
-            return None
+def _base_address(endpoint: str) -> bool:
+    try:
         parts = urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
-            raise ValueError(f"probe_endpoint {endpoint!r} must be http(s)://host[:port] with no path")
-        return endpoint.rstrip("/")
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.path in ("", "/")
+    except ValueError:  # an unclosed IPv6 bracket
+        return False

@@ -19,9 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pydantic import SecretStr
-
-from cdnpurge.core.credentials import SecretReader, resolve
+from cdnpurge.core.credentials import Secret, SecretReader, resolve
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.protocol import Provider, ProviderWrapper, PurgeResult
@@ -61,9 +59,9 @@ class RotatingProvider(ProviderWrapper):
     def __init__(
         self,
         settings: ProviderSettings,
-        build: Callable[[Mapping[str, SecretStr]], Provider],
-        credentials: Mapping[str, SecretStr],
-        read_fresh: Callable[[ProviderSettings], Mapping[str, SecretStr]],
+        build: Callable[[Mapping[str, Secret]], Provider],
+        credentials: Mapping[str, Secret],
+        read_fresh: Callable[[ProviderSettings], Mapping[str, Secret]],
     ) -> None:
         super().__init__(build(credentials))
         self._settings = settings
@@ -131,8 +129,8 @@ def build_purgers(
         )
     values: dict[str, None] = {}  # every value read, in order (a dict: re-reading one adds nothing)
 
-    def resolved_with(reader: SecretReader) -> Callable[[ProviderSettings], dict[str, SecretStr]]:
-        def credentials_for(settings: ProviderSettings) -> dict[str, SecretStr]:
+    def resolved_with(reader: SecretReader) -> Callable[[ProviderSettings], dict[str, Secret]]:
+        def credentials_for(settings: ProviderSettings) -> dict[str, Secret]:
             resolved = resolve(
                 settings.credentials, owner=f"providers.{settings.name}", environ=environ, secret_reader=reader
             )
@@ -150,12 +148,12 @@ def build_purgers(
         credentials = {settings.name: resolved_with(secret_reader)(settings) for settings in settings_list}
     redaction = list(secret_forms(values))  # every credential is resolved before any provider is built
 
-    def read_fresh(settings: ProviderSettings) -> dict[str, SecretStr]:
+    def read_fresh(settings: ProviderSettings) -> dict[str, Secret]:
         rotated = fresh(settings)
         redaction[:] = secret_forms(values)  # the new value is redacted from here on
         return rotated
 
-    def builder(settings: ProviderSettings) -> Callable[[Mapping[str, SecretStr]], Provider]:
+    def builder(settings: ProviderSettings) -> Callable[[Mapping[str, Secret]], Provider]:
         factory = REGISTRY[settings.kind]
         client = (clients or {}).get(settings.name)
         return lambda resolved: RedactingProvider(factory(settings, resolved, client), redaction)

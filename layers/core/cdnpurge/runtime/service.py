@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import msgspec
 
 from cdnpurge.core.config import Config, ConfigError, parse_config, read_config_text
 from cdnpurge.core.cost import DynamoDBPathCounter, PathCounter, month_of
@@ -30,6 +30,7 @@ from cdnpurge.core.events.own import ExpiredMessageError, refuse_times
 from cdnpurge.core.events.reading import MalformedError
 from cdnpurge.core.events.verify import VerifyCheck, encode_check, send_batches
 from cdnpurge.core.protocol import Provider
+from cdnpurge.core.schema import DocumentError, convert_every
 from cdnpurge.core.spec import ProviderSpec
 from cdnpurge.core.verify_settings import VerifySettings
 from cdnpurge.runtime.after_batch import AfterBatch, AfterBatchStep
@@ -95,44 +96,40 @@ def _returning(client: Any) -> Callable[[], Any]:
     return lambda: client
 
 
-class LambdaEnvironment(BaseModel):
-    """The function's environment as the SAM template sets it; an empty variable counts as unset."""
+class LambdaEnvironment(msgspec.Struct, frozen=True, rename="upper"):
+    """The function's environment as the SAM template sets it (each field is the upper-cased variable);
+    an empty variable counts as unset."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    purge_config: str = Field(alias="PURGE_CONFIG", min_length=1)  # file path or ssm:<parameter name>
-    idempotency_table_name: str = Field(alias="IDEMPOTENCY_TABLE_NAME", min_length=1)
-    idempotency_ttl_seconds: int = Field(3600, alias="IDEMPOTENCY_TTL_SECONDS", gt=0)
-    dead_letter_queue_url: str | None = Field(None, alias="DEAD_LETTER_QUEUE_URL")
-    purge_queue_url: str | None = Field(None, alias="PURGE_QUEUE_URL")
-    max_receive_count: int | None = Field(None, alias="MAX_RECEIVE_COUNT", ge=1)
-    maximum_concurrency: int = Field(1, alias="MAXIMUM_CONCURRENCY", ge=1)
+    purge_config: Annotated[str, msgspec.Meta(min_length=1)]  # file path or ssm:<parameter name>
+    idempotency_table_name: Annotated[str, msgspec.Meta(min_length=1)]
+    idempotency_ttl_seconds: Annotated[int, msgspec.Meta(gt=0)] = 3600
+    dead_letter_queue_url: str | None = None
+    purge_queue_url: str | None = None
+    max_receive_count: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    maximum_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 1
     # Where the shared rate meter's items live (unset: the idempotency table); RATE_METER=off: no meter.
-    rate_meter_table_name: str | None = Field(None, alias="RATE_METER_TABLE_NAME")
-    rate_meter: bool = Field(True, alias="RATE_METER")
-    batching_window_seconds: int = Field(0, alias="BATCHING_WINDOW_SECONDS", ge=0, le=300)
-    trail_table_name: str | None = Field(None, alias="TRAIL_TABLE_NAME")  # unset: no purge trail
-    trail_retention_seconds: int = Field(DEFAULT_RETENTION_SECONDS, alias="TRAIL_RETENTION_SECONDS", gt=0)
-    lambda_function_name: str | None = Field(None, alias="AWS_LAMBDA_FUNCTION_NAME")
-    home_account_id: str | None = Field(None, alias="HOME_ACCOUNT_ID", pattern=r"^[0-9]{12}$")
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
+    rate_meter_table_name: str | None = None
+    rate_meter: Literal["on", "off"] = "on"
+    batching_window_seconds: Annotated[int, msgspec.Meta(ge=0, le=300)] = 0
+    trail_table_name: str | None = None  # unset: no purge trail
+    trail_retention_seconds: Annotated[int, msgspec.Meta(gt=0)] = DEFAULT_RETENTION_SECONDS
+    lambda_function_name: str | None = msgspec.field(default=None, name="AWS_LAMBDA_FUNCTION_NAME")
+    home_account_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{12}$")] | None = None
 
     @classmethod
     def read(cls, environ: Mapping[str, str]) -> LambdaEnvironment:
         """The typed environment, or a `ConfigError` naming every variable that is missing or invalid."""
+        given = {name: value for name, value in environ.items() if value != ""}
         try:
-            return cls.model_validate(dict(environ))
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"environment variable {'.'.join(map(str, error['loc']))}: "
-                + ("required" if error["type"] in ("missing", "string_type") else error["msg"])
-                for error in exc.errors()
-            )
-            raise ConfigError(problems) from None
+            return convert_every(given, cls, strict=False)  # strict=False: numbers from their text
+        except DocumentError as exc:
+            raise ConfigError(
+                "; ".join(
+                    f"environment variable {problem.where}: "
+                    + ("required" if problem.what == "field required" else problem.what)
+                    for problem in exc.problems
+                )
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -370,7 +367,7 @@ class PurgeService:
         dynamodb = aws_client("dynamodb")
         meter = (
             DynamoDBMeter(dynamodb, settings.rate_meter_table_name or settings.idempotency_table_name)
-            if settings.rate_meter
+            if settings.rate_meter == "on"
             else None
         )
 

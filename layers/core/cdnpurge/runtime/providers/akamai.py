@@ -35,11 +35,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import Field
+import msgspec
 
 from cdnpurge.core.answers import MAX_ANSWER_COUNT, MAX_ANSWER_SECONDS, answer_id, answer_number
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
@@ -69,16 +69,13 @@ UNVERIFIED = (
 )
 
 
-class AkamaiSettings(ProviderSettings):
+class AkamaiSettings(ProviderSettings, kw_only=True):
     kind: Literal["akamai"] = "akamai"
-    host: str = Field(
-        pattern=r"^[a-z0-9-]+(\.[a-z0-9-]+)*\.akamaiapis\.net$",
-        description="The API client's EdgeGrid host, e.g. akab-xxxx.purge.akamaiapis.net.",
-    )
+    # The API client's EdgeGrid host, e.g. akab-xxxx.purge.akamaiapis.net.
+    host: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]+(\.[a-z0-9-]+)*\.akamaiapis\.net$")]
     network: Literal["production", "staging"] = "production"
-    keys_are: Literal["tag", "cpcode"] = Field(
-        default="tag", description="Whether `key` targets of this entry are cache tags or CP codes."
-    )
+    # Whether `key` targets of this entry are cache tags or CP codes.
+    keys_are: Literal["tag", "cpcode"] = "tag"
 
 
 def key_capabilities(keys_are: str) -> Capabilities:

@@ -34,11 +34,11 @@ https://docs.bunny.net/cdn/purge-cache; rate limits https://docs.bunny.net/docs/
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import Field
+import msgspec
 
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
 from cdnpurge.core.protocol import PurgeResult
@@ -64,9 +64,9 @@ UNVERIFIED = (
 )
 
 
-class BunnySettings(ProviderSettings):
+class BunnySettings(ProviderSettings, kw_only=True):
     kind: Literal["bunny"] = "bunny"
-    pull_zone_id: int = Field(ge=1, description="The pull zone whose cache tags and whole cache are purged.")
+    pull_zone_id: Annotated[int, msgspec.Meta(ge=1)]  # the pull zone whose cache tags and whole cache are purged
 
 
 class BunnyProvider(HttpProvider):

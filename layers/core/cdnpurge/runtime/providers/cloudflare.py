@@ -33,11 +33,10 @@ token bucket; `PLANS`): Free 5 requests/min (bucket 25), Pro 5/s (25), Business 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import httpx
-from pydantic import Field
+import msgspec
 
 from cdnpurge.core.answers import MAX_ANSWER_COUNT, answer_number
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
@@ -74,8 +73,7 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _CODE_PREFIX = re.compile(r"^code (\d+): ")
 
 
-@dataclass(frozen=True)
-class PlanLimits:
+class PlanLimits(msgspec.Struct, frozen=True):
     """One Cloudflare plan's purge limits."""
 
     urls_per_request: int
@@ -103,12 +101,11 @@ UNVERIFIED = (
 )
 
 
-class CloudflareSettings(ProviderSettings):
+class CloudflareSettings(ProviderSettings, kw_only=True):
     kind: Literal["cloudflare"] = "cloudflare"
-    zone_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="The zone's 32-hex identifier.")
-    plan: Literal["free", "paid", "pro", "business", "enterprise"] = Field(
-        default="paid", description="Sets the per-request item limits and pacing; `paid` = Pro."
-    )
+    zone_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]  # the zone's 32-hex identifier
+    # Sets the per-request item limits and pacing; `paid` = Pro.
+    plan: Literal["free", "paid", "pro", "business", "enterprise"] = "paid"
 
 
 def plan_capabilities(plan: str) -> Capabilities:

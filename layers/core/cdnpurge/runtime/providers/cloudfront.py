@@ -28,10 +28,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
+import msgspec
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -40,7 +40,6 @@ from botocore.exceptions import (
     NoCredentialsError,
     ParamValidationError,
 )
-from pydantic import Field, SecretStr, field_validator
 
 from cdnpurge.core.answers import answer_id
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
@@ -55,7 +54,14 @@ from cdnpurge.core.provider_errors import (
     UnavailableError,
     error_class_for_status,
 )
-from cdnpurge.core.spec import Capabilities, DeclaredProvider, InProgressLimit, ProviderDocs, ProviderSettings
+from cdnpurge.core.spec import (
+    Capabilities,
+    Credentials,
+    DeclaredProvider,
+    InProgressLimit,
+    ProviderDocs,
+    ProviderSettings,
+)
 from cdnpurge.runtime.bounded import bounded_call
 from cdnpurge.runtime.bounded.aws import CONNECT_SECONDS, aws_client
 
@@ -112,20 +118,15 @@ class InvalidationStatus(StrEnum):
         return None
 
 
-class CloudFrontSettings(ProviderSettings):
+class CloudFrontSettings(ProviderSettings, kw_only=True):
     kind: Literal["cloudfront"] = "cloudfront"
-    distribution_id: str = Field(min_length=1, max_length=32, pattern=r"^[A-Z0-9]+$")
-    cache_tags: bool = Field(
-        default=False,
-        description="The distribution has a CacheTagConfig: surrogate keys are invalidated as `#<tag>` items.",
-    )
+    distribution_id: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[A-Z0-9]+$")]
+    # The distribution has a CacheTagConfig: surrogate keys are invalidated as `#<tag>` items.
+    cache_tags: bool = False
 
-    @field_validator("credentials")
-    @classmethod
-    def _no_credentials(cls, value: dict[str, object]) -> dict[str, object]:
-        if value:
+    def __post_init__(self) -> None:
+        if self.credentials:
             raise ValueError("CloudFront uses the function's IAM role; configure no credentials")
-        return value
 
 
 def _escape_match(match: re.Match[str]) -> str:
@@ -211,7 +212,7 @@ class CloudFrontProvider(DeclaredProvider):
         in_progress_seconds=IN_PROGRESS_HOLD_SECONDS,
     )
     # With `cache_tags: true`: keys too, matched regardless of case.
-    tagged: ClassVar[Capabilities] = replace(
+    tagged: ClassVar[Capabilities] = msgspec.structs.replace(
         declared,
         max_targets={**declared.max_targets, TargetKind.KEY: MAX_TAGS_IN_PROGRESS},
         case_insensitive=frozenset({TargetKind.KEY}),
@@ -244,7 +245,7 @@ class CloudFrontProvider(DeclaredProvider):
     def __init__(
         self,
         settings: ProviderSettings,
-        credentials: Mapping[str, SecretStr],
+        credentials: Credentials,
         client: CloudFrontClient | None = None,
     ) -> None:
         if not isinstance(settings, CloudFrontSettings):

@@ -31,7 +31,8 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from urllib.parse import urlparse
 
 import httpx
-from pydantic import SecretStr
+
+from cdnpurge.core.credentials import Secret
 
 ALGORITHM = "EG1-HMAC-SHA256"
 DEFAULT_MAX_BODY = 131072
@@ -95,7 +96,7 @@ def data_to_sign(
 
 
 class EdgeGridAuth(httpx.Auth):
-    """Signs every request with EdgeGrid; credentials are kept as `SecretStr` and never logged.
+    """Signs every request with EdgeGrid; credentials are kept as `Secret` and never logged.
 
     `EdgeGridAuth(client_token, client_secret, access_token, max_body=131072, headers_to_sign=())`;
     `timestamp` and `nonce` are zero-argument callables, replaceable in tests.
@@ -105,9 +106,9 @@ class EdgeGridAuth(httpx.Auth):
 
     def __init__(
         self,
-        client_token: str | SecretStr,
-        client_secret: str | SecretStr,
-        access_token: str | SecretStr,
+        client_token: str | Secret,
+        client_secret: str | Secret,
+        access_token: str | Secret,
         *,
         max_body: int = DEFAULT_MAX_BODY,
         headers_to_sign: Iterable[str] = (),
@@ -156,8 +157,8 @@ class EdgeGridAuth(httpx.Auth):
         )
 
 
-def _secret(value: str | SecretStr) -> SecretStr:
-    return value if isinstance(value, SecretStr) else SecretStr(value)
+def _secret(value: str | Secret) -> Secret:
+    return value if isinstance(value, Secret) else Secret(value)
 
 
 def parse_authorization(value: str) -> dict[str, str] | None:

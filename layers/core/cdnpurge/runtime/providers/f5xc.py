@@ -25,11 +25,11 @@ Docs: https://docs.cloud.f5.com/docs-v2/api (API reference > CDN > "Purge CDN Ca
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import httpx
-from pydantic import Field
+import msgspec
 
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
 from cdnpurge.core.protocol import PurgeResult
@@ -62,13 +62,14 @@ UNVERIFIED = (
 )
 
 _NAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+_DNS_NAME = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$"
 
 
-class F5xcSettings(ProviderSettings):
+class F5xcSettings(ProviderSettings, kw_only=True):
     kind: Literal["f5xc"] = "f5xc"
-    tenant: str = Field(min_length=1, max_length=63, pattern=_NAME, description="Console tenant name.")
-    namespace: str = Field(min_length=1, max_length=63, pattern=_NAME)
-    load_balancer: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+    tenant: Annotated[str, msgspec.Meta(min_length=1, max_length=63, pattern=_NAME)]  # the console's tenant name
+    namespace: Annotated[str, msgspec.Meta(min_length=1, max_length=63, pattern=_NAME)]
+    load_balancer: Annotated[str, msgspec.Meta(min_length=1, max_length=253, pattern=_DNS_NAME)]
 
 
 def prefix_pattern(prefix: str) -> str:

@@ -14,11 +14,11 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import quote, urlsplit
 
 import httpx
-from pydantic import Field
+import msgspec
 
 from cdnpurge.core.answers import MAX_ANSWER_COUNT, MAX_PROVIDER_WAIT_SECONDS, answer_number
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
@@ -51,9 +51,9 @@ def key_purge_segment(key: str) -> str:
     return quote(key, safe="")
 
 
-class FastlySettings(ProviderSettings):
+class FastlySettings(ProviderSettings, kw_only=True):
     kind: Literal["fastly"] = "fastly"
-    service_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9]+$")
+    service_id: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[A-Za-z0-9]+$")]
 
 
 class FastlyProvider(HttpProvider):

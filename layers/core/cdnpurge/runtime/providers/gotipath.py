@@ -22,11 +22,11 @@ address is not stable, so it is named by its place in the docs).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import httpx
-from pydantic import Field
+import msgspec
 
 from cdnpurge.core.models import PurgeRequest, TargetKind
 from cdnpurge.core.protocol import PurgeResult
@@ -50,9 +50,9 @@ UNVERIFIED = (
 )
 
 
-class GotipathSettings(ProviderSettings):
+class GotipathSettings(ProviderSettings, kw_only=True):
     kind: Literal["gotipath"] = "gotipath"
-    distribution_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+    distribution_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 class GotipathProvider(HttpProvider):

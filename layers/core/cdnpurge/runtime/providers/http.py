@@ -14,11 +14,12 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import httpx
+import msgspec
 
 from cdnpurge.core.answers import MAX_ANSWER_COUNT, MAX_PROVIDER_WAIT_SECONDS, answer_number
 from cdnpurge.core.boundary import unexpected
@@ -272,14 +273,13 @@ class HttpProvider(DeclaredProvider, ABC):
             self._client.close()
 
 
-@dataclass(frozen=True)
-class ApiCall:
+class ApiCall(msgspec.Struct, frozen=True):
     """One HTTP call an adapter wants made; the base adds the base URL and auth."""
 
     method: Literal["GET", "POST", "DELETE", "PUT"]
     path: str
     body: Any = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = msgspec.field(default_factory=dict)
     params: Mapping[str, str] | None = None
 
 

@@ -25,11 +25,11 @@ Docs: https://docs.medianova.com (API reference > CDN > Purge).
 from __future__ import annotations
 
 import json
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import quote
 
 import httpx
-from pydantic import Field
+import msgspec
 
 from cdnpurge.core.answers import answer_id
 from cdnpurge.core.deadline import Deadline
@@ -55,10 +55,10 @@ UNVERIFIED = (
 _UUID = r"^[A-Za-z0-9][A-Za-z0-9-]*$"
 
 
-class MedianovaSettings(ProviderSettings):
+class MedianovaSettings(ProviderSettings, kw_only=True):
     kind: Literal["medianova"] = "medianova"
-    organization_uuid: str = Field(min_length=1, max_length=64, pattern=_UUID)
-    resource_uuid: str = Field(min_length=1, max_length=64, pattern=_UUID)
+    organization_uuid: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_UUID)]
+    resource_uuid: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_UUID)]
 
 
 def wildcard(prefix: str) -> str:
