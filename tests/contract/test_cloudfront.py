@@ -132,7 +132,7 @@ class MotoHarness:
         self.settings = settings
 
     def provider(self, **overrides: Any) -> CloudFrontProvider:
-        settings = settings_for(self.distribution_id, **(self.settings | overrides))
+        settings = settings_for(**({"distribution_id": self.distribution_id} | self.settings | overrides))
         return CloudFrontProvider(settings, {}, self.client)
 
     def calls(self) -> int:

@@ -11,11 +11,10 @@ them (`cdnpurge.core.plan.coverage`), the rest are purged as they are.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 from reliability import tally
 from unit.test_plan_properties import (
     check_every_target_is_covered_by_a_request_for_its_change_or_named_by_an_error,

@@ -17,6 +17,7 @@ import pytest
 from aws_lambda_powertools import Logger, Metrics
 from faultkit import FAULT_CONFIG, ScriptedCdn, accounted, run_scripted
 from helpers import FASTLY_TOKEN, config_from
+from msgspec.structs import force_setattr, replace
 from reliability import tally
 
 import cdnpurge.core.translate
@@ -97,15 +98,16 @@ def test_a_rule_repeating_a_capture_name_is_refused_by_validate(tmp_path: object
         status = cli(["validate", "--config", str(path)], out=io.StringIO())
     tally.hostile("unexpected", 1)
     assert status == 2
-    assert "rules.0: match captures ['a'] more than once" in errors.getvalue()
+    assert "rules[0]: match captures ['a'] more than once" in errors.getvalue()
 
 
 def test_a_rule_that_cannot_compile_fails_only_the_records_it_would_judge() -> None:
     # Given: a configuration that got past validation somehow (an older validator) with a broken rule for
     # one bucket, before the catch-all
     config = config_from(FAULT_CONFIG)
-    broken = Rule.model_construct(bucket="broken", match="{a}/{a}.html", paths=("/{a}",), urls=(), keys=(), prefixes=())
-    config = config.model_copy(update={"rules": (broken, *config.rules)})
+    broken = Rule(bucket="broken", match="{a}/x.html", paths=("/{a}",))
+    force_setattr(broken, "match", "{a}/{a}.html")  # what validation refuses, set past it
+    config = replace(config, rules=(broken, *config.rules))
     event = sqs_event(s3_notification(s3_record("broken", "x/x.html")), s3_notification(s3_record("other", "ok.html")))
     tally.hostile("unexpected", 1)
     run = run_scripted(event, cdn := ScriptedCdn(), config=config)

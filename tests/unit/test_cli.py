@@ -80,7 +80,7 @@ def test_invalid_config_is_a_usage_error_naming_the_field(tmp_path: Path, capsys
     bad.write_text("providers: [{name: f, kind: fastly}]")
     code, _ = run("validate", "-c", str(bad))
     assert code == 2
-    assert "providers[0].service_id: Field required" in capsys.readouterr().err
+    assert "providers[0].service_id: field required" in capsys.readouterr().err
 
 
 def test_purge_dry_run_prints_requests_and_sends_nothing(config_file: Path) -> None:

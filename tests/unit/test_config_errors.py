@@ -72,7 +72,11 @@ def test_a_token_pasted_into_any_field_is_never_quoted(field: str, shape: str) -
 
 @pytest.mark.parametrize(
     ("field", "named"),
-    [("kind", "providers[0].kind"), ("rule_provider", "rules[0].providers"), ("path", "rules.0.paths")],
+    [
+        ("kind", "providers[0].kind"),
+        ("rule_provider", "rules[0].providers"),
+        ("path", "rules[0]: paths[0] must be a template starting with '/'"),
+    ],
 )
 def test_the_error_names_the_field_and_what_is_expected(field: str, named: str) -> None:
     with pytest.raises(ConfigError) as raised:

@@ -164,7 +164,7 @@ def test_escalation_settings_are_validated_against_the_provider() -> None:
             "providers: [{name: m, kind: medianova, organization_uuid: o, resource_uuid: r, purge_all_over: 5, "
             "credentials: {token: {env: T}}}]"
         )
-    with pytest.raises(ConfigError, match="greater than or equal to 2"):
+    with pytest.raises(ConfigError, match=r"providers\[0\]\.prefix_escalation_at: Expected `int` >= 2"):
         config_from(
             "providers: [{name: m, kind: medianova, organization_uuid: o, resource_uuid: r, "
             "prefix_escalation_at: 1, credentials: {token: {env: T}}}]"

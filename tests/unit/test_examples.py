@@ -64,7 +64,7 @@ def test_examples_name_secrets_under_the_default_secrets_prefix() -> None:
         config = parse_config(path.read_text(encoding="utf-8"), source=str(path))
         for provider in config.providers:
             for reference in provider.credentials.values():
-                assert reference.secret.startswith("cdnpurge/"), f"{path.name}: {provider.name}: {reference}"
+                assert (reference.secret or "").startswith("cdnpurge/"), f"{path.name}: {provider.name}: {reference}"
 
 
 WEBHOOK_EXAMPLES = sorted((EXAMPLES / "webhooks").glob("*.yaml"))

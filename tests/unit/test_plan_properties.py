@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter, defaultdict
-from dataclasses import replace
 from functools import partial
 from itertools import chain
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from cdnpurge.core.models import Plan, PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import EXACT_SEARCH_MAX_ITEMS, can_express, convert, lower_bound, pack, plan, router

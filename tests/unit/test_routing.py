@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN, MemoryLedger
 from hypothesis import given
 from hypothesis import strategies as st
+from msgspec.structs import replace
 from unit.test_plan_properties import KINDS, PROPERTY_SETTINGS, provider_specs, routed_targets
 
 from cdnpurge.cli.main import main

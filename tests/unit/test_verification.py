@@ -420,7 +420,8 @@ def test_verification_needs_a_host_to_probe_and_a_plain_probe_endpoint() -> None
         """
     with pytest.raises(ConfigError, match=r"providers.fastly.verify: no host to probe"):
         config_from(base.replace("VERIFY", "{}"))
-    with pytest.raises(ConfigError, match=r"probe_endpoint .* must be http\(s\)://host\[:port\] with no path"):
+    plain = r"providers\[0\]\.verify: probe_endpoint must be http\(s\)://host\[:port\] with no path"
+    with pytest.raises(ConfigError, match=plain):
         config_from(base.replace("VERIFY", '{hosts: [www.example.com], probe_endpoint: "http://127.0.0.1:9/x"}'))
 
 

@@ -30,13 +30,14 @@ def test_every_problem_of_the_webhook_list_is_named() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(text)
     message = str(caught.value)
-    assert "webhooks.0.map.keys: not a JMESPath expression" in message
-    assert "webhooks.1.name: String should match pattern" in message
+    assert "webhooks[0].map: keys is not a JMESPath expression" in message
+    assert "webhooks[1].name: Expected `str` matching regex '^[a-z0-9][a-z0-9-]{0,62}$'" in message
     assert (
-        "webhooks.1.scheme: Input should be 'standard', 'github', 'sanity', 'contentful', 'ghost' or 'token'" in message
+        "webhooks[1].scheme: must be one of ['standard', 'github', 'sanity', 'contentful', 'ghost', 'token']" in message
     )
-    assert "webhooks.2.map: the mapping needs at least one of keys, paths, urls, hosts" in message
-    assert "webhooks.3: remember_seconds must be at least twice tolerance_seconds" in message
+    assert "carrier-pigeon" not in message
+    assert "webhooks[2].map: the mapping needs at least one of keys, paths, urls, hosts" in message
+    assert "webhooks[3]: remember_seconds must be at least twice tolerance_seconds" in message
 
 
 def test_duplicate_names_and_inline_secrets_are_refused() -> None:

@@ -251,7 +251,7 @@ def _configuration(stack: DeployedStack, ssm: Any) -> tuple[Check, Any]:
 def _secrets(stack: DeployedStack, config: Any, secretsmanager: Any) -> tuple[Check, dict[str, Any] | None]:
     """Every credential the configuration names, read as the function reads it; the values by provider when
     all were read (never shown)."""
-    from cdnpurge.core.credentials import CredentialError, EnvCredential, InlineCredential, SecretCredential, resolve
+    from cdnpurge.core.credentials import CredentialError, resolve
 
     if config is None:
         return Check("secrets", Verdict.WARN, "not checked: the configuration does not load"), None
@@ -264,11 +264,11 @@ def _secrets(stack: DeployedStack, config: Any, secretsmanager: Any) -> tuple[Ch
 
     for settings in config.providers:
         for name, ref in settings.credentials.items():
-            if isinstance(ref, EnvCredential):
+            if ref.env is not None:
                 problems.append(f"providers.{settings.name}.credentials.{name}: env {ref.env} is not set in the Lambda")
-            elif isinstance(ref, InlineCredential):
+            elif ref.inline:
                 problems.append(f"providers.{settings.name}.credentials.{name}: an inline value in the configuration")
-            elif isinstance(ref, SecretCredential) and not ref.secret.startswith(prefix):
+            elif ref.secret is not None and not ref.secret.startswith(prefix):
                 problems.append(
                     f"providers.{settings.name}.credentials.{name}: secret {ref.secret} is outside SecretsPrefix "
                     f"{prefix}: the function may not read it"

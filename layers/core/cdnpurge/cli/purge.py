@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
+
+from msgspec.structs import replace
 
 from cdnpurge.cli.command import (
     EXIT_FAILED,

@@ -31,6 +31,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import msgspec
+
 from cdnpurge.core.answers import MAX_ANSWER_COUNT, stored_number
 from cdnpurge.core.models import Escalation, Plan, PurgeRequest, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import can_express, plan, router
@@ -191,7 +193,7 @@ def _wildcards_wherever_cheaper(specs: Mapping[str, ProviderSpec]) -> dict[str, 
     """Billed providers able to purge prefixes escalate every directory of 2+ paths to a wildcard where the
     planner finds that needs no more requests (the existing prefix escalation, at its lowest threshold)."""
     return {
-        name: replace(spec, escalation=replace(spec.escalation, prefix_at=2))
+        name: msgspec.structs.replace(spec, escalation=msgspec.structs.replace(spec.escalation, prefix_at=2))
         if spec.billing_key is not None and spec.capabilities.supports(TargetKind.PREFIX)
         else spec
         for name, spec in specs.items()

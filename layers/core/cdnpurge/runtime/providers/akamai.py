@@ -69,7 +69,7 @@ UNVERIFIED = (
 )
 
 
-class AkamaiSettings(ProviderSettings, kw_only=True):
+class AkamaiSettings(ProviderSettings, frozen=True, kw_only=True):
     kind: Literal["akamai"] = "akamai"
     # The API client's EdgeGrid host, e.g. akab-xxxx.purge.akamaiapis.net.
     host: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]+(\.[a-z0-9-]+)*\.akamaiapis\.net$")]

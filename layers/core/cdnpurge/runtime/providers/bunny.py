@@ -64,7 +64,7 @@ UNVERIFIED = (
 )
 
 
-class BunnySettings(ProviderSettings, kw_only=True):
+class BunnySettings(ProviderSettings, frozen=True, kw_only=True):
     kind: Literal["bunny"] = "bunny"
     pull_zone_id: Annotated[int, msgspec.Meta(ge=1)]  # the pull zone whose cache tags and whole cache are purged
 

@@ -101,7 +101,7 @@ UNVERIFIED = (
 )
 
 
-class CloudflareSettings(ProviderSettings, kw_only=True):
+class CloudflareSettings(ProviderSettings, frozen=True, kw_only=True):
     kind: Literal["cloudflare"] = "cloudflare"
     zone_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]  # the zone's 32-hex identifier
     # Sets the per-request item limits and pacing; `paid` = Pro.

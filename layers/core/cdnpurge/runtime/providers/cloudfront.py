@@ -118,7 +118,7 @@ class InvalidationStatus(StrEnum):
         return None
 
 
-class CloudFrontSettings(ProviderSettings, kw_only=True):
+class CloudFrontSettings(ProviderSettings, frozen=True, kw_only=True):
     kind: Literal["cloudfront"] = "cloudfront"
     distribution_id: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[A-Z0-9]+$")]
     # The distribution has a CacheTagConfig: surrogate keys are invalidated as `#<tag>` items.

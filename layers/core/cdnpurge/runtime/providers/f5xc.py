@@ -65,7 +65,7 @@ _NAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 _DNS_NAME = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$"
 
 
-class F5xcSettings(ProviderSettings, kw_only=True):
+class F5xcSettings(ProviderSettings, frozen=True, kw_only=True):
     kind: Literal["f5xc"] = "f5xc"
     tenant: Annotated[str, msgspec.Meta(min_length=1, max_length=63, pattern=_NAME)]  # the console's tenant name
     namespace: Annotated[str, msgspec.Meta(min_length=1, max_length=63, pattern=_NAME)]

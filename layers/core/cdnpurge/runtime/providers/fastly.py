@@ -51,7 +51,7 @@ def key_purge_segment(key: str) -> str:
     return quote(key, safe="")
 
 
-class FastlySettings(ProviderSettings, kw_only=True):
+class FastlySettings(ProviderSettings, frozen=True, kw_only=True):
     kind: Literal["fastly"] = "fastly"
     service_id: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[A-Za-z0-9]+$")]
 

@@ -50,7 +50,7 @@ UNVERIFIED = (
 )
 
 
-class GotipathSettings(ProviderSettings, kw_only=True):
+class GotipathSettings(ProviderSettings, frozen=True, kw_only=True):
     kind: Literal["gotipath"] = "gotipath"
     distribution_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
 

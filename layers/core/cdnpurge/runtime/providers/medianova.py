@@ -55,7 +55,7 @@ UNVERIFIED = (
 _UUID = r"^[A-Za-z0-9][A-Za-z0-9-]*$"
 
 
-class MedianovaSettings(ProviderSettings, kw_only=True):
+class MedianovaSettings(ProviderSettings, frozen=True, kw_only=True):
     kind: Literal["medianova"] = "medianova"
     organization_uuid: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_UUID)]
     resource_uuid: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_UUID)]
