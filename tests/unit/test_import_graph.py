@@ -1,5 +1,5 @@
 """Who imports what: the pure stages load no adapter, no AWS SDK and no HTTP client; the handler loads an
-adapter only once a configuration names its kind; the wings import one way (core <- runtime <- cli); and
+adapter only once a configuration names its kind, and no pydantic at all; the wings import one way (core <- runtime <- cli); and
 no module of the package imports itself back.
 
 The loads are checked in a fresh interpreter (this test process has long since imported everything), so an import
@@ -56,7 +56,8 @@ def test_the_decoder_loads_no_adapter_boto3_or_http_client() -> None:
 
 # --- the handler loads an adapter only when a configuration names its kind -------------------------------
 
-HANDLER = Path(__file__).resolve().parents[2] / "functions" / "purge"
+ROOT = Path(__file__).resolve().parents[2]
+HANDLER = ROOT / "functions" / "purge"
 _ADAPTERS_LOADED = (
     "[name for name in sorted(sys.modules) if name.rpartition('.')[0] == 'cdnpurge.runtime.providers'"
     " and name.rpartition('.')[2] in KINDS]"
@@ -96,6 +97,87 @@ def test_the_handler_loads_no_adapter_until_a_configuration_names_its_kind() -> 
     # Then: no adapter module at import (verification asks a job's status by capability, not by class), and
     # the configured kind's alone once the configuration names it
     assert loaded == {"at_import": [], "configured": ["cdnpurge.runtime.providers.fastly"]}
+
+
+# --- no pydantic on the Lambda's path: its import alone cost every cold start tens of milliseconds ---------
+
+# Records, on the first import of pydantic, which of our modules asked for it (the failure names them).
+NO_PYDANTIC_SCRIPT = """
+import json, sys, traceback
+
+asked_by = []
+
+
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "pydantic" and not asked_by:
+            asked_by.extend(f"{frame.filename}:{frame.lineno}" for frame in traceback.extract_stack()[:-1]
+                            if "cdnpurge" in frame.filename or frame.filename.endswith("app.py"))
+        return None
+
+
+sys.meta_path.insert(0, Watch())
+import app
+from cdnpurge.core.registry import specs
+from cdnpurge.runtime.pipeline import preview
+
+service = app.service()
+event = json.loads(open(sys.argv[1], encoding="utf-8").read())
+_, _, plan, _ = preview(event, service.config, specs(service.config.providers), month="2026-01", month_so_far=None)
+print(json.dumps({
+    "providers": sorted(service.providers),
+    "webhooks": [source.name for source in service.config.webhooks],
+    "verifies": service.verification is not None,
+    "coalesces": [p.name for p in service.config.providers if p.coalesce_seconds],
+    "planned": bool(plan.requests),
+    "pydantic_loaded": sorted({name.split(".")[0] for name in sys.modules} & {"pydantic", "pydantic_core"}),
+    "asked_by": asked_by,
+}))
+"""
+EVERY_FEATURE = """
+version: 1
+repurge_delay_seconds: 30
+providers:
+  - {name: fastly, kind: fastly, service_id: SU1Z0isxPaozGVKXdv0eY, hosts: [www.example.com],
+     credentials: {token: {env: FASTLY_TOKEN}}, coalesce_seconds: 60,
+     verify: {version_header: ETag, interval_seconds: 10}}
+  - {name: cloudfront, kind: cloudfront, distribution_id: E2QWRUHAPOMQZL, cache_tags: true}
+webhooks:
+  - {name: publisher, scheme: standard, secret: {env: WEBHOOK_SECRET}, map: {keys: "data.surrogate_keys"}}
+"""
+
+
+def test_the_handler_and_its_first_batch_load_no_pydantic(tmp_path: Path) -> None:
+    # Given: a configuration naming Fastly (verification, coalescing), CloudFront and a webhook source, and the
+    # environment the template sets (no AWS call is made: clients are built, never called)
+    config = tmp_path / "purge.yaml"
+    config.write_text(EVERY_FEATURE)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(HANDLER), os.environ.get("PYTHONPATH", "")]),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PURGE_CONFIG": str(config),
+        "IDEMPOTENCY_TABLE_NAME": "cdnpurge-idempotency",
+        "PURGE_QUEUE_URL": "http://127.0.0.1:9/123456789012/cdnpurge-purge",
+        "TRAIL_TABLE_NAME": "cdnpurge-trail",
+        "FASTLY_TOKEN": "fastly-test-token",
+        "WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    }
+    # When: a fresh interpreter imports the handler, builds its service and plans one S3 event
+    completed = subprocess.run(
+        [sys.executable, "-c", NO_PYDANTIC_SCRIPT, str(ROOT / "events" / "sqs-s3-put.json")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=environment,
+        cwd=HANDLER,
+    )
+    state = json.loads(completed.stdout.strip().splitlines()[-1])
+    # Then: every feature was built, and pydantic never loaded (who asked for it is named if it did)
+    assert state["providers"] == ["cloudfront", "fastly"] and state["webhooks"] == ["publisher"]
+    assert state["verifies"] and state["coalesces"] == ["fastly"] and state["planned"]
+    assert state["asked_by"] == []
+    assert state["pydantic_loaded"] == []
 
 
 # --- what the handler's import leaves for later: its cold-start guarantees -------------------------------------
@@ -151,7 +233,7 @@ def test_the_handler_import_loads_nothing_left_for_later_and_freezes_what_it_bui
 
 # --- imports point one way: core <- runtime <- cli, and no module imports itself back --------------------
 
-PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "core"
+PACKAGE = ROOT / "layers" / "core"
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
