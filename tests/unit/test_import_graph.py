@@ -1,6 +1,6 @@
 """Who imports what: the pure stages load no adapter, no AWS SDK and no HTTP client; the handler loads an
-adapter only once a configuration names its kind, and no pydantic at all; the wings import one way (core <- runtime <- cli); and
-no module of the package imports itself back.
+adapter only once a configuration names its kind, and no pydantic at all; the wings import one way
+(core <- runtime <- cli); and no module of the package imports itself back.
 
 The loads are checked in a fresh interpreter (this test process has long since imported everything), so an import
 added anywhere under the planner, the decoder or the translator that drags in httpx, boto3 or a

@@ -33,8 +33,9 @@ _UNKNOWN: Final = re.compile(r"^Object contains unknown field `(?P<field>[^`]*)`
 NOT_ALLOWED: Final = "not one of the allowed values"
 UNKNOWN_FIELD: Final = "unknown field (not one this document has)"
 _QUOTING: Final = ((re.compile(r"^Invalid enum value .*$", re.DOTALL), NOT_ALLOWED),)
-# A key shown in a path: it reads as a name (a field name, a credential's name).
-_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+# A key shown in a path: it reads as a name (a field name, a credential's name: `token`, `client_secret`), in
+# lower-case letters, `_` and `-`. Anything else (digits, capitals: what a credential pasted as a key holds) is not.
+_NAME: Final = re.compile(r"^[a-z][a-z_-]{0,63}$")
 
 T = TypeVar("T")
 # msgspec's `dec_hook`: builds a value of a type msgspec does not know (e.g. a masked secret) from its input.
