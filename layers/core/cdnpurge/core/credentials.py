@@ -67,13 +67,6 @@ def decode_secret(type_: type, value: Any) -> Any:
     raise NotImplementedError(f"no decoding for {type_!r}")
 
 
-def encode_secret(value: Any) -> Any:
-    """msgspec's `enc_hook` for documents holding a `Secret`: encoded masked, as its str."""
-    if isinstance(value, Secret):
-        return str(value)
-    raise NotImplementedError(f"no encoding for {type(value)!r}")
-
-
 class CredentialRef(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """Where a credential's value is, exactly one of: `env` (an environment variable), `secret` (a Secrets
     Manager secret, optionally its JSON `field`), or `value` (a literal: local experiments only, and only with
