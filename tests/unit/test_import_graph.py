@@ -15,8 +15,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from bench.coldstart import FIRST_BATCH, FIRST_BATCH_CONFIGS
 
 # What a pure stage may load from the provider package: the vocabulary and what the planner reads.
 ALLOWED_PROVIDER_MODULES = frozenset(
@@ -81,19 +84,29 @@ providers:
 """
 
 
-def test_the_handler_loads_no_adapter_until_a_configuration_names_its_kind() -> None:
-    # Given: a fresh interpreter importing the handler itself, as Lambda's init does
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HANDLER), os.environ.get("PYTHONPATH", "")])}
-    # When: it imports app.py, then builds the providers of a Fastly-only configuration
+def in_handler(script: str, *arguments: str, **variables: str) -> Any:
+    """What `script` prints last (JSON), run in a fresh interpreter beside the handler (`import app` works, as in
+    Lambda's task root), with `variables` added to the environment."""
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(HANDLER), os.environ.get("PYTHONPATH", "")]),
+        **variables,
+    }
     completed = subprocess.run(
-        [sys.executable, "-c", HANDLER_SCRIPT, FASTLY_ONLY],
+        [sys.executable, "-c", script, *arguments],
         capture_output=True,
         text=True,
         check=True,
         env=environment,
         cwd=HANDLER,
     )
-    loaded = json.loads(completed.stdout.strip().splitlines()[-1])
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_the_handler_loads_no_adapter_until_a_configuration_names_its_kind() -> None:
+    # Given / When: a fresh interpreter importing the handler itself, as Lambda's init does, then building the
+    # providers of a Fastly-only configuration
+    loaded = in_handler(HANDLER_SCRIPT, FASTLY_ONLY)
     # Then: no adapter module at import (verification asks a job's status by capability, not by class), and
     # the configured kind's alone once the configuration names it
     assert loaded == {"at_import": [], "configured": ["cdnpurge.runtime.providers.fastly"]}
@@ -101,9 +114,11 @@ def test_the_handler_loads_no_adapter_until_a_configuration_names_its_kind() -> 
 
 # --- no pydantic on the Lambda's path: its import alone cost every cold start tens of milliseconds ---------
 
-# Records, on the first import of pydantic, which of our modules asked for it (the failure names them).
-NO_PYDANTIC_SCRIPT = """
-import json, sys, traceback
+# Before the bench's first batch (the service built, one S3 event planned): on the first import of pydantic,
+# record which of our modules asked for it, so that a failure names them.
+NO_PYDANTIC_SCRIPT = (
+    """
+import sys, traceback
 
 asked_by = []
 
@@ -117,65 +132,41 @@ class Watch:
 
 
 sys.meta_path.insert(0, Watch())
-import app
-from cdnpurge.core.registry import specs
-from cdnpurge.runtime.pipeline import preview
-
-service = app.service()
-event = json.loads(open(sys.argv[1], encoding="utf-8").read())
-_, _, plan, _ = preview(event, service.config, specs(service.config.providers), month="2026-01", month_so_far=None)
+"""
+    + FIRST_BATCH
+    + """
 print(json.dumps({
     "providers": sorted(service.providers),
     "webhooks": [source.name for source in service.config.webhooks],
     "verifies": service.verification is not None,
     "coalesces": [p.name for p in service.config.providers if p.coalesce_seconds],
-    "planned": bool(plan.requests),
     "pydantic_loaded": sorted({name.split(".")[0] for name in sys.modules} & {"pydantic", "pydantic_core"}),
     "asked_by": asked_by,
 }))
 """
-EVERY_FEATURE = """
-version: 1
-repurge_delay_seconds: 30
-providers:
-  - {name: fastly, kind: fastly, service_id: SU1Z0isxPaozGVKXdv0eY, hosts: [www.example.com],
-     credentials: {token: {env: FASTLY_TOKEN}}, coalesce_seconds: 60,
-     verify: {version_header: ETag, interval_seconds: 10}}
-  - {name: cloudfront, kind: cloudfront, distribution_id: E2QWRUHAPOMQZL, cache_tags: true}
-webhooks:
-  - {name: publisher, scheme: standard, secret: {env: WEBHOOK_SECRET}, map: {keys: "data.surrogate_keys"}}
-"""
+)
 
 
 def test_the_handler_and_its_first_batch_load_no_pydantic(tmp_path: Path) -> None:
-    # Given: a configuration naming Fastly (verification, coalescing), CloudFront and a webhook source, and the
-    # environment the template sets (no AWS call is made: clients are built, never called)
+    # Given: the cold-start bench's configuration with every optional feature (Fastly with verification and
+    # coalescing, CloudFront, a webhook source, re-purges, the trail) and the environment the template sets
+    configuration, variables = FIRST_BATCH_CONFIGS["features"]
     config = tmp_path / "purge.yaml"
-    config.write_text(EVERY_FEATURE)
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(HANDLER), os.environ.get("PYTHONPATH", "")]),
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "PURGE_CONFIG": str(config),
-        "IDEMPOTENCY_TABLE_NAME": "cdnpurge-idempotency",
-        "PURGE_QUEUE_URL": "http://127.0.0.1:9/123456789012/cdnpurge-purge",
-        "TRAIL_TABLE_NAME": "cdnpurge-trail",
-        "FASTLY_TOKEN": "fastly-test-token",
-        "WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-    }
-    # When: a fresh interpreter imports the handler, builds its service and plans one S3 event
-    completed = subprocess.run(
-        [sys.executable, "-c", NO_PYDANTIC_SCRIPT, str(ROOT / "events" / "sqs-s3-put.json")],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=environment,
-        cwd=HANDLER,
+    config.write_text(configuration)
+    # When: a fresh interpreter imports the handler, builds its service (clients built, never called) and plans
+    # one S3 event, as the bench's first batch does
+    state = in_handler(
+        NO_PYDANTIC_SCRIPT,
+        str(ROOT / "events" / "sqs-s3-put.json"),
+        PURGE_CONFIG=str(config),
+        IDEMPOTENCY_TABLE_NAME="cdnpurge-idempotency",
+        AWS_DEFAULT_REGION="us-east-1",
+        FASTLY_TOKEN="fastly-test-token",
+        **variables,
     )
-    state = json.loads(completed.stdout.strip().splitlines()[-1])
     # Then: every feature was built, and pydantic never loaded (who asked for it is named if it did)
     assert state["providers"] == ["cloudfront", "fastly"] and state["webhooks"] == ["publisher"]
-    assert state["verifies"] and state["coalesces"] == ["fastly"] and state["planned"]
+    assert state["verifies"] and state["coalesces"] == ["fastly"]
     assert state["asked_by"] == []
     assert state["pydantic_loaded"] == []
 
