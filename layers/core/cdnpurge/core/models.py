@@ -9,8 +9,8 @@ The types built once per change, per target or per request (`Change`, `Target`, 
 times what the tuple takes, and a storm builds up to four such values per record. A tuple is as immutable and
 hashable; like any tuple it is also iterable and equal to a plain tuple of the same values, which nothing
 here relies on. The types built per error or per batch are frozen `msgspec.Struct`s: defining a frozen dataclass
-generates and compiles its methods (about half a millisecond a class, paid on every cold start), a Struct's are
-written in C once for all.
+generates and compiles its methods (about half a millisecond a class, paid on every cold start); a Struct class
+shares msgspec's, written in C.
 """
 
 from __future__ import annotations
