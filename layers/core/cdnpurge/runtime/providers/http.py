@@ -14,7 +14,6 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -171,7 +170,9 @@ class HttpProvider(DeclaredProvider, ABC):
             raise UnreadableAnswerError(
                 self.name, unexpected(exc, "reading the answer"), status=response.status_code
             ) from None
-        return result if wait is None or result.rate_wait is not None else replace(result, rate_wait=wait)
+        return (
+            result if wait is None or result.rate_wait is not None else msgspec.structs.replace(result, rate_wait=wait)
+        )
 
     def check(self, request: PurgeRequest) -> None:
         """Refuse, before any call, a request the planner would not have made: a kind the adapter does not
