@@ -7,7 +7,7 @@ from helpers import config_from, fastly_config
 from reliability import tally
 
 from cdnpurge.core.config import ConfigError, parse_config
-from cdnpurge.core.credentials import CredentialError, CredentialRef, SecretReadError, resolve
+from cdnpurge.core.credentials import CredentialError, CredentialRef, Secret, SecretReadError, resolve
 from cdnpurge.core.models import TargetKind
 from cdnpurge.core.registry import specs
 
@@ -85,6 +85,26 @@ def test_inline_secret_allowed_only_when_opted_in_and_never_printed() -> None:
     # Then
     assert resolved["token"].get_secret_value() == "s3cr3t-value"
     assert "s3cr3t-value" not in repr(config) + str(resolved) + repr(resolved)
+
+
+def test_a_secret_is_masked_compared_by_value_and_read_from_a_string_alone() -> None:
+    # Given / When
+    secret = Secret("s3cr3t-value")
+    # Then: masked wherever it is shown, itself only on asking
+    assert (repr(secret), str(secret), f"{secret}") == ("Secret('**********')", "**********", "**********")
+    assert secret.get_secret_value() == "s3cr3t-value"
+    assert secret == Secret("s3cr3t-value") and secret != Secret("other") and secret != "s3cr3t-value"
+    assert len({secret, Secret("s3cr3t-value")}) == 1
+    # And: an inline value that is not a string is refused by its type, never quoted
+    with pytest.raises(ConfigError) as refused:
+        config_from(
+            """
+            allow_inline_secrets: true
+            providers: [{name: x, kind: fastly, service_id: S1, credentials: {token: {value: 123456789}}}]
+            """
+        )
+    assert "providers[0].credentials.token.value: Expected `str`, got `int`" in str(refused.value)
+    assert "123456789" not in str(refused.value)
 
 
 def test_missing_env_credential_names_the_variable_not_a_value() -> None:

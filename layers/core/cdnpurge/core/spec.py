@@ -134,8 +134,8 @@ MAX_TARGETS_SETTING: Final = 100_000  # escalation thresholds: far beyond any ba
 
 
 class ProviderSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """Fields every provider entry in the configuration has; each adapter subclasses it (with `kw_only=True`,
-    and its `kind` as a Literal). Read from a document with `parse_settings`: every problem named."""
+    """Fields every provider entry in the configuration has; each adapter subclasses it (`frozen=True,
+    kw_only=True`, its `kind` a Literal). Read from a document with `parse_settings`: every problem named."""
 
     name: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
     kind: str
