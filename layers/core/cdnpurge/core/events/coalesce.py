@@ -29,7 +29,7 @@ COALESCE_MARKER: Final = "coalesce"  # value of the "cdnpurge" field of a flush 
 Generation = Annotated[int, msgspec.Meta(ge=0, le=MAX_GENERATION)]
 
 
-class FlushMessage(OwnMessage, kw_only=True):
+class FlushMessage(OwnMessage, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The purge of one provider's coalescing window (`generation`), due when the window closes."""
 
     provider: ProviderName

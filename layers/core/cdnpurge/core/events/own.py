@@ -51,6 +51,8 @@ CLOCK_SKEW_SECONDS: Final = 300.0  # how far in the future a time written by ano
 MAX_SECONDS: Final = MAX_ANSWER_SECONDS  # a duration carried in a message (an edge's ETA): at most a day
 
 # A refused pattern is named by the rule it stands for (msgspec's message quotes the regular expression).
+# Patterns are anchored with \A and \Z: msgspec searches with Python's `re`, whose `$` also matches before a
+# final newline (so "name\n" would pass `^...$`).
 _RULES: Final[dict[str, str]] = {}
 
 
@@ -62,9 +64,7 @@ def worded(pattern: str, rule: str) -> str:
 
 # What the decode stage refuses in keys and targets (`reading.check_text`): control characters and lone
 # surrogates. (Escaping for a terminal is the output's job: `cdnpurge.core.terminal`.)
-NO_CONTROL: Final = worded(
-    r"^[^\x00-\x1f\x7f\ud800-\udfff]*$", "holds a control character or a lone surrogate"
-)
+NO_CONTROL: Final = worded(r"\A[^\x00-\x1f\x7f\ud800-\udfff]*\Z", "holds a control character or a lone surrogate")
 # Epoch seconds between 2001 and 2100, finite: what a message's times may be.
 Epoch = Annotated[float, msgspec.Meta(ge=MIN_EPOCH, le=MAX_EPOCH)]
 # A duration in seconds, finite, between 0 and a day.
@@ -75,7 +75,7 @@ Sends = Annotated[int, msgspec.Meta(ge=0, le=MAX_SENDS)]
 ProviderName = Annotated[
     str,
     msgspec.Meta(
-        min_length=1, max_length=128, pattern=worded(r"^[A-Za-z0-9_.-]+$", "must be letters, digits, '_', '.' or '-'")
+        min_length=1, max_length=128, pattern=worded(r"\A[A-Za-z0-9_.-]+\Z", "must be letters, digits, '_', '.' or '-'")
     ),
 ]
 
@@ -88,7 +88,7 @@ class MessagePart(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A part of an own message (a change it carries): immutable, and only the fields it names are read."""
 
 
-class OwnMessage(MessagePart, kw_only=True):
+class OwnMessage(MessagePart, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """What every message the function writes to its own queue carries, besides its kind's own fields."""
 
     cdnpurge: str  # the kind; each kind narrows it to its Literal marker (and it is written first)

@@ -39,19 +39,17 @@ Bucket = Annotated[
         min_length=3,
         max_length=255,
         pattern=worded(
-            rf"^(?!.*\.\.){S3_BUCKET.pattern}$", "is not an S3 bucket name (3-255 letters, digits, '.', '-', '_')"
-        )
+            rf"\A(?!.*\.\.){S3_BUCKET.pattern}\Z", "is not an S3 bucket name (3-255 letters, digits, '.', '-', '_')"
+        ),
     ),
 ]
 # Stored decoded: never URL-decoded again. Its UTF-8 length is checked by `RepurgedChange`.
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_BYTES, pattern=NO_CONTROL)]
 EventTime = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_IDENTITY_CHARS, pattern=NO_CONTROL)]
-Account = Annotated[
-    str, msgspec.Meta(pattern=worded(rf"^{AWS_ACCOUNT.pattern}$", "must be a 12-digit AWS account id"))
-]
+Account = Annotated[str, msgspec.Meta(pattern=worded(rf"\A{AWS_ACCOUNT.pattern}\Z", "must be a 12-digit AWS account id"))]
 
 
-class RepurgedChange(MessagePart):
+class RepurgedChange(MessagePart, frozen=True, forbid_unknown_fields=True):
     """One S3 change to purge once more: what identifies it, and its object."""
 
     id: ChangeId
@@ -70,7 +68,7 @@ class RepurgedChange(MessagePart):
             raise ValueError(f"key is over S3's {MAX_KEY_BYTES}-byte key limit")
 
 
-class RepurgeMessage(OwnMessage, kw_only=True):
+class RepurgeMessage(OwnMessage, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """A delayed second purge of S3 changes (a message the function writes to its own queue). Never
     enqueued again by the function (a re-purge is not re-purged), so it needs no end time: SQS's redrive
     policy ends its retries."""

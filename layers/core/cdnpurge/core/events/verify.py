@@ -59,7 +59,7 @@ RepurgeCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_REPURGES)]
 ReadyAt = Annotated[float, msgspec.Meta(ge=0, le=MAX_EPOCH + MAX_SECONDS)]
 
 
-class CheckedChange(MessagePart):
+class CheckedChange(MessagePart, frozen=True, forbid_unknown_fields=True):
     """One change to verify at one provider: its object, the URLs that serve it, what is known so far."""
 
     id: ChangeId
@@ -71,7 +71,7 @@ class CheckedChange(MessagePart):
     fresh: Urls = ()  # URLs already seen fresh: not probed again
 
 
-class VerifyCheck(OwnMessage, kw_only=True):
+class VerifyCheck(OwnMessage, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """One scheduled check of one provider's purges (a message the function writes to its own queue)."""
 
     provider: ProviderName
