@@ -46,7 +46,8 @@ Bucket = Annotated[
 # Stored decoded: never URL-decoded again. Its UTF-8 length is checked by `RepurgedChange`.
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_BYTES, pattern=NO_CONTROL)]
 EventTime = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_IDENTITY_CHARS, pattern=NO_CONTROL)]
-Account = Annotated[str, msgspec.Meta(pattern=worded(rf"\A{AWS_ACCOUNT.pattern}\Z", "must be a 12-digit AWS account id"))]
+_ACCOUNT: Final = worded(rf"\A{AWS_ACCOUNT.pattern}\Z", "must be a 12-digit AWS account id")
+Account = Annotated[str, msgspec.Meta(pattern=_ACCOUNT)]
 
 
 class RepurgedChange(MessagePart, frozen=True, forbid_unknown_fields=True):
