@@ -164,7 +164,7 @@ def _problem(exc: msgspec.ValidationError) -> str:
     where, what = located(exc)
     what = _RULES.get(what, what)
     place = where if _PLAIN_PATH.fullmatch(where) else show(where)
-    return f"field {place}: {what}" if where else what
+    return f"field {place}: {what}" if where else f"is refused: {what}"
 
 
 def encode_own(message: OwnMessage) -> str:
