@@ -15,9 +15,10 @@ every kind:
   message past either, and `read_own` refuses one that arrives past its end;
 - is read by `read_own`, from a document the decode stage parsed (whose parser refuses a body nested too
   deep before parsing it: `reading.nesting_problem`) or from an SQS body with msgspec's JSON decoder, which
-  descends only as deep as the schema does: a 5,000-deep value is refused at its first bracket ("expected
+  descends only as deep as the schema does: a 5,000-deep value is refused at its first bracket ("Expected
   `str`, got `array`"), in microseconds, without recursion; what fails is a `MalformedError` (the record is
-  dead-lettered as permanent) naming the field and the rule, never quoting the value;
+  dead-lettered as permanent) naming the field and the rule (a pattern by the rule it stands for: `worded`),
+  never quoting the value;
 - is checked against the clock that runs it (`refuse_times`): no time it records in the future, and past
   `expires_at` an `ExpiredMessageError` (dead-lettered as expired).
 
@@ -25,10 +26,10 @@ msgspec, not pydantic: defining a Struct costs microseconds, and a cold start th
 its import (bench/README.md: cold start). The bodies are the same JSON as pydantic wrote (same field names,
 order and value shapes), so messages already in flight when the function is updated are read as before.
 
-Adding a kind: a Struct deriving from `OwnMessage` (with `kw_only=True`) with `cdnpurge: Literal["<kind>"]`
-(see `cdnpurge.core.events.verify.VerifyCheck`), read with `read_own(Kind, ...)`, written with `encode_own`
-(and enqueued again only through `resend`), and a line in `cdnpurge.core.events.envelopes.decode_document`'s
-dispatch on `own_kind`.
+Adding a kind: a Struct deriving from `OwnMessage` (with `frozen=True, forbid_unknown_fields=True,
+kw_only=True`) with `cdnpurge: Literal["<kind>"]` (see `cdnpurge.core.events.verify.VerifyCheck`), read
+with `read_own(Kind, ...)`, written with `encode_own` (and enqueued again only through `resend`), and a
+line in `cdnpurge.core.events.envelopes.decode_document`'s dispatch on `own_kind`.
 """
 
 from __future__ import annotations
