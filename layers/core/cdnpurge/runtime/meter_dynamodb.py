@@ -37,8 +37,10 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Final
+
+import msgspec
 
 from cdnpurge.core.answers import stored_number
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
@@ -262,7 +264,7 @@ class DynamoDBMeter:
             if isinstance(steps, float):
                 return Reservation((), steps + lead)
             if cached.busy:  # a stale cache of a busy scope looks idle: add, and learn otherwise if wrong
-                steps = [replace(s, absolute=False) if s.rate is not None else s for s in steps]
+                steps = [msgspec.structs.replace(s, absolute=False) if s.rate is not None else s for s in steps]
             item = self._write(self._reservation(steps, now, within), scope, deadline, limits)
             if item is None:
                 continue
