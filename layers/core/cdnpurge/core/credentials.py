@@ -63,7 +63,10 @@ def decode_secret(type_: type, value: Any) -> Any:
     if type_ is Secret:
         if isinstance(value, str):
             return Secret(value)
-        raise TypeError(f"Expected `str`, got `{type(value).__name__}`")
+        try:
+            msgspec.convert(value, str)  # msgspec's own words for what was given instead
+        except msgspec.ValidationError as exc:
+            raise TypeError(str(exc)) from None  # a TypeError: msgspec adds the field's path to it
     raise NotImplementedError(f"no decoding for {type_!r}")
 
 
