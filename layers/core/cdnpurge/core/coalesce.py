@@ -20,8 +20,9 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Final
+
+import msgspec
 
 from cdnpurge.core.models import Change, RoutedTarget, Target, TargetKind
 from cdnpurge.core.plan import plan
@@ -106,16 +107,15 @@ def flush_delay(due_at: float, now: float) -> int:
     return max(0, min(MAX_COALESCE_SECONDS, math.ceil(due_at - now)))
 
 
-@dataclass
-class Split:
+class Split(msgspec.Struct):
     """A batch's targets: `now` goes to the planner, `waiting[provider]` joins that provider's window.
 
     `changes[provider]` lists the change ids whose targets wait there (the purge trail says which window's
     purge covered them). A target routed to a windowed provider and to others is split: the others get it now.
     """
 
-    now: list[RoutedTarget] = field(default_factory=list)
-    waiting: dict[str, list[RoutedTarget]] = field(default_factory=lambda: defaultdict(list))
+    now: list[RoutedTarget] = msgspec.field(default_factory=list)
+    waiting: dict[str, list[RoutedTarget]] = msgspec.field(default_factory=lambda: defaultdict(list))
 
     def changes(self, provider: str) -> tuple[str, ...]:
         return tuple(sorted({item.change_id for item in self.waiting.get(provider, ())}))

@@ -27,9 +27,11 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+import msgspec
 
 from cdnpurge.core.answers import MAX_ANSWER_COUNT, stored_number
 from cdnpurge.core.models import Escalation, Plan, PurgeRequest, RoutedTarget, Target, TargetKind
@@ -72,8 +74,7 @@ def charge_usd(month_so_far: int, added: int) -> float:
     return round(beyond * PRICE_PER_PATH_USD, 3)
 
 
-@dataclass(frozen=True)
-class PathBill:
+class PathBill(msgspec.Struct, frozen=True):
     """What a plan bills this month: its paths per distribution, the month so far (None: not known), the
     budget (None: none), whether the plan was made to economise, and whether it crosses the budget anyway."""
 
@@ -120,8 +121,8 @@ def budgeted_plan(
     tagged, by_tags = _covered_by_tags(routed, specs, tag_covered)
     cheaper = _serving_everything(routed, tagged, specs, tag_covered) or the_plan
     escalations = _tag_escalations(by_tags, the_plan, cheaper) if cheaper is not the_plan else []
-    cheaper = replace(cheaper, escalations=(*escalations, *cheaper.escalations))
-    return cheaper, replace(bill, paths=billed_paths(cheaper.requests, specs), economised=True)
+    cheaper = msgspec.structs.replace(cheaper, escalations=(*escalations, *cheaper.escalations))
+    return cheaper, msgspec.structs.replace(bill, paths=billed_paths(cheaper.requests, specs), economised=True)
 
 
 def _serving_everything(

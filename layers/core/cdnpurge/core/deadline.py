@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+
+import msgspec
 
 from cdnpurge.core.errors import CdnpurgeError
 
@@ -25,8 +26,7 @@ class OutOfTimeError(CdnpurgeError):
     """Not started: what is left of the deadline cannot hold this call or wait."""
 
 
-@dataclass(frozen=True, slots=True)
-class Deadline:
+class Deadline(msgspec.Struct, frozen=True):
     """An absolute end (`ends_at`, on `clock`) that bounds every wait and I/O call made before it."""
 
     ends_at: float

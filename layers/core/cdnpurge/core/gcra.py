@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+
+import msgspec
+from msgspec.structs import replace
 
 # How much later than its slot a call may reach the provider without being throttled: thread wake-ups and
 # the network on a busy host (measured on the benchmark's 2 shared cores: 50 ms still let 1 call in 30 collide).
@@ -53,8 +55,7 @@ MIN_LEARNED_RATE = 0.2
 LEARNED_RATE_MEMORY_SECONDS = 300.0
 
 
-@dataclass(frozen=True)
-class Limit:
+class Limit(msgspec.Struct, frozen=True):
     """One bucket of an account: `name` is unique within its scope (`requests`, `urls`...). `rate` None: no
     declared rate (unpaced until a throttle teaches one)."""
 
@@ -63,16 +64,14 @@ class Limit:
     burst: int
 
 
-@dataclass(frozen=True)
-class Draw:
+class Draw(msgspec.Struct, frozen=True):
     """What one call takes from one bucket."""
 
     limit: Limit
     cost: float = 1.0
 
 
-@dataclass(frozen=True)
-class BucketState:
+class BucketState(msgspec.Struct, frozen=True):
     """What the meter keeps of one bucket (epoch seconds). `rate` None: the declared rate, uncut."""
 
     tat: float = 0.0
@@ -97,8 +96,7 @@ def effective_rate(limit: Limit, state: BucketState, now: float) -> float | None
     return raised if limit.rate is None else min(limit.rate, raised)
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(msgspec.Struct, frozen=True):
     """How one bucket's state moves for a reservation of `count` calls made at `now`: `increment` seconds added
     to `tat` (or, when `absolute`, `tat` set to `now + increment`); the calls' slots follow from `base`, the
     `tat` the reservation starts from (`now` when absolute), `spacing` apart."""

@@ -12,21 +12,21 @@ imports an adapter module to use one.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+import msgspec
 
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest
 from cdnpurge.core.spec import ProviderSpec
 
 
-@dataclass(frozen=True)
-class PurgeResult:
+class PurgeResult(msgspec.Struct, frozen=True):
     """What a provider said about one accepted purge call."""
 
     provider_id: str | None
     detail: str = "ok"
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = msgspec.field(default_factory=dict)
     # Seconds the provider's rate-limit headers ask before the next call (see `HttpProvider.rate_signal`):
     # the executor slows down on it *before* a 429. None: the response said nothing.
     rate_wait: float | None = None

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import quote, urlsplit
+
+import msgspec
 
 from cdnpurge.core.boundary import unexpected
 from cdnpurge.core.errors import show
@@ -33,8 +34,7 @@ if TYPE_CHECKING:
     from cdnpurge.core.config import Config, Rule
 
 
-@dataclass(frozen=True)
-class TranslateFailure:
+class TranslateFailure(msgspec.Struct, frozen=True):
     """A change that cannot be translated; `unexpected`: by an exception no check anticipated."""
 
     change_id: str
@@ -43,14 +43,13 @@ class TranslateFailure:
     unexpected: bool = False
 
 
-@dataclass(frozen=True)
-class Translation:
+class Translation(msgspec.Struct, frozen=True):
     routed: tuple[RoutedTarget, ...]
     errors: tuple[TranslateFailure, ...]
     unmatched: tuple[str, ...]  # change ids no rule matched: acknowledged, logged
     # change id -> position in `config.rules` of the rule that matched it (S3 changes only): the purge
     # trail records which rule turned an object into its targets.
-    rule_of: Mapping[str, int] = field(default_factory=dict)
+    rule_of: Mapping[str, int] = msgspec.field(default_factory=dict)
 
 
 def tag_covered(translation: Translation, config: Config) -> frozenset[str]:
@@ -92,8 +91,7 @@ class _Fill(NamedTuple):
     encode: bool
 
 
-@dataclass(frozen=True, slots=True)
-class _PreparedRule:
+class _PreparedRule(msgspec.Struct, frozen=True):
     """A rule as a batch applies it: its regex, providers and templates looked up once per batch, not once
     per change (a storm applies the same rule to every change). `fills`: its path, URL, prefix and key
     templates, in the order their targets are listed; `uses_object`: whether any names `{key}` or `{bucket}`."""

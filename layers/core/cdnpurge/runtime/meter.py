@@ -23,7 +23,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Protocol
 
 import msgspec
@@ -244,7 +243,7 @@ def throttle_state(limit: Limit, state: BucketState, until: float, now: float, *
     comes before `until`."""
     state = (cut(limit, state, now) if cut_rate else None) or state
     tat = pushed(limit, state, until, now)
-    return state if tat is None else replace(state, tat=tat)
+    return state if tat is None else msgspec.structs.replace(state, tat=tat)
 
 
 def limits_of(spec: ProviderSpec, request: PurgeRequest) -> list[Limit]:

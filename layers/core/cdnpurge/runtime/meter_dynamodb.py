@@ -37,7 +37,6 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any, Final
 
 import msgspec
@@ -263,7 +262,7 @@ class DynamoDBMeter:
             if isinstance(steps, float):
                 return Reservation((), steps + lead)
             if cached.busy:  # a stale cache of a busy scope looks idle: add, and learn otherwise if wrong
-                steps = [replace(s, absolute=False) if s.rate is not None else s for s in steps]
+                steps = [msgspec.structs.replace(s, absolute=False) if s.rate is not None else s for s in steps]
             item = self._write(self._reservation(steps, now, within), scope, deadline, limits)
             if item is None:
                 continue

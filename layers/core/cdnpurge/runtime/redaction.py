@@ -14,10 +14,11 @@ Adapters therefore never truncate a provider's text themselves; the wrapper boun
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
+
+import msgspec
 
 from cdnpurge.core.errors import bounded
 from cdnpurge.core.protocol import Provider, ProviderWrapper, PurgeResult
@@ -60,7 +61,7 @@ class RedactingProvider(ProviderWrapper):
             cleaned.__dict__.update(error.__dict__)
             cleaned.message, cleaned.args = message, (clean_text,)
             raise cleaned from None
-        return replace(
+        return msgspec.structs.replace(
             result,
             provider_id=None if result.provider_id is None else clean(result.provider_id, self._secrets),
             detail=clean(result.detail, self._secrets),

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Final, TypeGuard
 from urllib.parse import unquote_plus
+
+import msgspec
 
 from cdnpurge.core.errors import CdnpurgeError, show
 from cdnpurge.core.nesting import nesting_problem
@@ -48,8 +49,7 @@ class MalformedError(CdnpurgeError):
         self.message = message
 
 
-@dataclass(slots=True)
-class Origin:
+class Origin(msgspec.Struct):
     """Where a document came from, so its changes and errors map back to what the handler acknowledges."""
 
     label: str  # message prefix: "record <messageId>" or "event"

@@ -8,7 +8,8 @@ messages (`verify.VerifyCheck`), whose schema reads documents with those readers
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+
+import msgspec
 
 from cdnpurge.core.boundary import unexpected
 from cdnpurge.core.events.reading import MalformedError, Origin
@@ -16,9 +17,10 @@ from cdnpurge.core.events.verify import VerifyCheck
 from cdnpurge.core.models import Change, DecodeFailure
 
 
-@dataclass(frozen=True)
-class Decoded:
-    """Everything one invocation carried: changes to purge, records that failed, records acknowledged."""
+class Decoded(msgspec.Struct, frozen=True):
+    """Everything one invocation carried: changes to purge, records that failed, records acknowledged.
+
+    Two are equal when they decoded the same (`fast_path_records` aside: it says how, not what)."""
 
     changes: tuple[Change, ...]
     errors: tuple[DecodeFailure, ...]
@@ -26,15 +28,25 @@ class Decoded:
     # Verification checks (the function's own messages), validated: (source id, check), run after the batch.
     checks: tuple[tuple[str, VerifyCheck], ...] = ()
     # SQS records the storm fast path decoded: what tells a slow storm from a fast one, not what was decoded.
-    fast_path_records: int = field(default=0, compare=False)
+    fast_path_records: int = 0
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Decoded:
+            return NotImplemented
+        return self._decoded() == other._decoded()
+
+    def __hash__(self) -> int:
+        return hash(self._decoded())
+
+    def _decoded(self) -> tuple[object, ...]:
+        return (self.changes, self.errors, self.ignored, self.checks)
 
 
-@dataclass
-class Sink:
-    changes: list[Change] = field(default_factory=list)
-    errors: list[DecodeFailure] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
-    checks: list[tuple[str, VerifyCheck]] = field(default_factory=list)
+class Sink(msgspec.Struct):
+    changes: list[Change] = msgspec.field(default_factory=list)
+    errors: list[DecodeFailure] = msgspec.field(default_factory=list)
+    ignored: list[str] = msgspec.field(default_factory=list)
+    checks: list[tuple[str, VerifyCheck]] = msgspec.field(default_factory=list)
     fast_path: bool = True
     fast_path_records: int = 0
     # The stack's own account: a change from any other one carries its account in its id (`s3.add_s3_change`).

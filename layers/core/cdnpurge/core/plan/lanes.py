@@ -10,8 +10,9 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+import msgspec
 
 from cdnpurge.core.boundary import unexpected
 from cdnpurge.core.models import Escalation, PlanFailure, PurgeRequest, RoutedTarget, Target, TargetKind
@@ -45,15 +46,14 @@ def _directory(location: str) -> str | None:
     return None if end < 0 or root else directory
 
 
-@dataclass
-class Lane:
+class Lane(msgspec.Struct):
     """Everything one provider is owed by the batch, grouped by (kind, soft) -> value -> change ids."""
 
     spec: ProviderSpec
-    groups: dict[Group, dict[str, frozenset[str]]] = field(default_factory=lambda: defaultdict(dict))
-    converters: dict[TargetKind, Callable[[str], Converted | str]] = field(default_factory=dict)
-    errors: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    unexpected: set[str] = field(default_factory=set)  # the messages of `errors` the boundary wrote
+    groups: dict[Group, dict[str, frozenset[str]]] = msgspec.field(default_factory=lambda: defaultdict(dict))
+    converters: dict[TargetKind, Callable[[str], Converted | str]] = msgspec.field(default_factory=dict)
+    errors: dict[str, set[str]] = msgspec.field(default_factory=lambda: defaultdict(set))
+    unexpected: set[str] = msgspec.field(default_factory=set)  # the messages of `errors` the boundary wrote
 
     def add(self, kind: TargetKind, soft_wish: bool | None, items: list[RoutedTarget]) -> None:
         """Add routed targets of one input kind and soft wish (the hot loop of the planner)."""

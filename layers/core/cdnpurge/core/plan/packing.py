@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from cdnpurge.core.models import Target, TargetKind
 from cdnpurge.core.spec import DeclaredProvider, ProviderSpec
@@ -24,8 +25,7 @@ _EXACT_SEARCH_NODES = 200_000
 _NEEDS_ESCAPE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(msgspec.Struct, frozen=True):
     """One group's per-call limits: `count` targets, and `budget` bytes for the target list (or None).
 
     `render` is the provider's (None: the base identity render, which has nothing to validate); it also

@@ -33,10 +33,11 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 from urllib.parse import quote
+
+import msgspec
 
 from cdnpurge.core.errors import CdnpurgeError
 
@@ -69,8 +70,7 @@ class SignatureRejected(CdnpurgeError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class SignedRequest:
+class SignedRequest(msgspec.Struct, frozen=True):
     """What a signature covers: method, path (with its query, as the client sent it), headers with
     lower-cased names, and the raw body."""
 
@@ -80,8 +80,7 @@ class SignedRequest:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Verified:
+class Verified(msgspec.Struct, frozen=True):
     """A request proven authentic: the sender's delivery id, when its scheme *signs* one.
 
     The id names the delivery in the replay record and the change id, so it must be covered by the signature:

@@ -14,11 +14,12 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import httpx
+import msgspec
 
 from cdnpurge.core.answers import MAX_ANSWER_COUNT, MAX_PROVIDER_WAIT_SECONDS, answer_number
 from cdnpurge.core.boundary import unexpected
@@ -170,7 +171,9 @@ class HttpProvider(DeclaredProvider, ABC):
             raise UnreadableAnswerError(
                 self.name, unexpected(exc, "reading the answer"), status=response.status_code
             ) from None
-        return result if wait is None or result.rate_wait is not None else replace(result, rate_wait=wait)
+        return (
+            result if wait is None or result.rate_wait is not None else msgspec.structs.replace(result, rate_wait=wait)
+        )
 
     def check(self, request: PurgeRequest) -> None:
         """Refuse, before any call, a request the planner would not have made: a kind the adapter does not
