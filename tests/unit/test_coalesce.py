@@ -145,16 +145,16 @@ def test_a_flush_message_decodes_to_its_windows_purge() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "problem"),
     [
-        ("provider", "a b", "field provider"),
-        ("provider", "x" * 200, "field provider"),
-        ("generation", -1, "field generation"),
-        ("generation", 2**60, "field generation"),
-        ("generation", True, "field generation"),
-        ("generation", 1.5, "field generation"),
-        ("due_at", "soon", "field due_at"),
-        ("due_at", 1e300, "field due_at"),
-        ("due_at", 12, "field due_at"),
-        ("extra", 1, "field extra"),
+        ("provider", "a b", "field provider: must be letters, digits"),
+        ("provider", "x" * 200, "field provider: Expected `str` of length <= 128"),
+        ("generation", -1, "field generation: Expected `int` >= 0"),
+        ("generation", 2**60, "field generation: Expected `int` <= "),
+        ("generation", True, "field generation: Expected `int`, got `bool`"),
+        ("generation", 1.5, "field generation: Expected `int`, got `float`"),
+        ("due_at", "soon", "field due_at: Expected `float`, got `str`"),
+        ("due_at", 1e300, "field due_at: Expected `float` <= 4102444800.0"),
+        ("due_at", 12, "field due_at: Expected `float` >= 1000000000.0"),
+        ("extra", 1, "field extra: unknown field"),
     ],
 )
 def test_a_flush_message_is_validated_like_any_input(field: str, value: object, problem: str) -> None:
@@ -169,7 +169,7 @@ def test_a_flush_message_is_validated_like_any_input(field: str, value: object, 
 def test_a_flush_message_with_a_non_finite_time_is_refused() -> None:
     body = encode_flush("fastly", 1, 1_800_000_000.0).replace("1800000000.0", "NaN")
     (error,) = decode_event(flush_record(body)).errors
-    assert "due_at" in error.message
+    assert "field due_at: Expected `float` >= 1000000000.0" in error.message
 
 
 def test_no_other_change_passes_for_a_windows_purge() -> None:

@@ -2,18 +2,24 @@
 
 Properties over generated messages: whatever is written reads back the same; any hostile value in any field
 (non-finite, negative or huge numbers, floats and booleans for counts, long texts, many items, deep nesting,
-control characters) is refused with a `MalformedError` naming the field, never another exception; a lineage
-of rescheduled checks always ends; and numbers read from a CDN's answer are finite and within bounds.
+control characters) is refused with a `MalformedError` naming the field and the rule, never another exception
+and never quoting the value; a lineage of rescheduled checks always ends; bodies written before the schema
+moved from pydantic to msgspec read (and are written) the same; and numbers read from a CDN's answer are
+finite and within bounds.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import ast
 import json
 import math
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,7 +27,7 @@ from reliability.tally import hostile
 
 from cdnpurge.core.answers import answer_id, answer_number
 from cdnpurge.core.events import decode_event
-from cdnpurge.core.events.coalesce import FlushMessage
+from cdnpurge.core.events.coalesce import FlushMessage, encode_flush
 from cdnpurge.core.events.own import (
     MAX_SENDS,
     ExpiredMessageError,
@@ -217,12 +223,28 @@ def test_a_repurge_message_round_trips_and_a_hostile_one_fails_alone() -> None:
     assert ids == ("s3:bucket-1/k@1",) and body.startswith('{"cdnpurge":"repurge",')
     (decoded,) = decode_event(sqs_event(body)).changes
     assert (decoded.id, decoded.key, decoded.event_time) == ("s3:bucket-1/k@1#repurge", "k", "2025-01-01T00:00:00Z")
-    for field, value in [("key", "k\x00"), ("bucket", "a/b"), ("action", "published"), ("id", "x" * 5000)]:
+    control = "holds a control character or a lone surrogate"
+    not_bucket = "is not an S3 bucket name"
+    hostile_fields = [
+        ("key", "k\x00", f"changes[0].key: {control}"),
+        ("key", "é" * 600, "changes[0]: key is over S3's 1024-byte key limit"),
+        ("bucket", "a/b", f"changes[0].bucket: {not_bucket}"),
+        ("bucket", "a..b", f"changes[0].bucket: {not_bucket}"),
+        ("action", "published", "changes[0]: action must be created or removed"),
+        ("id", "x" * 5000, "changes[0].id: Expected `str` of length <= 4096"),
+        # a final newline too (a `$`-anchored pattern would let it through)
+        ("key", "k\n", f"changes[0].key: {control}"),
+        ("bucket", "bucket-1\n", f"changes[0].bucket: {not_bucket}"),
+        ("account", "123456789012\n", "changes[0].account: must be a 12-digit AWS account id"),
+        ("id", "i\n", f"changes[0].id: {control}"),
+    ]
+    for field, value, problem in hostile_fields:
         doc = json.loads(body)
         doc["changes"][0][field] = value
         good = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {}}]}
         result = decode_event(sqs_event(json.dumps(doc), json.dumps(good)))
-        assert [e.source_id for e in result.errors if "re-purge message" in e.message] == ["m0"], field
+        (refused,) = [e for e in result.errors if "re-purge message" in e.message]
+        assert refused.source_id == "m0" and f"re-purge message field {problem}" in refused.message, field
         hostile("own_messages")
     assert RepurgeMessage(changes=(RepurgedChange("i", Action.CREATED, "bucket-1", "k"),)).sends == 0
 
@@ -282,7 +304,6 @@ def _own_kinds() -> set[type[OwnMessage]]:
     return kinds
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")  # pydantic warns when serialising a value of the wrong type
 def test_no_kind_of_own_message_is_written_unless_its_reader_takes_it_back() -> None:
     """Structural: every kind of own message (one added later included: it must have an example here) is
     validated on write by the schema that reads it, so a value read from a table or an answer (a window's due
@@ -296,9 +317,9 @@ def test_no_kind_of_own_message_is_written_unless_its_reader_takes_it_back() -> 
     assert _own_kinds() <= set(examples), "a new kind of own message needs an example in this test"
     tried = 0
     for kind, example in examples.items():
-        for name in (field.name for field in dataclasses.fields(example) if field.name != "cdnpurge"):
+        for name in (field.name for field in msgspec.structs.fields(example) if field.name != "cdnpurge"):
             for value in (*HOSTILE_VALUES, 2**60, 1e125, -1e125):
-                hostile_message = dataclasses.replace(example, **{name: value})
+                hostile_message = msgspec.structs.replace(example, **{name: value})
                 try:
                     body = encode_own(hostile_message)
                 except Exception:
@@ -307,3 +328,231 @@ def test_no_kind_of_own_message_is_written_unless_its_reader_takes_it_back() -> 
                 read_own(kind, body, what=f"{kind.__name__} with {name}={value!r:.40}")  # never refused on arrival
                 tried += 1
     hostile("own_messages", tried)
+
+
+# Bodies as the function wrote them before its messages moved from pydantic to msgspec (pydantic's dump,
+# U+FFFE escaped): messages in flight when the function is updated must read the same.
+WRITTEN_BEFORE: tuple[tuple[type[OwnMessage], str], ...] = (
+    (
+        VerifyCheck,
+        r'{"cdnpurge":"verify","sends":7,"expires_at":1764003600.0,"provider":"fastly","accepted_at":1764000000.0,'
+        r'"changes":[{"id":"s3:bucket-1/café \ufffe.html@0A1","action":"created","bucket":"bucket-1",'
+        r'"key":"café \ufffe.html","changed_at":1763999996.75,"urls":["https://www.example.com/caf%C3%A9"],'
+        r'"fresh":["https://cdn.example.com/x"]},{"id":"pub:x","action":"published","bucket":null,"key":null,'
+        r'"changed_at":1764000000.0,"urls":[],"fresh":[]}],"jobs":["I2J0K1"],"ready_at":1764000005.0,"attempt":2,'
+        r'"repurges":1}',
+    ),
+    (
+        FlushMessage,
+        '{"cdnpurge":"coalesce","sends":0,"expires_at":null,"provider":"fastly","generation":7,"due_at":1800000000.5}',
+    ),
+    (
+        RepurgeMessage,
+        '{"cdnpurge":"repurge","sends":0,"expires_at":null,"changes":[{"id":"s3:bucket-1/k@1","action":"removed",'
+        '"bucket":"bucket-1","key":"k","event_time":"2025-01-01T00:00:00Z","account":"123456789012"}]}',
+    ),
+)
+
+
+@pytest.mark.parametrize(("kind", "body"), WRITTEN_BEFORE, ids=lambda value: getattr(value, "__name__", ""))
+def test_a_message_written_before_the_move_to_msgspec_reads_the_same_and_is_written_the_same(
+    kind: type[OwnMessage], body: str
+) -> None:
+    # When a body the earlier schema wrote is read, from its text and as a parsed document
+    message = read_own(kind, body, what="message")
+    assert read_own(kind, json.loads(body), what="message") == message
+    # Then it is written again byte for byte as before (same fields, order and value shapes)
+    assert encode_own(message) == body
+    # and the decode stage takes it as before
+    decoded = decode_event(sqs_event(body))
+    assert decoded.errors == ()
+    if isinstance(message, VerifyCheck):
+        assert decoded.checks == (("m0", message),)
+        assert message.changes[0].key == "café \ufffe.html" and message.changes[1].action is Action.PUBLISHED
+        assert (message.sends, message.jobs, message.ready_at, message.attempt) == (7, ("I2J0K1",), 1764000005.0, 2)
+    elif isinstance(message, FlushMessage):
+        assert [change.id for change in decoded.changes] == ["coalesce:fastly#7"]
+    else:
+        (change,) = decoded.changes
+        assert (change.id, change.action, change.account) == ("s3:bucket-1/k@1#repurge", Action.REMOVED, "123456789012")
+
+
+def _examples() -> dict[type[OwnMessage], OwnMessage]:
+    return {
+        VerifyCheck: _check(),
+        RepurgeMessage: RepurgeMessage(changes=(RepurgedChange("i", Action.CREATED, "bucket-1", "k"),)),
+        FlushMessage: FlushMessage(provider="fastly", generation=3, due_at=NOW),
+    }
+
+
+# (kind, path to a number, what a number there is): every number field of every kind.
+NUMBERS: tuple[tuple[type[OwnMessage], tuple[Any, ...], str], ...] = (
+    (VerifyCheck, ("sends",), "int"),
+    (VerifyCheck, ("expires_at",), "float"),
+    (VerifyCheck, ("accepted_at",), "float"),
+    (VerifyCheck, ("ready_at",), "float"),
+    (VerifyCheck, ("attempt",), "int"),
+    (VerifyCheck, ("repurges",), "int"),
+    (VerifyCheck, ("changes", 0, "changed_at"), "float"),
+    (FlushMessage, ("generation",), "int"),
+    (FlushMessage, ("due_at",), "float"),
+    (RepurgeMessage, ("sends",), "int"),
+    (RepurgeMessage, ("expires_at",), "float"),
+)
+
+
+@pytest.mark.parametrize(("kind", "path", "number"), NUMBERS)
+@pytest.mark.parametrize(
+    "value", [math.nan, math.inf, -math.inf, 1e308, -1e308, 10**400, -1, "1", True, False, 2.0, 0.5, None]
+)
+def test_a_number_field_refuses_what_is_not_a_finite_number_in_its_range(
+    kind: type[OwnMessage], path: tuple[Any, ...], number: str, value: Any
+) -> None:
+    doc = json.loads(encode_own(_examples()[kind]))
+    _set(doc, path, value)
+    where = ".".join(str(step) for step in path).replace(".0.", "[0].")
+    optional = path[-1] in ("expires_at", "ready_at")
+    # Akamai's ready time is bounded by the check's acceptance (`read_check`), not by its type
+    allowed = (value is None and optional) or (path == ("ready_at",) and type(value) is float and value in (0.5, 2.0))
+    for data in (doc, json.dumps(doc)):  # parsed by the decode stage, or read from a body
+        if allowed:
+            read_own(kind, data, what="message")
+            continue
+        with pytest.raises(MalformedError) as refused:
+            read_own(kind, data, what="message")
+        message = refused.value.message
+        if isinstance(data, dict) or not (isinstance(value, float) and not math.isfinite(value)):
+            # named by field and rule (in a body, NaN and Infinity are not JSON: refused before any field)
+            rule = rf"(Expected `{number}( \| null)?`|Number out of range)"
+            assert re.match(rf"message field {re.escape(where)}: {rule}", message), message
+        else:
+            assert message.startswith("message is not JSON: "), message
+        assert len(message) < 200
+        hostile("own_messages")
+
+
+def test_texts_refuse_control_characters_and_lone_surrogates_by_field_and_rule() -> None:
+    doc = json.loads(encode_own(_check()))
+    for value in ("a\x00b", "a\x1b[2J", "\x7f", "a\ud800b", "\udfff", "k\n"):
+        for path in (("changes", 0, "id"), ("changes", 0, "key"), ("changes", 0, "urls", 0), ("jobs",)):
+            hostile_doc = json.loads(json.dumps(doc))
+            _set(hostile_doc, path, [value] if path == ("jobs",) else value)
+            with pytest.raises(MalformedError, match=r"field changes\[0\]\.|field jobs\[0\]") as refused:
+                read_check(hostile_doc)
+            assert refused.value.message.endswith(": holds a control character or a lone surrogate")
+            hostile("own_messages")
+    for provider in ("fastly\n", "fast ly", "x" * 129):
+        with pytest.raises(MalformedError, match=r"field provider: (must be letters|Expected `str` of length <= 128)"):
+            read_check(doc | {"provider": provider})
+        with pytest.raises(MalformedError, match=r"field provider: (must be letters|Expected `str` of length <= 128)"):
+            read_own(FlushMessage, {"provider": provider, "generation": 1, "due_at": NOW}, what="flush")
+        hostile("own_messages", 2)
+    # In a body: a lone surrogate written raw or escaped is no JSON text of a message
+    body = encode_own(_check())
+    for text in (body.replace('"k"', '"k\ud800"'), body.replace('"k"', '"k\\ud800"'), body.replace('"k"', '"\\udc00"')):
+        with pytest.raises(MalformedError, match=r"lone surrogate|is not JSON"):
+            read_check(text)
+        hostile("own_messages")
+
+
+def test_a_refusal_never_quotes_the_value_and_stays_bounded() -> None:
+    secret = "sk_live/51HcredentialLooking"
+    doc = json.loads(encode_own(_check()))
+    for path in (("changes", 0, "action"), ("cdnpurge",), ("provider",), ("attempt",), ("changes", 0, "bucket")):
+        hostile_doc = json.loads(json.dumps(doc))
+        _set(hostile_doc, path, secret + "\x1b" * (path == ("changes", 0, "bucket")))
+        for data in (hostile_doc, json.dumps(hostile_doc)):
+            with pytest.raises(MalformedError) as refused:
+                read_check(data)
+            assert secret not in refused.value.message and "field " in refused.value.message
+            hostile("own_messages")
+    for not_an_object in ("[]", '"verify"', "1"):
+        with pytest.raises(MalformedError, match=r"^verification message is refused: Expected `object`, got"):
+            read_check(not_an_object)
+    # An unknown field's name is input: shown escaped and cut, never raw
+    doc["changes"][0]["\x1b]0;" + "x" * 5000] = 1
+    with pytest.raises(MalformedError, match="unknown field") as refused:
+        read_check(doc)
+    assert "\x1b" not in refused.value.message and len(refused.value.message) < 400
+    hostile("own_messages")
+
+
+@pytest.mark.parametrize("depth", [5000, 100_000])
+def test_a_body_nested_thousands_deep_is_refused_at_the_field_it_fills_without_recursion(depth: int) -> None:
+    """msgspec's decoder goes only as deep as the schema: the first bracket where a field wants a string,
+    a number or a change is refused, however deep the rest."""
+    nested = "[" * depth + "]" * depth
+    bodies: dict[type[OwnMessage], list[tuple[str, str]]] = {
+        VerifyCheck: [("provider", "provider"), ("changes", "changes[0]"), ("jobs", "jobs[0]"), ("sends", "sends")],
+        RepurgeMessage: [("changes", "changes[0]"), ("expires_at", "expires_at")],
+        FlushMessage: [("generation", "generation"), ("due_at", "due_at")],
+    }
+    for kind, fields in bodies.items():
+        marker = encode_own(_examples()[kind]).split(",", 1)[0]
+        for name, where in fields:
+            with pytest.raises(MalformedError, match=rf"^message field {re.escape(where)}: Expected"):
+                read_own(kind, f'{marker},"{name}":{nested}}}', what="message")
+            hostile("own_messages")
+
+
+def test_a_value_json_cannot_write_is_refused_where_it_is_written() -> None:
+    """JSON writes a number that is not finite as null, which an optional time would read as "none": an end
+    time of NaN would be a check without an end."""
+    for name in ("expires_at", "ready_at"):
+        for value in (math.nan, math.inf):
+            with pytest.raises(MalformedError, match="does not read back as written"):
+                encode_own(_check(**{name: value}))
+            hostile("own_messages")
+    body = encode_flush("fastly", 1, NOW)
+    assert body.startswith('{"cdnpurge":"coalesce",') and body == encode_own(
+        FlushMessage(provider="fastly", generation=1, due_at=NOW)
+    )
+    key = "a\ufffeb\uffff"
+    escaped = encode_own(_check(changes=(CheckedChange("i", Action.CREATED, "b", key, NOW, ("https://x/",)),)))
+    assert "\\ufffe" in escaped and "\\uffff" in escaped and "\ufffe" not in escaped
+    assert read_check(escaped).changes[0].key == key
+
+
+# Modules of the configuration that import pydantic until the configuration moves to msgspec as well.
+CONFIGURATION_ON_PYDANTIC = frozenset(
+    {"cdnpurge.core.spec", "cdnpurge.core.credentials", "cdnpurge.core.verify_settings"}
+)
+
+
+def _imports_pydantic(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        else:
+            continue
+        if any(name.split(".")[0] == "pydantic" for name in names):
+            return True
+    return False
+
+
+def test_the_decoder_of_own_messages_loads_no_pydantic_and_builds_no_schema_at_import() -> None:
+    """Structural: no module of the decode stage imports pydantic (what every cold start would pay for one
+    model), what `import cdnpurge.core.events` loads imports pydantic only through the configuration's modules
+    (none once they move to msgspec), and no decoder is built until a message of its kind is read."""
+    import cdnpurge
+
+    root = Path(cdnpurge.__path__[0]).parent
+    assert [path.name for path in sorted((root / "cdnpurge/core/events").glob("*.py")) if _imports_pydantic(path)] == []
+    script = (
+        "import sys, json, cdnpurge.core.events, cdnpurge.core.events.own as own; print(json.dumps({"
+        "'decoders': len(own._DECODERS), 'pydantic': 'pydantic' in sys.modules, "
+        "'files': [m.__file__ for n, m in sys.modules.items() if n.startswith('cdnpurge.') and m.__file__]}))"
+    )
+    loaded = json.loads(
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    )
+    assert loaded["decoders"] == 0
+    importers = {
+        ".".join(Path(file).relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        for file in loaded["files"]
+        if _imports_pydantic(Path(file))
+    }
+    assert importers <= CONFIGURATION_ON_PYDANTIC
+    assert loaded["pydantic"] == bool(importers)

@@ -14,33 +14,28 @@ later batch sends a message of its own for the window), so its end is SQS's redr
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import ConfigDict, Field, Strict, with_config
+import msgspec
 
 from cdnpurge.core.coalesce import MAX_GENERATION, flush_change_id
-from cdnpurge.core.events.own import Epoch, OwnMessage, encode_own, read_own
+from cdnpurge.core.events.own import Epoch, OwnMessage, ProviderName, encode_own, read_own
 from cdnpurge.core.events.reading import Origin
 from cdnpurge.core.events.result import Sink
 from cdnpurge.core.models import Action, Change
 
 COALESCE_MARKER: Final = "coalesce"  # value of the "cdnpurge" field of a flush message
 
-# A provider's name as the configuration allows it (`ProviderSettings.name`), bounded.
-ProviderName = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
-Generation = Annotated[int, Strict(), Field(ge=0, le=MAX_GENERATION)]
+Generation = Annotated[int, msgspec.Meta(ge=0, le=MAX_GENERATION)]
 
 
-@with_config(ConfigDict(extra="forbid"))
-@dataclass(frozen=True)
-class FlushMessage(OwnMessage):
+class FlushMessage(OwnMessage, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The purge of one provider's coalescing window (`generation`), due when the window closes."""
 
     provider: ProviderName
     generation: Generation
     due_at: Epoch
-    cdnpurge: Literal["coalesce"] = field(default=COALESCE_MARKER, kw_only=True)
+    cdnpurge: Literal["coalesce"] = COALESCE_MARKER
 
 
 def encode_flush(provider: str, generation: int, due_at: float) -> str:

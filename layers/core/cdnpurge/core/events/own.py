@@ -1,40 +1,49 @@
 """The function's own queue messages: one schema, read as untrusted input like any published event.
 
-The function writes messages to its own purge queue (verification checks, re-purges, and whatever kind comes
-next). Anyone who can send to that queue can write one too, and a message the function rewrites each time it
-reschedules is a new message to SQS, so its redrive policy never ends a loop. Hence every kind:
+The function writes messages to its own purge queue (verification checks, re-purges, coalescing flushes, and
+whatever kind comes next). Anyone who can send to that queue can write one too, and a message the function
+rewrites each time it reschedules is a new message to SQS, so its redrive policy never ends a loop. Hence
+every kind:
 
-- is a frozen dataclass deriving from `OwnMessage`, whose field types carry their bounds: finite numbers only
-  (`Epoch`, `Seconds`: NaN, Infinity, negative and 1e308 refused), strict integers (no floats, no
-  booleans) in ranges, texts of bounded length without control characters (`NO_CONTROL`), bounded tuples;
+- is a frozen msgspec `Struct` deriving from `OwnMessage` (its parts from `MessagePart`), unknown fields
+  refused, whose field types carry their bounds as `msgspec.Meta`: finite numbers only (`Epoch`, `Seconds`:
+  every float has a lower and an upper bound, so NaN, Infinity, negative numbers and 1e308 are refused),
+  strict integers (no floats, not even 2.0, no booleans, no strings) in ranges, texts of bounded length
+  without control characters or lone surrogates (`NO_CONTROL`), bounded tuples;
 - carries `sends` (how many times the function has enqueued it again; at most `MAX_SENDS`) and
   `expires_at` (an absolute end, epoch seconds), so rescheduling always ends: `resend` refuses to write a
   message past either, and `read_own` refuses one that arrives past its end;
 - is read by `read_own`, from a document the decode stage parsed (whose parser refuses a body nested too
-  deep before parsing it: `reading.nesting_problem`) or from an SQS body with pydantic's JSON parser, which
-  stops at nesting depth 200 (a 5,000-deep body fails in microseconds, no `RecursionError`); what fails is
-  a `MalformedError` (the record is dead-lettered as permanent) naming the field, never quoting the value;
+  deep before parsing it: `reading.nesting_problem`) or from an SQS body with msgspec's JSON decoder, which
+  descends only as deep as the schema does: a 5,000-deep value is refused at its first bracket ("Expected
+  `str`, got `array`"), in microseconds, without recursion; what fails is a `MalformedError` (the record is
+  dead-lettered as permanent) naming the field and the rule (a pattern by the rule it stands for: `worded`),
+  never quoting the value;
 - is checked against the clock that runs it (`refuse_times`): no time it records in the future, and past
   `expires_at` an `ExpiredMessageError` (dead-lettered as expired).
 
-Adding a kind: a dataclass deriving from `OwnMessage` with `cdnpurge: Literal["<kind>"]` (see
-`cdnpurge.core.events.verify.VerifyCheck`), read with `read_own(Kind, ...)`, written with `encode_own` (and
-enqueued again only through `resend`), and a line in `cdnpurge.core.events.envelopes.decode_document`'s
-dispatch on `own_kind`.
+msgspec, not pydantic: defining a Struct costs microseconds, and a cold start that loads no pydantic saves
+its import (bench/README.md: cold start). The bodies are the same JSON as pydantic wrote (same field names,
+order and value shapes), so messages already in flight when the function is updated are read as before.
+
+Adding a kind: a Struct deriving from `OwnMessage` (with `frozen=True, forbid_unknown_fields=True,
+kw_only=True`) with `cdnpurge: Literal["<kind>"]` (see `cdnpurge.core.events.verify.VerifyCheck`), read
+with `read_own(Kind, ...)`, written with `encode_own` (and enqueued again only through `resend`), and a
+line in `cdnpurge.core.events.envelopes.decode_document`'s dispatch on `own_kind`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from typing import Annotated, Any, Final, TypeVar
 
-from pydantic import AfterValidator, AllowInfNan, Field, Strict, TypeAdapter, ValidationError
+import msgspec
 
 from cdnpurge.core.answers import MAX_ANSWER_SECONDS
 from cdnpurge.core.errors import show
-from cdnpurge.core.events.reading import CONTROL, MAX_BODY_BYTES, MalformedError, json_kind
+from cdnpurge.core.events.reading import MAX_BODY_BYTES, MalformedError, json_kind
+from cdnpurge.core.schema import located
 
 MAX_SENDS: Final = 5000  # a lineage of checks: 3600 s deadline at a 1 s interval, with room for the waits
 MIN_EPOCH: Final = 1_000_000_000.0  # 2001-09-09: no message of this function is older
@@ -42,36 +51,45 @@ MAX_EPOCH: Final = 4_102_444_800.0  # 2100-01-01: a time past this is hostile, n
 CLOCK_SKEW_SECONDS: Final = 300.0  # how far in the future a time written by another invocation may be
 MAX_SECONDS: Final = MAX_ANSWER_SECONDS  # a duration carried in a message (an edge's ETA): at most a day
 
-
-def _no_control(value: str) -> str:
-    """Refuse what the decode stage refuses in keys and targets (`reading.check_text`): control characters
-    and lone surrogates. (Escaping for a terminal is the output's job: `cdnpurge.core.terminal`.)"""
-    control = CONTROL.search(value)
-    if control is not None:
-        raise ValueError(f"holds control character U+{ord(control.group()):04X}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("is not valid Unicode (lone surrogate)") from None
-    return value
+# A refused pattern is named by the rule it stands for (msgspec's message quotes the regular expression).
+# Patterns are anchored with \A and \Z: msgspec searches with Python's `re`, whose `$` also matches before a
+# final newline (so "name\n" would pass `^...$`).
+_RULES: Final[dict[str, str]] = {}
 
 
+def worded(pattern: str, rule: str) -> str:
+    """`pattern`, for a field's `msgspec.Meta`, with the words a refusal says instead of the expression."""
+    _RULES[f"Expected `str` matching regex {pattern!r}"] = rule
+    return pattern
+
+
+# What the decode stage refuses in keys and targets (`reading.check_text`): control characters and lone
+# surrogates. (Escaping for a terminal is the output's job: `cdnpurge.core.terminal`.)
+NO_CONTROL: Final = worded(r"\A[^\x00-\x1f\x7f\ud800-\udfff]*\Z", "holds a control character or a lone surrogate")
 # Epoch seconds between 2001 and 2100, finite: what a message's times may be.
-Epoch = Annotated[float, Strict(), AllowInfNan(False), Field(ge=MIN_EPOCH, le=MAX_EPOCH)]
+Epoch = Annotated[float, msgspec.Meta(ge=MIN_EPOCH, le=MAX_EPOCH)]
 # A duration in seconds, finite, between 0 and a day.
-Seconds = Annotated[float, Strict(), AllowInfNan(False), Field(ge=0, le=MAX_SECONDS)]
-# Strict integers (a float, even 2.0, or a boolean is refused): how many times a message was sent again.
-Sends = Annotated[int, Strict(), Field(ge=0, le=MAX_SENDS)]
-# Every text of a message: a strict string (what bounds its length is the field's own `Field(max_length=)`).
-NO_CONTROL: Final = AfterValidator(_no_control)
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
+# How many times a message was sent again (an integer: 2.0 and true are refused).
+Sends = Annotated[int, msgspec.Meta(ge=0, le=MAX_SENDS)]
+# A provider's name as the configuration allows it (`ProviderSettings.name`).
+ProviderName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=128, pattern=worded(r"\A[A-Za-z0-9_.-]+\Z", "must be letters, digits, '_', '.' or '-'")
+    ),
+]
 
 
 class ExpiredMessageError(MalformedError):
     """A message the function wrote arrived past its end time: never run (dead-lettered as expired)."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class OwnMessage:
+class MessagePart(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A part of an own message (a change it carries): immutable, and only the fields it names are read."""
+
+
+class OwnMessage(MessagePart, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """What every message the function writes to its own queue carries, besides its kind's own fields."""
 
     cdnpurge: str  # the kind; each kind narrows it to its Literal marker (and it is written first)
@@ -86,15 +104,15 @@ class OwnMessage:
 Message = TypeVar("Message", bound=OwnMessage)
 
 
-_ADAPTERS: Final[dict[type[OwnMessage], TypeAdapter[Any]]] = {}
+_DECODERS: Final[dict[type[OwnMessage], msgspec.json.Decoder[Any]]] = {}
 
 
-def _adapter(kind: type[OwnMessage]) -> TypeAdapter[Any]:
-    """The kind's validator and serializer, built on first use (not at import: a cold start reads none)."""
-    adapter = _ADAPTERS.get(kind)
-    if adapter is None:
-        adapter = _ADAPTERS[kind] = TypeAdapter(kind)
-    return adapter
+def _decoder(kind: type[OwnMessage]) -> msgspec.json.Decoder[Any]:
+    """The kind's JSON decoder, built on first use (not at import: a cold start reads none)."""
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        decoder = _DECODERS[kind] = msgspec.json.Decoder(type=kind)
+    return decoder
 
 
 def own_kind(doc: Mapping[str, Any]) -> str:
@@ -106,18 +124,22 @@ def own_kind(doc: Mapping[str, Any]) -> str:
 
 
 def read_own(kind: type[Message], data: str | Mapping[str, Any], *, what: str) -> Message:
-    """One message of `kind` from an SQS body (parsed here, depth-bounded) or an already parsed document,
-    validated against its schema. `MalformedError` names the first field that fails, never its value."""
-    adapter = _adapter(kind)
+    """One message of `kind` from an SQS body (parsed here) or an already parsed document, validated against
+    its schema (strictly: a number in a string or an integer as a boolean is refused either way).
+    `MalformedError` names the first field that fails and the rule it breaks, never its value."""
     try:
         if isinstance(data, str):
             if len(data) * 4 > MAX_BODY_BYTES and len(data.encode("utf-8", "surrogatepass")) > MAX_BODY_BYTES:
                 raise MalformedError(f"{what} is over the {MAX_BODY_BYTES}-byte SQS message limit")
-            message: Message = adapter.validate_json(data)
+            message: Message = _decoder(kind).decode(data)
         else:
-            message = adapter.validate_python(dict(data))
-    except ValidationError as exc:
+            message = msgspec.convert(data if type(data) is dict else dict(data), kind, strict=True)
+    except msgspec.ValidationError as exc:
         raise MalformedError(f"{what} {_problem(exc)}") from None
+    except msgspec.DecodeError as exc:  # its message names the byte, never quotes the text
+        raise MalformedError(f"{what} is not JSON: {exc}") from None
+    except UnicodeEncodeError:  # a body holding a lone surrogate, which no JSON text encodes
+        raise MalformedError(f"{what} is not valid Unicode (lone surrogate)") from None
     return message
 
 
@@ -133,27 +155,32 @@ def refuse_times(message: OwnMessage, *, what: str, now: float) -> None:
         raise ExpiredMessageError(f"{what} expired {late:.0f} s ago (after {message.sends} sends)")
 
 
-def _problem(exc: ValidationError) -> str:
-    """The first problem of a validation error, by field path and rule, never quoting the value (it is
-    untrusted and may be huge); how many more there are."""
-    errors = exc.errors(include_url=False, include_input=False)
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"]) if first["loc"] else ""
-    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-    message = show(first["msg"])[1:-1]  # pydantic's message may quote a tag from the input: bounded
-    return f"field {where}: {message}{more}" if where else f"{message}{more}"
+# A field path as this schema names its fields; anything else (an unknown field's name is input) is quoted.
+_PLAIN_PATH: Final = re.compile(r"[A-Za-z0-9_.\[\]]{0,200}")
+
+
+def _problem(exc: msgspec.ValidationError) -> str:
+    """`field <path>: <rule>` of a validation error, never quoting the value (it is untrusted and may be
+    huge), the path quoted and bounded when it holds an unknown field's name."""
+    where, what = located(exc)
+    what = _RULES.get(what, what)
+    place = where if _PLAIN_PATH.fullmatch(where) else show(where)
+    return f"field {place}: {what}" if where else f"is refused: {what}"
 
 
 def encode_own(message: OwnMessage) -> str:
     """The SQS body of `message`: compact JSON whose first field is its kind (`{"cdnpurge":"<kind>",`).
 
-    Validated on the way out by the reader that will take it back (`read_own`): a dataclass is built without
+    Validated on the way out by the reader that will take it back (`read_own`): a Struct is built without
     checking its field types, so a value read from a table (a window's `due_at` of `1e125`, a generation past
     2^53) or an answer would otherwise be enqueued, then refused on arrival and dead-lettered with the purge it
     carried. Refused here (`MalformedError` naming the field), the caller's fallback runs instead (a window's
-    targets are purged now)."""
-    body = _SQS_REFUSED.sub(_json_escape, _adapter(type(message)).dump_json(message).decode())
-    read_own(type(message), body, what=f"{message.cdnpurge} message to enqueue")
+    targets are purged now). What is read back must also be what was meant: JSON writes a number that is not
+    finite as null, which an optional field (an end time) would otherwise take as "none"."""
+    what = f"{message.cdnpurge} message to enqueue"
+    body = _SQS_REFUSED.sub(_json_escape, msgspec.json.encode(message).decode())
+    if read_own(type(message), body, what=what) != message:
+        raise MalformedError(f"{what} does not read back as written (a number that is not finite?)")
     return body
 
 
@@ -177,4 +204,4 @@ def resend(message: Message, *, now: float, delay_seconds: float) -> Message:
         raise ResendRefusedError(f"{message.cdnpurge} message sent {message.sends} times: the cap is {MAX_SENDS}")
     if message.expires_at is not None and now + delay_seconds > message.expires_at:
         raise ResendRefusedError(f"{message.cdnpurge} message would arrive after its end time")
-    return replace(message, sends=message.sends + 1)
+    return msgspec.structs.replace(message, sends=message.sends + 1)

@@ -9,15 +9,14 @@ re-purge message is still skipped, and a re-purge is never re-purged (`is_repurg
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, Strict, with_config
+import msgspec
 
-from cdnpurge.core.events.own import NO_CONTROL, OwnMessage, encode_own, read_own
+from cdnpurge.core.events.own import NO_CONTROL, MessagePart, OwnMessage, encode_own, read_own, worded
 from cdnpurge.core.events.reading import (
+    AWS_ACCOUNT,
     MAX_IDENTITY_CHARS,
     MAX_KEY_BYTES,
     MAX_TARGETS,
@@ -32,49 +31,51 @@ REPURGE_MARKER: Final = "repurge"  # value of the "cdnpurge" field of a re-purge
 REPURGE_SUFFIX: Final = "#repurge"  # appended to the change ids a re-purge message carries
 _REPURGE_BODY_BYTES: Final = 200 * 1024  # well under the SQS limit, leaving room for attributes
 
-
-def _s3_bucket(bucket: str) -> str:
-    """S3's naming rules (legacy us-east-1 names included), as every decoded S3 change is held to."""
-    if not S3_BUCKET.fullmatch(bucket) or ".." in bucket:
-        raise ValueError("is not an S3 bucket name (3-255 letters, digits, '.', '-', '_')")
-    return bucket
-
-
-def _s3_key_bytes(key: str) -> str:
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-        raise ValueError(f"is over S3's {MAX_KEY_BYTES}-byte key limit")
-    return key
-
-
-Bucket = Annotated[str, Strict(), Field(min_length=3, max_length=255), AfterValidator(_s3_bucket)]
-# Stored decoded: never URL-decoded again.
-Key = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_KEY_BYTES), NO_CONTROL, AfterValidator(_s3_key_bytes)]
-EventTime = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_IDENTITY_CHARS), NO_CONTROL]
-Account = Annotated[str, Strict(), Field(pattern=r"^[0-9]{12}$")]
+# S3's naming rules (legacy us-east-1 names included), as every decoded S3 change is held to: `S3_BUCKET`,
+# and no two dots in a row.
+Bucket = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=3,
+        max_length=255,
+        pattern=worded(
+            rf"\A(?!.*\.\.){S3_BUCKET.pattern}\Z", "is not an S3 bucket name (3-255 letters, digits, '.', '-', '_')"
+        ),
+    ),
+]
+# Stored decoded: never URL-decoded again. Its UTF-8 length is checked by `RepurgedChange`.
+Key = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_BYTES, pattern=NO_CONTROL)]
+EventTime = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_IDENTITY_CHARS, pattern=NO_CONTROL)]
+_ACCOUNT: Final = worded(rf"\A{AWS_ACCOUNT.pattern}\Z", "must be a 12-digit AWS account id")
+Account = Annotated[str, msgspec.Meta(pattern=_ACCOUNT)]
 
 
-@with_config(ConfigDict(extra="forbid"))
-@dataclass(frozen=True)
-class RepurgedChange:
+class RepurgedChange(MessagePart, frozen=True, forbid_unknown_fields=True):
     """One S3 change to purge once more: what identifies it, and its object."""
 
     id: ChangeId
-    action: Literal[Action.CREATED, Action.REMOVED]
+    action: Action  # created or removed: a published change has no object to purge again
     bucket: Bucket
     key: Key
     event_time: EventTime | None = None
     account: Account | None = None  # another account's change keeps it (part of its id already)
 
+    def __post_init__(self) -> None:
+        """What a field's type cannot say (msgspec names the change that breaks it, `changes[<n>]`)."""
+        if self.action is Action.PUBLISHED:
+            raise ValueError("action must be created or removed (a published change is not purged again)")
+        # A character is at most 4 UTF-8 bytes: only a long key needs encoding to be measured.
+        if len(self.key) * 4 > MAX_KEY_BYTES and len(self.key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+            raise ValueError(f"key is over S3's {MAX_KEY_BYTES}-byte key limit")
 
-@with_config(ConfigDict(extra="forbid"))
-@dataclass(frozen=True)
-class RepurgeMessage(OwnMessage):
+
+class RepurgeMessage(OwnMessage, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """A delayed second purge of S3 changes (a message the function writes to its own queue). Never
     enqueued again by the function (a re-purge is not re-purged), so it needs no end time: SQS's redrive
     policy ends its retries."""
 
-    changes: Annotated[tuple[RepurgedChange, ...], Field(min_length=1, max_length=MAX_TARGETS)]
-    cdnpurge: Literal["repurge"] = field(default=REPURGE_MARKER, kw_only=True)
+    changes: Annotated[tuple[RepurgedChange, ...], msgspec.Meta(min_length=1, max_length=MAX_TARGETS)]
+    cdnpurge: Literal["repurge"] = REPURGE_MARKER
 
 
 def is_repurge(change: Change) -> bool:
@@ -98,7 +99,7 @@ def repurge_messages(changes: list[Change] | tuple[Change, ...]) -> list[tuple[s
         item = RepurgedChange(
             change.id, change.action, change.bucket, change.key, change.event_time or None, change.account
         )
-        size = len(json.dumps(item.__dict__, default=str).encode()) + 1
+        size = len(msgspec.json.encode(item)) + 1
         if chunk and used + size > _REPURGE_BODY_BYTES:
             flush()
             chunk, used = [], 0

@@ -14,16 +14,18 @@ type, it carries its lineage's end (`expires_at`: the deadline's last look) and 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AllowInfNan, ConfigDict, Field, Strict, with_config
+import msgspec
 
 from cdnpurge.core.events.own import (
+    MAX_EPOCH,
     MAX_SECONDS,
     NO_CONTROL,
     Epoch,
+    MessagePart,
     OwnMessage,
+    ProviderName,
     encode_own,
     read_own,
     refuse_times,
@@ -45,22 +47,19 @@ MAX_BUCKET_CHARS: Final = 255
 _BATCH_ENTRIES: Final = 10  # SendMessageBatch: at most 10 entries ...
 _BATCH_BYTES: Final = 256 * 1024  # ... and 256 KiB of bodies in all
 
-Url = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_URL_CHARS), NO_CONTROL]
-Urls = Annotated[tuple[Url, ...], Field(max_length=MAX_URLS_PER_CHANGE)]
-ChangeId = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_CHANGE_ID_CHARS), NO_CONTROL]
-Bucket = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_BUCKET_CHARS), NO_CONTROL]
-Key = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_KEY_BYTES), NO_CONTROL]
-ProviderName = Annotated[str, Strict(), Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
-JobId = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_JOB_ID_CHARS), NO_CONTROL]
-CheckCount = Annotated[int, Strict(), Field(ge=0, le=MAX_CHECKS)]
-RepurgeCount = Annotated[int, Strict(), Field(ge=0, le=MAX_REPURGES)]
-# Akamai's ready time: `Epoch`, and no more than `MAX_SECONDS` after the purge was accepted (see `read_check`).
-ReadyAt = Annotated[float, Strict(), AllowInfNan(False), Field(ge=0)]
+Url = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_URL_CHARS, pattern=NO_CONTROL)]
+Urls = Annotated[tuple[Url, ...], msgspec.Meta(max_length=MAX_URLS_PER_CHANGE)]
+ChangeId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_CHANGE_ID_CHARS, pattern=NO_CONTROL)]
+Bucket = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_BUCKET_CHARS, pattern=NO_CONTROL)]
+Key = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_BYTES, pattern=NO_CONTROL)]
+JobId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_JOB_ID_CHARS, pattern=NO_CONTROL)]
+CheckCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_CHECKS)]
+RepurgeCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_REPURGES)]
+# Akamai's ready time: no more than `MAX_SECONDS` after the purge was accepted (see `read_check`), finite.
+ReadyAt = Annotated[float, msgspec.Meta(ge=0, le=MAX_EPOCH + MAX_SECONDS)]
 
 
-@with_config(ConfigDict(extra="forbid"))
-@dataclass(frozen=True)
-class CheckedChange:
+class CheckedChange(MessagePart, frozen=True, forbid_unknown_fields=True):
     """One change to verify at one provider: its object, the URLs that serve it, what is known so far."""
 
     id: ChangeId
@@ -72,26 +71,24 @@ class CheckedChange:
     fresh: Urls = ()  # URLs already seen fresh: not probed again
 
 
-@with_config(ConfigDict(extra="forbid"))
-@dataclass(frozen=True)
-class VerifyCheck(OwnMessage):
+class VerifyCheck(OwnMessage, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """One scheduled check of one provider's purges (a message the function writes to its own queue)."""
 
     provider: ProviderName
     accepted_at: Epoch  # epoch seconds the purge was accepted (the deadline counts from here)
-    changes: Annotated[tuple[CheckedChange, ...], Field(min_length=1, max_length=MAX_CHANGES_PER_CHECK)]
+    changes: Annotated[tuple[CheckedChange, ...], msgspec.Meta(min_length=1, max_length=MAX_CHANGES_PER_CHECK)]
     # provider job ids to wait for (CloudFront invalidations, Medianova jobs)
-    jobs: Annotated[tuple[JobId, ...], Field(max_length=MAX_JOBS)] = ()
+    jobs: Annotated[tuple[JobId, ...], msgspec.Meta(max_length=MAX_JOBS)] = ()
     ready_at: ReadyAt | None = None  # Akamai: accepted + estimatedSeconds
     attempt: CheckCount = 0  # checks already made
     repurges: RepurgeCount = 0  # purges sent again so far
-    cdnpurge: Literal["verify"] = field(default=VERIFY_MARKER, kw_only=True)
+    cdnpurge: Literal["verify"] = VERIFY_MARKER
 
     def next(
         self, changes: tuple[CheckedChange, ...], *, repurged: bool, jobs: tuple[str, ...] | None = None
     ) -> VerifyCheck:
         """The check to schedule after this one."""
-        return replace(
+        return msgspec.structs.replace(
             self,
             changes=changes,
             attempt=min(self.attempt + 1, MAX_CHECKS),
@@ -100,7 +97,7 @@ class VerifyCheck(OwnMessage):
         )
 
     def future_times(self) -> tuple[tuple[str, float], ...]:
-        changed = ((f"changes.{index}.changed_at", change.changed_at) for index, change in enumerate(self.changes))
+        changed = ((f"changes[{index}].changed_at", change.changed_at) for index, change in enumerate(self.changes))
         return (("accepted_at", self.accepted_at), *changed)
 
 
