@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -147,7 +146,7 @@ def test_a_reload_swaps_one_frozen_snapshot_and_changes_nothing_in_the_running_o
     assert service.runtime is not running and set(service.providers) == {"fastly", "backup"}
     assert dict(running.providers) == providers and running.executor is executor and running.config is settings
     # And: neither the snapshot nor the service's view of it can be changed in place
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         running.config = service.config  # type: ignore[misc]
     with pytest.raises(AttributeError):
         service.config = settings  # type: ignore[misc]

@@ -17,8 +17,9 @@ event and each remembering (or not) the deadline and its own failures. Here:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+import msgspec
 
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import describe_error
@@ -29,8 +30,7 @@ from cdnpurge.runtime.report import BatchRun
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class AfterBatch:
+class AfterBatch(msgspec.Struct, frozen=True):
     """What every step after the batch reads: the pipeline's run and the event, decoded once."""
 
     run: BatchRun
@@ -42,8 +42,7 @@ class AfterBatch:
         return cls(run, sqs_records(event), run.decoded.checks)
 
 
-@dataclass(frozen=True)
-class AfterBatchStep(Generic[T]):
+class AfterBatchStep(msgspec.Struct, Generic[T], frozen=True):
     """One step after the batch: `work` does it before the deadline; `failed` is its result when it raised
     (given why, redacted): what it could not do, in the step's own report type."""
 

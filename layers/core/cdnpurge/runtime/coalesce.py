@@ -63,10 +63,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import partial
 from typing import Any, Final, TypeVar
+
+import msgspec
+from msgspec.structs import replace
 
 from cdnpurge.core.answers import stored_number
 from cdnpurge.core.coalesce import (
@@ -126,8 +128,7 @@ class WindowBusyError(CdnpurgeError):
     or the window's item cannot be read): the targets are purged now."""
 
 
-@dataclass(frozen=True)
-class Joined:
+class Joined(msgspec.Struct, frozen=True):
     """A batch's targets are in window `generation`, which closes at `due_at` (epoch seconds)."""
 
     generation: int
@@ -135,8 +136,7 @@ class Joined:
     opened: bool  # this join opened the window
 
 
-@dataclass(frozen=True)
-class Taken:
+class Taken(msgspec.Struct, frozen=True):
     """A window moved to (or found in) FLUSHING by a flush message: what it holds."""
 
     targets: tuple[str, ...]
@@ -285,8 +285,7 @@ class DynamoDBWindows:
             return
 
 
-@dataclass(frozen=True)
-class Deferral:
+class Deferral(msgspec.Struct, frozen=True):
     """A batch's shared targets for one provider, left to its window `flush_id` (durably: joined and sent)."""
 
     provider: str
@@ -297,8 +296,7 @@ class Deferral:
     due_at: float
 
 
-@dataclass(frozen=True)
-class Flush:
+class Flush(msgspec.Struct, frozen=True):
     """A flush message this batch read: whether it took the window (and so owes its purge)."""
 
     provider: str
@@ -312,8 +310,7 @@ class Flush:
     finished: bool = False  # marked DONE after its purge completed
 
 
-@dataclass(frozen=True)
-class CoalesceReport:
+class CoalesceReport(msgspec.Struct, frozen=True):
     """What coalescing did in one batch, for the logs, the metrics, the purge trail and `cdnpurge status`."""
 
     deferrals: tuple[Deferral, ...] = ()
@@ -326,18 +323,16 @@ class CoalesceReport:
         return {change: d.flush_id for d in self.deferrals for change in d.change_ids}
 
 
-@dataclass(frozen=True)
-class Coalesced:
+class Coalesced(msgspec.Struct, frozen=True):
     """`Coalescer.gather`'s answer: what the batch plans now, and the flush records it could not read."""
 
     routed: list[RoutedTarget]
     unavailable: tuple[Pair, ...] = ()  # flush pairs whose window could not be read: retried like a claim
     failures: tuple[LedgerFailure, ...] = ()
-    report: CoalesceReport = field(default_factory=CoalesceReport)
+    report: CoalesceReport = msgspec.field(default_factory=CoalesceReport)
 
 
-@dataclass
-class Coalescer:
+class Coalescer(msgspec.Struct):
     """The pipeline's side of coalescing: `gather` before claiming, `settle` after the purges."""
 
     windows: DynamoDBWindows

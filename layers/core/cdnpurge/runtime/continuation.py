@@ -20,8 +20,9 @@ Best effort: a failed send leaves the record in `batchItemFailures` (dead-letter
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Final
+
+import msgspec
 
 from cdnpurge.core.answers import answer_number
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
@@ -38,8 +39,7 @@ _SQS_MAX_ATTRIBUTES: Final = 10
 MESSAGE_ID_CHANGES: Final = "sqs:"
 
 
-@dataclass(frozen=True)
-class Continuations:
+class Continuations(msgspec.Struct, frozen=True):
     """What the continuation step did for one batch."""
 
     continued: tuple[str, ...] = ()  # source ids sent again as new messages (acknowledged)

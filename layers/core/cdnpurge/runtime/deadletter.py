@@ -18,9 +18,10 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
+
+import msgspec
 
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.errors import describe_error
@@ -49,11 +50,10 @@ class DeadLetterReason(StrEnum):
     EXPIRED = "expired"  # a message the function wrote itself, arrived past its end time: never run
 
 
-@dataclass(frozen=True)
-class DeadLettering:
+class DeadLettering(msgspec.Struct, frozen=True):
     """What the dead-letter step did for one batch."""
 
-    moved: Mapping[str, DeadLetterReason] = field(default_factory=dict)  # source id -> why it was moved
+    moved: Mapping[str, DeadLetterReason] = msgspec.field(default_factory=dict)  # source id -> why it was moved
     errors: tuple[str, ...] = ()  # sends that failed (redacted); those records stay in batchItemFailures
 
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
+
+import msgspec
 
 from cdnpurge.core.errors import CdnpurgeError
 from cdnpurge.runtime.bounded import in_threads, sleep_within
@@ -40,8 +41,7 @@ class UnprocessedError(CdnpurgeError):
     """DynamoDB kept leaving these requests unprocessed (throttled) for every attempt of the policy."""
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(msgspec.Struct, frozen=True):
     """How often to try a call DynamoDB answered only in part, and how long to wait in between."""
 
     attempts: int = 5

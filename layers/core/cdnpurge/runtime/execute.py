@@ -47,7 +47,8 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+
+import msgspec
 
 from cdnpurge.core.answers import MAX_PROVIDER_WAIT_SECONDS, answer_number
 from cdnpurge.core.boundary import unexpected
@@ -100,8 +101,7 @@ SPARE_PAUSE_SECONDS = 60.0
 MAX_LEASE_ATTEMPTS = 3
 
 
-@dataclass(frozen=True)
-class _Turn:
+class _Turn(msgspec.Struct, frozen=True):
     """How a call's wait for its slot ended: `deferred_for` seconds until one (none before the deadline), or
     None after `waited` seconds; `unmetered`: 1 when the static share paced it."""
 
@@ -111,21 +111,19 @@ class _Turn:
     slot: float | None = None  # when the call's metered slot was (executor clock)
 
 
-@dataclass
-class _Lease:
+class _Lease(msgspec.Struct):
     """Slots of one provider reserved in the shared meter and not yet used (executor clock), for `draws`."""
 
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = msgspec.field(default_factory=threading.Lock)
     draws: tuple[Draw, ...] = ()
-    slots: deque[float] = field(default_factory=deque)
+    slots: deque[float] = msgspec.field(default_factory=deque)
     backlog: bool = False  # other callers' slots lay ahead of this one at the last reservation
-    late: deque[float] = field(default_factory=lambda: deque(maxlen=LATE_CALLS))  # seconds, the last calls
+    late: deque[float] = msgspec.field(default_factory=lambda: deque(maxlen=LATE_CALLS))  # seconds, the last calls
     fastest: float = math.inf  # the quickest round trip seen: the part of a call's time that is not lateness
     no_spare_until: float = 0.0  # a leased slot went unused: no spare slot before then (executor clock)
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(msgspec.Struct, frozen=True):
     """The end state of one planned request."""
 
     request: PurgeRequest
@@ -146,29 +144,38 @@ class Outcome:
         return self.result is not None
 
 
-@dataclass
 class TokenBucket:
     """`rate` tokens a second up to `burst`; `pause_until` honours a provider's explicit back-off.
 
     `rate` moves between `FLOOR x ceiling` and `ceiling` (the declared rate) by AIMD on throttles and
-    successes; `None` means no pacing until a throttle teaches one.
+    successes; `None` means no pacing until a throttle teaches one. A plain class: only `rate` and `burst`
+    are given, everything else is state that starts from them.
     """
 
-    rate: float | None
-    burst: int
-    tokens: float = field(init=False)
-    updated: float = field(init=False, default=0.0)
-    pause_until: float = field(init=False, default=0.0)
-    ceiling: float | None = field(init=False)  # the declared rate: never exceeded
-    base: float | None = field(init=False)  # the declared or learned rate: the unit of recovery steps
-    recent: deque[float] = field(init=False)
-    recovered_at: float = field(init=False, default=0.0)  # when time-based recovery was last applied
-    throttled_at: float = field(init=False, default=0.0)
+    __slots__ = (
+        "base",
+        "burst",
+        "ceiling",
+        "pause_until",
+        "rate",
+        "recent",
+        "recovered_at",
+        "throttled_at",
+        "tokens",
+        "updated",
+    )
 
-    def __post_init__(self) -> None:
-        self.tokens = float(self.burst)
-        self.ceiling = self.base = self.rate
-        self.recent = deque(maxlen=_RECENT_CALLS)
+    def __init__(self, rate: float | None, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.updated = 0.0
+        self.pause_until = 0.0
+        self.ceiling = rate  # the declared rate: never exceeded
+        self.base = rate  # the declared or learned rate: the unit of recovery steps
+        self.recent: deque[float] = deque(maxlen=_RECENT_CALLS)
+        self.recovered_at = 0.0  # when time-based recovery was last applied
+        self.throttled_at = 0.0
 
     def recover(self, now: float) -> None:
         """Additive increase with time: `RECOVERY_PER_SECOND x base` per second since the last look, up to

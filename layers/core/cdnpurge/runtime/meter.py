@@ -23,7 +23,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import msgspec
@@ -68,8 +67,7 @@ class MeterUnavailableError(CdnpurgeError):
     """The meter could not be read or written: the caller paces at its static share instead."""
 
 
-@dataclass(frozen=True)
-class Reservation:
+class Reservation(msgspec.Struct, frozen=True):
     """Granted: `waits` holds, per call reserved, the seconds until it may go (the calls of a lease, in order).
     Refused (`waits` empty): the first slot is `refused_wait` seconds away, beyond the time left; nothing was
     taken."""

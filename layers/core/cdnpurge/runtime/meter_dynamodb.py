@@ -37,7 +37,6 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgspec
@@ -90,11 +89,10 @@ MAX_STORED_CALLS: Final = 1e12
 _CONFLICT: Final = "ConditionalCheckFailedException"
 
 
-@dataclass
-class _Scope:
+class _Scope(msgspec.Struct):
     """What the last write (or failed condition) said of one scope's item."""
 
-    states: dict[str, BucketState] = field(default_factory=dict)
+    states: dict[str, BucketState] = msgspec.field(default_factory=dict)
     paused_until: float = 0.0
     # Others were reserving too at the last write (ours queued behind theirs): an idle-looking cache is then
     # probably stale, so the next reservation adds instead of setting (see `DynamoDBMeter.reserve`).

@@ -15,8 +15,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import replace
 from typing import Any, Final, NamedTuple
+
+from msgspec.structs import replace
 
 from cdnpurge.core.coalesce import split, split_flushes
 from cdnpurge.core.config import Config

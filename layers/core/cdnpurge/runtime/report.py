@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from cdnpurge.core.cost import PathBill
 from cdnpurge.core.events import Decoded
@@ -41,16 +42,15 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
 
-@dataclass(frozen=True)
-class RecordFailures:
+class RecordFailures(msgspec.Struct, frozen=True):
     """Which SQS records (source ids) failed, why, and which of them no retry can fix."""
 
     sources: tuple[str, ...] = ()
-    reasons: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # source id -> why it failed
+    reasons: Mapping[str, tuple[str, ...]] = msgspec.field(default_factory=dict)  # source id -> why it failed
     permanent: frozenset[str] = frozenset()
     # source id -> seconds until its retry is due, for records that failed only by throttles and deferrals
     # that said when (`Outcome.retry_in`): they are made visible again then (`cdnpurge.runtime.visibility`)
-    retry_in: Mapping[str, float] = field(default_factory=dict)
+    retry_in: Mapping[str, float] = msgspec.field(default_factory=dict)
     # failed (among other reasons, perhaps) by an exception no stage expected (`cdnpurge.core.boundary`)
     unexpected: frozenset[str] = frozenset()
     # failed, yet moved forward by this receive (some of their targets purged): continued on their last
@@ -58,8 +58,7 @@ class RecordFailures:
     progressing: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
-class BatchRun:
+class BatchRun(msgspec.Struct, frozen=True):
     """What the pipeline's stages did to one batch."""
 
     decoded: Decoded
@@ -73,14 +72,13 @@ class BatchRun:
     unavailable: tuple[Pair, ...] = ()  # not claimable (store down): not purged, left for redelivery
     ledger_failures: tuple[LedgerFailure, ...] = ()
     bill: PathBill | None = None  # what the plan bills at per-path-billed providers (CloudFront)
-    billed_paths: Mapping[str, int] = field(default_factory=dict)  # accepted billed items per distribution
+    billed_paths: Mapping[str, int] = msgspec.field(default_factory=dict)  # accepted billed items per distribution
     billing_failures: tuple[str, ...] = ()  # the month's path counters could not be read or added to
-    coalescing: CoalesceReport = field(default_factory=CoalesceReport)  # shared targets left to windows
-    failures: RecordFailures = field(default_factory=RecordFailures)
+    coalescing: CoalesceReport = msgspec.field(default_factory=CoalesceReport)  # shared targets left to windows
+    failures: RecordFailures = msgspec.field(default_factory=RecordFailures)
 
 
-@dataclass(frozen=True)
-class ConfigChange:
+class ConfigChange(msgspec.Struct, frozen=True):
     """What a batch's configuration check found (`service.ConfigReload`): a new document applied, or one
     refused and why (the previous one keeps running)."""
 
@@ -88,18 +86,17 @@ class ConfigChange:
     problem: str | None = None
 
 
-@dataclass(frozen=True)
-class BatchReport:
+class BatchReport(msgspec.Struct, frozen=True):
     """A batch's run and what the SQS side did with its failed records and purged changes."""
 
     run: BatchRun
-    dead_letters: DeadLettering = field(default_factory=DeadLettering)
-    repurge: RepurgeScheduling = field(default_factory=RepurgeScheduling)
-    trail: TrailWriting = field(default_factory=TrailWriting)  # the purge trail's write (never fails a record)
-    verification: VerificationReport = field(default_factory=VerificationReport)
-    visibility: VisibilityChanges = field(default_factory=VisibilityChanges)
-    config_change: ConfigChange = field(default_factory=ConfigChange)
-    continuations: Continuations = field(default_factory=Continuations)  # records sent again as new messages
+    dead_letters: DeadLettering = msgspec.field(default_factory=DeadLettering)
+    repurge: RepurgeScheduling = msgspec.field(default_factory=RepurgeScheduling)
+    trail: TrailWriting = msgspec.field(default_factory=TrailWriting)  # the purge trail's write (never fails a record)
+    verification: VerificationReport = msgspec.field(default_factory=VerificationReport)
+    visibility: VisibilityChanges = msgspec.field(default_factory=VisibilityChanges)
+    config_change: ConfigChange = msgspec.field(default_factory=ConfigChange)
+    continuations: Continuations = msgspec.field(default_factory=Continuations)  # records sent again as new messages
 
     def response(self) -> PartialItemFailureResponse:
         moved = {*self.dead_letters.moved, *self.continuations.continued}

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.errors import describe_error
@@ -23,8 +24,7 @@ from cdnpurge.runtime.bounded.aws import CALL_SECONDS, MIN_CALL_SECONDS
 from cdnpurge.runtime.ledger import Pair
 
 
-@dataclass(frozen=True)
-class RepurgeScheduling:
+class RepurgeScheduling(msgspec.Struct, frozen=True):
     """What the re-purge step did for one batch."""
 
     scheduled: tuple[str, ...] = ()  # change ids a delayed second purge was enqueued for

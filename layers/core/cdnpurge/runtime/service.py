@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
+from msgspec.structs import replace
 
 from cdnpurge.core.config import Config, ConfigError, parse_config, read_config_text
 from cdnpurge.core.cost import DynamoDBPathCounter, PathCounter, month_of
@@ -132,8 +132,7 @@ class LambdaEnvironment(msgspec.Struct, frozen=True, rename="upper"):
             ) from None
 
 
-@dataclass(frozen=True)
-class Queues:
+class Queues(msgspec.Struct, frozen=True):
     """Where failed records and re-purges go; None turns the feature off (direct invocations, tests)."""
 
     dead_letter_url: str | None = None
@@ -142,8 +141,7 @@ class Queues:
     batching_window_seconds: int = 0  # the event source's MaximumBatchingWindowInSeconds on the purge queue
 
 
-@dataclass
-class ConfigReload:
+class ConfigReload(msgspec.Struct):
     """How a warm service notices that its configuration document changed, and rebuilds from it.
 
     The document is read again (past any cache) at most every `interval` seconds of `clock`, on the next
@@ -158,16 +156,12 @@ class ConfigReload:
     read: Callable[[str], str]  # location -> the document now (called inside a bounded call)
     check: Callable[[Config], Config]  # the cold start's checks beyond the document itself
     make_purgers: Callable[[Config], Purgers]
+    checked_at: float  # when the document was last read on `clock` (first: when it was loaded)
     clock: Callable[[], float] = time.monotonic
     interval: float = CONFIG_CHECK_SECONDS
-    checked_at: float = field(init=False)  # when the document was last read (first: when it was loaded)
-
-    def __post_init__(self) -> None:
-        self.checked_at = self.clock()
 
 
-@dataclass(frozen=True)
-class VerificationWiring:
+class VerificationWiring(msgspec.Struct, frozen=True):
     """What verification needs beyond the service: where it reports (the purge trail), the origin it
     compares with (default: the content bucket through S3 HEAD), the epoch clock, and (tests) probers."""
 
@@ -177,8 +171,7 @@ class VerificationWiring:
     prober_factory: Callable[[VerifySettings, frozenset[str]], Prober] | None = None
 
 
-@dataclass(frozen=True)
-class Runtime:
+class Runtime(msgspec.Struct, frozen=True):
     """What one configuration document runs, frozen: its configuration, providers, executor, the secrets to
     redact and verification. A configuration reload builds a new one and swaps it in whole (one assignment,
     `PurgeService.runtime`); nothing in a running one is ever changed, and a batch takes one snapshot at its
@@ -421,6 +414,7 @@ class PurgeService:
             read=lambda location: read_config_text(location, ssm_reader=ssm_reader),
             check=check,
             make_purgers=make_purgers,
+            checked_at=config_clock(),
             clock=config_clock,
         )
         return service

@@ -21,8 +21,9 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.errors import describe_error
@@ -49,8 +50,7 @@ COMPLETION_LINGER_SECONDS = 0.1
 LEDGER_OPERATION_SECONDS = 10.0
 
 
-@dataclass(frozen=True)
-class LedgerFailure:
+class LedgerFailure(msgspec.Struct, frozen=True):
     """One ledger operation that failed for some pairs (see `LedgerUnavailableError`): data for the
     report, logs and metrics, not an exception."""
 

@@ -38,11 +38,11 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import msgspec
 from boto3.dynamodb.types import TypeSerializer
 
 from cdnpurge.core.coalesce import FLUSH_ID_PREFIX
@@ -98,8 +98,7 @@ class TrailEvent(StrEnum):
     ATTEMPT = "attempt"  # one more purge of the pair (a re-purge of what was still stale), with its outcome
 
 
-@dataclass(frozen=True)
-class TrailWriting:
+class TrailWriting(msgspec.Struct, frozen=True):
     """What one trail write did: items written, items not written and the first cause. Never raised."""
 
     written: int = 0
@@ -107,8 +106,7 @@ class TrailWriting:
     cause: str | None = None
 
 
-@dataclass(frozen=True)
-class TrailUpdate:
+class TrailUpdate(msgspec.Struct, frozen=True):
     """One verifier report, for `DynamoDBTrail.report` (which writes many in one batch)."""
 
     event: TrailEvent
@@ -176,12 +174,11 @@ def _listed_targets(targets: Sequence[Target]) -> tuple[list[str], int]:
     return listed, len(targets) - len(listed)
 
 
-@dataclass
-class _PairState:
+class _PairState(msgspec.Struct):
     """Everything the batch's requests say about one (provider, change)."""
 
-    outcomes: list[Outcome] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    outcomes: list[Outcome] = msgspec.field(default_factory=list)
+    errors: list[str] = msgspec.field(default_factory=list)
 
     @property
     def accepted(self) -> bool:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Final
+
+import msgspec
 
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
 from cdnpurge.core.errors import describe_error
@@ -31,11 +32,10 @@ VISIBILITY_FLOOR_SECONDS: Final = 30
 MAX_VISIBILITY_SECONDS: Final = 43_200  # SQS's limit for ChangeMessageVisibility
 
 
-@dataclass(frozen=True)
-class VisibilityChanges:
+class VisibilityChanges(msgspec.Struct, frozen=True):
     """What the visibility step did for one batch."""
 
-    changed: Mapping[str, int] = field(default_factory=dict)  # source id -> seconds until it is visible again
+    changed: Mapping[str, int] = msgspec.field(default_factory=dict)  # source id -> seconds until it is visible again
     errors: tuple[str, ...] = ()  # calls that failed (redacted); those records keep the queue's timeout
 
 

@@ -10,11 +10,11 @@ local fake edge) the request goes to that address with the public host in `Host`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+import msgspec
 
 from cdnpurge.core.deadline import Deadline
 from cdnpurge.runtime.bounded import bounded_call
@@ -27,8 +27,7 @@ class ProbeRefused(ValueError):
     """A URL outside the allow-list (or not absolute): never requested."""
 
 
-@dataclass(frozen=True)
-class Probe:
+class Probe(msgspec.Struct, frozen=True):
     """What the edge answered for one public URL."""
 
     url: str

@@ -5,14 +5,13 @@ Kept apart from the verifier (which loads the provider adapters) so the batch re
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import msgspec
 
 
-@dataclass
-class Tally:
+class Tally(msgspec.Struct):
     """One provider's verification figures for one invocation (metrics with a `provider` dimension)."""
 
-    time_to_fresh: list[float] = field(default_factory=list)  # seconds, one per change seen fully fresh
+    time_to_fresh: list[float] = msgspec.field(default_factory=list)  # seconds, one per change seen fully fresh
     stale: int = 0  # URLs seen stale after a purge (StaleAfterPurge)
     repurged: int = 0  # URLs purged again (Repurged)
     unverifiable: int = 0  # (change) targets no URL can show (Unverifiable)
@@ -20,20 +19,19 @@ class Tally:
     probes: int = 0
     checks_scheduled: int = 0
     waiting: int = 0  # checks put back because the provider's job was still in progress (or not yet due)
-    seen_fresh: list[tuple[str, float, tuple[str, ...]]] = field(default_factory=list)  # change, seconds, URLs
-    seen_stale: list[tuple[str, str, str | None, str | None]] = field(
+    seen_fresh: list[tuple[str, float, tuple[str, ...]]] = msgspec.field(default_factory=list)  # change, seconds, URLs
+    seen_stale: list[tuple[str, str, str | None, str | None]] = msgspec.field(
         default_factory=list
     )  # change, url, served, origin
 
 
-@dataclass
-class VerificationReport:
+class VerificationReport(msgspec.Struct):
     """What verification did in one invocation."""
 
-    tallies: dict[str, Tally] = field(default_factory=dict)
-    failed_sources: list[str] = field(default_factory=list)  # check records returned to SQS
-    failures: list[str] = field(default_factory=list)  # reasons dead-lettered (redacted)
-    errors: list[str] = field(default_factory=list)  # sends that failed (redacted)
+    tallies: dict[str, Tally] = msgspec.field(default_factory=dict)
+    failed_sources: list[str] = msgspec.field(default_factory=list)  # check records returned to SQS
+    failures: list[str] = msgspec.field(default_factory=list)  # reasons dead-lettered (redacted)
+    errors: list[str] = msgspec.field(default_factory=list)  # sends that failed (redacted)
 
     def tally(self, provider: str) -> Tally:
         return self.tallies.setdefault(provider, Tally())

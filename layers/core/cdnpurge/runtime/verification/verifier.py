@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
+
+import msgspec
 
 from cdnpurge.core.answers import answer_number
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
@@ -88,8 +89,7 @@ class SilentListener:
 # -- scheduling ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Purged:
+class Purged(msgspec.Struct, frozen=True):
     """One request's acceptance, as a check needs it: which changes, and the provider's job or ETA."""
 
     provider: str
@@ -225,8 +225,7 @@ def first_delay(check: VerifyCheck, settings: VerifySettings) -> int:
 Schedule = Callable[[VerifyCheck, int], None]  # enqueue a check with a delay (seconds)
 
 
-@dataclass(frozen=True)
-class Pacer:
+class Pacer(msgspec.Struct, frozen=True):
     """Calls to a provider outside the executor (job-status polls), paced by its token bucket."""
 
     executor: Executor
@@ -248,8 +247,7 @@ class Pacer:
 DeadLetter = Callable[[VerifyCheck, tuple[str, ...]], None]  # send a failed check with its reasons
 
 
-@dataclass
-class Verifier:
+class Verifier(msgspec.Struct):
     """Runs checks: everything a check touches is injected (clock, probers, origin, purging, queues)."""
 
     settings: Mapping[str, ProviderSettings]
@@ -260,9 +258,9 @@ class Verifier:
     schedule: Schedule
     dead_letter: DeadLetter
     clock: Callable[[], float]  # epoch seconds
-    listener: VerificationListener = field(default_factory=SilentListener)
+    listener: VerificationListener = msgspec.field(default_factory=SilentListener)
     prober_factory: Callable[[VerifySettings, frozenset[str]], Prober] | None = None
-    _probers: dict[str, Prober] = field(default_factory=dict)
+    _probers: dict[str, Prober] = msgspec.field(default_factory=dict)
 
     def run(self, check: VerifyCheck, report: VerificationReport, *, deadline: Deadline) -> None:
         """One check, every call of it (job status, origin, probes, purges) ending before `deadline`; what

@@ -10,8 +10,9 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final, TypedDict
+
+import msgspec
 
 from cdnpurge.core.webhooks.signatures import SignedRequest
 
@@ -30,8 +31,7 @@ class BadRequestError(Exception):
     """The request is not a webhook delivery we can read (answered 400)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Incoming:
+class Incoming(msgspec.Struct, frozen=True):
     """The parts of an HTTP API event the intake reads."""
 
     method: str

@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
+
+import msgspec
 
 from cdnpurge.core.config import Config
 from cdnpurge.core.credentials import CredentialError, SecretReader, resolve
@@ -48,8 +49,7 @@ class Outcome(StrEnum):
     UNAVAILABLE = "unavailable"
 
 
-@dataclass(frozen=True, slots=True)
-class IntakeResult:
+class IntakeResult(msgspec.Struct, frozen=True):
     """The answer and what to count and log about it (never a header value or the body)."""
 
     response: HttpResponse
@@ -85,8 +85,7 @@ def accepted_secrets(source: WebhookSource, reader: SecretReader) -> tuple[str, 
     return tuple(secrets)
 
 
-@dataclass(frozen=True)
-class WebhookIntake:
+class WebhookIntake(msgspec.Struct, frozen=True):
     """What the webhook function runs per request; every dependency injected (tests and the local stack
     pass DynamoDB Local, moto's SQS and a clock by hand)."""
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Final
+
+import msgspec
 
 from cdnpurge.core.config import Config, parse_config, read_config_text
 from cdnpurge.core.deadline import Deadline
@@ -32,16 +33,16 @@ def _parsed(text: str) -> Config:
     return parse_config(text, source="PURGE_CONFIG")
 
 
-@dataclass
-class ConfigSource:
+class ConfigSource(msgspec.Struct):
     """The configuration at `location` (a file or `ssm:/name`), read again once `CONFIG_CHECK_SECONDS` of
     `clock` have passed since the last read."""
 
     location: str
     read_ssm: Callable[[str], str]
     clock: Callable[[], float] = time.monotonic
-    _text: str | None = field(default=None, init=False)
-    _read_at: float = field(default=0.0, init=False)
+    # What the last read found, and when: state kept between calls, never passed in.
+    _text: str | None = None
+    _read_at: float = 0.0
 
     def __call__(self, deadline: Deadline) -> Config:
         if self._text is None or self.clock() - self._read_at >= CONFIG_CHECK_SECONDS:
