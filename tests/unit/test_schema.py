@@ -4,12 +4,20 @@ problem of a document at once (`convert_every`)."""
 from __future__ import annotations
 
 import enum
+import importlib
+import pkgutil
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 import msgspec
 import pytest
 
-from cdnpurge.core.schema import DocumentError, Located, convert_every, every_problem, located
+import cdnpurge.core
+import cdnpurge.runtime
+from cdnpurge.core.config import Config
+from cdnpurge.core.events.verify import VerifyCheck
+from cdnpurge.core.schema import _RULES, DocumentError, Located, convert_every, every_problem, located, worded
+from cdnpurge.runtime.service import LambdaEnvironment
 
 
 class Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -136,3 +144,90 @@ def test_a_problem_of_several_lines_gives_one_line_each_under_its_path() -> None
     error = DocumentError([Located("rules[0]", "first\nsecond"), Located("", "top")])
     assert error.lines(prefix="config") == ["config.rules[0]: first", "config.rules[0]: second", "config: top"]
     assert str(error) == "rules[0]: first\nrules[0]: second\ntop"
+
+
+def _patterns(info: msgspec.inspect.Type, seen: set[type]) -> Iterator[tuple[str, str]]:
+    """(where, pattern) of every string pattern reachable from a msgspec type description."""
+    if isinstance(info, msgspec.inspect.StrType) and info.pattern is not None:
+        yield "", info.pattern
+    elif isinstance(info, msgspec.inspect.StructType):
+        if info.cls in seen:
+            return
+        seen.add(info.cls)
+        for field in info.fields:
+            for where, pattern in _patterns(field.type, seen):
+                yield f"{info.cls.__qualname__}.{field.name}" + (f" > {where}" if where else ""), pattern
+    elif isinstance(info, msgspec.inspect.UnionType):
+        for option in info.types:
+            yield from _patterns(option, seen)
+    elif isinstance(info, msgspec.inspect.TupleType):
+        for item in info.item_types:
+            yield from _patterns(item, seen)
+    elif isinstance(info, msgspec.inspect.DictType):
+        yield from _patterns(info.key_type, seen)
+        yield from _patterns(info.value_type, seen)
+    elif hasattr(info, "item_type"):  # list, set, frozenset, variable-length tuple
+        yield from _patterns(info.item_type, seen)
+
+
+def _described(struct: type[msgspec.Struct]) -> msgspec.inspect.Type | None:
+    try:
+        return msgspec.inspect.type_info(struct)
+    except (TypeError, NameError):  # a run-time object's type, or one imported for type checking only
+        return None
+
+
+def test_every_pattern_of_the_package_is_anchored_and_worded() -> None:
+    # Given: every Struct the Lambda's package defines (configuration, own messages, environment, ...)
+    modules = [
+        importlib.import_module(info.name)
+        for package in (cdnpurge.core, cdnpurge.runtime)
+        for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")
+    ]
+    structs = {
+        value
+        for module in modules
+        for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, msgspec.Struct) and value.__module__ == module.__name__
+    }
+    # When: the string patterns of their fields are collected (from every Struct msgspec can read: those
+    # holding a lock, a client or a callable are run-time objects, never read from a document)
+    described = {struct: info for struct in structs if (info := _described(struct)) is not None}
+    found = dict(pattern for info in described.values() for pattern in _patterns(info, set()))
+    # Then: each is anchored with \A and \Z (`$` lets a final newline through) and refused in words
+    assert {Config, VerifyCheck, LambdaEnvironment} <= set(described)
+    assert len(found) >= 10
+    unanchored = {where: p for where, p in found.items() if not (p.startswith("\\A") and p.endswith("\\Z"))}
+    unworded = {where: p for where, p in found.items() if f"Expected `str` matching regex {p!r}" not in _RULES}
+    assert unanchored == {}
+    assert unworded == {}
+
+
+class Named(msgspec.Struct):
+    name: Annotated[str, msgspec.Meta(pattern=worded(r"[a-z]+", "must be lower-case letters"))]
+
+
+@pytest.mark.parametrize("value", ["fastly\n", "fastly\r\n", "\nfastly"])
+def test_a_final_newline_does_not_pass_a_pattern(value: str) -> None:
+    with pytest.raises(msgspec.ValidationError) as caught:
+        msgspec.convert({"name": value}, Named)
+    assert located(caught.value) == Located("name", "must be lower-case letters")
+
+
+class Templates(msgspec.Struct):
+    paths: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()
+
+
+def test_a_lone_surrogate_read_laxly_is_a_problem_at_its_place() -> None:
+    # Given: a text with a lone surrogate (a YAML "\ud800" escape) where a list is expected, read laxly as a
+    # configuration is (msgspec then encodes the text, which raises UnicodeEncodeError, not a ValidationError)
+    raw = {"paths": "/a", "urls": "\ud800"}
+    # When: converted
+    with pytest.raises(DocumentError) as caught:
+        convert_every(raw, Templates, strict=False)
+    # Then: the problem is named at its field, beside the others
+    assert caught.value.lines() == [
+        "paths: Expected `array`, got `str`",
+        "urls: is not valid Unicode (a lone surrogate)",
+    ]

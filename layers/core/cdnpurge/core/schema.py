@@ -32,12 +32,28 @@ _UNKNOWN: Final = re.compile(r"^Object contains unknown field `(?P<field>[^`]*)`
 # Messages of msgspec that quote the input: the value is dropped, the rule kept.
 NOT_ALLOWED: Final = "not one of the allowed values"
 UNKNOWN_FIELD: Final = "unknown field (not one this document has)"
+NOT_UNICODE: Final = "is not valid Unicode (a lone surrogate)"
 _QUOTING: Final = ((re.compile(r"^Invalid enum value .*$", re.DOTALL), NOT_ALLOWED),)
 # A key shown in a path: it reads as a name (a field name, a credential's name: `token`, `client_secret`), in
 # lower-case letters, `_` and `-`. Anything else (digits, capitals: what a credential pasted as a key holds) is not.
-_NAME: Final = re.compile(r"^[a-z][a-z_-]{0,63}$")
+_NAME: Final = re.compile(r"[a-z][a-z_-]{0,63}")
+# A refused pattern is named by the rule it stands for (msgspec's message quotes the regular expression):
+# every `msgspec.Meta(pattern=...)` of the package is given through `worded`. Patterns are anchored with \A and
+# \Z: msgspec searches with Python's `re`, whose `$` also matches before a final newline ("name\n" would
+# pass `^...$`); tests/unit/test_schema.py holds every Struct of the package to both.
+_RULES: Final[dict[str, str]] = {}
 
 T = TypeVar("T")
+
+
+def worded(pattern: str, rule: str) -> str:
+    """`pattern`, for a field's `msgspec.Meta`, anchored (`\\A...\\Z`), with the words a refusal says instead
+    of the expression."""
+    anchored = pattern if pattern.startswith("\\A") and pattern.endswith("\\Z") else rf"\A(?:{pattern})\Z"
+    _RULES[f"Expected `str` matching regex {anchored!r}"] = rule
+    return anchored
+
+
 # msgspec's `dec_hook`: builds a value of a type msgspec does not know (e.g. a masked secret) from its input.
 DecodeHook = Callable[[type, Any], Any]
 
@@ -66,6 +82,7 @@ def located(error: msgspec.ValidationError) -> Located:
     elif (unknown := _UNKNOWN.match(what)) is not None:
         where, what = join_path(where, _key(unknown.group("field"))), UNKNOWN_FIELD
     else:
+        what = _RULES.get(what, what)
         for pattern, replacement in _QUOTING:
             if pattern.match(what):
                 what = replacement
@@ -84,7 +101,7 @@ def join_path(path: str, part: str) -> str:
 def _key(key: object) -> str:
     """A mapping key or an unknown field as a path part: by its name when it reads as one, else `[...]` as
     msgspec shows keys (a credential pasted as a key is never shown)."""
-    return key if isinstance(key, str) and _NAME.match(key) else "[...]"
+    return key if isinstance(key, str) and _NAME.fullmatch(key) else "[...]"
 
 
 class DocumentError(ValueError):
@@ -108,9 +125,15 @@ def convert_every(raw: Any, type_: type[T], *, dec_hook: DecodeHook | None = Non
     only a document that fails pays for the search (`every_problem`)."""
     try:
         return msgspec.convert(raw, type_, dec_hook=dec_hook, strict=strict)
-    except msgspec.ValidationError as first:
+    except (msgspec.ValidationError, UnicodeEncodeError) as first:
         found = every_problem(raw, type_, dec_hook=dec_hook, strict=strict)
-        raise DocumentError(found or [located(first)]) from None
+        raise DocumentError(found or [_problem_of(first)]) from None
+
+
+def _problem_of(error: msgspec.ValidationError | UnicodeEncodeError) -> Located:
+    """`located(error)`; a lone surrogate (which a YAML or JSON escape can write) where msgspec reads a text
+    it would encode, when not converting strictly, stops it with a `UnicodeEncodeError` instead."""
+    return Located("", NOT_UNICODE) if isinstance(error, UnicodeEncodeError) else located(error)
 
 
 def every_problem(
@@ -133,8 +156,8 @@ def _problems(raw: Any, annotation: Any, where: str, convert: Callable[[Any, Any
     try:
         convert(raw, annotation)
         return
-    except msgspec.ValidationError as exc:
-        first = located(exc)
+    except (msgspec.ValidationError, UnicodeEncodeError) as exc:
+        first = _problem_of(exc)
     shape = _shape(annotation, raw)
     found = list(_part_problems(raw, shape, where, convert))
     if found:

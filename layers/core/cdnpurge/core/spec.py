@@ -18,7 +18,7 @@ from cdnpurge.core.credentials import CredentialRef, Secret, decode_secret
 from cdnpurge.core.errors import show
 from cdnpurge.core.gcra import Limit
 from cdnpurge.core.models import Target, TargetKind
-from cdnpurge.core.schema import convert_every
+from cdnpurge.core.schema import convert_every, worded
 from cdnpurge.core.urls import UrlError, canonical_path, canonical_url, without_userinfo
 from cdnpurge.core.verify_settings import VerifySettings
 
@@ -137,7 +137,10 @@ class ProviderSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     """Fields every provider entry in the configuration has; each adapter subclasses it (`frozen=True,
     kw_only=True`, its `kind` a Literal). Read from a document with `parse_settings`: every problem named."""
 
-    name: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    name: Annotated[
+        str,
+        msgspec.Meta(min_length=1, pattern=worded(r"\A[A-Za-z0-9_.-]+\Z", "must be letters, digits, '_', '.' or '-'")),
+    ]
     kind: str
     # Base-URL override (fake servers, tests, regional API endpoints).
     endpoint: str | None = None
@@ -153,7 +156,17 @@ class ProviderSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     rate_per_second: Annotated[float, msgspec.Meta(ge=MIN_RATE_PER_SECOND, le=MAX_RATE_PER_SECOND)] | None = None
     # The account whose rate limits this provider shares (docs: rate sharing): providers, stacks and the CLI
     # naming the same scope (on one meter table) draw on one rate. Default: the provider's name.
-    rate_scope: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")] | None = None
+    rate_scope: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=200,
+                pattern=worded(r"\A[A-Za-z0-9_.:-]+\Z", "must be letters, digits, '_', '.', ':' or '-'"),
+            ),
+        ]
+        | None
+    ) = None
     # The target kinds this provider receives (url, path, prefix, key, host, all), as rules and events name
     # them; the others go only to the providers that list them. Default: every kind it can express.
     purge_by: Annotated[tuple[TargetKind, ...], msgspec.Meta(min_length=1)] | None = None

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from cdnpurge.core.schema import worded
+
 # SQS caps a message's delay at 15 minutes: no wait between two checks can be longer.
 MAX_DELAY_SECONDS: Final = 900
 
@@ -24,7 +26,12 @@ class VerifySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     max_urls: Annotated[int, msgspec.Meta(ge=1, le=20)] = 3
     # The response header that proves the version: ETag (compared with the S3 object's ETag), or
     # x-amz-meta-<name> (compared with the object's metadata <name>).
-    version_header: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")] = "ETag"
+    version_header: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1, pattern=worded(r"\A[A-Za-z0-9_-]+\Z", "must be a header name (letters, digits, '_' or '-')")
+        ),
+    ] = "ETag"
     # First check, and backoff unit.
     interval_seconds: Annotated[int, msgspec.Meta(ge=1, le=MAX_DELAY_SECONDS)] = 10
     # Purge again what is still stale at most this often.

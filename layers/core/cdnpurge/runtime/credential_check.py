@@ -15,8 +15,9 @@ credentials' own forms before they leave.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
+
+import msgspec
 
 from cdnpurge.core.protocol import Provider, credentials_check
 from cdnpurge.core.provider_errors import AuthError, ProviderError
@@ -30,8 +31,7 @@ class Acceptance(StrEnum):
     NOT_CHECKED = "not checked"  # its API has no harmless call that needs the credentials
 
 
-@dataclass(frozen=True)
-class CredentialCheck:
+class CredentialCheck(msgspec.Struct, frozen=True):
     provider: str
     acceptance: Acceptance
     detail: str

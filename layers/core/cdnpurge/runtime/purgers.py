@@ -16,8 +16,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Final
+
+import msgspec
 
 from cdnpurge.core.credentials import Secret, SecretReader, resolve
 from cdnpurge.core.deadline import Deadline, OutOfTimeError
@@ -38,8 +39,7 @@ FRESH_SECRET_SECONDS: Final = 5.0
 SECRETS_READ_SECONDS: Final = 10.0
 
 
-@dataclass(frozen=True)
-class Purgers:
+class Purgers(msgspec.Struct, frozen=True):
     """Redacting providers by name, the executor that paces them, and the secrets to redact elsewhere."""
 
     providers: Mapping[str, Provider]

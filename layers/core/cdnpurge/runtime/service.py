@@ -30,7 +30,7 @@ from cdnpurge.core.events.own import ExpiredMessageError, refuse_times
 from cdnpurge.core.events.reading import MalformedError
 from cdnpurge.core.events.verify import VerifyCheck, encode_check, send_batches
 from cdnpurge.core.protocol import Provider
-from cdnpurge.core.schema import DocumentError, convert_every
+from cdnpurge.core.schema import DocumentError, convert_every, worded
 from cdnpurge.core.spec import ProviderSpec
 from cdnpurge.core.verify_settings import VerifySettings
 from cdnpurge.runtime.after_batch import AfterBatch, AfterBatchStep
@@ -114,7 +114,9 @@ class LambdaEnvironment(msgspec.Struct, frozen=True, rename="upper"):
     trail_table_name: str | None = None  # unset: no purge trail
     trail_retention_seconds: Annotated[int, msgspec.Meta(gt=0)] = DEFAULT_RETENTION_SECONDS
     lambda_function_name: str | None = msgspec.field(default=None, name="AWS_LAMBDA_FUNCTION_NAME")
-    home_account_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{12}$")] | None = None
+    home_account_id: (
+        Annotated[str, msgspec.Meta(pattern=worded(r"\A[0-9]{12}\Z", "must be a 12-digit AWS account id"))] | None
+    ) = None
 
     @classmethod
     def read(cls, environ: Mapping[str, str]) -> LambdaEnvironment:

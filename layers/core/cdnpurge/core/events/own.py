@@ -43,25 +43,13 @@ import msgspec
 from cdnpurge.core.answers import MAX_ANSWER_SECONDS
 from cdnpurge.core.errors import show
 from cdnpurge.core.events.reading import MAX_BODY_BYTES, MalformedError, json_kind
-from cdnpurge.core.schema import located
+from cdnpurge.core.schema import located, worded
 
 MAX_SENDS: Final = 5000  # a lineage of checks: 3600 s deadline at a 1 s interval, with room for the waits
 MIN_EPOCH: Final = 1_000_000_000.0  # 2001-09-09: no message of this function is older
 MAX_EPOCH: Final = 4_102_444_800.0  # 2100-01-01: a time past this is hostile, not scheduled
 CLOCK_SKEW_SECONDS: Final = 300.0  # how far in the future a time written by another invocation may be
 MAX_SECONDS: Final = MAX_ANSWER_SECONDS  # a duration carried in a message (an edge's ETA): at most a day
-
-# A refused pattern is named by the rule it stands for (msgspec's message quotes the regular expression).
-# Patterns are anchored with \A and \Z: msgspec searches with Python's `re`, whose `$` also matches before a
-# final newline (so "name\n" would pass `^...$`).
-_RULES: Final[dict[str, str]] = {}
-
-
-def worded(pattern: str, rule: str) -> str:
-    """`pattern`, for a field's `msgspec.Meta`, with the words a refusal says instead of the expression."""
-    _RULES[f"Expected `str` matching regex {pattern!r}"] = rule
-    return pattern
-
 
 # What the decode stage refuses in keys and targets (`reading.check_text`): control characters and lone
 # surrogates. (Escaping for a terminal is the output's job: `cdnpurge.core.terminal`.)
@@ -163,7 +151,6 @@ def _problem(exc: msgspec.ValidationError) -> str:
     """`field <path>: <rule>` of a validation error, never quoting the value (it is untrusted and may be
     huge), the path quoted and bounded when it holds an unknown field's name."""
     where, what = located(exc)
-    what = _RULES.get(what, what)
     place = where if _PLAIN_PATH.fullmatch(where) else show(where)
     return f"field {place}: {what}" if where else f"is refused: {what}"
 

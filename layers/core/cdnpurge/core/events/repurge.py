@@ -14,7 +14,7 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from cdnpurge.core.events.own import NO_CONTROL, MessagePart, OwnMessage, encode_own, read_own, worded
+from cdnpurge.core.events.own import NO_CONTROL, MessagePart, OwnMessage, encode_own, read_own
 from cdnpurge.core.events.reading import (
     AWS_ACCOUNT,
     MAX_IDENTITY_CHARS,
@@ -26,6 +26,7 @@ from cdnpurge.core.events.reading import (
 from cdnpurge.core.events.result import Sink
 from cdnpurge.core.events.verify import ChangeId
 from cdnpurge.core.models import Action, Change
+from cdnpurge.core.schema import worded
 
 REPURGE_MARKER: Final = "repurge"  # value of the "cdnpurge" field of a re-purge message
 REPURGE_SUFFIX: Final = "#repurge"  # appended to the change ids a re-purge message carries

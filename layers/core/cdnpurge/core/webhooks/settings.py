@@ -16,12 +16,14 @@ from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
 from cdnpurge.core.credentials import CredentialRef
-from cdnpurge.core.schema import Located
+from cdnpurge.core.schema import Located, worded
 from cdnpurge.core.webhooks.signatures import DEFAULT_TOKEN_HEADER, Scheme
 
 MAPPED_FIELDS: Final = ("keys", "paths", "urls", "hosts")
 EXPRESSION_FIELDS: Final = (*MAPPED_FIELDS, "id", "when")
-SOURCE_NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9-]{0,62}$"
+SOURCE_NAME_PATTERN: Final = worded(
+    r"\A[a-z0-9][a-z0-9-]{0,62}\Z", "must be 1-63 lower-case letters, digits or '-', starting with a letter or digit"
+)
 # Larger than any CMS notification; the enqueued message is the mapped targets, not the body.
 DEFAULT_MAX_BODY_BYTES: Final = 256 * 1024
 HARD_MAX_BODY_BYTES: Final = 1024 * 1024
@@ -71,7 +73,9 @@ class WebhookSource(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     # The secret (a Secrets Manager secret under SecretsPrefix in AWS). Its value is the secret, or JSON
     # {"current": NEW, "previous": OLD} while rotating: both are accepted.
     secret: CredentialRef
-    token_header: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]{1,64}$")] = DEFAULT_TOKEN_HEADER
+    token_header: Annotated[
+        str, msgspec.Meta(pattern=worded(r"\A[a-z0-9-]{1,64}\Z", "must be 1-64 lower-case letters, digits or '-'"))
+    ] = DEFAULT_TOKEN_HEADER
     # Signed timestamps older or newer are refused.
     tolerance_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 300
     # How long a delivery is remembered (replays refused).

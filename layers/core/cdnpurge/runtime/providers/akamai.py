@@ -45,6 +45,7 @@ from cdnpurge.core.answers import MAX_ANSWER_COUNT, MAX_ANSWER_SECONDS, answer_i
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import RejectedError
+from cdnpurge.core.schema import worded
 from cdnpurge.core.spec import Capabilities, Credentials, ProviderDocs, ProviderSettings
 from cdnpurge.runtime.providers.edgegrid import EdgeGridAuth
 from cdnpurge.runtime.providers.http import ApiCall, HttpProvider, parse_retry_after
@@ -72,7 +73,15 @@ UNVERIFIED = (
 class AkamaiSettings(ProviderSettings, frozen=True, kw_only=True):
     kind: Literal["akamai"] = "akamai"
     # The API client's EdgeGrid host, e.g. akab-xxxx.purge.akamaiapis.net.
-    host: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]+(\.[a-z0-9-]+)*\.akamaiapis\.net$")]
+    host: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=worded(
+                r"\A[a-z0-9-]+(\.[a-z0-9-]+)*\.akamaiapis\.net\Z",
+                "must be an EdgeGrid API host ending in .akamaiapis.net",
+            )
+        ),
+    ]
     network: Literal["production", "staging"] = "production"
     # Whether `key` targets of this entry are cache tags or CP codes.
     keys_are: Literal["tag", "cpcode"] = "tag"

@@ -42,6 +42,7 @@ from cdnpurge.core.answers import MAX_ANSWER_COUNT, answer_number
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import AuthError, NotFoundError, ProviderError, RejectedError
+from cdnpurge.core.schema import worded
 from cdnpurge.core.spec import (
     DNS_NAME_BYTES,
     UNDOCUMENTED_TARGET_BYTES,
@@ -103,7 +104,9 @@ UNVERIFIED = (
 
 class CloudflareSettings(ProviderSettings, frozen=True, kw_only=True):
     kind: Literal["cloudflare"] = "cloudflare"
-    zone_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]  # the zone's 32-hex identifier
+    zone_id: Annotated[
+        str, msgspec.Meta(pattern=worded(r"\A[0-9a-f]{32}\Z", "must be 32 lower-case hexadecimal digits (a zone id)"))
+    ]  # the zone's 32-hex identifier
     # Sets the per-request item limits and pacing; `paid` = Pro.
     plan: Literal["free", "paid", "pro", "business", "enterprise"] = "paid"
 

@@ -54,6 +54,7 @@ from cdnpurge.core.provider_errors import (
     UnavailableError,
     error_class_for_status,
 )
+from cdnpurge.core.schema import worded
 from cdnpurge.core.spec import (
     Capabilities,
     Credentials,
@@ -120,7 +121,14 @@ class InvalidationStatus(StrEnum):
 
 class CloudFrontSettings(ProviderSettings, frozen=True, kw_only=True):
     kind: Literal["cloudfront"] = "cloudfront"
-    distribution_id: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[A-Z0-9]+$")]
+    distribution_id: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=32,
+            pattern=worded(r"\A[A-Z0-9]+\Z", "must be capital letters and digits (a distribution id)"),
+        ),
+    ]
     # The distribution has a CacheTagConfig: surrogate keys are invalidated as `#<tag>` items.
     cache_tags: bool = False
 

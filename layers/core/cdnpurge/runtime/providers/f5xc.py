@@ -34,6 +34,7 @@ import msgspec
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import RejectedError
+from cdnpurge.core.schema import worded
 from cdnpurge.core.spec import (
     DNS_NAME_BYTES,
     UNDOCUMENTED_TARGET_BYTES,
@@ -61,8 +62,10 @@ UNVERIFIED = (
     "it is reported refused (403)",
 )
 
-_NAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
-_DNS_NAME = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$"
+_NAME = worded(r"\A[a-z0-9]([a-z0-9-]*[a-z0-9])?\Z", "must be lower-case letters, digits and '-', not at either end")
+_DNS_NAME = worded(
+    r"\A[a-z0-9]([a-z0-9.-]*[a-z0-9])?\Z", "must be a DNS name (lower-case letters, digits, '.' and '-')"
+)
 
 
 class F5xcSettings(ProviderSettings, frozen=True, kw_only=True):

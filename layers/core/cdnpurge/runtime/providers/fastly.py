@@ -24,6 +24,7 @@ from cdnpurge.core.answers import MAX_ANSWER_COUNT, MAX_PROVIDER_WAIT_SECONDS, a
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import RejectedError
+from cdnpurge.core.schema import worded
 from cdnpurge.core.spec import Capabilities, ProviderDocs, ProviderSettings
 from cdnpurge.core.urls import dot_segment_problem, may_hold_dot_segment
 from cdnpurge.runtime.providers.http import ApiCall, HttpProvider, parse_retry_after
@@ -53,7 +54,12 @@ def key_purge_segment(key: str) -> str:
 
 class FastlySettings(ProviderSettings, frozen=True, kw_only=True):
     kind: Literal["fastly"] = "fastly"
-    service_id: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[A-Za-z0-9]+$")]
+    service_id: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1, pattern=worded(r"\A[A-Za-z0-9]+\Z", "must be letters and digits (a Fastly service id)")
+        ),
+    ]
 
 
 class FastlyProvider(HttpProvider):

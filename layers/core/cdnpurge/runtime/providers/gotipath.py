@@ -30,6 +30,7 @@ import msgspec
 
 from cdnpurge.core.models import PurgeRequest, TargetKind
 from cdnpurge.core.protocol import PurgeResult
+from cdnpurge.core.schema import worded
 from cdnpurge.core.spec import UNDOCUMENTED_TARGET_BYTES, Capabilities, ProviderDocs, ProviderSettings
 from cdnpurge.runtime.providers.http import ApiCall, HttpProvider
 
@@ -52,7 +53,12 @@ UNVERIFIED = (
 
 class GotipathSettings(ProviderSettings, frozen=True, kw_only=True):
     kind: Literal["gotipath"] = "gotipath"
-    distribution_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+    distribution_id: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1, max_length=128, pattern=worded(r"\A[A-Za-z0-9_-]+\Z", "must be letters, digits, '_' or '-'")
+        ),
+    ]
 
 
 class GotipathProvider(HttpProvider):

@@ -36,6 +36,7 @@ from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.models import PurgeRequest, Target, TargetKind
 from cdnpurge.core.protocol import PurgeResult
 from cdnpurge.core.provider_errors import RejectedError
+from cdnpurge.core.schema import worded
 from cdnpurge.core.spec import UNDOCUMENTED_TARGET_BYTES, Capabilities, ProviderDocs, ProviderSettings
 from cdnpurge.runtime.providers.http import ApiCall, HttpProvider
 
@@ -52,7 +53,7 @@ UNVERIFIED = (
     f"medianova: no documented length limit for a `file_path`; each is bounded at {UNDOCUMENTED_TARGET_BYTES} bytes",
 )
 
-_UUID = r"^[A-Za-z0-9][A-Za-z0-9-]*$"
+_UUID = worded(r"\A[A-Za-z0-9][A-Za-z0-9-]*\Z", "must be letters, digits and '-' (a UUID)")
 
 
 class MedianovaSettings(ProviderSettings, frozen=True, kw_only=True):
