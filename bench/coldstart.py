@@ -7,7 +7,7 @@ What runs:
 
 - size: the deployed arm64 layer that `make sam-build` left in .aws-sam/build/CoreLayer, against
   `bench.layer.LAYER_BUDGET_BYTES` (unzipped bytes);
-- cold start: the layer cannot be imported here as built (its pydantic_core and wrapt are aarch64), so the
+- cold start: the layer cannot be imported here as built (its msgspec, PyYAML and wrapt extensions are aarch64), so the
   same recipe (layers/core/Makefile) is built again for this machine, once as built (bytecode from the
   Makefile's Python 3.13, when one is found) and once with sources only (how a layer ships without
   precompiled bytecode). Each is copied to a temporary directory with the function's app.py and a boto3

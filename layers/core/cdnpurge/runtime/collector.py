@@ -1,6 +1,6 @@
 """The garbage collector at a cold start: paused while init builds what lives as long as the process.
 
-A cold start is one burst of allocation: boto3, pydantic, Powertools and the runtime's own modules leave some
+A cold start is one burst of allocation: boto3, Powertools, msgspec and the runtime's own modules leave some
 60,000 tracked objects (modules, classes, functions, their dicts), and the service built on the first batch
 adds its clients and service models. As they pile up, CPython's collector scans them again and again and
 finds next to nothing to free (a few hundred objects after the whole import); those scans cost a cold start
