@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 # Logical ids of template.yaml the tools read.
 FUNCTION: Final = "PurgeFunction"
+WEBHOOK_FUNCTION: Final = "WebhookFunction"
 QUEUE: Final = "PurgeQueue"
 DEAD_LETTER_QUEUE: Final = "PurgeDeadLetterQueue"
 OBJECT_CHANGED_RULE: Final = "ObjectChangedRule"

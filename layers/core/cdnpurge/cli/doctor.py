@@ -27,6 +27,7 @@ from cdnpurge.cli.deployed import (
     FUNCTION,
     OBJECT_CHANGED_RULE,
     QUEUE,
+    WEBHOOK_FUNCTION,
     DeployedStack,
     StackReadError,
     client_in,
@@ -38,7 +39,7 @@ from cdnpurge.cli.deployed import (
 from cdnpurge.cli.notifications import EVENTBRIDGE
 from cdnpurge.cli.output import external
 
-# How far back the function's errors are counted.
+# How far back the functions' errors are counted.
 ERRORS_WINDOW_SECONDS: Final = 3600
 
 DOCTOR_EXAMPLES = """\
@@ -50,8 +51,8 @@ Checks: the stack settled; stack and bucket in one region; the bucket's EventBri
 source, bucket and state; the configuration in SSM; every provider's secrets readable and its credentials
 accepted (each provider's documented harmless call, docs/providers.md; CloudFront: the distribution read and the
 function's role granted it in CloudFrontDistributionArns); alarm destinations (email confirmed); alarms firing
-now, the webhook intake's included; the purge queue and dead-letter queue; purging paused or not; the
-function's errors in the last hour. Read-only. Needs read access to each (cloudformation:Describe*,
+now, the webhook intake's included; the purge queue and dead-letter queue; purging paused or not; the purge
+and webhook functions' errors in the last hour. Read-only. Needs read access to each (cloudformation:Describe*,
 s3:GetBucketLocation/GetBucketNotification, events:DescribeRule, ssm:GetParameter, secretsmanager:
 GetSecretValue, sns:ListSubscriptionsByTopic, cloudwatch:DescribeAlarms/GetMetricStatistics, sqs:
 GetQueueAttributes, lambda:ListEventSourceMappings, cloudfront:GetDistribution). Exit status: 0 all passed,
@@ -143,7 +144,8 @@ def diagnose(stack: DeployedStack, client: Callable[[str], Any], *, now: float) 
         ("purge queue", lambda: _queue(stack, client("sqs"))),
         ("dead letters", lambda: _dead_letters(stack, client("sqs"))),
         ("paused", lambda: _paused(stack, client("lambda"), client("sqs"), client("ssm"))),
-        ("function errors", lambda: _errors(stack, client("cloudwatch"), now)),
+        ("function errors", lambda: function_errors(stack, client("cloudwatch"), now, FUNCTION)),
+        ("webhook errors", lambda: function_errors(stack, client("cloudwatch"), now, WEBHOOK_FUNCTION)),
     )
     for name, step in steps:
         try:
@@ -441,14 +443,30 @@ def _paused(stack: DeployedStack, lambda_client: Any, sqs: Any, ssm: Any) -> Che
     )
 
 
-def _errors(stack: DeployedStack, cloudwatch: Any, now: float) -> Check:
+# Per function the doctor reads the errors of: its check's name and where to look when it has some.
+_ERRORS_CHECKS: Final = {
+    FUNCTION: (
+        "function errors",
+        'Logs Insights, saved query "what happened to one key", or filter the log group for "batch aborted"',
+    ),
+    WEBHOOK_FUNCTION: (
+        "webhook errors",
+        "filter the webhook function's log group (WebhookFunctionLogGroup) for ERROR; a failed delivery is "
+        "retried by the CMS, a 5xx it keeps getting is a fault here",
+    ),
+}
+
+
+def function_errors(stack: DeployedStack, cloudwatch: Any, now: float, logical_id: str) -> Check:
+    """The failed invocations of the stack's function `logical_id` (the purge function, the webhook intake) in
+    the last hour, from Lambda's own `Errors` metric."""
     from datetime import UTC, datetime
 
-    function = stack.physical(FUNCTION)
+    name, where_to_look = _ERRORS_CHECKS[logical_id]
     points = cloudwatch.get_metric_statistics(
         Namespace="AWS/Lambda",
         MetricName="Errors",
-        Dimensions=[{"Name": "FunctionName", "Value": function}],
+        Dimensions=[{"Name": "FunctionName", "Value": stack.physical(logical_id)}],
         StartTime=datetime.fromtimestamp(now - ERRORS_WINDOW_SECONDS, UTC),
         EndTime=datetime.fromtimestamp(now, UTC),
         Period=ERRORS_WINDOW_SECONDS,
@@ -456,10 +474,5 @@ def _errors(stack: DeployedStack, cloudwatch: Any, now: float) -> Check:
     )["Datapoints"]
     errors = int(sum(point.get("Sum", 0) for point in points))
     if not errors:
-        return Check("function errors", Verdict.OK, "no failed invocation in the last hour")
-    return Check(
-        "function errors",
-        Verdict.FAIL,
-        f"{errors} failed invocation(s) in the last hour",
-        'Logs Insights, saved query "what happened to one key", or filter the log group for "batch aborted"',
-    )
+        return Check(name, Verdict.OK, "no failed invocation in the last hour")
+    return Check(name, Verdict.FAIL, f"{errors} failed invocation(s) in the last hour", where_to_look)
