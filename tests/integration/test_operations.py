@@ -125,6 +125,7 @@ def test_doctor_names_every_broken_link_with_its_fix(stack: LocalStack) -> None:
     assert checks["alarm destinations"]["verdict"] == "FAIL"
     assert "not confirmed" in checks["alarm destinations"]["found"]
     assert checks["paused"]["verdict"] == "ok" and checks["dead letters"]["verdict"] == "ok"
+    assert checks["function errors"]["verdict"] == "ok" and checks["webhook errors"]["verdict"] == "ok"
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +221,7 @@ def test_doctor_sees_eventbridge_off_a_pause_and_dead_letters(stack: LocalStack)
         # The text form: one line per check, a fix under each failure, a summary
         status, text = run("doctor", "--stack", STACK)
         assert "fix: cdnpurge resume --stack cdnpurge-ops" in text
-        assert text.rstrip().splitlines()[-1].startswith(f"{STACK}: 13 checks, ")
+        assert text.rstrip().splitlines()[-1].startswith(f"{STACK}: 14 checks, ")
     finally:
         run("enable-eventbridge", "--bucket", bucket)
         run("resume", "--stack", STACK)
