@@ -27,6 +27,11 @@ EVENT_SOURCE_MAPPING: Final = "PurgeFunctionPurgeQueueEvent"
 FUNCTION: Final = "PurgeFunction"
 LOG_GROUP: Final = "PurgeFunctionLogGroup"
 ROLE: Final = "PurgeFunctionRole"
+#: The template's functions as the stack reports them: (function, its role, its log group).
+FUNCTIONS: Final = (
+    (FUNCTION, ROLE, LOG_GROUP),
+    ("WebhookFunction", "WebhookFunctionRole", "WebhookFunctionLogGroup"),
+)
 _ADOPTED_TYPES: Final = {"AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::Events::Rule"}
 _ALARM_PROPERTIES: Final = (
     "AlarmDescription",
@@ -46,11 +51,46 @@ _ALARM_PROPERTIES: Final = (
 )
 
 
+def _function_resources(
+    template: Mapping[str, Any], evaluator: Evaluator, stack_name: str, ids: tuple[str, str, str]
+) -> dict[str, Any]:
+    """A function of the template as the stack reports it: its role, its log group, and the function with the
+    template's runtime, handler, timeout and memory (its code is never run locally). `ids`: the logical ids of
+    the function, its role and its log group."""
+    function_id, role_id, log_group_id = ids
+    function = template["Resources"][function_id]["Properties"]
+    return {
+        role_id: {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": f"{stack_name}-{role_id}",
+                "AssumeRolePolicyDocument": evaluator.resolve(
+                    template["Resources"][role_id]["Properties"]["AssumeRolePolicyDocument"]
+                ),
+            },
+        },
+        log_group_id: {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": f"{stack_name}-{log_group_id}"}},
+        function_id: {
+            "Type": "AWS::Lambda::Function",
+            "Properties": {
+                "FunctionName": f"{stack_name}-{function_id}",
+                "Runtime": function["Runtime"],
+                "Handler": function["Handler"],
+                "Timeout": function["Timeout"],
+                "MemorySize": function["MemorySize"],
+                "Role": {"Fn::GetAtt": [role_id, "Arn"]},
+                "Code": {"ZipFile": "def lambda_handler(event, context):\n    raise NotImplementedError\n"},
+            },
+        },
+    }
+
+
 def registration_template(
     template: Mapping[str, Any], evaluator: Evaluator, *, stack_name: str, parameters: Mapping[str, str]
 ) -> dict[str, Any]:
-    """A template whose resources are the local stack's (adopted by name) plus the function, its event
-    source mapping and log group; its parameters and outputs are the real template's, resolved."""
+    """A template whose resources are the local stack's (adopted by name) plus the functions, their roles and
+    log groups and the purge function's event source mapping; its parameters and outputs are the real
+    template's, resolved."""
     resources: dict[str, Any] = {}
     for logical_id, definition in template["Resources"].items():
         if definition.get("Type") not in _ADOPTED_TYPES or logical_id not in evaluator.attributes:
@@ -66,30 +106,9 @@ def registration_template(
                 "Type": "AWS::Events::Rule",
                 "Properties": {"Name": physical["Ref"], "EventPattern": pattern, "State": "ENABLED"},
             }
-    function = template["Resources"][FUNCTION]["Properties"]
-    queue_event = function["Events"]["PurgeQueueEvent"]["Properties"]
-    resources[ROLE] = {
-        "Type": "AWS::IAM::Role",
-        "Properties": {
-            "RoleName": f"{stack_name}-{ROLE}",
-            "AssumeRolePolicyDocument": evaluator.resolve(
-                template["Resources"][ROLE]["Properties"]["AssumeRolePolicyDocument"]
-            ),
-        },
-    }
-    resources[LOG_GROUP] = {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": f"{stack_name}-{LOG_GROUP}"}}
-    resources[FUNCTION] = {
-        "Type": "AWS::Lambda::Function",
-        "Properties": {
-            "FunctionName": f"{stack_name}-{FUNCTION}",
-            "Runtime": function["Runtime"],
-            "Handler": function["Handler"],
-            "Timeout": function["Timeout"],
-            "MemorySize": function["MemorySize"],
-            "Role": {"Fn::GetAtt": [ROLE, "Arn"]},
-            "Code": {"ZipFile": "def lambda_handler(event, context):\n    raise NotImplementedError\n"},
-        },
-    }
+    for ids in FUNCTIONS:
+        resources.update(_function_resources(template, evaluator, stack_name, ids))
+    queue_event = template["Resources"][FUNCTION]["Properties"]["Events"]["PurgeQueueEvent"]["Properties"]
     resources[EVENT_SOURCE_MAPPING] = {
         "Type": "AWS::Lambda::EventSourceMapping",
         "Properties": {
@@ -101,8 +120,11 @@ def registration_template(
     }
     known = {
         **evaluator.attributes,
-        FUNCTION: {"Ref": f"{stack_name}-{FUNCTION}"},
-        LOG_GROUP: {"Ref": f"{stack_name}-{LOG_GROUP}"},
+        **{
+            logical_id: {"Ref": f"{stack_name}-{logical_id}"}
+            for function_id, _, log_group_id in FUNCTIONS
+            for logical_id in (function_id, log_group_id)
+        },
     }
     outputs_evaluator = Evaluator(
         parameters=evaluator.parameters, condition_definitions=evaluator.condition_definitions, attributes=known
@@ -150,18 +172,10 @@ def register_stack(
 def _put_alarms(
     cloudwatch: Any, template: Mapping[str, Any], evaluator: Evaluator, *, stack_name: str, known: Mapping[str, str]
 ) -> None:
-    # A function not run on moto (the webhook function) is named as CloudFormation would name it: its alarms
-    # watch a function of that name.
-    unregistered = {
-        logical_id: {"Ref": f"{stack_name}-{logical_id}-LOCAL"}
-        for logical_id, definition in template["Resources"].items()
-        if definition.get("Type") == "AWS::Serverless::Function" and logical_id not in known
-    }
     extended = Evaluator(
         parameters=evaluator.parameters,
         condition_definitions=evaluator.condition_definitions,
         attributes={
-            **unregistered,
             **evaluator.attributes,
             **{k: {"Ref": v} for k, v in known.items() if k not in evaluator.attributes},
         },
