@@ -55,3 +55,22 @@ def test_each_function_is_judged_by_its_own_errors(logical_id: str, check: str, 
         assert hint in found.fix
     else:
         assert (found.verdict, found.found) == (Verdict.OK, "no failed invocation in the last hour")
+
+
+@pytest.mark.parametrize(
+    ("sums", "verdict", "found"),
+    [
+        ([float("nan")], Verdict.WARN, "CloudWatch answered a datapoint without a number of errors"),
+        (["many"], Verdict.WARN, "CloudWatch answered a datapoint without a number of errors"),
+        ([float("inf"), 1e308], Verdict.FAIL, "2000000000000 failed invocation(s) in the last hour"),
+        ([-5.0], Verdict.OK, "no failed invocation in the last hour"),
+        ([], Verdict.OK, "no failed invocation in the last hour"),
+    ],
+)
+def test_the_numbers_of_cloudwatchs_answer_are_read_as_input(sums: list[Any], verdict: Verdict, found: str) -> None:
+    # Given: CloudWatch's datapoints hold no number, an absurd one or a negative one
+    cloudwatch = CloudWatch({"cdnpurge-PurgeFunction-AbC": sums})
+    # When: the doctor counts the purge function's errors
+    check = function_errors(STACK, cloudwatch, NOW, FUNCTION)
+    # Then: bounded (at most 10^12 a datapoint, never below 0) or said to be unreadable, never a crash
+    assert (check.verdict, check.found) == (verdict, found)

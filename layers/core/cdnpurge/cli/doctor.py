@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from fnmatch import fnmatchcase
@@ -38,7 +38,9 @@ from cdnpurge.cli.deployed import (
 )
 from cdnpurge.cli.notifications import EVENTBRIDGE
 from cdnpurge.cli.output import external
+from cdnpurge.core.answers import MAX_ANSWER_COUNT, answer_number
 
+NO_COUNT: Final = "SQS answered no message count"
 # How far back the functions' errors are counted.
 ERRORS_WINDOW_SECONDS: Final = 3600
 
@@ -393,24 +395,39 @@ def _alarms(stack: DeployedStack, cloudwatch: Any) -> Check:
     return Check("alarms", Verdict.OK, "none in ALARM")
 
 
-def _queue_counts(sqs: Any, url: str) -> Mapping[str, str]:
-    return dict(
-        sqs.get_queue_attributes(
-            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        )["Attributes"]
+def _queue_counts(sqs: Any, url: str) -> tuple[int, int] | None:
+    """(waiting, in flight) as SQS counts them; None when its answer names no count."""
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    waiting, in_flight = (
+        _count(attributes.get(name))
+        for name in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
     )
+    return None if waiting is None or in_flight is None else (waiting, in_flight)
+
+
+def _count(value: object) -> int | None:
+    """A count in an AWS answer (SQS writes them as text, CloudWatch as floats), bounded like every number an
+    answer holds (`cdnpurge.core.answers`); None when it names no number."""
+    number = answer_number(value, low=0, high=MAX_ANSWER_COUNT)
+    return None if number is None else int(number)
 
 
 def _queue(stack: DeployedStack, sqs: Any) -> Check:
     counts = _queue_counts(sqs, stack.physical(QUEUE))
-    waiting, in_flight = counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesNotVisible"]
+    if counts is None:
+        return Check("purge queue", Verdict.WARN, NO_COUNT)
+    waiting, in_flight = counts
     return Check("purge queue", Verdict.OK, f"{waiting} waiting, {in_flight} in flight")
 
 
 def _dead_letters(stack: DeployedStack, sqs: Any) -> Check:
     url = stack.physical(DEAD_LETTER_QUEUE)
     counts = _queue_counts(sqs, url)
-    dead = int(counts["ApproximateNumberOfMessages"]) + int(counts["ApproximateNumberOfMessagesNotVisible"])
+    if counts is None:
+        return Check("dead letters", Verdict.WARN, NO_COUNT)
+    dead = sum(counts)
     if not dead:
         return Check("dead letters", Verdict.OK, "the dead-letter queue is empty")
     return Check(
@@ -472,7 +489,10 @@ def function_errors(stack: DeployedStack, cloudwatch: Any, now: float, logical_i
         Period=ERRORS_WINDOW_SECONDS,
         Statistics=["Sum"],
     )["Datapoints"]
-    errors = int(sum(point.get("Sum", 0) for point in points))
+    sums = [_count(point.get("Sum")) for point in points]
+    if None in sums:
+        return Check(name, Verdict.WARN, "CloudWatch answered a datapoint without a number of errors")
+    errors = sum(count for count in sums if count is not None)
     if not errors:
         return Check(name, Verdict.OK, "no failed invocation in the last hour")
     return Check(name, Verdict.FAIL, f"{errors} failed invocation(s) in the last hour", where_to_look)
