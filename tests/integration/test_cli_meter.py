@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN, create_template_table
 
@@ -18,7 +16,6 @@ from cdnpurge.cli.main import main
 from cdnpurge.runtime.meter_dynamodb import KEY_PREFIX
 from cdnpurge_local.fakecdn.fastly import FastlyBehaviour
 from cdnpurge_local.fakecdn.server import FakeCDN
-from cdnpurge_local.provision import local_client
 from cdnpurge_local.servers import DynamoDBLocal
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("meter")]
@@ -26,11 +23,10 @@ TABLE = "cdnpurge-cli-meter"
 
 
 @pytest.fixture(scope="module")
-def dynamodb() -> Iterator[tuple[Any, str]]:
-    with DynamoDBLocal() as server:
-        client = local_client(boto3.session.Session(), "dynamodb", endpoint=server.endpoint, region="us-east-1")
-        create_template_table(client, "IdempotencyTable", TABLE)
-        yield client, server.endpoint
+def meter_table(dynamodb: Any, dynamodb_local: DynamoDBLocal) -> tuple[Any, str]:
+    """The template's idempotency table on the module's DynamoDB Local: (client, the server's endpoint)."""
+    create_template_table(dynamodb, "IdempotencyTable", TABLE)
+    return dynamodb, dynamodb_local.endpoint
 
 
 def purge(tmp_path: Path, *extra: str) -> tuple[int, str, int]:
@@ -48,9 +44,9 @@ def purge(tmp_path: Path, *extra: str) -> tuple[int, str, int]:
 
 
 @pytest.fixture
-def environment(monkeypatch: pytest.MonkeyPatch, dynamodb: tuple[Any, str]) -> None:
+def environment(monkeypatch: pytest.MonkeyPatch, meter_table: tuple[Any, str]) -> None:
     monkeypatch.setenv("FASTLY_API_TOKEN", FASTLY_TOKEN)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb[1])
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", meter_table[1])
     for variable, value in (("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "testing")):
         monkeypatch.setenv(variable, value)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -60,12 +56,12 @@ def environment(monkeypatch: pytest.MonkeyPatch, dynamodb: tuple[Any, str]) -> N
 
 @pytest.mark.usefixtures("environment")
 def test_a_purge_with_the_stacks_table_reserves_its_slot_in_the_accounts_meter(
-    tmp_path: Path, dynamodb: tuple[Any, str]
+    tmp_path: Path, meter_table: tuple[Any, str]
 ) -> None:
     code, output, calls = purge(tmp_path, "--table", TABLE)
     assert code == 0 and calls == 1, output
     assert f"rate meter: sharing the account rate through table {TABLE}" in output
-    item = dynamodb[0].get_item(TableName=TABLE, Key={"id": {"S": f"{KEY_PREFIX}fastly/ops-account"}}).get("Item")
+    item = meter_table[0].get_item(TableName=TABLE, Key={"id": {"S": f"{KEY_PREFIX}fastly/ops-account"}}).get("Item")
     assert item is not None and "requests_tat" in item
 
 

@@ -33,7 +33,7 @@ from cdnpurge_local.fakecdn.cloudfront_watch import CloudFrontWatcher, WatchedCl
 from cdnpurge_local.fakecdn.edge import Edge
 from cdnpurge_local.fakecdn.origin import S3Origin
 from cdnpurge_local.provision import local_client
-from cdnpurge_local.servers import DEFAULT_REGION, DynamoDBLocal, MotoServer
+from cdnpurge_local.servers import DEFAULT_REGION, MotoServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("moto-in-progress")]
 
@@ -49,12 +49,10 @@ def moto() -> Iterator[MotoServer]:
 
 
 @pytest.fixture(scope="module")
-def table() -> Iterator[tuple[Any, str]]:
-    with DynamoDBLocal() as dynamodb:
-        client = local_client(boto3.session.Session(), "dynamodb", endpoint=dynamodb.endpoint, region=DEFAULT_REGION)
-        name = "cdnpurge-in-progress-test"
-        create_template_table(client, "IdempotencyTable", name)
-        yield client, name
+def table(dynamodb: Any) -> tuple[Any, str]:
+    name = "cdnpurge-in-progress-test"
+    create_template_table(dynamodb, "IdempotencyTable", name)
+    return dynamodb, name
 
 
 @dataclass

@@ -7,10 +7,8 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from helpers import FASTLY_SERVICE, FASTLY_TOKEN, RecordingSqs, config_from, create_template_table
 
@@ -22,20 +20,12 @@ from cdnpurge.runtime.service import PurgeService, Queues
 from cdnpurge.runtime.trail import batch_items
 from cdnpurge_local.event_builders import eventbridge_s3, sqs_record
 from cdnpurge_local.fakecdn.server import FakeCDN
-from cdnpurge_local.provision import local_client
-from cdnpurge_local.servers import DynamoDBLocal
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("coalesce")]
 
 BUCKET = "example-site-content"
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/purge"
 WINDOW = 60
-
-
-@pytest.fixture(scope="module")
-def dynamodb() -> Iterator[Any]:
-    with DynamoDBLocal() as server:
-        yield local_client(boto3.session.Session(), "dynamodb", endpoint=server.endpoint, region="us-east-1")
 
 
 class Clock:

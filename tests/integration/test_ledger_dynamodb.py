@@ -4,7 +4,6 @@ shared with Powertools Idempotency (written by one, read by the other, both ways
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -18,20 +17,17 @@ from cdnpurge.runtime.ledger import CLAIM_ITEMS, KEY_PREFIX, Attempt, Claim, Dyn
 from cdnpurge_local.cfn import load_template
 from cdnpurge_local.iam import enforce_role, function_role
 from cdnpurge_local.provision import local_client
-from cdnpurge_local.servers import DynamoDBLocal
 from cdnpurge_local.stack import TEMPLATE_PATH
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ledger")]
 
 
 @pytest.fixture(scope="module")
-def table() -> Iterator[tuple[Any, str]]:
+def table(dynamodb: Any) -> tuple[Any, str]:
     """DynamoDB Local with the template's idempotency table: (client, table name)."""
-    with DynamoDBLocal() as dynamodb:
-        client = local_client(boto3.session.Session(), "dynamodb", endpoint=dynamodb.endpoint, region="us-east-1")
-        name = "cdnpurge-ledger-test"
-        create_template_table(client, "IdempotencyTable", name)
-        yield client, name
+    name = "cdnpurge-ledger-test"
+    create_template_table(dynamodb, "IdempotencyTable", name)
+    return dynamodb, name
 
 
 def powertools(client: Any, name: str) -> DynamoDBPersistenceLayer:

@@ -4,12 +4,10 @@ out, one write each while the scope is busy; throttles shared; the meter's item 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from typing import Any
 
-import boto3
 import pytest
 from helpers import SimulatedClock, create_template_table
 
@@ -17,8 +15,6 @@ from cdnpurge.core.deadline import Deadline
 from cdnpurge.core.gcra import JITTER_MARGIN_SECONDS, Draw, Limit
 from cdnpurge.runtime.meter import InProcessMeter, MeterUnavailableError
 from cdnpurge.runtime.meter_dynamodb import KEY_PREFIX, DynamoDBMeter
-from cdnpurge_local.provision import local_client
-from cdnpurge_local.servers import DynamoDBLocal
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("meter")]
 
@@ -29,12 +25,10 @@ EACH = 25
 
 
 @pytest.fixture(scope="module")
-def table() -> Iterator[tuple[Any, str]]:
-    with DynamoDBLocal() as dynamodb:
-        client = local_client(boto3.session.Session(), "dynamodb", endpoint=dynamodb.endpoint, region="us-east-1")
-        name = "cdnpurge-meter-test"
-        create_template_table(client, "IdempotencyTable", name)
-        yield client, name
+def table(dynamodb: Any) -> tuple[Any, str]:
+    name = "cdnpurge-meter-test"
+    create_template_table(dynamodb, "IdempotencyTable", name)
+    return dynamodb, name
 
 
 def test_racing_threads_get_exactly_the_in_process_meters_slots(table: tuple[Any, str]) -> None:

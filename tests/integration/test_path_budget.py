@@ -32,8 +32,7 @@ from cdnpurge.runtime.service import PurgeService
 from cdnpurge_local.cloudfront_tags import enforce_cache_tags
 from cdnpurge_local.distributions import s3_distribution
 from cdnpurge_local.event_builders import s3_notification, s3_record, sqs_event
-from cdnpurge_local.provision import local_client
-from cdnpurge_local.servers import DynamoDBLocal, MotoServer
+from cdnpurge_local.servers import MotoServer
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudfront import CloudFrontClient
@@ -46,13 +45,11 @@ BUDGET = 50
 
 
 @pytest.fixture(scope="module")
-def table() -> Iterator[tuple[Any, str]]:
+def table(dynamodb: Any) -> tuple[Any, str]:
     """DynamoDB Local with the template's idempotency table: (client, table name)."""
-    with DynamoDBLocal() as dynamodb:
-        client = local_client(boto3.session.Session(), "dynamodb", endpoint=dynamodb.endpoint, region="us-east-1")
-        name = "cdnpurge-path-budget-test"
-        create_template_table(client, "IdempotencyTable", name)
-        yield client, name
+    name = "cdnpurge-path-budget-test"
+    create_template_table(dynamodb, "IdempotencyTable", name)
+    return dynamodb, name
 
 
 @pytest.fixture(scope="module")

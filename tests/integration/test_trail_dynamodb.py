@@ -8,10 +8,8 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from helpers import FASTLY_TOKEN, MemoryLedger, create_template_table, fastly_config
 
@@ -38,8 +36,6 @@ from cdnpurge.runtime.trail import (
 from cdnpurge_local.cfn import load_template
 from cdnpurge_local.event_builders import s3_notification, s3_record, sns_envelope, sqs_event
 from cdnpurge_local.fakecdn.server import FakeCDN
-from cdnpurge_local.provision import local_client
-from cdnpurge_local.servers import DynamoDBLocal
 from cdnpurge_local.stack import TEMPLATE_PATH
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("trail")]
@@ -47,12 +43,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("trail")]
 BUCKET = "example-site-content"
 NOW = 1_796_000_000.0  # 2026-11-29T...Z: the trail's clock, fixed
 RETENTION = 7 * 24 * 3600
-
-
-@pytest.fixture(scope="module")
-def dynamodb() -> Iterator[Any]:
-    with DynamoDBLocal() as local:
-        yield local_client(boto3.session.Session(), "dynamodb", endpoint=local.endpoint, region="us-east-1")
 
 
 @pytest.fixture

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from helpers import RecordingSqs, SimulatedClock, create_template_table, fastly_config
 from reliability import tally
@@ -23,8 +21,6 @@ from reliability import tally
 from cdnpurge.runtime.service import PurgeService, Queues
 from cdnpurge_local.event_builders import sqs_record
 from cdnpurge_local.fakecdn.server import FakeCDN
-from cdnpurge_local.provision import local_client
-from cdnpurge_local.servers import DynamoDBLocal
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("progress")]
 
@@ -36,12 +32,10 @@ MAX_RECEIVES = 5
 
 
 @pytest.fixture(scope="module")
-def table() -> Iterator[tuple[Any, str]]:
-    with DynamoDBLocal() as dynamodb:
-        client = local_client(boto3.session.Session(), "dynamodb", endpoint=dynamodb.endpoint, region="us-east-1")
-        name = "cdnpurge-progress-test"
-        create_template_table(client, "IdempotencyTable", name)
-        yield client, name
+def table(dynamodb: Any) -> tuple[Any, str]:
+    name = "cdnpurge-progress-test"
+    create_template_table(dynamodb, "IdempotencyTable", name)
+    return dynamodb, name
 
 
 def build(table: tuple[Any, str], fake_cdn: FakeCDN, sqs: RecordingSqs) -> PurgeService:

@@ -15,10 +15,8 @@ and the batch falls back to purging now instead of enqueuing a flush message its
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from helpers import create_template_table
 from reliability import tally
@@ -36,20 +34,12 @@ from cdnpurge.runtime.coalesce import (
 from cdnpurge.runtime.meter import MeterUnavailableError
 from cdnpurge.runtime.meter_dynamodb import KEY_PREFIX as METER_PREFIX
 from cdnpurge.runtime.meter_dynamodb import STORED_AHEAD_SECONDS, DynamoDBMeter
-from cdnpurge_local.provision import local_client
-from cdnpurge_local.servers import DynamoDBLocal
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("stored-items")]
 
 NOW = 1_800_000_000.0
 DEADLINE = Deadline(ends_at=10_000.0, clock=lambda: 0.0)
 DAY = Deadline(ends_at=NOW + 86_400.0, clock=lambda: NOW)
-
-
-@pytest.fixture(scope="module")
-def dynamodb() -> Iterator[Any]:
-    with DynamoDBLocal() as server:
-        yield local_client(boto3.session.Session(), "dynamodb", endpoint=server.endpoint, region="us-east-1")
 
 
 @pytest.fixture
